@@ -1,0 +1,50 @@
+"""appsleuth: identify smartphone apps, and the malware among them, from SherLock telemetry."""
+
+from appsleuth._version import __version__
+from appsleuth.data import (
+    CleaningReport,
+    DataSplit,
+    FrameInfo,
+    PreparedData,
+    Preprocessor,
+    QualityReport,
+    SplitSpec,
+    check_data,
+    clean_sherlock,
+    frame_info,
+    from_dataframe,
+    leakage_rate,
+    load_sherlock,
+    one_vs_rest,
+    prepare_data,
+    select_apps,
+    select_features,
+    split_data,
+)
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+
+__all__ = [
+    "AppSleuthError",
+    "AppSleuthWarning",
+    "CleaningReport",
+    "DataError",
+    "DataSplit",
+    "FrameInfo",
+    "PreparedData",
+    "Preprocessor",
+    "QualityReport",
+    "SpecError",
+    "SplitSpec",
+    "__version__",
+    "check_data",
+    "clean_sherlock",
+    "frame_info",
+    "from_dataframe",
+    "leakage_rate",
+    "load_sherlock",
+    "one_vs_rest",
+    "prepare_data",
+    "select_apps",
+    "select_features",
+    "split_data",
+]

@@ -1,0 +1,203 @@
+"""The ``appsleuth`` command line.
+
+Errors caused by the user (an :class:`~appsleuth.errors.AppSleuthError`) are printed as
+one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appsleuth._version import __version__
+from appsleuth.errors import AppSleuthError, SpecError
+
+__all__ = ["cli", "main"]
+
+_SPLITS = ("random", "blocked", "group")
+
+
+def _csv_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(items):
+        raise click.BadParameter(f"expected a comma-separated list without empty items; "
+                                 f"received {value!r}")
+    return items
+
+
+def _split_options(f: Any) -> Any:
+    options = [
+        click.option("--split", "split_kind", type=click.Choice(_SPLITS), default="random",
+                     show_default=True, help="How validation rows are chosen."),
+        click.option("--val-fraction", type=float, default=0.2, show_default=True,
+                     help="Share of rows for validation."),
+        click.option("--test-fraction", type=float, default=0.0, show_default=True,
+                     help="Share of rows held out for a final test."),
+        click.option("--split-seed", type=int, default=34, show_default=True,
+                     help="Seed of the split (34 is the teaching material's)."),
+        click.option("--group-column", default="UserId", show_default=True,
+                     help="Column whose groups stay together in a group split."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _data_options(f: Any) -> Any:
+    options = [
+        click.option("--label", default="ApplicationName", show_default=True,
+                     help="The label column."),
+        click.option("--features", callback=_csv_list, default=None, metavar="A,B,...",
+                     help="Feature columns to use (default: the layout's features)."),
+        click.option("--encoding", default="utf-8", show_default=True,
+                     help="Text encoding of a CSV file."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _split_spec(kind: str, val_fraction: float, test_fraction: float, seed: int,
+                group_column: str) -> Any:
+    from appsleuth.data.split import SplitSpec
+
+    return SplitSpec(kind=kind, val_fraction=val_fraction, test_fraction=test_fraction,
+                     seed=seed, group_column=group_column)
+
+
+def _load(path: str | None, *, label: str, features: list[str] | None, encoding: str,
+          rows: int | None = None) -> Any:
+    from appsleuth.data.load import load_sherlock
+    from appsleuth.data.tables import embedded_data
+
+    if path is None:
+        df = embedded_data(rows)
+        if features:
+            from appsleuth.data.prepare import select_features
+
+            df = select_features(df, features)
+        return df
+    return load_sherlock(path, label=label, features=features, encoding=encoding)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="appsleuth")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Identify smartphone apps, and the malware among them, from SherLock telemetry."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.group()
+def data() -> None:
+    """Inspect and generate data: check, synth."""
+
+
+@data.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Rows of embedded data when FILE is omitted (default: 273,129).")
+@_data_options
+@_split_options
+def data_check(file: Path | None, as_json: bool, rows: int | None, label: str,
+               features: list[str] | None, encoding: str, split_kind: str,
+               val_fraction: float, test_fraction: float, split_seed: int,
+               group_column: str) -> None:
+    """Report on the quality of FILE (default: the embedded synthetic data).
+
+    Rows, classes and imbalance (Moriarty called out), missing, empty and constant
+    columns, negative counters, duplicates, near-duplicate time structure and the
+    leakage rate of the chosen split, each with a recommendation.
+    """
+    from appsleuth.data.quality import check_data
+
+    split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
+    df = _load(str(file) if file else None, label=label, features=features,
+               encoding=encoding, rows=rows)
+    report = check_data(df, split=split)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        report.render()
+
+
+@data.command("synth")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file: .csv, .csv.gz or .parquet.")
+@click.option("--rows", type=click.IntRange(min=1), default=273_129, show_default=True,
+              help="Number of rows.")
+@click.option("--apps", callback=_csv_list, default=None, metavar="A,B,...",
+              help="Only these apps (e.g. Facebook,WhatsApp).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Generator seed.")
+@click.option("--with-ids", is_flag=True, help="Add the raw-layout UserId and UUID columns.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def data_synth(out: Path, rows: int, apps: list[str] | None, seed: int, with_ids: bool,
+               force: bool) -> None:
+    """Generate synthetic SherLock-like data (the embedded default data) into a file."""
+    from appsleuth.data.synth import generate_sherlock
+    from appsleuth.data.tables import write_table
+
+    if out.exists() and not force:
+        raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
+    df = generate_sherlock(rows, apps=apps, seed=seed, with_ids=with_ids)
+    path = write_table(df, out, force=force)
+    counts = df["ApplicationName"].value_counts()
+    click.echo(f"wrote {len(df):,} synthetic rows ({len(counts)} apps, seed {seed}) to {path}")
+
+
+@cli.command()
+@click.option("--rows", type=click.IntRange(min=100), default=None,
+              help="Rows of embedded data (default: 273,129).")
+def demo(rows: int | None) -> None:
+    """Show the whole workflow on the embedded synthetic data."""
+    from rich.console import Console
+
+    from appsleuth.data.quality import check_data
+    from appsleuth.data.tables import embedded_data
+
+    console = Console()
+    console.rule("[bold]appsleuth demo[/]: synthetic SherLock-like data for 18 apps")
+    df = embedded_data(rows)
+    console.print(f"Generated {len(df):,} rows of synthetic telemetry "
+                  f"({df.attrs['appsleuth']['dataset']}).")
+    check_data(df).render(console)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("appsleuth: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except AppSleuthError as exc:
+        if debug:
+            raise
+        kind = "invalid setting" if isinstance(exc, SpecError) else "error"
+        click.echo(f"appsleuth: {kind}: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("appsleuth: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

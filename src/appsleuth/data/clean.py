@@ -1,0 +1,205 @@
+"""Clean a SherLock table the way the teaching material does, reporting every step.
+
+Default steps, in order: drop feature columns that are entirely missing (``cminflt``)
+or constant (``guest_time``), drop rows with any missing feature, and note that the
+categorical ``state`` column will be one-hot encoded (the encoding itself is learned by
+the :class:`~appsleuth.data.preprocess.Preprocessor` from the training rows only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.load import frame_info
+from appsleuth.errors import DataError, SpecError
+
+__all__ = ["CleaningReport", "CleaningStep", "clean_sherlock"]
+
+MissingPolicy = Literal["drop", "impute"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CleaningStep:
+    """One cleaning step and what it did.
+
+    Attributes:
+        action: What was done, e.g. ``drop all-missing columns``.
+        columns: The columns it concerned.
+        rows_before: Row count before the step.
+        rows_after: Row count after the step.
+        detail: A sentence for people.
+    """
+
+    action: str
+    columns: tuple[str, ...] = ()
+    rows_before: int
+    rows_after: int
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON."""
+        d = dataclasses.asdict(self)
+        d["columns"] = list(self.columns)
+        return d
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CleaningReport:
+    """The steps :func:`clean_sherlock` took, in order."""
+
+    steps: tuple[CleaningStep, ...]
+    rows_before: int
+    rows_after: int
+    features_before: tuple[str, ...]
+    features_after: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON."""
+        return {
+            "steps": [s.to_dict() for s in self.steps],
+            "rows_before": self.rows_before,
+            "rows_after": self.rows_after,
+            "features_before": list(self.features_before),
+            "features_after": list(self.features_after),
+        }
+
+    def lines(self) -> list[str]:
+        """One line per step, for terminals and logs."""
+        return [f"{s.action}: {s.detail}" for s in self.steps]
+
+
+def clean_sherlock(
+    df: pd.DataFrame,
+    *,
+    drop_empty_columns: bool = True,
+    drop_constant_columns: bool = True,
+    missing: MissingPolicy = "drop",
+    drop_duplicates: bool = False,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Clean a loaded table; the input is left unchanged.
+
+    Args:
+        df: A table from :func:`~appsleuth.data.load.load_sherlock` (or the generator).
+        drop_empty_columns: Drop features with no value at all. Defaults to True.
+        drop_constant_columns: Drop features with a single value. Defaults to True.
+        missing: ``"drop"`` (default) removes rows with a missing feature; ``"impute"``
+            fills numeric features with the column median and categories with the most
+            frequent value, computed over the whole table as the teaching material's
+            cleaning is (a small leak of location statistics; prefer ``drop``).
+        drop_duplicates: Remove exact duplicate rows (label and features). Defaults
+            to False: SherLock's duplicates are real repeated samples.
+
+    Returns:
+        The cleaned table (only the label, id and kept feature columns, same index) and
+        the report of each step.
+
+    Raises:
+        DataError: Nothing usable remains (no feature column, or no row).
+        SpecError: ``missing`` is not ``drop`` or ``impute``.
+    """
+    if missing not in ("drop", "impute"):
+        raise SpecError(f"missing must be 'drop' or 'impute'; received missing={missing!r}")
+    info = frame_info(df)
+    keep = [c for c in (*info.id_columns, info.label) if c is not None and c in df.columns]
+    out = df[[*keep, *info.features]].copy()
+    features = list(info.features)
+    steps: list[CleaningStep] = []
+    n = len(out)
+
+    if drop_empty_columns:
+        empty = [f for f in features if out[f].isna().all()]
+        features = [f for f in features if f not in empty]
+        steps.append(CleaningStep(
+            action="drop all-missing columns", columns=tuple(empty), rows_before=n,
+            rows_after=n,
+            detail=(f"dropped {_names(empty)}" if empty else "none found"),
+        ))
+    if drop_constant_columns:
+        constant = [f for f in features if out[f].nunique(dropna=True) <= 1]
+        features = [f for f in features if f not in constant]
+        steps.append(CleaningStep(
+            action="drop constant columns", columns=tuple(constant), rows_before=n,
+            rows_after=n,
+            detail=(", ".join(f"{c} (always {_plain(out[c].dropna().iloc[0])!r})" for c in constant)
+                    if constant else "none found"),
+        ))
+    if not features:
+        raise DataError(f"{info.dataset}: no feature column is left after dropping "
+                        f"all-missing and constant columns")
+    out = out[[*keep, *features]]
+
+    incomplete = out[features].isna().any(axis=1)
+    n_incomplete = int(incomplete.sum())
+    gappy = tuple(f for f in features if out[f].isna().any())
+    if missing == "drop":
+        out = out.loc[~incomplete]
+        steps.append(CleaningStep(
+            action="drop incomplete rows", columns=gappy,
+            rows_before=n, rows_after=len(out),
+            detail=f"dropped {n_incomplete} of {n} rows with a missing feature value",
+        ))
+    else:
+        for f in gappy:
+            out[f] = out[f].fillna(_fill_value(out[f], f in info.categorical))
+        steps.append(CleaningStep(
+            action="impute missing values", columns=gappy, rows_before=n,
+            rows_after=n,
+            detail=(f"filled {n_incomplete} incomplete rows (median for numbers, most "
+                    f"frequent value for categories) in {_names(list(gappy))}"),
+        ))
+    n = len(out)
+
+    if drop_duplicates:
+        subset = [c for c in (info.label, *features) if c is not None]
+        dup = out.duplicated(subset=subset)
+        out = out.loc[~dup]
+        steps.append(CleaningStep(
+            action="drop duplicate rows", rows_before=n, rows_after=len(out),
+            detail=f"dropped {int(dup.sum())} exact duplicate rows",
+        ))
+        n = len(out)
+
+    cats = [c for c in info.categorical if c in features]
+    for c in cats:
+        values = sorted(str(v) for v in out[c].dropna().unique())
+        steps.append(CleaningStep(
+            action="one-hot encode", columns=(c,), rows_before=n, rows_after=n,
+            detail=(f"{c} has {len(values)} categories ({', '.join(values)}): encoded as "
+                    f"{len(values)} 0/1 columns, learned from the training rows"),
+        ))
+    if len(out) == 0:
+        raise DataError(f"{info.dataset}: no row is left after cleaning (every row misses "
+                        f"a feature value); try missing='impute'")
+
+    new_info = dataclasses.replace(info, features=tuple(features), categorical=tuple(cats))
+    out.attrs = {**df.attrs, "appsleuth": new_info.to_dict()}
+    report = CleaningReport(
+        steps=tuple(steps),
+        rows_before=len(df),
+        rows_after=len(out),
+        features_before=info.features,
+        features_after=tuple(features),
+    )
+    return out, report
+
+
+def _fill_value(col: pd.Series, categorical: bool) -> Any:
+    present = col.dropna()
+    if present.empty:
+        return np.nan
+    if categorical:
+        return present.mode().iloc[0]
+    return float(present.median())
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else "nothing"
+

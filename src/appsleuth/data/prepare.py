@@ -1,0 +1,187 @@
+"""From a loaded table to model-ready arrays: choose the task, clean, split, preprocess.
+
+The task is multi-class over all apps by default; :func:`select_apps` restricts it to
+some apps (two apps make a binary task, e.g. Facebook vs WhatsApp) and
+:func:`one_vs_rest` makes a binary task of one app against all others (e.g. Moriarty,
+the malware, vs everything else).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_sherlock
+from appsleuth.data.load import FrameInfo, frame_info, from_dataframe
+from appsleuth.data.preprocess import Preprocessor, Scaling
+from appsleuth.data.split import DataSplit, SplitSpec, split_data
+from appsleuth.errors import DataError
+
+__all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
+
+
+def select_apps(df: pd.DataFrame, apps: Sequence[str]) -> pd.DataFrame:
+    """Keep only the rows of the given apps.
+
+    Raises:
+        DataError: An app is not in the table, or fewer than two apps are given.
+    """
+    info = frame_info(df)
+    apps = [str(a) for a in apps]
+    if len(set(apps)) < 2:
+        raise DataError(f"apps must name at least two different apps; received apps={apps}")
+    present = set(df[info.label].unique()) if info.label else set()
+    unknown = [a for a in apps if a not in present]
+    if unknown:
+        raise DataError(f"{info.dataset}: app(s) {unknown} are not in the label column "
+                        f"{info.label!r}; apps found: {sorted(present)}")
+    out = df.loc[df[info.label].isin(apps)].copy()
+    out.attrs = {**df.attrs}
+    return out
+
+
+def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = "other") -> pd.DataFrame:
+    """Relabel as a binary task: ``positive`` against every other app (``rest_name``).
+
+    Raises:
+        DataError: ``positive`` is not in the table, or it is the only app.
+    """
+    info = frame_info(df)
+    labels = df[info.label]
+    if positive not in set(labels.unique()):
+        raise DataError(f"{info.dataset}: app {positive!r} is not in the label column "
+                        f"{info.label!r}; apps found: {sorted(labels.unique())}")
+    if rest_name == positive:
+        raise DataError(f"rest_name must differ from the positive app {positive!r}")
+    out = df.copy()
+    out[info.label] = np.where(labels == positive, positive, rest_name)
+    if out[info.label].nunique() < 2:
+        raise DataError(f"{info.dataset}: every row is {positive!r}; nothing to tell apart")
+    out.attrs = {**df.attrs}
+    return out
+
+
+def select_features(df: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """Restrict the features to ``features`` (e.g. those a 2-app teaching file carries).
+
+    Raises:
+        DataError: A named feature is not in the table.
+    """
+    info = frame_info(df)
+    return from_dataframe(
+        df,
+        label=info.label or "ApplicationName",
+        features=list(features),
+        categorical=info.categorical,
+        layout=info.layout,
+        dataset=info.dataset,
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PreparedData:
+    """Model-ready arrays and everything needed to describe how they were made.
+
+    Attributes:
+        x_train, y_train, x_val, y_val, x_test, y_test: Inputs (float32) and class
+            indices (int32); the test arrays may be empty.
+        preprocessor: Fitted on the training rows only.
+        split: Row positions of each side, in the cleaned table.
+        cleaning: What cleaning did.
+        info: The source table's description.
+        table: The cleaned table the split positions refer to.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessor: Preprocessor
+    split: DataSplit
+    cleaning: CleaningReport
+    info: FrameInfo
+    table: pd.DataFrame
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, index i = class i."""
+        return list(self.preprocessor.classes)
+
+    def describe(self) -> dict[str, Any]:
+        """Summary for metadata: dataset, split, sizes, features, classes."""
+        return {
+            "dataset": self.info.dataset,
+            "synthetic": self.info.synthetic,
+            "split": self.split.describe(),
+            "features": self.preprocessor.output_columns,
+            "classes": self.classes,
+            "cleaning": self.cleaning.to_dict(),
+        }
+
+
+def prepare_data(
+    df: pd.DataFrame,
+    *,
+    split: SplitSpec | None = None,
+    apps: Sequence[str] | None = None,
+    positive: str | None = None,
+    features: Sequence[str] | None = None,
+    missing: MissingPolicy = "drop",
+    drop_duplicates: bool = False,
+    scaling: Scaling = "standard",
+) -> PreparedData:
+    """Choose the task, clean, split and fit the preprocessing on the training rows.
+
+    Args:
+        df: A loaded table.
+        split: How to split. Defaults to the teaching split (random, 20 %, seed 34).
+        apps: Keep only these apps. Defaults to all.
+        positive: Make a binary task of this app against all others (after ``apps``).
+        features: Use only these feature columns. Defaults to the table's features.
+        missing: ``drop`` (default) or ``impute`` incomplete rows.
+        drop_duplicates: Drop exact duplicate rows. Defaults to False.
+        scaling: Feature scaling. Defaults to ``standard``.
+
+    Returns:
+        The :class:`PreparedData`.
+    """
+    if features is not None:
+        df = select_features(df, features)
+    if apps is not None:
+        df = select_apps(df, apps)
+    if positive is not None:
+        df = one_vs_rest(df, positive)
+    table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
+    parts = split_data(table, split or SplitSpec())
+    train, val, test = parts.frames(table)
+    pre = Preprocessor(scaling=scaling, positive_class=positive).fit(train)
+
+    def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        if len(rows) == 0:
+            return (np.zeros((0, pre.n_outputs), np.float32), np.zeros(0, np.int32))
+        return pre.transform(rows), pre.encode_labels(rows[pre.label])
+
+    x_train, y_train = arrays(train)
+    x_val, y_val = _unknown_safe(arrays, val, pre)
+    x_test, y_test = _unknown_safe(arrays, test, pre)
+    return PreparedData(
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
+        y_test=y_test, preprocessor=pre, split=parts, cleaning=cleaning,
+        info=frame_info(table), table=table,
+    )
+
+
+def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor) -> Any:
+    """Validation/test rows whose class is absent from training cannot be scored."""
+    if len(rows):
+        missing = sorted(set(rows[pre.label].astype(str)) - set(pre.classes))
+        if missing:
+            raise DataError(f"class(es) {missing} appear in validation/test rows but not in "
+                            f"training rows; use a larger table or a stratified split")
+    return arrays(rows)

@@ -1,0 +1,295 @@
+"""The fitted preprocessing: feature order, scaling, categories and class names.
+
+A :class:`Preprocessor` is fitted on the training rows only and then applied, unchanged,
+to validation, test and new data. It is saved as JSON (never pickle) next to the model
+so that prediction needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.load import frame_info
+from appsleuth.errors import AppSleuthWarning, DataError, SpecError
+
+__all__ = ["Preprocessor", "Scaling"]
+
+Scaling = Literal["standard", "minmax", "none"]
+_SCALINGS = ("standard", "minmax", "none")
+_FORMAT = "appsleuth.preprocessor"
+_FORMAT_VERSION = 1
+
+
+class Preprocessor:
+    """Turns a table into the model's input matrix and labels into class indices.
+
+    Args:
+        scaling: ``standard`` (default: subtract the training mean, divide by the
+            training standard deviation, as the teaching material's StandardScaler),
+            ``minmax`` (to [0, 1] on the training range) or ``none``.
+        positive_class: For two classes, the class predicted as 1 (e.g. ``Moriarty``).
+            Defaults to the second class in sorted order.
+
+    Attributes (after :meth:`fit`):
+        numeric_features: Numeric input columns, in order.
+        categories: For each categorical column, its categories (sorted).
+        classes: Class names; index i is class i of the model's output.
+        label: The label column name.
+    """
+
+    def __init__(self, *, scaling: Scaling = "standard", positive_class: str | None = None):
+        if scaling not in _SCALINGS:
+            raise SpecError(f"scaling must be one of {', '.join(_SCALINGS)}; "
+                            f"received scaling={scaling!r}")
+        self.scaling: Scaling = scaling
+        self.positive_class = positive_class
+        self.numeric_features: list[str] = []
+        self.categories: dict[str, list[str]] = {}
+        self.classes: list[str] = []
+        self.label: str | None = None
+        self._offset = np.zeros(0)
+        self._scale = np.ones(0)
+
+    # --- fitting ---------------------------------------------------------------------
+
+    def fit(self, train: pd.DataFrame) -> Preprocessor:
+        """Learn everything from the training rows.
+
+        Args:
+            train: Training rows of a cleaned table (no missing feature values).
+
+        Returns:
+            self.
+
+        Raises:
+            DataError: Missing values remain, or the label has fewer than two classes.
+        """
+        info = frame_info(train)
+        if info.label is None or info.label not in train.columns:
+            raise DataError(f"{info.dataset}: the preprocessor needs the label column")
+        self.label = info.label
+        self.numeric_features = list(info.numeric_features)
+        self.categories = {
+            c: sorted(str(v) for v in train[c].dropna().unique()) for c in info.categorical
+        }
+        self._check_complete(train, what="training rows")
+        x = train[self.numeric_features].to_numpy(dtype=np.float64)
+        if self.scaling == "standard":
+            self._offset = x.mean(axis=0)
+            std = x.std(axis=0)
+            self._scale = np.where(std > 0, std, 1.0)
+        elif self.scaling == "minmax":
+            lo, hi = x.min(axis=0), x.max(axis=0)
+            self._offset = lo
+            self._scale = np.where(hi > lo, hi - lo, 1.0)
+        else:
+            self._offset = np.zeros(x.shape[1])
+            self._scale = np.ones(x.shape[1])
+        classes = sorted(str(v) for v in train[self.label].unique())
+        if len(classes) < 2:
+            raise DataError(f"{info.dataset}: the training rows hold a single class "
+                            f"({classes[0]!r} if any); a classifier needs at least two")
+        if self.positive_class is not None:
+            if self.positive_class not in classes:
+                raise DataError(f"positive_class {self.positive_class!r} is not among the "
+                                f"training classes {classes}")
+            if len(classes) == 2:
+                classes = [c for c in classes if c != self.positive_class]
+                classes.append(self.positive_class)
+        self.classes = classes
+        return self
+
+    # --- applying --------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once :meth:`fit` (or :meth:`from_dict`) has run."""
+        return bool(self.classes)
+
+    @property
+    def task(self) -> Literal["binary", "multiclass"]:
+        """``binary`` for two classes, else ``multiclass``."""
+        return "binary" if len(self.classes) == 2 else "multiclass"
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Required input columns: numeric then categorical features."""
+        return [*self.numeric_features, *self.categories]
+
+    @property
+    def output_columns(self) -> list[str]:
+        """Names of the matrix columns :meth:`transform` returns."""
+        onehot = [f"{c}_{v}" for c, values in self.categories.items() for v in values]
+        return [*self.numeric_features, *onehot]
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the matrix :meth:`transform` returns."""
+        return len(self.output_columns)
+
+    def missing_rows(self, df: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of rows with a missing value in an input column."""
+        self._require_fitted()
+        self._check_columns(df)
+        return df[self.input_columns].isna().any(axis=1).to_numpy()
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """The model's input matrix (float32) for ``df``.
+
+        Unknown category values become all-zero columns, with a warning that names them.
+
+        Raises:
+            DataError: A required column is missing, or a value is missing.
+        """
+        self._require_fitted()
+        self._check_columns(df)
+        self._check_complete(df, what="rows")
+        x = df[self.numeric_features].to_numpy(dtype=np.float64)
+        x = (x - self._offset) / self._scale
+        parts = [x.astype(np.float32)]
+        for col, values in self.categories.items():
+            col_values = df[col].astype(str).to_numpy()
+            onehot = (col_values[:, None] == np.asarray(values, dtype=object)[None, :])
+            unknown = ~onehot.any(axis=1)
+            if unknown.any():
+                seen = sorted(set(col_values[unknown].tolist()))
+                warnings.warn(
+                    f"column {col!r} has value(s) {seen} not seen in training "
+                    f"({int(unknown.sum())} rows); they are encoded as all-zero",
+                    AppSleuthWarning,
+                    stacklevel=2,
+                )
+            parts.append(onehot.astype(np.float32))
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def encode_labels(self, labels: pd.Series | Sequence[str]) -> np.ndarray:
+        """Class indices (int32) for label values.
+
+        Raises:
+            DataError: A label is not one of the fitted classes.
+        """
+        self._require_fitted()
+        values = pd.Series(labels).astype(str)
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        codes = values.map(lookup)
+        if codes.isna().any():
+            unknown = sorted(set(values[codes.isna()]))
+            raise DataError(f"label value(s) {unknown} are not among the model's classes "
+                            f"{self.classes}")
+        return codes.to_numpy(dtype=np.int32)
+
+    def decode_labels(self, codes: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Class names for class indices."""
+        self._require_fitted()
+        return np.asarray(self.classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+
+    # --- persistence -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; :meth:`from_dict` restores it exactly."""
+        self._require_fitted()
+        return {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "scaling": self.scaling,
+            "positive_class": self.positive_class,
+            "label": self.label,
+            "numeric_features": list(self.numeric_features),
+            "categories": {k: list(v) for k, v in self.categories.items()},
+            "classes": list(self.classes),
+            "offset": [float(v) for v in self._offset],
+            "scale": [float(v) for v in self._scale],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "preprocessor") -> Preprocessor:
+        """Rebuild from :meth:`to_dict` output, checking that it is complete and coherent.
+
+        Raises:
+            DataError: The dictionary is not a preprocessor of this format, or is damaged.
+        """
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            raise DataError(f"{source} is not an appsleuth preprocessor (format field "
+                            f"{d.get('format') if isinstance(d, dict) else None!r}, expected "
+                            f"{_FORMAT!r})")
+        if d.get("format_version") != _FORMAT_VERSION:
+            raise DataError(f"{source} has format_version {d.get('format_version')!r}; this "
+                            f"appsleuth reads version {_FORMAT_VERSION}")
+        try:
+            p = cls(scaling=d["scaling"], positive_class=d.get("positive_class"))
+            p.label = str(d["label"])
+            p.numeric_features = [str(c) for c in d["numeric_features"]]
+            p.categories = {str(k): [str(v) for v in vs] for k, vs in d["categories"].items()}
+            p.classes = [str(c) for c in d["classes"]]
+            p._offset = np.asarray(d["offset"], dtype=np.float64)
+            p._scale = np.asarray(d["scale"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError, AttributeError, SpecError) as exc:
+            raise DataError(f"{source} is damaged: {type(exc).__name__}: {exc}") from exc
+        n = len(p.numeric_features)
+        if p._offset.shape != (n,) or p._scale.shape != (n,) or len(p.classes) < 2 or not (
+            np.all(np.isfinite(p._offset)) and np.all(p._scale > 0)
+        ):
+            raise DataError(f"{source} is damaged: its scaling does not match its "
+                            f"{n} numeric features, or it has fewer than two classes")
+        return p
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write JSON atomically (temporary name, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Preprocessor:
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            DataError: The file is missing, not JSON, or not a valid preprocessor.
+        """
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise DataError(f"preprocessor file {path} does not exist") from exc
+        except (OSError, ValueError) as exc:
+            raise DataError(f"preprocessor file {path} is not readable JSON: {exc}") from exc
+        return cls.from_dict(d, source=f"preprocessor file {path}")
+
+    # --- checks ----------------------------------------------------------------------
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise DataError("the preprocessor is not fitted yet: call fit(train) first")
+
+    def _check_columns(self, df: pd.DataFrame) -> None:
+        missing = [c for c in self.input_columns if c not in df.columns]
+        if missing:
+            raise DataError(
+                f"the data lacks feature column(s) {missing} that the model was trained on; "
+                f"columns found: {[str(c) for c in df.columns]}"
+            )
+
+    def _check_complete(self, df: pd.DataFrame, *, what: str) -> None:
+        cols = self.input_columns
+        gaps = df[cols].isna().sum()
+        gaps = gaps[gaps > 0]
+        if len(gaps):
+            listed = ", ".join(f"{c} ({n})" for c, n in gaps.items())
+            raise DataError(f"{what} have missing values in {listed}; clean the data first "
+                            f"(drop or impute incomplete rows)")
+
+    def __repr__(self) -> str:
+        if not self.is_fitted:
+            return f"Preprocessor(scaling={self.scaling!r}, unfitted)"
+        return (f"Preprocessor(scaling={self.scaling!r}, inputs={self.n_outputs}, "
+                f"classes={len(self.classes)})")

@@ -1,0 +1,362 @@
+"""The data-quality report: what is in a table, what is wrong with it, and what to do.
+
+Each :class:`Finding` carries numbers and a short recommendation. The most important
+one for SherLock is the **leakage rate** of a split: the share of validation rows that
+have an exact feature-duplicate among the training rows. Consecutive 5-second samples
+of an app are mostly identical, so a random split leaks heavily and its accuracy is
+optimistic; a blocked split leaks far less.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.clean import clean_sherlock
+from appsleuth.data.layouts import MALWARE_APP
+from appsleuth.data.load import frame_info
+from appsleuth.data.split import DataSplit, SplitSpec, split_data
+from appsleuth.errors import DataError
+
+__all__ = ["Finding", "QualityReport", "check_data", "leakage_rate"]
+
+Severity = Literal["ok", "info", "warning", "problem"]
+
+# Counters that cannot be negative; the network deltas can (documented: -1 after a reboot).
+_NON_NEGATIVE = (
+    "CPU_USAGE", "UidRxBytes", "UidRxPackets", "UidTxBytes", "UidTxPackets", "cutime",
+    "guest_time", "importance", "lru", "num_threads", "otherPrivateDirty", "rss", "stime",
+    "utime", "vsize", "cminflt",
+)  # fmt: skip
+_NETWORK = ("UidRxBytes", "UidRxPackets", "UidTxBytes", "UidTxPackets")
+_IMBALANCE_WARN = 5.0
+_LEAK_WARN = 0.2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One observation about the data.
+
+    Attributes:
+        key: Stable identifier, e.g. ``leakage``.
+        title: Short heading.
+        severity: ``ok``, ``info``, ``warning`` or ``problem``.
+        summary: One sentence with the numbers.
+        recommendation: What to do about it (empty when nothing).
+        data: The numbers, for JSON.
+    """
+
+    key: str
+    title: str
+    severity: Severity
+    summary: str
+    recommendation: str = ""
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QualityReport:
+    """All findings about one table, in reading order."""
+
+    dataset: str
+    synthetic: bool
+    layout: str
+    n_rows: int
+    n_columns: int
+    findings: tuple[Finding, ...]
+
+    def __getitem__(self, key: str) -> Finding:
+        for f in self.findings:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for JSON."""
+        return {
+            "dataset": self.dataset,
+            "synthetic": self.synthetic,
+            "layout": self.layout,
+            "n_rows": self.n_rows,
+            "n_columns": self.n_columns,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+    def to_json(self) -> str:
+        """Indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    def render(self, console: Any = None) -> None:
+        """Print the report as a table on a rich console (stdout by default)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        label = " (synthetic)" if self.synthetic else ""
+        table = Table(
+            title=f"Data quality: {self.dataset}{label}: {self.n_rows:,} rows x "
+                  f"{self.n_columns} columns, {self.layout} layout",
+            show_lines=True,
+            title_justify="left",
+        )
+        table.add_column("finding", style="bold", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("what was found")
+        table.add_column("recommendation", style="cyan")
+        marks = {"ok": "[green]ok[/]", "info": "[blue]info[/]",
+                 "warning": "[yellow]warn[/]", "problem": "[red]PROBLEM[/]"}
+        for f in self.findings:
+            table.add_row(f.title, marks[f.severity], f.summary, f.recommendation)
+        console.print(table)
+
+
+def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str]) -> float:
+    """Share of validation rows with an exact feature-duplicate among training rows.
+
+    Args:
+        train: Training rows.
+        val: Validation rows.
+        features: Columns compared (missing values compare equal to each other).
+
+    Returns:
+        A number in [0, 1]; 0 for an empty validation set.
+    """
+    if len(val) == 0:
+        return 0.0
+    train_keys = pd.util.hash_pandas_object(train[features], index=False)
+    val_keys = pd.util.hash_pandas_object(val[features], index=False)
+    return float(np.isin(val_keys.to_numpy(), train_keys.to_numpy()).mean())
+
+
+def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityReport:
+    """Examine a loaded table.
+
+    Args:
+        df: A table from :func:`~appsleuth.data.load.load_sherlock` or the generator.
+        split: The split whose leakage rate is measured. Defaults to the teaching split
+            (random, 20 % validation, seed 34); a random split is also compared with a
+            blocked one.
+
+    Returns:
+        The :class:`QualityReport`.
+    """
+    info = frame_info(df)
+    split = split or SplitSpec()
+    findings = [
+        _classes(df, info.label),
+        _missing(df, list(info.features)),
+        _empty_and_constant(df, list(info.features)),
+        _incomplete_rows(df, list(info.features)),
+        _negative_values(df, list(info.numeric_features)),
+        _duplicates(df, info.label, list(info.features)),
+        _time_structure(df, info, split),
+        _leakage(df, split),
+    ]
+    return QualityReport(
+        dataset=info.dataset,
+        synthetic=info.synthetic,
+        layout=info.layout,
+        n_rows=len(df),
+        n_columns=len(df.columns),
+        findings=tuple(f for f in findings if f is not None),
+    )
+
+
+def _classes(df: pd.DataFrame, label: str | None) -> Finding:
+    if label is None:
+        return Finding(key="classes", title="classes", severity="problem",
+                       summary="no label column", recommendation="name the label column")
+    counts = df[label].value_counts()
+    ratio = float(counts.iloc[0] / counts.iloc[-1])
+    data: dict[str, Any] = {"counts": {str(k): int(v) for k, v in counts.items()},
+                            "n_classes": len(counts), "imbalance_ratio": ratio}
+    summary = (f"{len(counts)} classes; largest {counts.index[0]} ({counts.iloc[0]:,}), "
+               f"smallest {counts.index[-1]} ({counts.iloc[-1]:,}); imbalance ratio "
+               f"{ratio:.1f}")
+    if MALWARE_APP in counts.index:
+        share = float(counts[MALWARE_APP] / counts.sum())
+        data["malware"] = {"app": MALWARE_APP, "rows": int(counts[MALWARE_APP]), "share": share}
+        summary += f"; malware {MALWARE_APP}: {counts[MALWARE_APP]:,} rows ({share:.1%})"
+    imbalanced = ratio >= _IMBALANCE_WARN
+    rec = ("imbalanced: read per-class recall and precision (Moriarty's above all), "
+           "consider class_weight='balanced'") if imbalanced else ""
+    return Finding(key="classes", title="classes", severity="warning" if imbalanced else "ok",
+                   summary=summary, recommendation=rec, data=data)
+
+
+def _missing(df: pd.DataFrame, features: list[str]) -> Finding:
+    gaps = df[features].isna().sum()
+    gaps = gaps[gaps > 0]
+    data = {"per_column": {str(k): int(v) for k, v in gaps.items()}}
+    if gaps.empty:
+        return Finding(key="missing", title="missing values", severity="ok",
+                       summary="no missing values in the features", data=data)
+    listed = ", ".join(f"{k} {v:,}" for k, v in gaps.items())
+    return Finding(key="missing", title="missing values", severity="warning",
+                   summary=f"missing values per column: {listed}",
+                   recommendation="see the two findings below", data=data)
+
+
+def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
+    empty = [f for f in features if df[f].isna().all()]
+    constant = [f for f in features if f not in empty and df[f].nunique(dropna=True) <= 1]
+    data = {"all_missing": empty, "constant": constant}
+    if not empty and not constant:
+        return Finding(key="useless_columns", title="empty/constant columns", severity="ok",
+                       summary="every feature varies", data=data)
+    parts = []
+    if empty:
+        parts.append(f"all missing: {', '.join(empty)}")
+    if constant:
+        parts.append(f"constant: {', '.join(constant)}")
+    return Finding(key="useless_columns", title="empty/constant columns", severity="warning",
+                   summary="; ".join(parts),
+                   recommendation="drop them (cleaning does so by default)", data=data)
+
+
+def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
+    usable = [f for f in features if not df[f].isna().all()]
+    gaps = df[usable].isna()
+    incomplete = gaps.any(axis=1)
+    n = int(incomplete.sum())
+    data: dict[str, Any] = {"rows": n, "share": n / max(len(df), 1)}
+    if not n:
+        return Finding(key="incomplete_rows", title="incomplete rows", severity="ok",
+                       summary="every row has all (non-empty) features", data=data)
+    pattern = gaps.loc[incomplete].apply(lambda r: tuple(r.index[r]), axis=1).value_counts()
+    top_cols, top_n = pattern.index[0], int(pattern.iloc[0])
+    data["most_common_pattern"] = {"columns": list(top_cols), "rows": top_n}
+    return Finding(
+        key="incomplete_rows", title="incomplete rows", severity="warning",
+        summary=(f"{n:,} rows ({n / len(df):.2%}) miss a value; {top_n:,} of them miss the "
+                 f"same {len(top_cols)} column(s) ({', '.join(top_cols)})"),
+        recommendation="drop them (default) or impute with missing='impute'", data=data)
+
+
+def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
+    found: dict[str, dict[str, float | int]] = {}
+    for col in numeric:
+        if col in _NON_NEGATIVE:
+            neg = df[col] < 0
+            if neg.any():
+                found[col] = {"rows": int(neg.sum()), "worst": _num(df.loc[neg, col].min())}
+    if not found:
+        return Finding(key="negative_values", title="impossible values", severity="ok",
+                       summary="no negative counters", data={"columns": found})
+    listed = ", ".join(f"{c} {v['rows']:,} rows (worst {v['worst']:g})" for c, v in found.items())
+    only_network = set(found) <= set(_NETWORK)
+    rec = ("network counters are deltas and read -1 after a reboot: harmless for "
+           "classification, or clip at 0") if only_network else (
+           "check the collection; negative values of these counters are impossible")
+    return Finding(key="negative_values", title="impossible values",
+                   severity="info" if only_network else "warning",
+                   summary=f"negative values: {listed}", recommendation=rec,
+                   data={"columns": found})
+
+
+def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Finding:
+    cols = [c for c in (label, *features) if c is not None]
+    dup = df.duplicated(subset=cols)
+    n = int(dup.sum())
+    share = n / max(len(df), 1)
+    data = {"rows": n, "share": share}
+    return Finding(
+        key="duplicates", title="duplicate rows", severity="info" if n else "ok",
+        summary=f"{n:,} rows ({share:.1%}) repeat an earlier row exactly (label and features)",
+        recommendation=("expected for 5-second telemetry; they are what makes a random split "
+                        "leak (see leakage)") if n else "",
+        data=data)
+
+
+def _time_order(df: pd.DataFrame, time_column: str | None) -> np.ndarray:
+    if time_column and time_column in df.columns:
+        return np.argsort(df[time_column].to_numpy(), kind="stable")
+    return np.arange(len(df))
+
+
+def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding | None:
+    if info.label is None or len(df) < 2:
+        return None
+    order = _time_order(df, split.time_column or info.time_column)
+    ordered = df.iloc[order]
+    keys = [info.label] + (["UserId"] if "UserId" in df.columns else [])
+    numeric = [c for c in info.numeric_features if not ordered[c].isna().all()]
+    if not numeric:
+        return None
+    # Consecutive samples of one app: compare each row with the previous row of that app.
+    grouped = ordered.groupby(keys, sort=False, observed=True)
+    prev = grouped[numeric].shift(1)
+    has_prev = prev.notna().any(axis=1).to_numpy()
+    cur = ordered[numeric].to_numpy(dtype=np.float64)
+    prv = prev.to_numpy(dtype=np.float64)
+    equal = (cur == prv) | (np.isnan(cur) & np.isnan(prv))
+    equal = equal[has_prev]
+    n_pairs = int(has_prev.sum())
+    if not n_pairs:
+        return None
+    row_identical = float(equal.all(axis=1).mean())
+    feature_identical = float(equal.mean())
+    data = {"pairs": n_pairs, "identical_rows_share": row_identical,
+            "unchanged_features_share": feature_identical,
+            "order": split.time_column or info.time_column or "file order"}
+    near_copies = feature_identical >= 0.5
+    return Finding(
+        key="time_structure", title="consecutive samples",
+        severity="warning" if near_copies else "ok",
+        summary=(f"between consecutive samples of the same app, {feature_identical:.0%} of "
+                 f"numeric feature values are unchanged and {row_identical:.0%} of rows are "
+                 f"identical ({n_pairs:,} pairs, {data['order']})"),
+        recommendation=("samples are near copies of their neighbours: a random split puts "
+                        "copies of validation rows into training") if near_copies else "",
+        data=data)
+
+
+def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding | None:
+    try:
+        table, _ = clean_sherlock(df)
+    except DataError as exc:
+        return Finding(key="leakage", title="leakage", severity="info",
+                       summary=f"not measured: {exc}")
+    # The split the user chose must work; its failure is their error, not a finding.
+    rates = {split.kind: _split_leakage(table, split_data(table, split))}
+    if split.kind == "random":
+        blocked = dataclasses.replace(split, kind="blocked")
+        rates["blocked"] = _split_leakage(table, split_data(table, blocked))
+    rate = rates[split.kind]
+    summary = (f"{rate:.1%} of validation rows of the {split.kind} split "
+               f"(val {split.val_fraction:g}, seed {split.seed}) have an exact copy in training")
+    if "blocked" in rates and split.kind != "blocked":
+        summary += f"; a blocked split: {rates['blocked']:.1%}"
+    leaky = rate >= _LEAK_WARN
+    rec = ("accuracy on this split is optimistic: also report a blocked split "
+           "(--split blocked) or a group split by device") if leaky else ""
+    return Finding(key="leakage", title="leakage", severity="warning" if leaky else "ok",
+                   summary=summary, recommendation=rec,
+                   data={"split": split.to_dict(), "rate": rate, "rates": rates})
+
+
+def _split_leakage(table: pd.DataFrame, parts: DataSplit) -> float:
+    features = list(frame_info(table).features)
+    train, val, _ = parts.frames(table)
+    return leakage_rate(train, val, features)
+
+
+def _num(v: Any) -> float | int:
+    v = v.item() if isinstance(v, np.generic) else v
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple | set):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,261 @@
+"""Split a table into training, validation and (optionally) test rows.
+
+Three kinds of split:
+
+- ``random``: stratified by class and seeded, the teaching default (20 % validation,
+  seed 34). SherLock samples are 5 s apart and mostly identical to their neighbours, so
+  this split puts near-copies of validation rows into training: its accuracy is
+  optimistic.
+- ``blocked``: per class, rows in time order (``UUID`` when present, else file order)
+  are cut into contiguous blocks and whole blocks go to validation, so near-duplicates
+  stay on one side (except at the few block borders).
+- ``group``: whole groups of a column (e.g. ``UserId``, a device) go to one side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.load import frame_info
+from appsleuth.errors import DataError, SpecError
+
+__all__ = ["DataSplit", "SplitKind", "SplitSpec", "split_data"]
+
+SplitKind = Literal["random", "blocked", "group"]
+_KINDS = ("random", "blocked", "group")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SplitSpec:
+    """How to split rows; validated on construction.
+
+    Attributes:
+        kind: ``random`` (default), ``blocked`` or ``group``.
+        val_fraction: Share of rows for validation. Defaults to 0.2.
+        test_fraction: Share of rows held out for a final test. Defaults to 0.
+        seed: Seed of the random choices. Defaults to 34 (the teaching material's).
+        n_blocks: Blocks per class for ``blocked``. Defaults to 10.
+        group_column: Column whose groups stay together for ``group``. Defaults to
+            ``UserId``.
+        time_column: Column giving time order for ``blocked``; None uses ``UUID`` when
+            the table has it, else file order.
+    """
+
+    kind: SplitKind = "random"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 34
+    n_blocks: int = 10
+    group_column: str = "UserId"
+    time_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise SpecError(f"split kind must be one of {', '.join(_KINDS)}; "
+                            f"received kind={self.kind!r}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 <= value < 1
+            ):
+                raise SpecError(f"{name} must be a number in [0, 1); received {name}={value!r}")
+        if not 0 < self.val_fraction:
+            raise SpecError(f"val_fraction must be above 0; received "
+                            f"val_fraction={self.val_fraction!r}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise SpecError(
+                f"val_fraction + test_fraction must leave training rows; received "
+                f"val_fraction={self.val_fraction!r}, test_fraction={self.test_fraction!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SpecError(f"seed must be a non-negative integer; received seed={self.seed!r}")
+        if isinstance(self.n_blocks, bool) or not isinstance(self.n_blocks, int) or (
+            self.n_blocks < 2
+        ):
+            raise SpecError(f"n_blocks must be an integer >= 2; received "
+                            f"n_blocks={self.n_blocks!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (YAML/JSON)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SplitSpec:
+        """Build from :meth:`to_dict` output; unknown keys are an error."""
+        if not isinstance(d, dict):
+            raise SpecError(f"split must be a mapping; received split={d!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SpecError(f"unknown split field(s) {', '.join(unknown)}; valid fields: "
+                            f"{', '.join(sorted(names))}")
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataSplit:
+    """Positions (``iloc``) of the rows on each side of a split.
+
+    Attributes:
+        spec: The spec that produced it.
+        train: Row positions for training, sorted.
+        val: Row positions for validation, sorted.
+        test: Row positions for the held-out test, sorted (may be empty).
+    """
+
+    spec: SplitSpec
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def frames(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Return ``(train, val, test)`` sub-tables of ``df``."""
+        return df.iloc[self.train], df.iloc[self.val], df.iloc[self.test]
+
+    def describe(self) -> dict[str, Any]:
+        """Sizes and settings, for metadata and reports."""
+        return {
+            **self.spec.to_dict(),
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test),
+        }
+
+
+def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -> DataSplit:
+    """Split ``df`` into training, validation and test rows.
+
+    Args:
+        df: A loaded (and usually cleaned) table with a label column.
+        spec: The split; keyword arguments build one when it is None
+            (``split_data(df, kind="blocked")``).
+        **kwargs: Fields of :class:`SplitSpec`.
+
+    Returns:
+        The :class:`DataSplit`.
+
+    Raises:
+        DataError: The table cannot be split that way (too few rows or groups, a missing
+            group or time column).
+    """
+    if spec is None:
+        spec = SplitSpec(**kwargs)
+    elif kwargs:
+        spec = dataclasses.replace(spec, **kwargs)
+    info = frame_info(df)
+    if info.label is None or info.label not in df.columns:
+        raise DataError(f"{info.dataset}: cannot split a table without its label column")
+    labels = df[info.label].to_numpy()
+    rng = np.random.default_rng(spec.seed)
+    n = len(df)
+    if n < 2:
+        raise DataError(f"{info.dataset}: {n} row(s) cannot be split into training and "
+                        f"validation")
+    if spec.kind == "random":
+        side = _random_sides(labels, spec)
+    elif spec.kind == "blocked":
+        time_column = spec.time_column or info.time_column
+        if time_column is not None and time_column not in df.columns:
+            raise DataError(f"{info.dataset}: time column {time_column!r} for the blocked "
+                            f"split is not in the table")
+        order = (np.arange(n) if time_column is None
+                 else np.argsort(df[time_column].to_numpy(), kind="stable"))
+        side = _blocked_sides(labels, order, spec, rng)
+    else:
+        if spec.group_column not in df.columns:
+            raise DataError(
+                f"{info.dataset}: group column {spec.group_column!r} for the group split is "
+                f"not in the table; columns found: {', '.join(map(str, df.columns))}"
+            )
+        side = _group_sides(df[spec.group_column].to_numpy(), spec, rng, info.dataset)
+    train, val, test = (np.flatnonzero(side == k) for k in (0, 1, 2))
+    if len(train) == 0 or len(val) == 0:
+        raise DataError(f"{info.dataset}: the {spec.kind} split left "
+                        f"{len(train)} training and {len(val)} validation rows; use more "
+                        f"data or another split")
+    return DataSplit(spec=spec, train=train, val=val, test=test)
+
+
+def _shares(n: int, spec: SplitSpec) -> tuple[int, int]:
+    """Validation and test counts for n items, rounding up like scikit-learn."""
+    n_val = int(np.ceil(n * spec.val_fraction))
+    n_test = int(np.ceil(n * spec.test_fraction)) if spec.test_fraction else 0
+    return n_val, n_test
+
+
+def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
+    # Stratified via scikit-learn so that seed 34 reproduces the teaching material's split.
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    idx = np.arange(n)
+    side = np.zeros(n, dtype=np.int8)
+    stratify = labels if _can_stratify(labels, spec) else None
+    n_val, n_test = _shares(n, spec)
+    rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
+    side[val] = 1
+    if n_test:
+        strat_rest = labels[rest] if stratify is not None and _can_stratify(
+            labels[rest], spec) else None
+        _, test = train_test_split(rest, test_size=n_test, random_state=spec.seed + 1,
+                                   stratify=strat_rest)
+        side[test] = 2
+    return side
+
+
+def _can_stratify(labels: np.ndarray, spec: SplitSpec) -> bool:
+    _, counts = np.unique(labels, return_counts=True)
+    n_val, _ = _shares(len(labels), spec)
+    return bool(counts.min() >= 2 and n_val >= len(counts) and len(labels) - n_val >= len(counts))
+
+
+def _blocked_sides(
+    labels: np.ndarray, order: np.ndarray, spec: SplitSpec, rng: np.random.Generator
+) -> np.ndarray:
+    side = np.zeros(len(labels), dtype=np.int8)
+    ordered_labels = labels[order]
+    for cls in np.unique(labels):
+        rows = order[ordered_labels == cls]  # this class's rows, in time order
+        n_blocks = min(spec.n_blocks, len(rows))
+        n_val = int(round(n_blocks * spec.val_fraction))
+        n_test = int(round(n_blocks * spec.test_fraction)) if spec.test_fraction else 0
+        if n_blocks >= 2:
+            n_val = max(n_val, 1)
+        if n_val + n_test >= n_blocks:
+            n_test = max(0, n_blocks - n_val - 1)
+        blocks = np.array_split(rows, n_blocks)
+        chosen = rng.permutation(n_blocks)
+        for b in chosen[:n_val]:
+            side[blocks[b]] = 1
+        for b in chosen[n_val:n_val + n_test]:
+            side[blocks[b]] = 2
+    return side
+
+
+def _group_sides(
+    groups: np.ndarray, spec: SplitSpec, rng: np.random.Generator, dataset: str
+) -> np.ndarray:
+    keys, inverse, counts = np.unique(
+        pd.Series(groups).astype(str).to_numpy(), return_inverse=True, return_counts=True
+    )
+    needed = 3 if spec.test_fraction else 2
+    if len(keys) < needed:
+        raise DataError(f"{dataset}: the group split needs at least {needed} groups in "
+                        f"{spec.group_column!r}; found {len(keys)}")
+    n = len(groups)
+    group_side = np.zeros(len(keys), dtype=np.int8)
+    filled = {1: 0, 2: 0}
+    targets = {1: spec.val_fraction * n, 2: spec.test_fraction * n}
+    for g in rng.permutation(len(keys)):
+        for s in (1, 2):
+            # Greedy: a group goes to a side while that side is below its target share,
+            # and training always keeps at least one group.
+            if filled[s] < targets[s] and (group_side == 0).sum() > 1:
+                group_side[g] = s
+                filled[s] += int(counts[g])
+                break
+    return group_side[inverse]

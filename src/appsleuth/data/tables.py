@@ -1,0 +1,120 @@
+"""Write tables safely, and give every command the embedded default data.
+
+Tables are written to a temporary name and renamed, so a killed process never leaves a
+half-written file under the real name. The embedded data is generated once per
+(rows, seed) and cached, because every command without ``--data`` uses it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
+from appsleuth.errors import AppSleuthError, DataError
+
+__all__ = ["cache_dir", "embedded_data", "write_table"]
+
+_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Write a table as CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``), atomically.
+
+    The index is written as the first, unnamed CSV column (the ``sherlock_18apps``
+    layout); Parquet keeps it as its index.
+
+    Args:
+        df: The table.
+        path: Target file; the format follows its extension.
+        force: Overwrite an existing file. Defaults to False.
+
+    Returns:
+        The path written.
+
+    Raises:
+        AppSleuthError: The file exists and ``force`` is False, or the extension is not
+            one of ``.csv``, ``.csv.gz``, ``.parquet``.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(_SUFFIXES):
+        raise AppSleuthError(f"output file {path} must end in .csv, .csv.gz or .parquet; "
+                             f"received {path.name!r}")
+    if path.exists() and not force:
+        raise AppSleuthError(f"output file {path} already exists; pass --force (force=True) "
+                             f"to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if name.endswith(".parquet"):
+            df.to_parquet(tmp, index=True)
+        else:
+            df.to_csv(tmp, index=True, compression="gzip" if name.endswith(".gz") else None)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached: ``$APPSLEUTH_CACHE`` or ``~/.cache/appsleuth``."""
+    env = os.environ.get("APPSLEUTH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "appsleuth"
+
+
+def embedded_data(
+    rows: int | None = None, *, seed: int = 0, with_ids: bool = True, cache: bool = True
+) -> pd.DataFrame:
+    """The embedded default data: synthetic SherLock-like telemetry for the 18 apps.
+
+    Args:
+        rows: Number of rows. Defaults to 273,129, the size of the real file.
+        seed: Generator seed. Defaults to 0.
+        with_ids: Include ``UserId`` and ``UUID`` so that blocked and group splits work.
+            Defaults to True.
+        cache: Reuse (and store) a Parquet copy in :func:`cache_dir`. Defaults to True.
+
+    Returns:
+        The table, marked synthetic in ``attrs["appsleuth"]``.
+    """
+    from appsleuth.data.synth import generate_sherlock
+
+    kwargs = {"seed": seed, "with_ids": with_ids}
+    if rows is not None:
+        kwargs["n_rows"] = rows
+    if not cache:
+        return generate_sherlock(**kwargs)
+    n = rows if rows is not None else "default"
+    path = cache_dir() / f"synthetic-sherlock18-n{n}-seed{seed}-ids{int(with_ids)}.parquet"
+    if path.exists():
+        try:
+            df = load_sherlock(path)
+        except DataError:
+            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not trusted
+        else:
+            info = FrameInfo.from_dict({**frame_info(df).to_dict(),
+                                        **_synthetic_marks(seed, with_ids)})
+            df.attrs["appsleuth"] = info.to_dict()
+            return df
+    df = generate_sherlock(**kwargs)
+    try:
+        write_table(df, path, force=True)
+    except OSError:
+        pass  # a read-only home still gets its data, just not cached
+    return df
+
+
+def _synthetic_marks(seed: int, with_ids: bool) -> dict[str, object]:
+    return {
+        "source": "synthetic",
+        "dataset": f"synthetic-sherlock18(seed={seed})",
+        "synthetic": True,
+        "layout": "sherlock18",
+        "time_column": "UUID" if with_ids else None,
+    }
