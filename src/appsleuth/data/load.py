@@ -15,6 +15,7 @@ import dataclasses
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,7 @@ def _read_table(file: Path, *, encoding: str) -> pd.DataFrame:
         try:
             with gzip.open(file, "rb") as fh:
                 data = fh.read()
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"data file {file} looks gzip-compressed but cannot be "
                             f"decompressed: {exc}") from exc
         if not data:
@@ -271,6 +272,12 @@ def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.Dat
     except (pa.ArrowException, LookupError, UnicodeError) as exc:
         raise DataError(_csv_problem(file, str(exc))) from exc
 
+    try:
+        names = [field.name for field in table.schema]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"data file {file}: the header line is not valid {encoding} text; "
+                        f"pass the file's encoding or convert the file to UTF-8") from exc
+    del names
     for field in table.schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
             raise DataError(
@@ -280,6 +287,7 @@ def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.Dat
             )
     if table.num_columns == 0:
         raise DataError(f"data file {file} has no columns")
+    _check_unique_names([str(n) for n in table.column_names], f"data file {file}")
     df = table.to_pandas()
     df = _text_columns_to_numbers(df)
     return _use_index_column(df)
@@ -338,6 +346,13 @@ def _use_index_column(df: pd.DataFrame) -> pd.DataFrame:
 # --- recognising and validating ------------------------------------------------------
 
 
+def _check_unique_names(columns: list[str], where: str) -> None:
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"{where} has repeated column names {_list(repeated)}; every column "
+                        f"needs its own name (is the first line a header?)")
+
+
 def _is_text(col: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(col) or col.dtype == object
 
@@ -367,6 +382,7 @@ def _describe(
 ) -> FrameInfo:
     where = f"file {source}" if source not in ("dataframe", "synthetic") else "the table"
     columns = [str(c) for c in df.columns]
+    _check_unique_names(columns, where)
     if layout is None:
         layout = _detect_layout(columns, label)
     elif layout not in ("sherlock18", "raw", "teaching", "generic"):

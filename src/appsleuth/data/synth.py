@@ -70,56 +70,56 @@ class _Kind:
     ut: float = 1.0
     st_ratio: float = 0.6
     cut: float = 0.0
-    life: float = 180.0  # mean process lifetime in kept samples
+    life: float = 500.0  # mean process lifetime in kept samples
 
 
 # Hand-tuned so that apps differ mostly through their resource profile (threads,
 # memory, address space, importance pattern) while overlapping on every single column:
 # a network needs several hidden units to tell 18 apps apart, as on the real data.
 _KINDS: tuple[_Kind, ...] = (
-    _Kind("Google App", 0.6, 88, 16500, 24000, 2.270e9, 0.45, (0.10, 0.05, 0.45, 0.40),
-          18, 0.3, 0.03, 1.2, 0.5, 0.3),
+    _Kind("Google App", 0.6, 88, 12400, 13000, 2.270e9, 0.45, (0.10, 0.05, 0.45, 0.40),
+          18, 0.4, 0.03, 1.2, 0.5, 0.3),
     _Kind("Google App", 0.4, 10, 2960, 560, 1.921e9, 0.03, (0.0, 0.60, 0.30, 0.10),
-          net=0.002, ut=0.1, life=400),
-    _Kind("Chrome", 0.75, 42, 11000, 9000, 2.110e9, 0.30, (0.15, 0.02, 0.25, 0.58),
-          16, 0.2, 0.05, 1.5, 0.4),
-    _Kind("Chrome", 0.25, 14, 7000, 15000, 1.990e9, 0.20, (0.10, 0.60, 0.20, 0.10),
+          net=0.002, ut=0.1, life=900),
+    _Kind("Chrome", 0.75, 42, 8300, 5000, 2.095e9, 0.30, (0.15, 0.02, 0.25, 0.58),
+          16, 0.3, 0.05, 1.5, 0.4),
+    _Kind("Chrome", 0.25, 14, 5300, 8000, 1.990e9, 0.20, (0.10, 0.60, 0.20, 0.10),
           net=0.0, ut=0.8),
-    _Kind("Facebook", 0.65, 115, 14500, 18000, 2.300e9, 0.20, (0.10, 0.05, 0.55, 0.30),
-          14, 0.5, 0.03, 1.0, 0.5),
+    _Kind("Facebook", 0.65, 112, 10900, 10000, 2.300e9, 0.20, (0.10, 0.05, 0.55, 0.30),
+          14, 0.6, 0.03, 1.0, 0.5),
     _Kind("Facebook", 0.35, 11, 3400, 120, 2.097e9, 0.01, (0.0, 0.0, 0.70, 0.30),
-          net=0.0, ut=0.02, life=400),
+          net=0.0, ut=0.02, life=900),
     _Kind("Geo News", 1.0, 14, 5700, 860, 1.893e9, 0.05, (0.06, 0.0, 0.50, 0.44),
           net=0.01, ut=0.3),
-    _Kind("Messenger", 0.8, 70, 13900, 11300, 2.107e9, 0.20, (0.08, 0.05, 0.50, 0.37),
-          net=0.02, ut=0.8),
+    _Kind("Messenger", 0.8, 70, 10400, 6200, 2.107e9, 0.20, (0.08, 0.05, 0.50, 0.37),
+          15, 0.3, 0.02, 0.8),
     _Kind("Messenger", 0.2, 20, 5000, 1800, 1.955e9, 0.05, (0.0, 0.50, 0.40, 0.10),
           net=0.01, ut=0.2),
-    _Kind("WhatsApp", 1.0, 58, 12000, 21000, 2.070e9, 0.25, (0.08, 0.10, 0.60, 0.22),
-          net=0.04, ut=1.5, cut=0.8),
+    _Kind("WhatsApp", 1.0, 58, 9000, 11500, 2.070e9, 0.25, (0.08, 0.10, 0.60, 0.22),
+          19, 0.3, 0.04, 1.5, 0.6, 0.8),
     _Kind("Photos", 1.0, 13, 4000, 100, 1.924e9, 0.03, (0.04, 0.0, 0.55, 0.41),
           net=0.005, ut=0.2),
-    _Kind("ES File Explorer", 1.0, 21, 6700, 3300, 1.961e9, 0.08, (0.05, 0.0, 0.20, 0.75),
+    _Kind("ES File Explorer", 1.0, 21, 6700, 2600, 1.975e9, 0.08, (0.05, 0.0, 0.20, 0.75),
           net=0.01, ut=0.5),
-    _Kind("Gmail", 1.0, 32, 10900, 8300, 2.064e9, 0.12, (0.06, 0.05, 0.35, 0.54),
+    _Kind("Gmail", 1.0, 32, 8200, 4600, 2.064e9, 0.12, (0.06, 0.05, 0.35, 0.54),
           net=0.02, ut=0.7),
-    _Kind("Calendar", 1.0, 25, 7900, 5300, 1.929e9, 0.04, (0.04, 0.0, 0.30, 0.66),
+    _Kind("Calendar", 1.0, 27, 7900, 5300, 1.935e9, 0.04, (0.04, 0.0, 0.30, 0.66),
           net=0.01, ut=0.3),
-    _Kind("Moovit", 1.0, 46, 9200, 6800, 2.005e9, 0.15, (0.10, 0.0, 0.30, 0.60),
+    _Kind("Moovit", 1.0, 46, 6900, 3700, 2.015e9, 0.15, (0.10, 0.0, 0.30, 0.60),
           net=0.03, ut=0.8),
-    _Kind("Waze", 1.0, 66, 21000, 42000, 2.380e9, 0.80, (0.20, 0.20, 0.30, 0.30),
-          12, 0.3, 0.05, 2.0, 0.5),
-    _Kind("Hangouts", 1.0, 17, 20000, 27000, 2.048e9, 0.50, (0.05, 0.0, 0.30, 0.65),
+    _Kind("Waze", 1.0, 66, 15700, 23000, 2.380e9, 0.80, (0.20, 0.20, 0.30, 0.30),
+          12, 0.5, 0.05, 2.0, 0.5),
+    _Kind("Hangouts", 1.0, 17, 15000, 15000, 2.048e9, 0.50, (0.05, 0.0, 0.30, 0.65),
           net=0.02, ut=0.6),
-    _Kind("YouTube", 1.0, 40, 14000, 15500, 2.150e9, 0.30, (0.15, 0.05, 0.20, 0.60),
-          net=0.06, ut=1.2),
-    _Kind("Maps", 1.0, 54, 16500, 31000, 2.230e9, 0.40, (0.12, 0.10, 0.28, 0.50),
-          net=0.05, ut=1.2),
-    _Kind("Skype", 1.0, 36, 11200, 12000, 2.125e9, 0.15, (0.06, 0.0, 0.50, 0.44),
-          net=0.03, ut=0.8),
-    _Kind(MALWARE_APP, 1.0, 12, 4300, 1500, 1.905e9, 0.06, (0.02, 0.30, 0.60, 0.08),
-          net=0.01, ut=0.5, life=600),
-    _Kind("Messages", 1.0, 16, 5500, 1900, 1.950e9, 0.04, (0.08, 0.0, 0.30, 0.62),
+    _Kind("YouTube", 1.0, 44, 10500, 8500, 2.165e9, 0.30, (0.15, 0.05, 0.20, 0.60),
+          10, 0.5, 0.06, 1.2),
+    _Kind("Maps", 1.0, 54, 12400, 17000, 2.230e9, 0.40, (0.12, 0.10, 0.28, 0.50),
+          9, 0.4, 0.05, 1.2),
+    _Kind("Skype", 1.0, 33, 8400, 6600, 2.135e9, 0.15, (0.06, 0.0, 0.50, 0.44),
+          13, 0.4, 0.03, 0.8),
+    _Kind(MALWARE_APP, 1.0, 11, 4300, 1500, 1.910e9, 0.06, (0.02, 0.30, 0.60, 0.08),
+          net=0.01, ut=0.5, life=1200),
+    _Kind("Messages", 1.0, 18, 5500, 1900, 1.945e9, 0.04, (0.08, 0.0, 0.30, 0.62),
           net=0.01, ut=0.3),
 )  # fmt: skip
 
@@ -238,7 +238,7 @@ def _simulate(n_rows: int, apps: list[str], rng: np.random.Generator) -> dict[st
         inst_kind[sel] = kinds[np.searchsorted(cdf / cdf[-1], u[sel], side="right")]
 
     # Phones differ (Android version, RAM): small shifts shared by all their processes.
-    dev_vs = rng.normal(0.0, 0.008, n_dev)
+    dev_vs = rng.normal(0.0, 0.005, n_dev)
     dev_mem = np.exp(rng.normal(0.0, 0.08, n_dev))
     dev_thr = np.exp(rng.normal(0.0, 0.04, n_dev))
 
@@ -246,11 +246,11 @@ def _simulate(n_rows: int, apps: list[str], rng: np.random.Generator) -> dict[st
     i_thr = kt["threads"][k] * dev_thr[inst_dev] * np.exp(rng.normal(0, 0.12, n_inst))
     i_rss = kt["rss"][k] * dev_mem[inst_dev] * np.exp(rng.normal(0, 0.18, n_inst))
     i_opd = kt["opd"][k] * dev_mem[inst_dev] * np.exp(rng.normal(0, 0.30, n_inst))
-    i_vs = kt["vsize"][k] * (1 + dev_vs[inst_dev] + rng.normal(0, 0.01, n_inst))
+    i_vs = kt["vsize"][k] * (1 + dev_vs[inst_dev] + rng.normal(0, 0.006, n_inst))
     # A process already running when observation starts has a long CPU history; a
     # restarted one starts from a handful of ticks.
-    long_ut = np.exp(rng.normal(np.log(900 * kt["ut"][k]), 1.1, n_inst))
-    i_ut0 = np.where(inst_first, long_ut, rng.integers(2, 40, n_inst)).round()
+    long_ut = np.minimum(30_000, np.exp(rng.normal(np.log(3000 * kt["ut"][k]), 1.1, n_inst)))
+    i_ut0 = np.where(inst_first, long_ut, rng.integers(2, 60, n_inst)).round()
     i_st0 = np.maximum(3, (i_ut0 * kt["st_ratio"][k] * rng.uniform(0.5, 1.5, n_inst)).round())
     i_cut = np.where(
         rng.random(n_inst) < kt["cut"][k], np.minimum(11, rng.geometric(0.35, n_inst)), 0
@@ -298,7 +298,9 @@ def _simulate(n_rows: int, apps: list[str], rng: np.random.Generator) -> dict[st
     # Network deltas since the previous sample: zero most of the time, bursts otherwise.
     p_net = kt["net"][r_kind] * np.where(r_fg, 6.0, 1.0)
     burst = rng.random(n_rows) < p_net
-    pk = np.ceil(np.exp(rng.normal(1.3, 1.4, n_rows)))
+    pk = np.exp(rng.normal(1.3, 1.4, n_rows))
+    # A few downloads (videos, map tiles, updates) move megabytes within one sample.
+    pk = np.minimum(7000, np.ceil(pk * np.where(rng.random(n_rows) < 0.01, 60, 1)))
     rx_pk = np.where(burst & (rng.random(n_rows) < 0.9), pk, 0)
     tx_pk = np.where(burst, np.ceil(pk * rng.uniform(0.2, 1.0, n_rows)), 0)
     rx_b = rx_pk * rng.integers(60, 1460, n_rows)

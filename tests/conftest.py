@@ -1,0 +1,70 @@
+"""Shared fixtures: the real sample files, small hand-made tables, integration gating."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.data.layouts import SHERLOCK18_FEATURES
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+RAW_SAMPLE = SHARED_DATA / "sherlock_raw_sample.csv"
+MYSTERY = SHARED_DATA / "sherlock_mystery.csv"
+
+
+def require_component(name: str, available: bool) -> None:
+    """Skip a test whose real component is missing, or fail when CI demands it.
+
+    CI exports APPSLEUTH_REQUIRE_INTEGRATION=1, under which a missing component is a
+    failure: an integration test must never pass CI by skipping.
+    """
+    if available:
+        return
+    if os.environ.get("APPSLEUTH_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(f"{name} is required (APPSLEUTH_REQUIRE_INTEGRATION=1) but missing")
+    pytest.skip(f"{name} is not available")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder with the two real SherLock files (read-only)."""
+    require_component("../shared/data (the real sample files)", RAW_SAMPLE.exists())
+    return SHARED_DATA
+
+
+def make_sherlock18(n_per_app: int = 60, apps: tuple[str, ...] = ("Gmail", "Chrome", "Moriarty"),
+                    seed: int = 0, with_ids: bool = False) -> pd.DataFrame:
+    """A small table in the sherlock_18apps layout, with runs of repeated samples."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, app in enumerate(apps):
+        n = n_per_app
+        base = {f: rng.normal(100 * (k + 1), 10, size=n // 5).repeat(5)[:n]
+                for f in SHERLOCK18_FEATURES}
+        frame = pd.DataFrame(base)
+        frame["state"] = np.where(rng.random(n // 5 + 1) < 0.75, "S", "R").repeat(5)[:n]
+        frame["cminflt"] = np.nan
+        frame["guest_time"] = 0.0
+        frame["UidRxBytes"] = np.where(rng.random(n) < 0.1, rng.integers(-1, 50, size=n), 0)
+        frame.insert(0, "ApplicationName", app)
+        # Snapshot time in ms: samples 5 s apart, so the runs of repeats are time-ordered.
+        frame["UUID"] = 1_461_000_000_000 + np.arange(n, dtype=np.int64) * 5000 + k
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True).sort_values("UUID")
+    if not with_ids:
+        df = df.drop(columns="UUID")
+    df.index = np.sort(rng.choice(10 * len(df), size=len(df), replace=False))
+    return df
+
+
+@pytest.fixture
+def sherlock18_csv(tmp_path: Path) -> Path:
+    """A small sherlock_18apps-layout CSV file (index column first, like the real one)."""
+    path = tmp_path / "small18.csv"
+    make_sherlock18().to_csv(path)
+    return path

@@ -1,0 +1,88 @@
+"""Cleaning follows the teaching recipe and reports each step with counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.data.clean import clean_sherlock
+from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS
+from appsleuth.data.load import frame_info, from_dataframe, load_sherlock
+from appsleuth.errors import DataError, SpecError
+from tests.conftest import make_sherlock18
+
+
+def _with_incomplete_rows(n: int = 4) -> pd.DataFrame:
+    df = make_sherlock18()
+    rows = df.index[:n]
+    df.loc[rows, list(INCOMPLETE_ROW_COLUMNS)] = np.nan
+    df.loc[rows, "state"] = None
+    return from_dataframe(df)
+
+
+def test_teaching_default_steps() -> None:
+    df = _with_incomplete_rows(4)
+    out, report = clean_sherlock(df)
+    assert len(out) == len(df) - 4
+    assert "cminflt" not in out.columns and "guest_time" not in out.columns
+    actions = [s.action for s in report.steps]
+    assert actions == ["drop all-missing columns", "drop constant columns",
+                       "drop incomplete rows", "one-hot encode"]
+    assert report.steps[0].columns == ("cminflt",)
+    assert report.steps[1].columns == ("guest_time",)
+    assert report.steps[2].rows_before - report.steps[2].rows_after == 4
+    assert "dropped 4 of 180 rows" in report.steps[2].detail
+    assert set(report.steps[2].columns) == set(INCOMPLETE_ROW_COLUMNS) - {"guest_time"}
+    assert "state has 2 categories (R, S)" in report.steps[3].detail
+    info = frame_info(out)
+    assert "cminflt" not in info.features and info.categorical == ("state",)
+    assert report.features_after == info.features
+    assert len(df) == 180  # the input is untouched
+
+
+def test_impute_keeps_rows_and_fills_median_and_mode() -> None:
+    df = _with_incomplete_rows(3)
+    out, report = clean_sherlock(df, missing="impute")
+    assert len(out) == len(df)
+    assert not out[list(frame_info(out).features)].isna().any().any()
+    complete = df.drop(index=df.index[:3])
+    assert out.loc[df.index[0], "rss"] == pytest.approx(complete["rss"].median())
+    assert out.loc[df.index[0], "state"] == complete["state"].mode().iloc[0]
+    assert report.steps[2].action == "impute missing values"
+
+
+def test_drop_duplicates() -> None:
+    df = make_sherlock18()  # values repeat in runs of 5, but state varies
+    out, report = clean_sherlock(df, drop_duplicates=True)
+    expected = df.drop(columns=["cminflt", "guest_time"]).duplicated().sum()
+    assert report.steps[-2].action == "drop duplicate rows"
+    assert len(out) == len(df) - expected
+
+
+def test_real_raw_sample_report(shared_data) -> None:
+    df = load_sherlock(shared_data / "sherlock_raw_sample.csv")
+    out, report = clean_sherlock(df)
+    assert report.steps[1].detail.startswith("guest_time (always 0)")
+    assert "UserId" in out.columns and "UUID" in out.columns  # ids survive cleaning
+    assert "PackageName" not in out.columns
+
+
+def test_bad_missing_policy() -> None:
+    with pytest.raises(SpecError, match=r"missing must be 'drop' or 'impute'; received "
+                                        r"missing='mean'"):
+        clean_sherlock(make_sherlock18(), missing="mean")  # type: ignore[arg-type]
+
+
+def test_nothing_left() -> None:
+    df = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b"], "x": [1.0, 1.0]}))
+    with pytest.raises(DataError, match="no feature column is left"):
+        clean_sherlock(df)
+
+
+def test_no_row_left() -> None:
+    df = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b", "c", "d"],
+                                      "x": [1.0, np.nan, 3.0, np.nan],
+                                      "y": [np.nan, 2.0, np.nan, 4.0]}))
+    with pytest.raises(DataError, match="no row is left after cleaning"):
+        clean_sherlock(df)

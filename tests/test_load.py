@@ -1,0 +1,363 @@
+"""Loading every supported layout, and a clear DataError for every kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appsleuth.data.layouts import RAW_COLUMNS, SHERLOCK18_FEATURES
+from appsleuth.data.load import FrameInfo, frame_info, from_dataframe, load_sherlock
+from appsleuth.errors import DataError
+from tests.conftest import MYSTERY, RAW_SAMPLE, make_sherlock18
+
+# --- the real files ---------------------------------------------------------------------
+
+
+def test_raw_sample_layout(shared_data: Path) -> None:
+    df = load_sherlock(shared_data / "sherlock_raw_sample.csv")
+    info = frame_info(df)
+    assert info.layout == "raw"
+    assert list(df.columns) == list(RAW_COLUMNS)  # the BOM is not part of the first name
+    assert len(df) == 40
+    assert info.features == SHERLOCK18_FEATURES
+    assert info.id_columns == ("UserId", "UUID")
+    assert info.time_column == "UUID"
+    # NULL strings are missing values, quoted numbers are numbers.
+    assert df["cminflt"].isna().all()
+    assert pd.api.types.is_integer_dtype(df["rsslim"])
+    assert df["rsslim"].iloc[0] == 4294967295
+    assert df["UUID"].iloc[0] == 1461792776014
+    assert df["UserId"].iloc[0] == "97bb95f55a"
+    for col in info.numeric_features:
+        assert pd.api.types.is_numeric_dtype(df[col]), col
+
+
+def test_raw_sample_keeps_non_ascii_app_names(tmp_path: Path) -> None:
+    # Real raw files contain Hebrew app names; they must survive loading unchanged.
+    text = RAW_SAMPLE.read_text(encoding="utf-8-sig").splitlines()
+    text[1] = text[1].replace(",Gmail,", ",ג'ימייל,")
+    path = tmp_path / "hebrew.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\n".join(text) + "\n").encode("utf-8"))
+    df = load_sherlock(path)
+    assert df["ApplicationName"].iloc[0] == "ג'ימייל"
+
+
+def test_mystery_teaching_layout(shared_data: Path) -> None:
+    df = load_sherlock(shared_data / "sherlock_mystery.csv")
+    info = frame_info(df)
+    assert info.layout == "teaching"
+    assert len(df) == 200
+    assert df.index[:2].tolist() == [434, 1881]  # the index column became the index
+    assert "Unnamed: 0" not in df.columns
+    assert set(df["ApplicationName"]) == {"Facebook", "WhatsApp"}
+    assert info.features == ("CPU_USAGE", "cutime", "lru", "num_threads", "otherPrivateDirty",
+                             "priority", "utime", "vsize", "cminflt", "guest_time", "Mem",
+                             "queue")
+    assert df["cminflt"].isna().sum() == 48
+
+
+def test_sherlock18_layout_roundtrip(sherlock18_csv: Path) -> None:
+    df = load_sherlock(sherlock18_csv)
+    info = frame_info(df)
+    assert info.layout == "sherlock18"
+    assert info.features == SHERLOCK18_FEATURES
+    assert info.categorical == ("state",)
+    assert df.index.is_monotonic_increasing
+    original = pd.read_csv(sherlock18_csv, index_col=0)
+    assert df.index.tolist() == original.index.tolist()
+    np.testing.assert_allclose(df["rss"].to_numpy(), original["rss"].to_numpy())
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".data"])
+def test_gzip_is_recognised_by_content(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"small{suffix}"
+    with gzip.open(path, "wb") as fh:
+        fh.write(MYSTERY.read_bytes())
+    df = load_sherlock(path)
+    assert len(df) == 200
+    assert frame_info(df).layout == "teaching"
+
+
+def test_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "small.parquet"
+    make_sherlock18().to_parquet(path)
+    df = load_sherlock(path)
+    assert frame_info(df).layout == "sherlock18"
+    assert len(df) == 180
+
+
+def test_generic_layout_with_configured_label_and_features(tmp_path: Path) -> None:
+    path = tmp_path / "generic.csv"
+    pd.DataFrame({"app": ["a", "b", "a", "b"], "x": [1, 2, 3, 4], "y": [0.1, 0.2, 0.3, 0.4],
+                  "note": ["p", "q", "r", "s"]}).to_csv(path, index=False)
+    df = load_sherlock(path, label="app")
+    info = frame_info(df)
+    assert info.layout == "generic"
+    assert info.label == "app"
+    assert info.features == ("x", "y")  # the text column is not a feature
+    df = load_sherlock(path, label="app", features=["y"])
+    assert frame_info(df).features == ("y",)
+
+
+def test_text_column_that_is_mostly_numbers_is_an_error_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "generic.csv"
+    values = [str(i) for i in range(30)]
+    values[17] = "12a"
+    pd.DataFrame({"app": ["a", "b"] * 15, "x": values}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"'x' must be numeric, but data row 17 \(line 19\) "
+                                        r"holds '12a'"):
+        load_sherlock(path, label="app")
+
+
+def test_bad_value_late_in_a_large_file_names_row(tmp_path: Path) -> None:
+    # pyarrow infers types from the first block; a bad value far down must still be named.
+    n = 200_000
+    df = pd.DataFrame({"ApplicationName": np.where(np.arange(n) % 2, "a", "b"),
+                       "CPU_USAGE": np.arange(n, dtype=float).astype(str),
+                       "num_threads": np.arange(n)})
+    df.loc[n - 3, "CPU_USAGE"] = "high"
+    path = tmp_path / "big.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(DataError, match=rf"'CPU_USAGE' must be numeric, but data row {n - 3} "
+                                        rf"\(line {n - 1}\) holds 'high'"):
+        load_sherlock(path)
+
+
+def test_prediction_data_without_label(tmp_path: Path) -> None:
+    path = tmp_path / "unlabelled.csv"
+    make_sherlock18().drop(columns="ApplicationName").to_csv(path)
+    df = load_sherlock(path, require_label=False)
+    assert frame_info(df).label is None
+    assert frame_info(df).features == SHERLOCK18_FEATURES
+
+
+def test_single_class_allowed_without_label_requirement(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    make_sherlock18(apps=("Gmail",)).to_csv(path)
+    assert len(load_sherlock(path, require_label=False)) == 60
+
+
+# --- bad input --------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, content: bytes, name: str = "bad.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"data file .*nope\.csv does not exist"):
+        load_sherlock(tmp_path / "nope.csv")
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is a directory"):
+        load_sherlock(tmp_path)
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"bad\.csv is empty"):
+        load_sherlock(_write(tmp_path, b""))
+
+
+def test_header_only(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="has a header but no rows"):
+        load_sherlock(_write(tmp_path, b"ApplicationName,CPU_USAGE,utime\n"))
+
+
+def test_ragged_rows_are_not_a_table(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is not a regular table: a row has a different number"):
+        load_sherlock(_write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2,3,4\n"))
+
+
+def test_not_a_table(tmp_path: Path) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    with pytest.raises(DataError, match=r"bad\.csv"):
+        load_sherlock(_write(tmp_path, png))
+
+
+def test_no_label_column_lists_columns(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"app,CPU_USAGE,utime\nGmail,1,2\nChrome,2,3\n")
+    with pytest.raises(DataError, match=r"has no label column 'ApplicationName'; columns "
+                                        r"found: \['app', 'CPU_USAGE', 'utime'\]"):
+        load_sherlock(path)
+
+
+def test_non_numeric_feature_names_column_value_and_row(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nChrome,fast,3\n")
+    with pytest.raises(DataError, match=r"feature column 'CPU_USAGE' must be numeric, but "
+                                        r"data row 1 \(line 3\) holds 'fast'"):
+        load_sherlock(path)
+
+
+def test_single_class(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nGmail,2,3\n")
+    with pytest.raises(DataError, match=r"has a single class \('Gmail'\)"):
+        load_sherlock(path)
+
+
+def test_missing_label_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nNULL,2,3\nChrome,1,1\n")
+    with pytest.raises(DataError, match=r"label column 'ApplicationName' is missing a value "
+                                        r"in data row 1 \(line 3\)"):
+        load_sherlock(path)
+
+
+def test_unreadable_encoding(tmp_path: Path) -> None:
+    content = "ApplicationName,CPU_USAGE\nGmail,1\nCaf\xe9,2\n".encode("latin-1")
+    path = _write(tmp_path, content)
+    with pytest.raises(DataError, match=r"column 'ApplicationName' is not valid utf-8 text; "
+                                        r"pass the file's encoding"):
+        load_sherlock(path)
+    df = load_sherlock(path, encoding="latin-1")
+    assert df["ApplicationName"].tolist() == ["Gmail", "Café"]
+
+
+def test_unknown_encoding_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
+    with pytest.raises(DataError, match=r"bad\.csv"):
+        load_sherlock(path, encoding="no-such-codec")
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"\x1f\x8b\x08\x00garbage-not-deflate", "bad.csv.gz")
+    with pytest.raises(DataError, match="looks gzip-compressed but cannot be decompressed"):
+        load_sherlock(path)
+
+
+def test_corrupt_parquet(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"PAR1" + b"\x00" * 40, "bad.parquet")
+    with pytest.raises(DataError, match="starts like Parquet but cannot be read"):
+        load_sherlock(path)
+
+
+def test_missing_feature_column(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
+    with pytest.raises(DataError, match=r"lacks the feature column\(s\) \['rss'\]"):
+        load_sherlock(path, features=["CPU_USAGE", "rss"])
+
+
+def test_label_cannot_be_a_feature(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
+    with pytest.raises(DataError, match="cannot also be a feature"):
+        load_sherlock(path, features=["ApplicationName"])
+
+
+def test_no_numeric_feature(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"label,text\na,x\nb,y\n")
+    with pytest.raises(DataError, match="has no numeric feature columns besides the label"):
+        load_sherlock(path, label="label")
+
+
+def test_bad_layout_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
+    with pytest.raises(DataError, match=r"layout must be one of .*received layout='excel'"):
+        load_sherlock(path, layout="excel")  # type: ignore[arg-type]
+
+
+# --- in-memory tables and the attrs contract --------------------------------------------
+
+
+def test_from_dataframe_validates_and_copies() -> None:
+    raw = make_sherlock18()
+    raw["CPU_USAGE"] = raw["CPU_USAGE"].astype(str)
+    df = from_dataframe(raw)
+    assert pd.api.types.is_float_dtype(df["CPU_USAGE"])
+    assert raw["CPU_USAGE"].dtype != df["CPU_USAGE"].dtype  # the input is untouched
+    assert frame_info(df).source == "dataframe"
+
+
+def test_frame_info_roundtrip() -> None:
+    info = FrameInfo(source="x.csv", dataset="x", features=("a", "b"), categorical=("b",))
+    assert FrameInfo.from_dict(info.to_dict()) == info
+    assert info.numeric_features == ("a",)
+
+
+def test_frame_info_detects_when_attrs_are_missing() -> None:
+    df = make_sherlock18()
+    df.attrs.clear()
+    assert frame_info(df).layout == "sherlock18"
+
+
+# --- fuzzing: anything either loads or raises DataError ---------------------------------
+
+_FUZZ = settings(max_examples=int(os.environ.get("APPSLEUTH_FUZZ_EXAMPLES", "60")), deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _load_or_data_error(path: Path) -> None:
+    try:
+        df = load_sherlock(path)
+    except DataError as exc:
+        assert str(exc), "a DataError must say what is wrong"
+        assert str(path) in str(exc) or "features" in str(exc) or "layout" in str(exc)
+    else:
+        assert isinstance(df, pd.DataFrame)
+        assert frame_info(df).label == "ApplicationName"
+
+
+@_FUZZ
+@given(content=st.binary(max_size=400))
+def test_fuzz_random_bytes(tmp_path: Path, content: bytes) -> None:
+    _load_or_data_error(_write(tmp_path, content, "fuzz.csv"))
+
+
+_REAL_LINES = [
+    line
+    for f in (RAW_SAMPLE, MYSTERY)
+    if f.exists()
+    for line in f.read_bytes().splitlines()[:8]
+]
+
+
+@st.composite
+def _mutated_real_file(draw: st.DrawFn) -> bytes:
+    source = draw(st.sampled_from([RAW_SAMPLE, MYSTERY]))
+    lines = source.read_bytes().splitlines()[: draw(st.integers(1, 12))]
+    n_mutations = draw(st.integers(1, 4))
+    for _ in range(n_mutations):
+        i = draw(st.integers(0, len(lines) - 1))
+        line = bytearray(lines[i])
+        kind = draw(st.sampled_from(["cut", "insert", "field", "drop", "swap"]))
+        pos = draw(st.integers(0, max(len(line) - 1, 0)))
+        if kind == "cut":
+            line = line[:pos]
+        elif kind == "insert":
+            line[pos:pos] = draw(st.binary(min_size=1, max_size=6))
+        elif kind == "field":
+            fields = bytes(line).split(b",")
+            j = draw(st.integers(0, len(fields) - 1))
+            fields[j] = draw(st.sampled_from([b"", b"NULL", b"abc", b"-1", b'"1"', b"1e999",
+                                               b"\xff\xfe", b'"', b"1,2"]))
+            line = bytearray(b",".join(fields))
+        elif kind == "drop":
+            del lines[i]
+            if not lines:
+                lines = [b""]
+            continue
+        else:
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+            continue
+        lines[i] = bytes(line)
+    return b"\n".join(lines) + b"\n"
+
+
+@_FUZZ
+@given(content=_mutated_real_file())
+def test_fuzz_mutated_real_rows(tmp_path: Path, content: bytes) -> None:
+    _load_or_data_error(_write(tmp_path, content, "mutated.csv"))
+
+
+def test_repeated_column_names(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,x,x\nGmail,1,2\nChrome,2,3\n")
+    with pytest.raises(DataError, match=r"has repeated column names \['x'\]"):
+        load_sherlock(path)

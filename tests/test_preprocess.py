@@ -1,0 +1,149 @@
+"""The Preprocessor: fitted on training rows only, applied unchanged, saved as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.preprocessing import StandardScaler
+
+from appsleuth.data.clean import clean_sherlock
+from appsleuth.data.load import from_dataframe
+from appsleuth.data.preprocess import Preprocessor
+from appsleuth.errors import AppSleuthWarning, DataError, SpecError
+from tests.conftest import make_sherlock18
+
+
+@pytest.fixture
+def table():
+    return clean_sherlock(from_dataframe(make_sherlock18()))[0]
+
+
+def test_standard_scaling_matches_scikit_learn(table) -> None:
+    train = table.iloc[:120]
+    pre = Preprocessor().fit(train)
+    x = pre.transform(table.iloc[120:])
+    numeric = pre.numeric_features
+    expected = StandardScaler().fit(train[numeric]).transform(table.iloc[120:][numeric])
+    np.testing.assert_allclose(x[:, : len(numeric)], expected, rtol=1e-5, atol=1e-5)
+    assert x.dtype == np.float32
+
+
+def test_one_hot_columns_follow_numeric_features(table) -> None:
+    pre = Preprocessor().fit(table)
+    assert pre.output_columns[-2:] == ["state_R", "state_S"]
+    x = pre.transform(table)
+    onehot = x[:, -2:]
+    assert np.all(onehot.sum(axis=1) == 1)
+    assert np.all(onehot[:, 1] == (table["state"] == "S").to_numpy())
+
+
+def test_fitted_on_training_rows_only(table) -> None:
+    pre_all = Preprocessor().fit(table)
+    pre_train = Preprocessor().fit(table.iloc[:60])
+    assert pre_all.to_dict()["offset"] != pre_train.to_dict()["offset"]
+
+
+@pytest.mark.parametrize("scaling", ["minmax", "none"])
+def test_other_scalings(table, scaling: str) -> None:
+    pre = Preprocessor(scaling=scaling).fit(table)
+    x = pre.transform(table)[:, : len(pre.numeric_features)]
+    if scaling == "minmax":
+        assert x.min() == pytest.approx(0.0) and x.max() == pytest.approx(1.0)
+    else:
+        np.testing.assert_allclose(x, table[pre.numeric_features].to_numpy(), rtol=1e-6)
+
+
+def test_unknown_category_is_all_zero_with_a_warning(table) -> None:
+    pre = Preprocessor().fit(table)
+    new = table.iloc[:3].copy()
+    new["state"] = ["S", "Z", "Z"]
+    with pytest.warns(AppSleuthWarning, match=r"column 'state' has value\(s\) \['Z'\] not "
+                                              r"seen in training \(2 rows\)"):
+        x = pre.transform(new)
+    assert x[1:, -2:].sum() == 0 and x[0, -1] == 1
+
+
+def test_missing_feature_column(table) -> None:
+    pre = Preprocessor().fit(table)
+    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
+        pre.transform(table.drop(columns="rss"))
+
+
+def test_missing_values_are_reported(table) -> None:
+    pre = Preprocessor().fit(table)
+    new = table.iloc[:4].copy()
+    new.iloc[1, new.columns.get_loc("rss")] = np.nan
+    assert pre.missing_rows(new).tolist() == [False, True, False, False]
+    with pytest.raises(DataError, match=r"missing values in rss \(1\)"):
+        pre.transform(new)
+
+
+def test_labels(table) -> None:
+    pre = Preprocessor().fit(table)
+    assert pre.classes == ["Chrome", "Gmail", "Moriarty"]  # sorted, like pd.get_dummies
+    assert pre.task == "multiclass"
+    codes = pre.encode_labels(["Moriarty", "Chrome"])
+    assert codes.tolist() == [2, 0]
+    assert pre.decode_labels(codes).tolist() == ["Moriarty", "Chrome"]
+    with pytest.raises(DataError, match=r"label value\(s\) \['Waze'\] are not among"):
+        pre.encode_labels(["Waze"])
+
+
+def test_binary_positive_class(table) -> None:
+    two = table.loc[table["ApplicationName"].isin(["Moriarty", "Gmail"])]
+    pre = Preprocessor(positive_class="Gmail").fit(two)
+    assert pre.classes == ["Moriarty", "Gmail"] and pre.task == "binary"
+    with pytest.raises(DataError, match="positive_class 'Waze' is not among"):
+        Preprocessor(positive_class="Waze").fit(two)
+
+
+def test_json_roundtrip(table, tmp_path: Path) -> None:
+    pre = Preprocessor().fit(table.iloc[:100])
+    path = pre.save(tmp_path / "preprocessor.json")
+    again = Preprocessor.load(path)
+    np.testing.assert_array_equal(pre.transform(table), again.transform(table))
+    assert again.to_dict() == pre.to_dict()
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(format="sklearn"), "is not an appsleuth preprocessor"),
+        (lambda d: d.update(format_version=99), "has format_version 99"),
+        (lambda d: d.pop("classes"), r"is damaged: KeyError"),
+        (lambda d: d.update(scale=[1.0]), "its scaling does not match"),
+        (lambda d: d.update(scaling="log"), r"is damaged: SpecError"),
+    ],
+)
+def test_tampered_file(table, tmp_path: Path, mutate, message: str) -> None:
+    d = Preprocessor().fit(table).to_dict()
+    mutate(d)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(DataError, match=message):
+        Preprocessor.load(path)
+
+
+def test_not_json_and_missing(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text("{not json")
+    with pytest.raises(DataError, match="is not readable JSON"):
+        Preprocessor.load(tmp_path / "p.json")
+    with pytest.raises(DataError, match="does not exist"):
+        Preprocessor.load(tmp_path / "none.json")
+
+
+def test_unfitted_and_bad_scaling() -> None:
+    with pytest.raises(DataError, match="not fitted yet"):
+        Preprocessor().transform(make_sherlock18())
+    with pytest.raises(SpecError, match=r"scaling must be one of standard, minmax, none; "
+                                        r"received scaling='robust'"):
+        Preprocessor(scaling="robust")  # type: ignore[arg-type]
+
+
+def test_single_class_training(table) -> None:
+    with pytest.raises(DataError, match="hold a single class"):
+        Preprocessor().fit(table.loc[table["ApplicationName"] == "Gmail"])

@@ -1,0 +1,126 @@
+"""Random, blocked and group splits: sizes, stratification, determinism, leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.data.load import from_dataframe
+from appsleuth.data.quality import leakage_rate
+from appsleuth.data.split import SplitSpec, split_data
+from appsleuth.errors import DataError, SpecError
+from tests.conftest import make_sherlock18
+
+
+def _timed_table(n_per_app: int = 200, n_users: int = 5) -> pd.DataFrame:
+    df = make_sherlock18(n_per_app=n_per_app, with_ids=True)
+    df["UserId"] = [f"user{i % n_users}" for i in range(len(df))]
+    return from_dataframe(df)
+
+
+def test_teaching_sizes_match_the_published_split() -> None:
+    # 273,077 cleaned rows, 20 %, seed 34 -> 218,461 training and 54,616 validation rows.
+    n = 273_077
+    labels = np.where(np.arange(n) % 3 == 0, "a", "b")
+    df = from_dataframe(pd.DataFrame({"ApplicationName": labels, "x": np.arange(n) % 7}))
+    split = split_data(df)
+    assert (len(split.train), len(split.val)) == (218_461, 54_616)
+
+
+def test_random_split_is_stratified_deterministic_and_disjoint() -> None:
+    df = _timed_table()
+    a, b = split_data(df), split_data(df)
+    np.testing.assert_array_equal(a.val, b.val)
+    assert set(a.train).isdisjoint(a.val)
+    assert len(a.train) + len(a.val) == len(df)
+    shares = df.iloc[a.val]["ApplicationName"].value_counts(normalize=True)
+    assert shares.max() - shares.min() < 0.02  # three equal classes stay equal
+    c = split_data(df, seed=35)
+    assert not np.array_equal(a.val, c.val)
+
+
+def test_test_fraction() -> None:
+    df = _timed_table()
+    s = split_data(df, val_fraction=0.2, test_fraction=0.1)
+    assert len(s.val) == 120 and len(s.test) == 60
+    assert set(s.test).isdisjoint(s.train) and set(s.test).isdisjoint(s.val)
+    assert s.describe()["n_test"] == 60
+
+
+def test_blocked_split_keeps_runs_together_and_leaks_less() -> None:
+    df = _timed_table()
+    features = ["CPU_USAGE", "rss", "utime", "state"]
+    random_split = split_data(df)
+    blocked = split_data(df, kind="blocked")
+    assert abs(len(blocked.val) / len(df) - 0.2) < 0.02
+    for cls, rows in df.iloc[blocked.val].groupby("ApplicationName"):
+        order = df.loc[df["ApplicationName"] == cls].sort_values("UUID").index
+        positions = np.flatnonzero(order.isin(rows.index))
+        assert np.diff(positions).max() <= len(order) // 10 * 8 + 2, cls  # two blocks
+    leak_random = leakage_rate(df.iloc[random_split.train], df.iloc[random_split.val], features)
+    leak_blocked = leakage_rate(df.iloc[blocked.train], df.iloc[blocked.val], features)
+    assert leak_random > leak_blocked
+
+
+def test_blocked_split_without_time_column_uses_file_order() -> None:
+    df = from_dataframe(make_sherlock18())
+    s = split_data(df, kind="blocked")
+    assert len(s.val) > 0 and len(s.train) > 0
+
+
+def test_group_split_keeps_groups_apart() -> None:
+    df = _timed_table(n_users=10)
+    s = split_data(df, kind="group", group_column="UserId")
+    train_users = set(df.iloc[s.train]["UserId"])
+    val_users = set(df.iloc[s.val]["UserId"])
+    assert train_users.isdisjoint(val_users)
+    assert val_users and len(train_users) >= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "shuffle"}, r"split kind must be one of random, blocked, group; received "
+                              r"kind='shuffle'"),
+        ({"val_fraction": 1.5}, r"val_fraction must be a number in \[0, 1\); received "
+                                r"val_fraction=1.5"),
+        ({"val_fraction": "0.2"}, r"val_fraction must be a number"),
+        ({"val_fraction": 0}, r"val_fraction must be above 0"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, r"must leave training rows"),
+        ({"seed": -1}, r"seed must be a non-negative integer; received seed=-1"),
+        ({"n_blocks": 1}, r"n_blocks must be an integer >= 2; received n_blocks=1"),
+    ],
+)
+def test_invalid_specs(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        SplitSpec(**kwargs)
+
+
+def test_spec_roundtrip_and_unknown_field() -> None:
+    spec = SplitSpec(kind="group", group_column="UserId", seed=3)
+    assert SplitSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(SpecError, match=r"unknown split field\(s\) folds"):
+        SplitSpec.from_dict({"folds": 5})
+
+
+def test_group_split_errors() -> None:
+    df = from_dataframe(make_sherlock18())
+    with pytest.raises(DataError, match=r"group column 'UserId' for the group split is not in "
+                                        r"the table"):
+        split_data(df, kind="group")
+    one_user = df.assign(UserId="u1")
+    with pytest.raises(DataError, match=r"needs at least 2 groups in 'UserId'; found 1"):
+        split_data(one_user, kind="group")
+
+
+def test_blocked_split_missing_time_column() -> None:
+    df = from_dataframe(make_sherlock18())
+    with pytest.raises(DataError, match=r"time column 'UUID' for the blocked split"):
+        split_data(df, kind="blocked", time_column="UUID")
+
+
+def test_too_small() -> None:
+    df = from_dataframe(pd.DataFrame({"ApplicationName": ["a"], "x": [1.0]}), require_label=False)
+    with pytest.raises(DataError, match=r"1 row\(s\) cannot be split"):
+        split_data(df)

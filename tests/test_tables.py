@@ -1,0 +1,56 @@
+"""Atomic table writing and the cached embedded data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from appsleuth.data.load import frame_info, load_sherlock
+from appsleuth.data.tables import embedded_data, write_table
+from appsleuth.errors import AppSleuthError
+from tests.conftest import make_sherlock18
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz", "t.parquet"])
+def test_write_then_load(tmp_path: Path, name: str) -> None:
+    df = make_sherlock18()
+    path = write_table(df, tmp_path / name)
+    back = load_sherlock(path)
+    assert back.index.tolist() == df.index.tolist()
+    pd.testing.assert_series_equal(back["rss"], df["rss"], check_names=False)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_no_overwrite_without_force(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("precious")
+    with pytest.raises(AppSleuthError, match=r"already exists; pass --force"):
+        write_table(make_sherlock18(), path)
+    assert path.read_text() == "precious"
+    write_table(make_sherlock18(), path, force=True)
+    assert len(load_sherlock(path)) == 180
+
+
+def test_bad_extension(tmp_path: Path) -> None:
+    with pytest.raises(AppSleuthError, match=r"must end in \.csv, \.csv\.gz or \.parquet; "
+                                             r"received 't\.xlsx'"):
+        write_table(make_sherlock18(), tmp_path / "t.xlsx")
+
+
+def test_embedded_data_is_cached_and_marked_synthetic(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    first = embedded_data(500, seed=3)
+    cached = list((tmp_path / "cache").iterdir())
+    assert len(cached) == 1
+    second = embedded_data(500, seed=3)
+    pd.testing.assert_frame_equal(first, second, check_dtype=False)
+    info = frame_info(second)
+    assert info.synthetic and info.dataset == "synthetic-sherlock18(seed=3)"
+    assert info.time_column == "UUID"
+    # A damaged cache entry is rebuilt, never trusted.
+    cached[0].write_bytes(b"PAR1 broken")
+    third = embedded_data(500, seed=3)
+    assert len(third) == 500
