@@ -37,15 +37,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def make_sherlock18(n_per_app: int = 60, apps: tuple[str, ...] = ("Gmail", "Chrome", "Moriarty"),
-                    seed: int = 0, with_ids: bool = False) -> pd.DataFrame:
+def make_sherlock18(
+    n_per_app: int = 60,
+    apps: tuple[str, ...] = ("Gmail", "Chrome", "Moriarty"),
+    seed: int = 0,
+    with_ids: bool = False,
+) -> pd.DataFrame:
     """A small table in the sherlock_18apps layout, with runs of repeated samples."""
     rng = np.random.default_rng(seed)
     frames = []
     for k, app in enumerate(apps):
         n = n_per_app
-        base = {f: rng.normal(100 * (k + 1), 10, size=n // 5).repeat(5)[:n]
-                for f in SHERLOCK18_FEATURES}
+        base = {
+            f: rng.normal(100 * (k + 1), 10, size=n // 5).repeat(5)[:n] for f in SHERLOCK18_FEATURES
+        }
         frame = pd.DataFrame(base)
         frame["state"] = np.where(rng.random(n // 5 + 1) < 0.75, "S", "R").repeat(5)[:n]
         frame["cminflt"] = np.nan

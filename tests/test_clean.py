@@ -27,8 +27,12 @@ def test_teaching_default_steps() -> None:
     assert len(out) == len(df) - 4
     assert "cminflt" not in out.columns and "guest_time" not in out.columns
     actions = [s.action for s in report.steps]
-    assert actions == ["drop all-missing columns", "drop constant columns",
-                       "drop incomplete rows", "one-hot encode"]
+    assert actions == [
+        "drop all-missing columns",
+        "drop constant columns",
+        "drop incomplete rows",
+        "one-hot encode",
+    ]
     assert report.steps[0].columns == ("cminflt",)
     assert report.steps[1].columns == ("guest_time",)
     assert report.steps[2].rows_before - report.steps[2].rows_after == 4
@@ -69,8 +73,11 @@ def test_real_raw_sample_report(shared_data) -> None:
 
 
 def test_bad_missing_policy() -> None:
-    with pytest.raises(SpecError, match=r"missing must be 'drop' or 'impute'; received "
-                                        r"missing='mean'"):
+    with pytest.raises(
+        SpecError,
+        match=r"missing must be 'drop' or 'impute'; received "
+        r"missing='mean'",
+    ):
         clean_sherlock(make_sherlock18(), missing="mean")  # type: ignore[arg-type]
 
 
@@ -81,8 +88,14 @@ def test_nothing_left() -> None:
 
 
 def test_no_row_left() -> None:
-    df = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b", "c", "d"],
-                                      "x": [1.0, np.nan, 3.0, np.nan],
-                                      "y": [np.nan, 2.0, np.nan, 4.0]}))
+    df = from_dataframe(
+        pd.DataFrame(
+            {
+                "ApplicationName": ["a", "b", "c", "d"],
+                "x": [1.0, np.nan, 3.0, np.nan],
+                "y": [np.nan, 2.0, np.nan, 4.0],
+            }
+        )
+    )
     with pytest.raises(DataError, match="no row is left after cleaning"):
         clean_sherlock(df)

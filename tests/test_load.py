@@ -57,9 +57,20 @@ def test_mystery_teaching_layout(shared_data: Path) -> None:
     assert df.index[:2].tolist() == [434, 1881]  # the index column became the index
     assert "Unnamed: 0" not in df.columns
     assert set(df["ApplicationName"]) == {"Facebook", "WhatsApp"}
-    assert info.features == ("CPU_USAGE", "cutime", "lru", "num_threads", "otherPrivateDirty",
-                             "priority", "utime", "vsize", "cminflt", "guest_time", "Mem",
-                             "queue")
+    assert info.features == (
+        "CPU_USAGE",
+        "cutime",
+        "lru",
+        "num_threads",
+        "otherPrivateDirty",
+        "priority",
+        "utime",
+        "vsize",
+        "cminflt",
+        "guest_time",
+        "Mem",
+        "queue",
+    )
     assert df["cminflt"].isna().sum() == 48
 
 
@@ -95,8 +106,14 @@ def test_parquet(tmp_path: Path) -> None:
 
 def test_generic_layout_with_configured_label_and_features(tmp_path: Path) -> None:
     path = tmp_path / "generic.csv"
-    pd.DataFrame({"app": ["a", "b", "a", "b"], "x": [1, 2, 3, 4], "y": [0.1, 0.2, 0.3, 0.4],
-                  "note": ["p", "q", "r", "s"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "app": ["a", "b", "a", "b"],
+            "x": [1, 2, 3, 4],
+            "y": [0.1, 0.2, 0.3, 0.4],
+            "note": ["p", "q", "r", "s"],
+        }
+    ).to_csv(path, index=False)
     df = load_sherlock(path, label="app")
     info = frame_info(df)
     assert info.layout == "generic"
@@ -111,22 +128,32 @@ def test_text_column_that_is_mostly_numbers_is_an_error_not_dropped(tmp_path: Pa
     values = [str(i) for i in range(30)]
     values[17] = "12a"
     pd.DataFrame({"app": ["a", "b"] * 15, "x": values}).to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"'x' must be numeric, but data row 17 \(line 19\) "
-                                        r"holds '12a'"):
+    with pytest.raises(
+        DataError,
+        match=r"'x' must be numeric, but data row 17 \(line 19\) "
+        r"holds '12a'",
+    ):
         load_sherlock(path, label="app")
 
 
 def test_bad_value_late_in_a_large_file_names_row(tmp_path: Path) -> None:
     # pyarrow infers types from the first block; a bad value far down must still be named.
     n = 200_000
-    df = pd.DataFrame({"ApplicationName": np.where(np.arange(n) % 2, "a", "b"),
-                       "CPU_USAGE": np.arange(n, dtype=float).astype(str),
-                       "num_threads": np.arange(n)})
+    df = pd.DataFrame(
+        {
+            "ApplicationName": np.where(np.arange(n) % 2, "a", "b"),
+            "CPU_USAGE": np.arange(n, dtype=float).astype(str),
+            "num_threads": np.arange(n),
+        }
+    )
     df.loc[n - 3, "CPU_USAGE"] = "high"
     path = tmp_path / "big.csv"
     df.to_csv(path, index=False)
-    with pytest.raises(DataError, match=rf"'CPU_USAGE' must be numeric, but data row {n - 3} "
-                                        rf"\(line {n - 1}\) holds 'high'"):
+    with pytest.raises(
+        DataError,
+        match=rf"'CPU_USAGE' must be numeric, but data row {n - 3} "
+        rf"\(line {n - 1}\) holds 'high'",
+    ):
         load_sherlock(path)
 
 
@@ -186,15 +213,21 @@ def test_not_a_table(tmp_path: Path) -> None:
 
 def test_no_label_column_lists_columns(tmp_path: Path) -> None:
     path = _write(tmp_path, b"app,CPU_USAGE,utime\nGmail,1,2\nChrome,2,3\n")
-    with pytest.raises(DataError, match=r"has no label column 'ApplicationName'; columns "
-                                        r"found: \['app', 'CPU_USAGE', 'utime'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"has no label column 'ApplicationName'; columns "
+        r"found: \['app', 'CPU_USAGE', 'utime'\]",
+    ):
         load_sherlock(path)
 
 
 def test_non_numeric_feature_names_column_value_and_row(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nChrome,fast,3\n")
-    with pytest.raises(DataError, match=r"feature column 'CPU_USAGE' must be numeric, but "
-                                        r"data row 1 \(line 3\) holds 'fast'"):
+    with pytest.raises(
+        DataError,
+        match=r"feature column 'CPU_USAGE' must be numeric, but "
+        r"data row 1 \(line 3\) holds 'fast'",
+    ):
         load_sherlock(path)
 
 
@@ -206,16 +239,22 @@ def test_single_class(tmp_path: Path) -> None:
 
 def test_missing_label_value(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nNULL,2,3\nChrome,1,1\n")
-    with pytest.raises(DataError, match=r"label column 'ApplicationName' is missing a value "
-                                        r"in data row 1 \(line 3\)"):
+    with pytest.raises(
+        DataError,
+        match=r"label column 'ApplicationName' is missing a value "
+        r"in data row 1 \(line 3\)",
+    ):
         load_sherlock(path)
 
 
 def test_unreadable_encoding(tmp_path: Path) -> None:
     content = "ApplicationName,CPU_USAGE\nGmail,1\nCaf\xe9,2\n".encode("latin-1")
     path = _write(tmp_path, content)
-    with pytest.raises(DataError, match=r"column 'ApplicationName' is not valid utf-8 text; "
-                                        r"pass the file's encoding"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'ApplicationName' is not valid utf-8 text; "
+        r"pass the file's encoding",
+    ):
         load_sherlock(path)
     df = load_sherlock(path, encoding="latin-1")
     assert df["ApplicationName"].tolist() == ["Gmail", "Café"]
@@ -289,8 +328,11 @@ def test_frame_info_detects_when_attrs_are_missing() -> None:
 
 # --- fuzzing: anything either loads or raises DataError ---------------------------------
 
-_FUZZ = settings(max_examples=int(os.environ.get("APPSLEUTH_FUZZ_EXAMPLES", "60")), deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(
+    max_examples=int(os.environ.get("APPSLEUTH_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _load_or_data_error(path: Path) -> None:
@@ -311,10 +353,7 @@ def test_fuzz_random_bytes(tmp_path: Path, content: bytes) -> None:
 
 
 _REAL_LINES = [
-    line
-    for f in (RAW_SAMPLE, MYSTERY)
-    if f.exists()
-    for line in f.read_bytes().splitlines()[:8]
+    line for f in (RAW_SAMPLE, MYSTERY) if f.exists() for line in f.read_bytes().splitlines()[:8]
 ]
 
 
@@ -335,8 +374,11 @@ def _mutated_real_file(draw: st.DrawFn) -> bytes:
         elif kind == "field":
             fields = bytes(line).split(b",")
             j = draw(st.integers(0, len(fields) - 1))
-            fields[j] = draw(st.sampled_from([b"", b"NULL", b"abc", b"-1", b'"1"', b"1e999",
-                                               b"\xff\xfe", b'"', b"1,2"]))
+            fields[j] = draw(
+                st.sampled_from(
+                    [b"", b"NULL", b"abc", b"-1", b'"1"', b"1e999", b"\xff\xfe", b'"', b"1,2"]
+                )
+            )
             line = bytearray(b",".join(fields))
         elif kind == "drop":
             del lines[i]

@@ -60,8 +60,11 @@ def test_unknown_category_is_all_zero_with_a_warning(table) -> None:
     pre = Preprocessor().fit(table)
     new = table.iloc[:3].copy()
     new["state"] = ["S", "Z", "Z"]
-    with pytest.warns(AppSleuthWarning, match=r"column 'state' has value\(s\) \['Z'\] not "
-                                              r"seen in training \(2 rows\)"):
+    with pytest.warns(
+        AppSleuthWarning,
+        match=r"column 'state' has value\(s\) \['Z'\] not "
+        r"seen in training \(2 rows\)",
+    ):
         x = pre.transform(new)
     assert x[1:, -2:].sum() == 0 and x[0, -1] == 1
 
@@ -139,8 +142,11 @@ def test_not_json_and_missing(tmp_path: Path) -> None:
 def test_unfitted_and_bad_scaling() -> None:
     with pytest.raises(DataError, match="not fitted yet"):
         Preprocessor().transform(make_sherlock18())
-    with pytest.raises(SpecError, match=r"scaling must be one of standard, minmax, none; "
-                                        r"received scaling='robust'"):
+    with pytest.raises(
+        SpecError,
+        match=r"scaling must be one of standard, minmax, none; "
+        r"received scaling='robust'",
+    ):
         Preprocessor(scaling="robust")  # type: ignore[arg-type]
 
 

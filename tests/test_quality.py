@@ -48,8 +48,10 @@ def test_imbalance_recommends_class_weights() -> None:
 def test_missing_empty_constant_incomplete(report) -> None:
     assert report["missing"].data["per_column"]["cminflt"] == 300
     assert report["missing"].data["per_column"]["rss"] == 3
-    assert report["useless_columns"].data == {"all_missing": ["cminflt"],
-                                              "constant": ["guest_time"]}
+    assert report["useless_columns"].data == {
+        "all_missing": ["cminflt"],
+        "constant": ["guest_time"],
+    }
     inc = report["incomplete_rows"]
     assert inc.data["rows"] == 3
     assert set(inc.data["most_common_pattern"]["columns"]) == set(INCOMPLETE_ROW_COLUMNS)
@@ -97,8 +99,15 @@ def test_chosen_split_failure_is_an_error() -> None:
 def test_json_and_render(report) -> None:
     d = json.loads(report.to_json())
     assert [f["key"] for f in d["findings"]] == [
-        "classes", "missing", "useless_columns", "incomplete_rows", "negative_values",
-        "duplicates", "time_structure", "leakage"]
+        "classes",
+        "missing",
+        "useless_columns",
+        "incomplete_rows",
+        "negative_values",
+        "duplicates",
+        "time_structure",
+        "leakage",
+    ]
     out = io.StringIO()
     report.render(Console(file=out, width=160))
     text = out.getvalue()

@@ -81,10 +81,16 @@ def test_group_split_keeps_groups_apart() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"kind": "shuffle"}, r"split kind must be one of random, blocked, group; received "
-                              r"kind='shuffle'"),
-        ({"val_fraction": 1.5}, r"val_fraction must be a number in \[0, 1\); received "
-                                r"val_fraction=1.5"),
+        (
+            {"kind": "shuffle"},
+            r"split kind must be one of random, blocked, group; received "
+            r"kind='shuffle'",
+        ),
+        (
+            {"val_fraction": 1.5},
+            r"val_fraction must be a number in \[0, 1\); received "
+            r"val_fraction=1.5",
+        ),
         ({"val_fraction": "0.2"}, r"val_fraction must be a number"),
         ({"val_fraction": 0}, r"val_fraction must be above 0"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, r"must leave training rows"),
@@ -106,8 +112,11 @@ def test_spec_roundtrip_and_unknown_field() -> None:
 
 def test_group_split_errors() -> None:
     df = from_dataframe(make_sherlock18())
-    with pytest.raises(DataError, match=r"group column 'UserId' for the group split is not in "
-                                        r"the table"):
+    with pytest.raises(
+        DataError,
+        match=r"group column 'UserId' for the group split is not in "
+        r"the table",
+    ):
         split_data(df, kind="group")
     one_user = df.assign(UserId="u1")
     with pytest.raises(DataError, match=r"needs at least 2 groups in 'UserId'; found 1"):

@@ -34,13 +34,17 @@ def test_no_overwrite_without_force(tmp_path: Path) -> None:
 
 
 def test_bad_extension(tmp_path: Path) -> None:
-    with pytest.raises(AppSleuthError, match=r"must end in \.csv, \.csv\.gz or \.parquet; "
-                                             r"received 't\.xlsx'"):
+    with pytest.raises(
+        AppSleuthError,
+        match=r"must end in \.csv, \.csv\.gz or \.parquet; "
+        r"received 't\.xlsx'",
+    ):
         write_table(make_sherlock18(), tmp_path / "t.xlsx")
 
 
-def test_embedded_data_is_cached_and_marked_synthetic(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_data_is_cached_and_marked_synthetic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
     first = embedded_data(500, seed=3)
     cached = list((tmp_path / "cache").iterdir())

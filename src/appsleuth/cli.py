@@ -26,23 +26,49 @@ def _csv_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return None
     items = [v.strip() for v in value.split(",")]
     if not all(items):
-        raise click.BadParameter(f"expected a comma-separated list without empty items; "
-                                 f"received {value!r}")
+        raise click.BadParameter(
+            f"expected a comma-separated list without empty items; received {value!r}"
+        )
     return items
 
 
 def _split_options(f: Any) -> Any:
     options = [
-        click.option("--split", "split_kind", type=click.Choice(_SPLITS), default="random",
-                     show_default=True, help="How validation rows are chosen."),
-        click.option("--val-fraction", type=float, default=0.2, show_default=True,
-                     help="Share of rows for validation."),
-        click.option("--test-fraction", type=float, default=0.0, show_default=True,
-                     help="Share of rows held out for a final test."),
-        click.option("--split-seed", type=int, default=34, show_default=True,
-                     help="Seed of the split (34 is the teaching material's)."),
-        click.option("--group-column", default="UserId", show_default=True,
-                     help="Column whose groups stay together in a group split."),
+        click.option(
+            "--split",
+            "split_kind",
+            type=click.Choice(_SPLITS),
+            default="random",
+            show_default=True,
+            help="How validation rows are chosen.",
+        ),
+        click.option(
+            "--val-fraction",
+            type=float,
+            default=0.2,
+            show_default=True,
+            help="Share of rows for validation.",
+        ),
+        click.option(
+            "--test-fraction",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Share of rows held out for a final test.",
+        ),
+        click.option(
+            "--split-seed",
+            type=int,
+            default=34,
+            show_default=True,
+            help="Seed of the split (34 is the teaching material's).",
+        ),
+        click.option(
+            "--group-column",
+            default="UserId",
+            show_default=True,
+            help="Column whose groups stay together in a group split.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -51,28 +77,47 @@ def _split_options(f: Any) -> Any:
 
 def _data_options(f: Any) -> Any:
     options = [
-        click.option("--label", default="ApplicationName", show_default=True,
-                     help="The label column."),
-        click.option("--features", callback=_csv_list, default=None, metavar="A,B,...",
-                     help="Feature columns to use (default: the layout's features)."),
-        click.option("--encoding", default="utf-8", show_default=True,
-                     help="Text encoding of a CSV file."),
+        click.option(
+            "--label", default="ApplicationName", show_default=True, help="The label column."
+        ),
+        click.option(
+            "--features",
+            callback=_csv_list,
+            default=None,
+            metavar="A,B,...",
+            help="Feature columns to use (default: the layout's features).",
+        ),
+        click.option(
+            "--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV file."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _split_spec(kind: str, val_fraction: float, test_fraction: float, seed: int,
-                group_column: str) -> Any:
+def _split_spec(
+    kind: str, val_fraction: float, test_fraction: float, seed: int, group_column: str
+) -> Any:
     from appsleuth.data.split import SplitSpec
 
-    return SplitSpec(kind=kind, val_fraction=val_fraction, test_fraction=test_fraction,
-                     seed=seed, group_column=group_column)
+    return SplitSpec(
+        kind=kind,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        group_column=group_column,
+    )
 
 
-def _load(path: str | None, *, label: str, features: list[str] | None, encoding: str,
-          rows: int | None = None) -> Any:
+def _load(
+    path: str | None,
+    *,
+    label: str,
+    features: list[str] | None,
+    encoding: str,
+    rows: int | None = None,
+) -> Any:
     from appsleuth.data.load import load_sherlock
     from appsleuth.data.tables import embedded_data
 
@@ -104,14 +149,27 @@ def data() -> None:
 @data.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--rows", type=click.IntRange(min=1), default=None,
-              help="Rows of embedded data when FILE is omitted (default: 273,129).")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows of embedded data when FILE is omitted (default: 273,129).",
+)
 @_data_options
 @_split_options
-def data_check(file: Path | None, as_json: bool, rows: int | None, label: str,
-               features: list[str] | None, encoding: str, split_kind: str,
-               val_fraction: float, test_fraction: float, split_seed: int,
-               group_column: str) -> None:
+def data_check(
+    file: Path | None,
+    as_json: bool,
+    rows: int | None,
+    label: str,
+    features: list[str] | None,
+    encoding: str,
+    split_kind: str,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    group_column: str,
+) -> None:
     """Report on the quality of FILE (default: the embedded synthetic data).
 
     Rows, classes and imbalance (Moriarty called out), missing, empty and constant
@@ -121,8 +179,9 @@ def data_check(file: Path | None, as_json: bool, rows: int | None, label: str,
     from appsleuth.data.quality import check_data
 
     split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
-    df = _load(str(file) if file else None, label=label, features=features,
-               encoding=encoding, rows=rows)
+    df = _load(
+        str(file) if file else None, label=label, features=features, encoding=encoding, rows=rows
+    )
     report = check_data(df, split=split)
     if as_json:
         click.echo(report.to_json())
@@ -131,18 +190,31 @@ def data_check(file: Path | None, as_json: bool, rows: int | None, label: str,
 
 
 @data.command("synth")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file: .csv, .csv.gz or .parquet.")
-@click.option("--rows", type=click.IntRange(min=1), default=273_129, show_default=True,
-              help="Number of rows.")
-@click.option("--apps", callback=_csv_list, default=None, metavar="A,B,...",
-              help="Only these apps (e.g. Facebook,WhatsApp).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Generator seed.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file: .csv, .csv.gz or .parquet.",
+)
+@click.option(
+    "--rows", type=click.IntRange(min=1), default=273_129, show_default=True, help="Number of rows."
+)
+@click.option(
+    "--apps",
+    callback=_csv_list,
+    default=None,
+    metavar="A,B,...",
+    help="Only these apps (e.g. Facebook,WhatsApp).",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Generator seed."
+)
 @click.option("--with-ids", is_flag=True, help="Add the raw-layout UserId and UUID columns.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def data_synth(out: Path, rows: int, apps: list[str] | None, seed: int, with_ids: bool,
-               force: bool) -> None:
+def data_synth(
+    out: Path, rows: int, apps: list[str] | None, seed: int, with_ids: bool, force: bool
+) -> None:
     """Generate synthetic SherLock-like data (the embedded default data) into a file."""
     from appsleuth.data.synth import generate_sherlock
     from appsleuth.data.tables import write_table
@@ -156,8 +228,12 @@ def data_synth(out: Path, rows: int, apps: list[str] | None, seed: int, with_ids
 
 
 @cli.command()
-@click.option("--rows", type=click.IntRange(min=100), default=None,
-              help="Rows of embedded data (default: 273,129).")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Rows of embedded data (default: 273,129).",
+)
 def demo(rows: int | None) -> None:
     """Show the whole workflow on the embedded synthetic data."""
     from rich.console import Console
@@ -168,8 +244,9 @@ def demo(rows: int | None) -> None:
     console = Console()
     console.rule("[bold]appsleuth demo[/]: synthetic SherLock-like data for 18 apps")
     df = embedded_data(rows)
-    console.print(f"Generated {len(df):,} rows of synthetic telemetry "
-                  f"({df.attrs['appsleuth']['dataset']}).")
+    console.print(
+        f"Generated {len(df):,} rows of synthetic telemetry ({df.attrs['appsleuth']['dataset']})."
+    )
     check_data(df).render(console)
 
 

@@ -113,23 +113,36 @@ def clean_sherlock(
     if drop_empty_columns:
         empty = [f for f in features if out[f].isna().all()]
         features = [f for f in features if f not in empty]
-        steps.append(CleaningStep(
-            action="drop all-missing columns", columns=tuple(empty), rows_before=n,
-            rows_after=n,
-            detail=(f"dropped {_names(empty)}" if empty else "none found"),
-        ))
+        steps.append(
+            CleaningStep(
+                action="drop all-missing columns",
+                columns=tuple(empty),
+                rows_before=n,
+                rows_after=n,
+                detail=(f"dropped {_names(empty)}" if empty else "none found"),
+            )
+        )
     if drop_constant_columns:
         constant = [f for f in features if out[f].nunique(dropna=True) <= 1]
         features = [f for f in features if f not in constant]
-        steps.append(CleaningStep(
-            action="drop constant columns", columns=tuple(constant), rows_before=n,
-            rows_after=n,
-            detail=(", ".join(f"{c} (always {_plain(out[c].dropna().iloc[0])!r})" for c in constant)
-                    if constant else "none found"),
-        ))
+        steps.append(
+            CleaningStep(
+                action="drop constant columns",
+                columns=tuple(constant),
+                rows_before=n,
+                rows_after=n,
+                detail=(
+                    ", ".join(f"{c} (always {_plain(out[c].dropna().iloc[0])!r})" for c in constant)
+                    if constant
+                    else "none found"
+                ),
+            )
+        )
     if not features:
-        raise DataError(f"{info.dataset}: no feature column is left after dropping "
-                        f"all-missing and constant columns")
+        raise DataError(
+            f"{info.dataset}: no feature column is left after dropping "
+            f"all-missing and constant columns"
+        )
     out = out[[*keep, *features]]
 
     incomplete = out[features].isna().any(axis=1)
@@ -137,43 +150,66 @@ def clean_sherlock(
     gappy = tuple(f for f in features if out[f].isna().any())
     if missing == "drop":
         out = out.loc[~incomplete]
-        steps.append(CleaningStep(
-            action="drop incomplete rows", columns=gappy,
-            rows_before=n, rows_after=len(out),
-            detail=f"dropped {n_incomplete} of {n} rows with a missing feature value",
-        ))
+        steps.append(
+            CleaningStep(
+                action="drop incomplete rows",
+                columns=gappy,
+                rows_before=n,
+                rows_after=len(out),
+                detail=f"dropped {n_incomplete} of {n} rows with a missing feature value",
+            )
+        )
     else:
         for f in gappy:
             out[f] = out[f].fillna(_fill_value(out[f], f in info.categorical))
-        steps.append(CleaningStep(
-            action="impute missing values", columns=gappy, rows_before=n,
-            rows_after=n,
-            detail=(f"filled {n_incomplete} incomplete rows (median for numbers, most "
-                    f"frequent value for categories) in {_names(list(gappy))}"),
-        ))
+        steps.append(
+            CleaningStep(
+                action="impute missing values",
+                columns=gappy,
+                rows_before=n,
+                rows_after=n,
+                detail=(
+                    f"filled {n_incomplete} incomplete rows (median for numbers, most "
+                    f"frequent value for categories) in {_names(list(gappy))}"
+                ),
+            )
+        )
     n = len(out)
 
     if drop_duplicates:
         subset = [c for c in (info.label, *features) if c is not None]
         dup = out.duplicated(subset=subset)
         out = out.loc[~dup]
-        steps.append(CleaningStep(
-            action="drop duplicate rows", rows_before=n, rows_after=len(out),
-            detail=f"dropped {int(dup.sum())} exact duplicate rows",
-        ))
+        steps.append(
+            CleaningStep(
+                action="drop duplicate rows",
+                rows_before=n,
+                rows_after=len(out),
+                detail=f"dropped {int(dup.sum())} exact duplicate rows",
+            )
+        )
         n = len(out)
 
     cats = [c for c in info.categorical if c in features]
     for c in cats:
         values = sorted(str(v) for v in out[c].dropna().unique())
-        steps.append(CleaningStep(
-            action="one-hot encode", columns=(c,), rows_before=n, rows_after=n,
-            detail=(f"{c} has {len(values)} categories ({', '.join(values)}): encoded as "
-                    f"{len(values)} 0/1 columns, learned from the training rows"),
-        ))
+        steps.append(
+            CleaningStep(
+                action="one-hot encode",
+                columns=(c,),
+                rows_before=n,
+                rows_after=n,
+                detail=(
+                    f"{c} has {len(values)} categories ({', '.join(values)}): encoded as "
+                    f"{len(values)} 0/1 columns, learned from the training rows"
+                ),
+            )
+        )
     if len(out) == 0:
-        raise DataError(f"{info.dataset}: no row is left after cleaning (every row misses "
-                        f"a feature value); try missing='impute'")
+        raise DataError(
+            f"{info.dataset}: no row is left after cleaning (every row misses "
+            f"a feature value); try missing='impute'"
+        )
 
     new_info = dataclasses.replace(info, features=tuple(features), categorical=tuple(cats))
     out.attrs = {**df.attrs, "appsleuth": new_info.to_dict()}
@@ -202,4 +238,3 @@ def _plain(value: Any) -> Any:
 
 def _names(names: list[str]) -> str:
     return ", ".join(names) if names else "nothing"
-

@@ -110,8 +110,15 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     recorded = df.attrs.get("appsleuth")
     if isinstance(recorded, dict):
         return FrameInfo.from_dict(recorded)
-    return _describe(df, source="dataframe", label=LABEL_COLUMN, features=None,
-                     categorical=CATEGORICAL_FEATURES, layout=None, require_label=False)
+    return _describe(
+        df,
+        source="dataframe",
+        label=LABEL_COLUMN,
+        features=None,
+        categorical=CATEGORICAL_FEATURES,
+        layout=None,
+        require_label=False,
+    )
 
 
 def load_sherlock(
@@ -229,8 +236,9 @@ def _read_table(file: Path, *, encoding: str) -> pd.DataFrame:
             with gzip.open(file, "rb") as fh:
                 data = fh.read()
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"data file {file} looks gzip-compressed but cannot be "
-                            f"decompressed: {exc}") from exc
+            raise DataError(
+                f"data file {file} looks gzip-compressed but cannot be decompressed: {exc}"
+            ) from exc
         if not data:
             raise DataError(f"data file {file} is empty once decompressed")
         return _read_csv(io.BytesIO(data), file, encoding=encoding)
@@ -275,8 +283,10 @@ def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.Dat
     try:
         names = [field.name for field in table.schema]
     except UnicodeDecodeError as exc:
-        raise DataError(f"data file {file}: the header line is not valid {encoding} text; "
-                        f"pass the file's encoding or convert the file to UTF-8") from exc
+        raise DataError(
+            f"data file {file}: the header line is not valid {encoding} text; "
+            f"pass the file's encoding or convert the file to UTF-8"
+        ) from exc
     del names
     for field in table.schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
@@ -315,8 +325,10 @@ def _csv_problem(file: Path, message: str) -> str:
     if "Empty CSV file" in message:
         return f"data file {file} is empty: expected a header line and rows"
     if "Expected" in message and "columns" in message:
-        return (f"data file {file} is not a regular table: a row has a different number of "
-                f"fields than the header ({message.removeprefix('CSV parse error: ')})")
+        return (
+            f"data file {file} is not a regular table: a row has a different number of "
+            f"fields than the header ({message.removeprefix('CSV parse error: ')})"
+        )
     if "codec" in message or "decode" in message.lower() or "encoding" in message.lower():
         return f"data file {file} cannot be decoded: {message}"
     return f"data file {file} cannot be read as CSV: {message}"
@@ -328,8 +340,12 @@ def _text_columns_to_numbers(df: pd.DataFrame) -> pd.DataFrame:
         col = df[name]
         if not _is_text(col):
             continue
+        present = col.dropna()
+        # A cheap look at the first values first: most text columns are plainly text.
+        if present.empty or pd.to_numeric(present.iloc[:64], errors="coerce").isna().any():
+            continue
         converted = pd.to_numeric(col, errors="coerce")
-        if converted.notna().sum() == col.notna().sum() and col.notna().any():
+        if converted.notna().sum() == len(present):
             df[name] = converted
     return df
 
@@ -349,8 +365,10 @@ def _use_index_column(df: pd.DataFrame) -> pd.DataFrame:
 def _check_unique_names(columns: list[str], where: str) -> None:
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
-        raise DataError(f"{where} has repeated column names {_list(repeated)}; every column "
-                        f"needs its own name (is the first line a header?)")
+        raise DataError(
+            f"{where} has repeated column names {_list(repeated)}; every column "
+            f"needs its own name (is the first line a header?)"
+        )
 
 
 def _is_text(col: pd.Series) -> bool:
@@ -399,7 +417,7 @@ def _describe(
     if features is not None:
         features = tuple(str(f) for f in features)
         if not features:
-            raise DataError(f"features must name at least one column; received features=[]")
+            raise DataError("features must name at least one column; received features=[]")
         missing = [f for f in features if f not in columns]
         if missing:
             raise DataError(
@@ -412,7 +430,8 @@ def _describe(
         features = tuple(f for f in SHERLOCK18_FEATURES if f in columns)
     else:
         features = tuple(
-            c for c in columns
+            c
+            for c in columns
             if c != label and c not in id_columns and _usable_as_feature(df[c], c, categorical)
         )
         if not features:
@@ -447,16 +466,13 @@ def _usable_as_feature(col: pd.Series, name: str, categorical: Sequence[str]) ->
     return bool(numeric_share >= _NUMERIC_SHARE)
 
 
-def _finish(
-    df: pd.DataFrame, info: FrameInfo, *, where: str, require_label: bool
-) -> pd.DataFrame:
+def _finish(df: pd.DataFrame, info: FrameInfo, *, where: str, require_label: bool) -> pd.DataFrame:
     for name in info.numeric_features:
         df[name] = _as_numeric(df[name], name, where)
     for name in info.categorical:
         col = df[name]
-        df[name] = col.astype(object).where(col.notna(), None).map(
-            lambda v: v if v is None else str(v)
-        )
+        if not _is_text(col):  # e.g. numeric codes: categories are compared as text
+            df[name] = col.astype(str).where(col.notna())
     if info.label is not None:
         labels = df[info.label]
         if labels.isna().any():

@@ -37,8 +37,10 @@ def select_apps(df: pd.DataFrame, apps: Sequence[str]) -> pd.DataFrame:
     present = set(df[info.label].unique()) if info.label else set()
     unknown = [a for a in apps if a not in present]
     if unknown:
-        raise DataError(f"{info.dataset}: app(s) {unknown} are not in the label column "
-                        f"{info.label!r}; apps found: {sorted(present)}")
+        raise DataError(
+            f"{info.dataset}: app(s) {unknown} are not in the label column "
+            f"{info.label!r}; apps found: {sorted(present)}"
+        )
     out = df.loc[df[info.label].isin(apps)].copy()
     out.attrs = {**df.attrs}
     return out
@@ -53,8 +55,10 @@ def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = "other") ->
     info = frame_info(df)
     labels = df[info.label]
     if positive not in set(labels.unique()):
-        raise DataError(f"{info.dataset}: app {positive!r} is not in the label column "
-                        f"{info.label!r}; apps found: {sorted(labels.unique())}")
+        raise DataError(
+            f"{info.dataset}: app {positive!r} is not in the label column "
+            f"{info.label!r}; apps found: {sorted(labels.unique())}"
+        )
     if rest_name == positive:
         raise DataError(f"rest_name must differ from the positive app {positive!r}")
     out = df.copy()
@@ -171,9 +175,17 @@ def prepare_data(
     x_val, y_val = _unknown_safe(arrays, val, pre)
     x_test, y_test = _unknown_safe(arrays, test, pre)
     return PreparedData(
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test,
-        y_test=y_test, preprocessor=pre, split=parts, cleaning=cleaning,
-        info=frame_info(table), table=table,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        preprocessor=pre,
+        split=parts,
+        cleaning=cleaning,
+        info=frame_info(table),
+        table=table,
     )
 
 
@@ -182,6 +194,8 @@ def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor) -> Any:
     if len(rows):
         missing = sorted(set(rows[pre.label].astype(str)) - set(pre.classes))
         if missing:
-            raise DataError(f"class(es) {missing} appear in validation/test rows but not in "
-                            f"training rows; use a larger table or a stratified split")
+            raise DataError(
+                f"class(es) {missing} appear in validation/test rows but not in "
+                f"training rows; use a larger table or a stratified split"
+            )
     return arrays(rows)

@@ -47,8 +47,9 @@ class Preprocessor:
 
     def __init__(self, *, scaling: Scaling = "standard", positive_class: str | None = None):
         if scaling not in _SCALINGS:
-            raise SpecError(f"scaling must be one of {', '.join(_SCALINGS)}; "
-                            f"received scaling={scaling!r}")
+            raise SpecError(
+                f"scaling must be one of {', '.join(_SCALINGS)}; received scaling={scaling!r}"
+            )
         self.scaling: Scaling = scaling
         self.positive_class = positive_class
         self.numeric_features: list[str] = []
@@ -95,12 +96,16 @@ class Preprocessor:
             self._scale = np.ones(x.shape[1])
         classes = sorted(str(v) for v in train[self.label].unique())
         if len(classes) < 2:
-            raise DataError(f"{info.dataset}: the training rows hold a single class "
-                            f"({classes[0]!r} if any); a classifier needs at least two")
+            raise DataError(
+                f"{info.dataset}: the training rows hold a single class "
+                f"({classes[0]!r} if any); a classifier needs at least two"
+            )
         if self.positive_class is not None:
             if self.positive_class not in classes:
-                raise DataError(f"positive_class {self.positive_class!r} is not among the "
-                                f"training classes {classes}")
+                raise DataError(
+                    f"positive_class {self.positive_class!r} is not among the "
+                    f"training classes {classes}"
+                )
             if len(classes) == 2:
                 classes = [c for c in classes if c != self.positive_class]
                 classes.append(self.positive_class)
@@ -157,7 +162,7 @@ class Preprocessor:
         parts = [x.astype(np.float32)]
         for col, values in self.categories.items():
             col_values = df[col].astype(str).to_numpy()
-            onehot = (col_values[:, None] == np.asarray(values, dtype=object)[None, :])
+            onehot = col_values[:, None] == np.asarray(values, dtype=object)[None, :]
             unknown = ~onehot.any(axis=1)
             if unknown.any():
                 seen = sorted(set(col_values[unknown].tolist()))
@@ -182,8 +187,9 @@ class Preprocessor:
         codes = values.map(lookup)
         if codes.isna().any():
             unknown = sorted(set(values[codes.isna()]))
-            raise DataError(f"label value(s) {unknown} are not among the model's classes "
-                            f"{self.classes}")
+            raise DataError(
+                f"label value(s) {unknown} are not among the model's classes {self.classes}"
+            )
         return codes.to_numpy(dtype=np.int32)
 
     def decode_labels(self, codes: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -217,12 +223,16 @@ class Preprocessor:
             DataError: The dictionary is not a preprocessor of this format, or is damaged.
         """
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise DataError(f"{source} is not an appsleuth preprocessor (format field "
-                            f"{d.get('format') if isinstance(d, dict) else None!r}, expected "
-                            f"{_FORMAT!r})")
+            raise DataError(
+                f"{source} is not an appsleuth preprocessor (format field "
+                f"{d.get('format') if isinstance(d, dict) else None!r}, expected "
+                f"{_FORMAT!r})"
+            )
         if d.get("format_version") != _FORMAT_VERSION:
-            raise DataError(f"{source} has format_version {d.get('format_version')!r}; this "
-                            f"appsleuth reads version {_FORMAT_VERSION}")
+            raise DataError(
+                f"{source} has format_version {d.get('format_version')!r}; this "
+                f"appsleuth reads version {_FORMAT_VERSION}"
+            )
         try:
             p = cls(scaling=d["scaling"], positive_class=d.get("positive_class"))
             p.label = str(d["label"])
@@ -234,11 +244,16 @@ class Preprocessor:
         except (KeyError, TypeError, ValueError, AttributeError, SpecError) as exc:
             raise DataError(f"{source} is damaged: {type(exc).__name__}: {exc}") from exc
         n = len(p.numeric_features)
-        if p._offset.shape != (n,) or p._scale.shape != (n,) or len(p.classes) < 2 or not (
-            np.all(np.isfinite(p._offset)) and np.all(p._scale > 0)
+        if (
+            p._offset.shape != (n,)
+            or p._scale.shape != (n,)
+            or len(p.classes) < 2
+            or not (np.all(np.isfinite(p._offset)) and np.all(p._scale > 0))
         ):
-            raise DataError(f"{source} is damaged: its scaling does not match its "
-                            f"{n} numeric features, or it has fewer than two classes")
+            raise DataError(
+                f"{source} is damaged: its scaling does not match its "
+                f"{n} numeric features, or it has fewer than two classes"
+            )
         return p
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -285,11 +300,15 @@ class Preprocessor:
         gaps = gaps[gaps > 0]
         if len(gaps):
             listed = ", ".join(f"{c} ({n})" for c, n in gaps.items())
-            raise DataError(f"{what} have missing values in {listed}; clean the data first "
-                            f"(drop or impute incomplete rows)")
+            raise DataError(
+                f"{what} have missing values in {listed}; clean the data first "
+                f"(drop or impute incomplete rows)"
+            )
 
     def __repr__(self) -> str:
         if not self.is_fitted:
             return f"Preprocessor(scaling={self.scaling!r}, unfitted)"
-        return (f"Preprocessor(scaling={self.scaling!r}, inputs={self.n_outputs}, "
-                f"classes={len(self.classes)})")
+        return (
+            f"Preprocessor(scaling={self.scaling!r}, inputs={self.n_outputs}, "
+            f"classes={len(self.classes)})"
+        )

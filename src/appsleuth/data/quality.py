@@ -103,7 +103,7 @@ class QualityReport:
         label = " (synthetic)" if self.synthetic else ""
         table = Table(
             title=f"Data quality: {self.dataset}{label}: {self.n_rows:,} rows x "
-                  f"{self.n_columns} columns, {self.layout} layout",
+            f"{self.n_columns} columns, {self.layout} layout",
             show_lines=True,
             title_justify="left",
         )
@@ -111,8 +111,12 @@ class QualityReport:
         table.add_column("", no_wrap=True)
         table.add_column("what was found")
         table.add_column("recommendation", style="cyan")
-        marks = {"ok": "[green]ok[/]", "info": "[blue]info[/]",
-                 "warning": "[yellow]warn[/]", "problem": "[red]PROBLEM[/]"}
+        marks = {
+            "ok": "[green]ok[/]",
+            "info": "[blue]info[/]",
+            "warning": "[yellow]warn[/]",
+            "problem": "[red]PROBLEM[/]",
+        }
         for f in self.findings:
             table.add_row(f.title, marks[f.severity], f.summary, f.recommendation)
         console.print(table)
@@ -172,24 +176,46 @@ def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityRe
 
 def _classes(df: pd.DataFrame, label: str | None) -> Finding:
     if label is None:
-        return Finding(key="classes", title="classes", severity="problem",
-                       summary="no label column", recommendation="name the label column")
+        return Finding(
+            key="classes",
+            title="classes",
+            severity="problem",
+            summary="no label column",
+            recommendation="name the label column",
+        )
     counts = df[label].value_counts()
     ratio = float(counts.iloc[0] / counts.iloc[-1])
-    data: dict[str, Any] = {"counts": {str(k): int(v) for k, v in counts.items()},
-                            "n_classes": len(counts), "imbalance_ratio": ratio}
-    summary = (f"{len(counts)} classes; largest {counts.index[0]} ({counts.iloc[0]:,}), "
-               f"smallest {counts.index[-1]} ({counts.iloc[-1]:,}); imbalance ratio "
-               f"{ratio:.1f}")
+    data: dict[str, Any] = {
+        "counts": {str(k): int(v) for k, v in counts.items()},
+        "n_classes": len(counts),
+        "imbalance_ratio": ratio,
+    }
+    summary = (
+        f"{len(counts)} classes; largest {counts.index[0]} ({counts.iloc[0]:,}), "
+        f"smallest {counts.index[-1]} ({counts.iloc[-1]:,}); imbalance ratio "
+        f"{ratio:.1f}"
+    )
     if MALWARE_APP in counts.index:
         share = float(counts[MALWARE_APP] / counts.sum())
         data["malware"] = {"app": MALWARE_APP, "rows": int(counts[MALWARE_APP]), "share": share}
         summary += f"; malware {MALWARE_APP}: {counts[MALWARE_APP]:,} rows ({share:.1%})"
     imbalanced = ratio >= _IMBALANCE_WARN
-    rec = ("imbalanced: read per-class recall and precision (Moriarty's above all), "
-           "consider class_weight='balanced'") if imbalanced else ""
-    return Finding(key="classes", title="classes", severity="warning" if imbalanced else "ok",
-                   summary=summary, recommendation=rec, data=data)
+    rec = (
+        (
+            "imbalanced: read per-class recall and precision (Moriarty's above all), "
+            "consider class_weight='balanced'"
+        )
+        if imbalanced
+        else ""
+    )
+    return Finding(
+        key="classes",
+        title="classes",
+        severity="warning" if imbalanced else "ok",
+        summary=summary,
+        recommendation=rec,
+        data=data,
+    )
 
 
 def _missing(df: pd.DataFrame, features: list[str]) -> Finding:
@@ -197,12 +223,22 @@ def _missing(df: pd.DataFrame, features: list[str]) -> Finding:
     gaps = gaps[gaps > 0]
     data = {"per_column": {str(k): int(v) for k, v in gaps.items()}}
     if gaps.empty:
-        return Finding(key="missing", title="missing values", severity="ok",
-                       summary="no missing values in the features", data=data)
+        return Finding(
+            key="missing",
+            title="missing values",
+            severity="ok",
+            summary="no missing values in the features",
+            data=data,
+        )
     listed = ", ".join(f"{k} {v:,}" for k, v in gaps.items())
-    return Finding(key="missing", title="missing values", severity="warning",
-                   summary=f"missing values per column: {listed}",
-                   recommendation="see the two findings below", data=data)
+    return Finding(
+        key="missing",
+        title="missing values",
+        severity="warning",
+        summary=f"missing values per column: {listed}",
+        recommendation="see the two findings below",
+        data=data,
+    )
 
 
 def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
@@ -210,16 +246,26 @@ def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
     constant = [f for f in features if f not in empty and df[f].nunique(dropna=True) <= 1]
     data = {"all_missing": empty, "constant": constant}
     if not empty and not constant:
-        return Finding(key="useless_columns", title="empty/constant columns", severity="ok",
-                       summary="every feature varies", data=data)
+        return Finding(
+            key="useless_columns",
+            title="empty/constant columns",
+            severity="ok",
+            summary="every feature varies",
+            data=data,
+        )
     parts = []
     if empty:
         parts.append(f"all missing: {', '.join(empty)}")
     if constant:
         parts.append(f"constant: {', '.join(constant)}")
-    return Finding(key="useless_columns", title="empty/constant columns", severity="warning",
-                   summary="; ".join(parts),
-                   recommendation="drop them (cleaning does so by default)", data=data)
+    return Finding(
+        key="useless_columns",
+        title="empty/constant columns",
+        severity="warning",
+        summary="; ".join(parts),
+        recommendation="drop them (cleaning does so by default)",
+        data=data,
+    )
 
 
 def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
@@ -229,16 +275,27 @@ def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
     n = int(incomplete.sum())
     data: dict[str, Any] = {"rows": n, "share": n / max(len(df), 1)}
     if not n:
-        return Finding(key="incomplete_rows", title="incomplete rows", severity="ok",
-                       summary="every row has all (non-empty) features", data=data)
+        return Finding(
+            key="incomplete_rows",
+            title="incomplete rows",
+            severity="ok",
+            summary="every row has all (non-empty) features",
+            data=data,
+        )
     pattern = gaps.loc[incomplete].apply(lambda r: tuple(r.index[r]), axis=1).value_counts()
     top_cols, top_n = pattern.index[0], int(pattern.iloc[0])
     data["most_common_pattern"] = {"columns": list(top_cols), "rows": top_n}
     return Finding(
-        key="incomplete_rows", title="incomplete rows", severity="warning",
-        summary=(f"{n:,} rows ({n / len(df):.2%}) miss a value; {top_n:,} of them miss the "
-                 f"same {len(top_cols)} column(s) ({', '.join(top_cols)})"),
-        recommendation="drop them (default) or impute with missing='impute'", data=data)
+        key="incomplete_rows",
+        title="incomplete rows",
+        severity="warning",
+        summary=(
+            f"{n:,} rows ({n / len(df):.2%}) miss a value; {top_n:,} of them miss the "
+            f"same {len(top_cols)} column(s) ({', '.join(top_cols)})"
+        ),
+        recommendation="drop them (default) or impute with missing='impute'",
+        data=data,
+    )
 
 
 def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
@@ -249,17 +306,31 @@ def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
             if neg.any():
                 found[col] = {"rows": int(neg.sum()), "worst": _num(df.loc[neg, col].min())}
     if not found:
-        return Finding(key="negative_values", title="impossible values", severity="ok",
-                       summary="no negative counters", data={"columns": found})
+        return Finding(
+            key="negative_values",
+            title="impossible values",
+            severity="ok",
+            summary="no negative counters",
+            data={"columns": found},
+        )
     listed = ", ".join(f"{c} {v['rows']:,} rows (worst {v['worst']:g})" for c, v in found.items())
     only_network = set(found) <= set(_NETWORK)
-    rec = ("network counters are deltas and read -1 after a reboot: harmless for "
-           "classification, or clip at 0") if only_network else (
-           "check the collection; negative values of these counters are impossible")
-    return Finding(key="negative_values", title="impossible values",
-                   severity="info" if only_network else "warning",
-                   summary=f"negative values: {listed}", recommendation=rec,
-                   data={"columns": found})
+    rec = (
+        (
+            "network counters are deltas and read -1 after a reboot: harmless for "
+            "classification, or clip at 0"
+        )
+        if only_network
+        else ("check the collection; negative values of these counters are impossible")
+    )
+    return Finding(
+        key="negative_values",
+        title="impossible values",
+        severity="info" if only_network else "warning",
+        summary=f"negative values: {listed}",
+        recommendation=rec,
+        data={"columns": found},
+    )
 
 
 def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Finding:
@@ -269,11 +340,17 @@ def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Fin
     share = n / max(len(df), 1)
     data = {"rows": n, "share": share}
     return Finding(
-        key="duplicates", title="duplicate rows", severity="info" if n else "ok",
+        key="duplicates",
+        title="duplicate rows",
+        severity="info" if n else "ok",
         summary=f"{n:,} rows ({share:.1%}) repeat an earlier row exactly (label and features)",
-        recommendation=("expected for 5-second telemetry; they are what makes a random split "
-                        "leak (see leakage)") if n else "",
-        data=data)
+        recommendation=(
+            "expected for 5-second telemetry; they are what makes a random split leak (see leakage)"
+        )
+        if n
+        else "",
+        data=data,
+    )
 
 
 def _time_order(df: pd.DataFrame, time_column: str | None) -> np.ndarray:
@@ -304,43 +381,68 @@ def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding | 
         return None
     row_identical = float(equal.all(axis=1).mean())
     feature_identical = float(equal.mean())
-    data = {"pairs": n_pairs, "identical_rows_share": row_identical,
-            "unchanged_features_share": feature_identical,
-            "order": split.time_column or info.time_column or "file order"}
+    data = {
+        "pairs": n_pairs,
+        "identical_rows_share": row_identical,
+        "unchanged_features_share": feature_identical,
+        "order": split.time_column or info.time_column or "file order",
+    }
     near_copies = feature_identical >= 0.5
     return Finding(
-        key="time_structure", title="consecutive samples",
+        key="time_structure",
+        title="consecutive samples",
         severity="warning" if near_copies else "ok",
-        summary=(f"between consecutive samples of the same app, {feature_identical:.0%} of "
-                 f"numeric feature values are unchanged and {row_identical:.0%} of rows are "
-                 f"identical ({n_pairs:,} pairs, {data['order']})"),
-        recommendation=("samples are near copies of their neighbours: a random split puts "
-                        "copies of validation rows into training") if near_copies else "",
-        data=data)
+        summary=(
+            f"between consecutive samples of the same app, {feature_identical:.0%} of "
+            f"numeric feature values are unchanged and {row_identical:.0%} of rows are "
+            f"identical ({n_pairs:,} pairs, {data['order']})"
+        ),
+        recommendation=(
+            "samples are near copies of their neighbours: a random split puts "
+            "copies of validation rows into training"
+        )
+        if near_copies
+        else "",
+        data=data,
+    )
 
 
 def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding | None:
     try:
         table, _ = clean_sherlock(df)
     except DataError as exc:
-        return Finding(key="leakage", title="leakage", severity="info",
-                       summary=f"not measured: {exc}")
+        return Finding(
+            key="leakage", title="leakage", severity="info", summary=f"not measured: {exc}"
+        )
     # The split the user chose must work; its failure is their error, not a finding.
     rates = {split.kind: _split_leakage(table, split_data(table, split))}
     if split.kind == "random":
         blocked = dataclasses.replace(split, kind="blocked")
         rates["blocked"] = _split_leakage(table, split_data(table, blocked))
     rate = rates[split.kind]
-    summary = (f"{rate:.1%} of validation rows of the {split.kind} split "
-               f"(val {split.val_fraction:g}, seed {split.seed}) have an exact copy in training")
+    summary = (
+        f"{rate:.1%} of validation rows of the {split.kind} split "
+        f"(val {split.val_fraction:g}, seed {split.seed}) have an exact copy in training"
+    )
     if "blocked" in rates and split.kind != "blocked":
         summary += f"; a blocked split: {rates['blocked']:.1%}"
     leaky = rate >= _LEAK_WARN
-    rec = ("accuracy on this split is optimistic: also report a blocked split "
-           "(--split blocked) or a group split by device") if leaky else ""
-    return Finding(key="leakage", title="leakage", severity="warning" if leaky else "ok",
-                   summary=summary, recommendation=rec,
-                   data={"split": split.to_dict(), "rate": rate, "rates": rates})
+    rec = (
+        (
+            "accuracy on this split is optimistic: also report a blocked split "
+            "(--split blocked) or a group split by device"
+        )
+        if leaky
+        else ""
+    )
+    return Finding(
+        key="leakage",
+        title="leakage",
+        severity="warning" if leaky else "ok",
+        summary=summary,
+        recommendation=rec,
+        data={"split": split.to_dict(), "rate": rate, "rates": rates},
+    )
 
 
 def _split_leakage(table: pd.DataFrame, parts: DataSplit) -> float:

@@ -55,17 +55,21 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise SpecError(f"split kind must be one of {', '.join(_KINDS)}; "
-                            f"received kind={self.kind!r}")
+            raise SpecError(
+                f"split kind must be one of {', '.join(_KINDS)}; received kind={self.kind!r}"
+            )
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 <= value < 1
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (0 <= value < 1)
             ):
                 raise SpecError(f"{name} must be a number in [0, 1); received {name}={value!r}")
-        if not 0 < self.val_fraction:
-            raise SpecError(f"val_fraction must be above 0; received "
-                            f"val_fraction={self.val_fraction!r}")
+        if self.val_fraction <= 0:
+            raise SpecError(
+                f"val_fraction must be above 0; received val_fraction={self.val_fraction!r}"
+            )
         if self.val_fraction + self.test_fraction >= 1:
             raise SpecError(
                 f"val_fraction + test_fraction must leave training rows; received "
@@ -73,11 +77,14 @@ class SplitSpec:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SpecError(f"seed must be a non-negative integer; received seed={self.seed!r}")
-        if isinstance(self.n_blocks, bool) or not isinstance(self.n_blocks, int) or (
-            self.n_blocks < 2
+        if (
+            isinstance(self.n_blocks, bool)
+            or not isinstance(self.n_blocks, int)
+            or (self.n_blocks < 2)
         ):
-            raise SpecError(f"n_blocks must be an integer >= 2; received "
-                            f"n_blocks={self.n_blocks!r}")
+            raise SpecError(
+                f"n_blocks must be an integer >= 2; received n_blocks={self.n_blocks!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (YAML/JSON)."""
@@ -91,8 +98,10 @@ class SplitSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise SpecError(f"unknown split field(s) {', '.join(unknown)}; valid fields: "
-                            f"{', '.join(sorted(names))}")
+            raise SpecError(
+                f"unknown split field(s) {', '.join(unknown)}; valid fields: "
+                f"{', '.join(sorted(names))}"
+            )
         return cls(**d)
 
 
@@ -153,17 +162,21 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
     rng = np.random.default_rng(spec.seed)
     n = len(df)
     if n < 2:
-        raise DataError(f"{info.dataset}: {n} row(s) cannot be split into training and "
-                        f"validation")
+        raise DataError(f"{info.dataset}: {n} row(s) cannot be split into training and validation")
     if spec.kind == "random":
         side = _random_sides(labels, spec)
     elif spec.kind == "blocked":
         time_column = spec.time_column or info.time_column
         if time_column is not None and time_column not in df.columns:
-            raise DataError(f"{info.dataset}: time column {time_column!r} for the blocked "
-                            f"split is not in the table")
-        order = (np.arange(n) if time_column is None
-                 else np.argsort(df[time_column].to_numpy(), kind="stable"))
+            raise DataError(
+                f"{info.dataset}: time column {time_column!r} for the blocked "
+                f"split is not in the table"
+            )
+        order = (
+            np.arange(n)
+            if time_column is None
+            else np.argsort(df[time_column].to_numpy(), kind="stable")
+        )
         side = _blocked_sides(labels, order, spec, rng)
     else:
         if spec.group_column not in df.columns:
@@ -174,9 +187,11 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
         side = _group_sides(df[spec.group_column].to_numpy(), spec, rng, info.dataset)
     train, val, test = (np.flatnonzero(side == k) for k in (0, 1, 2))
     if len(train) == 0 or len(val) == 0:
-        raise DataError(f"{info.dataset}: the {spec.kind} split left "
-                        f"{len(train)} training and {len(val)} validation rows; use more "
-                        f"data or another split")
+        raise DataError(
+            f"{info.dataset}: the {spec.kind} split left "
+            f"{len(train)} training and {len(val)} validation rows; use more "
+            f"data or another split"
+        )
     return DataSplit(spec=spec, train=train, val=val, test=test)
 
 
@@ -199,10 +214,12 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
     side[val] = 1
     if n_test:
-        strat_rest = labels[rest] if stratify is not None and _can_stratify(
-            labels[rest], spec) else None
-        _, test = train_test_split(rest, test_size=n_test, random_state=spec.seed + 1,
-                                   stratify=strat_rest)
+        strat_rest = (
+            labels[rest] if stratify is not None and _can_stratify(labels[rest], spec) else None
+        )
+        _, test = train_test_split(
+            rest, test_size=n_test, random_state=spec.seed + 1, stratify=strat_rest
+        )
         side[test] = 2
     return side
 
@@ -221,8 +238,8 @@ def _blocked_sides(
     for cls in np.unique(labels):
         rows = order[ordered_labels == cls]  # this class's rows, in time order
         n_blocks = min(spec.n_blocks, len(rows))
-        n_val = int(round(n_blocks * spec.val_fraction))
-        n_test = int(round(n_blocks * spec.test_fraction)) if spec.test_fraction else 0
+        n_val = round(n_blocks * spec.val_fraction)
+        n_test = round(n_blocks * spec.test_fraction) if spec.test_fraction else 0
         if n_blocks >= 2:
             n_val = max(n_val, 1)
         if n_val + n_test >= n_blocks:
@@ -231,7 +248,7 @@ def _blocked_sides(
         chosen = rng.permutation(n_blocks)
         for b in chosen[:n_val]:
             side[blocks[b]] = 1
-        for b in chosen[n_val:n_val + n_test]:
+        for b in chosen[n_val : n_val + n_test]:
             side[blocks[b]] = 2
     return side
 
@@ -244,8 +261,10 @@ def _group_sides(
     )
     needed = 3 if spec.test_fraction else 2
     if len(keys) < needed:
-        raise DataError(f"{dataset}: the group split needs at least {needed} groups in "
-                        f"{spec.group_column!r}; found {len(keys)}")
+        raise DataError(
+            f"{dataset}: the group split needs at least {needed} groups in "
+            f"{spec.group_column!r}; found {len(keys)}"
+        )
     n = len(groups)
     group_side = np.zeros(len(keys), dtype=np.int8)
     filled = {1: 0, 2: 0}

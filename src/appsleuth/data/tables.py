@@ -7,6 +7,7 @@ half-written file under the real name. The embedded data is generated once per
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,11 +42,13 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool =
     path = Path(path)
     name = path.name.lower()
     if not name.endswith(_SUFFIXES):
-        raise AppSleuthError(f"output file {path} must end in .csv, .csv.gz or .parquet; "
-                             f"received {path.name!r}")
+        raise AppSleuthError(
+            f"output file {path} must end in .csv, .csv.gz or .parquet; received {path.name!r}"
+        )
     if path.exists() and not force:
-        raise AppSleuthError(f"output file {path} already exists; pass --force (force=True) "
-                             f"to overwrite it")
+        raise AppSleuthError(
+            f"output file {path} already exists; pass --force (force=True) to overwrite it"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -98,15 +101,14 @@ def embedded_data(
         except DataError:
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not trusted
         else:
-            info = FrameInfo.from_dict({**frame_info(df).to_dict(),
-                                        **_synthetic_marks(seed, with_ids)})
+            info = FrameInfo.from_dict(
+                {**frame_info(df).to_dict(), **_synthetic_marks(seed, with_ids)}
+            )
             df.attrs["appsleuth"] = info.to_dict()
             return df
     df = generate_sherlock(**kwargs)
-    try:
+    with contextlib.suppress(OSError):  # a read-only home gets its data, just not cached
         write_table(df, path, force=True)
-    except OSError:
-        pass  # a read-only home still gets its data, just not cached
     return df
 
 

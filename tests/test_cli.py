@@ -1,0 +1,133 @@
+"""The command line: subcommands, help, version, and errors as one paragraph with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appsleuth import __version__
+from appsleuth.cli import main
+from appsleuth.data.load import frame_info, load_sherlock
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [[], ["data"], ["data", "check"], ["data", "synth"], ["demo"]])
+def test_help_on_every_command(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*args, "--help"]) == 0
+    assert "Usage: appsleuth" in capsys.readouterr().out
+
+
+def test_check_real_file_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", str(shared_data / "sherlock_mystery.csv"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "teaching"
+    assert report["findings"][0]["data"]["counts"] == {"Facebook": 121, "WhatsApp": 79}
+
+
+def test_check_embedded_data_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "--rows", "3000", "--split", "blocked"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "leakage" in out and "blocked" in out
+
+
+def test_missing_file_is_one_paragraph_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data", "check", str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("appsleuth: error: data file ") and "does not exist" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_invalid_option_value_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "--rows", "10", "--val-fraction", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "appsleuth: invalid setting: val_fraction must be a number in [0, 1)" in err
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "check", "--split", "sideways"]) == 2
+    assert "Invalid value for '--split'" in capsys.readouterr().err
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    from appsleuth.errors import DataError
+
+    with pytest.raises(DataError):
+        main(["--debug", "data", "check", str(tmp_path / "nope.csv")])
+
+
+def test_synth_writes_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fb_wa.parquet"
+    args = [
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--rows",
+        "400",
+        "--apps",
+        "Facebook,WhatsApp",
+        "--seed",
+        "7",
+        "--with-ids",
+    ]
+    assert main(args) == 0
+    assert "wrote 400 synthetic rows (2 apps, seed 7)" in capsys.readouterr().out
+    df = load_sherlock(out)
+    assert set(df["ApplicationName"]) == {"Facebook", "WhatsApp"}
+    assert frame_info(df).id_columns == ("UserId", "UUID")
+    before = out.read_bytes()
+    assert main(args) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([*args, "--force"]) == 0
+
+
+def test_synth_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "synth", "--out", str(tmp_path / "x.csv"), "--apps", "Gmail,Tetris"]) == 2
+    assert "Tetris" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_console_script_in_a_subprocess(shared_data: Path) -> None:
+    # The real entry point: exit status and stderr as a user's shell sees them.
+    bad = subprocess.run(
+        [sys.executable, "-m", "appsleuth", "data", "check", "/no/such.csv"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "appsleuth: error: data file /no/such.csv does not exist"
+    good = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appsleuth",
+            "data",
+            "check",
+            "--json",
+            str(shared_data / "sherlock_raw_sample.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["layout"] == "raw"
