@@ -227,6 +227,331 @@ def data_synth(
     click.echo(f"wrote {len(df):,} synthetic rows ({len(counts)} apps, seed {seed}) to {path}")
 
 
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    items = _csv_list(ctx, param, value)
+    if items is None:
+        return None
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated integers such as 18 or 18,18; received {value!r}"
+        ) from None
+
+
+def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
+    from appsleuth.spec import RunSpec, load_run_spec
+
+    base = load_run_spec(config).to_dict() if config else RunSpec().to_dict()
+    for section, values in overrides.items():
+        for key, value in values.items():
+            if value is None:
+                continue
+            if section == "split":
+                base["data"]["split"][key] = value
+            else:
+                base[section][key] = value
+    return RunSpec.from_dict(base)
+
+
+def _task_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--data",
+            "data_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Data file (default: the embedded synthetic data).",
+        ),
+        click.option(
+            "--rows",
+            type=click.IntRange(min=50),
+            default=None,
+            help="Rows of embedded data (default: 273,129).",
+        ),
+        click.option(
+            "--features",
+            callback=_csv_list,
+            default=None,
+            metavar="A,B,...",
+            help="Train on these feature columns only.",
+        ),
+        click.option(
+            "--apps",
+            callback=_csv_list,
+            default=None,
+            metavar="A,B,...",
+            help="Only these apps (two make a binary task).",
+        ),
+        click.option(
+            "--positive",
+            default=None,
+            metavar="APP",
+            help="One app against all others, e.g. Moriarty.",
+        ),
+        click.option(
+            "--split",
+            "split_kind",
+            type=click.Choice(_SPLITS),
+            default=None,
+            help="How validation rows are chosen (default: random).",
+        ),
+        click.option(
+            "--val-fraction",
+            type=float,
+            default=None,
+            help="Share of rows for validation (default: 0.2).",
+        ),
+        click.option(
+            "--test-fraction",
+            type=float,
+            default=None,
+            help="Share of rows held out for a final test (default: 0).",
+        ),
+        click.option(
+            "--group-column",
+            default=None,
+            help="Column whose groups stay together in a group split.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _data_overrides(
+    data_path: Path | None,
+    rows: int | None,
+    features: list[str] | None,
+    apps: list[str] | None,
+    positive: str | None,
+    split_kind: str | None,
+    val_fraction: float | None,
+    test_fraction: float | None,
+    group_column: str | None,
+) -> dict[str, dict[str, Any]]:
+    return {
+        "data": {
+            "path": str(data_path) if data_path else None,
+            "rows": rows,
+            "features": features,
+            "apps": apps,
+            "positive": positive,
+        },
+        "split": {
+            "kind": split_kind,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "group_column": group_column,
+        },
+    }
+
+
+@cli.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A run spec in YAML (sections data, model, train); options override it.",
+)
+@click.option(
+    "--hidden",
+    callback=_int_list,
+    default=None,
+    metavar="N[,N...]",
+    help="Hidden layer widths: 18, or 18,18 for two layers (default: 18).",
+)
+@click.option(
+    "--lr", "learning_rate", type=float, default=None, help="Learning rate (default: 0.0003)."
+)
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: 32).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: 30).")
+@click.option("--seed", type=int, default=None, help="Seed (default: 0).")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adam", "sgd", "rmsprop", "adamw"]),
+    default=None,
+    help="Optimizer (default: adam).",
+)
+@click.option("--dropout", type=float, default=None, help="Dropout after each hidden layer.")
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "balanced"]),
+    default=None,
+    help="Weight classes by inverse frequency (default: none).",
+)
+@click.option(
+    "--early-stopping",
+    "patience",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="PATIENCE",
+    help="Stop after PATIENCE epochs without val_loss gain.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "fused", "fit"]),
+    default=None,
+    help="Training engine (default: fused on JAX, else fit).",
+)
+@_task_options
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Experiment directory; the run directory goes inside.",
+)
+@click.option("--name", default=None, help="Run directory name (default: from the spec).")
+@click.option("--force", is_flag=True, help="Retrain over a complete run.")
+@click.option("--quiet", is_flag=True, help="No per-epoch lines and no table.")
+def train(
+    config: Path | None,
+    hidden: list[int] | None,
+    learning_rate: float | None,
+    batch_size: int | None,
+    epochs: int | None,
+    seed: int | None,
+    optimizer: str | None,
+    dropout: float | None,
+    class_weight: str | None,
+    patience: int | None,
+    engine: str | None,
+    data_path: Path | None,
+    rows: int | None,
+    features: list[str] | None,
+    apps: list[str] | None,
+    positive: str | None,
+    split_kind: str | None,
+    val_fraction: float | None,
+    test_fraction: float | None,
+    group_column: str | None,
+    out: Path,
+    name: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Train one model and write its run directory.
+
+    The teaching material's four hyperparameters are options
+    (--hidden 18 --lr 0.0003 --batch-size 32 --epochs 30); everything else can come
+    from --config run.yaml.
+    """
+    from appsleuth.run import train as train_run
+
+    overrides = _data_overrides(
+        data_path,
+        rows,
+        features,
+        apps,
+        positive,
+        split_kind,
+        val_fraction,
+        test_fraction,
+        group_column,
+    )
+    overrides["model"] = {"hidden": hidden, "dropout": dropout}
+    overrides["train"] = {
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "seed": seed,
+        "optimizer": optimizer,
+        "class_weight": class_weight,
+        "engine": engine,
+        "early_stopping": {"patience": patience} if patience is not None else None,
+    }
+    spec = _run_spec_from_options(config, overrides)
+    result = train_run(spec, out=out, name=name, force=force, verbose=False if quiet else None)
+    if not quiet:
+        _print_metrics(result.metrics, title=f"validation metrics of {result.run_dir.name}")
+
+
+def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title, title_justify="left")
+    for col in ("app", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "app" else "right")
+    for app, m in metrics["per_class"].items():
+        style = "bold red" if app == "Moriarty" else None
+        table.add_row(
+            app,
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{m['support']:,}",
+            style=style,
+        )
+    for avg in ("macro_avg", "weighted_avg"):
+        m = metrics[avg]
+        table.add_row(
+            avg.replace("_", " "),
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{metrics['n']:,}",
+            style="dim",
+        )
+    console.print(table)
+    line = f"accuracy {metrics['accuracy']:.4f}"
+    if metrics.get("roc_auc") is not None:
+        line += f", ROC AUC {metrics['roc_auc']:.4f}"
+    if "malware" in metrics:
+        mw = metrics["malware"]
+        line += (
+            f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, precision "
+            f"{mw['precision']:.3f}, false-alarm rate {mw['false_alarm_rate']:.4f}"
+        )
+    if "fit" in metrics:
+        line += f"; fit: {metrics['fit']['diagnosis']}"
+    console.print(line)
+
+
+@cli.command()
+@_task_options
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def baselines(
+    data_path: Path | None,
+    rows: int | None,
+    features: list[str] | None,
+    apps: list[str] | None,
+    positive: str | None,
+    split_kind: str | None,
+    val_fraction: float | None,
+    test_fraction: float | None,
+    group_column: str | None,
+    as_json: bool,
+) -> None:
+    """Logistic regression and a decision tree on the same split, for comparison."""
+    import json
+
+    from appsleuth.baselines import run_baselines
+    from appsleuth.run import load_data, prepare_run_data
+
+    overrides = _data_overrides(
+        data_path,
+        rows,
+        features,
+        apps,
+        positive,
+        split_kind,
+        val_fraction,
+        test_fraction,
+        group_column,
+    )
+    spec = _run_spec_from_options(None, overrides)
+    prepared = prepare_run_data(spec, load_data(spec))
+    results = run_baselines(prepared)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for name, metrics in results.items():
+        _print_metrics(metrics, title=f"{name} ({spec.data.split.kind} split)")
+
+
 @cli.command()
 @click.option(
     "--rows",

@@ -1,0 +1,59 @@
+"""Classical baselines on the same split: logistic regression and a decision tree.
+
+They answer "is the network worth it?" with the same metrics format as a run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from appsleuth.data.prepare import PreparedData
+from appsleuth.errors import SpecError
+from appsleuth.evaluate import classification_metrics
+
+__all__ = ["BASELINES", "run_baselines"]
+
+BASELINES = ("logistic_regression", "decision_tree")
+
+
+def _make(name: str, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name == "logistic_regression":
+        return LogisticRegression(max_iter=500)
+    return DecisionTreeClassifier(random_state=seed)
+
+
+def run_baselines(
+    prepared: PreparedData, *, which: Sequence[str] = BASELINES, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Fit each baseline on the training rows and score it on the validation rows.
+
+    Args:
+        prepared: The output of :func:`~appsleuth.data.prepare.prepare_data`.
+        which: Baselines to run. Defaults to both.
+        seed: Seed of the decision tree. Defaults to 0.
+
+    Returns:
+        Baseline name -> metrics (as in ``metrics.json``) plus ``fit_seconds``.
+    """
+    unknown = [w for w in which if w not in BASELINES]
+    if unknown:
+        raise SpecError(f"baselines must be among {', '.join(BASELINES)}; received {unknown}")
+    results: dict[str, dict[str, Any]] = {}
+    for name in which:
+        model = _make(name, seed)
+        start = time.perf_counter()
+        model.fit(prepared.x_train, prepared.y_train)
+        seconds = time.perf_counter() - start
+        pred = model.predict(prepared.x_val)
+        score = model.predict_proba(prepared.x_val)[:, 1] if len(prepared.classes) == 2 else None
+        results[name] = {
+            **classification_metrics(prepared.y_val, pred, prepared.classes, y_score=score),
+            "fit_seconds": seconds,
+            "split": prepared.split.describe(),
+        }
+    return results

@@ -1,0 +1,233 @@
+"""Honest numbers: classification metrics, Moriarty on its own line, and a fit diagnosis.
+
+Metrics are computed from the confusion matrix (counts), so every number in
+``metrics.json`` can be traced back to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.data.layouts import MALWARE_APP
+from appsleuth.errors import DataError
+
+__all__ = ["FitRule", "classification_metrics", "diagnose_fit"]
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    classes: Sequence[str],
+    *,
+    y_score: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1, averages and the confusion matrix.
+
+    Args:
+        y_true: True class indices.
+        y_pred: Predicted class indices.
+        classes: Class names; index i is class i.
+        y_score: For two classes, the predicted probability of class 1 (adds ROC AUC).
+
+    Returns:
+        A JSON-ready dict: ``accuracy``, ``n``, ``per_class`` (name -> precision,
+        recall, f1, support), ``macro_avg``, ``weighted_avg``, ``confusion_matrix``
+        (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
+        for two classes, and ``malware`` (Moriarty's detection rate = recall, precision
+        and false-alarm rate) when Moriarty is a class. A class with no prediction has
+        precision 0, one with no sample has recall 0 (scikit-learn's zero_division=0).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    k = len(classes)
+    if y_true.shape != y_pred.shape:
+        raise DataError(f"y_true and y_pred differ in length: {len(y_true)} vs {len(y_pred)}")
+    if len(y_true) == 0:
+        raise DataError("cannot compute metrics on zero samples")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.min() < 0 or y.max() >= k:
+            raise DataError(f"{name} holds class indices outside 0..{k - 1}")
+    counts = np.zeros((k, k), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    tp = np.diag(counts).astype(np.float64)
+    predicted = counts.sum(axis=0).astype(np.float64)
+    support = counts.sum(axis=1).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    weights = support / support.sum()
+    normalized = np.divide(
+        counts, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0
+    )
+    result: dict[str, Any] = {
+        "accuracy": float(tp.sum() / len(y_true)),
+        "n": len(y_true),
+        "per_class": {
+            str(c): {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        },
+        "macro_avg": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+        },
+        "weighted_avg": {
+            "precision": float(weights @ precision),
+            "recall": float(weights @ recall),
+            "f1": float(weights @ f1),
+        },
+        "confusion_matrix": {
+            "labels": [str(c) for c in classes],
+            "counts": counts.tolist(),
+            "normalized": normalized.round(6).tolist(),
+        },
+    }
+    if k == 2 and y_score is not None:
+        result["roc_auc"] = _roc_auc(y_true, np.asarray(y_score, dtype=np.float64).ravel())
+    if MALWARE_APP in classes:
+        m = list(classes).index(MALWARE_APP)
+        negatives = len(y_true) - support[m]
+        false_alarms = predicted[m] - tp[m]
+        result["malware"] = {
+            "app": MALWARE_APP,
+            "detection_rate": float(recall[m]),
+            "precision": float(precision[m]),
+            "false_alarm_rate": float(false_alarms / negatives) if negatives else 0.0,
+            "support": int(support[m]),
+            "missed": int(support[m] - tp[m]),
+            "false_alarms": int(false_alarms),
+        }
+    return result
+
+
+def _roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank (Mann-Whitney) formula; None if one class."""
+    pos = y_true == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if not n_pos or not n_neg:
+        return None
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FitRule:
+    """Thresholds of :func:`diagnose_fit`, stated so that ``metrics.json`` can quote them.
+
+    Attributes:
+        rise: Relative rise of validation loss above its minimum that counts as rising
+            (default 0.10 = 10 %).
+        gap: Training minus validation accuracy that counts as a gap (default 0.03).
+        widen: How much that gap must have grown since mid-training (default 0.01).
+        poor: Accuracy below which a model is poor (default 0.90).
+        improving: Gain in validation accuracy over the last third of the epochs that
+            counts as still improving (default 0.005).
+    """
+
+    rise: float = 0.10
+    gap: float = 0.03
+    widen: float = 0.01
+    poor: float = 0.90
+    improving: float = 0.005
+
+    def describe(self) -> str:
+        """The rule in words."""
+        return (
+            f"overfitting: validation loss ended more than {self.rise:.0%} above its minimum "
+            f"while training loss kept falling after that minimum, or training accuracy "
+            f"exceeds validation accuracy by more than {self.gap:g} and that gap grew by "
+            f"more than {self.widen:g} since mid-training; underfitting: training and "
+            f"validation accuracy both below {self.poor:g} (still improving if validation "
+            f"accuracy rose by more than {self.improving:g} over the last third of the "
+            f"epochs, else flat); good fit otherwise"
+        )
+
+
+def diagnose_fit(
+    history: pd.DataFrame | dict[str, Sequence[float]], rule: FitRule | None = None
+) -> dict[str, Any]:
+    """Diagnose over- or underfitting from learning curves.
+
+    The rule (thresholds in :class:`FitRule`, defaults in brackets):
+
+    - ``overfitting``: validation loss ended more than [10 %] above its minimum while
+      training loss kept falling after that minimum; or training accuracy exceeds
+      validation accuracy by more than [0.03] and that gap grew by more than [0.01]
+      since mid-training.
+    - ``underfitting``: training and validation accuracy both below [0.90]; ``still
+      improving`` when validation accuracy rose by more than [0.005] over the last third
+      of the epochs (train longer), else ``flat`` (the model is too small or the
+      learning rate unsuitable).
+    - ``good fit`` otherwise.
+
+    Args:
+        history: Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
+        rule: Thresholds. Defaults to ``FitRule()``.
+
+    Returns:
+        ``{"diagnosis", "reason", "rule"}``.
+    """
+    rule = rule or FitRule()
+    h = pd.DataFrame(history)
+    needed = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    missing = [c for c in needed if c not in h.columns]
+    if missing:
+        raise DataError(f"history lacks column(s) {missing}; found {list(h.columns)}")
+    if len(h) == 0:
+        raise DataError("history has no epochs")
+    loss, acc = h["loss"].to_numpy(float), h["accuracy"].to_numpy(float)
+    vloss, vacc = h["val_loss"].to_numpy(float), h["val_accuracy"].to_numpy(float)
+    n = len(h)
+
+    def verdict(diagnosis: str, reason: str) -> dict[str, Any]:
+        return {"diagnosis": diagnosis, "reason": reason, "rule": rule.describe()}
+
+    best = int(np.argmin(vloss))
+    if n >= 3 and best < n - 1:
+        rise = (vloss[-1] - vloss[best]) / max(abs(vloss[best]), 1e-12)
+        if rise > rule.rise and loss[-1] < loss[best]:
+            return verdict(
+                "overfitting",
+                f"validation loss rose {rise:.0%} above its minimum "
+                f"(epoch {best + 1}) while training loss kept falling",
+            )
+    gap_end = acc[-1] - vacc[-1]
+    gap_mid = acc[n // 2] - vacc[n // 2]
+    if n >= 3 and gap_end > rule.gap and gap_end - gap_mid > rule.widen:
+        return verdict(
+            "overfitting",
+            f"training accuracy exceeds validation accuracy by "
+            f"{gap_end:.3f}, up from {gap_mid:.3f} at mid-training",
+        )
+    if acc[-1] < rule.poor and vacc[-1] < rule.poor:
+        start = max(0, n - 1 - max(1, n // 3))
+        gain = vacc[-1] - vacc[start]
+        if n >= 2 and gain > rule.improving:
+            return verdict(
+                "underfitting",
+                f"accuracy is low (train {acc[-1]:.3f}, validation "
+                f"{vacc[-1]:.3f}) and still improving (+{gain:.3f} over the last "
+                f"epochs): train longer or use a larger model",
+            )
+        return verdict(
+            "underfitting",
+            f"accuracy is low (train {acc[-1]:.3f}, validation "
+            f"{vacc[-1]:.3f}) and flat: the model is too small or the learning "
+            f"rate unsuitable",
+        )
+    return verdict(
+        "good fit",
+        f"validation accuracy {vacc[-1]:.3f}, close to training "
+        f"accuracy {acc[-1]:.3f}, without a rising validation loss",
+    )

@@ -1,0 +1,154 @@
+"""Turn a :class:`~appsleuth.spec.ModelSpec` into a compiled ``keras.Sequential``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from appsleuth._keras import import_keras
+from appsleuth.errors import SpecError
+from appsleuth.spec import ModelSpec, TrainSpec
+
+__all__ = ["build_model", "loss_name", "make_optimizer", "targets_for"]
+
+_BINARY_ONLY_METRICS = ("auc", "precision", "recall")
+
+
+def loss_name(train: TrainSpec, n_classes: int) -> str:
+    """The loss a run uses: ``auto`` resolves from the number of classes.
+
+    Two classes: binary cross-entropy on a sigmoid output. More: categorical
+    cross-entropy on a softmax output, computed from class indices
+    (``sparse_categorical_crossentropy``, the same quantity without one-hot labels).
+    """
+    if train.loss != "auto":
+        if n_classes == 2 and train.loss != "binary_crossentropy":
+            raise SpecError(
+                f"loss must be binary_crossentropy (or auto) for a two-class task; "
+                f"received loss={train.loss!r}"
+            )
+        if n_classes > 2 and train.loss == "binary_crossentropy":
+            raise SpecError(
+                f"loss binary_crossentropy needs two classes; this task has "
+                f"{n_classes}; received loss={train.loss!r}"
+            )
+        return train.loss
+    return "binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy"
+
+
+def targets_for(y: np.ndarray, loss: str, n_classes: int) -> np.ndarray:
+    """Labels in the form ``loss`` expects (indices, one-hot, or 0/1 floats)."""
+    y = np.asarray(y)
+    if loss == "categorical_crossentropy":
+        return np.eye(n_classes, dtype=np.float32)[y]
+    if loss == "binary_crossentropy":
+        return y.astype(np.float32).reshape(-1, 1)
+    return y.astype(np.int32)
+
+
+def make_optimizer(train: TrainSpec) -> Any:
+    """The Keras optimizer the spec describes."""
+    keras = import_keras()
+    lr = float(train.learning_rate)
+    if train.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=train.beta_1, beta_2=train.beta_2)
+    if train.optimizer == "adamw":
+        wd = 0.004 if train.weight_decay is None else float(train.weight_decay)
+        return keras.optimizers.AdamW(
+            learning_rate=lr, weight_decay=wd, beta_1=train.beta_1, beta_2=train.beta_2
+        )
+    if train.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=train.momentum)
+    return keras.optimizers.RMSprop(learning_rate=lr, momentum=train.momentum)
+
+
+def build_model(
+    spec: ModelSpec,
+    n_features: int,
+    classes: Sequence[str],
+    train: TrainSpec | None = None,
+) -> Any:
+    """Build and compile the network.
+
+    Args:
+        spec: Hidden layers, activation, dropout, batch normalisation, initializer.
+        n_features: Width of the input.
+        classes: Class names (their number fixes the output layer).
+        train: Optimizer, loss and metrics. Defaults to ``TrainSpec()`` (Adam 0.0003).
+
+    Returns:
+        A compiled ``keras.Sequential``: sigmoid output with binary cross-entropy for two
+        classes, softmax with categorical cross-entropy for more.
+
+    Raises:
+        SpecError: Invalid sizes, an unknown initializer, or metrics that do not suit the task.
+    """
+    keras = import_keras()
+    train = train or TrainSpec()
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        raise SpecError(
+            f"n_features must be a positive integer; received n_features={n_features!r}"
+        )
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise SpecError(f"classes must hold at least two names; received classes={list(classes)!r}")
+    try:
+        keras.initializers.get(spec.kernel_initializer)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(
+            f"kernel_initializer must be a Keras initializer name such as "
+            f"random_normal or glorot_uniform; received "
+            f"kernel_initializer={spec.kernel_initializer!r}"
+        ) from exc
+    loss = loss_name(train, n_classes)
+    extra = [m for m in train.metrics if m in _BINARY_ONLY_METRICS]
+    if extra and n_classes > 2:
+        raise SpecError(
+            f"metrics {extra} are for two-class tasks; this task has {n_classes} "
+            f"classes; received metrics={list(train.metrics)!r}"
+        )
+
+    layers: list[Any] = [keras.Input(shape=(n_features,), name="features")]
+    for i, (width, rate) in enumerate(zip(spec.hidden, spec.dropout_rates, strict=True)):
+        layers.append(
+            keras.layers.Dense(
+                width,
+                activation=spec.activation,
+                kernel_initializer=spec.kernel_initializer,
+                name=f"hidden_{i + 1}",
+            )
+        )
+        if spec.batch_norm:
+            layers.append(keras.layers.BatchNormalization(name=f"batch_norm_{i + 1}"))
+        if rate > 0:
+            layers.append(keras.layers.Dropout(rate, name=f"dropout_{i + 1}"))
+    if n_classes == 2:
+        layers.append(
+            keras.layers.Dense(
+                1, activation="sigmoid", kernel_initializer=spec.kernel_initializer, name="output"
+            )
+        )
+    else:
+        layers.append(
+            keras.layers.Dense(
+                n_classes,
+                activation="softmax",
+                kernel_initializer=spec.kernel_initializer,
+                name="output",
+            )
+        )
+    model = keras.Sequential(layers, name=f"appsleuth_{spec.code}")
+    metrics: list[Any] = []
+    for m in train.metrics:
+        if m == "accuracy":
+            metrics.append("accuracy")
+        elif m == "auc":
+            metrics.append(keras.metrics.AUC(name="auc"))
+        elif m == "precision":
+            metrics.append(keras.metrics.Precision(name="precision"))
+        else:
+            metrics.append(keras.metrics.Recall(name="recall"))
+    model.compile(optimizer=make_optimizer(train), loss=loss, metrics=metrics)
+    return model

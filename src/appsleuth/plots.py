@@ -1,0 +1,148 @@
+"""Figures of a run: learning curves and the confusion matrix.
+
+Every function takes ``ax=None`` (or ``axes=None``) and returns the matplotlib figure,
+for notebooks and for the files a run directory holds. Matplotlib runs on the Agg backend
+and nothing here calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_confusion_matrix", "plot_loss_accuracy", "save_figure"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_accuracy(
+    history: pd.DataFrame, *, axes: Sequence[Any] | None = None, title: str | None = None
+) -> Any:
+    """Loss and accuracy against epoch, training and validation, side by side.
+
+    Args:
+        history: Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``
+            (row i = epoch i + 1, as ``model_history.csv``).
+        axes: Two matplotlib axes to draw on. Defaults to a new 1x2 figure.
+        title: Figure title. Defaults to none.
+
+    Returns:
+        The figure.
+    """
+    plt = _pyplot()
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    else:
+        fig = axes[0].figure
+    epochs = np.arange(1, len(history) + 1)
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(epochs, history[metric], "--", marker="o", markersize=3, label="training")
+        if f"val_{metric}" in history:
+            ax.plot(
+                epochs, history[f"val_{metric}"], "-", marker="o", markersize=3, label="validation"
+            )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_title("loss")
+    axes[1].set_title("accuracy")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(
+    counts: Sequence[Sequence[int]] | np.ndarray,
+    classes: Sequence[str],
+    *,
+    ax: Any = None,
+    normalize: bool = True,
+    title: str | None = None,
+) -> Any:
+    """The confusion matrix with class names (rows: true app, columns: predicted app).
+
+    Args:
+        counts: Counts, rows = true class.
+        classes: Class names.
+        ax: Axes to draw on. Defaults to a new figure sized for the number of classes.
+        normalize: Colour and annotate by row share (recall per class). Defaults to True.
+        title: Axes title. Defaults to "confusion matrix".
+
+    Returns:
+        The figure.
+    """
+    plt = _pyplot()
+    counts = np.asarray(counts, dtype=np.float64)
+    k = len(classes)
+    if ax is None:
+        size = max(4.0, 0.5 * k + 2)
+        fig, ax = plt.subplots(figsize=(size + 1, size))
+    else:
+        fig = ax.figure
+    rows = counts.sum(axis=1, keepdims=True)
+    values = (
+        np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
+    )
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), labels=list(classes), rotation=60, ha="right")
+    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xlabel("predicted app")
+    ax.set_ylabel("true app")
+    ax.set_title(
+        title
+        or (
+            "confusion matrix (share of each true app)"
+            if normalize
+            else "confusion matrix (counts)"
+        )
+    )
+    if k <= 20:
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(k):
+            for j in range(k):
+                v = values[i, j]
+                if counts[i, j] == 0:
+                    continue
+                text = f"{v:.2f}" if normalize else f"{int(v)}"
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > threshold else "black",
+                )
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Save a figure atomically (temporary name, then rename) and close it."""
+    import os
+
+    plt = _pyplot()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+    return path

@@ -1,0 +1,643 @@
+"""One training run and its directory.
+
+A run directory (``<experiment>/model_1H18N_lr0.0003_bs32_e30/``) holds
+``model_history.csv`` (one row per epoch), ``model.keras``, ``preprocessor.json``,
+``metrics.json``, ``spec.yaml``, the plots, and ``model_metadata.json``, written last and
+atomically: a run is complete exactly when that file says ``"status": "complete"``. A
+killed run leaves no such file and is redone by running the same command again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from appsleuth._keras import import_keras
+from appsleuth._version import __version__
+from appsleuth.data.prepare import PreparedData, prepare_data
+from appsleuth.data.preprocess import Preprocessor
+from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.evaluate import classification_metrics, diagnose_fit
+from appsleuth.hardware import describe_hardware, slurm_environment
+from appsleuth.spec import RunSpec
+
+__all__ = [
+    "LoadedRun",
+    "RunExistsError",
+    "RunResult",
+    "evaluate_run",
+    "load_data",
+    "load_run",
+    "predict_proba",
+    "prepare_run_data",
+    "read_metadata",
+    "run_status",
+    "train",
+    "validate_name",
+]
+
+METADATA = "model_metadata.json"
+HISTORY = "model_history.csv"
+MODEL = "model.keras"
+PREPROCESSOR = "preprocessor.json"
+METRICS = "metrics.json"
+SPEC = "spec.yaml"
+LOSS_ACC_PLOT = "loss_acc_plot.png"
+CONFUSION_PLOT = "confusion_matrix.png"
+_RUN_FORMAT = 1
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class RunExistsError(AppSleuthError):
+    """The run directory already holds a complete run and overwriting was not asked for."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: The run directory.
+        metadata: The contents of ``model_metadata.json``.
+        history: Per-epoch logs (``model_history.csv``).
+        metrics: Validation metrics (``metrics.json``).
+        skipped: True when the run was already complete and was not redone.
+    """
+
+    run_dir: Path
+    metadata: dict[str, Any]
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+    skipped: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoadedRun:
+    """A trained model and everything needed to use it."""
+
+    run_dir: Path
+    model: Any
+    preprocessor: Preprocessor
+    metadata: dict[str, Any]
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's metadata, or None when the file is absent or unreadable (incomplete run)."""
+    path = Path(run_dir) / METADATA
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_status(run_dir: str | os.PathLike[str]) -> str:
+    """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return "missing"
+    meta = read_metadata(run_dir)
+    if meta is None:
+        return "incomplete"
+    status = meta.get("status")
+    return status if status in ("complete", "failed") else "incomplete"
+
+
+def validate_name(name: str, what: str = "run name") -> str:
+    """Check a name that becomes a directory: letters, digits, ``._-``; no ``..``."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or ".." in name
+        or not set(name) <= _NAME_CHARS
+        or name.startswith("-")
+    ):
+        raise SpecError(
+            f"{what} must use only letters, digits, '.', '_' and '-' (no path "
+            f"separators or '..'); received {what}={name!r}"
+        )
+    return name
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def load_data(spec: RunSpec) -> pd.DataFrame:
+    """The table a run spec names: its file, or the embedded synthetic data."""
+    from appsleuth.data.load import load_sherlock
+    from appsleuth.data.tables import embedded_data
+
+    data = spec.data
+    if data.path is None:
+        return embedded_data(data.rows, seed=data.synth_seed)
+    return load_sherlock(data.path, label=data.label)
+
+
+def prepare_run_data(spec: RunSpec, df: pd.DataFrame) -> PreparedData:
+    """Clean, split and preprocess ``df`` as the run spec's data section says."""
+    d = spec.data
+    return prepare_data(
+        df, split=d.split, apps=d.apps, positive=d.positive, features=d.features, missing=d.missing
+    )  # type: ignore[arg-type]
+
+
+def _fingerprint(prepared: PreparedData) -> str:
+    h = hashlib.sha256()
+    h.update(pd.util.hash_pandas_object(prepared.table, index=True).to_numpy().tobytes())
+    h.update(json.dumps(prepared.split.describe(), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _class_weight(spec: RunSpec, prepared: PreparedData) -> dict[int, float] | None:
+    cw = spec.train.class_weight
+    if cw == "none":
+        return None
+    classes = prepared.classes
+    if cw == "balanced":
+        counts = np.bincount(prepared.y_train, minlength=len(classes)).astype(float)
+        return {
+            i: float(len(prepared.y_train) / (len(classes) * c)) if c else 1.0
+            for i, c in enumerate(counts)
+        }
+    unknown = sorted(set(cw) - set(classes))
+    if unknown:
+        raise SpecError(
+            f"class_weight names app(s) {unknown} that are not classes of this "
+            f"task; classes: {classes}"
+        )
+    return {i: float(cw.get(c, 1.0)) for i, c in enumerate(classes)}
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], dict[str, Any]]:
+    keras = import_keras()
+    timing: dict[str, Any] = {"epoch_seconds": []}
+
+    class _Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            timing["start"] = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            timing["epoch_seconds"].append(time.perf_counter() - timing["start"])
+
+    class _HistoryWriter(keras.callbacks.Callback):
+        """Rewrites model_history.csv after every epoch, so progress can be followed."""
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.rows: list[dict[str, float]] = []
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.rows.append({k: float(v) for k, v in (logs or {}).items()})
+            _write_history(run_dir / HISTORY, pd.DataFrame(self.rows))
+
+    class _EpochLine(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs or {}
+            parts = "  ".join(f"{k} {float(v):.4f}" for k, v in logs.items())
+            seconds = timing["epoch_seconds"][-1] if timing["epoch_seconds"] else 0.0
+            print(
+                f"epoch {epoch + 1:>3}/{spec.train.epochs}  {parts}  ({seconds:.2f} s)", flush=True
+            )
+
+    callbacks: list[Any] = [_Timer(), _HistoryWriter()]
+    es = spec.train.early_stopping
+    if es is not None:
+        mode = "min" if es.monitor.endswith("loss") else "max"
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best,
+                mode=mode,
+            )
+        )
+    if verbose:
+        callbacks.append(_EpochLine())
+    return callbacks, timing
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _write_history(path: Path, history: pd.DataFrame) -> None:
+    _atomic_write_text(path, history.to_csv(index=False))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prepare_run_dir(run_dir: Path, *, force: bool) -> None:
+    status = run_status(run_dir)
+    if status == "complete" and not force:
+        raise RunExistsError(
+            f"run directory {run_dir} already holds a complete run; pass "
+            f"--force (force=True) to train it again"
+        )
+    if status != "missing":
+        # An incomplete, failed or forced run is redone from scratch: nothing of the old
+        # attempt may be mistaken for a result of the new one.
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def train(
+    spec: RunSpec | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    out: str | os.PathLike[str] = "runs",
+    name: str | None = None,
+    seed_suffix: bool = False,
+    force: bool = False,
+    skip_complete: bool = False,
+    verbose: bool | None = None,
+    callbacks: Sequence[Any] = (),
+    dataset_name: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train one model and leave a complete, self-describing run directory.
+
+    Args:
+        spec: Data, model and training. Defaults to ``RunSpec()`` (the teaching baseline
+            on the embedded synthetic data).
+        data: Use this table instead of loading ``spec.data.path``.
+        out: The experiment directory; the run directory is created inside. Defaults
+            to ``runs``.
+        name: Run directory name. Defaults to ``spec.run_name(seed_suffix=...)``.
+        seed_suffix: Append the seed to the default name. Defaults to False.
+        force: Retrain over a complete run. Defaults to False.
+        skip_complete: Return a complete run as it is instead of raising. Defaults to False.
+        verbose: One line per epoch. Defaults to True when stdout is a terminal.
+        callbacks: Extra Keras callbacks (epoch granularity).
+        dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
+        log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``.
+        SpecError, DataError: Invalid spec or data.
+    """
+    spec = spec or RunSpec()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if verbose is None:
+        verbose = sys.stdout.isatty()
+    run_name = validate_name(name or spec.run_name(seed_suffix=seed_suffix))
+    run_dir = Path(out) / run_name
+    if skip_complete and not force and run_status(run_dir) == "complete":
+        return _existing_result(run_dir)
+
+    started = time.time()
+    keras = import_keras()
+    from appsleuth.engines import resolve_engine, run_engine
+    from appsleuth.model import build_model, loss_name, targets_for
+
+    df = data if data is not None else load_data(spec)
+    prepared = prepare_run_data(spec, df)
+    classes = prepared.classes
+    _prepare_run_dir(run_dir, force=force)
+    try:
+        keras.utils.set_random_seed(spec.train.seed)
+        model = build_model(spec.model, prepared.preprocessor.n_outputs, classes, spec.train)
+        requested = None if spec.train.engine == "auto" else spec.train.engine
+        engine, note = resolve_engine(requested, model)
+        if note:
+            log(f"appsleuth: {note}")
+        loss = loss_name(spec.train, len(classes))
+        y_train = targets_for(prepared.y_train, loss, len(classes))
+        y_val = targets_for(prepared.y_val, loss, len(classes))
+        cbs, timing = _callbacks(run_dir, spec, verbose)
+        history_cb = run_engine(
+            engine,
+            model,
+            prepared.x_train,
+            y_train,
+            validation_data=(prepared.x_val, y_val),
+            epochs=spec.train.epochs,
+            batch_size=spec.train.batch_size,
+            seed=spec.train.seed,
+            callbacks=[*cbs, *callbacks],
+            class_weight=_class_weight(spec, prepared),
+            verbose=0,
+        )
+        history = pd.DataFrame(history_cb.history)
+        _write_history(run_dir / HISTORY, history)
+        metrics = _evaluate_prepared(model, prepared, history)
+        _write_json(run_dir / METRICS, metrics)
+        model.save(run_dir / MODEL)
+        prepared.preprocessor.save(run_dir / PREPROCESSOR)
+        import yaml
+
+        _atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        _save_plots(run_dir, history, metrics, run_name)
+        metadata = _metadata(
+            spec=spec,
+            run_name=run_name,
+            prepared=prepared,
+            history=history,
+            metrics=metrics,
+            engine=engine,
+            engine_note=note,
+            timing=timing,
+            started=started,
+            run_dir=run_dir,
+            dataset_name=dataset_name,
+        )
+        _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
+    except (AppSleuthError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        _write_json(
+            run_dir / METADATA,
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "model_code": run_name,
+                "timestamp": _now(),
+                "appsleuth_version": __version__,
+            },
+        )
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            keras.backend.clear_session()
+    last = metadata["last_results"]
+    log(
+        f"appsleuth: {run_name}: val_accuracy {last['val_accuracy']:.4f}, val_loss "
+        f"{last['val_loss']:.4f} after {len(history)} epochs ({metadata['engine']} engine, "
+        f"{metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
+    )
+    return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
+
+
+def _existing_result(run_dir: Path) -> RunResult:
+    return RunResult(
+        run_dir=run_dir,
+        metadata=read_metadata(run_dir) or {},
+        history=pd.read_csv(run_dir / HISTORY),
+        metrics=json.loads((run_dir / METRICS).read_text(encoding="utf-8")),
+        skipped=True,
+    )
+
+
+def predict_proba(
+    model: Any, x: np.ndarray, n_classes: int, *, batch_size: int = 8192
+) -> np.ndarray:
+    """Class probabilities, shape (n, n_classes), for a binary or multi-class model."""
+    p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    if n_classes == 2 and p.ndim == 2 and p.shape[1] == 1:
+        p = np.hstack([1.0 - p, p])
+    return p
+
+
+def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame) -> dict[str, Any]:
+    n_classes = len(prepared.classes)
+    proba = predict_proba(model, prepared.x_val, n_classes)
+    metrics: dict[str, Any] = {
+        "split": prepared.split.describe(),
+        "evaluated_on": "validation",
+        **classification_metrics(
+            prepared.y_val,
+            proba.argmax(axis=1),
+            prepared.classes,
+            y_score=proba[:, 1] if n_classes == 2 else None,
+        ),
+    }
+    if len(prepared.x_test):
+        tp = predict_proba(model, prepared.x_test, n_classes)
+        metrics["test"] = classification_metrics(
+            prepared.y_test,
+            tp.argmax(axis=1),
+            prepared.classes,
+            y_score=tp[:, 1] if n_classes == 2 else None,
+        )
+    metrics["fit"] = (
+        diagnose_fit(history)
+        if {"val_loss", "val_accuracy"} <= set(history)
+        else {"diagnosis": "unknown", "reason": "no validation history", "rule": ""}
+    )
+    return metrics
+
+
+def _save_plots(run_dir: Path, history: pd.DataFrame, metrics: dict[str, Any], title: str) -> None:
+    from appsleuth.plots import plot_confusion_matrix, plot_loss_accuracy, save_figure
+
+    save_figure(plot_loss_accuracy(history, title=title), run_dir / LOSS_ACC_PLOT)
+    cm = metrics["confusion_matrix"]
+    save_figure(
+        plot_confusion_matrix(cm["counts"], cm["labels"], title=f"{title}: validation"),
+        run_dir / CONFUSION_PLOT,
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _metadata(
+    *,
+    spec: RunSpec,
+    run_name: str,
+    prepared: PreparedData,
+    history: pd.DataFrame,
+    metrics: dict[str, Any],
+    engine: str,
+    engine_note: str | None,
+    timing: dict[str, Any],
+    started: float,
+    run_dir: Path,
+    dataset_name: str | None,
+) -> dict[str, Any]:
+    keras = import_keras()
+    from appsleuth.model import loss_name
+
+    last = history.iloc[-1]
+    seconds = timing["epoch_seconds"]
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    slurm = slurm_environment()
+    return {
+        "status": "complete",
+        "format_version": _RUN_FORMAT,
+        "model_code": run_name,
+        "dataset": dataset_name or prepared.info.dataset,
+        "synthetic": prepared.info.synthetic,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "engine": engine,
+        "engine_note": engine_note,
+        "appsleuth_version": __version__,
+        "SLURM_JOB_ID": slurm.get("SLURM_JOB_ID"),
+        "slurm": slurm,
+        "timestamp": _now(),
+        "started": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
+        "optimizer": spec.train.optimizer,
+        "loss": loss_name(spec.train, len(prepared.classes)),
+        "hidden_neurons": list(spec.model.hidden),
+        "learning_rate": spec.train.learning_rate,
+        "batch_size": spec.train.batch_size,
+        "epochs": spec.train.epochs,
+        "epochs_run": len(history),
+        "seed": spec.train.seed,
+        "last_results": {
+            k: float(last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+        },
+        "fit_diagnosis": metrics["fit"]["diagnosis"],
+        "task": prepared.preprocessor.task,
+        "classes": prepared.classes,
+        "n_features": prepared.preprocessor.n_outputs,
+        "n_train": len(prepared.y_train),
+        "n_val": len(prepared.y_val),
+        "n_test": len(prepared.y_test),
+        "split": prepared.split.describe(),
+        "data_fingerprint": _fingerprint(prepared),
+        "wall_time_s": time.time() - started,
+        "seconds_per_epoch": statistics.median(steady) if steady else None,
+        "first_epoch_s": seconds[0] if seconds else None,
+        "hardware": describe_hardware(),
+        "files": {n: _sha256(run_dir / n) for n in (MODEL, PREPROCESSOR)},
+        "spec": spec.to_dict(),
+    }
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Load a complete run's model (Keras safe mode) and preprocessing.
+
+    Raises:
+        DataError: The directory is not a complete appsleuth run, comes from another
+            format version, was tampered with, or its model holds arbitrary code.
+    """
+    keras = import_keras()
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    if status == "missing":
+        raise DataError(f"run directory {run_dir} does not exist")
+    if status != "complete":
+        raise DataError(
+            f"run directory {run_dir} is not a complete run (status {status}); train it again"
+        )
+    meta = read_metadata(run_dir) or {}
+    if meta.get("format_version") != _RUN_FORMAT:
+        raise DataError(
+            f"run directory {run_dir} has format_version "
+            f"{meta.get('format_version')!r}; this appsleuth ({__version__}) reads "
+            f"version {_RUN_FORMAT}"
+        )
+    for fname in (MODEL, PREPROCESSOR):
+        path = run_dir / fname
+        if not path.exists():
+            raise DataError(f"run directory {run_dir} lacks {fname}")
+        expected = (meta.get("files") or {}).get(fname)
+        if expected is None or _sha256(path) != expected:
+            raise DataError(
+                f"{path} does not match the checksum recorded when the run "
+                f"finished: the file was changed or replaced; refusing to use it"
+            )
+    preprocessor = Preprocessor.load(run_dir / PREPROCESSOR)
+    try:
+        model = keras.models.load_model(run_dir / MODEL, safe_mode=True, compile=False)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise DataError(
+                f"{run_dir / MODEL} contains arbitrary code (for example a Lambda "
+                f"layer); appsleuth loads models in Keras safe mode and refuses "
+                f"it"
+            ) from exc
+        raise DataError(f"{run_dir / MODEL} cannot be loaded: {exc}") from exc
+    except Exception as exc:
+        raise DataError(f"{run_dir / MODEL} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    return LoadedRun(run_dir=run_dir, model=model, preprocessor=preprocessor, metadata=meta)
+
+
+def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame) -> dict[str, Any]:
+    """Score a trained run on labelled data with the preprocessing fitted at training time.
+
+    Rows missing a feature value are left out and counted (``rows_skipped``).
+
+    Args:
+        run_dir: A run directory, or a run from :func:`load_run`.
+        data: A labelled table carrying the model's feature columns.
+
+    Returns:
+        Metrics as in ``metrics.json`` plus ``rows_skipped``.
+
+    Raises:
+        DataError: The table lacks a feature or the label column, or holds a class the
+            model does not know.
+    """
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
+    pre = run.preprocessor
+    if pre.label not in data.columns:
+        raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
+    skip = pre.missing_rows(data)
+    rows = data.loc[~skip]
+    if rows.empty:
+        raise DataError("every row misses a feature value; nothing to evaluate")
+    y = pre.encode_labels(rows[pre.label])
+    proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
+    return {
+        **classification_metrics(
+            y,
+            proba.argmax(axis=1),
+            pre.classes,
+            y_score=proba[:, 1] if len(pre.classes) == 2 else None,
+        ),
+        "rows_skipped": int(skip.sum()),
+    }

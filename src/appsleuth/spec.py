@@ -1,0 +1,498 @@
+"""Specifications of a training run: the data, the model and the training.
+
+Specs are frozen, keyword-only dataclasses, validated on construction, with
+``to_dict()``/``from_dict()`` round trips (YAML-friendly, like Keras ``get_config``).
+Every invalid field raises :class:`~appsleuth.errors.SpecError` naming the field, the
+value received and what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from appsleuth.data.split import SplitSpec
+from appsleuth.errors import SpecError
+
+__all__ = [
+    "DataSpec",
+    "EarlyStoppingSpec",
+    "ModelSpec",
+    "RunSpec",
+    "TrainSpec",
+    "load_run_spec",
+]
+
+Optimizer = Literal["adam", "sgd", "rmsprop", "adamw"]
+_OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+_ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish", "leaky_relu")
+_LOSSES = ("auto", "categorical_crossentropy", "sparse_categorical_crossentropy",
+           "binary_crossentropy")  # fmt: skip
+_METRICS = ("accuracy", "auc", "precision", "recall")
+_ENGINES = ("auto", "fused", "fit")
+_MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+
+
+# --- field checks -----------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise SpecError(f"{name} must be a positive integer; received {name}={value!r}")
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 0:
+        raise SpecError(f"{name} must be a non-negative integer; received {name}={value!r}")
+
+
+def _positive_number(name: str, value: Any) -> None:
+    if not _is_number(value) or value <= 0:
+        raise SpecError(f"{name} must be a positive number; received {name}={value!r}")
+
+
+def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
+    ok = _is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
+    if not ok:
+        bound = "[0, 1)" if upper_open else "[0, 1]"
+        raise SpecError(f"{name} must be a number in {bound}; received {name}={value!r}")
+
+
+def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise SpecError(f"{name} must be one of {', '.join(choices)}; received {name}={value!r}")
+
+
+def _from_dict(cls: type, d: Any, where: str) -> dict[str, Any]:
+    if not isinstance(d, Mapping):
+        raise SpecError(f"{where} must be a mapping of fields; received {where}={d!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise SpecError(
+            f"unknown {where} field(s) {', '.join(map(str, unknown))}; valid "
+            f"fields: {', '.join(sorted(names))}"
+        )
+    return dict(d)
+
+
+def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if (
+        not isinstance(value, Sequence)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
+        raise SpecError(f"{name} must be a non-empty list of names; received {name}={value!r}")
+    return tuple(value)
+
+
+# --- the specs --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """The network: a stack of Dense layers and a classification output.
+
+    Attributes:
+        hidden: Widths of the hidden layers. Defaults to ``(18,)`` (the teaching
+            baseline); ``(18, 18)`` is two layers. ``()`` is logistic regression.
+        activation: Hidden activation. Defaults to ``relu``.
+        dropout: Dropout after each hidden layer: one rate for all, or one per layer.
+            Defaults to 0 (none).
+        batch_norm: Batch normalisation after each hidden layer. Defaults to False.
+        kernel_initializer: A Keras initializer name. Defaults to ``random_normal``
+            (normal, mean 0, standard deviation 0.05, as the teaching material).
+    """
+
+    hidden: tuple[int, ...] = (18,)
+    activation: str = "relu"
+    dropout: float | tuple[float, ...] = 0.0
+    batch_norm: bool = False
+    kernel_initializer: str = "random_normal"
+
+    def __post_init__(self) -> None:
+        hidden = self.hidden
+        if _is_int(hidden):
+            hidden = (hidden,)
+        if (
+            not isinstance(hidden, Sequence)
+            or isinstance(hidden, str)
+            or not all(_is_int(h) and h >= 1 for h in hidden)
+        ):
+            raise SpecError(
+                f"hidden must be a list of positive layer widths such as [18] or "
+                f"[18, 18]; received hidden={self.hidden!r}"
+            )
+        object.__setattr__(self, "hidden", tuple(hidden))
+        _choice("activation", self.activation, _ACTIVATIONS)
+        dropout = self.dropout
+        if isinstance(dropout, Sequence) and not isinstance(dropout, str):
+            if len(dropout) != len(self.hidden):
+                raise SpecError(
+                    f"dropout must be one rate or one per hidden layer "
+                    f"({len(self.hidden)}); received dropout={self.dropout!r}"
+                )
+            for rate in dropout:
+                _fraction("dropout", rate)
+            object.__setattr__(self, "dropout", tuple(float(r) for r in dropout))
+        else:
+            _fraction("dropout", dropout)
+        if not isinstance(self.batch_norm, bool):
+            raise SpecError(
+                f"batch_norm must be true or false; received batch_norm={self.batch_norm!r}"
+            )
+        if not isinstance(self.kernel_initializer, str) or not self.kernel_initializer:
+            raise SpecError(
+                f"kernel_initializer must be a Keras initializer name; received "
+                f"kernel_initializer={self.kernel_initializer!r}"
+            )
+
+    @property
+    def dropout_rates(self) -> tuple[float, ...]:
+        """One dropout rate per hidden layer."""
+        if isinstance(self.dropout, tuple):
+            return self.dropout
+        return (float(self.dropout),) * len(self.hidden)
+
+    @property
+    def code(self) -> str:
+        """The teaching material's model code, e.g. ``1H18N`` or ``2H18N18N``."""
+        return f"{len(self.hidden)}H" + "".join(f"{h}N" for h in self.hidden)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        if isinstance(self.dropout, tuple):
+            d["dropout"] = list(self.dropout)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`."""
+        kwargs = _from_dict(cls, d, "model")
+        for key in ("hidden", "dropout"):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EarlyStoppingSpec:
+    """Stop when a monitored quantity stops improving.
+
+    Attributes:
+        monitor: ``val_loss`` (default), ``val_accuracy``, ``loss`` or ``accuracy``.
+        patience: Epochs without improvement before stopping. Defaults to 5.
+        min_delta: Smallest change that counts as improvement. Defaults to 0.
+        restore_best: Restore the weights of the best epoch. Defaults to True.
+    """
+
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("early_stopping.monitor", self.monitor, _MONITORS)
+        _non_negative_int("early_stopping.patience", self.patience)
+        if not _is_number(self.min_delta) or self.min_delta < 0:
+            raise SpecError(
+                f"early_stopping.min_delta must be a non-negative number; "
+                f"received early_stopping.min_delta={self.min_delta!r}"
+            )
+        if not isinstance(self.restore_best, bool):
+            raise SpecError(
+                f"early_stopping.restore_best must be true or false; received "
+                f"early_stopping.restore_best={self.restore_best!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EarlyStoppingSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**_from_dict(cls, d, "early_stopping"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSpec:
+    """How the network is trained.
+
+    Attributes:
+        optimizer: ``adam`` (default), ``sgd``, ``rmsprop`` or ``adamw``.
+        learning_rate: Defaults to 0.0003 (the teaching baseline).
+        momentum: For ``sgd`` and ``rmsprop``. Defaults to 0.
+        weight_decay: For ``adamw`` (default 0.004 there); None elsewhere.
+        beta_1: Adam/AdamW first-moment decay. Defaults to 0.9.
+        beta_2: Adam/AdamW second-moment decay. Defaults to 0.999.
+        loss: ``auto`` (default: categorical cross-entropy for several classes, binary
+            cross-entropy for two) or a Keras loss name.
+        metrics: Metrics reported each epoch. Defaults to ``("accuracy",)``.
+        batch_size: Defaults to 32.
+        epochs: Defaults to 30.
+        seed: Seeds Python, NumPy and Keras. Defaults to 0.
+        early_stopping: None (default) or an :class:`EarlyStoppingSpec`.
+        class_weight: ``none`` (default), ``balanced`` or a mapping app -> weight.
+        engine: ``auto`` (default: ``fused`` on JAX, else ``fit``), ``fused`` or ``fit``.
+    """
+
+    optimizer: Optimizer = "adam"
+    learning_rate: float = 0.0003
+    momentum: float = 0.0
+    weight_decay: float | None = None
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    loss: str = "auto"
+    metrics: tuple[str, ...] = ("accuracy",)
+    batch_size: int = 32
+    epochs: int = 30
+    seed: int = 0
+    early_stopping: EarlyStoppingSpec | None = None
+    class_weight: str | dict[str, float] = "none"
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, _OPTIMIZERS)
+        _positive_number("learning_rate", self.learning_rate)
+        _fraction("momentum", self.momentum)
+        if self.weight_decay is not None:
+            if not _is_number(self.weight_decay) or self.weight_decay < 0:
+                raise SpecError(
+                    f"weight_decay must be a non-negative number; received "
+                    f"weight_decay={self.weight_decay!r}"
+                )
+            if self.optimizer != "adamw":
+                raise SpecError(
+                    f"weight_decay applies to optimizer adamw only; received "
+                    f"weight_decay={self.weight_decay!r} with "
+                    f"optimizer={self.optimizer!r}"
+                )
+        _fraction("beta_1", self.beta_1)
+        _fraction("beta_2", self.beta_2)
+        _choice("loss", self.loss, _LOSSES)
+        metrics = self.metrics
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        if not isinstance(metrics, Sequence) or not metrics:
+            raise SpecError(f"metrics must be a non-empty list; received metrics={metrics!r}")
+        for m in metrics:
+            _choice("metrics", m, _METRICS)
+        if "accuracy" not in metrics:
+            raise SpecError(
+                f"metrics must include accuracy (the run directory reports it); "
+                f"received metrics={list(metrics)!r}"
+            )
+        object.__setattr__(self, "metrics", tuple(metrics))
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("epochs", self.epochs)
+        _non_negative_int("seed", self.seed)
+        es = self.early_stopping
+        if isinstance(es, Mapping):
+            object.__setattr__(self, "early_stopping", EarlyStoppingSpec.from_dict(es))
+        elif es is not None and not isinstance(es, EarlyStoppingSpec):
+            raise SpecError(
+                f"early_stopping must be a mapping of fields or null; received "
+                f"early_stopping={es!r}"
+            )
+        cw = self.class_weight
+        if isinstance(cw, Mapping):
+            for app, w in cw.items():
+                if not isinstance(app, str) or not _is_number(w) or w <= 0:
+                    raise SpecError(
+                        f"class_weight must map app names to positive numbers; "
+                        f"received class_weight[{app!r}]={w!r}"
+                    )
+            object.__setattr__(self, "class_weight", dict(cw))
+        elif cw not in ("none", "balanced"):
+            raise SpecError(
+                f"class_weight must be 'none', 'balanced' or a mapping app -> "
+                f"weight; received class_weight={cw!r}"
+            )
+        _choice("engine", self.engine, _ENGINES)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        d = dataclasses.asdict(self)
+        d["metrics"] = list(self.metrics)
+        d["early_stopping"] = self.early_stopping.to_dict() if self.early_stopping else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainSpec:
+        """Inverse of :meth:`to_dict`."""
+        kwargs = _from_dict(cls, d, "train")
+        if isinstance(kwargs.get("metrics"), list):
+            kwargs["metrics"] = tuple(kwargs["metrics"])
+        return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """Which data a run uses and how it is shaped into a task.
+
+    Attributes:
+        path: A data file; None (default) is the embedded synthetic data.
+        rows: Rows of embedded data. Defaults to None (273,129, the real file's size).
+        synth_seed: Seed of the embedded data. Defaults to 0.
+        label: The label column. Defaults to ``ApplicationName``.
+        features: Use only these feature columns. Defaults to all.
+        apps: Keep only these apps (two make a binary task). Defaults to all.
+        positive: One app against all others (e.g. ``Moriarty``). Defaults to None.
+        missing: ``drop`` (default) or ``impute`` incomplete rows.
+        split: The :class:`~appsleuth.data.split.SplitSpec`. Defaults to the teaching
+            split (random, 20 %, seed 34).
+    """
+
+    path: str | None = None
+    rows: int | None = None
+    synth_seed: int = 0
+    label: str = "ApplicationName"
+    features: tuple[str, ...] | None = None
+    apps: tuple[str, ...] | None = None
+    positive: str | None = None
+    missing: str = "drop"
+    split: SplitSpec = dataclasses.field(default_factory=SplitSpec)
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            if not isinstance(self.path, str | os.PathLike) or not str(self.path):
+                raise SpecError(f"data path must be a file path; received path={self.path!r}")
+            object.__setattr__(self, "path", str(self.path))
+        if self.rows is not None:
+            _positive_int("rows", self.rows)
+        _non_negative_int("synth_seed", self.synth_seed)
+        if not isinstance(self.label, str) or not self.label:
+            raise SpecError(f"label must be a column name; received label={self.label!r}")
+        object.__setattr__(self, "features", _str_tuple("features", self.features))
+        object.__setattr__(self, "apps", _str_tuple("apps", self.apps))
+        if self.apps is not None and len(set(self.apps)) < 2:
+            raise SpecError(
+                f"apps must name at least two different apps; received apps={list(self.apps)!r}"
+            )
+        if self.positive is not None and (not isinstance(self.positive, str) or not self.positive):
+            raise SpecError(f"positive must be an app name; received positive={self.positive!r}")
+        _choice("missing", self.missing, ("drop", "impute"))
+        if isinstance(self.split, Mapping):
+            object.__setattr__(self, "split", SplitSpec.from_dict(dict(self.split)))
+        elif not isinstance(self.split, SplitSpec):
+            raise SpecError(f"split must be a mapping of fields; received split={self.split!r}")
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True when the run uses the embedded generated data."""
+        return self.path is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        d = dataclasses.asdict(self)
+        for key in ("features", "apps"):
+            d[key] = list(d[key]) if d[key] is not None else None
+        d["split"] = self.split.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**_from_dict(cls, d, "data"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """Everything that defines one training run (one trial of a sweep).
+
+    Attributes:
+        data: The :class:`DataSpec`.
+        model: The :class:`ModelSpec`.
+        train: The :class:`TrainSpec`.
+    """
+
+    data: DataSpec = dataclasses.field(default_factory=DataSpec)
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
+    train: TrainSpec = dataclasses.field(default_factory=TrainSpec)
+
+    def __post_init__(self) -> None:
+        for name, kind in (("data", DataSpec), ("model", ModelSpec), ("train", TrainSpec)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, kind.from_dict(value))
+            elif not isinstance(value, kind):
+                raise SpecError(f"{name} must be a mapping of fields; received {name}={value!r}")
+
+    def run_name(self, *, seed_suffix: bool = False) -> str:
+        """The run directory's name, e.g. ``model_1H18N_lr0.0003_bs32_e30``.
+
+        Args:
+            seed_suffix: Append ``_seed<seed>`` (sweeps that repeat seeds). Defaults to False.
+        """
+        name = (
+            f"model_{self.model.code}_lr{format_learning_rate(self.train.learning_rate)}"
+            f"_bs{self.train.batch_size}_e{self.train.epochs}"
+        )
+        return f"{name}_seed{self.train.seed}" if seed_suffix else name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (what ``--config run.yaml`` holds)."""
+        return {
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`; missing sections take their defaults."""
+        return cls(**_from_dict(cls, d, "run"))
+
+
+def format_learning_rate(lr: float) -> str:
+    """Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``."""
+    text = f"{lr:.9f}".rstrip("0").rstrip(".")
+    if text in ("0", "-0"):
+        raise SpecError(f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory")
+    return text
+
+
+def load_run_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read a run spec from YAML (sections ``data``, ``model``, ``train``).
+
+    Raises:
+        SpecError: The file is missing, not YAML, or holds an invalid field.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(f"config file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"config file {path} cannot be read: {exc}") from exc
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"config file {path} is not valid YAML: {exc}") from exc
+    if d is None:
+        d = {}
+    try:
+        return RunSpec.from_dict(d)
+    except SpecError as exc:
+        raise SpecError(f"config file {path}: {exc}") from exc

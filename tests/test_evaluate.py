@@ -1,0 +1,119 @@
+"""Metrics against scikit-learn's on known predictions; the fit diagnosis on made-up curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from appsleuth.errors import DataError
+from appsleuth.evaluate import FitRule, classification_metrics, diagnose_fit
+
+CLASSES = ["Chrome", "Gmail", "Moriarty", "Waze"]
+
+
+@pytest.fixture
+def predictions():
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 4, size=500)
+    y_pred = np.where(rng.random(500) < 0.7, y_true, rng.integers(0, 4, size=500))
+    y_pred[y_pred == 3] = 0  # Waze is never predicted: precision must be 0, not NaN
+    return y_true, y_pred
+
+
+def test_matches_scikit_learn(predictions) -> None:
+    y_true, y_pred = predictions
+    m = classification_metrics(y_true, y_pred, CLASSES)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(4),
+                                                 zero_division=0)
+    for i, c in enumerate(CLASSES):
+        assert m["per_class"][c]["precision"] == pytest.approx(p[i])
+        assert m["per_class"][c]["recall"] == pytest.approx(r[i])
+        assert m["per_class"][c]["f1"] == pytest.approx(f[i])
+        assert m["per_class"][c]["support"] == s[i]
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg,
+                                                     zero_division=0)
+        assert m[f"{avg}_avg"] == pytest.approx({"precision": p, "recall": r, "f1": f})
+    assert m["confusion_matrix"]["counts"] == confusion_matrix(y_true, y_pred).tolist()
+    rows = np.asarray(m["confusion_matrix"]["normalized"]).sum(axis=1)
+    np.testing.assert_allclose(rows, 1.0, atol=1e-5)
+
+
+def test_malware_line(predictions) -> None:
+    y_true, y_pred = predictions
+    m = classification_metrics(y_true, y_pred, CLASSES)["malware"]
+    is_m, pred_m = y_true == 2, y_pred == 2
+    assert m["detection_rate"] == pytest.approx((is_m & pred_m).sum() / is_m.sum())
+    assert m["precision"] == pytest.approx((is_m & pred_m).sum() / pred_m.sum())
+    assert m["false_alarm_rate"] == pytest.approx((~is_m & pred_m).sum() / (~is_m).sum())
+    assert m["missed"] == (is_m & ~pred_m).sum()
+    assert "malware" not in classification_metrics([0, 1], [0, 1], ["a", "b"])
+
+
+def test_binary_roc_auc() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, size=300)
+    score = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)
+    score[:10] = 0.5  # ties are averaged
+    m = classification_metrics(y, (score > 0.5).astype(int), ["other", "Moriarty"],
+                               y_score=score)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score))
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(DataError, match="differ in length"):
+        classification_metrics([0, 1], [0], ["a", "b"])
+    with pytest.raises(DataError, match=r"y_pred holds class indices outside 0..1"):
+        classification_metrics([0, 1], [0, 2], ["a", "b"])
+    with pytest.raises(DataError, match="zero samples"):
+        classification_metrics([], [], ["a", "b"])
+
+
+def _history(loss, acc, vloss, vacc) -> pd.DataFrame:
+    return pd.DataFrame({"loss": loss, "accuracy": acc, "val_loss": vloss, "val_accuracy": vacc})
+
+
+def test_overfitting_by_rising_validation_loss() -> None:
+    h = _history(loss=[1.0, 0.6, 0.4, 0.3, 0.2, 0.1], acc=[0.7, 0.8, 0.9, 0.93, 0.96, 0.99],
+                 vloss=[1.0, 0.6, 0.5, 0.55, 0.65, 0.8], vacc=[0.7, 0.8, 0.88, 0.88, 0.87, 0.86])
+    d = diagnose_fit(h)
+    assert d["diagnosis"] == "overfitting"
+    assert "epoch 3" in d["reason"]
+    assert d["rule"] == FitRule().describe()
+
+
+def test_overfitting_by_widening_gap() -> None:
+    h = _history(loss=[0.5, 0.4, 0.3, 0.2, 0.1], acc=[0.90, 0.93, 0.95, 0.98, 0.99],
+                 vloss=[0.5, 0.45, 0.42, 0.41, 0.40], vacc=[0.90, 0.92, 0.93, 0.93, 0.93])
+    assert diagnose_fit(h)["diagnosis"] == "overfitting"
+
+
+def test_underfitting_still_improving_and_flat() -> None:
+    rising = _history(loss=[2.0, 1.8, 1.6, 1.4], acc=[0.3, 0.4, 0.5, 0.6],
+                      vloss=[2.0, 1.8, 1.6, 1.4], vacc=[0.3, 0.4, 0.5, 0.6])
+    d = diagnose_fit(rising)
+    assert d["diagnosis"] == "underfitting" and "still improving" in d["reason"]
+    flat = _history(loss=[1.9] * 5, acc=[0.32] * 5, vloss=[1.9] * 5, vacc=[0.32] * 5)
+    d = diagnose_fit(flat)
+    assert d["diagnosis"] == "underfitting" and "flat" in d["reason"]
+
+
+def test_good_fit() -> None:
+    h = _history(loss=[0.5, 0.2, 0.1, 0.05], acc=[0.9, 0.95, 0.98, 0.99],
+                 vloss=[0.5, 0.2, 0.1, 0.05], vacc=[0.9, 0.95, 0.98, 0.99])
+    assert diagnose_fit(h)["diagnosis"] == "good fit"
+
+
+def test_history_errors() -> None:
+    with pytest.raises(DataError, match=r"history lacks column\(s\) \['val_loss'"):
+        diagnose_fit({"loss": [1], "accuracy": [1]})
+    with pytest.raises(DataError, match="no epochs"):
+        diagnose_fit(_history([], [], [], []))

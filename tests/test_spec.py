@@ -1,0 +1,158 @@
+"""Spec validation (every error names the field and the value) and round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appsleuth.data.split import SplitSpec
+from appsleuth.errors import SpecError
+from appsleuth.spec import (
+    DataSpec,
+    EarlyStoppingSpec,
+    ModelSpec,
+    RunSpec,
+    TrainSpec,
+    format_learning_rate,
+    load_run_spec,
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden": [0]}, r"hidden must be a list of positive layer widths .*received hidden=\[0\]"),
+        ({"hidden": "18"}, r"hidden must be a list .*received hidden='18'"),
+        ({"hidden": [18.5]}, r"received hidden=\[18.5\]"),
+        ({"activation": "relu6"}, r"activation must be one of relu, .*received activation='relu6'"),
+        ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\); received dropout=1.0"),
+        ({"dropout": [0.1, 0.2]}, r"dropout must be one rate or one per hidden layer \(1\)"),
+        ({"batch_norm": "yes"}, r"batch_norm must be true or false; received batch_norm='yes'"),
+        ({"kernel_initializer": ""}, r"kernel_initializer must be a Keras initializer name"),
+    ],
+)
+def test_model_spec_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        ModelSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"learning_rate": "fast"}, r"learning_rate must be a positive number; received "
+                                    r"learning_rate='fast'"),
+        ({"learning_rate": 0}, r"received learning_rate=0"),
+        ({"learning_rate": float("nan")}, r"received learning_rate=nan"),
+        ({"optimizer": "lbfgs"}, r"optimizer must be one of adam, sgd, rmsprop, adamw; "
+                                 r"received optimizer='lbfgs'"),
+        ({"batch_size": 0}, r"batch_size must be a positive integer; received batch_size=0"),
+        ({"batch_size": True}, r"received batch_size=True"),
+        ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5"),
+        ({"seed": -3}, r"seed must be a non-negative integer; received seed=-3"),
+        ({"momentum": 1.5}, r"momentum must be a number in \[0, 1\)"),
+        ({"weight_decay": 0.1}, r"weight_decay applies to optimizer adamw only"),
+        ({"optimizer": "adamw", "weight_decay": -1}, r"weight_decay must be a non-negative"),
+        ({"loss": "mse"}, r"loss must be one of auto, .*received loss='mse'"),
+        ({"metrics": ["auc"]}, r"metrics must include accuracy"),
+        ({"metrics": ["f2"]}, r"metrics must be one of accuracy, .*received metrics='f2'"),
+        ({"class_weight": "inverse"}, r"class_weight must be 'none', 'balanced' or a mapping"),
+        ({"class_weight": {"Gmail": 0}}, r"received class_weight\['Gmail'\]=0"),
+        ({"engine": "fast"}, r"engine must be one of auto, fused, fit; received engine='fast'"),
+        ({"early_stopping": 5}, r"early_stopping must be a mapping of fields or null"),
+        ({"early_stopping": {"patience": -1}}, r"early_stopping.patience must be a "
+                                               r"non-negative integer"),
+        ({"early_stopping": {"monitor": "f1"}}, r"early_stopping.monitor must be one of"),
+    ],
+)
+def test_train_spec_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        TrainSpec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rows": 0}, r"rows must be a positive integer; received rows=0"),
+        ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),
+        ({"apps": []}, r"apps must be a non-empty list of names"),
+        ({"missing": "mean"}, r"missing must be one of drop, impute; received missing='mean'"),
+        ({"split": {"kind": "kfold"}}, r"split kind must be one of"),
+        ({"split": 3}, r"split must be a mapping of fields; received split=3"),
+        ({"positive": ""}, r"positive must be an app name"),
+    ],
+)
+def test_data_spec_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        DataSpec(**kwargs)
+
+
+def test_unknown_fields() -> None:
+    with pytest.raises(SpecError, match=r"unknown train field\(s\) lr; valid fields: "):
+        TrainSpec.from_dict({"lr": 0.1})
+    with pytest.raises(SpecError, match=r"unknown run field\(s\) optimiser"):
+        RunSpec.from_dict({"optimiser": {}})
+    with pytest.raises(SpecError, match=r"model must be a mapping of fields; received model=3"):
+        RunSpec(model=3)  # type: ignore[arg-type]
+
+
+def test_round_trips() -> None:
+    spec = RunSpec(
+        data=DataSpec(path="x.csv", apps=("Facebook", "WhatsApp"), split=SplitSpec(kind="blocked")),
+        model=ModelSpec(hidden=(18, 18), dropout=(0.1, 0.2), batch_norm=True),
+        train=TrainSpec(optimizer="adamw", weight_decay=0.01, learning_rate=0.001,
+                        early_stopping=EarlyStoppingSpec(patience=3),
+                        class_weight={"Facebook": 2.0}, engine="fit"),
+    )
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    for part in (spec.data, spec.model, spec.train):
+        assert type(part).from_dict(part.to_dict()) == part
+
+
+def test_specs_are_frozen_and_keyword_only() -> None:
+    spec = ModelSpec()
+    with pytest.raises(AttributeError):
+        spec.hidden = (3,)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ModelSpec((18,))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("hidden", "lr", "bs", "epochs", "expected"),
+    [
+        ((18,), 0.0003, 32, 30, "model_1H18N_lr0.0003_bs32_e30"),
+        ((18, 18), 0.1, 1024, 10, "model_2H18N18N_lr0.1_bs1024_e10"),
+        ((80,), 1e-05, 16, 5, "model_1H80N_lr0.00001_bs16_e5"),
+        ((4,), 1.0, 64, 1, "model_1H4N_lr1_bs64_e1"),
+        ((4,), 0.123456789123, 64, 1, "model_1H4N_lr0.123456789_bs64_e1"),
+    ],
+)
+def test_run_names_follow_the_teaching_convention(hidden, lr, bs, epochs, expected) -> None:
+    spec = RunSpec(model=ModelSpec(hidden=hidden),
+                   train=TrainSpec(learning_rate=lr, batch_size=bs, epochs=epochs))
+    assert spec.run_name() == expected
+    assert spec.run_name(seed_suffix=True) == expected + "_seed0"
+
+
+def test_tiny_learning_rate_cannot_name_a_directory() -> None:
+    with pytest.raises(SpecError, match="below 1e-9"):
+        format_learning_rate(1e-12)
+
+
+def test_yaml_config(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  hidden: [40, 20]\ntrain:\n  learning_rate: 0.001\n  epochs: 5\n"
+                    "data:\n  apps: [Facebook, WhatsApp]\n  split: {kind: blocked}\n")
+    spec = load_run_spec(path)
+    assert spec.model.hidden == (40, 20)
+    assert spec.train.epochs == 5 and spec.train.batch_size == 32
+    assert spec.data.split.kind == "blocked"
+    path.write_text("train:\n  learning_rate: fast\n")
+    with pytest.raises(SpecError, match=r"config file .*run\.yaml: learning_rate must be a "
+                                        r"positive number; received learning_rate='fast'"):
+        load_run_spec(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(SpecError, match="is not valid YAML"):
+        load_run_spec(path)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_run_spec(tmp_path / "none.yaml")
