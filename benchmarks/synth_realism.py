@@ -9,7 +9,7 @@ decision tree's accuracy and random-split vs blocked-split leakage and accuracy.
 Usage::
 
     python benchmarks/synth_realism.py            # full size, 30 epochs (long)
-    python benchmarks/synth_realism.py --quick    # 40k rows, 5 epochs
+    python benchmarks/synth_realism.py --quick    # 40k rows, 10 epochs (bar not expected)
 """
 
 from __future__ import annotations
@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="training epochs per width")
     parser.add_argument("--neurons", default="1,4,18,80", help="comma-separated widths")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--quick", action="store_true", help="40k rows and 5 epochs")
+    parser.add_argument("--quick", action="store_true", help="40k rows and 10 epochs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.epochs = min(args.rows, 40_000), min(args.epochs, 5)
+        args.rows, args.epochs = min(args.rows, 40_000), min(args.epochs, 10)
     widths = [int(n) for n in args.neurons.split(",") if n.strip()]
 
     generate_sherlock(1_000, seed=args.seed)  # warm imports and caches

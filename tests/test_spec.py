@@ -22,7 +22,7 @@ from appsleuth.spec import (
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"hidden": [0]}, r"hidden must be a list of positive layer widths .*received hidden=\[0\]"),
+        ({"hidden": [0]}, r"hidden must be a list of positive layer widths .*hidden=\[0\]"),
         ({"hidden": "18"}, r"hidden must be a list .*received hidden='18'"),
         ({"hidden": [18.5]}, r"received hidden=\[18.5\]"),
         ({"activation": "relu6"}, r"activation must be one of relu, .*received activation='relu6'"),
@@ -40,12 +40,18 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"learning_rate": "fast"}, r"learning_rate must be a positive number; received "
-                                    r"learning_rate='fast'"),
+        (
+            {"learning_rate": "fast"},
+            r"learning_rate must be a positive number; received "
+            r"learning_rate='fast'",
+        ),
         ({"learning_rate": 0}, r"received learning_rate=0"),
         ({"learning_rate": float("nan")}, r"received learning_rate=nan"),
-        ({"optimizer": "lbfgs"}, r"optimizer must be one of adam, sgd, rmsprop, adamw; "
-                                 r"received optimizer='lbfgs'"),
+        (
+            {"optimizer": "lbfgs"},
+            r"optimizer must be one of adam, sgd, rmsprop, adamw; "
+            r"received optimizer='lbfgs'",
+        ),
         ({"batch_size": 0}, r"batch_size must be a positive integer; received batch_size=0"),
         ({"batch_size": True}, r"received batch_size=True"),
         ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5"),
@@ -60,8 +66,11 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
         ({"class_weight": {"Gmail": 0}}, r"received class_weight\['Gmail'\]=0"),
         ({"engine": "fast"}, r"engine must be one of auto, fused, fit; received engine='fast'"),
         ({"early_stopping": 5}, r"early_stopping must be a mapping of fields or null"),
-        ({"early_stopping": {"patience": -1}}, r"early_stopping.patience must be a "
-                                               r"non-negative integer"),
+        (
+            {"early_stopping": {"patience": -1}},
+            r"early_stopping.patience must be a "
+            r"non-negative integer",
+        ),
         ({"early_stopping": {"monitor": "f1"}}, r"early_stopping.monitor must be one of"),
     ],
 )
@@ -100,9 +109,14 @@ def test_round_trips() -> None:
     spec = RunSpec(
         data=DataSpec(path="x.csv", apps=("Facebook", "WhatsApp"), split=SplitSpec(kind="blocked")),
         model=ModelSpec(hidden=(18, 18), dropout=(0.1, 0.2), batch_norm=True),
-        train=TrainSpec(optimizer="adamw", weight_decay=0.01, learning_rate=0.001,
-                        early_stopping=EarlyStoppingSpec(patience=3),
-                        class_weight={"Facebook": 2.0}, engine="fit"),
+        train=TrainSpec(
+            optimizer="adamw",
+            weight_decay=0.01,
+            learning_rate=0.001,
+            early_stopping=EarlyStoppingSpec(patience=3),
+            class_weight={"Facebook": 2.0},
+            engine="fit",
+        ),
     )
     assert RunSpec.from_dict(spec.to_dict()) == spec
     for part in (spec.data, spec.model, spec.train):
@@ -128,8 +142,10 @@ def test_specs_are_frozen_and_keyword_only() -> None:
     ],
 )
 def test_run_names_follow_the_teaching_convention(hidden, lr, bs, epochs, expected) -> None:
-    spec = RunSpec(model=ModelSpec(hidden=hidden),
-                   train=TrainSpec(learning_rate=lr, batch_size=bs, epochs=epochs))
+    spec = RunSpec(
+        model=ModelSpec(hidden=hidden),
+        train=TrainSpec(learning_rate=lr, batch_size=bs, epochs=epochs),
+    )
     assert spec.run_name() == expected
     assert spec.run_name(seed_suffix=True) == expected + "_seed0"
 
@@ -141,15 +157,20 @@ def test_tiny_learning_rate_cannot_name_a_directory() -> None:
 
 def test_yaml_config(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
-    path.write_text("model:\n  hidden: [40, 20]\ntrain:\n  learning_rate: 0.001\n  epochs: 5\n"
-                    "data:\n  apps: [Facebook, WhatsApp]\n  split: {kind: blocked}\n")
+    path.write_text(
+        "model:\n  hidden: [40, 20]\ntrain:\n  learning_rate: 0.001\n  epochs: 5\n"
+        "data:\n  apps: [Facebook, WhatsApp]\n  split: {kind: blocked}\n"
+    )
     spec = load_run_spec(path)
     assert spec.model.hidden == (40, 20)
     assert spec.train.epochs == 5 and spec.train.batch_size == 32
     assert spec.data.split.kind == "blocked"
     path.write_text("train:\n  learning_rate: fast\n")
-    with pytest.raises(SpecError, match=r"config file .*run\.yaml: learning_rate must be a "
-                                        r"positive number; received learning_rate='fast'"):
+    with pytest.raises(
+        SpecError,
+        match=r"config file .*run\.yaml: learning_rate must be a "
+        r"positive number; received learning_rate='fast'",
+    ):
         load_run_spec(path)
     path.write_text("train: [unclosed\n")
     with pytest.raises(SpecError, match="is not valid YAML"):

@@ -553,6 +553,67 @@ def baselines(
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Predictions CSV (default: <DATA name>.predictions.csv here).",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many most likely apps to list per row.",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Rows read and predicted at a time.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing predictions file.")
+def predict(
+    run_dir: Path, data: Path, out: Path | None, top_k: int, chunk_rows: int, force: bool
+) -> None:
+    """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
+
+    Writes one row per input row: row id, predicted app, its probability, the top-k apps
+    and, when DATA has labels, whether the prediction was right (accuracy and the
+    per-class table are printed then). Rows with missing values are skipped, counted and
+    listed in a side file.
+    """
+    import sys
+
+    from appsleuth.predict import predict_file
+
+    out = out or Path(f"{data.name.split('.')[0]}.predictions.csv")
+    summary = predict_file(
+        run_dir,
+        data,
+        out,
+        top_k=top_k,
+        chunk_rows=chunk_rows,
+        force=force,
+        progress=sys.stderr.isatty(),
+    )
+    click.echo(
+        f"predicted {summary.predicted:,} of {summary.rows:,} rows with "
+        f"{summary.run_dir} -> {summary.out}"
+    )
+    if summary.skipped:
+        click.echo(
+            f"skipped {summary.skipped:,} rows with missing feature values; their row "
+            f"ids are in {summary.skipped_file}"
+        )
+    if summary.metrics is not None:
+        _print_metrics(summary.metrics, title=f"metrics on {data.name}")
+
+
+@cli.command()
 @click.option(
     "--rows",
     type=click.IntRange(min=100),

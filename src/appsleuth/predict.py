@@ -1,0 +1,377 @@
+"""Classify new telemetry with a trained run: which app produced each row, and is it Moriarty?
+
+``predict`` works on a DataFrame in memory; ``predict_file`` streams a CSV (plain or
+gzip) or Parquet file of any size in chunks, reading only the columns the model needs,
+and writes the predictions incrementally (to a temporary name, renamed at the end).
+Rows with a missing feature value are never silently dropped: they are counted, and
+their row ids are written to a side file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pa_parquet
+
+from appsleuth.errors import AppSleuthError, DataError
+from appsleuth.evaluate import classification_metrics
+from appsleuth.run import LoadedRun, load_run, predict_proba, read_metadata, run_status
+
+__all__ = ["PredictionSummary", "best_run_dir", "predict", "predict_file"]
+
+_NULLS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
+_INDEX_NAMES = ("", "Unnamed: 0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PredictionSummary:
+    """What :func:`predict_file` did.
+
+    Attributes:
+        run_dir: The run whose model was used.
+        out: The predictions file.
+        skipped_file: The side file listing skipped row ids (None when none was skipped).
+        rows: Rows read.
+        predicted: Rows predicted.
+        skipped: Rows skipped for missing feature values.
+        metrics: Accuracy and per-class metrics when the input had labels, else None.
+    """
+
+    run_dir: Path
+    out: Path
+    skipped_file: Path | None
+    rows: int
+    predicted: int
+    skipped: int
+    metrics: dict[str, Any] | None
+
+
+def best_run_dir(path: str | os.PathLike[str]) -> Path:
+    """A complete run directory: ``path`` itself, or the best run below it (a sweep).
+
+    The best run has the highest final validation accuracy.
+
+    Raises:
+        DataError: Neither ``path`` nor any directory below it holds a complete run.
+    """
+    path = Path(path)
+    if run_status(path) == "complete":
+        return path
+    if not path.is_dir():
+        raise DataError(f"model directory {path} does not exist")
+    best: tuple[float, Path] | None = None
+    for meta_file in sorted(path.glob("**/model_metadata.json")):
+        run_dir = meta_file.parent
+        meta = read_metadata(run_dir)
+        if not meta or meta.get("status") != "complete":
+            continue
+        score = float((meta.get("last_results") or {}).get("val_accuracy", float("-inf")))
+        if best is None or score > best[0]:
+            best = (score, run_dir)
+    if best is None:
+        raise DataError(
+            f"{path} is not a complete run directory and holds none below it "
+            f"(a run is complete when its model_metadata.json says so)"
+        )
+    return best[1]
+
+
+def _frame_predictions(
+    run: LoadedRun, df: pd.DataFrame, row_ids: pd.Index | np.ndarray, top_k: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Predictions for the complete rows of ``df`` and the mask of skipped rows."""
+    pre = run.preprocessor
+    skip = pre.missing_rows(df)
+    rows = df.loc[~skip]
+    classes = np.asarray(pre.classes, dtype=object)
+    k = min(top_k, len(classes))
+    if len(rows):
+        proba = predict_proba(run.model, pre.transform(rows), len(classes))
+    else:
+        proba = np.zeros((0, len(classes)))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    out = pd.DataFrame({"row_id": np.asarray(row_ids)[~skip]})
+    out["predicted_app"] = classes[order[:, 0]] if len(rows) else []
+    out["probability"] = np.take_along_axis(proba, order[:, :1], axis=1)[:, 0] if len(rows) else []
+    for j in range(k):
+        out[f"top{j + 1}_app"] = classes[order[:, j]] if len(rows) else []
+        out[f"top{j + 1}_probability"] = (
+            proba[np.arange(len(rows)), order[:, j]] if len(rows) else []
+        )
+    if pre.label in df.columns:
+        truth = rows[pre.label].astype(str).to_numpy()
+        out["true_app"] = truth
+        out["correct"] = out["predicted_app"].to_numpy() == truth
+    return out, skip
+
+
+def predict(
+    run_dir: str | os.PathLike[str] | LoadedRun, df: pd.DataFrame, *, top_k: int = 3
+) -> pd.DataFrame:
+    """Predict the app of every complete row of ``df``.
+
+    Args:
+        run_dir: A run directory, a sweep directory (its best run is used), or a
+            loaded run.
+        df: A table carrying the model's feature columns (any supported layout; extra
+            columns are ignored).
+        top_k: How many most likely apps to list. Defaults to 3.
+
+    Returns:
+        One row per complete input row: ``row_id`` (the input's index), ``predicted_app``,
+        ``probability``, ``top1_app``/``top1_probability`` ..., and, when ``df`` has
+        labels, ``true_app`` and ``correct``. ``attrs["skipped_row_ids"]`` lists the rows
+        left out for missing values.
+
+    Raises:
+        DataError: A feature column is missing, or the run cannot be used.
+    """
+    _check_top_k(top_k)
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
+    out, skip = _frame_predictions(run, df, df.index.to_numpy(), top_k)
+    out.attrs["skipped_row_ids"] = df.index[skip].tolist()
+    return out
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise AppSleuthError(f"top_k must be a positive integer; received top_k={top_k!r}")
+
+
+# --- streaming ------------------------------------------------------------------------------
+
+
+def _open_stream(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return pa.CompressedInputStream(pa.OSFile(str(path)), "gzip")
+    return pa.OSFile(str(path))
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        reader = pa_csv.open_csv(
+            _open_stream(path), read_options=pa_csv.ReadOptions(block_size=1 << 16)
+        )
+        return [str(n) for n in reader.schema.names]
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"data file {path} cannot be read as CSV: {exc}") from exc
+
+
+def _chunks(
+    path: Path, columns: list[str], types: dict[str, pa.DataType], chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Batches of the needed columns, as DataFrames."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        try:
+            pf = pa_parquet.ParquetFile(path)
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas(ignore_metadata=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
+        return
+    read = pa_csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200))
+    convert = pa_csv.ConvertOptions(
+        null_values=_NULLS, strings_can_be_null=True, include_columns=columns, column_types=types
+    )
+    reader = pa_csv.open_csv(_open_stream(path), read_options=read, convert_options=convert)
+    for batch in reader:
+        yield batch.to_pandas()
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    try:
+        return [str(n) for n in pa_parquet.ParquetFile(path).schema_arrow.names]
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
+
+
+def _locate_bad_value(
+    path: Path, columns: list[str], numeric: list[str], chunk_rows: int
+) -> DataError:
+    """Re-read as text to name the first non-numeric value with its row (slow path)."""
+    types = {c: pa.string() for c in columns}
+    offset = 0
+    for chunk in _chunks(path, columns, types, chunk_rows):
+        for col in numeric:
+            values = chunk[col]
+            bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                return DataError(
+                    f"data file {path}: feature column {col!r} must be numeric, "
+                    f"but data row {offset + i} (line {offset + i + 2}) holds "
+                    f"{values.iloc[i]!r}"
+                )
+        offset += len(chunk)
+    return DataError(f"data file {path} holds a value that cannot be read as a number")
+
+
+def predict_file(
+    run_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    top_k: int = 3,
+    chunk_rows: int = 200_000,
+    force: bool = False,
+    progress: bool = False,
+) -> PredictionSummary:
+    """Stream a data file through a trained model into a predictions CSV.
+
+    Args:
+        run_dir: A run directory, or a sweep directory (its best run is used).
+        data: CSV (plain or gzip) or Parquet in any supported layout.
+        out: The predictions CSV. Skipped row ids go to ``<out stem>.skipped.csv``.
+        top_k: How many most likely apps to list. Defaults to 3.
+        chunk_rows: Rows per chunk. Defaults to 200,000.
+        force: Overwrite an existing output file. Defaults to False.
+        progress: Show a progress bar. Defaults to False.
+
+    Returns:
+        The :class:`PredictionSummary`.
+
+    Raises:
+        DataError: The file is missing, lacks a feature column, or holds a non-numeric
+            feature value (named with its row).
+        AppSleuthError: The output exists and ``force`` is False.
+    """
+    _check_top_k(top_k)
+    data, out = Path(data), Path(out)
+    if not data.is_file():
+        raise DataError(f"data file {data} does not exist")
+    if data.stat().st_size == 0:
+        raise DataError(f"data file {data} is empty")
+    if out.exists() and not force:
+        raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
+    run_path = best_run_dir(run_dir)
+    run = load_run(run_path)
+    pre = run.preprocessor
+
+    with open(data, "rb") as fh:
+        is_parquet = fh.read(4) == b"PAR1"
+    names = _parquet_columns(data) if is_parquet else _csv_header(data)
+    missing = [c for c in pre.input_columns if c not in names]
+    if missing:
+        raise DataError(
+            f"data file {data} lacks the feature column(s) {missing} the model was "
+            f"trained on; columns found: {names[:30]}"
+        )
+    # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet.
+    if "__index_level_0__" in names:
+        index_col: str | None = "__index_level_0__"
+    else:
+        index_col = names[0] if names and names[0] in _INDEX_NAMES else None
+    has_label = pre.label in names
+    columns = [c for c in (index_col, pre.label if has_label else None) if c is not None]
+    columns += pre.input_columns
+    types: dict[str, pa.DataType] = {c: pa.float64() for c in pre.numeric_features}
+    types.update({c: pa.string() for c in pre.categories})
+    if has_label:
+        types[pre.label] = pa.string()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    skipped_path = out.with_name(f"{out.stem}.skipped.csv")
+    skipped_tmp = skipped_path.with_name(f".{skipped_path.name}.tmp-{os.getpid()}")
+    n_rows = n_pred = n_skip = 0
+    truths: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    bar = _progress(data, is_parquet) if progress else None
+    try:
+        with (
+            open(tmp, "w", encoding="utf-8", newline="") as fh,
+            open(skipped_tmp, "w", encoding="utf-8", newline="") as skipped_fh,
+        ):
+            skipped_fh.write("row_id\n")
+            try:
+                for chunk in _chunks(data, columns, types, chunk_rows):
+                    row_ids = (
+                        chunk.pop(index_col).to_numpy()
+                        if index_col is not None
+                        else np.arange(n_rows, n_rows + len(chunk))
+                    )
+                    for c in pre.categories:
+                        chunk[c] = chunk[c].astype(object)
+                    frame, skip = _frame_predictions(run, chunk, row_ids, top_k)
+                    frame.to_csv(fh, index=False, header=n_rows == 0)
+                    if skip.any():
+                        pd.Series(np.asarray(row_ids)[skip]).to_csv(
+                            skipped_fh, index=False, header=False
+                        )
+                    if has_label:
+                        truths.append(frame["true_app"].to_numpy())
+                        preds.append(frame["predicted_app"].to_numpy())
+                    n_rows += len(chunk)
+                    n_pred += len(frame)
+                    n_skip += int(skip.sum())
+                    if bar is not None:
+                        bar.advance(len(chunk))
+            except pa.ArrowInvalid as exc:
+                if "conversion error" in str(exc):
+                    numeric = list(pre.numeric_features)
+                    raise _locate_bad_value(data, columns, numeric, chunk_rows) from exc
+                raise DataError(f"data file {data} cannot be read: {exc}") from exc
+        if n_rows == 0:
+            raise DataError(f"data file {data} has a header but no rows")
+        os.replace(tmp, out)
+        if n_skip:
+            os.replace(skipped_tmp, skipped_path)
+    finally:
+        if bar is not None:
+            bar.stop()
+        tmp.unlink(missing_ok=True)
+        skipped_tmp.unlink(missing_ok=True)
+
+    metrics = None
+    if has_label and n_pred:
+        truth = np.concatenate(truths)
+        pred = np.concatenate(preds)
+        known = np.isin(truth, pre.classes)
+        if known.any():
+            metrics = classification_metrics(
+                pre.encode_labels(truth[known]), pre.encode_labels(pred[known]), pre.classes
+            )
+            metrics["rows_with_unknown_label"] = int((~known).sum())
+    return PredictionSummary(
+        run_dir=run_path,
+        out=out,
+        skipped_file=skipped_path if n_skip else None,
+        rows=n_rows,
+        predicted=n_pred,
+        skipped=n_skip,
+        metrics=metrics,
+    )
+
+
+class _Bar:
+    def __init__(self, total: int | None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), transient=True
+        )
+        self._task = self._progress.add_task("rows", total=total)
+        self._progress.start()
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _progress(path: Path, is_parquet: bool) -> _Bar:
+    total = pa_parquet.ParquetFile(path).metadata.num_rows if is_parquet else None
+    return _Bar(total)

@@ -1,0 +1,208 @@
+"""Prediction: every layout, missing values, bad values, streaming in chunks, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.cli import main
+from appsleuth.data.load import load_sherlock
+from appsleuth.data.synth import generate_sherlock
+from appsleuth.errors import AppSleuthError, DataError
+from appsleuth.predict import best_run_dir, predict, predict_file
+from appsleuth.run import train
+from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
+
+# The numeric columns the real 2-app teaching file shares with the 18-app layout.
+MYSTERY_FEATURES = (
+    "CPU_USAGE",
+    "cutime",
+    "lru",
+    "num_threads",
+    "otherPrivateDirty",
+    "priority",
+    "utime",
+    "vsize",
+)
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return generate_sherlock(4000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def run_dir(table, tmp_path_factory) -> Path:
+    spec = RunSpec(
+        model=ModelSpec(hidden=(16,)),
+        train=TrainSpec(epochs=3, batch_size=64, learning_rate=0.01, engine="auto"),
+    )
+    out = tmp_path_factory.mktemp("runs")
+    return train(spec, data=table, out=out, verbose=False, log=lambda m: None).run_dir
+
+
+@pytest.fixture(scope="module")
+def fb_wa_run_dir(tmp_path_factory) -> Path:
+    spec = RunSpec(
+        data=DataSpec(apps=("Facebook", "WhatsApp"), features=MYSTERY_FEATURES),
+        model=ModelSpec(hidden=(8,)),
+        train=TrainSpec(epochs=3, batch_size=32, learning_rate=0.01, engine="auto"),
+    )
+    out = tmp_path_factory.mktemp("fbwa")
+    data = generate_sherlock(3000, apps=["Facebook", "WhatsApp"], seed=3)
+    return train(spec, data=data, out=out, verbose=False, log=lambda m: None).run_dir
+
+
+def test_predict_in_memory(run_dir, table) -> None:
+    preds = predict(run_dir, table.iloc[:300], top_k=3)
+    assert list(preds.columns[:3]) == ["row_id", "predicted_app", "probability"]
+    assert {"top1_app", "top3_probability", "true_app", "correct"} <= set(preds.columns)
+    assert (preds["predicted_app"] == preds["top1_app"]).all()
+    assert (preds["top1_probability"] >= preds["top2_probability"]).all()
+    assert np.allclose(preds["probability"], preds["top1_probability"])
+    assert (
+        preds["row_id"].tolist()
+        == table.index[:300][~table.iloc[:300][["CPU_USAGE", "rss"]].isna().any(axis=1)].tolist()
+    )
+    assert (preds["correct"] == (preds["true_app"] == preds["predicted_app"])).all()
+    assert preds["correct"].mean() > 0.5
+
+
+def test_predict_without_labels(run_dir, table) -> None:
+    preds = predict(run_dir, table.drop(columns="ApplicationName").iloc[:50], top_k=1)
+    assert "true_app" not in preds.columns and "top2_app" not in preds.columns
+
+
+def test_file_chunks_match_memory(run_dir, table, tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    table.iloc[:1000].to_csv(path)
+    one = predict_file(run_dir, path, tmp_path / "one.csv", chunk_rows=10_000)
+    many = predict_file(run_dir, path, tmp_path / "many.csv", chunk_rows=97)
+    a, b = pd.read_csv(one.out), pd.read_csv(many.out)
+    pd.testing.assert_frame_equal(a, b)
+    memory = predict(run_dir, load_sherlock(path))
+    np.testing.assert_allclose(a["probability"], memory["probability"], rtol=1e-5)
+    assert a["row_id"].tolist() == memory["row_id"].tolist()
+    assert one.metrics is not None and one.metrics["accuracy"] == pytest.approx(a["correct"].mean())
+
+
+def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:200].copy()
+    holes = data.index[[3, 50, 51]]
+    data.loc[holes, "rss"] = np.nan
+    data.to_csv(tmp_path / "holes.csv")
+    summary = predict_file(run_dir, tmp_path / "holes.csv", tmp_path / "p.csv", chunk_rows=40)
+    incomplete = data[["rss", "CPU_USAGE", "state"]].isna().any(axis=1)
+    assert summary.skipped == int(incomplete.sum()) >= 3
+    assert summary.predicted + summary.skipped == summary.rows == 200
+    listed = pd.read_csv(summary.skipped_file)["row_id"].tolist()
+    assert set(holes) <= set(listed)
+    assert set(pd.read_csv(summary.out)["row_id"]).isdisjoint(listed)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "gzip"])
+def test_parquet_and_gzip(run_dir, table, tmp_path: Path, kind: str) -> None:
+    plain = tmp_path / "x.csv"
+    table.iloc[:300].to_csv(plain)
+    if kind == "parquet":
+        path = tmp_path / "x.parquet"
+        table.iloc[:300].to_parquet(path)
+    else:
+        path = tmp_path / "x.csv.gz"
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    got = pd.read_csv(predict_file(run_dir, path, tmp_path / "p.csv", chunk_rows=64).out)
+    want = pd.read_csv(predict_file(run_dir, plain, tmp_path / "q.csv").out)
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_raw_layout(run_dir, shared_data: Path, tmp_path: Path) -> None:
+    # Real raw rows: the 18 features are there among 58 columns; most apps are unknown.
+    summary = predict_file(run_dir, shared_data / "sherlock_raw_sample.csv", tmp_path / "p.csv")
+    assert summary.rows == 40 and summary.predicted == 40
+    preds = pd.read_csv(summary.out)
+    assert preds["row_id"].tolist() == list(range(40))
+    assert summary.metrics is not None and summary.metrics["rows_with_unknown_label"] > 0
+
+
+def test_real_mystery_file(fb_wa_run_dir, shared_data: Path, tmp_path: Path) -> None:
+    summary = predict_file(fb_wa_run_dir, shared_data / "sherlock_mystery.csv", tmp_path / "p.csv")
+    preds = pd.read_csv(summary.out)
+    assert summary.rows == 200 and summary.skipped == 0  # cminflt is not a model feature
+    assert preds["row_id"].iloc[:2].tolist() == [434, 1881]
+    assert set(preds["predicted_app"]) <= {"Facebook", "WhatsApp"}
+    assert summary.metrics["n"] == 200
+
+
+def test_missing_feature_column(run_dir, table, tmp_path: Path) -> None:
+    table.drop(columns="rss").iloc[:20].to_csv(tmp_path / "x.csv")
+    with pytest.raises(DataError, match=r"lacks the feature column\(s\) \['rss'\]"):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv")
+    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
+        predict(run_dir, table.drop(columns="rss"))
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_bad_value_named_with_row(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:500].copy()
+    data["utime"] = data["utime"].astype(object)
+    data.iloc[321, data.columns.get_loc("utime")] = "lots"
+    data.to_csv(tmp_path / "x.csv")
+    with pytest.raises(
+        DataError,
+        match=r"'utime' must be numeric, but data row 321 \(line 323\) "
+        r"holds 'lots'",
+    ):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv", chunk_rows=100)
+    assert not list(tmp_path.glob("*p.csv*"))  # nothing half-written is left
+
+
+def test_output_not_overwritten(run_dir, table, tmp_path: Path) -> None:
+    table.iloc[:20].to_csv(tmp_path / "x.csv")
+    (tmp_path / "p.csv").write_text("keep me")
+    with pytest.raises(AppSleuthError, match="already exists; pass --force"):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv")
+    assert (tmp_path / "p.csv").read_text() == "keep me"
+
+
+def test_sweep_directory_uses_best_run(run_dir, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(run_dir, sweep / "model_a")
+    shutil.copytree(run_dir, sweep / "model_b")
+    meta_path = sweep / "model_b" / "model_metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["last_results"]["val_accuracy"] = 2.0
+    meta_path.write_text(json.dumps(meta))
+    assert best_run_dir(sweep) == sweep / "model_b"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="holds none below it"):
+        best_run_dir(empty)
+
+
+def test_cli_predict(
+    fb_wa_run_dir, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mystery_preds.csv"
+    code = main(
+        [
+            "predict",
+            str(fb_wa_run_dir),
+            str(shared_data / "sherlock_mystery.csv"),
+            "--out",
+            str(out),
+            "--top-k",
+            "2",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "predicted 200 of 200 rows" in text and "accuracy" in text
+    assert "top2_app" in pd.read_csv(out).columns
+    assert main(["predict", str(fb_wa_run_dir), str(tmp_path / "none.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,317 @@
+"""Training runs: the run-directory contract, reproducibility, safety, loading, evaluation."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.cli import main
+from appsleuth.data.synth import generate_sherlock
+from appsleuth.errors import DataError, SpecError
+from appsleuth.run import (
+    HISTORY,
+    METADATA,
+    MODEL,
+    RunExistsError,
+    evaluate_run,
+    load_run,
+    read_metadata,
+    run_status,
+    train,
+    validate_name,
+)
+from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
+
+# The teaching material's post-processing reads exactly these metadata keys.
+TEACHING_KEYS = {
+    "dataset",
+    "keras_version",
+    "SLURM_JOB_ID",
+    "timestamp",
+    "model_code",
+    "optimizer",
+    "hidden_neurons",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "last_results",
+}
+OUR_KEYS = {
+    "status",
+    "engine",
+    "backend",
+    "seed",
+    "split",
+    "data_fingerprint",
+    "wall_time_s",
+    "seconds_per_epoch",
+    "hardware",
+}
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return generate_sherlock(3000, seed=1, with_ids=True)
+
+
+def _spec(engine: str = "auto", epochs: int = 3, **train) -> RunSpec:
+    return RunSpec(
+        model=ModelSpec(hidden=(8,)),
+        train=TrainSpec(epochs=epochs, batch_size=64, learning_rate=0.003, engine=engine, **train),
+    )
+
+
+@pytest.fixture(scope="module")
+def run(table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return train(_spec(), data=table, out=out, verbose=False, log=lambda m: None)
+
+
+def test_run_directory_contract(run) -> None:
+    d = run.run_dir
+    assert d.name == "model_1H8N_lr0.003_bs64_e3"
+    for name in (
+        "model_history.csv",
+        "model_metadata.json",
+        "model.keras",
+        "preprocessor.json",
+        "metrics.json",
+        "spec.yaml",
+        "loss_acc_plot.png",
+        "confusion_matrix.png",
+    ):
+        assert (d / name).is_file(), name
+    # Read as the teaching material's post-processing does.
+    last = pd.read_csv(d / "model_history.csv").iloc[-1]
+    history = pd.read_csv(d / "model_history.csv")
+    assert len(history) == 3  # row i = epoch i + 1
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+    meta = json.loads((d / "model_metadata.json").read_text())
+    assert set(meta) >= TEACHING_KEYS | OUR_KEYS
+    assert meta["status"] == "complete"
+    assert meta["hidden_neurons"] == [8]
+    assert meta["learning_rate"] == 0.003 and meta["batch_size"] == 64 and meta["epochs"] == 3
+    assert meta["model_code"] == d.name
+    assert meta["dataset"] == "synthetic-sherlock18(seed=1)" and meta["synthetic"] is True
+    assert meta["engine"] == "fused" and meta["backend"] == "jax"
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert meta["last_results"][key] == pytest.approx(last[key])
+    assert meta["split"]["kind"] == "random" and meta["split"]["n_val"] == meta["n_val"]
+    assert meta["SLURM_JOB_ID"] is None
+    assert meta["hardware"]["cores_available"] >= 1
+    assert run_status(d) == "complete"
+
+
+def test_metrics_file(run) -> None:
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "validation"
+    assert len(metrics["per_class"]) == 18
+    assert "Moriarty" in metrics["per_class"]
+    assert metrics["malware"]["app"] == "Moriarty"
+    assert metrics["fit"]["diagnosis"] in ("good fit", "overfitting", "underfitting")
+    assert metrics["fit"]["rule"]
+    assert metrics["accuracy"] == pytest.approx(
+        run.metadata["last_results"]["val_accuracy"], abs=1e-4
+    )
+
+
+def test_fit_engine_writes_the_same_contract(run, table, tmp_path: Path) -> None:
+    result = train(_spec(engine="fit"), data=table, out=tmp_path, verbose=False, log=print)
+    assert result.metadata["engine"] == "fit"
+    assert sorted(p.name for p in result.run_dir.iterdir()) == sorted(
+        p.name for p in run.run_dir.iterdir()
+    )
+    assert set(result.metadata) == set(run.metadata)
+    assert list(result.history.columns) == list(run.history.columns)
+
+
+def test_reproducible(table, tmp_path: Path) -> None:
+    a = train(_spec(epochs=2), data=table, out=tmp_path / "a", verbose=False, log=print)
+    b = train(_spec(epochs=2), data=table, out=tmp_path / "b", verbose=False, log=print)
+    pd.testing.assert_frame_equal(a.history, b.history)
+    c = train(_spec(epochs=2, seed=5), data=table, out=tmp_path / "c", verbose=False, log=print)
+    assert not np.allclose(a.history["loss"], c.history["loss"])
+    assert a.metadata["data_fingerprint"] == c.metadata["data_fingerprint"]
+
+
+def test_binary_task_and_roc_auc(table, tmp_path: Path) -> None:
+    spec = RunSpec(
+        data=DataSpec(apps=("Facebook", "WhatsApp")),
+        model=ModelSpec(hidden=(4,)),
+        train=TrainSpec(epochs=2),
+    )
+    result = train(spec, data=table, out=tmp_path, verbose=False, log=print)
+    assert result.metadata["task"] == "binary"
+    assert result.metadata["classes"] == ["Facebook", "WhatsApp"]
+    assert 0.0 <= result.metrics["roc_auc"] <= 1.0
+
+
+def test_moriarty_vs_rest_with_class_weights(table, tmp_path: Path) -> None:
+    spec = RunSpec(
+        data=DataSpec(positive="Moriarty"),
+        model=ModelSpec(hidden=(4,)),
+        train=TrainSpec(epochs=2, class_weight="balanced"),
+    )
+    result = train(spec, data=table, out=tmp_path, verbose=False, log=print)
+    assert result.metadata["classes"] == ["other", "Moriarty"]
+    assert result.metrics["malware"]["app"] == "Moriarty"
+
+
+def test_unknown_class_weight_app(table, tmp_path: Path) -> None:
+    spec = _spec(class_weight={"Tetris": 2.0})
+    with pytest.raises(SpecError, match=r"class_weight names app\(s\) \['Tetris'\]"):
+        train(spec, data=table, out=tmp_path, verbose=False, log=print)
+
+
+def test_complete_run_is_not_overwritten(run, table) -> None:
+    before = (run.run_dir / METADATA).read_text()
+    with pytest.raises(RunExistsError, match="already holds a complete run; pass --force"):
+        train(_spec(), data=table, out=run.run_dir.parent, verbose=False, log=print)
+    assert (run.run_dir / METADATA).read_text() == before
+    again = train(_spec(), data=table, out=run.run_dir.parent, skip_complete=True)
+    assert again.skipped and again.metadata == json.loads(before)
+
+
+def test_incomplete_run_is_redone(table, tmp_path: Path) -> None:
+    # What a killed job leaves: a run directory with a partial history and no metadata.
+    run_dir = tmp_path / _spec(epochs=2).run_name()
+    run_dir.mkdir()
+    (run_dir / HISTORY).write_text("loss,accuracy,val_loss,val_accuracy\n9,0,9,0\n")
+    (run_dir / "stale.txt").write_text("left over")
+    assert run_status(run_dir) == "incomplete"
+    result = train(_spec(epochs=2), data=table, out=tmp_path, verbose=False, log=print)
+    assert run_status(run_dir) == "complete"
+    assert not (run_dir / "stale.txt").exists()
+    assert len(pd.read_csv(run_dir / HISTORY)) == 2
+    assert result.history["loss"].iloc[0] != 9
+
+
+def test_force_retrains(run, table) -> None:
+    again = train(_spec(), data=table, out=run.run_dir.parent, force=True, verbose=False, log=print)
+    assert not again.skipped and run_status(again.run_dir) == "complete"
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", "..", "-rf", "name with space"])
+def test_run_names_are_validated(bad: str) -> None:
+    with pytest.raises(SpecError, match=r"run name must use only letters, digits"):
+        validate_name(bad)
+
+
+def test_load_and_evaluate(run, table) -> None:
+    loaded = load_run(run.run_dir)
+    assert loaded.preprocessor.classes == run.metadata["classes"]
+    metrics = evaluate_run(loaded, table.iloc[:500])
+    assert metrics["n"] + metrics["rows_skipped"] == 500
+    assert 0 <= metrics["accuracy"] <= 1
+    with pytest.raises(DataError, match="has no label column"):
+        evaluate_run(loaded, table.drop(columns="ApplicationName"))
+
+
+def test_load_refuses_incomplete_and_tampered(run, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        load_run(tmp_path / "nothing")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(DataError, match=r"is not a complete run \(status incomplete\)"):
+        load_run(tmp_path / "half")
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(run.run_dir, copy)
+    with open(copy / MODEL, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(DataError, match="does not match the checksum recorded"):
+        load_run(copy)
+    meta = read_metadata(copy)
+    meta["format_version"] = 99
+    (copy / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="has format_version 99"):
+        load_run(copy)
+
+
+def test_lambda_layer_is_refused_in_safe_mode(run, tmp_path: Path) -> None:
+    # A crafted model whose checksum was updated too: only safe mode stands in the way.
+    import hashlib
+    import shutil
+
+    from appsleuth._keras import import_keras
+
+    keras = import_keras()
+    crafted = tmp_path / "crafted"
+    shutil.copytree(run.run_dir, crafted)
+    n_inputs = load_run(run.run_dir).preprocessor.n_outputs
+    evil = keras.Sequential(
+        [
+            keras.Input(shape=(n_inputs,)),
+            keras.layers.Lambda(lambda x: x * 2),
+            keras.layers.Dense(18, activation="softmax"),
+        ]
+    )
+    evil.save(crafted / MODEL)
+    with zipfile.ZipFile(crafted / MODEL) as zf:
+        assert "lambda" in zf.read("config.json").decode().lower()
+    meta = read_metadata(crafted)
+    meta["files"][MODEL] = hashlib.sha256((crafted / MODEL).read_bytes()).hexdigest()
+    (crafted / METADATA).write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"contains arbitrary code .*safe mode"):
+        load_run(crafted)
+
+
+def test_cli_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    args = [
+        "train",
+        "--hidden",
+        "6,4",
+        "--lr",
+        "0.01",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "2",
+        "--rows",
+        "2000",
+        "--out",
+        str(tmp_path / "exp"),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    run_dir = tmp_path / "exp" / "model_2H6N4N_lr0.01_bs64_e2"
+    assert run_status(run_dir) == "complete"
+    assert "Moriarty" in out.out and "detection rate" in out.out
+    assert "val_accuracy" in out.err  # the one-line summary
+    assert main(args) == 2
+    assert "already holds a complete run" in capsys.readouterr().err
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: {hidden: [5]}\ntrain: {epochs: 1, learning_rate: 0.002}\n"
+        "data: {apps: [Facebook, WhatsApp]}\n"
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "--rows",
+                "2000",
+                "--quiet",
+                "--out",
+                str(tmp_path / "exp"),
+            ]
+        )
+        == 0
+    )
+    meta = read_metadata(tmp_path / "exp" / "model_1H5N_lr0.002_bs32_e1")
+    assert meta["task"] == "binary"
+    assert main(["train", "--lr", "-1", "--rows", "2000"]) == 2
+    assert (
+        "learning_rate must be a positive number; received learning_rate=-1"
+        in capsys.readouterr().err
+    )
