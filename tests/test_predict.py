@@ -206,3 +206,19 @@ def test_cli_predict(
     assert "top2_app" in pd.read_csv(out).columns
     assert main(["predict", str(fb_wa_run_dir), str(tmp_path / "none.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_round_trip_equals_the_models_own_outputs_on_validation(run_dir, table) -> None:
+    from appsleuth.run import load_run, prepare_run_data
+    from appsleuth.spec import RunSpec
+
+    loaded = load_run(run_dir)
+    spec = RunSpec.from_dict(loaded.metadata["spec"])
+    prepared = prepare_run_data(spec, table)
+    _, val, _ = prepared.split.frames(prepared.table)
+    preds = predict(loaded, val, top_k=len(prepared.classes))
+    direct = np.asarray(loaded.model.predict(prepared.x_val, verbose=0))
+    assert preds["row_id"].tolist() == val.index.tolist()
+    np.testing.assert_allclose(preds["probability"], direct.max(axis=1), rtol=1e-5)
+    expected = np.asarray(prepared.classes)[direct.argmax(axis=1)]
+    assert (preds["predicted_app"].to_numpy() == expected).all()

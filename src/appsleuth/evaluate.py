@@ -16,7 +16,7 @@ import pandas as pd
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import DataError
 
-__all__ = ["FitRule", "classification_metrics", "diagnose_fit"]
+__all__ = ["FitRule", "classification_metrics", "diagnose_fit", "metrics_from_confusion"]
 
 
 def classification_metrics(
@@ -52,8 +52,24 @@ def classification_metrics(
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if y.min() < 0 or y.max() >= k:
             raise DataError(f"{name} holds class indices outside 0..{k - 1}")
-    counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (y_true, y_pred), 1)
+    counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    result = metrics_from_confusion(counts, classes)
+    if k == 2 and y_score is not None:
+        result["roc_auc"] = _roc_auc(y_true, np.asarray(y_score, dtype=np.float64).ravel())
+    return result
+
+
+def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """The metrics of :func:`classification_metrics` from a confusion matrix of counts.
+
+    Lets streaming prediction accumulate counts chunk by chunk instead of keeping every
+    label in memory.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    k = len(classes)
+    n = int(counts.sum())
+    if n == 0:
+        raise DataError("cannot compute metrics on zero samples")
     tp = np.diag(counts).astype(np.float64)
     predicted = counts.sum(axis=0).astype(np.float64)
     support = counts.sum(axis=1).astype(np.float64)
@@ -66,8 +82,8 @@ def classification_metrics(
         counts, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0
     )
     result: dict[str, Any] = {
-        "accuracy": float(tp.sum() / len(y_true)),
-        "n": len(y_true),
+        "accuracy": float(tp.sum() / n),
+        "n": n,
         "per_class": {
             str(c): {
                 "precision": float(precision[i]),
@@ -93,11 +109,9 @@ def classification_metrics(
             "normalized": normalized.round(6).tolist(),
         },
     }
-    if k == 2 and y_score is not None:
-        result["roc_auc"] = _roc_auc(y_true, np.asarray(y_score, dtype=np.float64).ravel())
     if MALWARE_APP in classes:
         m = list(classes).index(MALWARE_APP)
-        negatives = len(y_true) - support[m]
+        negatives = n - support[m]
         false_alarms = predicted[m] - tp[m]
         result["malware"] = {
             "app": MALWARE_APP,

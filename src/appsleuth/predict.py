@@ -22,13 +22,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth.errors import AppSleuthError, DataError
-from appsleuth.evaluate import classification_metrics
+from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import LoadedRun, load_run, predict_proba, read_metadata, run_status
 
 __all__ = ["PredictionSummary", "best_run_dir", "predict", "predict_file"]
 
 _NULLS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
 _INDEX_NAMES = ("", "Unnamed: 0")
+_WRITE = pa_csv.WriteOptions(quoting_style="needed")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,33 +85,63 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
     return best[1]
 
 
+def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k largest probabilities per row, largest first."""
+    # k passes of argmax beat a full sort of every row for the small k used here.
+    remaining = proba.copy()
+    rows = np.arange(len(proba))
+    order = np.empty((len(proba), k), dtype=np.int64)
+    for j in range(k):
+        best = remaining.argmax(axis=1)
+        order[:, j] = best
+        remaining[rows, best] = -np.inf
+    return order
+
+
 def _frame_predictions(
     run: LoadedRun, df: pd.DataFrame, row_ids: pd.Index | np.ndarray, top_k: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Predictions for the complete rows of ``df`` and the mask of skipped rows."""
     pre = run.preprocessor
     skip = pre.missing_rows(df)
-    rows = df.loc[~skip]
-    classes = np.asarray(pre.classes, dtype=object)
+    rows = df.loc[~skip] if skip.any() else df
+    classes = list(pre.classes)
     k = min(top_k, len(classes))
     if len(rows):
         proba = predict_proba(run.model, pre.transform(rows), len(classes))
     else:
         proba = np.zeros((0, len(classes)))
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
-    out = pd.DataFrame({"row_id": np.asarray(row_ids)[~skip]})
-    out["predicted_app"] = classes[order[:, 0]] if len(rows) else []
-    out["probability"] = np.take_along_axis(proba, order[:, :1], axis=1)[:, 0] if len(rows) else []
-    for j in range(k):
-        out[f"top{j + 1}_app"] = classes[order[:, j]] if len(rows) else []
-        out[f"top{j + 1}_probability"] = (
-            proba[np.arange(len(rows)), order[:, j]] if len(rows) else []
-        )
+    order = _top_k(proba, k)
+    picked = np.take_along_axis(proba, order, axis=1)
+
+    labels = None
+    categories = classes
     if pre.label in df.columns:
-        truth = rows[pre.label].astype(str).to_numpy()
-        out["true_app"] = truth
-        out["correct"] = out["predicted_app"].to_numpy() == truth
-    return out, skip
+        labels = rows[pre.label]
+        if not pd.api.types.is_string_dtype(labels):
+            labels = labels.astype(str)
+        # One category list for predicted and true apps (labels the model does not know
+        # appended), so that the two columns compare directly.
+        extra = sorted(set(pd.unique(labels)) - set(classes))
+        categories = [*classes, *extra]
+
+    def apps(codes: np.ndarray) -> pd.Categorical:
+        # Categorical from codes: no million-element string array is ever built.
+        return pd.Categorical.from_codes(codes, categories=categories)
+
+    columns: dict[str, object] = {
+        "row_id": np.asarray(row_ids)[~skip],
+        "predicted_app": apps(order[:, 0]),
+        "probability": picked[:, 0],
+    }
+    for j in range(k):
+        columns[f"top{j + 1}_app"] = apps(order[:, j])
+        columns[f"top{j + 1}_probability"] = picked[:, j]
+    if labels is not None:
+        truth = pd.Categorical(labels, categories=categories).codes
+        columns["true_app"] = pd.Categorical.from_codes(truth, categories=categories)
+        columns["correct"] = np.asarray(truth) == order[:, 0]
+    return pd.DataFrame(columns), skip
 
 
 def predict(
@@ -285,13 +316,14 @@ def predict_file(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     skipped_path = out.with_name(f"{out.stem}.skipped.csv")
     skipped_tmp = skipped_path.with_name(f".{skipped_path.name}.tmp-{os.getpid()}")
-    n_rows = n_pred = n_skip = 0
-    truths: list[np.ndarray] = []
-    preds: list[np.ndarray] = []
+    n_rows = n_pred = n_skip = n_unknown = 0
+    k = len(pre.classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
     bar = _progress(data, is_parquet) if progress else None
+    writer: pa_csv.CSVWriter | None = None
     try:
         with (
-            open(tmp, "w", encoding="utf-8", newline="") as fh,
+            open(tmp, "wb") as fh,
             open(skipped_tmp, "w", encoding="utf-8", newline="") as skipped_fh,
         ):
             skipped_fh.write("row_id\n")
@@ -302,22 +334,30 @@ def predict_file(
                         if index_col is not None
                         else np.arange(n_rows, n_rows + len(chunk))
                     )
-                    for c in pre.categories:
-                        chunk[c] = chunk[c].astype(object)
                     frame, skip = _frame_predictions(run, chunk, row_ids, top_k)
-                    frame.to_csv(fh, index=False, header=n_rows == 0)
+                    table = _arrow_table(frame)
+                    if writer is None:
+                        writer = pa_csv.CSVWriter(fh, table.schema, write_options=_WRITE)
+                    writer.write_table(table)
                     if skip.any():
                         pd.Series(np.asarray(row_ids)[skip]).to_csv(
                             skipped_fh, index=False, header=False
                         )
-                    if has_label:
-                        truths.append(frame["true_app"].to_numpy())
-                        preds.append(frame["predicted_app"].to_numpy())
+                    if has_label and len(frame):
+                        truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
+                        pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
+                        known = truth < k  # codes from k on are labels the model lacks
+                        n_unknown += int((~known).sum())
+                        confusion += np.bincount(
+                            truth[known] * k + pred[known], minlength=k * k
+                        ).reshape(k, k)
                     n_rows += len(chunk)
                     n_pred += len(frame)
                     n_skip += int(skip.sum())
                     if bar is not None:
                         bar.advance(len(chunk))
+                if writer is not None:
+                    writer.close()
             except pa.ArrowInvalid as exc:
                 if "conversion error" in str(exc):
                     numeric = list(pre.numeric_features)
@@ -335,15 +375,9 @@ def predict_file(
         skipped_tmp.unlink(missing_ok=True)
 
     metrics = None
-    if has_label and n_pred:
-        truth = np.concatenate(truths)
-        pred = np.concatenate(preds)
-        known = np.isin(truth, pre.classes)
-        if known.any():
-            metrics = classification_metrics(
-                pre.encode_labels(truth[known]), pre.encode_labels(pred[known]), pre.classes
-            )
-            metrics["rows_with_unknown_label"] = int((~known).sum())
+    if has_label and confusion.sum():
+        metrics = metrics_from_confusion(confusion, pre.classes)
+        metrics["rows_with_unknown_label"] = n_unknown
     return PredictionSummary(
         run_dir=run_path,
         out=out,
@@ -353,6 +387,13 @@ def predict_file(
         skipped=n_skip,
         metrics=metrics,
     )
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as Arrow, app columns decoded to text (the CSV writer wants plain types)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns = [c.cast(pa.string()) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.table(columns, names=table.column_names)
 
 
 class _Bar:

@@ -436,13 +436,45 @@ def _existing_result(run_dir: Path) -> RunResult:
 
 
 def predict_proba(
-    model: Any, x: np.ndarray, n_classes: int, *, batch_size: int = 8192
+    model: Any, x: np.ndarray, n_classes: int, *, batch_size: int = 65536
 ) -> np.ndarray:
-    """Class probabilities, shape (n, n_classes), for a binary or multi-class model."""
-    p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    """Class probabilities, shape (n, n_classes), for a binary or multi-class model.
+
+    On the JAX backend the forward pass is one compiled function applied to fixed-size
+    chunks (the last one padded), so any number of rows costs a single compilation.
+    """
+    keras = import_keras()
+    if keras.backend.backend() == "jax" and len(x):
+        p = _jax_forward(model, np.asarray(x, dtype=np.float32), batch_size)
+    else:
+        p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if n_classes == 2 and p.ndim == 2 and p.shape[1] == 1:
         p = np.hstack([1.0 - p, p])
     return p
+
+
+def _jax_forward(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    import jax
+
+    fn = getattr(model, "_appsleuth_forward", None)
+    if fn is None:
+
+        def forward(trainable: Any, non_trainable: Any, xb: Any) -> Any:
+            return model.stateless_call(trainable, non_trainable, xb, training=False)[0]
+
+        fn = jax.jit(forward)
+        model._appsleuth_forward = fn
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    chunk = min(batch_size, max(1024, 1 << int(np.ceil(np.log2(len(x))))))
+    outputs = []
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        n = len(part)
+        if n < chunk:  # pad so that the compiled shape is reused
+            part = np.concatenate([part, np.zeros((chunk - n, x.shape[1]), np.float32)])
+        outputs.append(np.asarray(fn(trainable, non_trainable, part))[:n])
+    return np.concatenate(outputs)
 
 
 def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame) -> dict[str, Any]:
