@@ -613,6 +613,181 @@ def predict(
         _print_metrics(summary.metrics, title=f"metrics on {data.name}")
 
 
+@cli.group()
+def sweep() -> None:
+    """Hyperparameter sweeps: plan, run, status, collect, worker."""
+
+
+@sweep.command("plan")
+@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
+def sweep_plan(spec_file: Path) -> None:
+    """List the trials SPEC_FILE plans, in order (index = SLURM array index)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from appsleuth.sweep.space import load_sweep_spec
+
+    spec = load_sweep_spec(spec_file)
+    plan = spec.plan()
+    table = Table(title=f"sweep {spec.name}: {len(plan)} trials", title_justify="left")
+    table.add_column("index", justify="right")
+    table.add_column("run directory")
+    for name in spec.varied():
+        table.add_column(name)
+    for t in plan:
+        table.add_row(str(t.index), t.name, *(str(t.params.get(n)) for n in spec.varied()))
+    Console().print(table)
+
+
+@sweep.command("run")
+@click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Parent of the sweep directory (DIR/<name>).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: one per core / threads per trial).",
+)
+@click.option(
+    "--threads-per-trial",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cores each trial uses (default: the spec's, else 1).",
+)
+@click.option("--retry-failed", is_flag=True, help="Redo trials that failed before.")
+@click.pass_context
+def sweep_run(
+    ctx: click.Context,
+    spec_file: Path,
+    out: Path,
+    workers: int | None,
+    threads_per_trial: int | None,
+    retry_failed: bool,
+) -> None:
+    """Run every trial of SPEC_FILE that is not complete yet (safe to re-run)."""
+    from appsleuth.sweep.local import run_local
+    from appsleuth.sweep.space import load_sweep_spec
+    from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+
+    spec = load_sweep_spec(spec_file)
+    if spec.executor.kind != "local":
+        raise SpecError(
+            f"executor kind {spec.executor.kind!r} is not available in this "
+            f"version; use executor: local"
+        )
+    sweep_dir = prepare_sweep_dir(spec, out)
+    summary = run_local(
+        sweep_dir,
+        workers=workers or spec.executor.workers,
+        threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
+        retry_failed=retry_failed,
+    )
+    collect_results(sweep_dir)
+    _print_sweep_table(sweep_dir)
+    click.echo(
+        f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
+        f"already complete, {summary.failed} failed, in {summary.wall_s:.1f} s with "
+        f"{summary.workers} worker(s) x {summary.threads_per_trial} thread(s) -> {sweep_dir}"
+    )
+    if summary.interrupted:
+        click.echo(
+            "interrupted: run the same command again to finish the remaining trials", err=True
+        )
+        ctx.exit(130)
+    if summary.failed:
+        ctx.exit(1)
+
+
+def _print_sweep_table(sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from appsleuth.sweep.store import trial_states
+
+    states = trial_states(sweep_dir)
+    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
+    for col in ("#", "run", "state", "val_accuracy", "val_loss", "time"):
+        table.add_column(
+            col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
+        )
+    colours = {"complete": "green", "failed": "red", "incomplete": "yellow", "pending": "dim"}
+    for st in states:
+        acc, loss = st.last("val_accuracy"), st.last("val_loss")
+        table.add_row(
+            str(st.index),
+            st.name,
+            f"[{colours[st.status]}]{st.status}[/]",
+            f"{acc:.4f}" if acc is not None else "",
+            f"{loss:.4f}" if loss is not None else "",
+            f"{st.duration_s:.1f} s" if st.duration_s else "",
+        )
+    Console().print(table)
+    for st in states:
+        if st.status == "failed":
+            click.echo(f"  {st.name} failed: {st.error}", err=True)
+
+
+@sweep.command("status")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the states as JSON.")
+def sweep_status(sweep_dir: Path, as_json: bool) -> None:
+    """Show the state of every trial of SWEEP_DIR."""
+    import json
+
+    from appsleuth.sweep.store import trial_states
+
+    if as_json:
+        rows = [
+            {
+                "index": s.index,
+                "name": s.name,
+                "status": s.status,
+                "params": s.params,
+                "last_results": (s.metadata or {}).get("last_results"),
+                "wall_time_s": s.duration_s,
+                "error": s.error,
+            }
+            for s in trial_states(sweep_dir)
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _print_sweep_table(sweep_dir)
+
+
+@sweep.command("collect")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+def sweep_collect(sweep_dir: Path) -> None:
+    """Write results.csv (teaching layout) and results_full.csv in SWEEP_DIR."""
+    from appsleuth.sweep.store import collect_results
+
+    results, full = collect_results(sweep_dir)
+    click.echo(f"wrote {results} and {full}")
+
+
+@sweep.command("worker")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--index", type=int, required=True, help="The trial index (array task id).")
+@click.option("--retry-failed", is_flag=True, help="Redo the trial if it failed before.")
+@click.pass_context
+def sweep_worker(ctx: click.Context, sweep_dir: Path, index: int, retry_failed: bool) -> None:
+    """Run trial INDEX of SWEEP_DIR (what each SLURM array task runs)."""
+    from appsleuth.sweep.worker import run_trial
+
+    outcome = run_trial(sweep_dir, index, retry_failed=retry_failed)
+    click.echo(
+        f"trial {outcome.index} {outcome.name}: {outcome.status}"
+        + (f" ({outcome.error})" if outcome.error else "")
+    )
+    if outcome.status in ("failed", "failed-before"):
+        ctx.exit(1)
+
+
 @cli.command()
 @click.option(
     "--rows",

@@ -10,7 +10,7 @@ import os
 import platform
 from typing import Any
 
-__all__ = ["available_cores", "describe_hardware", "slurm_environment"]
+__all__ = ["apply_thread_limits", "available_cores", "describe_hardware", "slurm_environment"]
 
 _SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CPUS_PER_TASK",
                "SLURM_JOB_PARTITION", "SLURM_NODELIST")  # fmt: skip
@@ -61,3 +61,46 @@ def describe_hardware() -> dict[str, Any]:
         info["devices"] = []
         info["device"] = "cpu"
     return info
+
+
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+
+def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
+    """Limit this process to ``threads`` threads; call before the backend is imported.
+
+    Sets the OpenMP/BLAS/TensorFlow thread variables and XLA's CPU flags, and pins the
+    process to ``cores`` (default: the first ``threads`` cores it may use), so that
+    several trials side by side never oversubscribe the machine.
+
+    Args:
+        threads: Threads (cores) for this process; at least 1.
+        cores: The CPU ids to pin to. Defaults to the first ``threads`` allowed ones.
+    """
+    threads = max(1, int(threads))
+    for var in _THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    flags = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism"))
+    ]
+    if threads == 1:
+        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+    else:
+        flags += [f"intra_op_parallelism_threads={threads}"]
+    os.environ["XLA_FLAGS"] = " ".join(flags)
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+        chosen = [c for c in (cores or allowed[:threads]) if c in allowed] or allowed[:threads]
+        os.sched_setaffinity(0, chosen)
+    except (AttributeError, OSError):
+        pass  # no affinity control on this system: the variables still apply

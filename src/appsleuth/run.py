@@ -39,6 +39,7 @@ __all__ = [
     "LoadedRun",
     "RunExistsError",
     "RunResult",
+    "TrainingDivergedError",
     "evaluate_run",
     "load_data",
     "load_run",
@@ -64,6 +65,10 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 class RunExistsError(AppSleuthError):
     """The run directory already holds a complete run and overwriting was not asked for."""
+
+
+class TrainingDivergedError(AppSleuthError):
+    """The loss became NaN or infinite: the run is recorded as failed."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -219,7 +224,15 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
                 f"epoch {epoch + 1:>3}/{spec.train.epochs}  {parts}  ({seconds:.2f} s)", flush=True
             )
 
-    callbacks: list[Any] = [_Timer(), _HistoryWriter()]
+    class _StopOnNaN(keras.callbacks.Callback):
+        """Epoch-level: a diverged run stops at once instead of burning its epochs."""
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                self.model.stop_training = True
+
+    callbacks: list[Any] = [_Timer(), _HistoryWriter(), _StopOnNaN()]
     es = spec.train.early_stopping
     if es is not None:
         mode = "min" if es.monitor.endswith("loss") else "max"
@@ -377,6 +390,12 @@ def train(
         )
         history = pd.DataFrame(history_cb.history)
         _write_history(run_dir / HISTORY, history)
+        bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
+        if bad.any():
+            raise TrainingDivergedError(
+                f"training diverged: loss is {history['loss'].iloc[int(bad.argmax())]} at "
+                f"epoch {int(bad.argmax()) + 1}; lower the learning rate"
+            )
         metrics = _evaluate_prepared(model, prepared, history)
         _write_json(run_dir / METRICS, metrics)
         model.save(run_dir / MODEL)
@@ -399,17 +418,26 @@ def train(
             dataset_name=dataset_name,
         )
         _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
-    except (AppSleuthError, KeyboardInterrupt):
-        raise
+    except KeyboardInterrupt:
+        raise  # interrupted, not failed: no metadata, so re-running redoes it
     except Exception as exc:
         _write_json(
             run_dir / METADATA,
             {
                 "status": "failed",
+                "format_version": _RUN_FORMAT,
                 "error": f"{type(exc).__name__}: {exc}",
                 "model_code": run_name,
                 "timestamp": _now(),
                 "appsleuth_version": __version__,
+                "hidden_neurons": list(spec.model.hidden),
+                "learning_rate": spec.train.learning_rate,
+                "batch_size": spec.train.batch_size,
+                "epochs": spec.train.epochs,
+                "seed": spec.train.seed,
+                "wall_time_s": time.time() - started,
+                "SLURM_JOB_ID": slurm_environment().get("SLURM_JOB_ID"),
+                "spec": spec.to_dict(),
             },
         )
         raise

@@ -1,0 +1,270 @@
+"""The local executor: trials in worker processes on this machine.
+
+Each worker process is pinned to its own share of the cores (``threads_per_trial``
+each, never more workers x threads than the cores this process may use) and runs trials
+in plan order, loading the data once. Completed trials are skipped, so re-running the
+same command resumes; Ctrl-C stops the workers and leaves unfinished trials without
+metadata (they are redone next time); ``kill -9`` of the whole process tree does the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from appsleuth.errors import SpecError
+from appsleuth.hardware import apply_thread_limits, available_cores
+from appsleuth.sweep.store import read_plan, trial_states
+from appsleuth.sweep.worker import TrialOutcome, run_trial
+
+__all__ = ["LocalSummary", "plan_workers", "run_local"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalSummary:
+    """How a local sweep run ended.
+
+    Attributes:
+        sweep_dir: The sweep directory.
+        outcomes: One per trial handled in this call, in the order they finished.
+        workers: Worker processes used.
+        threads_per_trial: Threads each had.
+        wall_s: Wall time of this call.
+        interrupted: True when Ctrl-C (or a lost worker) stopped it early.
+    """
+
+    sweep_dir: Path
+    outcomes: tuple[TrialOutcome, ...]
+    workers: int
+    threads_per_trial: int
+    wall_s: float
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        """Number of outcomes with this status."""
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failed(self) -> int:
+        """Trials that failed now or before (and were not retried)."""
+        return self.count("failed") + self.count("failed-before")
+
+
+def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> int:
+    """Worker count: by default one per ``threads_per_trial`` cores, at most one per trial.
+
+    Raises:
+        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores.
+    """
+    cores = available_cores()
+    if threads_per_trial > cores:
+        raise SpecError(
+            f"threads_per_trial must not exceed the {cores} core(s) available; "
+            f"received threads_per_trial={threads_per_trial}"
+        )
+    if workers is None:
+        workers = max(1, cores // threads_per_trial)
+    elif workers * threads_per_trial > cores:
+        raise SpecError(
+            f"workers x threads_per_trial must not exceed the {cores} core(s) available "
+            f"(oversubscribing slows every trial); received workers={workers}, "
+            f"threads_per_trial={threads_per_trial}"
+        )
+    return max(1, min(workers, max(n_trials, 1)))
+
+
+def _init_worker(core_sets: Any, threads: int) -> None:
+    # Runs in the fresh (spawned) process before Keras or JAX are imported.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    cores = core_sets.get()
+    apply_thread_limits(threads, cores)
+
+
+def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome:
+    return run_trial(sweep_dir, index, retry_failed=retry_failed)
+
+
+def run_local(
+    sweep_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    threads_per_trial: int = 1,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+    on_outcome: Callable[[TrialOutcome], None] | None = None,
+) -> LocalSummary:
+    """Run every trial of a sweep directory that is not complete.
+
+    Args:
+        sweep_dir: A sweep directory prepared by
+            :func:`~appsleuth.sweep.store.prepare_sweep_dir`.
+        workers: Worker processes. Defaults to one per ``threads_per_trial`` cores.
+        threads_per_trial: Cores per trial. Defaults to 1.
+        retry_failed: Redo trials that failed before. Defaults to False.
+        progress: Show a progress bar. Defaults to True on a terminal.
+        on_outcome: Called with each finished trial's outcome.
+
+    Returns:
+        The :class:`LocalSummary`.
+    """
+    start = time.time()
+    sweep_dir = Path(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = {s.index: s.status for s in trial_states(sweep_dir)}
+    todo = [
+        t.index
+        for t in plan
+        if states[t.index] != "complete" and (retry_failed or states[t.index] != "failed")
+    ]
+    already = [
+        TrialOutcome(
+            index=t.index,
+            name=t.name,
+            status="skipped" if states[t.index] == "complete" else "failed-before",
+            seconds=0.0,
+        )
+        for t in plan
+        if t.index not in todo
+    ]
+    n_workers = plan_workers(workers, threads_per_trial, len(todo))
+    outcomes: list[TrialOutcome] = list(already)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = _Progress(
+        len(plan),
+        len(already),
+        sum(1 for o in already if o.status != "skipped"),
+        n_workers,
+        enabled=progress,
+    )
+    interrupted = False
+    if todo:
+        ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
+        core_sets = ctx.Queue()
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        for w in range(n_workers):
+            core_sets.put(allowed[w * threads_per_trial : (w + 1) * threads_per_trial] or None)
+        pool = ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(core_sets, threads_per_trial),
+        )
+        pending: dict[Future[TrialOutcome], int] = {}
+        try:
+            for index in todo:
+                pending[pool.submit(_worker_call, str(sweep_dir), index, retry_failed)] = index
+            while pending:
+                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        raise
+                    except Exception as exc:  # a worker-side error outside train()
+                        outcome = TrialOutcome(
+                            index=index,
+                            name=plan[index].name,
+                            status="failed",
+                            seconds=0.0,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
+                    outcomes.append(outcome)
+                    bar.finished(outcome)
+                    if on_outcome is not None:
+                        on_outcome(outcome)
+                bar.refresh()
+        except KeyboardInterrupt:
+            interrupted = True
+        except BrokenProcessPool:
+            interrupted = True  # a worker was killed (out of memory, kill -9)
+        finally:
+            if interrupted:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    if proc.is_alive():
+                        proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.stop()
+    else:
+        bar.stop()
+    return LocalSummary(
+        sweep_dir=sweep_dir,
+        outcomes=tuple(outcomes),
+        workers=n_workers,
+        threads_per_trial=threads_per_trial,
+        wall_s=time.time() - start,
+        interrupted=interrupted,
+    )
+
+
+class _Progress:
+    """One bar over trials: done, running, failed, remaining, elapsed, ETA."""
+
+    def __init__(self, total: int, done: int, failed: int, workers: int, *, enabled: bool) -> None:
+        self.total, self.done, self.failed, self.workers = total, done, failed, workers
+        self.enabled = enabled
+        self._progress: Any = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]trials[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._progress.add_task(self._text(), total=total, completed=done)
+            self._progress.start()
+
+    def _text(self) -> str:
+        remaining = self.total - self.done
+        running = min(self.workers, remaining)
+        return (
+            f"done {self.done - self.failed} · running {running} · failed {self.failed} · "
+            f"remaining {remaining}"
+        )
+
+    def finished(self, outcome: TrialOutcome) -> None:
+        self.done += 1
+        if outcome.status in ("failed", "failed-before"):
+            self.failed += 1
+        if self.enabled:
+            self._progress.update(self._task, completed=self.done, description=self._text())
+        else:
+            acc = f" val_accuracy {outcome.val_accuracy:.4f}" if outcome.val_accuracy else ""
+            err = f" ({outcome.error})" if outcome.error else ""
+            print(
+                f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}"
+                f" {outcome.seconds:.1f} s{err}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def refresh(self) -> None:
+        if self.enabled:
+            self._progress.update(self._task, description=self._text())
+
+    def stop(self) -> None:
+        if self.enabled:
+            self._progress.stop()

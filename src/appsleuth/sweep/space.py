@@ -1,0 +1,444 @@
+"""Sweep specs and their plans: an ordered, deterministic list of trials.
+
+A :class:`SweepSpec` names a study, its data, a base run (model and training), and a
+search: ``grid`` (Cartesian product), ``zip`` (lists varied together), or ``random``
+(seeded draws from distributions), each point repeated over ``repeats`` seeds. Its
+:class:`SweepPlan` has ``len()`` and indexing, and trial ``i`` is the same on every
+machine: that is what a SLURM array index needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appsleuth.errors import SpecError
+from appsleuth.run import validate_name
+from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
+
+__all__ = [
+    "ExecutorSpec",
+    "SweepPlan",
+    "SweepSpec",
+    "Trial",
+    "load_sweep_spec",
+    "parse_distribution",
+]
+
+_MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
+# The teaching material's column name for the hidden layer widths.
+_ALIASES = {"hidden_neurons": "hidden"}
+_DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$", re.S)
+
+
+def _param_field(name: str) -> tuple[str, str]:
+    """(section, field) of a sweep parameter name; aliases resolved."""
+    field = _ALIASES.get(name, name)
+    if field in _MODEL_FIELDS:
+        return "model", field
+    if field in _TRAIN_FIELDS:
+        return "train", field
+    valid = sorted(_MODEL_FIELDS | _TRAIN_FIELDS | set(_ALIASES))
+    raise SpecError(
+        f"sweep parameter {name!r} is not a model or training field; valid "
+        f"names: {', '.join(valid)} (vary seeds with repeats)"
+    )
+
+
+def _normalise_hidden(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Distribution:
+    """A random-search distribution: ``loguniform``, ``uniform``, ``int_uniform``, ``choice``."""
+
+    kind: str
+    args: tuple[Any, ...]
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One draw."""
+        if self.kind == "loguniform":
+            lo, hi = self.args
+            return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        if self.kind == "uniform":
+            lo, hi = self.args
+            return float(rng.uniform(lo, hi))
+        if self.kind == "int_uniform":
+            lo, hi = self.args
+            return int(rng.integers(lo, hi + 1))
+        options = self.args[0]
+        return options[int(rng.integers(len(options)))]
+
+    def __str__(self) -> str:
+        inner = repr(self.args[0]) if self.kind == "choice" else ", ".join(map(repr, self.args))
+        return f"{self.kind}({inner})"
+
+
+def parse_distribution(name: str, text: Any) -> Distribution:
+    """Parse ``loguniform(1e-4, 1e-1)``, ``uniform(a, b)``, ``int_uniform(a, b)`` or
+    ``choice([...])``; arguments are literals (never evaluated as code).
+
+    Raises:
+        SpecError: Unknown form or invalid bounds, naming the parameter.
+    """
+    if isinstance(text, list):
+        return Distribution(kind="choice", args=(list(text),))
+    match = _DIST.match(text) if isinstance(text, str) else None
+    if not match:
+        raise SpecError(
+            f"random.{name} must be loguniform(a, b), uniform(a, b), "
+            f"int_uniform(a, b) or choice([...]); received {name}={text!r}"
+        )
+    kind, inner = match.groups()
+    try:
+        args = ast.literal_eval(f"({inner},)")
+    except (ValueError, SyntaxError) as exc:
+        raise SpecError(
+            f"random.{name}: the arguments of {kind} must be numbers or a list; received {text!r}"
+        ) from exc
+    if kind == "choice":
+        if len(args) != 1 or not isinstance(args[0], list | tuple) or not args[0]:
+            raise SpecError(f"random.{name}: choice takes one non-empty list; received {text!r}")
+        return Distribution(kind=kind, args=(list(args[0]),))
+    if (
+        len(args) != 2
+        or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+        or not args[0] < args[1]
+    ):
+        raise SpecError(f"random.{name}: {kind} takes two numbers low < high; received {text!r}")
+    if kind == "loguniform" and args[0] <= 0:
+        raise SpecError(f"random.{name}: loguniform needs a positive low bound; received {text!r}")
+    if kind == "int_uniform" and not all(isinstance(a, int) for a in args):
+        raise SpecError(f"random.{name}: int_uniform takes two integers; received {text!r}")
+    return Distribution(kind=kind, args=tuple(args))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExecutorSpec:
+    """Where trials run.
+
+    Attributes:
+        kind: ``local`` (default) or ``slurm``.
+        workers: Local worker processes. Defaults to None (one per core / threads).
+        threads_per_trial: Threads (cores) each trial may use. Defaults to 1.
+        options: Executor-specific settings (for SLURM: partition, time_min, ...).
+    """
+
+    kind: str = "local"
+    workers: int | None = None
+    threads_per_trial: int = 1
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "slurm"):
+            raise SpecError(f"executor kind must be local or slurm; received kind={self.kind!r}")
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise SpecError(
+                f"workers must be a positive integer; received workers={self.workers!r}"
+            )
+        if (
+            isinstance(self.threads_per_trial, bool)
+            or not isinstance(self.threads_per_trial, int)
+            or self.threads_per_trial < 1
+        ):
+            raise SpecError(
+                f"threads_per_trial must be a positive integer; received "
+                f"threads_per_trial={self.threads_per_trial!r}"
+            )
+        if not isinstance(self.options, Mapping):
+            raise SpecError(f"executor options must be a mapping; received {self.options!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ExecutorSpec:
+        """From a mapping; any key other than kind/workers/threads_per_trial is an option."""
+        if isinstance(d, str):
+            return cls(kind=d)
+        if not isinstance(d, Mapping):
+            raise SpecError(f"executor must be a mapping or a kind name; received executor={d!r}")
+        d = dict(d)
+        known = {k: d.pop(k) for k in ("kind", "workers", "threads_per_trial") if k in d}
+        options = dict(d.pop("options", {}) or {})
+        options.update(d)
+        return cls(**known, options=options)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One point of a sweep, with its seed.
+
+    Attributes:
+        index: Position in the plan (the SLURM array index).
+        name: Run directory name (teaching naming; a seed suffix when seeds repeat).
+        params: The varied hyperparameters and their values, in spec order.
+        spec: The full :class:`~appsleuth.spec.RunSpec` of this trial.
+    """
+
+    index: int
+    name: str
+    params: dict[str, Any]
+    spec: RunSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        """Manifest form."""
+        return {
+            "index": self.index,
+            "name": self.name,
+            "params": self.params,
+            "spec": self.spec.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Trial:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            params=dict(d["params"]),
+            spec=RunSpec.from_dict(d["spec"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepSpec:
+    """A study: many runs that differ in a few hyperparameters.
+
+    Attributes:
+        name: The sweep directory's name (letters, digits, ``._-``).
+        data: The :class:`~appsleuth.spec.DataSpec` shared by all trials.
+        base: Model and training every trial starts from (a RunSpec's model/train).
+        grid: Parameter -> list of values; the Cartesian product, in key order.
+        zip: Parameter -> list of values, all lists of one length, varied together.
+        random: ``{"n": N, "seed": S, "params": {name: distribution}}``.
+        repeats: Seeds per point (base seed, +1, ...). Defaults to 1.
+        executor: The :class:`ExecutorSpec`.
+    """
+
+    name: str
+    data: DataSpec = dataclasses.field(default_factory=DataSpec)
+    base: RunSpec = dataclasses.field(default_factory=RunSpec)
+    grid: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    zip: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    random: dict[str, Any] = dataclasses.field(default_factory=dict)
+    repeats: int = 1
+    executor: ExecutorSpec = dataclasses.field(default_factory=ExecutorSpec)
+
+    def __post_init__(self) -> None:
+        validate_name(self.name, "sweep name")
+        if isinstance(self.data, Mapping):
+            object.__setattr__(self, "data", DataSpec.from_dict(self.data))
+        if isinstance(self.base, Mapping):
+            base = dict(self.base)
+            if "data" in base:
+                raise SpecError(
+                    "base must hold model and train only; the data section of a "
+                    "sweep is its top-level data"
+                )
+            object.__setattr__(self, "base", RunSpec.from_dict(base))
+        if isinstance(self.executor, str | Mapping):
+            object.__setattr__(self, "executor", ExecutorSpec.from_dict(self.executor))
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise SpecError(
+                f"repeats must be a positive integer; received repeats={self.repeats!r}"
+            )
+        searches = [k for k in ("grid", "zip", "random") if getattr(self, k)]
+        if len(searches) > 1:
+            raise SpecError(
+                f"a sweep has one search (grid, zip or random); received {', '.join(searches)}"
+            )
+        for kind in ("grid", "zip"):
+            space = getattr(self, kind)
+            if not isinstance(space, Mapping):
+                raise SpecError(f"{kind} must map parameter names to lists; received {space!r}")
+            for name, values in space.items():
+                _param_field(name)
+                if not isinstance(values, list) or not values:
+                    raise SpecError(
+                        f"{kind}.{name} must be a non-empty list; received {name}={values!r}"
+                    )
+        if self.zip:
+            lengths = {name: len(v) for name, v in self.zip.items()}
+            if len(set(lengths.values())) > 1:
+                raise SpecError(f"zip lists must have one length; received lengths {lengths}")
+        if self.random:
+            self._random_parts()
+        self.plan()  # every trial is validated (and names checked) now, before anything runs
+
+    def _random_parts(self) -> tuple[int, int, dict[str, Distribution]]:
+        r = self.random
+        if not isinstance(r, Mapping) or "params" not in r or "n" not in r:
+            raise SpecError(
+                f"random must be {{n: N, seed: S, params: {{name: distribution}}}}; "
+                f"received random={r!r}"
+            )
+        unknown = sorted(set(r) - {"n", "seed", "params"})
+        if unknown:
+            raise SpecError(f"unknown random field(s) {', '.join(unknown)}; valid: n, seed, params")
+        n, seed = r["n"], r.get("seed", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise SpecError(f"random.n must be a positive integer; received n={n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SpecError(f"random.seed must be a non-negative integer; received seed={seed!r}")
+        if not isinstance(r["params"], Mapping) or not r["params"]:
+            raise SpecError("random.params must map parameter names to distributions")
+        dists = {}
+        for name, text in r["params"].items():
+            _param_field(name)
+            dists[name] = parse_distribution(name, text)
+        return n, seed, dists
+
+    def points(self) -> list[dict[str, Any]]:
+        """The parameter settings, in plan order (before repeats)."""
+        if self.grid:
+            names = list(self.grid)
+            return [
+                dict(zip(names, combo, strict=True))
+                for combo in itertools.product(*(self.grid[k] for k in names))
+            ]
+        if self.zip:
+            names = list(self.zip)
+            length = len(next(iter(self.zip.values())))
+            return [{k: self.zip[k][i] for k in names} for i in range(length)]
+        if self.random:
+            n, seed, dists = self._random_parts()
+            rng = np.random.default_rng(seed)
+            return [{k: d.sample(rng) for k, d in dists.items()} for _ in range(n)]
+        return [{}]
+
+    def plan(self) -> SweepPlan:
+        """The ordered trials.
+
+        Raises:
+            SpecError: A trial's spec is invalid, or two trials would share a directory.
+        """
+        trials: list[Trial] = []
+        seen: dict[str, int] = {}
+        base = self.base.to_dict()
+        for point in self.points():
+            for r in range(self.repeats):
+                d = {
+                    "data": self.data.to_dict(),
+                    "model": dict(base["model"]),
+                    "train": dict(base["train"]),
+                }
+                for name, value in point.items():
+                    section, field = _param_field(name)
+                    d[section][field] = _normalise_hidden(value) if field == "hidden" else value
+                d["train"]["seed"] = base["train"]["seed"] + r
+                index = len(trials)
+                try:
+                    spec = RunSpec.from_dict(d)
+                except SpecError as exc:
+                    raise SpecError(f"trial {index} ({point}): {exc}") from exc
+                name = spec.run_name(seed_suffix=self.repeats > 1)
+                if name in seen:
+                    raise SpecError(
+                        f"trials {seen[name]} and {index} would share the run directory "
+                        f"{name!r}: their settings differ only in what the directory name "
+                        f"does not show ({point}); vary a named hyperparameter or use repeats"
+                    )
+                seen[name] = index
+                trials.append(Trial(index=index, name=name, params=dict(point), spec=spec))
+        return SweepPlan(trials)
+
+    def varied(self) -> list[str]:
+        """Names of the varied parameters, in spec order."""
+        if self.random:
+            return list(self.random["params"])
+        return list(self.grid or self.zip)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (what the YAML file holds)."""
+        base = self.base.to_dict()
+        return {
+            "name": self.name,
+            "data": self.data.to_dict(),
+            "base": {"model": base["model"], "train": base["train"]},
+            "grid": self.grid,
+            "zip": self.zip,
+            "random": dict(self.random),
+            "repeats": self.repeats,
+            "executor": self.executor.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SweepSpec:
+        """From a mapping (YAML)."""
+        if not isinstance(d, Mapping):
+            raise SpecError(f"a sweep spec must be a mapping of fields; received {d!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise SpecError(
+                f"unknown sweep field(s) {', '.join(map(str, unknown))}; valid "
+                f"fields: {', '.join(sorted(names))}"
+            )
+        if "name" not in d:
+            raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")
+        return cls(**{k: (v if v is not None else _EMPTY.get(k)) for k, v in d.items()})
+
+
+_EMPTY: dict[str, Any] = {"grid": {}, "zip": {}, "random": {}}
+
+
+class SweepPlan(Sequence[Trial]):
+    """The trials of a sweep, in a fixed order; ``plan[i]`` is SLURM array task i."""
+
+    def __init__(self, trials: Sequence[Trial]) -> None:
+        self._trials = tuple(trials)
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __getitem__(self, index: int) -> Trial:  # type: ignore[override]
+        return self._trials[index]
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self._trials)
+
+    def names(self) -> list[str]:
+        """Run directory names, in order."""
+        return [t.name for t in self._trials]
+
+
+def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
+    """Read a sweep spec from YAML.
+
+    Raises:
+        SpecError: The file is missing, not YAML, or holds an invalid field.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SpecError(f"sweep spec {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"sweep spec {path} cannot be read: {exc}") from exc
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"sweep spec {path} is not valid YAML: {exc}") from exc
+    try:
+        return SweepSpec.from_dict(d)
+    except SpecError as exc:
+        raise SpecError(f"sweep spec {path}: {exc}") from exc

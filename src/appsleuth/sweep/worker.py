@@ -1,0 +1,142 @@
+"""Run one trial of a sweep directory: the unit both executors schedule.
+
+``appsleuth sweep worker DIR --index I`` (what a SLURM array task runs) and the local
+executor's worker processes both call :func:`run_trial`. The data a trial needs is loaded
+once per process and reused by the next trials of the same process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from appsleuth.errors import AppSleuthError
+from appsleuth.run import load_data, read_metadata, run_status, train
+from appsleuth.spec import RunSpec
+from appsleuth.sweep.store import read_plan
+
+__all__ = ["TrialOutcome", "run_trial"]
+
+_DATA_CACHE: dict[str, pd.DataFrame] = {}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrialOutcome:
+    """How a trial ended in this call.
+
+    Attributes:
+        index: Trial index.
+        name: Run directory name.
+        status: ``complete``, ``skipped`` (already complete), ``failed`` or
+            ``failed-before`` (failed earlier and not retried).
+        seconds: Wall time of this call.
+        val_accuracy: Final validation accuracy when complete.
+        error: The error when failed.
+    """
+
+    index: int
+    name: str
+    status: str
+    seconds: float
+    val_accuracy: float | None = None
+    error: str | None = None
+
+
+def _cached_data(spec: RunSpec) -> pd.DataFrame:
+    d = spec.data
+    key = json.dumps(
+        {"path": d.path, "rows": d.rows, "synth_seed": d.synth_seed, "label": d.label},
+        sort_keys=True,
+    )
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # one data set per process at a time keeps memory flat
+        _DATA_CACHE[key] = load_data(spec)
+    return _DATA_CACHE[key]
+
+
+def run_trial(
+    sweep_dir: str | os.PathLike[str],
+    index: int,
+    *,
+    retry_failed: bool = False,
+    verbose: bool = False,
+) -> TrialOutcome:
+    """Train trial ``index`` of a sweep directory unless it is already complete.
+
+    Args:
+        sweep_dir: The sweep directory (holds ``manifest.json``).
+        index: The trial's index in the plan.
+        retry_failed: Redo a trial that failed before. Defaults to False.
+        verbose: One line per epoch. Defaults to False.
+
+    Returns:
+        The :class:`TrialOutcome`; a trial that raises is recorded as failed (its run
+        directory's metadata holds the error) rather than raising.
+
+    Raises:
+        AppSleuthError: The index is out of range or the manifest is unreadable.
+    """
+    start = time.time()
+    sweep_dir = Path(sweep_dir)
+    plan = read_plan(sweep_dir)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(plan):
+        raise AppSleuthError(f"trial index must be in 0..{len(plan) - 1}; received index={index!r}")
+    trial = plan[index]
+    run_dir = sweep_dir / trial.name
+    status = run_status(run_dir)
+    if status == "complete":
+        meta = read_metadata(run_dir) or {}
+        return TrialOutcome(
+            index=index,
+            name=trial.name,
+            status="skipped",
+            seconds=time.time() - start,
+            val_accuracy=(meta.get("last_results") or {}).get("val_accuracy"),
+        )
+    if status == "failed" and not retry_failed:
+        return TrialOutcome(
+            index=index,
+            name=trial.name,
+            status="failed-before",
+            seconds=time.time() - start,
+            error=(read_metadata(run_dir) or {}).get("error"),
+        )
+    try:
+        result = train(
+            trial.spec,
+            data=_cached_data(trial.spec),
+            out=sweep_dir,
+            name=trial.name,
+            force=True,
+            verbose=verbose,
+            log=_quiet,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # recorded, and the sweep goes on with the other trials
+        error = (read_metadata(run_dir) or {}).get("error") or f"{type(exc).__name__}: {exc}"
+        return TrialOutcome(
+            index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
+        )
+    return TrialOutcome(
+        index=index,
+        name=trial.name,
+        status="complete",
+        seconds=time.time() - start,
+        val_accuracy=result.metadata["last_results"]["val_accuracy"],
+    )
+
+
+def _quiet(message: str) -> None:
+    del message
+
+
+def outcome_dict(outcome: TrialOutcome) -> dict[str, Any]:
+    """Plain-Python form (for JSON lines)."""
+    return dataclasses.asdict(outcome)

@@ -1,0 +1,344 @@
+"""Sweeps: spec validation, deterministic plans, the sweep directory, the local executor,
+and recovery from kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from appsleuth.cli import main
+from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.run import load_run, read_metadata, run_status
+from appsleuth.sweep import (
+    SweepSpec,
+    collect_results,
+    load_sweep_spec,
+    prepare_sweep_dir,
+    run_local,
+    run_trial,
+    trial_states,
+)
+from appsleuth.sweep.local import plan_workers
+from appsleuth.sweep.space import parse_distribution
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"rows": 2000, "synth_seed": 4}
+BASE = {"model": {"hidden": [6]}, "train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.003}}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _spec(**kwargs) -> SweepSpec:
+    d = {"name": "t", "data": SMALL, "base": BASE, **kwargs}
+    return SweepSpec.from_dict(d)
+
+
+# --- specs and plans ----------------------------------------------------------------------
+
+
+def test_grid_plan_order_len_and_indexing() -> None:
+    spec = _spec(grid={"hidden_neurons": [2, 4], "learning_rate": [0.1, 0.01]})
+    plan = spec.plan()
+    assert len(plan) == 4
+    assert plan.names() == [
+        "model_1H2N_lr0.1_bs64_e2",
+        "model_1H2N_lr0.01_bs64_e2",
+        "model_1H4N_lr0.1_bs64_e2",
+        "model_1H4N_lr0.01_bs64_e2",
+    ]
+    assert plan[2].params == {"hidden_neurons": 4, "learning_rate": 0.1}
+    assert plan[2].spec.model.hidden == (4,) and plan[2].spec.train.learning_rate == 0.1
+    assert plan[3].index == 3
+    assert spec.plan().names() == plan.names()  # same on every call (and machine)
+
+
+def test_zip_repeats_and_seed_suffix() -> None:
+    spec = _spec(zip={"learning_rate": [0.1, 0.01], "batch_size": [16, 32]}, repeats=2)
+    plan = spec.plan()
+    assert plan.names() == [
+        "model_1H6N_lr0.1_bs16_e2_seed0",
+        "model_1H6N_lr0.1_bs16_e2_seed1",
+        "model_1H6N_lr0.01_bs32_e2_seed0",
+        "model_1H6N_lr0.01_bs32_e2_seed1",
+    ]
+    assert [t.spec.train.seed for t in plan] == [0, 1, 0, 1]
+
+
+def test_random_plan_is_seeded() -> None:
+    r = {
+        "n": 5,
+        "seed": 3,
+        "params": {
+            "learning_rate": "loguniform(1e-4, 1e-1)",
+            "hidden_neurons": "choice([4, 8, [8, 8]])",
+            "batch_size": "int_uniform(16, 128)",
+        },
+    }
+    a, b = _spec(random=r).plan(), _spec(random=r).plan()
+    assert a.names() == b.names() and len(a) == 5
+    for t in a:
+        assert 1e-4 <= t.spec.train.learning_rate <= 1e-1
+        assert 16 <= t.spec.train.batch_size <= 128
+    c = _spec(random={**r, "seed": 4}).plan()
+    assert c.names() != a.names()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "../escape"}, r"sweep name must use only letters, digits"),
+        ({"name": "a/b"}, r"sweep name must use only letters"),
+        ({"grid": {"neurons": [1]}}, r"sweep parameter 'neurons' is not a model or training field"),
+        ({"grid": {"learning_rate": 0.1}}, r"grid.learning_rate must be a non-empty list"),
+        (
+            {"zip": {"learning_rate": [0.1, 0.2], "batch_size": [8]}},
+            r"zip lists must have one "
+            r"length",
+        ),
+        ({"grid": {"epochs": [1]}, "zip": {"batch_size": [8]}}, r"a sweep has one search"),
+        ({"repeats": 0}, r"repeats must be a positive integer; received repeats=0"),
+        ({"grid": {"learning_rate": [0.1, -1]}}, r"trial 1 .*learning_rate must be a positive"),
+        (
+            {"grid": {"activation": ["relu", "tanh"]}},
+            r"trials 0 and 1 would share the run "
+            r"directory 'model_1H6N_lr0.003_bs64_e2'",
+        ),
+        (
+            {"random": {"n": 2, "params": {"learning_rate": "normal(0, 1)"}}},
+            r"random.learning_rate must be loguniform",
+        ),
+        (
+            {"random": {"n": 0, "params": {"learning_rate": "uniform(0.1, 0.2)"}}},
+            r"random.n must be a positive integer",
+        ),
+        ({"executor": {"kind": "kubernetes"}}, r"executor kind must be local or slurm"),
+        ({"colour": "red"}, r"unknown sweep field\(s\) colour"),
+    ],
+)
+def test_spec_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("loguniform(0, 1)", "positive low bound"),
+        ("uniform(2, 1)", "two numbers low < high"),
+        ("int_uniform(1.5, 3)", "two integers"),
+        ("choice([])", "one non-empty list"),
+        ("choice(__import__('os'))", "must be numbers or a list"),
+    ],
+)
+def test_distribution_errors(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_distribution("x", text)
+
+
+def test_teaching_studies_ship_as_specs() -> None:
+    sizes = {
+        "scan-hidden-neurons": 8,
+        "scan-learning-rate": 4,
+        "scan-batch-size": 6,
+        "scan-layers": 4,
+    }
+    total = 0
+    for name, n in sizes.items():
+        spec = load_sweep_spec(REPO / "examples" / "sweeps" / f"{name}.yaml")
+        plan = spec.plan()
+        assert spec.name == name and len(plan) == n
+        for t in plan:  # otherwise the baseline
+            assert t.spec.train.epochs == 30 and t.spec.data.split.seed == 34
+        total += n
+    assert total == 22
+    neurons = load_sweep_spec(REPO / "examples/sweeps/scan-hidden-neurons.yaml").plan()
+    assert neurons[5].name == "model_1H18N_lr0.0003_bs32_e30"
+    layers = load_sweep_spec(REPO / "examples/sweeps/scan-layers.yaml").plan()
+    assert layers[1].name == "model_2H18N18N_lr0.0003_bs32_e30"
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    spec = _spec(
+        grid={"hidden_neurons": [2, [4, 4]]}, repeats=2, executor={"kind": "local", "workers": 1}
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+    again = load_sweep_spec(path)
+    assert again.plan().names() == spec.plan().names()
+    assert again.executor.workers == 1
+
+
+def test_workers_never_oversubscribe() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert plan_workers(None, 1, 100) == cores
+    assert plan_workers(None, 1, 1) == 1
+    with pytest.raises(SpecError, match=r"workers x threads_per_trial must not exceed"):
+        plan_workers(cores + 1, 1, 100)
+    with pytest.raises(SpecError, match="threads_per_trial must not exceed"):
+        plan_workers(None, cores + 1, 100)
+
+
+# --- the sweep directory --------------------------------------------------------------------
+
+
+def test_sweep_dir_manifest_and_a_changed_spec(tmp_path: Path) -> None:
+    spec = _spec(grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    assert sweep_dir == tmp_path / "t"
+    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    assert manifest["n_trials"] == 2 and manifest["trials"][1]["index"] == 1
+    assert prepare_sweep_dir(spec, tmp_path) == sweep_dir  # resuming is allowed
+    with pytest.raises(SpecError, match="already holds a different sweep"):
+        prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 8]}), tmp_path)
+    states = trial_states(sweep_dir)
+    assert [s.status for s in states] == ["pending", "pending"]
+    with pytest.raises(AppSleuthError, match=r"trial index must be in 0..1; received index=5"):
+        run_trial(sweep_dir, 5)
+
+
+def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> None:
+    # Trial 1 names an app that is not a class: it fails; the others go on.
+    spec = _spec(
+        zip={
+            "learning_rate": [0.003, 0.004, 0.005],
+            "class_weight": ["none", {"Tetris": 2.0}, "balanced"],
+        }
+    )
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    seen = []
+    summary = run_local(sweep_dir, workers=1, progress=False, on_outcome=seen.append)
+    assert summary.count("complete") == 2 and summary.failed == 1
+    assert sorted(o.index for o in seen) == [0, 1, 2]
+    states = trial_states(sweep_dir)
+    assert [s.status for s in states] == ["complete", "failed", "complete"]
+    assert "Tetris" in states[1].error
+    results, full = collect_results(sweep_dir)
+    teaching = pd.read_csv(results)
+    assert list(teaching.columns) == [
+        "learning_rate",
+        "class_weight",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
+    assert len(teaching) == 2
+    assert teaching["learning_rate"].tolist() == [0.003, 0.005]
+    rich = pd.read_csv(full)
+    assert rich["status"].tolist() == ["complete", "failed", "complete"]
+    assert "Tetris" in rich.loc[1, "error"]
+    assert {"best_epoch", "f1_macro", "moriarty_recall", "wall_time_s", "seed"} <= set(rich)
+    # Re-running skips everything; --retry-failed redoes the failed trial only.
+    again = run_local(sweep_dir, workers=1, progress=False)
+    assert again.count("skipped") == 2 and again.count("failed-before") == 1
+    retried = run_local(sweep_dir, workers=1, progress=False, retry_failed=True)
+    assert retried.count("failed") == 1 and retried.count("skipped") == 2
+
+
+def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(
+            {"name": "cli-scan", "data": SMALL, "base": BASE, "grid": {"hidden_neurons": [3, 5]}}
+        )
+    )
+    assert main(["sweep", "plan", str(spec_file)]) == 0
+    assert "model_1H5N_lr0.003_bs64_e2" in capsys.readouterr().out
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "2 trained, 0 already complete, 0 failed" in text
+    sweep_dir = out / "cli-scan"
+    assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+    states = json.loads(capsys.readouterr().out)
+    assert [s["status"] for s in states] == ["complete", "complete"]
+    assert main(["sweep", "collect", str(sweep_dir)]) == 0
+    teaching = pd.read_csv(sweep_dir / "results.csv")
+    assert teaching.columns[0] == "hidden_neurons"
+    assert teaching["hidden_neurons"].tolist() == [3, 5]
+    assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert main(["sweep", "status", str(tmp_path)]) == 2
+    assert "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) -> None:
+    spec_file = tmp_path / "kill.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "kill-scan",
+                "data": {"rows": 3000, "synth_seed": 5},
+                "base": {"model": {"hidden": [8]}, "train": {"epochs": 4, "batch_size": 32}},
+                "grid": {"learning_rate": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    sweep_dir = out / "kill-scan"
+    env = {**os.environ, "APPSLEUTH_CACHE": os.environ["APPSLEUTH_CACHE"]}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "appsleuth",
+            "sweep",
+            "run",
+            str(spec_file),
+            "--out",
+            str(out),
+            "--workers",
+            str(min(2, len(os.sched_getaffinity(0)))),
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if sweep_dir.exists() and any(
+                run_status(d) == "complete" for d in sweep_dir.iterdir() if d.is_dir()
+            ):
+                break
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trial completed within 240 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process tree, mid-way
+        proc.wait()
+    before = {
+        d.name: (d / "model_metadata.json").read_text()
+        for d in sweep_dir.iterdir()
+        if d.is_dir() and run_status(d) == "complete"
+    }
+    assert 1 <= len(before) < 6
+    for d in sweep_dir.iterdir():  # nothing looks complete that is not
+        if d.is_dir() and d.name not in before:
+            assert run_status(d) == "incomplete"
+            assert read_metadata(d) is None
+    summary = run_local(sweep_dir, workers=1, progress=False)
+    assert summary.count("skipped") == len(before)
+    assert summary.count("complete") == 6 - len(before)
+    for st in trial_states(sweep_dir):
+        assert st.status == "complete"
+        run_dir = sweep_dir / st.name
+        assert len(pd.read_csv(run_dir / "model_history.csv")) == 4
+        load_run(run_dir)  # valid model, preprocessor and checksums
+        if st.name in before:  # completed before the kill: not redone
+            assert (run_dir / "model_metadata.json").read_text() == before[st.name]
+    assert not [p for p in sweep_dir.rglob(".*tmp*")]  # no temporary files left behind
