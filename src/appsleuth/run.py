@@ -321,6 +321,7 @@ def train(
     callbacks: Sequence[Any] = (),
     dataset_name: str | None = None,
     log: Callable[[str], None] | None = None,
+    prepared: PreparedData | None = None,
 ) -> RunResult:
     """Train one model and leave a complete, self-describing run directory.
 
@@ -338,6 +339,8 @@ def train(
         callbacks: Extra Keras callbacks (epoch granularity).
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
+        prepared: The data already cleaned, split and preprocessed for ``spec.data``
+            (sweeps reuse it across trials). Defaults to preparing it here.
 
     Returns:
         The :class:`RunResult`.
@@ -360,8 +363,9 @@ def train(
     from appsleuth.engines import resolve_engine, run_engine
     from appsleuth.model import build_model, loss_name, targets_for
 
-    df = data if data is not None else load_data(spec)
-    prepared = prepare_run_data(spec, df)
+    if prepared is None:
+        df = data if data is not None else load_data(spec)
+        prepared = prepare_run_data(spec, df)
     classes = prepared.classes
     _prepare_run_dir(run_dir, force=force)
     try:

@@ -209,6 +209,9 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     n = len(labels)
     idx = np.arange(n)
     side = np.zeros(n, dtype=np.int8)
+    # Integer codes in sorted-label order: the same split as the labels themselves give
+    # (scikit-learn sorts classes too), without sorting hundreds of thousands of strings.
+    labels = pd.Categorical(labels).codes
     stratify = labels if _can_stratify(labels, spec) else None
     n_val, n_test = _shares(n, spec)
     rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
@@ -225,7 +228,12 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
 
 
 def _can_stratify(labels: np.ndarray, spec: SplitSpec) -> bool:
-    _, counts = np.unique(labels, return_counts=True)
+    counts = (
+        np.bincount(labels)
+        if labels.dtype.kind in "iu"
+        else np.unique(labels, return_counts=True)[1]
+    )
+    counts = counts[counts > 0]
     n_val, _ = _shares(len(labels), spec)
     return bool(counts.min() >= 2 and n_val >= len(counts) and len(labels) - n_val >= len(counts))
 

@@ -14,16 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
-from appsleuth.run import load_data, read_metadata, run_status, train
+from appsleuth.run import load_data, prepare_run_data, read_metadata, run_status, train
 from appsleuth.spec import RunSpec
 from appsleuth.sweep.store import read_plan
 
 __all__ = ["TrialOutcome", "run_trial"]
 
-_DATA_CACHE: dict[str, pd.DataFrame] = {}
+_DATA_CACHE: dict[str, PreparedData] = {}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,15 +47,13 @@ class TrialOutcome:
     error: str | None = None
 
 
-def _cached_data(spec: RunSpec) -> pd.DataFrame:
-    d = spec.data
-    key = json.dumps(
-        {"path": d.path, "rows": d.rows, "synth_seed": d.synth_seed, "label": d.label},
-        sort_keys=True,
-    )
+def _cached_data(spec: RunSpec) -> PreparedData:
+    # Every trial of a sweep shares its data section, so a worker loads, cleans, splits
+    # and preprocesses once and reuses the arrays for its next trials.
+    key = json.dumps(spec.data.to_dict(), sort_keys=True)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one data set per process at a time keeps memory flat
-        _DATA_CACHE[key] = load_data(spec)
+        _DATA_CACHE[key] = prepare_run_data(spec, load_data(spec))
     return _DATA_CACHE[key]
 
 
@@ -110,7 +107,7 @@ def run_trial(
     try:
         result = train(
             trial.spec,
-            data=_cached_data(trial.spec),
+            prepared=_cached_data(trial.spec),
             out=sweep_dir,
             name=trial.name,
             force=True,

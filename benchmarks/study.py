@@ -1,0 +1,102 @@
+"""The full published tuning study with the local executor: wall time and parallel efficiency.
+
+Runs the teaching material's four scans (hidden neurons, learning rate, batch size,
+layers: 22 trials x 30 epochs) on full-size generated data (273,129 rows; 218,461
+training rows) with the local executor, one worker per core, and then measures the
+throughput of 2 workers against 1 on a subset (the learning-rate scan at a few epochs).
+
+Targets: the whole study under 5 minutes on a 2-core machine; 2 workers at least 1.7x
+the throughput of 1. Final line: ``study_wall_s=<seconds> efficiency_2w=<ratio>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from appsleuth.hardware import available_cores, describe_hardware
+from appsleuth.sweep import load_sweep_spec, prepare_sweep_dir, run_local, trial_states
+
+STUDIES = ("scan-hidden-neurons", "scan-learning-rate", "scan-batch-size", "scan-layers")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
+TARGET_S = 300.0
+
+
+def _with_epochs(spec, epochs: int, rows: int | None, name: str | None = None):
+    base = spec.base
+    train = dataclasses.replace(base.train, epochs=epochs)
+    data = dataclasses.replace(spec.data, rows=rows)
+    d = spec.to_dict()
+    d["base"]["train"] = train.to_dict()
+    d["data"] = data.to_dict()
+    if name:
+        d["name"] = name
+    return type(spec).from_dict(d)
+
+
+def _run(spec, out: Path, workers: int) -> tuple[float, int]:
+    sweep_dir = prepare_sweep_dir(spec, out)
+    start = time.perf_counter()
+    summary = run_local(sweep_dir, workers=workers, progress=False)
+    wall = time.perf_counter() - start
+    done = sum(1 for s in trial_states(sweep_dir) if s.status == "complete")
+    if summary.failed:
+        print(f"  warning: {summary.failed} trial(s) of {spec.name} failed")
+    return wall, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=None, help="default: 273,129")
+    parser.add_argument("--subset-epochs", type=int, default=3)
+    parser.add_argument("--skip-study", action="store_true", help="only the 1-vs-2 subset")
+    args = parser.parse_args()
+
+    cores = available_cores()
+    hw = describe_hardware()
+    print(f"machine: {hw['machine']}, {cores} core(s) available, device {hw['device']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        study_wall = 0.0
+        n_trials = 0
+        if not args.skip_study:
+            for name in STUDIES:
+                spec = _with_epochs(
+                    load_sweep_spec(EXAMPLES / f"{name}.yaml"), args.epochs, args.rows
+                )
+                wall, done = _run(spec, out / "study", workers=cores)
+                study_wall += wall
+                n_trials += done
+                print(f"{name:<22} {done:>2} trials  {wall:7.1f} s")
+            print(
+                f"whole study: {n_trials} trials x {args.epochs} epochs in {study_wall:.1f} s "
+                f"({n_trials / study_wall * 60:.1f} trials/min) with {cores} worker(s); "
+                f"target under {TARGET_S:.0f} s -> "
+                f"{'met' if study_wall < TARGET_S else 'MISSED'} "
+                f"({study_wall / TARGET_S:.2f} of the budget)"
+            )
+
+        subset = load_sweep_spec(EXAMPLES / "scan-learning-rate.yaml")
+        times = {}
+        for workers in (1, 2):
+            spec = _with_epochs(subset, args.subset_epochs, args.rows, name=f"subset-{workers}w")
+            times[workers], _ = _run(spec, out / "subset", workers=min(workers, cores))
+            print(
+                f"subset (learning-rate scan, {args.subset_epochs} epochs), {workers} worker(s): "
+                f"{times[workers]:.1f} s"
+            )
+        efficiency = times[1] / times[2]
+        print(
+            f"2 workers: {efficiency:.2f}x the throughput of 1 (target 1.7x) -> "
+            f"{'met' if efficiency >= 1.7 else 'MISSED'}"
+            + ("" if cores >= 2 else " (only 1 core available: no parallelism possible)")
+        )
+    print(f"study_wall_s={study_wall:.1f} efficiency_2w={efficiency:.2f}")
+
+
+if __name__ == "__main__":
+    main()
