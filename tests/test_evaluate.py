@@ -31,16 +31,14 @@ def test_matches_scikit_learn(predictions) -> None:
     y_true, y_pred = predictions
     m = classification_metrics(y_true, y_pred, CLASSES)
     assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(4),
-                                                 zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(4), zero_division=0)
     for i, c in enumerate(CLASSES):
         assert m["per_class"][c]["precision"] == pytest.approx(p[i])
         assert m["per_class"][c]["recall"] == pytest.approx(r[i])
         assert m["per_class"][c]["f1"] == pytest.approx(f[i])
         assert m["per_class"][c]["support"] == s[i]
     for avg in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg,
-                                                     zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
         assert m[f"{avg}_avg"] == pytest.approx({"precision": p, "recall": r, "f1": f})
     assert m["confusion_matrix"]["counts"] == confusion_matrix(y_true, y_pred).tolist()
     rows = np.asarray(m["confusion_matrix"]["normalized"]).sum(axis=1)
@@ -63,8 +61,7 @@ def test_binary_roc_auc() -> None:
     y = rng.integers(0, 2, size=300)
     score = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)
     score[:10] = 0.5  # ties are averaged
-    m = classification_metrics(y, (score > 0.5).astype(int), ["other", "Moriarty"],
-                               y_score=score)
+    m = classification_metrics(y, (score > 0.5).astype(int), ["other", "Moriarty"], y_score=score)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score))
 
 
@@ -82,8 +79,12 @@ def _history(loss, acc, vloss, vacc) -> pd.DataFrame:
 
 
 def test_overfitting_by_rising_validation_loss() -> None:
-    h = _history(loss=[1.0, 0.6, 0.4, 0.3, 0.2, 0.1], acc=[0.7, 0.8, 0.9, 0.93, 0.96, 0.99],
-                 vloss=[1.0, 0.6, 0.5, 0.55, 0.65, 0.8], vacc=[0.7, 0.8, 0.88, 0.88, 0.87, 0.86])
+    h = _history(
+        loss=[1.0, 0.6, 0.4, 0.3, 0.2, 0.1],
+        acc=[0.7, 0.8, 0.9, 0.93, 0.96, 0.99],
+        vloss=[1.0, 0.6, 0.5, 0.55, 0.65, 0.8],
+        vacc=[0.7, 0.8, 0.88, 0.88, 0.87, 0.86],
+    )
     d = diagnose_fit(h)
     assert d["diagnosis"] == "overfitting"
     assert "epoch 3" in d["reason"]
@@ -91,14 +92,22 @@ def test_overfitting_by_rising_validation_loss() -> None:
 
 
 def test_overfitting_by_widening_gap() -> None:
-    h = _history(loss=[0.5, 0.4, 0.3, 0.2, 0.1], acc=[0.90, 0.93, 0.95, 0.98, 0.99],
-                 vloss=[0.5, 0.45, 0.42, 0.41, 0.40], vacc=[0.90, 0.92, 0.93, 0.93, 0.93])
+    h = _history(
+        loss=[0.5, 0.4, 0.3, 0.2, 0.1],
+        acc=[0.90, 0.93, 0.95, 0.98, 0.99],
+        vloss=[0.5, 0.45, 0.42, 0.41, 0.40],
+        vacc=[0.90, 0.92, 0.93, 0.93, 0.93],
+    )
     assert diagnose_fit(h)["diagnosis"] == "overfitting"
 
 
 def test_underfitting_still_improving_and_flat() -> None:
-    rising = _history(loss=[2.0, 1.8, 1.6, 1.4], acc=[0.3, 0.4, 0.5, 0.6],
-                      vloss=[2.0, 1.8, 1.6, 1.4], vacc=[0.3, 0.4, 0.5, 0.6])
+    rising = _history(
+        loss=[2.0, 1.8, 1.6, 1.4],
+        acc=[0.3, 0.4, 0.5, 0.6],
+        vloss=[2.0, 1.8, 1.6, 1.4],
+        vacc=[0.3, 0.4, 0.5, 0.6],
+    )
     d = diagnose_fit(rising)
     assert d["diagnosis"] == "underfitting" and "still improving" in d["reason"]
     flat = _history(loss=[1.9] * 5, acc=[0.32] * 5, vloss=[1.9] * 5, vacc=[0.32] * 5)
@@ -107,8 +116,12 @@ def test_underfitting_still_improving_and_flat() -> None:
 
 
 def test_good_fit() -> None:
-    h = _history(loss=[0.5, 0.2, 0.1, 0.05], acc=[0.9, 0.95, 0.98, 0.99],
-                 vloss=[0.5, 0.2, 0.1, 0.05], vacc=[0.9, 0.95, 0.98, 0.99])
+    h = _history(
+        loss=[0.5, 0.2, 0.1, 0.05],
+        acc=[0.9, 0.95, 0.98, 0.99],
+        vloss=[0.5, 0.2, 0.1, 0.05],
+        vacc=[0.9, 0.95, 0.98, 0.99],
+    )
     assert diagnose_fit(h)["diagnosis"] == "good fit"
 
 

@@ -11,8 +11,14 @@ from appsleuth.plots import plot_confusion_matrix, plot_loss_accuracy, save_figu
 
 
 def _history() -> pd.DataFrame:
-    return pd.DataFrame({"loss": [1.0, 0.5, 0.3], "accuracy": [0.6, 0.8, 0.9],
-                         "val_loss": [1.1, 0.6, 0.4], "val_accuracy": [0.55, 0.75, 0.88]})
+    return pd.DataFrame(
+        {
+            "loss": [1.0, 0.5, 0.3],
+            "accuracy": [0.6, 0.8, 0.9],
+            "val_loss": [1.1, 0.6, 0.4],
+            "val_accuracy": [0.55, 0.75, 0.88],
+        }
+    )
 
 
 def test_loss_accuracy_new_figure_and_given_axes(tmp_path: Path) -> None:

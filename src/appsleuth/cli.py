@@ -790,25 +790,53 @@ def sweep_worker(ctx: click.Context, sweep_dir: Path, index: int, retry_failed: 
 
 @cli.command()
 @click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option(
+    "--full", is_flag=True, help="Run the four complete teaching studies (22 trials x 30 epochs)."
+)
+@click.option(
     "--rows",
-    type=click.IntRange(min=100),
+    type=click.IntRange(min=500),
     default=None,
     help="Rows of embedded data (default: 273,129).",
 )
-def demo(rows: int | None) -> None:
-    """Show the whole workflow on the embedded synthetic data."""
-    from rich.console import Console
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Epochs of the baseline and the short scan.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes of the scan (default: one per core).",
+)
+def demo(out: Path, full: bool, rows: int | None, epochs: int, workers: int | None) -> None:
+    """Show the whole workflow on the embedded synthetic data.
 
-    from appsleuth.data.quality import check_data
-    from appsleuth.data.tables import embedded_data
+    Data check and the leakage lesson, the baseline trained with the fused engine and
+    evaluated, a short hidden-neuron scan, the HTML report, and a mystery sample
+    classified. Re-running reuses what is already complete.
+    """
+    from appsleuth.demo import run_demo
 
-    console = Console()
-    console.rule("[bold]appsleuth demo[/]: synthetic SherLock-like data for 18 apps")
-    df = embedded_data(rows)
-    console.print(
-        f"Generated {len(df):,} rows of synthetic telemetry ({df.attrs['appsleuth']['dataset']})."
-    )
-    check_data(df).render(console)
+    run_demo(out, full=full, rows=rows, epochs=epochs, workers=workers)
+
+
+def _register_report() -> None:
+    from appsleuth.report import report_command
+
+    cli.add_command(report_command)
+
+
+_register_report()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,6 +54,7 @@ def plot_loss_accuracy(
                 epochs, history[f"val_{metric}"], "-", marker="o", markersize=3, label="validation"
             )
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -109,7 +110,9 @@ def plot_confusion_matrix(
             "confusion matrix (share of each true app)"
             if normalize
             else "confusion matrix (counts)"
-        )
+        ),
+        fontsize=9,
+        wrap=True,  # long run names would otherwise be clipped
     )
     if k <= 20:
         threshold = values.max() / 2 if values.size else 0

@@ -1,0 +1,227 @@
+"""Seconds per epoch of the baseline model: fit on TensorFlow, fit on JAX, and fused.
+
+Trains the teaching baseline (19 inputs -> Dense(18, ReLU, RandomNormal(0, 0.05)) ->
+Dense(18, softmax), Adam lr 0.0003, batch 32) on generated SherLock-like data
+(``generate_sherlock(273_129)`` then ``prepare_data``: 218,461 training and 54,616
+validation rows), validating after every epoch, with three engines:
+
+- ``fit`` on TensorFlow with default settings (the design's reference),
+- ``fit`` on JAX with its best ``steps_per_execution`` among a few values,
+- ``fused`` (appsleuth's engine, JAX).
+
+Each configuration runs in its own subprocess, so that its peak memory (ru_maxrss) is
+its own and backends do not mix. Seconds per epoch are the median of the epochs after
+the first (which includes compilation); validation is included in every engine's epoch.
+
+TensorFlow is looked for in ``--tf-python``, then in this interpreter, then in
+``.cache/tf-venv/bin/python`` (a separate virtualenv with ``tensorflow-cpu`` and the same
+Keras, which keeps TensorFlow out of the project's environment). Without it, the
+TensorFlow reference is reported as unavailable and its ratio as ``n/a``.
+
+Usage: ``python benchmarks/train_speed.py [--epochs 4] [--quick] [--tf-python PATH]``.
+The last line reads ``fused_vs_tf_fit=<ratio>x fused_vs_jax_fit=<ratio>x``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FULL_ROWS = 273_129
+QUICK_ROWS = 60_000
+BATCH_SIZE = 32
+SPE_CHOICES = (1, 32, 256, 1024)
+_TF_VENV_PYTHON = REPO / ".cache" / "tf-venv" / "bin" / "python"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per engine (default 4)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_ROWS:,} generated rows instead of all"
+    )
+    parser.add_argument("--tf-python", help="a Python interpreter with TensorFlow installed")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--spe", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first epoch is the warm-up)")
+    if args.worker:
+        _worker(args.worker, Path(args.data), args.epochs, args.spe)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="appsleuth-bench-") as tmp:
+        data = Path(tmp) / "data.npz"
+        n_train, n_val = _write_data(data, QUICK_ROWS if args.quick else FULL_ROWS)
+        print(f"baseline 1H18N, batch {BATCH_SIZE}, {args.epochs} epochs (first = warm-up), ")
+        print(f"{n_train:,} training rows, {n_val:,} validation rows (synthetic)\n", flush=True)
+
+        results: dict[str, dict | None] = {}
+        tf_python, why_not = _find_tensorflow(args.tf_python)
+        if tf_python is None:
+            print(f"fit/TensorFlow: reference unavailable ({why_not}); skipped\n")
+            results["fit/tensorflow"] = None
+        else:
+            results["fit/tensorflow"] = _run(tf_python, "tensorflow", "fit", data, args.epochs)
+        jax_fits = {
+            spe: _run(sys.executable, "jax", "fit", data, args.epochs, spe=spe)
+            for spe in SPE_CHOICES
+        }
+        best_spe = min(jax_fits, key=lambda s: jax_fits[s]["s_per_epoch"])
+        results[f"fit/jax (steps_per_execution={best_spe}, best)"] = jax_fits[best_spe]
+        results["fused/jax"] = _run(sys.executable, "jax", "fused", data, args.epochs)
+
+    print(f"\n{'engine':44} {'s/epoch':>9} {'(min)':>7} {'val_acc':>8} {'peak RSS':>10}")
+    for name, r in results.items():
+        if r is None:
+            print(f"{name:44} {'n/a':>9} {'':>7} {'n/a':>8} {'n/a':>10}")
+        else:
+            fastest = min(r["epoch_seconds"][1:])
+            print(
+                f"{name:44} {r['s_per_epoch']:9.3f} {fastest:7.3f} {r['val_accuracy']:8.4f} "
+                f"{r['peak_rss_mb']:8.0f} MB"
+            )
+    print("fit/jax by steps_per_execution: " + ", ".join(
+        f"{spe}: {r['s_per_epoch']:.3f} s" for spe, r in jax_fits.items()
+    ))  # fmt: skip
+
+    fused = results["fused/jax"]
+    tf = results["fit/tensorflow"]
+    jax_best = jax_fits[best_spe]
+    tf_ratio = "n/a" if tf is None else f"{tf['s_per_epoch'] / fused['s_per_epoch']:.1f}x"
+    jax_ratio = f"{jax_best['s_per_epoch'] / fused['s_per_epoch']:.1f}x"
+    print()
+    for name, ref in (("fit/tensorflow", tf), ("fit/jax best", jax_best)):
+        if ref is not None:
+            gap = 100 * (fused["val_accuracy"] - ref["val_accuracy"])
+            print(f"final val_accuracy, fused minus {name}: {gap:+.2f} pp")
+    print(f"fused_vs_tf_fit={tf_ratio} fused_vs_jax_fit={jax_ratio}")
+
+
+def _write_data(path: Path, rows: int) -> tuple[int, int]:
+    import numpy as np
+
+    from appsleuth.data.prepare import prepare_data
+    from appsleuth.data.synth import generate_sherlock
+
+    prepared = prepare_data(generate_sherlock(rows))
+    np.savez(path, x=prepared.x_train, y=prepared.y_train, xv=prepared.x_val, yv=prepared.y_val)
+    return len(prepared.x_train), len(prepared.x_val)
+
+
+def _find_tensorflow(explicit: str | None) -> tuple[str | None, str]:
+    candidates = [explicit] if explicit else [sys.executable, str(_TF_VENV_PYTHON)]
+    for python in candidates:
+        if not python or not Path(python).exists():
+            continue
+        probe = subprocess.run(
+            [python, "-c", "import tensorflow, keras"], capture_output=True, text=True
+        )
+        if probe.returncode == 0:
+            return python, ""
+    return None, (
+        "TensorFlow is not installed; install tensorflow-cpu (the 'bench' extra) "
+        "or pass --tf-python"
+    )
+
+
+def _run(python: str, backend: str, engine: str, data: Path, epochs: int, spe: int = 1) -> dict:
+    label = f"{engine}/{backend}" + (f" steps_per_execution={spe}" if engine == "fit" else "")
+    print(f"running {label} ...", flush=True)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO / "src")}
+    command = [python, __file__, "--worker", engine, "--data", str(data), "--epochs", str(epochs)]
+    done = subprocess.run(
+        [*command, "--spe", str(spe)], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"  epochs (s): {', '.join(f'{t:.3f}' for t in result['epoch_seconds'])}; "
+        f"val_accuracy {result['val_accuracy']:.4f}; peak RSS {result['peak_rss_mb']:.0f} MB; "
+        f"whole run incl. compilation {result['total_seconds']:.1f} s",
+        flush=True,
+    )
+    return result
+
+
+def _worker(engine: str, data: Path, epochs: int, spe: int) -> None:
+    """Train once in this process and print one JSON line with the measurements."""
+    import keras
+    import numpy as np
+
+    arrays = np.load(data)
+    x, y, xv, yv = arrays["x"], arrays["y"], arrays["xv"], arrays["yv"]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((x.shape[1],)),
+            keras.layers.Dense(
+                18,
+                activation="relu",
+                kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05),
+            ),
+            keras.layers.Dense(int(max(y.max(), yv.max())) + 1, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.0003),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=spe,
+    )
+
+    class EpochTimer(keras.callbacks.Callback):
+        # fit validates before on_epoch_end, fused inside its epoch program: both included.
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    timer = EpochTimer()
+    start = time.perf_counter()
+    kwargs = {
+        "validation_data": (xv, yv),
+        "epochs": epochs,
+        "batch_size": BATCH_SIZE,
+        "callbacks": [timer],
+        "verbose": 0,
+    }
+    if engine == "fused":
+        from appsleuth.engines.fused import run_fused
+
+        history = run_fused(model, x, y, seed=0, **kwargs)
+    else:  # Plain Keras fit, as the TensorFlow interpreter may not have appsleuth.
+        history = model.fit(x, y, **kwargs)
+    total = time.perf_counter() - start  # Compilation and set-up included.
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    print(
+        json.dumps(
+            {
+                "epoch_seconds": timer.seconds,
+                "s_per_epoch": statistics.median(timer.seconds[1:]),
+                "val_accuracy": history.history["val_accuracy"][-1],
+                "peak_rss_mb": peak_kb / 1024,
+                "total_seconds": total,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

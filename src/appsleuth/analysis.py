@@ -1,0 +1,672 @@
+"""Post-analysis of sweeps and runs: one results table and the figures that explain it.
+
+Everything here works in a notebook as in the HTML report: :func:`load_results` gives
+one row per trial (failed and unfinished trials included, with their state), and every
+plot takes ``ax=None`` (or a sequence of axes, one per metric) and returns the matplotlib
+figure. Matplotlib runs on the Agg backend and nothing calls ``plt.show()``::
+
+    results = load_results("runs/scan-hidden-neurons")
+    plot_metric_vs_param(results, "hidden_neurons")
+    plot_learning_curves("runs/scan-hidden-neurons")
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from appsleuth.errors import DataError, SpecError
+from appsleuth.plots import _pyplot
+from appsleuth.run import HISTORY, METADATA, METRICS, run_status
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "comparison_table",
+    "load_histories",
+    "load_results",
+    "plot_comparison",
+    "plot_learning_curves",
+    "plot_metric_vs_param",
+    "plot_small_multiples",
+    "read_published",
+]
+
+METRIC_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# The teaching material writes the hidden layer widths as "hidden_neurons" (notebooks:
+# "neurons"); a sweep spec may say "hidden". All three name one hyperparameter.
+_HIDDEN_NAMES = ("hidden_neurons", "hidden", "neurons")
+# Columns a published results file may use for its varied hyperparameter, by preference.
+_KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_size", "epochs")
+_LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
+_MAX_TICKS = 12
+_MAX_LEGEND = 12
+
+HistorySource = (
+    str | os.PathLike[str] | pd.DataFrame | Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
+)
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+def _canonical(name: str) -> str:
+    return "hidden_neurons" if name in _HIDDEN_NAMES else name
+
+
+def _hidden_value(hidden: Sequence[int], single_layer_scan: bool) -> Any:
+    """The teaching form: ``18`` in a neuron scan, ``"[18, 18]"`` when layers vary."""
+    hidden = [int(h) for h in hidden]
+    if single_layer_scan and len(hidden) == 1:
+        return hidden[0]
+    return str(hidden)
+
+
+def _param_value(value: Any) -> Any:
+    return str(list(value)) if isinstance(value, list | tuple) else value
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:
+    meta = metadata or {}
+    last = meta.get("last_results") or {}
+    malware = metrics.get("malware") or {}
+    fit = metrics.get("fit") or {}
+    return {
+        "epochs_run": meta.get("epochs_run"),
+        **{k: last.get(k) for k in METRIC_COLUMNS},
+        "f1_macro": (metrics.get("macro_avg") or {}).get("f1"),
+        "moriarty_detection_rate": malware.get("detection_rate"),
+        "moriarty_precision": malware.get("precision"),
+        "moriarty_false_alarm_rate": malware.get("false_alarm_rate"),
+        "fit_diagnosis": fit.get("diagnosis") or meta.get("fit_diagnosis"),
+        "fit_reason": fit.get("reason"),
+        "duration_s": meta.get("wall_time_s"),
+        "seconds_per_epoch": meta.get("seconds_per_epoch"),
+        "engine": meta.get("engine"),
+        "slurm_job_id": meta.get("SLURM_JOB_ID"),
+        "error": meta.get("error"),
+    }
+
+
+def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """One row per trial of a sweep directory, in plan order, whatever its state.
+
+    Columns: ``index, name, status`` (``complete``, ``failed``, ``incomplete`` or
+    ``pending``), the varied hyperparameters (``hidden`` written as the teaching
+    ``hidden_neurons``: a number in a neuron scan, ``"[18, 18]"`` when layers vary),
+    ``hidden_neurons, learning_rate, batch_size, epochs, seed``, the final ``loss,
+    accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
+    precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``duration_s``,
+    ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
+    for trials without a result. ``attrs["varied"]`` lists the varied columns.
+
+    Raises:
+        DataError: The directory is not a sweep directory or its manifest is unreadable.
+    """
+    from appsleuth.sweep.store import MANIFEST, read_plan, trial_states
+
+    sweep_dir = Path(sweep_dir)
+    plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
+    manifest = _read_json(sweep_dir / MANIFEST)
+    varied_names = list(manifest.get("varied") or [])
+    varied = [_canonical(v) for v in varied_names]
+    states = {s.index: s for s in trial_states(sweep_dir)}
+    single_layer = all(len(t.spec.model.hidden) == 1 for t in plan)
+    rows = []
+    for trial in plan:
+        state = states[trial.index]
+        spec = trial.spec
+        row: dict[str, Any] = {"index": trial.index, "name": trial.name, "status": state.status}
+        for name, column in zip(varied_names, varied, strict=True):
+            if column == "hidden_neurons":
+                row[column] = _hidden_value(spec.model.hidden, single_layer)
+            else:
+                row[column] = _param_value(trial.params.get(name))
+        row.setdefault("hidden_neurons", _hidden_value(spec.model.hidden, single_layer))
+        row.setdefault("learning_rate", spec.train.learning_rate)
+        row.setdefault("batch_size", spec.train.batch_size)
+        row.setdefault("epochs", spec.train.epochs)
+        row["seed"] = spec.train.seed
+        metrics = _read_json(sweep_dir / trial.name / METRICS) if state.status == "complete" else {}
+        row.update(_metric_fields(state.metadata, metrics))
+        rows.append(row)
+    fixed = ("hidden_neurons", "learning_rate", "batch_size", "epochs")
+    columns = [
+        "index", "name", "status", *varied, *(c for c in fixed if c not in varied),
+        "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro", "moriarty_detection_rate",
+        "moriarty_precision", "moriarty_false_alarm_rate", "fit_diagnosis", "fit_reason",
+        "duration_s", "seconds_per_epoch", "engine", "slurm_job_id", "error",
+    ]  # fmt: skip
+    results = pd.DataFrame(rows, columns=columns)
+    for col in (*METRIC_COLUMNS, "f1_macro", "duration_s", "seconds_per_epoch"):
+        results[col] = pd.to_numeric(results[col], errors="coerce").astype(float)
+    results.attrs["varied"] = varied
+    results.attrs["sweep_dir"] = str(sweep_dir)
+    results.attrs["repeats"] = bool(results.duplicated(varied).any()) if varied else False
+    return results
+
+
+def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Published results in the teaching ``results.csv`` layout.
+
+    The file holds a hyperparameter column (``hidden_neurons``, ``neurons``,
+    ``learning_rate``, ``batch_size``, ...) and ``loss, accuracy, val_loss,
+    val_accuracy``. The hyperparameter column is renamed to its canonical name (hidden
+    layer widths: ``hidden_neurons``) and recorded in ``attrs["param"]``.
+
+    Raises:
+        DataError: The file is missing, unreadable, lacks a metric column, or has no
+            hyperparameter column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"published results file {path} does not exist")
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"published results file {path} cannot be read as CSV: {exc}") from exc
+    missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"published results file {path} lacks column(s) {missing}; expected the "
+            f"teaching results.csv layout (a hyperparameter column, then "
+            f"{', '.join(METRIC_COLUMNS)}); found {list(df.columns)}"
+        )
+    candidates = [c for c in _KNOWN_PARAMS if c in df.columns]
+    if not candidates:
+        candidates = [c for c in df.columns if c not in METRIC_COLUMNS]
+    if not candidates:
+        raise DataError(
+            f"published results file {path} has no hyperparameter column before "
+            f"{', '.join(METRIC_COLUMNS)}; found {list(df.columns)}"
+        )
+    column = candidates[0]
+    param = _canonical(column)
+    df = df.rename(columns={column: param})
+    for col in METRIC_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df.attrs["param"] = param
+    df.attrs["source"] = str(path)
+    return df
+
+
+# --- values on an axis ---------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+def _parsed(v: Any) -> Any:
+    """A list written as text (``"[18, 18]"``) becomes a list; anything else is kept."""
+    if isinstance(v, str) and v.strip().startswith("["):
+        try:
+            value = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            return v
+        return list(value) if isinstance(value, list | tuple) else v
+    return v
+
+
+def _key(v: Any) -> tuple[Any, ...]:
+    """A matching key: 18, "[18]" and [18] are the same value; floats compare rounded."""
+    v = _parsed(v)
+    if isinstance(v, list | tuple):
+        if all(_is_number(e) for e in v):
+            return tuple(round(float(e), 12) for e in v)
+        return ("s", str(v))
+    if _is_number(v) and math.isfinite(float(v)):
+        return (round(float(v), 12),)
+    return ("s", str(v))
+
+
+def _fmt_value(v: Any) -> str:
+    v = _parsed(v)
+    if isinstance(v, list | tuple):
+        return str([int(e) if _is_number(e) and float(e).is_integer() else e for e in v])
+    if _is_number(v):
+        f = float(v)
+        return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:g}"
+    return str(v)
+
+
+class _Axis:
+    """Where the distinct values of a hyperparameter go on the x axis."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        keys: dict[tuple[Any, ...], Any] = {}
+        for v in values:
+            keys.setdefault(_key(v), v)
+        self.numeric = all(
+            len(k) == 1 and _is_number(k[0]) and not isinstance(_parsed(v), list | tuple)
+            for k, v in keys.items()
+        )
+        if self.numeric:
+            order = sorted(keys, key=lambda k: k[0])
+            self.positions = {k: float(k[0]) for k in order}
+        else:
+            # Hidden-layer lists read best by depth, then width: [18], [18, 18], ...
+            def sort_key(k: tuple[Any, ...]) -> tuple[Any, ...]:
+                numeric = all(_is_number(e) for e in k)
+                return (0, len(k), k) if numeric else (1, 0, str(k))
+
+            order = sorted(keys, key=sort_key)
+            self.positions = {k: float(i) for i, k in enumerate(order)}
+        self.labels = {k: _fmt_value(keys[k]) for k in order}
+        xs = [p for p in self.positions.values()]
+        self.log = self.numeric and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= _LOG_RATIO
+
+    def x(self, value: Any) -> float:
+        return self.positions[_key(value)]
+
+    def style(self, ax: Any, label: str) -> None:
+        ticks = list(self.positions.values())
+        labels = list(self.labels.values())
+        if self.log:
+            ax.set_xscale("log")
+        if not self.numeric:
+            ax.set_xticks(ticks, labels=labels, rotation=30 if len(ticks) > 4 else 0)
+            ax.set_xlim(-0.5, len(ticks) - 0.5)
+        elif len(ticks) <= _MAX_TICKS:
+            ax.set_xticks(ticks, labels=labels)
+            ax.minorticks_off()
+        ax.set_xlabel(label)
+
+
+def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataFrame:
+    """Mean, standard deviation, min, max and count of ``column`` per value of ``param``."""
+    frame = pd.DataFrame({"x": [axis.x(v) for v in df[param]], "y": df[column].to_numpy()})
+    frame = frame.dropna()
+    out = frame.groupby("x")["y"].agg(["mean", "std", "min", "max", "count"]).sort_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def _axes_for(ax: Any, n: int, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
+    """A figure and ``n`` axes: new ones side by side, or those the caller passed."""
+    plt = _pyplot()
+    if ax is None:
+        fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+        return fig, list(axes[0])
+    axes = list(ax) if isinstance(ax, Sequence | np.ndarray) else [ax]
+    axes = list(np.ravel(axes))
+    if len(axes) != n:
+        raise SpecError(
+            f"ax must be one matplotlib axes per metric ({n}); received {len(axes)} axes"
+        )
+    return axes[0].figure, axes
+
+
+def _resolve_param(df: pd.DataFrame, param: str, what: str) -> str:
+    if param in df.columns:
+        return param
+    if param in _HIDDEN_NAMES:
+        for alias in _HIDDEN_NAMES:
+            if alias in df.columns:
+                return alias
+    raise SpecError(
+        f"param {param!r} is not a column of the {what}; columns: {', '.join(map(str, df.columns))}"
+    )
+
+
+def _complete(df: pd.DataFrame) -> pd.DataFrame:
+    """Only rows with a result (a teaching-layout table has no status column: all rows)."""
+    return df.loc[df["status"] == "complete"] if "status" in df.columns else df
+
+
+def _no_data(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _metric_column(metric: str, kind: str) -> str:
+    return metric if kind == "training" else f"val_{metric}"
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def plot_metric_vs_param(
+    results: pd.DataFrame,
+    param: str,
+    *,
+    metrics: Sequence[str] = ("accuracy", "loss"),
+    ax: Any = None,
+) -> Any:
+    """Final training (dashed) and validation (solid) metrics against a hyperparameter.
+
+    Numbers spanning a factor of 100 or more (learning rate, batch size) get a
+    logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
+    repeat a setting, the line is the mean, with standard-deviation error bars and a
+    shaded min-max band. Only complete trials are drawn.
+
+    Args:
+        results: From :func:`load_results`, or a teaching ``results.csv`` table.
+        param: The hyperparameter column, e.g. ``hidden_neurons`` or ``learning_rate``.
+        metrics: ``accuracy`` and/or ``loss`` (training and validation of each).
+            Defaults to both, one panel each.
+        ax: One axes per metric. Defaults to a new figure.
+
+    Returns:
+        The figure.
+
+    Raises:
+        SpecError: ``param`` is not a column, or ``ax`` does not match ``metrics``.
+    """
+    param = _resolve_param(results, param, "results")
+    fig, axes = _axes_for(ax, len(metrics))
+    df = _complete(results)
+    df = df.loc[df[param].notna()]
+    if df.empty:
+        for a in axes:
+            _no_data(a, "no complete trial yet")
+        return fig
+    axis = _Axis(list(df[param]))
+    repeats = False
+    for a, metric in zip(axes, metrics, strict=True):
+        for kind, style in (("training", "--"), ("validation", "-")):
+            column = _metric_column(metric, kind)
+            if column not in df.columns:
+                continue
+            s = _summary(df, param, column, axis)
+            if s.empty:
+                continue
+            (line,) = a.plot(s.index, s["mean"], style, marker="o", markersize=4, label=kind)
+            if (s["count"] > 1).any():
+                repeats = True
+                color = line.get_color()
+                a.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.15, lw=0)
+                # Error bars as a line collection, so that ax.lines holds only the means.
+                a.vlines(s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5)
+        axis.style(a, param)
+        a.set_ylabel(f"final {metric}")
+        a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
+        a.grid(alpha=0.3)
+        a.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _trial_label(row: Mapping[str, Any], varied: Sequence[str], repeats: bool) -> str:
+    parts = [f"{p}={_fmt_value(row[p])}" for p in varied if p in row]
+    if repeats or not parts:
+        parts.append(f"seed={row['seed']}")
+    return ", ".join(parts) if varied else str(row["name"])
+
+
+def load_histories(
+    source: str | os.PathLike[str], *, include_incomplete: bool = False
+) -> dict[str, pd.DataFrame]:
+    """Per-epoch histories of a sweep's trials (or of one run), labelled by their settings.
+
+    Args:
+        source: A sweep directory or a run directory.
+        include_incomplete: Also return the partial history of a trial still running
+            (or interrupted). Defaults to False (complete trials only).
+
+    Returns:
+        Label (e.g. ``hidden_neurons=18``) -> ``model_history.csv`` as a DataFrame.
+
+    Raises:
+        DataError: ``source`` is neither a sweep nor a run directory.
+    """
+    from appsleuth.sweep.store import MANIFEST
+
+    source = Path(source)
+    wanted = ("complete", "incomplete") if include_incomplete else ("complete",)
+    if (source / MANIFEST).exists():
+        results = load_results(source)
+        varied = results.attrs["varied"]
+        out = {}
+        for _, row in results.iterrows():
+            if row["status"] not in wanted:
+                continue
+            history = _read_history(source / row["name"])
+            if history is not None:
+                out[_trial_label(row, varied, results.attrs["repeats"])] = history
+        return out
+    if (source / METADATA).exists() or (source / HISTORY).exists():
+        history = _read_history(source)
+        if history is None or run_status(source) not in wanted:
+            return {}
+        return {source.name: history}
+    raise DataError(
+        f"{source} is neither a sweep directory (no manifest.json) nor a run directory "
+        f"(no {METADATA})"
+    )
+
+
+def _read_history(run_dir: Path) -> pd.DataFrame | None:
+    try:
+        history = pd.read_csv(run_dir / HISTORY)
+    except (OSError, ValueError):
+        return None
+    return history if not history.empty else None
+
+
+def _histories(source: HistorySource) -> dict[str, pd.DataFrame]:
+    if isinstance(source, str | os.PathLike):
+        return load_histories(source)
+    if isinstance(source, pd.DataFrame):
+        return {"run": source}
+    if isinstance(source, Mapping):
+        return {str(k): pd.DataFrame(v) for k, v in source.items()}
+    return {f"run {i + 1}": pd.DataFrame(h) for i, h in enumerate(source)}
+
+
+def plot_learning_curves(
+    source: HistorySource,
+    *,
+    metrics: Sequence[str] = ("accuracy", "loss"),
+    ax: Any = None,
+) -> Any:
+    """Every trial's learning curves overlaid: training dashed, validation solid.
+
+    Args:
+        source: A sweep or run directory, a history DataFrame, a mapping label ->
+            history, or a list of histories.
+        metrics: ``accuracy`` and/or ``loss``. Defaults to both, one panel each.
+        ax: One axes per metric. Defaults to a new figure.
+
+    Returns:
+        The figure (one colour per trial).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    histories = _histories(source)
+    fig, axes = _axes_for(ax, len(metrics), width=5.5, height=4.0)
+    if not histories:
+        for a in axes:
+            _no_data(a, "no learning curves yet")
+        return fig
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if len(histories) <= 10 else "viridis")
+    n = len(histories)
+    for a, metric in zip(axes, metrics, strict=True):
+        for i, (label, h) in enumerate(histories.items()):
+            color = cmap(i if n <= 10 else i / max(n - 1, 1))
+            epochs = np.arange(1, len(h) + 1)
+            if metric in h:
+                a.plot(epochs, h[metric], "--", color=color, lw=1.2, label=f"{label} training")
+            if f"val_{metric}" in h:
+                a.plot(epochs, h[f"val_{metric}"], "-", color=color, lw=1.6, label=label)
+        a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_ylabel(metric)
+        a.set_title(f"{metric}: training dashed, validation solid")
+        a.grid(alpha=0.3)
+        handles = [
+            Line2D([], [], color="0.3", ls="--", label="training"),
+            Line2D([], [], color="0.3", ls="-", label="validation"),
+        ]
+        if n <= _MAX_LEGEND:
+            handles += [
+                Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
+                for i, lbl in enumerate(histories)
+            ]
+        a.legend(handles=handles, fontsize="x-small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_small_multiples(
+    source: HistorySource,
+    *,
+    metric: str = "accuracy",
+    ncols: int = 4,
+    highlight: str | None = None,
+) -> Any:
+    """One small panel per trial with its training (dashed) and validation (solid) curve.
+
+    Args:
+        source: As :func:`plot_learning_curves`.
+        metric: ``accuracy`` or ``loss``. Defaults to ``accuracy``.
+        ncols: Panels per row. Defaults to 4.
+        highlight: Label of a trial whose panel is framed (e.g. the best). Defaults to none.
+
+    Returns:
+        The figure; panels share the y axis so trials compare at a glance.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    histories = _histories(source)
+    n = max(len(histories), 1)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True, squeeze=False
+    )
+    flat = list(axes.ravel())
+    if not histories:
+        _no_data(flat[0], "no learning curves yet")
+    for a, (label, h) in zip(flat, histories.items(), strict=False):
+        epochs = np.arange(1, len(h) + 1)
+        if metric in h:
+            a.plot(epochs, h[metric], "--", color="C0", lw=1.2, label="training")
+        if f"val_{metric}" in h:
+            a.plot(epochs, h[f"val_{metric}"], "-", color="C1", lw=1.6, label="validation")
+        a.set_title(label, fontsize=8)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.grid(alpha=0.3)
+        if label == highlight:
+            for spine in a.spines.values():
+                spine.set_edgecolor("#d97706")
+                spine.set_linewidth(2.5)
+            a.set_title(f"{label} (best)", fontsize=8, fontweight="bold")
+    for a in flat[len(histories) :]:
+        if histories:
+            a.set_visible(False)
+    if histories:
+        flat[0].legend(fontsize="x-small")
+    fig.supxlabel("epoch", fontsize=9)
+    fig.supylabel(metric, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(
+    results: pd.DataFrame, published: pd.DataFrame, param: str | None = None
+) -> pd.DataFrame:
+    """This sweep's final metrics next to the published ones, value by value.
+
+    Repeated settings (seeds) are averaged on each side.
+
+    Args:
+        results: From :func:`load_results` (complete trials are used).
+        published: From :func:`read_published`.
+        param: The hyperparameter. Defaults to the published file's.
+
+    Returns:
+        Columns ``param``, ``ours_<metric>`` and ``published_<metric>`` for each of
+        ``loss, accuracy, val_loss, val_accuracy``, ``val_accuracy_difference`` (ours
+        minus published), ``n_ours`` and ``n_published``; one row per value on either side.
+    """
+    param = param or published.attrs.get("param") or published.columns[0]
+    ours_col = _resolve_param(results, param, "results")
+    pub_col = _resolve_param(published, param, "published results")
+    ours = _complete(results)
+    sides = {}
+    for side, df, col in (("ours", ours, ours_col), ("published", published, pub_col)):
+        frame = df[[col, *METRIC_COLUMNS]].copy()
+        frame["_key"] = [_key(v) for v in frame[col]]
+        grouped = frame.groupby("_key", sort=False)
+        agg = grouped[list(METRIC_COLUMNS)].mean().add_prefix(f"{side}_")
+        agg[f"n_{side}"] = grouped.size()
+        agg[f"_{side}_value"] = grouped[col].first()
+        sides[side] = agg
+    table = sides["ours"].join(sides["published"], how="outer")
+    values = table["_ours_value"].where(table["_ours_value"].notna(), table["_published_value"])
+    axis = _Axis(list(values))
+    table.insert(0, param, [_fmt_value(v) for v in values])
+    table["_x"] = [axis.x(v) for v in values]
+    table = table.sort_values("_x").reset_index(drop=True)
+    table["val_accuracy_difference"] = table["ours_val_accuracy"] - table["published_val_accuracy"]
+    for side in ("ours", "published"):
+        table[f"n_{side}"] = table[f"n_{side}"].fillna(0).astype(int)
+    columns = [param]
+    for m in METRIC_COLUMNS:
+        columns += [f"ours_{m}", f"published_{m}"]
+    return table[[*columns, "val_accuracy_difference", "n_ours", "n_published"]]
+
+
+def plot_comparison(
+    results: pd.DataFrame,
+    published: pd.DataFrame,
+    param: str | None = None,
+    *,
+    metrics: Sequence[str] = ("val_accuracy", "val_loss"),
+    ax: Any = None,
+) -> Any:
+    """This sweep (solid, circles) against the published results (dashed, squares).
+
+    Args:
+        results: From :func:`load_results`, or a teaching ``results.csv`` table.
+        published: From :func:`read_published` (or any teaching-layout table).
+        param: The hyperparameter. Defaults to the published file's.
+        metrics: Columns compared. Defaults to ``val_accuracy`` and ``val_loss``.
+        ax: One axes per metric. Defaults to a new figure.
+
+    Returns:
+        The figure.
+    """
+    param = param or published.attrs.get("param") or published.columns[0]
+    ours_col = _resolve_param(results, param, "results")
+    pub_col = _resolve_param(published, param, "published results")
+    fig, axes = _axes_for(ax, len(metrics))
+    ours = _complete(results)
+    ours = ours.loc[ours[ours_col].notna()]
+    axis = _Axis([*ours[ours_col], *published[pub_col]])
+    for a, metric in zip(axes, metrics, strict=True):
+        for df, col, style, marker, label in (
+            (ours, ours_col, "-", "o", "this sweep"),
+            (published, pub_col, "--", "s", "published"),
+        ):
+            s = _summary(df, col, metric, axis)
+            if s.empty:
+                continue
+            a.plot(s.index, s["mean"], style, marker=marker, markersize=5, label=label)
+        axis.style(a, param)
+        a.set_ylabel(f"final {metric}")
+        a.set_title(f"{metric}: this sweep vs published")
+        a.grid(alpha=0.3)
+        a.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

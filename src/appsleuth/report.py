@@ -1,0 +1,1177 @@
+"""The HTML report of a sweep or a run: one self-contained file.
+
+``appsleuth report DIR`` writes ``DIR/report.html``: inline CSS, figures embedded as
+base64 PNG data URIs, no JavaScript, nothing fetched from the network, so the file can
+be mailed, archived or opened from a cluster's scratch directory. Every string that
+comes from data, specs or error messages is HTML-escaped, and the page's
+Content-Security-Policy forbids scripts, so an app called ``<script>`` stays text.
+
+A sweep report holds the data and split (with the split's leakage rate), the
+leaderboard (every trial, failed and pending ones included), metric-vs-hyperparameter
+plots, learning curves, the best trial's confusion matrix and per-class table with
+Moriarty (the malware) called out, and optionally classical baselines and a comparison
+with published results. A run report holds the same for one run.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from appsleuth._version import __version__
+from appsleuth.analysis import (
+    comparison_table,
+    load_histories,
+    load_results,
+    plot_comparison,
+    plot_learning_curves,
+    plot_metric_vs_param,
+    plot_small_multiples,
+    read_published,
+)
+from appsleuth.data.layouts import MALWARE_APP
+from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.run import HISTORY, METADATA, METRICS, read_metadata, run_status
+from appsleuth.spec import RunSpec
+
+__all__ = ["REPORT", "render_report", "report_command", "write_report"]
+
+REPORT = "report.html"
+_DPI = 80
+
+
+# --- HTML building blocks ----------------------------------------------------------------
+
+
+class _Html(str):
+    """Markup built here: inserted as is. Any other value is escaped."""
+
+
+def _e(value: Any) -> str:
+    """Escape a value for HTML text or a quoted attribute."""
+    if isinstance(value, _Html):
+        return value
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _tag(name: str, content: Any = "", **attrs: Any) -> _Html:
+    attr_text = "".join(
+        f' {k.rstrip("_").replace("_", "-")}="{_e(v)}"' for k, v in attrs.items() if v is not None
+    )
+    inner = "".join(_e(c) for c in content) if isinstance(content, list | tuple) else _e(content)
+    return _Html(f"<{name}{attr_text}>{inner}</{name}>")
+
+
+def _join(parts: Iterable[Any]) -> _Html:
+    return _Html("".join(_e(p) for p in parts))
+
+
+def _table(
+    headers: Sequence[Any],
+    rows: Sequence[Sequence[Any]],
+    *,
+    row_classes: Sequence[str | None] | None = None,
+    row_attrs: Sequence[Mapping[str, Any]] | None = None,
+    cls: str | None = None,
+    id_: str | None = None,
+) -> _Html:
+    head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
+    body_rows = []
+    for i, row in enumerate(rows):
+        attrs = dict(row_attrs[i]) if row_attrs else {}
+        body_rows.append(
+            _tag(
+                "tr",
+                [_tag("td", c) for c in row],
+                class_=row_classes[i] if row_classes else None,
+                **attrs,
+            )
+        )
+    return _tag(
+        "div", _tag("table", [head, _tag("tbody", body_rows)], class_=cls, id=id_), class_="scroll"
+    )
+
+
+def _section(title: str, *content: Any, id_: str | None = None) -> _Html:
+    return _tag("section", [_tag("h2", title), *content], id=id_)
+
+
+def _note(text: Any, kind: str = "note") -> _Html:
+    return _tag("p", text, class_=f"callout {kind}")
+
+
+def _figure(fig: Any, alt: str, caption: Any = None) -> _Html:
+    """The figure as an embedded PNG (the figure is closed)."""
+    from appsleuth.plots import _pyplot
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=_DPI)
+    finally:
+        _pyplot().close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    img = _Html(f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">')
+    parts = [img] + ([_tag("figcaption", caption)] if caption is not None else [])
+    return _tag("figure", parts)
+
+
+def _dl(items: Sequence[tuple[str, Any]]) -> _Html:
+    return _tag("dl", [_join([_tag("dt", k), _tag("dd", v)]) for k, v in items], class_="facts")
+
+
+def _badge(status: str) -> _Html:
+    return _tag("span", status, class_=f"badge {status}")
+
+
+# --- number formats -------------------------------------------------------------------------
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    return "–" if _missing(x) else f"{float(x):.{digits}f}"
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    return "–" if _missing(x) else f"{100 * float(x):.{digits}f} %"
+
+
+def _duration(seconds: Any) -> str:
+    if _missing(seconds):
+        return "–"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def _value(v: Any) -> str:
+    if _missing(v):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _plain_labels(labels: Sequence[Any]) -> list[str]:
+    """App names safe for matplotlib: a '$' would start mathtext."""
+    return [str(label).replace("$", r"\$") for label in labels]
+
+
+# --- the data context: leakage and baselines ----------------------------------------------
+
+
+def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) -> dict[str, Any]:
+    """Leakage of the split (and baselines) on the data the spec names.
+
+    Returns ``{"leakage": rate or None, "note": why not, "baselines": {...} or None,
+    "baselines_note": ...}``; never raises for unavailable data, which is noted instead.
+    """
+    from appsleuth.data.load import frame_info
+    from appsleuth.data.quality import leakage_rate
+    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+
+    out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
+    try:
+        prepared = prepare_run_data(spec, load_data(spec))
+    except (AppSleuthError, OSError) as exc:
+        out["note"] = f"not measured: the data is unavailable ({exc})"
+        out["baselines_note"] = out["note"].replace("not measured", "not computed")
+        return out
+    if fingerprint is not None and _fingerprint(prepared) != fingerprint:
+        # The run was trained on another table (e.g. a DataFrame passed to train()):
+        # numbers computed on the spec's data would describe a different experiment.
+        out["note"] = (
+            "not measured: the data the spec names differs from the data the run was "
+            "trained on (its fingerprint does not match)"
+        )
+        out["baselines_note"] = out["note"].replace("not measured", "not computed")
+        return out
+    table = prepared.table
+    train, val, _ = prepared.split.frames(table)
+    out["leakage"] = leakage_rate(train, val, list(frame_info(table).features))
+    if baselines:
+        from appsleuth.baselines import run_baselines
+
+        out["baselines"] = run_baselines(prepared, seed=spec.train.seed)
+    return out
+
+
+# --- common sections --------------------------------------------------------------------------
+
+
+def _split_text(split: Mapping[str, Any] | None) -> str:
+    if not split:
+        return "–"
+    text = f"{split.get('kind', '?')} (validation {_value(split.get('val_fraction'))}"
+    if split.get("test_fraction"):
+        text += f", test {_value(split.get('test_fraction'))}"
+    text += f", seed {_value(split.get('seed'))})"
+    if split.get("n_train") is not None:
+        text += f": {split['n_train']:,} training / {split.get('n_val', 0):,} validation rows"
+    return text
+
+
+def _leakage_item(context: Mapping[str, Any], split_kind: str | None) -> _Html:
+    rate = context.get("leakage")
+    if rate is None:
+        return _tag("span", context.get("note") or "not measured", class_="muted")
+    text = f"{_pct(rate)} of validation rows have an exact copy in training"
+    if rate >= 0.2:
+        return _join(
+            [
+                _tag("strong", text, class_="warn"),
+                _tag(
+                    "span",
+                    f" — accuracy on this {split_kind or ''} split is optimistic; compare a "
+                    "blocked or group split",
+                    class_="muted",
+                ),
+            ]
+        )
+    return _tag("span", text)
+
+
+def _dataset_item(meta: Mapping[str, Any] | None, spec: RunSpec) -> _Html:
+    meta = meta or {}
+    name = meta.get("dataset") or (spec.data.path or "embedded synthetic SherLock data")
+    synthetic = meta.get("synthetic", spec.data.path is None)
+    parts: list[Any] = [_tag("span", name)]
+    if synthetic:
+        parts.append(_tag("span", "synthetic", class_="badge synthetic"))
+    else:
+        parts.append(_tag("span", "real data", class_="badge real"))
+    return _join(parts)
+
+
+def _hardware_text(metas: Sequence[Mapping[str, Any]]) -> str:
+    hardware = [m.get("hardware") for m in metas if isinstance(m.get("hardware"), Mapping)]
+    if not hardware:
+        return "–"
+    first = hardware[0]
+    devices = ", ".join(map(str, first.get("devices") or [])) or str(first.get("device", "?"))
+    text = (
+        f"{first.get('hostname', '?')}: {first.get('machine', '')} {first.get('system', '')}, "
+        f"{first.get('cores_available', '?')} of {first.get('cpu_count', '?')} cores per trial, "
+        f"{first.get('backend', '?')} backend on {devices}"
+    )
+    hosts = {h.get("hostname") for h in hardware}
+    if len(hosts) > 1:
+        text += f" ({len(hosts)} hosts in all)"
+    return text
+
+
+def _malware_block(metrics: Mapping[str, Any]) -> _Html:
+    malware = metrics.get("malware")
+    if not malware:
+        return _note(
+            f"{MALWARE_APP} (the malware) is not a class of this task: no detection rate.",
+            "muted",
+        )
+    per_class = (metrics.get("per_class") or {}).get(MALWARE_APP) or {}
+    support = per_class.get("support")
+    caught = (
+        f" ({round(malware['detection_rate'] * support):,} of {support:,} samples)"
+        if support is not None and malware.get("detection_rate") is not None
+        else ""
+    )
+    return _tag(
+        "div",
+        [
+            _tag("h3", f"{MALWARE_APP} (malware)"),
+            _tag(
+                "div",
+                [
+                    _tag(
+                        "div",
+                        [
+                            _tag("span", "detection rate", class_="label"),
+                            _tag("span", _pct(malware.get("detection_rate")), class_="big"),
+                            _tag("span", f"recall of {MALWARE_APP}{caught}", class_="muted"),
+                        ],
+                        class_="stat",
+                    ),
+                    _tag(
+                        "div",
+                        [
+                            _tag("span", "false-alarm rate", class_="label"),
+                            _tag("span", _pct(malware.get("false_alarm_rate"), 2), class_="big"),
+                            _tag("span", "benign samples flagged as malware", class_="muted"),
+                        ],
+                        class_="stat",
+                    ),
+                    _tag(
+                        "div",
+                        [
+                            _tag("span", "precision", class_="label"),
+                            _tag("span", _pct(malware.get("precision")), class_="big"),
+                            _tag("span", "alarms that are malware", class_="muted"),
+                        ],
+                        class_="stat",
+                    ),
+                ],
+                class_="stats",
+            ),
+        ],
+        class_="callout malware",
+    )
+
+
+def _per_class_table(metrics: Mapping[str, Any]) -> _Html:
+    per_class = metrics.get("per_class") or {}
+    rows, classes = [], []
+    for app, m in per_class.items():
+        is_malware = app == MALWARE_APP
+        name = _join([app, _tag("span", "malware", class_="badge failed")]) if is_malware else app
+        rows.append(
+            [
+                name,
+                _num(m.get("precision"), 3),
+                _num(m.get("recall"), 3),
+                _num(m.get("f1"), 3),
+                f"{m.get('support', 0):,}",
+            ]
+        )
+        classes.append("malware" if is_malware else None)
+    for label, key in (("macro average", "macro_avg"), ("weighted average", "weighted_avg")):
+        avg = metrics.get(key) or {}
+        rows.append(
+            [
+                _tag("em", label),
+                _num(avg.get("precision"), 3),
+                _num(avg.get("recall"), 3),
+                _num(avg.get("f1"), 3),
+                f"{metrics.get('n', 0):,}",
+            ]
+        )
+        classes.append("average")
+    return _table(
+        ["app", "precision", "recall", "F1", "support"],
+        rows,
+        row_classes=classes,
+        cls="numbers",
+        id_="per-class",
+    )
+
+
+def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
+    from appsleuth.plots import plot_confusion_matrix
+
+    cm = metrics.get("confusion_matrix") or {}
+    if not cm.get("counts") or not cm.get("labels"):
+        return None
+    fig = plot_confusion_matrix(cm["counts"], _plain_labels(cm["labels"]))
+    return _figure(
+        fig,
+        "confusion matrix of the validation rows",
+        "Confusion matrix on the validation rows: each row is a true app, shares of that "
+        "app's samples; the diagonal is each app's recall.",
+    )
+
+
+def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
+    parts: list[_Html] = [
+        _tag(
+            "p",
+            f"Validation accuracy {_pct(metrics.get('accuracy'), 2)} on {metrics.get('n', 0):,} "
+            f"rows, macro F1 {_num((metrics.get('macro_avg') or {}).get('f1'), 3)} ({where}).",
+        ),
+        _malware_block(metrics),
+    ]
+    confusion = _confusion_figure(metrics)
+    if confusion is not None:
+        parts.append(confusion)
+    parts.append(_tag("h3", "Per-app precision, recall and F1"))
+    parts.append(_per_class_table(metrics))
+    return parts
+
+
+def _fit_block(fit: Mapping[str, Any] | None) -> _Html:
+    fit = fit or {}
+    diagnosis = fit.get("diagnosis") or "unknown"
+    return _tag(
+        "p",
+        [
+            _tag("strong", "Fit diagnosis: "),
+            _tag("span", diagnosis, class_=f"diag {str(diagnosis).replace(' ', '-')}"),
+            _tag("span", f" — {fit['reason']}" if fit.get("reason") else ""),
+        ],
+    )
+
+
+def _baselines_section(
+    context: Mapping[str, Any], network: Mapping[str, Any] | None, network_label: str
+) -> _Html:
+    baselines = context.get("baselines")
+    if not baselines:
+        return _section(
+            "Baselines",
+            _note(f"Baselines {context.get('baselines_note') or 'not computed'}.", "warn"),
+            id_="baselines",
+        )
+    rows = []
+    entries = [(network_label, network)] if network else []
+    entries += [(name.replace("_", " "), m) for name, m in baselines.items()]
+    for name, m in entries:
+        malware = m.get("malware") or {}
+        rows.append(
+            [
+                name,
+                _pct(m.get("accuracy"), 2),
+                _num((m.get("macro_avg") or {}).get("f1"), 3),
+                _pct(malware.get("detection_rate")),
+                _pct(malware.get("false_alarm_rate"), 2),
+                _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
+            ]
+        )
+    return _section(
+        "Baselines on the same split",
+        _tag(
+            "p",
+            "Logistic regression and a decision tree (scikit-learn) fitted on the same "
+            "training rows and scored on the same validation rows: is the network worth it?",
+        ),
+        _table(
+            [
+                "model",
+                "accuracy",
+                "macro F1",
+                f"{MALWARE_APP} detection",
+                "false alarms",
+                "fit time",
+            ],
+            rows,
+            row_classes=["best" if network else None] + [None] * len(baselines),
+            cls="numbers",
+            id_="baselines-table",
+        ),
+        id_="baselines",
+    )
+
+
+# --- sweep report ---------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _sweep_report(
+    sweep_dir: Path,
+    *,
+    baselines: bool,
+    published: pd.DataFrame | None,
+    log: Callable[[str], None],
+) -> tuple[str, _Html]:
+    from appsleuth.sweep.store import MANIFEST, read_plan
+
+    manifest = _read_json(sweep_dir / MANIFEST)
+    name = str(manifest.get("name") or sweep_dir.name)
+    results = load_results(sweep_dir)
+    plan = read_plan(sweep_dir)
+    varied = list(results.attrs["varied"])
+    if published is not None:
+        param = published.attrs["param"]
+        if param not in varied:
+            raise DataError(
+                f"the published results in {published.attrs['source']} vary {param}, but "
+                f"sweep {name} varies {', '.join(varied) or 'nothing'}; compare a sweep "
+                f"of the same hyperparameter"
+            )
+    metas = {
+        row["name"]: read_metadata(sweep_dir / row["name"]) or {}
+        for _, row in results.iterrows()
+        if row["status"] in ("complete", "failed")
+    }
+    complete = results.loc[results["status"] == "complete"].sort_values(
+        ["val_accuracy", "val_loss"], ascending=[False, True], kind="stable"
+    )
+    best = complete.iloc[0] if len(complete) else None
+    spec = plan[int(best["index"])].spec if best is not None else (plan[0].spec if plan else None)
+    counts = results["status"].value_counts().to_dict()
+    best_meta = metas.get(best["name"]) if best is not None else None
+    log(f"appsleuth: report on {len(results)} trial(s) of {sweep_dir}")
+
+    context: dict[str, Any] = {"leakage": None, "note": "not measured: the sweep has no trials"}
+    if spec is not None:
+        log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
+        context = _data_context(
+            spec,
+            fingerprint=(best_meta or {}).get("data_fingerprint"),
+            baselines=baselines and best is not None,
+        )
+        if baselines and best is None:
+            context["baselines_note"] = "not computed: no trial is complete yet"
+
+    # --- header
+    sweep_spec = _read_json_yaml(sweep_dir)
+    executor = (sweep_spec.get("executor") or {}) if isinstance(sweep_spec, dict) else {}
+    jobs = sorted({str(m.get("SLURM_JOB_ID")) for m in metas.values() if m.get("SLURM_JOB_ID")})
+    executor_text = str(executor.get("kind") or "local")
+    if executor.get("workers") or executor.get("threads_per_trial"):
+        executor_text += (
+            f" (workers {_value(executor.get('workers') or 'auto')}, "
+            f"{_value(executor.get('threads_per_trial') or 1)} thread(s) per trial)"
+        )
+    executor_text += f"; SLURM job(s) {', '.join(jobs)}" if jobs else "; trials ran outside SLURM"
+    status_text = ", ".join(
+        f"{counts[s]} {s}" for s in ("complete", "failed", "incomplete", "pending") if counts.get(s)
+    )
+    total = results["duration_s"].sum(min_count=1)
+    split = (best_meta or {}).get("split") or (spec.data.split.to_dict() if spec else None)
+    facts = [
+        ("Dataset", _dataset_item(best_meta, spec) if spec else "–"),
+        ("Split", _split_text(split)),
+        ("Leakage", _leakage_item(context, (split or {}).get("kind"))),
+        ("Trials", f"{len(results)} ({status_text or 'none planned'})"),
+        ("Varied", ", ".join(varied) or "nothing (a single setting)"),
+        ("Same for all trials", _fixed_text(results)),
+        ("Executor", executor_text),
+        ("Total compute time", f"{_duration(total)} (sum of the trials' wall times)"),
+        ("Hardware", _hardware_text(list(metas.values()))),
+    ]
+    body: list[Any] = [
+        _tag(
+            "header",
+            [
+                _tag("h1", f"Sweep {name}"),
+                _tag("p", f"{sweep_dir}", class_="muted path"),
+                _dl(facts),
+            ],
+        )
+    ]
+    missing = results.loc[results["status"] != "complete"]
+    if len(missing):
+        states = ", ".join(f"{n} {s}" for s, n in missing["status"].value_counts().items())
+        body.append(
+            _note(
+                f"{len(missing)} of {len(results)} trial(s) have no result yet ({states}): they "
+                "are listed at the bottom of the leaderboard with their state or error, and "
+                "left out of the plots. Run the sweep again to finish them (failed ones "
+                "need --retry-failed).",
+                "warn",
+            )
+        )
+
+    # --- leaderboard
+    body.append(_leaderboard(results, complete, best, varied))
+
+    # --- hyperparameter plots
+    figures: list[Any] = []
+    for param in varied:
+        if len(complete):
+            figures.append(
+                _figure(
+                    plot_metric_vs_param(results, param),
+                    f"final accuracy and loss against {param}",
+                    f"Final-epoch accuracy and loss against {param}: training dashed, "
+                    "validation solid"
+                    + (
+                        " (mean, std error bars and min–max band over seeds)"
+                        if results.attrs.get("repeats")
+                        else ""
+                    )
+                    + ".",
+                )
+            )
+    if not varied:
+        figures.append(_note("No hyperparameter varies in this sweep.", "muted"))
+    elif not len(complete):
+        figures.append(_note("No complete trial yet: nothing to plot.", "muted"))
+    body.append(_section("Metrics against each hyperparameter", *figures, id_="params"))
+
+    # --- learning curves
+    histories = load_histories(sweep_dir)
+    if histories:
+        best_label = None
+        if best is not None:
+            labels = list(histories)
+            names = [r["name"] for _, r in complete.sort_values("index").iterrows()]
+            best_label = dict(zip(names, labels, strict=False)).get(best["name"])
+        curves = [
+            _figure(
+                plot_learning_curves(histories),
+                "learning curves of every trial",
+                "Every complete trial: training dashed, validation solid.",
+            ),
+            _figure(
+                plot_small_multiples(histories, highlight=best_label),
+                "one learning curve panel per trial",
+                "One panel per trial (validation accuracy solid, training dashed); the best "
+                "trial is framed.",
+            ),
+        ]
+    else:
+        curves = [_note("No complete trial yet: no learning curves.", "muted")]
+    body.append(_section("Learning curves", *curves, id_="curves"))
+
+    # --- best trial
+    if best is not None:
+        metrics = _read_json(sweep_dir / best["name"] / METRICS)
+        params = ", ".join(f"{p} = {_value(best[p])}" for p in varied) or "the only setting"
+        body.append(
+            _section(
+                f"Best trial: {best['name']}",
+                _tag(
+                    "p",
+                    f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
+                    f"{params}; {int(best['epochs_run'] or 0)} epochs, "
+                    f"{_duration(best['duration_s'])}.",
+                ),
+                _fit_block(metrics.get("fit")),
+                *_evaluation_sections(metrics, "validation rows of the split above"),
+                id_="best",
+            )
+        )
+    else:
+        body.append(_section("Best trial", _note("No complete trial yet.", "muted"), id_="best"))
+
+    # --- baselines and comparison
+    if baselines:
+        network = None
+        if best is not None:
+            network = dict(_read_json(sweep_dir / best["name"] / METRICS))
+            network["fit_seconds"] = best["duration_s"]
+        body.append(
+            _baselines_section(
+                context, network, f"network ({best['name']})" if best is not None else "network"
+            )
+        )
+    if published is not None:
+        body.append(_comparison_section(results, published))
+    return f"appsleuth report: sweep {name}", _join(body)
+
+
+def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep spec as written (``sweep.yaml``), or {} when unreadable."""
+    import yaml
+
+    from appsleuth.sweep.store import SPEC_FILE
+
+    try:
+        data = yaml.safe_load((sweep_dir / SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+_SETTINGS = ("hidden_neurons", "learning_rate", "batch_size", "epochs", "seed")
+
+
+def _shown_fixed(results: pd.DataFrame) -> list[str]:
+    """Settings that are not varied but still differ between trials (e.g. repeated seeds)."""
+    varied = results.attrs.get("varied") or []
+    return [
+        c
+        for c in _SETTINGS
+        if c not in varied and c in results and results[c].astype(str).nunique() > 1
+    ]
+
+
+def _fixed_text(results: pd.DataFrame) -> str:
+    """The settings every trial shares, for the header."""
+    varied = results.attrs.get("varied") or []
+    shown = _shown_fixed(results)
+    parts = [
+        f"{c} {_value(results[c].iloc[0])}"
+        for c in _SETTINGS
+        if c not in varied and c not in shown and c in results and len(results)
+    ]
+    return ", ".join(parts) or "–"
+
+
+def _leaderboard(
+    results: pd.DataFrame, complete: pd.DataFrame, best: Any, varied: Sequence[str]
+) -> _Html:
+    params = [*varied, *(c for c in _shown_fixed(results) if c not in varied)]
+    headers = [
+        "#",
+        "trial",
+        "status",
+        *params,
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "macro F1",
+        f"{MALWARE_APP} recall",
+        "fit",
+        "duration",
+    ]
+    others = results.loc[results["status"] != "complete"]
+    rows, classes, attrs = [], [], []
+    for rank, (_, r) in enumerate(complete.iterrows(), start=1):
+        is_best = best is not None and r["name"] == best["name"]
+        rows.append(
+            [
+                _join([str(rank), _tag("span", " ★ best", class_="star")]) if is_best else rank,
+                r["name"],
+                _badge("complete"),
+                *(_value(r[p]) for p in params),
+                _num(r["loss"]),
+                _num(r["accuracy"]),
+                _num(r["val_loss"]),
+                _tag("strong", _num(r["val_accuracy"])),
+                _num(r["f1_macro"], 3),
+                _pct(r["moriarty_detection_rate"]),
+                r["fit_diagnosis"] or "–",
+                _duration(r["duration_s"]),
+            ]
+        )
+        classes.append("trial best" if is_best else "trial")
+        attrs.append({"data_status": "complete", "data_name": r["name"]})
+    n_metric_cols = len(headers) - 3 - len(params)
+    for _, r in others.iterrows():
+        state = str(r["status"])
+        if state == "failed":
+            detail = _join([_tag("strong", "error: "), _tag("code", r["error"] or "unknown error")])
+            if not _missing(r["duration_s"]):
+                detail = _join([detail, f" (after {_duration(r['duration_s'])})"])
+        elif state == "incomplete":
+            detail = "started but not finished: running now, or interrupted (run the sweep again)"
+        else:
+            detail = "not started yet"
+        # The last cell (the state or error) spans the metric columns.
+        rows.append(["–", r["name"], _badge(state), *(_value(r[p]) for p in params), detail])
+        classes.append(f"trial {state}")
+        attrs.append({"data_status": state, "data_name": r["name"]})
+    table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
+    intro = (
+        "Every trial, sorted by final validation accuracy; the best is highlighted. "
+        "Trials without a result follow with their state."
+    )
+    return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
+
+
+def _leaderboard_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    classes: Sequence[str],
+    attrs: Sequence[Mapping[str, Any]],
+    n_metric_cols: int,
+) -> _Html:
+    head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
+    body = []
+    for row, cls, attr in zip(rows, classes, attrs, strict=True):
+        spanned = attr["data_status"] != "complete"
+        cells = [
+            _tag("td", c, class_="name" if j == 1 else None)
+            for j, c in enumerate(row[:-1] if spanned else row)
+        ]
+        if spanned:
+            cells.append(_tag("td", row[-1], colspan=n_metric_cols, class_="detail"))
+        body.append(_tag("tr", cells, class_=cls, **attr))
+    return _tag(
+        "div",
+        _tag("table", [head, _tag("tbody", body)], class_="numbers", id="leaderboard-table"),
+        class_="scroll",
+    )
+
+
+def _complete_rows(results: pd.DataFrame) -> pd.DataFrame:
+    return results.loc[results["status"] == "complete"]
+
+
+def _comparison_section(results: pd.DataFrame, published: pd.DataFrame) -> _Html:
+    param = published.attrs["param"]
+    table = comparison_table(results, published, param)
+    epochs = ", ".join(sorted({_value(e) for e in _complete_rows(results)["epochs"]})) or "?"
+    rows = []
+    for _, r in table.iterrows():
+        diff = r["val_accuracy_difference"]
+        rows.append(
+            [
+                r[param],
+                _num(r["ours_val_accuracy"]),
+                _num(r["published_val_accuracy"]),
+                "–" if _missing(diff) else f"{100 * diff:+.2f} pp",
+                _num(r["ours_val_loss"]),
+                _num(r["published_val_loss"]),
+                int(r["n_ours"]),
+                int(r["n_published"]),
+            ]
+        )
+    return _section(
+        "Comparison with published results",
+        _tag(
+            "p",
+            f"This sweep against {published.attrs.get('source', 'the published results')} "
+            f"(teaching results.csv layout), by {param}; repeated settings are averaged. "
+            f"The trials of this sweep trained {epochs} epochs: compare like with like.",
+        ),
+        _figure(
+            plot_comparison(results, published, param),
+            f"validation accuracy and loss against {param}, this sweep and published",
+            "This sweep solid with circles, published dashed with squares.",
+        ),
+        _table(
+            [
+                param,
+                "val_accuracy (this sweep)",
+                "val_accuracy (published)",
+                "difference",
+                "val_loss (this sweep)",
+                "val_loss (published)",
+                "trials",
+                "published rows",
+            ],
+            rows,
+            cls="numbers",
+            id_="comparison-table",
+        ),
+        id_="comparison",
+    )
+
+
+# --- run report ------------------------------------------------------------------------------
+
+
+def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -> tuple[str, _Html]:
+    from appsleuth.plots import plot_loss_accuracy
+
+    status = run_status(run_dir)
+    meta = read_metadata(run_dir) or {}
+    spec: RunSpec | None = None
+    try:
+        if isinstance(meta.get("spec"), Mapping):
+            spec = RunSpec.from_dict(meta["spec"])
+        elif (run_dir / "spec.yaml").exists():
+            from appsleuth.spec import load_run_spec
+
+            spec = load_run_spec(run_dir / "spec.yaml")
+    except AppSleuthError as exc:
+        log(f"appsleuth: the run's spec cannot be read ({exc}); leakage not measured")
+    context: dict[str, Any] = {"leakage": None, "note": "not measured: the run's spec is unknown"}
+    if spec is not None:
+        log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
+        context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
+    hidden = meta.get("hidden_neurons") or (list(spec.model.hidden) if spec else None)
+    split = meta.get("split") or (spec.data.split.to_dict() if spec else None)
+    facts = [
+        ("Status", _badge(status)),
+        ("Dataset", _dataset_item(meta, spec) if spec else meta.get("dataset", "–")),
+        ("Split", _split_text(split)),
+        ("Leakage", _leakage_item(context, (split or {}).get("kind"))),
+        (
+            "Model and training",
+            f"hidden layers {hidden}, learning rate {_value(meta.get('learning_rate'))}, "
+            f"batch size {_value(meta.get('batch_size'))}, "
+            f"{_value(meta.get('epochs_run') or meta.get('epochs'))} epochs, "
+            f"seed {_value(meta.get('seed'))}, {meta.get('optimizer', 'adam')} optimizer",
+        ),
+        (
+            "Engine",
+            f"{meta.get('engine', '–')} (Keras {meta.get('keras_version', '?')}, "
+            f"{meta.get('backend', '?')} backend)",
+        ),
+        (
+            "Time",
+            f"{_duration(meta.get('wall_time_s'))} wall, "
+            f"{_num(meta.get('seconds_per_epoch'), 3)} s per epoch",
+        ),
+        ("Hardware", _hardware_text([meta])),
+        ("SLURM job", meta.get("SLURM_JOB_ID") or "none (ran outside SLURM)"),
+    ]
+    body: list[Any] = [
+        _tag(
+            "header",
+            [
+                _tag("h1", f"Run {run_dir.name}"),
+                _tag("p", str(run_dir), class_="muted path"),
+                _dl(facts),
+            ],
+        )
+    ]
+    if status == "failed":
+        body.append(
+            _tag(
+                "div",
+                [_tag("strong", "This run failed: "), _tag("code", meta.get("error") or "unknown")],
+                class_="callout failed",
+            )
+        )
+    elif status != "complete":
+        body.append(
+            _note(
+                "This run has not finished (no result yet): it is running, or was interrupted "
+                "and is redone by running the same command again.",
+                "warn",
+            )
+        )
+    history = None
+    try:
+        history = pd.read_csv(run_dir / HISTORY)
+    except (OSError, ValueError):
+        history = None
+    if history is not None and not history.empty and {"loss", "accuracy"} <= set(history):
+        body.append(
+            _section(
+                "Learning curves",
+                _figure(
+                    plot_loss_accuracy(history),
+                    "loss and accuracy against epoch",
+                    "Training dashed, validation solid.",
+                ),
+                id_="curves",
+            )
+        )
+    else:
+        body.append(_section("Learning curves", _note("No training history.", "muted")))
+    metrics = _read_json(run_dir / METRICS) if status == "complete" else {}
+    if metrics:
+        body.append(
+            _section(
+                "Evaluation",
+                _fit_block(metrics.get("fit")),
+                *_evaluation_sections(metrics, "validation rows of the split above"),
+                id_="evaluation",
+            )
+        )
+    if baselines:
+        network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None
+        body.append(_baselines_section(context, network, f"network ({run_dir.name})"))
+    return f"appsleuth report: run {run_dir.name}", _join(body)
+
+
+# --- page ---------------------------------------------------------------------------------------
+
+_CSS = """
+:root { --ink:#1f2933; --muted:#616e7c; --line:#d9e2ec; --bg:#ffffff; --soft:#f5f7fa;
+        --accent:#2563eb; --best:#fef3c7; --bad:#b91c1c; --badbg:#fde8e8; --ok:#15803d; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--soft); color: var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 1280px; margin: 0 auto; padding: 24px 28px 48px; background: var(--bg);
+       min-height: 100vh; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px;
+     border-bottom: 2px solid var(--line); }
+h3 { font-size: 16px; margin: 20px 0 8px; }
+.muted { color: var(--muted); }
+.path { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; margin: 0 0 14px;
+        word-break: break-all; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; }
+dl.facts dt { font-weight: 600; color: var(--muted); }
+dl.facts dd { margin: 0; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
+th, td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: left;
+         vertical-align: top; }
+th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+table.numbers td { font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.numbers td.detail { white-space: normal; color: var(--muted); }
+tbody tr:nth-child(even) { background: #fafbfc; }
+tr.best, tr.best:nth-child(even) { background: var(--best); font-weight: 600; }
+tr.best td:first-child { border-left: 4px solid #d97706; }
+tr.failed td:first-child { border-left: 4px solid var(--bad); }
+tr.malware, tr.malware:nth-child(even) { background: var(--badbg); font-weight: 600; }
+tr.malware td:first-child { border-left: 4px solid var(--bad); }
+tr.average td { color: var(--muted); }
+td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+.star { color: #b45309; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
+       white-space: pre-wrap; word-break: break-word; }
+.badge { display: inline-block; padding: 0 7px; margin-left: 6px; border-radius: 9px;
+         font-size: 12px; font-weight: 600; background: var(--line); color: var(--ink); }
+td > .badge:first-child { margin-left: 0; }
+.badge.complete { background: #dcfce7; color: var(--ok); }
+.badge.failed { background: var(--badbg); color: var(--bad); }
+.badge.incomplete { background: #fef3c7; color: #92400e; }
+.badge.pending, .badge.missing { background: #e5e7eb; color: #374151; }
+.badge.synthetic { background: #ede9fe; color: #5b21b6; }
+.badge.real { background: #dcfce7; color: var(--ok); }
+.callout { border-left: 4px solid var(--accent); background: #eff6ff; padding: 10px 14px;
+           margin: 12px 0; border-radius: 4px; }
+.callout.warn { border-color: #d97706; background: #fffbeb; }
+.callout.failed, .callout.malware { border-color: var(--bad); background: var(--badbg); }
+.callout.muted { border-color: var(--line); background: var(--soft); color: var(--muted); }
+.callout h3 { margin: 0 0 6px; color: var(--bad); }
+.stats { display: flex; flex-wrap: wrap; gap: 14px 36px; }
+.stat { display: flex; flex-direction: column; }
+.stat .label { font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
+               color: var(--muted); }
+.stat .big { font-size: 26px; font-weight: 700; color: var(--bad); }
+strong.warn { color: #b45309; }
+.diag { font-weight: 600; }
+.diag.good-fit { color: var(--ok); }
+.diag.overfitting, .diag.underfitting { color: #b45309; }
+figure { margin: 12px 0 20px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
+figcaption { font-size: 13px; color: var(--muted); }
+footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
+"""
+
+
+def _page(title: str, body: _Html) -> str:
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    footer = _tag(
+        "footer",
+        f"Generated by appsleuth {__version__} on {generated}. Self-contained: figures are "
+        "embedded, nothing is loaded from the network, and the page runs no scripts.",
+    )
+    # The policy forbids every script and any fetch: data URIs for images, inline CSS only.
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<main>\n{body}\n{footer}\n</main>\n</body>\n</html>\n"
+    )
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def _kind(directory: Path) -> str:
+    from appsleuth.sweep.store import MANIFEST
+
+    if not directory.exists():
+        raise DataError(f"{directory} does not exist; expected a sweep or a run directory")
+    if not directory.is_dir():
+        raise DataError(f"{directory} is a file; expected a sweep or a run directory")
+    if (directory / MANIFEST).exists():
+        return "sweep"
+    if (directory / METADATA).exists() or (directory / HISTORY).exists():
+        return "run"
+    raise DataError(
+        f"{directory} is neither a sweep directory (no {MANIFEST}) nor a run directory (no "
+        f"{METADATA} or {HISTORY}); pass the directory 'appsleuth sweep run' or "
+        f"'appsleuth train' created"
+    )
+
+
+def render_report(
+    directory: str | os.PathLike[str],
+    *,
+    baselines: bool = False,
+    compare: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> str:
+    """The HTML text of the report on a sweep or run directory.
+
+    Args:
+        directory: A sweep directory (``manifest.json``) or a run directory.
+        baselines: Also fit logistic regression and a decision tree on the best trial's
+            split. Defaults to False.
+        compare: Published results in the teaching ``results.csv`` layout to compare a
+            sweep with. Defaults to None.
+        log: Where progress notes go. Defaults to stderr.
+
+    Returns:
+        One self-contained HTML document.
+
+    Raises:
+        DataError: The directory is neither a sweep nor a run, or the published results
+            are unreadable or vary another hyperparameter.
+        SpecError: ``compare`` given for a run directory.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    directory = Path(directory)
+    kind = _kind(directory)
+    published = read_published(compare) if compare is not None else None
+    if kind == "sweep":
+        title, body = _sweep_report(directory, baselines=baselines, published=published, log=log)
+    else:
+        if published is not None:
+            raise SpecError(
+                f"--compare needs a sweep directory (published results vary a "
+                f"hyperparameter); {directory} is a single run"
+            )
+        title, body = _run_report(directory, baselines=baselines, log=log)
+    return _page(title, body)
+
+
+def write_report(
+    directory: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    baselines: bool = False,
+    compare: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the report of a sweep or run directory (see :func:`render_report`).
+
+    Args:
+        directory: A sweep or run directory.
+        out: The HTML file. Defaults to ``directory/report.html``.
+        baselines: Add classical baselines. Defaults to False.
+        compare: Published results to compare with. Defaults to None.
+        log: Where progress notes go. Defaults to stderr.
+
+    Returns:
+        The path written (atomically: a reader never sees half a report).
+    """
+    from appsleuth.run import _atomic_write_text
+
+    text = render_report(directory, baselines=baselines, compare=compare, log=log)
+    path = Path(out) if out is not None else Path(directory) / REPORT
+    if path.is_dir():
+        raise DataError(f"--out {path} is a directory; pass a file name such as {path / REPORT}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path, text)
+    return path
+
+
+@click.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The HTML file to write.  [default: DIRECTORY/report.html]",
+)
+@click.option(
+    "--baselines",
+    is_flag=True,
+    help="Also fit logistic regression and a decision tree on the best trial's split.",
+)
+@click.option(
+    "--compare",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Published results (teaching results.csv layout) to compare the sweep with.",
+)
+def report_command(
+    directory: Path, out: Path | None, baselines: bool, compare: Path | None
+) -> None:
+    """Write a self-contained HTML report on a sweep or run DIRECTORY and print its path.
+
+    The report has the data and split (with its leakage rate), a leaderboard of every
+    trial (failed and unfinished ones included), metric-vs-hyperparameter plots,
+    learning curves, and the best trial's confusion matrix and per-app table with
+    Moriarty's detection and false-alarm rates. It embeds its figures and runs no
+    scripts: open it in any browser, offline.
+    """
+    path = write_report(
+        directory,
+        out=out,
+        baselines=baselines,
+        compare=compare,
+        log=lambda msg: click.echo(msg, err=True),
+    )
+    click.echo(str(path))

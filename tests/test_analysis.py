@@ -1,0 +1,301 @@
+"""Post-analysis: the results table and the figures, on hand-made sweep directories.
+
+The run directories here are written by hand in the format ``train`` leaves (history,
+metrics and metadata), so the figures can be checked against known numbers without
+training anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from appsleuth.analysis import (
+    comparison_table,
+    load_histories,
+    load_results,
+    plot_comparison,
+    plot_learning_curves,
+    plot_metric_vs_param,
+    plot_small_multiples,
+    read_published,
+)
+from appsleuth.errors import DataError, SpecError
+from appsleuth.evaluate import classification_metrics, diagnose_fit
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lesson_results"
+CLASSES = ["Chrome", "Gmail", "Moriarty"]
+
+
+def _history(final_acc: float, epochs: int = 3) -> pd.DataFrame:
+    steps = np.linspace(0.5, 1.0, epochs)
+    return pd.DataFrame(
+        {
+            "loss": 1.0 - 0.8 * steps * final_acc,
+            "accuracy": steps * (final_acc + 0.01),
+            "val_loss": 1.0 - 0.7 * steps * final_acc,
+            "val_accuracy": steps * final_acc,
+        }
+    )
+
+
+def write_fake_run(
+    run_dir: Path,
+    *,
+    status: str = "complete",
+    final_acc: float = 0.9,
+    wall_time: float = 2.0,
+    error: str | None = None,
+    dataset: str = "synthetic-sherlock18(seed=0)",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A run directory in the format ``appsleuth.run.train`` writes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if status == "failed":
+        meta = {"status": "failed", "format_version": 1, "error": error, "wall_time_s": wall_time}
+        (run_dir / "model_metadata.json").write_text(json.dumps({**meta, **(extra or {})}))
+        return
+    history = _history(final_acc)
+    history.to_csv(run_dir / "model_history.csv", index=False)
+    if status == "incomplete":
+        return
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    pred = np.where(rng.random(90) < final_acc, y, (y + 1) % 3)
+    metrics = {**classification_metrics(y, pred, CLASSES), "fit": diagnose_fit(history)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    last = {k: float(history[k].iloc[-1]) for k in history}
+    meta = {
+        "status": "complete",
+        "format_version": 1,
+        "dataset": dataset,
+        "synthetic": True,
+        "last_results": last,
+        "epochs_run": len(history),
+        "wall_time_s": wall_time,
+        "seconds_per_epoch": wall_time / 4,
+        "engine": "fused",
+        "SLURM_JOB_ID": None,
+        "split": {"kind": "random", "val_fraction": 0.2, "seed": 34, "n_train": 72, "n_val": 18},
+        "hardware": {"hostname": "laptop", "cpu_count": 2, "cores_available": 1, "device": "cpu"},
+        **(extra or {}),
+    }
+    (run_dir / "model_metadata.json").write_text(json.dumps(meta))
+
+
+def fake_sweep(
+    out: Path,
+    spec: dict[str, Any],
+    outcome: Callable[[int, dict[str, Any]], dict[str, Any] | None],
+) -> Path:
+    """A planned sweep whose trial ``i`` gets ``write_fake_run(**outcome(i, params))``.
+
+    ``outcome`` returning None leaves the trial pending.
+    """
+    base = {"name": "fake", "data": {"rows": 600}, "base": {"train": {"epochs": 3}}}
+    sweep_dir = prepare_sweep_dir(SweepSpec.from_dict({**base, **spec}), out)
+    for trial in read_plan(sweep_dir):
+        kwargs = outcome(trial.index, trial.params)
+        if kwargs is not None:
+            write_fake_run(sweep_dir / trial.name, **kwargs)
+    return sweep_dir
+
+
+@pytest.fixture
+def lr_sweep(tmp_path: Path) -> Path:
+    """Learning rates over three decades, two seeds each; accuracy known per trial."""
+    accs = {0.0001: (0.80, 0.84), 0.001: (0.90, 0.94), 0.1: (0.60, 0.50)}
+
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        return {"final_acc": accs[params["learning_rate"]][i % 2], "wall_time": 1.0 + i}
+
+    spec = {"grid": {"learning_rate": [0.0001, 0.001, 0.1]}, "repeats": 2}
+    return fake_sweep(tmp_path, spec, outcome)
+
+
+def test_load_results_one_row_per_trial_in_every_state(tmp_path: Path) -> None:
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any] | None:
+        return [
+            {"final_acc": 0.9},
+            {"status": "failed", "error": "TrainingDivergedError: loss is nan"},
+            {"status": "incomplete"},
+            None,
+        ][i]
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"hidden_neurons": [2, 4, 8, 16]}}, outcome)
+    results = load_results(sweep_dir)
+    assert list(results["status"]) == ["complete", "failed", "incomplete", "pending"]
+    assert list(results["hidden_neurons"]) == [2, 4, 8, 16]
+    assert results.attrs["varied"] == ["hidden_neurons"]
+    assert results.loc[0, "val_accuracy"] == pytest.approx(0.9)
+    assert results.loc[0, "fit_diagnosis"] in ("good fit", "overfitting", "underfitting")
+    assert results.loc[1, "error"] == "TrainingDivergedError: loss is nan"
+    assert np.isnan(results.loc[1, "val_accuracy"]) and np.isnan(results.loc[3, "val_accuracy"])
+    assert results.loc[0, "moriarty_detection_rate"] is not None
+    assert list(results["learning_rate"].unique()) == [0.0003]
+
+
+def test_load_results_rejects_a_directory_that_is_no_sweep(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is not a sweep directory"):
+        load_results(tmp_path)
+
+
+def test_metric_vs_param_log_scale_and_seed_means(lr_sweep: Path) -> None:
+    results = load_results(lr_sweep)
+    assert results.attrs["repeats"]
+    fig = plot_metric_vs_param(results, "learning_rate")
+    acc_ax, loss_ax = fig.axes[:2]
+    assert matplotlib.get_backend().lower() == "agg"
+    assert acc_ax.get_xscale() == "log" and loss_ax.get_xscale() == "log"
+    training, validation = acc_ax.lines[:2]
+    assert training.get_linestyle() == "--" and validation.get_linestyle() == "-"
+    np.testing.assert_allclose(validation.get_xdata(), [0.0001, 0.001, 0.1])
+    # The mean over the two seeds of each learning rate.
+    np.testing.assert_allclose(validation.get_ydata(), [0.82, 0.92, 0.55])
+    assert acc_ax.collections, "repeats need a spread (min-max band and error bars)"
+    assert "mean of seeds" in acc_ax.get_title()
+    assert [t.get_text() for t in acc_ax.get_xticklabels()] == ["0.0001", "0.001", "0.1"]
+
+
+def test_metric_vs_param_linear_without_repeats(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32, 64]}},
+        lambda i, p: {"final_acc": 0.7 + 0.1 * i},
+    )
+    fig = plot_metric_vs_param(load_results(sweep_dir), "batch_size", metrics=("accuracy",))
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "linear"  # 64 / 16 < 100
+    assert not ax.collections
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.7, 0.8, 0.9])
+
+
+def test_metric_vs_param_hidden_layers_are_categories(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"hidden_neurons": [[18, 18], [18], [18, 18, 18]]}},
+        lambda i, p: {"final_acc": [0.95, 0.9, 0.93][i]},
+    )
+    results = load_results(sweep_dir)
+    assert list(results["hidden_neurons"]) == ["[18, 18]", "[18]", "[18, 18, 18]"]
+    fig = plot_metric_vs_param(results, "hidden", metrics=("accuracy",))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["[18]", "[18, 18]", "[18, 18, 18]"]  # by depth
+    np.testing.assert_allclose(ax.lines[1].get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.9, 0.95, 0.93])
+
+
+def test_metric_vs_param_draws_into_given_axes_and_checks_them(lr_sweep: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    results = load_results(lr_sweep)
+    fig, ax = plt.subplots()
+    assert plot_metric_vs_param(results, "learning_rate", metrics=("loss",), ax=ax) is fig
+    assert len(ax.lines) == 2
+    with pytest.raises(SpecError, match=r"one matplotlib axes per metric \(2\); received 1"):
+        plot_metric_vs_param(results, "learning_rate", ax=ax)
+    with pytest.raises(SpecError, match="param 'dropout' is not a column of the results"):
+        plot_metric_vs_param(results, "dropout")
+    plt.close("all")
+
+
+def test_metric_vs_param_with_no_complete_trial(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: None)
+    fig = plot_metric_vs_param(load_results(sweep_dir), "batch_size")
+    assert not fig.axes[0].lines
+    assert "no complete trial" in fig.axes[0].texts[0].get_text()
+
+
+def test_learning_curves_overlay_every_trial(lr_sweep: Path) -> None:
+    histories = load_histories(lr_sweep)
+    assert len(histories) == 6
+    assert "learning_rate=0.001, seed=1" in histories
+    fig = plot_learning_curves(lr_sweep, metrics=("accuracy",))
+    ax = fig.axes[0]
+    assert len(ax.lines) == 12  # a training and a validation curve per trial
+    styles = [line.get_linestyle() for line in ax.lines]
+    assert styles.count("--") == 6 and styles.count("-") == 6
+    val = next(line for line in ax.lines if line.get_linestyle() == "-")
+    np.testing.assert_allclose(val.get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(val.get_ydata(), _history(0.80)["val_accuracy"])
+
+
+def test_learning_curves_from_frames_and_a_run_directory(tmp_path: Path) -> None:
+    fig = plot_learning_curves([_history(0.9), _history(0.8)])
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 4
+    write_fake_run(tmp_path / "model_1H18N_lr0.0003_bs32_e3")
+    fig = plot_learning_curves(tmp_path / "model_1H18N_lr0.0003_bs32_e3")
+    assert len(fig.axes[0].lines) == 2
+    with pytest.raises(DataError, match="neither a sweep directory"):
+        load_histories(tmp_path)
+
+
+def test_small_multiples_one_panel_per_trial(lr_sweep: Path) -> None:
+    fig = plot_small_multiples(lr_sweep, ncols=4, highlight="learning_rate=0.001, seed=0")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 6 and len(fig.axes) == 8  # a 2 x 4 grid, two panels unused
+    assert all(len(ax.lines) == 2 for ax in visible)
+    titles = [ax.get_title() for ax in visible]
+    assert "learning_rate=0.001, seed=0 (best)" in titles
+
+
+def test_read_published_layouts() -> None:
+    neurons = read_published(REFERENCE / "post_processing_hpc_neurons.csv")
+    assert neurons.attrs["param"] == "hidden_neurons"
+    layers = read_published(REFERENCE / "notebook_10epochs_layers.csv")  # says "neurons"
+    assert layers.attrs["param"] == "hidden_neurons"
+    assert list(layers["hidden_neurons"]) == ["[18]", "[18, 18]", "[18, 18, 18]"]
+
+
+def test_read_published_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_published(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("batch_size,loss,accuracy\n16,0.1,0.9\n")
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['val_loss', 'val_accuracy'\]"):
+        read_published(bad)
+    only = tmp_path / "only.csv"
+    only.write_text("loss,accuracy,val_loss,val_accuracy\n0.1,0.9,0.1,0.9\n")
+    with pytest.raises(DataError, match="has no hyperparameter column"):
+        read_published(only)
+
+
+def test_comparison_matches_values_and_averages_repeats(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"hidden_neurons": [1, 4, 5]}},
+        lambda i, p: {"final_acc": [0.3, 0.9, 0.91][i]},
+    )
+    results = load_results(sweep_dir)
+    published = read_published(REFERENCE / "post_processing_hpc_neurons.csv")
+    table = comparison_table(results, published)
+    row = table.loc[table["hidden_neurons"] == "4"].iloc[0]
+    assert row["ours_val_accuracy"] == pytest.approx(0.9)
+    assert row["published_val_accuracy"] == pytest.approx(0.9103559255599976)
+    assert row["val_accuracy_difference"] == pytest.approx(0.9 - 0.9103559255599976)
+    five = table.loc[table["hidden_neurons"] == "5"].iloc[0]
+    assert five["n_published"] == 0 and np.isnan(five["published_val_accuracy"])
+    fig = plot_comparison(results, published)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"  # 1 .. 1024
+    ours, theirs = ax.lines
+    np.testing.assert_allclose(ours.get_xdata(), [1, 4, 5])
+    assert theirs.get_linestyle() == "--" and len(theirs.get_xdata()) == len(published)
+
+    repeated = read_published(REFERENCE / "post_processing_hpc_lr_higher_vals.csv")
+    lr = comparison_table(repeated.assign(status="complete"), repeated)
+    assert list(lr["learning_rate"])[:2] == ["0.0001", "0.0003"]  # sorted by value
+    first = lr.loc[lr["learning_rate"] == "0.13"].iloc[0]
+    assert first["n_ours"] == first["n_published"] == 30
+    assert first["ours_val_accuracy"] == pytest.approx(
+        repeated.loc[repeated["learning_rate"] == 0.13, "val_accuracy"].mean()
+    )

@@ -1,0 +1,58 @@
+"""The demo end to end with a tiny setting: every artifact it promises exists and is valid."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from appsleuth.cli import main
+from appsleuth.demo import run_demo
+from appsleuth.run import load_run, run_status
+from appsleuth.sweep import trial_states
+
+
+@pytest.mark.slow
+def test_demo_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    out = io.StringIO()
+    result = run_demo(
+        tmp_path / "demo", rows=3000, epochs=2, workers=1, console=Console(file=out, width=120)
+    )
+    text = out.getvalue()
+    for heading in (
+        "1. Data",
+        "2. The baseline",
+        "3. Tuning",
+        "4. Report",
+        "5. Classify",
+        "Summary",
+    ):
+        assert heading in text
+    assert "leakage lesson" in text and "Moriarty" in text
+    quality = json.loads(result.quality_json.read_text())
+    assert quality["synthetic"] is True
+    assert run_status(result.baseline_run) == "complete"
+    load_run(result.baseline_run)
+    (sweep_dir,) = result.sweep_dirs
+    states = trial_states(sweep_dir)
+    assert [s.status for s in states] == ["complete"] * 4
+    assert len(pd.read_csv(sweep_dir / "results.csv")) == 4
+    for report in result.reports:
+        html = report.read_text(encoding="utf-8")
+        assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
+        assert "data:image/png;base64," in html
+    preds = pd.read_csv(result.predictions_csv)
+    assert 0 < len(preds) <= 500
+    assert {"row_id", "predicted_app", "probability", "true_app", "correct"} <= set(preds)
+    assert str(result.reports[0]) in text
+    # Re-running reuses every complete run instead of training again.
+    again = run_demo(
+        tmp_path / "demo", rows=3000, epochs=2, workers=1, console=Console(file=io.StringIO())
+    )
+    assert again.seconds < result.seconds
+    assert main(["demo", "--help"]) == 0

@@ -1,0 +1,458 @@
+"""The training engines: fused matches fit (accuracy, updates, callbacks, weights).
+
+Data are small slices of the embedded synthetic SherLock generator so that the whole file
+runs in well under two minutes on a 2-core CPU; accuracy parity therefore uses ~13k
+training rows and 10 epochs instead of the published 218k rows and 30 epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import weakref
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras
+import numpy as np
+import pytest
+
+from appsleuth.data.prepare import prepare_data
+from appsleuth.data.synth import generate_sherlock
+from appsleuth.engines import (
+    clear_fused_cache,
+    default_engine,
+    fused_unsupported_reason,
+    resolve_engine,
+    run_engine,
+    run_fit,
+    run_fused,
+)
+from appsleuth.engines import fused as fused_module
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the fused engine needs KERAS_BACKEND=jax"
+)
+
+# Multiples of the batch size, so that fit compiles one step shape (keeps the file fast);
+# uneven sizes are tested on their own below.
+N_TRAIN = 12_800
+N_VAL = 3_200
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Multi-class (18 apps) arrays: x_train, y_train, x_val, y_val."""
+    prepared = prepare_data(generate_sherlock(17_000, seed=7))
+    return (
+        prepared.x_train[:N_TRAIN],
+        prepared.y_train[:N_TRAIN],
+        prepared.x_val[:N_VAL],
+        prepared.y_val[:N_VAL],
+    )
+
+
+def _model(
+    n_features: int = 19,
+    n_classes: int = 18,
+    *,
+    hidden: int = 18,
+    lr: float = 0.0003,
+    seed: int = 0,
+    dropout: float = 0.0,
+    compile_: bool = True,
+    **compile_kwargs,
+) -> keras.Sequential:
+    """The teaching baseline (Dense ReLU, RandomNormal(0, 0.05), softmax, Adam)."""
+    keras.utils.set_random_seed(seed)
+    layers = [
+        keras.Input((n_features,)),
+        keras.layers.Dense(
+            hidden,
+            activation="relu",
+            kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05),
+        ),
+    ]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    if n_classes == 2:
+        layers.append(keras.layers.Dense(1, activation="sigmoid"))
+        loss = "binary_crossentropy"
+    else:
+        layers.append(keras.layers.Dense(n_classes, activation="softmax"))
+        loss = "sparse_categorical_crossentropy"
+    model = keras.Sequential(layers)
+    if compile_:
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"], **compile_kwargs
+        )
+    return model
+
+
+def _weights_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Remembers the weights and logs seen at every epoch end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[list[np.ndarray]] = []
+        self.logs: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        self.logs.append(dict(logs or {}))
+
+
+# --- accuracy parity --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hidden", "lr"),
+    [(18, 0.0003), (80, 0.0003), (18, 0.01)],
+    ids=["baseline", "80-neurons", "lr-0.01"],
+)
+def test_fused_accuracy_matches_fit(data, hidden, lr):
+    x, y, xv, yv = data
+    finals = {"fit": [], "fused": []}
+    for seed in range(3):
+        for engine in finals:
+            model = _model(hidden=hidden, lr=lr, seed=seed)
+            kwargs = {"steps_per_execution": 32} if engine == "fit" else {}
+            history = run_engine(
+                engine, model, x, y, validation_data=(xv, yv), epochs=10, batch_size=32,
+                seed=seed, **kwargs,
+            )  # fmt: skip
+            finals[engine].append(history.history["val_accuracy"][-1])
+    gap = 100 * abs(np.mean(finals["fused"]) - np.mean(finals["fit"]))
+    assert gap <= 0.5, f"fused {finals['fused']} vs fit {finals['fit']}: {gap:.2f} pp apart"
+
+
+# --- determinism and updates ------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_results_and_dropout_advances(data):
+    x, y, xv, yv = data
+    runs = []
+    for seed in (3, 3, 4):
+        model = _model(seed=0, dropout=0.2)
+        seed_state = next(v for v in model.non_trainable_variables if "seed" in v.path)
+        start = np.asarray(seed_state.value).copy()
+        history = run_fused(
+            model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32, seed=seed
+        )
+        runs.append((history.history, model.get_weights()))
+        # Dropout drew fresh masks: Keras' seed generator state advanced, as in fit.
+        assert not np.array_equal(start, np.asarray(seed_state.value))
+    assert runs[0][0] == runs[1][0] and _weights_equal(runs[0][1], runs[1][1])
+    assert not _weights_equal(runs[0][1], runs[2][1])  # Another shuffle, other weights.
+
+
+def test_unshuffled_fused_equals_fit_step_for_step(data):
+    x, y, xv, yv = data
+    n, n_val = 1000, 500  # Partial last batches: 31 x 32 + 8 rows, and 15 x 32 + 20 rows.
+    results = {}
+    for engine in ("fit", "fused"):
+        recorder = _Recorder()
+        model = _model(seed=1)
+        history = run_engine(
+            engine, model, x[:n], y[:n], validation_data=(xv[:n_val], yv[:n_val]),
+            epochs=2, batch_size=32, shuffle=False, callbacks=[recorder],
+        )  # fmt: skip
+        results[engine] = (history.history, model.get_weights(), recorder.logs)
+        # One update per batch, the partial one included.
+        assert int(model.optimizer.iterations) == 2 * math.ceil(n / 32) == 64
+    assert set(results["fused"][2][0]) == set(results["fit"][2][0])
+    assert set(results["fit"][2][0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key, values in results["fit"][0].items():
+        np.testing.assert_allclose(results["fused"][0][key], values, rtol=1e-4, atol=1e-5)
+    for a, b in zip(results["fused"][1], results["fit"][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# --- callbacks --------------------------------------------------------------------------
+
+
+def test_early_stopping_stops_and_restores_best_weights(data):
+    x, y, xv, yv = data
+    recorder = _Recorder()
+    # An improvement of 1.0 in accuracy is impossible: epoch 1 stays best, so training
+    # stops after patience=1 more epoch and restores the epoch-1 weights.
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", min_delta=1.0, patience=1, restore_best_weights=True
+    )
+    model = _model()
+    history = run_fused(
+        model, x[:2000], y[:2000], validation_data=(xv, yv), epochs=10, batch_size=32,
+        callbacks=[recorder, stopper],
+    )  # fmt: skip
+    assert history.epoch == [0, 1]
+    assert _weights_equal(model.get_weights(), recorder.weights[0])
+    assert not _weights_equal(recorder.weights[0], recorder.weights[1])
+
+
+def test_checkpoint_and_csv_logger_write_files(data, tmp_path):
+    x, y, xv, yv = data
+    checkpoint = tmp_path / "model.keras"
+    log = tmp_path / "history.csv"
+    model = _model()
+    run_fused(
+        model, x[:2000], y[:2000], validation_data=(xv, yv), epochs=3, batch_size=32,
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss"),
+            keras.callbacks.CSVLogger(str(log)),
+        ],
+    )  # fmt: skip
+    assert checkpoint.exists()
+    reloaded = keras.saving.load_model(checkpoint)
+    assert _weights_equal(reloaded.get_weights(), model.get_weights())
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+
+
+def test_user_callback_sees_synced_weights(data):
+    x, y, _, _ = data
+    recorder = _Recorder()
+    model = _model()
+    history = run_fused(model, x[:1500], y[:1500], epochs=1, batch_size=32, callbacks=[recorder])
+    assert _weights_equal(recorder.weights[0], model.get_weights())
+    assert model.history is history and history.history["loss"] == [recorder.logs[0]["loss"]]
+
+
+def test_callbacks_can_change_weights_between_epochs(data):
+    x, y, _, _ = data
+
+    class ZeroAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.set_weights([np.zeros_like(w) for w in self.model.get_weights()])
+
+    recorder = _Recorder()
+    model = _model(compile_=False)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    run_fused(
+        model, x[:640], y[:640], epochs=2, batch_size=32, callbacks=[recorder, ZeroAtEpochEnd()]
+    )
+    # Epoch 2 started from zeros (not from epoch 1's weights): with zero weights a ReLU
+    # layer passes no gradient, so plain SGD moved only the output bias.
+    kernel, bias, out_kernel, out_bias = recorder.weights[1]
+    assert not kernel.any() and not bias.any() and not out_kernel.any() and out_bias.any()
+
+
+def test_learning_rate_scheduler_is_honoured(data):
+    x, y, _, _ = data
+    model = _model()
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.0)
+    start = model.get_weights()
+    run_fused(model, x[:640], y[:640], epochs=2, batch_size=32, callbacks=[schedule])
+    assert _weights_equal(start, model.get_weights())
+
+
+def test_batch_level_hooks_are_reported():
+    class PerBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    with pytest.warns(AppSleuthWarning, match="PerBatch"):
+        fused_module._warn_batch_hooks([PerBatch()])
+
+
+def test_verbose_prints_one_line_per_epoch(data, capsys):
+    x, y, xv, yv = data
+    run_fused(
+        _model(), x[:640], y[:640], validation_data=(xv, yv), epochs=2, batch_size=32, verbose=1
+    )
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and out.count("val_accuracy") == 2
+
+
+# --- weights and tasks ------------------------------------------------------------------
+
+
+def test_class_weights_change_the_result(data):
+    x, y, _, _ = data
+    weights = []
+    for class_weight in (None, {0: 20.0, 1: 0.05}):
+        model = _model()
+        run_fused(model, x[:2000], y[:2000], epochs=1, batch_size=32, class_weight=class_weight)
+        weights.append(model.get_weights())
+    assert not _weights_equal(*weights)
+
+
+def test_unit_sample_weights_change_nothing_and_others_do(data):
+    x, y, _, _ = data
+    runs = []
+    for sample_weight in (None, np.ones(2000), np.linspace(0.1, 3.0, 2000)):
+        model = _model()
+        history = run_fused(
+            model, x[:2000], y[:2000], epochs=1, batch_size=32, sample_weight=sample_weight
+        )
+        runs.append((history.history["loss"][0], model.get_weights()))
+    assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not _weights_equal(runs[0][1], runs[2][1])
+
+
+@pytest.mark.parametrize("shape", ["(n,)", "(n, 1)"])
+def test_binary_task_with_sigmoid_and_binary_crossentropy(shape):
+    prepared = prepare_data(generate_sherlock(6_000, seed=3), positive="Moriarty")
+    y = prepared.y_train.astype("float32")
+    yv = prepared.y_val.astype("float32")
+    if shape == "(n, 1)":
+        y, yv = y[:, None], yv[:, None]
+    model = _model(prepared.x_train.shape[1], 2, lr=0.01)
+    history = run_fused(
+        model, prepared.x_train, y, validation_data=(prepared.x_val, yv), epochs=3, batch_size=32
+    )
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    majority = max(yv.mean(), 1 - yv.mean())
+    assert history.history["val_accuracy"][-1] > majority
+
+
+# --- engine choice and fallback ---------------------------------------------------------
+
+
+def test_default_engine_is_fused_on_jax(monkeypatch):
+    assert default_engine() == "fused"
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert default_engine() == "fit"
+
+
+def test_resolve_engine_falls_back_with_a_message(monkeypatch):
+    model = _model()
+    assert resolve_engine(None, model) == ("fused", None)
+    assert resolve_engine("fused", model) == ("fused", None)
+    assert resolve_engine("fit", model) == ("fit", None)
+
+    engine, message = resolve_engine("fused", _model(compile_=False))
+    assert engine == "fit" and "compile" in message and message.endswith("using 'fit'")
+    engine, message = resolve_engine(None, _model(run_eagerly=True))
+    assert engine == "fit" and "run_eagerly" in message
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert resolve_engine("fused", model) == (
+        "fit",
+        "engine 'fused' needs the JAX backend (KERAS_BACKEND=torch); using 'fit'",
+    )
+    assert resolve_engine(None, model) == ("fit", None)  # The default there: no fallback.
+
+
+def test_unknown_engine_names_are_spec_errors(data):
+    x, y, _, _ = data
+    with pytest.raises(SpecError, match=r"engine must be 'fused' or 'fit'; received engine='fast'"):
+        resolve_engine("fast", _model())
+    with pytest.raises(SpecError, match=r"received engine='FUSED'"):
+        run_engine("FUSED", _model(), x, y, epochs=1, batch_size=32)
+
+
+def test_unsupported_models_are_explained():
+    assert fused_unsupported_reason(_model()) is None
+    assert "compiled" in fused_unsupported_reason(_model(compile_=False))
+    assert "jit_compile=False" in fused_unsupported_reason(_model(jit_compile=False))
+    inputs = [keras.Input((3,)), keras.Input((2,))]
+    two_inputs = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()(inputs)))
+    two_inputs.compile(optimizer="adam", loss="mse")
+    assert "one input" in fused_unsupported_reason(two_inputs)
+    with pytest.raises(AppSleuthError, match="engine 'fit'"):
+        run_fused(_model(compile_=False), np.zeros((4, 19)), np.zeros(4), epochs=1, batch_size=2)
+
+
+def test_invalid_arguments_are_reported(data):
+    x, y, _, _ = data
+    with pytest.raises(SpecError, match="epochs"):
+        run_fused(_model(), x, y, epochs=-1, batch_size=32)
+    with pytest.raises(SpecError, match="batch_size"):
+        run_fused(_model(), x, y, epochs=1, batch_size=0)
+    with pytest.raises(DataError, match="rows"):
+        run_fused(_model(), x, y[:-1], epochs=1, batch_size=32)
+    with pytest.raises(SpecError, match="class_weight and sample_weight"):
+        run_fused(
+            _model(), x, y, epochs=1, batch_size=32, class_weight={0: 2.0}, sample_weight=y * 0
+        )
+    with pytest.raises(SpecError, match="steps_per_execution"):
+        run_fit(_model(), x, y, epochs=1, batch_size=32, steps_per_execution=0)
+
+
+# --- internals: shuffle and program reuse -----------------------------------------------
+
+
+def test_on_device_shuffle_is_a_seeded_permutation():
+    import jax
+
+    permutation = jax.jit(fused_module._permutation, static_argnums=1)
+    for n in (1, 2, 33, 1000):
+        order = np.asarray(permutation(jax.random.key(5), n))
+        assert sorted(order.tolist()) == list(range(n))
+    first = np.asarray(permutation(jax.random.key(1), 1000))
+    again = np.asarray(permutation(jax.random.key(1), 1000))
+    other = np.asarray(permutation(jax.random.key(2), 1000))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    # Neighbouring rows (near-duplicates in SherLock) are spread like a random shuffle.
+    position = np.argsort(first)
+    assert np.mean(position[1:] // 32 == position[:-1] // 32) < 3 * 31 / 1000
+
+
+def test_compiled_program_is_reused_and_gives_the_same_result(data):
+    x, y, xv, yv = data
+    results = []
+    for clear in (False, True):  # Reused (e.g. from the parity test), then compiled afresh.
+        if clear:
+            clear_fused_cache()
+        model = _model(seed=2)
+        run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
+        results.append(model.get_weights())
+    assert _weights_equal(results[0], results[1])
+    assert len(fused_module._PROGRAMS) == 1
+    model = _model(seed=9, lr=0.01)  # Same architecture, other learning rate: reused.
+    run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
+    assert len(fused_module._PROGRAMS) == 1
+    # Another architecture or optimizer setting has another signature: compiled afresh.
+    signature = fused_module._signature(model)
+    assert signature is not None
+    assert fused_module._signature(_model(hidden=7)) != signature
+    other_optimizer = _model(compile_=False)
+    other_optimizer.compile(
+        optimizer=keras.optimizers.Adam(0.01, beta_1=0.5),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    assert fused_module._signature(other_optimizer) != signature
+
+
+# --- memory -----------------------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status VmRSS on this system")
+    return 0.0
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_50_trainings(data):
+    x, y, xv, yv = data
+    x, y, xv, yv = x[:2000], y[:2000], xv[:500], yv[:500]
+    start = None
+    models = []
+    for i in range(50):
+        # Keras' global state is reset each time; the garbage collector runs as it will.
+        keras.backend.clear_session(free_memory=False)
+        model = _model(hidden=18 + i % 2, seed=i)  # Two shapes, as in a sweep.
+        run_fused(model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32, seed=i)
+        models.append(weakref.ref(model))
+        del model
+        if i == 1:
+            start = _rss_mb()  # After the first compilation of each shape.
+    keras.backend.clear_session()
+    growth = _rss_mb() - start
+    assert growth < 200, f"RSS grew by {growth:.0f} MB over 50 trainings"
+    assert not any(ref() for ref in models), "the engine kept trained models alive"

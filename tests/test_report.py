@@ -1,0 +1,274 @@
+"""The HTML report: contents, escaping, partial sweeps, options and the command."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from appsleuth.analysis import load_results
+from appsleuth.errors import DataError, SpecError
+from appsleuth.report import render_report, report_command, write_report
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, run_trial
+from tests.test_analysis import REFERENCE, fake_sweep, write_fake_run
+
+EVIL_APP = "<img src=x onerror=alert(1)>"
+EVIL_ERROR = 'RuntimeError: <script>alert("pwned")</script> & \'quoted\' "double"'
+EVIL_DATASET = "\"quoted\" & 'single' <b>bold</b> data.csv"
+_ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section",
+    "h1", "h2", "h3", "p", "dl", "dt", "dd", "div", "span", "strong", "em", "code", "table",
+    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img",
+}  # fmt: skip
+
+
+def _quiet(message: str) -> None:
+    del message
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_safe(page: str) -> list[tuple[str, dict[str, str | None]]]:
+    """Only the report's own tags: no script, no event handler, images from data URIs."""
+    parser = _Tags()
+    parser.feed(page)
+    for tag, attrs in parser.tags:
+        assert tag in _ALLOWED_TAGS, f"unexpected <{tag}> in the report"
+        assert not any(name.startswith("on") for name in attrs), f"<{tag} {attrs}>"
+        if tag == "img":
+            assert (attrs.get("src") or "").startswith("data:image/png;base64,")
+    assert "<script" not in page.lower()
+    assert not re.search(r"(src|href)=\"https?:", page), "the report must not fetch anything"
+    return parser.tags
+
+
+def leaderboard_rows(page: str) -> list[str]:
+    table = page.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<tr class="(trial[^"]*)"', table)
+
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny trained trials (18 apps, 2000 rows, 2 epochs), trained in this process."""
+    spec = SweepSpec.from_dict(
+        {
+            "name": "scan",
+            "data": {"rows": 2000},
+            "base": {"train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.003}},
+            "grid": {"hidden_neurons": [3, 6]},
+        }
+    )
+    sweep_dir = prepare_sweep_dir(spec, tmp_path_factory.mktemp("report"))
+    for index in range(2):
+        assert run_trial(sweep_dir, index).status == "complete"
+    return sweep_dir
+
+
+def test_sweep_report_contents(real_sweep: Path) -> None:
+    path = write_report(real_sweep, log=_quiet)
+    assert path == real_sweep / "report.html"
+    page = path.read_text(encoding="utf-8")
+    tags = assert_safe(page)
+    assert "Sweep scan" in page
+    assert "synthetic" in page and "random (validation 0.2, seed 34)" in page
+    assert re.search(r"\d+\.\d % of validation rows have an exact copy in training", page)
+    assert "2 (2 complete)" in page
+    assert "local" in page and "trials ran outside SLURM" in page
+    assert "sum of the trials&#x27; wall times" in page
+    assert "cores per trial" in page  # hardware
+    rows = leaderboard_rows(page)
+    assert rows == ["trial best", "trial"]
+    best = load_results(real_sweep).sort_values("val_accuracy", ascending=False).iloc[0]
+    assert f"Best trial: {best['name']}" in page
+    assert re.search(
+        r'<tr class="trial best" data-status="complete" data-name="' + best["name"], page
+    )
+    for section in ("leaderboard", "params", "curves", "best"):
+        assert f'<section id="{section}">' in page
+    # Moriarty's row stands out and its rates are called out.
+    assert '<tr class="malware"><td>Moriarty' in page
+    assert "detection rate" in page and "false-alarm rate" in page
+    images = [a for t, a in tags if t == "img"]
+    assert len(images) == 4  # metric vs hidden_neurons, curves, small multiples, confusion
+    assert 'id="baselines"' not in page and 'id="comparison"' not in page
+
+
+def test_sweep_report_with_comparison(real_sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "scan.html"
+    path = write_report(
+        real_sweep, out=out, compare=REFERENCE / "post_processing_hpc_neurons.csv", log=_quiet
+    )
+    assert path == out
+    page = out.read_text(encoding="utf-8")
+    assert_safe(page)
+    comparison = page.split('id="comparison-table"', 1)[1].split("</table>", 1)[0]
+    # Published values 1..1024 and this sweep's 3 and 6, one row each.
+    assert comparison.count("<tr>") == 13 + 1
+    assert "0.9906" in comparison  # published val_accuracy of 18 neurons
+    assert "trained 2 epochs" in page
+    assert len([t for t, _ in assert_safe(page) if t == "img"]) == 5
+
+
+def test_sweep_report_with_baselines(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"data": {"rows": 600, "apps": ["Chrome", "Gmail", "Moriarty"]},
+         "grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.8 + 0.1 * i},
+    )  # fmt: skip
+    page = render_report(sweep_dir, baselines=True, log=_quiet)
+    assert_safe(page)
+    baselines = page.split('id="baselines-table"', 1)[1].split("</table>", 1)[0]
+    assert "logistic regression" in baselines and "decision tree" in baselines
+    assert '<tr class="best"><td>network (model_1H18N_lr0.0003_bs32_e3)' in baselines
+    assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
+
+
+def test_compare_must_vary_the_same_hyperparameter(real_sweep: Path) -> None:
+    with pytest.raises(DataError, match="vary learning_rate, but sweep scan varies hidden_neurons"):
+        render_report(real_sweep, compare=REFERENCE / "post_processing_hpc_lr.csv", log=_quiet)
+    with pytest.raises(DataError, match=r"published results file .* does not exist"):
+        render_report(real_sweep, compare=REFERENCE / "missing.csv", log=_quiet)
+
+
+def test_report_on_an_empty_sweep(tmp_path: Path) -> None:
+    spec = SweepSpec.from_dict(
+        {"name": "empty", "data": {"rows": 600}, "grid": {"batch_size": [16, 32, 64]}}
+    )
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    page = write_report(sweep_dir, baselines=True, log=_quiet).read_text(encoding="utf-8")
+    assert_safe(page)
+    assert leaderboard_rows(page) == ["trial pending"] * 3
+    assert "3 of 3 trial(s) have no result yet (3 pending)" in page
+    assert "No complete trial yet: nothing to plot." in page
+    assert "No complete trial yet: no learning curves." in page
+    assert "not computed: no trial is complete yet" in page
+    assert "Total compute time</dt><dd>– " in page
+
+
+def test_report_lists_failed_and_unfinished_trials_escaped(tmp_path: Path) -> None:
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any] | None:
+        return [
+            {"final_acc": 0.9, "dataset": EVIL_DATASET},
+            {"status": "failed", "error": EVIL_ERROR, "wall_time": 3.0},
+            {"status": "incomplete"},
+            None,
+        ][i]
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"hidden_neurons": [2, 4, 8, 16]}}, outcome)
+    page = write_report(sweep_dir, log=_quiet).read_text(encoding="utf-8")
+    assert_safe(page)
+    assert leaderboard_rows(page) == ["trial best", "trial failed", "trial incomplete",
+                                      "trial pending"]  # fmt: skip
+    assert html.escape(EVIL_ERROR) in page
+    assert EVIL_ERROR not in page and "<script>" not in page
+    assert html.escape(EVIL_DATASET) in page and "<b>bold</b>" not in page
+    assert "3 of 4 trial(s) have no result yet (1 failed, 1 incomplete, 1 pending)" in page
+    assert "started but not finished" in page and "not started yet" in page
+    assert "4 (1 complete, 1 failed, 1 incomplete, 1 pending)" in page
+    assert "5.0 s (sum of the trials" in page  # 2 s complete + 3 s failed
+
+
+def test_run_report_escapes_app_names(tmp_path: Path) -> None:
+    from appsleuth.data.synth import generate_sherlock
+    from appsleuth.run import train
+    from appsleuth.spec import RunSpec
+
+    df = generate_sherlock(2000, apps=["Facebook", "WhatsApp"])
+    df["ApplicationName"] = df["ApplicationName"].replace("Facebook", EVIL_APP)
+    spec = RunSpec.from_dict({"model": {"hidden": [4]}, "train": {"epochs": 2, "batch_size": 64}})
+    result = train(
+        spec, data=df, out=tmp_path, verbose=False, dataset_name=EVIL_DATASET, log=_quiet
+    )
+    assert EVIL_APP in result.metrics["per_class"]
+    page = write_report(result.run_dir, log=_quiet).read_text(encoding="utf-8")
+    tags = assert_safe(page)
+    assert html.escape(EVIL_APP) in page and EVIL_APP not in page
+    assert html.escape(EVIL_DATASET) in page
+    assert f"Run {result.run_dir.name}" in page
+    assert "Fit diagnosis" in page and 'id="per-class"' in page
+    assert "Moriarty (the malware) is not a class of this task" in page
+    # The table was passed as a DataFrame: the spec's data is another table.
+    assert "the data the spec names differs from the data the run was trained on" in page
+    assert len([t for t, _ in tags if t == "img"]) == 2  # curves and confusion matrix
+
+
+def test_run_report_of_a_failed_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, status="failed", error=EVIL_ERROR)
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    assert "This run failed: " in page and html.escape(EVIL_ERROR) in page
+    assert "No training history." in page
+    with pytest.raises(SpecError, match="--compare needs a sweep directory"):
+        render_report(run_dir, compare=REFERENCE / "post_processing_hpc_lr.csv", log=_quiet)
+
+
+def test_report_notes_unavailable_data(tmp_path: Path) -> None:
+    data = tmp_path / "gone.csv"
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"data": {"path": str(data)}, "grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.8 + 0.1 * i},
+    )
+    page = render_report(sweep_dir, baselines=True, log=_quiet)
+    assert "not measured: the data is unavailable" in page
+    assert "Baselines not computed: the data is unavailable" in page
+    assert leaderboard_rows(page) == ["trial best", "trial"]
+
+
+def test_report_command(real_sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(report_command, [str(real_sweep), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert "--baselines" in CliRunner().invoke(report_command, ["--help"]).output
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "error", "match"),
+    [
+        (lambda d: d, [], DataError, "is neither a sweep directory .* nor a run directory"),
+        (lambda d: d / "nope", [], DataError, "does not exist; expected a sweep or a run"),
+        (lambda d: (d / "f.txt").write_text("x") and d / "f.txt", [], DataError, "is a file"),
+    ],
+)
+def test_report_command_errors(
+    tmp_path: Path, make: Any, args: list[str], error: type, match: str
+) -> None:
+    target = make(tmp_path)
+    with pytest.raises(error, match=match):
+        CliRunner().invoke(report_command, [str(target), *args], catch_exceptions=False)
+
+
+def test_report_out_must_not_be_a_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, status="failed", error="x")
+    with pytest.raises(DataError, match="is a directory; pass a file name"):
+        write_report(run_dir, out=tmp_path, log=_quiet)
+
+
+def test_report_of_repeated_seeds_shows_seeds_and_spread(tmp_path: Path) -> None:
+    accs = {0.0001: (0.80, 0.84), 0.001: (0.90, 0.94), 0.1: (0.60, 0.50)}
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"learning_rate": [0.0001, 0.001, 0.1]}, "repeats": 2},
+        lambda i, p: {"final_acc": accs[p["learning_rate"]][i % 2]},
+    )
+    page = render_report(sweep_dir, log=_quiet)
+    assert '<th scope="col">seed</th>' in page  # seeds differ, so the leaderboard shows them
+    assert "mean, std error bars and min–max band over seeds" in page
+    assert len(leaderboard_rows(page)) == 6
