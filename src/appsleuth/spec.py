@@ -471,11 +471,10 @@ def format_learning_rate(lr: float) -> str:
     return text
 
 
-def load_run_spec(path: str | os.PathLike[str]) -> RunSpec:
-    """Read a run spec from YAML (sections ``data``, ``model``, ``train``).
+def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
+    """Read YAML from ``path`` and build a spec from it with ``build(mapping)``.
 
-    Raises:
-        SpecError: The file is missing, not YAML, or holds an invalid field.
+    Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``.
     """
     import yaml
 
@@ -483,16 +482,23 @@ def load_run_spec(path: str | os.PathLike[str]) -> RunSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise SpecError(f"config file {path} does not exist") from exc
+        raise SpecError(f"{what} {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"config file {path} cannot be read: {exc}") from exc
+        raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"config file {path} is not valid YAML: {exc}") from exc
-    if d is None:
-        d = {}
+        raise SpecError(f"{what} {path} is not valid YAML: {exc}") from exc
     try:
-        return RunSpec.from_dict(d)
+        return build({} if d is None else d)
     except SpecError as exc:
-        raise SpecError(f"config file {path}: {exc}") from exc
+        raise SpecError(f"{what} {path}: {exc}") from exc
+
+
+def load_run_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read a run spec from YAML (sections ``data``, ``model``, ``train``).
+
+    Raises:
+        SpecError: The file is missing, not YAML, or holds an invalid field.
+    """
+    return read_yaml_spec(path, "config file", RunSpec.from_dict)

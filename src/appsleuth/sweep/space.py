@@ -16,14 +16,13 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from appsleuth.errors import SpecError
 from appsleuth.run import validate_name
-from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
+from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, read_yaml_spec
 
 __all__ = [
     "ExecutorSpec",
@@ -425,20 +424,4 @@ def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
     Raises:
         SpecError: The file is missing, not YAML, or holds an invalid field.
     """
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise SpecError(f"sweep spec {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"sweep spec {path} cannot be read: {exc}") from exc
-    try:
-        d = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"sweep spec {path} is not valid YAML: {exc}") from exc
-    try:
-        return SweepSpec.from_dict(d)
-    except SpecError as exc:
-        raise SpecError(f"sweep spec {path}: {exc}") from exc
+    return read_yaml_spec(path, "sweep spec", SweepSpec.from_dict)
