@@ -615,7 +615,7 @@ def predict(
 
 @cli.group()
 def sweep() -> None:
-    """Hyperparameter sweeps: plan, run, status, collect, worker."""
+    """Hyperparameter sweeps: plan, run, status, cancel, collect, worker."""
 
 
 @sweep.command("plan")
@@ -639,6 +639,12 @@ def sweep_plan(spec_file: Path) -> None:
     Console().print(table)
 
 
+def _slurm_int(value: str | None) -> int | str | None:
+    # Digits become an int; anything else reaches SlurmOptions as is, whose SpecError
+    # names the field and the value received.
+    return int(value) if value is not None and value.strip().isdigit() else value
+
+
 @sweep.command("run")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -647,6 +653,12 @@ def sweep_plan(spec_file: Path) -> None:
     default=Path("runs"),
     show_default=True,
     help="Parent of the sweep directory (DIR/<name>).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default=None,
+    help="Where trials run (default: the spec's executor.kind).",
 )
 @click.option(
     "--workers",
@@ -661,26 +673,82 @@ def sweep_plan(spec_file: Path) -> None:
     help="Cores each trial uses (default: the spec's, else 1).",
 )
 @click.option("--retry-failed", is_flag=True, help="Redo trials that failed before.")
+@click.option("--partition", default=None, help="slurm: partition.")
+@click.option("--account", default=None, help="slurm: account.")
+@click.option("--qos", default=None, help="slurm: quality of service.")
+@click.option("--time-min", default=None, help="slurm: time limit per trial, minutes.")
+@click.option("--mem-gb", type=float, default=None, help="slurm: memory per trial, GB.")
+@click.option("--gpus", default=None, help="slurm: GPUs per trial.")
+@click.option("--array-parallelism", default=None, help="slurm: at most this many trials at once.")
+@click.option("--dry-run", is_flag=True, help="slurm: write and print the job script only.")
+@click.option(
+    "--wait", is_flag=True, help="slurm: follow the jobs to the end, then collect results."
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="slurm: seconds between two squeue calls with --wait.",
+)
 @click.pass_context
 def sweep_run(
     ctx: click.Context,
     spec_file: Path,
     out: Path,
+    executor: str | None,
     workers: int | None,
     threads_per_trial: int | None,
     retry_failed: bool,
+    partition: str | None,
+    account: str | None,
+    qos: str | None,
+    time_min: str | None,
+    mem_gb: float | None,
+    gpus: str | None,
+    array_parallelism: str | None,
+    dry_run: bool,
+    wait: bool,
+    poll_seconds: float,
 ) -> None:
-    """Run every trial of SPEC_FILE that is not complete yet (safe to re-run)."""
+    """Run every trial of SPEC_FILE that is not complete yet (safe to re-run).
+
+    With the slurm executor: submit one job array of the trials neither complete nor
+    queued/running, and return (or follow them with --wait).
+    """
     from appsleuth.sweep.local import run_local
     from appsleuth.sweep.space import load_sweep_spec
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
 
     spec = load_sweep_spec(spec_file)
-    if spec.executor.kind != "local":
-        raise SpecError(
-            f"executor kind {spec.executor.kind!r} is not available in this "
-            f"version; use executor: local"
+    kind = executor or spec.executor.kind
+    slurm_flags = {
+        "partition": partition,
+        "account": account,
+        "qos": qos,
+        "time_min": _slurm_int(time_min),
+        "mem_gb": mem_gb,
+        "gpus": _slurm_int(gpus),
+        "array_parallelism": _slurm_int(array_parallelism),
+    }
+    if kind == "slurm":
+        _sweep_run_slurm(
+            ctx,
+            spec,
+            out,
+            {k: v for k, v in slurm_flags.items() if v is not None},
+            threads_per_trial=threads_per_trial,
+            retry_failed=retry_failed,
+            dry_run=dry_run,
+            wait=wait,
+            poll_seconds=poll_seconds,
         )
+        return
+    given = [k for k, v in slurm_flags.items() if v is not None]
+    given += [k for k, v in (("dry_run", dry_run), ("wait", wait)) if v]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise SpecError(f"{flags} apply to the slurm executor only; add --executor slurm")
     sweep_dir = prepare_sweep_dir(spec, out)
     summary = run_local(
         sweep_dir,
@@ -702,6 +770,107 @@ def sweep_run(
         ctx.exit(130)
     if summary.failed:
         ctx.exit(1)
+
+
+def _sweep_run_slurm(
+    ctx: click.Context,
+    spec: Any,
+    out: Path,
+    overrides: dict[str, Any],
+    *,
+    threads_per_trial: int | None,
+    retry_failed: bool,
+    dry_run: bool,
+    wait: bool,
+    poll_seconds: float,
+) -> None:
+    from appsleuth.sweep.slurm import SlurmOptions, submit_slurm, wait_slurm
+    from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+
+    options = SlurmOptions.from_options(
+        {**spec.executor.options, **overrides},
+        threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
+    )
+    sweep_dir = prepare_sweep_dir(spec, out).absolute()
+    sub = submit_slurm(sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run)
+    if dry_run:
+        click.echo(sub.script_text, nl=False)
+        click.echo(
+            f"dry run: wrote {sub.script}; would submit trials "
+            f"{list(sub.indices) or 'none'} with: {' '.join(map(_shell_quote, sub.command))}",
+            err=True,
+        )
+        return
+    if sub.job_id:
+        click.echo(
+            f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as SLURM job "
+            f"{sub.job_id} ({sub.script})"
+        )
+    else:
+        click.echo(f"sweep {spec.name}: nothing to submit (every trial is complete or queued)")
+    if wait:
+        try:
+            wait_slurm(sweep_dir, poll_s=poll_seconds)
+        except KeyboardInterrupt:
+            click.echo(
+                "stopped waiting; the jobs go on in SLURM ('appsleuth sweep status' follows "
+                "them, 'appsleuth sweep cancel' stops them)",
+                err=True,
+            )
+            ctx.exit(130)
+        collect_results(sweep_dir)
+    states = _print_slurm_table(sweep_dir)
+    if any(s.status in ("failed", "cancelled") for s in states) and (
+        wait or any(s.status == "failed" and s.ran and s.index not in sub.indices for s in states)
+    ):
+        ctx.exit(1)
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _print_slurm_table(sweep_dir: Path) -> list[Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    from appsleuth.sweep.slurm import count_states, slurm_states
+
+    states = slurm_states(sweep_dir)
+    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
+    for col in ("#", "run", "state", "job", "val_accuracy", "val_loss", "time"):
+        table.add_column(
+            col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
+        )
+    colours = {
+        "complete": "green",
+        "failed": "red",
+        "cancelled": "magenta",
+        "running": "yellow",
+        "pending": "cyan",
+        "unsubmitted": "dim",
+    }
+    for st in states:
+        acc, loss = st.last("val_accuracy"), st.last("val_loss")
+        table.add_row(
+            str(st.index),
+            st.name,
+            f"[{colours[st.status]}]{st.status}[/]",
+            st.job_id or "",
+            f"{acc:.4f}" if acc is not None else "",
+            f"{loss:.4f}" if loss is not None else "",
+            f"{st.duration_s:.1f} s" if st.duration_s else "",
+        )
+    Console().print(table)
+    counts = count_states(states)
+    click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for st in states:
+        if st.status == "failed":
+            log = f" (SLURM output: {st.log})" if st.log else ""
+            click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
+    return states
 
 
 def _print_sweep_table(sweep_dir: Path) -> None:
@@ -737,11 +906,32 @@ def _print_sweep_table(sweep_dir: Path) -> None:
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the states as JSON.")
 def sweep_status(sweep_dir: Path, as_json: bool) -> None:
-    """Show the state of every trial of SWEEP_DIR."""
+    """Show the state of every trial of SWEEP_DIR (SLURM sweeps: with their jobs)."""
     import json
 
+    from appsleuth.sweep.slurm import is_slurm_sweep, slurm_states
     from appsleuth.sweep.store import trial_states
 
+    if is_slurm_sweep(sweep_dir):
+        if not as_json:
+            _print_slurm_table(sweep_dir)
+            return
+        rows = [
+            {
+                "index": s.index,
+                "name": s.name,
+                "status": s.status,
+                "params": s.params,
+                "last_results": (s.metadata or {}).get("last_results"),
+                "wall_time_s": s.duration_s,
+                "error": s.error,
+                "job_id": s.job_id,
+                "log": str(s.log) if s.log else None,
+            }
+            for s in slurm_states(sweep_dir)
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
     if as_json:
         rows = [
             {
@@ -758,6 +948,25 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     _print_sweep_table(sweep_dir)
+
+
+@sweep.command("cancel")
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
+def sweep_cancel(sweep_dir: Path) -> None:
+    """Cancel the queued and running SLURM jobs of SWEEP_DIR (scancel)."""
+    from appsleuth.sweep.slurm import cancel_slurm, is_slurm_sweep
+    from appsleuth.sweep.store import read_plan
+
+    read_plan(sweep_dir)  # a clear error when this is not a sweep directory
+    if not is_slurm_sweep(sweep_dir):
+        raise AppSleuthError(
+            f"{sweep_dir} has no SLURM submissions to cancel (a local sweep stops with Ctrl-C)"
+        )
+    job_ids = cancel_slurm(sweep_dir)
+    if job_ids:
+        click.echo(f"cancelled SLURM job(s) {', '.join(job_ids)}")
+    else:
+        click.echo("nothing to cancel: no trial of this sweep is queued or running")
 
 
 @sweep.command("collect")
@@ -844,7 +1053,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit()'s code instead of exiting.
+        code = cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("appsleuth: interrupted", err=True)
         return 130
@@ -862,7 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("appsleuth: interrupted", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -166,7 +166,7 @@ class Preprocessor:
             column = df[col]
             if not pd.api.types.is_string_dtype(column):
                 column = column.astype(str)
-            codes = pd.Categorical(column, categories=values).codes
+            codes = pd.Index(values).get_indexer(column)  # -1: not seen in training
             unknown = codes < 0
             if unknown.any():
                 seen = sorted(set(df[col].astype(str).to_numpy()[unknown].tolist()))

@@ -1,6 +1,16 @@
-"""Hyperparameter sweeps: specs and plans, the sweep directory, and the executors."""
+"""Hyperparameter sweeps: specs and plans, the sweep directory, and the executors
+(local and SLURM)."""
 
 from appsleuth.sweep.local import LocalSummary, run_local
+from appsleuth.sweep.slurm import (
+    SlurmOptions,
+    SlurmSubmission,
+    SlurmTrialState,
+    cancel_slurm,
+    slurm_states,
+    submit_slurm,
+    wait_slurm,
+)
 from appsleuth.sweep.space import ExecutorSpec, SweepPlan, SweepSpec, Trial, load_sweep_spec
 from appsleuth.sweep.store import (
     TrialState,
@@ -14,16 +24,23 @@ from appsleuth.sweep.worker import TrialOutcome, run_trial
 __all__ = [
     "ExecutorSpec",
     "LocalSummary",
+    "SlurmOptions",
+    "SlurmSubmission",
+    "SlurmTrialState",
     "SweepPlan",
     "SweepSpec",
     "Trial",
     "TrialOutcome",
     "TrialState",
+    "cancel_slurm",
     "collect_results",
     "load_sweep_spec",
     "prepare_sweep_dir",
     "read_plan",
     "run_local",
     "run_trial",
+    "slurm_states",
+    "submit_slurm",
     "trial_states",
+    "wait_slurm",
 ]

@@ -1,0 +1,766 @@
+"""The SLURM executor: one job array per submission, task i runs trial i.
+
+Inside the sweep directory::
+
+    slurm/job.sbatch          the readable job-array script (no hyperparameter in it)
+    slurm/submissions.jsonl   append-only journal: every sbatch and scancel
+    slurm/logs/%A_%a.out      one output file per array task
+
+A trial's state comes from its run directory first (complete or failed with metadata),
+then from ``squeue`` for the job that last took it, then from the journal (cancelled, or
+ended without a complete run directory: failed, read its output file). Neither ``sacct``
+nor an accounting database is needed. Every value that reaches a shell is validated
+against a safe pattern or passed through :func:`shlex.quote`; subprocesses get argument
+lists, never a shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from appsleuth._version import __version__
+from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.run import _atomic_write_text, read_metadata, run_status
+from appsleuth.sweep.store import read_plan
+
+__all__ = [
+    "JOURNAL",
+    "SCRIPT",
+    "SlurmOptions",
+    "SlurmSubmission",
+    "SlurmTrialState",
+    "cancel_slurm",
+    "classify_trials",
+    "compress_indices",
+    "count_states",
+    "is_slurm_sweep",
+    "parse_squeue",
+    "query_squeue",
+    "read_journal",
+    "render_script",
+    "slurm_available",
+    "slurm_states",
+    "submit_slurm",
+    "wait_slurm",
+]
+
+SLURM_DIR = "slurm"
+SCRIPT = "slurm/job.sbatch"
+JOURNAL = "slurm/submissions.jsonl"
+LOGS = "slurm/logs"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+# Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
+# expands % patterns, so anything else goes on the sbatch command line instead.
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
+_OPTION_NAMES = (
+    "partition",
+    "account",
+    "qos",
+    "time_min",
+    "cpus_per_task",
+    "mem_gb",
+    "gpus",
+    "array_parallelism",
+    "job_name",
+    "extra_sbatch",
+    "preamble",
+)
+_PENDING = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESV_DEL_HOLD",
+    "SPECIAL_EXIT",
+}
+_RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
+ACTIVE = ("pending", "running")
+
+
+def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise SpecError(f"{name} must be {kind} integer; received {name}={value!r}")
+    return value
+
+
+def _safe_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+        raise SpecError(
+            f"{name} must be letters, digits, '.', '_' or '-' only; received {name}={value!r}"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SlurmOptions:
+    """The ``sbatch`` settings of a sweep (the executor options of a slurm spec).
+
+    Attributes:
+        partition: Partition. Defaults to None (the cluster's default).
+        account: Account to charge. Defaults to None.
+        qos: Quality of service. Defaults to None.
+        time_min: Time limit of each trial in minutes. Defaults to 60.
+        cpus_per_task: Cores of each trial. Defaults to 1 (the spec's threads_per_trial).
+        mem_gb: Memory of each trial in GB. Defaults to None (the cluster's default).
+        gpus: GPUs of each trial. Defaults to None (none requested).
+        array_parallelism: At most this many trials at once (``%K``). Defaults to None.
+        job_name: Job name. Defaults to None (``appsleuth-<sweep name>``).
+        extra_sbatch: Further ``#SBATCH ...`` lines, verbatim. Defaults to none.
+        preamble: Shell lines run before the trial (``module load``, ``conda
+            activate``), verbatim: it is the user's own shell. Defaults to none.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 60
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    gpus: int | None = None
+    array_parallelism: int | None = None
+    job_name: str | None = None
+    extra_sbatch: tuple[str, ...] = ()
+    preamble: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("partition", "account", "qos", "job_name"):
+            value = getattr(self, name)
+            if value is not None:
+                _safe_name(name, value)
+        _positive_int("time_min", self.time_min)
+        _positive_int("cpus_per_task", self.cpus_per_task)
+        if self.array_parallelism is not None:
+            _positive_int("array_parallelism", self.array_parallelism)
+        if self.gpus is not None:
+            _positive_int("gpus", self.gpus, allow_zero=True)
+        if self.mem_gb is not None and (
+            isinstance(self.mem_gb, bool)
+            or not isinstance(self.mem_gb, int | float)
+            or not 0 < self.mem_gb < float("inf")
+        ):
+            raise SpecError(f"mem_gb must be a positive number; received mem_gb={self.mem_gb!r}")
+        lines = self.extra_sbatch
+        if isinstance(lines, str) or not isinstance(lines, Sequence):
+            raise SpecError(
+                "extra_sbatch must be a list of '#SBATCH ...' lines; received "
+                f"extra_sbatch={lines!r}"
+            )
+        for line in lines:
+            if (
+                not isinstance(line, str)
+                or not line.startswith("#SBATCH ")
+                or "\n" in line
+                or "\r" in line
+            ):
+                raise SpecError(
+                    f"each extra_sbatch line must start with '#SBATCH ' and hold no newline; "
+                    f"received extra_sbatch line {line!r}"
+                )
+        object.__setattr__(self, "extra_sbatch", tuple(lines))
+        if not isinstance(self.preamble, str) or "\0" in self.preamble:
+            raise SpecError(
+                f"preamble must be text (shell lines); received preamble={self.preamble!r}"
+            )
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], *, threads_per_trial: int = 1
+    ) -> SlurmOptions:
+        """From an executor's options; ``cpus_per_task`` defaults to ``threads_per_trial``.
+
+        Raises:
+            SpecError: An unknown option, or an invalid value (naming the field).
+        """
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise SpecError(
+                f"unknown slurm executor option(s) {', '.join(map(repr, unknown))}; valid "
+                f"options: {', '.join(_OPTION_NAMES)}"
+            )
+        d = {k: v for k, v in options.items() if v is not None}
+        d.setdefault("cpus_per_task", threads_per_trial)
+        if "extra_sbatch" in d and isinstance(d["extra_sbatch"], list):
+            d["extra_sbatch"] = tuple(d["extra_sbatch"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (for the journal)."""
+        d = dataclasses.asdict(self)
+        d["extra_sbatch"] = list(self.extra_sbatch)
+        return d
+
+
+def compress_indices(indices: Iterable[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (a ``--array`` list)."""
+    parts: list[str] = []
+    values = sorted(set(indices))
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _expand_indices(text: str) -> list[int]:
+    """``"0-2,5%2"`` -> ``[0, 1, 2, 5]`` (the throttle is dropped)."""
+    out: list[int] = []
+    for part in text.split("%")[0].split(","):
+        part = part.strip()
+        if not part:
+            continue
+        step = 1
+        if ":" in part:
+            part, step_text = part.split(":", 1)
+            step = int(step_text)
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1, step))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _time_text(minutes: int) -> str:
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours}:{mins:02d}:00"
+
+
+def _output_pattern(sweep_dir: Path) -> str:
+    # sbatch expands %A/%a in the file name; a literal % of the path is written %%.
+    return str(sweep_dir / LOGS).replace("%", "%%") + "/%A_%a.out"
+
+
+def _job_name(sweep_dir: Path, options: SlurmOptions) -> str:
+    if options.job_name:
+        return options.job_name
+    return "appsleuth-" + (re.sub(r"[^A-Za-z0-9._-]", "_", sweep_dir.name) or "sweep")
+
+
+def render_script(
+    sweep_dir: str | os.PathLike[str],
+    n_trials: int,
+    options: SlurmOptions,
+    *,
+    python: str | None = None,
+) -> str:
+    """The job-array script: ``#SBATCH`` settings, the preamble, then trial i of task i.
+
+    Args:
+        sweep_dir: The sweep directory (made absolute).
+        n_trials: Trials in the plan (the script's ``--array`` covers them all).
+        options: The :class:`SlurmOptions`.
+        python: The Python that runs appsleuth. Defaults to this one (``sys.executable``).
+
+    Returns:
+        The script text.
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    # Not resolved: a virtual environment's python is a symlink whose target lacks the venv.
+    python = os.path.abspath(python or sys.executable)
+    throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
+    lines = [
+        "#!/bin/bash",
+        f"# appsleuth {__version__} sweep {sweep_dir.name}: array task i runs trial i.",
+        "# The hyperparameters are in manifest.json, never in this script. Submitted by",
+        "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
+        "# --output on the sbatch command line; both also work from here by hand.",
+        f"#SBATCH --job-name={_job_name(sweep_dir, options)}",
+        f"#SBATCH --array=0-{max(n_trials - 1, 0)}{throttle}",
+    ]
+    output = _output_pattern(sweep_dir)
+    if _SAFE_PATH.match(str(sweep_dir)):
+        lines.append(f"#SBATCH --output={output}")
+    else:
+        lines += [
+            "# --output is given on the sbatch command line only: the path of this sweep",
+            "# directory has characters that #SBATCH lines cannot carry.",
+        ]
+    lines.append(f"#SBATCH --time={_time_text(options.time_min)}")
+    lines.append(f"#SBATCH --cpus-per-task={options.cpus_per_task}")
+    if options.mem_gb is not None:
+        lines.append(f"#SBATCH --mem={max(1, round(options.mem_gb * 1024))}M")
+    if options.gpus:
+        lines.append(f"#SBATCH --gpus={options.gpus}")
+    for name in ("partition", "account", "qos"):
+        value = getattr(options, name)
+        if value:
+            lines.append(f"#SBATCH --{name}={value}")
+    lines.extend(options.extra_sbatch)
+    lines.append("")
+    if options.preamble.strip():
+        lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
+        lines += ["# --- end of preamble ---", ""]
+    lines += [
+        "# Trial $SLURM_ARRAY_TASK_ID of the manifest; APPSLEUTH_RETRY_FAILED=1 redoes a",
+        "# trial that failed before.",
+        f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
+        '--index "$SLURM_ARRAY_TASK_ID" ${APPSLEUTH_RETRY_FAILED:+--retry-failed}',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- the journal ---------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _append_event(sweep_dir: Path, event: dict[str, Any]) -> None:
+    path = sweep_dir / JOURNAL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        # A write torn by a crash leaves a line without its newline: end it first, so
+        # that this event stays a line of its own.
+        fh.seek(0, os.SEEK_END)
+        prefix = b""
+        if fh.tell():
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                prefix = b"\n"
+        fh.write(prefix + json.dumps(event, sort_keys=True).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The events of a sweep's journal, oldest first (none for a local sweep).
+
+    A line that is not valid JSON (a write torn by a crash) is skipped.
+    """
+    path = Path(sweep_dir) / JOURNAL
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") in ("submit", "cancel"):
+            events.append(event)
+    return events
+
+
+def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:
+    """True once a sweep directory has a SLURM journal."""
+    return (Path(sweep_dir) / JOURNAL).exists()
+
+
+# --- squeue and the trial states -----------------------------------------------------------
+
+
+def parse_squeue(text: str) -> dict[str, dict[int, str]]:
+    """Parse ``squeue --noheader --array --format=%i|%T`` output.
+
+    Returns:
+        ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` (an unexpanded
+        pending range) counts for each index.
+    """
+    jobs: dict[str, dict[int, str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or "|" not in line:
+            continue
+        job, state = (p.strip() for p in line.split("|", 1))
+        state = state.split()[0].upper() if state else ""
+        if "_" not in job:
+            continue  # not an array task
+        job_id, task = job.split("_", 1)
+        try:
+            indices = _expand_indices(task.strip("[]"))
+        except ValueError:
+            continue
+        for index in indices:
+            jobs.setdefault(job_id, {})[index] = state
+    return jobs
+
+
+def slurm_available() -> bool:
+    """True when ``sbatch`` is on PATH and ``sinfo`` answers."""
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    try:
+        done = subprocess.run(["sinfo", "--noheader"], capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    except FileNotFoundError as exc:
+        raise AppSleuthError(
+            f"{cmd[0]} is not on PATH: {what} needs SLURM; run on a SLURM login node, or "
+            f"use executor: local"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise AppSleuthError(f"{cmd[0]} did not answer within 120 s ({what})") from exc
+
+
+def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
+    """Ask ``squeue`` for the array tasks of these jobs (any state it still knows)."""
+    if not job_ids:
+        return {}
+    done = _run(
+        [
+            "squeue",
+            "--noheader",
+            "--array",
+            "--states=all",
+            "--format=%i|%T",
+            f"--jobs={','.join(job_ids)}",
+        ],
+        "the sweep status",
+    )
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return {}  # every job ended long enough ago to be forgotten
+        raise AppSleuthError(f"squeue failed (exit {done.returncode}): {done.stderr.strip()}")
+    return parse_squeue(done.stdout)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SlurmTrialState:
+    """Where one trial of a SLURM sweep stands.
+
+    Attributes:
+        index: Trial index.
+        name: Run directory name.
+        params: The varied hyperparameters.
+        status: ``complete``, ``running``, ``pending`` (queued in SLURM), ``failed``,
+            ``cancelled`` or ``unsubmitted``.
+        job_id: The array task that last took it (``123_4``), if any.
+        log: That task's SLURM output file, if any.
+        error: Why it failed.
+        metadata: The run's metadata (None before it finished).
+        ran: True when the run directory itself records the failure.
+    """
+
+    index: int
+    name: str
+    params: dict[str, Any]
+    status: str
+    job_id: str | None = None
+    log: Path | None = None
+    error: str | None = None
+    metadata: dict[str, Any] | None = None
+    ran: bool = False
+
+    @property
+    def duration_s(self) -> float | None:
+        """Wall time of a finished trial."""
+        return (self.metadata or {}).get("wall_time_s")
+
+    def last(self, key: str) -> float | None:
+        """A final-epoch metric of a complete trial."""
+        return ((self.metadata or {}).get("last_results") or {}).get(key)
+
+
+def classify_trials(
+    sweep_dir: Path,
+    trials: Sequence[tuple[int, str, dict[str, Any], str, dict[str, Any] | None]],
+    events: Sequence[dict[str, Any]],
+    queue: Mapping[str, Mapping[int, str]],
+) -> list[SlurmTrialState]:
+    """Combine run-directory states, the journal and ``squeue`` (a pure function).
+
+    Args:
+        sweep_dir: The sweep directory (for log paths).
+        trials: ``(index, name, params, run_status, metadata)`` per trial.
+        events: The journal's events, oldest first.
+        queue: :func:`parse_squeue` output.
+
+    Returns:
+        One :class:`SlurmTrialState` per trial.
+    """
+    last_job: dict[int, tuple[int, str]] = {}
+    cancels: dict[str, int] = {}
+    for pos, event in enumerate(events):
+        if event.get("event") == "submit":
+            for index in event.get("indices") or ():
+                last_job[int(index)] = (pos, str(event.get("job_id")))
+        elif event.get("event") == "cancel":
+            for job_id in event.get("job_ids") or ():
+                cancels[str(job_id)] = pos
+    out = []
+    for index, name, params, run_state, meta in trials:
+        common = {"index": index, "name": name, "params": params, "metadata": meta}
+        if run_state == "complete":
+            if index in last_job:
+                job_id = last_job[index][1]
+                common["job_id"] = f"{job_id}_{index}"
+                common["log"] = sweep_dir / LOGS / f"{job_id}_{index}.out"
+            out.append(SlurmTrialState(status="complete", **common))
+            continue
+        run_error = (meta or {}).get("error") if run_state == "failed" else None
+        if index not in last_job:
+            status = "failed" if run_state == "failed" else "unsubmitted"
+            out.append(
+                SlurmTrialState(status=status, error=run_error, ran=run_state == "failed", **common)
+            )
+            continue
+        pos, job_id = last_job[index]
+        task = f"{job_id}_{index}"
+        log = sweep_dir / LOGS / f"{job_id}_{index}.out"
+        state = queue.get(job_id, {}).get(index)
+        where = {"job_id": task, "log": log}
+        if state in _PENDING:
+            out.append(SlurmTrialState(status="pending", **where, **common))
+        elif state in _RUNNING:
+            out.append(SlurmTrialState(status="running", **where, **common))
+        elif run_state == "failed":
+            out.append(
+                SlurmTrialState(status="failed", error=run_error, ran=True, **where, **common)
+            )
+        elif state == "CANCELLED" or (state is None and cancels.get(job_id, -1) > pos):
+            out.append(SlurmTrialState(status="cancelled", **where, **common))
+        else:
+            how = f" (SLURM state {state})" if state else ""
+            error = f"SLURM job {task} ended without a complete run directory{how}; read {log}"
+            out.append(SlurmTrialState(status="failed", error=error, **where, **common))
+    return out
+
+
+def slurm_states(
+    sweep_dir: str | os.PathLike[str],
+    *,
+    squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
+) -> list[SlurmTrialState]:
+    """The state of every trial of a sweep directory, from its runs, journal and squeue.
+
+    Args:
+        sweep_dir: The sweep directory.
+        squeue: Queries the queue for job ids. Defaults to the real ``squeue``.
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    plan = read_plan(sweep_dir)
+    events = read_journal(sweep_dir)
+    job_ids = list(dict.fromkeys(str(e["job_id"]) for e in events if e["event"] == "submit"))
+    trials = []
+    for t in plan:
+        run_dir = sweep_dir / t.name
+        trials.append((t.index, t.name, t.params, run_status(run_dir), read_metadata(run_dir)))
+    unfinished = any(state != "complete" for *_, state, _ in trials)
+    queue = (squeue or query_squeue)(job_ids) if job_ids and unfinished else {}
+    return classify_trials(sweep_dir, trials, events, queue)
+
+
+# --- submit, cancel, wait ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SlurmSubmission:
+    """What :func:`submit_slurm` did.
+
+    Attributes:
+        script: The job-array script's path.
+        script_text: Its text.
+        indices: The trials submitted (or that would be, on a dry run).
+        job_id: The array job's id; None when nothing was submitted.
+        command: The sbatch command (run, or to run).
+        states: The trial states before submitting.
+    """
+
+    script: Path
+    script_text: str
+    indices: tuple[int, ...]
+    job_id: str | None
+    command: tuple[str, ...]
+    states: tuple[SlurmTrialState, ...]
+
+
+def submit_slurm(
+    sweep_dir: str | os.PathLike[str],
+    options: SlurmOptions,
+    *,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    python: str | None = None,
+) -> SlurmSubmission:
+    """Write the job script and submit every trial not complete, queued or running.
+
+    Trials whose run directory records a failure are submitted only with
+    ``retry_failed`` (as the local executor does); trials whose job ended without a run
+    directory (time limit, broken preamble), cancelled and never-submitted ones always.
+
+    Args:
+        sweep_dir: A prepared sweep directory.
+        options: The :class:`SlurmOptions`.
+        retry_failed: Redo trials that failed before. Defaults to False.
+        dry_run: Write the script, submit nothing. Defaults to False.
+        python: The Python the jobs run. Defaults to ``sys.executable``.
+
+    Raises:
+        AppSleuthError: sbatch is missing or refuses the job.
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    plan = read_plan(sweep_dir)
+    states = slurm_states(sweep_dir)  # read-only, so a dry run shows the real plan too
+    todo = tuple(
+        s.index
+        for s in states
+        if s.status in ("unsubmitted", "cancelled")
+        or (s.status == "failed" and (retry_failed or not s.ran))
+    )
+    text = render_script(sweep_dir, len(plan), options, python=python)
+    script = sweep_dir / SCRIPT
+    (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(script, text)
+    throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
+    cmd = [
+        "sbatch",
+        "--parsable",
+        f"--array={compress_indices(todo)}{throttle}",
+        f"--output={_output_pattern(sweep_dir)}",
+    ]
+    if retry_failed:
+        cmd.append("--export=ALL,APPSLEUTH_RETRY_FAILED=1")
+    cmd.append(str(script))
+    result = {
+        "script": script,
+        "script_text": text,
+        "indices": todo,
+        "command": tuple(cmd),
+        "states": tuple(states),
+    }
+    if dry_run or not todo:
+        return SlurmSubmission(job_id=None, **result)
+    done = _run(cmd, "submitting a sweep")
+    if done.returncode != 0:
+        raise AppSleuthError(
+            f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}; "
+            f"the script is {script}"
+        )
+    job_id = done.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise AppSleuthError(f"sbatch answered {done.stdout.strip()!r}, not a job id")
+    _append_event(
+        sweep_dir,
+        {
+            "event": "submit",
+            "job_id": job_id,
+            "indices": list(todo),
+            "time": _now(),
+            "retry_failed": retry_failed,
+            "options": options.to_dict(),
+        },
+    )
+    return SlurmSubmission(job_id=job_id, **result)
+
+
+def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:
+    """Cancel this sweep's jobs that still have queued or running trials (``scancel``).
+
+    Returns:
+        The job ids cancelled (none when nothing was active).
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    active = [s for s in slurm_states(sweep_dir) if s.status in ACTIVE and s.job_id]
+    job_ids = list(dict.fromkeys(s.job_id.split("_")[0] for s in active if s.job_id))
+    if not job_ids:
+        return []
+    done = _run(["scancel", *job_ids], "cancelling a sweep")
+    if done.returncode != 0:
+        raise AppSleuthError(f"scancel failed (exit {done.returncode}): {done.stderr.strip()}")
+    _append_event(sweep_dir, {"event": "cancel", "job_ids": job_ids, "time": _now()})
+    return job_ids
+
+
+def count_states(states: Iterable[SlurmTrialState]) -> dict[str, int]:
+    """Trials per status."""
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.status] = counts.get(s.status, 0) + 1
+    return counts
+
+
+def wait_slurm(
+    sweep_dir: str | os.PathLike[str],
+    *,
+    poll_s: float = 5.0,
+    progress: bool | None = None,
+    timeout_s: float | None = None,
+) -> list[SlurmTrialState]:
+    """Follow the sweep's jobs until no trial is pending or running.
+
+    Args:
+        sweep_dir: The sweep directory.
+        poll_s: Seconds between two ``squeue`` calls. Defaults to 5.
+        progress: Show a progress bar. Defaults to True on a terminal.
+        timeout_s: Stop waiting after this long. Defaults to None (no limit).
+
+    Returns:
+        The last trial states (jobs keep running in SLURM if the wait stops early).
+    """
+    if progress is None:
+        progress = sys.stderr.isatty()
+    start = time.time()
+    states = slurm_states(sweep_dir)
+    bar: Any = None
+    task: Any = None
+    if progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(
+            TextColumn("[bold]trials[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+        )
+        task = bar.add_task("", total=len(states))
+        bar.start()
+    try:
+        while True:
+            counts = count_states(states)
+            if bar is not None:
+                finished = len(states) - sum(counts.get(k, 0) for k in ACTIVE)
+                bar.update(
+                    task,
+                    completed=finished,
+                    description=(
+                        f"done {counts.get('complete', 0)} · running {counts.get('running', 0)}"
+                        f" · pending {counts.get('pending', 0)} · failed "
+                        f"{counts.get('failed', 0)} · cancelled {counts.get('cancelled', 0)}"
+                    ),
+                )
+            if not any(counts.get(k) for k in ACTIVE):
+                return states
+            if timeout_s is not None and time.time() - start > timeout_s:
+                return states
+            time.sleep(poll_s)
+            states = slurm_states(sweep_dir)
+    finally:
+        if bar is not None:
+            bar.stop()

@@ -1,0 +1,434 @@
+"""The SLURM executor: option validation, the job script and its quoting, the journal,
+the state mapping, and real submissions to a running SLURM (integration)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from appsleuth.cli import cli, main
+from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.run import run_status
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir
+from appsleuth.sweep.slurm import (
+    JOURNAL,
+    SlurmOptions,
+    _append_event,
+    classify_trials,
+    compress_indices,
+    parse_squeue,
+    read_journal,
+    render_script,
+    slurm_available,
+    slurm_states,
+    submit_slurm,
+)
+from tests.conftest import require_component
+
+SMALL = {"rows": 2000, "synth_seed": 4}
+BASE = {"model": {"hidden": [4]}, "train": {"epochs": 2, "batch_size": 64}}
+# A path that breaks any unquoted shell use: blanks, both quotes, a command, a %.
+NASTY = "we ird '\" $(touch pwned) 50%"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sbatch exports the environment, so the jobs inherit this cache too.
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
+    search = search or {"grid": {"learning_rate": [0.003, 0.004]}}
+    return SweepSpec.from_dict(
+        {
+            "name": name,
+            "data": SMALL,
+            "base": BASE,
+            **search,
+            "executor": {"kind": "slurm", **(executor or {})},
+        }
+    )
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"time_min": "1h"}, r"time_min must be a positive integer; received time_min='1h'"),
+        ({"time_min": 0}, r"time_min must be a positive integer; received time_min=0"),
+        ({"time_min": True}, r"time_min must be a positive integer; received time_min=True"),
+        ({"cpus_per_task": 0}, r"cpus_per_task must be a positive integer"),
+        ({"array_parallelism": -1}, r"array_parallelism must be a positive integer"),
+        ({"gpus": 1.5}, r"gpus must be a non-negative integer; received gpus=1.5"),
+        ({"mem_gb": "4G"}, r"mem_gb must be a positive number; received mem_gb='4G'"),
+        ({"partition": "gpu; rm -rf ~"}, r"partition must be letters, digits.*'gpu; rm -rf ~'"),
+        ({"account": "a b"}, r"account must be letters"),
+        ({"qos": "$(id)"}, r"qos must be letters"),
+        ({"job_name": "x\ny"}, r"job_name must be letters"),
+        ({"extra_sbatch": "#SBATCH --hold"}, r"extra_sbatch must be a list"),
+        ({"extra_sbatch": ["--hold"]}, r"must start with '#SBATCH '.*'--hold'"),
+        ({"extra_sbatch": ["#SBATCH --hold\necho hi"]}, r"hold no newline"),
+        ({"preamble": ["module load x"]}, r"preamble must be text"),
+        ({"partitoin": "debug"}, r"unknown slurm executor option\(s\) 'partitoin'; valid"),
+    ],
+)
+def test_options_are_validated(options: dict, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        SlurmOptions.from_options(options)
+
+
+def test_options_defaults_and_cpus_from_threads() -> None:
+    opts = SlurmOptions.from_options({"partition": "debug", "mem_gb": 1.5}, threads_per_trial=4)
+    assert opts.cpus_per_task == 4 and opts.time_min == 60 and opts.partition == "debug"
+    assert SlurmOptions.from_options({"cpus_per_task": 2}, threads_per_trial=4).cpus_per_task == 2
+
+
+def test_compress_and_parse_squeue() -> None:
+    assert compress_indices([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
+    assert compress_indices([3]) == "3"
+    text = "12_0|RUNNING\n12_[2-4%2]|PENDING\n13_1|CANCELLED\n14|PENDING\n\nnoise\n"
+    assert parse_squeue(text) == {
+        "12": {0: "RUNNING", 2: "PENDING", 3: "PENDING", 4: "PENDING"},
+        "13": {1: "CANCELLED"},
+    }
+
+
+# --- the script ---------------------------------------------------------------------------
+
+
+def test_script_settings_preamble_and_no_values_in_shell_text(tmp_path: Path) -> None:
+    spec = _spec(zip={"learning_rate": [0.003, 0.004], "class_weight": ["none", "balanced"]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    opts = SlurmOptions.from_options(
+        {
+            "partition": "debug",
+            "account": "proj-1",
+            "qos": "short",
+            "time_min": 90,
+            "mem_gb": 2,
+            "gpus": 1,
+            "array_parallelism": 3,
+            "job_name": "scan",
+            "extra_sbatch": ["#SBATCH --constraint=avx2"],
+            "preamble": "module load python/3.11\nconda activate env",
+        }
+    )
+    text = render_script(sweep_dir, 2, opts, python="/opt/py/bin/python")
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for expected in (
+        "#SBATCH --job-name=scan",
+        "#SBATCH --array=0-1%3",
+        f"#SBATCH --output={sweep_dir}/slurm/logs/%A_%a.out",
+        "#SBATCH --time=1:30:00",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --mem=2048M",
+        "#SBATCH --gpus=1",
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=proj-1",
+        "#SBATCH --qos=short",
+        "#SBATCH --constraint=avx2",
+        "module load python/3.11",
+        "conda activate env",
+    ):
+        assert expected in lines
+    assert lines[-1].startswith(
+        f"exec /opt/py/bin/python -m appsleuth sweep worker {sweep_dir} "
+        '--index "$SLURM_ARRAY_TASK_ID"'
+    )
+    # The hyperparameters live in the manifest only.
+    assert "0.003" not in text and "balanced" not in text
+    assert "#SBATCH --time=1-00:00:00" in render_script(
+        sweep_dir, 2, SlurmOptions(time_min=24 * 60)
+    )
+
+
+def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / NASTY)
+    text = render_script(sweep_dir, 2, SlurmOptions(), python=str(tmp_path / "p y" / "python"))
+    # #SBATCH lines cannot carry such a path: sbatch gets --output on its command line.
+    assert "#SBATCH --output" not in text
+    worker = text.splitlines()[-1]
+    # Running the line through a real shell, with a stand-in python, shows each argument
+    # arrives intact and nothing runs.
+    fake = tmp_path / "p y" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-c", worker],
+        env={**os.environ, "SLURM_ARRAY_TASK_ID": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.splitlines() == [
+        "-m",
+        "appsleuth",
+        "sweep",
+        "worker",
+        str(sweep_dir),
+        "--index",
+        "1",
+    ]
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_dry_run_writes_and_prints_the_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="dry").to_dict()))
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out), "--dry-run"]
+    assert main([*argv, "--partition", "debug", "--array-parallelism", "2"]) == 0
+    captured = capsys.readouterr()
+    script = out / "dry" / "slurm" / "job.sbatch"
+    assert captured.out == script.read_text()
+    assert "#SBATCH --partition=debug" in captured.out and "--array=0-1%2" in captured.out
+    assert "would submit trials [0, 1]" in captured.err
+    assert not (out / "dry" / JOURNAL).exists()  # nothing submitted
+    assert main([*argv, "--time-min", "1h"]) == 2
+    assert "time_min must be a positive integer; received time_min='1h'" in capsys.readouterr().err
+    assert (
+        main(["sweep", "run", str(spec_file), "--out", str(out), "--executor", "local", "--wait"])
+        == 2
+    )
+    assert "--wait apply to the slurm executor only" in capsys.readouterr().err
+
+
+def test_cancel_on_a_local_sweep_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 2
+    assert "has no SLURM submissions to cancel" in capsys.readouterr().err
+
+
+# --- journal and states -------------------------------------------------------------------
+
+
+def test_journal_tolerates_a_torn_line(tmp_path: Path) -> None:
+    _append_event(tmp_path, {"event": "submit", "job_id": "7", "indices": [0, 1]})
+    with open(tmp_path / JOURNAL, "a") as fh:
+        fh.write('{"event": "cancel", "job_')  # a crash mid-write
+    assert [e["job_id"] for e in read_journal(tmp_path)] == ["7"]
+    _append_event(tmp_path, {"event": "cancel", "job_ids": ["7"]})
+    events = read_journal(tmp_path)
+    assert [e["event"] for e in events] == ["submit", "cancel"]
+    assert read_journal(tmp_path / "nowhere") == []
+
+
+def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
+    trials = [
+        (0, "t0", {}, "complete", {"wall_time_s": 1.0}),
+        (1, "t1", {}, "missing", None),
+        (2, "t2", {}, "incomplete", None),
+        (3, "t3", {}, "failed", {"error": "DataError: Tetris"}),
+        (4, "t4", {}, "missing", None),
+        (5, "t5", {}, "missing", None),
+        (6, "t6", {}, "incomplete", None),
+        (7, "t7", {}, "missing", None),
+    ]
+    events = [
+        {"event": "submit", "job_id": "10", "indices": [0, 1, 2, 3, 4]},
+        {"event": "submit", "job_id": "11", "indices": [5, 6]},
+        {"event": "cancel", "job_ids": ["11"]},
+    ]
+    queue = parse_squeue("10_1|PENDING\n10_2|RUNNING\n10_3|FAILED\n10_4|TIMEOUT\n")
+    states = classify_trials(tmp_path, trials, events, queue)
+    assert [s.status for s in states] == [
+        "complete",
+        "pending",
+        "running",
+        "failed",
+        "failed",
+        "cancelled",
+        "cancelled",
+        "unsubmitted",
+    ]
+    assert states[1].job_id == "10_1" and states[0].job_id == "10_0"
+    assert states[3].error == "DataError: Tetris" and states[3].ran
+    assert states[3].log == tmp_path / "slurm" / "logs" / "10_3.out"
+    assert "ended without a complete run directory (SLURM state TIMEOUT)" in states[4].error
+    assert str(tmp_path / "slurm" / "logs" / "10_4.out") in states[4].error and not states[4].ran
+    # A job squeue forgot, that the journal never cancelled, failed: read its log.
+    gone = classify_trials(tmp_path, trials[1:2], events[:1], {})
+    assert gone[0].status == "failed" and "10_1.out" in gone[0].error
+    # Resubmitted after a cancel: the newer job counts.
+    again = [*events, {"event": "submit", "job_id": "12", "indices": [5]}]
+    assert classify_trials(tmp_path, trials[5:6], again, {"12": {5: "PENDING"}})[0].status == (
+        "pending"
+    )
+
+
+def test_resume_submits_only_what_is_not_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec(grid={"learning_rate": [0.1, 0.2, 0.3, 0.4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "20", "indices": [0, 1, 2, 3]})
+    monkeypatch.setattr(
+        "appsleuth.sweep.slurm.query_squeue",
+        lambda ids: parse_squeue("20_0|RUNNING\n20_1|PENDING\n20_2|OUT_OF_MEMORY\n"),
+    )
+    assert [s.status for s in slurm_states(sweep_dir)] == [
+        "running",
+        "pending",
+        "failed",
+        "failed",
+    ]
+    sub = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
+    assert sub.job_id is None and sub.indices == (2, 3)
+    assert sub.command[:3] == ("sbatch", "--parsable", "--array=2-3%2")
+
+
+# --- real SLURM ---------------------------------------------------------------------------
+
+
+def _node_usable() -> bool:
+    # A node that is down or drained would leave --wait waiting for ever.
+    done = subprocess.run(
+        ["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, check=False
+    )
+    return any(s.strip("*~#") in ("idle", "mix", "alloc") for s in done.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    require_component(
+        "slurm (sbatch on PATH, sinfo answering, a node idle)",
+        slurm_available() and _node_usable(),
+    )
+
+
+def _exit_code(argv: list[str]) -> int:
+    # The command's own exit code. main() currently drops codes set by ctx.exit (it
+    # ignores what click returns in non-standalone mode), so ask click directly.
+    rv = cli.main(args=argv, prog_name="appsleuth", standalone_mode=False)
+    return rv if isinstance(rv, int) else 0
+
+
+def _write_spec(path: Path, name: str, executor: dict, **search) -> Path:
+    path.write_text(yaml.safe_dump(_spec(name=name, executor=executor, **search).to_dict()))
+    return path
+
+
+def _json_status(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.integration
+def test_slurm_sweep_completes_and_resume_submits_nothing(
+    slurm: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a stray $(touch pwned) would land
+    spec_file = _write_spec(
+        tmp_path / "ok.yaml", "ok", {"time_min": 10, "preamble": "echo preamble-ran"}
+    )
+    out = tmp_path / NASTY
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert _exit_code([*argv, "--wait", "--poll-seconds", "1"]) == 0
+    sweep_dir = out / "ok"
+    states = _json_status(sweep_dir, capsys)
+    assert [s["status"] for s in states] == ["complete", "complete"]
+    for s in states:
+        assert run_status(sweep_dir / s["name"]) == "complete"
+        log = Path(s["log"])
+        assert "preamble-ran" in log.read_text() and "complete" in log.read_text()
+    assert (sweep_dir / "results.csv").exists()
+    assert not list(tmp_path.rglob("pwned"))
+    assert main(argv) == 0
+    assert "nothing to submit" in capsys.readouterr().out
+    assert len(read_journal(sweep_dir)) == 1
+
+
+@pytest.mark.integration
+def test_slurm_failures_are_reported_with_their_log(
+    slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Trial 0 names an app that is not a class: it fails inside appsleuth.
+    bad = _write_spec(
+        tmp_path / "bad.yaml",
+        "bad",
+        {"time_min": 10},
+        zip={"learning_rate": [0.003], "class_weight": [{"Tetris": 2.0}]},
+    )
+    # A broken environment: the job dies before appsleuth starts, leaving no run directory.
+    broken = _write_spec(
+        tmp_path / "broken.yaml",
+        "broken",
+        {"time_min": 10, "preamble": "echo no such module >&2; exit 3"},
+        grid={"learning_rate": [0.003]},
+    )
+    out = tmp_path / "out"
+    for spec_file in (bad, broken):
+        code = _exit_code(
+            ["sweep", "run", str(spec_file), "--out", str(out), "--wait", "--poll-seconds", "1"]
+        )
+        assert code == 1
+    (failed,) = _json_status(out / "bad", capsys)
+    assert failed["status"] == "failed" and "Tetris" in failed["error"]
+    assert "Tetris" in Path(failed["log"]).read_text()
+    (died,) = _json_status(out / "broken", capsys)
+    assert died["status"] == "failed" and "ended without a complete run directory" in died["error"]
+    assert "no such module" in Path(died["log"]).read_text()
+    assert died["log"] in died["error"]
+    capsys.readouterr()
+    assert main(["sweep", "status", str(out / "broken")]) == 0
+    assert f"SLURM output: {died['log']}" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_slurm_cancel(slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Held jobs never start, so cancelling them costs no training.
+    spec_file = _write_spec(
+        tmp_path / "held.yaml", "held", {"time_min": 5, "extra_sbatch": ["#SBATCH --hold"]}
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(spec_file), "--out", str(out)]) == 0
+    sweep_dir = out / "held"
+    assert [s["status"] for s in _json_status(sweep_dir, capsys)] == ["pending", "pending"]
+    # Resuming while queued submits nothing more.
+    assert main(["sweep", "run", str(spec_file), "--out", str(out)]) == 0
+    assert "nothing to submit" in capsys.readouterr().out
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0
+    assert "cancelled SLURM job(s)" in capsys.readouterr().out
+    deadline = time.time() + 30
+    while True:
+        statuses = [s["status"] for s in _json_status(sweep_dir, capsys)]
+        if statuses == ["cancelled", "cancelled"] or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert statuses == ["cancelled", "cancelled"]
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["submit", "cancel"]
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0
+    assert "nothing to cancel" in capsys.readouterr().out
+
+
+def test_worker_cli_is_what_the_script_runs() -> None:
+    # The script's command must exist: python -m appsleuth sweep worker --help.
+    done = subprocess.run(
+        [sys.executable, "-m", "appsleuth", "sweep", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and "--index" in done.stdout
+    with pytest.raises(AppSleuthError, match="is not a sweep directory"):
+        slurm_states(Path("/nonexistent-sweep"))
