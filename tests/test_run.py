@@ -315,3 +315,40 @@ def test_cli_train(
         "learning_rate must be a positive number; received learning_rate=-1"
         in capsys.readouterr().err
     )
+
+
+def test_cli_threads_limit_takes_effect_in_the_training_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "APPSLEUTH_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appsleuth",
+            "train",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--rows",
+            "2000",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    meta = read_metadata(tmp_path / "model_1H4N_lr0.0003_bs32_e1")
+    assert meta["hardware"]["cores_available"] == 1  # pinned to one core
+    assert meta["hardware"]["device"] == "cpu"

@@ -344,12 +344,14 @@ def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) ->
     assert not [p for p in sweep_dir.rglob(".*tmp*")]  # no temporary files left behind
 
 
-def test_cli_exit_status_reports_failed_trials(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_status_reports_failed_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
     failed = sweep_dir / "model_1H2N_lr0.003_bs64_e2"
     failed.mkdir()
-    (failed / "model_metadata.json").write_text(json.dumps({"status": "failed",
-                                                            "error": "ValueError: boom"}))
+    (failed / "model_metadata.json").write_text(
+        json.dumps({"status": "failed", "error": "ValueError: boom"})
+    )
     assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 1
     assert "failed-before (ValueError: boom)" in capsys.readouterr().out

@@ -254,6 +254,34 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
     return RunSpec.from_dict(base)
 
 
+def _backend_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Cores to use (default: all, or SLURM_CPUS_PER_TASK in a job).",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "gpu"]),
+            default="auto",
+            show_default=True,
+            help="Where the model runs.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _configure_backend(threads: int | None, device: str) -> None:
+    # Must run before Keras is imported: thread pools and devices are fixed at start-up.
+    from appsleuth.hardware import configure_backend
+
+    configure_backend(threads=threads, device=device)
+
+
 def _task_options(f: Any) -> Any:
     options = [
         click.option(
@@ -394,6 +422,7 @@ def _data_overrides(
     default=None,
     help="Training engine (default: fused on JAX, else fit).",
 )
+@_backend_options
 @_task_options
 @click.option(
     "--out",
@@ -430,6 +459,8 @@ def train(
     name: str | None,
     force: bool,
     quiet: bool,
+    threads: int | None,
+    device: str,
 ) -> None:
     """Train one model and write its run directory.
 
@@ -437,6 +468,7 @@ def train(
     (--hidden 18 --lr 0.0003 --batch-size 32 --epochs 30); everything else can come
     from --config run.yaml.
     """
+    _configure_backend(threads, device)
     from appsleuth.run import train as train_run
 
     overrides = _data_overrides(
@@ -468,46 +500,9 @@ def train(
 
 
 def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from appsleuth.display import print_metrics
 
-    console = Console()
-    table = Table(title=title, title_justify="left")
-    for col in ("app", "precision", "recall", "F1", "support"):
-        table.add_column(col, justify="left" if col == "app" else "right")
-    for app, m in metrics["per_class"].items():
-        style = "bold red" if app == "Moriarty" else None
-        table.add_row(
-            app,
-            f"{m['precision']:.3f}",
-            f"{m['recall']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{m['support']:,}",
-            style=style,
-        )
-    for avg in ("macro_avg", "weighted_avg"):
-        m = metrics[avg]
-        table.add_row(
-            avg.replace("_", " "),
-            f"{m['precision']:.3f}",
-            f"{m['recall']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{metrics['n']:,}",
-            style="dim",
-        )
-    console.print(table)
-    line = f"accuracy {metrics['accuracy']:.4f}"
-    if metrics.get("roc_auc") is not None:
-        line += f", ROC AUC {metrics['roc_auc']:.4f}"
-    if "malware" in metrics:
-        mw = metrics["malware"]
-        line += (
-            f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, precision "
-            f"{mw['precision']:.3f}, false-alarm rate {mw['false_alarm_rate']:.4f}"
-        )
-    if "fit" in metrics:
-        line += f"; fit: {metrics['fit']['diagnosis']}"
-    console.print(line)
+    print_metrics(metrics, title=title)
 
 
 @cli.command()
@@ -553,6 +548,7 @@ def baselines(
 
 
 @cli.command()
+@_backend_options
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -577,7 +573,14 @@ def baselines(
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing predictions file.")
 def predict(
-    run_dir: Path, data: Path, out: Path | None, top_k: int, chunk_rows: int, force: bool
+    run_dir: Path,
+    data: Path,
+    out: Path | None,
+    top_k: int,
+    chunk_rows: int,
+    force: bool,
+    threads: int | None,
+    device: str,
 ) -> None:
     """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
 
@@ -588,6 +591,7 @@ def predict(
     """
     import sys
 
+    _configure_backend(threads, device)
     from appsleuth.predict import predict_file
 
     out = out or Path(f"{data.name.split('.')[0]}.predictions.csv")
@@ -1039,13 +1043,17 @@ def demo(out: Path, full: bool, rows: int | None, epochs: int, workers: int | No
     run_demo(out, full=full, rows=rows, epochs=epochs, workers=workers)
 
 
-def _register_report() -> None:
+def _register_commands() -> None:
+    # Commands that live next to what they drive; their modules import nothing heavy.
+    from appsleuth.bench import bench_command
+    from appsleuth.info import info_command
     from appsleuth.report import report_command
 
-    cli.add_command(report_command)
+    for command in (report_command, info_command, bench_command):
+        cli.add_command(command)
 
 
-_register_report()
+_register_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

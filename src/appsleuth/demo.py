@@ -195,29 +195,9 @@ def run_demo(
 
 
 def _print_run(console: Any, metrics: dict[str, Any], meta: dict[str, Any]) -> None:
-    from rich.table import Table
+    from appsleuth.display import print_metrics
 
-    table = Table(title=f"validation metrics of {meta['model_code']}", title_justify="left")
-    for col in ("app", "precision", "recall", "F1", "support"):
-        table.add_column(col, justify="left" if col == "app" else "right")
-    for app, m in metrics["per_class"].items():
-        table.add_row(
-            app,
-            f"{m['precision']:.3f}",
-            f"{m['recall']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{m['support']:,}",
-            style="bold red" if app == "Moriarty" else None,
-        )
-    console.print(table)
-    line = f"accuracy {metrics['accuracy']:.4f}, fit: {metrics['fit']['diagnosis']}"
-    if "malware" in metrics:
-        mw = metrics["malware"]
-        line += (
-            f"; Moriarty (malware) detection rate {mw['detection_rate']:.3f}, "
-            f"false-alarm rate {mw['false_alarm_rate']:.4f}"
-        )
-    console.print(line)
+    print_metrics(metrics, title=f"validation metrics of {meta['model_code']}", console=console)
 
 
 def _print_scan(console: Any, sweep_dir: Path) -> None:

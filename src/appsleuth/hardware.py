@@ -1,16 +1,36 @@
-"""What the machine offers: CPU cores, the cores this process may use, JAX devices, SLURM.
+"""What the machine offers, and how much of it a process uses.
 
-A run records :func:`describe_hardware` in its metadata so that its timings can be read
-against the machine that produced them.
+:func:`detect_devices` reports the CPU cores (total and available to this process), the
+SLURM allocation and the devices JAX sees (with their memory); a run records the shorter
+:func:`describe_hardware` in its metadata so that its timings can be read against the
+machine that produced them. :func:`configure_backend` (threads and device, for the CLI)
+and :func:`apply_thread_limits` (for sweep workers) must run before the Keras backend is
+imported: thread pools and visible devices are fixed when it starts.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
+import shutil
+import subprocess
+import sys
 from typing import Any
 
-__all__ = ["apply_thread_limits", "available_cores", "describe_hardware", "slurm_environment"]
+from appsleuth.errors import SpecError
+
+__all__ = [
+    "DEVICES",
+    "apply_thread_limits",
+    "available_cores",
+    "configure_backend",
+    "describe_hardware",
+    "detect_devices",
+    "slurm_environment",
+]
+
+DEVICES = ("auto", "cpu", "gpu")
 
 _SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_CPUS_PER_TASK",
                "SLURM_JOB_PARTITION", "SLURM_NODELIST")  # fmt: skip
@@ -88,19 +108,260 @@ def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
     for var in _THREAD_VARIABLES:
         os.environ[var] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    # XLA has no thread-count flag: its CPU thread pool follows the affinity mask set
+    # below. A bare ``intra_op_parallelism_threads=N`` (a TensorFlow session option) is
+    # not an XLA flag and makes XLA abort, so any left by older versions is removed.
     flags = [
         f
         for f in os.environ.get("XLA_FLAGS", "").split()
         if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism"))
     ]
     if threads == 1:
-        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+        flags.append("--xla_cpu_multi_thread_eigen=false")
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
     else:
-        flags += [f"intra_op_parallelism_threads={threads}"]
-    os.environ["XLA_FLAGS"] = " ".join(flags)
+        os.environ.pop("XLA_FLAGS", None)
     try:
         allowed = sorted(os.sched_getaffinity(0))
         chosen = [c for c in (cores or allowed[:threads]) if c in allowed] or allowed[:threads]
         os.sched_setaffinity(0, chosen)
     except (AttributeError, OSError):
         pass  # no affinity control on this system: the variables still apply
+
+
+# The environment variables that decide threads and devices, shown by ``detect_devices``.
+_CONTROL_VARIABLES = (
+    *_THREAD_VARIABLES,
+    "TF_NUM_INTEROP_THREADS",
+    "XLA_FLAGS",
+    "JAX_PLATFORMS",
+    "CUDA_VISIBLE_DEVICES",
+    "KERAS_BACKEND",
+)
+
+
+def _backend_name() -> str:
+    return os.environ.get("KERAS_BACKEND", "jax")
+
+
+def _affinity() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def configure_backend(*, threads: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """Apply thread limits and the device choice before the backend starts.
+
+    Call it before Keras (or JAX, TensorFlow) is imported: thread pools and visible
+    devices are fixed when the backend starts.
+
+    Args:
+        threads: Threads (cores) to use. Defaults to None: ``SLURM_CPUS_PER_TASK``
+            inside a SLURM job, else every available core with no limit set.
+        device: ``"auto"`` (default: whatever the backend finds), ``"cpu"`` (hide CUDA
+            devices) or ``"gpu"`` (require a CUDA device).
+
+    Returns:
+        What was applied: threads, where the number came from, the cores this process
+        may run on, the device, the backend and the environment variables set.
+
+    Raises:
+        SpecError: ``threads`` or ``device`` is invalid, ``threads`` exceeds the available
+            cores, or ``device="gpu"`` and the backend sees no CUDA GPU.
+    """
+    # Everything is validated before anything is changed, so an error leaves no half state.
+    if device not in DEVICES:
+        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    cores = available_cores()
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise SpecError(f"threads must be a positive integer; received threads={threads!r}")
+    if threads is not None and threads > cores:
+        raise SpecError(
+            f"threads must not exceed the {cores} core(s) available (more threads than "
+            f"cores slows training down); received threads={threads}"
+        )
+    # appsleuth's default backend, fixed here too as this may run before import_keras.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    backend = _backend_name()
+    late = any(m in sys.modules for m in ("jax", "tensorflow", "torch"))
+
+    if threads is not None:
+        source = "argument"
+    elif slurm_environment().get("SLURM_CPUS_PER_TASK", "").isdigit():
+        threads, source = cores, "SLURM_CPUS_PER_TASK"
+    else:
+        threads, source = None, "all available cores"
+    if threads is not None:
+        apply_thread_limits(threads)
+        if backend == "tensorflow":
+            # TensorFlow reads these when it starts: intra-op = the cores, and a small
+            # inter-op pool, as concurrent ops of a small network gain nothing from more.
+            os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+            os.environ["TF_NUM_INTEROP_THREADS"] = str(min(2, threads))
+
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hides GPUs from TensorFlow and torch too
+        if "jax" in sys.modules:
+            import jax
+
+            jax.config.update("jax_platforms", "cpu")
+    elif device == "gpu":
+        found = _gpu_names(backend)
+        if not found:
+            hint = ""
+            if os.environ.get("JAX_PLATFORMS", "") == "cpu" and backend == "jax":
+                hint = "; JAX_PLATFORMS=cpu hides it"
+            elif os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+                hint = "; CUDA_VISIBLE_DEVICES is empty"
+            extra = "appsleuth[cuda]" if backend == "jax" else f"a CUDA build of {backend}"
+            raise SpecError(
+                f"device 'gpu' requested but {_BACKEND_LABEL.get(backend, backend)} sees no "
+                f"CUDA GPU (install {extra}{hint})"
+            )
+
+    cores_now = _affinity()
+    return {
+        "threads": threads if threads is not None else cores,
+        "threads_source": source,
+        "thread_limits": threads is not None,
+        "cores": cores_now,
+        "device": device,
+        "backend": backend,
+        "backend_already_imported": late,
+        "env": {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ},
+    }
+
+
+_BACKEND_LABEL = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
+
+
+def _gpu_names(backend: str) -> list[str]:
+    """Names of the CUDA GPUs the backend sees (starting it if need be); [] when none."""
+    try:
+        if backend == "jax":
+            import jax
+
+            return [str(getattr(d, "device_kind", d)) for d in _jax_gpus(jax)]
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return [d.name for d in tf.config.list_physical_devices("GPU")]
+        if backend == "torch":
+            import torch
+
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            return [torch.cuda.get_device_name(i) for i in range(n)]
+    except ImportError:
+        return []
+    return []  # numpy and other backends never use a GPU
+
+
+def _jax_gpus(jax: Any) -> list[Any]:
+    try:
+        return [d for d in jax.devices() if d.platform in ("gpu", "cuda")]
+    except RuntimeError:  # no backend could start (e.g. JAX_PLATFORMS names a missing one)
+        return []
+
+
+def _nvidia_smi() -> list[dict[str, Any]] | None:
+    """GPUs the NVIDIA driver reports, independent of any Python package; None if no driver."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run(
+            [exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    gpus = []
+    for line in done.stdout.splitlines():
+        name, _, mem = line.rpartition(",")
+        if name.strip():
+            memory = int(mem.strip()) * 2**20 if mem.strip().isdigit() else None
+            gpus.append({"name": name.strip(), "memory_bytes": memory})
+    return gpus
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def detect_devices() -> dict[str, Any]:
+    """CPU cores, the SLURM allocation, and the devices (with memory) JAX sees.
+
+    Starts JAX when it is installed (without Keras); call :func:`configure_backend`
+    first when limits are wanted. Never raises for a broken accelerator stack: the
+    error is reported in the result instead.
+
+    Returns:
+        ``cpu`` (model, cores total and available, affinity), ``slurm`` (the job's
+        variables, empty outside SLURM), ``backend``, ``jax`` (version, default
+        platform, devices with memory where the device reports it), ``gpus`` (the
+        CUDA devices of JAX), ``nvidia_smi`` (what the driver reports, None without
+        one), ``device`` (``gpu`` or ``cpu``: where the fused engine will run) and
+        ``env`` (the thread and device variables set).
+    """
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "cpu": {
+            "model": _cpu_model(),
+            "cores_total": os.cpu_count(),
+            "cores_available": available_cores(),
+            "affinity": _affinity(),
+        },
+        "slurm": slurm_environment(),
+        "backend": _backend_name(),
+        "jax": None,
+        "gpus": [],
+        "nvidia_smi": _nvidia_smi(),
+    }
+    if importlib.util.find_spec("jax") is not None:
+        try:
+            import jax
+
+            devices = jax.devices()
+            listed = []
+            for d in devices:
+                entry: dict[str, Any] = {
+                    "id": d.id,
+                    "platform": d.platform,
+                    "kind": str(getattr(d, "device_kind", "")),
+                    "memory_bytes": None,
+                    "memory_in_use_bytes": None,
+                }
+                try:
+                    stats = d.memory_stats() or {}
+                except Exception:  # CPU devices and some plugins do not implement it
+                    stats = {}
+                entry["memory_bytes"] = stats.get("bytes_limit")
+                entry["memory_in_use_bytes"] = stats.get("bytes_in_use")
+                listed.append(entry)
+            info["jax"] = {
+                "version": jax.__version__,
+                "default_platform": jax.default_backend(),
+                "devices": listed,
+            }
+            info["gpus"] = [e for e in listed if e["platform"] in ("gpu", "cuda")]
+        except Exception as exc:  # a broken accelerator stack must not hide the CPU facts
+            info["jax"] = {"error": f"{type(exc).__name__}: {exc}"}
+    info["device"] = "gpu" if info["gpus"] else "cpu"
+    info["env"] = {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ}
+    return info

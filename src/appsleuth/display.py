@@ -1,0 +1,57 @@
+"""Terminal displays shared by the commands and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["print_metrics"]
+
+
+def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -> None:
+    """Print per-class precision/recall/F1 (Moriarty highlighted) and the summary line.
+
+    Args:
+        metrics: As in ``metrics.json``.
+        title: Table title.
+        console: A rich console. Defaults to stdout.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=title, title_justify="left")
+    for col in ("app", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "app" else "right")
+    for app, m in metrics["per_class"].items():
+        style = "bold red" if app == "Moriarty" else None
+        table.add_row(
+            app,
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{m['support']:,}",
+            style=style,
+        )
+    for avg in ("macro_avg", "weighted_avg"):
+        m = metrics[avg]
+        table.add_row(
+            avg.replace("_", " "),
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            f"{metrics['n']:,}",
+            style="dim",
+        )
+    console.print(table)
+    line = f"accuracy {metrics['accuracy']:.4f}"
+    if metrics.get("roc_auc") is not None:
+        line += f", ROC AUC {metrics['roc_auc']:.4f}"
+    if "malware" in metrics:
+        mw = metrics["malware"]
+        line += (
+            f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, precision "
+            f"{mw['precision']:.3f}, false-alarm rate {mw['false_alarm_rate']:.4f}"
+        )
+    if "fit" in metrics:
+        line += f"; fit: {metrics['fit']['diagnosis']}"
+    console.print(line)

@@ -1,0 +1,79 @@
+"""``appsleuth info``: the cores, SLURM allocation and devices this machine offers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from appsleuth.hardware import detect_devices
+
+__all__ = ["format_bytes", "info_command", "print_devices"]
+
+
+def format_bytes(n: int | None) -> str:
+    """``n`` bytes as GiB with one decimal, or ``-`` when unknown."""
+    return "-" if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def print_devices(info: dict[str, Any], console: Any = None) -> None:
+    """Print :func:`~appsleuth.hardware.detect_devices`'s result as a readable table.
+
+    Args:
+        info: The detection result.
+        console: A ``rich`` console. Defaults to a new one on stdout.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    cpu = info["cpu"]
+    table = Table(title="appsleuth: this machine", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("host", str(info.get("hostname")))
+    table.add_row("CPU", str(cpu.get("model") or "unknown"))
+    table.add_row("cores (total)", str(cpu["cores_total"]))
+    table.add_row("cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']})")
+    slurm = info.get("slurm") or {}
+    table.add_row(
+        "SLURM",
+        ", ".join(f"{k}={v}" for k, v in slurm.items()) if slurm else "not in a SLURM job",
+    )
+    table.add_row("Keras backend", str(info["backend"]))
+    jax_info = info.get("jax")
+    if jax_info is None:
+        table.add_row("JAX", "not installed")
+    elif "error" in jax_info:
+        table.add_row("JAX", f"failed to start: {jax_info['error']}")
+    else:
+        table.add_row(
+            "JAX", f"{jax_info['version']}, default platform {jax_info['default_platform']}"
+        )
+        for d in jax_info["devices"]:
+            memory = format_bytes(d["memory_bytes"])
+            table.add_row(f"  device {d['id']}", f"{d['platform']} {d['kind']} (memory {memory})")
+    smi = info.get("nvidia_smi")
+    if smi:
+        names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
+        table.add_row("NVIDIA driver", names)
+        if not info["gpus"]:
+            table.add_row("", "[yellow]JAX does not use these GPUs: install appsleuth[cuda][/]")
+    table.add_row(
+        "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
+    )
+    for key, value in (info.get("env") or {}).items():
+        table.add_row(f"  ${key}", repr(value))
+    console.print(table)
+
+
+@click.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info_command(as_json: bool) -> None:
+    """Show CPU cores, the SLURM allocation and the GPUs the backend sees."""
+    info = detect_devices()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        print_devices(info)

@@ -1,0 +1,98 @@
+"""``appsleuth bench``: a tiny real run gives well-formed results, table and files."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from appsleuth import bench
+from appsleuth.bench import BenchSettings, print_bench, run_bench, thread_counts, worker_splits
+
+# Smallest meaningful run: both engines at 1 thread (a fresh process each) and one sweep
+# of 1 worker; `bench --quick` measures more and is for people, not for the test suite.
+_TINY = BenchSettings(
+    rows=4_000, epochs=2, sweep_epochs=1, sweep_rounds=1, threads=(1,), splits=((1, 1),)
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    lines: list[str] = []
+    return run_bench(_TINY, out=out, echo=lines.append), out, lines
+
+
+def test_thread_counts_and_splits():
+    assert thread_counts(1) == [1]
+    assert thread_counts(2) == [1, 2]
+    assert thread_counts(6) == [1, 2, 4, 6]
+    assert thread_counts(6, all_counts=False) == [1, 6]
+    assert worker_splits(2) == [(2, 1), (1, 2)]
+    assert worker_splits(6) == [(6, 1), (3, 2), (1, 6)]
+    assert len(worker_splits(64)) == 4
+    assert worker_splits(64)[0] == (64, 1) and worker_splits(64)[-1] == (1, 64)
+
+
+def test_result_is_well_formed(tiny):
+    result, out, lines = tiny
+    assert set(result) >= {"device", "devices", "settings", "engines", "sweep", "recommendation"}
+    assert result["device"] in ("cpu", "gpu")
+    assert result["settings"]["reduced"] is True
+    assert result["settings"]["rows"] == 4_000
+    engines = {(r["engine"], r["threads"]) for r in result["engines"]}
+    assert engines == {("fused", 1), ("fit", 1)}
+    for row in result["engines"]:
+        assert "error" not in row, row
+        assert row["s_per_epoch"] > 0 and len(row["epoch_seconds"]) == 2
+        assert len(row["affinity"]) == 1  # the worker applied its limit before Keras
+        assert row["platform"] == "cpu"
+    (sweep,) = result["sweep"]
+    assert "error" not in sweep, sweep
+    assert (sweep["workers"], sweep["threads"], sweep["completed"]) == (1, 1, 1)
+    assert sweep["trials_per_min"] > 0 and sweep["steady_trials_per_min"] > 0
+    assert result["recommendation"]["text"]
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["engines"] == json.loads(json.dumps(result["engines"]))
+    assert (out / "bench.png").stat().st_size > 0
+    assert any("engine fused" in line for line in lines)
+
+
+def test_table_says_sizes_are_reduced(tiny):
+    result, _, _ = tiny
+    buffer = io.StringIO()
+    print_bench(result, Console(file=buffer, width=120))
+    text = buffer.getvalue()
+    assert "sizes reduced" in text and "4,000 generated rows" in text
+    assert "seconds per epoch" in text and "sweep throughput" in text
+    assert "fused" in text and "fit" in text
+    assert "recommendation" in text
+
+
+def test_command_prints_and_saves(tiny, tmp_path, monkeypatch):
+    result, _, _ = tiny
+    seen = {}
+
+    def fake_run(settings, *, out, echo):
+        seen["settings"] = settings
+        seen["out"] = out
+        return result
+
+    monkeypatch.setattr(bench, "run_bench", fake_run)
+    done = CliRunner().invoke(bench.bench_command, ["--quick", "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert seen["settings"] == BenchSettings.quick()
+    assert "sizes reduced" in done.output and "recommendation" in done.output
+    done = CliRunner().invoke(bench.bench_command, ["--rows", "50000", "--epochs", "4"])
+    assert done.exit_code == 0, done.output
+    assert (seen["settings"].rows, seen["settings"].epochs) == (50_000, 4)
+
+
+def test_command_rejects_one_epoch():
+    assert bench.bench_command.name == "bench"
+    done = CliRunner().invoke(bench.bench_command, ["--epochs", "1"])
+    assert done.exit_code == 2
+    assert "--epochs" in done.output

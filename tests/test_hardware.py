@@ -1,0 +1,157 @@
+"""Thread limits and device choice take effect; device detection is honest; ``info``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from appsleuth.errors import SpecError
+from appsleuth.hardware import available_cores, configure_backend, detect_devices
+from appsleuth.info import info_command
+
+# Runs in a fresh interpreter: limits must be applied before JAX starts, which the
+# test process (where other tests may have imported JAX already) cannot show.
+_PROBE = """
+import json, os, sys
+from appsleuth.hardware import configure_backend
+threads = None if sys.argv[1] == "none" else int(sys.argv[1])
+applied = configure_backend(threads=threads, device="cpu")
+import jax, jax.numpy as jnp
+x = jnp.ones((512, 512))
+(x @ x).block_until_ready()
+with open("/proc/self/status") as fh:
+    os_threads = next(int(l.split()[1]) for l in fh if l.startswith("Threads"))
+print(json.dumps({
+    "affinity": sorted(os.sched_getaffinity(0)),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "omp": os.environ.get("OMP_NUM_THREADS"),
+    "os_threads": os_threads,
+    "platform": jax.devices()[0].platform,
+    "applied": applied,
+}))
+"""
+
+
+@pytest.fixture
+def restore_process():
+    """Undo what configure_backend does to this process: environment and affinity."""
+    env = dict(os.environ)
+    affinity = os.sched_getaffinity(0)
+    jax = sys.modules.get("jax")
+    platforms = jax.config.jax_platforms if jax is not None else None
+    yield
+    os.environ.clear()
+    os.environ.update(env)
+    os.sched_setaffinity(0, affinity)
+    if jax is not None:
+        jax.config.update("jax_platforms", platforms)
+
+
+def _probe(threads: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", _PROBE, threads],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_thread_limit_takes_effect_in_a_fresh_process():
+    limited, free = _probe("1"), _probe("none")  # both at once: half the waiting
+    results = []
+    for proc in (limited, free):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    one, unlimited = results
+    assert len(one["affinity"]) == 1  # pinned to one core
+    assert one["omp"] == "1"
+    assert "--xla_cpu_multi_thread_eigen=false" in one["xla_flags"]
+    assert "intra_op_parallelism" not in one["xla_flags"]  # not an XLA flag: XLA would abort
+    assert one["platform"] == "cpu"
+    assert one["applied"]["threads"] == 1 and one["applied"]["thread_limits"] is True
+    # XLA sizes its thread pool from the affinity mask: never more threads than unlimited.
+    assert one["os_threads"] <= unlimited["os_threads"]
+    assert len(unlimited["affinity"]) == available_cores()
+    assert unlimited["applied"]["thread_limits"] is False
+    assert unlimited["applied"]["threads_source"] == "all available cores"
+
+
+def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    applied = configure_backend()
+    assert applied["threads"] == 1
+    assert applied["threads_source"] == "SLURM_CPUS_PER_TASK"
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert len(os.sched_getaffinity(0)) == 1
+
+
+def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_process):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    applied = configure_backend(threads=1)
+    assert applied["backend"] == "tensorflow"
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"device": "tpu"}, r"device must be 'auto', 'cpu' or 'gpu'; received device='tpu'"),
+        ({"threads": 0}, r"threads must be a positive integer; received threads=0"),
+        ({"threads": True}, r"threads must be a positive integer; received threads=True"),
+        ({"threads": 10_000}, r"threads must not exceed the \d+ core\(s\) available"),
+    ],
+)
+def test_invalid_settings_are_spec_errors(kwargs, message, restore_process):
+    with pytest.raises(SpecError, match=message):
+        configure_backend(**kwargs)
+
+
+def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    if detect_devices()["gpus"]:
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(
+        SpecError,
+        match=r"device 'gpu' requested but JAX sees no CUDA GPU \(install appsleuth\[cuda\]",
+    ):
+        configure_backend(device="gpu")
+
+
+def test_cpu_device_hides_cuda(monkeypatch, restore_process):
+    applied = configure_backend(device="cpu")
+    assert applied["device"] == "cpu"
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_detect_devices_reports_cores_and_devices():
+    info = detect_devices()
+    assert info["cpu"]["cores_available"] == available_cores()
+    assert info["cpu"]["cores_total"] >= info["cpu"]["cores_available"] >= 1
+    assert info["device"] == ("gpu" if info["gpus"] else "cpu")
+    assert info["jax"]["devices"], "JAX sees at least its CPU device"
+    assert all(set(d) >= {"id", "platform", "kind", "memory_bytes"} for d in info["jax"]["devices"])
+    assert isinstance(info["slurm"], dict)
+
+
+def test_info_json_and_table():
+    assert info_command.name == "info"
+    runner = CliRunner()
+    done = runner.invoke(info_command, ["--json"])
+    assert done.exit_code == 0, done.output
+    info = json.loads(done.output)
+    assert set(info) >= {"cpu", "slurm", "backend", "jax", "gpus", "device", "env"}
+    done = runner.invoke(info_command, [])
+    assert done.exit_code == 0, done.output
+    assert "cores available" in done.output
+    assert "training device" in done.output
