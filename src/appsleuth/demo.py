@@ -171,7 +171,13 @@ def run_demo(
             )
     import pandas as pd
 
-    console.print(pd.read_csv(predictions_csv).head(5).to_string(index=False))
+    preview = pd.read_csv(predictions_csv).head(5)
+    shown = [
+        c
+        for c in ("row_id", "predicted_app", "probability", "top2_app", "true_app", "correct")
+        if c in preview.columns
+    ]
+    console.print(preview[shown].to_string(index=False), markup=False, highlight=False)
 
     seconds = time.time() - start
     _section(console, "Summary")
