@@ -153,3 +153,19 @@ def test_unfitted_and_bad_scaling() -> None:
 def test_single_class_training(table) -> None:
     with pytest.raises(DataError, match="hold a single class"):
         Preprocessor().fit(table.loc[table["ApplicationName"] == "Gmail"])
+
+
+def test_transform_complete_leaves_out_incomplete_rows_without_warning(table) -> None:
+    import warnings
+
+    pre = Preprocessor().fit(table)
+    new = table.iloc[:5].copy()
+    new.iloc[1, new.columns.get_loc("rss")] = np.nan
+    new.iloc[3, new.columns.get_loc("state")] = None  # missing, not an unknown category
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, missing = pre.transform_complete(new)
+    assert missing.tolist() == [False, True, False, True, False]
+    np.testing.assert_array_equal(x, pre.transform(new.iloc[[0, 2, 4]]))
+    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
+        pre.transform_complete(new.drop(columns="rss"))

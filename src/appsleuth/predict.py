@@ -103,21 +103,18 @@ def _frame_predictions(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Predictions for the complete rows of ``df`` and the mask of skipped rows."""
     pre = run.preprocessor
-    skip = pre.missing_rows(df)
-    rows = df.loc[~skip] if skip.any() else df
+    x, skip = pre.transform_complete(df)
     classes = list(pre.classes)
     k = min(top_k, len(classes))
-    if len(rows):
-        proba = predict_proba(run.model, pre.transform(rows), len(classes))
-    else:
-        proba = np.zeros((0, len(classes)))
+    proba = predict_proba(run.model, x, len(classes)) if len(x) else np.zeros((0, len(classes)))
     order = _top_k(proba, k)
     picked = np.take_along_axis(proba, order, axis=1)
 
     labels = None
     categories = classes
     if pre.label in df.columns:
-        labels = rows[pre.label]
+        labels = df[pre.label]
+        labels = labels[~skip] if skip.any() else labels
         if not pd.api.types.is_string_dtype(labels):
             labels = labels.astype(str)
         # One category list for predicted and true apps (labels the model does not know

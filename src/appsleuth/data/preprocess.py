@@ -157,6 +157,29 @@ class Preprocessor:
         self._require_fitted()
         self._check_columns(df)
         self._check_complete(df, what="rows")
+        return self._encode(df, np.zeros(len(df), dtype=bool))
+
+    def transform_complete(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The input matrix of the rows with every input value, and the mask of the rest.
+
+        Prediction uses it: incomplete rows are left out (and reported by the caller)
+        without copying the table to drop them first.
+
+        Returns:
+            ``(x, missing)``: float32 matrix of the complete rows, in order, and a boolean
+            mask over ``df``'s rows that are left out.
+
+        Raises:
+            DataError: A required column is missing.
+        """
+        self._require_fitted()
+        self._check_columns(df)
+        missing = df[self.input_columns].isna().any(axis=1).to_numpy()
+        x = self._encode(df, missing)
+        return (x[~missing] if missing.any() else x), missing
+
+    def _encode(self, df: pd.DataFrame, ignore: np.ndarray) -> np.ndarray:
+        """Scale and one-hot every row; ``ignore`` marks rows whose values do not matter."""
         x = np.array(df[self.numeric_features].to_numpy(dtype=np.float64), order="C", copy=True)
         x -= self._offset  # in place: no temporaries the size of the table
         x /= self._scale
@@ -168,13 +191,14 @@ class Preprocessor:
                 column = column.astype(str)
             codes = pd.Index(values).get_indexer(column)  # -1: not seen in training
             unknown = codes < 0
-            if unknown.any():
-                seen = sorted(set(df[col].astype(str).to_numpy()[unknown].tolist()))
+            reported = unknown & ~ignore
+            if reported.any():
+                seen = sorted(set(df[col].astype(str).to_numpy()[reported].tolist()))
                 warnings.warn(
                     f"column {col!r} has value(s) {seen} not seen in training "
-                    f"({int(unknown.sum())} rows); they are encoded as all-zero",
+                    f"({int(reported.sum())} rows); they are encoded as all-zero",
                     AppSleuthWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             onehot = np.zeros((len(codes), len(values)), dtype=np.float32)
             known = np.flatnonzero(~unknown)
