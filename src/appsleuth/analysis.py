@@ -13,7 +13,6 @@ figure. Matplotlib runs on the Agg backend and nothing calls ``plt.show()``::
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -25,7 +24,7 @@ import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
 from appsleuth.plots import _pyplot
-from appsleuth.run import HISTORY, METADATA, METRICS, run_status
+from appsleuth.run import HISTORY, METADATA, METRICS, read_json_object, run_status
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -74,11 +73,7 @@ def _param_value(value: Any) -> Any:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path) or {}
 
 
 def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import base64
 import datetime as dt
 import html
 import io
-import json
 import math
 import os
 import sys
@@ -43,7 +42,7 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import AppSleuthError, DataError, SpecError
-from appsleuth.run import HISTORY, METADATA, METRICS, read_metadata, run_status
+from appsleuth.run import HISTORY, METADATA, METRICS, read_json_object, read_metadata, run_status
 from appsleuth.spec import RunSpec
 
 __all__ = ["REPORT", "render_report", "report_command", "write_report"]
@@ -469,11 +468,7 @@ def _baselines_section(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path) or {}
 
 
 def _sweep_report(

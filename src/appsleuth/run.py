@@ -45,6 +45,7 @@ __all__ = [
     "load_run",
     "predict_proba",
     "prepare_run_data",
+    "read_json_object",
     "read_metadata",
     "run_status",
     "train",
@@ -103,14 +104,18 @@ class LoadedRun:
 # --- status ------------------------------------------------------------------------------
 
 
-def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run's metadata, or None when the file is absent or unreadable (incomplete run)."""
-    path = Path(run_dir) / METADATA
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when it is absent, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's metadata, or None when the file is absent or unreadable (incomplete run)."""
+    return read_json_object(Path(run_dir) / METADATA)
 
 
 def run_status(run_dir: str | os.PathLike[str]) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from appsleuth.errors import SpecError
 from appsleuth.run import validate_name
-from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, read_yaml_spec
+from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, _from_dict, read_yaml_spec
 
 __all__ = [
     "ExecutorSpec",
@@ -381,15 +381,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, d: Any) -> SweepSpec:
         """From a mapping (YAML)."""
-        if not isinstance(d, Mapping):
-            raise SpecError(f"a sweep spec must be a mapping of fields; received {d!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(
-                f"unknown sweep field(s) {', '.join(map(str, unknown))}; valid "
-                f"fields: {', '.join(sorted(names))}"
-            )
+        d = _from_dict(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")
         return cls(**{k: (v if v is not None else _EMPTY.get(k)) for k, v in d.items()})

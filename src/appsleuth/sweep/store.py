@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
-from appsleuth.run import _atomic_write_text, read_metadata, run_status
+from appsleuth.run import _atomic_write_text, read_json_object, read_metadata, run_status
 from appsleuth.sweep.space import SweepPlan, SweepSpec, Trial
 
 __all__ = [
@@ -255,10 +255,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return read_json_object(run_dir / "metrics.json") or {}
 
 
 def _best_epoch(run_dir: Path) -> int | None:
