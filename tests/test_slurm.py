@@ -350,6 +350,11 @@ def test_slurm_sweep_completes_and_resume_submits_nothing(
     for s in states:
         assert run_status(sweep_dir / s["name"]) == "complete"
         log = Path(s["log"])
+        # A trial is complete once its metadata is written; its job may still be
+        # exiting, and SLURM writes the task's last output line a moment later.
+        deadline = time.time() + 30
+        while "complete" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)
         assert "preamble-ran" in log.read_text() and "complete" in log.read_text()
     assert (sweep_dir / "results.csv").exists()
     assert not list(tmp_path.rglob("pwned"))
