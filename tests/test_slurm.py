@@ -17,14 +17,18 @@ from appsleuth.cli import cli, main
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.run import run_status
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir
+from appsleuth.sweep import slurm as slurm_module
 from appsleuth.sweep.slurm import (
+    COMMENT_PREFIX,
     JOURNAL,
     SlurmOptions,
     _append_event,
     classify_trials,
     compress_indices,
+    parse_comments,
     parse_squeue,
     read_journal,
+    recover_submissions,
     render_script,
     slurm_available,
     slurm_states,
@@ -291,6 +295,106 @@ def test_resume_submits_only_what_is_not_done(
     sub = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
     assert sub.job_id is None and sub.indices == (2, 3)
     assert sub.command[:3] == ("sbatch", "--parsable", "--array=2-3%2")
+    assert sub.command[4].startswith(f"--comment={COMMENT_PREFIX}")
+
+
+# --- a submission whose job id never reached the journal ---------------------------------
+
+
+def test_parse_comments_keeps_only_appsleuth_tokens() -> None:
+    text = f"41|{COMMENT_PREFIX}abc\n42|(null)\n43|someone else's\nnot-a-job|{COMMENT_PREFIX}x\n"
+    assert parse_comments(text) == {"abc": "41"}
+
+
+def test_recover_submissions_replaces_only_orphaned_intents() -> None:
+    events = [
+        {"event": "intent", "token": "a", "indices": [0, 1], "time": "t0"},
+        {"event": "submit", "job_id": "5", "indices": [0, 1], "token": "a"},
+        {"event": "intent", "token": "b", "indices": [2], "time": "t1"},  # crashed after sbatch
+        {"event": "intent", "token": "c", "indices": [3], "time": "t2"},  # job already gone
+    ]
+    merged, recovered = recover_submissions(events, {"a": "5", "b": "6"})
+    assert recovered == [
+        {"event": "submit", "job_id": "6", "indices": [2], "token": "b", "recovered": True,
+         "time": "t1"}
+    ]  # fmt: skip
+    assert [e["event"] for e in merged] == ["intent", "submit", "submit", "intent"]
+    assert merged[2] is recovered[0]
+
+
+def _orphaned_sweep(tmp_path: Path) -> Path:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    _append_event(sweep_dir, {"event": "intent", "token": "tok", "indices": [0, 1], "time": "t"})
+    return sweep_dir
+
+
+def test_status_finds_the_job_of_an_unjournaled_submission(tmp_path: Path) -> None:
+    sweep_dir = _orphaned_sweep(tmp_path)
+    asked = []
+
+    def find(tokens):
+        asked.append(list(tokens))
+        return {"tok": "77"}
+
+    states = slurm_states(
+        sweep_dir,
+        find_submissions=find,
+        squeue=lambda ids: parse_squeue("77_0|RUNNING\n77_1|PENDING\n") if ids == ["77"] else {},
+    )
+    assert asked == [["tok"]]
+    assert [(s.status, s.job_id) for s in states] == [
+        ("running", "77_0"),
+        ("pending", "77_1"),
+        ("unsubmitted", None),
+    ]
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent"]  # status only reads
+    # Not found (sbatch never took it, or the job is long gone): the trials are free.
+    lost = slurm_states(sweep_dir, find_submissions=lambda tokens: {}, squeue=lambda ids: {})
+    assert [s.status for s in lost] == ["unsubmitted"] * 3
+
+
+def test_resume_records_the_found_job_and_does_not_submit_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = _orphaned_sweep(tmp_path)
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: {"tok": "77"})
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: parse_squeue("77_0|PENDING\n"))
+    submitted = []
+
+    def fake_run(cmd, what):
+        submitted.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout="78\n", stderr="")
+
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    sub = submit_slurm(sweep_dir, SlurmOptions())
+    # Trial 0 is still queued in job 77; trial 1 ended there without a run directory.
+    assert sub.indices == (1, 2) and sub.job_id == "78"
+    assert submitted[0][2] == "--array=1-2"
+    events = read_journal(sweep_dir)
+    assert [e["event"] for e in events] == ["intent", "submit", "intent", "submit"]
+    assert events[1]["job_id"] == "77" and events[1]["recovered"] is True
+    assert events[3]["job_id"] == "78" and events[3]["token"] == events[2]["token"]
+    assert f"--comment={COMMENT_PREFIX}{events[2]['token']}" in submitted[0]
+
+
+def test_a_refused_submission_is_not_looked_for_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    monkeypatch.setattr(
+        slurm_module,
+        "_run",
+        lambda cmd, what: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="bad partition"),
+    )
+    with pytest.raises(AppSleuthError, match=r"sbatch refused the job \(exit 1\): bad partition"):
+        submit_slurm(sweep_dir, SlurmOptions())
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "refused"]
+
+    def never(tokens):
+        raise AssertionError(f"looked for {tokens}")
+
+    states = slurm_states(sweep_dir, find_submissions=never)
+    assert [s.status for s in states] == ["unsubmitted", "unsubmitted"]
 
 
 # --- real SLURM ---------------------------------------------------------------------------
@@ -360,7 +464,7 @@ def test_slurm_sweep_completes_and_resume_submits_nothing(
     assert not list(tmp_path.rglob("pwned"))
     assert main(argv) == 0
     assert "nothing to submit" in capsys.readouterr().out
-    assert len(read_journal(sweep_dir)) == 1
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "submit"]
 
 
 @pytest.mark.integration
@@ -421,9 +525,47 @@ def test_slurm_cancel(slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture
             break
         time.sleep(0.5)
     assert statuses == ["cancelled", "cancelled"]
-    assert [e["event"] for e in read_journal(sweep_dir)] == ["submit", "cancel"]
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "submit", "cancel"]
     assert main(["sweep", "cancel", str(sweep_dir)]) == 0
     assert "nothing to cancel" in capsys.readouterr().out
+
+
+class _Killed(BaseException):
+    """Stands for the process dying between sbatch and the journal write."""
+
+
+@pytest.mark.integration
+def test_slurm_job_submitted_by_a_killed_process_is_found_again(
+    slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = _write_spec(
+        tmp_path / "held.yaml", "lost", {"time_min": 5, "extra_sbatch": ["#SBATCH --hold"]}
+    )
+    out = tmp_path / "out"
+    append = slurm_module._append_event
+
+    def dies_before_the_job_id_is_written(sweep_dir, event):
+        if event["event"] == "submit":
+            raise _Killed
+        append(sweep_dir, event)
+
+    monkeypatch.setattr(slurm_module, "_append_event", dies_before_the_job_id_is_written)
+    with pytest.raises(_Killed):
+        main(["sweep", "run", str(spec_file), "--out", str(out)])
+    monkeypatch.setattr(slurm_module, "_append_event", append)
+    sweep_dir = out / "lost"
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent"]
+    states = _json_status(sweep_dir, capsys)
+    assert [s["status"] for s in states] == ["pending", "pending"]
+    job_id = states[0]["job_id"].split("_")[0]
+    # The same command again: the held job is recognised, nothing is submitted twice.
+    assert main(["sweep", "run", str(spec_file), "--out", str(out)]) == 0
+    assert "nothing to submit" in capsys.readouterr().out
+    events = read_journal(sweep_dir)
+    assert [e["event"] for e in events] == ["intent", "submit"]
+    assert events[1]["job_id"] == job_id and events[1]["recovered"] is True
+    assert main(["sweep", "cancel", str(sweep_dir)]) == 0
+    assert job_id in capsys.readouterr().out
 
 
 def test_worker_cli_is_what_the_script_runs() -> None:

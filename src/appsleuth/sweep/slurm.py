@@ -3,13 +3,20 @@
 Inside the sweep directory::
 
     slurm/job.sbatch          the readable job-array script (no hyperparameter in it)
-    slurm/submissions.jsonl   append-only journal: every sbatch and scancel
+    slurm/submissions.jsonl   append-only journal: every sbatch (intent, then job id)
+                              and scancel
     slurm/logs/%A_%a.out      one output file per array task
 
 A trial's state comes from its run directory first (complete or failed with metadata),
 then from ``squeue`` for the job that last took it, then from the journal (cancelled, or
 ended without a complete run directory: failed, read its output file). Neither ``sacct``
-nor an accounting database is needed. Every value that reaches a shell is validated
+nor an accounting database is needed.
+
+Before each ``sbatch`` the journal records an intent with a random token, which the job
+carries as its ``--comment``. If the process dies after ``sbatch`` accepted the job but
+before the job id reached the journal, the next status, run or cancel finds the job in
+``squeue`` by that comment, so a rerun neither loses track of it nor submits its trials
+twice. Every value that reaches a shell is validated
 against a safe pattern or passed through :func:`shlex.quote`; subprocesses get argument
 lists, never a shell.
 """
@@ -26,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,9 +54,12 @@ __all__ = [
     "compress_indices",
     "count_states",
     "is_slurm_sweep",
+    "parse_comments",
     "parse_squeue",
     "query_squeue",
+    "query_submissions",
     "read_journal",
+    "recover_submissions",
     "render_script",
     "slurm_available",
     "slurm_states",
@@ -57,6 +68,8 @@ __all__ = [
 ]
 
 SLURM_DIR = "slurm"
+# The --comment of every job, followed by the intent's token (see the module docstring).
+COMMENT_PREFIX = "appsleuth-submission:"
 SCRIPT = "slurm/job.sbatch"
 JOURNAL = "slurm/submissions.jsonl"
 LOGS = "slurm/logs"
@@ -344,10 +357,14 @@ def _append_event(sweep_dir: Path, event: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
+_EVENTS = ("intent", "submit", "refused", "cancel")
+
+
 def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The events of a sweep's journal, oldest first (none for a local sweep).
 
-    A line that is not valid JSON (a write torn by a crash) is skipped.
+    Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
+    or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a write torn by a crash) is skipped.
     """
     path = Path(sweep_dir) / JOURNAL
     try:
@@ -360,7 +377,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") in ("submit", "cancel"):
+        if isinstance(event, dict) and event.get("event") in _EVENTS:
             events.append(event)
     return events
 
@@ -442,6 +459,101 @@ def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
             return {}  # every job ended long enough ago to be forgotten
         raise AppSleuthError(f"squeue failed (exit {done.returncode}): {done.stderr.strip()}")
     return parse_squeue(done.stdout)
+
+
+def parse_comments(text: str) -> dict[str, str]:
+    """Parse ``squeue --noheader --format=%A|%k`` output into ``{token: job_id}``.
+
+    Only jobs whose comment is an appsleuth submission token count.
+    """
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        job_id, _, comment = line.strip().partition("|")
+        comment = comment.strip()
+        if job_id.strip().isdigit() and comment.startswith(COMMENT_PREFIX):
+            found[comment[len(COMMENT_PREFIX) :]] = job_id.strip()
+    return found
+
+
+def query_submissions(tokens: Sequence[str]) -> dict[str, str]:
+    """Find the jobs of unjournaled submissions in ``squeue`` by their comment token.
+
+    Returns:
+        ``{token: job_id}`` for the tokens whose job squeue still knows.
+    """
+    if not tokens:
+        return {}
+    done = _run(
+        ["squeue", "--noheader", "--states=all", "--format=%A|%k", f"--user={_user()}"],
+        "looking for a submission missing from the journal",
+    )
+    if done.returncode != 0:
+        raise AppSleuthError(f"squeue failed (exit {done.returncode}): {done.stderr.strip()}")
+    wanted = set(tokens)
+    return {t: j for t, j in parse_comments(done.stdout).items() if t in wanted}
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def recover_submissions(
+    events: Sequence[dict[str, Any]], found: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Put the job ids found for unjournaled intents into the event list (a pure function).
+
+    Args:
+        events: The journal's events, oldest first.
+        found: ``{token: job_id}`` from :func:`query_submissions`.
+
+    Returns:
+        ``(events, recovered)``: the events with each such intent replaced, in place, by
+        the ``submit`` event it stands for, and those new ``submit`` events.
+    """
+    journaled = {e.get("token") for e in events if e.get("event") == "submit"}
+    out, recovered = [], []
+    for event in events:
+        token = event.get("token")
+        if event.get("event") == "intent" and token not in journaled and token in found:
+            event = {
+                "event": "submit",
+                "job_id": found[token],
+                "indices": list(event.get("indices") or ()),
+                "token": token,
+                "recovered": True,
+                "time": event.get("time"),
+            }
+            recovered.append(event)
+        out.append(event)
+    return out, recovered
+
+
+def _orphan_tokens(events: Sequence[dict[str, Any]]) -> list[str]:
+    journaled = {e.get("token") for e in events if e.get("event") in ("submit", "refused")}
+    return [
+        str(e["token"])
+        for e in events
+        if e.get("event") == "intent" and e.get("token") and e.get("token") not in journaled
+    ]
+
+
+def _journal_with_recovered(
+    sweep_dir: Path, find: Callable[[Sequence[str]], Mapping[str, str]] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    events = read_journal(sweep_dir)
+    orphans = _orphan_tokens(events)
+    if not orphans:
+        return events, []
+    return recover_submissions(events, (find or query_submissions)(orphans))
+
+
+def _persist_recovered(sweep_dir: Path) -> None:
+    # Before anything is appended after them, so that journal order stays event order.
+    _, recovered = _journal_with_recovered(sweep_dir)
+    for event in recovered:
+        _append_event(sweep_dir, {**event, "time": _now(), "submitted": event["time"]})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -550,16 +662,22 @@ def slurm_states(
     sweep_dir: str | os.PathLike[str],
     *,
     squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
+    find_submissions: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> list[SlurmTrialState]:
     """The state of every trial of a sweep directory, from its runs, journal and squeue.
+
+    Reads only: a job found for an unjournaled intent counts here, and is written to the
+    journal by the next submit or cancel.
 
     Args:
         sweep_dir: The sweep directory.
         squeue: Queries the queue for job ids. Defaults to the real ``squeue``.
+        find_submissions: Finds jobs by intent token. Defaults to
+            :func:`query_submissions`.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     plan = read_plan(sweep_dir)
-    events = read_journal(sweep_dir)
+    events, _ = _journal_with_recovered(sweep_dir, find_submissions)
     job_ids = list(dict.fromkeys(str(e["job_id"]) for e in events if e["event"] == "submit"))
     trials = []
     for t in plan:
@@ -620,6 +738,8 @@ def submit_slurm(
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     plan = read_plan(sweep_dir)
+    if not dry_run:
+        _persist_recovered(sweep_dir)
     states = slurm_states(sweep_dir)  # read-only, so a dry run shows the real plan too
     todo = tuple(
         s.index
@@ -632,11 +752,13 @@ def submit_slurm(
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
     _atomic_write_text(script, text)
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
+    token = uuid.uuid4().hex
     cmd = [
         "sbatch",
         "--parsable",
         f"--array={compress_indices(todo)}{throttle}",
         f"--output={_output_pattern(sweep_dir)}",
+        f"--comment={COMMENT_PREFIX}{token}",
     ]
     if retry_failed:
         cmd.append("--export=ALL,APPSLEUTH_RETRY_FAILED=1")
@@ -650,8 +772,12 @@ def submit_slurm(
     }
     if dry_run or not todo:
         return SlurmSubmission(job_id=None, **result)
+    _append_event(
+        sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
+    )
     done = _run(cmd, "submitting a sweep")
     if done.returncode != 0:
+        _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         raise AppSleuthError(
             f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}; "
             f"the script is {script}"
@@ -665,6 +791,7 @@ def submit_slurm(
             "event": "submit",
             "job_id": job_id,
             "indices": list(todo),
+            "token": token,
             "time": _now(),
             "retry_failed": retry_failed,
             "options": options.to_dict(),
@@ -680,6 +807,7 @@ def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:
         The job ids cancelled (none when nothing was active).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
+    _persist_recovered(sweep_dir)
     active = [s for s in slurm_states(sweep_dir) if s.status in ACTIVE and s.job_id]
     job_ids = list(dict.fromkeys(s.job_id.split("_")[0] for s in active if s.job_id))
     if not job_ids:
