@@ -364,7 +364,8 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The events of a sweep's journal, oldest first (none for a local sweep).
 
     Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
-    or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a write torn by a crash) is skipped.
+    or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
+    write torn by a crash) is skipped.
     """
     path = Path(sweep_dir) / JOURNAL
     try:
