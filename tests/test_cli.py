@@ -131,3 +131,26 @@ def test_console_script_in_a_subprocess(shared_data: Path) -> None:
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["layout"] == "raw"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["data", "synth", "--rows", "50", "--out", "{file}/x.csv"], "cannot use {file}"),
+        (
+            ["train", "--rows", "3000", "--epochs", "1", "--quiet", "--out", "{file}/runs"],
+            "cannot use {file}",
+        ),
+    ],
+)
+def test_unusable_output_path_is_a_clear_error(
+    argv: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "good.csv"
+    file.write_text("keep me\n")
+    values = {"file": str(file), "tmp": str(tmp_path)}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert match.format(**values) in err and "is an existing file, not a directory" in err
+    assert file.read_text() == "keep me\n"

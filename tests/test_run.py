@@ -181,6 +181,7 @@ def test_incomplete_run_is_redone(table, tmp_path: Path) -> None:
     # What a killed job leaves: a run directory with a partial history and no metadata.
     run_dir = tmp_path / _spec(epochs=2).run_name()
     run_dir.mkdir()
+    (run_dir / ".appsleuth-run").write_text("")  # the marker every run directory starts with
     (run_dir / HISTORY).write_text("loss,accuracy,val_loss,val_accuracy\n9,0,9,0\n")
     (run_dir / "stale.txt").write_text("left over")
     assert run_status(run_dir) == "incomplete"
@@ -194,6 +195,51 @@ def test_incomplete_run_is_redone(table, tmp_path: Path) -> None:
 def test_force_retrains(run, table) -> None:
     again = train(_spec(), data=table, out=run.run_dir.parent, force=True, verbose=False, log=print)
     assert not again.skipped and run_status(again.run_dir) == "complete"
+    assert not (run.run_dir.parent / f".{run.run_dir.name}.replaced").exists()
+
+
+def test_a_directory_appsleuth_did_not_make_is_never_replaced(table, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "thesis.txt").write_text("years of work")
+    with pytest.raises(RunExistsError, match=r"notes exists but is not an appsleuth run directory"):
+        train(_spec(epochs=1), data=table, out=tmp_path, name="notes", verbose=False, log=print)
+    assert (notes / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in notes.iterdir()) == ["thesis.txt"]
+    # An empty directory holds nothing to lose.
+    (tmp_path / "empty").mkdir()
+    result = train(_spec(epochs=1), data=table, out=tmp_path, name="empty", verbose=False)
+    assert run_status(result.run_dir) == "complete"
+
+
+def test_a_failed_forced_retrain_keeps_the_complete_run(table, tmp_path: Path) -> None:
+    first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
+    before = (first.run_dir / METADATA).read_text()
+    bad = _spec(epochs=1, class_weight={"Nope": 2.0})
+    with pytest.raises(SpecError, match="Nope"):
+        train(bad, data=table, out=tmp_path, name=first.run_dir.name, force=True, verbose=False)
+    assert (first.run_dir / METADATA).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.run_dir.name]
+
+
+def test_an_interrupted_forced_retrain_puts_the_old_run_back(table, tmp_path: Path) -> None:
+    first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
+    before = (first.run_dir / METADATA).read_text()
+    # What a forced retrain killed mid-way leaves: the old run set aside, a partial new one.
+    backup = tmp_path / f".{first.run_dir.name}.replaced"
+    first.run_dir.rename(backup)
+    first.run_dir.mkdir()
+    (first.run_dir / ".appsleuth-run").write_text("")
+    with pytest.raises(RunExistsError, match="already holds a complete run"):
+        train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
+    assert (first.run_dir / METADATA).read_text() == before and not backup.exists()
+
+
+def test_a_run_name_too_long_for_a_directory_is_refused(table, tmp_path: Path) -> None:
+    spec = RunSpec(train=TrainSpec(learning_rate=1e300, epochs=1))
+    with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 255"):
+        train(spec, data=table, out=tmp_path, verbose=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "", "..", "-rf", "name with space"])

@@ -202,8 +202,10 @@ def test_dry_run_writes_and_prints_the_script(
     assert "#SBATCH --partition=debug" in captured.out and "--array=0-1%2" in captured.out
     assert "would submit trials [0, 1]" in captured.err
     assert not (out / "dry" / JOURNAL).exists()  # nothing submitted
-    assert main([*argv, "--time-min", "1h"]) == 2
-    assert "time_min must be a positive integer; received time_min='1h'" in capsys.readouterr().err
+    for bad in ("1h", "\u00b2", "\u0663"):  # a superscript two and an Arabic-Indic three
+        assert main([*argv, "--time-min", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"time_min must be a positive integer; received time_min='{bad}'" in err
     assert (
         main(["sweep", "run", str(spec_file), "--out", str(out), "--executor", "local", "--wait"])
         == 2

@@ -46,6 +46,12 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
             r"learning_rate='fast'",
         ),
         ({"learning_rate": 0}, r"received learning_rate=0"),
+        (
+            {"learning_rate": "3e-4"},
+            r"received learning_rate='3e-4' \(it is text: YAML reads a number like 3e-4 "
+            r"without a decimal point as a string; write 0.0003 instead\)",
+        ),
+        ({"seed": 2**32}, r"an integer from 0 to 4294967295; received seed=4294967296"),
         ({"learning_rate": float("nan")}, r"received learning_rate=nan"),
         (
             {"optimizer": "lbfgs"},
@@ -55,7 +61,7 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
         ({"batch_size": 0}, r"batch_size must be a positive integer; received batch_size=0"),
         ({"batch_size": True}, r"received batch_size=True"),
         ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5"),
-        ({"seed": -3}, r"seed must be a non-negative integer; received seed=-3"),
+        ({"seed": -3}, r"seed must be an integer from 0 to 4294967295; received seed=-3"),
         ({"momentum": 1.5}, r"momentum must be a number in \[0, 1\)"),
         ({"weight_decay": 0.1}, r"weight_decay applies to optimizer adamw only"),
         ({"optimizer": "adamw", "weight_decay": -1}, r"weight_decay must be a non-negative"),
@@ -83,6 +89,7 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
     ("kwargs", "message"),
     [
         ({"rows": 0}, r"rows must be a positive integer; received rows=0"),
+        ({"synth_seed": 99999999999}, r"synth_seed must be an integer from 0 to 4294967295"),
         ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),
         ({"apps": []}, r"apps must be a non-empty list of names"),
         ({"missing": "mean"}, r"missing must be one of drop, impute; received missing='mean'"),

@@ -646,7 +646,8 @@ def sweep_plan(spec_file: Path) -> None:
 def _slurm_int(value: str | None) -> int | str | None:
     # Digits become an int; anything else reaches SlurmOptions as is, whose SpecError
     # names the field and the value received.
-    return int(value) if value is not None and value.strip().isdigit() else value
+    text = value.strip() if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() else value
 
 
 @sweep.command("run")
@@ -1056,6 +1057,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return f"{reason}; check the paths and the free space of the output location"
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    hint = ""
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        hint = " (a part of this path is an existing file, not a directory)"
+    return f"cannot use {where}: {reason}{hint}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1076,6 +1088,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         kind = "invalid setting" if isinstance(exc, SpecError) else "error"
         click.echo(f"appsleuth: {kind}: {exc}", err=True)
+        return 2
+    except OSError as exc:
+        # A path that cannot be read or written (a file where a directory should be, no
+        # permission, a full disk): say which, without a traceback.
+        if debug:
+            raise
+        click.echo(f"appsleuth: error: {_os_error_text(exc)}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("appsleuth: interrupted", err=True)

@@ -71,6 +71,8 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
     best: tuple[float, Path] | None = None
     for meta_file in sorted(path.glob("**/model_metadata.json")):
         run_dir = meta_file.parent
+        if any(part.startswith(".") for part in run_dir.relative_to(path).parts):
+            continue  # e.g. a complete run set aside while --force retrains it
         meta = read_metadata(run_dir)
         if not meta or meta.get("status") != "complete":
             continue

@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 METADATA = "model_metadata.json"
+_MAX_NAME = 255  # bytes in a file name on common file systems; names here are ASCII
+_MARKER = ".appsleuth-run"  # written first into every run directory appsleuth makes
 HISTORY = "model_history.csv"
 MODEL = "model.keras"
 PREPROCESSOR = "preprocessor.json"
@@ -143,6 +145,12 @@ def validate_name(name: str, what: str = "run name") -> str:
         raise SpecError(
             f"{what} must use only letters, digits, '.', '_' and '-' (no path "
             f"separators or '..'); received {what}={name!r}"
+        )
+    if len(name) > _MAX_NAME:
+        raise SpecError(
+            f"{what} is {len(name)} characters long, more than the {_MAX_NAME} a directory "
+            f"name may have; received {what}={name[:40]}...{name[-20:]} (a run's default name "
+            f"includes its learning rate: is it a sensible value?)"
         )
     return name
 
@@ -296,18 +304,69 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _prepare_run_dir(run_dir: Path, *, force: bool) -> None:
+def _backup_path(run_dir: Path) -> Path:
+    return run_dir.parent / f".{run_dir.name}.replaced"
+
+
+def _is_own_run_dir(run_dir: Path) -> bool:
+    # Only a directory appsleuth made (its marker, or run metadata) may be deleted; an
+    # empty one holds nothing to lose.
+    if (run_dir / _MARKER).is_file() or (run_dir / METADATA).is_file():
+        return True
+    return not any(run_dir.iterdir())
+
+
+def _prepare_run_dir(run_dir: Path, *, force: bool) -> Path | None:
+    """Make ``run_dir`` a fresh, marked run directory; return where a forced-over run waits.
+
+    An incomplete or failed run of appsleuth is redone from scratch, so nothing of the old
+    attempt can be mistaken for a result. A complete run replaced with ``force`` is moved
+    aside, not deleted, until the new one is complete; a directory appsleuth did not make
+    is never touched.
+    """
+    backup = _backup_path(run_dir)
+    if backup.is_dir() and run_status(run_dir) != "complete":
+        # A forced retrain was interrupted: the run it was replacing comes back first.
+        if run_dir.exists():
+            if not _is_own_run_dir(run_dir):
+                raise RunExistsError(_foreign_dir_message(run_dir))
+            shutil.rmtree(run_dir)
+        backup.rename(run_dir)
     status = run_status(run_dir)
     if status == "complete" and not force:
         raise RunExistsError(
             f"run directory {run_dir} already holds a complete run; pass "
             f"--force (force=True) to train it again"
         )
-    if status != "missing":
-        # An incomplete, failed or forced run is redone from scratch: nothing of the old
-        # attempt may be mistaken for a result of the new one.
+    moved = None
+    if status == "complete":
+        if backup.exists():
+            shutil.rmtree(backup)  # left by a replacement that completed
+        run_dir.rename(backup)
+        moved = backup
+    elif status != "missing":
+        if not run_dir.is_dir() or not _is_own_run_dir(run_dir):
+            raise RunExistsError(_foreign_dir_message(run_dir))
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
+    (run_dir / _MARKER).write_text(
+        "This directory is an appsleuth run; appsleuth may replace it.\n", encoding="utf-8"
+    )
+    return moved
+
+
+def _foreign_dir_message(run_dir: Path) -> str:
+    return (
+        f"{run_dir} exists but is not an appsleuth run directory (it has no "
+        f"{METADATA} and no {_MARKER}), so appsleuth will not replace it; move it away or "
+        f"choose another run name"
+    )
+
+
+def _restore_backup(run_dir: Path, backup: Path) -> None:
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    backup.rename(run_dir)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -372,7 +431,7 @@ def train(
         df = data if data is not None else load_data(spec)
         prepared = prepare_run_data(spec, df)
     classes = prepared.classes
-    _prepare_run_dir(run_dir, force=force)
+    replaced = _prepare_run_dir(run_dir, force=force)
     try:
         keras.utils.set_random_seed(spec.train.seed)
         model = build_model(spec.model, prepared.preprocessor.n_outputs, classes, spec.train)
@@ -427,9 +486,13 @@ def train(
             dataset_name=dataset_name,
         )
         _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
-    except KeyboardInterrupt:
-        raise  # interrupted, not failed: no metadata, so re-running redoes it
-    except Exception as exc:
+    except BaseException as exc:
+        if replaced is not None:
+            # The complete run that --force was replacing stays the result.
+            _restore_backup(run_dir, replaced)
+            raise
+        if not isinstance(exc, Exception):
+            raise  # interrupted, not failed: no metadata, so re-running redoes it
         _write_json(
             run_dir / METADATA,
             {
@@ -453,6 +516,8 @@ def train(
     finally:
         with contextlib.suppress(Exception):
             keras.backend.clear_session()
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
     last = metadata["last_results"]
     log(
         f"appsleuth: {run_name}: val_accuracy {last['val_accuracy']:.4f}, val_loss "

@@ -48,26 +48,64 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _quoted_number_hint(value: Any) -> str:
+    """A hint for a number that arrived as text, as YAML 1.1 reads ``3e-4``."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        return (
+            f" (it is text: YAML reads a number like {value} without a decimal point as a "
+            f"string; write {number!r} instead)"
+        )
+    return ""
+
+
 def _positive_int(name: str, value: Any) -> None:
     if not _is_int(value) or value < 1:
-        raise SpecError(f"{name} must be a positive integer; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be a positive integer; received {name}={value!r}"
+            f"{_quoted_number_hint(value)}"
+        )
 
 
 def _non_negative_int(name: str, value: Any) -> None:
     if not _is_int(value) or value < 0:
-        raise SpecError(f"{name} must be a non-negative integer; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be a non-negative integer; received {name}={value!r}"
+            f"{_quoted_number_hint(value)}"
+        )
+
+
+# Seeds reach NumPy, whose legacy seeding takes 32 bits.
+_MAX_SEED = 2**32 - 1
+
+
+def _seed(name: str, value: Any) -> None:
+    if not _is_int(value) or not 0 <= value <= _MAX_SEED:
+        raise SpecError(
+            f"{name} must be an integer from 0 to {_MAX_SEED}; received {name}={value!r}"
+            f"{_quoted_number_hint(value)}"
+        )
 
 
 def _positive_number(name: str, value: Any) -> None:
     if not _is_number(value) or value <= 0:
-        raise SpecError(f"{name} must be a positive number; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be a positive number; received {name}={value!r}"
+            f"{_quoted_number_hint(value)}"
+        )
 
 
 def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
     ok = _is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
     if not ok:
         bound = "[0, 1)" if upper_open else "[0, 1]"
-        raise SpecError(f"{name} must be a number in {bound}; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be a number in {bound}; received {name}={value!r}"
+            f"{_quoted_number_hint(value)}"
+        )
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -304,7 +342,7 @@ class TrainSpec:
         object.__setattr__(self, "metrics", tuple(metrics))
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
-        _non_negative_int("seed", self.seed)
+        _seed("seed", self.seed)
         es = self.early_stopping
         if isinstance(es, Mapping):
             object.__setattr__(self, "early_stopping", EarlyStoppingSpec.from_dict(es))
@@ -379,7 +417,7 @@ class DataSpec:
             object.__setattr__(self, "path", str(self.path))
         if self.rows is not None:
             _positive_int("rows", self.rows)
-        _non_negative_int("synth_seed", self.synth_seed)
+        _seed("synth_seed", self.synth_seed)
         if not isinstance(self.label, str) or not self.label:
             raise SpecError(f"label must be a column name; received label={self.label!r}")
         object.__setattr__(self, "features", _str_tuple("features", self.features))
