@@ -170,6 +170,61 @@ def test_output_not_overwritten(run_dir, table, tmp_path: Path) -> None:
     assert (tmp_path / "p.csv").read_text() == "keep me"
 
 
+def test_damaged_or_failed_run_directory_is_named(run_dir, table, tmp_path: Path) -> None:
+    table.iloc[:20].to_csv(tmp_path / "x.csv")
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "model_metadata.json").write_text('{"status": "compl')  # torn by hand
+    with pytest.raises(DataError, match=r"broken/model_metadata.json is damaged"):
+        predict_file(broken, tmp_path / "x.csv", tmp_path / "p.csv")
+    (broken / "model_metadata.json").write_text('{"status": "failed", "error": "DataError: x"}')
+    with pytest.raises(DataError, match=r"holds a failed run \(DataError: x\)"):
+        predict_file(broken, tmp_path / "x.csv", tmp_path / "p.csv")
+
+
+def test_side_file_and_data_file_are_not_overwritten(run_dir, table, tmp_path: Path) -> None:
+    table.iloc[:20].to_csv(tmp_path / "x.csv")
+    (tmp_path / "p.skipped.csv").write_text("keep me too")
+    with pytest.raises(AppSleuthError, match=r"p.skipped.csv already exists; pass --force"):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv")
+    assert (tmp_path / "p.skipped.csv").read_text() == "keep me too"
+    before = (tmp_path / "x.csv").read_text()
+    with pytest.raises(AppSleuthError, match=r"x.csv is the data file itself"):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "x.csv", force=True)
+    assert (tmp_path / "x.csv").read_text() == before
+    # With --force, a stale side file of an earlier run is removed, not left misleading.
+    summary = predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv", force=True)
+    assert summary.skipped == 0 and not (tmp_path / "p.skipped.csv").exists()
+
+
+def test_encoding_of_a_csv(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:30].copy()
+    data["ApplicationName"] = data["ApplicationName"].astype(object)
+    data.iloc[0, data.columns.get_loc("ApplicationName")] = "Caf\u00e9"
+    data.to_csv(tmp_path / "latin.csv", encoding="latin-1")
+    with pytest.raises(DataError, match=r"latin.csv is not valid utf-8 text .*--encoding latin-1"):
+        predict_file(run_dir, tmp_path / "latin.csv", tmp_path / "p.csv")
+    summary = predict_file(run_dir, tmp_path / "latin.csv", tmp_path / "p.csv", encoding="latin-1")
+    assert summary.rows == 30
+    assert "Caf\u00e9" in (tmp_path / "p.csv").read_text(encoding="utf-8")
+    with pytest.raises(DataError, match=r"encoding must be a text encoding .*encoding='klingon'"):
+        predict_file(run_dir, tmp_path / "latin.csv", tmp_path / "q.csv", encoding="klingon")
+
+
+def test_parquet_feature_stored_as_text(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:50].copy()
+    data["utime"] = data["utime"].astype(str)
+    data.to_parquet(tmp_path / "ok.parquet")
+    assert predict_file(run_dir, tmp_path / "ok.parquet", tmp_path / "ok.csv").predicted == len(
+        data.dropna(subset=["rss", "CPU_USAGE", "state"])
+    )
+    data.iloc[7, data.columns.get_loc("utime")] = "abc"
+    data.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=r"'utime' must be numeric, but data row 7 holds 'abc'"):
+        predict_file(run_dir, tmp_path / "bad.parquet", tmp_path / "bad.csv")
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_sweep_directory_uses_best_run(run_dir, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     shutil.copytree(run_dir, sweep / "model_a")

@@ -194,7 +194,15 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
     param = _canonical(column)
     df = df.rename(columns={column: param})
     for col in METRIC_COLUMNS:
-        df[col] = pd.to_numeric(df[col], errors="coerce")
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"published results file {path}: column {col!r} must hold numbers, but data "
+                f"row {i} (line {i + 2}) holds {df[col].iloc[i]!r}"
+            )
+        df[col] = values
     df.attrs["param"] = param
     df.attrs["source"] = str(path)
     return df

@@ -571,6 +571,9 @@ def baselines(
     show_default=True,
     help="Rows read and predicted at a time.",
 )
+@click.option(
+    "--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV file."
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing predictions file.")
 def predict(
     run_dir: Path,
@@ -578,6 +581,7 @@ def predict(
     out: Path | None,
     top_k: int,
     chunk_rows: int,
+    encoding: str,
     force: bool,
     threads: int | None,
     device: str,
@@ -603,6 +607,7 @@ def predict(
         chunk_rows=chunk_rows,
         force=force,
         progress=sys.stderr.isatty(),
+        encoding=encoding,
     )
     click.echo(
         f"predicted {summary.predicted:,} of {summary.rows:,} rows with "

@@ -80,6 +80,18 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
         if best is None or score > best[0]:
             best = (score, run_dir)
     if best is None:
+        own = path / "model_metadata.json"
+        if own.is_file() and read_metadata(path) is None:
+            raise DataError(
+                f"{own} is damaged (not a readable JSON object), so {path} is not a usable "
+                f"run; train it again (appsleuth train ... --force) or restore the file"
+            )
+        status = read_metadata(path)
+        if status and status.get("status") == "failed":
+            raise DataError(
+                f"{path} holds a failed run ({status.get('error', 'no error recorded')}); "
+                f"predict needs a complete one"
+            )
         raise DataError(
             f"{path} is not a complete run directory and holds none below it "
             f"(a run is complete when its model_metadata.json says so)"
@@ -187,31 +199,82 @@ def _open_stream(path: Path) -> Any:
     return pa.OSFile(str(path))
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, encoding: str) -> list[str]:
     try:
         reader = pa_csv.open_csv(
-            _open_stream(path), read_options=pa_csv.ReadOptions(block_size=1 << 16)
+            _open_stream(path),
+            read_options=pa_csv.ReadOptions(block_size=1 << 16, encoding=encoding),
         )
         return [str(n) for n in reader.schema.names]
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"data file {path} cannot be read as CSV: {exc}") from exc
+        raise _read_error(path, exc, encoding) from exc
+
+
+def _read_error(path: Path, exc: Exception, encoding: str) -> DataError:
+    text = str(exc)
+    if "UTF8" in text or "UTF-8" in text or isinstance(exc, UnicodeDecodeError):
+        return DataError(
+            f"data file {path} is not valid {encoding} text ({text.strip()}); pass its "
+            f"encoding, e.g. --encoding latin-1"
+        )
+    return DataError(f"data file {path} cannot be read as CSV: {text}")
+
+
+def _check_encoding(encoding: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise DataError(
+            f"encoding must be a text encoding Python knows, e.g. utf-8 or latin-1; "
+            f"received encoding={encoding!r}"
+        ) from None
+
+
+def _numeric_parquet_columns(
+    path: Path, frame: pd.DataFrame, types: dict[str, pa.DataType], offset: int
+) -> pd.DataFrame:
+    # CSV columns get their types while parsed; Parquet keeps what was stored, so a
+    # feature stored as text is converted here, and a value that is no number named.
+    for col, kind in types.items():
+        if kind != pa.float64() or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        values = frame[col]
+        converted = pd.to_numeric(values, errors="coerce")
+        bad = converted.isna() & values.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"data file {path}: feature column {col!r} must be numeric, but data row "
+                f"{offset + i} holds {values.iloc[i]!r}"
+            )
+        frame[col] = converted.astype("float64")
+    return frame
 
 
 def _chunks(
-    path: Path, columns: list[str], types: dict[str, pa.DataType], chunk_rows: int
+    path: Path,
+    columns: list[str],
+    types: dict[str, pa.DataType],
+    chunk_rows: int,
+    encoding: str = "utf-8",
 ) -> Iterator[pd.DataFrame]:
     """Batches of the needed columns, as DataFrames."""
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic == b"PAR1":
+        offset = 0
         try:
             pf = pa_parquet.ParquetFile(path)
             for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-                yield batch.to_pandas(ignore_metadata=True)
+                frame = batch.to_pandas(ignore_metadata=True)
+                yield _numeric_parquet_columns(path, frame, types, offset)
+                offset += len(frame)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
         return
-    read = pa_csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200))
+    read = pa_csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200), encoding=encoding)
     convert = pa_csv.ConvertOptions(
         null_values=_NULLS, strings_can_be_null=True, include_columns=columns, column_types=types
     )
@@ -228,12 +291,12 @@ def _parquet_columns(path: Path) -> list[str]:
 
 
 def _locate_bad_value(
-    path: Path, columns: list[str], numeric: list[str], chunk_rows: int
+    path: Path, columns: list[str], numeric: list[str], chunk_rows: int, encoding: str
 ) -> DataError:
     """Re-read as text to name the first non-numeric value with its row (slow path)."""
     types = {c: pa.string() for c in columns}
     offset = 0
-    for chunk in _chunks(path, columns, types, chunk_rows):
+    for chunk in _chunks(path, columns, types, chunk_rows, encoding):
         for col in numeric:
             values = chunk[col]
             bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
@@ -257,6 +320,7 @@ def predict_file(
     chunk_rows: int = 200_000,
     force: bool = False,
     progress: bool = False,
+    encoding: str = "utf-8",
 ) -> PredictionSummary:
     """Stream a data file through a trained model into a predictions CSV.
 
@@ -266,8 +330,9 @@ def predict_file(
         out: The predictions CSV. Skipped row ids go to ``<out stem>.skipped.csv``.
         top_k: How many most likely apps to list. Defaults to 3.
         chunk_rows: Rows per chunk. Defaults to 200,000.
-        force: Overwrite an existing output file. Defaults to False.
+        force: Overwrite an existing output file (and its side file). Defaults to False.
         progress: Show a progress bar. Defaults to False.
+        encoding: Text encoding of a CSV file. Defaults to ``utf-8``.
 
     Returns:
         The :class:`PredictionSummary`.
@@ -283,15 +348,23 @@ def predict_file(
         raise DataError(f"data file {data} does not exist")
     if data.stat().st_size == 0:
         raise DataError(f"data file {data} is empty")
-    if out.exists() and not force:
-        raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
+    encoding = _check_encoding(encoding)
+    skipped_path = out.with_name(f"{out.stem}.skipped.csv")
+    for path in (out, skipped_path):
+        if path.exists() and path.resolve() == data.resolve():
+            raise AppSleuthError(
+                f"output file {path} is the data file itself; choose another --out"
+            )
+    for path in (out, skipped_path):
+        if path.exists() and not force:
+            raise AppSleuthError(f"output file {path} already exists; pass --force to overwrite it")
     run_path = best_run_dir(run_dir)
     run = load_run(run_path)
     pre = run.preprocessor
 
     with open(data, "rb") as fh:
         is_parquet = fh.read(4) == b"PAR1"
-    names = _parquet_columns(data) if is_parquet else _csv_header(data)
+    names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         raise DataError(
@@ -313,7 +386,6 @@ def predict_file(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    skipped_path = out.with_name(f"{out.stem}.skipped.csv")
     skipped_tmp = skipped_path.with_name(f".{skipped_path.name}.tmp-{os.getpid()}")
     n_rows = n_pred = n_skip = n_unknown = 0
     k = len(pre.classes)
@@ -327,7 +399,7 @@ def predict_file(
         ):
             skipped_fh.write("row_id\n")
             try:
-                for chunk in _chunks(data, columns, types, chunk_rows):
+                for chunk in _chunks(data, columns, types, chunk_rows, encoding):
                     row_ids = (
                         chunk.pop(index_col).to_numpy()
                         if index_col is not None
@@ -358,15 +430,17 @@ def predict_file(
                 if writer is not None:
                     writer.close()
             except pa.ArrowInvalid as exc:
-                if "conversion error" in str(exc):
+                if "conversion error" in str(exc) and "UTF8" not in str(exc):
                     numeric = list(pre.numeric_features)
-                    raise _locate_bad_value(data, columns, numeric, chunk_rows) from exc
-                raise DataError(f"data file {data} cannot be read: {exc}") from exc
+                    raise _locate_bad_value(data, columns, numeric, chunk_rows, encoding) from exc
+                raise _read_error(data, exc, encoding) from exc
         if n_rows == 0:
             raise DataError(f"data file {data} has a header but no rows")
         os.replace(tmp, out)
         if n_skip:
             os.replace(skipped_tmp, skipped_path)
+        elif force:
+            skipped_path.unlink(missing_ok=True)  # an old side file would describe other rows
     finally:
         if bar is not None:
             bar.stop()
