@@ -99,3 +99,53 @@ def test_no_row_left() -> None:
     )
     with pytest.raises(DataError, match="no row is left after cleaning"):
         clean_sherlock(df)
+
+
+# --- infinite values are missing values -------------------------------------------------
+
+
+def test_rows_with_infinite_values_from_a_file_are_dropped(tmp_path) -> None:
+    path = tmp_path / "inf.csv"
+    df = make_sherlock18()
+    df["CPU_USAGE"] = df["CPU_USAGE"].astype(str)
+    df.iloc[4, df.columns.get_loc("CPU_USAGE")] = "inf"
+    df.iloc[9, df.columns.get_loc("rss")] = -np.inf
+    df.to_csv(path)
+    out, report = clean_sherlock(load_sherlock(path))
+    assert len(out) == len(df) - 2
+    assert df.index[4] not in out.index and df.index[9] not in out.index
+    assert np.isfinite(out[list(frame_info(out).numeric_features)].to_numpy()).all()
+    assert "dropped 2 of 180 rows with a missing feature value" in report.steps[2].detail
+
+
+def test_infinite_values_in_a_table_not_from_the_loader() -> None:
+    df = make_sherlock18()  # no attrs: never went through the loader
+    df.iloc[3, df.columns.get_loc("CPU_USAGE")] = np.inf
+    df.iloc[5, df.columns.get_loc("utime")] = -np.inf
+    df.iloc[6, df.columns.get_loc("utime")] = np.inf
+    out, report = clean_sherlock(df)
+    assert len(out) == len(df) - 3
+    assert report.steps[2].detail == (
+        "dropped 3 of 180 rows with a missing feature value (infinite values, counted as "
+        "missing: 1 in CPU_USAGE, 2 in utime)"
+    )
+    assert np.isinf(df["CPU_USAGE"].iloc[3])  # the input is untouched
+
+
+def test_impute_fills_infinite_values_like_missing_ones() -> None:
+    df = make_sherlock18()
+    df.iloc[3, df.columns.get_loc("CPU_USAGE")] = np.inf
+    out, report = clean_sherlock(df, missing="impute")
+    assert len(out) == len(df)
+    finite = df["CPU_USAGE"].drop(index=df.index[3])
+    assert out["CPU_USAGE"].iloc[3] == pytest.approx(finite.median())
+    assert "infinite values, counted as missing: 1 in CPU_USAGE" in report.steps[2].detail
+
+
+def test_column_of_only_infinite_values_is_dropped_as_all_missing() -> None:
+    df = make_sherlock18()
+    df["vsize"] = np.inf
+    out, report = clean_sherlock(df)
+    assert "vsize" not in out.columns
+    assert "vsize" in report.steps[0].columns
+    assert len(out) == len(df)

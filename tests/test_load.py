@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appsleuth.data.layouts import RAW_COLUMNS, SHERLOCK18_FEATURES
-from appsleuth.data.load import FrameInfo, frame_info, from_dataframe, load_sherlock
+from appsleuth.data.load import (
+    FrameInfo,
+    check_name_matches_content,
+    csv_line_numbers,
+    frame_info,
+    from_dataframe,
+    load_sherlock,
+    nonfinite_values,
+)
 from appsleuth.errors import DataError
 from tests.conftest import MYSTERY, RAW_SAMPLE, make_sherlock18
 
@@ -403,3 +412,252 @@ def test_repeated_column_names(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,x,x\nGmail,1,2\nChrome,2,3\n")
     with pytest.raises(DataError, match=r"has repeated column names \['x'\]"):
         load_sherlock(path)
+
+
+# --- infinite values: treated as missing, recorded -------------------------------------
+
+_SMALL = b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nChrome,2,3\nGmail,3,4\nChrome,4,5\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "positive"),
+    [("inf", 1), ("-inf", 0), ("Infinity", 1), ("-Infinity", 0), ("INF", 1), ("1e999", 1)],
+)
+def test_infinite_value_is_missing_and_recorded(tmp_path: Path, text: str, positive: int) -> None:
+    content = _SMALL.replace(b"Chrome,4,5", b"Chrome," + text.encode() + b",5")
+    df = load_sherlock(_write(tmp_path, content))
+    assert df["CPU_USAGE"].isna().tolist() == [False, False, False, True]
+    assert nonfinite_values(df) == {
+        "CPU_USAGE": {
+            "count": 1,
+            "positive": positive,
+            "rows": [3],
+            "where": ["data row 3 (line 5)"],
+        }
+    }
+
+
+def test_infinite_value_in_a_column_re_read_as_text(tmp_path: Path) -> None:
+    # A bad text far down makes the reader re-read every column as text: "inf" must still
+    # become an infinite number, then a missing value.
+    n = 5000
+    values = [str(i) for i in range(n)]
+    values[10] = "Infinity"
+    values[n - 1] = "1.5"
+    frame = pd.DataFrame({"ApplicationName": ["a", "b"] * (n // 2), "x": values})
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    df = load_sherlock(path)
+    assert np.isnan(df["x"].iloc[10])
+    assert nonfinite_values(df)["x"]["where"] == ["data row 10 (line 12)"]
+
+
+def test_many_infinite_values_list_the_first_rows(tmp_path: Path) -> None:
+    rows = "".join(f"{'ab'[i % 2]},{'inf' if i % 3 == 0 else i},1\n" for i in range(30))
+    path = _write(tmp_path, ("ApplicationName,CPU_USAGE,utime\n" + rows).encode())
+    record = nonfinite_values(load_sherlock(path))["CPU_USAGE"]
+    assert record["count"] == 10
+    assert record["rows"] == [0, 3, 6, 9, 12]
+    assert record["where"][1] == "data row 3 (line 5)"
+
+
+def test_infinite_values_in_parquet_name_data_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    df = make_sherlock18()
+    df.iloc[7, df.columns.get_loc("rss")] = -np.inf
+    df.to_parquet(path)
+    loaded = load_sherlock(path)
+    assert loaded["rss"].isna().sum() == 1
+    assert nonfinite_values(loaded)["rss"]["where"] == ["data row 7"]
+
+
+def test_from_dataframe_treats_infinite_values_as_missing() -> None:
+    raw = make_sherlock18()
+    raw.iloc[2, raw.columns.get_loc("CPU_USAGE")] = np.inf
+    df = from_dataframe(raw)
+    assert np.isnan(df["CPU_USAGE"].iloc[2])
+    assert np.isinf(raw["CPU_USAGE"].iloc[2])  # the input is untouched
+    record = nonfinite_values(df)["CPU_USAGE"]
+    assert record["count"] == 1 and record["rows"] == [2]
+    assert record["where"] == [f"row 2 (index {raw.index[2]})"]
+
+
+def test_from_dataframe_keeps_the_loaders_record(tmp_path: Path) -> None:
+    content = _SMALL.replace(b"Chrome,4,5", b"Chrome,inf,5")
+    df = from_dataframe(load_sherlock(_write(tmp_path, content)))
+    assert nonfinite_values(df)["CPU_USAGE"]["where"] == ["data row 3 (line 5)"]
+    assert nonfinite_values(make_sherlock18()) == {}
+
+
+def test_infinite_values_outside_the_features_are_left_alone(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,inf\nChrome,2,3\n")
+    df = load_sherlock(path, features=["CPU_USAGE"])
+    assert np.isinf(df["utime"].iloc[0])
+    assert nonfinite_values(df) == {}
+
+
+# --- line numbers: blank lines and multi-line values ------------------------------------
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    # The reviewer's case: two blank lines after the header put row 9 on line 13.
+    rows = [f"{'ab'[i % 2]},{i},1" for i in range(12)]
+    rows[9] = "b,X,1"
+    text = "ApplicationName,CPU_USAGE,utime\n\n\n" + "\n".join(rows) + "\n"
+    with pytest.raises(DataError, match=r"data row 9 \(line 13\) holds 'X'"):
+        load_sherlock(_write(tmp_path, text.encode()))
+
+
+def test_line_numbers_with_crlf_quoted_newlines_and_gzip(tmp_path: Path) -> None:
+    text = (
+        'ApplicationName,note,CPU_USAGE\r\n\r\nGmail,"two\r\nlines",1\r\n'
+        "Chrome,x,2\r\n\r\nGmail,y,fast\r\n"
+    )
+    with pytest.raises(DataError, match=r"data row 2 \(line 7\) holds 'fast'"):
+        load_sherlock(_write(tmp_path, text.encode()), features=["CPU_USAGE"])
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    with pytest.raises(DataError, match=r"data row 2 \(line 7\) holds 'fast'"):
+        load_sherlock(path, features=["CPU_USAGE"])
+
+
+def test_missing_label_line_counts_blank_lines(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\n\nGmail,1\n\n\nNULL,2\nChrome,3\n")
+    with pytest.raises(DataError, match=r"missing a value in data row 1 \(line 6\)"):
+        load_sherlock(path)
+
+
+def test_ragged_row_names_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\n\n\nChrome,2,3\n")
+    with pytest.raises(
+        DataError,
+        match=r"a row has a different number of fields than the header "
+        r"\(line 5 has 3 field\(s\), the header 2\)",
+    ):
+        load_sherlock(path)
+
+
+def test_parquet_and_dataframe_rows_claim_no_line(tmp_path: Path) -> None:
+    df = make_sherlock18()
+    df["CPU_USAGE"] = df["CPU_USAGE"].astype(str)
+    df.iloc[3, df.columns.get_loc("CPU_USAGE")] = "fast"
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path)
+    with pytest.raises(DataError, match=r"but data row 3 holds 'fast'") as err:
+        load_sherlock(path)
+    assert "line" not in str(err.value)
+    with pytest.raises(DataError, match=rf"but row 3 \(index {df.index[3]}\) holds 'fast'"):
+        from_dataframe(df)
+    with pytest.raises(DataError, match=r"but row 3 holds 'fast'"):
+        from_dataframe(df.reset_index(drop=True))
+
+
+@st.composite
+def _table_with_blank_lines(draw: st.DrawFn) -> tuple[bytes, int, int]:
+    """CSV text with blank lines anywhere after the header, one bad value; its row, line."""
+    n = draw(st.integers(2, 30))
+    bad = draw(st.integers(0, n - 1))
+    newline = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    lines = ["ApplicationName,CPU_USAGE,utime"]
+    bad_line = 0
+    for i in range(n):
+        lines += [""] * draw(st.integers(0, 3))
+        value = "oops" if i == bad else str(i)
+        lines.append(f"{'ab'[i % 2]},{value},{i}")
+        if i == bad:
+            bad_line = len(lines)
+    lines += [""] * draw(st.integers(0, 2))
+    return newline.join(lines).encode() + newline.encode(), bad, bad_line
+
+
+@_FUZZ
+@given(case=_table_with_blank_lines())
+def test_fuzz_line_numbers_with_blank_lines(tmp_path: Path, case: tuple[bytes, int, int]) -> None:
+    content, row, line = case
+    with pytest.raises(DataError, match=rf"data row {row} \(line {line}\) holds 'oops'"):
+        load_sherlock(_write(tmp_path, content, "blank.csv"))
+
+
+# --- the name and the content of a file must agree --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["x.parquet", "x.PQ"])
+def test_text_named_parquet_is_not_read_as_csv(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, b"hello world\n", name)
+    with pytest.raises(
+        DataError,
+        match=re.escape(name)
+        + r" is not a Parquet file \(it is text starting with 'hello world', while a "
+        r"Parquet file starts with the bytes 'PAR1'\)",
+    ):
+        load_sherlock(path)
+
+
+def test_csv_named_parquet_suggests_its_real_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, MYSTERY.read_bytes() if MYSTERY.exists() else _SMALL, "x.parquet")
+    with pytest.raises(DataError, match=r"for example x\.csv for a CSV table"):
+        load_sherlock(path)
+
+
+def test_gzip_named_parquet_is_reported(tmp_path: Path) -> None:
+    path = _write(tmp_path, gzip.compress(_SMALL), "x.parquet")
+    with pytest.raises(DataError, match=r"is not a Parquet file \(its content is gzip"):
+        load_sherlock(path)
+
+
+def test_binary_named_parquet_shows_its_first_bytes(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"\x00\x01\xfe\xffjunk", "x.parquet")
+    with pytest.raises(DataError, match=r"it starts with the bytes 00 01 fe ff 6a"):
+        load_sherlock(path)
+
+
+def test_plain_text_named_gz_is_reported(tmp_path: Path) -> None:
+    path = _write(tmp_path, _SMALL, "x.csv.gz")
+    with pytest.raises(
+        DataError,
+        match=r"x\.csv\.gz is not gzip-compressed \(it is text starting with "
+        r"'ApplicationName,CPU_USAGE,utime', while a gzip file starts with the bytes 1f 8b\)",
+    ):
+        load_sherlock(path)
+
+
+def test_parquet_content_is_read_whatever_the_name(tmp_path: Path) -> None:
+    path = tmp_path / "really-parquet.csv"
+    make_sherlock18().to_parquet(path)
+    assert len(load_sherlock(path)) == 180
+
+
+def test_no_line_is_claimed_when_the_line_count_disagrees() -> None:
+    from appsleuth.data.load import _RowNames
+
+    text = b"a,b\n1,2\n\n3,4\n"
+    assert _RowNames(kind="csv", source=text, n_rows=2).names([0, 1]) == [
+        "data row 0 (line 2)",
+        "data row 1 (line 4)",
+    ]
+    # A reader that saw another number of rows: the lines cannot be trusted.
+    assert _RowNames(kind="csv", source=text, n_rows=3).name(1) == "data row 1"
+
+
+def test_csv_line_numbers_for_streaming_readers(tmp_path: Path) -> None:
+    text = b"a,b\n\n1,2\n\n\n3,4\n5,6\n"
+    plain = _write(tmp_path, text, "t.csv")
+    packed = _write(tmp_path, gzip.compress(text), "t.csv.gz")
+    for path in (plain, packed):
+        assert csv_line_numbers(path, [0, 1, 2]) == {0: 3, 1: 6, 2: 7}
+        assert csv_line_numbers(path, [2], n_rows=3) == {2: 7}
+        assert csv_line_numbers(path, [2], n_rows=4) == {}
+    assert csv_line_numbers(tmp_path / "nope.csv", [0]) == {}
+
+
+def test_check_name_matches_content_for_other_readers(tmp_path: Path) -> None:
+    check_name_matches_content(tmp_path / "x.parquet", b"PAR1\x15")
+    check_name_matches_content(tmp_path / "x.csv", b"PAR1\x15")  # the content decides
+    with pytest.raises(DataError, match=r"x\.parquet is not a Parquet file"):
+        check_name_matches_content(tmp_path / "x.parquet", b"a,b\n")
+
+
+@_FUZZ
+@given(content=st.binary(max_size=400), name=st.sampled_from(["f.parquet", "f.csv.gz", "f.pq"]))
+def test_fuzz_files_named_parquet_or_gzip(tmp_path: Path, content: bytes, name: str) -> None:
+    _load_or_data_error(_write(tmp_path, content, name))

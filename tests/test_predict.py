@@ -162,6 +162,32 @@ def test_bad_value_named_with_row(run_dir, table, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*p.csv*"))  # nothing half-written is left
 
 
+def test_line_numbers_count_blank_lines_and_names_are_checked(
+    run_dir, table, tmp_path: Path
+) -> None:
+    data = table.iloc[:20].copy()
+    data["utime"] = data["utime"].astype(object)
+    data.iloc[9, data.columns.get_loc("utime")] = "X"
+    lines = data.to_csv().splitlines()
+    (tmp_path / "blank.csv").write_text("\n".join([lines[0], "", "", *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"data row 9 \(line 13\) holds 'X'"):
+        predict_file(run_dir, tmp_path / "blank.csv", tmp_path / "p.csv")
+    (tmp_path / "x.parquet").write_text("hello world\n1\n")
+    with pytest.raises(DataError, match=r"x.parquet is not a Parquet file"):
+        predict_file(run_dir, tmp_path / "x.parquet", tmp_path / "p.csv")
+
+
+def test_infinite_values_are_skipped_not_predicted(run_dir, table, tmp_path: Path) -> None:
+    data = table.dropna(subset=["rss", "CPU_USAGE", "state"]).iloc[:10].copy()
+    data.iloc[4, data.columns.get_loc("CPU_USAGE")] = np.inf
+    data.to_csv(tmp_path / "inf.csv")
+    summary = predict_file(run_dir, tmp_path / "inf.csv", tmp_path / "p.csv")
+    assert (summary.predicted, summary.skipped) == (9, 1)
+    assert pd.read_csv(summary.skipped_file)["row_id"].tolist() == [data.index[4]]
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert out.notna().all().all() and data.index[4] not in set(out.iloc[:, 0])
+
+
 def test_output_not_overwritten(run_dir, table, tmp_path: Path) -> None:
     table.iloc[:20].to_csv(tmp_path / "x.csv")
     (tmp_path / "p.csv").write_text("keep me")

@@ -64,3 +64,41 @@ def test_one_vs_rest_errors(df) -> None:
     only = select_apps(df, ["Gmail", "Chrome"])
     with pytest.raises(DataError, match="rest_name must differ"):
         one_vs_rest(only, "Gmail", rest_name="Gmail")
+
+
+# --- fewer than two classes: the message names the class found --------------------------
+
+
+def test_training_rows_of_one_class_name_it(tmp_path) -> None:
+    # The reviewer's tiny2.csv: one complete row per app, so training gets one row.
+    raw = make_sherlock18(n_per_app=5, apps=("Chrome", "Gmail")).groupby("ApplicationName")
+    path = tmp_path / "tiny2.csv"
+    raw.head(1).to_csv(path)
+    with pytest.raises(
+        DataError,
+        match=r"tiny2\.csv: the training rows of the random split \(1 of 2 rows\) hold a "
+        r"single class, '(Chrome|Gmail)' \(the table has 2: 'Chrome', 'Gmail'\); a "
+        r"classifier needs at least two classes in training",
+    ):
+        prepare_data(load_sherlock(path))
+
+
+def test_one_class_left_after_cleaning_names_it() -> None:
+    raw = make_sherlock18(n_per_app=20, apps=("Chrome", "Gmail"))
+    raw.loc[raw["ApplicationName"] == "Gmail", "rss"] = np.nan
+    with pytest.raises(
+        DataError,
+        match=r"after cleaning \(20 of 40 rows kept, 20 dropped for missing values\), the "
+        r"label column 'ApplicationName' holds a single class, 'Chrome'; a classifier needs "
+        r"at least two classes",
+    ):
+        prepare_data(from_dataframe(raw))
+
+
+def test_rows_with_infinite_values_never_reach_the_arrays() -> None:
+    raw = make_sherlock18(n_per_app=50)
+    raw.iloc[[3, 70], raw.columns.get_loc("CPU_USAGE")] = [np.inf, -np.inf]
+    p = prepare_data(from_dataframe(raw))
+    assert len(p.table) == len(raw) - 2
+    for x in (p.x_train, p.x_val):
+        assert np.isfinite(x).all()

@@ -151,8 +151,54 @@ def test_unfitted_and_bad_scaling() -> None:
 
 
 def test_single_class_training(table) -> None:
-    with pytest.raises(DataError, match="hold a single class"):
+    with pytest.raises(
+        DataError,
+        match=r"the training rows \(60\) hold a single class, 'Gmail'; a classifier needs "
+        r"at least two classes in training",
+    ):
         Preprocessor().fit(table.loc[table["ApplicationName"] == "Gmail"])
+
+
+def test_no_training_rows(table) -> None:
+    with pytest.raises(DataError, match="there are no training rows"):
+        Preprocessor().fit(table.iloc[:0])
+
+
+# --- infinite values never reach the model ----------------------------------------------
+
+
+def test_infinite_value_makes_a_row_incomplete(table) -> None:
+    pre = Preprocessor().fit(table)
+    new = table.iloc[:5].copy()
+    new.iloc[1, new.columns.get_loc("CPU_USAGE")] = np.inf
+    new.iloc[3, new.columns.get_loc("rss")] = -np.inf
+    assert pre.missing_rows(new).tolist() == [False, True, False, True, False]
+    x, missing = pre.transform_complete(new)
+    assert missing.tolist() == [False, True, False, True, False]
+    assert x.shape == (3, pre.n_outputs) and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, pre.transform(new.iloc[[0, 2, 4]]))
+    with pytest.raises(
+        DataError, match=r"rows have infinite values in CPU_USAGE \(1\), rss \(1\); clean"
+    ):
+        pre.transform(new)
+
+
+def test_missing_and_infinite_values_are_both_named(table) -> None:
+    pre = Preprocessor().fit(table)
+    new = table.iloc[:5].copy()
+    new.iloc[0, new.columns.get_loc("utime")] = np.nan
+    new.iloc[2, new.columns.get_loc("utime")] = np.inf
+    with pytest.raises(
+        DataError, match=r"have missing values in utime \(1\) and infinite values in utime \(1\)"
+    ):
+        pre.transform(new)
+
+
+def test_fit_refuses_infinite_training_values(table) -> None:
+    train = table.copy()
+    train.iloc[0, train.columns.get_loc("vsize")] = np.inf
+    with pytest.raises(DataError, match=r"training rows have infinite values in vsize \(1\)"):
+        Preprocessor().fit(train)
 
 
 def test_transform_complete_leaves_out_incomplete_rows_without_warning(table) -> None:

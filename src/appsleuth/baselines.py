@@ -9,8 +9,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from appsleuth.data.prepare import PreparedData
-from appsleuth.errors import SpecError
+from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import classification_metrics
 
 __all__ = ["BASELINES", "run_baselines"]
@@ -39,10 +41,16 @@ def run_baselines(
 
     Returns:
         Baseline name -> metrics (as in ``metrics.json``) plus ``fit_seconds``.
+
+    Raises:
+        SpecError: ``which`` names an unknown baseline.
+        DataError: The training rows hold fewer than two classes, or there are no
+            validation rows to score on.
     """
     unknown = [w for w in which if w not in BASELINES]
     if unknown:
         raise SpecError(f"baselines must be among {', '.join(BASELINES)}; received {unknown}")
+    _check_trainable(prepared)
     results: dict[str, dict[str, Any]] = {}
     for name in which:
         model = _make(name, seed)
@@ -57,3 +65,21 @@ def run_baselines(
             "split": prepared.split.describe(),
         }
     return results
+
+
+def _check_trainable(prepared: PreparedData) -> None:
+    """The checks scikit-learn would fail with a traceback, as messages for people."""
+    dataset = prepared.info.dataset
+    present = np.unique(prepared.y_train)
+    if len(present) < 2:
+        found = (
+            f"a single class, {prepared.classes[int(present[0])]!r}"
+            if len(present) == 1
+            else "no rows"
+        )
+        raise DataError(
+            f"{dataset}: the baselines' training rows hold {found}; a classifier needs "
+            f"at least two classes in training"
+        )
+    if len(prepared.y_val) == 0:
+        raise DataError(f"{dataset}: there are no validation rows to score the baselines on")

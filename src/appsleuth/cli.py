@@ -615,7 +615,7 @@ def predict(
     )
     if summary.skipped:
         click.echo(
-            f"skipped {summary.skipped:,} rows with missing feature values; their row "
+            f"skipped {summary.skipped:,} rows with missing or infinite feature values; their row "
             f"ids are in {summary.skipped_file}"
         )
     if summary.metrics is not None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
+from appsleuth.data.load import check_name_matches_content, csv_line_numbers
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import LoadedRun, load_run, predict_proba, read_metadata, run_status
@@ -301,11 +302,13 @@ def _locate_bad_value(
             values = chunk[col]
             bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
             if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
+                row = offset + int(np.flatnonzero(bad.to_numpy())[0])
+                # Blank lines and quoted line breaks move rows off "row + 2".
+                line = csv_line_numbers(path, [row], encoding=encoding).get(row)
+                where = f"data row {row}" + (f" (line {line})" if line else "")
                 return DataError(
                     f"data file {path}: feature column {col!r} must be numeric, "
-                    f"but data row {offset + i} (line {offset + i + 2}) holds "
-                    f"{values.iloc[i]!r}"
+                    f"but {where} holds {values.iloc[row - offset]!r}"
                 )
         offset += len(chunk)
     return DataError(f"data file {path} holds a value that cannot be read as a number")
@@ -363,7 +366,9 @@ def predict_file(
     pre = run.preprocessor
 
     with open(data, "rb") as fh:
-        is_parquet = fh.read(4) == b"PAR1"
+        head = fh.read(256)
+    check_name_matches_content(data, head)
+    is_parquet = head[:4] == b"PAR1"
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     missing = [c for c in pre.input_columns if c not in names]
     if missing:

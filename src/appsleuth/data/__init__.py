@@ -1,7 +1,13 @@
 """The data stage: load, check, clean, split, preprocess (and the embedded generator)."""
 
 from appsleuth.data.clean import CleaningReport, CleaningStep, clean_sherlock
-from appsleuth.data.load import FrameInfo, frame_info, from_dataframe, load_sherlock
+from appsleuth.data.load import (
+    FrameInfo,
+    frame_info,
+    from_dataframe,
+    load_sherlock,
+    nonfinite_values,
+)
 from appsleuth.data.prepare import (
     PreparedData,
     one_vs_rest,
@@ -29,6 +35,7 @@ __all__ = [
     "from_dataframe",
     "leakage_rate",
     "load_sherlock",
+    "nonfinite_values",
     "one_vs_rest",
     "prepare_data",
     "select_apps",

@@ -4,6 +4,9 @@ Default steps, in order: drop feature columns that are entirely missing (``cminf
 or constant (``guest_time``), drop rows with any missing feature, and note that the
 categorical ``state`` column will be one-hot encoded (the encoding itself is learned by
 the :class:`~appsleuth.data.preprocess.Preprocessor` from the training rows only).
+
+Infinite feature values count as missing values, as the loader treats them: a table
+that did not come through the loader has them turned into missing values here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.load import frame_info
+from appsleuth.data.load import frame_info, infinite_mask
 from appsleuth.errors import DataError, SpecError
 
 __all__ = ["CleaningReport", "CleaningStep", "clean_sherlock"]
@@ -109,6 +112,7 @@ def clean_sherlock(
     features = list(info.features)
     steps: list[CleaningStep] = []
     n = len(out)
+    infinite = _infinite_to_missing(out, info.numeric_features)
 
     if drop_empty_columns:
         empty = [f for f in features if out[f].isna().all()]
@@ -156,7 +160,10 @@ def clean_sherlock(
                 columns=gappy,
                 rows_before=n,
                 rows_after=len(out),
-                detail=f"dropped {n_incomplete} of {n} rows with a missing feature value",
+                detail=(
+                    f"dropped {n_incomplete} of {n} rows with a missing feature value"
+                    f"{_infinite_note(infinite, features)}"
+                ),
             )
         )
     else:
@@ -171,6 +178,7 @@ def clean_sherlock(
                 detail=(
                     f"filled {n_incomplete} incomplete rows (median for numbers, most "
                     f"frequent value for categories) in {_names(list(gappy))}"
+                    f"{_infinite_note(infinite, features)}"
                 ),
             )
         )
@@ -221,6 +229,25 @@ def clean_sherlock(
         features_after=tuple(features),
     )
     return out, report
+
+
+def _infinite_to_missing(out: pd.DataFrame, numeric: tuple[str, ...]) -> dict[str, int]:
+    """Infinite values become missing values, in place; returns the count per column."""
+    counts: dict[str, int] = {}
+    for name in numeric:
+        infinite = infinite_mask(out[name])
+        if infinite.any():
+            out[name] = out[name].where(~infinite)
+            counts[name] = int(infinite.sum())
+    return counts
+
+
+def _infinite_note(infinite: dict[str, int], features: list[str]) -> str:
+    shown = {c: n for c, n in infinite.items() if c in features}
+    if not shown:
+        return ""
+    listed = ", ".join(f"{n} in {c}" for c, n in shown.items())
+    return f" (infinite values, counted as missing: {listed})"
 
 
 def _fill_value(col: pd.Series, categorical: bool) -> Any:

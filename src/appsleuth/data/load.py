@@ -11,12 +11,13 @@ with the DataFrame in ``df.attrs["appsleuth"]`` and can be read back with
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
 import io
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,26 @@ from appsleuth.data.layouts import (
 )
 from appsleuth.errors import DataError
 
-__all__ = ["FrameInfo", "frame_info", "from_dataframe", "load_sherlock"]
+__all__ = [
+    "FrameInfo",
+    "check_name_matches_content",
+    "csv_line_numbers",
+    "frame_info",
+    "from_dataframe",
+    "load_sherlock",
+    "nonfinite_values",
+]
 
 _NULL_STRINGS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
+# File names that promise a format: the content must keep the promise.
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+_GZIP_SUFFIXES = (".gz", ".gzip")
+# How many bytes of a file are looked at to tell what it is.
+_SNIFF_BYTES = 256
+# How many rows a message or the non-finite record names, at most.
+_ROWS_SHOWN = 5
 _KNOWN_FEATURES = frozenset(SHERLOCK18_FEATURES) | frozenset(RAW_COLUMNS)
 # Text columns of the raw table: descriptive, never numeric features.
 _RAW_TEXT_COLUMNS = frozenset({"PackageName", "tcomm", "Version_Name", "wchan"})
@@ -121,6 +137,28 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     )
 
 
+def nonfinite_values(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The infinite feature values the loader found and turned into missing values.
+
+    ``inf``, ``-inf``, ``Infinity`` or an overflowing number such as ``1e999`` in a
+    numeric feature is not a measurement: :func:`load_sherlock` and
+    :func:`from_dataframe` treat it as a missing value (so that cleaning drops its row
+    like an incomplete row, and it never reaches a model) and record it here.
+
+    Args:
+        df: A table from :func:`load_sherlock` or :func:`from_dataframe`.
+
+    Returns:
+        Feature column -> ``{"count": n, "positive": n_plus_inf, "rows": [positions],
+        "where": [descriptions]}``, with at most the first 5 rows listed (positions
+        count from 0 over the rows as loaded; a description names the file line where it
+        is known). Empty when there were none.
+    """
+    recorded = df.attrs.get("appsleuth")
+    found = recorded.get("nonfinite") if isinstance(recorded, dict) else None
+    return {str(k): dict(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
 def load_sherlock(
     path: str | os.PathLike[str],
     *,
@@ -138,8 +176,12 @@ def load_sherlock(
     UTF-8 byte-order mark, ``NULL`` for missing, quoted numbers), the 2-app teaching
     layouts, and any other table with a label column and numeric features (``generic``).
 
+    Infinite values of numeric features (``inf``, ``-inf``, ``Infinity``, ``1e999``) are
+    treated as missing values and recorded (see :func:`nonfinite_values`).
+
     Args:
-        path: The file. Gzip and Parquet are recognised by content, not by name.
+        path: The file. Gzip and Parquet are recognised by content; a name that
+            promises one of them (``.gz``, ``.parquet``) must be kept by the content.
         label: The label column. Defaults to ``ApplicationName``.
         features: Feature columns to use; defaults to the layout's features (for
             ``generic`` and ``teaching`` tables: every numeric column that is not the
@@ -155,11 +197,12 @@ def load_sherlock(
         numeric (``state`` as text) and ``df.attrs["appsleuth"]`` describing it.
 
     Raises:
-        DataError: The file is missing, empty, not a table, not decodable, lacks the
-            label column, has a non-numeric value in a numeric feature, or a single class.
+        DataError: The file is missing, empty, not a table, not decodable, not in the
+            format its name promises, lacks the label column, has a non-numeric value in
+            a numeric feature, or a single class.
     """
     file = Path(path)
-    df = _read_table(file, encoding=encoding)
+    df, rows = _read_table(file, encoding=encoding)
     info = _describe(
         df,
         source=str(file),
@@ -169,7 +212,7 @@ def load_sherlock(
         layout=layout,
         require_label=require_label,
     )
-    return _finish(df, info, where=f"file {file}", require_label=require_label)
+    return _finish(df, info, where=f"file {file}", require_label=require_label, rows=rows)
 
 
 def from_dataframe(
@@ -183,6 +226,8 @@ def from_dataframe(
     dataset: str | None = None,
 ) -> pd.DataFrame:
     """Validate an in-memory table as :func:`load_sherlock` validates a file.
+
+    Infinite feature values become missing values, as in :func:`load_sherlock`.
 
     Args:
         df: The table. It is not modified; a checked copy is returned.
@@ -212,26 +257,185 @@ def from_dataframe(
             dataset=dataset or recorded["dataset"],
             synthetic=bool(recorded.get("synthetic", False)),
         )
-    return _finish(df.copy(), info, where=f"table {info.dataset!r}", require_label=require_label)
+    return _finish(
+        df.copy(),
+        info,
+        where=f"table {info.dataset!r}",
+        require_label=require_label,
+        rows=_RowNames(kind="table", index=df.index),
+        earlier=nonfinite_values(df),
+    )
+
+
+# --- naming rows ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _RowNames:
+    """How messages name a row: its position, and its file line where that is known.
+
+    ``csv`` rows are named ``data row 9 (line 13)``: the line is found by reading the
+    file again (only when a message needs it), because the CSV reader skips blank lines
+    and a quoted value may span lines, so a line is not simply the row plus 2. When
+    the lines cannot be told for sure, the message names the data row only.
+    ``file`` rows (Parquet) are ``data row 9``; ``table`` rows (a DataFrame) are
+    ``row 9``, with the index label when it differs from the position.
+    """
+
+    kind: str  # "csv", "file" or "table"
+    source: Path | bytes | None = None
+    encoding: str = "utf-8"
+    n_rows: int = 0  # rows the table reader found: the line count must agree
+    index: pd.Index | None = None
+    _lines: dict[int, int] | None = None
+
+    def name(self, row: int) -> str:
+        """``data row 9 (line 13)``, ``data row 9`` or ``row 9 (index 45)``."""
+        return self.names([row])[0]
+
+    def names(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """:meth:`name` of each row, reading the file once for all of them."""
+        rows = [int(r) for r in rows]
+        if self.kind == "table":
+            return [self._table_row(r) for r in rows]
+        lines = self._line_numbers(rows) if self.kind == "csv" else {}
+        return [f"data row {r} (line {lines[r]})" if r in lines else f"data row {r}" for r in rows]
+
+    def _table_row(self, row: int) -> str:
+        return table_row_names(self.index, [row])[0]
+
+    def _line_numbers(self, rows: list[int]) -> dict[int, int]:
+        if self._lines is None:
+            self._lines = {}
+        wanted = {r for r in rows if r not in self._lines}
+        if wanted and self.source is not None:
+            self._lines.update(
+                _csv_data_lines(self.source, self.encoding, wanted, n_rows=self.n_rows)
+            )
+        return {r: self._lines[r] for r in rows if r in self._lines}
+
+
+def table_row_names(index: pd.Index | None, rows: Sequence[int] | np.ndarray) -> list[str]:
+    """Names of rows of an in-memory table: ``row 9``, or ``row 9 (index 45)``.
+
+    The index label is added when the index is not simply the row positions.
+    """
+    plain = index is None or (
+        isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+    )
+    names = []
+    for row in (int(r) for r in rows):
+        if plain or index is None or not 0 <= row < len(index):
+            names.append(f"row {row}")
+        else:
+            names.append(f"row {row} (index {_plain(index[row])!r})")
+    return names
+
+
+def _csv_records(source: Path | bytes, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """``(first line, fields)`` of each non-blank record of a CSV file, the header first.
+
+    Blank lines are skipped as the table reader skips them; a quoted value may span
+    lines. Lines count from 1; ``\\n``, ``\\r\\n`` and ``\\r`` end a line.
+    """
+    raw = io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+    with io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as text:
+        reader = csv.reader(text)
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            if fields:
+                yield start, fields
+
+
+def csv_line_numbers(
+    path: str | os.PathLike[str],
+    rows: Sequence[int],
+    *,
+    encoding: str = "utf-8",
+    n_rows: int | None = None,
+) -> dict[int, int]:
+    """The file line on which each data row of a CSV file (plain or gzip) starts.
+
+    Data row 0 is the first row after the header. The CSV reader skips blank lines and a
+    quoted value may span lines, so a row's line is not simply the row plus 2: messages
+    that name a line should take it from here (prediction's streaming reader too).
+
+    Args:
+        path: The CSV file; gzip is recognised by content.
+        rows: The data rows wanted.
+        encoding: The file's text encoding. Defaults to UTF-8.
+        n_rows: The number of data rows the table reader found, if known: when the
+            file's count disagrees, no line is returned rather than a wrong one.
+
+    Returns:
+        Data row -> line (from 1) for each row that could be placed.
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as fh:
+            compressed = fh.read(2) == _GZIP_MAGIC
+        source: Path | bytes = gzip.decompress(file.read_bytes()) if compressed else file
+    except (OSError, EOFError, zlib.error):
+        return {}
+    return _csv_data_lines(source, encoding, {int(r) for r in rows}, n_rows=n_rows)
+
+
+def _csv_data_lines(
+    source: Path | bytes, encoding: str, rows: set[int], *, n_rows: int | None
+) -> dict[int, int]:
+    """File line of each wanted data row (0 = the first row after the header).
+
+    Reads the whole file, and returns nothing unless its count of data rows agrees with
+    the table reader's ``n_rows`` (when given), so that a line number is never a guess.
+    """
+    found: dict[int, int] = {}
+    row = -1  # the header is not a data row
+    try:
+        for line, _ in _csv_records(source, encoding):
+            if row in rows:
+                found[row] = line
+            row += 1
+    except (csv.Error, OSError, LookupError, UnicodeError, ValueError):
+        return {}
+    return found if n_rows is None or row == n_rows else {}
+
+
+def _first_ragged_line(source: Path | bytes, encoding: str) -> tuple[int, int, int] | None:
+    """``(line, fields, header fields)`` of the first record whose width differs."""
+    try:
+        records = _csv_records(source, encoding)
+        _, header = next(records, (0, []))
+        for line, fields in records:
+            if len(fields) != len(header):
+                return line, len(fields), len(header)
+    except (csv.Error, OSError, LookupError, UnicodeError, ValueError):
+        return None
+    return None
 
 
 # --- reading -------------------------------------------------------------------------
 
 
-def _read_table(file: Path, *, encoding: str) -> pd.DataFrame:
+def _read_table(file: Path, *, encoding: str) -> tuple[pd.DataFrame, _RowNames]:
     if not file.exists():
         raise DataError(f"data file {file} does not exist")
     if file.is_dir():
         raise DataError(f"data file {file} is a directory, expected a CSV or Parquet file")
     try:
-        head = file.open("rb").read(4)
+        with file.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
     except OSError as exc:
         raise DataError(f"data file {file} cannot be read: {exc.strerror or exc}") from exc
     if not head:
         raise DataError(f"data file {file} is empty: expected a header line and rows")
-    if head == _PARQUET_MAGIC:
-        return _read_parquet(file)
-    if head[:2] == _GZIP_MAGIC:
+    check_name_matches_content(file, head)
+    if head.startswith(_PARQUET_MAGIC):
+        return _read_parquet(file), _RowNames(kind="file")
+    if head.startswith(_GZIP_MAGIC):
         try:
             with gzip.open(file, "rb") as fh:
                 data = fh.read()
@@ -241,8 +445,58 @@ def _read_table(file: Path, *, encoding: str) -> pd.DataFrame:
             ) from exc
         if not data:
             raise DataError(f"data file {file} is empty once decompressed")
-        return _read_csv(io.BytesIO(data), file, encoding=encoding)
-    return _read_csv(file, file, encoding=encoding)
+        df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data)
+        return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
+    df = _read_csv(file, file, encoding=encoding, lines_of=file)
+    return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
+
+
+def check_name_matches_content(file: Path, head: bytes) -> None:
+    """A name that promises Parquet or gzip must be kept by the content.
+
+    Content that is Parquet or gzip is read as such whatever the name (the signatures
+    are unambiguous); but a file named ``.parquet`` or ``.gz`` whose content is not
+    would otherwise be read as CSV and fail in confusing ways.
+
+    Args:
+        file: The file's path (only its name is used).
+        head: Its first bytes (256 give the best message; 4 are enough to decide).
+
+    Raises:
+        DataError: ``x.parquet is not a Parquet file (...)``, or ``x.csv.gz is not
+            gzip-compressed (...)``, saying what the content looks like.
+    """
+    suffix = file.suffix.lower()
+    if suffix in _PARQUET_SUFFIXES and not head.startswith(_PARQUET_MAGIC):
+        raise DataError(
+            f"data file {file} is not a Parquet file ({_content_of(head)}, while a Parquet "
+            f"file starts with the bytes 'PAR1'); write it again as Parquet, or give it "
+            f"the name of its content (for example {file.stem}.csv for a CSV table)"
+        )
+    if suffix in _GZIP_SUFFIXES and not head.startswith(_GZIP_MAGIC):
+        raise DataError(
+            f"data file {file} is not gzip-compressed ({_content_of(head)}, while a gzip "
+            f"file starts with the bytes 1f 8b); compress it again, or give it the name "
+            f"of its content (for example {file.stem} for a plain CSV table)"
+        )
+
+
+def _content_of(head: bytes) -> str:
+    """A few words on what the first bytes of a file are."""
+    if head.startswith(_PARQUET_MAGIC):
+        return "its content is Parquet"
+    if head.startswith(_GZIP_MAGIC):
+        return "its content is gzip-compressed"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the sniffed bytes is still text.
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else ""
+    first = next((line for line in text.lstrip("\ufeff").splitlines() if line.strip()), "")
+    if first and first.isprintable():
+        shown = first if len(first) <= 40 else first[:40] + "..."
+        return f"it is text starting with {shown!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
 
 
 def _read_parquet(file: Path) -> pd.DataFrame:
@@ -256,7 +510,9 @@ def _read_parquet(file: Path) -> pd.DataFrame:
     return df
 
 
-def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.DataFrame:
+def _read_csv(
+    source: Path | io.BytesIO, file: Path, *, encoding: str, lines_of: Path | bytes
+) -> pd.DataFrame:
     read_options = pa_csv.ReadOptions(encoding=encoding)
     convert_options = pa_csv.ConvertOptions(null_values=_NULL_STRINGS, strings_can_be_null=True)
     try:
@@ -264,7 +520,7 @@ def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.Dat
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "conversion error" not in message:
-            raise DataError(_csv_problem(file, message)) from exc
+            raise DataError(_csv_problem(file, message, lines_of, encoding)) from exc
         # Type inference looks at the start of the file only; a column that turns from
         # numbers into text further down is re-read as text and diagnosed below.
         names = _header_names(source, read_options)
@@ -276,9 +532,9 @@ def _read_csv(source: Path | io.BytesIO, file: Path, *, encoding: str) -> pd.Dat
         try:
             table = _arrow_read(source, read_options, convert_options)
         except pa.ArrowException as exc2:
-            raise DataError(_csv_problem(file, str(exc2))) from exc2
+            raise DataError(_csv_problem(file, str(exc2), lines_of, encoding)) from exc2
     except (pa.ArrowException, LookupError, UnicodeError) as exc:
-        raise DataError(_csv_problem(file, str(exc))) from exc
+        raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
 
     try:
         names = [field.name for field in table.schema]
@@ -320,14 +576,20 @@ def _header_names(source: Path | io.BytesIO, read_options: pa_csv.ReadOptions) -
     return list(reader.schema.names)
 
 
-def _csv_problem(file: Path, message: str) -> str:
+def _csv_problem(file: Path, message: str, lines_of: Path | bytes, encoding: str) -> str:
     message = message.strip().splitlines()[0] if message.strip() else "unknown problem"
     if "Empty CSV file" in message:
         return f"data file {file} is empty: expected a header line and rows"
     if "Expected" in message and "columns" in message:
+        ragged = _first_ragged_line(lines_of, encoding)
+        where = (
+            f"line {ragged[0]} has {ragged[1]} field(s), the header {ragged[2]}"
+            if ragged is not None
+            else message.removeprefix("CSV parse error: ")
+        )
         return (
             f"data file {file} is not a regular table: a row has a different number of "
-            f"fields than the header ({message.removeprefix('CSV parse error: ')})"
+            f"fields than the header ({where})"
         )
     if "codec" in message or "decode" in message.lower() or "encoding" in message.lower():
         return f"data file {file} cannot be decoded: {message}"
@@ -466,9 +728,19 @@ def _usable_as_feature(col: pd.Series, name: str, categorical: Sequence[str]) ->
     return bool(numeric_share >= _NUMERIC_SHARE)
 
 
-def _finish(df: pd.DataFrame, info: FrameInfo, *, where: str, require_label: bool) -> pd.DataFrame:
+def _finish(
+    df: pd.DataFrame,
+    info: FrameInfo,
+    *,
+    where: str,
+    require_label: bool,
+    rows: _RowNames,
+    earlier: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     for name in info.numeric_features:
-        df[name] = _as_numeric(df[name], name, where)
+        df[name] = _as_numeric(df[name], name, where, rows)
+    nonfinite = {k: v for k, v in (earlier or {}).items() if k in info.numeric_features}
+    nonfinite.update(_nonfinite_to_missing(df, info.numeric_features, rows))
     for name in info.categorical:
         col = df[name]
         if not _is_text(col):  # e.g. numeric codes: categories are compared as text
@@ -478,8 +750,8 @@ def _finish(df: pd.DataFrame, info: FrameInfo, *, where: str, require_label: boo
         if labels.isna().any():
             row = int(np.flatnonzero(labels.isna().to_numpy())[0])
             raise DataError(
-                f"{where}: label column {info.label!r} is missing a value in data row {row} "
-                f"(line {row + 2}); every row needs a label"
+                f"{where}: label column {info.label!r} is missing a value in "
+                f"{rows.name(row)}; every row needs a label"
             )
         df[info.label] = labels.astype(str)
         if len(df) == 0:
@@ -493,11 +765,14 @@ def _finish(df: pd.DataFrame, info: FrameInfo, *, where: str, require_label: boo
             )
     elif len(df) == 0:
         raise DataError(f"{where} has a header but no rows")
-    df.attrs["appsleuth"] = info.to_dict()
+    recorded = info.to_dict()
+    if nonfinite:
+        recorded["nonfinite"] = nonfinite
+    df.attrs["appsleuth"] = recorded
     return df
 
 
-def _as_numeric(col: pd.Series, name: str, where: str) -> pd.Series:
+def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         return col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col):
@@ -510,11 +785,53 @@ def _as_numeric(col: pd.Series, name: str, where: str) -> pd.Series:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = col.iloc[row]
         raise DataError(
-            f"{where}: feature column {name!r} must be numeric, but data row {row} "
-            f"(line {row + 2}) holds {value!r} ({int(bad.sum())} such value(s) in all); "
+            f"{where}: feature column {name!r} must be numeric, but {rows.name(row)} "
+            f"holds {value!r} ({int(bad.sum())} such value(s) in all); "
             f"fix the value, or leave the column out of the features"
         )
     return converted
+
+
+def _nonfinite_to_missing(
+    df: pd.DataFrame, numeric: Sequence[str], rows: _RowNames
+) -> dict[str, dict[str, Any]]:
+    """Turn infinite values of numeric features into missing values; say where they were.
+
+    An infinite reading is not a measurement: treated as missing, its row is counted by
+    the quality report and dropped (or imputed) by cleaning like an incomplete row.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for name in numeric:
+        col = df[name]
+        infinite = infinite_mask(col)
+        if not infinite.any():
+            continue
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        positions = np.flatnonzero(infinite)
+        shown = positions[:_ROWS_SHOWN]
+        found[name] = {
+            "count": int(infinite.sum()),
+            "positive": int((values[infinite] > 0).sum()),
+            "rows": [int(r) for r in shown],
+            "where": rows.names(shown),
+        }
+        df[name] = col.where(~infinite)
+    return found
+
+
+def infinite_mask(col: pd.Series) -> np.ndarray:
+    """Boolean mask of the infinite values of a column (none for non-float columns).
+
+    Cleaning, the quality report and the preprocessor use it to treat infinite values
+    as missing in tables that did not come through the loader.
+    """
+    if not pd.api.types.is_float_dtype(col):
+        return np.zeros(len(col), dtype=bool)  # integers, booleans, text: never infinite
+    return np.isinf(col.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _list(names: Sequence[str], limit: int = 25) -> str:

@@ -162,8 +162,10 @@ def prepare_data(
     if positive is not None:
         df = one_vs_rest(df, positive)
     table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
+    _check_classes_after_cleaning(table, cleaning)
     parts = split_data(table, split or SplitSpec())
     train, val, test = parts.frames(table)
+    _check_training_classes(table, train, parts)
     pre = Preprocessor(scaling=scaling, positive_class=positive).fit(train)
 
     def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +189,36 @@ def prepare_data(
         info=frame_info(table),
         table=table,
     )
+
+
+def _check_classes_after_cleaning(table: pd.DataFrame, cleaning: CleaningReport) -> None:
+    info = frame_info(table)
+    if info.label is None or info.label not in table.columns:
+        return  # the preprocessor names the missing label column
+    classes = sorted(str(c) for c in table[info.label].unique())
+    if len(classes) < 2:
+        dropped = cleaning.rows_before - cleaning.rows_after
+        raise DataError(
+            f"{info.dataset}: after cleaning ({cleaning.rows_after} of "
+            f"{cleaning.rows_before} rows kept, {dropped} dropped for missing values), the "
+            f"label column {info.label!r} holds a single class, {classes[0]!r}; a "
+            f"classifier needs at least two classes (see 'appsleuth data check')"
+        )
+
+
+def _check_training_classes(table: pd.DataFrame, train: pd.DataFrame, parts: DataSplit) -> None:
+    info = frame_info(table)
+    if info.label is None or info.label not in table.columns:
+        return
+    found = sorted(str(c) for c in train[info.label].unique())
+    if len(found) == 1:
+        every = sorted(str(c) for c in table[info.label].unique())
+        raise DataError(
+            f"{info.dataset}: the training rows of the {parts.spec.kind} split "
+            f"({len(train)} of {len(table)} rows) hold a single class, {found[0]!r} "
+            f"(the table has {len(every)}: {', '.join(map(repr, every))}); a classifier "
+            f"needs at least two classes in training: use more rows, or another split"
+        )
 
 
 def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor) -> Any:

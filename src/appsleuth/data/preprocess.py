@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.load import frame_info
+from appsleuth.data.load import frame_info, infinite_mask
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 
 __all__ = ["Preprocessor", "Scaling"]
@@ -82,6 +82,17 @@ class Preprocessor:
             c: sorted(str(v) for v in train[c].dropna().unique()) for c in info.categorical
         }
         self._check_complete(train, what="training rows")
+        classes = sorted(str(v) for v in train[self.label].unique())
+        if not classes:
+            raise DataError(
+                f"{info.dataset}: there are no training rows; a classifier needs rows of "
+                f"at least two classes"
+            )
+        if len(classes) < 2:
+            raise DataError(
+                f"{info.dataset}: the training rows ({len(train)}) hold a single class, "
+                f"{classes[0]!r}; a classifier needs at least two classes in training"
+            )
         x = train[self.numeric_features].to_numpy(dtype=np.float64)
         if self.scaling == "standard":
             self._offset = x.mean(axis=0)
@@ -94,12 +105,6 @@ class Preprocessor:
         else:
             self._offset = np.zeros(x.shape[1])
             self._scale = np.ones(x.shape[1])
-        classes = sorted(str(v) for v in train[self.label].unique())
-        if len(classes) < 2:
-            raise DataError(
-                f"{info.dataset}: the training rows hold a single class "
-                f"({classes[0]!r} if any); a classifier needs at least two"
-            )
         if self.positive_class is not None:
             if self.positive_class not in classes:
                 raise DataError(
@@ -141,10 +146,10 @@ class Preprocessor:
         return len(self.output_columns)
 
     def missing_rows(self, df: pd.DataFrame) -> np.ndarray:
-        """Boolean mask of rows with a missing value in an input column."""
+        """Boolean mask of rows with a missing (or infinite) value in an input column."""
         self._require_fitted()
         self._check_columns(df)
-        return df[self.input_columns].isna().any(axis=1).to_numpy()
+        return self._incomplete(df)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """The model's input matrix (float32) for ``df``.
@@ -152,7 +157,7 @@ class Preprocessor:
         Unknown category values become all-zero columns, with a warning that names them.
 
         Raises:
-            DataError: A required column is missing, or a value is missing.
+            DataError: A required column is missing, or a value is missing or infinite.
         """
         self._require_fitted()
         self._check_columns(df)
@@ -163,7 +168,9 @@ class Preprocessor:
         """The input matrix of the rows with every input value, and the mask of the rest.
 
         Prediction uses it: incomplete rows are left out (and reported by the caller)
-        without copying the table to drop them first.
+        without copying the table to drop them first. A row with an infinite numeric
+        value is incomplete too (the loader treats infinite values as missing), so it
+        never reaches the model.
 
         Returns:
             ``(x, missing)``: float32 matrix of the complete rows, in order, and a boolean
@@ -174,7 +181,7 @@ class Preprocessor:
         """
         self._require_fitted()
         self._check_columns(df)
-        missing = df[self.input_columns].isna().any(axis=1).to_numpy()
+        missing = self._incomplete(df)
         x = self._encode(df, missing)
         return (x[~missing] if missing.any() else x), missing
 
@@ -325,14 +332,26 @@ class Preprocessor:
                 f"columns found: {[str(c) for c in df.columns]}"
             )
 
+    def _incomplete(self, df: pd.DataFrame) -> np.ndarray:
+        """Rows with a missing value in an input column, or an infinite numeric value."""
+        incomplete = df[self.input_columns].isna().any(axis=1).to_numpy()
+        for col in self.numeric_features:
+            incomplete = incomplete | infinite_mask(df[col])
+        return incomplete
+
     def _check_complete(self, df: pd.DataFrame, *, what: str) -> None:
-        cols = self.input_columns
-        gaps = df[cols].isna().sum()
+        gaps = df[self.input_columns].isna().sum()
         gaps = gaps[gaps > 0]
-        if len(gaps):
-            listed = ", ".join(f"{c} ({n})" for c, n in gaps.items())
+        infinite = {c: int(infinite_mask(df[c]).sum()) for c in self.numeric_features}
+        infinite = {c: n for c, n in infinite.items() if n}
+        parts = [
+            f"{kind} values in " + ", ".join(f"{c} ({n})" for c, n in counts.items())
+            for kind, counts in (("missing", dict(gaps.items())), ("infinite", infinite))
+            if counts
+        ]
+        if parts:
             raise DataError(
-                f"{what} have missing values in {listed}; clean the data first "
+                f"{what} have {' and '.join(parts)}; clean the data first "
                 f"(drop or impute incomplete rows)"
             )
 

@@ -5,6 +5,10 @@ one for SherLock is the **leakage rate** of a split: the share of validation row
 have an exact feature-duplicate among the training rows. Consecutive 5-second samples
 of an app are mostly identical, so a random split leaks heavily and its accuracy is
 optimistic; a blocked split leaks far less.
+
+A part of the report that cannot be computed for a table (a tiny table, a single
+class, a split that cannot be made) is shown as not computable, with the reason,
+rather than failing the whole report.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 
 from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.layouts import MALWARE_APP
-from appsleuth.data.load import frame_info
+from appsleuth.data.load import frame_info, infinite_mask, nonfinite_values, table_row_names
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
 from appsleuth.errors import DataError
 
@@ -35,6 +39,7 @@ _NON_NEGATIVE = (
 _NETWORK = ("UidRxBytes", "UidRxPackets", "UidTxBytes", "UidTxPackets")
 _IMBALANCE_WARN = 5.0
 _LEAK_WARN = 0.2
+_ROWS_SHOWN = 5
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -143,6 +148,9 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str]) ->
 def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityReport:
     """Examine a loaded table.
 
+    Infinite feature values are missing values (as the loader and cleaning treat them)
+    and are listed per column by the ``infinite_values`` finding.
+
     Args:
         df: A table from :func:`~appsleuth.data.load.load_sherlock` or the generator.
         split: The split whose leakage rate is measured. Defaults to the teaching split
@@ -150,13 +158,19 @@ def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityRe
             blocked one.
 
     Returns:
-        The :class:`QualityReport`.
+        The :class:`QualityReport`. Parts that cannot be computed for this table (for
+        example the blocked comparison of a tiny table) say so, and why.
+
+    Raises:
+        DataError: The split names a group or time column the table lacks.
     """
     info = frame_info(df)
     split = split or SplitSpec()
+    df, infinite = _infinite_as_missing(df, info.numeric_features)
     findings = [
         _classes(df, info.label),
         _missing(df, list(info.features)),
+        _infinite(infinite),
         _empty_and_constant(df, list(info.features)),
         _incomplete_rows(df, list(info.features)),
         _negative_values(df, list(info.numeric_features)),
@@ -184,6 +198,18 @@ def _classes(df: pd.DataFrame, label: str | None) -> Finding:
             recommendation="name the label column",
         )
     counts = df[label].value_counts()
+    if len(counts) < 2:
+        only = (
+            f"one class, {counts.index[0]} ({counts.iloc[0]:,} rows)" if len(counts) else "no rows"
+        )
+        return Finding(
+            key="classes",
+            title="classes",
+            severity="problem",
+            summary=f"{only}; a classifier needs at least two classes",
+            recommendation="add rows of other apps (or check the label column)",
+            data={"counts": {str(k): int(v) for k, v in counts.items()}, "n_classes": len(counts)},
+        )
     ratio = float(counts.iloc[0] / counts.iloc[-1])
     data: dict[str, Any] = {
         "counts": {str(k): int(v) for k, v in counts.items()},
@@ -236,7 +262,63 @@ def _missing(df: pd.DataFrame, features: list[str]) -> Finding:
         title="missing values",
         severity="warning",
         summary=f"missing values per column: {listed}",
-        recommendation="see the two findings below",
+        recommendation="see the findings below",
+        data=data,
+    )
+
+
+def _infinite_as_missing(
+    df: pd.DataFrame, numeric: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The loader's record of infinite values, plus any still in ``df`` (made missing)."""
+    found = {c: v for c, v in nonfinite_values(df).items() if c in numeric}
+    masks = {c: infinite_mask(df[c]) for c in numeric}
+    masks = {c: m for c, m in masks.items() if m.any()}
+    if not masks:
+        return df, found
+    df = df.copy()
+    for col, mask in masks.items():
+        values = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        rows = np.flatnonzero(mask)
+        earlier = found.get(col, {"count": 0, "positive": 0, "rows": [], "where": []})
+        shown = [int(r) for r in rows[: max(_ROWS_SHOWN - len(earlier["rows"]), 0)]]
+        found[col] = {
+            "count": earlier["count"] + len(rows),
+            "positive": earlier["positive"] + int((values[mask] > 0).sum()),
+            "rows": [*earlier["rows"], *shown],
+            "where": [*earlier["where"], *table_row_names(df.index, shown)],
+        }
+        df[col] = df[col].where(~mask)
+    return df, found
+
+
+def _infinite(found: dict[str, dict[str, Any]]) -> Finding:
+    data = {"per_column": found}
+    if not found:
+        return Finding(
+            key="infinite_values",
+            title="infinite values",
+            severity="ok",
+            summary="no infinite values in the features",
+            data=data,
+        )
+    parts = []
+    for col, v in found.items():
+        n = int(v["count"])
+        where = list(v.get("where") or [])
+        more = n - len(where)
+        rows = ", ".join(where) + (f" and {more:,} more" if more > 0 and where else "")
+        plural = "value" if n == 1 else "values"
+        parts.append(f"{col}: {n:,} infinite {plural}{f' in {rows}' if rows else ''}")
+    return Finding(
+        key="infinite_values",
+        title="infinite values",
+        severity="warning",
+        summary="; ".join(parts) + "; treated as missing",
+        recommendation=(
+            "they count as missing values: cleaning drops their rows like incomplete rows "
+            "(or imputes them with missing='impute'); check how the file was exported"
+        ),
         data=data,
     )
 
@@ -353,21 +435,31 @@ def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Fin
     )
 
 
+def _time_structure_missing(df: pd.DataFrame, info: Any) -> str:
+    """Why consecutive samples cannot be compared (empty when they can)."""
+    if info.label is None:
+        return "the table has no label column"
+    if len(df) < 2:
+        return f"the table has {len(df)} row(s)"
+    if all(df[c].isna().all() for c in info.numeric_features):
+        return "no numeric feature has a value"
+    return ""
+
+
 def _time_order(df: pd.DataFrame, time_column: str | None) -> np.ndarray:
     if time_column and time_column in df.columns:
         return np.argsort(df[time_column].to_numpy(), kind="stable")
     return np.arange(len(df))
 
 
-def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding | None:
-    if info.label is None or len(df) < 2:
-        return None
+def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding:
+    why = _time_structure_missing(df, info)
+    if why:
+        return _not_computable("time_structure", "consecutive samples", why)
     order = _time_order(df, split.time_column or info.time_column)
     ordered = df.iloc[order]
     keys = [info.label] + (["UserId"] if "UserId" in df.columns else [])
     numeric = [c for c in info.numeric_features if not ordered[c].isna().all()]
-    if not numeric:
-        return None
     # Consecutive samples of one app: compare each row with the previous row of that app.
     grouped = ordered.groupby(keys, sort=False, observed=True)
     prev = grouped[numeric].shift(1)
@@ -378,7 +470,11 @@ def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding | 
     equal = equal[has_prev]
     n_pairs = int(has_prev.sum())
     if not n_pairs:
-        return None
+        return _not_computable(
+            "time_structure",
+            "consecutive samples",
+            "no app has two samples with values to compare",
+        )
     row_identical = float(equal.all(axis=1).mean())
     feature_identical = float(equal.mean())
     data = {
@@ -407,18 +503,46 @@ def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding | 
     )
 
 
-def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding | None:
+def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding:
+    if frame_info(df).label is None:
+        return _not_computable("leakage", "leakage", "the table has no label column")
     try:
         table, _ = clean_sherlock(df)
     except DataError as exc:
-        return Finding(
-            key="leakage", title="leakage", severity="info", summary=f"not measured: {exc}"
+        return _not_computable(
+            "leakage",
+            "leakage",
+            f"nothing is left to split after cleaning ({exc})",
+            severity="problem",
+            recommendation="training would fail the same way: see the findings above",
         )
-    # The split the user chose must work; its failure is their error, not a finding.
-    rates = {split.kind: _split_leakage(table, split_data(table, split))}
+    _check_split_columns(table, split)
+    data: dict[str, Any] = {"split": split.to_dict(), "rate": None, "rates": {}}
+    try:
+        parts = split_data(table, split)
+    except DataError as exc:
+        data["not_computable"] = {split.kind: str(exc)}
+        return Finding(
+            key="leakage",
+            title="leakage",
+            severity="problem",
+            summary=f"not computable: the {split.kind} split cannot be made ({exc})",
+            recommendation=(
+                "training on this split would fail the same way: use a larger table or "
+                "another split"
+            ),
+            data=data,
+        )
+    rates = {split.kind: _split_leakage(table, parts)}
+    not_computable: dict[str, str] = {}
     if split.kind == "random":
-        blocked = dataclasses.replace(split, kind="blocked")
-        rates["blocked"] = _split_leakage(table, split_data(table, blocked))
+        # A comparison the user did not ask for: if it cannot be made, the report says so.
+        try:
+            blocked = split_data(table, dataclasses.replace(split, kind="blocked"))
+        except DataError as exc:
+            not_computable["blocked"] = str(exc)
+        else:
+            rates["blocked"] = _split_leakage(table, blocked)
     rate = rates[split.kind]
     summary = (
         f"{rate:.1%} of validation rows of the {split.kind} split "
@@ -426,6 +550,8 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding | None:
     )
     if "blocked" in rates and split.kind != "blocked":
         summary += f"; a blocked split: {rates['blocked']:.1%}"
+    elif "blocked" in not_computable:
+        summary += f"; a blocked split: not computable ({not_computable['blocked']})"
     leaky = rate >= _LEAK_WARN
     rec = (
         (
@@ -435,13 +561,60 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding | None:
         if leaky
         else ""
     )
+    severity: Severity = "warning" if leaky else "ok"
+    trouble = _training_trouble(table, parts)
+    if trouble:
+        summary += f"; {trouble}"
+        severity = "problem"
+        rec = "training on this split would fail: use a larger table or another split"
+    data.update(rate=rate, rates=rates)
+    if not_computable:
+        data["not_computable"] = not_computable
     return Finding(
         key="leakage",
         title="leakage",
-        severity="warning" if leaky else "ok",
+        severity=severity,
         summary=summary,
         recommendation=rec,
-        data={"split": split.to_dict(), "rate": rate, "rates": rates},
+        data=data,
+    )
+
+
+def _check_split_columns(table: pd.DataFrame, split: SplitSpec) -> None:
+    """A column the chosen split names but the table lacks is the user's error: raised."""
+    named = {"group": split.group_column, "blocked": split.time_column}.get(split.kind)
+    if named is not None and named not in table.columns:
+        split_data(table, split)  # raises the split's own message
+
+
+def _training_trouble(table: pd.DataFrame, parts: DataSplit) -> str:
+    """Why training on this split would fail (empty when it would not)."""
+    label = frame_info(table).label
+    if label is None:
+        return ""
+    train, val, test = parts.frames(table)
+    trained = {str(c) for c in train[label].unique()}
+    if len(trained) < 2:
+        return (
+            f"its training rows hold a single class, {min(trained)!r}, and a classifier "
+            f"needs at least two"
+        )
+    unseen = sorted({str(c) for c in pd.concat([val[label], test[label]]).unique()} - trained)
+    if unseen:
+        return f"class(es) {unseen} are in validation/test rows but not in training rows"
+    return ""
+
+
+def _not_computable(
+    key: str, title: str, why: str, *, severity: Severity = "info", recommendation: str = ""
+) -> Finding:
+    return Finding(
+        key=key,
+        title=title,
+        severity=severity,
+        summary=f"not computable: {why}",
+        recommendation=recommendation,
+        data={"not_computable": why},
     )
 
 

@@ -1,0 +1,62 @@
+"""The classical baselines: scores on the same split, and clear errors on unusable data."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appsleuth.baselines import run_baselines
+from appsleuth.cli import main
+from appsleuth.data.load import from_dataframe
+from appsleuth.data.prepare import prepare_data
+from appsleuth.errors import DataError, SpecError
+from tests.conftest import make_sherlock18
+
+
+@pytest.fixture
+def prepared():
+    return prepare_data(from_dataframe(make_sherlock18(n_per_app=40)))
+
+
+def test_both_baselines_score(prepared) -> None:
+    results = run_baselines(prepared)
+    assert set(results) == {"logistic_regression", "decision_tree"}
+    for metrics in results.values():
+        assert 0 <= metrics["accuracy"] <= 1 and metrics["fit_seconds"] >= 0
+
+
+def test_unknown_baseline(prepared) -> None:
+    with pytest.raises(SpecError, match=r"baselines must be among .*received \['svm'\]"):
+        run_baselines(prepared, which=["svm"])
+
+
+def test_single_class_training_rows_name_the_class(prepared) -> None:
+    one = dataclasses.replace(prepared, y_train=np.zeros_like(prepared.y_train))
+    with pytest.raises(
+        DataError,
+        match=r"the baselines' training rows hold a single class, 'Chrome'; a classifier "
+        r"needs at least two classes in training",
+    ):
+        run_baselines(one)
+
+
+def test_no_validation_rows(prepared) -> None:
+    empty = dataclasses.replace(prepared, x_val=prepared.x_val[:0], y_val=prepared.y_val[:0])
+    with pytest.raises(DataError, match="there are no validation rows to score"):
+        run_baselines(empty)
+
+
+def test_cli_on_a_tiny_file_names_the_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    raw = make_sherlock18(n_per_app=5, apps=("Chrome", "Gmail")).groupby("ApplicationName")
+    path = tmp_path / "tiny2.csv"
+    raw.head(1).to_csv(path)
+    assert main(["baselines", "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "hold a single class, 'Gmail'" in err or "hold a single class, 'Chrome'" in err
+    assert "at least two classes" in err and "if any" not in err
