@@ -55,7 +55,7 @@ def test_missing_file_is_one_paragraph_exit_2(
 def test_invalid_option_value_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", "--rows", "10", "--val-fraction", "1.5"]) == 2
     err = capsys.readouterr().err
-    assert "appsleuth: invalid setting: val_fraction must be a number in [0, 1)" in err
+    assert "appsleuth: invalid setting: val_fraction must be a number in (0, 1)" in err
 
 
 def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,11 +88,12 @@ def test_group_split_keeps_groups_apart() -> None:
         ),
         (
             {"val_fraction": 1.5},
-            r"val_fraction must be a number in \[0, 1\); received "
+            r"val_fraction must be a number in \(0, 1\); received "
             r"val_fraction=1.5",
         ),
         ({"val_fraction": "0.2"}, r"val_fraction must be a number"),
-        ({"val_fraction": 0}, r"val_fraction must be above 0"),
+        ({"val_fraction": 0}, r"val_fraction must be a number in \(0, 1\); received val_fra"),
+        ({"seed": 2**32}, r"seed must be an integer from 0 to 4294967295; received seed=42"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, r"must leave training rows"),
         ({"seed": -1}, r"seed must be a non-negative integer; received seed=-1"),
         ({"n_blocks": 1}, r"n_blocks must be an integer >= 2; received n_blocks=1"),

@@ -58,17 +58,18 @@ class SplitSpec:
             raise SpecError(
                 f"split kind must be one of {', '.join(_KINDS)}; received kind={self.kind!r}"
             )
-        for name in ("val_fraction", "test_fraction"):
+        for name, bounds in (("val_fraction", "(0, 1)"), ("test_fraction", "[0, 1)")):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or not (0 <= value < 1)
+                or not (0 <= value < 1)  # also false for NaN
+                or (name == "val_fraction" and value == 0)
             ):
-                raise SpecError(f"{name} must be a number in [0, 1); received {name}={value!r}")
-        if self.val_fraction <= 0:
+                raise SpecError(f"{name} must be a number in {bounds}; received {name}={value!r}")
+        if isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed > 2**32 - 1:
             raise SpecError(
-                f"val_fraction must be above 0; received val_fraction={self.val_fraction!r}"
+                f"seed must be an integer from 0 to {2**32 - 1}; received seed={self.seed!r}"
             )
         if self.val_fraction + self.test_fraction >= 1:
             raise SpecError(
