@@ -184,3 +184,9 @@ def test_yaml_config(tmp_path: Path) -> None:
         load_run_spec(path)
     with pytest.raises(SpecError, match="does not exist"):
         load_run_spec(tmp_path / "none.yaml")
+
+
+def test_non_text_keys_are_refused() -> None:
+    with pytest.raises(SpecError, match=r"the keys of train must be field names \(text\); "
+                       r"received the key 1 \(int\) in train"):  # fmt: skip
+        TrainSpec.from_dict({1: "a", "epochs": 2})

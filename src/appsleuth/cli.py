@@ -638,7 +638,10 @@ def sweep_plan(spec_file: Path) -> None:
 
     spec = load_sweep_spec(spec_file)
     plan = spec.plan()
-    table = Table(title=f"sweep {spec.name}: {len(plan)} trials", title_justify="left")
+    what = f"{len(plan)} trials" if len(plan) != 1 else "1 trial"
+    if not spec.varied():
+        what += " (no search: the base settings)"
+    table = Table(title=f"sweep {spec.name}: {what}", title_justify="left")
     table.add_column("index", justify="right")
     table.add_column("run directory")
     for name in spec.varied():

@@ -47,6 +47,7 @@ __all__ = [
     "prepare_run_data",
     "read_json_object",
     "read_metadata",
+    "record_failed_run",
     "run_status",
     "train",
     "validate_name",
@@ -493,25 +494,8 @@ def train(
             raise
         if not isinstance(exc, Exception):
             raise  # interrupted, not failed: no metadata, so re-running redoes it
-        _write_json(
-            run_dir / METADATA,
-            {
-                "status": "failed",
-                "format_version": _RUN_FORMAT,
-                "error": f"{type(exc).__name__}: {exc}",
-                "model_code": run_name,
-                "timestamp": _now(),
-                "appsleuth_version": __version__,
-                "hidden_neurons": list(spec.model.hidden),
-                "learning_rate": spec.train.learning_rate,
-                "batch_size": spec.train.batch_size,
-                "epochs": spec.train.epochs,
-                "seed": spec.train.seed,
-                "wall_time_s": time.time() - started,
-                "SLURM_JOB_ID": slurm_environment().get("SLURM_JOB_ID"),
-                "spec": spec.to_dict(),
-            },
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        _write_json(run_dir / METADATA, _failed_record(spec, run_name, error, started))
         raise
     finally:
         with contextlib.suppress(Exception):
@@ -525,6 +509,55 @@ def train(
         f"{metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
     )
     return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
+
+
+def _failed_record(spec: RunSpec, run_name: str, error: str, started: float) -> dict[str, Any]:
+    return {
+        "status": "failed",
+        "format_version": _RUN_FORMAT,
+        "error": error,
+        "model_code": run_name,
+        "timestamp": _now(),
+        "appsleuth_version": __version__,
+        "hidden_neurons": list(spec.model.hidden),
+        "learning_rate": spec.train.learning_rate,
+        "batch_size": spec.train.batch_size,
+        "epochs": spec.train.epochs,
+        "seed": spec.train.seed,
+        "wall_time_s": time.time() - started,
+        "SLURM_JOB_ID": slurm_environment().get("SLURM_JOB_ID"),
+        "spec": spec.to_dict(),
+    }
+
+
+def record_failed_run(
+    run_dir: str | os.PathLike[str], spec: RunSpec, error: str, *, started: float
+) -> bool:
+    """Record a run that failed before :func:`train` could start it (e.g. its data).
+
+    Writes the failed-run metadata ``train`` writes, so that status and result tables
+    show the failure. A complete run is never replaced, nor a directory appsleuth did
+    not make.
+
+    Args:
+        run_dir: The run directory.
+        spec: The run's spec.
+        error: ``"Type: message"`` of the failure.
+        started: When the attempt began (``time.time()``).
+
+    Returns:
+        True when the record was written; False when a complete run is kept instead.
+
+    Raises:
+        RunExistsError: ``run_dir`` exists and is not appsleuth's.
+    """
+    run_dir = Path(run_dir)
+    replaced = _prepare_run_dir(run_dir, force=True)
+    if replaced is not None:
+        _restore_backup(run_dir, replaced)
+        return False
+    _write_json(run_dir / METADATA, _failed_record(spec, run_dir.name, error, started))
+    return True
 
 
 def _existing_result(run_dir: Path) -> RunResult:

@@ -116,6 +116,12 @@ def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
 def _from_dict(cls: type, d: Any, where: str) -> dict[str, Any]:
     if not isinstance(d, Mapping):
         raise SpecError(f"{where} must be a mapping of fields; received {where}={d!r}")
+    for key in d:
+        if not isinstance(key, str):
+            raise SpecError(
+                f"the keys of {where} must be field names (text); received the key {key!r} "
+                f"({type(key).__name__}) in {where}"
+            )
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

@@ -23,7 +23,7 @@ from typing import Any
 
 from appsleuth.errors import SpecError
 from appsleuth.hardware import apply_thread_limits, available_cores
-from appsleuth.sweep.store import read_plan, trial_states
+from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, run_trial
 
 __all__ = ["LocalSummary", "plan_workers", "run_local"]
@@ -115,6 +115,11 @@ def run_local(
 
     Returns:
         The :class:`LocalSummary`.
+
+    Raises:
+        DataError: The manifest is damaged, or a trial still to run names a data file
+            that does not exist (checked before any worker starts).
+        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores.
     """
     start = time.time()
     sweep_dir = Path(sweep_dir)
@@ -135,6 +140,8 @@ def run_local(
         for t in plan
         if t.index not in todo
     ]
+    # A missing data file fails every trial: say so once, before any worker starts.
+    check_data_files(plan[i] for i in todo)
     n_workers = plan_workers(workers, threads_per_trial, len(todo))
     outcomes: list[TrialOutcome] = list(already)
     if progress is None:

@@ -37,6 +37,8 @@ _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
 # The teaching material's column name for the hidden layer widths.
 _ALIASES = {"hidden_neurons": "hidden"}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXECUTOR_FIELDS = ("kind", "workers", "threads_per_trial")
 _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$", re.S)
 
 
@@ -52,6 +54,48 @@ def _param_field(name: str) -> tuple[str, str]:
         f"sweep parameter {name!r} is not a model or training field; valid "
         f"names: {', '.join(valid)} (vary seeds with repeats)"
     )
+
+
+def _check_keys(value: Any, where: str, _seen: set[int] | None = None) -> None:
+    """Refuse a non-text key anywhere in a (nested) spec section, naming where it is.
+
+    YAML reads ``1:``, ``yes:`` or ``on:`` as a number or a boolean, never a field name.
+    """
+    if not isinstance(value, Mapping | list | tuple):
+        return
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:  # a YAML alias seen before (or a loop of them)
+        return
+    seen.add(id(value))
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                section = where or "the sweep spec"
+                raise SpecError(
+                    f"the keys of {section} must be field or parameter names (text); received "
+                    f"the key {key!r} ({type(key).__name__}) in {section} (quote it in YAML "
+                    f"if it is meant as text)"
+                )
+            _check_keys(item, f"{where}.{key}" if where else key, seen)
+    else:
+        for i, item in enumerate(value):
+            _check_keys(item, f"{where}[{i}]", seen)
+
+
+def _check_aliases(kind: str, names: Sequence[str]) -> None:
+    """Refuse two parameter names of one search that set the same field (hidden and
+    hidden_neurons)."""
+    first: dict[str, str] = {}
+    for name in names:
+        field = _ALIASES.get(name, name)
+        if field in first:
+            other = first[field]
+            raise SpecError(
+                f"{kind}.{other} and {kind}.{name} both set the field {field!r} "
+                f"(hidden_neurons is the teaching name of hidden); keep one of them; "
+                f"received {kind} keys {', '.join(map(repr, names))}"
+            )
+        first[field] = name
 
 
 def _normalise_hidden(value: Any) -> Any:
@@ -118,8 +162,25 @@ def parse_distribution(name: str, text: Any) -> Distribution:
         raise SpecError(f"random.{name}: {kind} takes two numbers low < high; received {text!r}")
     if kind == "loguniform" and args[0] <= 0:
         raise SpecError(f"random.{name}: loguniform needs a positive low bound; received {text!r}")
-    if kind == "int_uniform" and not all(isinstance(a, int) for a in args):
-        raise SpecError(f"random.{name}: int_uniform takes two integers; received {text!r}")
+    if kind == "int_uniform":
+        if not all(isinstance(a, int) for a in args):
+            raise SpecError(f"random.{name}: int_uniform takes two integers; received {text!r}")
+        if not _INT64_MIN <= args[0] < args[1] <= _INT64_MAX:
+            raise SpecError(
+                f"random.{name}: int_uniform bounds must be 64-bit integers, from "
+                f"{_INT64_MIN} to {_INT64_MAX}; received {text!r}"
+            )
+        return Distribution(kind=kind, args=tuple(args))
+    try:
+        lo, hi = float(args[0]), float(args[1])
+        finite = math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise SpecError(
+            f"random.{name}: the bounds of {kind} must be finite numbers, less than about "
+            f"1.8e308 apart; received {text!r}"
+        )
     return Distribution(kind=kind, args=tuple(args))
 
 
@@ -158,7 +219,30 @@ class ExecutorSpec:
                 f"threads_per_trial={self.threads_per_trial!r}"
             )
         if not isinstance(self.options, Mapping):
-            raise SpecError(f"executor options must be a mapping; received {self.options!r}")
+            raise SpecError(
+                f"executor options must be a mapping of SLURM options (partition: short, "
+                f"time_min: 30, ...); received options={self.options!r}"
+            )
+        _check_keys(self.options, "executor.options")
+        object.__setattr__(self, "options", dict(self.options))
+        if self.options:
+            self._check_options()
+
+    def _check_options(self) -> None:
+        # Imported here: appsleuth.sweep.slurm imports this module (through the store).
+        from appsleuth.sweep.slurm import _OPTION_NAMES, SlurmOptions
+
+        unknown = [k for k in self.options if k not in _OPTION_NAMES]
+        if unknown:
+            received = ", ".join(f"{k}={self.options[k]!r}" for k in unknown)
+            raise SpecError(
+                f"unknown executor field(s) {', '.join(map(repr, unknown))}; valid fields: "
+                f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(_OPTION_NAMES)}; "
+                f"received {received}"
+            )
+        # The SLURM values are checked now, so a mistake shows before anything is planned
+        # or submitted (a local spec may hold them for --executor slurm).
+        SlurmOptions.from_options(self.options, threads_per_trial=self.threads_per_trial)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form."""
@@ -172,12 +256,30 @@ class ExecutorSpec:
         if isinstance(d, str):
             return cls(kind=d)
         if not isinstance(d, Mapping):
-            raise SpecError(f"executor must be a mapping or a kind name; received executor={d!r}")
+            raise SpecError(
+                f"executor must be a mapping (kind: local or slurm, workers, "
+                f"threads_per_trial, SLURM options) or a kind name (local, slurm); "
+                f"received executor={d!r}"
+            )
+        _check_keys(d, "executor")
         d = dict(d)
-        known = {k: d.pop(k) for k in ("kind", "workers", "threads_per_trial") if k in d}
-        options = dict(d.pop("options", {}) or {})
-        options.update(d)
-        return cls(**known, options=options)
+        known = {k: d.pop(k) for k in _EXECUTOR_FIELDS if k in d}
+        options = d.pop("options", None)
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise SpecError(
+                f"executor options must be a mapping of SLURM options (partition: short, "
+                f"time_min: 30, ...); received options={options!r}"
+            )
+        twice = [k for k in d if k in options]
+        if twice:
+            raise SpecError(
+                f"executor field(s) {', '.join(map(repr, twice))} are given both in executor "
+                f"and in executor.options; give each once; received "
+                + ", ".join(f"{k}={d[k]!r} and options.{k}={options[k]!r}" for k in twice)
+            )
+        return cls(**known, options={**options, **d})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -227,6 +329,8 @@ class SweepSpec:
         grid: Parameter -> list of values; the Cartesian product, in key order.
         zip: Parameter -> list of values, all lists of one length, varied together.
         random: ``{"n": N, "seed": S, "params": {name: distribution}}``.
+            With no search (none given, or an empty one such as ``grid: {}``) the plan
+            is one point: the base settings, repeated ``repeats`` times.
         repeats: Seeds per point (base seed, +1, ...). Defaults to 1.
         executor: The :class:`ExecutorSpec`.
     """
@@ -242,8 +346,15 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         validate_name(self.name, "sweep name")
+        for key in ("data", "base", "grid", "zip", "random", "executor"):
+            _check_keys(getattr(self, key), key)
         if isinstance(self.data, Mapping):
             object.__setattr__(self, "data", DataSpec.from_dict(self.data))
+        elif not isinstance(self.data, DataSpec):
+            raise SpecError(
+                f"data must be a mapping of data fields (path, rows, split, ...; leave it out "
+                f"for the embedded data); received data={self.data!r}"
+            )
         if isinstance(self.base, Mapping):
             base = dict(self.base)
             if "data" in base:
@@ -252,8 +363,19 @@ class SweepSpec:
                     "sweep is its top-level data"
                 )
             object.__setattr__(self, "base", RunSpec.from_dict(base))
+        elif not isinstance(self.base, RunSpec):
+            raise SpecError(
+                f"base must be a mapping with model and train sections (leave it out for "
+                f"the defaults); received base={self.base!r}"
+            )
         if isinstance(self.executor, str | Mapping):
             object.__setattr__(self, "executor", ExecutorSpec.from_dict(self.executor))
+        elif not isinstance(self.executor, ExecutorSpec):
+            raise SpecError(
+                f"executor must be a mapping (kind: local or slurm, workers, "
+                f"threads_per_trial, SLURM options) or a kind name (local, slurm; leave it "
+                f"out for local); received executor={self.executor!r}"
+            )
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
             raise SpecError(
                 f"repeats must be a positive integer; received repeats={self.repeats!r}"
@@ -266,7 +388,10 @@ class SweepSpec:
         for kind in ("grid", "zip"):
             space = getattr(self, kind)
             if not isinstance(space, Mapping):
-                raise SpecError(f"{kind} must map parameter names to lists; received {space!r}")
+                raise SpecError(
+                    f"{kind} must map parameter names to lists; received {kind}={space!r}"
+                )
+            _check_aliases(kind, list(space))
             for name, values in space.items():
                 _param_field(name)
                 if not isinstance(values, list) or not values:
@@ -277,6 +402,11 @@ class SweepSpec:
             lengths = {name: len(v) for name, v in self.zip.items()}
             if len(set(lengths.values())) > 1:
                 raise SpecError(f"zip lists must have one length; received lengths {lengths}")
+        if not isinstance(self.random, Mapping):
+            raise SpecError(
+                f"random must be {{n: N, seed: S, params: {{name: distribution}}}}; "
+                f"received random={self.random!r}"
+            )
         if self.random:
             self._random_parts()
         self.plan()  # every trial is validated (and names checked) now, before anything runs
@@ -297,7 +427,11 @@ class SweepSpec:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpecError(f"random.seed must be a non-negative integer; received seed={seed!r}")
         if not isinstance(r["params"], Mapping) or not r["params"]:
-            raise SpecError("random.params must map parameter names to distributions")
+            raise SpecError(
+                f"random.params must map parameter names to distributions; received "
+                f"params={r['params']!r}"
+            )
+        _check_aliases("random.params", list(r["params"]))
         dists = {}
         for name, text in r["params"].items():
             _param_field(name)
@@ -381,6 +515,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, d: Any) -> SweepSpec:
         """From a mapping (YAML)."""
+        _check_keys(d, "")
         d = _from_dict(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")

@@ -19,18 +19,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
-from appsleuth.run import _atomic_write_text, read_json_object, read_metadata, run_status
+from appsleuth.run import (
+    _atomic_write_text,
+    read_json_object,
+    read_metadata,
+    run_status,
+    validate_name,
+)
 from appsleuth.sweep.space import SweepPlan, SweepSpec, Trial
 
 __all__ = [
     "MANIFEST",
     "TrialState",
+    "check_data_files",
     "collect_results",
     "prepare_sweep_dir",
     "read_plan",
@@ -45,13 +53,44 @@ RESULTS_FULL = "results_full.csv"
 _MANIFEST_FORMAT = 1
 
 
-def prepare_sweep_dir(spec: SweepSpec, out: str | os.PathLike[str]) -> Path:
+def check_data_files(trials: Iterable[Trial]) -> None:
+    """Check that every data file these trials name exists and is a file (relative paths
+    from the current directory, as the trials read them).
+
+    Raises:
+        DataError: A data path is missing or is not a file, naming it.
+    """
+    paths = (t.spec.data.path for t in trials if t.spec.data.path is not None)
+    for path in dict.fromkeys(paths):
+        file = Path(path)
+        if file.is_file():
+            continue
+        where = "" if file.is_absolute() else f" (from {Path.cwd()})"
+        what = "is a directory" if file.is_dir() else "does not exist"
+        raise DataError(
+            f"data.path must name an existing data file (CSV or Parquet); received "
+            f"path={path!r}, which {what}{where}"
+        )
+
+
+def prepare_sweep_dir(
+    spec: SweepSpec, out: str | os.PathLike[str], *, check_data: bool = True
+) -> Path:
     """Create (or reopen) ``out/<name>`` and write its spec and manifest.
 
     Re-opening a sweep directory with the same plan is how a sweep resumes.
 
+    Args:
+        spec: The sweep spec.
+        out: The parent of the sweep directory.
+        check_data: When the directory is new, check first, before anything is written,
+            that the data file the spec names exists here (:func:`check_data_files`).
+            Defaults to True; pass False when the trials run where the file is but this
+            machine cannot see it. (A resumed local sweep is checked by ``run_local``.)
+
     Raises:
         SpecError: The directory already holds a different sweep.
+        DataError: The data file is missing, or the existing manifest is damaged.
     """
     import yaml
 
@@ -65,16 +104,13 @@ def prepare_sweep_dir(spec: SweepSpec, out: str | os.PathLike[str]) -> Path:
         "trials": [t.to_dict() for t in plan],
     }
     existing = sweep_dir / MANIFEST
+    if check_data and not existing.exists():
+        check_data_files(plan)
     if existing.exists():
-        try:
-            old = json.loads(existing.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise DataError(
-                f"{existing} is damaged ({exc}); move the sweep directory away "
-                f"or delete the manifest to plan again"
-            ) from exc
-        if old.get("trials") != json.loads(json.dumps(manifest["trials"])):
-            old_names = [t.get("name") for t in old.get("trials", [])]
+        old = _manifest(sweep_dir)
+        read_plan(sweep_dir)  # a damaged trial is named as such, not as another sweep
+        if old["trials"] != json.loads(json.dumps(manifest["trials"])):
+            old_names = [t["name"] for t in old["trials"]]
             raise SpecError(
                 f"sweep directory {sweep_dir} already holds a different sweep "
                 f"({len(old_names)} trials, first {old_names[:2]}); use another --out or "
@@ -87,7 +123,21 @@ def prepare_sweep_dir(spec: SweepSpec, out: str | os.PathLike[str]) -> Path:
     return sweep_dir
 
 
+def _damaged(path: Path, problem: str) -> DataError:
+    sweep_dir = path.parent
+    return DataError(
+        f"{path} is damaged: {problem}; move it away and plan the sweep again from its "
+        f"spec, e.g. 'appsleuth sweep run {sweep_dir / SPEC_FILE} --out {sweep_dir.parent}' "
+        f"(complete trials are kept), or 'appsleuth sweep plan SPEC' to check the spec first"
+    )
+
+
 def _manifest(sweep_dir: Path) -> dict[str, Any]:
+    """The manifest of a sweep directory, its layout checked.
+
+    Raises:
+        DataError: It is missing, unreadable or damaged, naming the file and the fault.
+    """
     path = Path(sweep_dir) / MANIFEST
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -96,19 +146,62 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
             f"{sweep_dir} is not a sweep directory (no {MANIFEST}); run "
             f"'appsleuth sweep run SPEC' first"
         ) from exc
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        raise _damaged(path, f"it is not valid JSON ({exc})") from exc
+    except OSError as exc:
         raise DataError(f"{path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _damaged(path, f"it must hold a JSON object; received {type(data).__name__}")
     if data.get("format_version") != _MANIFEST_FORMAT:
         raise DataError(
             f"{path} has format_version {data.get('format_version')!r}; this "
             f"appsleuth reads version {_MANIFEST_FORMAT}"
         )
+    trials = data.get("trials")
+    if not isinstance(trials, list):
+        raise _damaged(path, f"'trials' must be a list of trials; received trials={trials!r:.80}")
+    if data.get("n_trials", len(trials)) != len(trials):
+        raise _damaged(
+            path, f"n_trials is {data['n_trials']!r} but 'trials' lists {len(trials)} trial(s)"
+        )
+    varied = data.get("varied", [])
+    if not isinstance(varied, list) or not all(isinstance(v, str) for v in varied):
+        raise _damaged(path, f"'varied' must be a list of names; received varied={varied!r:.80}")
+    names: set[str] = set()
+    for i, t in enumerate(trials):
+        if not isinstance(t, dict):
+            raise _damaged(path, f"trial {i} must be a JSON object; received {t!r:.80}")
+        missing = [k for k in ("index", "name", "params", "spec") if k not in t]
+        if missing:
+            raise _damaged(path, f"trial {i} lacks the field(s) {', '.join(missing)}")
+        if t["index"] != i or isinstance(t["index"], bool):
+            raise _damaged(path, f"trial {i} has index {t['index']!r}; expected {i}")
+        try:
+            validate_name(t["name"], "trial name")
+        except SpecError as exc:
+            raise _damaged(path, f"trial {i}: {exc}") from exc
+        if t["name"] in names:
+            raise _damaged(path, f"trial {i} repeats the run directory name {t['name']!r}")
+        names.add(t["name"])
+        if not isinstance(t["params"], dict) or not isinstance(t["spec"], dict):
+            raise _damaged(path, f"trial {i}: 'params' and 'spec' must be JSON objects")
     return data
 
 
 def read_plan(sweep_dir: str | os.PathLike[str]) -> SweepPlan:
-    """The trials of a sweep directory, from its manifest."""
-    return SweepPlan([Trial.from_dict(t) for t in _manifest(Path(sweep_dir))["trials"]])
+    """The trials of a sweep directory, from its manifest.
+
+    Raises:
+        DataError: The manifest is missing, unreadable or damaged.
+    """
+    path = Path(sweep_dir) / MANIFEST
+    trials = []
+    for i, t in enumerate(_manifest(Path(sweep_dir))["trials"]):
+        try:
+            trials.append(Trial.from_dict(t))
+        except (SpecError, TypeError, ValueError) as exc:
+            raise _damaged(path, f"trial {i} holds an invalid spec ({exc})") from exc
+    return SweepPlan(trials)
 
 
 def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:

@@ -7,6 +7,7 @@ once per process and reused by the next trials of the same process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -16,8 +17,16 @@ from typing import Any
 
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
-from appsleuth.run import load_data, prepare_run_data, read_metadata, run_status, train
+from appsleuth.run import (
+    load_data,
+    prepare_run_data,
+    read_metadata,
+    record_failed_run,
+    run_status,
+    train,
+)
 from appsleuth.spec import RunSpec
+from appsleuth.sweep.space import Trial
 from appsleuth.sweep.store import read_plan
 
 __all__ = ["TrialOutcome", "run_trial"]
@@ -105,9 +114,19 @@ def run_trial(
             error=(read_metadata(run_dir) or {}).get("error"),
         )
     try:
+        prepared = _cached_data(trial.spec)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # e.g. the data file: recorded, so status shows the failure
+        error = f"{type(exc).__name__}: {exc}"
+        _record_failure(run_dir, trial, error, start)
+        return TrialOutcome(
+            index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
+        )
+    try:
         result = train(
             trial.spec,
-            prepared=_cached_data(trial.spec),
+            prepared=prepared,
             out=sweep_dir,
             name=trial.name,
             force=True,
@@ -128,6 +147,13 @@ def run_trial(
         seconds=time.time() - start,
         val_accuracy=result.metadata["last_results"]["val_accuracy"],
     )
+
+
+def _record_failure(run_dir: Path, trial: Trial, error: str, started: float) -> None:
+    # Not recorded (the outcome still reports it) when the directory cannot be written or
+    # is not appsleuth's to replace.
+    with contextlib.suppress(OSError, AppSleuthError):
+        record_failed_run(run_dir, trial.spec, error, started=started)
 
 
 def _quiet(message: str) -> None:

@@ -1,0 +1,514 @@
+"""Sweeps: every malformed spec, manifest or data path is refused with a clear SpecError or
+DataError (exit code 2 from the CLI), and a trial that fails before its run directory
+exists is recorded as failed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from appsleuth.cli import main
+from appsleuth.errors import DataError, SpecError
+from appsleuth.sweep import (
+    ExecutorSpec,
+    SweepSpec,
+    collect_results,
+    prepare_sweep_dir,
+    read_plan,
+    run_local,
+    run_trial,
+    trial_states,
+)
+from appsleuth.sweep.space import parse_distribution
+from appsleuth.sweep.store import check_data_files
+
+SMALL = {"rows": 2000, "synth_seed": 4}
+BASE = {"model": {"hidden": [6]}, "train": {"epochs": 2, "batch_size": 64, "learning_rate": 0.003}}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _spec_dict(**kwargs: Any) -> dict[str, Any]:
+    return {"name": "t", "data": SMALL, "base": BASE, **kwargs}
+
+
+def _spec(**kwargs: Any) -> SweepSpec:
+    return SweepSpec.from_dict(_spec_dict(**kwargs))
+
+
+# --- sections of the wrong type (1, 2, 3) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"base": [1]},
+            r"base must be a mapping with model and train sections.*received base=\[1\]",
+        ),
+        ({"base": None}, r"base must be a mapping .*received base=None"),
+        ({"data": [1]}, r"data must be a mapping of data fields .*received data=\[1\]"),
+        ({"data": None}, r"data must be a mapping of data fields .*received data=None"),
+        ({"data": "x.csv"}, r"data must be a mapping .*received data='x.csv'"),
+        (
+            {"executor": 5},
+            r"executor must be a mapping \(kind: local or slurm.*received executor=5",
+        ),
+        ({"executor": None}, r"executor must be a mapping .*received executor=None"),
+        ({"executor": [1]}, r"executor must be a mapping .*received executor=\[1\]"),
+        (
+            {"executor": {"kind": "slurm", "options": [1, 2]}},
+            r"executor options must be a mapping of SLURM options .*received options=\[1, 2\]",
+        ),
+        (
+            {"executor": {"kind": "slurm", "options": "abc"}},
+            r"executor options must be a mapping .*received options='abc'",
+        ),
+        ({"random": 0}, r"random must be \{n: N, .*received random=0"),
+        ({"grid": [1]}, r"grid must map parameter names to lists; received grid=\[1\]"),
+    ],
+)
+def test_sections_of_the_wrong_type(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
+
+
+def test_sections_of_the_wrong_type_in_the_python_api() -> None:
+    with pytest.raises(SpecError, match=r"base must be a mapping .*received base=\[1\]"):
+        SweepSpec(name="t", base=[1])  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"executor must be a mapping .*received executor=5"):
+        SweepSpec(name="t", executor=5)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=r"executor options must be a mapping .*options=\[1\]"):
+        ExecutorSpec(kind="slurm", options=[1])  # type: ignore[arg-type]
+
+
+# --- executor fields (3, 4) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        (
+            {"kind": "local", "worker": 4},
+            r"unknown executor field\(s\) 'worker'; valid fields: kind, workers, "
+            r"threads_per_trial, and for SLURM partition, .*; received worker=4",
+        ),
+        (
+            {"kind": "slurm", "partitoin": "debug"},
+            r"unknown executor field\(s\) 'partitoin'; .*received partitoin='debug'",
+        ),
+        (
+            {"kind": "slurm", "options": {"worker": 2}},
+            r"unknown executor field\(s\) 'worker'; .*received worker=2",
+        ),
+        # SlurmOptions' own checks of the values surface at spec load.
+        (
+            {"kind": "slurm", "time_min": "1h"},
+            r"time_min must be a positive integer; received time_min='1h'",
+        ),
+        (
+            {"kind": "slurm", "options": {"mem_gb": -1}},
+            r"mem_gb must be a positive number; received mem_gb=-1",
+        ),
+        (
+            {"kind": "local", "partition": "a b"},
+            r"partition must be letters, digits, .*received partition='a b'",
+        ),
+        (
+            {"kind": "slurm", "partition": "a", "options": {"partition": "b"}},
+            r"executor field\(s\) 'partition' are given both in executor and in "
+            r"executor.options; .*received partition='a' and options.partition='b'",
+        ),
+    ],
+)
+def test_executor_fields(executor: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(executor=executor)
+
+
+def test_executor_fields_that_are_valid() -> None:
+    local = _spec(executor={"kind": "local", "workers": 2, "threads_per_trial": 1})
+    assert local.executor.workers == 2 and local.executor.options == {}
+    # A local spec may hold SLURM options for 'sweep run --executor slurm'.
+    both = _spec(executor={"kind": "local", "partition": "short", "options": {"time_min": 5}})
+    assert both.executor.options == {"partition": "short", "time_min": 5}
+    slurm = _spec(executor={"kind": "slurm", "options": None})
+    assert slurm.executor.kind == "slurm" and slurm.executor.options == {}
+    assert _spec(executor="slurm").executor.kind == "slurm"
+    again = SweepSpec.from_dict(both.to_dict())  # the round trip through sweep.yaml
+    assert again.executor == both.executor
+
+
+# --- keys that are not text (5) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (
+            {**_spec_dict(), 1: "a", "colour": "red"},
+            r"the keys of the sweep spec must be field or parameter names \(text\); received "
+            r"the key 1 \(int\) in the sweep spec",
+        ),
+        (
+            _spec_dict(grid={1: ["a"], "hidden": [2, 3]}),
+            r"the keys of grid must be .*received the key 1 \(int\) in grid",
+        ),
+        (
+            _spec_dict(zip={True: [1], "epochs": [2]}),
+            r"the keys of zip must be .*received the key True \(bool\) in zip",
+        ),
+        (
+            _spec_dict(data={**SMALL, 3: "x", "path": None}),
+            r"received the key 3 \(int\) in data",
+        ),
+        (
+            _spec_dict(base={"model": {2: 1, "hidden": [2]}}),
+            r"received the key 2 \(int\) in base.model",
+        ),
+        (
+            _spec_dict(random={"n": 2, "params": {1: "uniform(0, 1)", "momentum": [0.1]}}),
+            r"received the key 1 \(int\) in random.params",
+        ),
+        (
+            _spec_dict(executor={"kind": "slurm", 5: 1, "qos": "x"}),
+            r"received the key 5 \(int\) in executor",
+        ),
+    ],
+)
+def test_keys_that_are_not_text(d: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        SweepSpec.from_dict(d)
+
+
+def test_mixed_keys_in_a_yaml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("name: t\n1: a\ncolour: red\n")
+    assert main(["sweep", "plan", str(spec_file)]) == 2
+    err = capsys.readouterr().err
+    assert "the keys of the sweep spec must be field or parameter names" in err
+    assert "Traceback" not in err
+
+
+def test_keys_are_checked_through_yaml_aliases() -> None:
+    # A YAML alias inside itself: checked once, then the usual message about hidden.
+    d = yaml.safe_load("name: t\ngrid: {hidden: &a [1, *a]}\n")
+    with pytest.raises(SpecError, match=r"hidden must be a list of positive layer widths"):
+        SweepSpec.from_dict(d)
+    shared = yaml.safe_load("name: t\nbase: {model: {hidden: &a [3]}}\ngrid: {hidden: [*a]}\n")
+    assert SweepSpec.from_dict(shared).plan().names() == ["model_1H3N_lr0.0003_bs32_e30"]
+
+
+# --- distribution bounds (6) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "loguniform(1e-4, 1e400)",
+            r"random.x: the bounds of loguniform must be finite numbers.*"
+            r"received 'loguniform\(1e-4, 1e400\)'",
+        ),
+        ("uniform(-1e400, 1)", r"random.x: the bounds of uniform must be finite"),
+        ("uniform(-1e308, 1e308)", r"random.x: the bounds of uniform must be finite"),
+        (f"uniform(0, {10**400})", r"random.x: the bounds of uniform must be finite"),
+        (f"loguniform(1, {10**400})", r"random.x: the bounds of loguniform must be finite"),
+        (
+            "int_uniform(1, 100000000000000000000000)",
+            r"random.x: int_uniform bounds must be 64-bit integers, from "
+            r"-9223372036854775808 to 9223372036854775807; received 'int_uniform\(1, 1",
+        ),
+        (f"int_uniform({-(2**63) - 1}, 0)", r"int_uniform bounds must be 64-bit integers"),
+    ],
+)
+def test_distribution_bounds(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_distribution("x", text)
+
+
+def test_distribution_bounds_at_the_limits_sample() -> None:
+    big = parse_distribution("x", f"int_uniform({-(2**63)}, {2**63 - 1})")
+    wide = parse_distribution("x", "loguniform(1e-300, 1e300)")
+    rng = np.random.default_rng(0)
+    assert isinstance(big.sample(rng), int)
+    assert 1e-300 <= wide.sample(rng) <= 1e300
+    assert str(parse_distribution("x", "uniform(1, 3)")) == "uniform(1, 3)"
+
+
+def test_distribution_bounds_in_a_spec() -> None:
+    r = {"n": 2, "params": {"learning_rate": "loguniform(1e-4, 1e400)"}}
+    with pytest.raises(SpecError, match=r"random.learning_rate: the bounds of loguniform"):
+        _spec(random=r)
+
+
+# --- two names for one field (8) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"grid": {"hidden": [1, 2], "hidden_neurons": [3]}},
+            r"grid.hidden and grid.hidden_neurons both set the field 'hidden'",
+        ),
+        (
+            {"zip": {"hidden_neurons": [1, 2], "hidden": [3, 4]}},
+            r"zip.hidden_neurons and zip.hidden both set the field 'hidden'",
+        ),
+        (
+            {
+                "random": {
+                    "n": 2,
+                    "params": {"hidden": "choice([1, 2])", "hidden_neurons": "choice([3])"},
+                }
+            },
+            r"random.params.hidden and random.params.hidden_neurons both set the field",
+        ),
+    ],
+)
+def test_two_names_for_one_field(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
+
+
+# --- the empty search (10): one trial of the base settings ----------------------------------
+
+
+def test_an_empty_grid_is_one_run_of_the_base_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for search in ({"grid": {}}, {"zip": None}, {}):
+        plan = _spec(**search).plan()
+        assert plan.names() == ["model_1H6N_lr0.003_bs64_e2"] and plan[0].params == {}
+    seeds = _spec(grid={}, repeats=3).plan()
+    assert [t.spec.train.seed for t in seeds] == [0, 1, 2]
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec_dict(grid={})))
+    assert main(["sweep", "plan", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep t: 1 trial (no search: the base settings)" in " ".join(out.split())
+    assert "model_1H6N_lr0.003_bs64_e2" in out
+
+
+# --- the CLI: exit code 2, no traceback ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: [1]\n", "base must be a mapping with model and train sections"),
+        ("data: [1]\n", "data must be a mapping of data fields"),
+        ("data:\n", "received data=None"),
+        ("executor: 5\n", "received executor=5"),
+        ("executor:\n", "received executor=None"),
+        ("executor: {kind: slurm, options: [1, 2]}\n", "received options=[1, 2]"),
+        ("executor: {kind: slurm, options: abc}\n", "received options='abc'"),
+        ("executor: {kind: local, worker: 4}\n", "unknown executor field(s) 'worker'"),
+        ("grid: {hidden: [1, 2], hidden_neurons: [3]}\n", "both set the field 'hidden'"),
+        (
+            "random: {n: 2, params: {learning_rate: 'loguniform(1e-4, 1e400)'}}\n",
+            "random.learning_rate: the bounds of loguniform must be finite",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_cli_refuses_bad_specs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, text: str, message: str
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("name: t\n" + text)
+    argv = ["sweep", command, str(spec_file)]
+    if command == "run":
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(spec_file) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# --- a damaged manifest (7) -----------------------------------------------------------------
+
+
+def _trial0(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "manifest.json").read_text())["trials"][0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda m, t: [], r"it must hold a JSON object; received list"),
+        (lambda m, t: {"format_version": 1}, r"'trials' must be a list of trials; received "),
+        (lambda m, t: {**m, "trials": "x"}, r"'trials' must be a list of trials"),
+        (lambda m, t: {**m, "n_trials": 5}, r"n_trials is 5 but 'trials' lists 2 trial\(s\)"),
+        (lambda m, t: {**m, "varied": 3}, r"'varied' must be a list of names"),
+        (
+            lambda m, t: {**m, "trials": [1, m["trials"][1]]},
+            r"trial 0 must be a JSON object; received 1",
+        ),
+        (
+            lambda m, t: {
+                **m,
+                "trials": [{k: v for k, v in t.items() if k != "name"}, m["trials"][1]],
+            },
+            r"trial 0 lacks the field\(s\) name",
+        ),
+        (
+            lambda m, t: {**m, "trials": [{**t, "index": 3}, m["trials"][1]]},
+            r"trial 0 has index 3; expected 0",
+        ),
+        (
+            lambda m, t: {**m, "trials": [{**t, "name": "../../etc"}, m["trials"][1]]},
+            r"trial 0: trial name must use only letters",
+        ),
+        (
+            lambda m, t: {**m, "trials": [t, {**t, "index": 1}]},
+            r"trial 1 repeats the run directory name",
+        ),
+        (
+            lambda m, t: {**m, "trials": [{**t, "params": [1]}, m["trials"][1]]},
+            r"trial 0: 'params' and 'spec' must be JSON objects",
+        ),
+        (
+            lambda m, t: {
+                **m,
+                "trials": [{**t, "spec": {"train": {"epochs": -1}}}, m["trials"][1]],
+            },
+            r"trial 0 holds an invalid spec \(epochs must be a positive integer",
+        ),
+    ],
+)
+def test_a_damaged_manifest(tmp_path: Path, damage: Any, message: str) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps(damage(manifest, manifest["trials"][0])))
+    for read in (read_plan, trial_states, collect_results):
+        with pytest.raises(DataError, match=message) as caught:
+            read(sweep_dir)
+        text = str(caught.value)
+        assert text.startswith(f"{path} is damaged: ")
+        assert "appsleuth sweep run" in text and "sweep plan" in text
+    with pytest.raises(DataError, match=message):  # resuming with the spec
+        prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+
+
+def test_a_damaged_manifest_in_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    (sweep_dir / "manifest.json").write_text("[]")
+    for argv in (["status"], ["status", "--json"], ["collect"], ["cancel"]):
+        assert main(["sweep", argv[0], str(sweep_dir), *argv[1:]]) == 2
+        err = capsys.readouterr().err
+        assert "manifest.json is damaged: it must hold a JSON object" in err
+    (sweep_dir / "manifest.json").write_text("{not json")
+    assert main(["sweep", "status", str(sweep_dir)]) == 2
+    assert "manifest.json is damaged: it is not valid JSON" in capsys.readouterr().err
+
+
+def test_moving_a_damaged_manifest_away_plans_again(tmp_path: Path) -> None:
+    spec = _spec(grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    (sweep_dir / "manifest.json").write_text('{"format_version": 1}')
+    (sweep_dir / "manifest.json").rename(tmp_path / "old-manifest.json")
+    assert prepare_sweep_dir(spec, tmp_path) == sweep_dir
+    assert read_plan(sweep_dir).names() == spec.plan().names()
+
+
+# --- a missing data file (9) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_missing_data_file_is_refused_before_anything_is_written(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "data.csv"
+    if kind == "directory":
+        path.mkdir()
+    spec = _spec(data={"path": str(path)}, grid={"hidden_neurons": [2, 4]})
+    what = "does not exist" if kind == "missing" else "is a directory"
+    message = (
+        rf"data.path must name an existing data file \(CSV or Parquet\); received "
+        rf"path='{path}', which {what}"
+    )
+    with pytest.raises(DataError, match=message):
+        prepare_sweep_dir(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match=message):
+        check_data_files(spec.plan())
+
+
+def test_a_relative_data_path_names_the_directory_it_is_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = _spec(data={"path": "nowhere.csv"})
+    with pytest.raises(DataError, match=r"path='nowhere.csv', which does not exist \(from "):
+        prepare_sweep_dir(spec, tmp_path / "out")
+
+
+def test_a_local_run_checks_the_data_file_before_any_worker_starts(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    spec = _spec(data={"path": str(path)}, grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path, check_data=False)
+    with pytest.raises(DataError, match=rf"received path='{path}', which does not exist"):
+        run_local(sweep_dir, workers=1, progress=False)
+    assert [s.status for s in trial_states(sweep_dir)] == ["pending", "pending"]
+
+
+def test_cli_run_with_a_missing_data_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nope.csv"
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(_spec_dict(data={"path": str(path)}, grid={"hidden_neurons": [2, 4]}))
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(spec_file), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"received path='{path}', which does not exist" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_trial_that_fails_before_its_run_directory_is_recorded_as_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As on a SLURM node: the file was there when the sweep was planned, and is not now.
+    path = tmp_path / "gone.csv"
+    spec = _spec(data={"path": str(path)}, grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path, check_data=False)
+    stale = sweep_dir / spec.plan()[1].name
+    stale.mkdir()  # an interrupted earlier attempt: replaced by the failure record
+    (stale / ".appsleuth-run").write_text("")
+    (stale / "model_history.csv").write_text("loss\n1.0\n")
+    for index in (0, 1):
+        outcome = run_trial(sweep_dir, index)
+        assert outcome.status == "failed"
+        assert outcome.error.startswith("DataError: ") and str(path) in outcome.error
+    assert not (stale / "model_history.csv").exists()
+    states = trial_states(sweep_dir)
+    assert [s.status for s in states] == ["failed", "failed"]
+    assert all(str(path) in s.error for s in states)
+    assert states[0].metadata["hidden_neurons"] == [2] and states[0].duration_s is not None
+    _, full = collect_results(sweep_dir)
+    rich = pd.read_csv(full)
+    assert rich["status"].tolist() == ["failed", "failed"]
+    assert all(str(path) in e for e in rich["error"])
+    assert rich["hidden_neurons"].tolist() == ["[2]", "[4]"]
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all(str(path) in r["error"] for r in rows)
+    # Not retried by default; --retry-failed tries again (and records the failure again).
+    assert run_trial(sweep_dir, 0).status == "failed-before"
+    assert run_trial(sweep_dir, 0, retry_failed=True).status == "failed"
