@@ -579,5 +579,15 @@ def test_worker_cli_is_what_the_script_runs() -> None:
         check=False,
     )
     assert done.returncode == 0 and "--index" in done.stdout
+    assert "--device [auto|cpu|gpu]" in done.stdout and "--threads" in done.stdout
+
+
+def test_device_reaches_the_worker_command(tmp_path: Path) -> None:
+    plain = render_script(tmp_path, 2, SlurmOptions())
+    assert "--device" not in plain
+    cpu = render_script(tmp_path, 2, SlurmOptions(), device="cpu")
+    assert "sweep worker " in cpu and " --device cpu --index " in cpu
+    with pytest.raises(SpecError, match=r"device must be 'auto', 'cpu' or 'gpu'; received"):
+        render_script(tmp_path, 2, SlurmOptions(), device="tpu")
     with pytest.raises(AppSleuthError, match="is not a sweep directory"):
         slurm_states(Path("/nonexistent-sweep"))

@@ -512,3 +512,39 @@ def test_a_trial_that_fails_before_its_run_directory_is_recorded_as_failed(
     # Not retried by default; --retry-failed tries again (and records the failure again).
     assert run_trial(sweep_dir, 0).status == "failed-before"
     assert run_trial(sweep_dir, 0, retry_failed=True).status == "failed"
+
+
+def test_executor_device_is_validated_and_kept() -> None:
+    spec = SweepSpec.from_dict({**_spec_dict(), "executor": {"kind": "local", "device": "cpu"}})
+    assert spec.executor.device == "cpu"
+    assert SweepSpec.from_dict(spec.to_dict()).executor.device == "cpu"
+    with pytest.raises(SpecError, match=r"device must be 'auto', 'cpu' or 'gpu'; received "
+                       r"device='tpu'"):  # fmt: skip
+        SweepSpec.from_dict({**_spec_dict(), "executor": {"device": "tpu"}})
+
+
+def test_local_sweep_on_a_gpu_that_is_not_there_fails_before_any_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # no GPU, whatever this machine has
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    with pytest.raises(SpecError, match=r"device 'gpu' requested but JAX sees no CUDA GPU"):
+        run_local(sweep_dir, device="gpu", progress=False)
+    assert [p.name for p in sweep_dir.iterdir() if p.name.startswith("model_")] == []
+    with pytest.raises(SpecError, match=r"device must be 'auto', 'cpu' or 'gpu'"):
+        run_local(sweep_dir, device="npu", progress=False)
+
+
+def test_local_sweep_with_device_cpu_runs_its_trials_on_the_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec_dict(grid={})))
+    argv = ["sweep", "run", str(spec_file), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert main(argv) == 0
+    (state,) = trial_states(tmp_path / "out" / "t")
+    assert state.status == "complete"
+    meta = json.loads((tmp_path / "out" / "t" / state.name / "model_metadata.json").read_text())
+    assert meta["hardware"]["device"] == "cpu"
+    assert main([*argv[:-1], "tpu"]) == 2
+    assert "Invalid value for '--device'" in capsys.readouterr().err

@@ -685,6 +685,12 @@ def _slurm_int(value: str | None) -> int | str | None:
     default=None,
     help="Cores each trial uses (default: the spec's, else 1).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default=None,
+    help="Where each trial trains (default: the spec's executor.device, else auto).",
+)
 @click.option("--retry-failed", is_flag=True, help="Redo trials that failed before.")
 @click.option("--partition", default=None, help="slurm: partition.")
 @click.option("--account", default=None, help="slurm: account.")
@@ -712,6 +718,7 @@ def sweep_run(
     executor: str | None,
     workers: int | None,
     threads_per_trial: int | None,
+    device: str | None,
     retry_failed: bool,
     partition: str | None,
     account: str | None,
@@ -751,6 +758,7 @@ def sweep_run(
             out,
             {k: v for k, v in slurm_flags.items() if v is not None},
             threads_per_trial=threads_per_trial,
+            device=device or spec.executor.device,
             retry_failed=retry_failed,
             dry_run=dry_run,
             wait=wait,
@@ -768,6 +776,7 @@ def sweep_run(
         workers=workers or spec.executor.workers,
         threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
         retry_failed=retry_failed,
+        device=device or spec.executor.device,
     )
     collect_results(sweep_dir)
     _print_sweep_table(sweep_dir)
@@ -792,6 +801,7 @@ def _sweep_run_slurm(
     overrides: dict[str, Any],
     *,
     threads_per_trial: int | None,
+    device: str,
     retry_failed: bool,
     dry_run: bool,
     wait: bool,
@@ -805,7 +815,9 @@ def _sweep_run_slurm(
         threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
     )
     sweep_dir = prepare_sweep_dir(spec, out).absolute()
-    sub = submit_slurm(sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run)
+    sub = submit_slurm(
+        sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run, device=device
+    )
     if dry_run:
         click.echo(sub.script_text, nl=False)
         click.echo(
@@ -993,12 +1005,21 @@ def sweep_collect(sweep_dir: Path) -> None:
 
 
 @sweep.command("worker")
+@_backend_options
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--index", type=int, required=True, help="The trial index (array task id).")
 @click.option("--retry-failed", is_flag=True, help="Redo the trial if it failed before.")
 @click.pass_context
-def sweep_worker(ctx: click.Context, sweep_dir: Path, index: int, retry_failed: bool) -> None:
+def sweep_worker(
+    ctx: click.Context,
+    sweep_dir: Path,
+    index: int,
+    retry_failed: bool,
+    threads: int | None,
+    device: str,
+) -> None:
     """Run trial INDEX of SWEEP_DIR (what each SLURM array task runs)."""
+    _configure_backend(threads, device)  # in a job: its SLURM_CPUS_PER_TASK by default
     from appsleuth.sweep.worker import run_trial
 
     outcome = run_trial(sweep_dir, index, retry_failed=retry_failed)

@@ -22,6 +22,7 @@ from appsleuth.errors import SpecError
 
 __all__ = [
     "DEVICES",
+    "apply_device",
     "apply_thread_limits",
     "available_cores",
     "configure_backend",
@@ -152,6 +153,40 @@ def _affinity() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def apply_device(device: str) -> None:
+    """Hide the GPUs (``cpu``), require one (``gpu``) or leave the choice (``auto``).
+
+    Call it before the backend starts; :func:`configure_backend` calls it.
+
+    Raises:
+        SpecError: ``device`` is invalid, or ``gpu`` and the backend sees no CUDA GPU.
+    """
+    if device not in DEVICES:
+        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    backend = _backend_name()
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hides GPUs from TensorFlow and torch too
+        if "jax" in sys.modules:
+            import jax
+
+            jax.config.update("jax_platforms", "cpu")
+    elif device == "gpu":
+        found = _gpu_names(backend)
+        if not found:
+            hint = ""
+            if os.environ.get("JAX_PLATFORMS", "") == "cpu" and backend == "jax":
+                hint = "; JAX_PLATFORMS=cpu hides it"
+            elif os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+                hint = "; CUDA_VISIBLE_DEVICES is empty"
+            extra = "appsleuth[cuda]" if backend == "jax" else f"a CUDA build of {backend}"
+            raise SpecError(
+                f"device 'gpu' requested but {_BACKEND_LABEL.get(backend, backend)} sees no "
+                f"CUDA GPU (install {extra}{hint})"
+            )
+
+
 def configure_backend(*, threads: int | None = None, device: str = "auto") -> dict[str, Any]:
     """Apply thread limits and the device choice before the backend starts.
 
@@ -204,26 +239,7 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
             os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
             os.environ["TF_NUM_INTEROP_THREADS"] = str(min(2, threads))
 
-    if device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hides GPUs from TensorFlow and torch too
-        if "jax" in sys.modules:
-            import jax
-
-            jax.config.update("jax_platforms", "cpu")
-    elif device == "gpu":
-        found = _gpu_names(backend)
-        if not found:
-            hint = ""
-            if os.environ.get("JAX_PLATFORMS", "") == "cpu" and backend == "jax":
-                hint = "; JAX_PLATFORMS=cpu hides it"
-            elif os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-                hint = "; CUDA_VISIBLE_DEVICES is empty"
-            extra = "appsleuth[cuda]" if backend == "jax" else f"a CUDA build of {backend}"
-            raise SpecError(
-                f"device 'gpu' requested but {_BACKEND_LABEL.get(backend, backend)} sees no "
-                f"CUDA GPU (install {extra}{hint})"
-            )
+    apply_device(device)
 
     cores_now = _affinity()
     return {

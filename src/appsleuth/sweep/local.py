@@ -13,6 +13,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appsleuth.errors import SpecError
-from appsleuth.hardware import apply_thread_limits, available_cores
+from appsleuth.hardware import DEVICES, apply_device, apply_thread_limits, available_cores
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, run_trial
 
@@ -82,11 +83,41 @@ def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> 
     return max(1, min(workers, max(n_trials, 1)))
 
 
-def _init_worker(core_sets: Any, threads: int) -> None:
+def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) -> None:
     # Runs in the fresh (spawned) process before Keras or JAX are imported.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     cores = core_sets.get()
     apply_thread_limits(threads, cores)
+    if shared_gpu:
+        # JAX takes 75 % of a GPU's memory per process by default: workers sharing one
+        # would run out. Small models need little; allocate as they go.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if device != "auto":
+        apply_device(device)
+
+
+_GPU_PROBE = """
+import sys
+from appsleuth.errors import AppSleuthError
+from appsleuth.hardware import apply_device
+try:
+    apply_device("gpu")
+except AppSleuthError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _check_gpu() -> None:
+    # In a short-lived process: starting the backend here would hold GPU memory in the
+    # parent for the whole sweep, and no worker should start only to fail.
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    done = subprocess.run(
+        [sys.executable, "-c", _GPU_PROBE], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise SpecError(lines[-1] if lines else "device 'gpu' requested but no GPU was found")
 
 
 def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome:
@@ -101,6 +132,7 @@ def run_local(
     retry_failed: bool = False,
     progress: bool | None = None,
     on_outcome: Callable[[TrialOutcome], None] | None = None,
+    device: str = "auto",
 ) -> LocalSummary:
     """Run every trial of a sweep directory that is not complete.
 
@@ -112,6 +144,8 @@ def run_local(
         retry_failed: Redo trials that failed before. Defaults to False.
         progress: Show a progress bar. Defaults to True on a terminal.
         on_outcome: Called with each finished trial's outcome.
+        device: Where trials train: ``auto`` (default), ``cpu`` or ``gpu``. Workers that
+            may share a GPU allocate its memory as they go instead of up front.
 
     Returns:
         The :class:`LocalSummary`.
@@ -119,8 +153,13 @@ def run_local(
     Raises:
         DataError: The manifest is damaged, or a trial still to run names a data file
             that does not exist (checked before any worker starts).
-        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores.
+        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores, or
+            ``device`` is not one of auto, cpu, gpu.
     """
+    if device not in DEVICES:
+        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    if device == "gpu":
+        _check_gpu()
     start = time.time()
     sweep_dir = Path(sweep_dir)
     plan = read_plan(sweep_dir)
@@ -164,7 +203,7 @@ def run_local(
             max_workers=n_workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(core_sets, threads_per_trial),
+            initargs=(core_sets, threads_per_trial, device, device != "cpu" and n_workers > 1),
         )
         pending: dict[Future[TrialOutcome], int] = {}
         try:

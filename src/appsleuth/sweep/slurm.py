@@ -275,6 +275,7 @@ def render_script(
     options: SlurmOptions,
     *,
     python: str | None = None,
+    device: str = "auto",
 ) -> str:
     """The job-array script: ``#SBATCH`` settings, the preamble, then trial i of task i.
 
@@ -283,10 +284,13 @@ def render_script(
         n_trials: Trials in the plan (the script's ``--array`` covers them all).
         options: The :class:`SlurmOptions`.
         python: The Python that runs appsleuth. Defaults to this one (``sys.executable``).
+        device: ``--device`` of each trial: ``auto`` (default), ``cpu`` or ``gpu``.
 
     Returns:
         The script text.
     """
+    if device not in ("auto", "cpu", "gpu"):
+        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
     sweep_dir = Path(os.path.abspath(sweep_dir))
     # Not resolved: a virtual environment's python is a symlink whose target lacks the venv.
     python = os.path.abspath(python or sys.executable)
@@ -327,7 +331,8 @@ def render_script(
         "# Trial $SLURM_ARRAY_TASK_ID of the manifest; APPSLEUTH_RETRY_FAILED=1 redoes a",
         "# trial that failed before.",
         f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
-        '--index "$SLURM_ARRAY_TASK_ID" ${APPSLEUTH_RETRY_FAILED:+--retry-failed}',
+        + ("" if device == "auto" else f"--device {device} ")
+        + '--index "$SLURM_ARRAY_TASK_ID" ${APPSLEUTH_RETRY_FAILED:+--retry-failed}',
         "",
     ]
     return "\n".join(lines)
@@ -720,6 +725,7 @@ def submit_slurm(
     retry_failed: bool = False,
     dry_run: bool = False,
     python: str | None = None,
+    device: str = "auto",
 ) -> SlurmSubmission:
     """Write the job script and submit every trial not complete, queued or running.
 
@@ -733,6 +739,7 @@ def submit_slurm(
         retry_failed: Redo trials that failed before. Defaults to False.
         dry_run: Write the script, submit nothing. Defaults to False.
         python: The Python the jobs run. Defaults to ``sys.executable``.
+        device: Where each trial trains: ``auto`` (default), ``cpu`` or ``gpu``.
 
     Raises:
         AppSleuthError: sbatch is missing or refuses the job.
@@ -748,7 +755,7 @@ def submit_slurm(
         if s.status in ("unsubmitted", "cancelled")
         or (s.status == "failed" and (retry_failed or not s.ran))
     )
-    text = render_script(sweep_dir, len(plan), options, python=python)
+    text = render_script(sweep_dir, len(plan), options, python=python, device=device)
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
     _atomic_write_text(script, text)

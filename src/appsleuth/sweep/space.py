@@ -38,7 +38,7 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
 # The teaching material's column name for the hidden layer widths.
 _ALIASES = {"hidden_neurons": "hidden"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_EXECUTOR_FIELDS = ("kind", "workers", "threads_per_trial")
+_EXECUTOR_FIELDS = ("kind", "workers", "threads_per_trial", "device")
 _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$", re.S)
 
 
@@ -192,12 +192,14 @@ class ExecutorSpec:
         kind: ``local`` (default) or ``slurm``.
         workers: Local worker processes. Defaults to None (one per core / threads).
         threads_per_trial: Threads (cores) each trial may use. Defaults to 1.
+        device: Where each trial trains: ``auto`` (default), ``cpu`` or ``gpu``.
         options: Executor-specific settings (for SLURM: partition, time_min, ...).
     """
 
     kind: str = "local"
     workers: int | None = None
     threads_per_trial: int = 1
+    device: str = "auto"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -217,6 +219,10 @@ class ExecutorSpec:
             raise SpecError(
                 f"threads_per_trial must be a positive integer; received "
                 f"threads_per_trial={self.threads_per_trial!r}"
+            )
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise SpecError(
+                f"device must be 'auto', 'cpu' or 'gpu'; received device={self.device!r}"
             )
         if not isinstance(self.options, Mapping):
             raise SpecError(
