@@ -100,7 +100,7 @@ def test_sections_of_the_wrong_type_in_the_python_api() -> None:
         (
             {"kind": "local", "worker": 4},
             r"unknown executor field\(s\) 'worker'; valid fields: kind, workers, "
-            r"threads_per_trial, and for SLURM partition, .*; received worker=4",
+            r"threads_per_trial, device, and for SLURM partition, .*; received worker=4",
         ),
         (
             {"kind": "slurm", "partitoin": "debug"},
