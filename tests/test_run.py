@@ -210,6 +210,22 @@ def test_a_directory_appsleuth_did_not_make_is_never_replaced(table, tmp_path: P
     (tmp_path / "empty").mkdir()
     result = train(_spec(epochs=1), data=table, out=tmp_path, name="empty", verbose=False)
     assert run_status(result.run_dir) == "complete"
+    # Only run files (a partial run from before the marker): redone.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / HISTORY).write_text("loss,accuracy,val_loss,val_accuracy\n9,0,9,0\n")
+    (old / ".model.keras.tmp-123").write_text("partial")
+    assert run_status(train(_spec(epochs=1), data=table, out=tmp_path, name="old").run_dir) == (
+        "complete"
+    )
+    # A run file beside a file of the user's: left alone.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / HISTORY).write_text("x")
+    (mixed / "notes.md").write_text("mine")
+    with pytest.raises(RunExistsError, match=r"mixed exists but is not an appsleuth run"):
+        train(_spec(epochs=1), data=table, out=tmp_path, name="mixed", verbose=False)
+    assert (mixed / "notes.md").read_text() == "mine"
 
 
 def test_a_failed_forced_retrain_keeps_the_complete_run(table, tmp_path: Path) -> None:

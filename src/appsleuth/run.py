@@ -309,12 +309,24 @@ def _backup_path(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.replaced"
 
 
+_RUN_FILES = frozenset(
+    {METADATA, HISTORY, MODEL, PREPROCESSOR, METRICS, SPEC, LOSS_ACC_PLOT, CONFUSION_PLOT}
+)
+
+
 def _is_own_run_dir(run_dir: Path) -> bool:
     # Only a directory appsleuth made (its marker, or run metadata) may be deleted; an
-    # empty one holds nothing to lose.
+    # empty one holds nothing to lose, and one holding only run files (with their
+    # temporary names) is a partial run from before the marker existed.
     if (run_dir / _MARKER).is_file() or (run_dir / METADATA).is_file():
         return True
-    return not any(run_dir.iterdir())
+    for entry in run_dir.iterdir():
+        name = entry.name
+        if name.startswith(".") and ".tmp" in name:
+            name = name[1:].split(".tmp", 1)[0]
+        if not entry.is_file() or name not in _RUN_FILES:
+            return False
+    return True
 
 
 def _prepare_run_dir(run_dir: Path, *, force: bool) -> Path | None:
