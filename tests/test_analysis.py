@@ -29,6 +29,8 @@ from appsleuth.analysis import (
 )
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import classification_metrics, diagnose_fit
+from appsleuth.report import render_report
+from appsleuth.run import metadata_problem, run_status
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "lesson_results"
@@ -306,3 +308,43 @@ def test_comparison_matches_values_and_averages_repeats(tmp_path: Path) -> None:
     assert first["ours_val_accuracy"] == pytest.approx(
         repeated.loc[repeated["learning_rate"] == 0.13, "val_accuracy"].mean()
     )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"last_results": 5},
+        {"last_results": [1, 2]},
+        {"last_results": {"loss": 0.1, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 5.0}},
+        {"last_results": {"loss": 0.1, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": "high"}},
+        {"last_results": {"loss": 0.1, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": True}},
+        {"wall_time_s": "x"},
+        {"epochs_run": "x"},
+    ],
+)
+def test_a_damaged_record_shows_no_result(tmp_path: Path, damage: dict[str, Any]) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"hidden_neurons": [1, 4]}},
+        lambda i, p: {"final_acc": 0.8, "extra": damage if i == 1 else None},
+    )
+    results = load_results(sweep_dir)
+    assert list(results["status"]) == ["complete", "incomplete"]
+    assert results["val_accuracy"].iloc[1] != results["val_accuracy"].iloc[1]  # NaN
+    assert render_report(sweep_dir, log=lambda m: None).count("500.00") == 0
+    damaged = sweep_dir / results["name"].iloc[1]
+    assert run_status(damaged) == "incomplete"
+    problem = metadata_problem(json.loads((damaged / "model_metadata.json").read_text()))
+    assert problem is not None and next(iter(damage)) in problem
+
+
+def test_a_damaged_metrics_file_is_not_shown_as_numbers(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"hidden_neurons": [1, 4]}}, lambda i, p: {"final_acc": 0.8 + 0.1 * i}
+    )
+    best = sweep_dir / load_results(sweep_dir)["name"].iloc[1]
+    metrics = json.loads((best / "metrics.json").read_text())
+    for bad in ({**metrics, "per_class": 5}, {**metrics, "accuracy": "zz-bogus"}, []):
+        (best / "metrics.json").write_text(json.dumps(bad))
+        page = render_report(sweep_dir, log=lambda m: None)
+        assert page.startswith("<!DOCTYPE html>") and "zz-bogus" not in page

@@ -661,3 +661,103 @@ def test_check_name_matches_content_for_other_readers(tmp_path: Path) -> None:
 @given(content=st.binary(max_size=400), name=st.sampled_from(["f.parquet", "f.csv.gz", "f.pq"]))
 def test_fuzz_files_named_parquet_or_gzip(tmp_path: Path, content: bytes, name: str) -> None:
     _load_or_data_error(_write(tmp_path, content, name))
+
+
+# --- review fixes: feature dtypes, lists of names, paths ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype_text"),
+    [
+        (pd.to_datetime(["2020-01-01"] * 60 * 3), r"datetime64\[\w+\] \(dates/times\)"),
+        (pd.to_timedelta(["1s"] * 60 * 3), r"timedelta64\[\w+\] \(durations\)"),
+        (np.full(60 * 3, 1 + 2j), r"complex128 \(complex numbers\)"),
+    ],
+)
+def test_from_dataframe_refuses_date_duration_complex_features(values, dtype_text: str) -> None:
+    df = make_sherlock18()
+    df["CPU_USAGE"] = values
+    with pytest.raises(
+        DataError,
+        match=rf"feature column 'CPU_USAGE' has dtype {dtype_text}, but a numeric column is "
+        r"expected",
+    ):
+        from_dataframe(df)
+
+
+def test_dates_are_not_picked_as_features_of_a_generic_table() -> None:
+    df = pd.DataFrame(
+        {
+            "ApplicationName": ["a", "b"] * 5,
+            "x": np.arange(10.0),
+            "when": pd.date_range("2020-01-01", periods=10),
+        }
+    )
+    assert frame_info(from_dataframe(df)).features == ("x",)
+    with pytest.raises(DataError, match=r"feature column 'when' has dtype datetime64"):
+        from_dataframe(df, features=["x", "when"])
+
+
+def test_parquet_date_feature_is_refused(tmp_path: Path) -> None:
+    df = make_sherlock18()
+    df["utime"] = pd.Timestamp("2020-01-01")
+    df.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=r"d\.parquet: feature column 'utime' has dtype datetime"):
+        load_sherlock(tmp_path / "d.parquet")
+
+
+def test_features_as_a_comma_separated_string(sherlock18_csv: Path) -> None:
+    df = load_sherlock(sherlock18_csv, features="CPU_USAGE")
+    assert frame_info(df).features == ("CPU_USAGE",)
+    df = load_sherlock(sherlock18_csv, features="CPU_USAGE, utime", categorical="")
+    assert frame_info(df).features == ("CPU_USAGE", "utime")
+    df = from_dataframe(make_sherlock18(), features="CPU_USAGE,utime")
+    assert frame_info(df).features == ("CPU_USAGE", "utime")
+
+
+def test_bad_lists_of_names_are_refused(sherlock18_csv: Path) -> None:
+    with pytest.raises(
+        DataError, match=r"features must name at least one column; received features=''"
+    ):
+        load_sherlock(sherlock18_csv, features="")
+    with pytest.raises(
+        DataError,
+        match=r"features must be a list of names or one comma-separated string; "
+        r"received features=5 \(int\)",
+    ):
+        load_sherlock(sherlock18_csv, features=5)
+    with pytest.raises(
+        DataError,
+        match=r"features must be a list of non-empty names \(text\); "
+        r"received features='CPU_USAGE,,utime', which holds ''",
+    ):
+        load_sherlock(sherlock18_csv, features="CPU_USAGE,,utime")
+    with pytest.raises(DataError, match=r"holds 3 \(int\)"):
+        from_dataframe(make_sherlock18(), features=["CPU_USAGE", 3])
+
+
+def test_repeated_feature_names_are_refused(sherlock18_csv: Path) -> None:
+    with pytest.raises(DataError, match=r"features names \['CPU_USAGE'\] more than once"):
+        load_sherlock(sherlock18_csv, features=["CPU_USAGE", "CPU_USAGE"])
+    with pytest.raises(DataError, match=r"features names \['utime'\] more than once"):
+        from_dataframe(make_sherlock18(), features="utime, CPU_USAGE, utime")
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", r"path must name a data file .*; received path='', which names none"),
+        ("  ", r"received path='  ', which names none"),
+        (None, r"path must be the path of a data file .*; received path=None \(NoneType\)"),
+        (5, r"received path=5 \(int\)"),
+        (b"x.csv", r"received path=b'x.csv' \(bytes\)"),
+    ],
+)
+def test_load_refuses_what_is_not_a_path(path: object, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        load_sherlock(path)  # type: ignore[arg-type]
+
+
+def test_load_given_a_dataframe_points_to_from_dataframe() -> None:
+    with pytest.raises(DataError, match=r"received a DataFrame; .* use from_dataframe\(df\)"):
+        load_sherlock(make_sherlock18())  # type: ignore[arg-type]

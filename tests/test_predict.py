@@ -257,7 +257,7 @@ def test_sweep_directory_uses_best_run(run_dir, tmp_path: Path) -> None:
     shutil.copytree(run_dir, sweep / "model_b")
     meta_path = sweep / "model_b" / "model_metadata.json"
     meta = json.loads(meta_path.read_text())
-    meta["last_results"]["val_accuracy"] = 2.0
+    meta["last_results"]["val_accuracy"] = 0.999
     meta_path.write_text(json.dumps(meta))
     assert best_run_dir(sweep) == sweep / "model_b"
     empty = tmp_path / "empty"
@@ -303,3 +303,81 @@ def test_round_trip_equals_the_models_own_outputs_on_validation(run_dir, table) 
     np.testing.assert_allclose(preds["probability"], direct.max(axis=1), rtol=1e-5)
     expected = np.asarray(prepared.classes)[direct.argmax(axis=1)]
     assert (preds["predicted_app"].to_numpy() == expected).all()
+
+
+# --- review fixes: feature dtypes, rows with nothing to predict, damaged files ----------
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype_text"),
+    [
+        (pd.Timestamp("2020-01-01"), r"datetime64\[\w+\] \(dates/times\)"),
+        (pd.Timedelta("1s"), r"timedelta64\[\w+\] \(durations\)"),
+        (1 + 2j, r"complex128 \(complex numbers\)"),
+    ],
+)
+def test_predict_refuses_date_duration_complex_features(
+    run_dir, table, values, dtype_text: str
+) -> None:
+    data = table.iloc[:20].copy()
+    data["CPU_USAGE"] = values
+    with pytest.raises(
+        DataError,
+        match=rf"the table given to predict: feature column 'CPU_USAGE' has dtype {dtype_text}, "
+        r"but a numeric column is expected",
+    ):
+        predict(run_dir, data)
+
+
+def test_predict_parquet_date_feature_is_refused(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:20].copy()
+    data["rss"] = pd.Timestamp("2020-01-01")
+    data.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(DataError, match=r"d\.parquet: feature column 'rss' has dtype datetime64"):
+        predict_file(run_dir, tmp_path / "d.parquet", tmp_path / "p.csv")
+
+
+def test_predict_names_a_feature_missing_in_every_row(run_dir, table, tmp_path: Path) -> None:
+    data = table.iloc[:30].copy()
+    data["rss"] = np.nan
+    with pytest.raises(
+        DataError,
+        match=r"the table given to predict: no row could be predicted: the feature column\(s\) "
+        r"\['rss'\] are missing \(empty\) in every one of the 30 row\(s\)",
+    ):
+        predict(run_dir, data)
+    data.to_csv(tmp_path / "empty_rss.csv")
+    with pytest.raises(
+        DataError,
+        match=r"data file .*empty_rss\.csv: no row could be predicted: the feature "
+        r"column\(s\) \['rss'\] are missing \(empty\) in every one of the 30 row\(s\)",
+    ):
+        predict_file(run_dir, tmp_path / "empty_rss.csv", tmp_path / "p.csv", chunk_rows=8)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_when_every_row_lacks_some_value(run_dir, table) -> None:
+    data = table.dropna(subset=["rss", "CPU_USAGE", "state"]).iloc[:4].copy()
+    data.iloc[:2, data.columns.get_loc("rss")] = np.nan
+    data.iloc[2:, data.columns.get_loc("CPU_USAGE")] = np.inf
+    with pytest.raises(
+        DataError,
+        match=r"each of the 4 row\(s\) lacks a value in at least one feature column "
+        r"\(missing: 'CPU_USAGE' in 2 row\(s\), 'rss' in 2 row\(s\)\)",
+    ):
+        predict(run_dir, data)
+    # A few skipped rows stay a count and a list.
+    assert len(predict(run_dir, table.iloc[:50]).attrs["skipped_row_ids"]) < 50
+
+
+def test_truncated_gzip_is_named_as_a_damaged_data_file(run_dir, table, tmp_path: Path) -> None:
+    packed = gzip.compress(table.to_csv().encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(packed[: len(packed) * 3 // 4])
+    with pytest.raises(
+        DataError,
+        match=r"data file .*cut\.csv\.gz cannot be read: truncated compressed stream.*damaged "
+        r"or incomplete",
+    ):
+        predict_file(run_dir, path, tmp_path / "p.csv", chunk_rows=50)
+    assert not (tmp_path / "p.csv").exists()

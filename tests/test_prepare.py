@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appsleuth.data.load import from_dataframe, load_sherlock
-from appsleuth.data.prepare import one_vs_rest, prepare_data, select_apps
+from appsleuth.data.load import frame_info, from_dataframe, load_sherlock
+from appsleuth.data.prepare import one_vs_rest, prepare_data, select_apps, select_features
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import DataError
 from tests.conftest import make_sherlock18
@@ -102,3 +102,30 @@ def test_rows_with_infinite_values_never_reach_the_arrays() -> None:
     assert len(p.table) == len(raw) - 2
     for x in (p.x_train, p.x_val):
         assert np.isfinite(x).all()
+
+
+def test_apps_and_features_as_comma_separated_strings(df) -> None:
+    assert sorted(select_apps(df, "Gmail, Chrome")["ApplicationName"].unique()) == [
+        "Chrome",
+        "Gmail",
+    ]
+    p = prepare_data(df, apps="Gmail,Chrome", features="CPU_USAGE, utime")
+    assert p.classes == ["Chrome", "Gmail"]
+    assert p.preprocessor.numeric_features == ["CPU_USAGE", "utime"]
+    assert frame_info(select_features(df, "CPU_USAGE")).features == ("CPU_USAGE",)
+
+
+def test_a_single_app_string_is_not_split_into_characters(df) -> None:
+    with pytest.raises(
+        DataError, match=r"apps must name at least two different apps; received apps=\['Gmail'\]"
+    ):
+        select_apps(df, "Gmail")
+    with pytest.raises(DataError, match=r"apps must be a list of names .*received apps=3 \(int\)"):
+        prepare_data(df, apps=3)  # type: ignore[arg-type]
+
+
+def test_repeated_features_are_refused(df) -> None:
+    with pytest.raises(DataError, match=r"features names \['CPU_USAGE'\] more than once"):
+        select_features(df, ["CPU_USAGE", "CPU_USAGE"])
+    with pytest.raises(DataError, match=r"features names \['CPU_USAGE'\] more than once"):
+        prepare_data(df, features=["CPU_USAGE", "utime", "CPU_USAGE"])

@@ -414,3 +414,27 @@ def test_cli_threads_limit_takes_effect_in_the_training_process(tmp_path: Path) 
     meta = read_metadata(tmp_path / "model_1H4N_lr0.0003_bs32_e1")
     assert meta["hardware"]["cores_available"] == 1  # pinned to one core
     assert meta["hardware"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"spec": "x"}, r"spec must be a RunSpec .*received str"),
+        ({"spec": {"train": {}}}, r"spec must be a RunSpec .*received dict"),
+        ({"data": "d.csv"}, r"data must be a pandas DataFrame .*received str"),
+        ({"out": 5}, r"out must be a directory path; received out=5"),
+    ],
+)
+def test_train_arguments_are_checked(kwargs: dict, match: str, tmp_path: Path) -> None:
+    kwargs = {"out": tmp_path, **kwargs}
+    with pytest.raises(SpecError, match=match):
+        train(**kwargs)
+    assert not [p for p in tmp_path.iterdir()]
+
+
+def test_the_specs_label_is_honoured_for_a_table_given(table, tmp_path: Path) -> None:
+    spec = RunSpec(data=DataSpec(label="state"), train=TrainSpec(epochs=1))
+    with pytest.raises(SpecError, match=r"data.label is 'state' but the table given was loaded "
+                       r"with the label 'ApplicationName'"):  # fmt: skip
+        train(spec, data=table, out=tmp_path, verbose=False)
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +136,23 @@ def test_too_small() -> None:
     df = from_dataframe(pd.DataFrame({"ApplicationName": ["a"], "x": [1.0]}), require_label=False)
     with pytest.raises(DataError, match=r"1 row\(s\) cannot be split"):
         split_data(df)
+
+
+@pytest.mark.parametrize(("key", "kind"), [(1, "int"), (None, "NoneType"), (("kind",), "tuple")])
+def test_split_keys_must_be_text(key: object, kind: str) -> None:
+    with pytest.raises(
+        SpecError,
+        match=rf"the keys of split must be field names \(text\); received the key "
+        rf"{re.escape(repr(key))} \({kind}\) in split",
+    ):
+        SplitSpec.from_dict({key: 2, "kind": "random"})
+
+
+def test_leakage_rate_features_as_a_string() -> None:
+    df = from_dataframe(make_sherlock18())
+    train, val = df.iloc[:100], df.iloc[100:]
+    assert leakage_rate(train, val, "CPU_USAGE, utime") == leakage_rate(
+        train, val, ["CPU_USAGE", "utime"]
+    )
+    with pytest.raises(DataError, match=r"features must name at least one column"):
+        leakage_rate(train, val, [])

@@ -24,7 +24,14 @@ import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
 from appsleuth.plots import _pyplot
-from appsleuth.run import HISTORY, METADATA, METRICS, read_json_object, run_status
+from appsleuth.run import (
+    HISTORY,
+    METADATA,
+    METRICS,
+    metadata_problem,
+    read_json_object,
+    run_status,
+)
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -76,25 +83,43 @@ def _read_json(path: Path) -> dict[str, Any]:
     return read_json_object(path) or {}
 
 
+def _section(d: dict[str, Any], key: str) -> dict[str, Any]:
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    # Files can be damaged or edited: only a finite real number is a result.
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:
     meta = metadata or {}
-    last = meta.get("last_results") or {}
-    malware = metrics.get("malware") or {}
-    fit = metrics.get("fit") or {}
+    if meta.get("status") == "complete" and metadata_problem(meta) is not None:
+        meta = {}  # a damaged record holds no result to show
+    last = _section(meta, "last_results")
+    malware = _section(metrics, "malware")
+    fit = _section(metrics, "fit")
     return {
-        "epochs_run": meta.get("epochs_run"),
-        **{k: last.get(k) for k in METRIC_COLUMNS},
-        "f1_macro": (metrics.get("macro_avg") or {}).get("f1"),
-        "moriarty_detection_rate": malware.get("detection_rate"),
-        "moriarty_precision": malware.get("precision"),
-        "moriarty_false_alarm_rate": malware.get("false_alarm_rate"),
-        "fit_diagnosis": fit.get("diagnosis") or meta.get("fit_diagnosis"),
-        "fit_reason": fit.get("reason"),
-        "duration_s": meta.get("wall_time_s"),
-        "seconds_per_epoch": meta.get("seconds_per_epoch"),
-        "engine": meta.get("engine"),
+        "epochs_run": _number(meta.get("epochs_run")),
+        **{k: _number(last.get(k)) for k in METRIC_COLUMNS},
+        "f1_macro": _number(_section(metrics, "macro_avg").get("f1")),
+        "moriarty_detection_rate": _number(malware.get("detection_rate")),
+        "moriarty_precision": _number(malware.get("precision")),
+        "moriarty_false_alarm_rate": _number(malware.get("false_alarm_rate")),
+        "fit_diagnosis": _text(fit.get("diagnosis")) or _text(meta.get("fit_diagnosis")),
+        "fit_reason": _text(fit.get("reason")),
+        "duration_s": _number(meta.get("wall_time_s")),
+        "seconds_per_epoch": _number(meta.get("seconds_per_epoch")),
+        "engine": _text(meta.get("engine")),
         "slurm_job_id": meta.get("SLURM_JOB_ID"),
-        "error": meta.get("error"),
+        "error": _text(meta.get("error")),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from appsleuth.data.load import check_name_matches_content, csv_line_numbers
+from appsleuth.data.load import (
+    check_feature_dtypes,
+    check_name_matches_content,
+    csv_line_numbers,
+    infinite_mask,
+)
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import LoadedRun, load_run, predict_proba, read_metadata, run_status
@@ -74,10 +80,10 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
         run_dir = meta_file.parent
         if any(part.startswith(".") for part in run_dir.relative_to(path).parts):
             continue  # e.g. a complete run set aside while --force retrains it
-        meta = read_metadata(run_dir)
-        if not meta or meta.get("status") != "complete":
-            continue
-        score = float((meta.get("last_results") or {}).get("val_accuracy", float("-inf")))
+        if run_status(run_dir) != "complete":
+            continue  # also a damaged record: its numbers cannot be trusted
+        meta = read_metadata(run_dir) or {}
+        score = float(meta["last_results"]["val_accuracy"])
         if best is None or score > best[0]:
             best = (score, run_dir)
     if best is None:
@@ -175,13 +181,51 @@ def predict(
         left out for missing values.
 
     Raises:
-        DataError: A feature column is missing, or the run cannot be used.
+        DataError: A feature column is missing, holds dates, durations or complex
+            numbers, no row has a value in every feature column, or the run cannot be
+            used.
     """
     _check_top_k(top_k)
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(
+            f"predict needs a DataFrame of telemetry; received {type(df).__name__} "
+            f"(for a data file, use predict_file)"
+        )
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
+    where = "the table given to predict"
+    check_feature_dtypes(df, run.preprocessor.numeric_features, where)
     out, skip = _frame_predictions(run, df, df.index.to_numpy(), top_k)
+    if len(df) and skip.all():
+        raise _nothing_predicted(where, len(df), _missing_counts(run, df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
     return out
+
+
+def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
+    """Rows without a usable value (missing, or infinite) in each input column."""
+    pre = run.preprocessor
+    counts = {c: int(df[c].isna().sum()) for c in pre.input_columns if c in df.columns}
+    for c in pre.numeric_features:
+        if c in df.columns:
+            counts[c] += int(infinite_mask(df[c]).sum())
+    return counts
+
+
+def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> DataError:
+    """The error for a table none of whose rows has a value in every feature column."""
+    everywhere = [c for c, n in missing.items() if n >= n_rows]
+    if everywhere:
+        return DataError(
+            f"{where}: no row could be predicted: the feature column(s) {everywhere} are "
+            f"missing (empty) in every one of the {n_rows} row(s); the model needs a value "
+            f"in each of its feature columns"
+        )
+    counts = ", ".join(f"{c!r} in {n} row(s)" for c, n in missing.items() if n)
+    return DataError(
+        f"{where}: no row could be predicted: each of the {n_rows} row(s) lacks a value in "
+        f"at least one feature column (missing: {counts}); the model needs a value in each "
+        f"of its feature columns"
+    )
 
 
 def _check_top_k(top_k: int) -> None:
@@ -218,7 +262,20 @@ def _read_error(path: Path, exc: Exception, encoding: str) -> DataError:
             f"data file {path} is not valid {encoding} text ({text.strip()}); pass its "
             f"encoding, e.g. --encoding latin-1"
         )
+    if isinstance(exc, OSError | EOFError) and "compressed" in text.lower():
+        return _damaged(path, exc)
     return DataError(f"data file {path} cannot be read as CSV: {text}")
+
+
+def _damaged(path: Path, exc: BaseException, rows: int | None = None) -> DataError:
+    """The error for a data file whose bytes cannot be read (truncated, corrupt)."""
+    text = str(exc).strip() or type(exc).__name__
+    text = text[0].lower() + text[1:]
+    after = f" after {rows} row(s)" if rows else ""
+    return DataError(
+        f"data file {path} cannot be read: {text}{after}; the file is damaged or "
+        f"incomplete (an interrupted download or copy?): fetch or compress it again"
+    )
 
 
 def _check_encoding(encoding: str) -> str:
@@ -238,6 +295,8 @@ def _numeric_parquet_columns(
 ) -> pd.DataFrame:
     # CSV columns get their types while parsed; Parquet keeps what was stored, so a
     # feature stored as text is converted here, and a value that is no number named.
+    numeric = [c for c, kind in types.items() if kind == pa.float64()]
+    check_feature_dtypes(frame, numeric, f"data file {path}")
     for col, kind in types.items():
         if kind != pa.float64() or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
             continue
@@ -279,8 +338,21 @@ def _chunks(
     convert = pa_csv.ConvertOptions(
         null_values=_NULLS, strings_can_be_null=True, include_columns=columns, column_types=types
     )
-    reader = pa_csv.open_csv(_open_stream(path), read_options=read, convert_options=convert)
-    for batch in reader:
+    # Only reading is guarded: what the consumer does with a chunk (writing the output)
+    # raises its own errors, which must not be reported as a problem of the data file.
+    rows = 0
+    try:
+        reader = pa_csv.open_csv(_open_stream(path), read_options=read, convert_options=convert)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _damaged(path, exc) from exc
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (OSError, EOFError, zlib.error) as exc:
+            raise _damaged(path, exc, rows) from exc
+        rows += batch.num_rows
         yield batch.to_pandas()
 
 
@@ -393,6 +465,7 @@ def predict_file(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     skipped_tmp = skipped_path.with_name(f".{skipped_path.name}.tmp-{os.getpid()}")
     n_rows = n_pred = n_skip = n_unknown = 0
+    missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     bar = _progress(data, is_parquet) if progress else None
@@ -419,6 +492,8 @@ def predict_file(
                         pd.Series(np.asarray(row_ids)[skip]).to_csv(
                             skipped_fh, index=False, header=False
                         )
+                        for c, n in _missing_counts(run, chunk).items():
+                            missing_counts[c] += n
                     if has_label and len(frame):
                         truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
                         pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
@@ -441,6 +516,8 @@ def predict_file(
                 raise _read_error(data, exc, encoding) from exc
         if n_rows == 0:
             raise DataError(f"data file {data} has a header but no rows")
+        if n_pred == 0:
+            raise _nothing_predicted(f"data file {data}", n_rows, missing_counts)
         os.replace(tmp, out)
         if n_skip:
             os.replace(skipped_tmp, skipped_path)

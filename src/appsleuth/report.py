@@ -468,7 +468,37 @@ def _baselines_section(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return read_json_object(path) or {}
+    data = read_json_object(path) or {}
+    if path.name == METRICS and not _metrics_well_formed(data):
+        return {}  # damaged or hand-edited: shown as unavailable, never as numbers
+    return data
+
+
+def _metrics_well_formed(m: dict[str, Any]) -> bool:
+    def rate(x: Any) -> bool:
+        ok = isinstance(x, int | float) and not isinstance(x, bool)
+        return x is None or (ok and math.isfinite(x) and 0 <= x <= 1)
+
+    if not rate(m.get("accuracy")):
+        return False
+    for key in ("per_class", "macro_avg", "weighted_avg", "malware", "fit"):
+        if key in m and not isinstance(m[key], dict):
+            return False
+    for row in (m.get("per_class") or {}).values():
+        if not isinstance(row, dict) or not all(
+            rate(row.get(k)) for k in ("precision", "recall", "f1")
+        ):
+            return False
+    for key in ("macro_avg", "weighted_avg"):
+        if not all(rate((m.get(key) or {}).get(k)) for k in ("precision", "recall", "f1")):
+            return False
+    matrix = m.get("confusion_matrix")
+    if matrix is None:
+        return True
+    return isinstance(matrix, dict) and all(
+        isinstance(matrix.get(k), list) and all(isinstance(r, list) for r in matrix[k])
+        for k in ("counts", "normalized")
+    )
 
 
 def _sweep_report(

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -43,6 +44,7 @@ __all__ = [
     "evaluate_run",
     "load_data",
     "load_run",
+    "metadata_problem",
     "predict_proba",
     "prepare_run_data",
     "read_json_object",
@@ -122,7 +124,12 @@ def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def run_status(run_dir: str | os.PathLike[str]) -> str:
-    """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``."""
+    """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``.
+
+    A run whose metadata says complete but whose results are not well-formed numbers
+    (a damaged or hand-edited file) counts as incomplete: it has no result to trust,
+    and running the same command again redoes it.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return "missing"
@@ -130,7 +137,40 @@ def run_status(run_dir: str | os.PathLike[str]) -> str:
     if meta is None:
         return "incomplete"
     status = meta.get("status")
+    if status == "complete" and metadata_problem(meta) is not None:
+        return "incomplete"
     return status if status in ("complete", "failed") else "incomplete"
+
+
+_RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def metadata_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with a complete run's metadata, or None when it is well-formed."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    last = meta.get("last_results")
+    if not isinstance(last, dict):
+        return f"last_results must be a mapping; found {last!r}"
+    for key in _RESULT_KEYS:
+        value = last.get(key)
+        if not number(value) or not math.isfinite(value) or value < 0:
+            return f"last_results.{key} must be a non-negative number; found {value!r}"
+        if key.endswith("accuracy") and value > 1:
+            return f"last_results.{key} must be at most 1; found {value!r}"
+    for key in ("wall_time_s", "seconds_per_epoch", "learning_rate"):
+        if key in meta and meta[key] is not None and not number(meta[key]):
+            return f"{key} must be a number; found {meta[key]!r}"
+    for key in ("epochs", "epochs_run", "batch_size"):
+        if key in meta and meta[key] is not None and not _is_count(meta[key]):
+            return f"{key} must be a whole number; found {meta[key]!r}"
+    return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def validate_name(name: str, what: str = "run name") -> str:
@@ -168,6 +208,31 @@ def load_data(spec: RunSpec) -> pd.DataFrame:
     if data.path is None:
         return embedded_data(data.rows, seed=data.synth_seed)
     return load_sherlock(data.path, label=data.label)
+
+
+def _table_for(spec: RunSpec, data: Any) -> pd.DataFrame:
+    """The table to train on: ``data`` checked against the spec's label, or the spec's."""
+    if data is None:
+        return load_data(spec)
+    if not isinstance(data, pd.DataFrame):
+        raise SpecError(
+            f"data must be a pandas DataFrame (e.g. from load_sherlock); received "
+            f"{type(data).__name__}; to train on a file, set the spec's data.path or pass "
+            f"load_sherlock(path)"
+        )
+    from appsleuth.data.load import from_dataframe
+
+    recorded = data.attrs.get("appsleuth")
+    label = recorded.get("label") if isinstance(recorded, dict) else None
+    if label is None:
+        return from_dataframe(data, label=spec.data.label)
+    if label != spec.data.label:
+        raise SpecError(
+            f"data.label is {spec.data.label!r} but the table given was loaded with the "
+            f"label {label!r}; load it with label={spec.data.label!r}, or set data.label "
+            f"to {label!r}"
+        )
+    return data
 
 
 def prepare_run_data(spec: RunSpec, df: pd.DataFrame) -> PreparedData:
@@ -426,7 +491,14 @@ def train(
         RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``.
         SpecError, DataError: Invalid spec or data.
     """
-    spec = spec or RunSpec()
+    spec = RunSpec() if spec is None else spec
+    if not isinstance(spec, RunSpec):
+        raise SpecError(
+            f"spec must be a RunSpec (RunSpec.from_dict({{...}}) builds one from a mapping); "
+            f"received {type(spec).__name__}"
+        )
+    if not isinstance(out, str | os.PathLike):
+        raise SpecError(f"out must be a directory path; received out={out!r}")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
         verbose = sys.stdout.isatty()
@@ -441,8 +513,7 @@ def train(
     from appsleuth.model import build_model, loss_name, targets_for
 
     if prepared is None:
-        df = data if data is not None else load_data(spec)
-        prepared = prepare_run_data(spec, df)
+        prepared = prepare_run_data(spec, _table_for(spec, data))
     classes = prepared.classes
     replaced = _prepare_run_dir(run_dir, force=force)
     try:

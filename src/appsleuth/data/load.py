@@ -17,7 +17,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from appsleuth.errors import DataError
 
 __all__ = [
     "FrameInfo",
+    "as_name_list",
+    "check_feature_dtypes",
     "check_name_matches_content",
     "csv_line_numbers",
     "frame_info",
@@ -159,6 +161,80 @@ def nonfinite_values(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+def as_name_list(
+    name: str, value: Any, *, allow_empty: bool = False, unique: bool = False
+) -> tuple[str, ...]:
+    """A list of column or app names given as a list, or as one comma-separated string.
+
+    The rule of :class:`~appsleuth.spec.DataSpec`: ``"CPU_USAGE, rss"`` is
+    ``("CPU_USAGE", "rss")`` (a single string is never split into its characters).
+
+    Args:
+        name: The argument's name, for messages.
+        value: A string, or a list (any sequence or iterable) of strings.
+        allow_empty: Whether an empty list is valid.
+        unique: Whether a name may appear only once.
+
+    Returns:
+        The names, in order.
+
+    Raises:
+        DataError: ``value`` is not text or a list of non-empty texts, is empty (unless
+            allowed), or repeats a name (when ``unique``).
+    """
+    received = value
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")] if value.strip() else []
+    elif isinstance(value, bytes | Mapping | pd.DataFrame) or not isinstance(value, Iterable):
+        raise DataError(
+            f"{name} must be a list of names or one comma-separated string; received "
+            f"{name}={received!r} ({type(received).__name__})"
+        )
+    names = list(value)
+    bad = [v for v in names if not isinstance(v, str) or not v]
+    if bad:
+        raise DataError(
+            f"{name} must be a list of non-empty names (text); received {name}={received!r}, "
+            f"which holds {bad[0]!r} ({type(bad[0]).__name__})"
+        )
+    if not names and not allow_empty:
+        raise DataError(f"{name} must name at least one column; received {name}={received!r}")
+    if unique:
+        repeated = sorted({v for v in names if names.count(v) > 1})
+        if repeated:
+            raise DataError(
+                f"{name} names {_list(repeated)} more than once (received {name}={received!r}); "
+                f"name each column once"
+            )
+    return tuple(str(v) for v in names)
+
+
+def _check_path(path: Any) -> Path:
+    """The path of a data file, refusing what is not one (a DataFrame, None, a number)."""
+    if isinstance(path, pd.DataFrame):
+        raise DataError(
+            "load_sherlock reads a data file, but received a DataFrame; to check a table "
+            "that is already in memory, use from_dataframe(df)"
+        )
+    if not isinstance(path, str | os.PathLike):
+        raise DataError(
+            f"path must be the path of a data file (a str or a path-like object); "
+            f"received path={path!r} ({type(path).__name__})"
+        )
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise DataError(
+            f"path must be the path of a data file as text; received path={path!r} "
+            f"({type(text).__name__})"
+        )
+    if not text.strip():
+        raise DataError(
+            f"path must name a data file (a CSV, gzip'd CSV or Parquet file); "
+            f"received path={path!r}, which names none"
+        )
+    return Path(text)
+
+
 def load_sherlock(
     path: str | os.PathLike[str],
     *,
@@ -201,7 +277,7 @@ def load_sherlock(
             format its name promises, lacks the label column, has a non-numeric value in
             a numeric feature, or a single class.
     """
-    file = Path(path)
+    file = _check_path(path)
     df, rows = _read_table(file, encoding=encoding)
     info = _describe(
         df,
@@ -676,10 +752,9 @@ def _describe(
             f"Name the label column with label=... (CLI: --label)"
         )
     id_columns = tuple(c for c in ID_COLUMNS if c in columns)
+    categorical = as_name_list("categorical", categorical, allow_empty=True)
     if features is not None:
-        features = tuple(str(f) for f in features)
-        if not features:
-            raise DataError("features must name at least one column; received features=[]")
+        features = as_name_list("features", features, unique=True)
         missing = [f for f in features if f not in columns]
         if missing:
             raise DataError(
@@ -717,6 +792,8 @@ def _describe(
 
 
 def _usable_as_feature(col: pd.Series, name: str, categorical: Sequence[str]) -> bool:
+    if _not_a_number_kind(col) is not None:
+        return False  # dates, durations, complex numbers: not numeric features
     if name in categorical or not _is_text(col):
         return True
     present = col.dropna()
@@ -737,6 +814,7 @@ def _finish(
     rows: _RowNames,
     earlier: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
+    check_feature_dtypes(df, info.numeric_features, where)
     for name in info.numeric_features:
         df[name] = _as_numeric(df[name], name, where, rows)
     nonfinite = {k: v for k, v in (earlier or {}).items() if k in info.numeric_features}
@@ -770,6 +848,45 @@ def _finish(
         recorded["nonfinite"] = nonfinite
     df.attrs["appsleuth"] = recorded
     return df
+
+
+def _not_a_number_kind(col: pd.Series) -> str | None:
+    """What a column holds when its values look numeric to NumPy but are no measurement.
+
+    Dates and durations would become nanosecond counts, complex numbers would lose their
+    imaginary part: neither is a numeric feature.
+    """
+    dtype = col.dtype
+    if isinstance(dtype, pd.PeriodDtype):
+        return "periods of time"
+    if isinstance(dtype, pd.IntervalDtype):
+        return "intervals"
+    kind = getattr(dtype, "kind", "O")
+    return {"M": "dates/times", "m": "durations", "c": "complex numbers"}.get(kind)
+
+
+def check_feature_dtypes(df: pd.DataFrame, features: Sequence[str], where: str) -> None:
+    """Refuse date, duration and complex feature columns, naming the column and its dtype.
+
+    Args:
+        df: The table.
+        features: Its numeric feature columns (absent ones are skipped).
+        where: How messages name the table, e.g. ``file x.csv``.
+
+    Raises:
+        DataError: A feature column holds dates, durations, periods, intervals or
+            complex numbers.
+    """
+    for name in features:
+        if name not in df.columns:
+            continue
+        what = _not_a_number_kind(df[name])
+        if what is not None:
+            raise DataError(
+                f"{where}: feature column {name!r} has dtype {df[name].dtype} ({what}), but "
+                f"a numeric column is expected; convert it to numbers (for example "
+                f"seconds) or leave it out of the features"
+            )
 
 
 def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_sherlock
-from appsleuth.data.load import FrameInfo, frame_info, from_dataframe
+from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
 from appsleuth.errors import DataError
@@ -24,14 +24,18 @@ from appsleuth.errors import DataError
 __all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
 
 
-def select_apps(df: pd.DataFrame, apps: Sequence[str]) -> pd.DataFrame:
+def select_apps(df: pd.DataFrame, apps: Sequence[str] | str) -> pd.DataFrame:
     """Keep only the rows of the given apps.
+
+    Args:
+        df: A loaded table.
+        apps: The apps, as a list or one comma-separated string (``"Facebook,WhatsApp"``).
 
     Raises:
         DataError: An app is not in the table, or fewer than two apps are given.
     """
     info = frame_info(df)
-    apps = [str(a) for a in apps]
+    apps = list(as_name_list("apps", apps, allow_empty=True))
     if len(set(apps)) < 2:
         raise DataError(f"apps must name at least two different apps; received apps={apps}")
     present = set(df[info.label].unique()) if info.label else set()
@@ -69,17 +73,21 @@ def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = "other") ->
     return out
 
 
-def select_features(df: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+def select_features(df: pd.DataFrame, features: Sequence[str] | str) -> pd.DataFrame:
     """Restrict the features to ``features`` (e.g. those a 2-app teaching file carries).
 
+    Args:
+        df: A loaded table.
+        features: The feature columns, as a list or one comma-separated string.
+
     Raises:
-        DataError: A named feature is not in the table.
+        DataError: A named feature is not in the table, or is named twice.
     """
     info = frame_info(df)
     return from_dataframe(
         df,
         label=info.label or "ApplicationName",
-        features=list(features),
+        features=as_name_list("features", features, unique=True),
         categorical=info.categorical,
         layout=info.layout,
         dataset=info.dataset,
@@ -133,9 +141,9 @@ def prepare_data(
     df: pd.DataFrame,
     *,
     split: SplitSpec | None = None,
-    apps: Sequence[str] | None = None,
+    apps: Sequence[str] | str | None = None,
     positive: str | None = None,
-    features: Sequence[str] | None = None,
+    features: Sequence[str] | str | None = None,
     missing: MissingPolicy = "drop",
     drop_duplicates: bool = False,
     scaling: Scaling = "standard",
@@ -145,9 +153,11 @@ def prepare_data(
     Args:
         df: A loaded table.
         split: How to split. Defaults to the teaching split (random, 20 %, seed 34).
-        apps: Keep only these apps. Defaults to all.
+        apps: Keep only these apps (a list, or one comma-separated string). Defaults to
+            all.
         positive: Make a binary task of this app against all others (after ``apps``).
-        features: Use only these feature columns. Defaults to the table's features.
+        features: Use only these feature columns (a list, or one comma-separated
+            string). Defaults to the table's features.
         missing: ``drop`` (default) or ``impute`` incomplete rows.
         drop_duplicates: Drop exact duplicate rows. Defaults to False.
         scaling: Feature scaling. Defaults to ``standard``.

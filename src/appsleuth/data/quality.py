@@ -22,7 +22,13 @@ import pandas as pd
 
 from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.layouts import MALWARE_APP
-from appsleuth.data.load import frame_info, infinite_mask, nonfinite_values, table_row_names
+from appsleuth.data.load import (
+    as_name_list,
+    frame_info,
+    infinite_mask,
+    nonfinite_values,
+    table_row_names,
+)
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
 from appsleuth.errors import DataError
 
@@ -127,17 +133,19 @@ class QualityReport:
         console.print(table)
 
 
-def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str]) -> float:
+def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | str) -> float:
     """Share of validation rows with an exact feature-duplicate among training rows.
 
     Args:
         train: Training rows.
         val: Validation rows.
-        features: Columns compared (missing values compare equal to each other).
+        features: Columns compared (missing values compare equal to each other): a
+            list, or one comma-separated string.
 
     Returns:
         A number in [0, 1]; 0 for an empty validation set.
     """
+    features = list(as_name_list("features", features))
     if len(val) == 0:
         return 0.0
     train_keys = pd.util.hash_pandas_object(train[features], index=False)

@@ -96,6 +96,12 @@ class SplitSpec:
         """Build from :meth:`to_dict` output; unknown keys are an error."""
         if not isinstance(d, dict):
             raise SpecError(f"split must be a mapping; received split={d!r}")
+        for key in d:
+            if not isinstance(key, str):
+                raise SpecError(
+                    f"the keys of split must be field names (text); received the key "
+                    f"{key!r} ({type(key).__name__}) in split"
+                )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import re
 import shlex
@@ -592,11 +593,16 @@ class SlurmTrialState:
     @property
     def duration_s(self) -> float | None:
         """Wall time of a finished trial."""
-        return (self.metadata or {}).get("wall_time_s")
+        value = (self.metadata or {}).get("wall_time_s")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if number and math.isfinite(value) else None
 
     def last(self, key: str) -> float | None:
         """A final-epoch metric of a complete trial."""
-        return ((self.metadata or {}).get("last_results") or {}).get(key)
+        if self.status != "complete":
+            return None  # damaged records count as incomplete, so never shown as results
+        value = (self.metadata or {}).get("last_results", {}).get(key)
+        return float(value) if value is not None else None
 
 
 def classify_trials(
