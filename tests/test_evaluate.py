@@ -130,3 +130,13 @@ def test_history_errors() -> None:
         diagnose_fit({"loss": [1], "accuracy": [1]})
     with pytest.raises(DataError, match="no epochs"):
         diagnose_fit(_history([], [], [], []))
+
+
+def test_diagnosis_of_non_finite_curves_is_unknown() -> None:
+    nan = float("nan")
+    h = {"loss": [nan, nan], "accuracy": [nan, nan], "val_loss": [nan, nan],
+         "val_accuracy": [nan, nan]}  # fmt: skip
+    d = diagnose_fit(h)
+    assert d["diagnosis"] == "unknown" and "non-finite" in d["reason"]
+    with pytest.raises(DataError, match=r"history values must be numbers"):
+        diagnose_fit({**h, "loss": ["high", "low"]})

@@ -200,13 +200,22 @@ def diagnose_fit(
         raise DataError(f"history lacks column(s) {missing}; found {list(h.columns)}")
     if len(h) == 0:
         raise DataError("history has no epochs")
-    loss, acc = h["loss"].to_numpy(float), h["accuracy"].to_numpy(float)
-    vloss, vacc = h["val_loss"].to_numpy(float), h["val_accuracy"].to_numpy(float)
+    try:
+        loss, acc = h["loss"].to_numpy(float), h["accuracy"].to_numpy(float)
+        vloss, vacc = h["val_loss"].to_numpy(float), h["val_accuracy"].to_numpy(float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"history values must be numbers: {exc}") from exc
     n = len(h)
 
     def verdict(diagnosis: str, reason: str) -> dict[str, Any]:
         return {"diagnosis": diagnosis, "reason": reason, "rule": rule.describe()}
 
+    if not all(np.isfinite(a).all() for a in (loss, acc, vloss, vacc)):
+        return verdict(
+            "unknown",
+            "the learning curves hold non-finite values (the training diverged, or the "
+            "history is damaged), so no diagnosis is possible",
+        )
     best = int(np.argmin(vloss))
     if n >= 3 and best < n - 1:
         rise = (vloss[-1] - vloss[best]) / max(abs(vloss[best]), 1e-12)
