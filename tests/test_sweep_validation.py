@@ -548,3 +548,16 @@ def test_local_sweep_with_device_cpu_runs_its_trials_on_the_cpu(
     assert meta["hardware"]["device"] == "cpu"
     assert main([*argv[:-1], "tpu"]) == 2
     assert "Invalid value for '--device'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("search", "size"),
+    [
+        ({"grid": {"learning_rate": [0.1] * 2000, "batch_size": list(range(1, 2001))}}, 4_000_000),
+        ({"random": {"n": 10**9, "params": {"learning_rate": "loguniform(1e-4, 1e-1)"}}}, 10**9),
+        ({"grid": {}, "repeats": 10**9}, 10**9),
+    ],
+)
+def test_a_huge_plan_is_refused_at_once(search: dict[str, Any], size: int) -> None:
+    with pytest.raises(SpecError, match=rf"would plan {size:,} trials, more than the 100,000"):
+        SweepSpec.from_dict(_spec_dict(**search))

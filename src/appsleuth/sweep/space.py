@@ -38,6 +38,9 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
 # The teaching material's column name for the hidden layer widths.
 _ALIASES = {"hidden_neurons": "hidden"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Plans are built and validated whole (and a SLURM array has a size limit of its own):
+# far larger searches are mistakes, and would take minutes just to plan.
+MAX_TRIALS = 100_000
 _EXECUTOR_FIELDS = ("kind", "workers", "threads_per_trial", "device")
 _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$", re.S)
 
@@ -415,7 +418,25 @@ class SweepSpec:
             )
         if self.random:
             self._random_parts()
+        size = self.size()
+        if size > MAX_TRIALS:
+            raise SpecError(
+                f"sweep {self.name!r} would plan {size:,} trials, more than the {MAX_TRIALS:,} "
+                f"one sweep may hold; split it into several sweeps or narrow the search"
+            )
         self.plan()  # every trial is validated (and names checked) now, before anything runs
+
+    def size(self) -> int:
+        """The number of trials, computed without building them."""
+        if self.grid:
+            points = math.prod(len(v) for v in self.grid.values())
+        elif self.zip:
+            points = len(next(iter(self.zip.values())))
+        elif self.random:
+            points = self._random_parts()[0]
+        else:
+            points = 1
+        return points * self.repeats
 
     def _random_parts(self) -> tuple[int, int, dict[str, Distribution]]:
         r = self.random
