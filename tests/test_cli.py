@@ -154,3 +154,20 @@ def test_unusable_output_path_is_a_clear_error(
     assert "Traceback" not in err
     assert match.format(**values) in err and "is an existing file, not a directory" in err
     assert file.read_text() == "keep me\n"
+
+
+def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) -> None:
+    from appsleuth.cli import _run_spec_from_options
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "train:\n  early_stopping: {monitor: val_accuracy, min_delta: 0.01, restore_best: false}\n"
+    )
+    spec = _run_spec_from_options(config, {"train": {"early_stopping": {"patience": 3}}})
+    es = spec.train.early_stopping
+    assert (es.monitor, es.min_delta, es.restore_best, es.patience) == (
+        "val_accuracy", 0.01, False, 3
+    )
+    plain = _run_spec_from_options(None, {"train": {"early_stopping": {"patience": 2}}})
+    assert plain.train.early_stopping.patience == 2
+    assert plain.train.early_stopping.monitor == "val_loss"

@@ -249,6 +249,9 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
                 continue
             if section == "split":
                 base["data"]["split"][key] = value
+            elif isinstance(value, dict) and isinstance(base[section].get(key), dict):
+                # e.g. --early-stopping sets the patience, keeping the config's monitor
+                base[section][key] = {**base[section][key], **value}
             else:
                 base[section][key] = value
     return RunSpec.from_dict(base)
