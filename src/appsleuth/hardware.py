@@ -25,6 +25,7 @@ __all__ = [
     "apply_device",
     "apply_thread_limits",
     "available_cores",
+    "check_device",
     "configure_backend",
     "describe_hardware",
     "detect_devices",
@@ -153,6 +154,17 @@ def _affinity() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def check_device(device: str) -> str:
+    """``device`` itself when it is ``auto``, ``cpu`` or ``gpu``.
+
+    Raises:
+        SpecError: Any other value.
+    """
+    if device not in DEVICES:
+        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    return device
+
+
 def apply_device(device: str) -> None:
     """Hide the GPUs (``cpu``), require one (``gpu``) or leave the choice (``auto``).
 
@@ -161,8 +173,7 @@ def apply_device(device: str) -> None:
     Raises:
         SpecError: ``device`` is invalid, or ``gpu`` and the backend sees no CUDA GPU.
     """
-    if device not in DEVICES:
-        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    check_device(device)
     os.environ.setdefault("KERAS_BACKEND", "jax")
     backend = _backend_name()
     if device == "cpu":
@@ -208,8 +219,7 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
             cores, or ``device="gpu"`` and the backend sees no CUDA GPU.
     """
     # Everything is validated before anything is changed, so an error leaves no half state.
-    if device not in DEVICES:
-        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    check_device(device)
     cores = available_cores()
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or threads < 1

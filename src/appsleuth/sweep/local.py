@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from appsleuth.errors import SpecError
-from appsleuth.hardware import DEVICES, apply_device, apply_thread_limits, available_cores
+from appsleuth.hardware import apply_device, apply_thread_limits, available_cores, check_device
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, run_trial
 
@@ -156,8 +156,7 @@ def run_local(
         SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores, or
             ``device`` is not one of auto, cpu, gpu.
     """
-    if device not in DEVICES:
-        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    check_device(device)
     if device == "gpu":
         _check_gpu()
     start = time.time()

@@ -41,6 +41,7 @@ from typing import Any
 
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan
 
@@ -290,8 +291,7 @@ def render_script(
     Returns:
         The script text.
     """
-    if device not in ("auto", "cpu", "gpu"):
-        raise SpecError(f"device must be 'auto', 'cpu' or 'gpu'; received device={device!r}")
+    check_device(device)
     sweep_dir = Path(os.path.abspath(sweep_dir))
     # Not resolved: a virtual environment's python is a symlink whose target lacks the venv.
     python = os.path.abspath(python or sys.executable)

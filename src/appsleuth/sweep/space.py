@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from appsleuth.errors import SpecError
+from appsleuth.hardware import check_device
 from appsleuth.run import validate_name
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, _from_dict, read_yaml_spec
 
@@ -223,10 +224,7 @@ class ExecutorSpec:
                 f"threads_per_trial must be a positive integer; received "
                 f"threads_per_trial={self.threads_per_trial!r}"
             )
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise SpecError(
-                f"device must be 'auto', 'cpu' or 'gpu'; received device={self.device!r}"
-            )
+        check_device(self.device)
         if not isinstance(self.options, Mapping):
             raise SpecError(
                 f"executor options must be a mapping of SLURM options (partition: short, "
