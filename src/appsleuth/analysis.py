@@ -28,6 +28,7 @@ from appsleuth.run import (
     HISTORY,
     METADATA,
     METRICS,
+    finite_number,
     metadata_problem,
     read_json_object,
     run_status,
@@ -88,13 +89,6 @@ def _section(d: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _number(value: Any) -> float | None:
-    # Files can be damaged or edited: only a finite real number is a result.
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return value
-    return None
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -107,16 +101,16 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
     malware = _section(metrics, "malware")
     fit = _section(metrics, "fit")
     return {
-        "epochs_run": _number(meta.get("epochs_run")),
-        **{k: _number(last.get(k)) for k in METRIC_COLUMNS},
-        "f1_macro": _number(_section(metrics, "macro_avg").get("f1")),
-        "moriarty_detection_rate": _number(malware.get("detection_rate")),
-        "moriarty_precision": _number(malware.get("precision")),
-        "moriarty_false_alarm_rate": _number(malware.get("false_alarm_rate")),
+        "epochs_run": finite_number(meta.get("epochs_run")),
+        **{k: finite_number(last.get(k)) for k in METRIC_COLUMNS},
+        "f1_macro": finite_number(_section(metrics, "macro_avg").get("f1")),
+        "moriarty_detection_rate": finite_number(malware.get("detection_rate")),
+        "moriarty_precision": finite_number(malware.get("precision")),
+        "moriarty_false_alarm_rate": finite_number(malware.get("false_alarm_rate")),
         "fit_diagnosis": _text(fit.get("diagnosis")) or _text(meta.get("fit_diagnosis")),
         "fit_reason": _text(fit.get("reason")),
-        "duration_s": _number(meta.get("wall_time_s")),
-        "seconds_per_epoch": _number(meta.get("seconds_per_epoch")),
+        "duration_s": finite_number(meta.get("wall_time_s")),
+        "seconds_per_epoch": finite_number(meta.get("seconds_per_epoch")),
         "engine": _text(meta.get("engine")),
         "slurm_job_id": meta.get("SLURM_JOB_ID"),
         "error": _text(meta.get("error")),
@@ -236,7 +230,7 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
 # --- values on an axis ---------------------------------------------------------------------
 
 
-def _is_number(v: Any) -> bool:
+def _isfinite_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
@@ -255,10 +249,10 @@ def _key(v: Any) -> tuple[Any, ...]:
     """A matching key: 18, "[18]" and [18] are the same value; floats compare rounded."""
     v = _parsed(v)
     if isinstance(v, list | tuple):
-        if all(_is_number(e) for e in v):
+        if all(_isfinite_number(e) for e in v):
             return tuple(round(float(e), 12) for e in v)
         return ("s", str(v))
-    if _is_number(v) and math.isfinite(float(v)):
+    if _isfinite_number(v) and math.isfinite(float(v)):
         return (round(float(v), 12),)
     return ("s", str(v))
 
@@ -266,8 +260,8 @@ def _key(v: Any) -> tuple[Any, ...]:
 def _fmt_value(v: Any) -> str:
     v = _parsed(v)
     if isinstance(v, list | tuple):
-        return str([int(e) if _is_number(e) and float(e).is_integer() else e for e in v])
-    if _is_number(v):
+        return str([int(e) if _isfinite_number(e) and float(e).is_integer() else e for e in v])
+    if _isfinite_number(v):
         f = float(v)
         return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:g}"
     return str(v)
@@ -281,7 +275,7 @@ class _Axis:
         for v in values:
             keys.setdefault(_key(v), v)
         self.numeric = all(
-            len(k) == 1 and _is_number(k[0]) and not isinstance(_parsed(v), list | tuple)
+            len(k) == 1 and _isfinite_number(k[0]) and not isinstance(_parsed(v), list | tuple)
             for k, v in keys.items()
         )
         if self.numeric:
@@ -290,7 +284,7 @@ class _Axis:
         else:
             # Hidden-layer lists read best by depth, then width: [18], [18, 18], ...
             def sort_key(k: tuple[Any, ...]) -> tuple[Any, ...]:
-                numeric = all(_is_number(e) for e in k)
+                numeric = all(_isfinite_number(e) for e in k)
                 return (0, len(k), k) if numeric else (1, 0, str(k))
 
             order = sorted(keys, key=sort_key)

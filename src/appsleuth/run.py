@@ -42,6 +42,7 @@ __all__ = [
     "RunResult",
     "TrainingDivergedError",
     "evaluate_run",
+    "finite_number",
     "load_data",
     "load_run",
     "metadata_problem",
@@ -145,6 +146,16 @@ def run_status(run_dir: str | os.PathLike[str]) -> str:
 _RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number (not a bool), else None.
+
+    Files can be damaged or edited: only such a value is ever taken as a result.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def metadata_problem(meta: dict[str, Any]) -> str | None:
     """What is wrong with a complete run's metadata, or None when it is well-formed."""
 
@@ -156,7 +167,7 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
         return f"last_results must be a mapping; found {last!r}"
     for key in _RESULT_KEYS:
         value = last.get(key)
-        if not number(value) or not math.isfinite(value) or value < 0:
+        if finite_number(value) is None or value < 0:
             return f"last_results.{key} must be a non-negative number; found {value!r}"
         if key.endswith("accuracy") and value > 1:
             return f"last_results.{key} must be at most 1; found {value!r}"

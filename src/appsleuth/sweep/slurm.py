@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import os
 import re
 import shlex
@@ -43,7 +42,7 @@ from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
-from appsleuth.sweep.store import read_plan
+from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 
 __all__ = [
     "JOURNAL",
@@ -593,16 +592,11 @@ class SlurmTrialState:
     @property
     def duration_s(self) -> float | None:
         """Wall time of a finished trial."""
-        value = (self.metadata or {}).get("wall_time_s")
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if number and math.isfinite(value) else None
+        return trial_wall_time(self.metadata)
 
     def last(self, key: str) -> float | None:
         """A final-epoch metric of a complete trial."""
-        if self.status != "complete":
-            return None  # damaged records count as incomplete, so never shown as results
-        value = (self.metadata or {}).get("last_results", {}).get(key)
-        return float(value) if value is not None else None
+        return trial_result(self.status, self.metadata, key)
 
 
 def classify_trials(

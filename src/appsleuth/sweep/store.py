@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 from appsleuth.errors import DataError, SpecError
 from appsleuth.run import (
     _atomic_write_text,
+    finite_number,
     read_json_object,
     read_metadata,
     run_status,
@@ -44,7 +44,9 @@ __all__ = [
     "prepare_sweep_dir",
     "read_plan",
     "read_sweep_spec",
+    "trial_result",
     "trial_states",
+    "trial_wall_time",
 ]
 
 MANIFEST = "manifest.json"
@@ -239,16 +241,27 @@ class TrialState:
     @property
     def duration_s(self) -> float | None:
         """Wall time of a finished trial."""
-        value = (self.metadata or {}).get("wall_time_s")
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if number and math.isfinite(value) else None
+        return trial_wall_time(self.metadata)
 
     def last(self, key: str) -> float | None:
         """A final-epoch metric (``loss``, ``val_accuracy``, ...) of a complete trial."""
-        if self.status != "complete":
-            return None  # damaged records count as incomplete, so never shown as results
-        value = (self.metadata or {}).get("last_results", {}).get(key)
-        return float(value) if value is not None else None
+        return trial_result(self.status, self.metadata, key)
+
+
+def trial_wall_time(metadata: dict[str, Any] | None) -> float | None:
+    """A trial's recorded wall time in seconds, when it is a finite number."""
+    return finite_number((metadata or {}).get("wall_time_s"))
+
+
+def trial_result(status: str, metadata: dict[str, Any] | None, key: str) -> float | None:
+    """A final-epoch metric (``loss``, ``val_accuracy``, ...) of a complete trial.
+
+    A damaged record makes the run incomplete (see :func:`~appsleuth.run.run_status`), so
+    only the well-formed results of complete trials are ever returned.
+    """
+    if status != "complete":
+        return None
+    return finite_number((metadata or {}).get("last_results", {}).get(key))
 
 
 def trial_states(sweep_dir: str | os.PathLike[str]) -> list[TrialState]:
