@@ -88,15 +88,15 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
             best = (score, run_dir)
     if best is None:
         own = path / "model_metadata.json"
-        if own.is_file() and read_metadata(path) is None:
+        meta = read_metadata(path)
+        if own.is_file() and meta is None:
             raise DataError(
                 f"{own} is damaged (not a readable JSON object), so {path} is not a usable "
                 f"run; train it again (appsleuth train ... --force) or restore the file"
             )
-        status = read_metadata(path)
-        if status and status.get("status") == "failed":
+        if meta and meta.get("status") == "failed":
             raise DataError(
-                f"{path} holds a failed run ({status.get('error', 'no error recorded')}); "
+                f"{path} holds a failed run ({meta.get('error', 'no error recorded')}); "
                 f"predict needs a complete one"
             )
         raise DataError(
