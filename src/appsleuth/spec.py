@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import SpecError
 
@@ -111,25 +112,6 @@ def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise SpecError(f"{name} must be one of {', '.join(choices)}; received {name}={value!r}")
-
-
-def _from_dict(cls: type, d: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, Mapping):
-        raise SpecError(f"{where} must be a mapping of fields; received {where}={d!r}")
-    for key in d:
-        if not isinstance(key, str):
-            raise SpecError(
-                f"the keys of {where} must be field names (text); received the key {key!r} "
-                f"({type(key).__name__}) in {where}"
-            )
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise SpecError(
-            f"unknown {where} field(s) {', '.join(map(str, unknown))}; valid "
-            f"fields: {', '.join(sorted(names))}"
-        )
-    return dict(d)
 
 
 def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:

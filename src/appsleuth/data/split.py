@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from appsleuth._fields import fields_from_mapping
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
@@ -94,22 +95,7 @@ class SplitSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SplitSpec:
         """Build from :meth:`to_dict` output; unknown keys are an error."""
-        if not isinstance(d, dict):
-            raise SpecError(f"split must be a mapping; received split={d!r}")
-        for key in d:
-            if not isinstance(key, str):
-                raise SpecError(
-                    f"the keys of split must be field names (text); received the key "
-                    f"{key!r} ({type(key).__name__}) in split"
-                )
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(
-                f"unknown split field(s) {', '.join(unknown)}; valid fields: "
-                f"{', '.join(sorted(names))}"
-            )
-        return cls(**d)
+        return cls(**fields_from_mapping(cls, d, "split"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
