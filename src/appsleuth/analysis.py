@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.plots import _pyplot
 from appsleuth.run import (
@@ -213,10 +214,9 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
     param = _canonical(column)
     df = df.rename(columns={column: param})
     for col in METRIC_COLUMNS:
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
+        values, bad = parse_numbers(df[col])
+        if len(bad):
+            i = int(bad[0])
             raise DataError(
                 f"published results file {path}: column {col!r} must hold numbers, but data "
                 f"row {i} (line {i + 2}) holds {df[col].iloc[i]!r}"

@@ -27,6 +27,7 @@ from appsleuth.data.load import (
     check_name_matches_content,
     csv_line_numbers,
     infinite_mask,
+    parse_numbers,
 )
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.evaluate import metrics_from_confusion
@@ -301,10 +302,9 @@ def _numeric_parquet_columns(
         if kind != pa.float64() or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
             continue
         values = frame[col]
-        converted = pd.to_numeric(values, errors="coerce")
-        bad = converted.isna() & values.notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
+        converted, bad = parse_numbers(values)
+        if len(bad):
+            i = int(bad[0])
             raise DataError(
                 f"data file {path}: feature column {col!r} must be numeric, but data row "
                 f"{offset + i} holds {values.iloc[i]!r}"
@@ -372,9 +372,9 @@ def _locate_bad_value(
     for chunk in _chunks(path, columns, types, chunk_rows, encoding):
         for col in numeric:
             values = chunk[col]
-            bad = pd.to_numeric(values, errors="coerce").isna() & values.notna()
-            if bad.any():
-                row = offset + int(np.flatnonzero(bad.to_numpy())[0])
+            _, bad = parse_numbers(values)
+            if len(bad):
+                row = offset + int(bad[0])
                 # Blank lines and quoted line breaks move rows off "row + 2".
                 line = csv_line_numbers(path, [row], encoding=encoding).get(row)
                 where = f"data row {row}" + (f" (line {line})" if line else "")

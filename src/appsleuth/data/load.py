@@ -47,6 +47,7 @@ __all__ = [
     "from_dataframe",
     "load_sherlock",
     "nonfinite_values",
+    "parse_numbers",
 ]
 
 _NULL_STRINGS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
@@ -889,6 +890,16 @@ def check_feature_dtypes(df: pd.DataFrame, features: Sequence[str], where: str) 
             )
 
 
+def parse_numbers(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """``col`` read as numbers, and the positions of its present values that are none.
+
+    Missing values stay missing and are not counted; every reader that must name the
+    first value that is not a number (loading, prediction, published results) uses this.
+    """
+    converted = pd.to_numeric(col, errors="coerce")
+    return converted, np.flatnonzero((converted.isna() & col.notna()).to_numpy())
+
+
 def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         return col.astype(np.int64)
@@ -896,14 +907,13 @@ def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Se
         return col
     if col.isna().all():
         return pd.Series(np.nan, index=col.index, dtype=np.float64, name=col.name)
-    converted = pd.to_numeric(col, errors="coerce")
-    bad = converted.isna() & col.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+    converted, bad = parse_numbers(col)
+    if len(bad):
+        row = int(bad[0])
         value = col.iloc[row]
         raise DataError(
             f"{where}: feature column {name!r} must be numeric, but {rows.name(row)} "
-            f"holds {value!r} ({int(bad.sum())} such value(s) in all); "
+            f"holds {value!r} ({len(bad)} such value(s) in all); "
             f"fix the value, or leave the column out of the features"
         )
     return converted
