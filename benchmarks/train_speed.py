@@ -182,7 +182,9 @@ def _run(python: str, backend: str, engine: str, data: Path, epochs: int, spe: i
     if engine == "floor":
         label = "floor (hand-written JAX loop)"
     print(f"running {label} ...", flush=True)
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(REPO / "src")}
+    # Prepend, not replace: the interpreter may find Keras itself through PYTHONPATH.
+    path = os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
     command = [python, __file__, "--worker", engine, "--data", str(data), "--epochs", str(epochs)]
     done = subprocess.run(
         [*command, "--spe", str(spe)], capture_output=True, text=True, env=env, check=False
@@ -193,7 +195,8 @@ def _run(python: str, backend: str, engine: str, data: Path, epochs: int, spe: i
     print(
         f"  epochs (s): {', '.join(f'{t:.3f}' for t in result['epoch_seconds'])}; "
         f"val_accuracy {result['val_accuracy']:.4f}; peak RSS {result['peak_rss_mb']:.0f} MB; "
-        f"whole run incl. compilation {result['total_seconds']:.1f} s",
+        f"whole run incl. compilation {result['total_seconds']:.1f} s; "
+        f"on {result.get('platform', 'cpu')}",
         flush=True,
     )
     return result
@@ -265,9 +268,21 @@ def _worker(engine: str, data: Path, epochs: int, spe: int) -> None:
                 "val_accuracy": history.history["val_accuracy"][-1],
                 "peak_rss_mb": peak_kb / 1024,
                 "total_seconds": total,
+                "platform": _platform(),
             }
         )
     )
+
+
+def _platform() -> str:
+    """The device the backend trained on ("cpu", "gpu"); TensorFlow runs are CPU-only here."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return "cpu"
+    import jax
+
+    return jax.devices()[0].platform
 
 
 def _floor_worker(x, y, xv, yv, epochs: int) -> None:
@@ -337,6 +352,7 @@ def _floor_worker(x, y, xv, yv, epochs: int) -> None:
                 "val_accuracy": val_accuracy,
                 "peak_rss_mb": peak_kb / 1024,
                 "total_seconds": time.perf_counter() - start,
+                "platform": _platform(),
             }
         )
     )

@@ -10,7 +10,14 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from appsleuth import bench
-from appsleuth.bench import BenchSettings, print_bench, run_bench, thread_counts, worker_splits
+from appsleuth.bench import (
+    BenchSettings,
+    gpu_worker_splits,
+    print_bench,
+    run_bench,
+    thread_counts,
+    worker_splits,
+)
 
 # Smallest meaningful run: both engines at 1 thread (a fresh process each) and one sweep
 # of 1 worker; `bench --quick` measures more and is for people, not for the test suite.
@@ -35,6 +42,51 @@ def test_thread_counts_and_splits():
     assert worker_splits(6) == [(6, 1), (3, 2), (1, 6)]
     assert len(worker_splits(64)) == 4
     assert worker_splits(64)[0] == (64, 1) and worker_splits(64)[-1] == (1, 64)
+
+
+@pytest.mark.parametrize(
+    ("cores", "expected"), [(1, [(1, 1)]), (2, [(1, 2), (2, 1)]), (16, [(1, 16), (4, 4)])]
+)
+def test_gpu_worker_splits(cores, expected):
+    assert gpu_worker_splits(cores) == expected
+
+
+def _engine(device, seconds):
+    return {"engine": "fused", "threads": 2, "device": device, "s_per_epoch": seconds}
+
+
+def _sweep(device, workers, rate):
+    return {"workers": workers, "threads": 1, "device": device, "steady_trials_per_min": rate}
+
+
+@pytest.mark.parametrize(
+    ("gpu_seconds", "gpu_rate", "single", "sweeps"),
+    [
+        (0.5, 30.0, "the CPU is 5.0x faster", "the GPU is 1.5x faster"),
+        (0.05, 10.0, "the GPU is 2.0x faster", "the CPU is 2.0x faster"),
+    ],
+)
+def test_recommendation_compares_gpu_with_cpu(gpu_seconds, gpu_rate, single, sweeps):
+    result = {
+        "engines": [_engine("cpu", 0.1), _engine("cpu", 0.2), _engine("gpu", gpu_seconds)],
+        "sweep": [_sweep("cpu", 2, 20.0), _sweep("cpu", 1, 12.0), _sweep("gpu", 4, gpu_rate)],
+    }
+    rec = bench._recommend(result)
+    gpu_lines = [line for line in rec["text"] if line.startswith("GPU")]
+    assert len(gpu_lines) == 2
+    assert single in gpu_lines[0] and "0.100 on the CPU" in gpu_lines[0]
+    assert sweeps in gpu_lines[1] and "4 workers x 1 thread on the GPU" in gpu_lines[1]
+    assert rec["gpu_single_run_speedup"] == pytest.approx(0.1 / gpu_seconds)
+    assert rec["gpu_sweep_speedup"] == pytest.approx(gpu_rate / 20.0)
+    # The CPU split recommendation ignores GPU rows.
+    assert rec["sweep"]["workers"] == 2
+
+
+def test_recommendation_without_gpu_has_no_gpu_line():
+    result = {"engines": [_engine("cpu", 0.1)], "sweep": [_sweep("cpu", 1, 12.0)]}
+    rec = bench._recommend(result)
+    assert rec["text"] and not any(line.startswith("GPU") for line in rec["text"])
+    assert "gpu_single_run_speedup" not in rec
 
 
 def test_result_is_well_formed(tiny):

@@ -574,9 +574,7 @@ def baselines(
     show_default=True,
     help="Rows read and predicted at a time.",
 )
-@click.option(
-    "--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV file."
-)
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing predictions file.")
 def predict(
     run_dir: Path,
