@@ -120,6 +120,10 @@ def test_json_roundtrip(table, tmp_path: Path) -> None:
         (lambda d: d.pop("classes"), r"is damaged: KeyError"),
         (lambda d: d.update(scale=[1.0]), "its scaling does not match"),
         (lambda d: d.update(scaling="log"), r"is damaged: SpecError"),
+        (lambda d: d["scale"].__setitem__(0, float("inf")), "finite positive scales"),
+        (lambda d: d["scale"].__setitem__(0, 0.0), "finite positive scales"),
+        (lambda d: d["offset"].__setitem__(0, float("nan")), "finite offsets"),
+        (lambda d: d["classes"].__setitem__(1, d["classes"][0]), "a class named twice"),
     ],
 )
 def test_tampered_file(table, tmp_path: Path, mutate, message: str) -> None:

@@ -17,6 +17,7 @@ from appsleuth.run import (
     HISTORY,
     METADATA,
     MODEL,
+    PREPROCESSOR,
     RunExistsError,
     evaluate_run,
     load_run,
@@ -293,6 +294,47 @@ def test_load_refuses_incomplete_and_tampered(run, tmp_path: Path) -> None:
     (copy / METADATA).write_text(json.dumps(meta))
     with pytest.raises(DataError, match="has format_version 99"):
         load_run(copy)
+
+
+def _rechecksum(run_dir: Path, name: str) -> None:
+    import hashlib
+
+    meta = read_metadata(run_dir)
+    meta["files"][name] = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+    (run_dir / METADATA).write_text(json.dumps(meta))
+
+
+def test_edited_and_rechecksummed_files_that_disagree_are_refused(run, tmp_path: Path) -> None:
+    import shutil
+
+    from appsleuth._keras import import_keras
+
+    keras = import_keras()
+    fewer = tmp_path / "fewer-classes"
+    shutil.copytree(run.run_dir, fewer)
+    pre = json.loads((fewer / PREPROCESSOR).read_text())
+    n_classes = len(pre["classes"])
+    pre["classes"] = pre["classes"][:-1]
+    (fewer / PREPROCESSOR).write_text(json.dumps(pre))
+    _rechecksum(fewer, PREPROCESSOR)
+    with pytest.raises(
+        DataError,
+        match=rf"has {n_classes} output\(s\) but .*names {n_classes - 1} classes .*do not belong",
+    ):
+        load_run(fewer)
+
+    wider = tmp_path / "other-inputs"
+    shutil.copytree(run.run_dir, wider)
+    n_inputs = load_run(run.run_dir).preprocessor.n_outputs
+    other = keras.Sequential(
+        [keras.Input(shape=(n_inputs + 2,)), keras.layers.Dense(n_classes, activation="softmax")]
+    )
+    other.save(wider / MODEL)
+    _rechecksum(wider, MODEL)
+    with pytest.raises(
+        DataError, match=rf"takes {n_inputs + 2} input column\(s\) but .* produces {n_inputs}"
+    ):
+        load_run(wider)
 
 
 def test_lambda_layer_is_refused_in_safe_mode(run, tmp_path: Path) -> None:

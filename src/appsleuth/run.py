@@ -864,7 +864,34 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         raise DataError(f"{run_dir / MODEL} cannot be loaded: {exc}") from exc
     except Exception as exc:
         raise DataError(f"{run_dir / MODEL} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    _check_model_fits(model, preprocessor, run_dir)
     return LoadedRun(run_dir=run_dir, model=model, preprocessor=preprocessor, metadata=meta)
+
+
+def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
+    """The model's input and output widths agree with the preprocessing's columns and classes.
+
+    Checksums stop accidental damage; this stops a preprocessing file that was edited and
+    re-checksummed, which would otherwise map outputs to the wrong class names.
+    """
+    n_classes = len(pre.classes)
+    expected_out = 1 if n_classes == 2 else n_classes
+    try:
+        n_in = int(model.inputs[0].shape[-1])
+        n_out = int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        raise DataError(f"{run_dir / MODEL} is not a model with one input and one output") from None
+    if n_in != pre.n_outputs:
+        raise DataError(
+            f"{run_dir / MODEL} takes {n_in} input column(s) but {run_dir / PREPROCESSOR} "
+            f"produces {pre.n_outputs}; the two files do not belong together"
+        )
+    if n_out != expected_out:
+        raise DataError(
+            f"{run_dir / MODEL} has {n_out} output(s) but {run_dir / PREPROCESSOR} names "
+            f"{n_classes} classes (expected {expected_out} output(s)); the two files do not "
+            f"belong together"
+        )
 
 
 def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame) -> dict[str, Any]:

@@ -286,11 +286,14 @@ class Preprocessor:
             p._offset.shape != (n,)
             or p._scale.shape != (n,)
             or len(p.classes) < 2
-            or not (np.all(np.isfinite(p._offset)) and np.all(p._scale > 0))
+            or len(set(p.classes)) != len(p.classes)
+            or not (np.all(np.isfinite(p._offset)) and np.all(np.isfinite(p._scale)))
+            or not np.all(p._scale > 0)
         ):
             raise DataError(
                 f"{source} is damaged: its scaling does not match its "
-                f"{n} numeric features, or it has fewer than two classes"
+                f"{n} numeric features (finite offsets, finite positive scales), or it has "
+                f"fewer than two classes or a class named twice"
             )
         return p
 
