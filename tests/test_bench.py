@@ -148,3 +148,15 @@ def test_command_rejects_one_epoch():
     done = CliRunner().invoke(bench.bench_command, ["--epochs", "1"])
     assert done.exit_code == 2
     assert "--epochs" in done.output
+
+
+def test_unwritable_out_fails_before_measuring(tmp_path, monkeypatch):
+    def no_measuring():
+        raise AssertionError("measured although the output directory is unusable")
+
+    monkeypatch.setattr(bench, "_detect_in_subprocess", no_measuring)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="file"):
+        run_bench(_TINY, out=blocker / "results")
+    assert blocker.read_text() == "x"

@@ -448,16 +448,21 @@ def run_bench(
 
     Args:
         settings: Sizes. Defaults to ``BenchSettings()`` (under 2 minutes on 2 cores).
-        out: Directory for ``bench.json`` and ``bench.png``; None writes nothing.
-            Defaults to ``bench-results``.
+        out: Directory for ``bench.json`` and ``bench.png``, checked for writing before
+            anything is measured; None writes nothing. Defaults to ``bench-results``.
         echo: Called with a progress line before each measurement. Defaults to none.
 
     Returns:
         The result: ``device``, ``settings``, ``engines`` (one row per engine, threads
         and device), ``sweep`` (one row per workers x threads), ``recommendation``.
+
+    Raises:
+        OSError: ``out`` cannot be created or written; raised before measuring.
     """
     settings = settings or BenchSettings()
     say = echo or (lambda _line: None)
+    if out is not None:
+        _check_writable(Path(out))  # before minutes of measuring, not after
     devices = _detect_in_subprocess()
     cores = available_cores()
     backend = devices["backend"]
@@ -513,6 +518,17 @@ def run_bench(
     if out is not None:
         _save(result, Path(out))
     return result
+
+
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and write a probe file there.
+
+    Raises:
+        OSError: ``out`` cannot be created or written (the message names the path).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out, prefix=".bench-probe-"):
+        pass
 
 
 def _save(result: dict[str, Any], out: Path) -> None:
