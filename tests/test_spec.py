@@ -70,6 +70,8 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
         ({"metrics": ["f2"]}, r"metrics must be one of accuracy, .*received metrics='f2'"),
         ({"class_weight": "inverse"}, r"class_weight must be 'none', 'balanced' or a mapping"),
         ({"class_weight": {"Gmail": 0}}, r"received class_weight\['Gmail'\]=0"),
+        ({"class_weight": {"Gmail": 1e39}}, r"up to 1,000,000 .*class_weight\['Gmail'\]=1e\+39"),
+        ({"class_weight": {"Gmail": float("nan")}}, r"class_weight\['Gmail'\]=nan"),
         ({"engine": "fast"}, r"engine must be one of auto, fused, fit; received engine='fast'"),
         ({"early_stopping": 5}, r"early_stopping must be a mapping of fields or null"),
         (
@@ -88,7 +90,9 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"rows": 0}, r"rows must be a positive integer; received rows=0"),
+        ({"rows": 0}, r"rows must be an integer of at least 50 .*; received rows=0"),
+        ({"rows": 49}, r"rows must be an integer of at least 50 .*; received rows=49"),
+        ({"rows": "1e5"}, r"received rows='1e5' \(it is text"),
         ({"synth_seed": 99999999999}, r"synth_seed must be an integer from 0 to 4294967295"),
         ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),
         ({"apps": []}, r"apps must be a non-empty list of names"),

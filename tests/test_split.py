@@ -99,6 +99,9 @@ def test_group_split_keeps_groups_apart() -> None:
         ({"val_fraction": 0.6, "test_fraction": 0.5}, r"must leave training rows"),
         ({"seed": -1}, r"seed must be a non-negative integer; received seed=-1"),
         ({"n_blocks": 1}, r"n_blocks must be an integer >= 2; received n_blocks=1"),
+        ({"group_column": 5}, r"group_column must be a column name; received group_column=5"),
+        ({"group_column": ""}, r"group_column must be a column name; received group_column=''"),
+        ({"time_column": 3}, r"time_column must be a column name or null; received time_col"),
     ],
 )
 def test_invalid_specs(kwargs: dict, message: str) -> None:
@@ -156,3 +159,12 @@ def test_leakage_rate_features_as_a_string() -> None:
     )
     with pytest.raises(DataError, match=r"features must name at least one column"):
         leakage_rate(train, val, [])
+
+
+def test_blocked_split_refuses_blocks_of_single_rows() -> None:
+    df = _timed_table(n_per_app=20)  # 18 apps x 20 rows: at most 10 blocks of 2 rows
+    assert len(split_data(df, kind="blocked", n_blocks=10).train) > 0
+    with pytest.raises(
+        DataError, match=r"n_blocks=11 blocks per class would leave blocks of under two rows"
+    ):
+        split_data(df, kind="blocked", n_blocks=11)

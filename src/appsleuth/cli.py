@@ -15,6 +15,7 @@ import click
 
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.spec import MIN_EMBEDDED_ROWS
 
 __all__ = ["cli", "main"]
 
@@ -296,7 +297,7 @@ def _task_options(f: Any) -> Any:
         ),
         click.option(
             "--rows",
-            type=click.IntRange(min=50),
+            type=click.IntRange(min=MIN_EMBEDDED_ROWS),
             default=None,
             help="Rows of embedded data (default: 273,129).",
         ),

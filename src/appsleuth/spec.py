@@ -45,6 +45,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_MAX_WEIGHT = 1e6
+MIN_EMBEDDED_ROWS = 50
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -342,10 +346,11 @@ class TrainSpec:
         cw = self.class_weight
         if isinstance(cw, Mapping):
             for app, w in cw.items():
-                if not isinstance(app, str) or not _is_number(w) or w <= 0:
+                if not isinstance(app, str) or not _is_number(w) or not 0 < w <= _MAX_WEIGHT:
                     raise SpecError(
-                        f"class_weight must map app names to positive numbers; "
-                        f"received class_weight[{app!r}]={w!r}"
+                        f"class_weight must map app names to positive numbers up to "
+                        f"{_MAX_WEIGHT:,.0f} (weights are relative; larger ones overflow "
+                        f"the loss); received class_weight[{app!r}]={w!r}"
                     )
             object.__setattr__(self, "class_weight", dict(cw))
         elif cw not in ("none", "balanced"):
@@ -403,8 +408,12 @@ class DataSpec:
             if not isinstance(self.path, str | os.PathLike) or not str(self.path):
                 raise SpecError(f"data path must be a file path; received path={self.path!r}")
             object.__setattr__(self, "path", str(self.path))
-        if self.rows is not None:
-            _positive_int("rows", self.rows)
+        if self.rows is not None and (not _is_int(self.rows) or self.rows < MIN_EMBEDDED_ROWS):
+            raise SpecError(
+                f"rows must be an integer of at least {MIN_EMBEDDED_ROWS} (fewer rows of "
+                f"embedded data leave apps without rows to learn from); received "
+                f"rows={self.rows!r}{_quoted_number_hint(self.rows)}"
+            )
         _seed("synth_seed", self.synth_seed)
         if not isinstance(self.label, str) or not self.label:
             raise SpecError(f"label must be a column name; received label={self.label!r}")

@@ -79,6 +79,13 @@ class SplitSpec:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SpecError(f"seed must be a non-negative integer; received seed={self.seed!r}")
+        for name in ("group_column", "time_column"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (
+                name == "time_column" and value is None
+            ):
+                empty = " or null" if name == "time_column" else ""
+                raise SpecError(f"{name} must be a column name{empty}; received {name}={value!r}")
         if (
             isinstance(self.n_blocks, bool)
             or not isinstance(self.n_blocks, int)
@@ -164,6 +171,15 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
             raise DataError(
                 f"{info.dataset}: time column {time_column!r} for the blocked "
                 f"split is not in the table"
+            )
+        n_classes = len(pd.unique(labels))
+        most = max(2, n // (2 * n_classes))
+        if spec.n_blocks > most:
+            # Blocks of one row would make the blocked split a random one, which leaks.
+            raise DataError(
+                f"{info.dataset}: n_blocks={spec.n_blocks} blocks per class would leave "
+                f"blocks of under two rows ({n:,} rows, {n_classes} classes); the blocked "
+                f"split keeps runs of neighbouring rows together: use n_blocks <= {most}"
             )
         order = (
             np.arange(n)
