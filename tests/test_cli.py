@@ -37,6 +37,34 @@ def test_check_real_file_json(shared_data: Path, capsys: pytest.CaptureFixture[s
     assert report["findings"][0]["data"]["counts"] == {"Facebook": 121, "WhatsApp": 79}
 
 
+@pytest.mark.parametrize(
+    ("keep", "summary", "note"),
+    [
+        ("Facebook", "one class, Facebook", ""),
+        (None, "no label column", "has no label column 'ApplicationName' (--label names"),
+    ],
+)
+def test_check_reports_files_that_training_would_refuse(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], keep, summary, note
+) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(shared_data / "sherlock_mystery.csv")
+    if keep:
+        df = df[df["ApplicationName"] == keep]
+    else:
+        df = df.drop(columns="ApplicationName")
+    path = tmp_path / "odd.csv"
+    df.to_csv(path, index=False)
+    assert main(["data", "check", str(path), "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    classes = report["findings"][0]
+    assert classes["key"] == "classes" and classes["severity"] == "problem"
+    assert summary in classes["summary"]
+    assert note in captured.err
+
+
 def test_check_embedded_data_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", "--rows", "3000", "--split", "blocked"]) == 0
     out = capsys.readouterr().out

@@ -118,6 +118,7 @@ def _load(
     features: list[str] | None,
     encoding: str,
     rows: int | None = None,
+    require_label: bool = True,
 ) -> Any:
     from appsleuth.data.load import load_sherlock
     from appsleuth.data.tables import embedded_data
@@ -129,7 +130,9 @@ def _load(
 
             df = select_features(df, features)
         return df
-    return load_sherlock(path, label=label, features=features, encoding=encoding)
+    return load_sherlock(
+        path, label=label, features=features, encoding=encoding, require_label=require_label
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -180,9 +183,21 @@ def data_check(
     from appsleuth.data.quality import check_data
 
     split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
+    # A report is most useful where training would refuse the file (one class, no label).
     df = _load(
-        str(file) if file else None, label=label, features=features, encoding=encoding, rows=rows
+        str(file) if file else None,
+        label=label,
+        features=features,
+        encoding=encoding,
+        rows=rows,
+        require_label=False,
     )
+    if label not in df.columns:
+        click.echo(
+            f"note: {file} has no label column {label!r} (--label names another); the "
+            f"report covers the features only",
+            err=True,
+        )
     report = check_data(df, split=split)
     if as_json:
         click.echo(report.to_json())
