@@ -50,10 +50,7 @@ def test_check_reports_files_that_training_would_refuse(
     import pandas as pd
 
     df = pd.read_csv(shared_data / "sherlock_mystery.csv")
-    if keep:
-        df = df[df["ApplicationName"] == keep]
-    else:
-        df = df.drop(columns="ApplicationName")
+    df = df[df["ApplicationName"] == keep] if keep else df.drop(columns="ApplicationName")
     path = tmp_path / "odd.csv"
     df.to_csv(path, index=False)
     assert main(["data", "check", str(path), "--json"]) == 0

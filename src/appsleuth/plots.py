@@ -137,15 +137,13 @@ def plot_confusion_matrix(
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Save a figure atomically (temporary name, then rename) and close it."""
-    import os
+    from appsleuth._atomic import atomic_output
 
     plt = _pyplot()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        with atomic_output(path, keep_suffix=True) as tmp:
+            fig.savefig(tmp, dpi=dpi)
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
     return path

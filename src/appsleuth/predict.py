@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
+from appsleuth._atomic import errors_name_target, temporary_path
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
@@ -462,8 +463,7 @@ def predict_file(
         types[pre.label] = pa.string()
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    skipped_tmp = skipped_path.with_name(f".{skipped_path.name}.tmp-{os.getpid()}")
+    tmp, skipped_tmp = temporary_path(out), temporary_path(skipped_path)
     n_rows = n_pred = n_skip = n_unknown = 0
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
@@ -472,6 +472,8 @@ def predict_file(
     writer: pa_csv.CSVWriter | None = None
     try:
         with (
+            errors_name_target(tmp, out),
+            errors_name_target(skipped_tmp, skipped_path),
             open(tmp, "wb") as fh,
             open(skipped_tmp, "w", encoding="utf-8", newline="") as skipped_fh,
         ):

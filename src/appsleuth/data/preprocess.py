@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from appsleuth._atomic import atomic_output
 from appsleuth.data.load import frame_info, infinite_mask
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 
@@ -300,9 +301,8 @@ class Preprocessor:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically (temporary name, then rename)."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
         return path
 
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from appsleuth._atomic import atomic_output
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
 from appsleuth.errors import AppSleuthError, DataError
 
@@ -50,15 +51,11 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool =
             f"output file {path} already exists; pass --force (force=True) to overwrite it"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         if name.endswith(".parquet"):
             df.to_parquet(tmp, index=True)
         else:
             df.to_csv(tmp, index=True, compression="gzip" if name.endswith(".gz") else None)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -1,0 +1,61 @@
+"""Atomic output: the target appears whole or not at all, and errors name the target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appsleuth._atomic import atomic_output, temporary_path
+
+
+def test_success_renames_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    with atomic_output(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.json.tmp-")
+        tmp.write_text("new")
+        assert not target.exists()  # nothing visible before the rename
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_failure_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    def write_half() -> None:
+        with atomic_output(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer broke")
+
+    with pytest.raises(RuntimeError, match="writer broke"):
+        write_half()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_os_errors_name_the_target_not_the_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "missing-dir" / "out.csv"
+    def write() -> None:
+        with atomic_output(target) as tmp:
+            tmp.write_text("x")
+
+    with pytest.raises(FileNotFoundError) as caught:
+        write()
+    assert caught.value.filename == str(target)
+    assert ".tmp-" not in str(caught.value)
+
+
+def test_other_os_errors_pass_unchanged(tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.txt"
+    def write() -> None:
+        with atomic_output(tmp_path / "out.txt"):
+            other.with_name("nope").joinpath("x").read_text()
+
+    with pytest.raises(FileNotFoundError) as caught:
+        write()
+    assert "nope" in caught.value.filename
+
+
+def test_suffix_kept_for_format_sniffing_writers(tmp_path: Path) -> None:
+    tmp = temporary_path(tmp_path / "plot.png", keep_suffix=True)
+    assert tmp.suffix == ".png" and tmp.name.startswith(".plot.tmp-")
