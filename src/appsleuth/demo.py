@@ -66,7 +66,7 @@ def run_demo(
     from appsleuth.data.tables import embedded_data, write_table
     from appsleuth.predict import predict_file
     from appsleuth.report import write_report
-    from appsleuth.run import train
+    from appsleuth.run import _atomic_write_text, train
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
     from appsleuth.sweep import SweepSpec, load_sweep_spec, prepare_sweep_dir, run_local
 
@@ -85,7 +85,7 @@ def run_demo(
     report = check_data(df)
     report.render(console)
     quality_json = out / "data_quality.json"
-    quality_json.write_text(report.to_json() + "\n", encoding="utf-8")
+    _atomic_write_text(quality_json, report.to_json() + "\n")
     leak = report["leakage"].data.get("rates", {})
     if "random" in leak and "blocked" in leak:
         console.print(
