@@ -271,7 +271,9 @@ def test_read_published_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has no hyperparameter column"):
         read_published(only)
     text = tmp_path / "text.csv"
-    text.write_text("neurons,loss,accuracy,val_loss,val_accuracy\n1,0.1,0.9,0.1,0.9\n2,0.1,abc,0.1,x\n")
+    text.write_text(
+        "neurons,loss,accuracy,val_loss,val_accuracy\n1,0.1,0.9,0.1,0.9\n2,0.1,abc,0.1,x\n"
+    )
     with pytest.raises(
         DataError, match=r"'accuracy' must hold numbers, but data row 1 \(line 3\) holds 'abc'"
     ):

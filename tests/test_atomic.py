@@ -22,6 +22,7 @@ def test_success_renames_and_leaves_no_temporary(tmp_path: Path) -> None:
 def test_failure_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "out.csv"
     target.write_text("old")
+
     def write_half() -> None:
         with atomic_output(target) as tmp:
             tmp.write_text("half")
@@ -35,6 +36,7 @@ def test_failure_keeps_the_old_file(tmp_path: Path) -> None:
 
 def test_os_errors_name_the_target_not_the_temporary(tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "out.csv"
+
     def write() -> None:
         with atomic_output(target) as tmp:
             tmp.write_text("x")
@@ -47,6 +49,7 @@ def test_os_errors_name_the_target_not_the_temporary(tmp_path: Path) -> None:
 
 def test_other_os_errors_pass_unchanged(tmp_path: Path) -> None:
     other = tmp_path / "elsewhere.txt"
+
     def write() -> None:
         with atomic_output(tmp_path / "out.txt"):
             other.with_name("nope").joinpath("x").read_text()

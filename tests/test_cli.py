@@ -191,7 +191,10 @@ def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) ->
     spec = _run_spec_from_options(config, {"train": {"early_stopping": {"patience": 3}}})
     es = spec.train.early_stopping
     assert (es.monitor, es.min_delta, es.restore_best, es.patience) == (
-        "val_accuracy", 0.01, False, 3
+        "val_accuracy",
+        0.01,
+        False,
+        3,
     )
     plain = _run_spec_from_options(None, {"train": {"early_stopping": {"patience": 2}}})
     assert plain.train.early_stopping.patience == 2

@@ -8,6 +8,38 @@ from typing import Any
 
 from appsleuth.errors import SpecError
 
+__all__ = ["MAX_SEED", "check_seed", "fields_from_mapping", "is_int", "quoted_number_hint"]
+
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+
+
+def is_int(value: Any) -> bool:
+    """An integer, and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def quoted_number_hint(value: Any) -> str:
+    """A hint for a number that arrived as text, as YAML 1.1 reads ``3e-4``."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        return (
+            f" (it is text: YAML reads a number like {value} without a decimal point as a "
+            f"string; write {number!r} instead)"
+        )
+    return ""
+
+
+def check_seed(name: str, value: Any) -> None:
+    """Raise SpecError unless ``value`` is an integer from 0 to :data:`MAX_SEED`."""
+    if not is_int(value) or not 0 <= value <= MAX_SEED:
+        raise SpecError(
+            f"{name} must be an integer from 0 to {MAX_SEED}; received {name}={value!r}"
+            f"{quoted_number_hint(value)}"
+        )
+
 
 def fields_from_mapping(cls: type, d: Any, where: str) -> dict[str, Any]:
     """``d`` as keyword arguments of dataclass ``cls``, checked.

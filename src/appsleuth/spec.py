@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from appsleuth._fields import check_seed, is_int, quoted_number_hint
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import SpecError
@@ -41,10 +42,6 @@ _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 # --- field checks -----------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 _MAX_WEIGHT = 1e6
 MIN_EMBEDDED_ROWS = 50
 
@@ -53,53 +50,28 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _quoted_number_hint(value: Any) -> str:
-    """A hint for a number that arrived as text, as YAML 1.1 reads ``3e-4``."""
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return ""
-        return (
-            f" (it is text: YAML reads a number like {value} without a decimal point as a "
-            f"string; write {number!r} instead)"
-        )
-    return ""
-
-
 def _positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise SpecError(
             f"{name} must be a positive integer; received {name}={value!r}"
-            f"{_quoted_number_hint(value)}"
+            f"{quoted_number_hint(value)}"
         )
 
 
 def _non_negative_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 0:
+    if not is_int(value) or value < 0:
         raise SpecError(
             f"{name} must be a non-negative integer; received {name}={value!r}"
-            f"{_quoted_number_hint(value)}"
+            f"{quoted_number_hint(value)}"
         )
 
 
 # Seeds reach NumPy, whose legacy seeding takes 32 bits.
-_MAX_SEED = 2**32 - 1
-
-
-def _seed(name: str, value: Any) -> None:
-    if not _is_int(value) or not 0 <= value <= _MAX_SEED:
-        raise SpecError(
-            f"{name} must be an integer from 0 to {_MAX_SEED}; received {name}={value!r}"
-            f"{_quoted_number_hint(value)}"
-        )
-
-
 def _positive_number(name: str, value: Any) -> None:
     if not _is_number(value) or value <= 0:
         raise SpecError(
             f"{name} must be a positive number; received {name}={value!r}"
-            f"{_quoted_number_hint(value)}"
+            f"{quoted_number_hint(value)}"
         )
 
 
@@ -109,7 +81,7 @@ def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
         bound = "[0, 1)" if upper_open else "[0, 1]"
         raise SpecError(
             f"{name} must be a number in {bound}; received {name}={value!r}"
-            f"{_quoted_number_hint(value)}"
+            f"{quoted_number_hint(value)}"
         )
 
 
@@ -158,12 +130,12 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         hidden = self.hidden
-        if _is_int(hidden):
+        if is_int(hidden):
             hidden = (hidden,)
         if (
             not isinstance(hidden, Sequence)
             or isinstance(hidden, str)
-            or not all(_is_int(h) and h >= 1 for h in hidden)
+            or not all(is_int(h) and h >= 1 for h in hidden)
         ):
             raise SpecError(
                 f"hidden must be a list of positive layer widths such as [18] or "
@@ -334,7 +306,7 @@ class TrainSpec:
         object.__setattr__(self, "metrics", tuple(metrics))
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
-        _seed("seed", self.seed)
+        check_seed("seed", self.seed)
         es = self.early_stopping
         if isinstance(es, Mapping):
             object.__setattr__(self, "early_stopping", EarlyStoppingSpec.from_dict(es))
@@ -408,13 +380,13 @@ class DataSpec:
             if not isinstance(self.path, str | os.PathLike) or not str(self.path):
                 raise SpecError(f"data path must be a file path; received path={self.path!r}")
             object.__setattr__(self, "path", str(self.path))
-        if self.rows is not None and (not _is_int(self.rows) or self.rows < MIN_EMBEDDED_ROWS):
+        if self.rows is not None and (not is_int(self.rows) or self.rows < MIN_EMBEDDED_ROWS):
             raise SpecError(
                 f"rows must be an integer of at least {MIN_EMBEDDED_ROWS} (fewer rows of "
                 f"embedded data leave apps without rows to learn from); received "
-                f"rows={self.rows!r}{_quoted_number_hint(self.rows)}"
+                f"rows={self.rows!r}{quoted_number_hint(self.rows)}"
             )
-        _seed("synth_seed", self.synth_seed)
+        check_seed("synth_seed", self.synth_seed)
         if not isinstance(self.label, str) or not self.label:
             raise SpecError(f"label must be a column name; received label={self.label!r}")
         object.__setattr__(self, "features", _str_tuple("features", self.features))

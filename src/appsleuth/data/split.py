@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth._fields import fields_from_mapping
+from appsleuth._fields import check_seed, fields_from_mapping
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
@@ -68,17 +68,12 @@ class SplitSpec:
                 or (name == "val_fraction" and value == 0)
             ):
                 raise SpecError(f"{name} must be a number in {bounds}; received {name}={value!r}")
-        if isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed > 2**32 - 1:
-            raise SpecError(
-                f"seed must be an integer from 0 to {2**32 - 1}; received seed={self.seed!r}"
-            )
         if self.val_fraction + self.test_fraction >= 1:
             raise SpecError(
                 f"val_fraction + test_fraction must leave training rows; received "
                 f"val_fraction={self.val_fraction!r}, test_fraction={self.test_fraction!r}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SpecError(f"seed must be a non-negative integer; received seed={self.seed!r}")
+        check_seed("seed", self.seed)
         for name in ("group_column", "time_column"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value) and not (
