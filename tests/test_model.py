@@ -112,3 +112,19 @@ def test_categorical_crossentropy_uses_one_hot_targets() -> None:
 def test_errors(call, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         call()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_teaching_baseline_accuracy_learns_separable_classes(n_classes: int) -> None:
+    from appsleuth.model import teaching_baseline_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = np.array([f"app{i}" for i in range(n_classes)])
+    y = labels[rng.integers(0, n_classes, 1200)]
+    centres = {name: rng.normal(0, 4, 5) for name in labels}
+    x = np.stack([centres[v] for v in y]) + rng.normal(0, 0.5, (1200, 5))
+    x = x.astype("float32")
+    accuracy = teaching_baseline_accuracy(
+        x[:1000], y[:1000], x[1000:], y[1000:], neurons=8, epochs=15, batch_size=16
+    )
+    assert 0.9 < accuracy <= 1.0
