@@ -155,3 +155,23 @@ def test_info_json_and_table():
     assert done.exit_code == 0, done.output
     assert "cores available" in done.output
     assert "training device" in done.output
+
+
+def test_info_table_shows_a_gpu_and_its_jax_memory_pool():
+    import io
+
+    from rich.console import Console
+
+    from appsleuth.info import print_devices
+
+    info = detect_devices()
+    gpu = {"id": 0, "platform": "gpu", "kind": "NVIDIA H200", "memory_bytes": 105 * 2**30}
+    info["jax"] = {"version": "0.0", "default_platform": "gpu", "devices": [gpu]}
+    info["gpus"] = ["NVIDIA H200"]
+    info["nvidia_smi"] = [{"name": "NVIDIA H200", "memory_bytes": 140 * 2**30}]
+    buffer = io.StringIO()
+    print_devices(info, Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "gpu NVIDIA H200 (JAX memory pool 105.0 GiB)" in text
+    assert "NVIDIA H200 (140.0 GiB)" in text
+    assert "CUDA GPU (fused engine on GPU)" in text

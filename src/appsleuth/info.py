@@ -52,8 +52,11 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
             "JAX", f"{jax_info['version']}, default platform {jax_info['default_platform']}"
         )
         for d in jax_info["devices"]:
-            memory = format_bytes(d["memory_bytes"])
-            table.add_row(f"  device {d['id']}", f"{d['platform']} {d['kind']} (memory {memory})")
+            # bytes_limit is JAX's allocator pool (75 % of a GPU by default), not the card.
+            pool = (
+                f" (JAX memory pool {format_bytes(d['memory_bytes'])})" if d["memory_bytes"] else ""
+            )
+            table.add_row(f"  device {d['id']}", f"{d['platform']} {d['kind']}{pool}")
     smi = info.get("nvidia_smi")
     if smi:
         names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
