@@ -381,3 +381,54 @@ def test_truncated_gzip_is_named_as_a_damaged_data_file(run_dir, table, tmp_path
     ):
         predict_file(run_dir, path, tmp_path / "p.csv", chunk_rows=50)
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def moriarty_run_dir(table, tmp_path_factory) -> Path:
+    spec = RunSpec(
+        data=DataSpec(positive="Moriarty"),
+        model=ModelSpec(hidden=(8,)),
+        train=TrainSpec(epochs=2, batch_size=64, learning_rate=0.01),
+    )
+    out = tmp_path_factory.mktemp("moriarty")
+    return train(spec, data=table, out=out, verbose=False, log=lambda m: None).run_dir
+
+
+def test_one_vs_rest_run_scores_apps_as_its_rest_class(moriarty_run_dir, table, tmp_path):
+    from appsleuth.run import evaluate_run
+
+    frame = predict(moriarty_run_dir, table)
+    assert set(frame["true_app"].unique()) == {"Moriarty", "other"}
+    in_memory = float(frame["correct"].mean())
+    assert in_memory > 0.9  # Moriarty is rare: "other" is right for most rows
+    assert evaluate_run(moriarty_run_dir, table)["accuracy"] == pytest.approx(in_memory)
+    path = tmp_path / "t.csv"
+    table.to_csv(path, index=False)
+    summary = predict_file(moriarty_run_dir, path, tmp_path / "p.csv")
+    assert summary.metrics["rows_with_unknown_label"] == 0
+    assert summary.metrics["accuracy"] == pytest.approx(in_memory)
+
+
+def test_rows_without_a_label_are_neither_right_nor_wrong(run_dir, table, tmp_path):
+    from appsleuth.run import evaluate_run
+
+    rows = table.head(20).copy()
+    rows.loc[rows.index[:2], "ApplicationName"] = None
+    frame = predict(run_dir, rows)
+    assert frame["correct"].isna().tolist() == [True, True] + [False] * 18
+    assert frame["true_app"].isna().sum() == 2
+    assert evaluate_run(run_dir, rows)["rows_skipped"] == 2
+    path = tmp_path / "holes.csv"
+    rows.to_csv(path, index=False)
+    summary = predict_file(run_dir, path, tmp_path / "p.csv")
+    assert summary.predicted == 20 and summary.metrics["n"] == 18
+
+
+def test_two_apps_with_positive_keep_both_names(tmp_path):
+    data = generate_sherlock(1500, apps=["Facebook", "WhatsApp"], seed=4)
+    spec = RunSpec(
+        data=DataSpec(apps=("WhatsApp", "Facebook"), positive="WhatsApp"),
+        train=TrainSpec(epochs=1),
+    )
+    result = train(spec, data=data, out=tmp_path, verbose=False, log=lambda m: None)
+    assert result.metadata["classes"] == ["Facebook", "WhatsApp"]  # WhatsApp is class 1

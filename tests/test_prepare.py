@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from appsleuth.data.load import frame_info, from_dataframe, load_sherlock
@@ -129,3 +130,16 @@ def test_repeated_features_are_refused(df) -> None:
         select_features(df, ["CPU_USAGE", "CPU_USAGE"])
     with pytest.raises(DataError, match=r"features names \['CPU_USAGE'\] more than once"):
         prepare_data(df, features=["CPU_USAGE", "utime", "CPU_USAGE"])
+
+
+def test_one_vs_rest_refuses_a_rest_name_that_is_an_app(df) -> None:
+    with pytest.raises(DataError, match=r"rest_name 'Gmail' is an app in the label column"):
+        one_vs_rest(df, "Moriarty", rest_name="Gmail")
+
+
+def test_one_vs_rest_is_recorded_for_prediction(df) -> None:
+    p = prepare_data(df, positive="Moriarty")
+    assert p.preprocessor.rest_class == "other"
+    labels = p.preprocessor.task_labels(["Gmail", "Moriarty", None])
+    assert labels[:2].tolist() == ["other", "Moriarty"] and pd.isna(labels[2])
+    assert prepare_data(df).preprocessor.rest_class is None

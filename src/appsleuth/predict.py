@@ -137,12 +137,10 @@ def _frame_predictions(
     categories = classes
     if pre.label in df.columns:
         labels = df[pre.label]
-        labels = labels[~skip] if skip.any() else labels
-        if not pd.api.types.is_string_dtype(labels):
-            labels = labels.astype(str)
+        labels = pre.task_labels(labels[~skip] if skip.any() else labels)
         # One category list for predicted and true apps (labels the model does not know
         # appended), so that the two columns compare directly.
-        extra = sorted(set(pd.unique(labels)) - set(classes))
+        extra = sorted(set(labels.dropna().unique()) - set(classes))
         categories = [*classes, *extra]
 
     def apps(codes: np.ndarray) -> pd.Categorical:
@@ -158,9 +156,13 @@ def _frame_predictions(
         columns[f"top{j + 1}_app"] = apps(order[:, j])
         columns[f"top{j + 1}_probability"] = picked[:, j]
     if labels is not None:
-        truth = pd.Categorical(labels, categories=categories).codes
+        truth = np.asarray(pd.Categorical(labels, categories=categories).codes)
         columns["true_app"] = pd.Categorical.from_codes(truth, categories=categories)
-        columns["correct"] = np.asarray(truth) == order[:, 0]
+        correct = truth == order[:, 0]
+        if (truth < 0).any():  # rows without a label: neither right nor wrong
+            correct = pd.array(correct, dtype="boolean")
+            correct[truth < 0] = pd.NA
+        columns["correct"] = correct
     return pd.DataFrame(columns), skip
 
 
@@ -499,8 +501,9 @@ def predict_file(
                     if has_label and len(frame):
                         truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
                         pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
-                        known = truth < k  # codes from k on are labels the model lacks
-                        n_unknown += int((~known).sum())
+                        # Codes from k on are labels the model lacks; -1 is no label.
+                        known = (truth >= 0) & (truth < k)
+                        n_unknown += int((truth >= k).sum())
                         confusion += np.bincount(
                             truth[known] * k + pred[known], minlength=k * k
                         ).reshape(k, k)

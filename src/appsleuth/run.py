@@ -893,7 +893,8 @@ def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
 def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame) -> dict[str, Any]:
     """Score a trained run on labelled data with the preprocessing fitted at training time.
 
-    Rows missing a feature value are left out and counted (``rows_skipped``).
+    Rows missing a feature value or their label are left out and counted (``rows_skipped``).
+    For a one-vs-rest run, apps other than the positive one count as its rest class.
 
     Args:
         run_dir: A run directory, or a run from :func:`load_run`.
@@ -910,11 +911,11 @@ def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame
     pre = run.preprocessor
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
-    skip = pre.missing_rows(data)
+    skip = pre.missing_rows(data) | data[pre.label].isna().to_numpy()
     rows = data.loc[~skip]
     if rows.empty:
-        raise DataError("every row misses a feature value; nothing to evaluate")
-    y = pre.encode_labels(rows[pre.label])
+        raise DataError("every row misses a feature value or its label; nothing to evaluate")
+    y = pre.encode_labels(pre.task_labels(rows[pre.label]))
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
     return {
         **classification_metrics(

@@ -50,7 +50,10 @@ def select_apps(df: pd.DataFrame, apps: Sequence[str] | str) -> pd.DataFrame:
     return out
 
 
-def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = "other") -> pd.DataFrame:
+_REST = "other"
+
+
+def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = _REST) -> pd.DataFrame:
     """Relabel as a binary task: ``positive`` against every other app (``rest_name``).
 
     Raises:
@@ -65,6 +68,11 @@ def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = "other") ->
         )
     if rest_name == positive:
         raise DataError(f"rest_name must differ from the positive app {positive!r}")
+    if rest_name in set(labels.unique()):
+        raise DataError(
+            f"{info.dataset}: rest_name {rest_name!r} is an app in the label column; "
+            f"the other apps would merge into it: choose another rest_name"
+        )
     out = df.copy()
     out[info.label] = np.where(labels == positive, positive, rest_name)
     if out[info.label].nunique() < 2:
@@ -155,7 +163,9 @@ def prepare_data(
         split: How to split. Defaults to the teaching split (random, 20 %, seed 34).
         apps: Keep only these apps (a list, or one comma-separated string). Defaults to
             all.
-        positive: Make a binary task of this app against all others (after ``apps``).
+        positive: Make a binary task of this app against all others (after ``apps``,
+            which are relabelled ``other``); with exactly two apps it only makes this
+            app class 1.
         features: Use only these feature columns (a list, or one comma-separated
             string). Defaults to the table's features.
         missing: ``drop`` (default) or ``impute`` incomplete rows.
@@ -169,14 +179,18 @@ def prepare_data(
         df = select_features(df, features)
     if apps is not None:
         df = select_apps(df, apps)
-    if positive is not None:
+    rest = None
+    # With two apps, `positive` only says which is class 1; with more, the rest are merged.
+    if positive is not None and df[frame_info(df).label].nunique() > 2:
         df = one_vs_rest(df, positive)
+        rest = _REST
     table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
     _check_classes_after_cleaning(table, cleaning)
     parts = split_data(table, split or SplitSpec())
     train, val, test = parts.frames(table)
     _check_training_classes(table, train, parts)
     pre = Preprocessor(scaling=scaling, positive_class=positive).fit(train)
+    pre.rest_class = rest
 
     def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if len(rows) == 0:

@@ -44,6 +44,9 @@ class Preprocessor:
         categories: For each categorical column, its categories (sorted).
         classes: Class names; index i is class i of the model's output.
         label: The label column name.
+        rest_class: For a one-vs-rest task, the class every app other than
+            ``positive_class`` was relabelled to (``other``); None otherwise. Set by
+            :func:`~appsleuth.data.prepare.prepare_data`.
     """
 
     def __init__(self, *, scaling: Scaling = "standard", positive_class: str | None = None):
@@ -53,6 +56,7 @@ class Preprocessor:
             )
         self.scaling: Scaling = scaling
         self.positive_class = positive_class
+        self.rest_class: str | None = None
         self.numeric_features: list[str] = []
         self.categories: dict[str, list[str]] = {}
         self.classes: list[str] = []
@@ -214,6 +218,19 @@ class Preprocessor:
             parts.append(onehot)
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
+    def task_labels(self, labels: pd.Series | Sequence[str]) -> pd.Series:
+        """Label values as the model's classes name them: text, missing values kept.
+
+        For a one-vs-rest task every app other than the positive one becomes the rest
+        class, as it was for training.
+        """
+        values = pd.Series(labels)
+        missing = values.isna()
+        text = values.astype(object).where(missing, values.astype(str))
+        if self.rest_class is not None:
+            text = text.where(missing | (text == self.positive_class), self.rest_class)
+        return text
+
     def encode_labels(self, labels: pd.Series | Sequence[str]) -> np.ndarray:
         """Class indices (int32) for label values.
 
@@ -246,6 +263,7 @@ class Preprocessor:
             "format_version": _FORMAT_VERSION,
             "scaling": self.scaling,
             "positive_class": self.positive_class,
+            "rest_class": self.rest_class,
             "label": self.label,
             "numeric_features": list(self.numeric_features),
             "categories": {k: list(v) for k, v in self.categories.items()},
@@ -275,6 +293,8 @@ class Preprocessor:
         try:
             p = cls(scaling=d["scaling"], positive_class=d.get("positive_class"))
             p.label = str(d["label"])
+            rest = d.get("rest_class")  # absent in files from before one-vs-rest was recorded
+            p.rest_class = None if rest is None else str(rest)
             p.numeric_features = [str(c) for c in d["numeric_features"]]
             p.categories = {str(k): [str(v) for v in vs] for k, vs in d["categories"].items()}
             p.classes = [str(c) for c in d["classes"]]
