@@ -194,3 +194,30 @@ def test_non_text_keys_are_refused() -> None:
     with pytest.raises(SpecError, match=r"the keys of train must be field names \(text\); "
                        r"received the key 1 \(int\) in train"):  # fmt: skip
         TrainSpec.from_dict({1: "a", "epochs": 2})
+
+
+def test_numpy_numbers_become_plain_python_numbers() -> None:
+    import numpy as np
+    import yaml
+
+    spec = RunSpec(
+        model=ModelSpec(hidden=(np.int64(8), np.int32(4)), dropout=np.float32(0.25)),
+        train=TrainSpec(
+            learning_rate=np.float64(1e-3),
+            batch_size=np.int64(64),
+            class_weight={"Moriarty": np.float64(2.0)},
+        ),
+        data=DataSpec(split={"seed": np.int64(3), "val_fraction": np.float64(0.25)}),
+    )
+    assert spec.model.hidden == (8, 4) and type(spec.model.hidden[0]) is int
+    assert type(spec.train.learning_rate) is float and type(spec.train.batch_size) is int
+    assert type(spec.data.split.seed) is int
+    text = yaml.safe_dump(spec.to_dict())  # NumPy scalars would make safe_dump fail
+    assert RunSpec.from_dict(yaml.safe_load(text)) == spec
+
+
+def test_specs_do_not_share_the_callers_containers() -> None:
+    weights = {"Moriarty": 2.0}
+    spec = TrainSpec(class_weight=weights)
+    weights["Moriarty"] = 9.0
+    assert spec.class_weight == {"Moriarty": 2.0}

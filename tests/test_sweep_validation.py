@@ -561,3 +561,20 @@ def test_local_sweep_with_device_cpu_runs_its_trials_on_the_cpu(
 def test_a_huge_plan_is_refused_at_once(search: dict[str, Any], size: int) -> None:
     with pytest.raises(SpecError, match=rf"would plan {size:,} trials, more than the 100,000"):
         SweepSpec.from_dict(_spec_dict(**search))
+
+
+def test_sweep_spec_takes_numpy_values_and_keeps_its_own_lists(tmp_path: Path) -> None:
+    grid = {"learning_rate": list(np.logspace(-3, -2, 2))}
+    spec = SweepSpec(name="np", grid=grid)
+    grid["learning_rate"].append(0.5)
+    spec.to_dict()["grid"]["learning_rate"].append(0.7)
+    assert spec.size() == 2
+    assert all(type(v) is float for v in spec.grid["learning_rate"])
+    assert (prepare_sweep_dir(spec, tmp_path) / "sweep.yaml").exists()
+
+
+def test_sweep_base_with_data_is_refused() -> None:
+    from appsleuth.spec import DataSpec, RunSpec
+
+    with pytest.raises(SpecError, match=r"base must hold model and train only.*base.data="):
+        SweepSpec(name="t", base=RunSpec(data=DataSpec(positive="Moriarty")))

@@ -6,11 +6,45 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from appsleuth.errors import SpecError
 
-__all__ = ["MAX_SEED", "check_seed", "fields_from_mapping", "is_int", "quoted_number_hint"]
+__all__ = [
+    "MAX_SEED",
+    "check_seed",
+    "fields_from_mapping",
+    "is_int",
+    "plain_fields",
+    "plain_value",
+    "quoted_number_hint",
+]
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays made Python numbers and lists, containers copied.
+
+    Notebook users pass ``np.float64`` from ``np.logspace`` and ``np.int64`` from arrays;
+    specs hold plain values so that checks, YAML and JSON treat them as numbers. The
+    copies also keep a spec from changing when the caller's lists change.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [plain_value(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {plain_value(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain_value(v) for v in value)
+    return value
+
+
+def plain_fields(obj: Any) -> None:
+    """Replace every field of the (frozen) dataclass ``obj`` with :func:`plain_value` of it."""
+    for field in dataclasses.fields(obj):
+        object.__setattr__(obj, field.name, plain_value(getattr(obj, field.name)))
 
 
 def is_int(value: Any) -> bool:

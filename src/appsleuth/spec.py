@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from appsleuth._fields import check_seed, is_int, quoted_number_hint
+from appsleuth._fields import check_seed, is_int, plain_fields, quoted_number_hint
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import SpecError
@@ -129,6 +129,7 @@ class ModelSpec:
     kernel_initializer: str = "random_normal"
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         hidden = self.hidden
         if is_int(hidden):
             hidden = (hidden,)
@@ -212,6 +213,7 @@ class EarlyStoppingSpec:
     restore_best: bool = True
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         _choice("early_stopping.monitor", self.monitor, _MONITORS)
         _non_negative_int("early_stopping.patience", self.patience)
         if not _is_number(self.min_delta) or self.min_delta < 0:
@@ -273,6 +275,7 @@ class TrainSpec:
     engine: str = "auto"
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         _choice("optimizer", self.optimizer, _OPTIMIZERS)
         _positive_number("learning_rate", self.learning_rate)
         _fraction("momentum", self.momentum)
@@ -376,6 +379,7 @@ class DataSpec:
     split: SplitSpec = dataclasses.field(default_factory=SplitSpec)
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         if self.path is not None:
             if not isinstance(self.path, str | os.PathLike) or not str(self.path):
                 raise SpecError(f"data path must be a file path; received path={self.path!r}")

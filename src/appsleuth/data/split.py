@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth._fields import check_seed, fields_from_mapping
+from appsleuth._fields import check_seed, fields_from_mapping, plain_fields
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
@@ -55,6 +55,7 @@ class SplitSpec:
     time_column: str | None = None
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         if self.kind not in _KINDS:
             raise SpecError(
                 f"split kind must be one of {', '.join(_KINDS)}; received kind={self.kind!r}"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from appsleuth._fields import plain_fields, plain_value
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import validate_name
@@ -207,6 +208,7 @@ class ExecutorSpec:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         if self.kind not in ("local", "slurm"):
             raise SpecError(f"executor kind must be local or slurm; received kind={self.kind!r}")
         if self.workers is not None and (
@@ -352,6 +354,7 @@ class SweepSpec:
     executor: ExecutorSpec = dataclasses.field(default_factory=ExecutorSpec)
 
     def __post_init__(self) -> None:
+        plain_fields(self)
         validate_name(self.name, "sweep name")
         for key in ("data", "base", "grid", "zip", "random", "executor"):
             _check_keys(getattr(self, key), key)
@@ -370,6 +373,11 @@ class SweepSpec:
                     "sweep is its top-level data"
                 )
             object.__setattr__(self, "base", RunSpec.from_dict(base))
+        elif isinstance(self.base, RunSpec) and self.base.data != DataSpec():
+            raise SpecError(
+                "base must hold model and train only; the data of a sweep is its own data "
+                f"field (SweepSpec(data=...)); received base.data={self.base.data!r}"
+            )
         elif not isinstance(self.base, RunSpec):
             raise SpecError(
                 f"base must be a mapping with model and train sections (leave it out for "
@@ -530,9 +538,10 @@ class SweepSpec:
             "name": self.name,
             "data": self.data.to_dict(),
             "base": {"model": base["model"], "train": base["train"]},
-            "grid": self.grid,
-            "zip": self.zip,
-            "random": dict(self.random),
+            # Copies: editing the returned lists must not change this spec.
+            "grid": plain_value(self.grid),
+            "zip": plain_value(self.zip),
+            "random": plain_value(self.random),
             "repeats": self.repeats,
             "executor": self.executor.to_dict(),
         }
