@@ -23,21 +23,25 @@ __all__ = [
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 
 
-def plain_value(value: Any) -> Any:
+def plain_value(value: Any, _open: frozenset[int] = frozenset()) -> Any:
     """``value`` with NumPy scalars and arrays made Python numbers and lists, containers copied.
 
     Notebook users pass ``np.float64`` from ``np.logspace`` and ``np.int64`` from arrays;
     specs hold plain values so that checks, YAML and JSON treat them as numbers. The
-    copies also keep a spec from changing when the caller's lists change.
+    copies also keep a spec from changing when the caller's lists change. A container
+    that holds itself (a YAML alias loop) is left as it is, for validation to refuse.
     """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return [plain_value(v) for v in value.tolist()]
+    if not isinstance(value, Mapping | list | tuple) or id(value) in _open:
+        return value
+    inner = _open | {id(value)}
     if isinstance(value, Mapping):
-        return {plain_value(k): plain_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(plain_value(v) for v in value)
+        return {plain_value(k, inner): plain_value(v, inner) for k, v in value.items()}
+    if type(value) in (list, tuple):  # not named tuples, whose constructors differ
+        return type(value)(plain_value(v, inner) for v in value)
     return value
 
 
