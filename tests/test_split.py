@@ -163,9 +163,14 @@ def test_leakage_rate_features_as_a_string() -> None:
 
 
 def test_blocked_split_refuses_blocks_of_single_rows() -> None:
-    df = _timed_table(n_per_app=20)  # 18 apps x 20 rows: at most 10 blocks of 2 rows
-    assert len(split_data(df, kind="blocked", n_blocks=10).train) > 0
+    df = _timed_table(n_per_app=30)  # 18 apps x ~30 rows: at most 15 blocks of 2 rows
+    largest = int(df["ApplicationName"].value_counts().max())
+    assert len(split_data(df, kind="blocked", n_blocks=largest // 2).train) > 0
     with pytest.raises(
-        DataError, match=r"n_blocks=11 blocks per class would leave blocks of under two rows"
+        DataError,
+        match=rf"n_blocks={largest // 2 + 1} blocks per class would cut even the largest "
+        rf"class \({largest} rows\)",
     ):
-        split_data(df, kind="blocked", n_blocks=11)
+        split_data(df, kind="blocked", n_blocks=largest // 2 + 1)
+    tiny = _timed_table(n_per_app=3)
+    assert len(split_data(tiny, kind="blocked").val) > 0  # the default 10 is clamped

@@ -28,6 +28,7 @@ __all__ = ["DataSplit", "SplitKind", "SplitSpec", "split_data"]
 
 SplitKind = Literal["random", "blocked", "group"]
 _KINDS = ("random", "blocked", "group")
+_DEFAULT_BLOCKS = 10
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,7 +51,7 @@ class SplitSpec:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     seed: int = 34
-    n_blocks: int = 10
+    n_blocks: int = _DEFAULT_BLOCKS
     group_column: str = "UserId"
     time_column: str | None = None
 
@@ -168,14 +169,17 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
                 f"{info.dataset}: time column {time_column!r} for the blocked "
                 f"split is not in the table"
             )
-        n_classes = len(pd.unique(labels))
-        most = max(2, n // (2 * n_classes))
+        largest = int(pd.Series(labels).value_counts().max())
+        # Small classes get fewer blocks (at most one per row), as the default 10 needs on
+        # small tables; but a count that cuts even the largest class into blocks of one
+        # row makes the blocked split a random one, which leaks.
+        most = max(_DEFAULT_BLOCKS, largest // 2)
         if spec.n_blocks > most:
-            # Blocks of one row would make the blocked split a random one, which leaks.
             raise DataError(
-                f"{info.dataset}: n_blocks={spec.n_blocks} blocks per class would leave "
-                f"blocks of under two rows ({n:,} rows, {n_classes} classes); the blocked "
-                f"split keeps runs of neighbouring rows together: use n_blocks <= {most}"
+                f"{info.dataset}: n_blocks={spec.n_blocks} blocks per class would cut even "
+                f"the largest class ({largest:,} rows) into blocks of under two rows; the "
+                f"blocked split keeps runs of neighbouring rows together: use n_blocks <= "
+                f"{most}"
             )
         order = (
             np.arange(n)
