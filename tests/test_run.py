@@ -176,6 +176,12 @@ def test_complete_run_is_not_overwritten(run, table) -> None:
     assert (run.run_dir / METADATA).read_text() == before
     again = train(_spec(), data=table, out=run.run_dir.parent, skip_complete=True)
     assert again.skipped and again.metadata == json.loads(before)
+    other = _spec(seed=5)
+    with pytest.raises(
+        RunExistsError, match=r"holds a complete run of another spec \(differs in train.seed\)"
+    ):
+        train(other, data=table, out=run.run_dir.parent, name=run.run_dir.name, skip_complete=True)
+    assert (run.run_dir / METADATA).read_text() == before
 
 
 def test_incomplete_run_is_redone(table, tmp_path: Path) -> None:

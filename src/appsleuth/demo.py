@@ -66,7 +66,7 @@ def run_demo(
     from appsleuth.data.tables import embedded_data, write_table
     from appsleuth.predict import predict_file
     from appsleuth.report import write_report
-    from appsleuth.run import _atomic_write_text, train
+    from appsleuth.run import RunExistsError, _atomic_write_text, train
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
     from appsleuth.sweep import SweepSpec, load_sweep_spec, prepare_sweep_dir, run_local
 
@@ -99,14 +99,17 @@ def run_demo(
         console, f"2. The baseline: 1 hidden layer of 18, Adam 0.0003, batch 32, {epochs} epochs"
     )
     data_spec = DataSpec(rows=rows)
-    baseline = train(
-        RunSpec(data=data_spec, train=TrainSpec(epochs=epochs)),
-        data=df,
-        out=out / "baseline",
-        skip_complete=True,
-        verbose=False,
-        log=lambda m: console.print(m, markup=False, highlight=False),
-    )
+    baseline_args: dict[str, Any] = {
+        "data": df,
+        "out": out / "baseline",
+        "verbose": False,
+        "log": lambda m: console.print(m, markup=False, highlight=False),
+    }
+    baseline_spec = RunSpec(data=data_spec, train=TrainSpec(epochs=epochs))
+    try:
+        baseline = train(baseline_spec, skip_complete=True, **baseline_args)
+    except RunExistsError:  # an earlier demo with other settings: this demo's own output
+        baseline = train(baseline_spec, force=True, **baseline_args)
     _print_run(console, baseline.metrics, baseline.metadata)
 
     _section(

@@ -512,6 +512,7 @@ def train(
     run_name = validate_name(name or spec.run_name(seed_suffix=seed_suffix))
     run_dir = Path(out) / run_name
     if skip_complete and not force and run_status(run_dir) == "complete":
+        _check_same_spec(run_dir, spec)
         return _existing_result(run_dir)
 
     started = time.time()
@@ -648,6 +649,32 @@ def record_failed_run(
         return False
     _write_json(run_dir / METADATA, _failed_record(spec, run_dir.name, error, started))
     return True
+
+
+def _check_same_spec(run_dir: Path, spec: RunSpec) -> None:
+    """Raise RunExistsError when the complete run in ``run_dir`` was trained from another spec."""
+    stored = (read_metadata(run_dir) or {}).get("spec")
+    wanted = json.loads(json.dumps(spec.to_dict(), default=_json_default))
+    if stored == wanted:
+        return
+    differ = _differences(wanted, stored if isinstance(stored, dict) else {})
+    raise RunExistsError(
+        f"run directory {run_dir} holds a complete run of another spec (differs in "
+        f"{', '.join(differ) or 'its recorded spec'}); name the run differently or pass "
+        f"force=True to replace it"
+    )
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Dotted names (``train.learning_rate``) of the fields where two spec dicts differ."""
+    names = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            names += [f"{key}.{inner}" for inner in _differences(x, y)]
+        elif x != y:
+            names.append(key)
+    return names
 
 
 def _existing_result(run_dir: Path) -> RunResult:
