@@ -432,3 +432,14 @@ def test_two_apps_with_positive_keep_both_names(tmp_path):
     )
     result = train(spec, data=data, out=tmp_path, verbose=False, log=lambda m: None)
     assert result.metadata["classes"] == ["Facebook", "WhatsApp"]  # WhatsApp is class 1
+
+
+def test_best_run_refuses_runs_of_different_tasks(run_dir, fb_wa_run_dir, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed / "all-apps")
+    shutil.copytree(fb_wa_run_dir, mixed / "two-apps")
+    with pytest.raises(DataError, match=r"holds runs of 2 different tasks .*2 classes: Facebook"):
+        best_run_dir(mixed)
+    shutil.copytree(run_dir, mixed / "two-apps-gone", dirs_exist_ok=True)
+    shutil.rmtree(mixed / "two-apps")
+    assert best_run_dir(mixed).parent == mixed  # one task again: the best of its runs

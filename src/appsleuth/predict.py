@@ -78,6 +78,7 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
     if not path.is_dir():
         raise DataError(f"model directory {path} does not exist")
     best: tuple[float, Path] | None = None
+    tasks: dict[tuple[Any, ...], Path] = {}
     for meta_file in sorted(path.glob("**/model_metadata.json")):
         run_dir = meta_file.parent
         if any(part.startswith(".") for part in run_dir.relative_to(path).parts):
@@ -85,9 +86,23 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
         if run_status(run_dir) != "complete":
             continue  # also a damaged record: its numbers cannot be trusted
         meta = read_metadata(run_dir) or {}
+        tasks.setdefault(_task_of(meta), run_dir)
         score = float(meta["last_results"]["val_accuracy"])
         if best is None or score > best[0]:
             best = (score, run_dir)
+    if len(tasks) > 1:
+        # Accuracies of different tasks do not compare: a 2-app run would "win" an 18-app
+        # table and label every row with one of its two apps.
+        examples = "; ".join(
+            f"{run_dir} ({len(classes)} classes: {', '.join(classes[:4])}"
+            f"{', ...' if len(classes) > 4 else ''})"
+            for (classes, _), run_dir in list(tasks.items())[:3]
+        )
+        raise DataError(
+            f"{path} holds runs of {len(tasks)} different tasks (other classes or "
+            f"features), whose accuracies do not compare, e.g. {examples}; name one run "
+            f"directory, or a directory that holds runs of one task"
+        )
     if best is None:
         own = path / "model_metadata.json"
         meta = read_metadata(path)
@@ -106,6 +121,13 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
             f"(a run is complete when its model_metadata.json says so)"
         )
     return best[1]
+
+
+def _task_of(meta: dict[str, Any]) -> tuple[Any, ...]:
+    """What a run predicts, from what: its classes and its input features."""
+    data = (meta.get("spec") or {}).get("data") or {}
+    features = data.get("features") if isinstance(data, dict) else None
+    return (tuple(map(str, meta.get("classes") or ())), (meta.get("n_features"), str(features)))
 
 
 def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
