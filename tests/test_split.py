@@ -174,3 +174,9 @@ def test_blocked_split_refuses_blocks_of_single_rows() -> None:
         split_data(df, kind="blocked", n_blocks=largest // 2 + 1)
     tiny = _timed_table(n_per_app=3)
     assert len(split_data(tiny, kind="blocked").val) > 0  # the default 10 is clamped
+
+
+def test_largest_seed_works_with_a_test_part() -> None:
+    df = _timed_table(n_per_app=20)
+    parts = split_data(df, seed=2**32 - 1, test_fraction=0.1)
+    assert len(parts.test) > 0 and len(parts.val) > 0

@@ -230,7 +230,7 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
             labels[rest] if stratify is not None and _can_stratify(labels[rest], spec) else None
         )
         _, test = train_test_split(
-            rest, test_size=n_test, random_state=spec.seed + 1, stratify=strat_rest
+            rest, test_size=n_test, random_state=(spec.seed + 1) % 2**32, stratify=strat_rest
         )
         side[test] = 2
     return side
