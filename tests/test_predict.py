@@ -443,3 +443,23 @@ def test_best_run_refuses_runs_of_different_tasks(run_dir, fb_wa_run_dir, tmp_pa
     shutil.copytree(run_dir, mixed / "two-apps-gone", dirs_exist_ok=True)
     shutil.rmtree(mixed / "two-apps")
     assert best_run_dir(mixed).parent == mixed  # one task again: the best of its runs
+
+
+@pytest.mark.parametrize(
+    ("out", "kwargs", "message"),
+    [
+        ("p.parquet", {}, r"must end in \.csv; received 'p\.parquet'"),
+        ("p.csv.gz", {}, r"must end in \.csv; received 'p\.csv\.gz'"),
+        (".", {}, r"is a directory; name a \.csv file in it"),
+        ("p.csv", {"chunk_rows": 0}, r"chunk_rows must be a positive integer; received chunk_r"),
+        ("p.csv", {"chunk_rows": 1.5}, r"chunk_rows must be a positive integer; received chunk"),
+    ],
+)
+def test_predict_file_refuses_bad_outputs_and_chunks(
+    run_dir, table, tmp_path, out, kwargs, message
+):
+    path = tmp_path / "t.csv"
+    table.head(50).to_csv(path, index=False)
+    with pytest.raises(AppSleuthError, match=message):
+        predict_file(run_dir, path, tmp_path / out, **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]

@@ -440,10 +440,22 @@ def predict_file(
     Raises:
         DataError: The file is missing, lacks a feature column, or holds a non-numeric
             feature value (named with its row).
-        AppSleuthError: The output exists and ``force`` is False.
+        AppSleuthError: The output exists and ``force`` is False, is a directory or does
+            not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
     """
     _check_top_k(top_k)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise AppSleuthError(
+            f"chunk_rows must be a positive integer; received chunk_rows={chunk_rows!r}"
+        )
     data, out = Path(data), Path(out)
+    if out.is_dir():
+        raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")
+    if not out.name.lower().endswith(".csv"):
+        raise AppSleuthError(
+            f"predictions are written as CSV: the output file must end in .csv; received "
+            f"{out.name!r}"
+        )
     if not data.is_file():
         raise DataError(f"data file {data} does not exist")
     if data.stat().st_size == 0:
