@@ -140,3 +140,23 @@ def test_diagnosis_of_non_finite_curves_is_unknown() -> None:
     assert d["diagnosis"] == "unknown" and "non-finite" in d["reason"]
     with pytest.raises(DataError, match=r"history values must be numbers"):
         diagnose_fit({**h, "loss": ["high", "low"]})
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "kwargs", "message"),
+    [
+        ([0, 1, 1], [0.2, 0.9, 1.7], {}, r"y_pred must hold class indices \(whole numbers\)"),
+        (["a", "b", "b"], [0, 1, 1], {}, r"y_true must hold class indices .*for names"),
+        ([0, 1], [[0.1, 0.9], [0.8, 0.2]], {}, r"y_pred must be a 1-D sequence .*shape \(2, 2\)"),
+        ([0, 1], [0, 1], {"y_score": [[0.1, 0.9], [0.8, 0.2]]}, r"y_score must hold one prob"),
+        ([0, 1], [0, 1], {"y_score": [0.3]}, r"shape \(2,\); received shape \(1,\)"),
+    ],
+)
+def test_metrics_refuse_what_is_not_class_indices(y_true, y_pred, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        classification_metrics(y_true, y_pred, ["a", "b"], **kwargs)
+
+
+def test_metrics_accept_whole_floats_and_bools():
+    result = classification_metrics(np.array([0.0, 1.0]), np.array([False, True]), ["a", "b"])
+    assert result["accuracy"] == 1.0

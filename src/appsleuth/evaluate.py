@@ -42,8 +42,7 @@ def classification_metrics(
         and false-alarm rate) when Moriarty is a class. A class with no prediction has
         precision 0, one with no sample has recall 0 (scikit-learn's zero_division=0).
     """
-    y_true = np.asarray(y_true, dtype=np.int64).ravel()
-    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    y_true, y_pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
     k = len(classes)
     if y_true.shape != y_pred.shape:
         raise DataError(f"y_true and y_pred differ in length: {len(y_true)} vs {len(y_pred)}")
@@ -55,8 +54,33 @@ def classification_metrics(
     counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     result = metrics_from_confusion(counts, classes)
     if k == 2 and y_score is not None:
-        result["roc_auc"] = _roc_auc(y_true, np.asarray(y_score, dtype=np.float64).ravel())
+        score = np.asarray(y_score, dtype=np.float64)
+        if score.shape != y_true.shape:
+            raise DataError(
+                f"y_score must hold one probability of class 1 per sample, shape "
+                f"{y_true.shape}; received shape {score.shape}"
+            )
+        result["roc_auc"] = _roc_auc(y_true, score)
     return result
+
+
+def _class_indices(name: str, values: Any) -> np.ndarray:
+    """``values`` as a 1-D int64 array of class indices; probabilities or names are refused."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise DataError(
+            f"{name} must be a 1-D sequence of class indices; received shape {array.shape} "
+            f"(for probabilities, pass their argmax)"
+        )
+    if array.dtype.kind in "iub":
+        return array.astype(np.int64)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        return array.astype(np.int64)
+    raise DataError(
+        f"{name} must hold class indices (whole numbers); received {array.dtype} values such "
+        f"as {array.ravel()[:3].tolist()} (for probabilities, pass their argmax; for names, "
+        f"their index in classes)"
+    )
 
 
 def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
