@@ -242,6 +242,23 @@ def test_learning_curves_from_frames_and_a_run_directory(tmp_path: Path) -> None
         load_histories(tmp_path)
 
 
+def test_one_metric_name_and_keras_histories(lr_sweep: Path) -> None:
+    fig = plot_learning_curves(lr_sweep, metrics="loss")
+    assert len(fig.axes) == 1 and fig.axes[0].get_ylabel() == "loss"
+    fig = plot_metric_vs_param(load_results(lr_sweep), "learning_rate", metrics="accuracy")
+    assert len(fig.axes) == 1
+    keras_dict = {k: list(v) for k, v in _history(0.9).to_dict("list").items()}
+    fig = plot_learning_curves(keras_dict, metrics="accuracy")
+    assert len(fig.axes[0].lines) == 2  # one run: training and validation
+
+    class FakeHistory:  # what model.fit returns
+        history = keras_dict
+
+    assert len(plot_learning_curves(FakeHistory(), metrics="accuracy").axes[0].lines) == 2
+    with pytest.raises(SpecError, match=r"metrics must be one or more metric names"):
+        plot_learning_curves(lr_sweep, metrics=[1])
+
+
 def test_small_multiples_one_panel_per_trial(lr_sweep: Path) -> None:
     fig = plot_small_multiples(lr_sweep, ncols=4, highlight="learning_rate=0.001, seed=0")
     visible = [ax for ax in fig.axes if ax.get_visible()]

@@ -392,6 +392,7 @@ def plot_metric_vs_param(
         SpecError: ``param`` is not a column, or ``ax`` does not match ``metrics``.
     """
     param = _resolve_param(results, param, "results")
+    metrics = _metric_names(metrics)
     fig, axes = _axes_for(ax, len(metrics))
     df = _complete(results)
     df = df.loc[df[param].notna()]
@@ -482,11 +483,32 @@ def _read_history(run_dir: Path) -> pd.DataFrame | None:
     return history if not history.empty else None
 
 
+def _metric_names(metrics: Sequence[str] | str) -> list[str]:
+    """``metrics`` as a list: one name given as text is one metric, not its letters."""
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names or not all(isinstance(m, str) for m in names):
+        raise SpecError(f"metrics must be one or more metric names; received metrics={metrics!r}")
+    return names
+
+
+def _is_one_history(source: Mapping[Any, Any]) -> bool:
+    """A Keras ``History.history`` dict: metric name -> one number per epoch."""
+    return bool(source) and all(
+        isinstance(v, list | tuple | np.ndarray)
+        and all(isinstance(x, int | float | np.number) for x in v)
+        for v in source.values()
+    )
+
+
 def _histories(source: HistorySource) -> dict[str, pd.DataFrame]:
     if isinstance(source, str | os.PathLike):
         return load_histories(source)
     if isinstance(source, pd.DataFrame):
         return {"run": source}
+    if isinstance(getattr(source, "history", None), Mapping):  # a keras History
+        source = source.history
+    if isinstance(source, Mapping) and _is_one_history(source):
+        return {"run": pd.DataFrame(dict(source))}
     if isinstance(source, Mapping):
         return {str(k): pd.DataFrame(v) for k, v in source.items()}
     return {f"run {i + 1}": pd.DataFrame(h) for i, h in enumerate(source)}
@@ -501,9 +523,10 @@ def plot_learning_curves(
     """Every trial's learning curves overlaid: training dashed, validation solid.
 
     Args:
-        source: A sweep or run directory, a history DataFrame, a mapping label ->
-            history, or a list of histories.
-        metrics: ``accuracy`` and/or ``loss``. Defaults to both, one panel each.
+        source: A sweep or run directory, a history DataFrame, a Keras ``History`` (or
+            its ``history`` dict), a mapping label -> history, or a list of histories.
+        metrics: ``accuracy`` and/or ``loss`` (one name or several). Defaults to both,
+            one panel each.
         ax: One axes per metric. Defaults to a new figure.
 
     Returns:
@@ -512,6 +535,7 @@ def plot_learning_curves(
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    metrics = _metric_names(metrics)
     histories = _histories(source)
     fig, axes = _axes_for(ax, len(metrics), width=5.5, height=4.0)
     if not histories:
@@ -672,6 +696,7 @@ def plot_comparison(
     param = param or published.attrs.get("param") or published.columns[0]
     ours_col = _resolve_param(results, param, "results")
     pub_col = _resolve_param(published, param, "published results")
+    metrics = _metric_names(metrics)
     fig, axes = _axes_for(ax, len(metrics))
     ours = _complete(results)
     ours = ours.loc[ours[ours_col].notna()]
