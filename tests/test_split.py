@@ -180,3 +180,16 @@ def test_largest_seed_works_with_a_test_part() -> None:
     df = _timed_table(n_per_app=20)
     parts = split_data(df, seed=2**32 - 1, test_fraction=0.1)
     assert len(parts.test) > 0 and len(parts.val) > 0
+
+
+def test_split_accepts_a_mapping_and_names_unknown_fields() -> None:
+    from appsleuth.data.prepare import prepare_data
+    from appsleuth.data.quality import check_data
+
+    df = _timed_table(n_per_app=20)
+    assert prepare_data(df, split={"kind": "blocked"}).split.spec.kind == "blocked"
+    assert check_data(df, split={"kind": "blocked", "n_blocks": 4})["leakage"] is not None
+    with pytest.raises(SpecError, match=r"unknown split field\(s\) foo; valid fields"):
+        split_data(df, foo=1)
+    with pytest.raises(SpecError, match=r"split must be a SplitSpec or a mapping .*split=3"):
+        split_data(df, 3)

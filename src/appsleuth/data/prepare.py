@@ -160,7 +160,8 @@ def prepare_data(
 
     Args:
         df: A loaded table.
-        split: How to split. Defaults to the teaching split (random, 20 %, seed 34).
+        split: How to split: a SplitSpec or a mapping of its fields. Defaults to the
+            teaching split (random, 20 %, seed 34).
         apps: Keep only these apps (a list, or one comma-separated string). Defaults to
             all.
         positive: Make a binary task of this app against all others (after ``apps``,
@@ -186,7 +187,7 @@ def prepare_data(
         rest = _REST
     table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
     _check_classes_after_cleaning(table, cleaning)
-    parts = split_data(table, split or SplitSpec())
+    parts = split_data(table, split)
     train, val, test = parts.frames(table)
     _check_training_classes(table, train, parts)
     pre = Preprocessor(scaling=scaling, positive_class=positive).fit(train)

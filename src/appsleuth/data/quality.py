@@ -173,7 +173,7 @@ def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityRe
         DataError: The split names a group or time column the table lacks.
     """
     info = frame_info(df)
-    split = split or SplitSpec()
+    split = SplitSpec.coerce(split)
     df, infinite = _infinite_as_missing(df, info.numeric_features)
     findings = [
         _classes(df, info.label),

@@ -15,6 +15,7 @@ Three kinds of split:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -101,6 +102,28 @@ class SplitSpec:
         """Build from :meth:`to_dict` output; unknown keys are an error."""
         return cls(**fields_from_mapping(cls, d, "split"))
 
+    @classmethod
+    def coerce(cls, value: SplitSpec | Mapping[str, Any] | None, **changes: Any) -> SplitSpec:
+        """``value`` as a SplitSpec: None is the default, a mapping holds its fields.
+
+        Args:
+            value: A SplitSpec, a mapping of its fields, or None (the teaching split).
+            **changes: Fields to change.
+
+        Raises:
+            SpecError: ``value`` is none of these, or a field is unknown or invalid.
+        """
+        if value is None:
+            value = {}
+        elif isinstance(value, SplitSpec):
+            value = value.to_dict()
+        elif not isinstance(value, Mapping):
+            raise SpecError(
+                f"split must be a SplitSpec or a mapping of its fields (kind, val_fraction, "
+                f"...); received split={value!r}"
+            )
+        return cls.from_dict({**value, **changes})
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DataSplit:
@@ -137,9 +160,8 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
 
     Args:
         df: A loaded (and usually cleaned) table with a label column.
-        spec: The split; keyword arguments build one when it is None
-            (``split_data(df, kind="blocked")``).
-        **kwargs: Fields of :class:`SplitSpec`.
+        spec: The split, or a mapping of its fields; None is the teaching split.
+        **kwargs: Fields of :class:`SplitSpec` to set (``split_data(df, kind="blocked")``).
 
     Returns:
         The :class:`DataSplit`.
@@ -148,10 +170,7 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
         DataError: The table cannot be split that way (too few rows or groups, a missing
             group or time column).
     """
-    if spec is None:
-        spec = SplitSpec(**kwargs)
-    elif kwargs:
-        spec = dataclasses.replace(spec, **kwargs)
+    spec = SplitSpec.coerce(spec, **kwargs)
     info = frame_info(df)
     if info.label is None or info.label not in df.columns:
         raise DataError(f"{info.dataset}: cannot split a table without its label column")
