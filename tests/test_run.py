@@ -486,3 +486,25 @@ def test_the_specs_label_is_honoured_for_a_table_given(table, tmp_path: Path) ->
                        r"with the label 'ApplicationName'"):  # fmt: skip
         train(spec, data=table, out=tmp_path, verbose=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_restored_best_weights_are_what_the_results_report(table, tmp_path: Path) -> None:
+    from appsleuth.spec import EarlyStoppingSpec
+
+    spec = RunSpec(
+        model=ModelSpec(hidden=(8,)),
+        train=TrainSpec(
+            epochs=8,
+            batch_size=64,
+            learning_rate=0.3,  # erratic on purpose: the best epoch is rarely the last
+            early_stopping=EarlyStoppingSpec(monitor="val_accuracy", patience=2),
+        ),
+    )
+    result = train(spec, data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    history = result.history
+    best = int(history["val_accuracy"].to_numpy().argmax())
+    meta = result.metadata
+    assert meta["results_epoch"] == best + 1
+    assert meta["last_results"]["val_accuracy"] == pytest.approx(history["val_accuracy"][best])
+    # The saved model is the restored one: its accuracy is what the results say.
+    assert result.metrics["accuracy"] == pytest.approx(meta["last_results"]["val_accuracy"])

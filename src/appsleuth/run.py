@@ -327,15 +327,15 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
     es = spec.train.early_stopping
     if es is not None:
         mode = "min" if es.monitor.endswith("loss") else "max"
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es.monitor,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                restore_best_weights=es.restore_best,
-                mode=mode,
-            )
+        stopper = keras.callbacks.EarlyStopping(
+            monitor=es.monitor,
+            patience=es.patience,
+            min_delta=es.min_delta,
+            restore_best_weights=es.restore_best,
+            mode=mode,
         )
+        callbacks.append(stopper)
+        timing["early_stopping"] = stopper  # which epoch's weights the saved model holds
     if verbose:
         callbacks.append(_EpochLine())
     return callbacks, timing
@@ -790,7 +790,13 @@ def _metadata(
     keras = import_keras()
     from appsleuth.model import loss_name
 
-    last = history.iloc[-1]
+    # The saved model's epoch: the best one when early stopping restored its weights, so
+    # that the reported results are those of the model that predicts.
+    results_epoch = len(history)
+    stopper = timing.get("early_stopping")
+    if stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None:
+        results_epoch = int(stopper.best_epoch) + 1
+    last = history.iloc[results_epoch - 1]
     seconds = timing["epoch_seconds"]
     steady = seconds[1:] if len(seconds) > 1 else seconds
     slurm = slurm_environment()
@@ -820,6 +826,7 @@ def _metadata(
         "last_results": {
             k: float(last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
         },
+        "results_epoch": results_epoch,
         "fit_diagnosis": metrics["fit"]["diagnosis"],
         "task": prepared.preprocessor.task,
         "classes": prepared.classes,
