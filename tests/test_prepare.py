@@ -143,3 +143,15 @@ def test_one_vs_rest_is_recorded_for_prediction(df) -> None:
     labels = p.preprocessor.task_labels(["Gmail", "Moriarty", None])
     assert labels[:2].tolist() == ["other", "Moriarty"] and pd.isna(labels[2])
     assert prepare_data(df).preprocessor.rest_class is None
+
+
+def test_tables_changed_after_loading_are_explained(df) -> None:
+    missing_label = df.copy()
+    missing_label.loc[missing_label.index[:3], "ApplicationName"] = None
+    with pytest.raises(DataError, match=r"'ApplicationName' is missing in 3 row\(s\) \(the first"):
+        prepare_data(missing_label)
+    feature = frame_info(df).features[0]
+    with pytest.raises(DataError, match=rf"feature column\(s\) \['{feature}'\] recorded when"):
+        prepare_data(df.drop(columns=[feature]))
+    with pytest.raises(DataError, match=r"UUID gives the time order, not a feature"):
+        prepare_data(df, features=["UUID", feature])

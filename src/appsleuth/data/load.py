@@ -128,7 +128,16 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     """
     recorded = df.attrs.get("appsleuth")
     if isinstance(recorded, dict):
-        return FrameInfo.from_dict(recorded)
+        info = FrameInfo.from_dict(recorded)
+        gone = [c for c in info.features if c not in df.columns]
+        if gone:
+            # pandas keeps attrs through drop/rename, so the record can outlive a column.
+            raise DataError(
+                f"{info.dataset}: feature column(s) {gone} recorded when the table was "
+                f"loaded are no longer in it (dropped or renamed since?); "
+                f"from_dataframe(df) describes the table as it is now"
+            )
+        return info
     return _describe(
         df,
         source="dataframe",

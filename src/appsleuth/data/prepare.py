@@ -92,10 +92,22 @@ def select_features(df: pd.DataFrame, features: Sequence[str] | str) -> pd.DataF
         DataError: A named feature is not in the table, or is named twice.
     """
     info = frame_info(df)
+    names = as_name_list("features", features, unique=True)
+    roles = {c: "identifies samples (an id column)" for c in info.id_columns}
+    if info.time_column:
+        roles[info.time_column] = "gives the time order"
+    if info.label:
+        roles[info.label] = "is the label"
+    misplaced = [f"{c} {roles[c]}" for c in names if c in roles]
+    if misplaced:
+        raise DataError(
+            f"{info.dataset}: {'; '.join(misplaced)}, not a feature; features are "
+            f"measurements such as {', '.join(info.features[:3])}"
+        )
     return from_dataframe(
         df,
         label=info.label or "ApplicationName",
-        features=as_name_list("features", features, unique=True),
+        features=names,
         categorical=info.categorical,
         layout=info.layout,
         dataset=info.dataset,

@@ -174,6 +174,14 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
     info = frame_info(df)
     if info.label is None or info.label not in df.columns:
         raise DataError(f"{info.dataset}: cannot split a table without its label column")
+    missing = df[info.label].isna().to_numpy()
+    if missing.any():
+        first = df.index[int(missing.argmax())]
+        raise DataError(
+            f"{info.dataset}: label column {info.label!r} is missing in {int(missing.sum())} "
+            f"row(s) (the first at index {first}); every row needs a label: drop those "
+            f"rows first (df.dropna(subset=[{info.label!r}]))"
+        )
     labels = df[info.label].to_numpy()
     rng = np.random.default_rng(spec.seed)
     n = len(df)
