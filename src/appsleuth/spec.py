@@ -293,6 +293,18 @@ class TrainSpec:
                 )
         _fraction("beta_1", self.beta_1)
         _fraction("beta_2", self.beta_2)
+        # A setting the optimizer has no use for would be silently ignored.
+        if self.momentum != 0 and self.optimizer not in ("sgd", "rmsprop"):
+            raise SpecError(
+                f"momentum applies to optimizers sgd and rmsprop only; received "
+                f"momentum={self.momentum!r} with optimizer={self.optimizer!r}"
+            )
+        for name, default in (("beta_1", 0.9), ("beta_2", 0.999)):
+            if getattr(self, name) != default and self.optimizer not in ("adam", "adamw"):
+                raise SpecError(
+                    f"{name} applies to optimizers adam and adamw only; received "
+                    f"{name}={getattr(self, name)!r} with optimizer={self.optimizer!r}"
+                )
         _choice("loss", self.loss, _LOSSES)
         metrics = self.metrics
         if isinstance(metrics, str):
@@ -301,6 +313,10 @@ class TrainSpec:
             raise SpecError(f"metrics must be a non-empty list; received metrics={metrics!r}")
         for m in metrics:
             _choice("metrics", m, _METRICS)
+        if len(set(metrics)) != len(metrics):
+            raise SpecError(
+                f"metrics must name each metric once; received metrics={list(metrics)!r}"
+            )
         if "accuracy" not in metrics:
             raise SpecError(
                 f"metrics must include accuracy (the run directory reports it); "
