@@ -508,3 +508,15 @@ def test_restored_best_weights_are_what_the_results_report(table, tmp_path: Path
     assert meta["last_results"]["val_accuracy"] == pytest.approx(history["val_accuracy"][best])
     # The saved model is the restored one: its accuracy is what the results say.
     assert result.metrics["accuracy"] == pytest.approx(meta["last_results"]["val_accuracy"])
+
+
+def test_training_leaves_the_callers_random_generators_alone(table, tmp_path: Path) -> None:
+    import random
+
+    np.random.seed(123)
+    random.seed(123)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(123)
+    random.seed(123)
+    train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    assert (np.random.rand(), random.random()) == expected

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -516,6 +517,9 @@ def train(
         return _existing_result(run_dir)
 
     started = time.time()
+    # Seeding for the run resets Python's and NumPy's global generators; the caller's
+    # notebook gets its own sequences back afterwards.
+    global_rng = (random.getstate(), np.random.get_state())
     keras = import_keras()
     from appsleuth.engines import resolve_engine, run_engine
     from appsleuth.model import build_model, loss_name, targets_for
@@ -591,6 +595,8 @@ def train(
     finally:
         with contextlib.suppress(Exception):
             keras.backend.clear_session()
+        random.setstate(global_rng[0])
+        np.random.set_state(global_rng[1])
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
     last = metadata["last_results"]
