@@ -224,3 +224,10 @@ def test_specs_do_not_share_the_callers_containers() -> None:
     spec = TrainSpec(class_weight=weights)
     weights["Moriarty"] = 9.0
     assert spec.class_weight == {"Moriarty": 2.0}
+
+
+def test_specs_with_class_weights_are_hashable() -> None:
+    a = RunSpec(train=TrainSpec(class_weight={"Moriarty": 2.0}))
+    b = RunSpec(train=TrainSpec(class_weight={"Moriarty": 2.0}))
+    c = RunSpec(train=TrainSpec(class_weight={"Moriarty": 3.0}))
+    assert hash(a) == hash(b) and len({a, b, c}) == 2

@@ -578,3 +578,9 @@ def test_sweep_base_with_data_is_refused() -> None:
 
     with pytest.raises(SpecError, match=r"base must hold model and train only.*base.data="):
         SweepSpec(name="t", base=RunSpec(data=DataSpec(positive="Moriarty")))
+
+
+def test_sweep_specs_are_hashable() -> None:
+    a = SweepSpec(name="x", grid={"learning_rate": [0.1, 0.01]})
+    assert hash(a) == hash(SweepSpec(name="x", grid={"learning_rate": [0.1, 0.01]}))
+    assert len({a, SweepSpec(name="x", grid={"learning_rate": [0.1]})}) == 2

@@ -217,6 +217,16 @@ def test_bad_n_rows_raises(bad: object) -> None:
         generate_sherlock(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("bad", [-1, 1.5, "x", 2**32])
+def test_bad_seed_raises(bad: object) -> None:
+    from appsleuth.data.tables import embedded_data
+
+    with pytest.raises(SpecError, match=r"seed must be an integer from 0 to 4294967295"):
+        generate_sherlock(100, seed=bad)  # type: ignore[arg-type]
+    with pytest.raises(SpecError, match=rf"received seed={bad!r}"):
+        embedded_data(100, seed=bad, cache=False)  # type: ignore[arg-type]
+
+
 # --- data issues ----------------------------------------------------------------------
 
 

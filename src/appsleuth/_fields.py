@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "plain_fields",
     "plain_value",
     "quoted_number_hint",
+    "spec_hash",
 ]
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
@@ -43,6 +45,11 @@ def plain_value(value: Any, _open: frozenset[int] = frozenset()) -> Any:
     if type(value) in (list, tuple):  # not named tuples, whose constructors differ
         return type(value)(plain_value(v, inner) for v in value)
     return value
+
+
+def spec_hash(spec: Any) -> int:
+    """A hash of a spec from its ``to_dict()``, for specs that hold dicts (class weights)."""
+    return hash(json.dumps(spec.to_dict(), sort_keys=True, default=str))
 
 
 def plain_fields(obj: Any) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from appsleuth._fields import check_seed, is_int, plain_fields, quoted_number_hint
+from appsleuth._fields import check_seed, is_int, plain_fields, quoted_number_hint, spec_hash
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import SpecError
@@ -350,6 +350,9 @@ class TrainSpec:
                 f"weight; received class_weight={cw!r}"
             )
         _choice("engine", self.engine, _ENGINES)
+
+    def __hash__(self) -> int:
+        return spec_hash(self)  # class_weight may be a dict
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from appsleuth._fields import check_seed
 from appsleuth.data.layouts import (
     APP_COUNTS_18,
     APPS_18,
@@ -405,10 +406,12 @@ def generate_sherlock(
         project's metadata in ``df.attrs["appsleuth"]``, marked synthetic.
 
     Raises:
-        SpecError: ``n_rows`` is not a positive integer.
+        SpecError: ``n_rows`` is not a positive integer, or ``seed`` not one from 0 to
+            2**32 - 1.
         DataError: ``apps`` names an app that is not one of the 18.
     """
     n_rows, chosen = _check_args(n_rows, apps)
+    check_seed("seed", seed)
     rng = np.random.default_rng(seed)
     sim = _simulate(n_rows, chosen, rng)
     uuid = _timestamps(sim, n_rows, rng)

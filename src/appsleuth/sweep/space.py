@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from appsleuth._fields import plain_fields, plain_value
+from appsleuth._fields import plain_fields, plain_value, spec_hash
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import validate_name
@@ -530,6 +530,9 @@ class SweepSpec:
         if self.random:
             return list(self.random["params"])
         return list(self.grid or self.zip)
+
+    def __hash__(self) -> int:
+        return spec_hash(self)  # grid, zip and random are dicts
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form (what the YAML file holds)."""
