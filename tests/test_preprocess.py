@@ -124,6 +124,8 @@ def test_json_roundtrip(table, tmp_path: Path) -> None:
         (lambda d: d["scale"].__setitem__(0, 0.0), "finite positive scales"),
         (lambda d: d["offset"].__setitem__(0, float("nan")), "finite offsets"),
         (lambda d: d["classes"].__setitem__(1, d["classes"][0]), "a class named twice"),
+        (lambda d: d.update(positive_class="Tinder"), "positive or rest class that is not"),
+        (lambda d: d.update(categories={"state": "RS"}), r"damaged: TypeError: categories must"),
     ],
 )
 def test_tampered_file(table, tmp_path: Path, mutate, message: str) -> None:
@@ -219,3 +221,11 @@ def test_transform_complete_leaves_out_incomplete_rows_without_warning(table) ->
     np.testing.assert_array_equal(x, pre.transform(new.iloc[[0, 2, 4]]))
     with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
         pre.transform_complete(new.drop(columns="rss"))
+
+
+def test_decode_labels_refuses_indices_outside_the_classes(table) -> None:
+    pre = Preprocessor().fit(table)
+    assert list(pre.decode_labels([0, 1])) == pre.classes[:2]
+    for bad in ([-1], [len(pre.classes)], [0.5]):
+        with pytest.raises(DataError, match=r"class indices must be whole numbers from 0 to"):
+            pre.decode_labels(bad)

@@ -249,9 +249,20 @@ class Preprocessor:
         return codes.to_numpy(dtype=np.int32)
 
     def decode_labels(self, codes: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Class names for class indices."""
+        """Class names for class indices.
+
+        Raises:
+            DataError: An index is not one of the classes' (0 to the number of classes - 1).
+        """
         self._require_fitted()
-        return np.asarray(self.classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+        codes = np.asarray(codes)
+        k = len(self.classes)
+        if codes.dtype.kind not in "iu" or (codes.size and (codes.min() < 0 or codes.max() >= k)):
+            raise DataError(
+                f"class indices must be whole numbers from 0 to {k - 1}; received "
+                f"{codes.ravel()[:5].tolist()}"
+            )
+        return np.asarray(self.classes, dtype=object)[codes.astype(np.int64)]
 
     # --- persistence -----------------------------------------------------------------
 
@@ -296,7 +307,7 @@ class Preprocessor:
             rest = d.get("rest_class")  # absent in files from before one-vs-rest was recorded
             p.rest_class = None if rest is None else str(rest)
             p.numeric_features = [str(c) for c in d["numeric_features"]]
-            p.categories = {str(k): [str(v) for v in vs] for k, vs in d["categories"].items()}
+            p.categories = {str(k): _names(vs) for k, vs in d["categories"].items()}
             p.classes = [str(c) for c in d["classes"]]
             p._offset = np.asarray(d["offset"], dtype=np.float64)
             p._scale = np.asarray(d["scale"], dtype=np.float64)
@@ -308,13 +319,16 @@ class Preprocessor:
             or p._scale.shape != (n,)
             or len(p.classes) < 2
             or len(set(p.classes)) != len(p.classes)
+            or (p.positive_class is not None and p.positive_class not in p.classes)
+            or (p.rest_class is not None and p.rest_class not in p.classes)
             or not (np.all(np.isfinite(p._offset)) and np.all(np.isfinite(p._scale)))
             or not np.all(p._scale > 0)
         ):
             raise DataError(
                 f"{source} is damaged: its scaling does not match its "
                 f"{n} numeric features (finite offsets, finite positive scales), or it has "
-                f"fewer than two classes or a class named twice"
+                f"fewer than two classes, a class named twice, or a positive or rest class "
+                f"that is not one of its classes"
             )
         return p
 
@@ -385,3 +399,10 @@ class Preprocessor:
             f"Preprocessor(scaling={self.scaling!r}, inputs={self.n_outputs}, "
             f"classes={len(self.classes)})"
         )
+
+
+def _names(values: Any) -> list[str]:
+    """A list of category names from a preprocessor file (a text is not a list of letters)."""
+    if not isinstance(values, list):
+        raise TypeError(f"categories must be lists of names; found {values!r}")
+    return [str(v) for v in values]
