@@ -60,3 +60,11 @@ def test_cli_on_a_tiny_file_names_the_class(
     err = capsys.readouterr().err
     assert "hold a single class, 'Gmail'" in err or "hold a single class, 'Chrome'" in err
     assert "at least two classes" in err and "if any" not in err
+
+
+def test_run_baselines_names_a_table_passed_instead_of_prepared_data() -> None:
+    from appsleuth.data.tables import embedded_data
+    from appsleuth.errors import DataError
+
+    with pytest.raises(DataError, match=r"needs the output of prepare_data\(table\); received Da"):
+        run_baselines(embedded_data(500))

@@ -160,3 +160,13 @@ def test_metrics_refuse_what_is_not_class_indices(y_true, y_pred, kwargs, messag
 def test_metrics_accept_whole_floats_and_bools():
     result = classification_metrics(np.array([0.0, 1.0]), np.array([False, True]), ["a", "b"])
     assert result["accuracy"] == 1.0
+
+
+def test_diagnose_fit_rule_must_be_a_fit_rule():
+    from appsleuth.errors import SpecError
+
+    history = pd.DataFrame(
+        {"loss": [1.0], "accuracy": [0.5], "val_loss": [1.0], "val_accuracy": [0.5]}
+    )
+    with pytest.raises(SpecError, match=r"rule must be a FitRule"):
+        diagnose_fit(history, rule={"poor": 0.5})

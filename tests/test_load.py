@@ -761,3 +761,14 @@ def test_load_refuses_what_is_not_a_path(path: object, message: str) -> None:
 def test_load_given_a_dataframe_points_to_from_dataframe() -> None:
     with pytest.raises(DataError, match=r"received a DataFrame; .* use from_dataframe\(df\)"):
         load_sherlock(make_sherlock18())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [None, [1, 2], {"a": [1]}])
+def test_non_tables_are_named(bad) -> None:
+    from appsleuth.data.load import frame_info
+
+    with pytest.raises(DataError, match=rf"expected a table .*received {type(bad).__name__}"):
+        frame_info(bad)
+    name = type(bad).__name__
+    with pytest.raises(DataError, match=rf"needs a pandas DataFrame; received {name}"):
+        from_dataframe(bad)

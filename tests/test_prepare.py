@@ -155,3 +155,10 @@ def test_tables_changed_after_loading_are_explained(df) -> None:
         prepare_data(df.drop(columns=[feature]))
     with pytest.raises(DataError, match=r"UUID gives the time order, not a feature"):
         prepare_data(df, features=["UUID", feature])
+
+
+def test_one_vs_rest_takes_one_name(df) -> None:
+    from appsleuth.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"positive must be one app name \(text\); received pos"):
+        one_vs_rest(df, ["Moriarty"])

@@ -520,3 +520,21 @@ def test_training_leaves_the_callers_random_generators_alone(table, tmp_path: Pa
     random.seed(123)
     train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
     assert (np.random.rand(), random.random()) == expected
+
+
+def test_results_and_wrong_arguments_at_the_run_boundary(run, table, tmp_path: Path) -> None:
+    from appsleuth.predict import predict
+
+    assert len(predict(run, table.head(5))) == 5  # a RunResult is a run
+    assert evaluate_run(run, table.head(50))["n"] + evaluate_run(run, table.head(50))[
+        "rows_skipped"
+    ] == 50
+    with pytest.raises(DataError, match=r"a run must be given as a run .*received NoneType"):
+        load_run(None)
+    with pytest.raises(DataError, match=r"evaluate_run needs a labelled DataFrame; received nd"):
+        evaluate_run(run, np.zeros((3, 3)))
+    with pytest.raises(SpecError, match=r"callbacks must be keras.callbacks.Callback objects"):
+        train(_spec(epochs=1), data=table, out=tmp_path, callbacks=[print])
+    with pytest.raises(SpecError, match=r"log must be a function taking one text"):
+        train(_spec(epochs=1), data=table, out=tmp_path, log="x")
+    assert not list(tmp_path.iterdir())  # refused before anything was written

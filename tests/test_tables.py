@@ -58,3 +58,9 @@ def test_embedded_data_is_cached_and_marked_synthetic(
     cached[0].write_bytes(b"PAR1 broken")
     third = embedded_data(500, seed=3)
     assert len(third) == 500
+
+
+def test_write_table_refuses_what_is_not_a_table(tmp_path) -> None:
+    with pytest.raises(AppSleuthError, match=r"needs a pandas DataFrame; received list"):
+        write_table([1], tmp_path / "x.csv")
+    assert not list(tmp_path.iterdir())

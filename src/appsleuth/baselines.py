@@ -47,6 +47,11 @@ def run_baselines(
         DataError: The training rows hold fewer than two classes, or there are no
             validation rows to score on.
     """
+    if not isinstance(prepared, PreparedData):
+        raise DataError(
+            f"run_baselines needs the output of prepare_data(table); received "
+            f"{type(prepared).__name__}"
+        )
     unknown = [w for w in which if w not in BASELINES]
     if unknown:
         raise SpecError(f"baselines must be among {', '.join(BASELINES)}; received {unknown}")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth.data.layouts import MALWARE_APP
-from appsleuth.errors import DataError
+from appsleuth.errors import DataError, SpecError
 
 __all__ = ["FitRule", "classification_metrics", "diagnose_fit", "metrics_from_confusion"]
 
@@ -217,6 +217,8 @@ def diagnose_fit(
         ``{"diagnosis", "reason", "rule"}``.
     """
     rule = rule or FitRule()
+    if not isinstance(rule, FitRule):
+        raise SpecError(f"rule must be a FitRule (FitRule(poor=..., ...)); received rule={rule!r}")
     h = pd.DataFrame(history)
     needed = ["loss", "accuracy", "val_loss", "val_accuracy"]
     missing = [c for c in needed if c not in h.columns]

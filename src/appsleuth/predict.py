@@ -32,7 +32,15 @@ from appsleuth.data.load import (
 )
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.evaluate import metrics_from_confusion
-from appsleuth.run import LoadedRun, load_run, predict_proba, read_metadata, run_status
+from appsleuth.run import (
+    LoadedRun,
+    RunResult,
+    load_run,
+    predict_proba,
+    read_metadata,
+    run_path,
+    run_status,
+)
 
 __all__ = ["PredictionSummary", "best_run_dir", "predict", "predict_file"]
 
@@ -64,7 +72,7 @@ class PredictionSummary:
     metrics: dict[str, Any] | None
 
 
-def best_run_dir(path: str | os.PathLike[str]) -> Path:
+def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     """A complete run directory: ``path`` itself, or the best run below it (a sweep).
 
     The best run has the highest final validation accuracy.
@@ -72,7 +80,7 @@ def best_run_dir(path: str | os.PathLike[str]) -> Path:
     Raises:
         DataError: Neither ``path`` nor any directory below it holds a complete run.
     """
-    path = Path(path)
+    path = run_path(path)
     if run_status(path) == "complete":
         return path
     if not path.is_dir():
@@ -189,13 +197,16 @@ def _frame_predictions(
 
 
 def predict(
-    run_dir: str | os.PathLike[str] | LoadedRun, df: pd.DataFrame, *, top_k: int = 3
+    run_dir: str | os.PathLike[str] | RunResult | LoadedRun,
+    df: pd.DataFrame,
+    *,
+    top_k: int = 3,
 ) -> pd.DataFrame:
     """Predict the app of every complete row of ``df``.
 
     Args:
-        run_dir: A run directory, a sweep directory (its best run is used), or a
-            loaded run.
+        run_dir: A run directory, a sweep directory (its best run is used), the result
+            of :func:`~appsleuth.run.train`, or a loaded run.
         df: A table carrying the model's feature columns (any supported layout; extra
             columns are ignored).
         top_k: How many most likely apps to list. Defaults to 3.
@@ -412,7 +423,7 @@ def _locate_bad_value(
 
 
 def predict_file(
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | RunResult,
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,

@@ -53,6 +53,7 @@ __all__ = [
     "read_json_object",
     "read_metadata",
     "record_failed_run",
+    "run_path",
     "run_status",
     "train",
     "validate_name",
@@ -507,6 +508,9 @@ def train(
         )
     if not isinstance(out, str | os.PathLike):
         raise SpecError(f"out must be a directory path; received out={out!r}")
+    _check_callbacks(callbacks)
+    if log is not None and not callable(log):
+        raise SpecError(f"log must be a function taking one text; received log={log!r}")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
         verbose = sys.stdout.isatty()
@@ -655,6 +659,22 @@ def record_failed_run(
         return False
     _write_json(run_dir / METADATA, _failed_record(spec, run_dir.name, error, started))
     return True
+
+
+def _check_callbacks(callbacks: Any) -> None:
+    """``callbacks`` is a sequence of Keras callbacks (an ordinary function is not one)."""
+    keras = import_keras()
+    if isinstance(callbacks, keras.callbacks.Callback | str) or not isinstance(callbacks, Sequence):
+        raise SpecError(
+            f"callbacks must be a list of keras.callbacks.Callback objects; received "
+            f"callbacks={callbacks!r}"
+        )
+    wrong = [c for c in callbacks if not isinstance(c, keras.callbacks.Callback)]
+    if wrong:
+        raise SpecError(
+            f"callbacks must be keras.callbacks.Callback objects (wrap a function in "
+            f"keras.callbacks.LambdaCallback); received {wrong[0]!r}"
+        )
 
 
 def _check_same_spec(run_dir: Path, spec: RunSpec) -> None:
@@ -854,7 +874,23 @@ def _metadata(
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+def run_path(run: str | os.PathLike[str] | RunResult) -> Path:
+    """The directory of ``run``: a path, or the result :func:`train` returned.
+
+    Raises:
+        DataError: ``run`` is neither.
+    """
+    if isinstance(run, RunResult):
+        return Path(run.run_dir)
+    if isinstance(run, str | os.PathLike):
+        return Path(run)
+    raise DataError(
+        f"a run must be given as a run (or sweep) directory path or the result of train(); "
+        f"received {type(run).__name__}"
+    )
+
+
+def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     """Load a complete run's model (Keras safe mode) and preprocessing.
 
     Raises:
@@ -862,7 +898,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
             format version, was tampered with, or its model holds arbitrary code.
     """
     keras = import_keras()
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir)
     status = run_status(run_dir)
     if status == "missing":
         raise DataError(f"run directory {run_dir} does not exist")
@@ -930,14 +966,16 @@ def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
         )
 
 
-def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | os.PathLike[str] | RunResult | LoadedRun, data: pd.DataFrame
+) -> dict[str, Any]:
     """Score a trained run on labelled data with the preprocessing fitted at training time.
 
     Rows missing a feature value or their label are left out and counted (``rows_skipped``).
     For a one-vs-rest run, apps other than the positive one count as its rest class.
 
     Args:
-        run_dir: A run directory, or a run from :func:`load_run`.
+        run_dir: A run directory, the result of :func:`train`, or a run from :func:`load_run`.
         data: A labelled table carrying the model's feature columns.
 
     Returns:
@@ -949,6 +987,8 @@ def evaluate_run(run_dir: str | os.PathLike[str] | LoadedRun, data: pd.DataFrame
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
     skip = pre.missing_rows(data) | data[pre.label].isna().to_numpy()

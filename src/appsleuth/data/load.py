@@ -126,6 +126,11 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     Returns:
         The table's :class:`FrameInfo`.
     """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(
+            f"expected a table (a pandas DataFrame from load_sherlock, embedded_data or "
+            f"from_dataframe); received {type(df).__name__}"
+        )
     recorded = df.attrs.get("appsleuth")
     if isinstance(recorded, dict):
         info = FrameInfo.from_dict(recorded)
@@ -327,6 +332,8 @@ def from_dataframe(
     Returns:
         A copy of ``df`` with numeric features and ``attrs["appsleuth"]`` set.
     """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"from_dataframe needs a pandas DataFrame; received {type(df).__name__}")
     recorded = df.attrs.get("appsleuth") if isinstance(df.attrs.get("appsleuth"), dict) else {}
     info = _describe(
         df,

@@ -19,7 +19,7 @@ from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_sherlock
 from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
-from appsleuth.errors import DataError
+from appsleuth.errors import DataError, SpecError
 
 __all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
 
@@ -60,6 +60,9 @@ def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = _REST) -> p
         DataError: ``positive`` is not in the table, or it is the only app.
     """
     info = frame_info(df)
+    for name, value in (("positive", positive), ("rest_name", rest_name)):
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"{name} must be one app name (text); received {name}={value!r}")
     labels = df[info.label]
     if positive not in set(labels.unique()):
         raise DataError(

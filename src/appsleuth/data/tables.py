@@ -40,6 +40,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool =
         AppSleuthError: The file exists and ``force`` is False, or the extension is not
             one of ``.csv``, ``.csv.gz``, ``.parquet``.
     """
+    if not isinstance(df, pd.DataFrame):
+        raise AppSleuthError(f"write_table needs a pandas DataFrame; received {type(df).__name__}")
     path = Path(path)
     name = path.name.lower()
     if not name.endswith(_SUFFIXES):
