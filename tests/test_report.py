@@ -261,6 +261,23 @@ def test_report_out_must_not_be_a_directory(tmp_path: Path) -> None:
         write_report(run_dir, out=tmp_path, log=_quiet)
 
 
+def test_report_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, status="failed", error="x")
+    data = tmp_path / "keep.html"
+    data.write_text("<!DOCTYPE html><p>my notes</p>")
+    with pytest.raises(DataError, match=r"exists and is not a report appsleuth wrote"):
+        write_report(run_dir, out=data, log=_quiet)
+    assert data.read_text() == "<!DOCTYPE html><p>my notes</p>"
+    with pytest.raises(DataError, match=r"--out must name an \.html file; received 'keep\.csv'"):
+        write_report(run_dir, out=tmp_path / "keep.csv", log=_quiet)
+    out = write_report(run_dir, out=tmp_path / "r.html", log=_quiet)
+    assert write_report(run_dir, out=out, log=_quiet) == out  # its own report is replaced
+    old_style = out.read_text(encoding="utf-8").replace('<meta name="generator"', "<meta x")
+    out.write_text(old_style, encoding="utf-8")
+    assert write_report(run_dir, out=out, log=_quiet) == out  # so is an older one
+
+
 def test_report_of_repeated_seeds_shows_seeds_and_spread(tmp_path: Path) -> None:
     accs = {0.0001: (0.80, 0.84), 0.001: (0.90, 0.94), 0.1: (0.60, 0.50)}
     sweep_dir = fake_sweep(
