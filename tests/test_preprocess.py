@@ -229,3 +229,19 @@ def test_decode_labels_refuses_indices_outside_the_classes(table) -> None:
     for bad in ([-1], [len(pre.classes)], [0.5]):
         with pytest.raises(DataError, match=r"class indices must be whole numbers from 0 to"):
             pre.decode_labels(bad)
+
+
+def test_values_too_large_to_scale(table) -> None:
+    col = Preprocessor().fit(table).numeric_features[0]
+    huge = table.copy()
+    huge.loc[huge.index[:2], col] = 1e308
+    with pytest.raises(DataError, match=rf"\['{col}'\] hold values too large to scale"):
+        Preprocessor().fit(huge)
+    pre = Preprocessor().fit(table)
+    rows = table.head(6).copy()
+    rows.loc[rows.index[:2], col] = 1e300  # finite, but beyond float32 once scaled
+    x, skipped = pre.transform_complete(rows)
+    assert skipped.tolist() == [True, True, False, False, False, False]
+    assert np.isfinite(x).all() and len(x) == 4
+    with pytest.raises(DataError, match=r"too large \(beyond float32 once scaled\) values in"):
+        pre.transform(rows)

@@ -100,16 +100,30 @@ class Preprocessor:
             )
         x = train[self.numeric_features].to_numpy(dtype=np.float64)
         if self.scaling == "standard":
-            self._offset = x.mean(axis=0)
-            std = x.std(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+                self._offset = x.mean(axis=0)
+                std = x.std(axis=0)
             self._scale = np.where(std > 0, std, 1.0)
         elif self.scaling == "minmax":
             lo, hi = x.min(axis=0), x.max(axis=0)
             self._offset = lo
-            self._scale = np.where(hi > lo, hi - lo, 1.0)
+            with np.errstate(over="ignore"):
+                self._scale = np.where(hi > lo, hi - lo, 1.0)
         else:
             self._offset = np.zeros(x.shape[1])
             self._scale = np.ones(x.shape[1])
+        overflow = [
+            c
+            for c, o, s in zip(self.numeric_features, self._offset, self._scale, strict=True)
+            if not (np.isfinite(o) and np.isfinite(s))
+        ]
+        if overflow:
+            peak = {c: float(np.abs(train[c].to_numpy(dtype=np.float64)).max()) for c in overflow}
+            raise DataError(
+                f"{info.dataset}: feature(s) {overflow} hold values too large to scale "
+                f"(largest magnitude {', '.join(f'{c} {v:.3g}' for c, v in peak.items())}); "
+                f"their mean or spread overflows: remove those rows or rescale the column"
+            )
         if self.positive_class is not None:
             if self.positive_class not in classes:
                 raise DataError(
@@ -195,6 +209,8 @@ class Preprocessor:
         x = np.array(df[self.numeric_features].to_numpy(dtype=np.float64), order="C", copy=True)
         x -= self._offset  # in place: no temporaries the size of the table
         x /= self._scale
+        if ignore.any():
+            x[ignore] = 0.0  # left out anyway; their values may not fit float32
         parts = [x.astype(np.float32)]
         for col, values in self.categories.items():
             # Category codes instead of string comparisons: fast on millions of rows.
@@ -370,20 +386,45 @@ class Preprocessor:
             )
 
     def _incomplete(self, df: pd.DataFrame) -> np.ndarray:
-        """Rows with a missing value in an input column, or an infinite numeric value."""
+        """Rows with a missing value in an input column, an infinite numeric value, or one
+        too large for the model's float32 inputs once scaled."""
         incomplete = df[self.input_columns].isna().any(axis=1).to_numpy()
         for col in self.numeric_features:
             incomplete = incomplete | infinite_mask(df[col])
+        for mask in self._too_large(df).values():
+            incomplete = incomplete | mask
         return incomplete
+
+    def _too_large(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per numeric column, the rows whose scaled value overflows float32 (after fit)."""
+        if len(self._scale) != len(self.numeric_features) or not self.numeric_features:
+            return {}
+        limit = np.float64(np.finfo(np.float32).max)
+        found = {}
+        for col, offset, scale in zip(
+            self.numeric_features, self._offset, self._scale, strict=True
+        ):
+            values = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore", over="ignore"):
+                # Missing and infinite values are reported as such, not as too large.
+                mask = np.isfinite(values) & (np.abs(values - offset) > limit * scale)
+            if mask.any():
+                found[col] = mask
+        return found
 
     def _check_complete(self, df: pd.DataFrame, *, what: str) -> None:
         gaps = df[self.input_columns].isna().sum()
         gaps = gaps[gaps > 0]
         infinite = {c: int(infinite_mask(df[c]).sum()) for c in self.numeric_features}
         infinite = {c: n for c, n in infinite.items() if n}
+        huge = {c: int(m.sum()) for c, m in self._too_large(df).items()}
         parts = [
             f"{kind} values in " + ", ".join(f"{c} ({n})" for c, n in counts.items())
-            for kind, counts in (("missing", dict(gaps.items())), ("infinite", infinite))
+            for kind, counts in (
+                ("missing", dict(gaps.items())),
+                ("infinite", infinite),
+                ("too large (beyond float32 once scaled)", huge),
+            )
             if counts
         ]
         if parts:
