@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,24 @@ def test_specs_with_class_weights_are_hashable() -> None:
     b = RunSpec(train=TrainSpec(class_weight={"Moriarty": 2.0}))
     c = RunSpec(train=TrainSpec(class_weight={"Moriarty": 3.0}))
     assert hash(a) == hash(b) and len({a, b, c}) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "train: {learning_rate: 0.1, learning_rate: 0.5}\n",
+            r"line 1, column 29: the key 'learning_rate' appears twice in one mapping",
+        ),
+        ("model: {}\nmodel: {hidden: [4]}\n", r"line 2, column 1: the key 'model' appears twice"),
+        ("train:\n\tlearning_rate: 0.1\n", r"line 2, column 1: found character '\\t'"),
+    ],
+)
+def test_yaml_problems_are_one_line_with_their_place(tmp_path: Path, text, message) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"config file {re.escape(str(path))} is not valid YAML: "):
+        load_run_spec(path)
+    with pytest.raises(SpecError, match=message) as caught:
+        load_run_spec(path)
+    assert "\n" not in str(caught.value)

@@ -501,6 +501,43 @@ def format_learning_rate(lr: float) -> str:
     return text
 
 
+def _strict_loader() -> type:
+    """YAML's safe loader, refusing a key given twice in one mapping (the last would win)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the base class reports it
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"the key {key!r} appears twice in one mapping (first on line "
+                        f"{seen[key].line + 1}); give each key once",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error as one line: where, then what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    text = f"{where}{problem}" + (f" ({context})" if context else "")
+    return " ".join(text.split())
+
+
 def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     """Read YAML from ``path`` and build a spec from it with ``build(mapping)``.
 
@@ -516,9 +553,9 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
     try:
-        d = yaml.safe_load(text)
+        d = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise SpecError(f"{what} {path} is not valid YAML: {exc}") from exc
+        raise SpecError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
     try:
         return build({} if d is None else d)
     except SpecError as exc:
