@@ -162,3 +162,12 @@ def test_one_vs_rest_takes_one_name(df) -> None:
 
     with pytest.raises(SpecError, match=r"positive must be one app name \(text\); received pos"):
         one_vs_rest(df, ["Moriarty"])
+
+
+def test_a_named_feature_without_values_is_refused(df) -> None:
+    feature = frame_info(df).features[0]
+    empty = df.copy()
+    empty[feature] = np.nan
+    with pytest.raises(DataError, match=rf"feature\(s\) \['{feature}'\] named in features have no"):
+        prepare_data(empty, features=[feature, frame_info(df).features[1]])
+    assert feature not in prepare_data(empty).preprocessor.numeric_features  # unnamed: dropped

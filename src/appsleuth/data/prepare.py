@@ -201,6 +201,20 @@ def prepare_data(
         df = one_vs_rest(df, positive)
         rest = _REST
     table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
+    if features is not None:
+        # A named feature without a single value cannot be used (nor imputed); training
+        # on the others while the spec lists it would misreport the model's inputs.
+        empty = [
+            c
+            for step in cleaning.steps
+            if step.action == "drop all-missing columns"
+            for c in step.columns
+        ]
+        if empty:
+            raise DataError(
+                f"{frame_info(df).dataset}: feature(s) {empty} named in features have no "
+                f"value in any row; leave them out of features or fill them"
+            )
     _check_classes_after_cleaning(table, cleaning)
     parts = split_data(table, split)
     train, val, test = parts.frames(table)
