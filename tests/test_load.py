@@ -246,14 +246,22 @@ def test_single_class(tmp_path: Path) -> None:
         load_sherlock(path)
 
 
-def test_missing_label_value(tmp_path: Path) -> None:
-    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\nNULL,2,3\nChrome,1,1\n")
+@pytest.mark.parametrize("blank", [b"NULL", b"   ", b'" "'])
+def test_missing_label_value(tmp_path: Path, blank: bytes) -> None:
+    content = b"ApplicationName,CPU_USAGE,utime\nGmail,1,2\n" + blank + b",2,3\nChrome,1,1\n"
+    path = _write(tmp_path, content)
     with pytest.raises(
         DataError,
-        match=r"label column 'ApplicationName' is missing a value "
+        match=r"label column 'ApplicationName' is missing a value \(empty or blank\) "
         r"in data row 1 \(line 3\)",
     ):
         load_sherlock(path)
+
+
+def test_labels_lose_surrounding_spaces(tmp_path: Path) -> None:
+    content = b"ApplicationName,CPU_USAGE,utime\n Gmail,1,2\nGmail ,2,3\nChrome,1,1\n"
+    path = _write(tmp_path, content)
+    assert sorted(load_sherlock(path)["ApplicationName"].unique()) == ["Chrome", "Gmail"]
 
 
 def test_unreadable_encoding(tmp_path: Path) -> None:
@@ -523,7 +531,7 @@ def test_line_numbers_with_crlf_quoted_newlines_and_gzip(tmp_path: Path) -> None
 
 def test_missing_label_line_counts_blank_lines(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,CPU_USAGE\n\nGmail,1\n\n\nNULL,2\nChrome,3\n")
-    with pytest.raises(DataError, match=r"missing a value in data row 1 \(line 6\)"):
+    with pytest.raises(DataError, match=r"\(empty or blank\) in data row 1 \(line 6\)"):
         load_sherlock(path)
 
 

@@ -842,13 +842,15 @@ def _finish(
             df[name] = col.astype(str).where(col.notna())
     if info.label is not None:
         labels = df[info.label]
-        if labels.isna().any():
-            row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        # " Facebook" is Facebook (a space after the comma), and a blank label is none.
+        text = labels.astype(str).str.strip().where(labels.notna())
+        if text.isna().any() or (text == "").any():
+            row = int(np.flatnonzero((text.isna() | (text == "")).to_numpy())[0])
             raise DataError(
-                f"{where}: label column {info.label!r} is missing a value in "
-                f"{rows.name(row)}; every row needs a label"
+                f"{where}: label column {info.label!r} is missing a value (empty or "
+                f"blank) in {rows.name(row)}; every row needs a label"
             )
-        df[info.label] = labels.astype(str)
+        df[info.label] = text.astype(str)
         if len(df) == 0:
             raise DataError(f"{where} has a header but no rows")
         n_classes = df[info.label].nunique()

@@ -241,8 +241,9 @@ class Preprocessor:
         class, as it was for training.
         """
         values = pd.Series(labels)
-        missing = values.isna()
-        text = values.astype(object).where(missing, values.astype(str))
+        text = values.astype(str).str.strip().where(values.notna())
+        missing = text.isna() | (text == "")
+        text = text.astype(object).where(~missing)
         if self.rest_class is not None:
             text = text.where(missing | (text == self.positive_class), self.rest_class)
         return text
