@@ -463,3 +463,18 @@ def test_predict_file_refuses_bad_outputs_and_chunks(
     with pytest.raises(AppSleuthError, match=message):
         predict_file(run_dir, path, tmp_path / out, **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_cli_names_labels_the_model_does_not_know(
+    fb_wa_run_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    data = generate_sherlock(300, apps=["Facebook", "WhatsApp", "Gmail"], seed=5)
+    path = tmp_path / "m.2016.csv"
+    data.to_csv(path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(fb_wa_run_dir), str(path)]) == 0
+    out = capsys.readouterr().out
+    n_gmail = int((data["ApplicationName"] == "Gmail").sum())
+    assert f"{n_gmail} predicted rows are labelled with apps the model was not trained on " in out
+    assert "(Gmail); left out of the metrics" in out
+    assert (tmp_path / "m.2016.predictions.csv").exists()  # the name up to its format suffix

@@ -615,7 +615,7 @@ def predict(
     _configure_backend(threads, device)
     from appsleuth.predict import predict_file
 
-    out = out or Path(f"{data.name.split('.')[0]}.predictions.csv")
+    out = out or Path(f"{_data_stem(data.name)}.predictions.csv")
     summary = predict_file(
         run_dir,
         data,
@@ -635,8 +635,23 @@ def predict(
             f"skipped {summary.skipped:,} rows with missing or infinite feature values; their row "
             f"ids are in {summary.skipped_file}"
         )
+    if summary.unknown_label_rows:
+        scored = "left out of the metrics" if summary.metrics else "so no metrics are shown"
+        click.echo(
+            f"{summary.unknown_label_rows:,} predicted rows are labelled with apps the model "
+            f"was not trained on ({', '.join(summary.unknown_labels)}"
+            f"{', ...' if len(summary.unknown_labels) == 10 else ''}); {scored}"
+        )
     if summary.metrics is not None:
         _print_metrics(summary.metrics, title=f"metrics on {data.name}")
+
+
+def _data_stem(name: str) -> str:
+    """A data file's name without its format suffixes (``m.2016.csv.gz`` -> ``m.2016``)."""
+    for suffix in (".csv.gz", ".csv", ".parquet", ".gz"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 @cli.group()

@@ -60,7 +60,11 @@ class PredictionSummary:
         rows: Rows read.
         predicted: Rows predicted.
         skipped: Rows skipped for missing feature values.
-        metrics: Accuracy and per-class metrics when the input had labels, else None.
+        metrics: Accuracy and per-class metrics when the input had labels the model
+            knows, else None.
+        unknown_label_rows: Predicted rows whose label is an app the model was not
+            trained on (left out of the metrics). Defaults to 0.
+        unknown_labels: Up to 10 of those apps, sorted. Defaults to none.
     """
 
     run_dir: Path
@@ -70,6 +74,8 @@ class PredictionSummary:
     predicted: int
     skipped: int
     metrics: dict[str, Any] | None
+    unknown_label_rows: int = 0
+    unknown_labels: tuple[str, ...] = ()
 
 
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
@@ -512,6 +518,7 @@ def predict_file(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp, skipped_tmp = temporary_path(out), temporary_path(skipped_path)
     n_rows = n_pred = n_skip = n_unknown = 0
+    unknown_names: set[str] = set()
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -549,6 +556,9 @@ def predict_file(
                         # Codes from k on are labels the model lacks; -1 is no label.
                         known = (truth >= 0) & (truth < k)
                         n_unknown += int((truth >= k).sum())
+                        if len(unknown_names) < 10 and (truth >= k).any():
+                            cats = frame["true_app"].cat.categories
+                            unknown_names.update(str(cats[c]) for c in np.unique(truth[truth >= k]))
                         confusion += np.bincount(
                             truth[known] * k + pred[known], minlength=k * k
                         ).reshape(k, k)
@@ -591,6 +601,8 @@ def predict_file(
         predicted=n_pred,
         skipped=n_skip,
         metrics=metrics,
+        unknown_label_rows=n_unknown,
+        unknown_labels=tuple(sorted(unknown_names)[:10]),
     )
 
 
