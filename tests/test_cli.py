@@ -199,3 +199,8 @@ def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) ->
     plain = _run_spec_from_options(None, {"train": {"early_stopping": {"patience": 2}}})
     assert plain.train.early_stopping.patience == 2
     assert plain.train.early_stopping.monitor == "val_loss"
+
+
+def test_group_column_needs_the_group_split(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--rows", "500", "--epochs", "1", "--group-column", "UserId"]) == 2
+    assert "--group-column applies to the group split" in capsys.readouterr().err

@@ -270,7 +270,14 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
                 base[section][key] = {**base[section][key], **value}
             else:
                 base[section][key] = value
-    return RunSpec.from_dict(base)
+    spec = RunSpec.from_dict(base)
+    group_column = overrides.get("split", {}).get("group_column")
+    if group_column is not None and spec.data.split.kind != "group":
+        raise SpecError(
+            f"--group-column applies to the group split; received --group-column "
+            f"{group_column} with split {spec.data.split.kind!r} (add --split group)"
+        )
+    return spec
 
 
 def _backend_options(f: Any) -> Any:

@@ -410,6 +410,11 @@ class DataSpec:
                 f"rows={self.rows!r}{quoted_number_hint(self.rows)}"
             )
         check_seed("synth_seed", self.synth_seed)
+        if self.path is not None and self.rows is not None:
+            raise SpecError(
+                f"rows sets the size of the embedded data; a data file is used whole: "
+                f"received path={self.path!r} with rows={self.rows!r} (leave one out)"
+            )
         if not isinstance(self.label, str) or not self.label:
             raise SpecError(f"label must be a column name; received label={self.label!r}")
         object.__setattr__(self, "features", _str_tuple("features", self.features))
