@@ -538,3 +538,43 @@ def test_results_and_wrong_arguments_at_the_run_boundary(run, table, tmp_path: P
     with pytest.raises(SpecError, match=r"log must be a function taking one text"):
         train(_spec(epochs=1), data=table, out=tmp_path, log="x")
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_run_directory_in_use_is_not_taken_over(table, tmp_path: Path) -> None:
+    from appsleuth.run import RunInUseError, _RunLock
+
+    run_dir = tmp_path / _spec(epochs=1).run_name()
+    run_dir.mkdir()
+    other = _RunLock.create(run_dir / ".appsleuth-run")  # as another process would hold it
+    (run_dir / "model_history.csv").write_text("loss\n1.0\n")
+    try:
+        with pytest.raises(RunInUseError, match=r"is being trained by another process right now"):
+            train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+        assert (run_dir / "model_history.csv").exists()  # its work was left alone
+    finally:
+        other.release()
+    result = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    assert result.metadata["status"] == "complete"
+
+
+def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
+    run, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import shutil
+
+    from appsleuth import run as run_module
+
+    copy = tmp_path / run.run_dir.name
+    shutil.copytree(run.run_dir, copy)
+    before = (copy / METADATA).read_text()
+
+    def full_disk(marker: Path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(marker))
+
+    monkeypatch.setattr(run_module._RunLock, "create", staticmethod(full_disk))
+    with pytest.raises(OSError, match=r"No space left on device") as caught:
+        train(_spec(), data=table, out=tmp_path, force=True, verbose=False, log=lambda m: None)
+    assert caught.value.filename.endswith(".appsleuth-run")
+    assert (copy / METADATA).read_text() == before  # the complete run is back in place
+    assert not (tmp_path / f".{copy.name}.replaced").exists()

@@ -41,6 +41,7 @@ from appsleuth.spec import RunSpec
 __all__ = [
     "LoadedRun",
     "RunExistsError",
+    "RunInUseError",
     "RunResult",
     "TrainingDivergedError",
     "evaluate_run",
@@ -75,6 +76,10 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 class RunExistsError(AppSleuthError):
     """The run directory already holds a complete run and overwriting was not asked for."""
+
+
+class RunInUseError(RunExistsError):
+    """Another process is training in the run directory right now."""
 
 
 class TrainingDivergedError(AppSleuthError):
@@ -403,13 +408,17 @@ def _is_own_run_dir(run_dir: Path) -> bool:
     return True
 
 
-def _prepare_run_dir(run_dir: Path, *, force: bool) -> Path | None:
-    """Make ``run_dir`` a fresh, marked run directory; return where a forced-over run waits.
+def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLock]:
+    """Make ``run_dir`` a fresh, marked and locked run directory.
 
     An incomplete or failed run of appsleuth is redone from scratch, so nothing of the old
     attempt can be mistaken for a result. A complete run replaced with ``force`` is moved
     aside, not deleted, until the new one is complete; a directory appsleuth did not make
-    is never touched.
+    is never touched, nor one that another process is training right now.
+
+    Returns:
+        Where a forced-over complete run waits (None if none), and the lock this process
+        holds on the directory until it releases it (or exits).
     """
     backup = _backup_path(run_dir)
     if backup.is_dir() and run_status(run_dir) != "complete":
@@ -417,6 +426,7 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> Path | None:
         if run_dir.exists():
             if not _is_own_run_dir(run_dir):
                 raise RunExistsError(_foreign_dir_message(run_dir))
+            _check_not_in_use(run_dir)
             shutil.rmtree(run_dir)
         backup.rename(run_dir)
     status = run_status(run_dir)
@@ -434,12 +444,84 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> Path | None:
     elif status != "missing":
         if not run_dir.is_dir() or not _is_own_run_dir(run_dir):
             raise RunExistsError(_foreign_dir_message(run_dir))
+        _check_not_in_use(run_dir)
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / _MARKER).write_text(
-        "This directory is an appsleuth run; appsleuth may replace it.\n", encoding="utf-8"
+    try:
+        run_dir.mkdir(parents=True)
+        lock = _RunLock.create(run_dir / _MARKER)
+    except BaseException:
+        if moved is not None:  # e.g. a full disk: the complete run stays the result
+            _restore_backup(run_dir, moved)
+        raise
+    return moved, lock
+
+
+class _RunLock:
+    """An exclusive lock on a run directory's marker, held while this process trains.
+
+    ``flock`` locks go away with the process, also after ``kill -9``, so a stale lock
+    never blocks a re-run.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    @classmethod
+    def create(cls, marker: Path) -> _RunLock:
+        try:
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, b"This directory is an appsleuth run; appsleuth may replace it.\n")
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            # A write error (a full disk) carries no file name: name the marker.
+            raise OSError(exc.errno, exc.strerror, str(marker)) from exc
+        lock = cls(fd)
+        if not lock._try():
+            lock.release()
+            raise RunInUseError(_in_use_message(marker.parent))
+        return lock
+
+    def _try(self) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system: no locking
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the directory up (closing the descriptor drops the lock)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _check_not_in_use(run_dir: Path) -> None:
+    """Raise RunInUseError when another process holds ``run_dir``'s lock."""
+    try:
+        fd = os.open(run_dir / _MARKER, os.O_RDONLY)
+    except OSError:
+        return  # no marker: no process of this version is training there
+    lock = _RunLock(fd)
+    try:
+        if not lock._try():
+            raise RunInUseError(_in_use_message(run_dir))
+    finally:
+        lock.release()
+
+
+def _in_use_message(run_dir: Path) -> str:
+    return (
+        f"run directory {run_dir} is being trained by another process right now; wait for "
+        f"it to finish (or stop it), or choose another run name"
     )
-    return moved
 
 
 def _foreign_dir_message(run_dir: Path) -> str:
@@ -531,7 +613,7 @@ def train(
     if prepared is None:
         prepared = prepare_run_data(spec, _table_for(spec, data))
     classes = prepared.classes
-    replaced = _prepare_run_dir(run_dir, force=force)
+    replaced, lock = _prepare_run_dir(run_dir, force=force)
     try:
         keras.utils.set_random_seed(spec.train.seed)
         model = build_model(spec.model, prepared.preprocessor.n_outputs, classes, spec.train)
@@ -601,6 +683,7 @@ def train(
             keras.backend.clear_session()
         random.setstate(global_rng[0])
         np.random.set_state(global_rng[1])
+        lock.release()
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
     last = metadata["last_results"]
@@ -653,11 +736,16 @@ def record_failed_run(
         RunExistsError: ``run_dir`` exists and is not appsleuth's.
     """
     run_dir = Path(run_dir)
-    replaced = _prepare_run_dir(run_dir, force=True)
-    if replaced is not None:
-        _restore_backup(run_dir, replaced)
-        return False
-    _write_json(run_dir / METADATA, _failed_record(spec, run_dir.name, error, started))
+    try:
+        _, lock = _prepare_run_dir(run_dir, force=False)
+    except RunExistsError:
+        if run_status(run_dir) == "complete":  # also one an interrupted --force put back
+            return False
+        raise
+    try:
+        _write_json(run_dir / METADATA, _failed_record(spec, run_dir.name, error, started))
+    finally:
+        lock.release()
     return True
 
 
