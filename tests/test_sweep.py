@@ -3,6 +3,7 @@ and recovery from kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -355,3 +356,78 @@ def test_cli_exit_status_reports_failed_trials(
     )
     assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 1
     assert "failed-before (ValueError: boom)" in capsys.readouterr().out
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_end_with_their_parent(tmp_path: Path, how: signal.Signals) -> None:
+    spec_file = tmp_path / "orphans.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "orphans",
+                "data": {"rows": 20000},
+                "base": {"model": {"hidden": [8]}, "train": {"epochs": 40, "engine": "fit"}},
+                "grid": {"learning_rate": [0.001, 0.002, 0.003, 0.004]},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "appsleuth", "sweep", "run", str(spec_file)),
+            *("--out", str(tmp_path / "out"), "--workers", "2", "--threads-per-trial", "1"),
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        workers: list[int] = []
+        while time.time() < deadline and len(workers) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            # The pool's workers (spawned interpreters), not its resource tracker.
+            workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            time.sleep(0.3)
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(3)  # into their first trials
+        os.kill(proc.pid, how)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.3)
+        assert not any(_alive(w) for w in workers), "workers outlived the sweep process"
+        if how == signal.SIGTERM:
+            assert proc.returncode != 0
+            assert "interrupted" in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

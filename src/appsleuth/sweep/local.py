@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -86,6 +87,7 @@ def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> 
 def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) -> None:
     # Runs in the fresh (spawned) process before Keras or JAX are imported.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _exit_with_parent(os.getppid())
     cores = core_sets.get()
     apply_thread_limits(threads, cores)
     if shared_gpu:
@@ -94,6 +96,22 @@ def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) ->
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if device != "auto":
         apply_device(device)
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """End this worker soon after its parent is gone (killed, even with kill -9).
+
+    An orphaned worker would go on training queued trials unseen, hold memory and race a
+    re-run of the same sweep. Its trial in progress stays incomplete; re-running the
+    sweep redoes it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="appsleuth-parent-watch", daemon=True).start()
 
 
 _GPU_PROBE = """
@@ -118,6 +136,21 @@ def _check_gpu() -> None:
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise SpecError(lines[-1] if lines else "device 'gpu' requested but no GPU was found")
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Treat SIGTERM (``kill``, a scheduler's stop) like Ctrl-C: stop the workers, report.
+
+    Returns the previous handler to restore, or None where none could be installed (not
+    the main thread).
+    """
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome:
@@ -205,6 +238,7 @@ def run_local(
             initargs=(core_sets, threads_per_trial, device, device != "cpu" and n_workers > 1),
         )
         pending: dict[Future[TrialOutcome], int] = {}
+        previous_term = _interrupt_on_sigterm()
         try:
             for index in todo:
                 pending[pool.submit(_worker_call, str(sweep_dir), index, retry_failed)] = index
@@ -234,6 +268,8 @@ def run_local(
         except BrokenProcessPool:
             interrupted = True  # a worker was killed (out of memory, kill -9)
         finally:
+            if previous_term is not None:
+                signal.signal(signal.SIGTERM, previous_term)
             if interrupted:
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     if proc.is_alive():
