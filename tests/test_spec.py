@@ -97,6 +97,10 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
         ({"rows": 0}, r"rows must be an integer of at least 50 .*; received rows=0"),
         ({"rows": 49}, r"rows must be an integer of at least 50 .*; received rows=49"),
         ({"path": "x.csv", "rows": 100}, r"a data file is used whole: received path='x.csv' with"),
+        (
+            {"apps": ["Facebook", "WhatsApp"], "positive": "Moriarty"},
+            r"positive must be one of apps \(Facebook, WhatsApp\); received positive='Moriarty'",
+        ),
         ({"rows": "1e5"}, r"received rows='1e5' \(it is text"),
         ({"synth_seed": 99999999999}, r"synth_seed must be an integer from 0 to 4294967295"),
         ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),

@@ -425,6 +425,11 @@ class DataSpec:
             )
         if self.positive is not None and (not isinstance(self.positive, str) or not self.positive):
             raise SpecError(f"positive must be an app name; received positive={self.positive!r}")
+        if self.positive is not None and self.apps is not None and self.positive not in self.apps:
+            raise SpecError(
+                f"positive must be one of apps ({', '.join(self.apps)}); received "
+                f"positive={self.positive!r}"
+            )
         _choice("missing", self.missing, ("drop", "impute"))
         if isinstance(self.split, Mapping):
             object.__setattr__(self, "split", SplitSpec.from_dict(dict(self.split)))

@@ -194,6 +194,11 @@ def prepare_data(
     if features is not None:
         df = select_features(df, features)
     if apps is not None:
+        if positive is not None and positive not in as_name_list("apps", apps):
+            raise SpecError(
+                f"positive must be one of apps ({', '.join(as_name_list('apps', apps))}); "
+                f"received positive={positive!r}"
+            )
         df = select_apps(df, apps)
     rest = None
     # With two apps, `positive` only says which is class 1; with more, the rest are merged.
@@ -228,8 +233,9 @@ def prepare_data(
         return pre.transform(rows), pre.encode_labels(rows[pre.label])
 
     x_train, y_train = arrays(train)
-    x_val, y_val = _unknown_safe(arrays, val, pre)
-    x_test, y_test = _unknown_safe(arrays, test, pre)
+    dataset = frame_info(table).dataset
+    x_val, y_val = _unknown_safe(arrays, val, pre, dataset)
+    x_test, y_test = _unknown_safe(arrays, test, pre, dataset)
     return PreparedData(
         x_train=x_train,
         y_train=y_train,
@@ -275,13 +281,15 @@ def _check_training_classes(table: pd.DataFrame, train: pd.DataFrame, parts: Dat
         )
 
 
-def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor) -> Any:
+def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor, dataset: str) -> Any:
     """Validation/test rows whose class is absent from training cannot be scored."""
     if len(rows):
         missing = sorted(set(rows[pre.label].astype(str)) - set(pre.classes))
         if missing:
             raise DataError(
-                f"class(es) {missing} appear in validation/test rows but not in "
-                f"training rows; use a larger table or a stratified split"
+                f"{dataset}: class(es) {missing} appear in validation/test rows but not in "
+                f"training rows (too few rows of them for the split); use more rows of "
+                f"those apps, leave them out (apps=...), or use the random split, which "
+                f"keeps every class in training where it can"
             )
     return arrays(rows)
