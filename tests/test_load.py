@@ -780,3 +780,11 @@ def test_non_tables_are_named(bad) -> None:
     name = type(bad).__name__
     with pytest.raises(DataError, match=rf"needs a pandas DataFrame; received {name}"):
         from_dataframe(bad)
+
+
+@pytest.mark.parametrize(("sep", "name"), [(b";", "semicolons"), (b"\t", "tabs")])
+def test_other_separators_get_a_hint(tmp_path: Path, sep: bytes, name: str) -> None:
+    rows = [b"ApplicationName", b"CPU_USAGE", b"utime"], [b"Gmail", b"1", b"2"]
+    path = _write(tmp_path, b"\n".join(sep.join(r) for r in rows) + b"\n")
+    with pytest.raises(DataError, match=rf"seems to separate its fields with {name}"):
+        load_sherlock(path)

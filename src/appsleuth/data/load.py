@@ -544,6 +544,18 @@ def _read_table(file: Path, *, encoding: str) -> tuple[pd.DataFrame, _RowNames]:
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
 
 
+def _separator_hint(columns: Sequence[str]) -> str:
+    """Advice when the header was read as one column holding ``;``/tab-separated names."""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+        if len(columns) <= 2 and any(c.count(sep) >= 2 for c in columns):
+            return (
+                f"The file seems to separate its fields with {name}; appsleuth reads "
+                f"comma-separated files: convert it (e.g. pandas.read_csv(path, "
+                f"sep={sep!r}).to_csv(new_path, index=False))"
+            )
+    return ""
+
+
 def check_name_matches_content(file: Path, head: bytes) -> None:
     """A name that promises Parquet or gzip must be kept by the content.
 
@@ -766,7 +778,7 @@ def _describe(
     if require_label and not has_label:
         raise DataError(
             f"{where} has no label column {label!r}; columns found: {_list(columns)}. "
-            f"Name the label column with label=... (CLI: --label)"
+            f"{_separator_hint(columns) or 'Name the label column with label=... (CLI: --label)'}"
         )
     id_columns = tuple(c for c in ID_COLUMNS if c in columns)
     categorical = as_name_list("categorical", categorical, allow_empty=True)
@@ -791,7 +803,7 @@ def _describe(
         if not features:
             raise DataError(
                 f"{where} has no numeric feature columns besides the label {label!r}; "
-                f"columns found: {_list(columns)}"
+                f"columns found: {_list(columns)}. {_separator_hint(columns)}".rstrip(". ")
             )
     cats = tuple(c for c in categorical if c in features)
     time_column = "UUID" if "UUID" in columns else None
