@@ -16,7 +16,7 @@ import yaml
 from appsleuth.cli import cli, main
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.run import run_status
-from appsleuth.sweep import SweepSpec, prepare_sweep_dir
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, trial_states
 from appsleuth.sweep import slurm as slurm_module
 from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
@@ -35,6 +35,7 @@ from appsleuth.sweep.slurm import (
     submit_slurm,
 )
 from tests.conftest import require_component
+from tests.test_analysis import write_fake_run
 
 SMALL = {"rows": 2000, "synth_seed": 4}
 BASE = {"model": {"hidden": [4]}, "train": {"epochs": 2, "batch_size": 64}}
@@ -591,3 +592,21 @@ def test_device_reaches_the_worker_command(tmp_path: Path) -> None:
         render_script(tmp_path, 2, SlurmOptions(), device="tpu")
     with pytest.raises(AppSleuthError, match="is not a sweep directory"):
         slurm_states(Path("/nonexistent-sweep"))
+
+
+def test_dry_run_with_nothing_left_and_gpus_for_cpu_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="done").to_dict()))
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert main([*argv, "--dry-run", "--gpus", "1", "--device", "cpu"]) == 2
+    assert "requests GPUs for trials that train on the CPU" in capsys.readouterr().err
+    sweep_dir = out / "done"
+    for st in trial_states(sweep_dir):
+        write_fake_run(sweep_dir / st.name)
+    assert main([*argv, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to submit (every trial is complete or queued)" in err
+    assert "would submit" not in err

@@ -859,9 +859,16 @@ def _sweep_run_slurm(
     )
     if dry_run:
         click.echo(sub.script_text, nl=False)
+        if not sub.indices:
+            click.echo(
+                f"dry run: wrote {sub.script}; nothing to submit (every trial is complete "
+                f"or queued)",
+                err=True,
+            )
+            return
         click.echo(
-            f"dry run: wrote {sub.script}; would submit trials "
-            f"{list(sub.indices) or 'none'} with: {' '.join(map(_shell_quote, sub.command))}",
+            f"dry run: wrote {sub.script}; would submit trials {list(sub.indices)} with: "
+            f"{' '.join(map(_shell_quote, sub.command))}",
             err=True,
         )
         return

@@ -745,6 +745,11 @@ def submit_slurm(
         AppSleuthError: sbatch is missing or refuses the job.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
+    if options.gpus and device == "cpu":
+        raise SpecError(
+            f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
+            f"(device 'cpu'); drop one of the two"
+        )
     plan = read_plan(sweep_dir)
     if not dry_run:
         _persist_recovered(sweep_dir)
