@@ -223,9 +223,11 @@ def test_report_notes_unavailable_data(tmp_path: Path) -> None:
         {"data": {"path": str(data)}, "grid": {"batch_size": [16, 32]}},
         lambda i, p: {"final_acc": 0.8 + 0.1 * i},
     )
-    page = render_report(sweep_dir, baselines=True, log=_quiet)
+    said: list[str] = []
+    page = render_report(sweep_dir, baselines=True, log=said.append)
     assert "not measured: the data is unavailable" in page
     assert "Baselines not computed: the data is unavailable" in page
+    assert "appsleuth: warning: baselines not computed: the data is unavailable" in said
     assert leaderboard_rows(page) == ["trial best", "trial"]
 
 

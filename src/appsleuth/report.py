@@ -414,6 +414,17 @@ def _fit_block(fit: Mapping[str, Any] | None) -> _Html:
     )
 
 
+def _say_if_baselines_missing(
+    context: dict[str, Any], asked: bool, log: Callable[[str], None]
+) -> None:
+    """Baselines that were asked for but could not be computed are said on the terminal too."""
+    if asked and not context.get("baselines"):
+        log(
+            f"appsleuth: warning: baselines {context.get('baselines_note') or 'not computed'} "
+            f"(the report says so)"
+        )
+
+
 def _baselines_section(
     context: Mapping[str, Any], network: Mapping[str, Any] | None, network_label: str
 ) -> _Html:
@@ -547,6 +558,7 @@ def _sweep_report(
         )
         if baselines and best is None:
             context["baselines_note"] = "not computed: no trial is complete yet"
+    _say_if_baselines_missing(context, baselines, log)
 
     # --- header
     sweep_spec = _read_json_yaml(sweep_dir)
@@ -890,6 +902,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
     if spec is not None:
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
         context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
+    _say_if_baselines_missing(context, baselines, log)
     hidden = meta.get("hidden_neurons") or (list(spec.model.hidden) if spec else None)
     split = meta.get("split") or (spec.data.split.to_dict() if spec else None)
     facts = [
