@@ -584,3 +584,24 @@ def test_sweep_specs_are_hashable() -> None:
     a = SweepSpec(name="x", grid={"learning_rate": [0.1, 0.01]})
     assert hash(a) == hash(SweepSpec(name="x", grid={"learning_rate": [0.1, 0.01]}))
     assert len({a, SweepSpec(name="x", grid={"learning_rate": [0.1]})}) == 2
+
+
+def test_a_relative_data_path_is_the_file_it_named_when_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.data.tables import write_table
+
+    first, other = tmp_path / "first", tmp_path / "first" / "other"
+    other.mkdir(parents=True)
+    table = pd.DataFrame({"ApplicationName": ["a", "b"] * 30, "x": range(60)})
+    for where in (first, other):
+        write_table(table, where / "small.csv")
+    monkeypatch.chdir(first)
+    spec = _spec(data={"path": "small.csv"})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path / "out")
+    planned = read_plan(sweep_dir)[0].spec.data.path
+    assert planned == str(first / "small.csv")
+    assert prepare_sweep_dir(spec, tmp_path / "out") == sweep_dir  # resumed from here: fine
+    monkeypatch.chdir(other)
+    with pytest.raises(SpecError, match=r"was planned on the data file .*first/small.csv; this"):
+        prepare_sweep_dir(spec, tmp_path / "out")
