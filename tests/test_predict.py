@@ -478,3 +478,22 @@ def test_cli_names_labels_the_model_does_not_know(
     assert f"{n_gmail} predicted rows are labelled with apps the model was not trained on " in out
     assert "(Gmail); left out of the metrics" in out
     assert (tmp_path / "m.2016.predictions.csv").exists()  # the name up to its format suffix
+
+
+@pytest.mark.filterwarnings("default::appsleuth.errors.AppSleuthWarning")
+def test_predict_file_refuses_repeated_columns_and_says_unseen_categories(
+    run_dir, table, tmp_path, capsys
+) -> None:
+    rows = table.head(20)
+    feature = next(c for c in rows.columns if c not in ("ApplicationName", "state"))
+    text = rows.to_csv(index=False).splitlines()
+    header = text[0].split(",")
+    text[0] = ",".join(feature if i == 0 and c != feature else c for i, c in enumerate(header))
+    path = tmp_path / "dup.csv"
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(DataError, match=rf"repeated column names \['{feature}'\]"):
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    rows.assign(state="X").to_csv(tmp_path / "unseen.csv", index=False)
+    assert main(["predict", str(run_dir), str(tmp_path / "unseen.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "appsleuth: warning: column 'state' has value(s) ['X'] not seen" in err

@@ -7,6 +7,7 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import click
 
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
 from appsleuth.spec import MIN_EMBEDDED_ROWS
 
 __all__ = ["cli", "main"]
@@ -1143,10 +1144,23 @@ def _os_error_text(exc: OSError) -> str:
     return f"cannot use {where}: {reason}{hint}"
 
 
+def _show_warning(message: Any, category: type, filename: str, lineno: int, *rest: Any) -> None:
+    """appsleuth's own warnings as one line for people; others as Python prints them."""
+    if issubclass(category, AppSleuthWarning):
+        click.echo(f"appsleuth: warning: {message}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, *rest)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    previous_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         # Outside standalone mode click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
@@ -1174,6 +1188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("appsleuth: interrupted", err=True)
         return 130
+    finally:
+        warnings.showwarning = previous_show
     return code if isinstance(code, int) else 0
 
 

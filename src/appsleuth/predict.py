@@ -26,6 +26,7 @@ from appsleuth._atomic import errors_name_target, temporary_path
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
+    check_unique_names,
     csv_line_numbers,
     infinite_mask,
     parse_numbers,
@@ -496,6 +497,7 @@ def predict_file(
     check_name_matches_content(data, head)
     is_parquet = head[:4] == b"PAR1"
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
+    check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         raise DataError(

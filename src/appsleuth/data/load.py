@@ -658,7 +658,7 @@ def _read_csv(
             )
     if table.num_columns == 0:
         raise DataError(f"data file {file} has no columns")
-    _check_unique_names([str(n) for n in table.column_names], f"data file {file}")
+    check_unique_names([str(n) for n in table.column_names], f"data file {file}")
     df = table.to_pandas()
     df = _text_columns_to_numbers(df)
     return _use_index_column(df)
@@ -729,7 +729,8 @@ def _use_index_column(df: pd.DataFrame) -> pd.DataFrame:
 # --- recognising and validating ------------------------------------------------------
 
 
-def _check_unique_names(columns: list[str], where: str) -> None:
+def check_unique_names(columns: list[str], where: str) -> None:
+    """Raise DataError naming the column names that occur more than once."""
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise DataError(
@@ -767,7 +768,7 @@ def _describe(
 ) -> FrameInfo:
     where = f"file {source}" if source not in ("dataframe", "synthetic") else "the table"
     columns = [str(c) for c in df.columns]
-    _check_unique_names(columns, where)
+    check_unique_names(columns, where)
     if layout is None:
         layout = _detect_layout(columns, label)
     elif layout not in ("sherlock18", "raw", "teaching", "generic"):
