@@ -128,3 +128,18 @@ def test_teaching_baseline_accuracy_learns_separable_classes(n_classes: int) -> 
         x[:1000], y[:1000], x[1000:], y[1000:], neurons=8, epochs=15, batch_size=16
     )
     assert 0.9 < accuracy <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"momentum": 0.9}, "momentum=0.9 has no effect with optimizer 'adam'"),
+        ({"optimizer": "sgd", "beta_1": 0.8}, "beta_1=0.8 has no effect with optimizer 'sgd'"),
+    ],
+)
+def test_settings_the_optimizer_ignores_are_said(settings: dict, said: str) -> None:
+    from appsleuth.errors import AppSleuthWarning
+    from appsleuth.model import make_optimizer
+
+    with pytest.warns(AppSleuthWarning, match=said):
+        make_optimizer(TrainSpec(**settings))

@@ -599,9 +599,10 @@ def test_a_relative_data_path_is_the_file_it_named_when_planned(
     monkeypatch.chdir(first)
     spec = _spec(data={"path": "small.csv"})
     sweep_dir = prepare_sweep_dir(spec, tmp_path / "out")
-    planned = read_plan(sweep_dir)[0].spec.data.path
-    assert planned == str(first / "small.csv")
+    assert read_plan(sweep_dir)[0].spec.data.path == "small.csv"  # kept as written
     assert prepare_sweep_dir(spec, tmp_path / "out") == sweep_dir  # resumed from here: fine
     monkeypatch.chdir(other)
-    with pytest.raises(SpecError, match=r"was planned on the data file .*first/small.csv; this"):
+    with pytest.raises(SpecError, match=r"was planned on the data file .*first/small.csv; from"):
         prepare_sweep_dir(spec, tmp_path / "out")
+    (first / "small.csv").rename(first / "moved.csv")  # the project moved: the path is all
+    assert prepare_sweep_dir(spec, tmp_path / "out") == sweep_dir  # there is to go by

@@ -36,7 +36,7 @@ def plain_value(value: Any, _open: frozenset[int] = frozenset()) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
-        return [plain_value(v) for v in value.tolist()]
+        return value.item() if value.ndim == 0 else [plain_value(v) for v in value.tolist()]
     if not isinstance(value, Mapping | list | tuple) or id(value) in _open:
         return value
     inner = _open | {id(value)}

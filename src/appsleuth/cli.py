@@ -193,7 +193,7 @@ def data_check(
         rows=rows,
         require_label=False,
     )
-    if label not in df.columns:
+    if file is not None and label not in df.columns:
         click.echo(
             f"note: {file} has no label column {label!r} (--label names another); the "
             f"report covers the features only",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from appsleuth._keras import import_keras
-from appsleuth.errors import SpecError
+from appsleuth.errors import AppSleuthWarning, SpecError
 from appsleuth.spec import ModelSpec, TrainSpec
 
 __all__ = [
@@ -54,9 +55,30 @@ def targets_for(y: np.ndarray, loss: str, n_classes: int) -> np.ndarray:
     return y.astype(np.int32)
 
 
+def _warn_unused_settings(train: TrainSpec) -> None:
+    """Say when a setting has no effect with the chosen optimizer.
+
+    Not an error: a sweep may cross optimizers with momentum, where only some
+    combinations use it.
+    """
+    unused = []
+    if train.momentum != 0 and train.optimizer not in ("sgd", "rmsprop"):
+        unused.append(f"momentum={train.momentum}")
+    for name, default in (("beta_1", 0.9), ("beta_2", 0.999)):
+        if getattr(train, name) != default and train.optimizer not in ("adam", "adamw"):
+            unused.append(f"{name}={getattr(train, name)}")
+    if unused:
+        warnings.warn(
+            f"{', '.join(unused)} has no effect with optimizer {train.optimizer!r}",
+            AppSleuthWarning,
+            stacklevel=3,
+        )
+
+
 def make_optimizer(train: TrainSpec) -> Any:
     """The Keras optimizer the spec describes."""
     keras = import_keras()
+    _warn_unused_settings(train)
     lr = float(train.learning_rate)
     if train.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=lr, beta_1=train.beta_1, beta_2=train.beta_2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
 import math
@@ -491,8 +492,10 @@ class _RunLock:
             return True
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+        except OSError as exc:
+            # Only "held by someone else" means in use. A file system without flock
+            # (Lustre without -o flock, NFS mounted nolock) just has no lock to offer.
+            return exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
         return True
 
     def release(self) -> None:
@@ -506,9 +509,10 @@ class _RunLock:
 def _check_not_in_use(run_dir: Path) -> None:
     """Raise RunInUseError when another process holds ``run_dir``'s lock."""
     try:
-        fd = os.open(run_dir / _MARKER, os.O_RDONLY)
+        # Opened for writing: NFS grants exclusive locks only on files open for writing.
+        fd = os.open(run_dir / _MARKER, os.O_RDWR)
     except OSError:
-        return  # no marker: no process of this version is training there
+        return  # no (writable) marker: no process of this version is training there
     lock = _RunLock(fd)
     try:
         if not lock._try():
@@ -1079,7 +1083,7 @@ def evaluate_run(
         raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
-    skip = pre.missing_rows(data) | data[pre.label].isna().to_numpy()
+    skip = pre.missing_rows(data) | pre.task_labels(data[pre.label]).isna().to_numpy()
     rows = data.loc[~skip]
     if rows.empty:
         raise DataError("every row misses a feature value or its label; nothing to evaluate")

@@ -293,18 +293,6 @@ class TrainSpec:
                 )
         _fraction("beta_1", self.beta_1)
         _fraction("beta_2", self.beta_2)
-        # A setting the optimizer has no use for would be silently ignored.
-        if self.momentum != 0 and self.optimizer not in ("sgd", "rmsprop"):
-            raise SpecError(
-                f"momentum applies to optimizers sgd and rmsprop only; received "
-                f"momentum={self.momentum!r} with optimizer={self.optimizer!r}"
-            )
-        for name, default in (("beta_1", 0.9), ("beta_2", 0.999)):
-            if getattr(self, name) != default and self.optimizer not in ("adam", "adamw"):
-                raise SpecError(
-                    f"{name} applies to optimizers adam and adamw only; received "
-                    f"{name}={getattr(self, name)!r} with optimizer={self.optimizer!r}"
-                )
         _choice("loss", self.loss, _LOSSES)
         metrics = self.metrics
         if isinstance(metrics, str):
@@ -519,6 +507,8 @@ def _strict_loader() -> type:
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: dict[Any, Any] = {}
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base`: explicit keys may override merged ones
                 key = self.construct_object(key_node, deep=deep)
                 try:
                     duplicate = key in seen

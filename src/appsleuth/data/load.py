@@ -134,14 +134,12 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     recorded = df.attrs.get("appsleuth")
     if isinstance(recorded, dict):
         info = FrameInfo.from_dict(recorded)
-        gone = [c for c in info.features if c not in df.columns]
-        if gone:
-            # pandas keeps attrs through drop/rename, so the record can outlive a column.
-            raise DataError(
-                f"{info.dataset}: feature column(s) {gone} recorded when the table was "
-                f"loaded are no longer in it (dropped or renamed since?); "
-                f"from_dataframe(df) describes the table as it is now"
-            )
+        if any(c not in df.columns for c in info.features):
+            # pandas keeps attrs through drop/rename and column selection: a feature
+            # dropped since loading is simply not one any more.
+            present = tuple(c for c in info.features if c in df.columns)
+            categorical = tuple(c for c in info.categorical if c in df.columns)
+            info = dataclasses.replace(info, features=present, categorical=categorical)
         return info
     return _describe(
         df,

@@ -259,7 +259,7 @@ class Preprocessor:
         lookup = {c: i for i, c in enumerate(self.classes)}
         codes = values.map(lookup)
         if codes.isna().any():
-            unknown = sorted(set(values[codes.isna()]))
+            unknown = sorted(set(values[codes.isna()]), key=str)
             raise DataError(
                 f"label value(s) {unknown} are not among the model's classes {self.classes}"
             )
@@ -274,7 +274,7 @@ class Preprocessor:
         self._require_fitted()
         codes = np.asarray(codes)
         k = len(self.classes)
-        if codes.dtype.kind not in "iu" or (codes.size and (codes.min() < 0 or codes.max() >= k)):
+        if codes.size and (codes.dtype.kind not in "iu" or codes.min() < 0 or codes.max() >= k):
             raise DataError(
                 f"class indices must be whole numbers from 0 to {k - 1}; received "
                 f"{codes.ravel()[:5].tolist()}"

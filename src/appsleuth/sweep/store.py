@@ -99,14 +99,9 @@ def prepare_sweep_dir(
 
     sweep_dir = Path(out) / spec.name
     existing = sweep_dir / MANIFEST
-    if check_data and not existing.exists():
-        check_data_files(spec.plan())  # the path as the user wrote it, in messages
-    if spec.data.path is not None and not os.path.isabs(spec.data.path):
-        # A relative path means "from here"; a sweep resumed from another directory (or
-        # run by SLURM tasks elsewhere) must still read this file, not a namesake.
-        data = dataclasses.replace(spec.data, path=os.path.abspath(spec.data.path))
-        spec = dataclasses.replace(spec, data=data)
     plan = spec.plan()
+    if check_data and not existing.exists():
+        check_data_files(plan)
     manifest = {
         "format_version": _MANIFEST_FORMAT,
         "name": spec.name,
@@ -114,49 +109,34 @@ def prepare_sweep_dir(
         "n_trials": len(plan),
         "trials": [t.to_dict() for t in plan],
     }
+    relative = spec.data.path is not None and not os.path.isabs(spec.data.path)
+    if relative:
+        # Trials keep the path as written (SLURM tasks and moved projects read it from
+        # where they run); where it pointed when planned is recorded to catch a namesake.
+        manifest["data_planned_at"] = os.path.abspath(spec.data.path)
     if existing.exists():
         old = _manifest(sweep_dir)
         read_plan(sweep_dir)  # a damaged trial is named as such, not as another sweep
-        new_trials = json.loads(json.dumps(manifest["trials"]))
-        old_trials = [_absolute_data_path(t) for t in old["trials"]]
-        if old_trials != new_trials:
-            old_paths = {t["spec"]["data"].get("path") for t in old_trials}
-            new_paths = {t["spec"]["data"].get("path") for t in new_trials}
-            if old_paths != new_paths and [_without_path(t) for t in old_trials] == [
-                _without_path(t) for t in new_trials
-            ]:
-                raise SpecError(
-                    f"sweep directory {sweep_dir} was planned on the data file "
-                    f"{', '.join(map(str, old_paths))}; this spec names "
-                    f"{', '.join(map(str, new_paths))} (a relative path is read from the "
-                    f"current directory): run from the sweep's original directory, or name "
-                    f"its data file by its absolute path"
-                )
+        if old["trials"] != json.loads(json.dumps(manifest["trials"])):
             old_names = [t["name"] for t in old["trials"]]
             raise SpecError(
                 f"sweep directory {sweep_dir} already holds a different sweep "
                 f"({len(old_names)} trials, first {old_names[:2]}); use another --out or "
                 f"name, or move the old directory away"
             )
+        planned = old.get("data_planned_at")
+        here = os.path.abspath(spec.data.path) if relative else None
+        if planned and here and here != planned and os.path.exists(planned):
+            raise SpecError(
+                f"sweep directory {sweep_dir} was planned on the data file {planned}; from "
+                f"here its path {spec.data.path!r} is {here}, another file: run from "
+                f"{os.path.dirname(planned)}, where the sweep was planned"
+            )
         return sweep_dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
     return sweep_dir
-
-
-def _absolute_data_path(trial: dict[str, Any]) -> dict[str, Any]:
-    """A manifest trial with its data path absolute (manifests written before they were)."""
-    path = ((trial.get("spec") or {}).get("data") or {}).get("path")
-    if path is None or os.path.isabs(path):
-        return trial
-    data = {**trial["spec"]["data"], "path": os.path.abspath(path)}
-    return {**trial, "spec": {**trial["spec"], "data": data}}
-
-
-def _without_path(trial: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v for k, v in trial["spec"]["data"].items() if k != "path"}
-    return {**trial, "spec": {**trial["spec"], "data": data}}
 
 
 def _damaged(path: Path, problem: str) -> DataError:
