@@ -245,3 +245,7 @@ def test_values_too_large_to_scale(table) -> None:
     assert np.isfinite(x).all() and len(x) == 4
     with pytest.raises(DataError, match=r"too large \(beyond float32 once scaled\) values in"):
         pre.transform(rows)
+
+
+def test_decode_no_labels(table) -> None:
+    assert len(Preprocessor().fit(table).decode_labels([])) == 0

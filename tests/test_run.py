@@ -578,3 +578,31 @@ def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
     assert caught.value.filename.endswith(".appsleuth-run")
     assert (copy / METADATA).read_text() == before  # the complete run is back in place
     assert not (tmp_path / f".{copy.name}.replaced").exists()
+
+
+def test_lock_is_skipped_where_the_file_system_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    from appsleuth.run import _prepare_run_dir
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    run_dir = tmp_path / "r"
+    _, lock = _prepare_run_dir(run_dir, force=False)
+    lock.release()
+    (run_dir / "model_history.csv").write_text("loss\n1\n")  # an incomplete run: redone
+    _, lock = _prepare_run_dir(run_dir, force=False)
+    lock.release()
+    assert not (run_dir / "model_history.csv").exists()
+
+
+def test_evaluate_run_skips_blank_labels(run, table) -> None:
+    rows = table.head(10).copy()
+    rows.loc[rows.index[0], "ApplicationName"] = "   "
+    result = evaluate_run(run, rows)
+    assert result["rows_skipped"] == 1 and result["n"] == 9

@@ -256,3 +256,16 @@ def test_yaml_problems_are_one_line_with_their_place(tmp_path: Path, text, messa
     with pytest.raises(SpecError, match=message) as caught:
         load_run_spec(path)
     assert "\n" not in str(caught.value)
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {hidden: [4]}\ntrain: {<<: {epochs: 2, batch_size: 64}, epochs: 5}\n")
+    spec = load_run_spec(path)  # a merged key overridden explicitly is not a duplicate
+    assert (spec.train.epochs, spec.train.batch_size) == (5, 64)
+
+
+def test_zero_dimensional_arrays_are_numbers() -> None:
+    import numpy as np
+
+    assert TrainSpec(learning_rate=np.array(3e-4)).learning_rate == pytest.approx(3e-4)
