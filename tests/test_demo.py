@@ -55,4 +55,11 @@ def test_demo_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         tmp_path / "demo", rows=3000, epochs=2, workers=1, console=Console(file=io.StringIO())
     )
     assert again.seconds < result.seconds
+    # Other settings: the baseline is retrained and the scan planned again, not refused.
+    other = run_demo(
+        tmp_path / "demo", rows=2500, epochs=2, workers=1, console=Console(file=io.StringIO())
+    )
+    assert run_status(other.baseline_run) == "complete"
+    assert [s.status for s in trial_states(other.sweep_dirs[0])] == ["complete"] * 4
+    assert (tmp_path / "demo" / ".scan-hidden-neurons.previous").is_dir()
     assert main(["demo", "--help"]) == 0

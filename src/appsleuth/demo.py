@@ -9,6 +9,7 @@ Re-running it reuses what is already complete.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,27 @@ class DemoResult:
 
 def _section(console: Any, title: str) -> None:
     console.rule(f"[bold]{title}[/]")
+
+
+def _demo_sweep_dir(spec: Any, out: Path, console: Any) -> Path:
+    """The demo's sweep directory, re-planned when an earlier demo used other settings."""
+    from appsleuth.errors import SpecError
+    from appsleuth.sweep import prepare_sweep_dir
+
+    try:
+        return prepare_sweep_dir(spec, out)
+    except SpecError:
+        old = out / spec.name
+        if not (old / "manifest.json").is_file():
+            raise
+        previous = out / f".{spec.name}.previous"  # hidden: not a run predict picks from
+        shutil.rmtree(previous, ignore_errors=True)
+        old.rename(previous)
+        console.print(
+            f"{spec.name}: the settings changed since the last demo; its sweep is kept in "
+            f"{previous}"
+        )
+        return prepare_sweep_dir(spec, out)
 
 
 def run_demo(
@@ -68,7 +90,7 @@ def run_demo(
     from appsleuth.report import write_report
     from appsleuth.run import RunExistsError, _atomic_write_text, train
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
-    from appsleuth.sweep import SweepSpec, load_sweep_spec, prepare_sweep_dir, run_local
+    from appsleuth.sweep import SweepSpec, load_sweep_spec, run_local
 
     console = console or Console()
     start = time.time()
@@ -140,7 +162,7 @@ def run_demo(
         ]
     sweep_dirs = []
     for spec in specs:
-        sweep_dir = prepare_sweep_dir(spec, out)
+        sweep_dir = _demo_sweep_dir(spec, out, console)
         summary = run_local(sweep_dir, workers=workers)
         console.print(
             f"{spec.name}: {summary.count('complete')} trained, "
