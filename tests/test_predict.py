@@ -494,6 +494,7 @@ def test_predict_file_refuses_repeated_columns_and_says_unseen_categories(
     with pytest.raises(DataError, match=rf"repeated column names \['{feature}'\]"):
         predict_file(run_dir, path, tmp_path / "p.csv")
     rows.assign(state="X").to_csv(tmp_path / "unseen.csv", index=False)
-    assert main(["predict", str(run_dir), str(tmp_path / "unseen.csv")]) == 0
+    out = tmp_path / "unseen.predictions.csv"
+    assert main(["predict", str(run_dir), str(tmp_path / "unseen.csv"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "appsleuth: warning: column 'state' has value(s) ['X'] not seen" in err
