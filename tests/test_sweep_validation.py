@@ -383,7 +383,7 @@ def _trial0(sweep_dir: Path) -> dict:
                 **m,
                 "trials": [{**t, "spec": {"train": {"epochs": -1}}}, m["trials"][1]],
             },
-            r"trial 0 holds an invalid spec \(epochs must be a positive integer",
+            r"trial 0 holds a spec this appsleuth refuses \(epochs must be a positive integer",
         ),
     ],
 )

@@ -216,7 +216,11 @@ def read_plan(sweep_dir: str | os.PathLike[str]) -> SweepPlan:
         try:
             trials.append(Trial.from_dict(t))
         except (SpecError, TypeError, ValueError) as exc:
-            raise _damaged(path, f"trial {i} holds an invalid spec ({exc})") from exc
+            raise _damaged(
+                path,
+                f"trial {i} holds a spec this appsleuth refuses ({exc}); it was edited, or "
+                f"written by an appsleuth whose checks were looser",
+            ) from exc
     return SweepPlan(trials)
 
 
