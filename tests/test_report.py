@@ -294,3 +294,19 @@ def test_report_of_repeated_seeds_shows_seeds_and_spread(tmp_path: Path) -> None
     assert '<th scope="col">seed</th>' in page  # seeds differ, so the leaderboard shows them
     assert "mean, std error bars and min–max band over seeds" in page
     assert len(leaderboard_rows(page)) == 6
+
+
+def test_report_warns_when_trials_predict_different_classes(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {
+            "extra": {"classes": ["other", "WhatsApp"] if i else ["Facebook", "WhatsApp"]}
+        },
+    )
+    said: list[str] = []
+    page = render_report(sweep_dir, log=said.append)
+    assert "The trials predict different sets of classes" in page
+    assert any("predict different classes" in line for line in said)
+    same = fake_sweep(tmp_path / "same", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    assert "different sets of classes" not in render_report(same, log=_quiet)

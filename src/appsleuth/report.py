@@ -610,6 +610,22 @@ def _sweep_report(
             )
         )
 
+    tasks = {
+        tuple(map(str, m.get("classes") or ())) for m in metas.values() if m.get("classes")
+    }
+    if len(tasks) > 1:
+        # E.g. trials trained before and after a change of how a task is labelled.
+        described = "; ".join(", ".join(t) for t in sorted(tasks))
+        log(f"appsleuth: warning: the trials of {name} predict different classes ({described})")
+        body.append(
+            _note(
+                f"The trials predict different sets of classes ({described}), so their "
+                "accuracies do not compare directly; retrain the odd ones (--force on "
+                "their run directories, or a fresh sweep).",
+                "warn",
+            )
+        )
+
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied))
 
