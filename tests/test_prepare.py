@@ -171,3 +171,15 @@ def test_a_named_feature_without_values_is_refused(df) -> None:
     with pytest.raises(DataError, match=rf"feature\(s\) \['{feature}'\] named in features have no"):
         prepare_data(empty, features=[feature, frame_info(df).features[1]])
     assert feature not in prepare_data(empty).preprocessor.numeric_features  # unnamed: dropped
+
+
+def test_columns_added_after_loading_are_said_not_to_be_features(df) -> None:
+    from appsleuth.errors import AppSleuthWarning
+
+    grown = df.copy()
+    grown["rss_per_thread"] = np.arange(len(grown), dtype=float)
+    with pytest.warns(AppSleuthWarning, match=r"\['rss_per_thread'\] were added after the table"):
+        p = prepare_data(grown)
+    assert "rss_per_thread" not in p.preprocessor.numeric_features
+    named = [*frame_info(df).features[:3], "rss_per_thread"]
+    assert "rss_per_thread" in prepare_data(grown, features=named).preprocessor.numeric_features

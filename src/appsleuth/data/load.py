@@ -82,6 +82,8 @@ class FrameInfo:
         categorical: The features that are categories (one-hot encoded later).
         id_columns: Columns that identify a sample (never features).
         time_column: The column giving time order, or None for file order.
+        columns: Every column the table had when it was described (to tell columns
+            added later). Empty in records from before it was kept.
     """
 
     source: str
@@ -93,11 +95,12 @@ class FrameInfo:
     categorical: tuple[str, ...] = ()
     id_columns: tuple[str, ...] = ()
     time_column: str | None = None
+    columns: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form, for ``df.attrs`` and JSON."""
         d = dataclasses.asdict(self)
-        for key in ("features", "categorical", "id_columns"):
+        for key in ("features", "categorical", "id_columns", "columns"):
             d[key] = list(d[key])
         return d
 
@@ -106,7 +109,7 @@ class FrameInfo:
         """Inverse of :meth:`to_dict`; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
-        for key in ("features", "categorical", "id_columns"):
+        for key in ("features", "categorical", "id_columns", "columns"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
@@ -816,6 +819,7 @@ def _describe(
         categorical=cats,
         id_columns=id_columns,
         time_column=time_column,
+        columns=tuple(columns),
     )
 
 

@@ -9,6 +9,7 @@ the malware, vs everything else).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_sherlock
 from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
-from appsleuth.errors import DataError, SpecError
+from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 
 __all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
 
@@ -117,6 +118,25 @@ def select_features(df: pd.DataFrame, features: Sequence[str] | str) -> pd.DataF
     )
 
 
+def _warn_added_columns(df: pd.DataFrame) -> None:
+    """Say so when numeric columns were added to a loaded table: they are not features."""
+    info = frame_info(df)
+    if not info.columns:
+        return
+    added = [
+        str(c)
+        for c in df.columns
+        if c not in info.columns and pd.api.types.is_numeric_dtype(df[c])
+    ]
+    if added:
+        warnings.warn(
+            f"{info.dataset}: column(s) {added} were added after the table was loaded and "
+            f"are not features; name every feature to use them (features=[...])",
+            AppSleuthWarning,
+            stacklevel=3,
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PreparedData:
     """Model-ready arrays and everything needed to describe how they were made.
@@ -191,7 +211,9 @@ def prepare_data(
     Returns:
         The :class:`PreparedData`.
     """
-    if features is not None:
+    if features is None:
+        _warn_added_columns(df)
+    else:
         df = select_features(df, features)
     if apps is not None:
         if positive is not None and positive not in as_name_list("apps", apps):
