@@ -363,8 +363,13 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
+_HISTORY_ORDER = ("loss", "accuracy", "val_loss", "val_accuracy")  # the teaching layout
+
+
 def _write_history(path: Path, history: pd.DataFrame) -> None:
-    _atomic_write_text(path, history.to_csv(index=False))
+    first = [c for c in _HISTORY_ORDER if c in history.columns]
+    ordered = history[first + [c for c in history.columns if c not in first]]
+    _atomic_write_text(path, ordered.to_csv(index=False))
 
 
 def _json_default(o: Any) -> Any:
