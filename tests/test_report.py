@@ -310,3 +310,16 @@ def test_report_warns_when_trials_predict_different_classes(tmp_path: Path) -> N
     assert any("predict different classes" in line for line in said)
     same = fake_sweep(tmp_path / "same", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
     assert "different sets of classes" not in render_report(same, log=_quiet)
+
+
+def test_report_names_the_array_job_and_tasks_trials_ran_in(tmp_path: Path) -> None:
+    def outcome(i: int, params: dict) -> dict:
+        env = {"SLURM_JOB_ID": str(148 + i), "SLURM_ARRAY_JOB_ID": "147"}
+        return {
+            "extra": {"SLURM_JOB_ID": str(148 + i), "slurm": {**env, "SLURM_ARRAY_TASK_ID": str(i)}}
+        }
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, outcome)
+    page = render_report(sweep_dir, log=_quiet)
+    assert "slurm: job(s) 147 (tasks 0, 1)" in page
+    assert "148" not in page.split("slurm: job(s)")[1][:40]

@@ -414,6 +414,23 @@ def _fit_block(fit: Mapping[str, Any] | None) -> _Html:
     )
 
 
+def _slurm_jobs(metas: Any) -> str:
+    """The SLURM jobs trials ran in: array jobs with their task ids, e.g. ``147 (tasks 0, 2)``."""
+    arrays: dict[str, set[str]] = {}
+    for m in metas:
+        env = m.get("slurm") or {}
+        array_id = env.get("SLURM_ARRAY_JOB_ID") if isinstance(env, dict) else None
+        if array_id:
+            arrays.setdefault(str(array_id), set()).add(str(env.get("SLURM_ARRAY_TASK_ID", "?")))
+        elif m.get("SLURM_JOB_ID"):
+            arrays.setdefault(str(m["SLURM_JOB_ID"]), set())
+    parts = []
+    for job in sorted(arrays, key=lambda j: (len(j), j)):
+        tasks = sorted(arrays[job], key=lambda t: (len(t), t))
+        parts.append(f"{job} (tasks {', '.join(tasks)})" if tasks else job)
+    return ", ".join(parts)
+
+
 def _say_if_baselines_missing(
     context: dict[str, Any], asked: bool, log: Callable[[str], None]
 ) -> None:
@@ -563,14 +580,18 @@ def _sweep_report(
     # --- header
     sweep_spec = _read_json_yaml(sweep_dir)
     executor = (sweep_spec.get("executor") or {}) if isinstance(sweep_spec, dict) else {}
-    jobs = sorted({str(m.get("SLURM_JOB_ID")) for m in metas.values() if m.get("SLURM_JOB_ID")})
-    executor_text = str(executor.get("kind") or "local")
-    if executor.get("workers") or executor.get("threads_per_trial"):
-        executor_text += (
-            f" (workers {_value(executor.get('workers') or 'auto')}, "
-            f"{_value(executor.get('threads_per_trial') or 1)} thread(s) per trial)"
-        )
-    executor_text += f"; SLURM job(s) {', '.join(jobs)}" if jobs else "; trials ran outside SLURM"
+    jobs = _slurm_jobs(metas.values())
+    # How the trials ran (their metadata), not only what the spec asked for: a spec for
+    # the local executor may have been submitted with --executor slurm, or --workers.
+    if jobs:
+        executor_text = f"slurm: job(s) {jobs}"
+    else:
+        executor_text = "local (trials ran outside SLURM)"
+        if executor.get("workers") or executor.get("threads_per_trial"):
+            executor_text += (
+                f"; the spec asks for {_value(executor.get('workers') or 'auto')} worker(s) "
+                f"x {_value(executor.get('threads_per_trial') or 1)} thread(s)"
+            )
     status_text = ", ".join(
         f"{counts[s]} {s}" for s in ("complete", "failed", "incomplete", "pending") if counts.get(s)
     )
