@@ -367,3 +367,25 @@ def test_a_damaged_metrics_file_is_not_shown_as_numbers(tmp_path: Path) -> None:
         (best / "metrics.json").write_text(json.dumps(bad))
         page = render_report(sweep_dir, log=lambda m: None)
         assert page.startswith("<!DOCTYPE html>") and "zz-bogus" not in page
+
+
+def test_results_csv_carries_the_seed_when_seeds_repeat(lr_sweep: Path, tmp_path: Path) -> None:
+    from appsleuth.sweep import collect_results
+
+    def seeded(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        return {"final_acc": 0.8, "extra": {"seed": 34 + i % 2}}
+
+    repeated = fake_sweep(tmp_path / "r", {"grid": {"batch_size": [16]}, "repeats": 2}, seeded)
+    results, _ = collect_results(repeated)
+    table = pd.read_csv(results)
+    assert list(table.columns) == [
+        "batch_size",
+        "seed",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
+    assert sorted(table["seed"]) == [34, 35]
+    once = fake_sweep(tmp_path / "o", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    assert "seed" not in pd.read_csv(collect_results(once)[0]).columns

@@ -315,8 +315,9 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``results.csv`` (teaching layout) and ``results_full.csv``.
 
     ``results.csv`` has the varied hyperparameters (``hidden`` written as the teaching
-    ``hidden_neurons``), then ``loss, accuracy, val_loss, val_accuracy`` of the last
-    epoch, one row per complete trial in plan order. ``results_full.csv`` has every trial
+    ``hidden_neurons``; ``seed`` too when seeds repeat), then ``loss, accuracy, val_loss,
+    val_accuracy`` of the last epoch (of the restored one, with early stopping's best
+    weights), one row per complete trial in plan order. ``results_full.csv`` has every trial
     with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's recall,
     wall time and error.
 
@@ -328,6 +329,9 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     varied = list(manifest.get("varied") or [])
     states = trial_states(sweep_dir)
     metric_keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    # With repeated seeds, rows of one setting would be indistinguishable without them.
+    points = {json.dumps(st.params, sort_keys=True, default=str) for st in states}
+    seeded = len(points) < len(states)
     teaching_rows, full_rows = [], []
     for st in states:
         meta = st.metadata or {}
@@ -338,6 +342,8 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                 row[col] = _teaching_value(
                     name, st.params.get(name), [s.params.get(name) for s in states]
                 )
+            if seeded:
+                row["seed"] = meta.get("seed")
             row.update({k: st.last(k) for k in metric_keys})
             teaching_rows.append(row)
         metrics = _read_metrics(sweep_dir / st.name) if st.status == "complete" else {}
@@ -373,6 +379,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         teaching_rows,
         columns=[
             *("hidden_neurons" if v in ("hidden", "hidden_neurons") else v for v in varied),
+            *(["seed"] if seeded else []),
             *metric_keys,
         ],
     )
