@@ -431,3 +431,19 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_a_script_without_a_main_guard_is_told_why_nothing_trained(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import appsleuth as aps\n"
+        "spec = aps.SweepSpec(name='g', data={'rows': 600}, base={'train': {'epochs': 1}},\n"
+        "                     grid={'hidden_neurons': [2, 4]})\n"
+        f"d = aps.prepare_sweep_dir(spec, {str(tmp_path / 'out')!r})\n"
+        "aps.run_local(d, workers=2, threads_per_trial=1, progress=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode != 0
+    assert 'call run_local under `if __name__ == "__main__":`' in done.stderr

@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from appsleuth.errors import SpecError
+from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import apply_device, apply_thread_limits, available_cores, check_device
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, run_trial
@@ -225,6 +225,7 @@ def run_local(
         enabled=progress,
     )
     interrupted = False
+    started = True  # becomes False when the pool breaks before any trial finishes
     if todo:
         ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
         core_sets = ctx.Queue()
@@ -267,6 +268,7 @@ def run_local(
             interrupted = True
         except BrokenProcessPool:
             interrupted = True  # a worker was killed (out of memory, kill -9)
+            started = len(outcomes) > len(already)
         finally:
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
@@ -276,6 +278,13 @@ def run_local(
                         proc.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             bar.stop()
+        if interrupted and not started:
+            raise AppSleuthError(
+                "the sweep's worker processes died before finishing any trial. Workers "
+                "are started with 'spawn', which imports the calling script again: in a "
+                "script, call run_local under `if __name__ == \"__main__\":`. Otherwise a "
+                "worker ran out of memory or was killed; its error is printed above"
+            )
     else:
         bar.stop()
     return LocalSummary(
