@@ -389,3 +389,25 @@ def test_results_csv_carries_the_seed_when_seeds_repeat(lr_sweep: Path, tmp_path
     assert sorted(table["seed"]) == [34, 35]
     once = fake_sweep(tmp_path / "o", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
     assert "seed" not in pd.read_csv(collect_results(once)[0]).columns
+
+
+def test_status_says_when_results_csv_is_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from appsleuth.cli import main
+    from appsleuth.sweep import collect_results
+    from appsleuth.sweep.store import results_behind
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    assert results_behind(sweep_dir) == 2  # never collected
+    results, _ = collect_results(sweep_dir)
+    assert results_behind(sweep_dir) == 0
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert "does not include" not in capsys.readouterr().err
+    old = results.stat().st_mtime - 60
+    os.utime(results, (old, old))  # a trial finished after the last collect
+    assert results_behind(sweep_dir) == 2
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert "results.csv does not include 2 complete trial(s) yet" in capsys.readouterr().err

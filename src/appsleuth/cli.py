@@ -987,6 +987,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
     if is_slurm_sweep(sweep_dir):
         if not as_json:
             _print_slurm_table(sweep_dir)
+            _say_if_results_behind(sweep_dir)
             return
         rows = [
             {
@@ -1020,6 +1021,19 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     _print_sweep_table(sweep_dir)
+    _say_if_results_behind(sweep_dir)
+
+
+def _say_if_results_behind(sweep_dir: Path) -> None:
+    from appsleuth.sweep.store import results_behind
+
+    behind = results_behind(sweep_dir)
+    if behind:
+        click.echo(
+            f"results.csv does not include {behind} complete trial(s) yet: run "
+            f"'appsleuth sweep collect {sweep_dir}' to bring it up to date",
+            err=True,
+        )
 
 
 @sweep.command("cancel")

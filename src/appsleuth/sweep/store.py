@@ -27,6 +27,7 @@ import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
 from appsleuth.run import (
+    METADATA,
     _atomic_write_text,
     finite_number,
     read_json_object,
@@ -309,6 +310,24 @@ def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:
             return value[0] if isinstance(value, list) else value  # a neuron scan: 18
         return str(value if isinstance(value, list) else [value])  # a layer scan: "[18, 18]"
     return value
+
+
+def results_behind(sweep_dir: str | os.PathLike[str]) -> int:
+    """Complete trials that ``results.csv`` does not reflect (finished after it, or it is missing).
+
+    A SLURM sweep submitted without ``--wait`` finishes while nobody collects.
+    """
+    sweep_dir = Path(sweep_dir)
+    results = sweep_dir / RESULTS
+    written = results.stat().st_mtime if results.exists() else None
+    behind = 0
+    for st in trial_states(sweep_dir):
+        if st.status != "complete":
+            continue
+        meta = sweep_dir / st.name / METADATA
+        if written is None or (meta.exists() and meta.stat().st_mtime > written):
+            behind += 1
+    return behind
 
 
 def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
