@@ -369,7 +369,7 @@ def test_a_damaged_metrics_file_is_not_shown_as_numbers(tmp_path: Path) -> None:
         assert page.startswith("<!DOCTYPE html>") and "zz-bogus" not in page
 
 
-def test_results_csv_carries_the_seed_when_seeds_repeat(lr_sweep: Path, tmp_path: Path) -> None:
+def test_results_csv_carries_the_seed_when_seeds_repeat(tmp_path: Path) -> None:
     from appsleuth.sweep import collect_results
 
     def seeded(i: int, params: dict[str, Any]) -> dict[str, Any]:

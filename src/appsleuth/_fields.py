@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "check_seed",
     "fields_from_mapping",
     "is_int",
+    "is_number",
     "plain_fields",
     "plain_value",
     "quoted_number_hint",
@@ -61,6 +63,11 @@ def plain_fields(obj: Any) -> None:
 def is_int(value: Any) -> bool:
     """An integer, and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite real number (an int or a float), and not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def quoted_number_hint(value: Any) -> str:

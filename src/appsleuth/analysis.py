@@ -24,6 +24,7 @@ import pandas as pd
 
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
+from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.plots import _pyplot
 from appsleuth.run import (
     HISTORY,
@@ -47,7 +48,7 @@ __all__ = [
     "read_published",
 ]
 
-METRIC_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+METRIC_COLUMNS = RESULT_KEYS
 # The teaching material writes the hidden layer widths as "hidden_neurons" (notebooks:
 # "neurons"); a sweep spec may say "hidden". All three name one hyperparameter.
 _HIDDEN_NAMES = ("hidden_neurons", "hidden", "neurons")
@@ -230,7 +231,8 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
 # --- values on an axis ---------------------------------------------------------------------
 
 
-def _isfinite_number(v: Any) -> bool:
+def _is_real(v: Any) -> bool:
+    """A Python or NumPy int or float (not a bool); it may be NaN or infinite."""
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
@@ -249,10 +251,10 @@ def _key(v: Any) -> tuple[Any, ...]:
     """A matching key: 18, "[18]" and [18] are the same value; floats compare rounded."""
     v = _parsed(v)
     if isinstance(v, list | tuple):
-        if all(_isfinite_number(e) for e in v):
+        if all(_is_real(e) for e in v):
             return tuple(round(float(e), 12) for e in v)
         return ("s", str(v))
-    if _isfinite_number(v) and math.isfinite(float(v)):
+    if _is_real(v) and math.isfinite(float(v)):
         return (round(float(v), 12),)
     return ("s", str(v))
 
@@ -260,8 +262,8 @@ def _key(v: Any) -> tuple[Any, ...]:
 def _fmt_value(v: Any) -> str:
     v = _parsed(v)
     if isinstance(v, list | tuple):
-        return str([int(e) if _isfinite_number(e) and float(e).is_integer() else e for e in v])
-    if _isfinite_number(v):
+        return str([int(e) if _is_real(e) and float(e).is_integer() else e for e in v])
+    if _is_real(v):
         f = float(v)
         return str(int(f)) if f.is_integer() and abs(f) < 1e15 else f"{f:g}"
     return str(v)
@@ -275,7 +277,7 @@ class _Axis:
         for v in values:
             keys.setdefault(_key(v), v)
         self.numeric = all(
-            len(k) == 1 and _isfinite_number(k[0]) and not isinstance(_parsed(v), list | tuple)
+            len(k) == 1 and _is_real(k[0]) and not isinstance(_parsed(v), list | tuple)
             for k, v in keys.items()
         )
         if self.numeric:
@@ -284,7 +286,7 @@ class _Axis:
         else:
             # Hidden-layer lists read best by depth, then width: [18], [18, 18], ...
             def sort_key(k: tuple[Any, ...]) -> tuple[Any, ...]:
-                numeric = all(_isfinite_number(e) for e in k)
+                numeric = all(_is_real(e) for e in k)
                 return (0, len(k), k) if numeric else (1, 0, str(k))
 
             order = sorted(keys, key=sort_key)

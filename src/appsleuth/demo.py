@@ -42,12 +42,13 @@ def _demo_sweep_dir(spec: Any, out: Path, console: Any) -> Path:
     """The demo's sweep directory, re-planned when an earlier demo used other settings."""
     from appsleuth.errors import SpecError
     from appsleuth.sweep import prepare_sweep_dir
+    from appsleuth.sweep.store import MANIFEST
 
     try:
         return prepare_sweep_dir(spec, out)
     except SpecError:
         old = out / spec.name
-        if not (old / "manifest.json").is_file():
+        if not (old / MANIFEST).is_file():
             raise
         previous = out / f".{spec.name}.previous"  # hidden: not a run predict picks from
         shutil.rmtree(previous, ignore_errors=True)

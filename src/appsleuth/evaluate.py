@@ -16,7 +16,16 @@ import pandas as pd
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["FitRule", "classification_metrics", "diagnose_fit", "metrics_from_confusion"]
+__all__ = [
+    "RESULT_KEYS",
+    "FitRule",
+    "classification_metrics",
+    "diagnose_fit",
+    "metrics_from_confusion",
+]
+
+# One epoch's results, in the teaching layout's order (model_history.csv, results.csv).
+RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def classification_metrics(
@@ -220,8 +229,7 @@ def diagnose_fit(
     if not isinstance(rule, FitRule):
         raise SpecError(f"rule must be a FitRule (FitRule(poor=..., ...)); received rule={rule!r}")
     h = pd.DataFrame(history)
-    needed = ["loss", "accuracy", "val_loss", "val_accuracy"]
-    missing = [c for c in needed if c not in h.columns]
+    missing = [c for c in RESULT_KEYS if c not in h.columns]
     if missing:
         raise DataError(f"history lacks column(s) {missing}; found {list(h.columns)}")
     if len(h) == 0:

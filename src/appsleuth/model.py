@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,12 @@ __all__ = [
 ]
 
 _BINARY_ONLY_METRICS = ("auc", "precision", "recall")
+# Optimizer settings and the optimizers that use them.
+_SETTING_USERS = {
+    "momentum": ("sgd", "rmsprop"),
+    "beta_1": ("adam", "adamw"),
+    "beta_2": ("adam", "adamw"),
+}
 
 
 def loss_name(train: TrainSpec, n_classes: int) -> str:
@@ -61,12 +68,12 @@ def _warn_unused_settings(train: TrainSpec) -> None:
     Not an error: a sweep may cross optimizers with momentum, where only some
     combinations use it.
     """
-    unused = []
-    if train.momentum != 0 and train.optimizer not in ("sgd", "rmsprop"):
-        unused.append(f"momentum={train.momentum}")
-    for name, default in (("beta_1", 0.9), ("beta_2", 0.999)):
-        if getattr(train, name) != default and train.optimizer not in ("adam", "adamw"):
-            unused.append(f"{name}={getattr(train, name)}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
+    unused = [
+        f"{name}={getattr(train, name)}"
+        for name, optimizers in _SETTING_USERS.items()
+        if getattr(train, name) != defaults[name] and train.optimizer not in optimizers
+    ]
     if unused:
         warnings.warn(
             f"{', '.join(unused)} has no effect with optimizer {train.optimizer!r}",

@@ -229,7 +229,7 @@ def predict(
             numbers, no row has a value in every feature column, or the run cannot be
             used.
     """
-    _check_top_k(top_k)
+    _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"predict needs a DataFrame of telemetry; received {type(df).__name__} "
@@ -272,9 +272,9 @@ def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> Data
     )
 
 
-def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise AppSleuthError(f"top_k must be a positive integer; received top_k={top_k!r}")
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AppSleuthError(f"{name} must be a positive integer; received {name}={value!r}")
 
 
 # --- streaming ------------------------------------------------------------------------------
@@ -461,11 +461,8 @@ def predict_file(
         AppSleuthError: The output exists and ``force`` is False, is a directory or does
             not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
     """
-    _check_top_k(top_k)
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise AppSleuthError(
-            f"chunk_rows must be a positive integer; received chunk_rows={chunk_rows!r}"
-        )
+    _check_positive_int("top_k", top_k)
+    _check_positive_int("chunk_rows", chunk_rows)
     data, out = Path(data), Path(out)
     if out.is_dir():
         raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")
@@ -556,11 +553,12 @@ def predict_file(
                         truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
                         pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
                         # Codes from k on are labels the model lacks; -1 is no label.
-                        known = (truth >= 0) & (truth < k)
-                        n_unknown += int((truth >= k).sum())
-                        if len(unknown_names) < 10 and (truth >= k).any():
+                        unknown = truth >= k
+                        known = (truth >= 0) & ~unknown
+                        n_unknown += int(unknown.sum())
+                        if len(unknown_names) < 10 and unknown.any():
                             cats = frame["true_app"].cat.categories
-                            unknown_names.update(str(cats[c]) for c in np.unique(truth[truth >= k]))
+                            unknown_names.update(str(cats[c]) for c in np.unique(truth[unknown]))
                         confusion += np.bincount(
                             truth[known] * k + pred[known], minlength=k * k
                         ).reshape(k, k)

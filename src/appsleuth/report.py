@@ -29,6 +29,7 @@ from typing import Any
 import click
 import pandas as pd
 
+from appsleuth._fields import is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     comparison_table,
@@ -504,8 +505,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _metrics_well_formed(m: dict[str, Any]) -> bool:
     def rate(x: Any) -> bool:
-        ok = isinstance(x, int | float) and not isinstance(x, bool)
-        return x is None or (ok and math.isfinite(x) and 0 <= x <= 1)
+        return x is None or (is_number(x) and 0 <= x <= 1)
 
     if not rate(m.get("accuracy")):
         return False

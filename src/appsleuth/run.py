@@ -15,7 +15,6 @@ import datetime as dt
 import errno
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -30,12 +29,13 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
+from appsleuth._fields import is_int, is_number
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
 from appsleuth.errors import AppSleuthError, DataError, SpecError
-from appsleuth.evaluate import classification_metrics, diagnose_fit
+from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
 
@@ -152,17 +152,12 @@ def run_status(run_dir: str | os.PathLike[str]) -> str:
     return status if status in ("complete", "failed") else "incomplete"
 
 
-_RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
 def finite_number(value: Any) -> float | None:
     """``value`` as a float when it is a finite real number (not a bool), else None.
 
     Files can be damaged or edited: only such a value is ever taken as a result.
     """
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return float(value) if is_number(value) else None
 
 
 def metadata_problem(meta: dict[str, Any]) -> str | None:
@@ -174,7 +169,7 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
     last = meta.get("last_results")
     if not isinstance(last, dict):
         return f"last_results must be a mapping; found {last!r}"
-    for key in _RESULT_KEYS:
+    for key in RESULT_KEYS:
         value = last.get(key)
         if finite_number(value) is None or value < 0:
             return f"last_results.{key} must be a non-negative number; found {value!r}"
@@ -190,7 +185,7 @@ def metadata_problem(meta: dict[str, Any]) -> str | None:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 def validate_name(name: str, what: str = "run name") -> str:
@@ -363,11 +358,8 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
-_HISTORY_ORDER = ("loss", "accuracy", "val_loss", "val_accuracy")  # the teaching layout
-
-
 def _write_history(path: Path, history: pd.DataFrame) -> None:
-    first = [c for c in _HISTORY_ORDER if c in history.columns]
+    first = [c for c in RESULT_KEYS if c in history.columns]  # the teaching layout
     ordered = history[first + [c for c in history.columns if c not in first]]
     _atomic_write_text(path, ordered.to_csv(index=False))
 
@@ -946,9 +938,7 @@ def _metadata(
         "epochs": spec.train.epochs,
         "epochs_run": len(history),
         "seed": spec.train.seed,
-        "last_results": {
-            k: float(last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-        },
+        "last_results": {k: float(last[k]) for k in RESULT_KEYS},
         "results_epoch": results_epoch,
         "fit_diagnosis": metrics["fit"]["diagnosis"],
         "task": prepared.preprocessor.task,
@@ -1088,11 +1078,12 @@ def evaluate_run(
         raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
-    skip = pre.missing_rows(data) | pre.task_labels(data[pre.label]).isna().to_numpy()
+    labels = pre.task_labels(data[pre.label])
+    skip = pre.missing_rows(data) | labels.isna().to_numpy()
     rows = data.loc[~skip]
     if rows.empty:
         raise DataError("every row misses a feature value or its label; nothing to evaluate")
-    y = pre.encode_labels(pre.task_labels(rows[pre.label]))
+    y = pre.encode_labels(labels[~skip])
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
     return {
         **classification_metrics(

@@ -9,13 +9,19 @@ value received and what would be valid.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from appsleuth._fields import check_seed, is_int, plain_fields, quoted_number_hint, spec_hash
+from appsleuth._fields import (
+    check_seed,
+    is_int,
+    is_number,
+    plain_fields,
+    quoted_number_hint,
+    spec_hash,
+)
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
 from appsleuth.errors import SpecError
@@ -46,10 +52,6 @@ _MAX_WEIGHT = 1e6
 MIN_EMBEDDED_ROWS = 50
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _positive_int(name: str, value: Any) -> None:
     if not is_int(value) or value < 1:
         raise SpecError(
@@ -66,9 +68,8 @@ def _non_negative_int(name: str, value: Any) -> None:
         )
 
 
-# Seeds reach NumPy, whose legacy seeding takes 32 bits.
 def _positive_number(name: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         raise SpecError(
             f"{name} must be a positive number; received {name}={value!r}"
             f"{quoted_number_hint(value)}"
@@ -76,7 +77,7 @@ def _positive_number(name: str, value: Any) -> None:
 
 
 def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
-    ok = _is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
+    ok = is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
     if not ok:
         bound = "[0, 1)" if upper_open else "[0, 1]"
         raise SpecError(
@@ -216,7 +217,7 @@ class EarlyStoppingSpec:
         plain_fields(self)
         _choice("early_stopping.monitor", self.monitor, _MONITORS)
         _non_negative_int("early_stopping.patience", self.patience)
-        if not _is_number(self.min_delta) or self.min_delta < 0:
+        if not is_number(self.min_delta) or self.min_delta < 0:
             raise SpecError(
                 f"early_stopping.min_delta must be a non-negative number; "
                 f"received early_stopping.min_delta={self.min_delta!r}"
@@ -280,7 +281,7 @@ class TrainSpec:
         _positive_number("learning_rate", self.learning_rate)
         _fraction("momentum", self.momentum)
         if self.weight_decay is not None:
-            if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            if not is_number(self.weight_decay) or self.weight_decay < 0:
                 raise SpecError(
                     f"weight_decay must be a non-negative number; received "
                     f"weight_decay={self.weight_decay!r}"
@@ -325,7 +326,7 @@ class TrainSpec:
         cw = self.class_weight
         if isinstance(cw, Mapping):
             for app, w in cw.items():
-                if not isinstance(app, str) or not _is_number(w) or not 0 < w <= _MAX_WEIGHT:
+                if not isinstance(app, str) or not is_number(w) or not 0 < w <= _MAX_WEIGHT:
                     raise SpecError(
                         f"class_weight must map app names to positive numbers up to "
                         f"{_MAX_WEIGHT:,.0f} (weights are relative; larger ones overflow "

@@ -42,9 +42,11 @@ __all__ = [
     "as_name_list",
     "check_feature_dtypes",
     "check_name_matches_content",
+    "check_unique_names",
     "csv_line_numbers",
     "frame_info",
     "from_dataframe",
+    "label_text",
     "load_sherlock",
     "nonfinite_values",
     "parse_numbers",
@@ -856,11 +858,9 @@ def _finish(
         if not _is_text(col):  # e.g. numeric codes: categories are compared as text
             df[name] = col.astype(str).where(col.notna())
     if info.label is not None:
-        labels = df[info.label]
-        # " Facebook" is Facebook (a space after the comma), and a blank label is none.
-        text = labels.astype(str).str.strip().where(labels.notna())
-        if text.isna().any() or (text == "").any():
-            row = int(np.flatnonzero((text.isna() | (text == "")).to_numpy())[0])
+        text = label_text(df[info.label])
+        if text.isna().any():
+            row = int(np.flatnonzero(text.isna().to_numpy())[0])
             raise DataError(
                 f"{where}: label column {info.label!r} is missing a value (empty or "
                 f"blank) in {rows.name(row)}; every row needs a label"
@@ -882,6 +882,14 @@ def _finish(
         recorded["nonfinite"] = nonfinite
     df.attrs["appsleuth"] = recorded
     return df
+
+
+def label_text(labels: pd.Series | Sequence[Any]) -> pd.Series:
+    """Label values as text: ``" Facebook"`` is Facebook (a space after the comma), and a
+    missing or blank label is missing (NaN)."""
+    values = pd.Series(labels)
+    text = values.astype(str).str.strip()
+    return text.where(values.notna() & (text != ""))
 
 
 def _not_a_number_kind(col: pd.Series) -> str | None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
-from appsleuth.data.load import frame_info, infinite_mask
+from appsleuth.data.load import frame_info, infinite_mask, label_text
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 
 __all__ = ["Preprocessor", "Scaling"]
@@ -240,10 +240,8 @@ class Preprocessor:
         For a one-vs-rest task every app other than the positive one becomes the rest
         class, as it was for training.
         """
-        values = pd.Series(labels)
-        text = values.astype(str).str.strip().where(values.notna())
-        missing = text.isna() | (text == "")
-        text = text.astype(object).where(~missing)
+        text = label_text(labels).astype(object)
+        missing = text.isna()
         if self.rest_class is not None:
             text = text.where(missing | (text == self.positive_class), self.rest_class)
         return text

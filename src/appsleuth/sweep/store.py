@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
+from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
     METADATA,
     _atomic_write_text,
@@ -117,7 +118,7 @@ def prepare_sweep_dir(
         manifest["data_planned_at"] = os.path.abspath(spec.data.path)
     if existing.exists():
         old = _manifest(sweep_dir)
-        read_plan(sweep_dir)  # a damaged trial is named as such, not as another sweep
+        _plan(old, existing)  # a damaged trial is named as such, not as another sweep
         if old["trials"] != json.loads(json.dumps(manifest["trials"])):
             old_names = [t["name"] for t in old["trials"]]
             raise SpecError(
@@ -211,9 +212,13 @@ def read_plan(sweep_dir: str | os.PathLike[str]) -> SweepPlan:
     Raises:
         DataError: The manifest is missing, unreadable or damaged.
     """
-    path = Path(sweep_dir) / MANIFEST
+    return _plan(_manifest(Path(sweep_dir)), Path(sweep_dir) / MANIFEST)
+
+
+def _plan(manifest: dict[str, Any], path: Path) -> SweepPlan:
+    """The trials of a checked manifest (read from ``path``, named in errors)."""
     trials = []
-    for i, t in enumerate(_manifest(Path(sweep_dir))["trials"]):
+    for i, t in enumerate(manifest["trials"]):
         try:
             trials.append(Trial.from_dict(t))
         except (SpecError, TypeError, ValueError) as exc:
@@ -347,7 +352,6 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     manifest = _manifest(sweep_dir)
     varied = list(manifest.get("varied") or [])
     states = trial_states(sweep_dir)
-    metric_keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     # With repeated seeds, rows of one setting would be indistinguishable without them.
     points = {json.dumps(st.params, sort_keys=True, default=str) for st in states}
     seeded = len(points) < len(states)
@@ -363,7 +367,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                 )
             if seeded:
                 row["seed"] = meta.get("seed")
-            row.update({k: st.last(k) for k in metric_keys})
+            row.update({k: st.last(k) for k in RESULT_KEYS})
             teaching_rows.append(row)
         metrics = _read_metrics(sweep_dir / st.name) if st.status == "complete" else {}
         full_rows.append(
@@ -384,7 +388,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                 "epochs_run": meta.get("epochs_run"),
                 "seed": meta.get("seed"),
                 "engine": meta.get("engine"),
-                **{k: st.last(k) for k in metric_keys},
+                **{k: st.last(k) for k in RESULT_KEYS},
                 "best_epoch": _best_epoch(sweep_dir / st.name) if st.status == "complete" else None,
                 "f1_macro": (metrics.get("macro_avg") or {}).get("f1"),
                 "moriarty_recall": (metrics.get("malware") or {}).get("detection_rate"),
@@ -399,7 +403,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         columns=[
             *("hidden_neurons" if v in ("hidden", "hidden_neurons") else v for v in varied),
             *(["seed"] if seeded else []),
-            *metric_keys,
+            *RESULT_KEYS,
         ],
     )
     results = sweep_dir / RESULTS

@@ -115,8 +115,6 @@ def run_trial(
         )
     try:
         prepared = _cached_data(trial.spec)
-    except KeyboardInterrupt:
-        raise
     except Exception as exc:  # e.g. the data file: recorded, so status shows the failure
         error = f"{type(exc).__name__}: {exc}"
         _record_failure(run_dir, trial, error, start)
