@@ -315,6 +315,126 @@ def test_binary_task_with_sigmoid_and_binary_crossentropy(shape):
     assert history.history["val_accuracy"][-1] > majority
 
 
+# --- cross-entropy from logits ----------------------------------------------------------
+
+
+def _binary_data(n: int = 1_500):
+    prepared = prepare_data(generate_sherlock(6_000, seed=3), positive="Moriarty")
+    return (
+        prepared.x_train[:n],
+        prepared.y_train[:n].astype("float32"),
+        prepared.x_val[: n // 2],
+        prepared.y_val[: n // 2].astype("float32"),
+    )
+
+
+def _probability_layer(model: keras.Model) -> tuple[object, dict]:
+    loss = model._compile_loss._flat_losses[0][1]
+    return model.layers[-1].activation, dict(loss._fn_kwargs)
+
+
+@pytest.mark.parametrize("classes", [18, 2], ids=["softmax", "sigmoid"])
+def test_training_from_logits_matches_keras_steps_and_restores_the_model(
+    data, classes, monkeypatch
+):
+    # The fused engine traces softmax/sigmoid + cross-entropy as cross-entropy on logits;
+    # Keras' own train_step on probabilities must give the same epochs (up to rounding),
+    # and the metrics (AUC needs probabilities, not logits) must see probabilities.
+    if classes == 2:
+        x, y, xv, yv = _binary_data()
+    else:
+        x, y, xv, yv = (a[:1000] for a in data)
+    results = {}
+    for from_logits in (False, True):
+        monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+        model = _model(x.shape[1], classes, seed=4, lr=0.003, compile_=False)
+        loss = "binary_crossentropy" if classes == 2 else "sparse_categorical_crossentropy"
+        metrics = ["accuracy"] + ([keras.metrics.AUC(name="auc")] if classes == 2 else [])
+        model.compile(optimizer=keras.optimizers.Adam(0.003), loss=loss, metrics=metrics)
+        model._symbolic_build(data_batch=(x[:32], y[:32], None))
+        assert (fused_module.logits_plan(model) is not None) is True
+        before = _probability_layer(model)
+        history = run_fused(
+            model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32, shuffle=False
+        )
+        assert _probability_layer(model) == before  # Activation and loss as they were.
+        assert before[1].get("from_logits", False) is False
+        predicted = model.predict(xv[:50], verbose=0)
+        results[from_logits] = (history.history, model.get_weights(), predicted)
+    keys = {"loss", "accuracy", "val_loss", "val_accuracy"}
+    if classes == 2:
+        keys |= {"auc", "val_auc"}
+    assert set(results[True][0]) == keys
+    for key, values in results[False][0].items():
+        np.testing.assert_allclose(results[True][0][key], values, rtol=1e-4, atol=1e-5)
+    for a, b in zip(results[True][1], results[False][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    probabilities = results[True][2]
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+    if classes > 2:
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _plan_for(loss, output):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"), output])
+    model.compile(optimizer="adam", loss=loss)
+    sparse = "sparse" in (loss if isinstance(loss, str) else type(loss).__name__.lower())
+    width = getattr(output, "units", 5)
+    y = np.zeros(8, "int32") if sparse else np.zeros((8, width), "float32")
+    model._symbolic_build(data_batch=(np.zeros((8, 4), "float32"), y, None))
+    return fused_module.logits_plan(model)
+
+
+@pytest.mark.parametrize(
+    ("loss", "layer", "qualifies"),
+    [
+        ("sparse_categorical_crossentropy", keras.layers.Dense(3, activation="softmax"), True),
+        ("categorical_crossentropy", keras.layers.Dense(3, activation="softmax"), True),
+        (
+            keras.losses.SparseCategoricalCrossentropy(ignore_class=0),
+            keras.layers.Dense(3, activation="softmax"),
+            True,
+        ),
+        ("binary_crossentropy", keras.layers.Dense(1, activation="sigmoid"), True),
+        ("sparse_categorical_crossentropy", keras.layers.Activation("softmax"), True),
+        (
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.layers.Dense(3),
+            False,
+        ),
+        ("sparse_categorical_crossentropy", keras.layers.Dense(3, activation="relu"), False),
+        ("mse", keras.layers.Dense(3, activation="softmax"), False),
+        ("binary_crossentropy", keras.layers.Dense(1, activation="softmax"), False),
+        ("sparse_categorical_crossentropy", keras.layers.Softmax(), False),
+    ],
+    ids=[
+        "sparse", "categorical", "ignore-class", "binary", "activation-layer",
+        "already-logits", "relu-output", "mse", "softmax-with-bce", "softmax-layer",
+    ],
+)  # fmt: skip
+def test_logits_plan_only_for_probability_outputs_with_cross_entropy(loss, layer, qualifies):
+    assert (_plan_for(loss, layer) is not None) is qualifies
+
+
+def test_logits_plan_is_undone_when_tracing_fails():
+    model = _model(compile_=False)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model._symbolic_build(data_batch=(np.zeros((8, 19), "float32"), np.zeros(8, "int32"), None))
+    plan = fused_module.logits_plan(model)
+    seen = []
+
+    def failing_trace():
+        with plan.active():
+            seen.append((model.layers[-1].activation, plan.loss._fn_kwargs["from_logits"]))
+            raise RuntimeError("trace failed")
+
+    with pytest.raises(RuntimeError, match="trace failed"):
+        failing_trace()
+    assert seen == [(keras.activations.linear, True)]
+    assert model.layers[-1].activation is keras.activations.softmax
+    assert "from_logits" not in plan.loss._fn_kwargs
+
+
 # --- engine choice and fallback ---------------------------------------------------------
 
 

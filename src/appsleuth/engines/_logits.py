@@ -1,0 +1,150 @@
+"""Cross-entropy from logits inside the fused engine's compiled steps.
+
+A softmax (or sigmoid) output layer trained with a cross-entropy loss on probabilities
+is, mathematically, cross-entropy on the layer's logits. Keras exploits this on the
+TensorFlow backend (its ``softmax``/``sigmoid`` activations leave the logits on the
+output tensor for the loss to use) but cannot on JAX, where the loss receives only the
+probabilities: it renormalises them, clips them to ``[epsilon, 1 - epsilon]`` and takes
+their logarithm, and the gradient flows back through all of that and the softmax. For a
+small network those extra element-wise steps are a large share of each training step.
+
+While the fused engine traces its epoch program, :func:`logits_plan` switches the output
+layer's activation to linear and the compiled loss to ``from_logits=True`` (restored as
+soon as tracing ends), so the compiled program computes the loss the way Keras on
+TensorFlow does. The probabilities are still what the metrics receive and what the
+trained model outputs. Only Keras' own Sequential, Dense/Activation output layers and
+cross-entropy losses qualify; anything else trains with Keras' ``train_step`` unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+__all__ = ["LogitsPlan", "logits_plan"]
+
+
+def _pairs() -> dict[Any, tuple[Any, ...]]:
+    activations, losses = keras.activations, keras.losses
+    return {
+        activations.softmax: (
+            losses.sparse_categorical_crossentropy,
+            losses.categorical_crossentropy,
+        ),
+        activations.sigmoid: (losses.binary_crossentropy,),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogitsPlan:
+    """How to train one model's output layer and loss from logits.
+
+    Attributes:
+        model: The compiled model.
+        layer: Its output layer (Dense or Activation), whose activation is switched off.
+        activation: That layer's activation (softmax or sigmoid), applied to the logits
+            to give the metrics their probabilities.
+        loss: The compiled loss wrapper whose ``from_logits`` is switched on.
+    """
+
+    model: keras.Model
+    layer: keras.layers.Layer
+    activation: Callable[..., Any]
+    loss: keras.losses.Loss
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Within the block, the model outputs logits and the loss expects them."""
+        kwargs = self.loss._fn_kwargs
+        self.layer.activation = keras.activations.linear
+        self.loss._fn_kwargs = {**kwargs, "from_logits": True}
+        try:
+            yield
+        finally:
+            self.layer.activation = self.activation
+            self.loss._fn_kwargs = kwargs
+
+    def train_step(self, state: Any, data: tuple[Any, ...]) -> Any:
+        """Keras' JAX ``train_step``, with the metrics given probabilities (use in active)."""
+        import jax
+
+        model = self.model
+        trainable, non_trainable, optimizer, metrics = state
+        x, y, sample_weight = _unpack(data)
+        grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+        (_, aux), grads = grad_fn(
+            trainable, non_trainable, metrics, x, y, sample_weight,
+            training=True, optimizer_variables=optimizer,
+        )  # fmt: skip
+        unscaled_loss, logits, non_trainable, metrics = aux
+        trainable, optimizer = model.optimizer.stateless_apply(optimizer, grads, trainable)
+        _, metrics = model._update_metrics_variables(
+            metrics, unscaled_loss, x, y, self.activation(logits), sample_weight
+        )
+        return None, (trainable, non_trainable, optimizer, metrics)
+
+    def test_step(self, state: Any, data: tuple[Any, ...]) -> Any:
+        """Keras' JAX ``test_step``, with the metrics given probabilities (use in active)."""
+        model = self.model
+        trainable, non_trainable, metrics = state
+        x, y, sample_weight = _unpack(data)
+        _, aux = model.compute_loss_and_updates(
+            trainable, non_trainable, metrics, x, y, sample_weight, training=False
+        )
+        unscaled_loss, logits, non_trainable, metrics = aux
+        _, metrics = model._update_metrics_variables(
+            metrics, unscaled_loss, x, y, self.activation(logits), sample_weight
+        )
+        return None, (trainable, non_trainable, metrics)
+
+
+def _unpack(data: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+    return data[0], data[1], data[2] if len(data) > 2 else None
+
+
+def logits_plan(model: keras.Model) -> LogitsPlan | None:
+    """The plan to train ``model`` from logits, or None when it does not qualify.
+
+    Qualifies: a compiled, built ``keras.Sequential`` whose last layer is a float
+    ``Dense`` or an ``Activation`` with a softmax (last axis) or sigmoid activation,
+    compiled with one loss, Keras' (sparse) categorical or binary cross-entropy on
+    probabilities, and a Keras version with the JAX trainer methods used here.
+    """
+    if type(model) is not keras.Sequential or not model.built or not model.layers:
+        return None
+    for method in ("compute_loss_and_updates", "_update_metrics_variables"):
+        if not callable(getattr(model, method, None)):
+            return None
+    layer = model.layers[-1]
+    if type(layer) not in (keras.layers.Dense, keras.layers.Activation):
+        return None
+    if getattr(layer, "quantization_mode", None) is not None:
+        return None
+    activation = getattr(layer, "activation", None)
+    wanted = _pairs().get(activation)
+    loss = _single_loss(model)
+    if wanted is None or loss is None or getattr(loss, "fn", None) not in wanted:
+        return None
+    kwargs = getattr(loss, "_fn_kwargs", None)
+    if not isinstance(kwargs, dict) or kwargs.get("from_logits", False) is not False:
+        return None
+    if kwargs.get("axis", -1) not in (-1, len(model.outputs[0].shape) - 1):
+        return None
+    return LogitsPlan(model=model, layer=layer, activation=activation, loss=loss)
+
+
+def _single_loss(model: keras.Model) -> keras.losses.Loss | None:
+    compile_loss = getattr(model, "_compile_loss", None)
+    entries = getattr(compile_loss, "_flat_losses", None)
+    if not isinstance(entries, list) or len(entries) != 1:
+        return None
+    entry = entries[0]
+    loss = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else entry
+    # Keras' function-wrapping loss (not public API): its fn and _fn_kwargs are used.
+    if not isinstance(loss, keras.losses.Loss) or not hasattr(loss, "fn"):
+        return None
+    return loss
