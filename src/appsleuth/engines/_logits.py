@@ -132,7 +132,7 @@ def logits_plan(model: keras.Model) -> LogitsPlan | None:
     kwargs = getattr(loss, "_fn_kwargs", None)
     if not isinstance(kwargs, dict) or kwargs.get("from_logits", False) is not False:
         return None
-    if kwargs.get("axis", -1) not in (-1, len(model.outputs[0].shape) - 1):
+    if kwargs.get("axis", -1) != -1:  # Softmax is over the last axis.
         return None
     return LogitsPlan(model=model, layer=layer, activation=activation, loss=loss)
 
