@@ -416,6 +416,28 @@ def test_logits_plan_only_for_probability_outputs_with_cross_entropy(loss, layer
     assert (_plan_for(loss, layer) is not None) is qualifies
 
 
+def test_a_plan_that_fails_to_trace_falls_back_to_keras_steps(data, monkeypatch):
+    # E.g. another Keras version without the trainer internals the plan calls.
+    from appsleuth.engines._logits import LogitsPlan
+
+    x, y, xv, yv = (a[:640] for a in data)
+    results = []
+    for broken in (False, True):
+        clear_fused_cache()
+        monkeypatch.setattr(fused_module, "_FROM_LOGITS", broken)
+        if broken:
+
+            def missing(self, state, data):
+                raise AttributeError("'Sequential' object has no attribute '_update_metrics'")
+
+            monkeypatch.setattr(LogitsPlan, "train_step", missing)
+        model = _model(seed=5)
+        history = run_fused(model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32)
+        results.append((history.history, model.get_weights()))
+        assert model.layers[-1].activation is keras.activations.softmax
+    assert results[0][0] == results[1][0] and _weights_equal(results[0][1], results[1][1])
+
+
 def test_logits_plan_is_undone_when_tracing_fails():
     model = _model(compile_=False)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -27,7 +27,6 @@ called (there is no Python between batches): a warning says so when a callback h
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import math
 import warnings
@@ -388,16 +387,26 @@ def _program(
         if key in _PROGRAMS:
             _PROGRAMS.move_to_end(key)
             return _PROGRAMS[key]
-    fn = _epoch_function(
-        model, n=int(args[2][0].shape[0]), batch_size=batch_size, shuffle=shuffle, plan=plan
-    )
+    n = int(args[2][0].shape[0])
+    lowered = None
+    if plan is not None:
+        try:
+            with plan.active():  # Traces the model: the plan applies while tracing only.
+                fn = _epoch_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=plan)
+                lowered = jax.jit(fn).lower(*args)
+        except Exception:
+            # The plan relies on Keras internals that another Keras version may lack. It
+            # only saves time, so trace Keras' own steps instead (which raise any real
+            # error about the model or data themselves).
+            lowered = None
+    if lowered is None:
+        fn = _epoch_function(model, n=n, batch_size=batch_size, shuffle=shuffle)
+        lowered = jax.jit(fn).lower(*args)
     options = None
     if jax.default_backend() == "cpu":
         # Measured on the baseline model: LLVM level 2 compiles ~40 % faster than the
         # default level 3 and runs the step loop as fast or faster.
         options = {"xla_backend_optimization_level": 2}
-    with plan.active() if plan is not None else contextlib.nullcontext():
-        lowered = jax.jit(fn).lower(*args)  # Traces the model: the plan applies here only.
     compiled = lowered.compile(options)
     if key is not None:
         _PROGRAMS[key] = compiled
