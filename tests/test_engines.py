@@ -406,10 +406,16 @@ def _plan_for(loss, output):
         ("mse", keras.layers.Dense(3, activation="softmax"), False),
         ("binary_crossentropy", keras.layers.Dense(1, activation="softmax"), False),
         ("sparse_categorical_crossentropy", keras.layers.Softmax(), False),
+        (
+            "sparse_categorical_crossentropy",
+            keras.layers.Dense(3, activation="softmax", activity_regularizer="l2"),
+            False,
+        ),
     ],
     ids=[
         "sparse", "categorical", "ignore-class", "binary", "activation-layer",
         "already-logits", "relu-output", "mse", "softmax-with-bce", "softmax-layer",
+        "activity-regularizer",
     ],
 )  # fmt: skip
 def test_logits_plan_only_for_probability_outputs_with_cross_entropy(loss, layer, qualifies):

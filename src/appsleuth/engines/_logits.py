@@ -110,7 +110,8 @@ def logits_plan(model: keras.Model) -> LogitsPlan | None:
     """The plan to train ``model`` from logits, or None when it does not qualify.
 
     Qualifies: a compiled, built ``keras.Sequential`` whose last layer is a float
-    ``Dense`` or an ``Activation`` with a softmax (last axis) or sigmoid activation,
+    ``Dense`` or an ``Activation`` with a softmax (last axis) or sigmoid activation and
+    no activity regularizer,
     compiled with one loss, Keras' (sparse) categorical or binary cross-entropy on
     probabilities, and a Keras version with the JAX trainer methods used here.
     """
@@ -124,6 +125,8 @@ def logits_plan(model: keras.Model) -> LogitsPlan | None:
         return None
     if getattr(layer, "quantization_mode", None) is not None:
         return None
+    if getattr(layer, "activity_regularizer", None) is not None:
+        return None  # It penalises the layer's output: the probabilities, not the logits.
     activation = getattr(layer, "activation", None)
     wanted = _pairs().get(activation)
     loss = _single_loss(model)
