@@ -534,9 +534,11 @@ def test_on_device_shuffle_is_a_seeded_permutation():
     import jax
 
     permutation = jax.jit(fused_module._permutation, static_argnums=1)
-    for n in (1, 2, 33, 1000):
-        order = np.asarray(permutation(jax.random.key(5), n))
-        assert sorted(order.tolist()) == list(range(n))
+    # Sizes with no, few and many cells of the Feistel grid outside [0, n) to walk back.
+    for n in (1, 2, 3, 33, 1000, 4096, 4097, 20_011, 54_616):
+        for key in (5, 6, 7):
+            order = np.asarray(permutation(jax.random.key(key), n))
+            assert np.array_equal(np.sort(order), np.arange(n)), f"n={n}, key={key}"
     first = np.asarray(permutation(jax.random.key(1), 1000))
     again = np.asarray(permutation(jax.random.key(1), 1000))
     other = np.asarray(permutation(jax.random.key(2), 1000))

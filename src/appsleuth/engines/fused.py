@@ -516,19 +516,30 @@ def _permutation(key: Any, n: int) -> Any:
             mod_left, mod_right = mod_right, mod_left
         return left * jnp.uint32(b) + right
 
+    def decrypt(v: Any) -> Any:  # The inverse of encrypt, round by round.
+        left, right = v // jnp.uint32(b), v % jnp.uint32(b)
+        for r in reversed(range(_FEISTEL_ROUNDS)):
+            mod = a if r % 2 == 0 else b  # Round r added modulo this.
+            f = reduce(mix(left ^ round_keys[r]), mod)
+            left, right = jnp.where(right >= f, right - f, right + jnp.uint32(mod) - f), left
+        return left * jnp.uint32(b) + right
+
     out = encrypt(jnp.arange(n, dtype=jnp.uint32))
     spare = a * b - n
     if spare:
-        # At most `spare` indices land outside [0, n): walk only those, not all n.
+        # Exactly the values n .. a*b-1 land outside [0, n), at the positions that decrypt
+        # gives (found without searching all n). Each one walks on through encrypt until
+        # it is inside; those whose position is outside [0, n) too are not walked (their
+        # cycle may never come back inside) and are dropped.
         limit = jnp.uint32(n)
-        outside = jnp.nonzero(out >= limit, size=spare, fill_value=n)[0]
-        walkers = jnp.take(out, outside, mode="fill", fill_value=0)
+        values = jnp.arange(n, a * b, dtype=jnp.uint32)
+        positions = decrypt(values)
         walkers = jax.lax.while_loop(
             lambda v: jnp.any(v >= limit),
             lambda v: jnp.where(v >= limit, encrypt(v), v),
-            walkers,
+            jnp.where(positions < limit, values, jnp.uint32(0)),
         )
-        out = out.at[outside].set(walkers, mode="drop")
+        out = out.at[positions].set(walkers, mode="drop")
     return out.astype(jnp.int32)
 
 
