@@ -375,6 +375,55 @@ def test_training_from_logits_matches_keras_steps_and_restores_the_model(
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "case",
+    ["cce-label-smoothing", "scce-sum", "bce-label-smoothing", "class-weight", "ignore-class"],
+)
+def test_loss_options_train_the_same_from_logits(case, monkeypatch):
+    # Label smoothing, reductions, class weights, ignored classes and weight regularizers
+    # act in Keras' loss either way; only the probabilities/logits input differs.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 6)).astype("float32")
+    labels = rng.integers(0, 4, 320)
+    units, activation, y, loss, kwargs = {
+        "cce-label-smoothing": (
+            4, "softmax", np.eye(4, dtype="float32")[labels],
+            keras.losses.CategoricalCrossentropy(label_smoothing=0.1), {},
+        ),
+        "scce-sum": (
+            4, "softmax", labels, keras.losses.SparseCategoricalCrossentropy(reduction="sum"), {},
+        ),
+        "bce-label-smoothing": (
+            1, "sigmoid", (x[:, 0] > 0).astype("float32"),
+            keras.losses.BinaryCrossentropy(label_smoothing=0.2), {},
+        ),
+        "class-weight": (
+            4, "softmax", labels, "sparse_categorical_crossentropy",
+            {"class_weight": {0: 2.0, 1: 0.5}},
+        ),
+        "ignore-class": (
+            4, "softmax", labels, keras.losses.SparseCategoricalCrossentropy(ignore_class=2), {},
+        ),
+    }[case]  # fmt: skip
+    runs = []
+    for from_logits in (False, True):
+        monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="relu", kernel_regularizer="l2"),
+            keras.layers.Dense(units, activation=activation),
+        ])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, metrics=["accuracy"])
+        history = run_fused(model, x, y, epochs=2, batch_size=32, shuffle=False, **kwargs)
+        assert (fused_module.logits_plan(model) is not None) is True
+        runs.append((history.history, model.get_weights()))
+    for key, values in runs[0][0].items():
+        np.testing.assert_allclose(runs[1][0][key], values, rtol=1e-4, atol=1e-5)
+    for a, b in zip(runs[1][1], runs[0][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def _plan_for(loss, output):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"), output])
     model.compile(optimizer="adam", loss=loss)
