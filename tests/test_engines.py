@@ -333,9 +333,44 @@ def _probability_layer(model: keras.Model) -> tuple[object, dict]:
     return model.layers[-1].activation, dict(loss._fn_kwargs)
 
 
+@pytest.fixture
+def plan_traces(monkeypatch):
+    """Counts the steps traced through the logits plan (so a silent fallback is seen)."""
+    from appsleuth.engines._logits import LogitsPlan
+
+    calls = []
+    for name in ("train_step", "test_step"):
+        original = getattr(LogitsPlan, name)
+
+        def counted(self, state, data, _original=original):
+            calls.append(1)
+            return _original(self, state, data)
+
+        monkeypatch.setattr(LogitsPlan, name, counted)
+    return calls
+
+
+def _train_both_ways(build, x, y, monkeypatch, plan_traces, **kwargs):
+    """Train ``build()`` with Keras' steps, then from logits: (history, weights) of each."""
+    runs = []
+    for from_logits in (False, True):
+        clear_fused_cache()  # A cached program would not be traced again.
+        monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+        plan_traces.clear()
+        model = build()
+        history = run_fused(model, x, y, batch_size=32, shuffle=False, **kwargs)
+        assert bool(plan_traces) is from_logits, "the logits plan was not traced"
+        runs.append((history.history, model.get_weights()))
+    for key, values in runs[0][0].items():
+        np.testing.assert_allclose(runs[1][0][key], values, rtol=1e-4, atol=1e-5, err_msg=key)
+    for a, b in zip(runs[1][1], runs[0][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    return runs
+
+
 @pytest.mark.parametrize("classes", [18, 2], ids=["softmax", "sigmoid"])
 def test_training_from_logits_matches_keras_steps_and_restores_the_model(
-    data, classes, monkeypatch
+    data, classes, monkeypatch, plan_traces
 ):
     # The fused engine traces softmax/sigmoid + cross-entropy as cross-entropy on logits;
     # Keras' own train_step on probabilities must give the same epochs (up to rounding),
@@ -346,7 +381,9 @@ def test_training_from_logits_matches_keras_steps_and_restores_the_model(
         x, y, xv, yv = (a[:1000] for a in data)
     results = {}
     for from_logits in (False, True):
+        clear_fused_cache()
         monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+        plan_traces.clear()
         model = _model(x.shape[1], classes, seed=4, lr=0.003, compile_=False)
         loss = "binary_crossentropy" if classes == 2 else "sparse_categorical_crossentropy"
         metrics = ["accuracy"] + ([keras.metrics.AUC(name="auc")] if classes == 2 else [])
@@ -357,6 +394,7 @@ def test_training_from_logits_matches_keras_steps_and_restores_the_model(
         history = run_fused(
             model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32, shuffle=False
         )
+        assert bool(plan_traces) is from_logits, "the logits plan was not traced"
         assert _probability_layer(model) == before  # Activation and loss as they were.
         assert before[1].get("from_logits", False) is False
         predicted = model.predict(xv[:50], verbose=0)
@@ -379,7 +417,7 @@ def test_training_from_logits_matches_keras_steps_and_restores_the_model(
     "case",
     ["cce-label-smoothing", "scce-sum", "bce-label-smoothing", "class-weight", "ignore-class"],
 )
-def test_loss_options_train_the_same_from_logits(case, monkeypatch):
+def test_loss_options_train_the_same_from_logits(case, monkeypatch, plan_traces):
     # Label smoothing, reductions, class weights, ignored classes and weight regularizers
     # act in Keras' loss either way; only the probabilities/logits input differs.
     rng = np.random.default_rng(0)
@@ -405,9 +443,8 @@ def test_loss_options_train_the_same_from_logits(case, monkeypatch):
             4, "softmax", labels, keras.losses.SparseCategoricalCrossentropy(ignore_class=2), {},
         ),
     }[case]  # fmt: skip
-    runs = []
-    for from_logits in (False, True):
-        monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+
+    def build():
         keras.utils.set_random_seed(1)
         model = keras.Sequential([
             keras.Input((6,)),
@@ -415,13 +452,55 @@ def test_loss_options_train_the_same_from_logits(case, monkeypatch):
             keras.layers.Dense(units, activation=activation),
         ])  # fmt: skip
         model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, metrics=["accuracy"])
-        history = run_fused(model, x, y, epochs=2, batch_size=32, shuffle=False, **kwargs)
-        assert (fused_module.logits_plan(model) is not None) is True
-        runs.append((history.history, model.get_weights()))
-    for key, values in runs[0][0].items():
-        np.testing.assert_allclose(runs[1][0][key], values, rtol=1e-4, atol=1e-5)
-    for a, b in zip(runs[1][1], runs[0][1], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        return model
+
+    _train_both_ways(build, x, y, monkeypatch, plan_traces, epochs=2, **kwargs)
+
+
+def test_masked_outputs_give_the_metrics_their_mask(monkeypatch, plan_traces):
+    # Padded time steps (Masking) are left out of the validation metrics either way.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 6, 5)).astype("float32")
+    for row, length in enumerate(rng.integers(1, 7, 256)):
+        x[row, length:] = 0.0
+    y = rng.integers(0, 4, (256, 6)).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([
+            keras.Input((6, 5)),
+            keras.layers.Masking(0.0),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(4, activation="softmax"),
+        ])  # fmt: skip
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])  # fmt: skip
+        return model
+
+    runs = _train_both_ways(
+        build, x, y, monkeypatch, plan_traces, epochs=1, validation_data=(x[:64], y[:64])
+    )
+    assert 0 < runs[1][0]["val_accuracy"][0] < 1
+
+
+def test_a_loss_object_that_is_also_a_metric_is_left_unchanged(monkeypatch, plan_traces):
+    x, y = np.random.default_rng(2).normal(size=(320, 6)).astype("float32"), np.arange(320) % 3
+    shared = keras.losses.SparseCategoricalCrossentropy()
+
+    def build():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential(
+            [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
+        )
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=shared, metrics=[shared])
+        return model
+
+    runs = _train_both_ways(
+        build, x, y, monkeypatch, plan_traces, epochs=1, validation_data=(x[:64], y[:64])
+    )
+    logs = runs[1][0]
+    assert logs["val_sparse_categorical_crossentropy"] == pytest.approx(logs["val_loss"], rel=1e-5)
+    assert shared._fn_kwargs.get("from_logits", False) is False  # The user's object.
 
 
 def _plan_for(loss, output):
@@ -448,7 +527,22 @@ def _plan_for(loss, output):
         ("sparse_categorical_crossentropy", keras.layers.Activation("softmax"), True),
         (
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            keras.layers.Dense(3),
+            keras.layers.Dense(3, activation="softmax"),
+            False,
+        ),
+        (
+            keras.losses.CategoricalCrossentropy(axis=0),
+            keras.layers.Dense(3, activation="softmax"),
+            False,
+        ),
+        (
+            "sparse_categorical_crossentropy",
+            keras.layers.Dense(3, activation="softmax", dtype="mixed_float16"),
+            False,
+        ),
+        (
+            "sparse_categorical_crossentropy",
+            keras.layers.Dense(3, activation="softmax", dtype="mixed_bfloat16"),
             False,
         ),
         ("sparse_categorical_crossentropy", keras.layers.Dense(3, activation="relu"), False),
@@ -463,7 +557,8 @@ def _plan_for(loss, output):
     ],
     ids=[
         "sparse", "categorical", "ignore-class", "binary", "activation-layer",
-        "already-logits", "relu-output", "mse", "softmax-with-bce", "softmax-layer",
+        "already-logits", "other-axis", "float16-output", "bfloat16-output",
+        "relu-output", "mse", "softmax-with-bce", "softmax-layer",
         "activity-regularizer",
     ],
 )  # fmt: skip
@@ -502,13 +597,15 @@ def test_logits_plan_is_undone_when_tracing_fails():
 
     def failing_trace():
         with plan.active():
-            seen.append((model.layers[-1].activation, plan.loss._fn_kwargs["from_logits"]))
+            compiled = model._compile_loss._flat_losses[0][1]
+            seen.append((model.layers[-1].activation, compiled._fn_kwargs["from_logits"]))
             raise RuntimeError("trace failed")
 
     with pytest.raises(RuntimeError, match="trace failed"):
         failing_trace()
     assert seen == [(keras.activations.linear, True)]
     assert model.layers[-1].activation is keras.activations.softmax
+    assert model._compile_loss._flat_losses[0][1] is plan.loss
     assert "from_logits" not in plan.loss._fn_kwargs
 
 

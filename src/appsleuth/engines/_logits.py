@@ -8,24 +8,37 @@ probabilities: it renormalises them, clips them to ``[epsilon, 1 - epsilon]`` an
 their logarithm, and the gradient flows back through all of that and the softmax. For a
 small network those extra element-wise steps are a large share of each training step.
 
-While the fused engine traces its epoch program, :func:`logits_plan` switches the output
-layer's activation to linear and the compiled loss to ``from_logits=True`` (restored as
-soon as tracing ends), so the compiled program computes the loss the way Keras on
-TensorFlow does. The probabilities are still what the metrics receive and what the
-trained model outputs. Only Keras' own Sequential, Dense/Activation output layers and
+While the fused engine traces its epoch program, the plan from :func:`logits_plan`
+switches the output layer's activation to linear and puts a ``from_logits=True`` copy of
+the loss into the compiled loss (both undone as soon as tracing ends), so the compiled
+program computes the loss the way Keras on TensorFlow does. The probabilities (with the
+output's mask, if any) are still what the metrics receive and what the trained model
+outputs. The results differ from Keras' steps on JAX only for rows whose true class has
+a probability below ``epsilon`` (1e-7), which the clip there caps (and stops learning
+from). Only Keras' own Sequential, full-precision Dense/Activation output layers and
 cross-entropy losses qualify; anything else trains with Keras' ``train_step`` unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 
+try:  # Keras' tensor masks (not public API); without them no model qualifies.
+    from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
+except ImportError:  # pragma: no cover - depends on the Keras version
+    get_keras_mask = set_keras_mask = None
+
 __all__ = ["LogitsPlan", "logits_plan"]
+
+# Output layers must compute in full precision: in float16 or bfloat16 the probability
+# path rounds, and under loss scaling overflows, differently from the logits path.
+_FULL_PRECISION = ("float32", "float64")
 
 
 def _pairs() -> dict[Any, tuple[Any, ...]]:
@@ -48,7 +61,7 @@ class LogitsPlan:
         layer: Its output layer (Dense or Activation), whose activation is switched off.
         activation: That layer's activation (softmax or sigmoid), applied to the logits
             to give the metrics their probabilities.
-        loss: The compiled loss wrapper whose ``from_logits`` is switched on.
+        loss: The compiled loss, replaced by a copy with ``from_logits=True`` while active.
     """
 
     model: keras.Model
@@ -58,15 +71,25 @@ class LogitsPlan:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Within the block, the model outputs logits and the loss expects them."""
-        kwargs = self.loss._fn_kwargs
+        """Within the block, the model outputs logits and the compiled loss expects them.
+
+        The compiled loss gets a copy of the loss object with ``from_logits=True``; the
+        user's object (which may also be one of the compiled metrics) is not changed.
+        """
+        entries = self.model._compile_loss._flat_losses
+        original = entries[0]
+        logits_loss = copy.copy(self.loss)
+        logits_loss._fn_kwargs = {**self.loss._fn_kwargs, "from_logits": True}
+        if isinstance(original, tuple):
+            entries[0] = (original[0], logits_loss, *original[2:])
+        else:
+            entries[0] = logits_loss
         self.layer.activation = keras.activations.linear
-        self.loss._fn_kwargs = {**kwargs, "from_logits": True}
         try:
             yield
         finally:
             self.layer.activation = self.activation
-            self.loss._fn_kwargs = kwargs
+            entries[0] = original
 
     def train_step(self, state: Any, data: tuple[Any, ...]) -> Any:
         """Keras' JAX ``train_step``, with the metrics given probabilities (use in active)."""
@@ -83,7 +106,7 @@ class LogitsPlan:
         unscaled_loss, logits, non_trainable, metrics = aux
         trainable, optimizer = model.optimizer.stateless_apply(optimizer, grads, trainable)
         _, metrics = model._update_metrics_variables(
-            metrics, unscaled_loss, x, y, self.activation(logits), sample_weight
+            metrics, unscaled_loss, x, y, self.probabilities(logits), sample_weight
         )
         return None, (trainable, non_trainable, optimizer, metrics)
 
@@ -97,9 +120,17 @@ class LogitsPlan:
         )
         unscaled_loss, logits, non_trainable, metrics = aux
         _, metrics = model._update_metrics_variables(
-            metrics, unscaled_loss, x, y, self.activation(logits), sample_weight
+            metrics, unscaled_loss, x, y, self.probabilities(logits), sample_weight
         )
         return None, (trainable, non_trainable, metrics)
+
+    def probabilities(self, logits: Any) -> Any:
+        """The output layer's activation of ``logits``, with their Keras mask (if any)."""
+        probabilities = self.activation(logits)
+        mask = get_keras_mask(logits)
+        if mask is not None:  # As the layer's own output would carry it to the metrics.
+            set_keras_mask(probabilities, mask)
+        return probabilities
 
 
 def _unpack(data: tuple[Any, ...]) -> tuple[Any, Any, Any]:
@@ -109,9 +140,9 @@ def _unpack(data: tuple[Any, ...]) -> tuple[Any, Any, Any]:
 def logits_plan(model: keras.Model) -> LogitsPlan | None:
     """The plan to train ``model`` from logits, or None when it does not qualify.
 
-    Qualifies: a compiled, built ``keras.Sequential`` whose last layer is a float
-    ``Dense`` or an ``Activation`` with a softmax (last axis) or sigmoid activation and
-    no activity regularizer,
+    Qualifies: a compiled, built ``keras.Sequential`` whose last layer is a ``Dense``
+    or an ``Activation`` computing in float32 (or float64), not quantized, with a
+    softmax (last axis) or sigmoid activation and no activity regularizer,
     compiled with one loss, Keras' (sparse) categorical or binary cross-entropy on
     probabilities, and a Keras version with the JAX trainer methods used here.
     """
@@ -127,6 +158,8 @@ def logits_plan(model: keras.Model) -> LogitsPlan | None:
         return None
     if getattr(layer, "activity_regularizer", None) is not None:
         return None  # It penalises the layer's output: the probabilities, not the logits.
+    if get_keras_mask is None or layer.compute_dtype not in _FULL_PRECISION:
+        return None
     activation = getattr(layer, "activation", None)
     wanted = _pairs().get(activation)
     loss = _single_loss(model)

@@ -57,7 +57,7 @@ _PROGRAMS: collections.OrderedDict[tuple[Any, ...], Callable[..., Any]] = collec
 _FEISTEL_ROUNDS = 4
 
 # Softmax/sigmoid outputs with cross-entropy are trained from their logits (see _logits):
-# measured 10-20 % faster per epoch for the baseline on CPU. False traces Keras' own steps.
+# measured 7-20 % faster per epoch for the baseline on CPU. False traces Keras' own steps.
 _FROM_LOGITS = True
 
 # lax.scan unroll factor: 2 to 4 measured no faster on CPU and compile slower.
