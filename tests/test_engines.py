@@ -351,7 +351,7 @@ def plan_traces(monkeypatch):
 
 
 def _train_both_ways(build, x, y, monkeypatch, plan_traces, **kwargs):
-    """Train ``build()`` with Keras' steps, then from logits: (history, weights) of each."""
+    """Train ``build()`` with Keras' steps, then from logits; (history, weights, model) each."""
     runs = []
     for from_logits in (False, True):
         clear_fused_cache()  # A cached program would not be traced again.
@@ -360,7 +360,7 @@ def _train_both_ways(build, x, y, monkeypatch, plan_traces, **kwargs):
         model = build()
         history = run_fused(model, x, y, batch_size=32, shuffle=False, **kwargs)
         assert bool(plan_traces) is from_logits, "the logits plan was not traced"
-        runs.append((history.history, model.get_weights()))
+        runs.append((history.history, model.get_weights(), model))
     for key, values in runs[0][0].items():
         np.testing.assert_allclose(runs[1][0][key], values, rtol=1e-4, atol=1e-5, err_msg=key)
     for a, b in zip(runs[1][1], runs[0][1], strict=True):
@@ -379,35 +379,27 @@ def test_training_from_logits_matches_keras_steps_and_restores_the_model(
         x, y, xv, yv = _binary_data()
     else:
         x, y, xv, yv = (a[:1000] for a in data)
-    results = {}
-    for from_logits in (False, True):
-        clear_fused_cache()
-        monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
-        plan_traces.clear()
+
+    def build():
         model = _model(x.shape[1], classes, seed=4, lr=0.003, compile_=False)
         loss = "binary_crossentropy" if classes == 2 else "sparse_categorical_crossentropy"
         metrics = ["accuracy"] + ([keras.metrics.AUC(name="auc")] if classes == 2 else [])
         model.compile(optimizer=keras.optimizers.Adam(0.003), loss=loss, metrics=metrics)
         model._symbolic_build(data_batch=(x[:32], y[:32], None))
-        assert (fused_module.logits_plan(model) is not None) is True
-        before = _probability_layer(model)
-        history = run_fused(
-            model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32, shuffle=False
-        )
-        assert bool(plan_traces) is from_logits, "the logits plan was not traced"
-        assert _probability_layer(model) == before  # Activation and loss as they were.
-        assert before[1].get("from_logits", False) is False
-        predicted = model.predict(xv[:50], verbose=0)
-        results[from_logits] = (history.history, model.get_weights(), predicted)
+        return model
+
+    before = _probability_layer(build())
+    assert before[1].get("from_logits", False) is False
+    runs = _train_both_ways(
+        build, x, y, monkeypatch, plan_traces, epochs=2, validation_data=(xv, yv)
+    )
+    history, _, model = runs[1]
+    assert _probability_layer(model) == before  # Activation and loss as they were.
     keys = {"loss", "accuracy", "val_loss", "val_accuracy"}
     if classes == 2:
         keys |= {"auc", "val_auc"}
-    assert set(results[True][0]) == keys
-    for key, values in results[False][0].items():
-        np.testing.assert_allclose(results[True][0][key], values, rtol=1e-4, atol=1e-5)
-    for a, b in zip(results[True][1], results[False][1], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    probabilities = results[True][2]
+    assert set(history) == keys
+    probabilities = model.predict(xv[:50], verbose=0)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
     if classes > 2:
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
