@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import weakref
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -253,22 +254,191 @@ def test_learning_rate_scheduler_is_honoured(data):
     assert _weights_equal(start, model.get_weights())
 
 
-def test_batch_level_hooks_are_reported():
-    class PerBatch(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            pass
-
-    with pytest.warns(AppSleuthWarning, match="PerBatch"):
-        fused_module._warn_batch_hooks([PerBatch()])
+class _PerBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        pass
 
 
-def test_verbose_prints_one_line_per_epoch(data, capsys):
-    x, y, xv, yv = data
-    run_fused(
-        _model(), x[:640], y[:640], validation_data=(xv, yv), epochs=2, batch_size=32, verbose=1
+class _PerTestBatch(keras.callbacks.Callback):
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("callback", "hook"),
+    [
+        (_PerBatch(), "_PerBatch (on_train_batch_end)"),
+        (_PerTestBatch(), "_PerTestBatch (on_test_batch_end)"),
+        # Hooks set on the instance rather than the class.
+        (keras.callbacks.LambdaCallback(on_train_batch_end=print), "LambdaCallback"),
+    ],
+    ids=["class", "test-batch", "instance"],
+)
+def test_batch_level_hooks_are_reported(callback, hook):
+    with pytest.warns(AppSleuthWarning, match=f"not called: {re.escape(hook)}"):
+        fused_module._warn_batch_hooks([callback])
+
+
+def test_epoch_level_callbacks_raise_no_batch_warning(recwarn):
+    fused_module._warn_batch_hooks(
+        [keras.callbacks.LambdaCallback(on_epoch_end=print), keras.callbacks.EarlyStopping()]
     )
+    assert not [w for w in recwarn if issubclass(w.category, AppSleuthWarning)]
+
+
+@pytest.mark.parametrize(("verbose", "expected"), [(1, 1), ("auto", 1), (2, 2)])
+def test_verbose_prints_one_line_per_epoch(data, capsys, verbose, expected):
+    x, y, xv, yv = data
+    history = run_fused(
+        _model(), x[:640], y[:640], validation_data=(xv, yv), epochs=2, batch_size=32,
+        verbose=verbose,
+    )  # fmt: skip
     out = capsys.readouterr().out
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and out.count("val_accuracy") == 2
+    assert history.params["verbose"] == expected  # As fit tells its callbacks.
+
+
+def test_a_stop_asked_before_an_epoch_skips_it(data):
+    x, y, _, _ = data
+
+    class StopBeforeSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.model.stop_training = epoch == 1
+
+    model = _model()
+    history = run_fused(
+        model, x[:640], y[:640], epochs=3, batch_size=32, callbacks=[StopBeforeSecondEpoch()]
+    )
+    assert history.epoch == [0] and int(model.optimizer.iterations) == 20
+
+
+def test_backup_and_restore_resumes_where_the_backup_left_off(data, tmp_path):
+    x, y, _, _ = data
+    x, y = x[:640], y[:640]
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    uninterrupted = _model(seed=3)
+    run_fused(uninterrupted, x, y, epochs=4, batch_size=32)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_fused(
+            _model(seed=3), x, y, epochs=4, batch_size=32,
+            callbacks=[keras.callbacks.BackupAndRestore(tmp_path), Crash()],
+        )  # fmt: skip
+    resumed = _model(seed=3)
+    history = run_fused(
+        resumed, x, y, epochs=4, batch_size=32,
+        callbacks=[keras.callbacks.BackupAndRestore(tmp_path)],
+    )  # fmt: skip
+    assert history.epoch == [2, 3]
+    assert int(resumed.optimizer.iterations) == 4 * 20
+    # The shuffle follows the optimizer's step count, so the resumed run is the same run.
+    assert _weights_equal(resumed.get_weights(), uninterrupted.get_weights())
+
+
+def test_training_further_draws_new_shuffles(data):
+    x, y, _, _ = data
+    x, y = x[:640], y[:640]
+    at_once = _model(seed=4)
+    run_fused(at_once, x, y, epochs=2, batch_size=32)
+    in_two_calls = _model(seed=4)
+    for _ in range(2):
+        run_fused(in_two_calls, x, y, epochs=1, batch_size=32)
+    # The second call shuffled afresh (not the first call's order again): the same run.
+    assert _weights_equal(in_two_calls.get_weights(), at_once.get_weights())
+
+
+def test_initial_epoch_numbers_the_epochs_like_fit(data):
+    x, y, _, _ = data
+    model = _model()
+    history = run_fused(model, x[:640], y[:640], epochs=3, batch_size=32, initial_epoch=1)
+    assert history.epoch == [1, 2] and int(model.optimizer.iterations) == 2 * 20
+    with pytest.raises(SpecError, match="initial_epoch must be an integer >= 0; received"):
+        run_fused(_model(), x, y, epochs=1, batch_size=32, initial_epoch=-1)
+
+
+# --- validation as fit's evaluate -------------------------------------------------------
+
+
+def _batch_mean_confidence(y_true, y_pred):
+    # Reduced over the batch: its mean over batches depends on how rows are batched.
+    return keras.ops.mean(keras.ops.max(y_pred, axis=-1))
+
+
+def _validation_case(case: str, data) -> tuple[keras.Sequential, tuple[np.ndarray, ...]]:
+    _, _, xv, yv = data
+    val: tuple[np.ndarray, ...] = (xv[:300], yv[:300])  # 9 batches of 32 and one of 12.
+    model = _model(seed=6, compile_=False)
+    loss: object = "sparse_categorical_crossentropy"
+    metrics: list[object] = ["accuracy"]
+    if case == "sum":
+        loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+    elif case == "ignore-class":
+        loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=3)
+    elif case == "weighted-mean":
+        loss = keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+        val = (*val, np.linspace(0.1, 2.0, 300))
+    elif case == "batch-mean-metric":
+        metrics = [_batch_mean_confidence]
+    elif case == "masked":
+        model = keras.Sequential([keras.layers.Masking(0.0), *model.layers])
+        xv = xv[:300].copy()
+        xv[::7] = 0.0  # Every 7th row is masked out.
+        val = (xv, yv[:300])
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss=loss, metrics=metrics)
+    return model, val
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "sum", "ignore-class", "weighted-mean", "batch-mean-metric", "masked"]
+)
+def test_validation_logs_equal_fits(data, case):
+    x, y, _, _ = data
+    results = {}
+    for engine in ("fit", "fused"):
+        model, val = _validation_case(case, data)
+        history = run_engine(
+            engine, model, x[:640], y[:640], validation_data=val, epochs=2, batch_size=32,
+            shuffle=False,
+        )  # fmt: skip
+        results[engine] = history.history
+    # Large validation chunks only where they cannot change the numbers.
+    assert fused_module._chunk_exact(model) == (case == "plain")
+    assert results["fused"].keys() == results["fit"].keys()
+    for key, values in results["fit"].items():
+        np.testing.assert_allclose(results["fused"][key], values, rtol=2e-5, err_msg=key)
+
+
+def test_validation_runs_between_the_test_hooks_on_the_weights_they_set(data):
+    x, y, xv, yv = data
+    results = {}
+    for engine in ("fit", "fused"):
+        calls: list[str] = []
+        hooks = keras.callbacks.LambdaCallback(
+            on_test_begin=lambda logs, calls=calls: calls.append("test_begin"),
+            on_test_end=lambda logs, calls=calls: calls.append(f"test_end {sorted(logs)}"),
+            on_epoch_end=lambda epoch, logs, calls=calls: calls.append("epoch_end"),
+        )
+        model = _model(seed=8, compile_=False)
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.003, use_ema=True),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        history = run_engine(
+            engine, model, x[:640], y[:640], validation_data=(xv[:320], yv[:320]), epochs=2,
+            batch_size=32, shuffle=False,
+            # Validates on the moving-average weights: swapped in on_test_begin.
+            callbacks=[keras.callbacks.SwapEMAWeights(), hooks],
+        )  # fmt: skip
+        results[engine] = (history.history, calls)
+    assert results["fused"][1] == results["fit"][1]
+    assert results["fit"][1][:3] == ["test_begin", "test_end ['accuracy', 'loss']", "epoch_end"]
+    for key, values in results["fit"][0].items():
+        np.testing.assert_allclose(results["fused"][0][key], values, rtol=2e-5, err_msg=key)
 
 
 # --- weights and tasks ------------------------------------------------------------------
@@ -481,9 +651,7 @@ def test_a_loss_object_that_is_also_a_metric_is_left_unchanged(monkeypatch, plan
 
     def build():
         keras.utils.set_random_seed(1)
-        model = keras.Sequential(
-            [keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]
-        )
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
         model.compile(optimizer=keras.optimizers.Adam(0.01), loss=shared, metrics=[shared])
         return model
 
@@ -661,6 +829,13 @@ def test_invalid_arguments_are_reported(data):
         run_fused(
             _model(), x, y, epochs=1, batch_size=32, class_weight={0: 2.0}, sample_weight=y * 0
         )
+    with pytest.raises(DataError, match=r"sample_weight has shape \(\); it needs one weight"):
+        run_fused(_model(), x, y, epochs=1, batch_size=32, sample_weight=1.0)
+    with pytest.raises(DataError, match=r"validation sample_weight has shape \(5,\)"):
+        run_fused(
+            _model(), x, y, epochs=1, batch_size=32,
+            validation_data=(x[:10], y[:10], np.ones(5)),
+        )  # fmt: skip
     with pytest.raises(SpecError, match="steps_per_execution"):
         run_fit(_model(), x, y, epochs=1, batch_size=32, steps_per_execution=0)
 
@@ -696,10 +871,10 @@ def test_compiled_program_is_reused_and_gives_the_same_result(data):
         run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
         results.append(model.get_weights())
     assert _weights_equal(results[0], results[1])
-    assert len(fused_module._PROGRAMS) == 1
+    assert len(fused_module._PROGRAMS) == 2  # The training program and the validation one.
     model = _model(seed=9, lr=0.01)  # Same architecture, other learning rate: reused.
     run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
-    assert len(fused_module._PROGRAMS) == 1
+    assert len(fused_module._PROGRAMS) == 2
     # Another architecture or optimizer setting has another signature: compiled afresh.
     signature = fused_module._signature(model)
     assert signature is not None
@@ -711,6 +886,67 @@ def test_compiled_program_is_reused_and_gives_the_same_result(data):
         metrics=["accuracy"],
     )
     assert fused_module._signature(other_optimizer) != signature
+
+
+def _scale(factor: float):
+    def scale(t):
+        return t * factor
+
+    return scale
+
+
+def _lambda_model(factor: float) -> keras.Sequential:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((19,)),
+            keras.layers.Dense(18, activation="relu"),
+            keras.layers.Lambda(_scale(factor)),
+            keras.layers.Dense(18, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _activation_model(factor: float) -> keras.Sequential:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((19,)),
+            keras.layers.Dense(18, activation=_scale(factor)),
+            keras.layers.Dense(18, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _adamw_model(exclude_bias: float) -> keras.Sequential:
+    model = _model(seed=0, compile_=False)
+    optimizer = keras.optimizers.AdamW(0.01, weight_decay=0.5)
+    if exclude_bias:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize(
+    "build", [_lambda_model, _activation_model, _adamw_model], ids=["lambda", "activation", "adamw"]
+)
+def test_program_reuse_tells_apart_what_configs_leave_out(data, build):
+    """Models whose configs look alike but whose programs differ never share a program."""
+    x, y, _, _ = data
+    x, y = x[:320], y[:320]
+    clear_fused_cache()
+    cold = build(0.0)
+    run_fused(cold, x, y, epochs=1, batch_size=32, shuffle=False)
+    run_fused(build(1.0), x, y, epochs=1, batch_size=32, shuffle=False)
+    after_other = build(0.0)
+    run_fused(after_other, x, y, epochs=1, batch_size=32, shuffle=False)
+    assert _weights_equal(after_other.get_weights(), cold.get_weights())
+    if build is not _adamw_model:  # User functions: never reused.
+        assert fused_module._signature(after_other) is None
 
 
 # --- memory -----------------------------------------------------------------------------

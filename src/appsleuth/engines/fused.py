@@ -7,12 +7,16 @@ loss and metrics through Keras' stateless JAX API (``model.train_step`` /
 ``model.test_step`` of the JAX trainer, which also carry the metrics and the dropout
 seed state exactly as ``fit`` does) inside one XLA program per epoch:
 
-1. shuffle the training rows on device, seeded by ``(seed, epoch)``;
+1. shuffle the training rows on device, keyed by the seed and the optimizer's step count
+   (so a continued or resumed training draws new orders, as ``fit`` does);
 2. ``lax.scan`` of ``train_step`` over every full batch, then one more ``train_step`` on
    the final partial batch, so an epoch makes ``ceil(n / batch_size)`` updates like
    ``fit``;
-3. evaluate the validation rows in compiled chunks;
-4. compute the epoch logs (``loss``, compiled metrics, ``val_*``) as ``fit`` reports them.
+3. compute the epoch logs (``loss`` and the compiled metrics) as ``fit`` reports them.
+
+Validation is a second compiled program, run like ``fit``'s ``evaluate`` between the
+callbacks' ``on_test_begin`` and ``on_test_end`` (``SwapEMAWeights`` swaps the weights
+there), on the weights the model holds then.
 
 A softmax or sigmoid output trained with cross-entropy is traced as cross-entropy on its
 logits, the way Keras computes it on TensorFlow (see :mod:`._logits`); the metrics and
@@ -22,6 +26,8 @@ Between epochs the state is written back into the model's variables, so callback
 (EarlyStopping, ModelCheckpoint, CSVLogger, History, user callbacks) see and may change
 the real weights; the next epoch reads them back. Batch-level callback hooks are not
 called (there is no Python between batches): a warning says so when a callback has them.
+A stop requested in ``on_epoch_begin`` ends training before that epoch (``fit`` would
+still make one step).
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecEr
 
 __all__ = ["clear_fused_cache", "fused_unsupported_reason", "run_fused"]
 
-# Validation rows per compiled evaluation step. The reported val_loss/val_accuracy are
-# batch-size-weighted means, which for Keras' standard reductions do not depend on how
-# the rows are cut into batches, so larger chunks than the training batch are exact and
-# much faster than evaluating 32 rows at a time.
+# Validation rows per compiled evaluation step when that cannot change the results (see
+# _chunk_exact): Keras reports val_loss as a batch-size-weighted mean of batch losses, and
+# its built-in metrics sum over rows, so with per-row-mean losses the cut into batches
+# does not matter and large chunks are much faster than 32 rows at a time. Otherwise
+# validation runs in batches of batch_size, as fit's does.
 _VAL_CHUNK = 8192
 
 # Compiled epoch programs kept for reuse by later models of the same architecture and
@@ -65,7 +72,14 @@ _UNROLL = 1
 
 # Callbacks whose batch-level hooks are harmless to skip (they act per epoch here).
 _EPOCH_SAFE = (keras.callbacks.History, keras.callbacks.ProgbarLogger)
-_BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+)
 
 
 def fused_unsupported_reason(model: Any) -> str | None:
@@ -128,6 +142,7 @@ def run_fused(
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     class_weight: dict[int, float] | None = None,
     sample_weight: Any = None,
+    initial_epoch: int = 0,
     verbose: int | str = 0,
 ) -> keras.callbacks.History:
     """Train a compiled model like ``model.fit``, with one compiled program per epoch.
@@ -141,13 +156,19 @@ def run_fused(
             evaluated at the end of every epoch. Default None.
         epochs: Number of epochs.
         batch_size: Rows per optimizer update; the last batch of an epoch may be smaller.
-        seed: Seed of the shuffle, default 0 (epoch e uses the key (seed, e)).
+        seed: Seed of the shuffle, default 0. Each epoch's order is keyed by the seed
+            and the optimizer's step count when the epoch starts: the same seed and
+            starting state give the same orders, and training a model further draws
+            new ones.
         shuffle: Shuffle the training rows every epoch (on device, with a keyed
             pseudo-random permutation), default True; False keeps the row order.
         callbacks: Keras callbacks, called at train and epoch begin/end. Default None.
         class_weight: Class index -> loss weight. Default None.
         sample_weight: Per-row loss weights, shape (n,). Default None.
-        verbose: 0 (default) is silent; 1, 2 or "auto" print one line per epoch.
+        initial_epoch: The epoch to start at (as in fit), default 0; a
+            ``BackupAndRestore`` callback resumes where its backup left off.
+        verbose: 0 (default) is silent; 1, 2 or "auto" (= 1) show Keras' progress
+            output once per epoch.
 
     Returns:
         The :class:`keras.callbacks.History` (also ``model.history``).
@@ -161,6 +182,7 @@ def run_fused(
     if reason is not None:
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
     epochs = _positive_int("epochs", epochs, minimum=0)
+    initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
     batch_size = _positive_int("batch_size", batch_size, minimum=1)
     seed = _positive_int("seed", seed, minimum=0) % 2**31  # An int32 inside the program.
     if verbose == "auto":
@@ -184,15 +206,19 @@ def run_fused(
     model.reset_metrics()
     metrics_init = [v.value for v in model.metrics_variables]
     state = _read_state(model)
-    args = (state, metrics_init, device_train, device_val, np.int32(seed), np.int32(0))
-    program = _program(model, args, batch_size=batch_size, shuffle=bool(shuffle))
+    train_args = (state, metrics_init, device_train, np.int32(seed), np.int32(0))
+    program = _train_program(model, train_args, batch_size=batch_size, shuffle=bool(shuffle))
+    evaluate = None
+    if device_val is not None:
+        chunk = _VAL_CHUNK if _chunk_exact(model) else batch_size
+        evaluate = _evaluate_program(model, (state[:2], metrics_init, device_val), chunk=chunk)
 
     n_batches = math.ceil(n / batch_size)
     callback_list = keras.callbacks.CallbackList(
         callbacks,
         add_history=True,
         add_progbar=verbose != 0,
-        verbose=2 if verbose else 0,  # Keras' one-line-per-epoch display.
+        verbose=verbose,
         epochs=epochs,
         steps=n_batches,
         model=model,
@@ -201,21 +227,25 @@ def run_fused(
     logs: dict[str, float] = {}
     finished = False
     callback_list.on_train_begin()
+    # As in fit: BackupAndRestore sets the epoch to resume from in on_train_begin.
+    initial_epoch = getattr(model, "_initial_epoch", None) or initial_epoch
     try:
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
             callback_list.on_epoch_begin(epoch)
+            if model.stop_training:
+                break  # Asked before the epoch; fit would make one step first.
             # Read the state every epoch: a callback may have changed the weights or the
             # learning rate (EarlyStopping restore, LearningRateScheduler, ...).
             state = _read_state(model)
-            out = program(
-                state, metrics_init, device_train, device_val, np.int32(seed), np.int32(epoch)
+            new_state, train_metrics, train_logs = program(
+                state, metrics_init, device_train, np.int32(seed), np.int32(epoch)
             )
-            new_state, train_metrics, train_logs, val_metrics, val_logs = out
-            _write_state(model, new_state, val_metrics if val is not None else train_metrics)
+            _write_state(model, new_state, train_metrics)
             logs = {k: float(v) for k, v in jax.device_get(train_logs).items()}
-            if val_logs is not None:
-                logs.update({f"val_{k}": float(v) for k, v in jax.device_get(val_logs).items()})
+            if evaluate is not None:
+                val_logs = _validate(model, evaluate, callback_list, metrics_init, device_val)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
@@ -269,8 +299,11 @@ def _training_arrays(
     if sample_weight is None:
         return xs, ys
     sw = _as_array("sample_weight", sample_weight).astype(keras.config.floatx(), copy=False)
-    if sw.shape[0] != len(xs):
-        raise DataError(f"x has {len(xs)} rows but sample_weight has {sw.shape[0]}")
+    if sw.ndim == 0 or sw.shape[0] != len(xs):
+        raise DataError(
+            f"x has {len(xs)} rows but sample_weight has shape {sw.shape}; "
+            "it needs one weight per row"
+        )
     return xs, ys, sw
 
 
@@ -312,6 +345,11 @@ def _validation_arrays(
         raise DataError(f"validation x has {len(vx)} rows but validation y has {len(vy)}")
     if len(validation_data) == 3 and validation_data[2] is not None:
         vsw = _as_array("validation sample_weight", validation_data[2])
+        if vsw.ndim == 0 or len(vsw) != len(vx):
+            raise DataError(
+                f"validation x has {len(vx)} rows but validation sample_weight has "
+                f"shape {vsw.shape}; it needs one weight per row"
+            )
         return vx, vy, vsw.astype(keras.config.floatx(), copy=False)
     return vx, vy
 
@@ -349,7 +387,12 @@ def _warn_batch_hooks(callbacks: Sequence[Any] | None) -> None:
         if isinstance(cb, _EPOCH_SAFE) or _epoch_only(cb):
             continue
         base = keras.callbacks.Callback
-        hooks = [h for h in _BATCH_HOOKS if getattr(type(cb), h) is not getattr(base, h)]
+        hooks = [
+            h
+            for h in _BATCH_HOOKS
+            # Overridden in the class, or set on the instance (as LambdaCallback does).
+            if getattr(type(cb), h) is not getattr(base, h) or h in vars(cb)
+        ]
         if hooks:
             skipped.append(f"{type(cb).__name__} ({', '.join(hooks)})")
     if skipped:
@@ -372,36 +415,58 @@ def _epoch_only(cb: Any) -> bool:
 # --- the compiled epoch program -----------------------------------------------------------
 
 
-def _program(
+def _train_program(
     model: keras.Model, args: tuple[Any, ...], *, batch_size: int, shuffle: bool
 ) -> Callable[..., Any]:
-    """The compiled epoch program for this model and data, from the cache if possible."""
+    """The compiled training-epoch program for this model and data (cached)."""
+    n = int(args[2][0].shape[0])
+
+    def make(plan: LogitsPlan | None) -> Callable[..., Any]:
+        return _train_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=plan)
+
+    return _compiled(model, ("train", batch_size, shuffle), make, args, data=args[2])
+
+
+def _evaluate_program(model: keras.Model, args: tuple[Any, ...], *, chunk: int) -> Callable:
+    """The compiled validation program for this model and data (cached)."""
+
+    def make(plan: LogitsPlan | None) -> Callable[..., Any]:
+        return _evaluate_function(model, chunk=chunk, plan=plan)
+
+    return _compiled(model, ("evaluate", chunk), make, args, data=args[2])
+
+
+def _compiled(
+    model: keras.Model,
+    kind: tuple[Any, ...],
+    make: Callable[[LogitsPlan | None], Callable[..., Any]],
+    args: tuple[Any, ...],
+    *,
+    data: tuple[Any, ...],
+) -> Callable[..., Any]:
     import jax
 
     signature = _signature(model)
     plan = logits_plan(model) if _FROM_LOGITS else None
     key = None
     if signature is not None:
-        shapes = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), args[2:4])
-        key = (signature, shapes, batch_size, shuffle, plan is not None, jax.default_backend())
+        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in data)
+        key = (signature, kind, shapes, plan is not None, jax.default_backend())
         if key in _PROGRAMS:
             _PROGRAMS.move_to_end(key)
             return _PROGRAMS[key]
-    n = int(args[2][0].shape[0])
     lowered = None
     if plan is not None:
         try:
             with plan.active():  # Traces the model: the plan applies while tracing only.
-                fn = _epoch_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=plan)
-                lowered = jax.jit(fn).lower(*args)
+                lowered = jax.jit(make(plan)).lower(*args)
         except Exception:
             # The plan relies on Keras internals that another Keras version may lack. It
             # only saves time, so trace Keras' own steps instead (which raise any real
             # error about the model or data themselves).
             lowered = None
     if lowered is None:
-        fn = _epoch_function(model, n=n, batch_size=batch_size, shuffle=shuffle)
-        lowered = jax.jit(fn).lower(*args)
+        lowered = jax.jit(make(None)).lower(*args)
     options = None
     if jax.default_backend() == "cpu":
         # Measured on the baseline model: LLVM level 2 compiles ~40 % faster than the
@@ -415,67 +480,156 @@ def _program(
     return compiled
 
 
-def _epoch_function(
+def _metric_logs(model: keras.Model, values: list[Any]) -> dict[str, Any]:
+    """The model's metric results for these metric-variable values (inside a trace)."""
+    mapping = list(zip(model.metrics_variables, values, strict=True))
+    with keras.StatelessScope(state_mapping=mapping):
+        return dict(model.get_metrics_result())
+
+
+def _batched(data: tuple[Any, ...], size: int, count: int) -> tuple[Any, ...]:
+    return tuple(a[: size * count].reshape((count, size, *a.shape[1:])) for a in data)
+
+
+def _train_function(
     model: keras.Model, *, n: int, batch_size: int, shuffle: bool, plan: LogitsPlan | None = None
 ) -> Callable[..., Any]:
     import jax
     import jax.numpy as jnp
 
     n_full, rest = divmod(n, batch_size)
-    metrics_variables = list(model.metrics_variables)
-
-    def metric_logs(values: list[Any]) -> dict[str, Any]:
-        mapping = list(zip(metrics_variables, values, strict=True))
-        with keras.StatelessScope(state_mapping=mapping):
-            return dict(model.get_metrics_result())
-
     train_step = model.train_step if plan is None else plan.train_step
-    test_step = model.test_step if plan is None else plan.test_step
+    # The shuffle is keyed by the optimizer's step count, read inside the program.
+    steps = model.optimizer.iterations
+    step_at = next((i for i, v in enumerate(model.optimizer.variables) if v is steps), None)
 
     def train_body(carry: Any, batch: Any) -> tuple[Any, None]:
         _, carry = train_step(carry, batch)
         return carry, None
 
-    def test_body(carry: Any, batch: Any) -> tuple[Any, None]:
-        _, carry = test_step(carry, batch)
-        return carry, None
-
-    def batched(data: tuple[Any, ...], size: int, count: int) -> tuple[Any, ...]:
-        return tuple(a[: size * count].reshape((count, size, *a.shape[1:])) for a in data)
-
-    def epoch(state, metrics_init, train, val, seed, epoch_index):
-        trainable, non_trainable, optimizer = state
+    def epoch(state, metrics_init, train, seed, epoch_index):
+        trainable, non_trainable, optimizer_values = state
         if shuffle:
-            key = jax.random.fold_in(jax.random.key(seed), epoch_index)
+            count = epoch_index if step_at is None else optimizer_values[step_at]
+            key = jax.random.fold_in(jax.random.key(seed), count.astype(jnp.uint32))
             order = _permutation(key, n)
             # One gather up front: measured faster than gathering 32 rows in every step;
             # mode='clip' skips the out-of-bounds fill, which doubles its cost.
             train = tuple(jnp.take(a, order, axis=0, mode="clip") for a in train)
-        carry = (trainable, non_trainable, optimizer, metrics_init)
+        carry = (trainable, non_trainable, optimizer_values, metrics_init)
         if n_full:
             carry, _ = jax.lax.scan(
-                train_body, carry, batched(train, batch_size, n_full), unroll=_UNROLL
+                train_body, carry, _batched(train, batch_size, n_full), unroll=_UNROLL
             )
         if rest:
             # The final partial batch: its own (smaller) step, exactly as fit makes it.
             _, carry = train_step(carry, tuple(a[n_full * batch_size :] for a in train))
-        trainable, non_trainable, optimizer, train_metrics = carry
-        train_logs = metric_logs(train_metrics)
-        val_metrics = val_logs = None
-        if val is not None:
-            n_val = val[0].shape[0]
-            chunk = min(n_val, _VAL_CHUNK)
-            v_full, v_rest = divmod(n_val, chunk)
-            vcarry = (trainable, non_trainable, metrics_init)
-            vcarry, _ = jax.lax.scan(test_body, vcarry, batched(val, chunk, v_full))
-            if v_rest:
-                _, vcarry = test_step(vcarry, tuple(a[v_full * chunk :] for a in val))
-            val_metrics = vcarry[2]
-            val_logs = metric_logs(val_metrics)
-        new_state = (trainable, non_trainable, optimizer)
-        return new_state, train_metrics, train_logs, val_metrics, val_logs
+        trainable, non_trainable, optimizer_values, train_metrics = carry
+        new_state = (trainable, non_trainable, optimizer_values)
+        return new_state, train_metrics, _metric_logs(model, train_metrics)
 
     return epoch
+
+
+def _evaluate_function(
+    model: keras.Model, *, chunk: int, plan: LogitsPlan | None = None
+) -> Callable[..., Any]:
+    import jax
+
+    test_step = model.test_step if plan is None else plan.test_step
+
+    def test_body(carry: Any, batch: Any) -> tuple[Any, None]:
+        _, carry = test_step(carry, batch)
+        return carry, None
+
+    def evaluate(state, metrics_init, val):
+        trainable, non_trainable = state
+        n_val = val[0].shape[0]
+        size = min(n_val, chunk)
+        v_full, v_rest = divmod(n_val, size)
+        carry = (trainable, non_trainable, metrics_init)
+        carry, _ = jax.lax.scan(test_body, carry, _batched(val, size, v_full))
+        if v_rest:
+            _, carry = test_step(carry, tuple(a[v_full * size :] for a in val))
+        return carry[2], _metric_logs(model, carry[2])
+
+    return evaluate
+
+
+def _validate(
+    model: keras.Model,
+    evaluate: Callable[..., Any],
+    callback_list: keras.callbacks.CallbackList,
+    metrics_init: list[Any],
+    val: tuple[Any, ...],
+) -> dict[str, float]:
+    """Evaluate the validation rows like fit's evaluate: between the test hooks."""
+    import jax
+
+    callback_list.on_test_begin()
+    # The weights the model holds now: a test hook may have swapped them (EMA).
+    trainable, non_trainable, _ = _read_state(model)
+    val_metrics, val_logs = evaluate((trainable, non_trainable), metrics_init, val)
+    for variable, value in zip(model.metrics_variables, val_metrics, strict=True):
+        variable.assign(value)
+    logs = {k: float(v) for k, v in jax.device_get(val_logs).items()}
+    callback_list.on_test_end(logs)
+    return logs
+
+
+def _chunk_exact(model: keras.Model) -> bool:
+    """Whether validating in large chunks gives exactly what batch_size batches give.
+
+    True when every compiled loss is one of Keras' own, reduced by the default
+    ``sum_over_batch_size`` with no ignored class, the output has no mask (masks and
+    ignored classes renormalise each batch's loss by its own count), and every compiled
+    metric is one of Keras' built-in ones (they accumulate sums over rows).
+    """
+    compile_loss = getattr(model, "_compile_loss", None)
+    entries = getattr(compile_loss, "_flat_losses", None)
+    if not isinstance(entries, list) or not entries:
+        return False
+    for entry in entries:
+        loss = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else entry
+        if not _keras_owned(loss) or getattr(loss, "reduction", None) != "sum_over_batch_size":
+            return False
+        fn = getattr(loss, "fn", None)
+        if fn is not None and not _keras_owned(fn):
+            return False
+        if (getattr(loss, "_fn_kwargs", None) or {}).get("ignore_class") is not None:
+            return False
+    if any(_makes_mask(layer) for layer in model._flatten_layers(include_self=False)):
+        return False
+    for metric in model.metrics:
+        if metric is getattr(model, "_loss_tracker", None):
+            continue
+        if not _metric_exact(metric):
+            return False
+    return True
+
+
+def _keras_owned(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or getattr(type(obj), "__module__", "")
+    return str(module).startswith("keras.")
+
+
+def _makes_mask(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False):
+        return True
+    # A layer of its own with compute_mask may create a mask too.
+    own = type(layer).compute_mask is not keras.layers.Layer.compute_mask
+    return own and not _keras_owned(type(layer))
+
+
+def _metric_exact(metric: Any) -> bool:
+    """Whether a compiled metric accumulates row by row (Keras' own metrics do)."""
+    inner = getattr(metric, "metrics", None)
+    if inner is not None and type(metric).__name__ in ("CompileMetrics", "MetricsList"):
+        return all(_metric_exact(m) for m in inner)
+    if not _keras_owned(type(metric)):
+        return False
+    fn = getattr(metric, "_fn", None)
+    return fn is None or _keras_owned(fn)
 
 
 def _permutation(key: Any, n: int) -> Any:
@@ -561,6 +715,8 @@ def _signature(model: keras.Model) -> tuple[Any, ...] | None:
     if type(model) is not keras.Sequential:
         return None
     try:
+        if any(isinstance(layer, keras.layers.Lambda) for layer in model.layers):
+            return None  # Its config names the function but cannot vouch for its body.
         layers = tuple(
             (*_keras_class(layer), layer.trainable, _config_text(layer, drop=("name",)))
             for layer in model.layers
@@ -569,6 +725,10 @@ def _signature(model: keras.Model) -> tuple[Any, ...] | None:
         drop = ["name"]
         if isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable):
             drop.append("learning_rate")  # A variable: part of the state, not the program.
+        decayed = ()
+        if getattr(optimizer, "weight_decay", None) is not None:
+            # exclude_from_weight_decay() is not in the config but shapes the program.
+            decayed = tuple(bool(optimizer._use_weight_decay(v)) for v in model.trainable_variables)
         compile_config = getattr(model, "_compile_config", None)
         compiled = {
             k: _describe(v)
@@ -586,7 +746,7 @@ def _signature(model: keras.Model) -> tuple[Any, ...] | None:
         )
         return (
             layers,
-            (*_keras_class(optimizer), _config_text(optimizer, drop=tuple(drop))),
+            (*_keras_class(optimizer), _config_text(optimizer, drop=tuple(drop)), decayed),
             json.dumps(compiled, sort_keys=True),
             variables,
             keras.config.floatx(),
@@ -617,6 +777,11 @@ def _describe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_describe(v) for v in value]
     if isinstance(value, dict):
+        module = value.get("module")
+        if "class_name" in value and isinstance(module, str) and not module.startswith("keras"):
+            # A serialized function or object of the user's: named, but its body (or a
+            # closure's values) is not part of the description.
+            raise _UncacheableError(f"{module}.{value['class_name']}")
         return {str(k): _describe(v) for k, v in value.items()}
     if isinstance(value, keras.Variable):
         raise _UncacheableError("variable in a config")
