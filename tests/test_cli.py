@@ -62,6 +62,24 @@ def test_check_reports_files_that_training_would_refuse(
     assert note in captured.err
 
 
+def test_check_with_a_named_label_column(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pandas as pd
+
+    one_class = tmp_path / "facebook.csv"
+    df = pd.read_csv(shared_data / "sherlock_mystery.csv")
+    df[df["ApplicationName"] == "Facebook"].to_csv(one_class, index=False)
+    # Named on purpose and present: a single class is still reported, not refused.
+    assert main(["data", "check", str(one_class), "--label", "ApplicationName", "--json"]) == 0
+    assert "one class, Facebook" in json.loads(capsys.readouterr().out)["findings"][0]["summary"]
+    # Named on purpose and absent: a mistake, said as such.
+    assert main(["data", "check", str(one_class), "--label", "Nope"]) == 2
+    err = capsys.readouterr().err
+    assert f"file {one_class} has no label column 'Nope'; columns found: " in err
+    assert "'ApplicationName'" in err
+
+
 def test_check_embedded_data_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", "--rows", "3000", "--split", "blocked"]) == 0
     out = capsys.readouterr().out
@@ -122,6 +140,28 @@ def test_synth_writes_and_refuses_to_overwrite(
     assert "already exists; pass --force" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main([*args, "--force"]) == 0
+
+
+def test_sizes_beyond_memory_are_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "huge.csv"
+    assert main(["data", "synth", "--out", str(out), "--rows", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "appsleuth: error: out of memory: " in err and "--rows" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_xla_resource_exhaustion_counts_as_out_of_memory() -> None:
+    from appsleuth.cli import _out_of_memory
+
+    class JaxRuntimeError(RuntimeError):  # As jax.errors names it.
+        pass
+
+    message = "RESOURCE_EXHAUSTED: Out of memory allocating 144000000000 bytes.\nmore"
+    assert _out_of_memory(JaxRuntimeError(message)) == message.splitlines()[0]
+    assert _out_of_memory(JaxRuntimeError("INTERNAL: something else")) is None
+    assert _out_of_memory(ValueError("RESOURCE_EXHAUSTED")) is None
 
 
 def test_synth_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,6 +37,7 @@ def test_matches_scikit_learn(predictions) -> None:
         assert m["per_class"][c]["recall"] == pytest.approx(r[i])
         assert m["per_class"][c]["f1"] == pytest.approx(f[i])
         assert m["per_class"][c]["support"] == s[i]
+    assert m["macro_avg"].pop("classes") == 4
     for avg in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
         assert m[f"{avg}_avg"] == pytest.approx({"precision": p, "recall": r, "f1": f})
@@ -54,6 +55,20 @@ def test_malware_line(predictions) -> None:
     assert m["false_alarm_rate"] == pytest.approx((~is_m & pred_m).sum() / (~is_m).sum())
     assert m["missed"] == (is_m & ~pred_m).sum()
     assert "malware" not in classification_metrics([0, 1], [0, 1], ["a", "b"])
+
+
+def test_classes_absent_from_samples_and_predictions_are_not_averaged() -> None:
+    # Two apps of a four-app model (the mystery-file workflow); Moriarty is absent.
+    y_true = np.array([0, 0, 0, 3, 3, 3, 3])
+    y_pred = np.array([0, 0, 1, 3, 3, 0, 3])  # Gmail predicted once, never true.
+    m = classification_metrics(y_true, y_pred, CLASSES)
+    assert m["macro_avg"].pop("classes") == 3  # Chrome, Gmail and Waze; not Moriarty.
+    p, r, f, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="macro", zero_division=0
+    )  # scikit-learn averages over the labels present in either, too
+    assert m["macro_avg"] == pytest.approx({"precision": p, "recall": r, "f1": f})
+    assert m["malware"]["detection_rate"] is None and m["malware"]["support"] == 0
+    assert m["malware"]["false_alarm_rate"] == 0.0
 
 
 def test_binary_roc_auc() -> None:

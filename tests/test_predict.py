@@ -357,13 +357,15 @@ def test_predict_names_a_feature_missing_in_every_row(run_dir, table, tmp_path: 
 
 
 def test_predict_when_every_row_lacks_some_value(run_dir, table) -> None:
-    data = table.dropna(subset=["rss", "CPU_USAGE", "state"]).iloc[:4].copy()
+    data = table.dropna(subset=["rss", "CPU_USAGE", "vsize", "state"]).iloc[:6].copy()
     data.iloc[:2, data.columns.get_loc("rss")] = np.nan
-    data.iloc[2:, data.columns.get_loc("CPU_USAGE")] = np.inf
+    data.iloc[2:4, data.columns.get_loc("CPU_USAGE")] = np.inf
+    data.iloc[4:, data.columns.get_loc("vsize")] = 1e300  # Finite, but not as float32.
     with pytest.raises(
         DataError,
-        match=r"each of the 4 row\(s\) lacks a value in at least one feature column "
-        r"\(missing: 'CPU_USAGE' in 2 row\(s\), 'rss' in 2 row\(s\)\)",
+        match=r"each of the 6 row\(s\) lacks a usable value in at least one feature column "
+        r"\(missing, infinite, or too large for the model's float32 inputs: 'CPU_USAGE' in 2 "
+        r"row\(s\), 'rss' in 2 row\(s\), 'vsize' in 2 row\(s\)\)",
     ):
         predict(run_dir, data)
     # A few skipped rows stay a count and a list.

@@ -323,3 +323,26 @@ def test_report_names_the_array_job_and_tasks_trials_ran_in(tmp_path: Path) -> N
     page = render_report(sweep_dir, log=_quiet)
     assert "slurm: job(s) 147 (tasks 0, 1)" in page
     assert "148" not in page.split("slurm: job(s)")[1][:40]
+
+
+@pytest.mark.parametrize("damage", ['{"a":', "[1, 2]", '{"accuracy": 7}'])
+def test_a_damaged_metrics_file_is_reported_not_hidden(tmp_path: Path, damage: str) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {"final_acc": 0.8 + 0.1 * i}
+    )
+    best = load_results(sweep_dir).sort_values("val_accuracy", ascending=False).iloc[0]["name"]
+    (sweep_dir / best / "metrics.json").write_text(damage)
+    for target in (sweep_dir, sweep_dir / best):  # The sweep's report and the run's.
+        said: list[str] = []
+        page = render_report(target, log=said.append)
+        assert_safe(page)
+        assert f"metrics.json of {best} is damaged or unreadable" in page
+        assert (
+            said.count(
+                f"appsleuth: warning: {sweep_dir / best / 'metrics.json'} is damaged or unreadable; "
+                "its evaluation is not shown"
+            )
+            == 1
+        )
+        # Nothing is claimed from the missing numbers.
+        assert "is not a class of this task" not in page and "on 0 rows" not in page

@@ -142,6 +142,18 @@ def test_too_small() -> None:
         split_data(df)
 
 
+@pytest.mark.parametrize(
+    ("fractions", "taken"),
+    [({"val_fraction": 0.9999}, "100 validation and 0 test"),
+     ({"val_fraction": 0.5, "test_fraction": 0.4999}, "50 validation and 50 test")],
+    ids=["validation", "validation-and-test"],
+)  # fmt: skip
+def test_fractions_that_round_up_to_every_row_are_refused(fractions, taken) -> None:
+    df = from_dataframe(make_sherlock18().iloc[:100])
+    with pytest.raises(DataError, match=rf"of 100 rows take {taken} rows \(rounded up\), leaving"):
+        split_data(df, **fractions)
+
+
 @pytest.mark.parametrize(("key", "kind"), [(1, "int"), (None, "NoneType"), (("kind",), "tuple")])
 def test_split_keys_must_be_text(key: object, kind: str) -> None:
     with pytest.raises(

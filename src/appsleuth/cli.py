@@ -120,6 +120,7 @@ def _load(
     encoding: str,
     rows: int | None = None,
     require_label: bool = True,
+    single_class: bool = False,
 ) -> Any:
     from appsleuth.data.load import load_sherlock
     from appsleuth.data.tables import embedded_data
@@ -132,7 +133,12 @@ def _load(
             df = select_features(df, features)
         return df
     return load_sherlock(
-        path, label=label, features=features, encoding=encoding, require_label=require_label
+        path,
+        label=label,
+        features=features,
+        encoding=encoding,
+        require_label=require_label,
+        single_class=single_class,
     )
 
 
@@ -184,14 +190,17 @@ def data_check(
     from appsleuth.data.quality import check_data
 
     split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
-    # A report is most useful where training would refuse the file (one class, no label).
+    # A report is most useful where training would refuse the file (one class, no label),
+    # but a label column named on purpose must exist (a typo is not "no label").
+    source = click.get_current_context().get_parameter_source("label")
     df = _load(
         str(file) if file else None,
         label=label,
         features=features,
         encoding=encoding,
         rows=rows,
-        require_label=False,
+        require_label=source is not click.core.ParameterSource.DEFAULT,
+        single_class=True,
     )
     if file is not None and label not in df.columns:
         click.echo(
@@ -640,8 +649,8 @@ def predict(
     )
     if summary.skipped:
         click.echo(
-            f"skipped {summary.skipped:,} rows with missing or infinite feature values; their row "
-            f"ids are in {summary.skipped_file}"
+            f"skipped {summary.skipped:,} rows with missing, infinite or out-of-range feature "
+            f"values; their row ids are in {summary.skipped_file}"
         )
     if summary.unknown_label_rows:
         scored = "left out of the metrics" if summary.metrics else "so no metrics are shown"
@@ -1158,6 +1167,19 @@ def _os_error_text(exc: OSError) -> str:
     return f"cannot use {where}: {reason}{hint}"
 
 
+def _out_of_memory(exc: BaseException) -> str | None:
+    """The first line of an out-of-memory error (NumPy or XLA), or None for other errors."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return text
+    if (
+        type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+        and "RESOURCE_EXHAUSTED" in text
+    ):
+        return text
+    return None
+
+
 def _show_warning(message: Any, category: type, filename: str, lineno: int, *rest: Any) -> None:
     """appsleuth's own warnings as one line for people; others as Python prints them."""
     if issubclass(category, AppSleuthWarning):
@@ -1202,6 +1224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("appsleuth: interrupted", err=True)
         return 130
+    except Exception as exc:
+        # Sizes beyond this machine's memory (a huge layer, --rows, a batch on the GPU)
+        # surface as NumPy's MemoryError or XLA's RESOURCE_EXHAUSTED: say so plainly.
+        detail = _out_of_memory(exc)
+        if detail is None or debug:
+            raise
+        click.echo(
+            f"appsleuth: error: out of memory: {detail}; use smaller sizes (--rows, "
+            "hidden layer widths, --batch-size) or a machine with more memory",
+            err=True,
+        )
+        return 2
     finally:
         warnings.showwarning = previous_show
     return code if isinstance(code, int) else 0

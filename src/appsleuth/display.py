@@ -48,10 +48,17 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
         line += f", ROC AUC {metrics['roc_auc']:.4f}"
     if "malware" in metrics:
         mw = metrics["malware"]
-        line += (
-            f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, precision "
-            f"{mw['precision']:.3f}, false-alarm rate {mw['false_alarm_rate']:.4f}"
-        )
+        if mw.get("detection_rate") is None:
+            line += (
+                f"; Moriarty (malware): no Moriarty samples, so no detection rate; "
+                f"false-alarm rate {mw['false_alarm_rate']:.4f}"
+            )
+        else:
+            line += (
+                f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, "
+                f"precision {mw['precision']:.3f}, false-alarm rate "
+                f"{mw['false_alarm_rate']:.4f}"
+            )
     if "fit" in metrics:
         line += f"; fit: {metrics['fit']['diagnosis']}"
     console.print(line)

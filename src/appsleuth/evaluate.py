@@ -48,8 +48,11 @@ def classification_metrics(
         recall, f1, support), ``macro_avg``, ``weighted_avg``, ``confusion_matrix``
         (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
         for two classes, and ``malware`` (Moriarty's detection rate = recall, precision
-        and false-alarm rate) when Moriarty is a class. A class with no prediction has
-        precision 0, one with no sample has recall 0 (scikit-learn's zero_division=0).
+        and false-alarm rate) when Moriarty is a class; its detection rate is None when
+        no sample is Moriarty. A class with no prediction has precision 0, one with no
+        sample has recall 0 (scikit-learn's zero_division=0). The macro average is over
+        the classes that occur among the samples or the predictions (as scikit-learn's
+        classification report), so classes absent from both do not count as zeros.
     """
     y_true, y_pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
     k = len(classes)
@@ -111,6 +114,9 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
     weights = support / support.sum()
+    # Classes neither present nor predicted (a file of two apps, scored by an 18-app
+    # model) have no precision or recall to average.
+    active = (support > 0) | (predicted > 0)
     normalized = np.divide(
         counts, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0
     )
@@ -127,9 +133,10 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
             for i, c in enumerate(classes)
         },
         "macro_avg": {
-            "precision": float(precision.mean()),
-            "recall": float(recall.mean()),
-            "f1": float(f1.mean()),
+            "precision": float(precision[active].mean()),
+            "recall": float(recall[active].mean()),
+            "f1": float(f1[active].mean()),
+            "classes": int(active.sum()),
         },
         "weighted_avg": {
             "precision": float(weights @ precision),
@@ -148,7 +155,7 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
         false_alarms = predicted[m] - tp[m]
         result["malware"] = {
             "app": MALWARE_APP,
-            "detection_rate": float(recall[m]),
+            "detection_rate": float(recall[m]) if support[m] else None,
             "precision": float(precision[m]),
             "false_alarm_rate": float(false_alarms / negatives) if negatives else 0.0,
             "support": int(support[m]),

@@ -246,12 +246,15 @@ def predict(
 
 
 def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
-    """Rows without a usable value (missing, or infinite) in each input column."""
+    """Rows without a usable value in each input column: missing, infinite, or too large
+    for the model's float32 inputs once scaled."""
     pre = run.preprocessor
     counts = {c: int(df[c].isna().sum()) for c in pre.input_columns if c in df.columns}
     for c in pre.numeric_features:
         if c in df.columns:
             counts[c] += int(infinite_mask(df[c]).sum())
+    for c, rows in pre.out_of_range_rows(df).items():
+        counts[c] += int(rows.sum())
     return counts
 
 
@@ -266,9 +269,10 @@ def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> Data
         )
     counts = ", ".join(f"{c!r} in {n} row(s)" for c, n in missing.items() if n)
     return DataError(
-        f"{where}: no row could be predicted: each of the {n_rows} row(s) lacks a value in "
-        f"at least one feature column (missing: {counts}); the model needs a value in each "
-        f"of its feature columns"
+        f"{where}: no row could be predicted: each of the {n_rows} row(s) lacks a usable "
+        f"value in at least one feature column (missing, infinite, or too large for the "
+        f"model's float32 inputs: {counts}); the model needs a value in each of its "
+        f"feature columns"
     )
 
 

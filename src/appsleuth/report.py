@@ -402,6 +402,26 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
     return parts
 
 
+def _evaluation_or_damage(
+    metrics: Mapping[str, Any], path: Path, log: Callable[[str], None]
+) -> list[_Html]:
+    """A complete run's evaluation, or a warning that its metrics file is damaged."""
+    if metrics:
+        return [
+            _fit_block(metrics.get("fit")),
+            *_evaluation_sections(metrics, "validation rows of the split above"),
+        ]
+    log(f"appsleuth: warning: {path} is damaged or unreadable; its evaluation is not shown")
+    return [
+        _note(
+            f"{path.name} of {path.parent.name} is damaged or unreadable, so its evaluation "
+            "(fit diagnosis, per-app results, Moriarty) cannot be shown; train this run "
+            "again to restore it.",
+            "warn",
+        )
+    ]
+
+
 def _fit_block(fit: Mapping[str, Any] | None) -> _Html:
     fit = fit or {}
     diagnosis = fit.get("diagnosis") or "unknown"
@@ -631,9 +651,7 @@ def _sweep_report(
             )
         )
 
-    tasks = {
-        tuple(map(str, m.get("classes") or ())) for m in metas.values() if m.get("classes")
-    }
+    tasks = {tuple(map(str, m.get("classes") or ())) for m in metas.values() if m.get("classes")}
     if len(tasks) > 1:
         # E.g. trials trained before and after a change of how a task is labelled.
         described = "; ".join(", ".join(t) for t in sorted(tasks))
@@ -702,6 +720,7 @@ def _sweep_report(
     # --- best trial
     if best is not None:
         metrics = _read_json(sweep_dir / best["name"] / METRICS)
+        evaluation = _evaluation_or_damage(metrics, sweep_dir / best["name"] / METRICS, log)
         params = ", ".join(f"{p} = {_value(best[p])}" for p in varied) or "the only setting"
         body.append(
             _section(
@@ -712,8 +731,7 @@ def _sweep_report(
                     f"{params}; {int(best['epochs_run'] or 0)} epochs, "
                     f"{_duration(best['duration_s'])}.",
                 ),
-                _fit_block(metrics.get("fit")),
-                *_evaluation_sections(metrics, "validation rows of the split above"),
+                *evaluation,
                 id_="best",
             )
         )
@@ -1013,15 +1031,9 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
     else:
         body.append(_section("Learning curves", _note("No training history.", "muted")))
     metrics = _read_json(run_dir / METRICS) if status == "complete" else {}
-    if metrics:
-        body.append(
-            _section(
-                "Evaluation",
-                _fit_block(metrics.get("fit")),
-                *_evaluation_sections(metrics, "validation rows of the split above"),
-                id_="evaluation",
-            )
-        )
+    if status == "complete":
+        evaluation = _evaluation_or_damage(metrics, run_dir / METRICS, log)
+        body.append(_section("Evaluation", *evaluation, id_="evaluation"))
     if baselines:
         network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None
         body.append(_baselines_section(context, network, f"network ({run_dir.name})"))

@@ -261,6 +261,7 @@ def load_sherlock(
     categorical: Sequence[str] = CATEGORICAL_FEATURES,
     layout: Layout | None = None,
     require_label: bool = True,
+    single_class: bool = False,
     encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Read a SherLock table from CSV (plain or gzip) or Parquet.
@@ -284,6 +285,8 @@ def load_sherlock(
         layout: Force a layout instead of recognising it.
         require_label: If True (default), a missing label column or a label with a
             single class is an error. Prediction passes False.
+        single_class: With ``require_label``, accept a label column that holds a single
+            class (the quality report does). Defaults to False.
         encoding: The text encoding of a CSV file. Defaults to UTF-8 (a BOM is skipped).
 
     Returns:
@@ -306,7 +309,8 @@ def load_sherlock(
         layout=layout,
         require_label=require_label,
     )
-    return _finish(df, info, where=f"file {file}", require_label=require_label, rows=rows)
+    two_classes = require_label and not single_class
+    return _finish(df, info, where=f"file {file}", require_label=two_classes, rows=rows)
 
 
 def from_dataframe(

@@ -390,12 +390,16 @@ class Preprocessor:
         incomplete = df[self.input_columns].isna().any(axis=1).to_numpy()
         for col in self.numeric_features:
             incomplete = incomplete | infinite_mask(df[col])
-        for mask in self._too_large(df).values():
+        for mask in self.out_of_range_rows(df).values():
             incomplete = incomplete | mask
         return incomplete
 
-    def _too_large(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per numeric column, the rows whose scaled value overflows float32 (after fit)."""
+    def out_of_range_rows(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per numeric column, the rows whose scaled value overflows float32 (after fit).
+
+        Such finite values cannot reach the model; prediction skips their rows like rows
+        with missing values. Only columns with at least one such row are listed.
+        """
         if len(self._scale) != len(self.numeric_features) or not self.numeric_features:
             return {}
         limit = np.float64(np.finfo(np.float32).max)
@@ -416,7 +420,7 @@ class Preprocessor:
         gaps = gaps[gaps > 0]
         infinite = {c: int(infinite_mask(df[c]).sum()) for c in self.numeric_features}
         infinite = {c: n for c, n in infinite.items() if n}
-        huge = {c: int(m.sum()) for c, m in self._too_large(df).items()}
+        huge = {c: int(m.sum()) for c, m in self.out_of_range_rows(df).items()}
         parts = [
             f"{kind} values in " + ", ".join(f"{c} ({n})" for c, n in counts.items())
             for kind, counts in (

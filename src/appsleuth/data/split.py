@@ -188,6 +188,14 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
     if n < 2:
         raise DataError(f"{info.dataset}: {n} row(s) cannot be split into training and validation")
     if spec.kind == "random":
+        n_val, n_test = _shares(n, spec)
+        if n_val + n_test >= n:
+            raise DataError(
+                f"{info.dataset}: val_fraction={spec.val_fraction!r} and "
+                f"test_fraction={spec.test_fraction!r} of {n:,} rows take {n_val:,} "
+                f"validation and {n_test:,} test rows (rounded up), leaving none for "
+                f"training; use smaller fractions or more data"
+            )
         side = _random_sides(labels, spec)
     elif spec.kind == "blocked":
         time_column = spec.time_column or info.time_column

@@ -1,0 +1,37 @@
+"""The metrics table printed by train, predict and baselines."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from appsleuth.display import print_metrics
+from appsleuth.evaluate import classification_metrics
+
+CLASSES = ["Chrome", "Moriarty", "Waze"]
+
+
+def _printed(y_true: list[int], y_pred: list[int]) -> str:
+    out = io.StringIO()
+    metrics = classification_metrics(np.array(y_true), np.array(y_pred), CLASSES)
+    print_metrics(metrics, title="validation", console=Console(file=out, width=200))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "expected"),
+    [
+        ([0, 1, 1, 2], [0, 1, 0, 2], "Moriarty (malware): detection rate 0.500, precision 1.000"),
+        # No Moriarty row: no rate to report (not a rate of zero).
+        ([0, 0, 2, 2], [0, 1, 2, 2], "no Moriarty samples, so no detection rate; false-alarm "
+         "rate 0.2500"),
+    ],
+    ids=["present", "absent"],
+)  # fmt: skip
+def test_moriarty_line(y_true, y_pred, expected) -> None:
+    text = _printed(y_true, y_pred)
+    assert expected in " ".join(text.split())
+    assert "macro avg" in text
