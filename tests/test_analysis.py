@@ -295,6 +295,16 @@ def test_read_published_errors(tmp_path: Path) -> None:
         DataError, match=r"'accuracy' must hold numbers, but data row 1 \(line 3\) holds 'abc'"
     ):
         read_published(text)
+    infinite = tmp_path / "inf.csv"
+    infinite.write_text(
+        "neurons,loss,accuracy,val_loss,val_accuracy\n1,0.1,0.9,0.1,0.9\n2,0.1,0.9,0.1,-inf\n"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"'val_accuracy' must hold finite numbers \(or be empty\), but data row 1 "
+        r"\(line 3\) holds -?inf",
+    ):
+        read_published(infinite)
 
 
 def test_comparison_matches_values_and_averages_repeats(tmp_path: Path) -> None:

@@ -62,3 +62,40 @@ def test_other_os_errors_pass_unchanged(tmp_path: Path) -> None:
 def test_suffix_kept_for_format_sniffing_writers(tmp_path: Path) -> None:
     tmp = temporary_path(tmp_path / "plot.png", keep_suffix=True)
     assert tmp.suffix == ".png" and tmp.name.startswith(".plot.tmp-")
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("keep_suffix", [False, True])
+def test_temporaries_of_killed_writers_are_removed_on_the_next_write(
+    tmp_path: Path, keep_suffix: bool
+) -> None:
+    import os
+
+    target = tmp_path / "preds.csv"
+    dead, also_dead, alive = _dead_pid(), _dead_pid(), os.getppid()
+
+    def left_by(pid: int, *, age_s: float) -> Path:
+        name = f".preds.tmp-{pid}.csv" if keep_suffix else f".preds.csv.tmp-{pid}"
+        path = tmp_path / name
+        path.write_text("half")
+        os.utime(path, (path.stat().st_atime - age_s, path.stat().st_mtime - age_s))
+        return path
+
+    stale = left_by(dead, age_s=3600)
+    fresh = left_by(also_dead, age_s=0)  # Perhaps another machine's writer, at work.
+    running = left_by(alive, age_s=3600)
+    other = tmp_path / ".predictions.csv.tmp-1"  # Another target's.
+    other.write_text("x")
+    with atomic_output(target, keep_suffix=keep_suffix) as tmp:
+        tmp.write_text("whole")
+    assert not stale.exists()
+    assert fresh.exists() and running.exists() and other.exists()
+    assert target.read_text() == "whole"

@@ -23,7 +23,7 @@ from appsleuth.data.load import (
     load_sherlock,
     nonfinite_values,
 )
-from appsleuth.errors import DataError
+from appsleuth.errors import DataError, SpecError
 from tests.conftest import MYSTERY, RAW_SAMPLE, make_sherlock18
 
 # --- the real files ---------------------------------------------------------------------
@@ -281,6 +281,17 @@ def test_unknown_encoding_name(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
     with pytest.raises(DataError, match=r"bad\.csv"):
         load_sherlock(path, encoding="no-such-codec")
+
+
+@pytest.mark.parametrize("encoding", [5, None, "", b"utf-8"])
+def test_encoding_must_be_a_name(tmp_path: Path, encoding: object) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
+    with pytest.raises(
+        SpecError,
+        match=rf"encoding must be the name of a text encoding, such as 'utf-8' or 'latin-1'; "
+        rf"received encoding={re.escape(repr(encoding))}$",
+    ):
+        load_sherlock(path, encoding=encoding)
 
 
 def test_corrupt_gzip(tmp_path: Path) -> None:

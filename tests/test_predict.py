@@ -92,6 +92,25 @@ def test_file_chunks_match_memory(run_dir, table, tmp_path: Path) -> None:
     assert one.metrics is not None and one.metrics["accuracy"] == pytest.approx(a["correct"].mean())
 
 
+def test_a_killed_predictions_leftovers_are_removed_by_the_rerun(
+    run_dir, table, tmp_path: Path
+) -> None:
+    import os
+
+    from tests.test_atomic import _dead_pid
+
+    path = tmp_path / "new.csv"
+    table.iloc[:100].to_csv(path)
+    pid = _dead_pid()
+    leftovers = [tmp_path / f".p.csv.tmp-{pid}", tmp_path / f".p.skipped.csv.tmp-{pid}"]
+    for leftover in leftovers:
+        leftover.write_text("row_id,app\n1,Gm")  # As a kill -9 mid-write leaves it.
+        os.utime(leftover, (0, 0))
+    predict_file(run_dir, path, tmp_path / "p.csv")
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "p.csv"]
+
+
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
     data = table.iloc[:200].copy()
     holes = data.index[[3, 50, 51]]

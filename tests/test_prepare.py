@@ -84,6 +84,19 @@ def test_training_rows_of_one_class_name_it(tmp_path) -> None:
         prepare_data(load_sherlock(path))
 
 
+def test_a_class_only_in_validation_gets_advice_for_its_split() -> None:
+    df = make_sherlock18(n_per_app=10, apps=("Chrome", "Gmail", "Skype", "Waze"))
+    three = df[df["ApplicationName"] != "Waze"]
+    # One Waze row: seed 4 of the random split sends it to validation.
+    table = from_dataframe(pd.concat([three, df[df["ApplicationName"] == "Waze"].head(1)]))
+    with pytest.raises(
+        DataError,
+        match=r"class\(es\) \['Waze'\] appear in validation/test rows but not in training "
+        r"rows of the random split .* or use a smaller val_fraction/test_fraction$",
+    ):
+        prepare_data(table, split=SplitSpec(seed=4))
+
+
 def test_one_class_left_after_cleaning_names_it() -> None:
     raw = make_sherlock18(n_per_app=20, apps=("Chrome", "Gmail"))
     raw.loc[raw["ApplicationName"] == "Gmail", "rss"] = np.nan

@@ -337,12 +337,10 @@ def test_a_damaged_metrics_file_is_reported_not_hidden(tmp_path: Path, damage: s
         page = render_report(target, log=said.append)
         assert_safe(page)
         assert f"metrics.json of {best} is damaged or unreadable" in page
-        assert (
-            said.count(
-                f"appsleuth: warning: {sweep_dir / best / 'metrics.json'} is damaged or unreadable; "
-                "its evaluation is not shown"
-            )
-            == 1
+        warning = (
+            f"appsleuth: warning: {sweep_dir / best / 'metrics.json'} is damaged or "
+            "unreadable; its evaluation is not shown"
         )
+        assert said.count(warning) == 1
         # Nothing is claimed from the missing numbers.
         assert "is not a class of this task" not in page and "on 0 rows" not in page

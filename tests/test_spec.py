@@ -61,7 +61,16 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
         ),
         ({"batch_size": 0}, r"batch_size must be a positive integer; received batch_size=0"),
         ({"batch_size": True}, r"received batch_size=True"),
-        ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5"),
+        ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5$"),
+        # Whole numbers in the wrong form get a hint that names the accepted form.
+        (
+            {"epochs": "1"},
+            r"received epochs='1' \(it is text; write 1, without quotes or a decimal point\)",
+        ),
+        ({"epochs": 1.0}, r"received epochs=1.0 \(write 1, without a decimal point\)"),
+        ({"batch_size": "1e3"}, r"received batch_size='1e3' \(it is text; write 1000, "),
+        ({"epochs": "1e400"}, r"received epochs='1e400' \(it is text, and not a finite number\)"),
+        ({"learning_rate": "1e999"}, r"learning_rate='1e999' \(it is text, and not a finite"),
         ({"seed": -3}, r"seed must be an integer from 0 to 4294967295; received seed=-3"),
         ({"momentum": 1.5}, r"momentum must be a number in \[0, 1\)"),
         ({"weight_decay": 0.1}, r"weight_decay applies to optimizer adamw only"),

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output", "errors_name_target", "temporary_path"]
+__all__ = ["atomic_output", "errors_name_target", "remove_stale_temporaries", "temporary_path"]
+
+# A temporary file untouched this long, whose process is gone, was left by a killed writer.
+_STALE_AFTER_S = 60.0
 
 
 def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
@@ -21,6 +26,49 @@ def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
     if keep_suffix:
         return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files a killed writer of ``path`` left beside it.
+
+    A file counts as left behind when its process (the number in its name) no longer runs
+    on this machine and it has not changed for a minute; a writer on another machine of
+    a shared file system keeps its file fresh, so it is not touched.
+
+    Returns:
+        The files removed.
+    """
+    pattern = re.compile(
+        rf"\.{re.escape(path.stem)}\.tmp-(\d+){re.escape(path.suffix)}|"
+        rf"\.{re.escape(path.name)}\.tmp-(\d+)"
+    )
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.stem}")]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if pid == os.getpid() or _running(pid):
+            continue
+        with contextlib.suppress(OSError):
+            if time.time() - candidate.stat().st_mtime > _STALE_AFTER_S:
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # Someone else's process, or not a process number: leave it.
+    return True
 
 
 @contextlib.contextmanager
@@ -46,6 +94,7 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
         keep_suffix: See :func:`temporary_path`. Defaults to False.
     """
     path = Path(path)
+    remove_stale_temporaries(path)
     tmp = temporary_path(path, keep_suffix=keep_suffix)
     try:
         with errors_name_target(tmp, path):

@@ -70,17 +70,26 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def quoted_number_hint(value: Any) -> str:
-    """A hint for a number that arrived as text, as YAML 1.1 reads ``3e-4``."""
+def quoted_number_hint(value: Any, *, integer: bool = False) -> str:
+    """A hint for a number that arrived as text (YAML 1.1 reads ``3e-4`` as a string), or
+    for a whole number written as a float where an integer is wanted (``integer=True``)."""
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             return ""
+        if not math.isfinite(number):
+            return " (it is text, and not a finite number)"
+        if integer:
+            if number != int(number):
+                return " (it is text; write a whole number, without quotes)"
+            return f" (it is text; write {int(number)}, without quotes or a decimal point)"
         return (
             f" (it is text: YAML reads a number like {value} without a decimal point as a "
             f"string; write {number!r} instead)"
         )
+    if integer and isinstance(value, float) and math.isfinite(value) and value == int(value):
+        return f" (write {int(value)}, without a decimal point)"
     return ""
 
 
@@ -89,7 +98,7 @@ def check_seed(name: str, value: Any) -> None:
     if not is_int(value) or not 0 <= value <= MAX_SEED:
         raise SpecError(
             f"{name} must be an integer from 0 to {MAX_SEED}; received {name}={value!r}"
-            f"{quoted_number_hint(value)}"
+            f"{quoted_number_hint(value, integer=True)}"
         )
 
 

@@ -222,6 +222,14 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
                 f"published results file {path}: column {col!r} must hold numbers, but data "
                 f"row {i} (line {i + 2}) holds {df[col].iloc[i]!r}"
             )
+        infinite = np.flatnonzero(np.isinf(np.asarray(values, dtype=np.float64)))
+        if len(infinite):
+            i = int(infinite[0])
+            raise DataError(
+                f"published results file {path}: column {col!r} must hold finite numbers "
+                f"(or be empty), but data row {i} (line {i + 2}) holds "
+                f"{float(values.iloc[i])}"
+            )
         df[col] = values
     df.attrs["param"] = param
     df.attrs["source"] = str(path)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from appsleuth._atomic import errors_name_target, temporary_path
+from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
@@ -519,6 +519,8 @@ def predict_file(
         types[pre.label] = pa.string()
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    for path in (out, skipped_path):
+        remove_stale_temporaries(path)  # Left by a killed earlier run of this command.
     tmp, skipped_tmp = temporary_path(out), temporary_path(skipped_path)
     n_rows = n_pred = n_skip = n_unknown = 0
     unknown_names: set[str] = set()

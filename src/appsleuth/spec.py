@@ -56,7 +56,7 @@ def _positive_int(name: str, value: Any) -> None:
     if not is_int(value) or value < 1:
         raise SpecError(
             f"{name} must be a positive integer; received {name}={value!r}"
-            f"{quoted_number_hint(value)}"
+            f"{quoted_number_hint(value, integer=True)}"
         )
 
 
@@ -64,7 +64,7 @@ def _non_negative_int(name: str, value: Any) -> None:
     if not is_int(value) or value < 0:
         raise SpecError(
             f"{name} must be a non-negative integer; received {name}={value!r}"
-            f"{quoted_number_hint(value)}"
+            f"{quoted_number_hint(value, integer=True)}"
         )
 
 
@@ -396,7 +396,7 @@ class DataSpec:
             raise SpecError(
                 f"rows must be an integer of at least {MIN_EMBEDDED_ROWS} (fewer rows of "
                 f"embedded data leave apps without rows to learn from); received "
-                f"rows={self.rows!r}{quoted_number_hint(self.rows)}"
+                f"rows={self.rows!r}{quoted_number_hint(self.rows, integer=True)}"
             )
         check_seed("synth_seed", self.synth_seed)
         if self.path is not None and self.rows is not None:

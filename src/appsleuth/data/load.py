@@ -35,7 +35,7 @@ from appsleuth.data.layouts import (
     SHERLOCK18_FEATURES,
     Layout,
 )
-from appsleuth.errors import DataError
+from appsleuth.errors import DataError, SpecError
 
 __all__ = [
     "FrameInfo",
@@ -298,6 +298,11 @@ def load_sherlock(
             format its name promises, lacks the label column, has a non-numeric value in
             a numeric feature, or a single class.
     """
+    if not isinstance(encoding, str) or not encoding:
+        raise SpecError(
+            f"encoding must be the name of a text encoding, such as 'utf-8' or 'latin-1'; "
+            f"received encoding={encoding!r}"
+        )
     file = _check_path(path)
     df, rows = _read_table(file, encoding=encoding)
     info = _describe(

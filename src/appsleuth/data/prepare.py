@@ -256,8 +256,8 @@ def prepare_data(
 
     x_train, y_train = arrays(train)
     dataset = frame_info(table).dataset
-    x_val, y_val = _unknown_safe(arrays, val, pre, dataset)
-    x_test, y_test = _unknown_safe(arrays, test, pre, dataset)
+    x_val, y_val = _unknown_safe(arrays, val, pre, dataset, parts.spec.kind)
+    x_test, y_test = _unknown_safe(arrays, test, pre, dataset, parts.spec.kind)
     return PreparedData(
         x_train=x_train,
         y_train=y_train,
@@ -303,15 +303,21 @@ def _check_training_classes(table: pd.DataFrame, train: pd.DataFrame, parts: Dat
         )
 
 
-def _unknown_safe(arrays: Any, rows: pd.DataFrame, pre: Preprocessor, dataset: str) -> Any:
+def _unknown_safe(
+    arrays: Any, rows: pd.DataFrame, pre: Preprocessor, dataset: str, kind: str
+) -> Any:
     """Validation/test rows whose class is absent from training cannot be scored."""
     if len(rows):
         missing = sorted(set(rows[pre.label].astype(str)) - set(pre.classes))
         if missing:
+            other = (
+                "a smaller val_fraction/test_fraction"
+                if kind == "random"
+                else "the random split, which keeps every class in training where it can"
+            )
             raise DataError(
                 f"{dataset}: class(es) {missing} appear in validation/test rows but not in "
-                f"training rows (too few rows of them for the split); use more rows of "
-                f"those apps, leave them out (apps=...), or use the random split, which "
-                f"keeps every class in training where it can"
+                f"training rows of the {kind} split (too few rows of them for the split); "
+                f"use more rows of those apps, leave them out (apps=...), or use {other}"
             )
     return arrays(rows)
