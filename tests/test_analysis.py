@@ -181,6 +181,29 @@ def test_metric_vs_param_linear_without_repeats(tmp_path: Path) -> None:
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.7, 0.8, 0.9])
 
 
+def test_metric_vs_param_keeps_the_other_parameters_of_a_grid_apart(tmp_path: Path) -> None:
+    accs = {(4, 0.001): 0.22, (4, 0.03): 0.58, (16, 0.001): 0.41, (16, 0.03): 0.93}
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"hidden_neurons": [4, 16], "learning_rate": [0.001, 0.03]}},
+        lambda i, p: {"final_acc": accs[(p["hidden_neurons"], p["learning_rate"])]},
+    )
+    results = load_results(sweep_dir)
+    assert not results.attrs["repeats"]
+    fig = plot_metric_vs_param(results, "hidden_neurons", metrics=("accuracy",))
+    (ax,) = fig.axes
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    validation = {label: y for label, y in lines.items() if "validation" in label}
+    # One line per learning rate, none averaging two of them.
+    assert validation.keys() == {
+        "learning_rate=0.001 (validation)",
+        "learning_rate=0.03 (validation)",
+    }
+    np.testing.assert_allclose(validation["learning_rate=0.001 (validation)"], [0.22, 0.41])
+    np.testing.assert_allclose(validation["learning_rate=0.03 (validation)"], [0.58, 0.93])
+    assert "mean of seeds" not in ax.get_title() and not ax.collections
+
+
 def test_metric_vs_param_hidden_layers_are_categories(tmp_path: Path) -> None:
     sweep_dir = fake_sweep(
         tmp_path,

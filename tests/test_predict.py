@@ -279,6 +279,17 @@ def test_sweep_directory_uses_best_run(run_dir, tmp_path: Path) -> None:
     meta["last_results"]["val_accuracy"] = 0.999
     meta_path.write_text(json.dumps(meta))
     assert best_run_dir(sweep) == sweep / "model_b"
+    # A tie in accuracy goes to the lower validation loss, not to the first name.
+    meta["last_results"]["val_loss"] += 1.0
+    meta_path.write_text(json.dumps(meta))
+    a_path = sweep / "model_a" / "model_metadata.json"
+    a_meta = json.loads(a_path.read_text())
+    a_meta["last_results"]["val_accuracy"] = 0.999
+    a_path.write_text(json.dumps(a_meta))
+    assert best_run_dir(sweep) == sweep / "model_a"
+    a_meta["last_results"]["val_loss"] += 2.0
+    a_path.write_text(json.dumps(a_meta))
+    assert best_run_dir(sweep) == sweep / "model_b"
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="holds none below it"):

@@ -344,3 +344,17 @@ def test_a_damaged_metrics_file_is_reported_not_hidden(tmp_path: Path, damage: s
         assert said.count(warning) == 1
         # Nothing is claimed from the missing numbers.
         assert "is not a class of this task" not in page and "on 0 rows" not in page
+
+
+def test_report_and_predict_name_the_same_best_trial_on_a_tie(tmp_path: Path) -> None:
+    from appsleuth.predict import best_run_dir
+    from appsleuth.sweep.store import read_plan
+
+    # Equal accuracy and loss: plan order decides, though "bs16" sorts before "bs32".
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [32, 16]}}, lambda i, p: {"final_acc": 0.9}
+    )
+    first = read_plan(sweep_dir)[0].name
+    assert "bs32" in first
+    assert best_run_dir(sweep_dir) == sweep_dir / first
+    assert f"Best trial: {first}" in render_report(sweep_dir, log=_quiet)

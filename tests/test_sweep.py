@@ -240,7 +240,13 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     rich = pd.read_csv(full)
     assert rich["status"].tolist() == ["complete", "failed", "complete"]
     assert "Tetris" in rich.loc[1, "error"]
-    assert {"best_epoch", "f1_macro", "moriarty_recall", "wall_time_s", "seed"} <= set(rich)
+    assert {"f1_macro", "moriarty_recall", "wall_time_s", "seed"} <= set(rich)
+    for i in (0, 2):  # The epoch the row's numbers come from, and the lowest-loss one.
+        history = pd.read_csv(sweep_dir / rich.loc[i, "name"] / "model_history.csv")
+        assert rich.loc[i, "results_epoch"] == rich.loc[i, "epochs_run"] == len(history)
+        kept = history.iloc[int(rich.loc[i, "results_epoch"]) - 1]
+        assert rich.loc[i, "val_loss"] == pytest.approx(kept["val_loss"])
+        assert rich.loc[i, "min_val_loss_epoch"] == history["val_loss"].idxmin() + 1
     # Re-running skips everything; --retry-failed redoes the failed trial only.
     again = run_local(sweep_dir, workers=1, progress=False)
     assert again.count("skipped") == 2 and again.count("failed-before") == 1
@@ -447,3 +453,18 @@ def test_a_script_without_a_main_guard_is_told_why_nothing_trained(tmp_path: Pat
     )
     assert done.returncode != 0
     assert 'call run_local under `if __name__ == "__main__":`' in done.stderr
+
+
+def test_results_full_names_the_epoch_its_numbers_come_from(tmp_path: Path) -> None:
+    from tests.test_analysis import fake_sweep
+
+    # As early stopping with restored weights records it: results from epoch 2 of 4.
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.9, "extra": {"results_epoch": 2 + i}},
+    )
+    _, full = collect_results(sweep_dir)
+    rich = pd.read_csv(full)
+    assert rich["results_epoch"].tolist() == [2, 3]
+    assert rich["min_val_loss_epoch"].notna().all()

@@ -386,7 +386,9 @@ def plot_metric_vs_param(
     Numbers spanning a factor of 100 or more (learning rate, batch size) get a
     logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
     repeat a setting, the line is the mean, with standard-deviation error bars and a
-    shaded min-max band. Only complete trials are drawn.
+    shaded min-max band. When the sweep varies other hyperparameters too (a grid), each
+    combination of their values gets its own lines, so that no point averages different
+    settings. Only complete trials are drawn.
 
     Args:
         results: From :func:`load_results`, or a teaching ``results.csv`` table.
@@ -411,22 +413,35 @@ def plot_metric_vs_param(
             _no_data(a, "no complete trial yet")
         return fig
     axis = _Axis(list(df[param]))
+    others = [p for p in results.attrs.get("varied", ()) if p != param and p in df.columns]
+    if others:
+        labels = df.apply(lambda r: ", ".join(f"{p}={_fmt_value(r[p])}" for p in others), axis=1)
+        groups = [(str(k), g) for k, g in df.groupby(labels, sort=False)]
+    else:
+        groups = [("", df)]
     repeats = False
     for a, metric in zip(axes, metrics, strict=True):
-        for kind, style in (("training", "--"), ("validation", "-")):
-            column = _metric_column(metric, kind)
-            if column not in df.columns:
-                continue
-            s = _summary(df, param, column, axis)
-            if s.empty:
-                continue
-            (line,) = a.plot(s.index, s["mean"], style, marker="o", markersize=4, label=kind)
-            if (s["count"] > 1).any():
-                repeats = True
-                color = line.get_color()
-                a.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.15, lw=0)
-                # Error bars as a line collection, so that ax.lines holds only the means.
-                a.vlines(s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5)
+        for group, part in groups:
+            color = None
+            for kind, style in (("training", "--"), ("validation", "-")):
+                column = _metric_column(metric, kind)
+                if column not in part.columns:
+                    continue
+                s = _summary(part, param, column, axis)
+                if s.empty:
+                    continue
+                label = f"{group} ({kind})" if group else kind
+                (line,) = a.plot(
+                    s.index, s["mean"], style, marker="o", markersize=4, label=label, color=color
+                )
+                color = line.get_color()  # One colour per combination of the others.
+                if (s["count"] > 1).any():
+                    repeats = True
+                    a.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.15, lw=0)
+                    # Error bars as a line collection, so that ax.lines holds only the means.
+                    a.vlines(
+                        s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5
+                    )
         axis.style(a, param)
         a.set_ylabel(f"final {metric}")
         a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))

@@ -36,6 +36,7 @@ from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
     LoadedRun,
     RunResult,
+    best_run_key,
     load_run,
     predict_proba,
     read_metadata,
@@ -82,7 +83,8 @@ class PredictionSummary:
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     """A complete run directory: ``path`` itself, or the best run below it (a sweep).
 
-    The best run has the highest final validation accuracy.
+    The best run has the highest final validation accuracy; ties go to the lower
+    validation loss, then to the earlier trial of a sweep's plan (as in the report).
 
     Raises:
         DataError: Neither ``path`` nor any directory below it holds a complete run.
@@ -92,8 +94,9 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
         return path
     if not path.is_dir():
         raise DataError(f"model directory {path} does not exist")
-    best: tuple[float, Path] | None = None
+    best: tuple[tuple[float, float, int], Path] | None = None
     tasks: dict[tuple[Any, ...], Path] = {}
+    plan_order = _plan_order(path)
     for meta_file in sorted(path.glob("**/model_metadata.json")):
         run_dir = meta_file.parent
         if any(part.startswith(".") for part in run_dir.relative_to(path).parts):
@@ -102,9 +105,10 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             continue  # also a damaged record: its numbers cannot be trusted
         meta = read_metadata(run_dir) or {}
         tasks.setdefault(_task_of(meta), run_dir)
-        score = float(meta["last_results"]["val_accuracy"])
-        if best is None or score > best[0]:
-            best = (score, run_dir)
+        name = run_dir.relative_to(path).as_posix()
+        key = best_run_key(meta["last_results"], plan_order.get(name, len(plan_order)))
+        if best is None or key < best[0]:
+            best = (key, run_dir)
     if len(tasks) > 1:
         # Accuracies of different tasks do not compare: a 2-app run would "win" an 18-app
         # table and label every row with one of its two apps.
@@ -136,6 +140,18 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"(a run is complete when its model_metadata.json says so)"
         )
     return best[1]
+
+
+def _plan_order(path: Path) -> dict[str, int]:
+    """Trial name -> plan index when ``path`` is a sweep directory, else empty."""
+    from appsleuth.sweep.store import MANIFEST, read_plan
+
+    if not (path / MANIFEST).is_file():
+        return {}
+    try:
+        return {trial.name: trial.index for trial in read_plan(path)}
+    except DataError:
+        return {}  # A damaged manifest: the runs themselves still rank.
 
 
 def _task_of(meta: dict[str, Any]) -> tuple[Any, ...]:

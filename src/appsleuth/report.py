@@ -43,7 +43,15 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import AppSleuthError, DataError, SpecError
-from appsleuth.run import HISTORY, METADATA, METRICS, read_json_object, read_metadata, run_status
+from appsleuth.run import (
+    HISTORY,
+    METADATA,
+    METRICS,
+    best_run_key,
+    read_json_object,
+    read_metadata,
+    run_status,
+)
 from appsleuth.spec import RunSpec
 
 __all__ = ["REPORT", "render_report", "report_command", "write_report"]
@@ -576,9 +584,12 @@ def _sweep_report(
         for _, row in results.iterrows()
         if row["status"] in ("complete", "failed")
     }
-    complete = results.loc[results["status"] == "complete"].sort_values(
-        ["val_accuracy", "val_loss"], ascending=[False, True], kind="stable"
+    complete = results.loc[results["status"] == "complete"]
+    # Ranked by the rule predict uses too, so both name the same best trial.
+    ranked = sorted(
+        complete.index, key=lambda i: best_run_key(complete.loc[i], int(complete.loc[i, "index"]))
     )
+    complete = complete.loc[ranked]
     best = complete.iloc[0] if len(complete) else None
     spec = plan[int(best["index"])].spec if best is not None else (plan[0].spec if plan else None)
     counts = results["status"].value_counts().to_dict()

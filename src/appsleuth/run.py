@@ -21,7 +21,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "RunInUseError",
     "RunResult",
     "TrainingDivergedError",
+    "best_run_key",
     "evaluate_run",
     "finite_number",
     "load_data",
@@ -158,6 +159,22 @@ def finite_number(value: Any) -> float | None:
     Files can be damaged or edited: only such a value is ever taken as a result.
     """
     return float(value) if is_number(value) else None
+
+
+def best_run_key(results: Mapping[str, Any], order: int) -> tuple[float, float, int]:
+    """Sort key that puts the best run first, the one rule predict and report share.
+
+    Highest final ``val_accuracy``, then (ties are common on small validation sets)
+    lowest ``val_loss``, then ``order`` (a sweep's plan order). Missing or non-finite
+    values rank last.
+    """
+    accuracy = finite_number(results.get("val_accuracy"))
+    loss = finite_number(results.get("val_loss"))
+    return (
+        -accuracy if accuracy is not None else float("inf"),
+        loss if loss is not None else float("inf"),
+        order,
+    )
 
 
 def metadata_problem(meta: dict[str, Any]) -> str | None:

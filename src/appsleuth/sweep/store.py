@@ -389,7 +389,12 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                 "seed": meta.get("seed"),
                 "engine": meta.get("engine"),
                 **{k: st.last(k) for k in RESULT_KEYS},
-                "best_epoch": _best_epoch(sweep_dir / st.name) if st.status == "complete" else None,
+                # The epoch this row's numbers (and the saved model) come from: the last
+                # one, or the one early stopping restored.
+                "results_epoch": meta.get("results_epoch") if st.status == "complete" else None,
+                "min_val_loss_epoch": (
+                    _min_val_loss_epoch(sweep_dir / st.name) if st.status == "complete" else None
+                ),
                 "f1_macro": (metrics.get("macro_avg") or {}).get("f1"),
                 "moriarty_recall": (metrics.get("malware") or {}).get("detection_rate"),
                 "fit_diagnosis": (metrics.get("fit") or {}).get("diagnosis"),
@@ -417,7 +422,8 @@ def _read_metrics(run_dir: Path) -> dict[str, Any]:
     return read_json_object(run_dir / "metrics.json") or {}
 
 
-def _best_epoch(run_dir: Path) -> int | None:
+def _min_val_loss_epoch(run_dir: Path) -> int | None:
+    """The (1-based) epoch of lowest validation loss, whichever epoch was kept."""
     try:
         history = pd.read_csv(run_dir / "model_history.csv")
     except (OSError, ValueError):
