@@ -468,3 +468,30 @@ def test_results_full_names_the_epoch_its_numbers_come_from(tmp_path: Path) -> N
     rich = pd.read_csv(full)
     assert rich["results_epoch"].tolist() == [2, 3]
     assert rich["min_val_loss_epoch"].notna().all()
+
+
+def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from appsleuth.sweep import worker
+
+    spec = _spec(grid={"learning_rate": [0.003]})
+    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
+    assert run_trial(done_elsewhere, 0).status == "complete"
+    sweep_dir = prepare_sweep_dir(spec, tmp_path / "b")
+    name = spec.plan()[0].name
+    load = worker._cached_data
+
+    def load_while_the_other_run_finishes(trial_spec):
+        prepared = load(trial_spec)
+        shutil.copytree(done_elsewhere / name, sweep_dir / name)
+        return prepared
+
+    monkeypatch.setattr(worker, "_cached_data", load_while_the_other_run_finishes)
+    outcome = run_trial(sweep_dir, 0)
+    assert outcome.status == "skipped"
+    finished = json.loads((done_elsewhere / name / "model_metadata.json").read_text())
+    kept = json.loads((sweep_dir / name / "model_metadata.json").read_text())
+    assert kept == finished  # The other run's result, not a retrained one.

@@ -121,6 +121,17 @@ def run_trial(
         return TrialOutcome(
             index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
         )
+    if run_status(run_dir) == "complete":
+        # Another sweep run on this directory finished the trial while the data loaded.
+        return TrialOutcome(
+            index=index,
+            name=trial.name,
+            status="skipped",
+            seconds=time.time() - start,
+            val_accuracy=((read_metadata(run_dir) or {}).get("last_results") or {}).get(
+                "val_accuracy"
+            ),
+        )
     try:
         result = train(
             trial.spec,
