@@ -270,25 +270,26 @@ def test_parquet_feature_stored_as_text(run_dir, table, tmp_path: Path) -> None:
     assert not (tmp_path / "bad.csv").exists()
 
 
+def _set_results(run: Path, *, val_accuracy: float, val_loss_added: float = 0.0) -> None:
+    """Edit a run's recorded final validation accuracy and loss."""
+    path = run / "model_metadata.json"
+    meta = json.loads(path.read_text())
+    meta["last_results"]["val_accuracy"] = val_accuracy
+    meta["last_results"]["val_loss"] += val_loss_added
+    path.write_text(json.dumps(meta))
+
+
 def test_sweep_directory_uses_best_run(run_dir, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     shutil.copytree(run_dir, sweep / "model_a")
     shutil.copytree(run_dir, sweep / "model_b")
-    meta_path = sweep / "model_b" / "model_metadata.json"
-    meta = json.loads(meta_path.read_text())
-    meta["last_results"]["val_accuracy"] = 0.999
-    meta_path.write_text(json.dumps(meta))
+    _set_results(sweep / "model_b", val_accuracy=0.999)
     assert best_run_dir(sweep) == sweep / "model_b"
     # A tie in accuracy goes to the lower validation loss, not to the first name.
-    meta["last_results"]["val_loss"] += 1.0
-    meta_path.write_text(json.dumps(meta))
-    a_path = sweep / "model_a" / "model_metadata.json"
-    a_meta = json.loads(a_path.read_text())
-    a_meta["last_results"]["val_accuracy"] = 0.999
-    a_path.write_text(json.dumps(a_meta))
+    _set_results(sweep / "model_b", val_accuracy=0.999, val_loss_added=1.0)
+    _set_results(sweep / "model_a", val_accuracy=0.999)
     assert best_run_dir(sweep) == sweep / "model_a"
-    a_meta["last_results"]["val_loss"] += 2.0
-    a_path.write_text(json.dumps(a_meta))
+    _set_results(sweep / "model_a", val_accuracy=0.999, val_loss_added=2.0)
     assert best_run_dir(sweep) == sweep / "model_b"
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -34,7 +34,7 @@ try:  # Keras' tensor masks (not public API); without them no model qualifies.
 except ImportError:  # pragma: no cover - depends on the Keras version
     get_keras_mask = set_keras_mask = None
 
-__all__ = ["LogitsPlan", "logits_plan"]
+__all__ = ["LogitsPlan", "compiled_losses", "logits_plan"]
 
 # Output layers must compute in full precision: in float16 or bfloat16 the probability
 # path rounds, and under loss scaling overflows, differently from the logits path.
@@ -173,13 +173,24 @@ def logits_plan(model: keras.Model) -> LogitsPlan | None:
     return LogitsPlan(model=model, layer=layer, activation=activation, loss=loss)
 
 
-def _single_loss(model: keras.Model) -> keras.losses.Loss | None:
+def compiled_losses(model: keras.Model) -> list[Any] | None:
+    """The loss objects of the model's compiled loss, or None when unreadable.
+
+    Keras keeps them (not public API) in ``_compile_loss._flat_losses``, each bare or as
+    the second item of a tuple, depending on the version.
+    """
     compile_loss = getattr(model, "_compile_loss", None)
     entries = getattr(compile_loss, "_flat_losses", None)
-    if not isinstance(entries, list) or len(entries) != 1:
+    if not isinstance(entries, list):
         return None
-    entry = entries[0]
-    loss = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else entry
+    return [e[1] if isinstance(e, tuple) and len(e) > 1 else e for e in entries]
+
+
+def _single_loss(model: keras.Model) -> keras.losses.Loss | None:
+    losses = compiled_losses(model)
+    if losses is None or len(losses) != 1:
+        return None
+    loss = losses[0]
     # Keras' function-wrapping loss (not public API): its fn and _fn_kwargs are used.
     if not isinstance(loss, keras.losses.Loss) or not hasattr(loss, "fn"):
         return None

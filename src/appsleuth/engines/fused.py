@@ -42,7 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from appsleuth.engines._logits import LogitsPlan, logits_plan
+from appsleuth.engines._logits import LogitsPlan, compiled_losses, logits_plan
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 
 __all__ = ["clear_fused_cache", "fused_unsupported_reason", "run_fused"]
@@ -206,12 +206,29 @@ def run_fused(
     model.reset_metrics()
     metrics_init = [v.value for v in model.metrics_variables]
     state = _read_state(model)
-    train_args = (state, metrics_init, device_train, np.int32(seed), np.int32(0))
-    program = _train_program(model, train_args, batch_size=batch_size, shuffle=bool(shuffle))
+    shuffle = bool(shuffle)
+    # What both compiled programs depend on besides the data, worked out once.
+    signature = _signature(model)
+    plan = logits_plan(model) if _FROM_LOGITS else None
+    program = _compiled(
+        model,
+        signature,
+        plan,
+        ("train", batch_size, shuffle),
+        lambda p: _train_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=p),
+        (state, metrics_init, device_train, np.int32(seed), np.int32(0)),
+    )
     evaluate = None
     if device_val is not None:
         chunk = _VAL_CHUNK if _chunk_exact(model) else batch_size
-        evaluate = _evaluate_program(model, (state[:2], metrics_init, device_val), chunk=chunk)
+        evaluate = _compiled(
+            model,
+            signature,
+            plan,
+            ("evaluate", chunk),
+            lambda p: _evaluate_function(model, chunk=chunk, plan=p),
+            (state[:2], metrics_init, device_val),
+        )
 
     n_batches = math.ceil(n / batch_size)
     callback_list = keras.callbacks.CallbackList(
@@ -415,42 +432,25 @@ def _epoch_only(cb: Any) -> bool:
 # --- the compiled epoch program -----------------------------------------------------------
 
 
-def _train_program(
-    model: keras.Model, args: tuple[Any, ...], *, batch_size: int, shuffle: bool
-) -> Callable[..., Any]:
-    """The compiled training-epoch program for this model and data (cached)."""
-    n = int(args[2][0].shape[0])
-
-    def make(plan: LogitsPlan | None) -> Callable[..., Any]:
-        return _train_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=plan)
-
-    return _compiled(model, ("train", batch_size, shuffle), make, args, data=args[2])
-
-
-def _evaluate_program(model: keras.Model, args: tuple[Any, ...], *, chunk: int) -> Callable:
-    """The compiled validation program for this model and data (cached)."""
-
-    def make(plan: LogitsPlan | None) -> Callable[..., Any]:
-        return _evaluate_function(model, chunk=chunk, plan=plan)
-
-    return _compiled(model, ("evaluate", chunk), make, args, data=args[2])
-
-
 def _compiled(
     model: keras.Model,
+    signature: tuple[Any, ...] | None,
+    plan: LogitsPlan | None,
     kind: tuple[Any, ...],
     make: Callable[[LogitsPlan | None], Callable[..., Any]],
     args: tuple[Any, ...],
-    *,
-    data: tuple[Any, ...],
 ) -> Callable[..., Any]:
+    """The compiled program ``make`` traces for ``args`` (whose third item is the data).
+
+    Programs are cached by the model's ``signature`` (None: not cached), ``kind``, the
+    data's shapes and whether the logits ``plan`` applies; ``make(plan)`` is traced with
+    the plan active, and ``make(None)`` if that fails.
+    """
     import jax
 
-    signature = _signature(model)
-    plan = logits_plan(model) if _FROM_LOGITS else None
     key = None
     if signature is not None:
-        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in data)
+        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in args[2])
         key = (signature, kind, shapes, plan is not None, jax.default_backend())
         if key in _PROGRAMS:
             _PROGRAMS.move_to_end(key)
@@ -585,12 +585,10 @@ def _chunk_exact(model: keras.Model) -> bool:
     ignored classes renormalise each batch's loss by its own count), and every compiled
     metric is one of Keras' built-in ones (they accumulate sums over rows).
     """
-    compile_loss = getattr(model, "_compile_loss", None)
-    entries = getattr(compile_loss, "_flat_losses", None)
-    if not isinstance(entries, list) or not entries:
+    losses = compiled_losses(model)
+    if not losses:
         return False
-    for entry in entries:
-        loss = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else entry
+    for loss in losses:
         if not _keras_owned(loss) or getattr(loss, "reduction", None) != "sum_over_batch_size":
             return False
         fn = getattr(loss, "fn", None)
@@ -758,7 +756,7 @@ def _signature(model: keras.Model) -> tuple[Any, ...] | None:
 
 def _keras_class(obj: Any) -> tuple[str, str]:
     cls = type(obj)
-    if not cls.__module__.startswith("keras."):
+    if not _keras_owned(cls):
         raise _UncacheableError(cls.__qualname__)
     return cls.__module__, cls.__qualname__
 

@@ -97,14 +97,7 @@ def run_trial(
     run_dir = sweep_dir / trial.name
     status = run_status(run_dir)
     if status == "complete":
-        meta = read_metadata(run_dir) or {}
-        return TrialOutcome(
-            index=index,
-            name=trial.name,
-            status="skipped",
-            seconds=time.time() - start,
-            val_accuracy=(meta.get("last_results") or {}).get("val_accuracy"),
-        )
+        return _skipped(index, trial, run_dir, start)
     if status == "failed" and not retry_failed:
         return TrialOutcome(
             index=index,
@@ -123,15 +116,7 @@ def run_trial(
         )
     if run_status(run_dir) == "complete":
         # Another sweep run on this directory finished the trial while the data loaded.
-        return TrialOutcome(
-            index=index,
-            name=trial.name,
-            status="skipped",
-            seconds=time.time() - start,
-            val_accuracy=((read_metadata(run_dir) or {}).get("last_results") or {}).get(
-                "val_accuracy"
-            ),
-        )
+        return _skipped(index, trial, run_dir, start)
     try:
         result = train(
             trial.spec,
@@ -155,6 +140,18 @@ def run_trial(
         status="complete",
         seconds=time.time() - start,
         val_accuracy=result.metadata["last_results"]["val_accuracy"],
+    )
+
+
+def _skipped(index: int, trial: Trial, run_dir: Path, started: float) -> TrialOutcome:
+    """The outcome of a trial found complete: not trained again."""
+    meta = read_metadata(run_dir) or {}
+    return TrialOutcome(
+        index=index,
+        name=trial.name,
+        status="skipped",
+        seconds=time.time() - started,
+        val_accuracy=(meta.get("last_results") or {}).get("val_accuracy"),
     )
 
 
