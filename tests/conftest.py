@@ -49,7 +49,8 @@ def make_sherlock18(
     for k, app in enumerate(apps):
         n = n_per_app
         base = {
-            f: rng.normal(100 * (k + 1), 10, size=n // 5).repeat(5)[:n] for f in SHERLOCK18_FEATURES
+            f: rng.normal(100 * (k + 1), 10, size=-(-n // 5)).repeat(5)[:n]
+            for f in SHERLOCK18_FEATURES
         }
         frame = pd.DataFrame(base)
         frame["state"] = np.where(rng.random(n // 5 + 1) < 0.75, "S", "R").repeat(5)[:n]
