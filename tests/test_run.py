@@ -171,16 +171,45 @@ def test_unknown_class_weight_app(table, tmp_path: Path) -> None:
 
 def test_complete_run_is_not_overwritten(run, table) -> None:
     before = (run.run_dir / METADATA).read_text()
-    with pytest.raises(RunExistsError, match="already holds a complete run; pass --force"):
+    with pytest.raises(
+        RunExistsError, match="already holds a complete run of this spec and data; pass --force"
+    ):
         train(_spec(), data=table, out=run.run_dir.parent, verbose=False, log=print)
     assert (run.run_dir / METADATA).read_text() == before
     again = train(_spec(), data=table, out=run.run_dir.parent, skip_complete=True)
     assert again.skipped and again.metadata == json.loads(before)
-    other = _spec(seed=5)
-    with pytest.raises(
-        RunExistsError, match=r"holds a complete run of another spec \(differs in train.seed\)"
-    ):
-        train(other, data=table, out=run.run_dir.parent, name=run.run_dir.name, skip_complete=True)
+    # The same columns, in the same order, whether the run was trained or skipped.
+    assert list(again.history.columns) == list(run.history.columns)
+    assert list(run.history.columns[:4]) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+@pytest.mark.parametrize("skip_complete", [True, False])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("seed", r"of another spec \(differs in train.seed\); name the run differently"),
+        ("data", r"of other data \(data fingerprint [0-9a-f]{16} there, [0-9a-f]{16} here\)"),
+        ("positive", r"of another spec \(differs in data.positive\)"),
+    ],
+)
+def test_complete_run_of_another_experiment_is_never_returned(
+    run, table, change, expected, skip_complete
+) -> None:
+    before = (run.run_dir / METADATA).read_text()
+    spec, data = _spec(), table
+    if change == "seed":
+        spec = _spec(seed=5)
+    elif change == "data":
+        data = table.iloc[: len(table) // 2]
+    else:
+        spec = RunSpec.from_dict({**_spec().to_dict(), "data": {"positive": "Moriarty"}})
+    with pytest.raises(RunExistsError, match=expected) as info:
+        train(
+            spec, data=data, out=run.run_dir.parent, name=run.run_dir.name,
+            skip_complete=skip_complete, verbose=False, log=print,
+        )  # fmt: skip
+    # The other experiment's run is not to be replaced on this run's account.
+    assert "--force (force=True) would replace that run" in str(info.value)
     assert (run.run_dir / METADATA).read_text() == before
 
 

@@ -375,10 +375,12 @@ def _write_json(path: Path, data: Any) -> None:
     _atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
-def _write_history(path: Path, history: pd.DataFrame) -> None:
-    first = [c for c in RESULT_KEYS if c in history.columns]  # the teaching layout
+def _write_history(path: Path, history: pd.DataFrame) -> pd.DataFrame:
+    """Write the history in the teaching column order, and return it in that order."""
+    first = [c for c in RESULT_KEYS if c in history.columns]
     ordered = history[first + [c for c in history.columns if c not in first]]
     _atomic_write_text(path, ordered.to_csv(index=False))
+    return ordered
 
 
 def _json_default(o: Any) -> Any:
@@ -616,9 +618,24 @@ def train(
         verbose = sys.stdout.isatty()
     run_name = validate_name(name or spec.run_name(seed_suffix=seed_suffix))
     run_dir = Path(out) / run_name
-    if skip_complete and not force and run_status(run_dir) == "complete":
-        _check_same_spec(run_dir, spec)
-        return _existing_result(run_dir)
+    complete = not force and run_status(run_dir) == "complete"
+    if complete:
+        # Prepared first, so a complete run of other data is never handed back as this one.
+        if prepared is None:
+            prepared = prepare_run_data(spec, _table_for(spec, data))
+        conflict = _conflict_with(run_dir, spec, _fingerprint(prepared))
+        if conflict:
+            raise RunExistsError(
+                f"run directory {run_dir} holds a complete run of {conflict}; name the run "
+                f"differently (--name, name=) or train into another --out; --force "
+                f"(force=True) would replace that run"
+            )
+        if skip_complete:
+            return _existing_result(run_dir)
+        raise RunExistsError(
+            f"run directory {run_dir} already holds a complete run of this spec and data; "
+            f"pass --force (force=True) to train it again, or skip_complete=True to use it"
+        )
 
     started = time.time()
     # Seeding for the run resets Python's and NumPy's global generators; the caller's
@@ -656,8 +673,7 @@ def train(
             class_weight=_class_weight(spec, prepared),
             verbose=0,
         )
-        history = pd.DataFrame(history_cb.history)
-        _write_history(run_dir / HISTORY, history)
+        history = _write_history(run_dir / HISTORY, pd.DataFrame(history_cb.history))
         bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
         if bad.any():
             raise TrainingDivergedError(
@@ -783,18 +799,23 @@ def _check_callbacks(callbacks: Any) -> None:
         )
 
 
-def _check_same_spec(run_dir: Path, spec: RunSpec) -> None:
-    """Raise RunExistsError when the complete run in ``run_dir`` was trained from another spec."""
-    stored = (read_metadata(run_dir) or {}).get("spec")
+def _conflict_with(run_dir: Path, spec: RunSpec, fingerprint: str) -> str | None:
+    """What makes the complete run in ``run_dir`` another experiment, or None if it is this one.
+
+    Returns:
+        E.g. ``another spec (differs in train.seed)`` or ``other data (data fingerprint
+        ab12... there, cd34... here)``.
+    """
+    metadata = read_metadata(run_dir) or {}
+    stored = metadata.get("spec")
     wanted = json.loads(json.dumps(spec.to_dict(), default=_json_default))
-    if stored == wanted:
-        return
-    differ = _differences(wanted, stored if isinstance(stored, dict) else {})
-    raise RunExistsError(
-        f"run directory {run_dir} holds a complete run of another spec (differs in "
-        f"{', '.join(differ) or 'its recorded spec'}); name the run differently or pass "
-        f"force=True to replace it"
-    )
+    if stored != wanted:
+        differ = _differences(wanted, stored if isinstance(stored, dict) else {})
+        return f"another spec (differs in {', '.join(differ) or 'its recorded spec'})"
+    there = metadata.get("data_fingerprint")
+    if there != fingerprint:
+        return f"other data (data fingerprint {there} there, {fingerprint} here)"
+    return None
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
