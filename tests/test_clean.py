@@ -149,3 +149,19 @@ def test_column_of_only_infinite_values_is_dropped_as_all_missing() -> None:
     assert "vsize" not in out.columns
     assert "vsize" in report.steps[0].columns
     assert len(out) == len(df)
+
+
+def test_empty_table_is_named_as_such() -> None:
+    df = make_sherlock18(n_per_app=10).iloc[:0]
+    with pytest.raises(DataError, match=r"the table has no rows; there is nothing to clean"):
+        clean_sherlock(df)
+
+
+def test_numbers_written_as_text_are_cleaned_as_numbers() -> None:
+    df = make_sherlock18(n_per_app=10)
+    text = df.assign(rss=[("nan" if i in (3, 4) else str(v)) for i, v in enumerate(df["rss"])])
+    cleaned, _ = clean_sherlock(text)
+    # The two "nan" rows are incomplete rows, dropped like missing values.
+    assert len(cleaned) == len(clean_sherlock(df)[0]) - 2
+    assert pd.api.types.is_float_dtype(cleaned["rss"])
+    np.testing.assert_array_equal(cleaned["rss"], df["rss"].drop(index=df.index[[3, 4]]))

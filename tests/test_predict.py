@@ -13,10 +13,11 @@ import pytest
 
 from appsleuth.cli import main
 from appsleuth.data.load import load_sherlock
+from appsleuth.data.prepare import prepare_data
 from appsleuth.data.synth import generate_sherlock
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.predict import best_run_dir, predict, predict_file
-from appsleuth.run import train
+from appsleuth.run import evaluate_run, train
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
 
 # The numeric columns the real 2-app teaching file shares with the 18-app layout.
@@ -123,6 +124,51 @@ def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -
     listed = pd.read_csv(summary.skipped_file)["row_id"].tolist()
     assert set(holes) <= set(listed)
     assert set(pd.read_csv(summary.out)["row_id"]).isdisjoint(listed)
+
+
+def _as_text(data: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A hand-built table: ``column`` holds its numbers as text."""
+    out = data.copy()
+    out.attrs = {}
+    out[column] = out[column].map(lambda v: "nan" if pd.isna(v) else repr(float(v)))
+    return out
+
+
+def test_numbers_as_text_are_read_as_numbers(run_dir, table) -> None:
+    data = table.iloc[:200].dropna(subset=["rss"])
+    want = predict(run_dir, data)
+    text = _as_text(data, "rss")
+    holes = text.index[[2, 7, 8]]
+    text.loc[holes[:2], "rss"] = "nan"
+    text.loc[holes[2], "rss"] = "NULL"  # the CSV reader's word for a missing value
+    got = predict(run_dir, text)
+    # Rows with "nan" or "NULL" are left out and listed, never fed to the model.
+    assert got.attrs["skipped_row_ids"] == holes.tolist()
+    kept = want[~want["row_id"].isin(holes)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, kept)
+    evaluation = evaluate_run(run_dir, text)
+    assert evaluation["rows_skipped"] == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("16,086", r"holds '16,086' \(a thousands separator is not read: write 16086\)"),
+        ("lots", r"holds 'lots' \(1 such value\(s\) in all\)"),
+    ],
+)
+def test_text_that_is_no_number_is_named(run_dir, table, value, expected) -> None:
+    text = _as_text(table.iloc[:50].dropna(subset=["rss"]), "rss")
+    text.loc[text.index[4], "rss"] = value
+    for call in (
+        lambda: predict(run_dir, text),
+        lambda: evaluate_run(run_dir, text),
+        lambda: prepare_data(text),
+    ):
+        with pytest.raises(DataError, match=r"feature column 'rss' must be numeric, but row 4"):
+            call()
+        with pytest.raises(DataError, match=expected):
+            call()
 
 
 @pytest.mark.parametrize("kind", ["parquet", "gzip"])

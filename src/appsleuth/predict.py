@@ -29,6 +29,7 @@ from appsleuth.data.load import (
     check_unique_names,
     csv_line_numbers,
     infinite_mask,
+    numeric_columns_as_numbers,
     parse_numbers,
 )
 from appsleuth.errors import AppSleuthError, DataError
@@ -253,6 +254,7 @@ def predict(
         )
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
     where = "the table given to predict"
+    df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
     out, skip = _frame_predictions(run, df, df.index.to_numpy(), top_k)
     if len(df) and skip.all():

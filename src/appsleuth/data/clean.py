@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.load import frame_info, infinite_mask
+from appsleuth.data.load import frame_info, infinite_mask, numeric_columns_as_numbers
 from appsleuth.errors import DataError, SpecError
 
 __all__ = ["CleaningReport", "CleaningStep", "clean_sherlock"]
@@ -107,8 +107,12 @@ def clean_sherlock(
     if missing not in ("drop", "impute"):
         raise SpecError(f"missing must be 'drop' or 'impute'; received missing={missing!r}")
     info = frame_info(df)
+    if len(df) == 0:
+        raise DataError(f"{info.dataset}: the table has no rows; there is nothing to clean")
     keep = [c for c in (*info.id_columns, info.label) if c is not None and c in df.columns]
-    out = df[[*keep, *info.features]].copy()
+    out = numeric_columns_as_numbers(
+        df[[*keep, *info.features]].copy(), info.numeric_features, where=info.dataset
+    )
     features = list(info.features)
     steps: list[CleaningStep] = []
     n = len(out)

@@ -49,6 +49,7 @@ __all__ = [
     "label_text",
     "load_sherlock",
     "nonfinite_values",
+    "numeric_columns_as_numbers",
     "parse_numbers",
 ]
 
@@ -950,20 +951,46 @@ def parse_numbers(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return converted, np.flatnonzero((converted.isna() & col.notna()).to_numpy())
 
 
+def numeric_columns_as_numbers(
+    df: pd.DataFrame, columns: Sequence[str], *, where: str
+) -> pd.DataFrame:
+    """``df`` with each of ``columns`` held as numbers, as the loader reads them.
+
+    A table built by hand can hold numbers as text (``"16086"``, ``"nan"``): they are
+    read as numbers, ``"nan"`` and empty text as missing, so that such rows are counted
+    as incomplete instead of reaching a model. ``df`` is returned as it is when every
+    column is numeric already, else a copy.
+
+    Raises:
+        DataError: A value is text that is not a number; names the column and the row.
+    """
+    todo = [c for c in columns if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])]
+    if not todo:
+        return df
+    rows = _RowNames(kind="table", index=df.index)
+    return df.assign(**{c: _as_numeric(df[c], c, where, rows) for c in todo})
+
+
 def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         return col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col):
         return col
+    # The words the CSV reader takes for a missing value mean the same in a table.
+    col = col.mask(col.isin(_NULL_STRINGS))
     if col.isna().all():
         return pd.Series(np.nan, index=col.index, dtype=np.float64, name=col.name)
     converted, bad = parse_numbers(col)
     if len(bad):
         row = int(bad[0])
         value = col.iloc[row]
+        hint = ""
+        plain = value.replace(",", "") if isinstance(value, str) else None
+        if plain and pd.notna(pd.to_numeric(plain, errors="coerce")):
+            hint = f" (a thousands separator is not read: write {plain})"
         raise DataError(
             f"{where}: feature column {name!r} must be numeric, but {rows.name(row)} "
-            f"holds {value!r} ({len(bad)} such value(s) in all); "
+            f"holds {value!r}{hint} ({len(bad)} such value(s) in all); "
             f"fix the value, or leave the column out of the features"
         )
     return converted

@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
-from appsleuth.data.load import frame_info, infinite_mask, label_text
+from appsleuth.data.load import (
+    frame_info,
+    infinite_mask,
+    label_text,
+    numeric_columns_as_numbers,
+)
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 
 __all__ = ["Preprocessor", "Scaling"]
@@ -83,6 +88,7 @@ class Preprocessor:
             raise DataError(f"{info.dataset}: the preprocessor needs the label column")
         self.label = info.label
         self.numeric_features = list(info.numeric_features)
+        train = self._numbers(train)
         self.categories = {
             c: sorted(str(v) for v in train[c].dropna().unique()) for c in info.categorical
         }
@@ -168,7 +174,7 @@ class Preprocessor:
         """Boolean mask of rows with a missing (or infinite) value in an input column."""
         self._require_fitted()
         self._check_columns(df)
-        return self._incomplete(df)
+        return self._incomplete(self._numbers(df))
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """The model's input matrix (float32) for ``df``.
@@ -180,6 +186,7 @@ class Preprocessor:
         """
         self._require_fitted()
         self._check_columns(df)
+        df = self._numbers(df)
         self._check_complete(df, what="rows")
         return self._encode(df, np.zeros(len(df), dtype=bool))
 
@@ -200,6 +207,7 @@ class Preprocessor:
         """
         self._require_fitted()
         self._check_columns(df)
+        df = self._numbers(df)
         missing = self._incomplete(df)
         x = self._encode(df, missing)
         return (x[~missing] if missing.any() else x), missing
@@ -384,6 +392,10 @@ class Preprocessor:
                 f"columns found: {[str(c) for c in df.columns]}"
             )
 
+    def _numbers(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with numbers written as text read as numbers (``"nan"``: missing)."""
+        return numeric_columns_as_numbers(df, self.numeric_features, where="the data")
+
     def _incomplete(self, df: pd.DataFrame) -> np.ndarray:
         """Rows with a missing value in an input column, an infinite numeric value, or one
         too large for the model's float32 inputs once scaled."""
@@ -402,6 +414,7 @@ class Preprocessor:
         """
         if len(self._scale) != len(self.numeric_features) or not self.numeric_features:
             return {}
+        df = self._numbers(df)
         limit = np.float64(np.finfo(np.float32).max)
         found = {}
         for col, offset, scale in zip(
