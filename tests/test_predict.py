@@ -17,7 +17,7 @@ from appsleuth.data.prepare import prepare_data
 from appsleuth.data.synth import generate_sherlock
 from appsleuth.errors import AppSleuthError, DataError
 from appsleuth.predict import best_run_dir, predict, predict_file
-from appsleuth.run import evaluate_run, train
+from appsleuth.run import evaluate_run, load_run, train
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
 
 # The numeric columns the real 2-app teaching file shares with the 18-app layout.
@@ -522,6 +522,36 @@ def test_best_run_refuses_runs_of_different_tasks(run_dir, fb_wa_run_dir, tmp_pa
     shutil.copytree(run_dir, mixed / "two-apps-gone", dirs_exist_ok=True)
     shutil.rmtree(mixed / "two-apps")
     assert best_run_dir(mixed).parent == mixed  # one task again: the best of its runs
+
+
+def test_best_run_refuses_runs_validated_on_other_data(run_dir, table, tmp_path):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_dir, mixed / "random-split")
+    blocked = RunSpec(
+        data=DataSpec(split={"kind": "blocked"}),
+        model=ModelSpec(hidden=(16,)),
+        train=TrainSpec(epochs=1, batch_size=64, learning_rate=0.01),
+    )
+    train(blocked, data=table, out=mixed, name="blocked-split", verbose=False, log=lambda m: None)
+    with pytest.raises(
+        DataError,
+        match=r"holds runs trained and validated on 2 different data sets or splits .*"
+        r"blocked-split \(data synthetic-sherlock18\(seed=2\), blocked split, fingerprint "
+        r"[0-9a-f]{16}\); .*random-split \(.*, random split,",
+    ):
+        predict(mixed, table.iloc[:10])
+    shutil.rmtree(mixed / "blocked-split")
+    preds = predict(mixed, table.iloc[:10])
+    assert preds.attrs["run_dir"] == str(mixed / "random-split")
+
+
+def test_predict_file_takes_a_loaded_run(run_dir, table, tmp_path):
+    path = tmp_path / "t.csv"
+    table.iloc[:30].to_csv(path)
+    loaded = predict_file(load_run(run_dir), path, tmp_path / "a.csv")
+    by_dir = predict_file(run_dir, path, tmp_path / "b.csv")
+    assert loaded.run_dir == by_dir.run_dir == run_dir
+    pd.testing.assert_frame_equal(pd.read_csv(loaded.out), pd.read_csv(by_dir.out))
 
 
 @pytest.mark.parametrize(

@@ -86,9 +86,11 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
 
     The best run has the highest final validation accuracy; ties go to the lower
     validation loss, then to the earlier trial of a sweep's plan (as in the report).
+    Only runs of one task, trained and validated on the same data and split, compare.
 
     Raises:
-        DataError: Neither ``path`` nor any directory below it holds a complete run.
+        DataError: Neither ``path`` nor any directory below it holds a complete run, or
+            the runs below it are of different tasks, data sets or splits.
     """
     path = run_path(path)
     if run_status(path) == "complete":
@@ -97,6 +99,7 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
         raise DataError(f"model directory {path} does not exist")
     best: tuple[tuple[float, float, int], Path] | None = None
     tasks: dict[tuple[Any, ...], Path] = {}
+    evaluated_on: dict[str, tuple[Path, dict[str, Any]]] = {}
     plan_order = _plan_order(path)
     for meta_file in sorted(path.glob("**/model_metadata.json")):
         run_dir = meta_file.parent
@@ -106,6 +109,7 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             continue  # also a damaged record: its numbers cannot be trusted
         meta = read_metadata(run_dir) or {}
         tasks.setdefault(_task_of(meta), run_dir)
+        evaluated_on.setdefault(str(meta.get("data_fingerprint")), (run_dir, meta))
         name = run_dir.relative_to(path).as_posix()
         key = best_run_key(meta["last_results"], plan_order.get(name, len(plan_order)))
         if best is None or key < best[0]:
@@ -122,6 +126,18 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"{path} holds runs of {len(tasks)} different tasks (other classes or "
             f"features), whose accuracies do not compare, e.g. {examples}; name one run "
             f"directory, or a directory that holds runs of one task"
+        )
+    if len(evaluated_on) > 1:
+        # Validation accuracies on other rows do not compare either: a random split's
+        # leaked neighbours would beat a blocked split's honest number.
+        examples = "; ".join(
+            f"{run_dir} ({_data_of(meta)})" for run_dir, meta in list(evaluated_on.values())[:3]
+        )
+        raise DataError(
+            f"{path} holds runs trained and validated on {len(evaluated_on)} different data "
+            f"sets or splits (data fingerprints), whose accuracies do not compare, e.g. "
+            f"{examples}; name one run directory, or a directory that holds runs of one "
+            f"data set and split"
         )
     if best is None:
         own = path / "model_metadata.json"
@@ -153,6 +169,15 @@ def _plan_order(path: Path) -> dict[str, int]:
         return {trial.name: trial.index for trial in read_plan(path)}
     except DataError:
         return {}  # A damaged manifest: the runs themselves still rank.
+
+
+def _data_of(meta: dict[str, Any]) -> str:
+    """``data synthetic-sherlock18(seed=0), random split, fingerprint 0123abcd...``."""
+    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    return (
+        f"data {meta.get('dataset', '?')}, {split.get('kind', '?')} split, "
+        f"fingerprint {meta.get('data_fingerprint')}"
+    )
 
 
 def _task_of(meta: dict[str, Any]) -> tuple[Any, ...]:
@@ -239,7 +264,7 @@ def predict(
         One row per complete input row: ``row_id`` (the input's index), ``predicted_app``,
         ``probability``, ``top1_app``/``top1_probability`` ..., and, when ``df`` has
         labels, ``true_app`` and ``correct``. ``attrs["skipped_row_ids"]`` lists the rows
-        left out for missing values.
+        left out for missing values, ``attrs["run_dir"]`` the run that predicted.
 
     Raises:
         DataError: A feature column is missing, holds dates, durations or complex
@@ -260,6 +285,7 @@ def predict(
     if len(df) and skip.all():
         raise _nothing_predicted(where, len(df), _missing_counts(run, df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
+    out.attrs["run_dir"] = str(run.run_dir)
     return out
 
 
@@ -452,7 +478,7 @@ def _locate_bad_value(
 
 
 def predict_file(
-    run_dir: str | os.PathLike[str] | RunResult,
+    run_dir: str | os.PathLike[str] | RunResult | LoadedRun,
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -465,7 +491,8 @@ def predict_file(
     """Stream a data file through a trained model into a predictions CSV.
 
     Args:
-        run_dir: A run directory, or a sweep directory (its best run is used).
+        run_dir: A run directory, a sweep directory (its best run is used), the result
+            of ``train`` or a run from ``load_run``.
         data: CSV (plain or gzip) or Parquet in any supported layout.
         out: The predictions CSV. Skipped row ids go to ``<out stem>.skipped.csv``.
         top_k: How many most likely apps to list. Defaults to 3.
@@ -507,8 +534,11 @@ def predict_file(
     for path in (out, skipped_path):
         if path.exists() and not force:
             raise AppSleuthError(f"output file {path} already exists; pass --force to overwrite it")
-    run_path = best_run_dir(run_dir)
-    run = load_run(run_path)
+    if isinstance(run_dir, LoadedRun):
+        run, run_path = run_dir, run_dir.run_dir
+    else:
+        run_path = best_run_dir(run_dir)
+        run = load_run(run_path)
     pre = run.preprocessor
 
     with open(data, "rb") as fh:

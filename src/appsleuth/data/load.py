@@ -964,7 +964,13 @@ def numeric_columns_as_numbers(
     Raises:
         DataError: A value is text that is not a number; names the column and the row.
     """
-    todo = [c for c in columns if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])]
+    # Text only: dates, durations and the like are refused by check_feature_dtypes.
+    todo = [
+        c
+        for c in columns
+        if c in df.columns
+        and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
+    ]
     if not todo:
         return df
     rows = _RowNames(kind="table", index=df.index)
