@@ -291,6 +291,17 @@ def test_small_multiples_one_panel_per_trial(lr_sweep: Path) -> None:
     assert "learning_rate=0.001, seed=0 (best)" in titles
 
 
+def test_small_multiples_on_given_axes(lr_sweep: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 3)
+    assert plot_small_multiples(lr_sweep, ax=axes) is fig
+    assert sum(ax.get_visible() for ax in fig.axes) == 6  # 6 trials, 3 axes left over
+    with pytest.raises(SpecError, match=r"ax must hold one axes per trial \(6\); received 4"):
+        plot_small_multiples(lr_sweep, ax=axes[:2, :2])
+    plt.close("all")
+
+
 def test_read_published_layouts() -> None:
     neurons = read_published(REFERENCE / "post_processing_hpc_neurons.csv")
     assert neurons.attrs["param"] == "hidden_neurons"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
-from appsleuth.plots import plot_confusion_matrix, plot_loss_accuracy, save_figure
+from appsleuth.errors import SpecError
+from appsleuth.plots import _off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
 
 
 def _history() -> pd.DataFrame:
@@ -51,3 +54,48 @@ def test_confusion_matrix_labels_and_values() -> None:
     assert plot_confusion_matrix(counts, ["a", "b"], ax=ax, normalize=False) is fig
     assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "8", "9"]
     plt.close("all")
+
+
+def test_loss_accuracy_takes_ax_like_every_plot() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2)
+    assert plot_loss_accuracy(_history(), ax=axes) is fig
+    assert [len(a.get_lines()) for a in axes] == [2, 2]
+    with pytest.raises(SpecError, match=r"ax must be two matplotlib axes \(loss, accuracy\); rec"):
+        plot_loss_accuracy(_history(), ax=[axes[0]])
+    with pytest.raises(SpecError, match=r"give the two axes as ax= \(or axes="):
+        plot_loss_accuracy(_history(), ax=axes, axes=axes)
+    plt.close("all")
+
+
+@pytest.fixture
+def svg_backend():
+    """The user's own (non-Agg) backend, restored afterwards."""
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    yield
+    matplotlib.use(before)
+
+
+def test_plots_keep_the_users_backend(svg_backend) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_confusion_matrix(np.eye(2), ["a", "b"])
+    assert matplotlib.get_backend() == "svg"
+    assert plt.fignum_exists(fig.number)  # a pyplot figure: shown inline in a notebook
+    plt.close(fig)
+
+
+def test_figures_saved_off_screen_never_reach_pyplot(svg_backend, tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    with _off_screen():
+        fig = plot_loss_accuracy(_history())
+        other = plot_confusion_matrix(np.eye(2), ["a", "b"])
+    assert plt.get_fignums() == [] and matplotlib.get_backend() == "svg"
+    save_figure(fig, tmp_path / "curves.png")
+    save_figure(other, tmp_path / "cm.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cm.png").stat().st_size > 1000

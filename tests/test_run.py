@@ -635,3 +635,19 @@ def test_evaluate_run_skips_blank_labels(run, table) -> None:
     rows.loc[rows.index[0], "ApplicationName"] = "   "
     result = evaluate_run(run, rows)
     assert result["rows_skipped"] == 1 and result["n"] == 9
+
+
+def test_training_leaves_the_users_matplotlib_alone(table, tmp_path: Path) -> None:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's widget or inline backend
+    try:
+        plt.close("all")
+        result = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == []  # the run's figures were saved, never shown
+        assert (result.run_dir / "confusion_matrix.png").stat().st_size > 1000
+    finally:
+        matplotlib.use(before)

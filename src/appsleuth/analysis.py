@@ -3,7 +3,7 @@
 Everything here works in a notebook as in the HTML report: :func:`load_results` gives
 one row per trial (failed and unfinished trials included, with their state), and every
 plot takes ``ax=None`` (or a sequence of axes, one per metric) and returns the matplotlib
-figure. Matplotlib runs on the Agg backend and nothing calls ``plt.show()``::
+figure. Nothing calls ``plt.show()`` or changes your matplotlib backend::
 
     results = load_results("runs/scan-hidden-neurons")
     plot_metric_vs_param(results, "hidden_neurons")
@@ -25,7 +25,7 @@ import pandas as pd
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
-from appsleuth.plots import _pyplot
+from appsleuth.plots import _subplots
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -331,9 +331,8 @@ def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataF
 
 def _axes_for(ax: Any, n: int, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
     """A figure and ``n`` axes: new ones side by side, or those the caller passed."""
-    plt = _pyplot()
     if ax is None:
-        fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+        fig, axes = _subplots(1, n, figsize=(width * n, height), squeeze=False)
         return fig, list(axes[0])
     axes = list(ax) if isinstance(ax, Sequence | np.ndarray) else [ax]
     axes = list(np.ravel(axes))
@@ -567,8 +566,9 @@ def plot_learning_curves(
         for a in axes:
             _no_data(a, "no learning curves yet")
         return fig
-    plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if len(histories) <= 10 else "viridis")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(histories) <= 10 else "viridis"]
     n = len(histories)
     for a, metric in zip(axes, metrics, strict=True):
         for i, (label, h) in enumerate(histories.items()):
@@ -603,6 +603,7 @@ def plot_small_multiples(
     metric: str = "accuracy",
     ncols: int = 4,
     highlight: str | None = None,
+    ax: Any = None,
 ) -> Any:
     """One small panel per trial with its training (dashed) and validation (solid) curve.
 
@@ -611,21 +612,35 @@ def plot_small_multiples(
         metric: ``accuracy`` or ``loss``. Defaults to ``accuracy``.
         ncols: Panels per row. Defaults to 4.
         highlight: Label of a trial whose panel is framed (e.g. the best). Defaults to none.
+        ax: Axes to draw the panels on, one per trial at least (e.g. from
+            ``plt.subplots(rows, cols)``); axes left over are hidden. Defaults to a new
+            figure whose panels share their axes.
 
     Returns:
         The figure; panels share the y axis so trials compare at a glance.
+
+    Raises:
+        SpecError: Fewer axes than trials.
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
     histories = _histories(source)
     n = max(len(histories), 1)
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True, squeeze=False
-    )
-    flat = list(axes.ravel())
+    if ax is None:
+        ncols = max(1, min(ncols, n))
+        nrows = math.ceil(n / ncols)
+        fig, axes = _subplots(
+            nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True,
+            squeeze=False,
+        )  # fmt: skip
+        flat = list(axes.ravel())
+    else:
+        flat = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(flat) < n:
+            raise SpecError(
+                f"ax must hold one axes per trial ({n}); received {len(flat)} axes"
+            )
+        fig = flat[0].figure
     if not histories:
         _no_data(flat[0], "no learning curves yet")
     for a, (label, h) in zip(flat, histories.items(), strict=False):

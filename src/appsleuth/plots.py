@@ -1,13 +1,18 @@
 """Figures of a run: learning curves and the confusion matrix.
 
-Every function takes ``ax=None`` (or ``axes=None``) and returns the matplotlib figure,
-for notebooks and for the files a run directory holds. Matplotlib runs on the Agg backend
-and nothing here calls ``plt.show()``.
+Every function takes ``ax=None`` and returns the matplotlib figure, for notebooks and
+for the files a run directory holds. Nothing here calls ``plt.show()`` or changes your
+matplotlib backend: a figure made for you is a pyplot figure on your backend (inline in
+Jupyter), and the figures appsleuth saves itself (run directories, reports, bench) are
+drawn off screen, without pyplot, so they never pop up in a notebook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +22,78 @@ import pandas as pd
 __all__ = ["plot_confusion_matrix", "plot_loss_accuracy", "save_figure"]
 
 
-def _pyplot() -> Any:
-    import matplotlib
+_OFF_SCREEN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "appsleuth_off_screen", default=False
+)
 
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg")
+
+@contextlib.contextmanager
+def _off_screen() -> Iterator[None]:
+    """Within this block, new figures are plain ``Figure`` objects that pyplot never sees."""
+    token = _OFF_SCREEN.set(True)
+    try:
+        yield
+    finally:
+        _OFF_SCREEN.reset(token)
+
+
+def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """A new figure and its axes, as ``plt.subplots`` makes them.
+
+    Off screen (see :func:`_off_screen`) the figure is detached from pyplot: saving it
+    needs no backend, and a notebook's inline or widget backend never shows it.
+    """
+    if _OFF_SCREEN.get():
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=kwargs.pop("figsize", None))
+        return fig, fig.subplots(*args, **kwargs)
     import matplotlib.pyplot as plt
 
-    return plt
+    return plt.subplots(*args, **kwargs)
+
+
+def _close(fig: Any) -> None:
+    """Release a figure: pyplot keeps the ones it made until they are closed."""
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
 
 
 def plot_loss_accuracy(
-    history: pd.DataFrame, *, axes: Sequence[Any] | None = None, title: str | None = None
+    history: pd.DataFrame,
+    *,
+    ax: Sequence[Any] | None = None,
+    title: str | None = None,
+    axes: Sequence[Any] | None = None,
 ) -> Any:
     """Loss and accuracy against epoch, training and validation, side by side.
 
     Args:
         history: Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``
             (row i = epoch i + 1, as ``model_history.csv``).
-        axes: Two matplotlib axes to draw on. Defaults to a new 1x2 figure.
+        ax: Two matplotlib axes to draw on (loss, accuracy). Defaults to a new 1x2 figure.
         title: Figure title. Defaults to none.
+        axes: The same as ``ax`` (its earlier name).
 
     Returns:
         The figure.
+
+    Raises:
+        SpecError: Not two axes, or both ``ax`` and ``axes`` given.
     """
-    plt = _pyplot()
-    if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    from appsleuth.errors import SpecError
+
+    if ax is not None and axes is not None:
+        raise SpecError("give the two axes as ax= (or axes=, its earlier name), not both")
+    ax = ax if ax is not None else axes
+    if ax is None:
+        fig, axes = _subplots(1, 2, figsize=(10, 4))
     else:
+        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(axes) != 2:
+            raise SpecError(
+                f"ax must be two matplotlib axes (loss, accuracy); received {len(axes)} axes"
+            )
         fig = axes[0].figure
     epochs = np.arange(1, len(history) + 1)
     for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
@@ -81,17 +130,17 @@ def plot_confusion_matrix(
         classes: Class names.
         ax: Axes to draw on. Defaults to a new figure sized for the number of classes.
         normalize: Colour and annotate by row share (recall per class). Defaults to True.
-        title: Axes title. Defaults to "confusion matrix".
+        title: Axes title. Defaults to "confusion matrix (share of each true app)", or
+            "confusion matrix (counts)" when ``normalize`` is False.
 
     Returns:
         The figure.
     """
-    plt = _pyplot()
     counts = np.asarray(counts, dtype=np.float64)
     k = len(classes)
     if ax is None:
         size = max(4.0, 0.5 * k + 2)
-        fig, ax = plt.subplots(figsize=(size + 1, size))
+        fig, ax = _subplots(figsize=(size + 1, size))
     else:
         fig = ax.figure
     rows = counts.sum(axis=1, keepdims=True)
@@ -139,11 +188,10 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Save a figure atomically (temporary name, then rename) and close it."""
     from appsleuth._atomic import atomic_output
 
-    plt = _pyplot()
     path = Path(path)
     try:
         with atomic_output(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=dpi)
     finally:
-        plt.close(fig)
+        _close(fig)
     return path

@@ -122,13 +122,13 @@ def _note(text: Any, kind: str = "note") -> _Html:
 
 def _figure(fig: Any, alt: str, caption: Any = None) -> _Html:
     """The figure as an embedded PNG (the figure is closed)."""
-    from appsleuth.plots import _pyplot
+    from appsleuth.plots import _close
 
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=_DPI)
     finally:
-        _pyplot().close(fig)
+        _close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     img = _Html(f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">')
     parts = [img] + ([_tag("figcaption", caption)] if caption is not None else [])
@@ -1189,19 +1189,24 @@ def render_report(
             are unreadable or vary another hyperparameter.
         SpecError: ``compare`` given for a run directory.
     """
+    from appsleuth.plots import _off_screen
+
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     directory = Path(directory)
     kind = _kind(directory)
     published = read_published(compare) if compare is not None else None
-    if kind == "sweep":
-        title, body = _sweep_report(directory, baselines=baselines, published=published, log=log)
-    else:
-        if published is not None:
-            raise SpecError(
-                f"--compare needs a sweep directory (published results vary a "
-                f"hyperparameter); {directory} is a single run"
+    if kind != "sweep" and published is not None:
+        raise SpecError(
+            f"--compare needs a sweep directory (published results vary a "
+            f"hyperparameter); {directory} is a single run"
+        )
+    with _off_screen():  # the report's figures are embedded, never shown in a notebook
+        if kind == "sweep":
+            title, body = _sweep_report(
+                directory, baselines=baselines, published=published, log=log
             )
-        title, body = _run_report(directory, baselines=baselines, log=log)
+        else:
+            title, body = _run_report(directory, baselines=baselines, log=log)
     return _page(title, body)
 
 

@@ -912,14 +912,15 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
 
 
 def _save_plots(run_dir: Path, history: pd.DataFrame, metrics: dict[str, Any], title: str) -> None:
-    from appsleuth.plots import plot_confusion_matrix, plot_loss_accuracy, save_figure
+    from appsleuth.plots import _off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
 
-    save_figure(plot_loss_accuracy(history, title=title), run_dir / LOSS_ACC_PLOT)
-    cm = metrics["confusion_matrix"]
-    save_figure(
-        plot_confusion_matrix(cm["counts"], cm["labels"], title=f"{title}: validation"),
-        run_dir / CONFUSION_PLOT,
-    )
+    with _off_screen():  # saved, not shown: a notebook's backend never sees these figures
+        save_figure(plot_loss_accuracy(history, title=title), run_dir / LOSS_ACC_PLOT)
+        cm = metrics["confusion_matrix"]
+        save_figure(
+            plot_confusion_matrix(cm["counts"], cm["labels"], title=f"{title}: validation"),
+            run_dir / CONFUSION_PLOT,
+        )
 
 
 def _now() -> str:
