@@ -68,3 +68,20 @@ def test_run_baselines_names_a_table_passed_instead_of_prepared_data() -> None:
 
     with pytest.raises(DataError, match=r"needs the output of prepare_data\(table\); received Da"):
         run_baselines(embedded_data(500))
+
+
+def test_one_baseline_named_as_text(prepared) -> None:
+    assert list(run_baselines(prepared, which="decision_tree")) == ["decision_tree"]
+
+
+@pytest.mark.parametrize(
+    ("which", "expected"),
+    [
+        (None, r"which must be a list of names or one comma-separated string; received which=N"),
+        (["decision_tree", "decision_tree"], r"which names \['decision_tree'\] more than once"),
+        ("svm", r"baselines must be among logistic_regression, decision_tree; received \['svm'\]"),
+    ],
+)
+def test_bad_baseline_lists(prepared, which, expected) -> None:
+    with pytest.raises(SpecError, match=expected):
+        run_baselines(prepared, which=which)

@@ -185,3 +185,21 @@ def test_diagnose_fit_rule_must_be_a_fit_rule():
     )
     with pytest.raises(SpecError, match=r"rule must be a FitRule"):
         diagnose_fit(history, rule={"poor": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("classes", "expected"),
+    [
+        ([], r"classes must name at least one class; received classes=\[\]"),
+        (["a", "a"], r"classes must name each class once; received \['a'\] more than once"),
+        ("ab", r"classes must be a list of class names; received classes='ab'"),
+    ],
+)
+def test_bad_class_lists(classes, expected) -> None:
+    with pytest.raises(DataError, match=expected):
+        classification_metrics([0, 1], [0, 1], classes)
+
+
+def test_class_indices_beyond_the_class_list_are_named() -> None:
+    with pytest.raises(DataError, match=r"y_true holds class indices outside 0..1 .* 0..2 for 2"):
+        classification_metrics([0, 2], [0, 1], ["a", "b"])

@@ -287,3 +287,18 @@ def test_nothing_left_after_cleaning_is_a_problem_finding() -> None:
     assert leak.summary.startswith(
         "not computable: nothing is left to split after cleaning (dataframe: no row is left"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((["nope"],), r"train lacks the feature column\(s\) \['nope'\] to compare; columns found"),
+        (("rss,nope",), r"train lacks the feature column\(s\) \['nope'\]"),
+    ],
+)
+def test_leakage_rate_names_an_absent_feature(args, expected) -> None:
+    df = make_sherlock18(n_per_app=10)
+    with pytest.raises(DataError, match=expected):
+        leakage_rate(df, df, *args)
+    with pytest.raises(DataError, match=r"val must be a DataFrame of rows; received list"):
+        leakage_rate(df, [], ["rss"])

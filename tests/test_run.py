@@ -651,3 +651,19 @@ def test_training_leaves_the_users_matplotlib_alone(table, tmp_path: Path) -> No
         assert (result.run_dir / "confusion_matrix.png").stat().st_size > 1000
     finally:
         matplotlib.use(before)
+
+
+def test_run_status_of_something_that_is_no_run(run) -> None:
+    assert run_status(run) == "complete"  # the result of train() names its directory
+    with pytest.raises(DataError, match=r"a run must be given as a run \(or sweep\) directory"):
+        run_status(3)
+
+
+def test_public_names_cover_what_the_api_raises_and_returns() -> None:
+    import appsleuth
+
+    names = ("RunExistsError", "RunInUseError", "TrainingDivergedError", "LoadedRun", "FitRule")
+    for name in names:
+        assert name in appsleuth.__all__ and hasattr(appsleuth, name)
+    assert issubclass(appsleuth.RunInUseError, appsleuth.RunExistsError)
+    assert issubclass(appsleuth.RunExistsError, appsleuth.AppSleuthError)

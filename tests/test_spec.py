@@ -116,6 +116,11 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
         ({"split": {"kind": "kfold"}}, r"split kind must be one of"),
         ({"split": 3}, r"split must be a mapping of fields; received split=3"),
         ({"positive": ""}, r"positive must be an app name"),
+        (
+            {"features": ["rss", "vsize", "rss"]},
+            r"features must name each one once; received \['rss'\] more than once in features=",
+        ),
+        ({"apps": "Gmail, Chrome, Gmail"}, r"apps must name each one once; received \['Gmail'\]"),
     ],
 )
 def test_data_spec_errors(kwargs: dict, message: str) -> None:

@@ -363,3 +363,12 @@ def test_capacity_curve_like_published(medium: tuple[np.ndarray, np.ndarray]) ->
     assert accuracy[18] >= 0.93
     assert accuracy[80] >= 0.97
     assert accuracy[1] < accuracy[4] < accuracy[18] <= accuracy[80] + 0.01
+
+
+@pytest.mark.parametrize("rows", [-5, 0, 2.5, True])
+def test_embedded_data_names_its_own_argument(rows) -> None:
+    from appsleuth.data.tables import embedded_data
+    from appsleuth.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"^rows must be a positive integer; received rows="):
+        embedded_data(rows)

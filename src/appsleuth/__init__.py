@@ -33,10 +33,20 @@ from appsleuth.data import (
 from appsleuth.data.synth import generate_sherlock
 from appsleuth.data.tables import embedded_data, write_table
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
-from appsleuth.evaluate import classification_metrics, diagnose_fit
+from appsleuth.evaluate import FitRule, classification_metrics, diagnose_fit
 from appsleuth.model import build_model
 from appsleuth.predict import predict, predict_file
-from appsleuth.run import RunResult, evaluate_run, load_run, run_status, train
+from appsleuth.run import (
+    LoadedRun,
+    RunExistsError,
+    RunInUseError,
+    RunResult,
+    TrainingDivergedError,
+    evaluate_run,
+    load_run,
+    run_status,
+    train,
+)
 from appsleuth.spec import DataSpec, EarlyStoppingSpec, ModelSpec, RunSpec, TrainSpec
 from appsleuth.sweep import (
     SweepSpec,
@@ -55,17 +65,22 @@ __all__ = [
     "DataSpec",
     "DataSplit",
     "EarlyStoppingSpec",
+    "FitRule",
     "FrameInfo",
+    "LoadedRun",
     "ModelSpec",
     "PreparedData",
     "Preprocessor",
     "QualityReport",
+    "RunExistsError",
+    "RunInUseError",
     "RunResult",
     "RunSpec",
     "SpecError",
     "SplitSpec",
     "SweepSpec",
     "TrainSpec",
+    "TrainingDivergedError",
     "__version__",
     "build_model",
     "check_data",

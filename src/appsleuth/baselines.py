@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from appsleuth.data.load import as_name_list
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import classification_metrics
@@ -36,7 +37,7 @@ def run_baselines(
 
     Args:
         prepared: The output of :func:`~appsleuth.data.prepare.prepare_data`.
-        which: Baselines to run. Defaults to both.
+        which: Baselines to run: names, or one comma-separated text. Defaults to both.
         seed: Seed of the decision tree. Defaults to 0.
 
     Returns:
@@ -52,6 +53,10 @@ def run_baselines(
             f"run_baselines needs the output of prepare_data(table); received "
             f"{type(prepared).__name__}"
         )
+    try:
+        which = as_name_list("which", which, unique=True)  # one name is one baseline
+    except DataError as exc:
+        raise SpecError(str(exc)) from None
     unknown = [w for w in which if w not in BASELINES]
     if unknown:
         raise SpecError(f"baselines must be among {', '.join(BASELINES)}; received {unknown}")

@@ -28,6 +28,22 @@ __all__ = [
 RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
+def _class_names(classes: Any) -> list[Any]:
+    """The class names as a list, refusing none or repeated ones (a class would vanish)."""
+    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray):
+        raise DataError(f"classes must be a list of class names; received classes={classes!r}")
+    names = list(classes)
+    if not names:
+        raise DataError("classes must name at least one class; received classes=[]")
+    repeated = sorted({str(c) for c in names if names.count(c) > 1})
+    if repeated:
+        raise DataError(
+            f"classes must name each class once; received {repeated} more than once in "
+            f"classes={names!r}"
+        )
+    return names
+
+
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray,
@@ -55,6 +71,7 @@ def classification_metrics(
         classification report), so classes absent from both do not count as zeros.
     """
     y_true, y_pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
+    classes = _class_names(classes)
     k = len(classes)
     if y_true.shape != y_pred.shape:
         raise DataError(f"y_true and y_pred differ in length: {len(y_true)} vs {len(y_pred)}")
@@ -62,7 +79,10 @@ def classification_metrics(
         raise DataError("cannot compute metrics on zero samples")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if y.min() < 0 or y.max() >= k:
-            raise DataError(f"{name} holds class indices outside 0..{k - 1}")
+            raise DataError(
+                f"{name} holds class indices outside 0..{k - 1} (one per class name); "
+                f"received indices {int(y.min())}..{int(y.max())} for {k} classes"
+            )
     counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     result = metrics_from_confusion(counts, classes)
     if k == 2 and y_score is not None:

@@ -134,14 +134,17 @@ def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return read_json_object(Path(run_dir) / METADATA)
 
 
-def run_status(run_dir: str | os.PathLike[str]) -> str:
+def run_status(run_dir: str | os.PathLike[str] | RunResult) -> str:
     """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``.
 
     A run whose metadata says complete but whose results are not well-formed numbers
     (a damaged or hand-edited file) counts as incomplete: it has no result to trust,
     and running the same command again redoes it.
+
+    Raises:
+        DataError: ``run_dir`` is neither a path nor the result of :func:`train`.
     """
-    run_dir = Path(run_dir)
+    run_dir = run_path(run_dir)
     if not run_dir.is_dir():
         return "missing"
     meta = read_metadata(run_dir)

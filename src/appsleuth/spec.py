@@ -102,6 +102,12 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:
         or not all(isinstance(v, str) and v for v in value)
     ):
         raise SpecError(f"{name} must be a non-empty list of names; received {name}={value!r}")
+    repeated = sorted({v for v in value if list(value).count(v) > 1})
+    if repeated:
+        raise SpecError(
+            f"{name} must name each one once; received {repeated} more than once in "
+            f"{name}={list(value)!r}"
+        )
     return tuple(value)
 
 

@@ -146,6 +146,15 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
         A number in [0, 1]; 0 for an empty validation set.
     """
     features = list(as_name_list("features", features))
+    for name, rows in (("train", train), ("val", val)):
+        if not isinstance(rows, pd.DataFrame):
+            raise DataError(f"{name} must be a DataFrame of rows; received {type(rows).__name__}")
+        absent = [f for f in features if f not in rows.columns]
+        if absent:
+            raise DataError(
+                f"{name} lacks the feature column(s) {absent} to compare; columns found: "
+                f"{[str(c) for c in rows.columns][:30]}"
+            )
     if len(val) == 0:
         return 0.0
     train_keys = pd.util.hash_pandas_object(train[features], index=False)

@@ -126,7 +126,7 @@ _KINDS: tuple[_Kind, ...] = (
 
 def _check_args(n_rows: object, apps: Sequence[str] | None) -> tuple[int, list[str]]:
     if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows < 1:
-        raise SpecError(f"n_rows must be a positive integer, got {n_rows!r}")
+        raise SpecError(f"n_rows must be a positive integer; received n_rows={n_rows!r}")
     if apps is None:
         return int(n_rows), list(APPS_18)
     if isinstance(apps, str):

@@ -11,11 +11,12 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
-from appsleuth.errors import AppSleuthError, DataError
+from appsleuth.errors import AppSleuthError, DataError, SpecError
 
 __all__ = ["cache_dir", "embedded_data", "write_table"]
 
@@ -89,6 +90,8 @@ def embedded_data(
 
     kwargs = {"seed": seed, "with_ids": with_ids}
     if rows is not None:
+        if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1:
+            raise SpecError(f"rows must be a positive integer; received rows={rows!r}")
         kwargs["n_rows"] = rows
     if not cache:
         return generate_sherlock(**kwargs)
