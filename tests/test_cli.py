@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,25 @@ def test_xla_resource_exhaustion_counts_as_out_of_memory() -> None:
 def test_synth_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "synth", "--out", str(tmp_path / "x.csv"), "--apps", "Gmail,Tetris"]) == 2
     assert "Tetris" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--apps", "Moriarty"], r"--apps names one app \(Moriarty\); a file of one app"),
+        (["--rows", "5"], r"--rows 5 is fewer than the 18 apps asked for, .* use --rows 18"),
+        (
+            ["--rows", "2", "--apps", "Facebook,WhatsApp,Moriarty"],
+            r"--rows 2 is fewer than the 3 apps asked for",
+        ),
+    ],
+)
+def test_synth_refuses_files_missing_apps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args, expected
+) -> None:
+    assert main(["data", "synth", "--out", str(tmp_path / "x.csv"), *args]) == 2
+    assert re.search(expected, capsys.readouterr().err)
     assert not (tmp_path / "x.csv").exists()
 
 

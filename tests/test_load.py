@@ -799,3 +799,22 @@ def test_other_separators_get_a_hint(tmp_path: Path, sep: bytes, name: str) -> N
     path = _write(tmp_path, b"\n".join(sep.join(r) for r in rows) + b"\n")
     with pytest.raises(DataError, match=rf"seems to separate its fields with {name}"):
         load_sherlock(path)
+
+
+@pytest.mark.parametrize("damage", ["repeat", "blank", "float"])
+def test_unnamed_first_column_is_the_index_never_a_feature(tmp_path: Path, damage: str) -> None:
+    lines = MYSTERY.read_text().splitlines()
+    first, second = lines[1].split(",", 1), lines[2].split(",", 1)
+    if damage == "repeat":
+        lines[2] = f"{first[0]},{second[1]}"  # the previous row's index again
+    elif damage == "blank":
+        lines[2] = f",{second[1]}"
+    else:
+        lines[2] = f"{second[0]}.0,{second[1]}"
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    clean = load_sherlock(MYSTERY)
+    df = load_sherlock(path)
+    assert not any(str(c).startswith("Unnamed") for c in df.columns)
+    assert frame_info(df).features == frame_info(clean).features
+    assert len(df) == len(clean)

@@ -30,16 +30,44 @@ def test_teaching_sizes_match_the_published_split() -> None:
     assert (len(split.train), len(split.val)) == (218_461, 54_616)
 
 
-def test_random_split_is_stratified_deterministic_and_disjoint() -> None:
+def test_random_split_is_the_teaching_materials_deterministic_and_disjoint() -> None:
+    from sklearn.model_selection import train_test_split
+
     df = _timed_table()
     a, b = split_data(df), split_data(df)
     np.testing.assert_array_equal(a.val, b.val)
     assert set(a.train).isdisjoint(a.val)
     assert len(a.train) + len(a.val) == len(df)
-    shares = df.iloc[a.val]["ApplicationName"].value_counts(normalize=True)
-    assert shares.max() - shares.min() < 0.02  # three equal classes stay equal
+    # The teaching material's call, unstratified: the same validation rows.
+    _, val = train_test_split(np.arange(len(df)), test_size=0.2, random_state=34)
+    np.testing.assert_array_equal(np.sort(a.val), np.sort(val))
     c = split_data(df, seed=35)
     assert not np.array_equal(a.val, c.val)
+
+
+def test_stratified_random_split_keeps_class_shares() -> None:
+    from sklearn.model_selection import train_test_split
+
+    df = _timed_table()
+    s = split_data(df, stratify=True)
+    shares = df.iloc[s.val]["ApplicationName"].value_counts(normalize=True)
+    assert shares.max() - shares.min() < 0.02  # three equal classes stay equal
+    labels = df["ApplicationName"].to_numpy()
+    _, val = train_test_split(np.arange(len(df)), test_size=0.2, random_state=34, stratify=labels)
+    np.testing.assert_array_equal(np.sort(s.val), np.sort(val))
+    assert s.describe()["stratify"] is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"stratify": "yes"}, r"stratify must be true or false; received stratify='yes'"),
+        ({"kind": "group", "stratify": True}, r"stratify applies to the random split only"),
+    ],
+)
+def test_bad_stratify(fields, expected) -> None:
+    with pytest.raises(SpecError, match=expected):
+        SplitSpec(**fields)
 
 
 def test_test_fraction() -> None:
@@ -128,6 +156,43 @@ def test_group_split_errors() -> None:
     one_user = df.assign(UserId="u1")
     with pytest.raises(DataError, match=r"needs at least 2 groups in 'UserId'; found 1"):
         split_data(one_user, kind="group")
+
+
+def test_group_split_names_rows_without_a_group() -> None:
+    df = from_dataframe(make_sherlock18()).assign(UserId="u1")
+    df["UserId"] = [f"u{i % 4}" for i in range(len(df))]
+    df.loc[df.index[[7, 9]], "UserId"] = None
+    with pytest.raises(
+        DataError, match=r"group column 'UserId' is missing in 2 row\(s\) \(the first at row 7\)"
+    ):
+        split_data(df, kind="group")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_group_split_does_not_overshoot_with_one_large_group(seed: int) -> None:
+    # One device holds 90 % of the rows: it must never become the validation side.
+    df = from_dataframe(make_sherlock18(n_per_app=100))
+    users = np.array(["big"] * 270 + ["a"] * 15 + ["b"] * 15)
+    df["UserId"] = users
+    s = split_data(df, kind="group", seed=seed)
+    assert set(df.iloc[s.val]["UserId"]) <= {"a", "b"}
+    assert 0.04 <= len(s.val) / len(df) <= 0.11
+
+
+def test_group_split_with_only_large_groups_still_validates() -> None:
+    df = from_dataframe(make_sherlock18(n_per_app=100))
+    df["UserId"] = ["a"] * 150 + ["b"] * 150
+    s = split_data(df, kind="group", val_fraction=0.2)
+    assert len(s.val) == 150 and len(s.train) == 150
+
+
+def test_quality_report_shows_the_share_a_blocked_split_holds() -> None:
+    from appsleuth.data.quality import check_data
+
+    df = from_dataframe(make_sherlock18(n_per_app=100))
+    report = check_data(df, split=SplitSpec(kind="blocked", val_fraction=0.05))
+    leak = next(f for f in report.findings if f.key == "leakage")
+    assert "val 0.05 asked, 0.100 held: whole blocks or groups" in leak.summary
 
 
 def test_blocked_split_missing_time_column() -> None:

@@ -76,7 +76,7 @@ def _blocked(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _random(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return train_test_split(np.arange(len(y)), test_size=0.2, random_state=34, stratify=y)
+    return train_test_split(np.arange(len(y)), test_size=0.2, random_state=34)
 
 
 def _leak(x: np.ndarray, train: np.ndarray, val: np.ndarray) -> float:

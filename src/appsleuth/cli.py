@@ -242,11 +242,25 @@ def data_synth(
     out: Path, rows: int, apps: list[str] | None, seed: int, with_ids: bool, force: bool
 ) -> None:
     """Generate synthetic SherLock-like data (the embedded default data) into a file."""
+    from appsleuth.data.layouts import APPS_18
     from appsleuth.data.synth import generate_sherlock
     from appsleuth.data.tables import write_table
 
     if out.exists() and not force:
         raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
+    chosen = list(dict.fromkeys(apps)) if apps else list(APPS_18)
+    # Unknown names are the generator's to report, with the valid ones.
+    known = all(a in APPS_18 for a in chosen)
+    if known and len(chosen) < 2:
+        raise SpecError(
+            f"--apps names one app ({chosen[0]}); a file of one app teaches a classifier "
+            f"nothing: name at least two"
+        )
+    if known and rows < len(chosen):
+        raise SpecError(
+            f"--rows {rows} is fewer than the {len(chosen)} apps asked for, so some apps "
+            f"would have no row; use --rows {len(chosen)} or more"
+        )
     df = generate_sherlock(rows, apps=apps, seed=seed, with_ids=with_ids)
     path = write_table(df, out, force=force)
     counts = df["ApplicationName"].value_counts()

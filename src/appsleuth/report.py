@@ -233,6 +233,13 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
     text += f", seed {_value(split.get('seed'))})"
     if split.get("n_train") is not None:
         text += f": {split['n_train']:,} training / {split.get('n_val', 0):,} validation rows"
+        total = split["n_train"] + split.get("n_val", 0) + split.get("n_test", 0)
+        asked = split.get("val_fraction")
+        if total and isinstance(asked, int | float):
+            held = split.get("n_val", 0) / total
+            if abs(held - asked) > max(0.005, 1 / total):
+                # Blocks and groups go whole: the share held can differ from the one asked.
+                text += f" (a validation share of {held:.3f})"
     return text
 
 

@@ -731,9 +731,11 @@ def _text_columns_to_numbers(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _use_index_column(df: pd.DataFrame) -> pd.DataFrame:
+    # An unnamed first column is the row index pandas wrote (read_csv(index_col=0), as the
+    # teaching material reads the file), whatever its values: repeated, blank or written
+    # as floats, it is still a row number, and as a feature it would leak time order.
     first = df.columns[0]
-    is_index_name = first == "" or str(first).startswith("Unnamed: ")
-    if is_index_name and pd.api.types.is_integer_dtype(df[first]) and df[first].is_unique:
+    if first == "" or str(first).startswith("Unnamed: "):
         df = df.set_index(first)
         df.index.name = None
     return df

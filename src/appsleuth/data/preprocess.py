@@ -39,8 +39,10 @@ class Preprocessor:
 
     Args:
         scaling: ``standard`` (default: subtract the training mean, divide by the
-            training standard deviation, as the teaching material's StandardScaler),
-            ``minmax`` (to [0, 1] on the training range) or ``none``.
+            training standard deviation), ``minmax`` (to [0, 1] on the training range)
+            or ``none``. Numeric features only: one-hot category columns stay 0/1. The
+            teaching material's StandardScaler differs on purpose in two ways: it is fitted
+            on all rows, validation included (a leak), and scales the one-hot columns too.
         positive_class: For two classes, the class predicted as 1 (e.g. ``Moriarty``).
             Defaults to the second class in sorted order.
 

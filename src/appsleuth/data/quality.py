@@ -162,6 +162,14 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
     return float(np.isin(val_keys.to_numpy(), train_keys.to_numpy()).mean())
 
 
+def _share_text(asked: float, held: int, total: int) -> str:
+    """``0.2``, or ``0.05 asked, 0.100 held`` where whole blocks or groups moved it."""
+    share = held / total if total else 0.0
+    if abs(share - asked) <= max(0.005, 1 / max(total, 1)):
+        return f"{asked:g}"
+    return f"{asked:g} asked, {share:.3f} held: whole blocks or groups"
+
+
 def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityReport:
     """Examine a loaded table.
 
@@ -555,7 +563,9 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding:
     if split.kind == "random":
         # A comparison the user did not ask for: if it cannot be made, the report says so.
         try:
-            blocked = split_data(table, dataclasses.replace(split, kind="blocked"))
+            blocked = split_data(
+                table, dataclasses.replace(split, kind="blocked", stratify=False)
+            )
         except DataError as exc:
             not_computable["blocked"] = str(exc)
         else:
@@ -563,7 +573,8 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding:
     rate = rates[split.kind]
     summary = (
         f"{rate:.1%} of validation rows of the {split.kind} split "
-        f"(val {split.val_fraction:g}, seed {split.seed}) have an exact copy in training"
+        f"(val {_share_text(split.val_fraction, len(parts.val), len(table))}, seed "
+        f"{split.seed}) have an exact copy in training"
     )
     if "blocked" in rates and split.kind != "blocked":
         summary += f"; a blocked split: {rates['blocked']:.1%}"

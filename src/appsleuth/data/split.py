@@ -2,10 +2,11 @@
 
 Three kinds of split:
 
-- ``random``: stratified by class and seeded, the teaching default (20 % validation,
-  seed 34). SherLock samples are 5 s apart and mostly identical to their neighbours, so
-  this split puts near-copies of validation rows into training: its accuracy is
-  optimistic.
+- ``random``: seeded, the teaching default (20 % validation, seed 34): the same rows as
+  the teaching material's ``train_test_split(..., test_size=0.2, random_state=34)``,
+  which is not stratified; ``stratify=True`` keeps each class's share on both sides.
+  SherLock samples are 5 s apart and mostly identical to their neighbours, so this split
+  puts near-copies of validation rows into training: its accuracy is optimistic.
 - ``blocked``: per class, rows in time order (``UUID`` when present, else file order)
   are cut into contiguous blocks and whole blocks go to validation, so near-duplicates
   stay on one side (except at the few block borders).
@@ -46,6 +47,9 @@ class SplitSpec:
             ``UserId``.
         time_column: Column giving time order for ``blocked``; None uses ``UUID`` when
             the table has it, else file order.
+        stratify: For ``random``, keep each class's share on both sides (when every
+            class has rows enough). Defaults to False: the teaching material's split is
+            not stratified, and with seed 34 this one holds the same rows.
     """
 
     kind: SplitKind = "random"
@@ -55,9 +59,17 @@ class SplitSpec:
     n_blocks: int = _DEFAULT_BLOCKS
     group_column: str = "UserId"
     time_column: str | None = None
+    stratify: bool = False
 
     def __post_init__(self) -> None:
         plain_fields(self)
+        if not isinstance(self.stratify, bool):
+            raise SpecError(f"stratify must be true or false; received stratify={self.stratify!r}")
+        if self.stratify and self.kind != "random":
+            raise SpecError(
+                f"stratify applies to the random split only (a blocked split is cut per "
+                f"class already); received kind={self.kind!r}, stratify=True"
+            )
         if self.kind not in _KINDS:
             raise SpecError(
                 f"split kind must be one of {', '.join(_KINDS)}; received kind={self.kind!r}"
@@ -247,7 +259,9 @@ def _shares(n: int, spec: SplitSpec) -> tuple[int, int]:
 
 
 def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
-    # Stratified via scikit-learn so that seed 34 reproduces the teaching material's split.
+    # scikit-learn's train_test_split, as the teaching material calls it: unstratified, the
+    # permutation depends only on the row count and the seed, so seed 34 on the cleaned
+    # 273,077 rows puts exactly the teaching material's rows in validation.
     from sklearn.model_selection import train_test_split
 
     n = len(labels)
@@ -256,7 +270,7 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     # Integer codes in sorted-label order: the same split as the labels themselves give
     # (scikit-learn sorts classes too), without sorting hundreds of thousands of strings.
     labels = pd.Categorical(labels).codes
-    stratify = labels if _can_stratify(labels, spec) else None
+    stratify = labels if spec.stratify and _can_stratify(labels, spec) else None
     n_val, n_test = _shares(n, spec)
     rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
     side[val] = 1
@@ -308,6 +322,13 @@ def _blocked_sides(
 def _group_sides(
     groups: np.ndarray, spec: SplitSpec, rng: np.random.Generator, dataset: str
 ) -> np.ndarray:
+    absent = pd.isna(groups)
+    if absent.any():
+        raise DataError(
+            f"{dataset}: group column {spec.group_column!r} is missing in "
+            f"{int(absent.sum())} row(s) (the first at row {int(absent.argmax())}); every "
+            f"row needs a group: fill or drop those rows, or use another split"
+        )
     keys, inverse, counts = np.unique(
         pd.Series(groups).astype(str).to_numpy(), return_inverse=True, return_counts=True
     )
@@ -321,12 +342,23 @@ def _group_sides(
     group_side = np.zeros(len(keys), dtype=np.int8)
     filled = {1: 0, 2: 0}
     targets = {1: spec.val_fraction * n, 2: spec.test_fraction * n}
-    for g in rng.permutation(len(keys)):
+    order = rng.permutation(len(keys))
+    for g in order:
         for s in (1, 2):
-            # Greedy: a group goes to a side while that side is below its target share,
-            # and training always keeps at least one group.
-            if filled[s] < targets[s] and (group_side == 0).sum() > 1:
+            # A group goes to a side when it brings that side nearer its target share (a
+            # group larger than twice the gap would overshoot: it stays in training), and
+            # training always keeps at least one group.
+            if filled[s] + counts[g] / 2 < targets[s] and (group_side == 0).sum() > 1:
                 group_side[g] = s
                 filled[s] += int(counts[g])
                 break
+    for s in (1, 2):
+        if targets[s] and not filled[s]:
+            # Every group is too large for the share asked: the smallest one still in
+            # training stands in (the reports show the share it gives).
+            free = [g for g in order if group_side[g] == 0]
+            if len(free) > 1:
+                g = min(free, key=lambda k: counts[k])
+                group_side[g] = s
+                filled[s] += int(counts[g])
     return group_side[inverse]
