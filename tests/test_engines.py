@@ -153,6 +153,21 @@ def test_same_seed_gives_identical_results_and_dropout_advances(data):
     assert not _weights_equal(runs[0][1], runs[2][1])  # Another shuffle, other weights.
 
 
+def test_seeds_use_all_32_bits_and_defaults_are_fits(data):
+    x, y, _, _ = data
+    orders = []
+    for seed in (0, 2**31):  # Were the same shuffle: the seed was taken modulo 2**31.
+        model = _model(seed=0)
+        run_fused(model, x[:640], y[:640], epochs=1, batch_size=32, seed=seed)
+        orders.append(model.get_weights())
+    assert not _weights_equal(*orders)
+    model = _model(seed=0)
+    history = run_fused(model, x[:100], y[:100])  # fit's defaults: 1 epoch of batches of 32
+    assert len(history.history["loss"]) == 1 and int(model.optimizer.iterations) == 4
+    with pytest.raises(SpecError, match=r"seed must be an integer from 0 to 4294967295; rec"):
+        run_fused(model, x[:100], y[:100], seed=2**32)
+
+
 def test_unshuffled_fused_equals_fit_step_for_step(data):
     x, y, xv, yv = data
     n, n_val = 1000, 500  # Partial last batches: 31 x 32 + 8 rows, and 15 x 32 + 20 rows.

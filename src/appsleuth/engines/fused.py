@@ -135,8 +135,8 @@ def run_fused(
     y: Any,
     *,
     validation_data: tuple[Any, ...] | None = None,
-    epochs: int,
-    batch_size: int,
+    epochs: int = 1,
+    batch_size: int | None = None,
     seed: int = 0,
     shuffle: bool = True,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
@@ -154,12 +154,13 @@ def run_fused(
             0/1 values for binary cross-entropy, or any shape the loss accepts.
         validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``,
             evaluated at the end of every epoch. Default None.
-        epochs: Number of epochs.
+        epochs: Number of epochs. Defaults to 1, as in fit.
         batch_size: Rows per optimizer update; the last batch of an epoch may be smaller.
-        seed: Seed of the shuffle, default 0. Each epoch's order is keyed by the seed
-            and the optimizer's step count when the epoch starts: the same seed and
-            starting state give the same orders, and training a model further draws
-            new ones.
+            Defaults to None: 32, as in fit.
+        seed: Seed of the shuffle, 0 to 2**32 - 1, default 0. Each epoch's order is
+            keyed by the seed and the optimizer's step count when the epoch starts: the
+            same seed and starting state give the same orders, and training a model
+            further draws new ones.
         shuffle: Shuffle the training rows every epoch (on device, with a keyed
             pseudo-random permutation), default True; False keeps the row order.
         callbacks: Keras callbacks, called at train and epoch begin/end. Default None.
@@ -183,8 +184,10 @@ def run_fused(
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
     epochs = _positive_int("epochs", epochs, minimum=0)
     initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
-    batch_size = _positive_int("batch_size", batch_size, minimum=1)
-    seed = _positive_int("seed", seed, minimum=0) % 2**31  # An int32 inside the program.
+    batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size, minimum=1)
+    seed = _positive_int("seed", seed, minimum=0)
+    if seed >= 2**32:  # A uint32 inside the program, as Keras' own seeds are.
+        raise SpecError(f"seed must be an integer from 0 to 4294967295; received seed={seed!r}")
     if verbose == "auto":
         verbose = 1
 
@@ -216,7 +219,7 @@ def run_fused(
         plan,
         ("train", batch_size, shuffle),
         lambda p: _train_function(model, n=n, batch_size=batch_size, shuffle=shuffle, plan=p),
-        (state, metrics_init, device_train, np.int32(seed), np.int32(0)),
+        (state, metrics_init, device_train, np.uint32(seed), np.int32(0)),
     )
     evaluate = None
     if device_val is not None:
@@ -256,7 +259,7 @@ def run_fused(
             # learning rate (EarlyStopping restore, LearningRateScheduler, ...).
             state = _read_state(model)
             new_state, train_metrics, train_logs = program(
-                state, metrics_init, device_train, np.int32(seed), np.int32(epoch)
+                state, metrics_init, device_train, np.uint32(seed), np.int32(epoch)
             )
             _write_state(model, new_state, train_metrics)
             logs = {k: float(v) for k, v in jax.device_get(train_logs).items()}
