@@ -818,3 +818,13 @@ def test_unnamed_first_column_is_the_index_never_a_feature(tmp_path: Path, damag
     assert not any(str(c).startswith("Unnamed") for c in df.columns)
     assert frame_info(df).features == frame_info(clean).features
     assert len(df) == len(clean)
+
+
+def test_labels_that_look_like_numbers_stay_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "numbered.csv"
+    rows = ["ApplicationName,CPU_USAGE,rss"]
+    rows += [f"{label},{i}.5,{100 + i}" for i, label in enumerate(["01", "1", "1.0", "2"] * 3)]
+    path.write_text("\n".join(rows) + "\n")
+    df = load_sherlock(path)
+    assert sorted(df["ApplicationName"].unique()) == ["01", "1", "1.0", "2"]
+    assert df["CPU_USAGE"].dtype.kind == "f"  # features are still numbers

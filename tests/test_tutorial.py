@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -19,7 +20,13 @@ def test_outputs_are_stripped_in_the_repository() -> None:
 
 
 @pytest.mark.slow
-def test_tutorial_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("own_file", [False, True])
+def test_tutorial_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_file) -> None:
+    if own_file:  # DATA set to a file: every section reads it, the sweep included
+        from appsleuth.data.synth import generate_sherlock
+
+        generate_sherlock(3000, seed=5).to_csv(tmp_path / "mine.csv")
+        monkeypatch.setenv("APPSLEUTH_TUTORIAL_DATA", str(tmp_path / "mine.csv"))
     monkeypatch.setenv("APPSLEUTH_TUTORIAL_ROWS", "3000")
     monkeypatch.setenv("APPSLEUTH_TUTORIAL_EPOCHS", "2")
     monkeypatch.setenv("APPSLEUTH_TUTORIAL_OUT", str(tmp_path / "runs"))
@@ -40,3 +47,6 @@ def test_tutorial_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "accuracy on the mystery sample" in joined
     assert (tmp_path / "runs" / "tutorial-neurons" / "results.csv").exists()
     assert (tmp_path / "runs" / "tutorial-neurons" / "report.html").exists()
+    manifest = json.loads((tmp_path / "runs" / "tutorial-neurons" / "manifest.json").read_text())
+    data = manifest["trials"][0]["spec"]["data"]
+    assert (data["path"] == str(tmp_path / "mine.csv")) if own_file else data["path"] is None

@@ -16,6 +16,7 @@ import dataclasses
 import gzip
 import io
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -305,7 +306,7 @@ def load_sherlock(
             f"received encoding={encoding!r}"
         )
     file = _check_path(path)
-    df, rows = _read_table(file, encoding=encoding)
+    df, rows = _read_table(file, encoding=encoding, label=label)
     info = _describe(
         df,
         source=str(file),
@@ -526,7 +527,7 @@ def _first_ragged_line(source: Path | bytes, encoding: str) -> tuple[int, int, i
 # --- reading -------------------------------------------------------------------------
 
 
-def _read_table(file: Path, *, encoding: str) -> tuple[pd.DataFrame, _RowNames]:
+def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame, _RowNames]:
     if not file.exists():
         raise DataError(f"data file {file} does not exist")
     if file.is_dir():
@@ -551,9 +552,9 @@ def _read_table(file: Path, *, encoding: str) -> tuple[pd.DataFrame, _RowNames]:
             ) from exc
         if not data:
             raise DataError(f"data file {file} is empty once decompressed")
-        df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data)
+        df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data, label=label)
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
-    df = _read_csv(file, file, encoding=encoding, lines_of=file)
+    df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
 
 
@@ -629,16 +630,27 @@ def _read_parquet(file: Path) -> pd.DataFrame:
 
 
 def _read_csv(
-    source: Path | io.BytesIO, file: Path, *, encoding: str, lines_of: Path | bytes
+    source: Path | io.BytesIO, file: Path, *, encoding: str, lines_of: Path | bytes, label: str
 ) -> pd.DataFrame:
     read_options = pa_csv.ReadOptions(encoding=encoding)
-    convert_options = pa_csv.ConvertOptions(null_values=_NULL_STRINGS, strings_can_be_null=True)
+    # Labels are names, read as written: "01", "1" and "1.0" are three classes, never one
+    # number renamed "1.0" by the other rows.
+    convert_options = pa_csv.ConvertOptions(
+        null_values=_NULL_STRINGS, strings_can_be_null=True, column_types={label: pa.string()}
+    )
     try:
         table = _arrow_read(source, read_options, convert_options)
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "conversion error" not in message:
             raise DataError(_csv_problem(file, message, lines_of, encoding)) from exc
+        undecodable = re.search(r"column #(\d+): CSV conversion error to string: invalid", message)
+        if undecodable:
+            names = _header_names(source, read_options)
+            column = int(undecodable.group(1))
+            raise DataError(
+                _not_text(file, names[column] if column < len(names) else column, encoding)
+            ) from exc
         # Type inference looks at the start of the file only; a column that turns from
         # numbers into text further down is re-read as text and diagnosed below.
         names = _header_names(source, read_options)
@@ -664,17 +676,21 @@ def _read_csv(
     del names
     for field in table.schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-            raise DataError(
-                f"data file {file}: column {field.name!r} is not valid {encoding} text; "
-                f"pass the file's encoding (for example encoding='latin-1' or "
-                f"--encoding latin-1) or convert the file to UTF-8"
-            )
+            raise DataError(_not_text(file, field.name, encoding))
     if table.num_columns == 0:
         raise DataError(f"data file {file} has no columns")
     check_unique_names([str(n) for n in table.column_names], f"data file {file}")
     df = table.to_pandas()
-    df = _text_columns_to_numbers(df)
+    df = _text_columns_to_numbers(df, keep=label)
     return _use_index_column(df)
+
+
+def _not_text(file: Path, column: Any, encoding: str) -> str:
+    return (
+        f"data file {file}: column {column!r} is not valid {encoding} text; pass the file's "
+        f"encoding (for example encoding='latin-1' or --encoding latin-1) or convert the "
+        f"file to UTF-8"
+    )
 
 
 def _arrow_read(
@@ -714,11 +730,12 @@ def _csv_problem(file: Path, message: str, lines_of: Path | bytes, encoding: str
     return f"data file {file} cannot be read as CSV: {message}"
 
 
-def _text_columns_to_numbers(df: pd.DataFrame) -> pd.DataFrame:
-    """Turn text columns that hold only numbers into numbers (quoted numbers, re-reads)."""
+def _text_columns_to_numbers(df: pd.DataFrame, *, keep: str) -> pd.DataFrame:
+    """Turn text columns that hold only numbers into numbers (quoted numbers, re-reads),
+    except the column ``keep`` (the label)."""
     for name in df.columns:
         col = df[name]
-        if not _is_text(col):
+        if name == keep or not _is_text(col):
             continue
         present = col.dropna()
         # A cheap look at the first values first: most text columns are plainly text.
