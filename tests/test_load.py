@@ -828,3 +828,20 @@ def test_labels_that_look_like_numbers_stay_as_written(tmp_path: Path) -> None:
     df = load_sherlock(path)
     assert sorted(df["ApplicationName"].unique()) == ["01", "1", "1.0", "2"]
     assert df["CPU_USAGE"].dtype.kind == "f"  # features are still numbers
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"PK\x03\x04rest of a zip", r"is a zip archive, which is not read: unzip it, or"),
+        (
+            "ApplicationName,rss\nGmail,1\nChrome,2\n".encode("utf-16"),
+            r"is UTF-16 text .*pass encoding='utf-16' \(--encoding utf-16\)",
+        ),
+    ],
+)
+def test_zip_and_utf16_files_are_named(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=expected):
+        load_sherlock(path)

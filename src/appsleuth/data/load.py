@@ -542,6 +542,16 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
     check_name_matches_content(file, head)
     if head.startswith(_PARQUET_MAGIC):
         return _read_parquet(file), _RowNames(kind="file")
+    if head.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"data file {file} is a zip archive, which is not read: unzip it, or compress "
+            f"the CSV with gzip (file.csv.gz is read as it is)"
+        )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
+        raise DataError(
+            f"data file {file} is UTF-16 text (it starts with a UTF-16 byte order mark); "
+            f"pass encoding='utf-16' (--encoding utf-16) or convert the file to UTF-8"
+        )
     if head.startswith(_GZIP_MAGIC):
         try:
             with gzip.open(file, "rb") as fh:
