@@ -165,3 +165,27 @@ def test_numbers_written_as_text_are_cleaned_as_numbers() -> None:
     assert len(cleaned) == len(clean_sherlock(df)[0]) - 2
     assert pd.api.types.is_float_dtype(cleaned["rss"])
     np.testing.assert_array_equal(cleaned["rss"], df["rss"].drop(index=df.index[[3, 4]]))
+
+
+def test_a_hand_built_tables_labels_are_read_as_the_loader_reads_them() -> None:
+    from appsleuth.data.prepare import prepare_data
+
+    df = make_sherlock18(n_per_app=20, apps=("Gmail", "Chrome")).drop(columns="cminflt")
+    df.attrs = {}
+    labels = df["ApplicationName"].to_numpy().copy()
+    labels[::2] = [f" {v}" if i % 2 else f"{v} " for i, v in enumerate(labels[::2])]
+    df["ApplicationName"] = labels
+    cleaned, _ = clean_sherlock(df)
+    assert sorted(cleaned["ApplicationName"].unique()) == ["Chrome", "Gmail"]
+    assert prepare_data(df).classes == ["Chrome", "Gmail"]
+
+
+def test_unused_label_categories_are_no_classes() -> None:
+    from appsleuth.data.quality import check_data
+
+    df = make_sherlock18(n_per_app=20, apps=("Gmail", "Chrome"))
+    df["ApplicationName"] = pd.Categorical(
+        df["ApplicationName"], categories=["Gmail", "Chrome", "Tetris"]
+    )
+    classes = check_data(df)["classes"]
+    assert classes.summary.startswith("2 classes") and "inf" not in classes.summary

@@ -17,7 +17,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.load import frame_info, infinite_mask, numeric_columns_as_numbers
+from appsleuth.data.load import (
+    frame_info,
+    infinite_mask,
+    label_text,
+    numeric_columns_as_numbers,
+)
 from appsleuth.errors import DataError, SpecError
 
 __all__ = ["CleaningReport", "CleaningStep", "clean_sherlock"]
@@ -113,6 +118,9 @@ def clean_sherlock(
     out = numeric_columns_as_numbers(
         df[[*keep, *info.features]].copy(), info.numeric_features, where=info.dataset
     )
+    if info.label in out.columns and not isinstance(df.attrs.get("appsleuth"), dict):
+        # A table built by hand gets the loader's reading of labels: " A" is A.
+        out[info.label] = label_text(out[info.label]).to_numpy()
     features = list(info.features)
     steps: list[CleaningStep] = []
     n = len(out)

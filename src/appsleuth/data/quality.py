@@ -26,6 +26,7 @@ from appsleuth.data.load import (
     as_name_list,
     frame_info,
     infinite_mask,
+    label_text,
     nonfinite_values,
     table_row_names,
 )
@@ -222,7 +223,10 @@ def _classes(df: pd.DataFrame, label: str | None) -> Finding:
             summary="no label column",
             recommendation="name the label column",
         )
-    counts = df[label].value_counts()
+    # As the model will see them: text, stripped, and only the classes that have rows
+    # (a categorical label's unused categories are none).
+    counts = label_text(df[label]).value_counts()
+    counts = counts[counts > 0]
     if len(counts) < 2:
         only = (
             f"one class, {counts.index[0]} ({counts.iloc[0]:,} rows)" if len(counts) else "no rows"
