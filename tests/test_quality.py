@@ -302,3 +302,19 @@ def test_leakage_rate_names_an_absent_feature(args, expected) -> None:
         leakage_rate(df, df, *args)
     with pytest.raises(DataError, match=r"val must be a DataFrame of rows; received list"):
         leakage_rate(df, [], ["rss"])
+
+
+def test_consecutive_samples_are_one_process_over_time(shared_data: Path) -> None:
+    # The raw sample is one snapshot: rows of one instant are processes, not neighbours.
+    raw = check_data(load_sherlock(shared_data / "sherlock_raw_sample.csv"))["time_structure"]
+    assert raw.summary == "not computable: no app has two samples with values to compare"
+    # Two processes of one app, each constant over ten snapshots: all values unchanged.
+    rows = [
+        {"ApplicationName": app, "UserId": "u1", "UUID": 1000 + 5000 * t, "pid": pid,
+         "CPU_USAGE": float(pid), "rss": 10.0 * pid}
+        for t in range(10)
+        for app, pid in (("Google App", 1), ("Google App", 2), ("Chrome", 3))
+    ]  # fmt: skip
+    finding = check_data(from_dataframe(pd.DataFrame(rows)))["time_structure"]
+    assert finding.data["pairs"] == 27 and finding.data["unchanged_features_share"] == 1.0
+    assert finding.severity == "warning"

@@ -485,14 +485,21 @@ def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding:
     why = _time_structure_missing(df, info)
     if why:
         return _not_computable("time_structure", "consecutive samples", why)
-    order = _time_order(df, split.time_column or info.time_column)
+    time_column = split.time_column or info.time_column
+    order = _time_order(df, time_column)
     ordered = df.iloc[order]
-    keys = [info.label] + (["UserId"] if "UserId" in df.columns else [])
+    # One process of one app on one phone: a raw table's rows of one snapshot are the
+    # phone's processes, and rows of other phones are no neighbours.
+    keys = [info.label] + [c for c in ("UserId", "pid") if c in df.columns]
     numeric = [c for c in info.numeric_features if not ordered[c].isna().all()]
     # Consecutive samples of one app: compare each row with the previous row of that app.
-    grouped = ordered.groupby(keys, sort=False, observed=True)
+    grouped = ordered.groupby(keys, sort=False, observed=True, dropna=False)
     prev = grouped[numeric].shift(1)
-    has_prev = prev.notna().any(axis=1).to_numpy()
+    has_prev = prev.notna().any(axis=1).to_numpy().copy()
+    if time_column and time_column in df.columns:
+        # Two rows of one snapshot are not one sample after another.
+        previous_time = grouped[time_column].shift(1).to_numpy()
+        has_prev &= ordered[time_column].to_numpy() != previous_time
     cur = ordered[numeric].to_numpy(dtype=np.float64)
     prv = prev.to_numpy(dtype=np.float64)
     equal = (cur == prv) | (np.isnan(cur) & np.isnan(prv))
@@ -520,7 +527,14 @@ def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding:
         summary=(
             f"between consecutive samples of the same app, {feature_identical:.0%} of "
             f"numeric feature values are unchanged and {row_identical:.0%} of rows are "
-            f"identical ({n_pairs:,} pairs, {data['order']})"
+            f"identical ({n_pairs:,} pairs, {data['order']}"
+            + (
+                ""
+                if "UserId" in df.columns
+                else "; no device ids: neighbours may be "
+                "samples of different phones, so the share is a lower bound"
+            )
+            + ")"
         ),
         recommendation=(
             "samples are near copies of their neighbours: a random split puts "
@@ -567,9 +581,7 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding:
     if split.kind == "random":
         # A comparison the user did not ask for: if it cannot be made, the report says so.
         try:
-            blocked = split_data(
-                table, dataclasses.replace(split, kind="blocked", stratify=False)
-            )
+            blocked = split_data(table, dataclasses.replace(split, kind="blocked", stratify=False))
         except DataError as exc:
             not_computable["blocked"] = str(exc)
         else:
