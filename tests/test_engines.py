@@ -995,3 +995,36 @@ def test_memory_stays_flat_over_50_trainings(data):
     growth = _rss_mb() - start
     assert growth < 200, f"RSS grew by {growth:.0f} MB over 50 trainings"
     assert not any(ref() for ref in models), "the engine kept trained models alive"
+
+
+@pytest.mark.parametrize("kind", ["sparse", "categorical", "binary"])
+def test_cross_entropy_from_logits_clips_as_keras_does_on_probabilities(kind):
+    # A row whose true class has a probability below epsilon gives Keras' capped loss
+    # and no gradient either way (plain from_logits=True would keep pulling on it).
+    import jax
+
+    from appsleuth.engines import _logits
+
+    logits = np.array([[30.0, -30.0, 0.0], [0.5, 0.2, -0.1], [-40.0, 40.0, 1.0]], "float32")
+    if kind == "binary":
+        logits = logits[:, :1]
+        y = np.array([[0.0], [1.0], [1.0]], "float32")
+        ours = lambda z: _logits._binary(y, z)  # noqa: E731
+        keras_way = lambda z: keras.losses.binary_crossentropy(y, jax.nn.sigmoid(z))  # noqa: E731
+    else:
+        labels = np.array([1, 0, 0])
+        y = labels if kind == "sparse" else np.eye(3, dtype="float32")[labels]
+        fn = _logits._sparse_categorical if kind == "sparse" else _logits._categorical
+        wrapped = (
+            keras.losses.sparse_categorical_crossentropy
+            if kind == "sparse"
+            else keras.losses.categorical_crossentropy
+        )
+        ours = lambda z: fn(y, z)  # noqa: E731
+        keras_way = lambda z: wrapped(y, jax.nn.softmax(z))  # noqa: E731
+    np.testing.assert_allclose(ours(logits), keras_way(logits), rtol=1e-5, atol=1e-6)
+    grad_ours = jax.grad(lambda z: ours(z).sum())(logits)
+    grad_keras = jax.grad(lambda z: keras_way(z).sum())(logits)
+    np.testing.assert_allclose(grad_ours, grad_keras, atol=1e-5)
+    hopeless = 0 if kind != "binary" else 2  # true class far below epsilon
+    assert not np.any(np.asarray(grad_ours)[hopeless])
