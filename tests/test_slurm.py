@@ -23,10 +23,13 @@ from appsleuth.sweep.slurm import (
     JOURNAL,
     SlurmOptions,
     _append_event,
+    cancel_slurm,
     classify_trials,
     compress_indices,
     parse_comments,
     parse_squeue,
+    query_squeue,
+    query_submissions,
     read_journal,
     recover_submissions,
     render_script,
@@ -398,6 +401,112 @@ def test_a_refused_submission_is_not_looked_for_again(
 
     states = slurm_states(sweep_dir, find_submissions=never)
     assert [s.status for s in states] == ["unsubmitted", "unsubmitted"]
+
+
+# --- squeue as SLURM 22.05 answers ------------------------------------------------------
+
+# A stand-in for squeue that answers from a table of jobs as SLURM 22.05 does: a started
+# array task has a job id of its own (%A) besides its array's (%F); --array expands a
+# stepped pending range without its last task; a range text is cut at SLURM_BITSTR_LEN
+# (64) characters without --array.
+_FAKE_SQUEUE = """\
+import json, os, sys
+rows = json.load(open(os.environ["FAKE_SQUEUE_ROWS"]))
+fmt = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--format="))
+jobs = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--jobs=")), None)
+limit = int(os.environ.get("SLURM_BITSTR_LEN", "64"))
+for r in rows:
+    if jobs is not None and r["F"] not in jobs:
+        continue
+    if "--array" in sys.argv and r["tasks"].startswith("["):
+        tasks = [str(i) for i in r["expanded"]]
+    else:
+        tasks = [r["tasks"][:limit] if limit else r["tasks"]]
+    for t in tasks:
+        line = fmt.replace("%A", r["A"]).replace("%F", r["F"]).replace("%i", r["F"] + "_" + t)
+        print(line.replace("%T", r["T"]).replace("%k", r["k"]))
+"""
+
+
+@pytest.fixture
+def fake_squeue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    script = bin_dir / "squeue"
+    script.write_text(f"#!{sys.executable}\n{_FAKE_SQUEUE}")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_BITSTR_LEN", raising=False)
+
+    def set_rows(rows: list[dict]) -> None:
+        (tmp_path / "rows.json").write_text(json.dumps(rows))
+        monkeypatch.setenv("FAKE_SQUEUE_ROWS", str(tmp_path / "rows.json"))
+
+    return set_rows
+
+
+def test_a_found_job_is_recorded_under_its_array_id_not_a_tasks_own(
+    tmp_path: Path, fake_squeue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = _orphaned_sweep(tmp_path)
+    comment = f"{COMMENT_PREFIX}tok"
+    # Array 292: task 1 still pending (id 292), task 0 started as job 293.
+    fake_squeue(
+        [
+            {"A": "292", "F": "292", "tasks": "1", "T": "PENDING", "k": comment},
+            {"A": "293", "F": "292", "tasks": "0", "T": "RUNNING", "k": comment},
+        ]
+    )
+    assert query_submissions(["tok"]) == {"tok": "292"}
+    states = slurm_states(sweep_dir)
+    assert [(s.status, s.job_id) for s in states] == [
+        ("running", "292_0"),
+        ("pending", "292_1"),
+        ("unsubmitted", None),
+    ]
+    assert submit_slurm(sweep_dir, SlurmOptions(), dry_run=True).indices == (2,)
+    cancelled = []
+
+    def fake_run(cmd, what, **kwargs):
+        if cmd[0] == "scancel":
+            cancelled.append(cmd)
+            return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+        return real_run(cmd, what, **kwargs)
+
+    real_run = slurm_module._run
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    assert cancel_slurm(sweep_dir) == ["292"] and cancelled == [["scancel", "292"]]
+    recovered = [e for e in read_journal(sweep_dir) if e.get("recovered")]
+    assert [e["job_id"] for e in recovered] == ["292"]
+
+
+def test_stepped_and_long_pending_ranges_count_every_task(fake_squeue) -> None:
+    long_range = ",".join(str(i) for i in range(100, 160, 2))  # far over 64 characters
+    fake_squeue(
+        [
+            {"A": "250", "F": "249", "tasks": "1", "T": "RUNNING", "k": ""},
+            {
+                "A": "249",
+                "F": "249",
+                "tasks": "[3-13:2%1]",
+                "T": "PENDING",
+                "k": "",
+                "expanded": [3, 5, 7, 9, 11],  # 22.05's --array loses 13
+            },
+            {
+                "A": "260",
+                "F": "260",
+                "tasks": f"[{long_range}]",
+                "T": "PENDING",
+                "k": "",
+                "expanded": list(range(100, 160, 2)),
+            },
+        ]
+    )
+    queue = query_squeue(["249", "260"])
+    assert queue["249"] == {1: "RUNNING", 3: "PENDING", 5: "PENDING", 7: "PENDING",
+                            9: "PENDING", 11: "PENDING", 13: "PENDING"}  # fmt: skip
+    assert sorted(queue["260"]) == list(range(100, 160, 2))
 
 
 # --- real SLURM ---------------------------------------------------------------------------

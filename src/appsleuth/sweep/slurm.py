@@ -397,11 +397,11 @@ def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:
 
 
 def parse_squeue(text: str) -> dict[str, dict[int, str]]:
-    """Parse ``squeue --noheader --array --format=%i|%T`` output.
+    """Parse ``squeue --noheader --format=%i|%T`` output.
 
     Returns:
-        ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` (an unexpanded
-        pending range) counts for each index.
+        ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` and
+        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index.
     """
     jobs: dict[str, dict[int, str]] = {}
     for line in text.splitlines():
@@ -433,9 +433,14 @@ def slurm_available() -> bool:
     return done.returncode == 0
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: list[str], what: str, *, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env} if env else None
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, check=False, env=full_env
+        )
     except FileNotFoundError as exc:
         raise AppSleuthError(
             f"{cmd[0]} is not on PATH: {what} needs SLURM; run on a SLURM login node, or "
@@ -449,16 +454,19 @@ def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
     """Ask ``squeue`` for the array tasks of these jobs (any state it still knows)."""
     if not job_ids:
         return {}
+    # Not --array: SLURM 22.05 drops the last task when it expands a stepped pending
+    # range (123_[3-59:2]), so the ranges are expanded here. SLURM_BITSTR_LEN=0 stops
+    # squeue from cutting a long range text at 64 characters.
     done = _run(
         [
             "squeue",
             "--noheader",
-            "--array",
             "--states=all",
             "--format=%i|%T",
             f"--jobs={','.join(job_ids)}",
         ],
         "the sweep status",
+        env={"SLURM_BITSTR_LEN": "0"},
     )
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:
@@ -468,16 +476,20 @@ def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
 
 
 def parse_comments(text: str) -> dict[str, str]:
-    """Parse ``squeue --noheader --format=%A|%k`` output into ``{token: job_id}``.
+    """Parse ``squeue --noheader --format=%F|%k`` output into ``{token: job_id}``.
 
-    Only jobs whose comment is an appsleuth submission token count.
+    The job id is the array's base id (``%F``): once a task starts it gets a job id of
+    its own (``%A``), which neither squeue's ``--jobs`` nor scancel of the array knows
+    as the submission. An ``%i`` text (``123_4``) counts as its base id too. Only jobs
+    whose comment is an appsleuth submission token count.
     """
     found: dict[str, str] = {}
     for line in text.splitlines():
-        job_id, _, comment = line.strip().partition("|")
+        job, _, comment = line.strip().partition("|")
+        job_id = job.strip().split("_", 1)[0]
         comment = comment.strip()
-        if job_id.strip().isdigit() and comment.startswith(COMMENT_PREFIX):
-            found[comment[len(COMMENT_PREFIX) :]] = job_id.strip()
+        if job_id.isdigit() and comment.startswith(COMMENT_PREFIX):
+            found[comment[len(COMMENT_PREFIX) :]] = job_id
     return found
 
 
@@ -490,7 +502,7 @@ def query_submissions(tokens: Sequence[str]) -> dict[str, str]:
     if not tokens:
         return {}
     done = _run(
-        ["squeue", "--noheader", "--states=all", "--format=%A|%k", f"--user={_user()}"],
+        ["squeue", "--noheader", "--states=all", "--format=%F|%k", f"--user={_user()}"],
         "looking for a submission missing from the journal",
     )
     if done.returncode != 0:
