@@ -788,6 +788,7 @@ def sweep_run(
     from appsleuth.sweep.local import run_local
     from appsleuth.sweep.space import load_sweep_spec
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+    from appsleuth.sweep.worker import RUNNING_ELSEWHERE
 
     spec = load_sweep_spec(spec_file)
     kind = executor or spec.executor.kind
@@ -829,11 +830,20 @@ def sweep_run(
     )
     collect_results(sweep_dir)
     _print_sweep_table(sweep_dir)
+    elsewhere = summary.count(RUNNING_ELSEWHERE)
     click.echo(
         f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
-        f"already complete, {summary.failed} failed, in {summary.wall_s:.1f} s with "
-        f"{summary.workers} worker(s) x {summary.threads_per_trial} thread(s) -> {sweep_dir}"
+        f"already complete, {summary.failed} failed, "
+        + (f"{elsewhere} being trained by another process, " if elsewhere else "")
+        + f"in {summary.wall_s:.1f} s with {summary.workers} worker(s) x "
+        f"{summary.threads_per_trial} thread(s) -> {sweep_dir}"
     )
+    if elsewhere:
+        click.echo(
+            f"{elsewhere} trial(s) were being trained by another process (another sweep run "
+            f"on this directory); 'appsleuth sweep status {sweep_dir}' shows when they finish",
+            err=True,
+        )
     if summary.interrupted:
         click.echo(
             "interrupted: run the same command again to finish the remaining trials", err=True
