@@ -841,7 +841,8 @@ def sweep_run(
     if elsewhere:
         click.echo(
             f"{elsewhere} trial(s) were being trained by another process (another sweep run "
-            f"on this directory); 'appsleuth sweep status {sweep_dir}' shows when they finish",
+            f"on this directory); 'appsleuth sweep status {_shell_quote(str(sweep_dir))}' shows "
+            f"when they finish",
             err=True,
         )
     if summary.interrupted:
@@ -877,14 +878,18 @@ def _sweep_run_slurm(
     sub = submit_slurm(
         sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run, device=device
     )
+    held_back = sum(1 for s in sub.states if s.status == "failed" and s.index not in sub.indices)
+    if held_back:
+        nothing = (
+            f"nothing to submit: {held_back} failed trial(s) not resubmitted (add "
+            f"--retry-failed to redo them); the others are complete or queued"
+        )
+    else:
+        nothing = "nothing to submit (every trial is complete or queued)"
     if dry_run:
         click.echo(sub.script_text, nl=False)
         if not sub.indices:
-            click.echo(
-                f"dry run: wrote {sub.script}; nothing to submit (every trial is complete "
-                f"or queued)",
-                err=True,
-            )
+            click.echo(f"dry run: wrote {sub.script}; {nothing}", err=True)
             return
         click.echo(
             f"dry run: wrote {sub.script}; would submit trials {list(sub.indices)} with: "
@@ -898,7 +903,7 @@ def _sweep_run_slurm(
             f"{sub.job_id} ({sub.script})"
         )
     else:
-        click.echo(f"sweep {spec.name}: nothing to submit (every trial is complete or queued)")
+        click.echo(f"sweep {spec.name}: {nothing}")
     if wait:
         try:
             wait_slurm(sweep_dir, poll_s=poll_seconds)
@@ -929,7 +934,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
 
     from appsleuth.sweep.slurm import count_states, slurm_states
 
-    states = slurm_states(sweep_dir)
+    states = slurm_states(sweep_dir, on_error=_warn)
     table = Table(title=f"trials of {sweep_dir}", title_justify="left")
     for col in ("#", "run", "state", "job", "val_accuracy", "val_loss", "time"):
         table.add_column(
@@ -942,6 +947,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
         "running": "yellow",
         "pending": "cyan",
         "unsubmitted": "dim",
+        "unknown": "yellow",
     }
     for st in states:
         acc, loss = st.last("val_accuracy"), st.last("val_loss")
@@ -962,6 +968,10 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             log = f" (SLURM output: {st.log})" if st.log else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
     return states
+
+
+def _warn(message: str) -> None:
+    click.echo(f"appsleuth: warning: {message}", err=True)
 
 
 def _print_sweep_table(sweep_dir: Path) -> None:
@@ -1020,7 +1030,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "job_id": s.job_id,
                 "log": str(s.log) if s.log else None,
             }
-            for s in slurm_states(sweep_dir)
+            for s in slurm_states(sweep_dir, on_error=_warn)
         ]
         click.echo(json.dumps(rows, indent=2))
         return

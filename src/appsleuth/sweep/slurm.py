@@ -5,6 +5,7 @@ Inside the sweep directory::
     slurm/job.sbatch          the readable job-array script (no hyperparameter in it)
     slurm/submissions.jsonl   append-only journal: every sbatch (intent, then job id)
                               and scancel
+    slurm/submit.lock         flock'ed while one process submits or cancels
     slurm/logs/%A_%a.out      one output file per array task
 
 A trial's state comes from its run directory first (complete or failed with metadata),
@@ -23,8 +24,11 @@ lists, never a shell.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import re
@@ -34,12 +38,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
@@ -74,6 +78,8 @@ COMMENT_PREFIX = "appsleuth-submission:"
 SCRIPT = "slurm/job.sbatch"
 JOURNAL = "slurm/submissions.jsonl"
 LOGS = "slurm/logs"
+# Held (flock) by whoever reads the states, submits and journals the job id.
+LOCK = "slurm/submit.lock"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
@@ -370,7 +376,8 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
     or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
-    write torn by a crash) is skipped.
+    write torn by a crash) is skipped; so is an event whose fields are missing or of the
+    wrong kind (an edited or damaged journal), with a warning naming the file and line.
     """
     path = Path(sweep_dir) / JOURNAL
     try:
@@ -378,14 +385,64 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     events = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") in _EVENTS:
-            events.append(event)
+        if not isinstance(event, dict) or event.get("event") not in _EVENTS:
+            continue
+        fault = _event_fault(event)
+        if fault:
+            _warn_once(f"{path} line {number} is damaged ({fault}); that event is skipped")
+            continue
+        if "job_id" in event:
+            event["job_id"] = str(event["job_id"])
+        events.append(event)
     return events
+
+
+def _event_fault(event: dict[str, Any]) -> str | None:
+    """What a journal event lacks or holds wrongly, or None when it can be used."""
+
+    def job_id_ok(value: Any) -> bool:
+        return (isinstance(value, str) and value.isdigit()) or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        )
+
+    kind = event["event"]
+    if kind in ("intent", "refused") and not (isinstance(event.get("token"), str)):
+        return f"the {kind} event needs a token (text); received token={event.get('token')!r:.40}"
+    if kind in ("intent", "submit"):
+        indices = event.get("indices")
+        if not isinstance(indices, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices
+        ):
+            return (
+                f"the {kind} event needs indices, a list of trial numbers; received "
+                f"indices={indices!r:.40}"
+            )
+    if kind == "submit" and not job_id_ok(event.get("job_id")):
+        received = f"{event.get('job_id')!r:.40}"
+        return f"the submit event needs a job_id of digits; received job_id={received}"
+    if kind == "cancel":
+        job_ids = event.get("job_ids")
+        if not isinstance(job_ids, list) or not all(job_id_ok(j) for j in job_ids):
+            return (
+                f"the cancel event needs job_ids, a list of job ids; received "
+                f"job_ids={job_ids!r:.40}"
+            )
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # The journal is read several times per command: one warning per damaged line.
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"appsleuth: warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:
@@ -433,6 +490,10 @@ def slurm_available() -> bool:
     return done.returncode == 0
 
 
+class _NotStartedError(AppSleuthError):
+    """A SLURM command could not even be started (not on PATH, not executable)."""
+
+
 def _run(
     cmd: list[str], what: str, *, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -442,12 +503,26 @@ def _run(
             cmd, capture_output=True, text=True, timeout=120, check=False, env=full_env
         )
     except FileNotFoundError as exc:
-        raise AppSleuthError(
+        raise _NotStartedError(
             f"{cmd[0]} is not on PATH: {what} needs SLURM; run on a SLURM login node, or "
             f"use executor: local"
         ) from exc
+    except OSError as exc:
+        raise _NotStartedError(f"{cmd[0]} could not be started ({what}): {exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise AppSleuthError(f"{cmd[0]} did not answer within 120 s ({what})") from exc
+
+
+def _max_array_size() -> int | None:
+    """The cluster's MaxArraySize (``scontrol show config``); None when it cannot be read."""
+    try:
+        done = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # sbatch still says no, if the limit is exceeded
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", done.stdout, re.M)
+    return int(match.group(1)) if done.returncode == 0 and match else None
 
 
 def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
@@ -583,7 +658,7 @@ class SlurmTrialState:
         name: Run directory name.
         params: The varied hyperparameters.
         status: ``complete``, ``running``, ``pending`` (queued in SLURM), ``failed``,
-            ``cancelled`` or ``unsubmitted``.
+            ``cancelled``, ``unsubmitted`` or ``unknown`` (squeue could not be asked).
         job_id: The array task that last took it (``123_4``), if any.
         log: That task's SLURM output file, if any.
         error: Why it failed.
@@ -681,6 +756,7 @@ def slurm_states(
     *,
     squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
     find_submissions: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[SlurmTrialState]:
     """The state of every trial of a sweep directory, from its runs, journal and squeue.
 
@@ -692,18 +768,54 @@ def slurm_states(
         squeue: Queries the queue for job ids. Defaults to the real ``squeue``.
         find_submissions: Finds jobs by intent token. Defaults to
             :func:`query_submissions`.
+        on_error: When given, a squeue that cannot be asked (not on PATH, failing) is
+            reported to it, and the states come from the run directories and the
+            journal, with ``unknown`` for trials only squeue could place. Defaults to
+            None (raise).
+
+    Raises:
+        AppSleuthError: squeue cannot be asked and ``on_error`` is None.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     plan = read_plan(sweep_dir)
-    events, _ = _journal_with_recovered(sweep_dir, find_submissions)
+    unreachable: str | None = None
+    try:
+        events, _ = _journal_with_recovered(sweep_dir, find_submissions)
+    except AppSleuthError as exc:
+        if on_error is None:
+            raise
+        events, unreachable = read_journal(sweep_dir), str(exc)
     job_ids = list(dict.fromkeys(str(e["job_id"]) for e in events if e["event"] == "submit"))
     trials = []
     for t in plan:
         run_dir = sweep_dir / t.name
         trials.append((t.index, t.name, t.params, run_status(run_dir), read_metadata(run_dir)))
     unfinished = any(state != "complete" for *_, state, _ in trials)
-    queue = (squeue or query_squeue)(job_ids) if job_ids and unfinished else {}
-    return classify_trials(sweep_dir, trials, events, queue)
+    queue: Mapping[str, Mapping[int, str]] = {}
+    if job_ids and unfinished and unreachable is None:
+        try:
+            queue = (squeue or query_squeue)(job_ids)
+        except AppSleuthError as exc:
+            if on_error is None:
+                raise
+            unreachable = str(exc)
+    states = classify_trials(sweep_dir, trials, events, queue)
+    if unreachable is None:
+        return states
+    assert on_error is not None
+    on_error(
+        f"{unreachable}; showing what the run directories record (a trial whose job squeue "
+        f"would know about shows as unknown)"
+    )
+    # Without squeue, a trial SLURM took but that has no finished run directory may still
+    # be queued or running: unknown, rather than failed or free to submit again.
+    asked = {int(i) for e in events if e["event"] in ("submit", "intent") for i in e["indices"]}
+    return [
+        dataclasses.replace(s, status="unknown", error=f"squeue could not be asked: {unreachable}")
+        if s.index in asked and not s.ran and s.status not in ("complete", "cancelled")
+        else s
+        for s in states
+    ]
 
 
 # --- submit, cancel, wait ------------------------------------------------------------------
@@ -762,9 +874,54 @@ def submit_slurm(
             f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
             f"(device 'cpu'); drop one of the two"
         )
+    if "\\" in str(sweep_dir):
+        # In an sbatch file name a backslash turns off the %A/%a replacements, and
+        # slurmd then fails every task at launch without writing a log.
+        raise SpecError(
+            f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
+            f"take in the job's output file name (--output); choose an --out without '\\'"
+        )
     plan = read_plan(sweep_dir)
-    if not dry_run:
+    if dry_run:
+        return _submit(sweep_dir, plan, options, retry_failed, True, python, device)
+    # Two submitters that both read the states before either journals its job would
+    # both submit every trial: states, intent, sbatch and job id happen under one lock.
+    with _submit_lock(sweep_dir):
         _persist_recovered(sweep_dir)
+        return _submit(sweep_dir, plan, options, retry_failed, False, python, device)
+
+
+@contextlib.contextmanager
+def _submit_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep's exclusive submit lock (``slurm/submit.lock``, ``flock``).
+
+    ``flock`` locks go away with their process, also after ``kill -9``. A file system
+    without ``flock`` (NFS mounted nolock) has no lock to offer: then there is none.
+    """
+    path = sweep_dir / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _submit(
+    sweep_dir: Path,
+    plan: Sequence[Any],
+    options: SlurmOptions,
+    retry_failed: bool,
+    dry_run: bool,
+    python: str | None,
+    device: str,
+) -> SlurmSubmission:
     states = slurm_states(sweep_dir)  # read-only, so a dry run shows the real plan too
     todo = tuple(
         s.index
@@ -797,10 +954,23 @@ def submit_slurm(
     }
     if dry_run or not todo:
         return SlurmSubmission(job_id=None, **result)
+    limit = _max_array_size()
+    if limit is not None and max(todo) >= limit:
+        raise AppSleuthError(
+            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
+            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
+            f"array task i runs trial i; split the search into sweeps of at most {limit} "
+            f"trials, or use executor: local"
+        )
     _append_event(
         sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
     )
-    done = _run(cmd, "submitting a sweep")
+    try:
+        done = _run(cmd, "submitting a sweep")
+    except _NotStartedError:
+        # Nothing reached SLURM: no job to look for by this token later.
+        _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
+        raise
     if done.returncode != 0:
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         raise AppSleuthError(
@@ -832,6 +1002,11 @@ def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:
         The job ids cancelled (none when nothing was active).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
+    with _submit_lock(sweep_dir):
+        return _cancel(sweep_dir)
+
+
+def _cancel(sweep_dir: Path) -> list[str]:
     _persist_recovered(sweep_dir)
     active = [s for s in slurm_states(sweep_dir) if s.status in ACTIVE and s.job_id]
     job_ids = list(dict.fromkeys(s.job_id.split("_")[0] for s in active if s.job_id))
@@ -858,6 +1033,7 @@ def wait_slurm(
     poll_s: float = 5.0,
     progress: bool | None = None,
     timeout_s: float | None = None,
+    tries: int = 3,
 ) -> list[SlurmTrialState]:
     """Follow the sweep's jobs until no trial is pending or running.
 
@@ -866,14 +1042,20 @@ def wait_slurm(
         poll_s: Seconds between two ``squeue`` calls. Defaults to 5.
         progress: Show a progress bar. Defaults to True on a terminal.
         timeout_s: Stop waiting after this long. Defaults to None (no limit).
+        tries: squeue calls in a row that may fail before the wait gives up. Defaults
+            to 3.
 
     Returns:
         The last trial states (jobs keep running in SLURM if the wait stops early).
+
+    Raises:
+        AppSleuthError: squeue failed ``tries`` times in a row; the message says that
+            the jobs go on and how to follow them.
     """
     if progress is None:
         progress = sys.stderr.isatty()
     start = time.time()
-    states = slurm_states(sweep_dir)
+    states = _states_retrying(sweep_dir, poll_s, tries)
     bar: Any = None
     task: Any = None
     if progress:
@@ -913,7 +1095,28 @@ def wait_slurm(
             if timeout_s is not None and time.time() - start > timeout_s:
                 return states
             time.sleep(poll_s)
-            states = slurm_states(sweep_dir)
+            states = _states_retrying(sweep_dir, poll_s, tries)
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _states_retrying(
+    sweep_dir: str | os.PathLike[str], poll_s: float, tries: int
+) -> list[SlurmTrialState]:
+    """:func:`slurm_states`, asking squeue up to ``tries`` times (it times out now and then)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return slurm_states(sweep_dir)
+        except (DataError, SpecError):
+            raise  # the sweep directory itself: asking again would not help
+        except AppSleuthError as exc:
+            if attempt == tries:
+                where = shlex.quote(str(sweep_dir))
+                raise AppSleuthError(
+                    f"{exc}; stopped waiting after {attempt} failed attempt(s): the jobs go on "
+                    f"in SLURM ('appsleuth sweep status {where}' follows them, "
+                    f"'appsleuth sweep cancel {where}' stops them)"
+                ) from exc
+            time.sleep(poll_s)
+    raise AssertionError("unreachable")
