@@ -718,6 +718,34 @@ def test_nothing_to_submit_names_the_failed_trials_not_retried(
     assert "every trial is complete or queued" not in err
 
 
+def test_a_complete_run_of_another_spec_is_not_counted_as_its_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sweep re-planned with another activation (not in the run directory name) over
+    # the complete runs of the old plan.
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="re").to_dict()))
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert main([*argv, "--dry-run"]) == 0
+    sweep_dir = out / "re"
+    first, second = read_plan(sweep_dir)
+    old = json.loads(json.dumps(first.spec.to_dict()))
+    old["model"]["activation"] = "tanh"
+    write_fake_run(sweep_dir / first.name, extra={"spec": old})
+    write_fake_run(sweep_dir / second.name, extra={"spec": second.spec.to_dict()})
+    states = slurm_states(sweep_dir)
+    assert [s.status for s in states] == ["failed", "complete"]
+    assert re.search(
+        r"holds a complete run of another spec \(differs in model\.activation\), not of "
+        r"trial 0 of this sweep; move that run directory away",
+        states[0].error or "",
+    )
+    capsys.readouterr()
+    assert _exit_code(argv) == 1  # nothing submitted, and said why
+    assert "differs in model.activation" in capsys.readouterr().err
+
+
 # --- real SLURM ---------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
+from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
     "JOURNAL",
@@ -789,7 +790,14 @@ def slurm_states(
     trials = []
     for t in plan:
         run_dir = sweep_dir / t.name
-        trials.append((t.index, t.name, t.params, run_status(run_dir), read_metadata(run_dir)))
+        state, meta = run_status(run_dir), read_metadata(run_dir)
+        if state == "complete" and meta and "spec" in meta:
+            # A complete run of another spec (re-planned sweep) is not this trial. Its
+            # data is compared when a worker prepares the data, not here on the login node.
+            error = not_this_trial(sweep_dir, t, None)
+            if error:
+                state, meta = "failed", {**meta, "error": f"RunExistsError: {error}"}
+        trials.append((t.index, t.name, t.params, state, meta))
     unfinished = any(state != "complete" for *_, state, _ in trials)
     queue: Mapping[str, Mapping[int, str]] = {}
     if job_ids and unfinished and unreachable is None:

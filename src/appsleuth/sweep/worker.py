@@ -32,7 +32,7 @@ from appsleuth.spec import RunSpec
 from appsleuth.sweep.space import Trial
 from appsleuth.sweep.store import read_plan
 
-__all__ = ["RUNNING_ELSEWHERE", "TrialOutcome", "check_complete", "run_trial"]
+__all__ = ["RUNNING_ELSEWHERE", "TrialOutcome", "check_complete", "not_this_trial", "run_trial"]
 
 # The outcome of a trial another process is training right now (another sweep run on
 # the same directory, or a duplicated SLURM task): not a failure, that process finishes it.
@@ -181,18 +181,13 @@ def check_complete(
     start = time.time() if started is None else started
     run_dir = Path(sweep_dir) / trial.name
     try:
-        fingerprint = _fingerprint(_cached_data(trial.spec))
+        fingerprint: str | None = _fingerprint(_cached_data(trial.spec))
     except Exception:
         # The data cannot be loaded here (a finished sweep copied without it): the run is
-        # then judged by its recorded spec alone, against its own recorded data.
-        fingerprint = (read_metadata(run_dir) or {}).get("data_fingerprint") or ""
-    conflict = _conflict_with(run_dir, trial.spec, fingerprint)
-    if conflict:
-        error = (
-            f"run directory {run_dir} holds a complete run of {conflict}, not of trial "
-            f"{trial.index} of this sweep; move that run directory away to train the "
-            f"trial, or plan this sweep in another --out"
-        )
+        # then judged by its recorded spec alone.
+        fingerprint = None
+    error = not_this_trial(sweep_dir, trial, fingerprint)
+    if error:
         return TrialOutcome(
             index=trial.index,
             name=trial.name,
@@ -201,6 +196,33 @@ def check_complete(
             error=f"RunExistsError: {error}",
         )
     return _skipped(trial.index, trial, run_dir, start)
+
+
+def not_this_trial(
+    sweep_dir: str | os.PathLike[str], trial: Trial, fingerprint: str | None
+) -> str | None:
+    """Why the complete run in the trial's directory is not the trial, or None if it is.
+
+    Args:
+        sweep_dir: The sweep directory.
+        trial: The trial.
+        fingerprint: The data fingerprint of the trial's data prepared now; None
+            compares the recorded spec only.
+
+    Returns:
+        The error text (what differs, and how to proceed), or None.
+    """
+    run_dir = Path(sweep_dir) / trial.name
+    if fingerprint is None:
+        fingerprint = (read_metadata(run_dir) or {}).get("data_fingerprint")
+    conflict = _conflict_with(run_dir, trial.spec, fingerprint)  # type: ignore[arg-type]
+    if not conflict:
+        return None
+    return (
+        f"run directory {run_dir} holds a complete run of {conflict}, not of trial "
+        f"{trial.index} of this sweep; move that run directory away to train the trial, "
+        f"or plan this sweep in another --out"
+    )
 
 
 def _skipped(index: int, trial: Trial, run_dir: Path, started: float) -> TrialOutcome:
