@@ -3,10 +3,13 @@ the state mapping, and real submissions to a running SLURM (integration)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,23 +19,27 @@ import yaml
 from appsleuth.cli import cli, main
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.run import run_status
-from appsleuth.sweep import SweepSpec, prepare_sweep_dir, trial_states
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, trial_states
 from appsleuth.sweep import slurm as slurm_module
 from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
     JOURNAL,
     SlurmOptions,
     _append_event,
+    cancel_slurm,
     classify_trials,
     compress_indices,
     parse_comments,
     parse_squeue,
+    query_squeue,
+    query_submissions,
     read_journal,
     recover_submissions,
     render_script,
     slurm_available,
     slurm_states,
     submit_slurm,
+    wait_slurm,
 )
 from tests.conftest import require_component
 from tests.test_analysis import write_fake_run
@@ -398,6 +405,345 @@ def test_a_refused_submission_is_not_looked_for_again(
 
     states = slurm_states(sweep_dir, find_submissions=never)
     assert [s.status for s in states] == ["unsubmitted", "unsubmitted"]
+
+
+# --- squeue as SLURM 22.05 answers ------------------------------------------------------
+
+# A stand-in for squeue that answers from a table of jobs as SLURM 22.05 does: a started
+# array task has a job id of its own (%A) besides its array's (%F); --array expands a
+# stepped pending range without its last task; a range text is cut at SLURM_BITSTR_LEN
+# (64) characters without --array.
+_FAKE_SQUEUE = """\
+import json, os, sys
+rows = json.load(open(os.environ["FAKE_SQUEUE_ROWS"]))
+fmt = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--format="))
+jobs = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--jobs=")), None)
+limit = int(os.environ.get("SLURM_BITSTR_LEN", "64"))
+for r in rows:
+    if jobs is not None and r["F"] not in jobs:
+        continue
+    if "--array" in sys.argv and r["tasks"].startswith("["):
+        tasks = [str(i) for i in r["expanded"]]
+    else:
+        tasks = [r["tasks"][:limit] if limit else r["tasks"]]
+    for t in tasks:
+        line = fmt.replace("%A", r["A"]).replace("%F", r["F"]).replace("%i", r["F"] + "_" + t)
+        print(line.replace("%T", r["T"]).replace("%k", r["k"]))
+"""
+
+
+@pytest.fixture
+def fake_squeue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    script = bin_dir / "squeue"
+    script.write_text(f"#!{sys.executable}\n{_FAKE_SQUEUE}")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_BITSTR_LEN", raising=False)
+
+    def set_rows(rows: list[dict]) -> None:
+        (tmp_path / "rows.json").write_text(json.dumps(rows))
+        monkeypatch.setenv("FAKE_SQUEUE_ROWS", str(tmp_path / "rows.json"))
+
+    return set_rows
+
+
+def test_a_found_job_is_recorded_under_its_array_id_not_a_tasks_own(
+    tmp_path: Path, fake_squeue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = _orphaned_sweep(tmp_path)
+    comment = f"{COMMENT_PREFIX}tok"
+    # Array 292: task 1 still pending (id 292), task 0 started as job 293.
+    fake_squeue(
+        [
+            {"A": "292", "F": "292", "tasks": "1", "T": "PENDING", "k": comment},
+            {"A": "293", "F": "292", "tasks": "0", "T": "RUNNING", "k": comment},
+        ]
+    )
+    assert query_submissions(["tok"]) == {"tok": "292"}
+    states = slurm_states(sweep_dir)
+    assert [(s.status, s.job_id) for s in states] == [
+        ("running", "292_0"),
+        ("pending", "292_1"),
+        ("unsubmitted", None),
+    ]
+    assert submit_slurm(sweep_dir, SlurmOptions(), dry_run=True).indices == (2,)
+    cancelled = []
+
+    def fake_run(cmd, what, **kwargs):
+        if cmd[0] == "scancel":
+            cancelled.append(cmd)
+            return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+        return real_run(cmd, what, **kwargs)
+
+    real_run = slurm_module._run
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    assert cancel_slurm(sweep_dir) == ["292"] and cancelled == [["scancel", "292"]]
+    recovered = [e for e in read_journal(sweep_dir) if e.get("recovered")]
+    assert [e["job_id"] for e in recovered] == ["292"]
+
+
+def test_stepped_and_long_pending_ranges_count_every_task(fake_squeue) -> None:
+    long_range = ",".join(str(i) for i in range(100, 160, 2))  # far over 64 characters
+    fake_squeue(
+        [
+            {"A": "250", "F": "249", "tasks": "1", "T": "RUNNING", "k": ""},
+            {
+                "A": "249",
+                "F": "249",
+                "tasks": "[3-13:2%1]",
+                "T": "PENDING",
+                "k": "",
+                "expanded": [3, 5, 7, 9, 11],  # 22.05's --array loses 13
+            },
+            {
+                "A": "260",
+                "F": "260",
+                "tasks": f"[{long_range}]",
+                "T": "PENDING",
+                "k": "",
+                "expanded": list(range(100, 160, 2)),
+            },
+        ]
+    )
+    queue = query_squeue(["249", "260"])
+    assert queue["249"] == {1: "RUNNING", 3: "PENDING", 5: "PENDING", 7: "PENDING",
+                            9: "PENDING", 11: "PENDING", 13: "PENDING"}  # fmt: skip
+    assert sorted(queue["260"]) == list(range(100, 160, 2))
+
+
+# --- concurrent submitters, a missing SLURM ----------------------------------------------
+
+
+def test_two_concurrent_submitters_submit_each_trial_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: {})
+    monkeypatch.setattr(
+        slurm_module, "query_squeue", lambda ids: {j: {0: "PENDING", 1: "PENDING"} for j in ids}
+    )
+    # Set once the second submitter waits for the lock, or (with no lock) calls sbatch.
+    second_started = threading.Event()
+    real_lock = getattr(slurm_module, "_submit_lock", None)
+
+    @contextlib.contextmanager
+    def lock(where):
+        if threading.current_thread() is not threading.main_thread():
+            second_started.set()
+        with real_lock(where):
+            yield
+
+    monkeypatch.setattr(slurm_module, "_submit_lock", lock, raising=False)
+    sbatch_calls: list[str] = []
+    second: dict = {}
+
+    def fake_run(cmd, what, **kwargs):
+        sbatch_calls.append(threading.current_thread().name)
+        if threading.current_thread() is threading.main_thread():
+            # The first submitter is inside sbatch: the second one starts now.
+            thread = threading.Thread(
+                target=lambda: second.update(sub=submit_slurm(sweep_dir, SlurmOptions())),
+                name="second",
+            )
+            second["thread"] = thread
+            thread.start()
+            assert second_started.wait(120)
+            return subprocess.CompletedProcess(cmd, 0, stdout="500\n", stderr="")
+        second_started.set()
+        return subprocess.CompletedProcess(cmd, 0, stdout="501\n", stderr="")
+
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    first = submit_slurm(sweep_dir, SlurmOptions())
+    second["thread"].join()
+    assert sbatch_calls == ["MainThread"]
+    assert first.job_id == "500" and second["sub"].job_id is None
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "submit"]
+
+
+def test_sbatch_missing_leaves_no_intent_to_look_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(AppSleuthError, match=r"sbatch is not on PATH: submitting a sweep needs"):
+        submit_slurm(sweep_dir, SlurmOptions())
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "refused"]
+    assert [s.status for s in slurm_states(sweep_dir)] == ["unsubmitted", "unsubmitted"]
+
+
+def test_status_without_squeue_shows_the_run_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sweep copied off the cluster, its journal holding a submission not yet resolved.
+    sweep_dir = _orphaned_sweep(tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "9", "indices": [2]})
+    write_fake_run(sweep_dir / read_plan(sweep_dir)[0].name)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(AppSleuthError, match=r"squeue is not on PATH"):
+        slurm_states(sweep_dir)
+    warnings: list[str] = []
+    states = slurm_states(sweep_dir, on_error=warnings.append)
+    assert [s.status for s in states] == ["complete", "unknown", "unknown"]
+    assert "squeue could not be asked: squeue is not on PATH" in (states[1].error or "")
+    assert len(warnings) == 1 and "showing what the run directories record" in warnings[0]
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "1 complete, 2 unknown" in out
+    assert "appsleuth: warning: squeue is not on PATH" in err
+    assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["complete", "unknown", "unknown"]
+
+
+# --- a damaged journal, paths, the array size limit, --wait ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fault"),
+    [
+        ('{"event": "submit", "indices": [1]}', r"the submit event needs a job_id of digits; "
+         r"received job_id=None"),
+        ('{"event": "submit", "job_id": "5", "indices": ["x"]}', r"the submit event needs "
+         r"indices, a list of trial numbers; received indices=\['x'\]"),
+        ('{"event": "cancel", "job_ids": "7"}', r"the cancel event needs job_ids, a list of "
+         r"job ids; received job_ids='7'"),
+        ('{"event": "intent", "indices": [1]}', r"the intent event needs a token \(text\); "
+         r"received token=None"),
+    ],
+)  # fmt: skip
+def test_a_damaged_journal_event_is_skipped_with_a_warning(
+    tmp_path: Path, line: str, fault: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "7", "indices": [0]})
+    with open(sweep_dir / JOURNAL, "a") as fh:
+        fh.write(line + "\n")
+    capsys.readouterr()
+    states = slurm_states(sweep_dir, squeue=lambda ids: {"7": {0: "RUNNING"}})
+    assert [s.status for s in states] == ["running", "unsubmitted"]
+    err = capsys.readouterr().err
+    assert re.search(
+        re.escape(f"appsleuth: warning: {sweep_dir / JOURNAL} line 2 is damaged (")
+        + fault
+        + re.escape("); that event is skipped"),
+        err,
+    )
+
+
+def test_a_sweep_directory_with_a_backslash_is_refused_for_slurm(tmp_path: Path) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / "back\\slash")
+    message = re.escape(f"the sweep directory {sweep_dir} contains a backslash") + ".*--out"
+    with pytest.raises(SpecError, match=message):
+        submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
+    assert not (sweep_dir / JOURNAL).exists()
+
+
+def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> None:
+    bin_dir = tmp_path / "fakecmds"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_sweep_larger_than_max_array_size_is_refused_before_sbatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3, 0.4]}), tmp_path)
+    _fake_commands(
+        tmp_path,
+        monkeypatch,
+        scontrol='printf "MaxJobCount             = 10000\\nMaxArraySize            = 3\\n"',
+        sbatch='echo "sbatch: error: Batch job submission failed: Invalid job array '
+        'specification" >&2; exit 1',
+    )
+    with pytest.raises(
+        AppSleuthError,
+        match=r"this sweep has 4 trials, but this cluster's job arrays take indices 0\.\.2 "
+        r"only \(MaxArraySize=3 in 'scontrol show config'\)",
+    ):
+        submit_slurm(sweep_dir, SlurmOptions())
+    assert read_journal(sweep_dir) == []
+
+
+def test_wait_asks_squeue_again_and_says_the_jobs_go_on_when_it_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "30", "indices": [0, 1]})
+    timeout = AppSleuthError("squeue failed (exit 1): Socket timed out on send/recv operation")
+    answers: list = [{"30": {0: "RUNNING", 1: "PENDING"}}, timeout, {"30": {0: "CANCELLED"}}]
+
+    def flaky(ids):
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(slurm_module, "query_squeue", flaky)
+    states = wait_slurm(sweep_dir, poll_s=0, progress=False)
+    assert [s.status for s in states] == ["cancelled", "failed"]
+    answers[:] = [{"30": {0: "RUNNING"}}, timeout]
+    with pytest.raises(
+        AppSleuthError,
+        match=r"Socket timed out on send/recv operation; stopped waiting after 3 failed "
+        r"attempt\(s\): the jobs go on in SLURM \('appsleuth sweep status ",
+    ):
+        wait_slurm(sweep_dir, poll_s=0, progress=False)
+
+
+def test_nothing_to_submit_names_the_failed_trials_not_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="half").to_dict()))
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out), "--dry-run"]
+    assert main(argv) == 0
+    first, second = trial_states(out / "half")
+    write_fake_run(out / "half" / first.name)
+    write_fake_run(out / "half" / second.name, status="failed", error="RuntimeError: diverged")
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "nothing to submit: 1 failed trial(s) not resubmitted (add --retry-failed" in err
+    assert "every trial is complete or queued" not in err
+
+
+def test_a_complete_run_of_another_spec_is_not_counted_as_its_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A sweep re-planned with another activation (not in the run directory name) over
+    # the complete runs of the old plan.
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="re").to_dict()))
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert main([*argv, "--dry-run"]) == 0
+    sweep_dir = out / "re"
+    first, second = read_plan(sweep_dir)
+    old = json.loads(json.dumps(first.spec.to_dict()))
+    old["model"]["activation"] = "tanh"
+    write_fake_run(sweep_dir / first.name, extra={"spec": old})
+    write_fake_run(sweep_dir / second.name, extra={"spec": second.spec.to_dict()})
+    states = slurm_states(sweep_dir)
+    assert [s.status for s in states] == ["failed", "complete"]
+    assert re.search(
+        r"holds a complete run of another spec \(differs in model\.activation\), not of "
+        r"trial 0 of this sweep; move that run directory away",
+        states[0].error or "",
+    )
+    capsys.readouterr()
+    assert _exit_code(argv) == 1  # nothing submitted, and said why
+    assert "differs in model.activation" in capsys.readouterr().err
 
 
 # --- real SLURM ---------------------------------------------------------------------------

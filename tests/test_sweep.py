@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -495,3 +496,68 @@ def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
     finished = json.loads((done_elsewhere / name / "model_metadata.json").read_text())
     kept = json.loads((sweep_dir / name / "model_metadata.json").read_text())
     assert kept == finished  # The other run's result, not a retrained one.
+
+
+# --- a complete run is this trial's only with this spec and data ----------------------------
+
+
+def test_a_complete_run_of_another_spec_is_not_adopted_after_replanning(tmp_path: Path) -> None:
+    # The recovery a damaged manifest's error suggests: move it away, plan again. The
+    # run directory name does not show the activation, so the old run has the new name.
+    spec = _spec(grid={"learning_rate": [0.003]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    assert run_trial(sweep_dir, 0).status == "complete"
+    (sweep_dir / "manifest.json").rename(tmp_path / "old-manifest.json")
+    other = _spec(
+        grid={"learning_rate": [0.003]},
+        base={**BASE, "model": {**BASE["model"], "activation": "tanh"}},
+    )
+    assert prepare_sweep_dir(other, tmp_path) == sweep_dir
+    before = (sweep_dir / other.plan()[0].name / "model_metadata.json").read_text()
+    message = r"holds a complete run of another spec \(differs in model\.activation\).*move"
+    outcome = run_trial(sweep_dir, 0)
+    assert outcome.status == "failed"
+    assert re.search(message, outcome.error or "")
+    summary = run_local(sweep_dir, workers=1)
+    assert [o.status for o in summary.outcomes] == ["failed"] and summary.failed == 1
+    assert re.search(message, summary.outcomes[0].error or "")
+    assert (sweep_dir / other.plan()[0].name / "model_metadata.json").read_text() == before
+
+
+def test_a_complete_run_of_replaced_data_is_not_adopted(tmp_path: Path) -> None:
+    from appsleuth.data.synth import generate_sherlock
+    from appsleuth.data.tables import write_table
+
+    data = tmp_path / "d.csv"
+    write_table(generate_sherlock(400, apps=["Facebook", "WhatsApp"], seed=1), data)
+    spec = _spec(data={"path": str(data)}, grid={"learning_rate": [0.003, 0.004]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path / "out")
+    assert [run_trial(sweep_dir, i).status for i in (0, 1)] == ["complete", "complete"]
+    (sweep_dir / spec.plan()[1].name / "model_metadata.json").unlink()  # killed mid-trial
+    write_table(generate_sherlock(300, apps=["Facebook", "WhatsApp"], seed=5), data, force=True)
+    from appsleuth.sweep import worker
+
+    worker._DATA_CACHE.clear()  # a new process: the file is read again
+    outcome = run_trial(sweep_dir, 0)
+    assert outcome.status == "failed"
+    assert "holds a complete run of other data (data fingerprint" in (outcome.error or "")
+
+
+def test_a_trial_another_process_is_training_is_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appsleuth.run import RunInUseError
+    from appsleuth.sweep import worker
+
+    spec = _spec(grid={"learning_rate": [0.003]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+
+    def busy(*args, **kwargs):
+        raise RunInUseError("run directory x is being trained by another process right now")
+
+    monkeypatch.setattr(worker, "train", busy)
+    outcome = run_trial(sweep_dir, 0)
+    assert outcome.status == "running-elsewhere"
+    assert "another process" in (outcome.error or "")
+    assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 0
+    assert "running-elsewhere" in capsys.readouterr().out

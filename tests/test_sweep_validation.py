@@ -606,3 +606,29 @@ def test_a_relative_data_path_is_the_file_it_named_when_planned(
         prepare_sweep_dir(spec, tmp_path / "out")
     (first / "small.csv").rename(first / "moved.csv")  # the project moved: the path is all
     assert prepare_sweep_dir(spec, tmp_path / "out") == sweep_dir  # there is to go by
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: {**t, "params": {"hidden_neurons": 77}},
+            r"trial 0: params say hidden_neurons=77 but its spec has model\.hidden=\[2\]",
+        ),
+        (
+            lambda t: {**t, "name": "model_1H9N_lr0.003_bs64_e2"},
+            r"trial 0: name 'model_1H9N_lr0.003_bs64_e2' is not its spec's run name",
+        ),
+    ],
+)
+def test_a_manifest_whose_names_or_params_disagree_with_the_specs(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["trials"][0] = edit(manifest["trials"][0])
+    path.write_text(json.dumps(manifest))
+    for read in (read_plan, trial_states, collect_results):
+        with pytest.raises(DataError, match=message):
+            read(sweep_dir)

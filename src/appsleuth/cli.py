@@ -802,6 +802,7 @@ def sweep_run(
     from appsleuth.sweep.local import run_local
     from appsleuth.sweep.space import load_sweep_spec
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+    from appsleuth.sweep.worker import RUNNING_ELSEWHERE
 
     spec = load_sweep_spec(spec_file)
     kind = executor or spec.executor.kind
@@ -843,11 +844,21 @@ def sweep_run(
     )
     collect_results(sweep_dir)
     _print_sweep_table(sweep_dir)
+    elsewhere = summary.count(RUNNING_ELSEWHERE)
     click.echo(
         f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
-        f"already complete, {summary.failed} failed, in {summary.wall_s:.1f} s with "
-        f"{summary.workers} worker(s) x {summary.threads_per_trial} thread(s) -> {sweep_dir}"
+        f"already complete, {summary.failed} failed, "
+        + (f"{elsewhere} being trained by another process, " if elsewhere else "")
+        + f"in {summary.wall_s:.1f} s with {summary.workers} worker(s) x "
+        f"{summary.threads_per_trial} thread(s) -> {sweep_dir}"
     )
+    if elsewhere:
+        click.echo(
+            f"{elsewhere} trial(s) were being trained by another process (another sweep run "
+            f"on this directory); 'appsleuth sweep status {_shell_quote(str(sweep_dir))}' shows "
+            f"when they finish",
+            err=True,
+        )
     if summary.interrupted:
         click.echo(
             "interrupted: run the same command again to finish the remaining trials", err=True
@@ -881,14 +892,18 @@ def _sweep_run_slurm(
     sub = submit_slurm(
         sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run, device=device
     )
+    held_back = sum(1 for s in sub.states if s.status == "failed" and s.index not in sub.indices)
+    if held_back:
+        nothing = (
+            f"nothing to submit: {held_back} failed trial(s) not resubmitted (add "
+            f"--retry-failed to redo them); the others are complete or queued"
+        )
+    else:
+        nothing = "nothing to submit (every trial is complete or queued)"
     if dry_run:
         click.echo(sub.script_text, nl=False)
         if not sub.indices:
-            click.echo(
-                f"dry run: wrote {sub.script}; nothing to submit (every trial is complete "
-                f"or queued)",
-                err=True,
-            )
+            click.echo(f"dry run: wrote {sub.script}; {nothing}", err=True)
             return
         click.echo(
             f"dry run: wrote {sub.script}; would submit trials {list(sub.indices)} with: "
@@ -902,7 +917,7 @@ def _sweep_run_slurm(
             f"{sub.job_id} ({sub.script})"
         )
     else:
-        click.echo(f"sweep {spec.name}: nothing to submit (every trial is complete or queued)")
+        click.echo(f"sweep {spec.name}: {nothing}")
     if wait:
         try:
             wait_slurm(sweep_dir, poll_s=poll_seconds)
@@ -933,7 +948,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
 
     from appsleuth.sweep.slurm import count_states, slurm_states
 
-    states = slurm_states(sweep_dir)
+    states = slurm_states(sweep_dir, on_error=_warn)
     table = Table(title=f"trials of {sweep_dir}", title_justify="left")
     for col in ("#", "run", "state", "job", "val_accuracy", "val_loss", "time"):
         table.add_column(
@@ -946,6 +961,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
         "running": "yellow",
         "pending": "cyan",
         "unsubmitted": "dim",
+        "unknown": "yellow",
     }
     for st in states:
         acc, loss = st.last("val_accuracy"), st.last("val_loss")
@@ -966,6 +982,10 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             log = f" (SLURM output: {st.log})" if st.log else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
     return states
+
+
+def _warn(message: str) -> None:
+    click.echo(f"appsleuth: warning: {message}", err=True)
 
 
 def _print_sweep_table(sweep_dir: Path) -> None:
@@ -1024,7 +1044,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "job_id": s.job_id,
                 "log": str(s.log) if s.log else None,
             }
-            for s in slurm_states(sweep_dir)
+            for s in slurm_states(sweep_dir, on_error=_warn)
         ]
         click.echo(json.dumps(rows, indent=2))
         return

@@ -26,7 +26,7 @@ from typing import Any
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import apply_device, apply_thread_limits, available_cores, check_device
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
-from appsleuth.sweep.worker import TrialOutcome, run_trial
+from appsleuth.sweep.worker import TrialOutcome, check_complete, run_trial
 
 __all__ = ["LocalSummary", "plan_workers", "run_local"]
 
@@ -201,16 +201,17 @@ def run_local(
         for t in plan
         if states[t.index] != "complete" and (retry_failed or states[t.index] != "failed")
     ]
+    # A complete run is only kept when it holds this trial's spec and data.
     already = [
-        TrialOutcome(
-            index=t.index,
-            name=t.name,
-            status="skipped" if states[t.index] == "complete" else "failed-before",
-            seconds=0.0,
-        )
+        check_complete(sweep_dir, t)
+        if states[t.index] == "complete"
+        else TrialOutcome(index=t.index, name=t.name, status="failed-before", seconds=0.0)
         for t in plan
         if t.index not in todo
     ]
+    for o in already:
+        if o.status == "failed":  # a complete run of another spec or data: no bar line says so
+            print(f"{o.name}: failed ({o.error})", file=sys.stderr, flush=True)
     # A missing data file fails every trial: say so once, before any worker starts.
     check_data_files(plan[i] for i in todo)
     n_workers = plan_workers(workers, threads_per_trial, len(todo))
@@ -282,7 +283,7 @@ def run_local(
             raise AppSleuthError(
                 "the sweep's worker processes died before finishing any trial. Workers "
                 "are started with 'spawn', which imports the calling script again: in a "
-                "script, call run_local under `if __name__ == \"__main__\":`. Otherwise a "
+                'script, call run_local under `if __name__ == "__main__":`. Otherwise a '
                 "worker ran out of memory or was killed; its error is printed above"
             )
     else:

@@ -5,6 +5,7 @@ Inside the sweep directory::
     slurm/job.sbatch          the readable job-array script (no hyperparameter in it)
     slurm/submissions.jsonl   append-only journal: every sbatch (intent, then job id)
                               and scancel
+    slurm/submit.lock         flock'ed while one process submits or cancels
     slurm/logs/%A_%a.out      one output file per array task
 
 A trial's state comes from its run directory first (complete or failed with metadata),
@@ -23,8 +24,11 @@ lists, never a shell.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import re
@@ -34,15 +38,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
+from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
     "JOURNAL",
@@ -74,6 +79,8 @@ COMMENT_PREFIX = "appsleuth-submission:"
 SCRIPT = "slurm/job.sbatch"
 JOURNAL = "slurm/submissions.jsonl"
 LOGS = "slurm/logs"
+# Held (flock) by whoever reads the states, submits and journals the job id.
+LOCK = "slurm/submit.lock"
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
@@ -370,7 +377,8 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
     or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
-    write torn by a crash) is skipped.
+    write torn by a crash) is skipped; so is an event whose fields are missing or of the
+    wrong kind (an edited or damaged journal), with a warning naming the file and line.
     """
     path = Path(sweep_dir) / JOURNAL
     try:
@@ -378,14 +386,64 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     events = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") in _EVENTS:
-            events.append(event)
+        if not isinstance(event, dict) or event.get("event") not in _EVENTS:
+            continue
+        fault = _event_fault(event)
+        if fault:
+            _warn_once(f"{path} line {number} is damaged ({fault}); that event is skipped")
+            continue
+        if "job_id" in event:
+            event["job_id"] = str(event["job_id"])
+        events.append(event)
     return events
+
+
+def _event_fault(event: dict[str, Any]) -> str | None:
+    """What a journal event lacks or holds wrongly, or None when it can be used."""
+
+    def job_id_ok(value: Any) -> bool:
+        return (isinstance(value, str) and value.isdigit()) or (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        )
+
+    kind = event["event"]
+    if kind in ("intent", "refused") and not (isinstance(event.get("token"), str)):
+        return f"the {kind} event needs a token (text); received token={event.get('token')!r:.40}"
+    if kind in ("intent", "submit"):
+        indices = event.get("indices")
+        if not isinstance(indices, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in indices
+        ):
+            return (
+                f"the {kind} event needs indices, a list of trial numbers; received "
+                f"indices={indices!r:.40}"
+            )
+    if kind == "submit" and not job_id_ok(event.get("job_id")):
+        received = f"{event.get('job_id')!r:.40}"
+        return f"the submit event needs a job_id of digits; received job_id={received}"
+    if kind == "cancel":
+        job_ids = event.get("job_ids")
+        if not isinstance(job_ids, list) or not all(job_id_ok(j) for j in job_ids):
+            return (
+                f"the cancel event needs job_ids, a list of job ids; received "
+                f"job_ids={job_ids!r:.40}"
+            )
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # The journal is read several times per command: one warning per damaged line.
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"appsleuth: warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:
@@ -397,11 +455,11 @@ def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:
 
 
 def parse_squeue(text: str) -> dict[str, dict[int, str]]:
-    """Parse ``squeue --noheader --array --format=%i|%T`` output.
+    """Parse ``squeue --noheader --format=%i|%T`` output.
 
     Returns:
-        ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` (an unexpanded
-        pending range) counts for each index.
+        ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` and
+        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index.
     """
     jobs: dict[str, dict[int, str]] = {}
     for line in text.splitlines():
@@ -433,32 +491,58 @@ def slurm_available() -> bool:
     return done.returncode == 0
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+class _NotStartedError(AppSleuthError):
+    """A SLURM command could not even be started (not on PATH, not executable)."""
+
+
+def _run(
+    cmd: list[str], what: str, *, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env} if env else None
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, check=False, env=full_env
+        )
     except FileNotFoundError as exc:
-        raise AppSleuthError(
+        raise _NotStartedError(
             f"{cmd[0]} is not on PATH: {what} needs SLURM; run on a SLURM login node, or "
             f"use executor: local"
         ) from exc
+    except OSError as exc:
+        raise _NotStartedError(f"{cmd[0]} could not be started ({what}): {exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise AppSleuthError(f"{cmd[0]} did not answer within 120 s ({what})") from exc
+
+
+def _max_array_size() -> int | None:
+    """The cluster's MaxArraySize (``scontrol show config``); None when it cannot be read."""
+    try:
+        done = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # sbatch still says no, if the limit is exceeded
+    match = re.search(r"^\s*MaxArraySize\s*=\s*(\d+)\s*$", done.stdout, re.M)
+    return int(match.group(1)) if done.returncode == 0 and match else None
 
 
 def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
     """Ask ``squeue`` for the array tasks of these jobs (any state it still knows)."""
     if not job_ids:
         return {}
+    # Not --array: SLURM 22.05 drops the last task when it expands a stepped pending
+    # range (123_[3-59:2]), so the ranges are expanded here. SLURM_BITSTR_LEN=0 stops
+    # squeue from cutting a long range text at 64 characters.
     done = _run(
         [
             "squeue",
             "--noheader",
-            "--array",
             "--states=all",
             "--format=%i|%T",
             f"--jobs={','.join(job_ids)}",
         ],
         "the sweep status",
+        env={"SLURM_BITSTR_LEN": "0"},
     )
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:
@@ -468,16 +552,20 @@ def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
 
 
 def parse_comments(text: str) -> dict[str, str]:
-    """Parse ``squeue --noheader --format=%A|%k`` output into ``{token: job_id}``.
+    """Parse ``squeue --noheader --format=%F|%k`` output into ``{token: job_id}``.
 
-    Only jobs whose comment is an appsleuth submission token count.
+    The job id is the array's base id (``%F``): once a task starts it gets a job id of
+    its own (``%A``), which neither squeue's ``--jobs`` nor scancel of the array knows
+    as the submission. An ``%i`` text (``123_4``) counts as its base id too. Only jobs
+    whose comment is an appsleuth submission token count.
     """
     found: dict[str, str] = {}
     for line in text.splitlines():
-        job_id, _, comment = line.strip().partition("|")
+        job, _, comment = line.strip().partition("|")
+        job_id = job.strip().split("_", 1)[0]
         comment = comment.strip()
-        if job_id.strip().isdigit() and comment.startswith(COMMENT_PREFIX):
-            found[comment[len(COMMENT_PREFIX) :]] = job_id.strip()
+        if job_id.isdigit() and comment.startswith(COMMENT_PREFIX):
+            found[comment[len(COMMENT_PREFIX) :]] = job_id
     return found
 
 
@@ -490,7 +578,7 @@ def query_submissions(tokens: Sequence[str]) -> dict[str, str]:
     if not tokens:
         return {}
     done = _run(
-        ["squeue", "--noheader", "--states=all", "--format=%A|%k", f"--user={_user()}"],
+        ["squeue", "--noheader", "--states=all", "--format=%F|%k", f"--user={_user()}"],
         "looking for a submission missing from the journal",
     )
     if done.returncode != 0:
@@ -571,7 +659,7 @@ class SlurmTrialState:
         name: Run directory name.
         params: The varied hyperparameters.
         status: ``complete``, ``running``, ``pending`` (queued in SLURM), ``failed``,
-            ``cancelled`` or ``unsubmitted``.
+            ``cancelled``, ``unsubmitted`` or ``unknown`` (squeue could not be asked).
         job_id: The array task that last took it (``123_4``), if any.
         log: That task's SLURM output file, if any.
         error: Why it failed.
@@ -669,6 +757,7 @@ def slurm_states(
     *,
     squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
     find_submissions: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[SlurmTrialState]:
     """The state of every trial of a sweep directory, from its runs, journal and squeue.
 
@@ -680,18 +769,61 @@ def slurm_states(
         squeue: Queries the queue for job ids. Defaults to the real ``squeue``.
         find_submissions: Finds jobs by intent token. Defaults to
             :func:`query_submissions`.
+        on_error: When given, a squeue that cannot be asked (not on PATH, failing) is
+            reported to it, and the states come from the run directories and the
+            journal, with ``unknown`` for trials only squeue could place. Defaults to
+            None (raise).
+
+    Raises:
+        AppSleuthError: squeue cannot be asked and ``on_error`` is None.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     plan = read_plan(sweep_dir)
-    events, _ = _journal_with_recovered(sweep_dir, find_submissions)
+    unreachable: str | None = None
+    try:
+        events, _ = _journal_with_recovered(sweep_dir, find_submissions)
+    except AppSleuthError as exc:
+        if on_error is None:
+            raise
+        events, unreachable = read_journal(sweep_dir), str(exc)
     job_ids = list(dict.fromkeys(str(e["job_id"]) for e in events if e["event"] == "submit"))
     trials = []
     for t in plan:
         run_dir = sweep_dir / t.name
-        trials.append((t.index, t.name, t.params, run_status(run_dir), read_metadata(run_dir)))
+        state, meta = run_status(run_dir), read_metadata(run_dir)
+        if state == "complete" and meta and "spec" in meta:
+            # A complete run of another spec (re-planned sweep) is not this trial. Its
+            # data is compared when a worker prepares the data, not here on the login node.
+            error = not_this_trial(sweep_dir, t, None)
+            if error:
+                state, meta = "failed", {**meta, "error": f"RunExistsError: {error}"}
+        trials.append((t.index, t.name, t.params, state, meta))
     unfinished = any(state != "complete" for *_, state, _ in trials)
-    queue = (squeue or query_squeue)(job_ids) if job_ids and unfinished else {}
-    return classify_trials(sweep_dir, trials, events, queue)
+    queue: Mapping[str, Mapping[int, str]] = {}
+    if job_ids and unfinished and unreachable is None:
+        try:
+            queue = (squeue or query_squeue)(job_ids)
+        except AppSleuthError as exc:
+            if on_error is None:
+                raise
+            unreachable = str(exc)
+    states = classify_trials(sweep_dir, trials, events, queue)
+    if unreachable is None:
+        return states
+    assert on_error is not None
+    on_error(
+        f"{unreachable}; showing what the run directories record (a trial whose job squeue "
+        f"would know about shows as unknown)"
+    )
+    # Without squeue, a trial SLURM took but that has no finished run directory may still
+    # be queued or running: unknown, rather than failed or free to submit again.
+    asked = {int(i) for e in events if e["event"] in ("submit", "intent") for i in e["indices"]}
+    return [
+        dataclasses.replace(s, status="unknown", error=f"squeue could not be asked: {unreachable}")
+        if s.index in asked and not s.ran and s.status not in ("complete", "cancelled")
+        else s
+        for s in states
+    ]
 
 
 # --- submit, cancel, wait ------------------------------------------------------------------
@@ -750,9 +882,54 @@ def submit_slurm(
             f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
             f"(device 'cpu'); drop one of the two"
         )
+    if "\\" in str(sweep_dir):
+        # In an sbatch file name a backslash turns off the %A/%a replacements, and
+        # slurmd then fails every task at launch without writing a log.
+        raise SpecError(
+            f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
+            f"take in the job's output file name (--output); choose an --out without '\\'"
+        )
     plan = read_plan(sweep_dir)
-    if not dry_run:
+    if dry_run:
+        return _submit(sweep_dir, plan, options, retry_failed, True, python, device)
+    # Two submitters that both read the states before either journals its job would
+    # both submit every trial: states, intent, sbatch and job id happen under one lock.
+    with _submit_lock(sweep_dir):
         _persist_recovered(sweep_dir)
+        return _submit(sweep_dir, plan, options, retry_failed, False, python, device)
+
+
+@contextlib.contextmanager
+def _submit_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep's exclusive submit lock (``slurm/submit.lock``, ``flock``).
+
+    ``flock`` locks go away with their process, also after ``kill -9``. A file system
+    without ``flock`` (NFS mounted nolock) has no lock to offer: then there is none.
+    """
+    path = sweep_dir / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _submit(
+    sweep_dir: Path,
+    plan: Sequence[Any],
+    options: SlurmOptions,
+    retry_failed: bool,
+    dry_run: bool,
+    python: str | None,
+    device: str,
+) -> SlurmSubmission:
     states = slurm_states(sweep_dir)  # read-only, so a dry run shows the real plan too
     todo = tuple(
         s.index
@@ -785,10 +962,23 @@ def submit_slurm(
     }
     if dry_run or not todo:
         return SlurmSubmission(job_id=None, **result)
+    limit = _max_array_size()
+    if limit is not None and max(todo) >= limit:
+        raise AppSleuthError(
+            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
+            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
+            f"array task i runs trial i; split the search into sweeps of at most {limit} "
+            f"trials, or use executor: local"
+        )
     _append_event(
         sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
     )
-    done = _run(cmd, "submitting a sweep")
+    try:
+        done = _run(cmd, "submitting a sweep")
+    except _NotStartedError:
+        # Nothing reached SLURM: no job to look for by this token later.
+        _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
+        raise
     if done.returncode != 0:
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         raise AppSleuthError(
@@ -820,6 +1010,11 @@ def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:
         The job ids cancelled (none when nothing was active).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
+    with _submit_lock(sweep_dir):
+        return _cancel(sweep_dir)
+
+
+def _cancel(sweep_dir: Path) -> list[str]:
     _persist_recovered(sweep_dir)
     active = [s for s in slurm_states(sweep_dir) if s.status in ACTIVE and s.job_id]
     job_ids = list(dict.fromkeys(s.job_id.split("_")[0] for s in active if s.job_id))
@@ -846,6 +1041,7 @@ def wait_slurm(
     poll_s: float = 5.0,
     progress: bool | None = None,
     timeout_s: float | None = None,
+    tries: int = 3,
 ) -> list[SlurmTrialState]:
     """Follow the sweep's jobs until no trial is pending or running.
 
@@ -854,14 +1050,20 @@ def wait_slurm(
         poll_s: Seconds between two ``squeue`` calls. Defaults to 5.
         progress: Show a progress bar. Defaults to True on a terminal.
         timeout_s: Stop waiting after this long. Defaults to None (no limit).
+        tries: squeue calls in a row that may fail before the wait gives up. Defaults
+            to 3.
 
     Returns:
         The last trial states (jobs keep running in SLURM if the wait stops early).
+
+    Raises:
+        AppSleuthError: squeue failed ``tries`` times in a row; the message says that
+            the jobs go on and how to follow them.
     """
     if progress is None:
         progress = sys.stderr.isatty()
     start = time.time()
-    states = slurm_states(sweep_dir)
+    states = _states_retrying(sweep_dir, poll_s, tries)
     bar: Any = None
     task: Any = None
     if progress:
@@ -901,7 +1103,28 @@ def wait_slurm(
             if timeout_s is not None and time.time() - start > timeout_s:
                 return states
             time.sleep(poll_s)
-            states = slurm_states(sweep_dir)
+            states = _states_retrying(sweep_dir, poll_s, tries)
     finally:
         if bar is not None:
             bar.stop()
+
+
+def _states_retrying(
+    sweep_dir: str | os.PathLike[str], poll_s: float, tries: int
+) -> list[SlurmTrialState]:
+    """:func:`slurm_states`, asking squeue up to ``tries`` times (it times out now and then)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return slurm_states(sweep_dir)
+        except (DataError, SpecError):
+            raise  # the sweep directory itself: asking again would not help
+        except AppSleuthError as exc:
+            if attempt == tries:
+                where = shlex.quote(str(sweep_dir))
+                raise AppSleuthError(
+                    f"{exc}; stopped waiting after {attempt} failed attempt(s): the jobs go on "
+                    f"in SLURM ('appsleuth sweep status {where}' follows them, "
+                    f"'appsleuth sweep cancel {where}' stops them)"
+                ) from exc
+            time.sleep(poll_s)
+    raise AssertionError("unreachable")

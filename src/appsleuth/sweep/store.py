@@ -36,7 +36,13 @@ from appsleuth.run import (
     run_status,
     validate_name,
 )
-from appsleuth.sweep.space import SweepPlan, SweepSpec, Trial
+from appsleuth.sweep.space import (
+    SweepPlan,
+    SweepSpec,
+    Trial,
+    _normalise_hidden,
+    _param_field,
+)
 
 __all__ = [
     "MANIFEST",
@@ -220,14 +226,49 @@ def _plan(manifest: dict[str, Any], path: Path) -> SweepPlan:
     trials = []
     for i, t in enumerate(manifest["trials"]):
         try:
-            trials.append(Trial.from_dict(t))
+            trial = Trial.from_dict(t)
         except (SpecError, TypeError, ValueError) as exc:
             raise _damaged(
                 path,
                 f"trial {i} holds a spec this appsleuth refuses ({exc}); it was edited, or "
                 f"written by an appsleuth whose checks were looser",
             ) from exc
+        fault = _trial_disagrees(trial)
+        if fault:
+            raise _damaged(path, f"trial {i}: {fault}")
+        trials.append(trial)
     return SweepPlan(trials)
+
+
+def _trial_disagrees(trial: Trial) -> str | None:
+    """What makes a trial's name or params disagree with its own spec, or None.
+
+    results.csv takes the params from the manifest and the metrics from the run named
+    there, so an edited name or param would put one model's numbers next to another's
+    settings.
+    """
+    spec = trial.spec
+    names = {spec.run_name(seed_suffix=False), spec.run_name(seed_suffix=True)}
+    if trial.name not in names:
+        return f"name {trial.name!r} is not its spec's run name ({' or '.join(sorted(names))})"
+    d = _plain(spec.to_dict())
+    for name, value in trial.params.items():
+        try:
+            section, field = _param_field(name)
+        except SpecError as exc:
+            return f"params: {exc}"
+        wanted = _plain(_normalise_hidden(value) if field == "hidden" else value)
+        if d[section].get(field) != wanted:
+            return (
+                f"params say {name}={value!r} but its spec has {section}.{field}="
+                f"{d[section].get(field)!r}"
+            )
+    return None
+
+
+def _plain(value: Any) -> Any:
+    # Manifest values went through JSON: compare in that form (lists, not tuples).
+    return json.loads(json.dumps(value, default=str))
 
 
 def read_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:

@@ -18,6 +18,9 @@ from typing import Any
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
 from appsleuth.run import (
+    RunInUseError,
+    _conflict_with,
+    _fingerprint,
     load_data,
     prepare_run_data,
     read_metadata,
@@ -29,7 +32,11 @@ from appsleuth.spec import RunSpec
 from appsleuth.sweep.space import Trial
 from appsleuth.sweep.store import read_plan
 
-__all__ = ["TrialOutcome", "run_trial"]
+__all__ = ["RUNNING_ELSEWHERE", "TrialOutcome", "check_complete", "not_this_trial", "run_trial"]
+
+# The outcome of a trial another process is training right now (another sweep run on
+# the same directory, or a duplicated SLURM task): not a failure, that process finishes it.
+RUNNING_ELSEWHERE = "running-elsewhere"
 
 _DATA_CACHE: dict[str, PreparedData] = {}
 
@@ -41,8 +48,9 @@ class TrialOutcome:
     Attributes:
         index: Trial index.
         name: Run directory name.
-        status: ``complete``, ``skipped`` (already complete), ``failed`` or
-            ``failed-before`` (failed earlier and not retried).
+        status: ``complete``, ``skipped`` (already complete), ``failed``,
+            ``failed-before`` (failed earlier and not retried) or ``running-elsewhere``
+            (another process is training it right now).
         seconds: Wall time of this call.
         val_accuracy: Final validation accuracy when complete.
         error: The error when failed.
@@ -97,7 +105,7 @@ def run_trial(
     run_dir = sweep_dir / trial.name
     status = run_status(run_dir)
     if status == "complete":
-        return _skipped(index, trial, run_dir, start)
+        return check_complete(sweep_dir, trial, started=start)
     if status == "failed" and not retry_failed:
         return TrialOutcome(
             index=index,
@@ -116,7 +124,7 @@ def run_trial(
         )
     if run_status(run_dir) == "complete":
         # Another sweep run on this directory finished the trial while the data loaded.
-        return _skipped(index, trial, run_dir, start)
+        return check_complete(sweep_dir, trial, started=start)
     try:
         result = train(
             trial.spec,
@@ -129,6 +137,14 @@ def run_trial(
         )
     except KeyboardInterrupt:
         raise
+    except RunInUseError as exc:
+        return TrialOutcome(
+            index=index,
+            name=trial.name,
+            status=RUNNING_ELSEWHERE,
+            seconds=time.time() - start,
+            error=str(exc),
+        )
     except Exception as exc:  # recorded, and the sweep goes on with the other trials
         error = (read_metadata(run_dir) or {}).get("error") or f"{type(exc).__name__}: {exc}"
         return TrialOutcome(
@@ -140,6 +156,72 @@ def run_trial(
         status="complete",
         seconds=time.time() - start,
         val_accuracy=result.metadata["last_results"]["val_accuracy"],
+    )
+
+
+def check_complete(
+    sweep_dir: str | os.PathLike[str], trial: Trial, *, started: float | None = None
+) -> TrialOutcome:
+    """The outcome of a trial whose run directory is complete: kept only if it is this trial.
+
+    A complete run counts as the trial (``skipped``, not trained again) only when its
+    recorded spec is the trial's and its data fingerprint is that of the trial's data
+    prepared now: the run directory name does not show every setting (activation, split,
+    data path), and a data file can be replaced in place. Anything else is ``failed``
+    with an error naming what differs; the run directory is left as it is.
+
+    Args:
+        sweep_dir: The sweep directory.
+        trial: The trial.
+        started: When this attempt began. Defaults to now.
+
+    Returns:
+        The :class:`TrialOutcome`.
+    """
+    start = time.time() if started is None else started
+    run_dir = Path(sweep_dir) / trial.name
+    try:
+        fingerprint: str | None = _fingerprint(_cached_data(trial.spec))
+    except Exception:
+        # The data cannot be loaded here (a finished sweep copied without it): the run is
+        # then judged by its recorded spec alone.
+        fingerprint = None
+    error = not_this_trial(sweep_dir, trial, fingerprint)
+    if error:
+        return TrialOutcome(
+            index=trial.index,
+            name=trial.name,
+            status="failed",
+            seconds=time.time() - start,
+            error=f"RunExistsError: {error}",
+        )
+    return _skipped(trial.index, trial, run_dir, start)
+
+
+def not_this_trial(
+    sweep_dir: str | os.PathLike[str], trial: Trial, fingerprint: str | None
+) -> str | None:
+    """Why the complete run in the trial's directory is not the trial, or None if it is.
+
+    Args:
+        sweep_dir: The sweep directory.
+        trial: The trial.
+        fingerprint: The data fingerprint of the trial's data prepared now; None
+            compares the recorded spec only.
+
+    Returns:
+        The error text (what differs, and how to proceed), or None.
+    """
+    run_dir = Path(sweep_dir) / trial.name
+    if fingerprint is None:
+        fingerprint = (read_metadata(run_dir) or {}).get("data_fingerprint")
+    conflict = _conflict_with(run_dir, trial.spec, fingerprint)  # type: ignore[arg-type]
+    if not conflict:
+        return None
+    return (
+        f"run directory {run_dir} holds a complete run of {conflict}, not of trial "
+        f"{trial.index} of this sweep; move that run directory away to train the trial, "
+        f"or plan this sweep in another --out"
     )
 
 
