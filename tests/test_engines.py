@@ -55,6 +55,19 @@ def data():
     )
 
 
+@pytest.fixture(scope="module")
+def parity_data():
+    """40,000 training and 10,000 validation rows: the engines differ only in their shuffle
+    orders, whose effect on a seed's final accuracy shrinks with more steps per epoch."""
+    prepared = prepare_data(generate_sherlock(60_000, seed=7))
+    return (
+        prepared.x_train[:40_000],
+        prepared.y_train[:40_000],
+        prepared.x_val[:10_000],
+        prepared.y_val[:10_000],
+    )
+
+
 def _model(
     n_features: int = 19,
     n_classes: int = 18,
@@ -117,8 +130,8 @@ class _Recorder(keras.callbacks.Callback):
     [(18, 0.0003), (80, 0.0003), (18, 0.01)],
     ids=["baseline", "80-neurons", "lr-0.01"],
 )
-def test_fused_accuracy_matches_fit(data, hidden, lr):
-    x, y, xv, yv = data
+def test_fused_accuracy_matches_fit(parity_data, hidden, lr):
+    x, y, xv, yv = parity_data
     finals = {"fit": [], "fused": []}
     for seed in range(3):
         for engine in finals:
