@@ -632,3 +632,18 @@ def test_a_manifest_whose_names_or_params_disagree_with_the_specs(
     for read in (read_plan, trial_states, collect_results):
         with pytest.raises(DataError, match=message):
             read(sweep_dir)
+
+
+def test_sweep_dir_needs_a_sweep_spec(tmp_path) -> None:
+    from appsleuth.sweep.store import prepare_sweep_dir
+
+    with pytest.raises(SpecError, match=r"spec must be a SweepSpec \(SweepSpec.from_dict"):
+        prepare_sweep_dir({"name": "x"}, tmp_path)
+
+
+def test_executor_specs_hash_like_the_other_specs() -> None:
+    from appsleuth.sweep.space import ExecutorSpec
+
+    a = ExecutorSpec.from_dict({"kind": "slurm", "partition": "gpu"})
+    b = ExecutorSpec.from_dict({"kind": "slurm", "partition": "gpu"})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1

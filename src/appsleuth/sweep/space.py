@@ -253,6 +253,9 @@ class ExecutorSpec:
         # or submitted (a local spec may hold them for --executor slurm).
         SlurmOptions.from_options(self.options, threads_per_trial=self.threads_per_trial)
 
+    def __hash__(self) -> int:
+        return spec_hash(self)  # options is a dict
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form."""
         d = dataclasses.asdict(self)

@@ -105,6 +105,11 @@ def prepare_sweep_dir(
     """
     import yaml
 
+    if not isinstance(spec, SweepSpec):
+        raise SpecError(
+            f"spec must be a SweepSpec (SweepSpec.from_dict({{...}}) builds one from a "
+            f"mapping, load_sweep_spec(path) from a YAML file); received {type(spec).__name__}"
+        )
     sweep_dir = Path(out) / spec.name
     existing = sweep_dir / MANIFEST
     plan = spec.plan()
