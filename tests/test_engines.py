@@ -773,7 +773,11 @@ def test_a_plan_that_fails_to_trace_falls_back_to_keras_steps(data, monkeypatch)
         history = run_fused(model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32)
         results.append((history.history, model.get_weights()))
         assert model.layers[-1].activation is keras.activations.softmax
-    assert results[0][0] == results[1][0] and _weights_equal(results[0][1], results[1][1])
+    # Training fell back to Keras' steps: the same weights, bit for bit. Validation (its own
+    # program, whose plan still traced) computes val_loss from logits: equal up to rounding.
+    assert _weights_equal(results[0][1], results[1][1])
+    for key, values in results[0][0].items():
+        np.testing.assert_allclose(results[1][0][key], values, rtol=1e-6, err_msg=key)
 
 
 def test_logits_plan_is_undone_when_tracing_fails():
