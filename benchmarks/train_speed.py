@@ -167,17 +167,23 @@ def _write_data(path: Path, rows: int) -> tuple[int, int]:
 
 def _find_tensorflow(explicit: str | None) -> tuple[str | None, str]:
     candidates = [explicit] if explicit else [sys.executable, str(_TF_VENV_PYTHON)]
+    # Keras must not start on this process's backend (KERAS_BACKEND=jax, say) while probing:
+    # an interpreter with TensorFlow but without JAX would be taken for one without either.
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    errors = []
     for python in candidates:
         if not python or not Path(python).exists():
             continue
         probe = subprocess.run(
-            [python, "-c", "import tensorflow, keras"], capture_output=True, text=True
+            [python, "-c", "import tensorflow, keras"], capture_output=True, text=True, env=env
         )
         if probe.returncode == 0:
             return python, ""
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        errors.append(f"{python}: {last}")
     return None, (
         "TensorFlow is not installed; install tensorflow-cpu (the 'bench' extra) "
-        "or pass --tf-python"
+        "or pass --tf-python" + (f" (tried {'; '.join(errors)})" if errors else "")
     )
 
 
