@@ -53,6 +53,7 @@ def test_missing_empty_constant_incomplete(report) -> None:
     assert report["useless_columns"].data == {
         "all_missing": ["cminflt"],
         "constant": ["guest_time"],
+        "identical": [],
     }
     inc = report["incomplete_rows"]
     assert inc.data["rows"] == 3
@@ -318,3 +319,24 @@ def test_consecutive_samples_are_one_process_over_time(shared_data: Path) -> Non
     finding = check_data(from_dataframe(pd.DataFrame(rows)))["time_structure"]
     assert finding.data["pairs"] == 27 and finding.data["unchanged_features_share"] == 1.0
     assert finding.severity == "warning"
+
+
+def test_identical_columns_are_named(shared_data: Path) -> None:
+    # In the real 2-app file, Mem equals vsize in every row: one feature counted twice.
+    finding = check_data(load_sherlock(shared_data / "sherlock_mystery.csv"))["useless_columns"]
+    assert finding.severity == "warning"
+    assert "identical: vsize = Mem" in finding.summary
+    assert finding.data["identical"] == [["vsize", "Mem"]]
+    assert "keep one column of each identical group" in finding.recommendation
+    varied = from_dataframe(make_sherlock18(n_per_app=10).drop(columns=["cminflt", "guest_time"]))
+    assert check_data(varied)["useless_columns"].data["identical"] == []
+
+
+def test_labels_that_differ_only_in_case_are_flagged() -> None:
+    df = make_sherlock18(n_per_app=10, apps=("Facebook", "Chrome", "Gmail"))
+    df.loc[df["ApplicationName"] == "Gmail", "ApplicationName"] = "FACEBOOK"
+    finding = check_data(from_dataframe(df))["classes"]
+    assert finding.severity == "warning"
+    assert [sorted(g) for g in finding.data["differ_only_in_case"]] == [["FACEBOOK", "Facebook"]]
+    assert "labels that differ only in case: " in finding.summary
+    assert "write each app's name one way" in finding.recommendation

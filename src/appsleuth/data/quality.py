@@ -255,20 +255,29 @@ def _classes(df: pd.DataFrame, label: str | None) -> Finding:
         data["malware"] = {"app": MALWARE_APP, "rows": int(counts[MALWARE_APP]), "share": share}
         summary += f"; malware {MALWARE_APP}: {counts[MALWARE_APP]:,} rows ({share:.1%})"
     imbalanced = ratio >= _IMBALANCE_WARN
-    rec = (
-        (
+    recs = (
+        [
             "imbalanced: read per-class recall and precision (Moriarty's above all), "
             "consider class_weight='balanced'"
-        )
+        ]
         if imbalanced
-        else ""
+        else []
     )
+    # "Facebook" and "FACEBOOK" are two classes to a model: most likely one app spelt twice.
+    spellings: dict[str, list[str]] = {}
+    for name in counts.index:
+        spellings.setdefault(str(name).casefold(), []).append(str(name))
+    alike = [names for names in spellings.values() if len(names) > 1]
+    if alike:
+        data["differ_only_in_case"] = alike
+        summary += "; labels that differ only in case: " + ", ".join(" / ".join(n) for n in alike)
+        recs.append("write each app's name one way (they are separate classes as they are)")
     return Finding(
         key="classes",
         title="classes",
-        severity="warning" if imbalanced else "ok",
+        severity="warning" if imbalanced or alike else "ok",
         summary=summary,
-        recommendation=rec,
+        recommendation="; ".join(recs),
         data=data,
     )
 
@@ -355,28 +364,52 @@ def _infinite(found: dict[str, dict[str, Any]]) -> Finding:
 def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
     empty = [f for f in features if df[f].isna().all()]
     constant = [f for f in features if f not in empty and df[f].nunique(dropna=True) <= 1]
-    data = {"all_missing": empty, "constant": constant}
-    if not empty and not constant:
+    identical = _identical_columns(df, [f for f in features if f not in empty + constant])
+    data = {"all_missing": empty, "constant": constant, "identical": identical}
+    if not empty and not constant and not identical:
         return Finding(
             key="useless_columns",
             title="empty/constant columns",
             severity="ok",
-            summary="every feature varies",
+            summary="every feature varies, and no two are identical",
             data=data,
         )
-    parts = []
+    parts, recs = [], []
     if empty:
         parts.append(f"all missing: {', '.join(empty)}")
     if constant:
         parts.append(f"constant: {', '.join(constant)}")
+    if empty or constant:
+        recs.append("drop them (cleaning does so by default)")
+    if identical:
+        parts.append("identical: " + ", ".join(" = ".join(group) for group in identical))
+        recs.append("keep one column of each identical group (select_features or features:)")
     return Finding(
         key="useless_columns",
         title="empty/constant columns",
         severity="warning",
         summary="; ".join(parts),
-        recommendation="drop them (cleaning does so by default)",
+        recommendation="; ".join(recs),
         data=data,
     )
+
+
+def _identical_columns(df: pd.DataFrame, features: list[str]) -> list[list[str]]:
+    """Groups of features equal in every row (``Mem`` and ``vsize`` in some files)."""
+    groups: dict[int, list[str]] = {}
+    for f in features:
+        key = int(pd.util.hash_pandas_object(df[f], index=False).sum())
+        groups.setdefault(key, []).append(f)
+    found = []
+    for names in groups.values():
+        # A hash match is checked value by value; what stays together is truly equal.
+        while len(names) > 1:
+            first, rest = names[0], names[1:]
+            same = [n for n in rest if df[first].equals(df[n])]
+            if same:
+                found.append([first, *same])
+            names = [n for n in rest if n not in same]
+    return found
 
 
 def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
