@@ -113,11 +113,13 @@ def test_json_and_render(report) -> None:
         "duplicates",
         "time_structure",
         "leakage",
+        "feature_notes",
     ]
     out = io.StringIO()
     report.render(Console(file=out, width=160))
     text = out.getvalue()
     assert "Data quality" in text and "leakage" in text and "Moriarty" in text
+    assert "cumulative since process start" in text
 
 
 def test_real_files(shared_data) -> None:
@@ -340,3 +342,12 @@ def test_labels_that_differ_only_in_case_are_flagged() -> None:
     assert [sorted(g) for g in finding.data["differ_only_in_case"]] == [["FACEBOOK", "Facebook"]]
     assert "labels that differ only in case: " in finding.summary
     assert "write each app's name one way" in finding.recommendation
+
+
+def test_documented_feature_meanings_are_noted() -> None:
+    finding = check_data(from_dataframe(make_sherlock18(n_per_app=10)))["feature_notes"]
+    assert finding.severity == "info"
+    assert "CPU_USAGE is deprecated upstream" in finding.summary
+    assert "utime and stime are cumulative since process start" in finding.summary
+    plain = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b"] * 5, "x": range(10)}))
+    assert "feature_notes" not in [f.key for f in check_data(plain).findings]

@@ -203,6 +203,7 @@ def check_data(df: pd.DataFrame, *, split: SplitSpec | None = None) -> QualityRe
         _duplicates(df, info.label, list(info.features)),
         _time_structure(df, info, split),
         _leakage(df, split),
+        _feature_notes(list(info.features)),
     ]
     return QualityReport(
         dataset=info.dataset,
@@ -391,6 +392,33 @@ def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
         summary="; ".join(parts),
         recommendation="; ".join(recs),
         data=data,
+    )
+
+
+def _feature_notes(features: list[str]) -> Finding | None:
+    """What SherLock's documentation says about some features' meaning (None: none here)."""
+    notes = []
+    if "CPU_USAGE" in features:
+        notes.append(
+            "CPU_USAGE is deprecated upstream; utime, stime and cutime are the recommended "
+            "activity measures"
+        )
+    cumulative = [f for f in ("utime", "stime") if f in features]
+    if cumulative:
+        notes.append(
+            f"{' and '.join(cumulative)} {'are' if len(cumulative) > 1 else 'is'} cumulative "
+            f"since process start, so {'they' if len(cumulative) > 1 else 'it'} also tell "
+            f"how long a process has run"
+        )
+    if not notes:
+        return None
+    return Finding(
+        key="feature_notes",
+        title="feature meanings",
+        severity="info",
+        summary="; ".join(notes),
+        recommendation="keep them in mind when reading feature importance or choosing features",
+        data={"notes": notes},
     )
 
 
