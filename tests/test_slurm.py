@@ -196,28 +196,31 @@ def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("pwned"))
 
 
+def _sweep_run_argv(tmp_path: Path, name: str) -> tuple[list[str], Path]:
+    """``appsleuth sweep run`` of a small spec file named ``name``, and its sweep directory."""
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name=name).to_dict()))
+    out = tmp_path / "out"
+    return ["sweep", "run", str(spec_file), "--out", str(out)], out / name
+
+
 def test_dry_run_writes_and_prints_the_script(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(yaml.safe_dump(_spec(name="dry").to_dict()))
-    out = tmp_path / "out"
-    argv = ["sweep", "run", str(spec_file), "--out", str(out), "--dry-run"]
+    run, sweep_dir = _sweep_run_argv(tmp_path, "dry")
+    argv = [*run, "--dry-run"]
     assert main([*argv, "--partition", "debug", "--array-parallelism", "2"]) == 0
     captured = capsys.readouterr()
-    script = out / "dry" / "slurm" / "job.sbatch"
+    script = sweep_dir / "slurm" / "job.sbatch"
     assert captured.out == script.read_text()
     assert "#SBATCH --partition=debug" in captured.out and "--array=0-1%2" in captured.out
     assert "would submit trials [0, 1]" in captured.err
-    assert not (out / "dry" / JOURNAL).exists()  # nothing submitted
+    assert not (sweep_dir / JOURNAL).exists()  # nothing submitted
     for bad in ("1h", "\u00b2", "\u0663"):  # a superscript two and an Arabic-Indic three
         assert main([*argv, "--time-min", bad]) == 2
         err = capsys.readouterr().err
         assert f"time_min must be a positive integer; received time_min='{bad}'" in err
-    assert (
-        main(["sweep", "run", str(spec_file), "--out", str(out), "--executor", "local", "--wait"])
-        == 2
-    )
+    assert main([*run, "--executor", "local", "--wait"]) == 2
     assert "--wait apply to the slurm executor only" in capsys.readouterr().err
 
 
@@ -703,14 +706,12 @@ def test_wait_asks_squeue_again_and_says_the_jobs_go_on_when_it_gives_up(
 def test_nothing_to_submit_names_the_failed_trials_not_retried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(yaml.safe_dump(_spec(name="half").to_dict()))
-    out = tmp_path / "out"
-    argv = ["sweep", "run", str(spec_file), "--out", str(out), "--dry-run"]
+    run, sweep_dir = _sweep_run_argv(tmp_path, "half")
+    argv = [*run, "--dry-run"]
     assert main(argv) == 0
-    first, second = trial_states(out / "half")
-    write_fake_run(out / "half" / first.name)
-    write_fake_run(out / "half" / second.name, status="failed", error="RuntimeError: diverged")
+    first, second = trial_states(sweep_dir)
+    write_fake_run(sweep_dir / first.name)
+    write_fake_run(sweep_dir / second.name, status="failed", error="RuntimeError: diverged")
     capsys.readouterr()
     assert main(argv) == 0
     err = capsys.readouterr().err
@@ -723,12 +724,8 @@ def test_a_complete_run_of_another_spec_is_not_counted_as_its_trial(
 ) -> None:
     # A sweep re-planned with another activation (not in the run directory name) over
     # the complete runs of the old plan.
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(yaml.safe_dump(_spec(name="re").to_dict()))
-    out = tmp_path / "out"
-    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    argv, sweep_dir = _sweep_run_argv(tmp_path, "re")
     assert main([*argv, "--dry-run"]) == 0
-    sweep_dir = out / "re"
     first, second = read_plan(sweep_dir)
     old = json.loads(json.dumps(first.spec.to_dict()))
     old["model"]["activation"] = "tanh"
@@ -943,13 +940,9 @@ def test_device_reaches_the_worker_command(tmp_path: Path) -> None:
 def test_dry_run_with_nothing_left_and_gpus_for_cpu_trials(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec_file = tmp_path / "s.yaml"
-    spec_file.write_text(yaml.safe_dump(_spec(name="done").to_dict()))
-    out = tmp_path / "out"
-    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    argv, sweep_dir = _sweep_run_argv(tmp_path, "done")
     assert main([*argv, "--dry-run", "--gpus", "1", "--device", "cpu"]) == 2
     assert "requests GPUs for trials that train on the CPU" in capsys.readouterr().err
-    sweep_dir = out / "done"
     for st in trial_states(sweep_dir):
         write_fake_run(sweep_dir / st.name)
     assert main([*argv, "--dry-run"]) == 0
