@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from appsleuth.cli import cli, main
-from appsleuth.errors import AppSleuthError, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
 from appsleuth.run import run_status
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, trial_states
 from appsleuth.sweep import slurm as slurm_module
@@ -622,22 +622,20 @@ def test_status_without_squeue_shows_the_run_directories(
     ],
 )  # fmt: skip
 def test_a_damaged_journal_event_is_skipped_with_a_warning(
-    tmp_path: Path, line: str, fault: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, line: str, fault: str
 ) -> None:
     sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
     _append_event(sweep_dir, {"event": "submit", "job_id": "7", "indices": [0]})
     with open(sweep_dir / JOURNAL, "a") as fh:
         fh.write(line + "\n")
-    capsys.readouterr()
-    states = slurm_states(sweep_dir, squeue=lambda ids: {"7": {0: "RUNNING"}})
-    assert [s.status for s in states] == ["running", "unsubmitted"]
-    err = capsys.readouterr().err
-    assert re.search(
-        re.escape(f"appsleuth: warning: {sweep_dir / JOURNAL} line 2 is damaged (")
+    message = (
+        re.escape(f"{sweep_dir / JOURNAL} line 2 is damaged (")
         + fault
-        + re.escape("); that event is skipped"),
-        err,
+        + re.escape("); that event is skipped")
     )
+    with pytest.warns(AppSleuthWarning, match=message):
+        states = slurm_states(sweep_dir, squeue=lambda ids: {"7": {0: "RUNNING"}})
+    assert [s.status for s in states] == ["running", "unsubmitted"]
 
 
 def test_a_sweep_directory_with_a_backslash_is_refused_for_slurm(tmp_path: Path) -> None:

@@ -38,12 +38,13 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
@@ -395,7 +396,13 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         fault = _event_fault(event)
         if fault:
-            _warn_once(f"{path} line {number} is damaged ({fault}); that event is skipped")
+            # An AppSleuthWarning: the CLI prints it as one line, and Python shows a
+            # message once though the journal is read several times per command.
+            warnings.warn(
+                f"{path} line {number} is damaged ({fault}); that event is skipped",
+                AppSleuthWarning,
+                stacklevel=2,
+            )
             continue
         if "job_id" in event:
             event["job_id"] = str(event["job_id"])
@@ -434,16 +441,6 @@ def _event_fault(event: dict[str, Any]) -> str | None:
                 f"job_ids={job_ids!r:.40}"
             )
     return None
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    # The journal is read several times per command: one warning per damaged line.
-    if message not in _WARNED:
-        _WARNED.add(message)
-        print(f"appsleuth: warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_slurm_sweep(sweep_dir: str | os.PathLike[str]) -> bool:

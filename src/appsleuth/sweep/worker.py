@@ -195,7 +195,14 @@ def check_complete(
             seconds=time.time() - start,
             error=f"RunExistsError: {error}",
         )
-    return _skipped(trial.index, trial, run_dir, start)
+    meta = read_metadata(run_dir) or {}
+    return TrialOutcome(
+        index=trial.index,
+        name=trial.name,
+        status="skipped",
+        seconds=time.time() - start,
+        val_accuracy=(meta.get("last_results") or {}).get("val_accuracy"),
+    )
 
 
 def not_this_trial(
@@ -222,18 +229,6 @@ def not_this_trial(
         f"run directory {run_dir} holds a complete run of {conflict}, not of trial "
         f"{trial.index} of this sweep; move that run directory away to train the trial, "
         f"or plan this sweep in another --out"
-    )
-
-
-def _skipped(index: int, trial: Trial, run_dir: Path, started: float) -> TrialOutcome:
-    """The outcome of a trial found complete: not trained again."""
-    meta = read_metadata(run_dir) or {}
-    return TrialOutcome(
-        index=index,
-        name=trial.name,
-        status="skipped",
-        seconds=time.time() - started,
-        val_accuracy=(meta.get("last_results") or {}).get("val_accuracy"),
     )
 
 
