@@ -358,3 +358,13 @@ def test_report_and_predict_name_the_same_best_trial_on_a_tie(tmp_path: Path) ->
     assert "bs32" in first
     assert best_run_dir(sweep_dir) == sweep_dir / first
     assert f"Best trial: {first}" in render_report(sweep_dir, log=_quiet)
+
+
+@pytest.mark.parametrize(("asked", "shown"), [(0.05, True), (0.1, False), (0.1005, False)])
+def test_split_text_shows_the_share_whole_blocks_hold(asked: float, shown: bool) -> None:
+    from appsleuth.report import _split_text
+
+    split = {"kind": "blocked", "val_fraction": asked, "seed": 34, "n_train": 900, "n_val": 100}
+    text = _split_text(split)
+    assert text.startswith(f"blocked (validation {asked:g}")
+    assert ("(a validation share of 0.100)" in text) is shown

@@ -42,6 +42,7 @@ from appsleuth.analysis import (
     read_published,
 )
 from appsleuth.data.layouts import MALWARE_APP
+from appsleuth.data.split import held_share
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.run import (
     HISTORY,
@@ -235,11 +236,9 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
         text += f": {split['n_train']:,} training / {split.get('n_val', 0):,} validation rows"
         total = split["n_train"] + split.get("n_val", 0) + split.get("n_test", 0)
         asked = split.get("val_fraction")
-        if total and isinstance(asked, int | float):
-            held = split.get("n_val", 0) / total
-            if abs(held - asked) > max(0.005, 1 / total):
-                # Blocks and groups go whole: the share held can differ from the one asked.
-                text += f" (a validation share of {held:.3f})"
+        held = held_share(asked, split.get("n_val", 0), total) if is_number(asked) else None
+        if held is not None:  # blocks and groups go whole
+            text += f" (a validation share of {held:.3f})"
     return text
 
 

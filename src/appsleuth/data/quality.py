@@ -30,7 +30,7 @@ from appsleuth.data.load import (
     nonfinite_values,
     table_row_names,
 )
-from appsleuth.data.split import DataSplit, SplitSpec, split_data
+from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data
 from appsleuth.errors import DataError
 
 __all__ = ["Finding", "QualityReport", "check_data", "leakage_rate"]
@@ -165,8 +165,8 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
 
 def _share_text(asked: float, held: int, total: int) -> str:
     """``0.2``, or ``0.05 asked, 0.100 held`` where whole blocks or groups moved it."""
-    share = held / total if total else 0.0
-    if abs(share - asked) <= max(0.005, 1 / max(total, 1)):
+    share = held_share(asked, held, total)
+    if share is None:
         return f"{asked:g}"
     return f"{asked:g} asked, {share:.3f} held: whole blocks or groups"
 

@@ -26,7 +26,7 @@ from appsleuth._fields import check_seed, fields_from_mapping, plain_fields
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["DataSplit", "SplitKind", "SplitSpec", "split_data"]
+__all__ = ["DataSplit", "SplitKind", "SplitSpec", "held_share", "split_data"]
 
 SplitKind = Literal["random", "blocked", "group"]
 _KINDS = ("random", "blocked", "group")
@@ -249,6 +249,15 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
             f"data or another split"
         )
     return DataSplit(spec=spec, train=train, val=val, test=test)
+
+
+def held_share(asked: float, held: int, total: int) -> float | None:
+    """The validation share a split holds, when whole blocks or groups moved it from the
+    share ``asked`` (more than rounding to a row or half a percent); else None."""
+    if not total:
+        return None
+    share = held / total
+    return share if abs(share - asked) > max(0.005, 1 / total) else None
 
 
 def _shares(n: int, spec: SplitSpec) -> tuple[int, int]:
