@@ -42,6 +42,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from appsleuth._fields import check_seed
 from appsleuth.engines._logits import LogitsPlan, compiled_losses, logits_plan
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 
@@ -186,8 +187,7 @@ def run_fused(
     initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
     batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size, minimum=1)
     seed = _positive_int("seed", seed, minimum=0)
-    if seed >= 2**32:  # A uint32 inside the program, as Keras' own seeds are.
-        raise SpecError(f"seed must be an integer from 0 to 4294967295; received seed={seed!r}")
+    check_seed("seed", seed)  # A uint32 inside the program, as Keras' own seeds are.
     if verbose == "auto":
         verbose = 1
 
