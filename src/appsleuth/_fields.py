@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "plain_fields",
     "plain_value",
     "quoted_number_hint",
+    "repeated",
     "spec_hash",
 ]
 
@@ -91,6 +93,11 @@ def quoted_number_hint(value: Any, *, integer: bool = False) -> str:
     if integer and isinstance(value, float) and math.isfinite(value) and value == int(value):
         return f" (write {int(value)}, without a decimal point)"
     return ""
+
+
+def repeated(values: Iterable[Any]) -> list[Any]:
+    """The values that occur more than once, each once, sorted by their text."""
+    return sorted((v for v, n in Counter(values).items() if n > 1), key=str)
 
 
 def check_seed(name: str, value: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from appsleuth._fields import repeated
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import DataError, SpecError
 
@@ -35,10 +36,10 @@ def _class_names(classes: Any) -> list[Any]:
     names = list(classes)
     if not names:
         raise DataError("classes must name at least one class; received classes=[]")
-    repeated = sorted({str(c) for c in names if names.count(c) > 1})
-    if repeated:
+    twice = [str(c) for c in repeated(names)]
+    if twice:
         raise DataError(
-            f"classes must name each class once; received {repeated} more than once in "
+            f"classes must name each class once; received {twice} more than once in "
             f"classes={names!r}"
         )
     return names

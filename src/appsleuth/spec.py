@@ -20,6 +20,7 @@ from appsleuth._fields import (
     is_number,
     plain_fields,
     quoted_number_hint,
+    repeated,
     spec_hash,
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
@@ -102,10 +103,10 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:
         or not all(isinstance(v, str) and v for v in value)
     ):
         raise SpecError(f"{name} must be a non-empty list of names; received {name}={value!r}")
-    repeated = sorted({v for v in value if list(value).count(v) > 1})
-    if repeated:
+    twice = repeated(value)
+    if twice:
         raise SpecError(
-            f"{name} must name each one once; received {repeated} more than once in "
+            f"{name} must name each one once; received {twice} more than once in "
             f"{name}={list(value)!r}"
         )
     return tuple(value)

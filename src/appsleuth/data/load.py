@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
+from appsleuth._fields import repeated
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
     ID_COLUMNS,
@@ -220,10 +221,10 @@ def as_name_list(
     if not names and not allow_empty:
         raise DataError(f"{name} must name at least one column; received {name}={received!r}")
     if unique:
-        repeated = sorted({v for v in names if names.count(v) > 1})
-        if repeated:
+        twice = repeated(names)
+        if twice:
             raise DataError(
-                f"{name} names {_list(repeated)} more than once (received {name}={received!r}); "
+                f"{name} names {_list(twice)} more than once (received {name}={received!r}); "
                 f"name each column once"
             )
     return tuple(str(v) for v in names)
@@ -773,10 +774,10 @@ def _use_index_column(df: pd.DataFrame) -> pd.DataFrame:
 
 def check_unique_names(columns: list[str], where: str) -> None:
     """Raise DataError naming the column names that occur more than once."""
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
+    twice = repeated(columns)
+    if twice:
         raise DataError(
-            f"{where} has repeated column names {_list(repeated)}; every column "
+            f"{where} has repeated column names {_list(twice)}; every column "
             f"needs its own name (is the first line a header?)"
         )
 
