@@ -25,7 +25,7 @@ import pandas as pd
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
-from appsleuth.plots import _subplots
+from appsleuth.plots import _flat_axes, _subplots
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -334,8 +334,7 @@ def _axes_for(ax: Any, n: int, *, width: float = 5.0, height: float = 3.6) -> tu
     if ax is None:
         fig, axes = _subplots(1, n, figsize=(width * n, height), squeeze=False)
         return fig, list(axes[0])
-    axes = list(ax) if isinstance(ax, Sequence | np.ndarray) else [ax]
-    axes = list(np.ravel(axes))
+    axes = _flat_axes(ax)
     if len(axes) != n:
         raise SpecError(
             f"ax must be one matplotlib axes per metric ({n}); received {len(axes)} axes"
@@ -635,7 +634,7 @@ def plot_small_multiples(
         )  # fmt: skip
         flat = list(axes.ravel())
     else:
-        flat = list(np.ravel(np.asarray(ax, dtype=object)))
+        flat = _flat_axes(ax)
         if len(flat) < n:
             raise SpecError(
                 f"ax must hold one axes per trial ({n}); received {len(flat)} axes"

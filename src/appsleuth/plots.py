@@ -53,6 +53,11 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return plt.subplots(*args, **kwargs)
 
 
+def _flat_axes(ax: Any) -> list[Any]:
+    """The axes a caller passed (one, a list, or a ``plt.subplots`` grid), in order."""
+    return list(np.ravel(np.asarray(ax, dtype=object)))
+
+
 def _close(fig: Any) -> None:
     """Release a figure: pyplot keeps the ones it made until they are closed."""
     if "matplotlib.pyplot" in sys.modules:
@@ -89,7 +94,7 @@ def plot_loss_accuracy(
     if ax is None:
         fig, axes = _subplots(1, 2, figsize=(10, 4))
     else:
-        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        axes = _flat_axes(ax)
         if len(axes) != 2:
             raise SpecError(
                 f"ax must be two matplotlib axes (loss, accuracy); received {len(axes)} axes"
