@@ -1045,3 +1045,99 @@ def test_cross_entropy_from_logits_clips_as_keras_does_on_probabilities(kind):
     np.testing.assert_allclose(grad_ours, grad_keras, atol=1e-5)
     hopeless = 0 if kind != "binary" else 2  # true class far below epsilon
     assert not np.any(np.asarray(grad_ours)[hopeless])
+
+
+def _accuracy_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    nan, inf = float("nan"), float("inf")
+    scores = np.array(
+        [
+            [0.1, 0.7, 0.2, 0.0],  # plain
+            [0.5, 0.5, 0.0, 0.0],  # tie: the first maximum wins
+            [0.5, 0.5, 0.0, 0.0],
+            [nan, 0.2, nan, 0.1],  # NaN: argmax picks the first NaN
+            [nan, 0.2, nan, 0.1],
+            [0.1, 0.2, nan, 0.1],
+            [-0.0, 0.0, -1.0, -2.0],  # -0.0 ranks below 0.0 on CPU
+            [-0.0, -0.0, -1.0, -2.0],
+            [-inf, -inf, -inf, -inf],
+            [inf, 1.0, inf, 0.0],
+            [0.1, 0.2, 0.3, 0.4],  # labels out of range or not whole numbers
+            [0.1, 0.2, 0.3, 0.4],
+            [0.1, 0.2, 0.3, 0.4],
+            [0.4, 0.2, 0.3, 0.1],
+        ],
+        "float32",
+    )
+    labels = np.array([1, 0, 1, 0, 2, 2, 1, 0, 0, 0, 4, -1, 3.5, -0.0], "float32")
+    rng = np.random.default_rng(5)
+    ties = rng.integers(0, 3, (400, 18)).astype("float32")  # many ties
+    ties[rng.random(ties.shape) < 0.03] = nan
+    ties[rng.random(ties.shape) < 0.05] = -0.0
+    tie_labels = rng.integers(-1, 19, 400)
+    return [(scores, labels), (scores, labels[:, None]), (ties, tie_labels.astype("int32"))]
+
+
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["edge-cases", "labels-n-by-1", "random-ties"])
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "jit"])
+def test_cheaper_accuracy_equals_keras_argmax_accuracy(case, traced):
+    import jax
+
+    from appsleuth.engines._metrics import sparse_categorical_accuracy
+
+    scores, labels = _accuracy_cases()[case]
+    ours, theirs = sparse_categorical_accuracy, keras.metrics.sparse_categorical_accuracy
+    if traced:
+        ours, theirs = jax.jit(ours), jax.jit(theirs)
+    expected = np.asarray(theirs(labels, scores))
+    result = np.asarray(ours(labels, scores))
+    assert result.dtype == expected.dtype and result.shape == expected.shape
+    np.testing.assert_array_equal(result, expected)
+    assert 0 < expected.sum() < len(expected)  # The cases hold hits and misses.
+
+
+def test_cheaper_accuracy_passes_other_shapes_to_keras():
+    from appsleuth.engines._metrics import sparse_categorical_accuracy
+
+    scores = np.random.default_rng(0).random((3, 5, 4)).astype("float32")
+    labels = np.array([[0, 1, 2, 3, 0]] * 3)
+    np.testing.assert_array_equal(
+        sparse_categorical_accuracy(labels, scores),
+        keras.metrics.sparse_categorical_accuracy(labels, scores),
+    )
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["keras-steps", "logits-plan"])
+def test_cheaper_accuracy_gives_the_same_epochs_and_is_undone(data, from_logits, monkeypatch):
+    x, y, xv, yv = (a[:1000] for a in data)
+    sample_weight = np.random.default_rng(1).random(len(x)).astype("float32")
+    monkeypatch.setattr(fused_module, "_FROM_LOGITS", from_logits)
+    histories, traced = [], []
+    from appsleuth.engines import _metrics
+
+    original = _metrics.sparse_categorical_accuracy
+
+    def counted(y_true, y_pred):
+        traced.append(1)
+        return original(y_true, y_pred)
+
+    monkeypatch.setattr(_metrics, "sparse_categorical_accuracy", counted)
+    for cheaper in (False, True):
+        clear_fused_cache()
+        monkeypatch.setattr(fused_module, "_CHEAPER_ACCURACY", cheaper)
+        traced.clear()
+        model = _model(x.shape[1], 18, seed=2, lr=0.01, compile_=False)
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.01),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_acc")],
+        )
+        history = run_fused(
+            model, x, y, sample_weight=sample_weight, epochs=3, validation_data=(xv, yv)
+        )
+        assert bool(traced) is cheaper
+        histories.append(history.history)
+        for metric in model._compile_metrics._flat_metrics[0].metrics:
+            assert metric._fn is keras.metrics.sparse_categorical_accuracy  # restored
+    assert histories[0] == histories[1]  # Bit for bit: the same weights and the same hits.
+    assert {"accuracy", "weighted_acc", "val_accuracy"} <= set(histories[1])
