@@ -35,3 +35,24 @@ def test_moriarty_line(y_true, y_pred, expected) -> None:
     text = _printed(y_true, y_pred)
     assert expected in " ".join(text.split())
     assert "macro avg" in text
+
+
+def _shown(metrics: dict) -> str:
+    out = io.StringIO()
+    print_metrics(metrics, title="validation", console=Console(file=out, width=200))
+    return " ".join(out.getvalue().split())
+
+
+def test_held_out_test_rows_are_printed_after_the_validation_table() -> None:
+    metrics = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 0]), CLASSES)
+    metrics["test"] = classification_metrics(
+        np.array([0, 0, 1, 2, 2]), np.array([0, 2, 1, 2, 2]), CLASSES
+    )
+    text = _shown(metrics)
+    assert "accuracy 0.7500" in text  # validation
+    assert (
+        "held-out test rows (5, not used for training or selection): accuracy 0.8000, "
+        "macro F1 0.822; Moriarty (malware): detection rate 1.000" in text
+    )
+    del metrics["test"]
+    assert "held-out" not in _shown(metrics)

@@ -368,3 +368,34 @@ def test_split_text_shows_the_share_whole_blocks_hold(asked: float, shown: bool)
     text = _split_text(split)
     assert text.startswith(f"blocked (validation {asked:g}")
     assert ("(a validation share of 0.100)" in text) is shown
+
+
+def _with_metrics(run_dir: Path, **changes: Any) -> None:
+    """Replace parts of a fake run's metrics.json."""
+    import json
+
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_run_report_shows_the_held_out_test_rows(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    split = {"kind": "random", "val_fraction": 0.2, "test_fraction": 0.1, "seed": 34,
+             "n_train": 63, "n_val": 18, "n_test": 9}  # fmt: skip
+    write_fake_run(run_dir, extra={"split": split})
+    test = classification_metrics(
+        np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]), np.array([0, 0, 1, 1, 1, 1, 2, 2, 2]),
+        ["Chrome", "Gmail", "Moriarty"],
+    )  # fmt: skip
+    _with_metrics(run_dir, test=test)
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    assert "18 validation rows / 9 test rows" in page
+    section = page.split('<div id="test">', 1)[1]
+    assert "Test accuracy 88.89 % on 9 rows, macro F1 0.886" in section
+    assert "detection rate" in section and 'id="per-class-test"' in section
+    assert page.count('id="per-class"') == 1  # the validation table keeps its own id

@@ -43,7 +43,25 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             style="dim",
         )
     console.print(table)
+    line = _summary_line(metrics)
+    if "fit" in metrics:
+        line += f"; fit: {metrics['fit']['diagnosis']}"
+    console.print(line)
+    test = metrics.get("test")
+    if isinstance(test, dict) and test.get("n"):
+        # The held-out test rows took no part in training or in choosing a run: their
+        # numbers are the ones to quote, so they are never left to metrics.json alone.
+        console.print(
+            f"held-out test rows ({test['n']:,}, not used for training or selection): "
+            f"{_summary_line(test, macro_f1=True)}"
+        )
+
+
+def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
+    """``accuracy 0.9300[, macro F1 0.852]; Moriarty (malware): detection rate ...``."""
     line = f"accuracy {metrics['accuracy']:.4f}"
+    if macro_f1 and isinstance(metrics.get("macro_avg"), dict):
+        line += f", macro F1 {metrics['macro_avg']['f1']:.3f}"
     if metrics.get("roc_auc") is not None:
         line += f", ROC AUC {metrics['roc_auc']:.4f}"
     if "malware" in metrics:
@@ -59,6 +77,4 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
                 f"precision {mw['precision']:.3f}, false-alarm rate "
                 f"{mw['false_alarm_rate']:.4f}"
             )
-    if "fit" in metrics:
-        line += f"; fit: {metrics['fit']['diagnosis']}"
-    console.print(line)
+    return line

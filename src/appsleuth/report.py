@@ -234,6 +234,8 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
     text += f", seed {_value(split.get('seed'))})"
     if split.get("n_train") is not None:
         text += f": {split['n_train']:,} training / {split.get('n_val', 0):,} validation rows"
+        if split.get("n_test"):
+            text += f" / {split['n_test']:,} test rows"
         total = split["n_train"] + split.get("n_val", 0) + split.get("n_test", 0)
         asked = split.get("val_fraction")
         held = held_share(asked, split.get("n_val", 0), total) if is_number(asked) else None
@@ -347,7 +349,7 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
-def _per_class_table(metrics: Mapping[str, Any]) -> _Html:
+def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     rows, classes = [], []
     for app, m in per_class.items():
@@ -380,7 +382,7 @@ def _per_class_table(metrics: Mapping[str, Any]) -> _Html:
         rows,
         row_classes=classes,
         cls="numbers",
-        id_="per-class",
+        id_=id_,
     )
 
 
@@ -413,7 +415,30 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
         parts.append(confusion)
     parts.append(_tag("h3", "Per-app precision, recall and F1"))
     parts.append(_per_class_table(metrics))
+    test = metrics.get("test")
+    if isinstance(test, Mapping) and test.get("n"):
+        parts.append(_test_section(test))
     return parts
+
+
+def _test_section(test: Mapping[str, Any]) -> _Html:
+    """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
+    return _tag(
+        "div",
+        [
+            _tag("h3", "Held-out test rows"),
+            _tag(
+                "p",
+                f"Test accuracy {_pct(test.get('accuracy'), 2)} on {test.get('n', 0):,} rows, "
+                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}. These rows "
+                "took no part in training, early stopping or choosing a run, so these are "
+                "the numbers to quote; the validation numbers above steered those choices.",
+            ),
+            _malware_block(test),
+            _per_class_table(test, id_="per-class-test"),
+        ],
+        id="test",
+    )
 
 
 def _evaluation_or_damage(
