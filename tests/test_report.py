@@ -399,3 +399,30 @@ def test_run_report_shows_the_held_out_test_rows(tmp_path: Path) -> None:
     assert "Test accuracy 88.89 % on 9 rows, macro F1 0.886" in section
     assert "detection rate" in section and 'id="per-class-test"' in section
     assert page.count('id="per-class"') == 1  # the validation table keeps its own id
+
+
+def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir)
+    # Gmail is neither among the rows nor predicted; Moriarty is never flagged.
+    scored = classification_metrics(
+        np.array([0, 0, 2, 2]), np.array([0, 0, 0, 0]), ["Chrome", "Gmail", "Moriarty"]
+    )
+    _with_metrics(run_dir, **scored)
+    page = render_report(run_dir, log=_quiet)
+    table = page.split('id="per-class"', 1)[1].split("</table>", 1)[0]
+    assert "<tr><td>Gmail</td><td>–</td><td>–</td><td>–</td><td>0</td></tr>" in table
+    assert "<td>Chrome</td><td>0.500</td><td>1.000</td><td>0.667</td>" in table
+    assert (
+        "–: 1 app(s) neither among these rows nor predicted; the macro average is over the other 2."
+        in page
+    )
+    malware = page.split('class="callout malware"', 1)[1].split("</div></div></div>", 1)[0]
+    assert "no sample was flagged as malware" in malware
+    assert "alarms that are malware" not in malware

@@ -44,6 +44,7 @@ from appsleuth.analysis import (
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
 from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.evaluate import flagged_as_malware, idle_classes
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -307,6 +308,8 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
         if support is not None and malware.get("detection_rate") is not None
         else ""
     )
+    # Precision is 0/0 when nothing was flagged: recorded as 0, shown as undefined.
+    nothing_flagged = flagged_as_malware(malware) == 0
     return _tag(
         "div",
         [
@@ -336,8 +339,18 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
                         "div",
                         [
                             _tag("span", "precision", class_="label"),
-                            _tag("span", _pct(malware.get("precision")), class_="big"),
-                            _tag("span", "alarms that are malware", class_="muted"),
+                            _tag(
+                                "span",
+                                "–" if nothing_flagged else _pct(malware.get("precision")),
+                                class_="big",
+                            ),
+                            _tag(
+                                "span",
+                                "no sample was flagged as malware"
+                                if nothing_flagged
+                                else "alarms that are malware",
+                                class_="muted",
+                            ),
                         ],
                         class_="stat",
                     ),
@@ -351,19 +364,16 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
 
 def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
+    idle = idle_classes(metrics)
     rows, classes = [], []
     for app, m in per_class.items():
         is_malware = app == MALWARE_APP
         name = _join([app, _tag("span", "malware", class_="badge failed")]) if is_malware else app
-        rows.append(
-            [
-                name,
-                _num(m.get("precision"), 3),
-                _num(m.get("recall"), 3),
-                _num(m.get("f1"), 3),
-                f"{m.get('support', 0):,}",
-            ]
+        # Neither present nor predicted: no precision or recall, and not in the macro average.
+        rates = (
+            ["–"] * 3 if app in idle else [_num(m.get(k), 3) for k in ("precision", "recall", "f1")]
         )
+        rows.append([name, *rates, f"{m.get('support', 0):,}"])
         classes.append("malware" if is_malware else None)
     for label, key in (("macro average", "macro_avg"), ("weighted average", "weighted_avg")):
         avg = metrics.get(key) or {}
@@ -377,12 +387,25 @@ def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Htm
             ]
         )
         classes.append("average")
-    return _table(
+    table = _table(
         ["app", "precision", "recall", "F1", "support"],
         rows,
         row_classes=classes,
         cls="numbers",
         id_=id_,
+    )
+    if not idle:
+        return table
+    return _join(
+        [
+            table,
+            _tag(
+                "p",
+                f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
+                f"average is over the other {len(per_class) - len(idle)}.",
+                class_="muted",
+            ),
+        ]
     )
 
 
