@@ -426,3 +426,28 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     malware = page.split('class="callout malware"', 1)[1].split("</div></div></div>", 1)[0]
     assert "no sample was flagged as malware" in malware
     assert "alarms that are malware" not in malware
+
+
+def test_run_report_says_which_epoch_early_stopping_kept(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e10"
+    write_fake_run(run_dir, extra={"epochs": 10, "epochs_run": 3, "results_epoch": 2})
+    page = render_report(run_dir, log=_quiet)
+    assert "3 of 10 epochs run, results from epoch 2 (early stopping restored it)" in page
+    evaluation = page.split('<section id="evaluation">', 1)[1]
+    assert evaluation.index("Early stopping restored the weights of epoch 2 after 3 epochs") < (
+        evaluation.index("Fit diagnosis")
+    )
+    write_fake_run(run_dir, extra={"epochs": 10, "epochs_run": 3, "results_epoch": 3})
+    page = render_report(run_dir, log=_quiet)
+    assert "3 of 10 epochs (stopped early)" in page and "restored" not in page
+
+
+def test_best_trial_without_a_recorded_epoch_count(tmp_path: Path) -> None:
+    # Older or hand-made metadata without epochs_run made the report fail on int(NaN).
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.8 + 0.1 * i, "extra": {"epochs_run": None, "epochs": 3}},
+    )
+    page = render_report(sweep_dir, log=_quiet)
+    assert "batch_size = 32; 3 epochs, 2.0 s." in page

@@ -29,7 +29,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from appsleuth._fields import is_number
+from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     comparison_table,
@@ -464,15 +464,57 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
     )
 
 
+def _restored_epoch(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """``(kept, run)`` when early stopping restored epoch ``kept`` of ``run`` epochs, else None."""
+    meta = meta or {}
+    kept, run = meta.get("results_epoch"), meta.get("epochs_run")
+    if is_int(kept) and is_int(run) and 1 <= kept < run:
+        return kept, run
+    return None
+
+
+def _epochs_text(meta: Mapping[str, Any] | None) -> str:
+    """``30 epochs``, or which epoch the results are when early stopping ended the run."""
+    meta = meta or {}
+    run, planned = meta.get("epochs_run"), meta.get("epochs")
+    restored = _restored_epoch(meta)
+    if restored is not None:
+        kept, run = restored
+        of = f" of {planned}" if is_int(planned) and planned > run else ""
+        return f"{run}{of} epochs run, results from epoch {kept} (early stopping restored it)"
+    if is_int(run) and is_int(planned) and run < planned:
+        return f"{run} of {planned} epochs (stopped early)"
+    count = run if is_int(run) else planned
+    return f"{count} epochs" if is_int(count) else "epochs unknown"
+
+
 def _evaluation_or_damage(
-    metrics: Mapping[str, Any], path: Path, log: Callable[[str], None]
+    metrics: Mapping[str, Any],
+    path: Path,
+    log: Callable[[str], None],
+    meta: Mapping[str, Any] | None = None,
 ) -> list[_Html]:
     """A complete run's evaluation, or a warning that its metrics file is damaged."""
     if metrics:
-        return [
+        parts = [
             _fit_block(metrics.get("fit")),
             *_evaluation_sections(metrics, "validation rows of the split above"),
         ]
+        restored = _restored_epoch(meta)
+        if restored is not None:
+            # The diagnosis quotes the last epoch, the evaluation the restored one.
+            kept, run = restored
+            parts.insert(
+                0,
+                _note(
+                    f"Early stopping restored the weights of epoch {kept} after {run} epochs: "
+                    f"the saved model and every number below except the fit diagnosis are "
+                    f"epoch {kept}'s; the diagnosis reads the whole learning curve and quotes "
+                    f"its last epoch ({run}).",
+                    "muted",
+                ),
+            )
+        return parts
     log(f"appsleuth: warning: {path} is damaged or unreadable; its evaluation is not shown")
     return [
         _note(
@@ -785,7 +827,9 @@ def _sweep_report(
     # --- best trial
     if best is not None:
         metrics = _read_json(sweep_dir / best["name"] / METRICS)
-        evaluation = _evaluation_or_damage(metrics, sweep_dir / best["name"] / METRICS, log)
+        evaluation = _evaluation_or_damage(
+            metrics, sweep_dir / best["name"] / METRICS, log, best_meta
+        )
         params = ", ".join(f"{p} = {_value(best[p])}" for p in varied) or "the only setting"
         body.append(
             _section(
@@ -793,7 +837,7 @@ def _sweep_report(
                 _tag(
                     "p",
                     f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
-                    f"{params}; {int(best['epochs_run'] or 0)} epochs, "
+                    f"{params}; {_epochs_text(best_meta)}, "
                     f"{_duration(best['duration_s'])}.",
                 ),
                 *evaluation,
@@ -1034,7 +1078,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
             "Model and training",
             f"hidden layers {hidden}, learning rate {_value(meta.get('learning_rate'))}, "
             f"batch size {_value(meta.get('batch_size'))}, "
-            f"{_value(meta.get('epochs_run') or meta.get('epochs'))} epochs, "
+            f"{_epochs_text(meta)}, "
             f"seed {_value(meta.get('seed'))}, {meta.get('optimizer', 'adam')} optimizer",
         ),
         (
@@ -1097,7 +1141,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         body.append(_section("Learning curves", _note("No training history.", "muted")))
     metrics = _read_json(run_dir / METRICS) if status == "complete" else {}
     if status == "complete":
-        evaluation = _evaluation_or_damage(metrics, run_dir / METRICS, log)
+        evaluation = _evaluation_or_damage(metrics, run_dir / METRICS, log, meta)
         body.append(_section("Evaluation", *evaluation, id_="evaluation"))
     if baselines:
         network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None
