@@ -451,3 +451,25 @@ def test_best_trial_without_a_recorded_epoch_count(tmp_path: Path) -> None:
     )
     page = render_report(sweep_dir, log=_quiet)
     assert "batch_size = 32; 3 epochs, 2.0 s." in page
+
+
+def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path) -> None:
+    # The best single trial (0.99) is a lucky seed of a setting whose mean (0.895) is
+    # below the other setting's (0.945).
+    accs = {16: (0.80, 0.99), 32: (0.95, 0.94)}
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}, "repeats": 2},
+        lambda i, p: {"final_acc": accs[p["batch_size"]][i % 2]},
+    )
+    page = render_report(sweep_dir, log=_quiet)
+    assert_safe(page)
+    table = page.split('id="seeds-table"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(\d+)</td><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>", table)
+    assert rows == [("32", "0.9450", "0.0071"), ("16", "0.8950", "0.1344")]
+    best = page.split('<section id="best">', 1)[1]
+    assert "batch_size = 16" in best  # the best single trial is still named
+    assert "its setting averages 0.8950 (std 0.1344) over 2 seed(s)" in best
+    assert "The best setting by mean is batch_size = 32 (0.9450, std 0.0071)" in best
+    single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    assert 'id="seeds"' not in render_report(single, log=_quiet)

@@ -32,6 +32,7 @@ import pandas as pd
 from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
+    _key,
     comparison_table,
     load_histories,
     load_results,
@@ -40,6 +41,7 @@ from appsleuth.analysis import (
     plot_metric_vs_param,
     plot_small_multiples,
     read_published,
+    summarize_seeds,
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
@@ -774,6 +776,9 @@ def _sweep_report(
 
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied))
+    seeds = summarize_seeds(results) if results.attrs.get("repeats") and varied else None
+    if seeds is not None:
+        body.append(_seeds_section(seeds, varied))
 
     # --- hyperparameter plots
     figures: list[Any] = []
@@ -840,6 +845,7 @@ def _sweep_report(
                     f"{params}; {_epochs_text(best_meta)}, "
                     f"{_duration(best['duration_s'])}.",
                 ),
+                *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
                 *evaluation,
                 id_="best",
             )
@@ -962,6 +968,70 @@ def _leaderboard(
         "Trials without a result follow with their state."
     )
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
+
+
+def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
+    """Each setting's validation accuracy over its seeds: mean, spread, range."""
+    rows = []
+    for _, r in seeds.iterrows():
+        rows.append(
+            [
+                *(_value(r[p]) for p in varied),
+                f"{int(r['complete'])} of {int(r['trials'])}",
+                _num(r["val_accuracy_mean"]),
+                _num(r["val_accuracy_std"]),
+                f"{_num(r['val_accuracy_min'])} – {_num(r['val_accuracy_max'])}"
+                if not _missing(r["val_accuracy_min"])
+                else "–",
+                _num(r["val_loss_mean"]),
+            ]
+        )
+    return _section(
+        "Settings across seeds",
+        _tag(
+            "p",
+            "Each setting's final validation accuracy over its complete seeds, best mean "
+            "first: the leaderboard's best trial is partly the luckiest seed, the mean and "
+            "its spread (sample standard deviation) say how good a setting is.",
+        ),
+        _table(
+            [
+                *varied,
+                "seeds complete",
+                "val_accuracy mean",
+                "std",
+                "min – max",
+                "val_loss mean",
+            ],
+            rows,
+            cls="numbers",
+            id_="seeds-table",
+        ),
+        id_="seeds",
+    )
+
+
+def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -> _Html:
+    """Where the best single trial's setting stands among the settings' means."""
+
+    def same_setting(row: Any) -> bool:
+        return all(_key(row[p]) == _key(best[p]) for p in varied)
+
+    ours = next(r for _, r in seeds.iterrows() if same_setting(r))
+    text = (
+        f"Seeds repeat in this sweep, so this trial is the best single seed; its setting "
+        f"averages {_num(ours['val_accuracy_mean'])} (std {_num(ours['val_accuracy_std'])}) "
+        f"over {int(ours['complete'])} seed(s)."
+    )
+    top = seeds.iloc[0]
+    if same_setting(top):
+        return _note(text + " No other setting has a higher mean.", "muted")
+    setting = ", ".join(f"{p} = {_value(top[p])}" for p in varied)
+    return _note(
+        text + f" The best setting by mean is {setting} ({_num(top['val_accuracy_mean'])}, "
+        f"std {_num(top['val_accuracy_std'])}); see Settings across seeds.",
+        "warn",
+    )
 
 
 def _leaderboard_table(
