@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from appsleuth.analysis import load_results
 from appsleuth.errors import DataError, SpecError
 from appsleuth.report import render_report, report_command, write_report
-from appsleuth.sweep import SweepSpec, prepare_sweep_dir, run_trial
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, run_trial
 from tests.test_analysis import REFERENCE, fake_sweep, write_fake_run
 
 EVIL_APP = "<img src=x onerror=alert(1)>"
@@ -473,3 +473,26 @@ def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path
     assert "The best setting by mean is batch_size = 32 (0.9450, std 0.0071)" in best
     single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
     assert 'id="seeds"' not in render_report(single, log=_quiet)
+
+
+def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appsleuth.report as report
+
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32, 64]}},
+        lambda i, p: {"final_acc": [0.7, 0.8, 0.9][i]},
+    )
+    (sweep_dir / read_plan(sweep_dir)[0].name / "model_history.csv").unlink()
+    framed: list[Any] = []
+    real = report.plot_small_multiples
+
+    def spy(histories: Any, **kwargs: Any) -> Any:
+        framed.append((list(histories), kwargs.get("highlight")))
+        return real(histories, **kwargs)
+
+    monkeypatch.setattr(report, "plot_small_multiples", spy)
+    render_report(sweep_dir, log=_quiet)
+    assert framed == [(["batch_size=32", "batch_size=64"], "batch_size=64")]

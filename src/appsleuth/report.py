@@ -33,6 +33,7 @@ from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     _key,
+    _trial_label,
     comparison_table,
     load_histories,
     load_results,
@@ -809,9 +810,9 @@ def _sweep_report(
     if histories:
         best_label = None
         if best is not None:
-            labels = list(histories)
-            names = [r["name"] for _, r in complete.sort_values("index").iterrows()]
-            best_label = dict(zip(names, labels, strict=False)).get(best["name"])
+            # The label load_histories gives it: pairing trials with labels by position
+            # framed the wrong panel when a complete trial's history could not be read.
+            best_label = _trial_label(best, varied, bool(results.attrs.get("repeats")))
         curves = [
             _figure(
                 plot_learning_curves(histories),
