@@ -133,6 +133,9 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     baselines = page.split('id="baselines-table"', 1)[1].split("</table>", 1)[0]
     assert "logistic regression" in baselines and "decision tree" in baselines
     assert '<tr class="best"><td>network (model_1H18N_lr0.0003_bs32_e3)' in baselines
+    # The network's time is its whole run's, not a fit time comparable to the baselines'.
+    assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
+    assert "Time: the network&#x27;s whole run" in page
     assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
 
 
