@@ -455,3 +455,36 @@ def test_status_says_when_results_csv_is_behind(
     assert results_behind(sweep_dir) == 2
     assert main(["sweep", "status", str(sweep_dir)]) == 0
     assert "results.csv does not include 2 complete trial(s) yet" in capsys.readouterr().err
+
+
+def test_summarize_seeds_matches_pandas(lr_sweep: Path) -> None:
+    from appsleuth.analysis import summarize_seeds
+
+    results = load_results(lr_sweep)
+    table = summarize_seeds(results)
+    expected = results.groupby("learning_rate")["val_accuracy"].agg(["mean", "std", "min", "max"])
+    expected = expected.sort_values("mean", ascending=False)
+    assert list(table["learning_rate"]) == list(expected.index) == [0.001, 0.0001, 0.1]
+    for column in ("mean", "std", "min", "max"):
+        assert table[f"val_accuracy_{column}"].to_numpy() == pytest.approx(
+            expected[column].to_numpy()
+        )
+    assert table["val_loss_mean"].to_numpy() == pytest.approx(
+        results.groupby("learning_rate")["val_loss"].mean()[expected.index].to_numpy()
+    )
+    assert list(table["trials"]) == list(table["complete"]) == [2, 2, 2]
+
+
+def test_summarize_seeds_leaves_out_trials_without_a_result(tmp_path: Path) -> None:
+    from appsleuth.analysis import summarize_seeds
+
+    outcomes = [{"final_acc": 0.9}, {"status": "failed", "error": "x"}, None, None]
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}, "repeats": 2}, lambda i, p: outcomes[i]
+    )
+    table = summarize_seeds(load_results(sweep_dir))
+    assert list(table["batch_size"]) == [16, 32]  # the setting without a result goes last
+    assert list(table["complete"]) == [1, 0] and list(table["trials"]) == [2, 2]
+    assert table.loc[0, "val_accuracy_mean"] == pytest.approx(0.9)
+    assert np.isnan(table.loc[0, "val_accuracy_std"])  # one seed: no spread
+    assert np.isnan(table.loc[1, "val_accuracy_mean"])

@@ -35,3 +35,46 @@ def test_moriarty_line(y_true, y_pred, expected) -> None:
     text = _printed(y_true, y_pred)
     assert expected in " ".join(text.split())
     assert "macro avg" in text
+
+
+def _shown(metrics: dict) -> str:
+    out = io.StringIO()
+    print_metrics(metrics, title="validation", console=Console(file=out, width=200))
+    return " ".join(out.getvalue().split())
+
+
+def test_held_out_test_rows_are_printed_after_the_validation_table() -> None:
+    metrics = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 0]), CLASSES)
+    metrics["test"] = classification_metrics(
+        np.array([0, 0, 1, 2, 2]), np.array([0, 2, 1, 2, 2]), CLASSES
+    )
+    text = _shown(metrics)
+    assert "accuracy 0.7500" in text  # validation
+    assert (
+        "held-out test rows (5, not used for training or selection): accuracy 0.8000, "
+        "macro F1 0.822; Moriarty (malware): detection rate 1.000" in text
+    )
+    del metrics["test"]
+    assert "held-out" not in _shown(metrics)
+
+
+def test_apps_neither_present_nor_predicted_show_no_rates() -> None:
+    # Chrome and Waze only: Moriarty has no sample and no prediction, so its 0.000s
+    # would read as a model that fails on it; the macro average leaves it out.
+    metrics = classification_metrics(np.array([0, 0, 2, 2]), np.array([0, 2, 2, 2]), CLASSES)
+    text = _shown(metrics)
+    assert "Moriarty │ – │ – │ – │ 0" in text
+    assert "Chrome │ 1.000 │ 0.500 │ 0.667 │ 2" in text
+    assert (
+        "–: 1 app(s) neither in the data nor predicted; the macro average is over the other 2"
+        in text
+    )
+    # An app predicted but absent keeps its numbers: its precision of 0 is real.
+    metrics = classification_metrics(np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2]), CLASSES)
+    assert "Moriarty │ 0.000 │ 0.000 │ 0.000 │ 0" in _shown(metrics)
+
+
+def test_moriarty_precision_is_undefined_when_nothing_was_flagged() -> None:
+    metrics = classification_metrics(np.array([0, 1, 2]), np.array([0, 0, 2]), CLASSES)
+    assert metrics["malware"]["precision"] == 0.0  # metrics.json: scikit-learn's convention
+    assert "detection rate 0.000, precision – (no sample flagged)" in _shown(metrics)

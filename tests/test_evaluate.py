@@ -203,3 +203,28 @@ def test_bad_class_lists(classes, expected) -> None:
 def test_class_indices_beyond_the_class_list_are_named() -> None:
     with pytest.raises(DataError, match=r"y_true holds class indices outside 0..1 .* 0..2 for 2"):
         classification_metrics([0, 2], [0, 1], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "idle"),
+    [
+        ([0, 0, 2], [0, 2, 2], {"B"}),  # B: no sample, no prediction
+        ([0, 0, 2], [0, 1, 2], set()),  # B predicted once: its precision 0 is real
+        ([0, 1, 2], [0, 1, 2], set()),
+    ],
+)
+def test_idle_classes_are_those_neither_present_nor_predicted(y_true, y_pred, idle) -> None:
+    from appsleuth.evaluate import idle_classes
+
+    metrics = classification_metrics(np.array(y_true), np.array(y_pred), ["A", "B", "C"])
+    assert idle_classes(metrics) == idle
+    assert metrics["macro_avg"]["classes"] == 3 - len(idle)
+
+
+@pytest.mark.parametrize(
+    "damaged", [{}, {"confusion_matrix": None}, {"confusion_matrix": {"counts": [[1]]}}]
+)
+def test_idle_classes_of_a_damaged_metrics_file_are_none(damaged) -> None:
+    from appsleuth.evaluate import idle_classes
+
+    assert idle_classes(damaged) == set()

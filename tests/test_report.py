@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from appsleuth.analysis import load_results
 from appsleuth.errors import DataError, SpecError
 from appsleuth.report import render_report, report_command, write_report
-from appsleuth.sweep import SweepSpec, prepare_sweep_dir, run_trial
+from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, run_trial
 from tests.test_analysis import REFERENCE, fake_sweep, write_fake_run
 
 EVIL_APP = "<img src=x onerror=alert(1)>"
@@ -133,6 +133,9 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     baselines = page.split('id="baselines-table"', 1)[1].split("</table>", 1)[0]
     assert "logistic regression" in baselines and "decision tree" in baselines
     assert '<tr class="best"><td>network (model_1H18N_lr0.0003_bs32_e3)' in baselines
+    # The network's time is its whole run's, not a fit time comparable to the baselines'.
+    assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
+    assert "Time: the network&#x27;s whole run" in page
     assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
 
 
@@ -368,3 +371,131 @@ def test_split_text_shows_the_share_whole_blocks_hold(asked: float, shown: bool)
     text = _split_text(split)
     assert text.startswith(f"blocked (validation {asked:g}")
     assert ("(a validation share of 0.100)" in text) is shown
+
+
+def _with_metrics(run_dir: Path, **changes: Any) -> None:
+    """Replace parts of a fake run's metrics.json."""
+    import json
+
+    path = run_dir / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def test_run_report_shows_the_held_out_test_rows(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    split = {"kind": "random", "val_fraction": 0.2, "test_fraction": 0.1, "seed": 34,
+             "n_train": 63, "n_val": 18, "n_test": 9}  # fmt: skip
+    write_fake_run(run_dir, extra={"split": split})
+    test = classification_metrics(
+        np.array([0, 0, 0, 1, 1, 1, 2, 2, 2]), np.array([0, 0, 1, 1, 1, 1, 2, 2, 2]),
+        ["Chrome", "Gmail", "Moriarty"],
+    )  # fmt: skip
+    _with_metrics(run_dir, test=test)
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    assert "18 validation rows / 9 test rows" in page
+    section = page.split('<div id="test">', 1)[1]
+    assert "Test accuracy 88.89 % on 9 rows, macro F1 0.886" in section
+    assert "detection rate" in section and 'id="per-class-test"' in section
+    assert page.count('id="per-class"') == 1  # the validation table keeps its own id
+
+
+def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir)
+    # Gmail is neither among the rows nor predicted; Moriarty is never flagged.
+    scored = classification_metrics(
+        np.array([0, 0, 2, 2]), np.array([0, 0, 0, 0]), ["Chrome", "Gmail", "Moriarty"]
+    )
+    _with_metrics(run_dir, **scored)
+    page = render_report(run_dir, log=_quiet)
+    table = page.split('id="per-class"', 1)[1].split("</table>", 1)[0]
+    assert "<tr><td>Gmail</td><td>–</td><td>–</td><td>–</td><td>0</td></tr>" in table
+    assert "<td>Chrome</td><td>0.500</td><td>1.000</td><td>0.667</td>" in table
+    assert (
+        "–: 1 app(s) neither among these rows nor predicted; the macro average is over the other 2."
+        in page
+    )
+    malware = page.split('class="callout malware"', 1)[1].split("</div></div></div>", 1)[0]
+    assert "no sample was flagged as malware" in malware
+    assert "alarms that are malware" not in malware
+
+
+def test_run_report_says_which_epoch_early_stopping_kept(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e10"
+    write_fake_run(run_dir, extra={"epochs": 10, "epochs_run": 3, "results_epoch": 2})
+    page = render_report(run_dir, log=_quiet)
+    assert "3 of 10 epochs run, results from epoch 2 (early stopping restored it)" in page
+    evaluation = page.split('<section id="evaluation">', 1)[1]
+    assert evaluation.index("Early stopping restored the weights of epoch 2 after 3 epochs") < (
+        evaluation.index("Fit diagnosis")
+    )
+    write_fake_run(run_dir, extra={"epochs": 10, "epochs_run": 3, "results_epoch": 3})
+    page = render_report(run_dir, log=_quiet)
+    assert "3 of 10 epochs (stopped early)" in page and "restored" not in page
+
+
+def test_best_trial_without_a_recorded_epoch_count(tmp_path: Path) -> None:
+    # Older or hand-made metadata without epochs_run made the report fail on int(NaN).
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.8 + 0.1 * i, "extra": {"epochs_run": None, "epochs": 3}},
+    )
+    page = render_report(sweep_dir, log=_quiet)
+    assert "batch_size = 32; 3 epochs, 2.0 s." in page
+
+
+def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path) -> None:
+    # The best single trial (0.99) is a lucky seed of a setting whose mean (0.895) is
+    # below the other setting's (0.945).
+    accs = {16: (0.80, 0.99), 32: (0.95, 0.94)}
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}, "repeats": 2},
+        lambda i, p: {"final_acc": accs[p["batch_size"]][i % 2]},
+    )
+    page = render_report(sweep_dir, log=_quiet)
+    assert_safe(page)
+    table = page.split('id="seeds-table"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(\d+)</td><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>", table)
+    assert rows == [("32", "0.9450", "0.0071"), ("16", "0.8950", "0.1344")]
+    best = page.split('<section id="best">', 1)[1]
+    assert "batch_size = 16" in best  # the best single trial is still named
+    assert "its setting averages 0.8950 (std 0.1344) over 2 seed(s)" in best
+    assert "The best setting by mean is batch_size = 32 (0.9450, std 0.0071)" in best
+    single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    assert 'id="seeds"' not in render_report(single, log=_quiet)
+
+
+def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appsleuth.report as report
+
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32, 64]}},
+        lambda i, p: {"final_acc": [0.7, 0.8, 0.9][i]},
+    )
+    (sweep_dir / read_plan(sweep_dir)[0].name / "model_history.csv").unlink()
+    framed: list[Any] = []
+    real = report.plot_small_multiples
+
+    def spy(histories: Any, **kwargs: Any) -> Any:
+        framed.append((list(histories), kwargs.get("highlight")))
+        return real(histories, **kwargs)
+
+    monkeypatch.setattr(report, "plot_small_multiples", spy)
+    render_report(sweep_dir, log=_quiet)
+    assert framed == [(["batch_size=32", "batch_size=64"], "batch_size=64")]

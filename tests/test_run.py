@@ -529,11 +529,16 @@ def test_restored_best_weights_are_what_the_results_report(table, tmp_path: Path
             early_stopping=EarlyStoppingSpec(monitor="val_accuracy", patience=2),
         ),
     )
-    result = train(spec, data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    said: list[str] = []
+    result = train(spec, data=table, out=tmp_path, verbose=False, log=said.append)
     history = result.history
     best = int(history["val_accuracy"].to_numpy().argmax())
     meta = result.metadata
     assert meta["results_epoch"] == best + 1
+    # The summary line names the epoch its numbers come from, here not the last.
+    assert best + 1 < len(history)
+    restored = f"(epoch {best + 1}, whose weights early stopping restored) after {len(history)}"
+    assert restored in said[-1]
     assert meta["last_results"]["val_accuracy"] == pytest.approx(history["val_accuracy"][best])
     # The saved model is the restored one: its accuracy is what the results say.
     assert result.metrics["accuracy"] == pytest.approx(meta["last_results"]["val_accuracy"])

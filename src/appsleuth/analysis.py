@@ -46,6 +46,7 @@ __all__ = [
     "plot_metric_vs_param",
     "plot_small_multiples",
     "read_published",
+    "summarize_seeds",
 ]
 
 METRIC_COLUMNS = RESULT_KEYS
@@ -175,6 +176,46 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     results.attrs["sweep_dir"] = str(sweep_dir)
     results.attrs["repeats"] = bool(results.duplicated(varied).any()) if varied else False
     return results
+
+
+def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting of the varied hyperparameters, its seeds aggregated.
+
+    The best single trial of a sweep with repeated seeds is partly the luckiest seed;
+    the mean and spread over a setting's seeds say how good the setting is.
+
+    Args:
+        results: From :func:`load_results`.
+
+    Returns:
+        The varied columns, then ``trials`` (planned), ``complete``, and the mean,
+        sample standard deviation (NaN for a single seed), min and max of
+        ``val_accuracy``, and the mean ``val_loss``, over the complete trials; sorted
+        by mean validation accuracy, best first (settings without a complete trial last).
+    """
+    varied = [v for v in results.attrs.get("varied") or [] if v in results.columns]
+    done = results["status"] == "complete"
+    frame = results.assign(
+        _setting=[tuple(_key(v) for v in row) for row in results[varied].itertuples(index=False)]
+        if varied
+        else [()] * len(results),
+        _acc=results["val_accuracy"].where(done),
+        _loss=results["val_loss"].where(done),
+    )
+    grouped = frame.groupby("_setting", sort=False)
+    table = grouped[varied].first() if varied else pd.DataFrame(index=grouped.size().index)
+    table["trials"] = grouped.size()
+    table["complete"] = grouped["status"].agg(lambda s: int((s == "complete").sum()))
+    accuracy = grouped["_acc"]
+    table["val_accuracy_mean"] = accuracy.mean()
+    table["val_accuracy_std"] = accuracy.std()  # ddof=1; NaN for one seed
+    table["val_accuracy_min"] = accuracy.min()
+    table["val_accuracy_max"] = accuracy.max()
+    table["val_loss_mean"] = grouped["_loss"].mean()
+    table = table.sort_values(
+        "val_accuracy_mean", ascending=False, na_position="last", kind="stable"
+    )
+    return table.reset_index(drop=True)
 
 
 def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:

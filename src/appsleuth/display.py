@@ -6,6 +6,8 @@ from typing import Any
 
 __all__ = ["print_metrics"]
 
+_RATES = ("precision", "recall", "f1")
+
 
 def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -> None:
     """Print per-class precision/recall/F1 (Moriarty highlighted) and the summary line.
@@ -18,20 +20,18 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
     from rich.console import Console
     from rich.table import Table
 
+    from appsleuth.evaluate import idle_classes
+
     console = console or Console()
     table = Table(title=title, title_justify="left")
     for col in ("app", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "app" else "right")
+    idle = idle_classes(metrics)
     for app, m in metrics["per_class"].items():
         style = "bold red" if app == "Moriarty" else None
-        table.add_row(
-            app,
-            f"{m['precision']:.3f}",
-            f"{m['recall']:.3f}",
-            f"{m['f1']:.3f}",
-            f"{m['support']:,}",
-            style=style,
-        )
+        # A class neither present nor predicted has no precision or recall to show.
+        shown = ("–",) * 3 if app in idle else tuple(f"{m[k]:.3f}" for k in _RATES)
+        table.add_row(app, *shown, f"{m['support']:,}", style=style)
     for avg in ("macro_avg", "weighted_avg"):
         m = metrics[avg]
         table.add_row(
@@ -43,7 +43,32 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             style="dim",
         )
     console.print(table)
+    if idle:
+        console.print(
+            f"–: {len(idle)} app(s) neither in the data nor predicted; the macro average "
+            f"is over the other {len(metrics['per_class']) - len(idle)}"
+        )
+    line = _summary_line(metrics)
+    if "fit" in metrics:
+        line += f"; fit: {metrics['fit']['diagnosis']}"
+    console.print(line)
+    test = metrics.get("test")
+    if isinstance(test, dict) and test.get("n"):
+        # The held-out test rows took no part in training or in choosing a run: their
+        # numbers are the ones to quote, so they are never left to metrics.json alone.
+        console.print(
+            f"held-out test rows ({test['n']:,}, not used for training or selection): "
+            f"{_summary_line(test, macro_f1=True)}"
+        )
+
+
+def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
+    """``accuracy 0.9300[, macro F1 0.852]; Moriarty (malware): detection rate ...``."""
+    from appsleuth.evaluate import flagged_as_malware
+
     line = f"accuracy {metrics['accuracy']:.4f}"
+    if macro_f1 and isinstance(metrics.get("macro_avg"), dict):
+        line += f", macro F1 {metrics['macro_avg']['f1']:.3f}"
     if metrics.get("roc_auc") is not None:
         line += f", ROC AUC {metrics['roc_auc']:.4f}"
     if "malware" in metrics:
@@ -54,11 +79,13 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
                 f"false-alarm rate {mw['false_alarm_rate']:.4f}"
             )
         else:
+            precision = (
+                "precision – (no sample flagged)"
+                if flagged_as_malware(mw) == 0
+                else f"precision {mw['precision']:.3f}"
+            )
             line += (
                 f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, "
-                f"precision {mw['precision']:.3f}, false-alarm rate "
-                f"{mw['false_alarm_rate']:.4f}"
+                f"{precision}, false-alarm rate {mw['false_alarm_rate']:.4f}"
             )
-    if "fit" in metrics:
-        line += f"; fit: {metrics['fit']['diagnosis']}"
-    console.print(line)
+    return line

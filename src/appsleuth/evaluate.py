@@ -7,7 +7,7 @@ Metrics are computed from the confusion matrix (counts), so every number in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,8 @@ __all__ = [
     "FitRule",
     "classification_metrics",
     "diagnose_fit",
+    "flagged_as_malware",
+    "idle_classes",
     "metrics_from_confusion",
 ]
 
@@ -184,6 +186,41 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
             "false_alarms": int(false_alarms),
         }
     return result
+
+
+def idle_classes(metrics: Mapping[str, Any]) -> set[str]:
+    """Classes neither among the samples nor among the predictions of ``metrics``.
+
+    Their precision, recall and F1 are recorded as 0 (scikit-learn's zero_division=0)
+    but mean nothing, and the macro average leaves them out: displays show them as
+    missing, not as a model that fails on them (an 18-app model scoring a 2-app file).
+    Read from the confusion matrix; empty when it is absent or malformed.
+    """
+    cm = metrics.get("confusion_matrix")
+    if not isinstance(cm, Mapping):
+        return set()
+    try:
+        counts = np.asarray(cm.get("counts"), dtype=np.float64)
+        labels = [str(label) for label in cm.get("labels") or ()]
+    except (TypeError, ValueError):
+        return set()
+    if counts.ndim != 2 or counts.shape != (len(labels), len(labels)):
+        return set()
+    idle = (counts.sum(axis=1) == 0) & (counts.sum(axis=0) == 0)
+    return {label for label, is_idle in zip(labels, idle, strict=True) if is_idle}
+
+
+def flagged_as_malware(malware: Mapping[str, Any]) -> int | None:
+    """How many samples a ``malware`` section's model flagged as Moriarty, or None if unknown.
+
+    When none was, Moriarty's precision is recorded as 0 but is undefined: displays say
+    so instead of claiming that no alarm was right.
+    """
+    parts = [malware.get(k) for k in ("support", "missed", "false_alarms")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in parts):
+        return None
+    support, missed, false_alarms = parts
+    return support - missed + false_alarms
 
 
 def _roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:

@@ -29,9 +29,11 @@ from typing import Any
 import click
 import pandas as pd
 
-from appsleuth._fields import is_number
+from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
+    _key,
+    _trial_label,
     comparison_table,
     load_histories,
     load_results,
@@ -40,10 +42,12 @@ from appsleuth.analysis import (
     plot_metric_vs_param,
     plot_small_multiples,
     read_published,
+    summarize_seeds,
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
 from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.evaluate import flagged_as_malware, idle_classes
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -234,6 +238,8 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
     text += f", seed {_value(split.get('seed'))})"
     if split.get("n_train") is not None:
         text += f": {split['n_train']:,} training / {split.get('n_val', 0):,} validation rows"
+        if split.get("n_test"):
+            text += f" / {split['n_test']:,} test rows"
         total = split["n_train"] + split.get("n_val", 0) + split.get("n_test", 0)
         asked = split.get("val_fraction")
         held = held_share(asked, split.get("n_val", 0), total) if is_number(asked) else None
@@ -305,6 +311,8 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
         if support is not None and malware.get("detection_rate") is not None
         else ""
     )
+    # Precision is 0/0 when nothing was flagged: recorded as 0, shown as undefined.
+    nothing_flagged = flagged_as_malware(malware) == 0
     return _tag(
         "div",
         [
@@ -334,8 +342,18 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
                         "div",
                         [
                             _tag("span", "precision", class_="label"),
-                            _tag("span", _pct(malware.get("precision")), class_="big"),
-                            _tag("span", "alarms that are malware", class_="muted"),
+                            _tag(
+                                "span",
+                                "–" if nothing_flagged else _pct(malware.get("precision")),
+                                class_="big",
+                            ),
+                            _tag(
+                                "span",
+                                "no sample was flagged as malware"
+                                if nothing_flagged
+                                else "alarms that are malware",
+                                class_="muted",
+                            ),
                         ],
                         class_="stat",
                     ),
@@ -347,21 +365,18 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
-def _per_class_table(metrics: Mapping[str, Any]) -> _Html:
+def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
+    idle = idle_classes(metrics)
     rows, classes = [], []
     for app, m in per_class.items():
         is_malware = app == MALWARE_APP
         name = _join([app, _tag("span", "malware", class_="badge failed")]) if is_malware else app
-        rows.append(
-            [
-                name,
-                _num(m.get("precision"), 3),
-                _num(m.get("recall"), 3),
-                _num(m.get("f1"), 3),
-                f"{m.get('support', 0):,}",
-            ]
+        # Neither present nor predicted: no precision or recall, and not in the macro average.
+        rates = (
+            ["–"] * 3 if app in idle else [_num(m.get(k), 3) for k in ("precision", "recall", "f1")]
         )
+        rows.append([name, *rates, f"{m.get('support', 0):,}"])
         classes.append("malware" if is_malware else None)
     for label, key in (("macro average", "macro_avg"), ("weighted average", "weighted_avg")):
         avg = metrics.get(key) or {}
@@ -375,12 +390,25 @@ def _per_class_table(metrics: Mapping[str, Any]) -> _Html:
             ]
         )
         classes.append("average")
-    return _table(
+    table = _table(
         ["app", "precision", "recall", "F1", "support"],
         rows,
         row_classes=classes,
         cls="numbers",
-        id_="per-class",
+        id_=id_,
+    )
+    if not idle:
+        return table
+    return _join(
+        [
+            table,
+            _tag(
+                "p",
+                f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
+                f"average is over the other {len(per_class) - len(idle)}.",
+                class_="muted",
+            ),
+        ]
     )
 
 
@@ -413,18 +441,83 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
         parts.append(confusion)
     parts.append(_tag("h3", "Per-app precision, recall and F1"))
     parts.append(_per_class_table(metrics))
+    test = metrics.get("test")
+    if isinstance(test, Mapping) and test.get("n"):
+        parts.append(_test_section(test))
     return parts
 
 
+def _test_section(test: Mapping[str, Any]) -> _Html:
+    """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
+    return _tag(
+        "div",
+        [
+            _tag("h3", "Held-out test rows"),
+            _tag(
+                "p",
+                f"Test accuracy {_pct(test.get('accuracy'), 2)} on {test.get('n', 0):,} rows, "
+                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}. These rows "
+                "took no part in training, early stopping or choosing a run, so these are "
+                "the numbers to quote; the validation numbers above steered those choices.",
+            ),
+            _malware_block(test),
+            _per_class_table(test, id_="per-class-test"),
+        ],
+        id="test",
+    )
+
+
+def _restored_epoch(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """``(kept, run)`` when early stopping restored epoch ``kept`` of ``run`` epochs, else None."""
+    meta = meta or {}
+    kept, run = meta.get("results_epoch"), meta.get("epochs_run")
+    if is_int(kept) and is_int(run) and 1 <= kept < run:
+        return kept, run
+    return None
+
+
+def _epochs_text(meta: Mapping[str, Any] | None) -> str:
+    """``30 epochs``, or which epoch the results are when early stopping ended the run."""
+    meta = meta or {}
+    run, planned = meta.get("epochs_run"), meta.get("epochs")
+    restored = _restored_epoch(meta)
+    if restored is not None:
+        kept, run = restored
+        of = f" of {planned}" if is_int(planned) and planned > run else ""
+        return f"{run}{of} epochs run, results from epoch {kept} (early stopping restored it)"
+    if is_int(run) and is_int(planned) and run < planned:
+        return f"{run} of {planned} epochs (stopped early)"
+    count = run if is_int(run) else planned
+    return f"{count} epochs" if is_int(count) else "epochs unknown"
+
+
 def _evaluation_or_damage(
-    metrics: Mapping[str, Any], path: Path, log: Callable[[str], None]
+    metrics: Mapping[str, Any],
+    path: Path,
+    log: Callable[[str], None],
+    meta: Mapping[str, Any] | None = None,
 ) -> list[_Html]:
     """A complete run's evaluation, or a warning that its metrics file is damaged."""
     if metrics:
-        return [
+        parts = [
             _fit_block(metrics.get("fit")),
             *_evaluation_sections(metrics, "validation rows of the split above"),
         ]
+        restored = _restored_epoch(meta)
+        if restored is not None:
+            # The diagnosis quotes the last epoch, the evaluation the restored one.
+            kept, run = restored
+            parts.insert(
+                0,
+                _note(
+                    f"Early stopping restored the weights of epoch {kept} after {run} epochs: "
+                    f"the saved model and every number below except the fit diagnosis are "
+                    f"epoch {kept}'s; the diagnosis reads the whole learning curve and quotes "
+                    f"its last epoch ({run}).",
+                    "muted",
+                ),
+            )
+        return parts
     log(f"appsleuth: warning: {path} is damaged or unreadable; its evaluation is not shown")
     return [
         _note(
@@ -507,7 +600,9 @@ def _baselines_section(
         _tag(
             "p",
             "Logistic regression and a decision tree (scikit-learn) fitted on the same "
-            "training rows and scored on the same validation rows: is the network worth it?",
+            "training rows and scored on the same validation rows: is the network worth it? "
+            "Time: the network's whole run (training with per-epoch validation, evaluation "
+            "and saving, from its metadata), the baselines' fitting alone.",
         ),
         _table(
             [
@@ -516,7 +611,7 @@ def _baselines_section(
                 "macro F1",
                 f"{MALWARE_APP} detection",
                 "false alarms",
-                "fit time",
+                "time",
             ],
             rows,
             row_classes=["best" if network else None] + [None] * len(baselines),
@@ -684,6 +779,9 @@ def _sweep_report(
 
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied))
+    seeds = summarize_seeds(results) if results.attrs.get("repeats") and varied else None
+    if seeds is not None:
+        body.append(_seeds_section(seeds, varied))
 
     # --- hyperparameter plots
     figures: list[Any] = []
@@ -714,9 +812,9 @@ def _sweep_report(
     if histories:
         best_label = None
         if best is not None:
-            labels = list(histories)
-            names = [r["name"] for _, r in complete.sort_values("index").iterrows()]
-            best_label = dict(zip(names, labels, strict=False)).get(best["name"])
+            # The label load_histories gives it: pairing trials with labels by position
+            # framed the wrong panel when a complete trial's history could not be read.
+            best_label = _trial_label(best, varied, bool(results.attrs.get("repeats")))
         curves = [
             _figure(
                 plot_learning_curves(histories),
@@ -737,7 +835,9 @@ def _sweep_report(
     # --- best trial
     if best is not None:
         metrics = _read_json(sweep_dir / best["name"] / METRICS)
-        evaluation = _evaluation_or_damage(metrics, sweep_dir / best["name"] / METRICS, log)
+        evaluation = _evaluation_or_damage(
+            metrics, sweep_dir / best["name"] / METRICS, log, best_meta
+        )
         params = ", ".join(f"{p} = {_value(best[p])}" for p in varied) or "the only setting"
         body.append(
             _section(
@@ -745,9 +845,10 @@ def _sweep_report(
                 _tag(
                     "p",
                     f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
-                    f"{params}; {int(best['epochs_run'] or 0)} epochs, "
+                    f"{params}; {_epochs_text(best_meta)}, "
                     f"{_duration(best['duration_s'])}.",
                 ),
+                *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
                 *evaluation,
                 id_="best",
             )
@@ -872,6 +973,70 @@ def _leaderboard(
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
 
 
+def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
+    """Each setting's validation accuracy over its seeds: mean, spread, range."""
+    rows = []
+    for _, r in seeds.iterrows():
+        rows.append(
+            [
+                *(_value(r[p]) for p in varied),
+                f"{int(r['complete'])} of {int(r['trials'])}",
+                _num(r["val_accuracy_mean"]),
+                _num(r["val_accuracy_std"]),
+                f"{_num(r['val_accuracy_min'])} – {_num(r['val_accuracy_max'])}"
+                if not _missing(r["val_accuracy_min"])
+                else "–",
+                _num(r["val_loss_mean"]),
+            ]
+        )
+    return _section(
+        "Settings across seeds",
+        _tag(
+            "p",
+            "Each setting's final validation accuracy over its complete seeds, best mean "
+            "first: the leaderboard's best trial is partly the luckiest seed, the mean and "
+            "its spread (sample standard deviation) say how good a setting is.",
+        ),
+        _table(
+            [
+                *varied,
+                "seeds complete",
+                "val_accuracy mean",
+                "std",
+                "min – max",
+                "val_loss mean",
+            ],
+            rows,
+            cls="numbers",
+            id_="seeds-table",
+        ),
+        id_="seeds",
+    )
+
+
+def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -> _Html:
+    """Where the best single trial's setting stands among the settings' means."""
+
+    def same_setting(row: Any) -> bool:
+        return all(_key(row[p]) == _key(best[p]) for p in varied)
+
+    ours = next(r for _, r in seeds.iterrows() if same_setting(r))
+    text = (
+        f"Seeds repeat in this sweep, so this trial is the best single seed; its setting "
+        f"averages {_num(ours['val_accuracy_mean'])} (std {_num(ours['val_accuracy_std'])}) "
+        f"over {int(ours['complete'])} seed(s)."
+    )
+    top = seeds.iloc[0]
+    if same_setting(top):
+        return _note(text + " No other setting has a higher mean.", "muted")
+    setting = ", ".join(f"{p} = {_value(top[p])}" for p in varied)
+    return _note(
+        text + f" The best setting by mean is {setting} ({_num(top['val_accuracy_mean'])}, "
+        f"std {_num(top['val_accuracy_std'])}); see Settings across seeds.",
+        "warn",
+    )
+
+
 def _leaderboard_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -986,7 +1151,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
             "Model and training",
             f"hidden layers {hidden}, learning rate {_value(meta.get('learning_rate'))}, "
             f"batch size {_value(meta.get('batch_size'))}, "
-            f"{_value(meta.get('epochs_run') or meta.get('epochs'))} epochs, "
+            f"{_epochs_text(meta)}, "
             f"seed {_value(meta.get('seed'))}, {meta.get('optimizer', 'adam')} optimizer",
         ),
         (
@@ -1049,7 +1214,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         body.append(_section("Learning curves", _note("No training history.", "muted")))
     metrics = _read_json(run_dir / METRICS) if status == "complete" else {}
     if status == "complete":
-        evaluation = _evaluation_or_damage(metrics, run_dir / METRICS, log)
+        evaluation = _evaluation_or_damage(metrics, run_dir / METRICS, log, meta)
         body.append(_section("Evaluation", *evaluation, id_="evaluation"))
     if baselines:
         network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None

@@ -724,10 +724,15 @@ def train(
     if replaced is not None:
         shutil.rmtree(replaced, ignore_errors=True)
     last = metadata["last_results"]
+    # Early stopping may have restored an earlier epoch: say which one the numbers are.
+    kept = metadata["results_epoch"]
+    restored = (
+        f" (epoch {kept}, whose weights early stopping restored)" if kept < len(history) else ""
+    )
     log(
         f"appsleuth: {run_name}: val_accuracy {last['val_accuracy']:.4f}, val_loss "
-        f"{last['val_loss']:.4f} after {len(history)} epochs ({metadata['engine']} engine, "
-        f"{metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
+        f"{last['val_loss']:.4f}{restored} after {len(history)} epochs ({metadata['engine']} "
+        f"engine, {metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
     )
     return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
 
