@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -561,3 +563,35 @@ def test_a_trial_another_process_is_training_is_not_a_failure(
     assert "another process" in (outcome.error or "")
     assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 0
     assert "running-elsewhere" in capsys.readouterr().out
+
+
+
+class _PoolWithAKilledWorker:
+    """A process pool whose worker starts (takes its core set), then is killed mid-trial."""
+
+    def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
+        initargs[0].get()  # what _init_worker does first in a started worker
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_exception(BrokenProcessPool("A process in the process pool was terminated"))
+        return future
+
+    def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
+        del wait, cancel_futures
+
+
+def test_a_worker_killed_in_its_first_trial_stops_the_sweep_as_interrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed before any trial finished (out of memory, kill -9): an interrupted sweep that
+    # the same command resumes, not a script whose workers could not start.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolWithAKilledWorker)
+    summary = run_local(sweep_dir, workers=1, progress=False)
+    assert summary.interrupted
+    assert summary.outcomes == ()
+    err = capsys.readouterr().err
+    assert "a worker process was killed" in err
+    assert "run the same command again" in err
+    assert "__main__" not in err

@@ -138,6 +138,14 @@ def _check_gpu() -> None:
         raise SpecError(lines[-1] if lines else "device 'gpu' requested but no GPU was found")
 
 
+def _any_taken(core_sets: Any, n_workers: int) -> bool:
+    """Whether any worker took its core set from the queue (so it got as far as starting)."""
+    try:
+        return bool(core_sets.qsize() < n_workers)
+    except NotImplementedError:  # macOS has no qsize: an empty queue still tells
+        return bool(core_sets.empty())
+
+
 def _interrupt_on_sigterm() -> Any:
     """Treat SIGTERM (``kill``, a scheduler's stop) like Ctrl-C: stop the workers, report.
 
@@ -269,7 +277,17 @@ def run_local(
             interrupted = True
         except BrokenProcessPool:
             interrupted = True  # a worker was killed (out of memory, kill -9)
-            started = len(outcomes) > len(already)
+            # A worker takes its core set once it has started: if any did, the workers
+            # could start and one was lost later, not a script without a main guard.
+            started = len(outcomes) > len(already) or _any_taken(core_sets, n_workers)
+            if started:
+                print(
+                    "appsleuth: a worker process was killed (out of memory, or by a signal "
+                    "such as kill -9), so the sweep stopped; run the same command again: "
+                    "complete trials are kept and the unfinished ones are redone",
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
