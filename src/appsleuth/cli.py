@@ -6,9 +6,12 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1225,12 +1228,44 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, *res
 _python_show_warning = warnings.showwarning
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM stops the command as Ctrl-C does.
+
+    ``kill``, ``scancel`` and a SLURM time limit send SIGTERM, whose default ends the
+    process at once: a ``train --force`` would leave the complete run it replaces set
+    aside, unseen by ``predict`` and ``report`` until the same command runs again. As an
+    interrupt, the clean-up that Ctrl-C gets (the old run put back, temporary files
+    removed) runs first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     previous_show = warnings.showwarning
     warnings.showwarning = _show_warning
+    try:
+        with _sigterm_interrupts():
+            return _main(args, debug)
+    finally:
+        warnings.showwarning = previous_show
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         # Outside standalone mode click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
@@ -1270,8 +1305,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return 2
-    finally:
-        warnings.showwarning = previous_show
     return code if isinstance(code, int) else 0
 
 
