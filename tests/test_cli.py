@@ -288,6 +288,7 @@ def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(
         return build_model(*a, **k)
 
     monkeypatch.setattr(appsleuth.model, "build_model", terminated)
+
     # Without appsleuth's own handler, SIGTERM would end the test run: ignore it instead.
     def ignore(signum, frame) -> None:
         del signum, frame

@@ -565,7 +565,6 @@ def test_a_trial_another_process_is_training_is_not_a_failure(
     assert "running-elsewhere" in capsys.readouterr().out
 
 
-
 class _PoolWithAKilledWorker:
     """A process pool whose worker starts (takes its core set), then is killed mid-trial."""
 
