@@ -23,6 +23,7 @@ from appsleuth.cli import main
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.run import load_run, read_metadata, run_status
 from appsleuth.sweep import (
+    SweepInterrupted,
     SweepSpec,
     collect_results,
     load_sweep_spec,
@@ -594,3 +595,34 @@ def test_a_worker_killed_in_its_first_trial_stops_the_sweep_as_interrupted(
     assert "a worker process was killed" in err
     assert "run the same command again" in err
     assert "__main__" not in err
+
+
+class _PoolInterruptedByCtrlC(_PoolWithAKilledWorker):
+    """A process pool during whose first trial the user presses Ctrl-C."""
+
+    def submit(self, fn, *args) -> Future:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_the_caller_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A notebook's next cells (or a script's report) must not go on with a partial sweep.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolInterruptedByCtrlC)
+    # A KeyboardInterrupt: what a plain handler (and Jupyter) sees.
+    with pytest.raises(
+        KeyboardInterrupt, match=r"interrupted with 0 trial\(s\) complete; run the"
+    ) as info:
+        run_local(sweep_dir, workers=1, progress=False)
+    assert isinstance(info.value, SweepInterrupted)
+    assert info.value.summary.interrupted and info.value.summary.outcomes == ()
+
+
+def test_ctrl_c_in_sweep_run_collects_and_says_how_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(grid={"hidden_neurons": [3, 4]}).to_dict()))
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolInterruptedByCtrlC)
+    assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path), "--workers", "1"]) == 130
+    assert "run the same command again to finish the remaining trials" in capsys.readouterr().err
+    assert (tmp_path / "t" / "results.csv").exists()

@@ -802,7 +802,7 @@ def sweep_run(
     With the slurm executor: submit one job array of the trials neither complete nor
     queued/running, and return (or follow them with --wait).
     """
-    from appsleuth.sweep.local import run_local
+    from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
     from appsleuth.sweep.worker import RUNNING_ELSEWHERE
@@ -838,13 +838,16 @@ def sweep_run(
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise SpecError(f"{flags} apply to the slurm executor only; add --executor slurm")
     sweep_dir = prepare_sweep_dir(spec, out)
-    summary = run_local(
-        sweep_dir,
-        workers=workers or spec.executor.workers,
-        threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
-        retry_failed=retry_failed,
-        device=device or spec.executor.device,
-    )
+    try:
+        summary = run_local(
+            sweep_dir,
+            workers=workers or spec.executor.workers,
+            threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
+            retry_failed=retry_failed,
+            device=device or spec.executor.device,
+        )
+    except SweepInterrupted as exc:
+        summary = exc.summary  # collected and shown below, then exit 130
     collect_results(sweep_dir)
     _print_sweep_table(sweep_dir)
     elsewhere = summary.count(RUNNING_ELSEWHERE)
