@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +266,40 @@ def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) ->
 def test_group_column_needs_the_group_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--rows", "500", "--epochs", "1", "--group-column", "UserId"]) == 2
     assert "--group-column applies to the group split" in capsys.readouterr().err
+
+
+def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kill, scancel and a SLURM time limit send SIGTERM: the run that --force replaces
+    # must not stay set aside, where predict and report do not see it.
+    run_dir = tmp_path / "exp" / "model_1H4N_lr0.0003_bs32_e2"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".appsleuth-run").write_text("")
+    results = {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7}
+    before = json.dumps({"status": "complete", "last_results": results})
+    (run_dir / "model_metadata.json").write_text(before)
+    import appsleuth.model
+
+    build_model = appsleuth.model.build_model
+
+    def terminated(*a, **k):  # SIGTERM arrives once the old run is set aside
+        os.kill(os.getpid(), signal.SIGTERM)
+        return build_model(*a, **k)
+
+    monkeypatch.setattr(appsleuth.model, "build_model", terminated)
+
+    # Without appsleuth's own handler, SIGTERM would end the test run: ignore it instead.
+    def ignore(signum, frame) -> None:
+        del signum, frame
+
+    previous = signal.signal(signal.SIGTERM, ignore)
+    try:
+        args = ["train", "--hidden", "4", "--epochs", "2", "--rows", "600", "--quiet", "--force"]
+        assert main([*args, "--out", str(tmp_path / "exp")]) == 130
+        assert signal.getsignal(signal.SIGTERM) is ignore  # the caller's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "interrupted" in capsys.readouterr().err
+    assert (run_dir / "model_metadata.json").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [run_dir.name]

@@ -15,7 +15,7 @@ from appsleuth.cli import main
 from appsleuth.data.load import load_sherlock
 from appsleuth.data.prepare import prepare_data
 from appsleuth.data.synth import generate_sherlock
-from appsleuth.errors import AppSleuthError, DataError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
 from appsleuth.predict import best_run_dir, predict, predict_file
 from appsleuth.run import evaluate_run, load_run, train
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
@@ -607,3 +607,23 @@ def test_predict_file_refuses_repeated_columns_and_says_unseen_categories(
     assert main(["predict", str(run_dir), str(tmp_path / "unseen.csv"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "appsleuth: warning: column 'state' has value(s) ['X'] not seen" in err
+
+
+def _killed_forced_retrain(run_dir: Path, out: Path, name: str) -> Path:
+    """What a 'train --force' killed mid-way leaves: the complete run set aside, a partial one."""
+    shutil.copytree(run_dir, out / f".{name}.replaced")
+    (out / name).mkdir()
+    (out / name / ".appsleuth-run").write_text("")
+    return out / name
+
+
+def test_a_run_set_aside_by_a_killed_forced_retrain_is_named(run_dir, tmp_path: Path) -> None:
+    partial = _killed_forced_retrain(run_dir, tmp_path / "runs", "model_x")
+    said = r"set aside in \S+\.model_x\.replaced by a 'train --force' that was killed; run the same"
+    for where in (partial, tmp_path / "runs"):
+        with pytest.raises(DataError, match=said):
+            best_run_dir(where)
+    # Another complete run is picked, but the set-aside one (maybe the best) is not kept quiet.
+    shutil.copytree(run_dir, tmp_path / "runs" / "model_y")
+    with pytest.warns(AppSleuthWarning, match=r"not considered: \S+model_x: its complete run"):
+        assert best_run_dir(tmp_path / "runs") == tmp_path / "runs" / "model_y"

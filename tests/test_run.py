@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -287,6 +288,24 @@ def test_an_interrupted_forced_retrain_puts_the_old_run_back(table, tmp_path: Pa
     assert (first.run_dir / METADATA).read_text() == before and not backup.exists()
 
 
+def test_loading_names_the_run_a_killed_forced_retrain_set_aside(run, tmp_path: Path) -> None:
+    backup = tmp_path / f".{run.run_dir.name}.replaced"
+    shutil.copytree(run.run_dir, backup)
+    partial = tmp_path / run.run_dir.name
+    partial.mkdir()
+    (partial / ".appsleuth-run").write_text("")
+    with pytest.raises(
+        DataError,
+        match=r"not a complete run \(status incomplete\); its complete run was set aside in "
+        r"\S+\.replaced by a 'train --force' that was killed; run the same train command "
+        r"without --force to put it back",
+    ):
+        load_run(partial)
+    shutil.rmtree(partial)  # killed before the new directory was made
+    with pytest.raises(DataError, match=r"\(status missing\); its complete run was set aside"):
+        load_run(partial)
+
+
 def test_a_run_name_too_long_for_a_directory_is_refused(table, tmp_path: Path) -> None:
     spec = RunSpec(train=TrainSpec(learning_rate=1e300, epochs=1))
     with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 255"):
@@ -560,9 +579,10 @@ def test_results_and_wrong_arguments_at_the_run_boundary(run, table, tmp_path: P
     from appsleuth.predict import predict
 
     assert len(predict(run, table.head(5))) == 5  # a RunResult is a run
-    assert evaluate_run(run, table.head(50))["n"] + evaluate_run(run, table.head(50))[
-        "rows_skipped"
-    ] == 50
+    assert (
+        evaluate_run(run, table.head(50))["n"] + evaluate_run(run, table.head(50))["rows_skipped"]
+        == 50
+    )
     with pytest.raises(DataError, match=r"a run must be given as a run .*received NoneType"):
         load_run(None)
     with pytest.raises(DataError, match=r"evaluate_run needs a labelled DataFrame; received nd"):

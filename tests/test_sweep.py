@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +23,7 @@ from appsleuth.cli import main
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.run import load_run, read_metadata, run_status
 from appsleuth.sweep import (
+    SweepInterrupted,
     SweepSpec,
     collect_results,
     load_sweep_spec,
@@ -561,3 +564,65 @@ def test_a_trial_another_process_is_training_is_not_a_failure(
     assert "another process" in (outcome.error or "")
     assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 0
     assert "running-elsewhere" in capsys.readouterr().out
+
+
+class _PoolWithAKilledWorker:
+    """A process pool whose worker starts (takes its core set), then is killed mid-trial."""
+
+    def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
+        initargs[0].get()  # what _init_worker does first in a started worker
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_exception(BrokenProcessPool("A process in the process pool was terminated"))
+        return future
+
+    def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
+        del wait, cancel_futures
+
+
+def test_a_worker_killed_in_its_first_trial_stops_the_sweep_as_interrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed before any trial finished (out of memory, kill -9): an interrupted sweep that
+    # the same command resumes, not a script whose workers could not start.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolWithAKilledWorker)
+    summary = run_local(sweep_dir, workers=1, progress=False)
+    assert summary.interrupted
+    assert summary.outcomes == ()
+    err = capsys.readouterr().err
+    assert "a worker process was killed" in err
+    assert "run the same command again" in err
+    assert "__main__" not in err
+
+
+class _PoolInterruptedByCtrlC(_PoolWithAKilledWorker):
+    """A process pool during whose first trial the user presses Ctrl-C."""
+
+    def submit(self, fn, *args) -> Future:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_the_caller_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A notebook's next cells (or a script's report) must not go on with a partial sweep.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolInterruptedByCtrlC)
+    # A KeyboardInterrupt: what a plain handler (and Jupyter) sees.
+    with pytest.raises(
+        KeyboardInterrupt, match=r"interrupted with 0 trial\(s\) complete; run the"
+    ) as info:
+        run_local(sweep_dir, workers=1, progress=False)
+    assert isinstance(info.value, SweepInterrupted)
+    assert info.value.summary.interrupted and info.value.summary.outcomes == ()
+
+
+def test_ctrl_c_in_sweep_run_collects_and_says_how_to_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(grid={"hidden_neurons": [3, 4]}).to_dict()))
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolInterruptedByCtrlC)
+    assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path), "--workers", "1"]) == 130
+    assert "run the same command again to finish the remaining trials" in capsys.readouterr().err
+    assert (tmp_path / "t" / "results.csv").exists()

@@ -49,6 +49,7 @@ from appsleuth.run import (
 )
 from appsleuth.spec import DataSpec, EarlyStoppingSpec, ModelSpec, RunSpec, TrainSpec
 from appsleuth.sweep import (
+    SweepInterrupted,
     SweepSpec,
     collect_results,
     load_sweep_spec,
@@ -78,6 +79,7 @@ __all__ = [
     "RunSpec",
     "SpecError",
     "SplitSpec",
+    "SweepInterrupted",
     "SweepSpec",
     "TrainSpec",
     "TrainingDivergedError",

@@ -6,9 +6,12 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -799,7 +802,7 @@ def sweep_run(
     With the slurm executor: submit one job array of the trials neither complete nor
     queued/running, and return (or follow them with --wait).
     """
-    from appsleuth.sweep.local import run_local
+    from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
     from appsleuth.sweep.worker import RUNNING_ELSEWHERE
@@ -835,13 +838,16 @@ def sweep_run(
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise SpecError(f"{flags} apply to the slurm executor only; add --executor slurm")
     sweep_dir = prepare_sweep_dir(spec, out)
-    summary = run_local(
-        sweep_dir,
-        workers=workers or spec.executor.workers,
-        threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
-        retry_failed=retry_failed,
-        device=device or spec.executor.device,
-    )
+    try:
+        summary = run_local(
+            sweep_dir,
+            workers=workers or spec.executor.workers,
+            threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
+            retry_failed=retry_failed,
+            device=device or spec.executor.device,
+        )
+    except SweepInterrupted as exc:
+        summary = exc.summary  # collected and shown below, then exit 130
     collect_results(sweep_dir)
     _print_sweep_table(sweep_dir)
     elsewhere = summary.count(RUNNING_ELSEWHERE)
@@ -1225,12 +1231,44 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, *res
 _python_show_warning = warnings.showwarning
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM stops the command as Ctrl-C does.
+
+    ``kill``, ``scancel`` and a SLURM time limit send SIGTERM, whose default ends the
+    process at once: a ``train --force`` would leave the complete run it replaces set
+    aside, unseen by ``predict`` and ``report`` until the same command runs again. As an
+    interrupt, the clean-up that Ctrl-C gets (the old run put back, temporary files
+    removed) runs first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     previous_show = warnings.showwarning
     warnings.showwarning = _show_warning
+    try:
+        with _sigterm_interrupts():
+            return _main(args, debug)
+    finally:
+        warnings.showwarning = previous_show
+
+
+def _main(args: list[str], debug: bool) -> int:
     try:
         # Outside standalone mode click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
@@ -1270,8 +1308,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return 2
-    finally:
-        warnings.showwarning = previous_show
     return code if isinstance(code, int) else 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
-from appsleuth.errors import AppSleuthError, DataError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
     LoadedRun,
@@ -43,6 +44,8 @@ from appsleuth.run import (
     read_metadata,
     run_path,
     run_status,
+    set_aside_note,
+    set_aside_notes,
 )
 
 __all__ = ["PredictionSummary", "best_run_dir", "predict", "predict_file"]
@@ -96,7 +99,8 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     if run_status(path) == "complete":
         return path
     if not path.is_dir():
-        raise DataError(f"model directory {path} does not exist")
+        note = set_aside_note(path)
+        raise DataError(f"model directory {path} does not exist" + (f"; {note}" if note else ""))
     best: tuple[tuple[float, float, int], Path] | None = None
     tasks: dict[tuple[Any, ...], Path] = {}
     evaluated_on: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -139,7 +143,13 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"{examples}; name one run directory, or a directory that holds runs of one "
             f"data set and split"
         )
+    set_aside = set_aside_notes(path)
     if best is None:
+        if set_aside:
+            raise DataError(
+                f"{path} is not a complete run directory and holds none below it; "
+                + "; ".join(set_aside)
+            )
         own = path / "model_metadata.json"
         meta = read_metadata(path)
         if own.is_file() and meta is None:
@@ -156,6 +166,8 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"{path} is not a complete run directory and holds none below it "
             f"(a run is complete when its model_metadata.json says so)"
         )
+    for note in set_aside:  # the set-aside run might be the best: the user should know
+        warnings.warn(f"not considered: {note}", AppSleuthWarning, stacklevel=2)
     return best[1]
 
 

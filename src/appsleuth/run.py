@@ -58,6 +58,8 @@ __all__ = [
     "record_failed_run",
     "run_path",
     "run_status",
+    "set_aside_note",
+    "set_aside_notes",
     "train",
     "validate_name",
 ]
@@ -404,8 +406,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_REPLACED = ".replaced"
+
+
 def _backup_path(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.replaced"
+    return run_dir.parent / f".{run_dir.name}{_REPLACED}"
 
 
 _RUN_FILES = frozenset(
@@ -553,6 +558,58 @@ def _foreign_dir_message(run_dir: Path) -> str:
         f"{METADATA} and no {_MARKER}), so appsleuth will not replace it; move it away or "
         f"choose another run name"
     )
+
+
+def set_aside_note(run_dir: str | os.PathLike[str]) -> str | None:
+    """Where the complete run of an incomplete ``run_dir`` waits, set aside by ``--force``.
+
+    ``train --force`` moves the complete run it replaces to a hidden sibling until the
+    new one is complete, and puts it back when the new one fails or is interrupted. A
+    process killed outright (``kill -9``, out of memory) cannot: the next ``train`` of that
+    run puts it back. Until then, readers that find no complete run say where it is.
+
+    Returns:
+        A sentence saying where the set-aside run is and how to get it back, or None when
+        ``run_dir`` is complete or no complete run is set aside.
+    """
+    run_dir = Path(run_dir)
+    backup = _backup_path(run_dir)
+    if run_status(run_dir) == "complete" or run_status(backup) != "complete":
+        return None
+    try:
+        _check_not_in_use(run_dir)
+    except RunInUseError:
+        return (
+            f"it is being trained again right now (train --force); its previous complete "
+            f"run waits in {backup} until then"
+        )
+    return (
+        f"its complete run was set aside in {backup} by a 'train --force' that was "
+        f"killed; run the same train command without --force to put it back"
+    )
+
+
+def set_aside_notes(directory: str | os.PathLike[str]) -> list[str]:
+    """:func:`set_aside_note` for ``directory`` and every run directory below it.
+
+    Returns:
+        ``"<run_dir>: <note>"`` for each run whose complete run is set aside.
+    """
+    directory = Path(directory)
+    notes = []
+    candidates = [
+        directory,
+        *(
+            b.with_name(b.name[1 : -len(_REPLACED)])
+            for b in directory.glob(f"**/.*{_REPLACED}")
+            if b.is_dir()
+        ),
+    ]
+    for run_dir in candidates:
+        note = set_aside_note(run_dir)
+        if note:
+            notes.append(f"{run_dir}: {note}")
+    return notes
 
 
 def _restore_backup(run_dir: Path, backup: Path) -> None:
@@ -1034,11 +1091,13 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     keras = import_keras()
     run_dir = run_path(run_dir)
     status = run_status(run_dir)
-    if status == "missing":
+    note = set_aside_note(run_dir)
+    if status == "missing" and note is None:
         raise DataError(f"run directory {run_dir} does not exist")
     if status != "complete":
         raise DataError(
-            f"run directory {run_dir} is not a complete run (status {status}); train it again"
+            f"run directory {run_dir} is not a complete run (status {status}); "
+            + (note or "train it again")
         )
     meta = read_metadata(run_dir) or {}
     if meta.get("format_version") != _RUN_FORMAT:

@@ -1,7 +1,7 @@
 """Hyperparameter sweeps: specs and plans, the sweep directory, and the executors
 (local and SLURM)."""
 
-from appsleuth.sweep.local import LocalSummary, run_local
+from appsleuth.sweep.local import LocalSummary, SweepInterrupted, run_local
 from appsleuth.sweep.slurm import (
     SlurmOptions,
     SlurmSubmission,
@@ -27,6 +27,7 @@ __all__ = [
     "SlurmOptions",
     "SlurmSubmission",
     "SlurmTrialState",
+    "SweepInterrupted",
     "SweepPlan",
     "SweepSpec",
     "Trial",

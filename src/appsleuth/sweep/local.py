@@ -28,7 +28,7 @@ from appsleuth.hardware import apply_device, apply_thread_limits, available_core
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, check_complete, run_trial
 
-__all__ = ["LocalSummary", "plan_workers", "run_local"]
+__all__ = ["LocalSummary", "SweepInterrupted", "plan_workers", "run_local"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,8 @@ class LocalSummary:
         workers: Worker processes used.
         threads_per_trial: Threads each had.
         wall_s: Wall time of this call.
-        interrupted: True when Ctrl-C (or a lost worker) stopped it early.
+        interrupted: True when a lost worker (killed: out of memory, ``kill -9``)
+            stopped it early. (Ctrl-C raises :class:`SweepInterrupted` instead.)
     """
 
     sweep_dir: Path
@@ -59,6 +60,26 @@ class LocalSummary:
     def failed(self) -> int:
         """Trials that failed now or before (and were not retried)."""
         return self.count("failed") + self.count("failed-before")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped :func:`run_local`; its workers are stopped too.
+
+    A ``KeyboardInterrupt``, so that a notebook or script stops where it was interrupted
+    instead of going on with a partial sweep. Running the same call again resumes it.
+
+    Attributes:
+        summary: The :class:`LocalSummary` of the trials handled before the interrupt.
+    """
+
+    def __init__(self, summary: LocalSummary) -> None:
+        finished = sum(1 for o in summary.outcomes if o.status in ("complete", "skipped"))
+        super().__init__(
+            f"sweep {summary.sweep_dir} interrupted with {finished} trial(s) complete; run "
+            f"the same command again to finish the others (complete trials are kept, "
+            f"unfinished ones are redone)"
+        )
+        self.summary = summary
 
 
 def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> int:
@@ -138,6 +159,14 @@ def _check_gpu() -> None:
         raise SpecError(lines[-1] if lines else "device 'gpu' requested but no GPU was found")
 
 
+def _any_taken(core_sets: Any, n_workers: int) -> bool:
+    """Whether any worker took its core set from the queue (so it got as far as starting)."""
+    try:
+        return bool(core_sets.qsize() < n_workers)
+    except NotImplementedError:  # macOS has no qsize: an empty queue still tells
+        return bool(core_sets.empty())
+
+
 def _interrupt_on_sigterm() -> Any:
     """Treat SIGTERM (``kill``, a scheduler's stop) like Ctrl-C: stop the workers, report.
 
@@ -184,6 +213,8 @@ def run_local(
         The :class:`LocalSummary`.
 
     Raises:
+        SweepInterrupted: Ctrl-C (or SIGTERM) stopped the sweep; its workers were
+            stopped, and running the same call again resumes it.
         DataError: The manifest is damaged, or a trial still to run names a data file
             that does not exist (checked before any worker starts).
         SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores, or
@@ -225,7 +256,7 @@ def run_local(
         n_workers,
         enabled=progress,
     )
-    interrupted = False
+    interrupted = stopped = False
     started = True  # becomes False when the pool breaks before any trial finishes
     if todo:
         ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
@@ -266,10 +297,20 @@ def run_local(
                         on_outcome(outcome)
                 bar.refresh()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = stopped = True
         except BrokenProcessPool:
             interrupted = True  # a worker was killed (out of memory, kill -9)
-            started = len(outcomes) > len(already)
+            # A worker takes its core set once it has started: if any did, the workers
+            # could start and one was lost later, not a script without a main guard.
+            started = len(outcomes) > len(already) or _any_taken(core_sets, n_workers)
+            if started:
+                print(
+                    "appsleuth: a worker process was killed (out of memory, or by a signal "
+                    "such as kill -9), so the sweep stopped; run the same command again: "
+                    "complete trials are kept and the unfinished ones are redone",
+                    file=sys.stderr,
+                    flush=True,
+                )
         finally:
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
@@ -288,7 +329,7 @@ def run_local(
             )
     else:
         bar.stop()
-    return LocalSummary(
+    summary = LocalSummary(
         sweep_dir=sweep_dir,
         outcomes=tuple(outcomes),
         workers=n_workers,
@@ -296,6 +337,11 @@ def run_local(
         wall_s=time.time() - start,
         interrupted=interrupted,
     )
+    if stopped:
+        # Raised, not returned: the caller's next steps (a report, the notebook's next
+        # cells) must not go on as if the sweep had finished.
+        raise SweepInterrupted(summary)
+    return summary
 
 
 class _Progress:
