@@ -303,3 +303,44 @@ def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(
     assert "interrupted" in capsys.readouterr().err
     assert (run_dir / "model_metadata.json").read_text() == before
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [run_dir.name]
+
+
+def _generic_file(shared_data: Path, tmp_path: Path) -> Path:
+    """The 2-app teaching file with its label column renamed: a generic table."""
+    import pandas as pd
+
+    df = pd.read_csv(shared_data / "sherlock_mystery.csv", index_col=0)
+    path = tmp_path / "generic.csv"
+    df.rename(columns={"ApplicationName": "app"}).to_csv(path, index=False)
+    return path
+
+
+def test_baselines_take_the_label_column_of_a_generic_file(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's generic layout is "any table with a label column (--label)", and the
+    # missing-label error says "(CLI: --label)": train and baselines must accept it.
+    data = str(_generic_file(shared_data, tmp_path))
+    assert main(["baselines", "--data", data, "--label", "app", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results["decision_tree"]["per_class"]) == {"Facebook", "WhatsApp"}
+    assert main(["baselines", "--data", data]) == 2
+    assert "no label column 'ApplicationName'" in capsys.readouterr().err
+
+
+def test_train_label_option_reaches_the_spec(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appsleuth.run
+    from appsleuth.errors import AppSleuthError
+
+    seen = []
+
+    def fake_train(spec, **kwargs):
+        seen.append(spec)
+        raise AppSleuthError("stop here")
+
+    monkeypatch.setattr(appsleuth.run, "train", fake_train)
+    data = str(_generic_file(shared_data, tmp_path))
+    assert main(["train", "--data", data, "--label", "app", "--out", str(tmp_path)]) == 2
+    assert seen[0].data.label == "app" and seen[0].data.path == data

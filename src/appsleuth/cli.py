@@ -345,6 +345,11 @@ def _task_options(f: Any) -> Any:
             help="Data file (default: the embedded synthetic data).",
         ),
         click.option(
+            "--label",
+            default=None,
+            help="The label column of --data (default: ApplicationName).",
+        ),
+        click.option(
             "--rows",
             type=click.IntRange(min=MIN_EMBEDDED_ROWS),
             default=None,
@@ -402,6 +407,7 @@ def _task_options(f: Any) -> Any:
 
 def _data_overrides(
     data_path: Path | None,
+    label: str | None,
     rows: int | None,
     features: list[str] | None,
     apps: list[str] | None,
@@ -414,6 +420,7 @@ def _data_overrides(
     return {
         "data": {
             "path": str(data_path) if data_path else None,
+            "label": label,
             "rows": rows,
             "features": features,
             "apps": apps,
@@ -500,6 +507,7 @@ def train(
     patience: int | None,
     engine: str | None,
     data_path: Path | None,
+    label: str | None,
     rows: int | None,
     features: list[str] | None,
     apps: list[str] | None,
@@ -526,6 +534,7 @@ def train(
 
     overrides = _data_overrides(
         data_path,
+        label,
         rows,
         features,
         apps,
@@ -563,6 +572,7 @@ def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def baselines(
     data_path: Path | None,
+    label: str | None,
     rows: int | None,
     features: list[str] | None,
     apps: list[str] | None,
@@ -581,6 +591,7 @@ def baselines(
 
     overrides = _data_overrides(
         data_path,
+        label,
         rows,
         features,
         apps,
