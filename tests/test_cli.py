@@ -344,3 +344,33 @@ def test_train_label_option_reaches_the_spec(
     data = str(_generic_file(shared_data, tmp_path))
     assert main(["train", "--data", data, "--label", "app", "--out", str(tmp_path)]) == 2
     assert seen[0].data.label == "app" and seen[0].data.path == data
+
+
+@pytest.mark.parametrize(
+    ("config_data", "option", "expected"),
+    [
+        ("{rows: 3000}", {"path": "mine.csv"}, ("mine.csv", None)),
+        ("{path: mine.csv}", {"rows": 600}, (None, 600)),
+        ("{rows: 3000}", {}, (None, 3000)),
+    ],
+)
+def test_data_and_rows_options_replace_the_configs_data_source(
+    tmp_path: Path, config_data: str, option: dict, expected: tuple
+) -> None:
+    # "options override it": a run's own spec.yaml (rows of embedded data) used as
+    # --config with --data must train on the file, not fail on 'rows with a path'.
+    from appsleuth.cli import _run_spec_from_options
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {config_data}\nmodel: {{hidden: [4]}}\n")
+    spec = _run_spec_from_options(config, {"data": option})
+    assert (spec.data.path, spec.data.rows) == expected
+    assert spec.model.hidden == (4,)
+
+
+def test_data_and_rows_options_together_are_still_refused(tmp_path: Path) -> None:
+    from appsleuth.cli import _run_spec_from_options
+    from appsleuth.errors import SpecError
+
+    with pytest.raises(SpecError, match="rows sets the size of the embedded data"):
+        _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 600}})

@@ -286,6 +286,13 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
     from appsleuth.spec import RunSpec, load_run_spec
 
     base = load_run_spec(config).to_dict() if config else RunSpec().to_dict()
+    # --data and --rows each choose the data source: the one given replaces the config's
+    # other (a run's spec.yaml records rows of embedded data, which a file cannot take).
+    given = overrides.get("data", {})
+    if given.get("path") is not None and given.get("rows") is None:
+        base["data"]["rows"] = None
+    if given.get("rows") is not None and given.get("path") is None:
+        base["data"]["path"] = None
     for section, values in overrides.items():
         for key, value in values.items():
             if value is None:
