@@ -122,6 +122,7 @@ def test_table_says_sizes_are_reduced(tiny):
     assert "seconds per epoch" in text and "sweep throughput" in text
     assert "fused" in text and "fit" in text
     assert "recommendation" in text
+    assert "core ids" in text  # the affinity column lists ids: "0" is core 0, not no cores
 
 
 def test_command_prints_and_saves(tiny, tmp_path, monkeypatch):

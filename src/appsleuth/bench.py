@@ -578,7 +578,8 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
         f"Seconds per epoch grow about linearly with rows."
     )
     table = Table(title="seconds per epoch, baseline 1H18N batch 32", title_justify="left")
-    for col in ("engine", "threads", "device", "s/epoch", "val_acc", "OS threads", "cores"):
+    # The cores a measurement was pinned to, by id: "0" is core 0, not zero cores.
+    for col in ("engine", "threads", "device", "s/epoch", "val_acc", "OS threads", "core ids"):
         table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for r in result["engines"]:
         if "error" in r:

@@ -481,7 +481,8 @@ def _data_overrides(
     type=click.IntRange(min=0),
     default=None,
     metavar="PATIENCE",
-    help="Stop after PATIENCE epochs without val_loss gain.",
+    help="Stop after PATIENCE epochs without improvement (of val_loss, or of the "
+    "config's early_stopping.monitor).",
 )
 @click.option(
     "--engine",
@@ -657,10 +658,10 @@ def predict(
 ) -> None:
     """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
 
-    Writes one row per input row: row id, predicted app, its probability, the top-k apps
-    and, when DATA has labels, whether the prediction was right (accuracy and the
-    per-class table are printed then). Rows with missing values are skipped, counted and
-    listed in a side file.
+    Writes one row per complete input row: row id, predicted app, its probability, the
+    top-k apps and, when DATA has labels, whether the prediction was right (accuracy and
+    the per-class table are printed then). Rows with missing values are skipped, counted
+    and listed in a side file.
     """
     import sys
 

@@ -66,12 +66,13 @@ def classification_metrics(
         A JSON-ready dict: ``accuracy``, ``n``, ``per_class`` (name -> precision,
         recall, f1, support), ``macro_avg``, ``weighted_avg``, ``confusion_matrix``
         (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
-        for two classes, and ``malware`` (Moriarty's detection rate = recall, precision
-        and false-alarm rate) when Moriarty is a class; its detection rate is None when
-        no sample is Moriarty. A class with no prediction has precision 0, one with no
-        sample has recall 0 (scikit-learn's zero_division=0). The macro average is over
-        the classes that occur among the samples or the predictions (as scikit-learn's
-        classification report), so classes absent from both do not count as zeros.
+        for two classes when ``y_score`` is given, and ``malware`` (Moriarty's detection
+        rate = recall, precision and false-alarm rate) when Moriarty is a class; its
+        detection rate is None when no sample is Moriarty. A class with no prediction
+        has precision 0, one with no sample has recall 0 (scikit-learn's
+        zero_division=0). The macro average is over the classes that occur among the
+        samples or the predictions (as scikit-learn's classification report), so classes
+        absent from both do not count as zeros.
     """
     y_true, y_pred = _class_indices("y_true", y_true), _class_indices("y_pred", y_pred)
     classes = _class_names(classes)

@@ -340,7 +340,9 @@ class SweepSpec:
         base: Model and training every trial starts from (a RunSpec's model/train).
         grid: Parameter -> list of values; the Cartesian product, in key order.
         zip: Parameter -> list of values, all lists of one length, varied together.
-        random: ``{"n": N, "seed": S, "params": {name: distribution}}``.
+        random: ``{"n": N, "seed": S, "params": {name: distribution}}``, a
+            distribution being ``"loguniform(1e-4, 1e-1)"``, ``"uniform(a, b)"``,
+            ``"int_uniform(a, b)"``, ``"choice([...])"`` or a list of values.
             With no search (none given, or an empty one such as ``grid: {}``) the plan
             is one point: the base settings, repeated ``repeats`` times.
         repeats: Seeds per point (base seed, +1, ...). Defaults to 1.
