@@ -63,3 +63,24 @@ def test_demo_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert [s.status for s in trial_states(other.sweep_dirs[0])] == ["complete"] * 4
     assert (tmp_path / "demo" / ".scan-hidden-neurons.previous").is_dir()
     assert main(["demo", "--help"]) == 0
+
+
+def test_full_demo_studies_are_the_examples_and_need_no_source_checkout() -> None:
+    # `demo --full` once read examples/sweeps/ next to the source tree, which an installed
+    # appsleuth (pip install, not -e) does not have: the studies live in the package now,
+    # and must stay the very studies the README says ship in examples/sweeps/.
+    from appsleuth.demo import STUDIES, teaching_studies
+    from appsleuth.spec import DataSpec
+    from appsleuth.sweep import load_sweep_spec
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
+    data = DataSpec(rows=3000)
+    studies = teaching_studies(data)
+    assert [s.name for s in studies] == list(STUDIES)
+    assert sum(s.size() for s in studies) == 22  # "22 trials x 30 epochs"
+    assert sorted(p.stem for p in examples.glob("*.yaml")) == sorted(STUDIES)
+    for spec in studies:
+        shipped = load_sweep_spec(examples / f"{spec.name}.yaml").to_dict()
+        shipped["data"] = data.to_dict()
+        assert spec.to_dict() == shipped, spec.name
+        assert {t.spec.train.epochs for t in spec.plan()} == {30}

@@ -14,10 +14,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "run_demo", "teaching_studies"]
 
 SCAN_NEURONS = (1, 4, 18, 80)
-STUDIES = ("scan-hidden-neurons", "scan-learning-rate", "scan-batch-size", "scan-layers")
+# The teaching material's four studies, varied around the baseline (1 hidden layer of 18,
+# Adam 0.0003, batch 32, 30 epochs, the teaching split). examples/sweeps/ holds the same
+# studies as YAML (a test keeps them equal); they are defined here too because an
+# installed appsleuth has no examples folder, and --full must work there as well.
+_STUDY_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "scan-hidden-neurons": {"hidden_neurons": [1, 2, 4, 8, 12, 18, 40, 80]},
+    "scan-learning-rate": {"learning_rate": [0.0003, 0.001, 0.01, 0.1]},
+    "scan-batch-size": {"batch_size": [16, 32, 64, 128, 512, 1024]},
+    "scan-layers": {"hidden_neurons": [[18], [18, 18], [18, 18, 18], [18, 18, 18, 18]]},
+}
+STUDIES = tuple(_STUDY_GRIDS)
+
+
+def teaching_studies(data: Any = None) -> list[Any]:
+    """The teaching material's four studies as sweep specs (22 trials x 30 epochs).
+
+    Args:
+        data: The :class:`~appsleuth.spec.DataSpec` of every study. Defaults to the
+            embedded synthetic data.
+
+    Returns:
+        One :class:`~appsleuth.sweep.SweepSpec` per study, in :data:`STUDIES` order.
+    """
+    from appsleuth.spec import DataSpec, RunSpec, TrainSpec
+    from appsleuth.sweep import SweepSpec
+
+    base = RunSpec(train=TrainSpec(epochs=30))
+    data = DataSpec() if data is None else data
+    return [
+        SweepSpec(name=name, data=data, base=base, grid=grid) for name, grid in _STUDY_GRIDS.items()
+    ]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,7 +121,7 @@ def run_demo(
     from appsleuth.report import write_report
     from appsleuth.run import RunExistsError, _atomic_write_text, train
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
-    from appsleuth.sweep import SweepSpec, load_sweep_spec, run_local
+    from appsleuth.sweep import SweepSpec, run_local
 
     console = console or Console()
     start = time.time()
@@ -145,13 +175,7 @@ def run_demo(
         ),
     )
     if full:
-        examples = Path(__file__).resolve().parents[2] / "examples" / "sweeps"
-        specs = []
-        for name in STUDIES:
-            spec = load_sweep_spec(examples / f"{name}.yaml")
-            d = spec.to_dict()
-            d["data"] = data_spec.to_dict()
-            specs.append(SweepSpec.from_dict(d))
+        specs = teaching_studies(data_spec)
     else:
         specs = [
             SweepSpec(
