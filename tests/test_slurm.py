@@ -224,6 +224,18 @@ def test_dry_run_writes_and_prints_the_script(
     assert "--wait apply to the slurm executor only" in capsys.readouterr().err
 
 
+def test_workers_with_the_slurm_executor_is_refused_not_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --workers sizes the local executor's pool; a SLURM sweep would silently ignore it.
+    run, sweep_dir = _sweep_run_argv(tmp_path, "w")
+    assert main([*run, "--executor", "slurm", "--dry-run", "--workers", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers applies to the local executor only; received --workers 4" in err
+    assert "--array-parallelism" in err
+    assert not sweep_dir.exists()  # refused before anything is written
+
+
 def test_cancel_on_a_local_sweep_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -838,6 +838,12 @@ def sweep_run(
         "array_parallelism": _slurm_int(array_parallelism),
     }
     if kind == "slurm":
+        if workers is not None:
+            raise SpecError(
+                f"--workers applies to the local executor only; received --workers {workers} "
+                f"with the slurm executor, which runs one array task per trial "
+                f"(--array-parallelism limits how many run at once)"
+            )
         _sweep_run_slurm(
             ctx,
             spec,
