@@ -303,3 +303,14 @@ def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(
     assert "interrupted" in capsys.readouterr().err
     assert (run_dir / "model_metadata.json").read_text() == before
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [run_dir.name]
+
+
+def test_a_layer_too_large_for_any_machine_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # XLA aborted the whole process on it (no message, exit -6), before the spec checked it.
+    args = ["train", "--hidden", "100000000000000000", "--rows", "50", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "appsleuth: invalid setting: hidden layer widths must keep each layer under" in err
+    assert "received hidden=[100000000000000000]" in err

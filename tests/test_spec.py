@@ -31,6 +31,16 @@ from appsleuth.spec import (
         ({"dropout": [0.1, 0.2]}, r"dropout must be one rate or one per hidden layer \(1\)"),
         ({"batch_norm": "yes"}, r"batch_norm must be true or false; received batch_norm='yes'"),
         ({"kernel_initializer": ""}, r"kernel_initializer must be a Keras initializer name"),
+        (
+            {"hidden": [10**17]},
+            r"hidden layer widths must keep each layer under 1,099,511,627,776 weights \(4 TiB "
+            r"as float32, .*a layer of 100,000,000,000,000,000 after at least 1 input",
+        ),
+        (
+            {"hidden": [2**21, 2**20]},
+            r"a layer of 1,048,576 after a layer of 2,097,152 would hold 2,199,023,255,552; "
+            r"received hidden=\[2097152, 1048576\]",
+        ),
     ],
 )
 def test_model_spec_errors(kwargs: dict, message: str) -> None:

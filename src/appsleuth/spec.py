@@ -9,6 +9,7 @@ value received and what would be valid.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,9 @@ _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 _MAX_WEIGHT = 1e6
 MIN_EMBEDDED_ROWS = 50
+# One Dense kernel of more weights than this (4 TiB as float32) fits in no machine; far
+# larger ones overflow XLA's shape arithmetic, which aborts the process without a message.
+MAX_LAYER_WEIGHTS = 2**40
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -90,6 +94,25 @@ def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise SpecError(f"{name} must be one of {', '.join(choices)}; received {name}={value!r}")
+
+
+def check_layer_weights(widths: Sequence[int], hidden: Sequence[int], inputs: str) -> None:
+    """Raise SpecError when two consecutive layer widths make a kernel too large to hold.
+
+    Args:
+        widths: The input width, the hidden widths and (when known) the output width.
+        hidden: The hidden widths, as the user gave them (for the message).
+        inputs: What ``widths[0]`` is, e.g. ``"1 input"`` or ``"19 features"``.
+    """
+    for i, (before, width) in enumerate(itertools.pairwise(widths)):
+        if before * width > MAX_LAYER_WEIGHTS:
+            after = inputs if i == 0 else f"a layer of {before:,}"
+            raise SpecError(
+                f"hidden layer widths must keep each layer under {MAX_LAYER_WEIGHTS:,} "
+                f"weights (4 TiB as float32, more than any machine holds); a layer of "
+                f"{width:,} after {after} would hold {before * width:,}; received "
+                f"hidden={list(hidden)!r}"
+            )
 
 
 def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:
@@ -151,6 +174,7 @@ class ModelSpec:
                 f"[18, 18]; received hidden={self.hidden!r}"
             )
         object.__setattr__(self, "hidden", tuple(hidden))
+        check_layer_weights((1, *self.hidden), self.hidden, "at least 1 input")
         _choice("activation", self.activation, _ACTIVATIONS)
         dropout = self.dropout
         if isinstance(dropout, Sequence) and not isinstance(dropout, str):
