@@ -155,6 +155,25 @@ def test_sizes_beyond_memory_are_a_clear_error(
     assert "Traceback" not in err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["data", "synth", "--out", "{tmp}/x.csv"], "--rows must be at most 1,000,000,000,000"),
+        (["data", "check"], "rows must be at most 1,000,000,000,000"),
+        (["train", "--out", "{tmp}/runs"], "rows must be at most 1,000,000,000,000"),
+    ],
+)
+def test_row_counts_beyond_any_memory_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command, expected
+) -> None:
+    # Beyond 2**63 rows the generator's integer arithmetic overflowed: a traceback.
+    argv = [a.format(tmp=tmp_path) for a in command] + ["--rows", str(10**23)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and str(10**23) in err
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+
+
 def test_xla_resource_exhaustion_counts_as_out_of_memory() -> None:
     from appsleuth.cli import _out_of_memory
 

@@ -119,6 +119,7 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
             r"positive must be one of apps \(Facebook, WhatsApp\); received positive='Moriarty'",
         ),
         ({"rows": "1e5"}, r"received rows='1e5' \(it is text"),
+        ({"rows": 10**23}, r"rows must be at most 1,000,000,000,000 .*; received rows=10{23}$"),
         ({"synth_seed": 99999999999}, r"synth_seed must be an integer from 0 to 4294967295"),
         ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),
         ({"apps": []}, r"apps must be a non-empty list of names"),

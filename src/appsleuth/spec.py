@@ -26,6 +26,7 @@ from appsleuth._fields import (
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
+from appsleuth.data.synth import MAX_ROWS
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -428,6 +429,11 @@ class DataSpec:
                 f"rows must be an integer of at least {MIN_EMBEDDED_ROWS} (fewer rows of "
                 f"embedded data leave apps without rows to learn from); received "
                 f"rows={self.rows!r}{quoted_number_hint(self.rows, integer=True)}"
+            )
+        if self.rows is not None and self.rows > MAX_ROWS:
+            raise SpecError(
+                f"rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
+                f"memory); received rows={self.rows!r}"
             )
         check_seed("synth_seed", self.synth_seed)
         if self.path is not None and self.rows is not None:
