@@ -62,6 +62,13 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
             r"received learning_rate='3e-4' \(it is text: YAML reads a number like 3e-4 "
             r"without a decimal point as a string; write 0.0003 instead\)",
         ),
+        # The suggested spelling must be one YAML reads as a number (1e-12 is text there).
+        (
+            {"learning_rate": "1e-12"},
+            r"received learning_rate='1e-12' \(it is text: .*; write 1\.0e-12 instead\)",
+        ),
+        ({"learning_rate": "2e+20"}, r"; write 2\.0e\+20 instead\)"),
+        ({"learning_rate": "1.5e-5"}, r"; write 1\.5e-05 instead\)"),
         ({"seed": 2**32}, r"an integer from 0 to 4294967295; received seed=4294967296"),
         ({"learning_rate": float("nan")}, r"received learning_rate=nan"),
         (
@@ -294,3 +301,15 @@ def test_zero_dimensional_arrays_are_numbers() -> None:
     import numpy as np
 
     assert TrainSpec(learning_rate=np.array(3e-4)).learning_rate == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("text", ["1e-12", "2e+20", "1.5e-5", "3e-4", "7E-3"])
+def test_the_hint_for_numbers_read_as_text_is_yaml_that_reads_as_a_number(text: str) -> None:
+    import yaml
+
+    from appsleuth._fields import quoted_number_hint
+
+    hint = quoted_number_hint(text)
+    suggested = re.search(r"; write (\S+) instead\)$", hint)
+    assert suggested, hint
+    assert yaml.safe_load(f"x: {suggested.group(1)}")["x"] == float(text)

@@ -88,11 +88,21 @@ def quoted_number_hint(value: Any, *, integer: bool = False) -> str:
             return f" (it is text; write {int(number)}, without quotes or a decimal point)"
         return (
             f" (it is text: YAML reads a number like {value} without a decimal point as a "
-            f"string; write {number!r} instead)"
+            f"string; write {_yaml_float(number)} instead)"
         )
     if integer and isinstance(value, float) and math.isfinite(value) and value == int(value):
         return f" (write {int(value)}, without a decimal point)"
     return ""
+
+
+def _yaml_float(number: float) -> str:
+    """``number`` as text that YAML 1.1 reads as a float: ``1e-12`` is a string there, so
+    an exponent's mantissa gets a decimal point (``1.0e-12``)."""
+    text = repr(number)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"  # Python writes the exponent's sign, as YAML needs
+    return text
 
 
 def repeated(values: Iterable[Any]) -> list[Any]:
