@@ -149,6 +149,21 @@ def test_data_spec_errors(kwargs: dict, message: str) -> None:
 def test_unknown_fields() -> None:
     with pytest.raises(SpecError, match=r"unknown train field\(s\) lr; valid fields: "):
         TrainSpec.from_dict({"lr": 0.1})
+    # A near miss is named, in sections and in values alike.
+    with pytest.raises(
+        SpecError,
+        match=r"unknown train field\(s\) colour, learnig_rate \(did you mean "
+        r"learning_rate\?\); valid fields: batch_size, ",
+    ):
+        TrainSpec.from_dict({"learnig_rate": 0.1, "colour": 3})
+    with pytest.raises(SpecError, match=r"unknown run field\(s\) trian \(did you mean train\?\)"):
+        RunSpec.from_dict({"trian": {}})
+    with pytest.raises(SpecError, match=r"received optimizer='Adam' \(did you mean adam\?\)$"):
+        TrainSpec(optimizer="Adam")
+    with pytest.raises(SpecError, match=r"monitor='val_acc' \(did you mean val_accuracy\?\)$"):
+        EarlyStoppingSpec(monitor="val_acc")
+    with pytest.raises(SpecError, match=r"received kind='block' \(did you mean blocked\?\)$"):
+        SplitSpec(kind="block")
     with pytest.raises(SpecError, match=r"unknown run field\(s\) optimiser"):
         RunSpec.from_dict({"optimiser": {}})
     with pytest.raises(SpecError, match=r"model must be a mapping of fields; received model=3"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from collections import Counter
@@ -16,6 +17,7 @@ from appsleuth.errors import SpecError
 __all__ = [
     "MAX_SEED",
     "check_seed",
+    "did_you_mean",
     "fields_from_mapping",
     "is_int",
     "is_number",
@@ -105,6 +107,24 @@ def _yaml_float(number: float) -> str:
     return text
 
 
+def did_you_mean(name: Any, valid: Iterable[str]) -> str:
+    """`` (did you mean X?)`` when ``name`` is text close to one of ``valid``, else ``""``.
+
+    A misspelt field or value (``learnig_rate``, ``rleu``) is the commonest mistake in a
+    hand-written spec; naming the likely intent saves reading the whole list.
+    """
+    if not isinstance(name, str):
+        return ""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
+    if not close:  # case alone (Adam, Val_Loss) is a near miss too
+        close = [v for v in valid if v.lower() == name.lower()][:1]
+    if not close and len(name) >= 3:  # Keras' short names: acc, val_acc
+        starting = [v for v in valid if v.startswith(name)]
+        close = starting if len(starting) == 1 else []
+    return f" (did you mean {close[0]}?)" if close and close[0] != name else ""
+
+
 def repeated(values: Iterable[Any]) -> list[Any]:
     """The values that occur more than once, each once, sorted by their text."""
     return sorted((v for v, n in Counter(values).items() if n > 1), key=str)
@@ -143,7 +163,8 @@ def fields_from_mapping(cls: type, d: Any, where: str) -> dict[str, Any]:
     unknown = sorted(set(d) - names)
     if unknown:
         raise SpecError(
-            f"unknown {where} field(s) {', '.join(unknown)}; valid "
+            f"unknown {where} field(s) "
+            f"{', '.join(u + did_you_mean(u, names) for u in unknown)}; valid "
             f"fields: {', '.join(sorted(names))}"
         )
     return dict(d)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from appsleuth._fields import (
     check_seed,
+    did_you_mean,
     is_int,
     is_number,
     plain_fields,
@@ -94,7 +95,10 @@ def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise SpecError(f"{name} must be one of {', '.join(choices)}; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be one of {', '.join(choices)}; received {name}={value!r}"
+            f"{did_you_mean(value, choices)}"
+        )
 
 
 def check_layer_weights(widths: Sequence[int], hidden: Sequence[int], inputs: str) -> None:
