@@ -333,3 +333,30 @@ def test_a_layer_too_large_for_any_machine_is_refused(
     err = capsys.readouterr().err
     assert "appsleuth: invalid setting: hidden layer widths must keep each layer under" in err
     assert "received hidden=[100000000000000000]" in err
+
+
+@pytest.mark.parametrize(
+    ("config", "option", "expected"),
+    [
+        ("data: {rows: 100, synth_seed: 3}\n", {"path": "mine.csv"}, ("mine.csv", None)),
+        ("data: {path: theirs.csv}\n", {"rows": 500}, (None, 500)),
+    ],
+)
+def test_data_and_rows_options_replace_the_configs_data_source(
+    tmp_path: Path, config: str, option: dict, expected: tuple
+) -> None:
+    from appsleuth.cli import _run_spec_from_options
+
+    # "options override it": --data over a config's rows was refused as path + rows.
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    spec = _run_spec_from_options(path, {"data": option})
+    assert (spec.data.path, spec.data.rows) == expected
+
+
+def test_data_and_rows_options_together_still_conflict(tmp_path: Path) -> None:
+    from appsleuth.cli import _run_spec_from_options
+    from appsleuth.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"received path='mine.csv' with rows=500 \(leave one"):
+        _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 500}})

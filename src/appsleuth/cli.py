@@ -291,6 +291,13 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
     from appsleuth.spec import RunSpec, load_run_spec
 
     base = load_run_spec(config).to_dict() if config else RunSpec().to_dict()
+    # --data and --rows each name the data source, so either replaces the config's (a
+    # file, or rows of embedded data); given together they still conflict.
+    source = overrides.get("data", {})
+    if source.get("path") is not None and source.get("rows") is None:
+        base["data"]["rows"] = None
+    if source.get("rows") is not None and source.get("path") is None:
+        base["data"]["path"] = None
     for section, values in overrides.items():
         for key, value in values.items():
             if value is None:
