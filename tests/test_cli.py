@@ -285,6 +285,11 @@ def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) ->
 def test_group_column_needs_the_group_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--rows", "500", "--epochs", "1", "--group-column", "UserId"]) == 2
     assert "--group-column applies to the group split" in capsys.readouterr().err
+    # data check ignored it, and reported the random split's leakage without a word.
+    assert main(["data", "check", "--rows", "500", "--group-column", "UserId"]) == 2
+    err = capsys.readouterr().err
+    assert "--group-column applies to the group split; received --group-column UserId with " in err
+    assert "--split random (add --split group)" in err
 
 
 def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(

@@ -192,10 +192,20 @@ def data_check(
     """
     from appsleuth.data.quality import check_data
 
+    ctx = click.get_current_context()
+    if (
+        split_kind != "group"
+        and ctx.get_parameter_source("group_column") is not click.core.ParameterSource.DEFAULT
+    ):
+        # As train says: the leakage reported would be a random or blocked split's.
+        raise SpecError(
+            f"--group-column applies to the group split; received --group-column "
+            f"{group_column} with --split {split_kind} (add --split group)"
+        )
     split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
     # A report is most useful where training would refuse the file (one class, no label),
     # but a label column named on purpose must exist (a typo is not "no label").
-    source = click.get_current_context().get_parameter_source("label")
+    source = ctx.get_parameter_source("label")
     df = _load(
         str(file) if file else None,
         label=label,
