@@ -224,6 +224,18 @@ def test_dry_run_writes_and_prints_the_script(
     assert "--wait apply to the slurm executor only" in capsys.readouterr().err
 
 
+def test_workers_is_refused_with_the_slurm_executor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was ignored: a user asking for 2 at a time got every trial at once.
+    run, sweep_dir = _sweep_run_argv(tmp_path, "workers")
+    assert main([*run, "--executor", "slurm", "--dry-run", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers applies to the local executor only; received --workers 2 with" in err
+    assert "--array-parallelism limits how many run at once" in err
+    assert not sweep_dir.exists()
+
+
 def test_cancel_on_a_local_sweep_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

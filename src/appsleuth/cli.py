@@ -765,7 +765,7 @@ def _slurm_int(value: str | None) -> int | str | None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (default: one per core / threads per trial).",
+    help="local: worker processes (default: one per core / threads per trial).",
 )
 @click.option(
     "--threads-per-trial",
@@ -841,6 +841,12 @@ def sweep_run(
         "array_parallelism": _slurm_int(array_parallelism),
     }
     if kind == "slurm":
+        if workers is not None:
+            raise SpecError(
+                f"--workers applies to the local executor only; received --workers {workers} "
+                f"with the slurm executor (each trial is an array task there: "
+                f"--array-parallelism limits how many run at once)"
+            )
         _sweep_run_slurm(
             ctx,
             spec,
