@@ -365,3 +365,45 @@ def test_data_and_rows_options_together_still_conflict(tmp_path: Path) -> None:
 
     with pytest.raises(SpecError, match=r"received path='mine.csv' with rows=500 \(leave one"):
         _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 500}})
+
+
+def _options(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    import click
+
+    if isinstance(command, click.Group):
+        return [o for name, sub in command.commands.items() for o in _options(sub, (*path, name))]
+    return [(" ".join(path), p) for p in command.params if isinstance(p, click.Option)]
+
+
+# Options whose absence means "all" or "nothing" rather than a default value.
+_NO_DEFAULT = {"--config", "--apps", "--features", "--positive", "--compare"}
+
+
+def test_every_option_says_its_default() -> None:
+    from appsleuth.cli import cli
+
+    # bench --rows/--epochs, train --dropout and the SLURM options did not say theirs.
+    silent = [
+        f"{where} {option.opts[0]}"
+        for where, option in _options(cli)
+        if not option.is_flag
+        and not option.required
+        and not option.show_default
+        and option.opts[0] not in _NO_DEFAULT
+        and "default" not in (option.help or "")
+    ]
+    assert silent == []
+
+
+def test_defaults_said_in_help_are_the_real_ones() -> None:
+    from appsleuth.bench import BenchSettings
+    from appsleuth.cli import cli
+    from appsleuth.spec import ModelSpec
+    from appsleuth.sweep.slurm import SlurmOptions
+
+    helps = {f"{where} {o.opts[0]}": o.help for where, o in _options(cli)}
+    full, quick = BenchSettings(), BenchSettings.quick()
+    assert f"(default: {full.rows:,}; {quick.rows:,} with --quick)" in helps["bench --rows"]
+    assert f"(default: {full.epochs}; {quick.epochs} with --quick)" in helps["bench --epochs"]
+    assert f"else {SlurmOptions().time_min})" in helps["sweep run --time-min"]
+    assert f"(default: {ModelSpec().dropout:g})" in helps["train --dropout"]

@@ -414,7 +414,7 @@ def _task_options(f: Any) -> Any:
         click.option(
             "--group-column",
             default=None,
-            help="Column whose groups stay together in a group split.",
+            help="Column whose groups stay together in a group split (default: UserId).",
         ),
     ]
     for option in reversed(options):
@@ -476,7 +476,9 @@ def _data_overrides(
     default=None,
     help="Optimizer (default: adam).",
 )
-@click.option("--dropout", type=float, default=None, help="Dropout after each hidden layer.")
+@click.option(
+    "--dropout", type=float, default=None, help="Dropout after each hidden layer (default: 0)."
+)
 @click.option(
     "--class-weight",
     type=click.Choice(["none", "balanced"]),
@@ -489,7 +491,7 @@ def _data_overrides(
     type=click.IntRange(min=0),
     default=None,
     metavar="PATIENCE",
-    help="Stop after PATIENCE epochs without val_loss gain.",
+    help="Stop after PATIENCE epochs without val_loss gain (default: no early stopping).",
 )
 @click.option(
     "--engine",
@@ -780,13 +782,31 @@ def _slurm_int(value: str | None) -> int | str | None:
     help="Where each trial trains (default: the spec's executor.device, else auto).",
 )
 @click.option("--retry-failed", is_flag=True, help="Redo trials that failed before.")
-@click.option("--partition", default=None, help="slurm: partition.")
-@click.option("--account", default=None, help="slurm: account.")
-@click.option("--qos", default=None, help="slurm: quality of service.")
-@click.option("--time-min", default=None, help="slurm: time limit per trial, minutes.")
-@click.option("--mem-gb", type=float, default=None, help="slurm: memory per trial, GB.")
-@click.option("--gpus", default=None, help="slurm: GPUs per trial.")
-@click.option("--array-parallelism", default=None, help="slurm: at most this many trials at once.")
+# The SLURM options default to the spec's executor settings, else to SlurmOptions' defaults.
+@click.option(
+    "--partition", default=None, help="slurm: partition (default: the spec's, else the cluster's)."
+)
+@click.option("--account", default=None, help="slurm: account (default: the spec's, else none).")
+@click.option(
+    "--qos", default=None, help="slurm: quality of service (default: the spec's, else none)."
+)
+@click.option(
+    "--time-min",
+    default=None,
+    help="slurm: time limit per trial, minutes (default: the spec's, else 60).",
+)
+@click.option(
+    "--mem-gb",
+    type=float,
+    default=None,
+    help="slurm: memory per trial, GB (default: the spec's, else the cluster's).",
+)
+@click.option("--gpus", default=None, help="slurm: GPUs per trial (default: the spec's, else 0).")
+@click.option(
+    "--array-parallelism",
+    default=None,
+    help="slurm: at most this many trials at once (default: the spec's, else no limit).",
+)
 @click.option("--dry-run", is_flag=True, help="slurm: write and print the job script only.")
 @click.option(
     "--wait", is_flag=True, help="slurm: follow the jobs to the end, then collect results."
