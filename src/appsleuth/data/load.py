@@ -50,6 +50,7 @@ __all__ = [
     "from_dataframe",
     "label_text",
     "load_sherlock",
+    "no_header_problem",
     "nonfinite_values",
     "numeric_columns_as_numbers",
     "parse_numbers",
@@ -721,11 +722,15 @@ def _header_names(source: Path | io.BytesIO, read_options: pa_csv.ReadOptions) -
     return list(reader.schema.names)
 
 
-def _no_header_problem(file: Path, lines_of: Path | bytes) -> str:
+def no_header_problem(file: Path, lines_of: Path | bytes) -> str:
     """Why the CSV reader found no header: an empty file, binary content, or no line end.
 
     The reader says "empty" for all three; a file of 400 bytes called empty sends the
     user looking in the wrong place.
+
+    Args:
+        file: The data file, as the message names it.
+        lines_of: The file to look into, or its (decompressed) bytes.
     """
     if isinstance(lines_of, bytes):
         head = lines_of[:_SNIFF_BYTES]
@@ -748,7 +753,7 @@ def _no_header_problem(file: Path, lines_of: Path | bytes) -> str:
 def _csv_problem(file: Path, message: str, lines_of: Path | bytes, encoding: str) -> str:
     message = message.strip().splitlines()[0] if message.strip() else "unknown problem"
     if "Empty CSV file" in message:
-        return _no_header_problem(file, lines_of)
+        return no_header_problem(file, lines_of)
     if "Expected" in message and "columns" in message:
         ragged = _first_ragged_line(lines_of, encoding)
         where = (
