@@ -216,7 +216,7 @@ def test_run_names_follow_the_teaching_convention(hidden, lr, bs, epochs, expect
 
 
 def test_tiny_learning_rate_cannot_name_a_directory() -> None:
-    with pytest.raises(SpecError, match="below 1e-9"):
+    with pytest.raises(SpecError, match=r"below 1e-9 .*; use 1e-9 or more, or name the run"):
         format_learning_rate(1e-12)
 
 

@@ -537,7 +537,11 @@ def format_learning_rate(lr: float) -> str:
     """Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``."""
     text = f"{lr:.9f}".rstrip("0").rstrip(".")
     if text in ("0", "-0"):
-        raise SpecError(f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory")
+        raise SpecError(
+            f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory (its name "
+            f"shows 9 decimals); use 1e-9 or more, or name the run yourself (train --name, "
+            f"name=)"
+        )
     return text
 
 
