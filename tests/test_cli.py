@@ -155,6 +155,25 @@ def test_sizes_beyond_memory_are_a_clear_error(
     assert "Traceback" not in err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["data", "synth", "--out", "{tmp}/x.csv"], "--rows must be at most 1,000,000,000,000"),
+        (["data", "check"], "rows must be at most 1,000,000,000,000"),
+        (["train", "--out", "{tmp}/runs"], "rows must be at most 1,000,000,000,000"),
+    ],
+)
+def test_row_counts_beyond_any_memory_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command, expected
+) -> None:
+    # Beyond 2**63 rows the generator's integer arithmetic overflowed: a traceback.
+    argv = [a.format(tmp=tmp_path) for a in command] + ["--rows", str(10**23)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and str(10**23) in err
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+
+
 def test_xla_resource_exhaustion_counts_as_out_of_memory() -> None:
     from appsleuth.cli import _out_of_memory
 
@@ -266,6 +285,11 @@ def test_early_stopping_flag_keeps_the_configs_other_settings(tmp_path: Path) ->
 def test_group_column_needs_the_group_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--rows", "500", "--epochs", "1", "--group-column", "UserId"]) == 2
     assert "--group-column applies to the group split" in capsys.readouterr().err
+    # data check ignored it, and reported the random split's leakage without a word.
+    assert main(["data", "check", "--rows", "500", "--group-column", "UserId"]) == 2
+    err = capsys.readouterr().err
+    assert "--group-column applies to the group split; received --group-column UserId with " in err
+    assert "--split random (add --split group)" in err
 
 
 def test_sigterm_during_a_forced_retrain_puts_the_complete_run_back(
@@ -374,3 +398,56 @@ def test_data_and_rows_options_together_are_still_refused(tmp_path: Path) -> Non
 
     with pytest.raises(SpecError, match="rows sets the size of the embedded data"):
         _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 600}})
+
+
+def test_a_layer_too_large_for_any_machine_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # XLA aborted the whole process on it (no message, exit -6), before the spec checked it.
+    args = ["train", "--hidden", "100000000000000000", "--rows", "50", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "appsleuth: invalid setting: hidden layer widths must keep each layer under" in err
+    assert "received hidden=[100000000000000000]" in err
+
+
+def _options(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    import click
+
+    if isinstance(command, click.Group):
+        return [o for name, sub in command.commands.items() for o in _options(sub, (*path, name))]
+    return [(" ".join(path), p) for p in command.params if isinstance(p, click.Option)]
+
+
+# Options whose absence means "all" or "nothing" rather than a default value.
+_NO_DEFAULT = {"--config", "--apps", "--features", "--positive", "--compare"}
+
+
+def test_every_option_says_its_default() -> None:
+    from appsleuth.cli import cli
+
+    # bench --rows/--epochs, train --dropout and the SLURM options did not say theirs.
+    silent = [
+        f"{where} {option.opts[0]}"
+        for where, option in _options(cli)
+        if not option.is_flag
+        and not option.required
+        and not option.show_default
+        and option.opts[0] not in _NO_DEFAULT
+        and "default" not in (option.help or "")
+    ]
+    assert silent == []
+
+
+def test_defaults_said_in_help_are_the_real_ones() -> None:
+    from appsleuth.bench import BenchSettings
+    from appsleuth.cli import cli
+    from appsleuth.spec import ModelSpec
+    from appsleuth.sweep.slurm import SlurmOptions
+
+    helps = {f"{where} {o.opts[0]}": o.help for where, o in _options(cli)}
+    full, quick = BenchSettings(), BenchSettings.quick()
+    assert f"(default: {full.rows:,}; {quick.rows:,} with --quick)" in helps["bench --rows"]
+    assert f"(default: {full.epochs}; {quick.epochs} with --quick)" in helps["bench --epochs"]
+    assert f"else {SlurmOptions().time_min})" in helps["sweep run --time-min"]
+    assert f"(default: {ModelSpec().dropout:g})" in helps["train --dropout"]

@@ -204,6 +204,20 @@ def test_empty_file(tmp_path: Path) -> None:
         load_sherlock(_write(tmp_path, b""))
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\n\n\n", r"bad\.csv is empty: expected a header line and rows"),
+        (b"\x00\x01\x02\xff" * 100, r"bad\.csv holds binary data, not a CSV table \(it has NUL"),
+        (b"ApplicationName,CPU_USAGE", r"bad\.csv has no complete header line \(no line end "),
+    ],
+)
+def test_files_without_a_header_line_say_why(tmp_path: Path, content: bytes, message) -> None:
+    # All three were called "empty", the last two holding hundreds of bytes.
+    with pytest.raises(DataError, match=message):
+        load_sherlock(_write(tmp_path, content))
+
+
 def test_header_only(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="has a header but no rows"):
         load_sherlock(_write(tmp_path, b"ApplicationName,CPU_USAGE,utime\n"))

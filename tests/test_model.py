@@ -99,6 +99,16 @@ def test_categorical_crossentropy_uses_one_hot_targets() -> None:
             lambda: build_model(ModelSpec(), 5, CLASSES_18, TrainSpec(metrics=("accuracy", "auc"))),
             r"metrics \['auc'\] are for two-class tasks; this task has 18 classes",
         ),
+        # A layer far too large for any machine used to abort the process inside XLA.
+        (
+            lambda: build_model(ModelSpec(hidden=(2**32,)), 300, CLASSES_18),
+            r"keep each layer under 1,099,511,627,776 weights .*a layer of 4,294,967,296 "
+            r"after 300 features would hold 1,288,490,188,800; received hidden=\[4294967296\]",
+        ),
+        (
+            lambda: build_model(ModelSpec(hidden=(2**37,)), 5, CLASSES_18),
+            r"a layer of 18 after a layer of 137,438,953,472 would hold 2,473,901,162,496",
+        ),
         (
             lambda: loss_name(TrainSpec(loss="binary_crossentropy"), 5),
             r"loss binary_crossentropy needs two classes; this task has 5",

@@ -574,6 +574,24 @@ def test_predict_file_refuses_bad_outputs_and_chunks(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("n.csv", b"\n\n", r"n\.csv is empty: expected a header line and rows"),
+        ("n.csv.gz", gzip.compress(b"\n\n"), r"n\.csv\.gz is empty: expected a header"),
+        ("b.csv", b"\x00\x01\x02\xff" * 100, r"b\.csv holds binary data, not a CSV table"),
+        ("h.csv", b"ApplicationName,CPU_USAGE", r"h\.csv has no complete header line"),
+    ],
+)
+def test_predict_file_says_why_a_file_has_no_header(run_dir, tmp_path, name, content, message):
+    # The reader's own "Empty CSV file or block: cannot infer number of columns" was shown.
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_cli_names_labels_the_model_does_not_know(
     fb_wa_run_dir, tmp_path, monkeypatch, capsys
 ) -> None:

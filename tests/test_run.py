@@ -313,6 +313,16 @@ def test_a_run_name_too_long_for_a_directory_is_refused(table, tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["", 0])
+def test_an_empty_run_name_is_refused_not_replaced_by_the_default(
+    name, table, tmp_path: Path
+) -> None:
+    # name="" (--name "") trained silently under the spec's default name.
+    with pytest.raises(SpecError, match=rf"run name must use only .*received run name={name!r}"):
+        train(_spec(epochs=1), data=table, out=tmp_path, name=name, verbose=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "", "..", "-rf", "name with space"])
 def test_run_names_are_validated(bad: str) -> None:
     with pytest.raises(SpecError, match=r"run name must use only letters, digits"):

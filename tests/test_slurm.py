@@ -101,7 +101,15 @@ def test_options_are_validated(options: dict, match: str) -> None:
 def test_options_defaults_and_cpus_from_threads() -> None:
     opts = SlurmOptions.from_options({"partition": "debug", "mem_gb": 1.5}, threads_per_trial=4)
     assert opts.cpus_per_task == 4 and opts.time_min == 60 and opts.partition == "debug"
-    assert SlurmOptions.from_options({"cpus_per_task": 2}, threads_per_trial=4).cpus_per_task == 2
+    assert SlurmOptions.from_options({"cpus_per_task": 2}).cpus_per_task == 2
+    assert SlurmOptions.from_options({"cpus_per_task": 4}, threads_per_trial=4).cpus_per_task == 4
+    # The task runs with its cpus_per_task: a different threads_per_trial was ignored.
+    with pytest.raises(
+        SpecError,
+        match=r"threads_per_trial and cpus_per_task disagree: .*received threads_per_trial=4 "
+        r"\(executor.threads_per_trial or --threads-per-trial\) and cpus_per_task=2; ",
+    ):
+        SlurmOptions.from_options({"cpus_per_task": 2}, threads_per_trial=4)
 
 
 def test_compress_and_parse_squeue() -> None:

@@ -31,6 +31,16 @@ from appsleuth.spec import (
         ({"dropout": [0.1, 0.2]}, r"dropout must be one rate or one per hidden layer \(1\)"),
         ({"batch_norm": "yes"}, r"batch_norm must be true or false; received batch_norm='yes'"),
         ({"kernel_initializer": ""}, r"kernel_initializer must be a Keras initializer name"),
+        (
+            {"hidden": [10**17]},
+            r"hidden layer widths must keep each layer under 1,099,511,627,776 weights \(4 TiB "
+            r"as float32, .*a layer of 100,000,000,000,000,000 after at least 1 input",
+        ),
+        (
+            {"hidden": [2**21, 2**20]},
+            r"a layer of 1,048,576 after a layer of 2,097,152 would hold 2,199,023,255,552; "
+            r"received hidden=\[2097152, 1048576\]",
+        ),
     ],
 )
 def test_model_spec_errors(kwargs: dict, message: str) -> None:
@@ -52,6 +62,13 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
             r"received learning_rate='3e-4' \(it is text: YAML reads a number like 3e-4 "
             r"without a decimal point as a string; write 0.0003 instead\)",
         ),
+        # The suggested spelling must be one YAML reads as a number (1e-12 is text there).
+        (
+            {"learning_rate": "1e-12"},
+            r"received learning_rate='1e-12' \(it is text: .*; write 1\.0e-12 instead\)",
+        ),
+        ({"learning_rate": "2e+20"}, r"; write 2\.0e\+20 instead\)"),
+        ({"learning_rate": "1.5e-5"}, r"; write 1\.5e-05 instead\)"),
         ({"seed": 2**32}, r"an integer from 0 to 4294967295; received seed=4294967296"),
         ({"learning_rate": float("nan")}, r"received learning_rate=nan"),
         (
@@ -109,6 +126,7 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
             r"positive must be one of apps \(Facebook, WhatsApp\); received positive='Moriarty'",
         ),
         ({"rows": "1e5"}, r"received rows='1e5' \(it is text"),
+        ({"rows": 10**23}, r"rows must be at most 1,000,000,000,000 .*; received rows=10{23}$"),
         ({"synth_seed": 99999999999}, r"synth_seed must be an integer from 0 to 4294967295"),
         ({"apps": ["Gmail"]}, r"apps must name at least two different apps"),
         ({"apps": []}, r"apps must be a non-empty list of names"),
@@ -131,6 +149,21 @@ def test_data_spec_errors(kwargs: dict, message: str) -> None:
 def test_unknown_fields() -> None:
     with pytest.raises(SpecError, match=r"unknown train field\(s\) lr; valid fields: "):
         TrainSpec.from_dict({"lr": 0.1})
+    # A near miss is named, in sections and in values alike.
+    with pytest.raises(
+        SpecError,
+        match=r"unknown train field\(s\) colour, learnig_rate \(did you mean "
+        r"learning_rate\?\); valid fields: batch_size, ",
+    ):
+        TrainSpec.from_dict({"learnig_rate": 0.1, "colour": 3})
+    with pytest.raises(SpecError, match=r"unknown run field\(s\) trian \(did you mean train\?\)"):
+        RunSpec.from_dict({"trian": {}})
+    with pytest.raises(SpecError, match=r"received optimizer='Adam' \(did you mean adam\?\)$"):
+        TrainSpec(optimizer="Adam")
+    with pytest.raises(SpecError, match=r"monitor='val_acc' \(did you mean val_accuracy\?\)$"):
+        EarlyStoppingSpec(monitor="val_acc")
+    with pytest.raises(SpecError, match=r"received kind='block' \(did you mean blocked\?\)$"):
+        SplitSpec(kind="block")
     with pytest.raises(SpecError, match=r"unknown run field\(s\) optimiser"):
         RunSpec.from_dict({"optimiser": {}})
     with pytest.raises(SpecError, match=r"model must be a mapping of fields; received model=3"):
@@ -183,7 +216,7 @@ def test_run_names_follow_the_teaching_convention(hidden, lr, bs, epochs, expect
 
 
 def test_tiny_learning_rate_cannot_name_a_directory() -> None:
-    with pytest.raises(SpecError, match="below 1e-9"):
+    with pytest.raises(SpecError, match=r"below 1e-9 .*; use 1e-9 or more, or name the run"):
         format_learning_rate(1e-12)
 
 
@@ -283,3 +316,15 @@ def test_zero_dimensional_arrays_are_numbers() -> None:
     import numpy as np
 
     assert TrainSpec(learning_rate=np.array(3e-4)).learning_rate == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("text", ["1e-12", "2e+20", "1.5e-5", "3e-4", "7E-3"])
+def test_the_hint_for_numbers_read_as_text_is_yaml_that_reads_as_a_number(text: str) -> None:
+    import yaml
+
+    from appsleuth._fields import quoted_number_hint
+
+    hint = quoted_number_hint(text)
+    suggested = re.search(r"; write (\S+) instead\)$", hint)
+    assert suggested, hint
+    assert yaml.safe_load(f"x: {suggested.group(1)}")["x"] == float(text)

@@ -106,6 +106,11 @@ def test_random_plan_is_seeded() -> None:
         ({"name": "../escape"}, r"sweep name must use only letters, digits"),
         ({"name": "a/b"}, r"sweep name must use only letters"),
         ({"grid": {"neurons": [1]}}, r"sweep parameter 'neurons' is not a model or training field"),
+        (
+            {"grid": {"hidden_nerons": [1]}},
+            r"sweep parameter 'hidden_nerons' is not a model or training field \(did you mean "
+            r"hidden_neurons\?\); valid names: ",
+        ),
         ({"grid": {"learning_rate": 0.1}}, r"grid.learning_rate must be a non-empty list"),
         (
             {"zip": {"learning_rate": [0.1, 0.2], "batch_size": [8]}},

@@ -99,16 +99,19 @@ def test_sections_of_the_wrong_type_in_the_python_api() -> None:
     [
         (
             {"kind": "local", "worker": 4},
-            r"unknown executor field\(s\) 'worker'; valid fields: kind, workers, "
+            r"unknown executor field\(s\) 'worker' \(did you mean workers\?\); valid fields: "
+            r"kind, workers, "
             r"threads_per_trial, device, and for SLURM partition, .*; received worker=4",
         ),
         (
             {"kind": "slurm", "partitoin": "debug"},
-            r"unknown executor field\(s\) 'partitoin'; .*received partitoin='debug'",
+            r"unknown executor field\(s\) 'partitoin' \(did you mean partition\?\); "
+            r".*received partitoin='debug'",
         ),
         (
             {"kind": "slurm", "options": {"worker": 2}},
-            r"unknown executor field\(s\) 'worker'; .*received worker=2",
+            r"unknown executor field\(s\) 'worker' \(did you mean workers\?\); .*received "
+            r"worker=2",
         ),
         # SlurmOptions' own checks of the values surface at spec load.
         (
@@ -313,7 +316,10 @@ def test_an_empty_grid_is_one_run_of_the_base_settings(
         ("executor:\n", "received executor=None"),
         ("executor: {kind: slurm, options: [1, 2]}\n", "received options=[1, 2]"),
         ("executor: {kind: slurm, options: abc}\n", "received options='abc'"),
-        ("executor: {kind: local, worker: 4}\n", "unknown executor field(s) 'worker'"),
+        (
+            "executor: {kind: local, worker: 4}\n",
+            "unknown executor field(s) 'worker' (did you mean workers?)",
+        ),
         ("grid: {hidden: [1, 2], hidden_neurons: [3]}\n", "both set the field 'hidden'"),
         (
             "random: {n: 2, params: {learning_rate: 'loguniform(1e-4, 1e400)'}}\n",

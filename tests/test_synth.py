@@ -217,6 +217,16 @@ def test_bad_n_rows_raises(bad: object) -> None:
         generate_sherlock(bad)  # type: ignore[arg-type]
 
 
+def test_row_counts_beyond_any_memory_are_refused() -> None:
+    # 10**23 rows overflowed NumPy's int64 arithmetic: a traceback, not a message.
+    with pytest.raises(SpecError, match=r"n_rows must be at most 1,000,000,000,000 .*=10{23}"):
+        generate_sherlock(10**23)
+    from appsleuth.data.tables import embedded_data
+
+    with pytest.raises(SpecError, match=r"^rows must be at most 1,000,000,000,000 .*rows=10{23}"):
+        embedded_data(10**23)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "x", 2**32])
 def test_bad_seed_raises(bad: object) -> None:
     from appsleuth.data.tables import embedded_data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from collections import Counter
@@ -16,6 +17,7 @@ from appsleuth.errors import SpecError
 __all__ = [
     "MAX_SEED",
     "check_seed",
+    "did_you_mean",
     "fields_from_mapping",
     "is_int",
     "is_number",
@@ -88,11 +90,39 @@ def quoted_number_hint(value: Any, *, integer: bool = False) -> str:
             return f" (it is text; write {int(number)}, without quotes or a decimal point)"
         return (
             f" (it is text: YAML reads a number like {value} without a decimal point as a "
-            f"string; write {number!r} instead)"
+            f"string; write {_yaml_float(number)} instead)"
         )
     if integer and isinstance(value, float) and math.isfinite(value) and value == int(value):
         return f" (write {int(value)}, without a decimal point)"
     return ""
+
+
+def _yaml_float(number: float) -> str:
+    """``number`` as text that YAML 1.1 reads as a float: ``1e-12`` is a string there, so
+    an exponent's mantissa gets a decimal point (``1.0e-12``)."""
+    text = repr(number)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        text = f"{mantissa}.0e{exponent}"  # Python writes the exponent's sign, as YAML needs
+    return text
+
+
+def did_you_mean(name: Any, valid: Iterable[str]) -> str:
+    """`` (did you mean X?)`` when ``name`` is text close to one of ``valid``, else ``""``.
+
+    A misspelt field or value (``learnig_rate``, ``rleu``) is the commonest mistake in a
+    hand-written spec; naming the likely intent saves reading the whole list.
+    """
+    if not isinstance(name, str):
+        return ""
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
+    if not close:  # case alone (Adam, Val_Loss) is a near miss too
+        close = [v for v in valid if v.lower() == name.lower()][:1]
+    if not close and len(name) >= 3:  # Keras' short names: acc, val_acc
+        starting = [v for v in valid if v.startswith(name)]
+        close = starting if len(starting) == 1 else []
+    return f" (did you mean {close[0]}?)" if close and close[0] != name else ""
 
 
 def repeated(values: Iterable[Any]) -> list[Any]:
@@ -133,7 +163,8 @@ def fields_from_mapping(cls: type, d: Any, where: str) -> dict[str, Any]:
     unknown = sorted(set(d) - names)
     if unknown:
         raise SpecError(
-            f"unknown {where} field(s) {', '.join(unknown)}; valid "
+            f"unknown {where} field(s) "
+            f"{', '.join(u + did_you_mean(u, names) for u in unknown)}; valid "
             f"fields: {', '.join(sorted(names))}"
         )
     return dict(d)

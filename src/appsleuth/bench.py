@@ -635,8 +635,20 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
     is_flag=True,
     help="Smaller: 8,000 rows, engines at 1 thread only (~45 s on 2 cores).",
 )
-@click.option("--rows", type=click.IntRange(min=2_000), default=None, help="Generated rows.")
-@click.option("--epochs", type=click.IntRange(min=2), default=None, help="Epochs per engine row.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=2_000),
+    default=None,
+    help=f"Generated rows (default: {BenchSettings().rows:,}; "
+    f"{BenchSettings.quick().rows:,} with --quick).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=2),
+    default=None,
+    help=f"Epochs per engine row, the first a warm-up (default: {BenchSettings().epochs}; "
+    f"{BenchSettings.quick().epochs} with --quick).",
+)
 def bench_command(out: Path, quick: bool, rows: int | None, epochs: int | None) -> None:
     """Measure engines, thread counts and worker splits on this machine; recommend one."""
     settings = BenchSettings.quick() if quick else BenchSettings()

@@ -192,10 +192,20 @@ def data_check(
     """
     from appsleuth.data.quality import check_data
 
+    ctx = click.get_current_context()
+    if (
+        split_kind != "group"
+        and ctx.get_parameter_source("group_column") is not click.core.ParameterSource.DEFAULT
+    ):
+        # As train says: the leakage reported would be a random or blocked split's.
+        raise SpecError(
+            f"--group-column applies to the group split; received --group-column "
+            f"{group_column} with --split {split_kind} (add --split group)"
+        )
     split = _split_spec(split_kind, val_fraction, test_fraction, split_seed, group_column)
     # A report is most useful where training would refuse the file (one class, no label),
     # but a label column named on purpose must exist (a typo is not "no label").
-    source = click.get_current_context().get_parameter_source("label")
+    source = ctx.get_parameter_source("label")
     df = _load(
         str(file) if file else None,
         label=label,
@@ -246,11 +256,16 @@ def data_synth(
 ) -> None:
     """Generate synthetic SherLock-like data (the embedded default data) into a file."""
     from appsleuth.data.layouts import APPS_18
-    from appsleuth.data.synth import generate_sherlock
+    from appsleuth.data.synth import MAX_ROWS, generate_sherlock
     from appsleuth.data.tables import write_table
 
     if out.exists() and not force:
         raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
+    if rows > MAX_ROWS:
+        raise SpecError(
+            f"--rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
+            f"memory); received --rows {rows}"
+        )
     chosen = list(dict.fromkeys(apps)) if apps else list(APPS_18)
     # Unknown names are the generator's to report, with the valid ones.
     known = all(a in APPS_18 for a in chosen)
@@ -404,7 +419,7 @@ def _task_options(f: Any) -> Any:
         click.option(
             "--group-column",
             default=None,
-            help="Column whose groups stay together in a group split.",
+            help="Column whose groups stay together in a group split (default: UserId).",
         ),
     ]
     for option in reversed(options):
@@ -468,7 +483,9 @@ def _data_overrides(
     default=None,
     help="Optimizer (default: adam).",
 )
-@click.option("--dropout", type=float, default=None, help="Dropout after each hidden layer.")
+@click.option(
+    "--dropout", type=float, default=None, help="Dropout after each hidden layer (default: 0)."
+)
 @click.option(
     "--class-weight",
     type=click.Choice(["none", "balanced"]),
@@ -482,7 +499,7 @@ def _data_overrides(
     default=None,
     metavar="PATIENCE",
     help="Stop after PATIENCE epochs without improvement (of val_loss, or of the "
-    "config's early_stopping.monitor).",
+    "config's early_stopping.monitor; default: no early stopping).",
 )
 @click.option(
     "--engine",
@@ -762,7 +779,7 @@ def _slurm_int(value: str | None) -> int | str | None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (default: one per core / threads per trial).",
+    help="local: worker processes (default: one per core / threads per trial).",
 )
 @click.option(
     "--threads-per-trial",
@@ -777,13 +794,31 @@ def _slurm_int(value: str | None) -> int | str | None:
     help="Where each trial trains (default: the spec's executor.device, else auto).",
 )
 @click.option("--retry-failed", is_flag=True, help="Redo trials that failed before.")
-@click.option("--partition", default=None, help="slurm: partition.")
-@click.option("--account", default=None, help="slurm: account.")
-@click.option("--qos", default=None, help="slurm: quality of service.")
-@click.option("--time-min", default=None, help="slurm: time limit per trial, minutes.")
-@click.option("--mem-gb", type=float, default=None, help="slurm: memory per trial, GB.")
-@click.option("--gpus", default=None, help="slurm: GPUs per trial.")
-@click.option("--array-parallelism", default=None, help="slurm: at most this many trials at once.")
+# The SLURM options default to the spec's executor settings, else to SlurmOptions' defaults.
+@click.option(
+    "--partition", default=None, help="slurm: partition (default: the spec's, else the cluster's)."
+)
+@click.option("--account", default=None, help="slurm: account (default: the spec's, else none).")
+@click.option(
+    "--qos", default=None, help="slurm: quality of service (default: the spec's, else none)."
+)
+@click.option(
+    "--time-min",
+    default=None,
+    help="slurm: time limit per trial, minutes (default: the spec's, else 60).",
+)
+@click.option(
+    "--mem-gb",
+    type=float,
+    default=None,
+    help="slurm: memory per trial, GB (default: the spec's, else the cluster's).",
+)
+@click.option("--gpus", default=None, help="slurm: GPUs per trial (default: the spec's, else 0).")
+@click.option(
+    "--array-parallelism",
+    default=None,
+    help="slurm: at most this many trials at once (default: the spec's, else no limit).",
+)
 @click.option("--dry-run", is_flag=True, help="slurm: write and print the job script only.")
 @click.option(
     "--wait", is_flag=True, help="slurm: follow the jobs to the end, then collect results."

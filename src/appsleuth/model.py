@@ -11,7 +11,7 @@ import numpy as np
 
 from appsleuth._keras import import_keras
 from appsleuth.errors import AppSleuthWarning, SpecError
-from appsleuth.spec import ModelSpec, TrainSpec
+from appsleuth.spec import ModelSpec, TrainSpec, check_layer_weights
 
 __all__ = [
     "build_model",
@@ -137,6 +137,10 @@ def build_model(
             f"random_normal or glorot_uniform; received "
             f"kernel_initializer={spec.kernel_initializer!r}"
         ) from exc
+    n_outputs = 1 if n_classes == 2 else n_classes
+    check_layer_weights(
+        (n_features, *spec.hidden, n_outputs), spec.hidden, f"{n_features} features"
+    )
     loss = loss_name(train, n_classes)
     extra = [m for m in train.metrics if m in _BINARY_ONLY_METRICS]
     if extra and n_classes > 2:

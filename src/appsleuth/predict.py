@@ -30,6 +30,7 @@ from appsleuth.data.load import (
     check_unique_names,
     csv_line_numbers,
     infinite_mask,
+    no_header_problem,
     numeric_columns_as_numbers,
     parse_numbers,
 )
@@ -368,6 +369,9 @@ def _read_error(path: Path, exc: Exception, encoding: str) -> DataError:
         )
     if isinstance(exc, OSError | EOFError) and "compressed" in text.lower():
         return _damaged(path, exc)
+    if "Empty CSV file" in text:
+        with _open_stream(path) as stream:  # decompressed, as the reader saw it
+            return DataError(no_header_problem(path, stream.read(256)))
     return DataError(f"data file {path} cannot be read as CSV: {text}")
 
 

@@ -676,7 +676,7 @@ def train(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
         verbose = sys.stdout.isatty()
-    run_name = validate_name(name or spec.run_name(seed_suffix=seed_suffix))
+    run_name = validate_name(name if name is not None else spec.run_name(seed_suffix=seed_suffix))
     run_dir = Path(out) / run_name
     complete = not force and run_status(run_dir) == "complete"
     if complete:

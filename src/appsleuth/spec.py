@@ -9,6 +9,7 @@ value received and what would be valid.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 from appsleuth._fields import (
     check_seed,
+    did_you_mean,
     is_int,
     is_number,
     plain_fields,
@@ -25,6 +27,7 @@ from appsleuth._fields import (
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
+from appsleuth.data.synth import MAX_ROWS
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -51,6 +54,9 @@ _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 _MAX_WEIGHT = 1e6
 MIN_EMBEDDED_ROWS = 50
+# One Dense kernel of more weights than this (4 TiB as float32) fits in no machine; far
+# larger ones overflow XLA's shape arithmetic, which aborts the process without a message.
+MAX_LAYER_WEIGHTS = 2**40
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -89,7 +95,29 @@ def _fraction(name: str, value: Any, *, upper_open: bool = True) -> None:
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise SpecError(f"{name} must be one of {', '.join(choices)}; received {name}={value!r}")
+        raise SpecError(
+            f"{name} must be one of {', '.join(choices)}; received {name}={value!r}"
+            f"{did_you_mean(value, choices)}"
+        )
+
+
+def check_layer_weights(widths: Sequence[int], hidden: Sequence[int], inputs: str) -> None:
+    """Raise SpecError when two consecutive layer widths make a kernel too large to hold.
+
+    Args:
+        widths: The input width, the hidden widths and (when known) the output width.
+        hidden: The hidden widths, as the user gave them (for the message).
+        inputs: What ``widths[0]`` is, e.g. ``"1 input"`` or ``"19 features"``.
+    """
+    for i, (before, width) in enumerate(itertools.pairwise(widths)):
+        if before * width > MAX_LAYER_WEIGHTS:
+            after = inputs if i == 0 else f"a layer of {before:,}"
+            raise SpecError(
+                f"hidden layer widths must keep each layer under {MAX_LAYER_WEIGHTS:,} "
+                f"weights (4 TiB as float32, more than any machine holds); a layer of "
+                f"{width:,} after {after} would hold {before * width:,}; received "
+                f"hidden={list(hidden)!r}"
+            )
 
 
 def _str_tuple(name: str, value: Any) -> tuple[str, ...] | None:
@@ -151,6 +179,7 @@ class ModelSpec:
                 f"[18, 18]; received hidden={self.hidden!r}"
             )
         object.__setattr__(self, "hidden", tuple(hidden))
+        check_layer_weights((1, *self.hidden), self.hidden, "at least 1 input")
         _choice("activation", self.activation, _ACTIVATIONS)
         dropout = self.dropout
         if isinstance(dropout, Sequence) and not isinstance(dropout, str):
@@ -405,6 +434,11 @@ class DataSpec:
                 f"embedded data leave apps without rows to learn from); received "
                 f"rows={self.rows!r}{quoted_number_hint(self.rows, integer=True)}"
             )
+        if self.rows is not None and self.rows > MAX_ROWS:
+            raise SpecError(
+                f"rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
+                f"memory); received rows={self.rows!r}"
+            )
         check_seed("synth_seed", self.synth_seed)
         if self.path is not None and self.rows is not None:
             raise SpecError(
@@ -503,7 +537,11 @@ def format_learning_rate(lr: float) -> str:
     """Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``."""
     text = f"{lr:.9f}".rstrip("0").rstrip(".")
     if text in ("0", "-0"):
-        raise SpecError(f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory")
+        raise SpecError(
+            f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory (its name "
+            f"shows 9 decimals); use 1e-9 or more, or name the run yourself (train --name, "
+            f"name=)"
+        )
     return text
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "from_dataframe",
     "label_text",
     "load_sherlock",
+    "no_header_problem",
     "nonfinite_values",
     "numeric_columns_as_numbers",
     "parse_numbers",
@@ -721,10 +722,38 @@ def _header_names(source: Path | io.BytesIO, read_options: pa_csv.ReadOptions) -
     return list(reader.schema.names)
 
 
+def no_header_problem(file: Path, lines_of: Path | bytes) -> str:
+    """Why the CSV reader found no header: an empty file, binary content, or no line end.
+
+    The reader says "empty" for all three; a file of 400 bytes called empty sends the
+    user looking in the wrong place.
+
+    Args:
+        file: The data file, as the message names it.
+        lines_of: The file to look into, or its (decompressed) bytes.
+    """
+    if isinstance(lines_of, bytes):
+        head = lines_of[:_SNIFF_BYTES]
+    else:
+        with lines_of.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    if not head.strip():
+        return f"data file {file} is empty: expected a header line and rows"
+    if b"\x00" in head:
+        return (
+            f"data file {file} holds binary data, not a CSV table (it has NUL bytes); "
+            f"expected a CSV (plain or gzip) or Parquet file"
+        )
+    return (
+        f"data file {file} has no complete header line (no line end after "
+        f"{head.strip()[:40].decode('utf-8', 'replace')!r}); expected a header line and rows"
+    )
+
+
 def _csv_problem(file: Path, message: str, lines_of: Path | bytes, encoding: str) -> str:
     message = message.strip().splitlines()[0] if message.strip() else "unknown problem"
     if "Empty CSV file" in message:
-        return f"data file {file} is empty: expected a header line and rows"
+        return no_header_problem(file, lines_of)
     if "Expected" in message and "columns" in message:
         ragged = _first_ragged_line(lines_of, encoding)
         where = (

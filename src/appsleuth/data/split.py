@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth._fields import check_seed, fields_from_mapping, plain_fields
+from appsleuth._fields import check_seed, did_you_mean, fields_from_mapping, plain_fields
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
@@ -73,6 +73,7 @@ class SplitSpec:
         if self.kind not in _KINDS:
             raise SpecError(
                 f"split kind must be one of {', '.join(_KINDS)}; received kind={self.kind!r}"
+                f"{did_you_mean(self.kind, _KINDS)}"
             )
         for name, bounds in (("val_fraction", "(0, 1)"), ("test_fraction", "[0, 1)")):
             value = getattr(self, name)

@@ -32,6 +32,9 @@ from appsleuth.errors import DataError, SpecError
 __all__ = ["generate_sherlock"]
 
 _REAL_ROWS = 273_129
+# A larger table fits in no machine's memory; from 2**63 rows on, NumPy's integer
+# arithmetic overflows instead of reporting that memory is short.
+MAX_ROWS = 10**12
 _REAL_INCOMPLETE = 52
 # The real index runs 0..999,994 over 273,129 rows: one kept row per ~3.66 table rows.
 _INDEX_STRIDE = 999_995 / _REAL_ROWS
@@ -127,6 +130,11 @@ _KINDS: tuple[_Kind, ...] = (
 def _check_args(n_rows: object, apps: Sequence[str] | None) -> tuple[int, list[str]]:
     if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows < 1:
         raise SpecError(f"n_rows must be a positive integer; received n_rows={n_rows!r}")
+    if n_rows > MAX_ROWS:
+        raise SpecError(
+            f"n_rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
+            f"memory); received n_rows={n_rows!r}"
+        )
     if apps is None:
         return int(n_rows), list(APPS_18)
     if isinstance(apps, str):

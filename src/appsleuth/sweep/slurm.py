@@ -216,6 +216,16 @@ class SlurmOptions:
                 f"options: {', '.join(_OPTION_NAMES)}"
             )
         d = {k: v for k, v in options.items() if v is not None}
+        cpus = d.get("cpus_per_task")
+        if threads_per_trial != 1 and cpus is not None and cpus != threads_per_trial:
+            # A task runs with the CPUs it is given, so the other number would be ignored.
+            raise SpecError(
+                f"threads_per_trial and cpus_per_task disagree: a SLURM trial uses the "
+                f"cpus_per_task it is given; received threads_per_trial={threads_per_trial!r} "
+                f"(executor.threads_per_trial or --threads-per-trial) and cpus_per_task={cpus!r}; "
+                f"give one of them, or "
+                f"both the same"
+            )
         d.setdefault("cpus_per_task", threads_per_trial)
         if "extra_sbatch" in d and isinstance(d["extra_sbatch"], list):
             d["extra_sbatch"] = tuple(d["extra_sbatch"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from appsleuth._fields import plain_fields, plain_value, spec_hash
+from appsleuth._fields import did_you_mean, plain_fields, plain_value, spec_hash
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
 from appsleuth.run import validate_name
@@ -56,7 +56,8 @@ def _param_field(name: str) -> tuple[str, str]:
         return "train", field
     valid = sorted(_MODEL_FIELDS | _TRAIN_FIELDS | set(_ALIASES))
     raise SpecError(
-        f"sweep parameter {name!r} is not a model or training field; valid "
+        f"sweep parameter {name!r} is not a model or training field"
+        f"{did_you_mean(name, valid)}; valid "
         f"names: {', '.join(valid)} (vary seeds with repeats)"
     )
 
@@ -244,8 +245,10 @@ class ExecutorSpec:
         unknown = [k for k in self.options if k not in _OPTION_NAMES]
         if unknown:
             received = ", ".join(f"{k}={self.options[k]!r}" for k in unknown)
+            valid = (*_EXECUTOR_FIELDS, *_OPTION_NAMES)
             raise SpecError(
-                f"unknown executor field(s) {', '.join(map(repr, unknown))}; valid fields: "
+                f"unknown executor field(s) "
+                f"{', '.join(repr(k) + did_you_mean(k, valid) for k in unknown)}; valid fields: "
                 f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(_OPTION_NAMES)}; "
                 f"received {received}"
             )
