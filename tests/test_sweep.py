@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -98,6 +99,60 @@ def test_random_plan_is_seeded() -> None:
         assert 16 <= t.spec.train.batch_size <= 128
     c = _spec(random={**r, "seed": 4}).plan()
     assert c.names() != a.names()
+
+
+def test_random_search_draws_distinct_points() -> None:
+    # Discrete distributions repeat a point sooner or later: redrawn, not refused.
+    r = {
+        "n": 6,
+        "seed": 0,
+        "params": {"batch_size": "choice([16, 32, 64])", "hidden_neurons": "int_uniform(4, 5)"},
+    }
+    plan = _spec(random=r).plan()
+    assert len(plan) == 6 and len(set(plan.names())) == 6
+    assert {(t.spec.train.batch_size, t.spec.model.hidden) for t in plan} == {
+        (b, (h,)) for b in (16, 32, 64) for h in (4, 5)
+    }
+    assert _spec(random=r).plan().names() == plan.names()  # still seeded
+    assert _spec(random={**r, "seed": 1}).plan().names() != plan.names()
+
+
+def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
+    # The redraw only replaces what used to be refused: the seeded draws stay the same.
+    r = {"n": 3, "seed": 3, "params": {"learning_rate": "loguniform(1e-4, 1e-1)"}}
+    rng = np.random.default_rng(3)
+    expected = [float(np.exp(rng.uniform(np.log(1e-4), np.log(1e-1)))) for _ in range(3)]
+    assert [t.params["learning_rate"] for t in _spec(random=r).plan()] == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"random": {"n": 5, "params": {"batch_size": "choice([16, 32, 16])"}}},
+            r"random.n is 5, but its distributions hold only 2 distinct point\(s\) "
+            r"\(batch_size: 2\); lower n to 2 or less",
+        ),
+        (
+            {"random": {"n": 7, "params": {"epochs": "int_uniform(1, 2)", "batch_size": [8, 9]}}},
+            r"only 4 distinct point\(s\) \(epochs: 2, batch_size: 2\)",
+        ),
+        (
+            {"grid": {"learning_rate": [0.1, 0.01, 0.1]}},
+            r"trials 0 and 2 are the same setting \({'learning_rate': 0.1}\) and would share "
+            r"the run directory 'model_1H6N_lr0.1_bs64_e2': grid lists it twice",
+        ),
+        (
+            {"grid": {"dropout": [0.1, 0.2]}},
+            r"differ only in what the directory name does not show; it shows hidden, "
+            r"learning_rate .*\(dropout is not in it: run one sweep, with its own name, per "
+            r"value of dropout",
+        ),
+    ],
+)
+def test_plans_that_repeat_a_run_directory_say_why(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
 
 
 @pytest.mark.parametrize(
