@@ -255,6 +255,15 @@ def test_workers_never_oversubscribe() -> None:
         plan_workers(None, cores + 1, 100)
 
 
+@pytest.mark.parametrize(("workers", "n_trials", "expected"), [(8, 1, 1), (8, 0, 1), (None, 0, 1)])
+def test_workers_beyond_the_trials_to_run_are_no_error(
+    workers: int | None, n_trials: int, expected: int
+) -> None:
+    # Only workers that get a trial use cores: 8 workers for 1 trial (or none left, a
+    # finished sweep run again) run on any machine.
+    assert plan_workers(workers, 1, n_trials) == expected
+
+
 # --- the sweep directory --------------------------------------------------------------------
 
 

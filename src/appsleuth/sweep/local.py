@@ -83,7 +83,8 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> int:
-    """Worker count: by default one per ``threads_per_trial`` cores, at most one per trial.
+    """Worker count: by default one per ``threads_per_trial`` cores, at most one per trial
+    still to run (so ``workers`` beyond them is no error).
 
     Raises:
         SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores.
@@ -95,14 +96,17 @@ def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> 
             f"received threads_per_trial={threads_per_trial}"
         )
     if workers is None:
-        workers = max(1, cores // threads_per_trial)
-    elif workers * threads_per_trial > cores:
+        return max(1, min(cores // threads_per_trial, n_trials))
+    # Workers beyond the trials to run would never start one: only those that run count
+    # against the cores (a spec written for a bigger machine still runs a small sweep).
+    used = max(1, min(workers, n_trials))
+    if used * threads_per_trial > cores:
         raise SpecError(
             f"workers x threads_per_trial must not exceed the {cores} core(s) available "
             f"(oversubscribing slows every trial); received workers={workers}, "
-            f"threads_per_trial={threads_per_trial}"
+            f"threads_per_trial={threads_per_trial} for {n_trials} trial(s) to run"
         )
-    return max(1, min(workers, max(n_trials, 1)))
+    return used
 
 
 def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) -> None:
