@@ -282,6 +282,39 @@ def test_sweep_dir_manifest_and_a_changed_spec(tmp_path: Path) -> None:
         run_trial(sweep_dir, 5)
 
 
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        # Same run directory names: only the data differs, so the names alone tell nothing.
+        (
+            {"data": {**SMALL, "rows": 2001}},
+            r"already holds a different sweep: trial 0 \(model_1H2N_lr0.003_bs64_e2\) has "
+            r"spec.data.rows=2000 there, 2001 in this spec; use another --out",
+        ),
+        (
+            {"base": {**BASE, "model": {"hidden": [6], "activation": "tanh"}}},
+            r"trial 0 \(model_1H2N_lr0.003_bs64_e2\) has spec.model.activation='relu' there, "
+            r"'tanh' in this spec",
+        ),
+        (
+            {"grid": {"hidden_neurons": [2, 4, 8]}},
+            r"already holds a different sweep: it plans 2 trial\(s\), this spec 3",
+        ),
+        (
+            {"grid": {"hidden_neurons": [2, 8]}},
+            r"trial 1 \(model_1H4N_lr0.003_bs64_e2\) has spec.model.hidden=\[4\] there, "
+            r"\[8\] in this spec",
+        ),
+    ],
+)
+def test_a_changed_spec_is_refused_naming_what_changed(
+    tmp_path: Path, changed: dict, message: str
+) -> None:
+    prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    with pytest.raises(SpecError, match=message):
+        prepare_sweep_dir(_spec(**{"grid": {"hidden_neurons": [2, 4]}, **changed}), tmp_path)
+
+
 def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> None:
     # Trial 1 names an app that is not a class: it fails; the others go on.
     spec = _spec(

@@ -130,11 +130,11 @@ def prepare_sweep_dir(
     if existing.exists():
         old = _manifest(sweep_dir)
         _plan(old, existing)  # a damaged trial is named as such, not as another sweep
-        if old["trials"] != json.loads(json.dumps(manifest["trials"])):
-            old_names = [t["name"] for t in old["trials"]]
+        new_trials = json.loads(json.dumps(manifest["trials"]))
+        if old["trials"] != new_trials:
             raise SpecError(
-                f"sweep directory {sweep_dir} already holds a different sweep "
-                f"({len(old_names)} trials, first {old_names[:2]}); use another --out or "
+                f"sweep directory {sweep_dir} already holds a different sweep: "
+                f"{_first_difference(old['trials'], new_trials)}; use another --out or "
                 f"name, or move the old directory away"
             )
         planned = old.get("data_planned_at")
@@ -150,6 +150,35 @@ def prepare_sweep_dir(
     _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
     return sweep_dir
+
+
+def _first_difference(old: list[Any], new: list[Any]) -> str:
+    """Where a sweep directory's planned trials and a spec's first differ, in words.
+
+    Trial names alone often agree (the data, activation or split is not in them), so the
+    field is named with both values.
+    """
+    if len(old) != len(new):
+        return f"it plans {len(old)} trial(s), this spec {len(new)}"
+    for o, n in zip(old, new, strict=True):
+        if o != n:
+            # The settings first: a name differs only because a setting does.
+            first = {k: o.get(k) for k in ("spec", "params", *o)}
+            where, was, now = _leaf_difference(first, n, "")
+            return (
+                f"trial {o.get('index')} ({o.get('name')}) has {where}={was!r} there, "
+                f"{now!r} in this spec"
+            )
+    return "the trials differ"  # not reached: the lists differ somewhere
+
+
+def _leaf_difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any]:
+    """The first (dotted path, old value, new value) where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            if old.get(key) != new.get(key):
+                return _leaf_difference(old.get(key), new.get(key), f"{where}.{key}".lstrip("."))
+    return where or "the trial", old, new
 
 
 def _damaged(path: Path, problem: str) -> DataError:
