@@ -541,6 +541,26 @@ def test_local_sweep_on_a_gpu_that_is_not_there_fails_before_any_worker(
         run_local(sweep_dir, device="npu", progress=False)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threads_per_trial": 0}, r"threads_per_trial must be a positive integer; received "
+                                   r"threads_per_trial=0"),  # was a ZeroDivisionError
+        ({"threads_per_trial": 1.5}, r"received threads_per_trial=1.5"),
+        ({"workers": 0}, r"workers must be a positive integer; received workers=0"),  # was 1
+        ({"workers": "2"}, r"received workers='2'"),  # was a TypeError
+        ({"workers": True}, r"received workers=True"),
+    ],
+)  # fmt: skip
+def test_local_sweep_workers_and_threads_are_validated(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    with pytest.raises(SpecError, match=message):
+        run_local(sweep_dir, progress=False, **kwargs)
+    assert [p.name for p in sweep_dir.iterdir() if p.name.startswith("model_")] == []
+
+
 def test_local_sweep_with_device_cpu_runs_its_trials_on_the_cpu(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

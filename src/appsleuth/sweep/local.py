@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from appsleuth.errors import AppSleuthError, SpecError
-from appsleuth.hardware import apply_device, apply_thread_limits, available_cores, check_device
+from appsleuth.hardware import apply_device, apply_thread_limits, available_cores
+from appsleuth.sweep.space import ExecutorSpec
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, check_complete, run_trial
 
@@ -221,10 +222,12 @@ def run_local(
             stopped, and running the same call again resumes it.
         DataError: The manifest is damaged, or a trial still to run names a data file
             that does not exist (checked before any worker starts).
-        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores, or
-            ``device`` is not one of auto, cpu, gpu.
+        SpecError: ``workers`` or ``threads_per_trial`` is not a positive integer, or
+            their product exceeds the available cores, or ``device`` is not one of auto,
+            cpu, gpu.
     """
-    check_device(device)
+    # Checked as a spec's executor section is (a notebook passes them straight here).
+    ExecutorSpec(workers=workers, threads_per_trial=threads_per_trial, device=device)
     if device == "gpu":
         _check_gpu()
     start = time.time()
