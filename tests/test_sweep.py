@@ -470,6 +470,22 @@ def test_cli_exit_status_reports_failed_trials(
     assert "failed-before (ValueError: boom)" in capsys.readouterr().out
 
 
+def test_cli_rerun_says_failed_trials_were_not_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec()
+    spec_file = tmp_path / "t.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.to_dict()))
+    failed = prepare_sweep_dir(spec, tmp_path / "runs") / spec.plan()[0].name
+    failed.mkdir()
+    (failed / "model_metadata.json").write_text(
+        json.dumps({"status": "failed", "error": "ValueError: boom"})
+    )
+    assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "1 trial(s) that failed before were not run again; add --retry-failed" in err
+
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (from /proc)."""
     found = []

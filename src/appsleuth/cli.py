@@ -918,6 +918,15 @@ def sweep_run(
         + f"in {summary.wall_s:.1f} s with {summary.workers} worker(s) x "
         f"{summary.threads_per_trial} thread(s) -> {sweep_dir}"
     )
+    held_back = summary.count("failed-before")
+    if held_back:
+        # A re-run does not redo failed trials by itself: say so, or the user re-runs
+        # again and again wondering why the failure stays.
+        click.echo(
+            f"{held_back} trial(s) that failed before were not run again; add --retry-failed "
+            f"to redo them",
+            err=True,
+        )
     if elsewhere:
         click.echo(
             f"{elsewhere} trial(s) were being trained by another process (another sweep run "
