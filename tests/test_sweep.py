@@ -29,6 +29,7 @@ from appsleuth.sweep import (
     collect_results,
     load_sweep_spec,
     prepare_sweep_dir,
+    read_plan,
     run_local,
     run_trial,
     trial_states,
@@ -484,6 +485,33 @@ def test_cli_rerun_says_failed_trials_were_not_retried(
     assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path / "runs")]) == 1
     err = capsys.readouterr().err
     assert "1 trial(s) that failed before were not run again; add --retry-failed" in err
+
+
+def test_status_tells_a_trial_in_training_from_an_interrupted_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appsleuth.run import _MARKER, _RunLock
+
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    names = read_plan(sweep_dir).names()
+    for name in names:  # both started, neither finished
+        (sweep_dir / name).mkdir()
+        (sweep_dir / name / _MARKER).write_text("")
+    lock = _RunLock.create(sweep_dir / names[0] / _MARKER)  # trial 0 is being trained
+    try:
+        states = trial_states(sweep_dir)
+        assert [(s.status, s.running) for s in states] == [
+            ("incomplete", True),
+            ("incomplete", False),
+        ]
+        assert main(["sweep", "status", str(sweep_dir)]) == 0
+        rows = [line for line in capsys.readouterr().out.splitlines() if "model_" in line]
+        assert "running" in rows[0] and "incomplete" in rows[1], rows
+        assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+        assert [r["running"] for r in json.loads(capsys.readouterr().out)] == [True, False]
+    finally:
+        lock.release()
+    assert not any(s.running for s in trial_states(sweep_dir))  # interrupted, once let go
 
 
 def _children(pid: int) -> list[int]:

@@ -1075,13 +1075,21 @@ def _print_sweep_table(sweep_dir: Path) -> None:
         table.add_column(
             col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
         )
-    colours = {"complete": "green", "failed": "red", "incomplete": "yellow", "pending": "dim"}
+    colours = {
+        "complete": "green",
+        "failed": "red",
+        "running": "yellow",
+        "incomplete": "yellow",
+        "pending": "dim",
+    }
     for st in states:
         acc, loss = st.last("val_accuracy"), st.last("val_loss")
+        # Incomplete is either being trained now or interrupted: the run's lock tells.
+        shown = "running" if st.running else st.status
         table.add_row(
             str(st.index),
             st.name,
-            f"[{colours[st.status]}]{st.status}[/]",
+            f"[{colours[shown]}]{shown}[/]",
             f"{acc:.4f}" if acc is not None else "",
             f"{loss:.4f}" if loss is not None else "",
             f"{st.duration_s:.1f} s" if st.duration_s else "",
@@ -1129,6 +1137,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "index": s.index,
                 "name": s.name,
                 "status": s.status,
+                "running": s.running,
                 "params": s.params,
                 "last_results": (s.metadata or {}).get("last_results"),
                 "wall_time_s": s.duration_s,

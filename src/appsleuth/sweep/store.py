@@ -29,7 +29,9 @@ from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
     METADATA,
+    RunInUseError,
     _atomic_write_text,
+    _check_not_in_use,
     finite_number,
     read_json_object,
     read_metadata,
@@ -323,6 +325,8 @@ class TrialState:
         status: ``complete``, ``failed``, ``incomplete`` (started, not finished: running
             or interrupted) or ``pending`` (not started).
         metadata: The run's metadata (None before it finished).
+        running: An ``incomplete`` trial that a process is training right now (its run
+            directory's lock is held), rather than one that was interrupted.
     """
 
     index: int
@@ -330,6 +334,7 @@ class TrialState:
     params: dict[str, Any]
     status: str
     metadata: dict[str, Any] | None
+    running: bool = False
 
     @property
     def error(self) -> str | None:
@@ -377,9 +382,19 @@ def trial_states(sweep_dir: str | os.PathLike[str]) -> list[TrialState]:
                 params=trial.params,
                 status=status,
                 metadata=read_metadata(run_dir),
+                running=status == "incomplete" and _in_use(run_dir),
             )
         )
     return states
+
+
+def _in_use(run_dir: Path) -> bool:
+    """Whether a process holds the run directory's lock (is training it right now)."""
+    try:
+        _check_not_in_use(run_dir)
+    except RunInUseError:
+        return True
+    return False
 
 
 def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:
