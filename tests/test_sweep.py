@@ -139,6 +139,19 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
             r"only 4 distinct point\(s\) \(epochs: 2, batch_size: 2\)",
         ),
         (
+            {"random": {"n": 3, "params": {"batch_size": "loguniform(16, 1024)"}}},
+            r"random.batch_size: batch_size takes whole numbers, but loguniform draws "
+            r"fractions; use int_uniform\(a, b\), or choice\(\[...\]\)",
+        ),
+        (
+            {"random": {"n": 3, "params": {"hidden_neurons": "uniform(2, 64)"}}},
+            r"random.hidden_neurons: hidden_neurons takes whole numbers, but uniform",
+        ),
+        (
+            {"random": {"n": 3, "params": {"epochs": "uniform(1, 3)"}}},
+            r"random.epochs: epochs takes whole numbers",
+        ),
+        (
             {"grid": {"learning_rate": [0.1, 0.01, 0.1]}},
             r"trials 0 and 2 are the same setting \({'learning_rate': 0.1}\) and would share "
             r"the run directory 'model_1H6N_lr0.1_bs64_e2': grid lists it twice",

@@ -38,6 +38,8 @@ __all__ = [
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
+# Fields a random search may only draw whole numbers for (hidden: one layer's width).
+_INT_FIELDS = frozenset({"hidden", "batch_size", "epochs"})
 # The teaching material's column name for the hidden layer widths.
 _ALIASES = {"hidden_neurons": "hidden"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -522,8 +524,15 @@ class SweepSpec:
         _check_aliases("random.params", list(r["params"]))
         dists = {}
         for name, text in r["params"].items():
-            _param_field(name)
+            field = _param_field(name)[1]
             dists[name] = parse_distribution(name, text)
+            if field in _INT_FIELDS and dists[name].kind in ("uniform", "loguniform"):
+                # Said up front: otherwise the first fractional draw fails the whole plan.
+                raise SpecError(
+                    f"random.{name}: {name} takes whole numbers, but {dists[name].kind} draws "
+                    f"fractions; use int_uniform(a, b), or choice([...]) for chosen values "
+                    f"such as powers of two; received {name}={text!r}"
+                )
         return n, seed, dists
 
     def points(self) -> list[dict[str, Any]]:
