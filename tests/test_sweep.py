@@ -684,6 +684,12 @@ def test_a_complete_run_of_another_spec_is_not_adopted_after_replanning(tmp_path
     assert [o.status for o in summary.outcomes] == ["failed"] and summary.failed == 1
     assert re.search(message, summary.outcomes[0].error or "")
     assert (sweep_dir / other.plan()[0].name / "model_metadata.json").read_text() == before
+    # status and results say so too: the relu run's numbers are not the tanh trial's.
+    [state] = trial_states(sweep_dir)
+    assert state.status == "failed" and re.search(message, state.error or "")
+    results, full = collect_results(sweep_dir)
+    assert pd.read_csv(results).empty
+    assert pd.read_csv(full)["status"].tolist() == ["failed"]
 
 
 def test_a_complete_run_of_replaced_data_is_not_adopted(tmp_path: Path) -> None:

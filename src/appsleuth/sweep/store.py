@@ -367,21 +367,39 @@ def trial_result(status: str, metadata: dict[str, Any] | None, key: str) -> floa
     return finite_number((metadata or {}).get("last_results", {}).get(key))
 
 
-def trial_states(sweep_dir: str | os.PathLike[str]) -> list[TrialState]:
-    """The state of every trial, from the run directories alone."""
+def trial_states(
+    sweep_dir: str | os.PathLike[str], *, compare_spec: bool = True
+) -> list[TrialState]:
+    """The state of every trial, from the run directories alone.
+
+    Args:
+        sweep_dir: The sweep directory.
+        compare_spec: A complete run whose recorded spec is not its trial's (a sweep
+            re-planned over old runs: the directory name does not show every setting) is
+            ``failed``, its error saying what differs, so that neither ``status`` nor
+            ``results.csv`` shows another model's numbers as the trial's. Defaults to
+            True. (The data is compared where a worker prepares it, not here.)
+    """
+    from appsleuth.sweep.worker import not_this_trial  # it imports this module
+
     sweep_dir = Path(sweep_dir)
     states = []
     for trial in read_plan(sweep_dir):
         run_dir = sweep_dir / trial.name
         status = run_status(run_dir)
         status = "pending" if status == "missing" else status
+        meta = read_metadata(run_dir)
+        if compare_spec and status == "complete" and meta and "spec" in meta:
+            error = not_this_trial(sweep_dir, trial, None)
+            if error:
+                status, meta = "failed", {**meta, "error": f"RunExistsError: {error}"}
         states.append(
             TrialState(
                 index=trial.index,
                 name=trial.name,
                 params=trial.params,
                 status=status,
-                metadata=read_metadata(run_dir),
+                metadata=meta,
                 running=status == "incomplete" and _in_use(run_dir),
             )
         )
