@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -28,6 +29,7 @@ from appsleuth.sweep import (
     collect_results,
     load_sweep_spec,
     prepare_sweep_dir,
+    read_plan,
     run_local,
     run_trial,
     trial_states,
@@ -98,6 +100,73 @@ def test_random_plan_is_seeded() -> None:
         assert 16 <= t.spec.train.batch_size <= 128
     c = _spec(random={**r, "seed": 4}).plan()
     assert c.names() != a.names()
+
+
+def test_random_search_draws_distinct_points() -> None:
+    # Discrete distributions repeat a point sooner or later: redrawn, not refused.
+    r = {
+        "n": 6,
+        "seed": 0,
+        "params": {"batch_size": "choice([16, 32, 64])", "hidden_neurons": "int_uniform(4, 5)"},
+    }
+    plan = _spec(random=r).plan()
+    assert len(plan) == 6 and len(set(plan.names())) == 6
+    assert {(t.spec.train.batch_size, t.spec.model.hidden) for t in plan} == {
+        (b, (h,)) for b in (16, 32, 64) for h in (4, 5)
+    }
+    assert _spec(random=r).plan().names() == plan.names()  # still seeded
+    assert _spec(random={**r, "seed": 1}).plan().names() != plan.names()
+
+
+def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
+    # The redraw only replaces what used to be refused: the seeded draws stay the same.
+    r = {"n": 3, "seed": 3, "params": {"learning_rate": "loguniform(1e-4, 1e-1)"}}
+    rng = np.random.default_rng(3)
+    expected = [float(np.exp(rng.uniform(np.log(1e-4), np.log(1e-1)))) for _ in range(3)]
+    assert [t.params["learning_rate"] for t in _spec(random=r).plan()] == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"random": {"n": 5, "params": {"batch_size": "choice([16, 32, 16])"}}},
+            r"random.n is 5, but its distributions hold only 2 distinct point\(s\) "
+            r"\(batch_size: 2\); lower n to 2 or less",
+        ),
+        (
+            {"random": {"n": 7, "params": {"epochs": "int_uniform(1, 2)", "batch_size": [8, 9]}}},
+            r"only 4 distinct point\(s\) \(epochs: 2, batch_size: 2\)",
+        ),
+        (
+            {"random": {"n": 3, "params": {"batch_size": "loguniform(16, 1024)"}}},
+            r"random.batch_size: batch_size takes whole numbers, but loguniform draws "
+            r"fractions; use int_uniform\(a, b\), or choice\(\[...\]\)",
+        ),
+        (
+            {"random": {"n": 3, "params": {"hidden_neurons": "uniform(2, 64)"}}},
+            r"random.hidden_neurons: hidden_neurons takes whole numbers, but uniform",
+        ),
+        (
+            {"random": {"n": 3, "params": {"epochs": "uniform(1, 3)"}}},
+            r"random.epochs: epochs takes whole numbers",
+        ),
+        (
+            {"grid": {"learning_rate": [0.1, 0.01, 0.1]}},
+            r"trials 0 and 2 are the same setting \({'learning_rate': 0.1}\) and would share "
+            r"the run directory 'model_1H6N_lr0.1_bs64_e2': grid lists it twice",
+        ),
+        (
+            {"grid": {"dropout": [0.1, 0.2]}},
+            r"differ only in what the directory name does not show; it shows hidden, "
+            r"learning_rate .*\(dropout is not in it: run one sweep, with its own name, per "
+            r"value of dropout",
+        ),
+    ],
+)
+def test_plans_that_repeat_a_run_directory_say_why(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -200,6 +269,15 @@ def test_workers_never_oversubscribe() -> None:
         plan_workers(None, cores + 1, 100)
 
 
+@pytest.mark.parametrize(("workers", "n_trials", "expected"), [(8, 1, 1), (8, 0, 1), (None, 0, 1)])
+def test_workers_beyond_the_trials_to_run_are_no_error(
+    workers: int | None, n_trials: int, expected: int
+) -> None:
+    # Only workers that get a trial use cores: 8 workers for 1 trial (or none left, a
+    # finished sweep run again) run on any machine.
+    assert plan_workers(workers, 1, n_trials) == expected
+
+
 # --- the sweep directory --------------------------------------------------------------------
 
 
@@ -216,6 +294,39 @@ def test_sweep_dir_manifest_and_a_changed_spec(tmp_path: Path) -> None:
     assert [s.status for s in states] == ["pending", "pending"]
     with pytest.raises(AppSleuthError, match=r"trial index must be in 0..1; received index=5"):
         run_trial(sweep_dir, 5)
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        # Same run directory names: only the data differs, so the names alone tell nothing.
+        (
+            {"data": {**SMALL, "rows": 2001}},
+            r"already holds a different sweep: trial 0 \(model_1H2N_lr0.003_bs64_e2\) has "
+            r"spec.data.rows=2000 there, 2001 in this spec; use another --out",
+        ),
+        (
+            {"base": {**BASE, "model": {"hidden": [6], "activation": "tanh"}}},
+            r"trial 0 \(model_1H2N_lr0.003_bs64_e2\) has spec.model.activation='relu' there, "
+            r"'tanh' in this spec",
+        ),
+        (
+            {"grid": {"hidden_neurons": [2, 4, 8]}},
+            r"already holds a different sweep: it plans 2 trial\(s\), this spec 3",
+        ),
+        (
+            {"grid": {"hidden_neurons": [2, 8]}},
+            r"trial 1 \(model_1H4N_lr0.003_bs64_e2\) has spec.model.hidden=\[4\] there, "
+            r"\[8\] in this spec",
+        ),
+    ],
+)
+def test_a_changed_spec_is_refused_naming_what_changed(
+    tmp_path: Path, changed: dict, message: str
+) -> None:
+    prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    with pytest.raises(SpecError, match=message):
+        prepare_sweep_dir(_spec(**{"grid": {"hidden_neurons": [2, 4]}, **changed}), tmp_path)
 
 
 def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> None:
@@ -371,6 +482,49 @@ def test_cli_exit_status_reports_failed_trials(
     )
     assert main(["sweep", "worker", str(sweep_dir), "--index", "0"]) == 1
     assert "failed-before (ValueError: boom)" in capsys.readouterr().out
+
+
+def test_cli_rerun_says_failed_trials_were_not_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec()
+    spec_file = tmp_path / "t.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.to_dict()))
+    failed = prepare_sweep_dir(spec, tmp_path / "runs") / spec.plan()[0].name
+    failed.mkdir()
+    (failed / "model_metadata.json").write_text(
+        json.dumps({"status": "failed", "error": "ValueError: boom"})
+    )
+    assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert "1 trial(s) that failed before were not run again; add --retry-failed" in err
+
+
+def test_status_tells_a_trial_in_training_from_an_interrupted_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appsleuth.run import _MARKER, _RunLock
+
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
+    names = read_plan(sweep_dir).names()
+    for name in names:  # both started, neither finished
+        (sweep_dir / name).mkdir()
+        (sweep_dir / name / _MARKER).write_text("")
+    lock = _RunLock.create(sweep_dir / names[0] / _MARKER)  # trial 0 is being trained
+    try:
+        states = trial_states(sweep_dir)
+        assert [(s.status, s.running) for s in states] == [
+            ("incomplete", True),
+            ("incomplete", False),
+        ]
+        assert main(["sweep", "status", str(sweep_dir)]) == 0
+        rows = [line for line in capsys.readouterr().out.splitlines() if "model_" in line]
+        assert "running" in rows[0] and "incomplete" in rows[1], rows
+        assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+        assert [r["running"] for r in json.loads(capsys.readouterr().out)] == [True, False]
+    finally:
+        lock.release()
+    assert not any(s.running for s in trial_states(sweep_dir))  # interrupted, once let go
 
 
 def _children(pid: int) -> list[int]:
@@ -530,6 +684,12 @@ def test_a_complete_run_of_another_spec_is_not_adopted_after_replanning(tmp_path
     assert [o.status for o in summary.outcomes] == ["failed"] and summary.failed == 1
     assert re.search(message, summary.outcomes[0].error or "")
     assert (sweep_dir / other.plan()[0].name / "model_metadata.json").read_text() == before
+    # status and results say so too: the relu run's numbers are not the tanh trial's.
+    [state] = trial_states(sweep_dir)
+    assert state.status == "failed" and re.search(message, state.error or "")
+    results, full = collect_results(sweep_dir)
+    assert pd.read_csv(results).empty
+    assert pd.read_csv(full)["status"].tolist() == ["failed"]
 
 
 def test_a_complete_run_of_replaced_data_is_not_adopted(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from appsleuth.cli import main
-from appsleuth.errors import DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.sweep import (
     ExecutorSpec,
     SweepSpec,
@@ -539,6 +539,36 @@ def test_local_sweep_on_a_gpu_that_is_not_there_fails_before_any_worker(
     assert [p.name for p in sweep_dir.iterdir() if p.name.startswith("model_")] == []
     with pytest.raises(SpecError, match=r"device must be 'auto', 'cpu' or 'gpu'"):
         run_local(sweep_dir, device="npu", progress=False)
+
+
+def test_run_trial_takes_numpy_integers_and_names_a_float_index(tmp_path: Path) -> None:
+    # A data file that is not there fails the trial at once, without training.
+    spec = _spec(data={"path": str(tmp_path / "gone.csv")}, grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path, check_data=False)
+    outcome = run_trial(sweep_dir, np.arange(2)[1])  # was refused: "received index=1"
+    assert (outcome.index, outcome.status) == (1, "failed") and "gone.csv" in outcome.error
+    with pytest.raises(AppSleuthError, match=r"received index=1.0 \(a float, not an integer\)"):
+        run_trial(sweep_dir, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threads_per_trial": 0}, r"threads_per_trial must be a positive integer; received "
+                                   r"threads_per_trial=0"),  # was a ZeroDivisionError
+        ({"threads_per_trial": 1.5}, r"received threads_per_trial=1.5"),
+        ({"workers": 0}, r"workers must be a positive integer; received workers=0"),  # was 1
+        ({"workers": "2"}, r"received workers='2'"),  # was a TypeError
+        ({"workers": True}, r"received workers=True"),
+    ],
+)  # fmt: skip
+def test_local_sweep_workers_and_threads_are_validated(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    with pytest.raises(SpecError, match=message):
+        run_local(sweep_dir, progress=False, **kwargs)
+    assert [p.name for p in sweep_dir.iterdir() if p.name.startswith("model_")] == []
 
 
 def test_local_sweep_with_device_cpu_runs_its_trials_on_the_cpu(

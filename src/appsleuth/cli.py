@@ -918,6 +918,15 @@ def sweep_run(
         + f"in {summary.wall_s:.1f} s with {summary.workers} worker(s) x "
         f"{summary.threads_per_trial} thread(s) -> {sweep_dir}"
     )
+    held_back = summary.count("failed-before")
+    if held_back:
+        # A re-run does not redo failed trials by itself: say so, or the user re-runs
+        # again and again wondering why the failure stays.
+        click.echo(
+            f"{held_back} trial(s) that failed before were not run again; add --retry-failed "
+            f"to redo them",
+            err=True,
+        )
     if elsewhere:
         click.echo(
             f"{elsewhere} trial(s) were being trained by another process (another sweep run "
@@ -1066,13 +1075,21 @@ def _print_sweep_table(sweep_dir: Path) -> None:
         table.add_column(
             col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
         )
-    colours = {"complete": "green", "failed": "red", "incomplete": "yellow", "pending": "dim"}
+    colours = {
+        "complete": "green",
+        "failed": "red",
+        "running": "yellow",
+        "incomplete": "yellow",
+        "pending": "dim",
+    }
     for st in states:
         acc, loss = st.last("val_accuracy"), st.last("val_loss")
+        # Incomplete is either being trained now or interrupted: the run's lock tells.
+        shown = "running" if st.running else st.status
         table.add_row(
             str(st.index),
             st.name,
-            f"[{colours[st.status]}]{st.status}[/]",
+            f"[{colours[shown]}]{shown}[/]",
             f"{acc:.4f}" if acc is not None else "",
             f"{loss:.4f}" if loss is not None else "",
             f"{st.duration_s:.1f} s" if st.duration_s else "",
@@ -1120,6 +1137,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "index": s.index,
                 "name": s.name,
                 "status": s.status,
+                "running": s.running,
                 "params": s.params,
                 "last_results": (s.metadata or {}).get("last_results"),
                 "wall_time_s": s.duration_s,

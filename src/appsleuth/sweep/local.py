@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from appsleuth.errors import AppSleuthError, SpecError
-from appsleuth.hardware import apply_device, apply_thread_limits, available_cores, check_device
+from appsleuth.hardware import apply_device, apply_thread_limits, available_cores
+from appsleuth.sweep.space import ExecutorSpec
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
 from appsleuth.sweep.worker import TrialOutcome, check_complete, run_trial
 
@@ -83,7 +84,8 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> int:
-    """Worker count: by default one per ``threads_per_trial`` cores, at most one per trial.
+    """Worker count: by default one per ``threads_per_trial`` cores, at most one per trial
+    still to run (so ``workers`` beyond them is no error).
 
     Raises:
         SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores.
@@ -95,14 +97,17 @@ def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> 
             f"received threads_per_trial={threads_per_trial}"
         )
     if workers is None:
-        workers = max(1, cores // threads_per_trial)
-    elif workers * threads_per_trial > cores:
+        return max(1, min(cores // threads_per_trial, n_trials))
+    # Workers beyond the trials to run would never start one: only those that run count
+    # against the cores (a spec written for a bigger machine still runs a small sweep).
+    used = max(1, min(workers, n_trials))
+    if used * threads_per_trial > cores:
         raise SpecError(
             f"workers x threads_per_trial must not exceed the {cores} core(s) available "
             f"(oversubscribing slows every trial); received workers={workers}, "
-            f"threads_per_trial={threads_per_trial}"
+            f"threads_per_trial={threads_per_trial} for {n_trials} trial(s) to run"
         )
-    return max(1, min(workers, max(n_trials, 1)))
+    return used
 
 
 def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) -> None:
@@ -217,16 +222,19 @@ def run_local(
             stopped, and running the same call again resumes it.
         DataError: The manifest is damaged, or a trial still to run names a data file
             that does not exist (checked before any worker starts).
-        SpecError: ``workers`` x ``threads_per_trial`` exceeds the available cores, or
-            ``device`` is not one of auto, cpu, gpu.
+        SpecError: ``workers`` or ``threads_per_trial`` is not a positive integer, or
+            their product exceeds the available cores, or ``device`` is not one of auto,
+            cpu, gpu.
     """
-    check_device(device)
+    # Checked as a spec's executor section is (a notebook passes them straight here).
+    ExecutorSpec(workers=workers, threads_per_trial=threads_per_trial, device=device)
     if device == "gpu":
         _check_gpu()
     start = time.time()
     sweep_dir = Path(sweep_dir)
     plan = read_plan(sweep_dir)
-    states = {s.index: s.status for s in trial_states(sweep_dir)}
+    # Complete runs are compared with their trials below (spec and data: check_complete).
+    states = {s.index: s.status for s in trial_states(sweep_dir, compare_spec=False)}
     todo = [
         t.index
         for t in plan

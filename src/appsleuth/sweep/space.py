@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import itertools
+import json
 import math
 import os
 import re
@@ -37,6 +38,8 @@ __all__ = [
 
 _MODEL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainSpec)} - {"seed"}
+# Fields a random search may only draw whole numbers for (hidden: one layer's width).
+_INT_FIELDS = frozenset({"hidden", "batch_size", "epochs"})
 # The teaching material's column name for the hidden layer widths.
 _ALIASES = {"hidden_neurons": "hidden"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -132,6 +135,51 @@ class Distribution:
     def __str__(self) -> str:
         inner = repr(self.args[0]) if self.kind == "choice" else ", ".join(map(repr, self.args))
         return f"{self.kind}({inner})"
+
+    def distinct(self) -> int | None:
+        """How many distinct values a draw can take; None for a continuous distribution."""
+        if self.kind == "int_uniform":
+            return self.args[1] - self.args[0] + 1
+        if self.kind == "choice":
+            return len({_point_key(v) for v in self.args[0]})
+        return None
+
+
+def _point_key(value: Any) -> str:
+    # Values come from YAML or JSON-able Python: their JSON text tells equal points apart.
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _draw_distinct(n: int, seed: int, dists: Mapping[str, Distribution]) -> list[dict[str, Any]]:
+    """``n`` distinct points drawn from ``dists`` with ``seed``, in draw order.
+
+    A point drawn again is drawn anew (sampling without replacement, as for a grid): two
+    equal points would train the same model twice into one run directory. A plan without
+    repeated draws is the plain sequence of draws, so such plans never change.
+
+    Raises:
+        SpecError: The distributions have fewer than ``n`` distinct points.
+    """
+    sizes = {k: d.distinct() for k, d in dists.items()}
+    if all(v is not None for v in sizes.values()):
+        total = math.prod(v for v in sizes.values() if v is not None)
+        if total < n:
+            counts = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+            raise SpecError(
+                f"random.n is {n}, but its distributions hold only {total} distinct "
+                f"point(s) ({counts}); lower n to {total} or less (or use grid to try every "
+                f"point), widen a distribution, or use repeats for several seeds per point"
+            )
+    rng = np.random.default_rng(seed)
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while len(points) < n:  # ends: there are at least n distinct points
+        point = {k: d.sample(rng) for k, d in dists.items()}
+        key = _point_key(point)
+        if key not in seen:
+            seen.add(key)
+            points.append(point)
+    return points
 
 
 def parse_distribution(name: str, text: Any) -> Distribution:
@@ -345,7 +393,8 @@ class SweepSpec:
         zip: Parameter -> list of values, all lists of one length, varied together.
         random: ``{"n": N, "seed": S, "params": {name: distribution}}``, a
             distribution being ``"loguniform(1e-4, 1e-1)"``, ``"uniform(a, b)"``,
-            ``"int_uniform(a, b)"``, ``"choice([...])"`` or a list of values.
+            ``"int_uniform(a, b)"``, ``"choice([...])"`` or a list of values. The N
+            points are distinct (a point drawn again is redrawn).
             With no search (none given, or an empty one such as ``grid: {}``) the plan
             is one point: the base settings, repeated ``repeats`` times.
         repeats: Seeds per point (base seed, +1, ...). Defaults to 1.
@@ -475,8 +524,15 @@ class SweepSpec:
         _check_aliases("random.params", list(r["params"]))
         dists = {}
         for name, text in r["params"].items():
-            _param_field(name)
+            field = _param_field(name)[1]
             dists[name] = parse_distribution(name, text)
+            if field in _INT_FIELDS and dists[name].kind in ("uniform", "loguniform"):
+                # Said up front: otherwise the first fractional draw fails the whole plan.
+                raise SpecError(
+                    f"random.{name}: {name} takes whole numbers, but {dists[name].kind} draws "
+                    f"fractions; use int_uniform(a, b), or choice([...]) for chosen values "
+                    f"such as powers of two; received {name}={text!r}"
+                )
         return n, seed, dists
 
     def points(self) -> list[dict[str, Any]]:
@@ -492,9 +548,7 @@ class SweepSpec:
             length = len(next(iter(self.zip.values())))
             return [{k: self.zip[k][i] for k in names} for i in range(length)]
         if self.random:
-            n, seed, dists = self._random_parts()
-            rng = np.random.default_rng(seed)
-            return [{k: d.sample(rng) for k, d in dists.items()} for _ in range(n)]
+            return _draw_distinct(*self._random_parts())
         return [{}]
 
     def plan(self) -> SweepPlan:
@@ -524,14 +578,39 @@ class SweepSpec:
                     raise SpecError(f"trial {index} ({point}): {exc}") from exc
                 name = spec.run_name(seed_suffix=self.repeats > 1)
                 if name in seen:
-                    raise SpecError(
-                        f"trials {seen[name]} and {index} would share the run directory "
-                        f"{name!r}: their settings differ only in what the directory name "
-                        f"does not show ({point}); vary a named hyperparameter or use repeats"
-                    )
+                    raise self._shared_directory(seen[name], index, name, point, trials)
                 seen[name] = index
                 trials.append(Trial(index=index, name=name, params=dict(point), spec=spec))
         return SweepPlan(trials)
+
+    def _shared_directory(
+        self, first: int, index: int, name: str, point: dict[str, Any], trials: list[Trial]
+    ) -> SpecError:
+        """The error for two trials that would train into one run directory."""
+        kind = next((k for k in ("grid", "zip", "random") if getattr(self, k)), "search")
+        if _point_key(trials[first].params) == _point_key(point):
+            return SpecError(
+                f"trials {first} and {index} are the same setting ({point}) and would share "
+                f"the run directory {name!r}: {kind} lists it twice; list each value once "
+                f"(repeats trains each setting with several seeds)"
+            )
+        unnamed = [
+            k
+            for k in point
+            if _param_field(k)[1] not in ("hidden", "learning_rate", "batch_size", "epochs")
+        ]
+        hidden = (
+            f" ({', '.join(unnamed)} is not in it: run one sweep, with its own name, per "
+            f"value of {unnamed[0]}, set in base)"
+            if unnamed
+            else ""
+        )
+        return SpecError(
+            f"trials {first} and {index} would share the run directory {name!r}: their "
+            f"settings ({trials[first].params} and {point}) differ only in what the directory "
+            f"name does not show; it shows hidden, learning_rate (9 decimals), batch_size "
+            f"and epochs{hidden}"
+        )
 
     def varied(self) -> list[str]:
         """Names of the varied parameters, in spec order."""

@@ -29,7 +29,9 @@ from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
     METADATA,
+    RunInUseError,
     _atomic_write_text,
+    _check_not_in_use,
     finite_number,
     read_json_object,
     read_metadata,
@@ -130,11 +132,11 @@ def prepare_sweep_dir(
     if existing.exists():
         old = _manifest(sweep_dir)
         _plan(old, existing)  # a damaged trial is named as such, not as another sweep
-        if old["trials"] != json.loads(json.dumps(manifest["trials"])):
-            old_names = [t["name"] for t in old["trials"]]
+        new_trials = json.loads(json.dumps(manifest["trials"]))
+        if old["trials"] != new_trials:
             raise SpecError(
-                f"sweep directory {sweep_dir} already holds a different sweep "
-                f"({len(old_names)} trials, first {old_names[:2]}); use another --out or "
+                f"sweep directory {sweep_dir} already holds a different sweep: "
+                f"{_first_difference(old['trials'], new_trials)}; use another --out or "
                 f"name, or move the old directory away"
             )
         planned = old.get("data_planned_at")
@@ -150,6 +152,35 @@ def prepare_sweep_dir(
     _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
     return sweep_dir
+
+
+def _first_difference(old: list[Any], new: list[Any]) -> str:
+    """Where a sweep directory's planned trials and a spec's first differ, in words.
+
+    Trial names alone often agree (the data, activation or split is not in them), so the
+    field is named with both values.
+    """
+    if len(old) != len(new):
+        return f"it plans {len(old)} trial(s), this spec {len(new)}"
+    for o, n in zip(old, new, strict=True):
+        if o != n:
+            # The settings first: a name differs only because a setting does.
+            first = {k: o.get(k) for k in ("spec", "params", *o)}
+            where, was, now = _leaf_difference(first, n, "")
+            return (
+                f"trial {o.get('index')} ({o.get('name')}) has {where}={was!r} there, "
+                f"{now!r} in this spec"
+            )
+    return "the trials differ"  # not reached: the lists differ somewhere
+
+
+def _leaf_difference(old: Any, new: Any, where: str) -> tuple[str, Any, Any]:
+    """The first (dotted path, old value, new value) where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            if old.get(key) != new.get(key):
+                return _leaf_difference(old.get(key), new.get(key), f"{where}.{key}".lstrip("."))
+    return where or "the trial", old, new
 
 
 def _damaged(path: Path, problem: str) -> DataError:
@@ -294,6 +325,8 @@ class TrialState:
         status: ``complete``, ``failed``, ``incomplete`` (started, not finished: running
             or interrupted) or ``pending`` (not started).
         metadata: The run's metadata (None before it finished).
+        running: An ``incomplete`` trial that a process is training right now (its run
+            directory's lock is held), rather than one that was interrupted.
     """
 
     index: int
@@ -301,6 +334,7 @@ class TrialState:
     params: dict[str, Any]
     status: str
     metadata: dict[str, Any] | None
+    running: bool = False
 
     @property
     def error(self) -> str | None:
@@ -333,24 +367,52 @@ def trial_result(status: str, metadata: dict[str, Any] | None, key: str) -> floa
     return finite_number((metadata or {}).get("last_results", {}).get(key))
 
 
-def trial_states(sweep_dir: str | os.PathLike[str]) -> list[TrialState]:
-    """The state of every trial, from the run directories alone."""
+def trial_states(
+    sweep_dir: str | os.PathLike[str], *, compare_spec: bool = True
+) -> list[TrialState]:
+    """The state of every trial, from the run directories alone.
+
+    Args:
+        sweep_dir: The sweep directory.
+        compare_spec: A complete run whose recorded spec is not its trial's (a sweep
+            re-planned over old runs: the directory name does not show every setting) is
+            ``failed``, its error saying what differs, so that neither ``status`` nor
+            ``results.csv`` shows another model's numbers as the trial's. Defaults to
+            True. (The data is compared where a worker prepares it, not here.)
+    """
+    from appsleuth.sweep.worker import not_this_trial  # it imports this module
+
     sweep_dir = Path(sweep_dir)
     states = []
     for trial in read_plan(sweep_dir):
         run_dir = sweep_dir / trial.name
         status = run_status(run_dir)
         status = "pending" if status == "missing" else status
+        meta = read_metadata(run_dir)
+        if compare_spec and status == "complete" and meta and "spec" in meta:
+            error = not_this_trial(sweep_dir, trial, None)
+            if error:
+                status, meta = "failed", {**meta, "error": f"RunExistsError: {error}"}
         states.append(
             TrialState(
                 index=trial.index,
                 name=trial.name,
                 params=trial.params,
                 status=status,
-                metadata=read_metadata(run_dir),
+                metadata=meta,
+                running=status == "incomplete" and _in_use(run_dir),
             )
         )
     return states
+
+
+def _in_use(run_dir: Path) -> bool:
+    """Whether a process holds the run directory's lock (is training it right now)."""
+    try:
+        _check_not_in_use(run_dir)
+    except RunInUseError:
+        return True
+    return False
 
 
 def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:

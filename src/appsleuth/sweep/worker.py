@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import numbers
 import os
 import time
 from pathlib import Path
@@ -99,8 +100,13 @@ def run_trial(
     start = time.time()
     sweep_dir = Path(sweep_dir)
     plan = read_plan(sweep_dir)
+    if isinstance(index, numbers.Integral) and not isinstance(index, bool):
+        index = int(index)  # NumPy's integers too (np.arange over a plan)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(plan):
-        raise AppSleuthError(f"trial index must be in 0..{len(plan) - 1}; received index={index!r}")
+        kind = "" if isinstance(index, int) else f" (a {type(index).__name__}, not an integer)"
+        raise AppSleuthError(
+            f"trial index must be in 0..{len(plan) - 1}; received index={index!r}{kind}"
+        )
     trial = plan[index]
     run_dir = sweep_dir / trial.name
     status = run_status(run_dir)
