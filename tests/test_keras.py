@@ -67,15 +67,31 @@ def test_unsupported_backend_is_a_spec_error(monkeypatch, keras_not_imported):
         check_backend()
 
 
-def test_missing_backend_package_is_a_spec_error(monkeypatch, keras_not_imported):
+@pytest.mark.parametrize(
+    ("value", "missing", "message"),
+    [
+        ("torch", "torch", r"^KERAS_BACKEND='torch' but the 'torch' package is not installed"),
+        (
+            None,
+            "jax",
+            r"^KERAS_BACKEND is unset, which means 'jax' \(appsleuth's default\), but the "
+            r"'jax' package is not installed in this Python \(.+\); install it, or set "
+            r"KERAS_BACKEND to one of 'tensorflow', 'torch'$",
+        ),
+    ],
+)
+def test_missing_backend_package_is_a_spec_error(
+    value, missing, message, monkeypatch, keras_not_imported
+):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
     )
-    monkeypatch.setenv("KERAS_BACKEND", "torch")
-    with pytest.raises(
-        SpecError, match=r"KERAS_BACKEND='torch' but the 'torch' package is not installed"
-    ):
+    if value is None:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("KERAS_BACKEND", value)
+    with pytest.raises(SpecError, match=message):
         check_backend()
 
 

@@ -51,11 +51,15 @@ def check_backend() -> str:
             )
         package = BACKENDS[name]
         if importlib.util.find_spec(package) is None:
+            given = (
+                f"KERAS_BACKEND={name!r}"
+                if os.environ.get("KERAS_BACKEND")
+                else "KERAS_BACKEND is unset, which means 'jax' (appsleuth's default),"
+            )
+            others = ", ".join(repr(b) for b in BACKENDS if b != name)
             raise SpecError(
-                f"KERAS_BACKEND={name!r} but the {package!r} package is not installed in "
-                f"this Python ({sys.executable}); install it, or set KERAS_BACKEND to "
-                f"another of jax, tensorflow, torch"
-                + ("" if os.environ.get("KERAS_BACKEND") else " (unset means jax)")
+                f"{given} but the {package!r} package is not installed in this Python "
+                f"({sys.executable}); install it, or set KERAS_BACKEND to one of {others}"
             )
     os.environ["KERAS_BACKEND"] = name
     return name
