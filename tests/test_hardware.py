@@ -10,6 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from appsleuth import hardware
 from appsleuth.errors import SpecError
 from appsleuth.hardware import available_cores, configure_backend, detect_devices
 from appsleuth.info import info_command
@@ -95,7 +96,8 @@ def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
 
 
 def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_process):
-    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    # TensorFlow need not be installed, and this process's Keras may already run on JAX.
+    monkeypatch.setattr(hardware, "check_backend", lambda: "tensorflow")
     applied = configure_backend(threads=1)
     assert applied["backend"] == "tensorflow"
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"

@@ -499,3 +499,16 @@ def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_l
     monkeypatch.setattr(report, "plot_small_multiples", spy)
     render_report(sweep_dir, log=_quiet)
     assert framed == [(["batch_size=32", "batch_size=64"], "batch_size=64")]
+
+
+def test_sweep_report_names_the_engine_and_a_fallback(tmp_path: Path) -> None:
+    # A sweep asking for 'fused' on TensorFlow trains with 'fit', about 100x slower: the
+    # report's timings must say so.
+    note = "engine 'fused' needs the JAX backend (KERAS_BACKEND=tensorflow); using 'fit'"
+
+    def outcome(i: int, params: dict) -> dict:
+        return {"extra": {"engine": "fit", "engine_note": note, "backend": "tensorflow"}}
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, outcome)
+    page = render_report(sweep_dir, log=_quiet)
+    assert f"<dt>Engine</dt><dd>fit ({html.escape(note)})</dd>" in page

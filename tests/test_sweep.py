@@ -791,3 +791,32 @@ def test_ctrl_c_in_sweep_run_collects_and_says_how_to_resume(
     assert main(["sweep", "run", str(spec_file), "--out", str(tmp_path), "--workers", "1"]) == 130
     assert "run the same command again to finish the remaining trials" in capsys.readouterr().err
     assert (tmp_path / "t" / "results.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "engines", "expected"),
+    [
+        ("tensorflow", ["fused", "auto", "fused"], "2 trial(s) that ask for it train with 'fit'"),
+        ("torch", ["fused"], "needs the JAX backend (KERAS_BACKEND=torch); 1 trial(s)"),
+        ("tensorflow", ["auto", "fit"], None),  # fit is their default there: nothing to say
+        ("jax", ["fused"], None),
+    ],
+)
+def test_local_sweep_says_once_when_fused_falls_back(
+    backend, engines, expected, monkeypatch, capsys
+):
+    # Workers train with log=_quiet: without this note the fallback would be silent.
+    from types import SimpleNamespace
+
+    from appsleuth.sweep import local
+
+    monkeypatch.setattr(local, "check_backend", lambda: backend)
+    trials = [
+        SimpleNamespace(spec=SimpleNamespace(train=SimpleNamespace(engine=e))) for e in engines
+    ]
+    local._note_engine_fallback(trials)
+    err = capsys.readouterr().err
+    if expected is None:
+        assert err == ""
+    else:
+        assert expected in err and err.count("appsleuth:") == 1

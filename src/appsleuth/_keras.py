@@ -2,10 +2,67 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from types import ModuleType
 
-__all__ = ["import_keras"]
+from appsleuth.errors import SpecError
+
+__all__ = ["BACKENDS", "backend_name", "check_backend", "import_keras"]
+
+# The backends appsleuth supports, each with the package Keras needs for it.
+BACKENDS = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
+
+
+def backend_name() -> str:
+    """The Keras backend this process uses, or will use once Keras is imported.
+
+    Keras decides at its first import: from ``KERAS_BACKEND`` or, when that is unset,
+    from ``~/.keras/keras.json``. appsleuth's default is JAX, so when it imports Keras
+    itself an unset (or empty) ``KERAS_BACKEND`` means JAX and ``keras.json`` is not read.
+    Keras imported before appsleuth (``import keras`` first in a notebook) has already
+    decided, and its choice is the answer.
+    """
+    keras = sys.modules.get("keras")
+    backend = getattr(getattr(keras, "backend", None), "backend", None)
+    if callable(backend):
+        return str(backend())
+    return os.environ.get("KERAS_BACKEND") or "jax"
+
+
+def check_backend() -> str:
+    """Fix ``KERAS_BACKEND`` to the backend in use (see :func:`backend_name`) and return it.
+
+    The variable is written so that what this process records (run metadata,
+    ``appsleuth info``) and the processes it starts (sweep workers) agree with the
+    backend Keras really uses, even when ``keras.json`` chose it.
+
+    Raises:
+        SpecError: Keras is not imported yet and ``KERAS_BACKEND`` names a backend
+            appsleuth does not support, or one whose package is not installed.
+    """
+    name = backend_name()
+    if "keras" not in sys.modules:
+        if name not in BACKENDS:
+            raise SpecError(
+                f"KERAS_BACKEND must be 'jax' (appsleuth's default), 'tensorflow' or "
+                f"'torch'; received KERAS_BACKEND={name!r}"
+            )
+        package = BACKENDS[name]
+        if importlib.util.find_spec(package) is None:
+            given = (
+                f"KERAS_BACKEND={name!r}"
+                if os.environ.get("KERAS_BACKEND")
+                else "KERAS_BACKEND is unset, which means 'jax' (appsleuth's default),"
+            )
+            others = ", ".join(repr(b) for b in BACKENDS if b != name)
+            raise SpecError(
+                f"{given} but the {package!r} package is not installed in this Python "
+                f"({sys.executable}); install it, or set KERAS_BACKEND to one of {others}"
+            )
+    os.environ["KERAS_BACKEND"] = name
+    return name
 
 
 def import_keras() -> ModuleType:
@@ -16,9 +73,12 @@ def import_keras() -> ModuleType:
     cache shared by all processes (``$APPSLEUTH_CACHE/jax``, or wherever
     ``JAX_COMPILATION_CACHE_DIR`` points): sweep workers and repeated runs of the same
     architecture then skip most of the compilation.
+
+    Raises:
+        SpecError: ``KERAS_BACKEND`` is unsupported or its package is missing
+            (see :func:`check_backend`).
     """
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    if os.environ["KERAS_BACKEND"] == "jax" and "jax" not in __import__("sys").modules:
+    if check_backend() == "jax" and "jax" not in sys.modules:
         from appsleuth.data.tables import cache_dir
 
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "jax"))

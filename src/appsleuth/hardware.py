@@ -18,6 +18,7 @@ import subprocess
 import sys
 from typing import Any
 
+from appsleuth._keras import backend_name, check_backend
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -65,7 +66,7 @@ def describe_hardware() -> dict[str, Any]:
         "cores_available": available_cores(),
         "processor": platform.processor() or None,
     }
-    backend = os.environ.get("KERAS_BACKEND", "jax")
+    backend = backend_name()
     info["backend"] = backend
     if backend == "jax":
         try:
@@ -144,7 +145,7 @@ _CONTROL_VARIABLES = (
 
 
 def _backend_name() -> str:
-    return os.environ.get("KERAS_BACKEND", "jax")
+    return backend_name()
 
 
 def _affinity() -> list[int]:
@@ -174,8 +175,7 @@ def apply_device(device: str) -> None:
         SpecError: ``device`` is invalid, or ``gpu`` and the backend sees no CUDA GPU.
     """
     check_device(device)
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    backend = _backend_name()
+    backend = check_backend()
     if device == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hides GPUs from TensorFlow and torch too
@@ -230,9 +230,9 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
             f"threads must not exceed the {cores} core(s) available (more threads than "
             f"cores slows training down); received threads={threads}"
         )
-    # appsleuth's default backend, fixed here too as this may run before import_keras.
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    backend = _backend_name()
+    # appsleuth's default backend, fixed (and checked) here too as this may run before
+    # import_keras.
+    backend = check_backend()
     late = any(m in sys.modules for m in ("jax", "tensorflow", "torch"))
 
     if threads is not None:

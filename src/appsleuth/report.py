@@ -22,6 +22,7 @@ import io
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,26 @@ def _dataset_item(meta: Mapping[str, Any] | None, spec: RunSpec) -> _Html:
     else:
         parts.append(_tag("span", "real data", class_="badge real"))
     return _join(parts)
+
+
+def _engines_text(metas: Sequence[Mapping[str, Any]]) -> str:
+    """The engines the trials trained with, and why any fell back from ``fused``.
+
+    Times differ by one or two orders of magnitude between the engines, and a sweep
+    asking for ``fused`` trains with ``fit`` on another Keras backend: the timings of the
+    report only make sense with the engine beside them.
+    """
+    engines = Counter(str(m["engine"]) for m in metas if m.get("engine"))
+    if not engines:
+        return "–"
+    if len(engines) == 1:
+        text = next(iter(engines))
+    else:
+        text = ", ".join(f"{e} ({n} trials)" for e, n in sorted(engines.items()))
+    notes = sorted({str(m["engine_note"]) for m in metas if m.get("engine_note")})
+    if notes:
+        text += " (" + "; ".join(notes) + ")"
+    return text
 
 
 def _hardware_text(metas: Sequence[Mapping[str, Any]]) -> str:
@@ -738,6 +759,7 @@ def _sweep_report(
         ("Same for all trials", _fixed_text(results)),
         ("Executor", executor_text),
         ("Total compute time", f"{_duration(total)} (sum of the trials' wall times)"),
+        ("Engine", _engines_text(list(metas.values()))),
         ("Hardware", _hardware_text(list(metas.values()))),
     ]
     body: list[Any] = [

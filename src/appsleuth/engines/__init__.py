@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-import keras
+from appsleuth._keras import import_keras
 
-from appsleuth.engines.fit import run_fit
-from appsleuth.engines.fused import clear_fused_cache, fused_unsupported_reason, run_fused
-from appsleuth.errors import SpecError
+# Before the engine modules import Keras themselves: it picks appsleuth's default backend
+# (JAX) rather than the one in ~/.keras/keras.json when KERAS_BACKEND is unset.
+keras = import_keras()
+
+from appsleuth.engines.fit import run_fit  # noqa: E402
+from appsleuth.engines.fused import (  # noqa: E402
+    clear_fused_cache,
+    fused_unsupported_reason,
+    run_fused,
+)
+from appsleuth.errors import SpecError  # noqa: E402
 
 __all__ = [
     "Engine",

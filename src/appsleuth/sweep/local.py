@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from appsleuth._keras import check_backend
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import apply_device, apply_thread_limits, available_cores
 from appsleuth.sweep.space import ExecutorSpec
@@ -187,6 +188,26 @@ def _interrupt_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _note_engine_fallback(trials: list[Any]) -> None:
+    """Check the backend the workers will inherit, and say once when ``fused`` cannot run.
+
+    Workers record the fallback in each run's metadata but print nothing, so without this
+    a sweep asking for ``engine: fused`` on another backend would train with ``fit``
+    silently. ``check_backend`` also fixes ``KERAS_BACKEND`` for the workers to the
+    backend this process uses (a notebook's Keras may have read ``keras.json``).
+    """
+    backend = check_backend()
+    asking = sum(1 for t in trials if t.spec.train.engine == "fused")
+    if backend != "jax" and asking:
+        print(
+            f"appsleuth: engine 'fused' needs the JAX backend (KERAS_BACKEND={backend}); "
+            f"{asking} trial(s) that ask for it train with 'fit' (recorded as engine_note "
+            f"in their model_metadata.json)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome:
     return run_trial(sweep_dir, index, retry_failed=retry_failed)
 
@@ -223,8 +244,9 @@ def run_local(
         DataError: The manifest is damaged, or a trial still to run names a data file
             that does not exist (checked before any worker starts).
         SpecError: ``workers`` or ``threads_per_trial`` is not a positive integer, or
-            their product exceeds the available cores, or ``device`` is not one of auto,
-            cpu, gpu.
+            their product exceeds the available cores, ``device`` is not one of auto,
+            cpu, gpu, or ``KERAS_BACKEND`` names a backend that is unsupported or not
+            installed.
     """
     # Checked as a spec's executor section is (a notebook passes them straight here).
     ExecutorSpec(workers=workers, threads_per_trial=threads_per_trial, device=device)
@@ -253,6 +275,8 @@ def run_local(
             print(f"{o.name}: failed ({o.error})", file=sys.stderr, flush=True)
     # A missing data file fails every trial: say so once, before any worker starts.
     check_data_files(plan[i] for i in todo)
+    if todo:
+        _note_engine_fallback([plan[i] for i in todo])
     n_workers = plan_workers(workers, threads_per_trial, len(todo))
     outcomes: list[TrialOutcome] = list(already)
     if progress is None:

@@ -1,0 +1,140 @@
+"""Which Keras backend appsleuth uses: JAX by default, KERAS_BACKEND honoured, never keras.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from appsleuth import hardware
+from appsleuth._keras import backend_name, check_backend
+from appsleuth.cli import main
+from appsleuth.errors import SpecError
+
+
+def _fake_keras(backend: str) -> types.ModuleType:
+    """A stand-in for a ``keras`` module already imported on ``backend``."""
+    module = types.ModuleType("keras")
+    module.backend = types.SimpleNamespace(backend=lambda: backend)
+    return module
+
+
+@pytest.fixture
+def keras_not_imported(monkeypatch):
+    """This process as before its first ``import keras`` (restored afterwards)."""
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "jax"), ("", "jax"), ("jax", "jax"), ("tensorflow", "tensorflow"), ("torch", "torch")],
+)
+def test_backend_before_keras_is_imported(value, expected, monkeypatch, keras_not_imported):
+    if value is None:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("KERAS_BACKEND", value)
+    assert backend_name() == expected
+
+
+def test_keras_imported_first_decides_and_the_environment_follows(monkeypatch):
+    # A notebook ran `import keras` first and keras.json chose TensorFlow: the variable
+    # must say so, or sweep workers (which inherit it) would train on JAX.
+    monkeypatch.setitem(sys.modules, "keras", _fake_keras("tensorflow"))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert check_backend() == "tensorflow"
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    assert hardware.describe_hardware()["backend"] == "tensorflow"
+
+
+def test_unset_backend_is_written_as_jax(monkeypatch, keras_not_imported):
+    monkeypatch.setenv("KERAS_BACKEND", "")
+    assert check_backend() == "jax"
+    assert os.environ["KERAS_BACKEND"] == "jax"
+
+
+def test_unsupported_backend_is_a_spec_error(monkeypatch, keras_not_imported):
+    monkeypatch.setenv("KERAS_BACKEND", "tf")
+    with pytest.raises(
+        SpecError,
+        match=r"KERAS_BACKEND must be 'jax' \(appsleuth's default\), 'tensorflow' or 'torch'; "
+        r"received KERAS_BACKEND='tf'",
+    ):
+        check_backend()
+
+
+@pytest.mark.parametrize(
+    ("value", "missing", "message"),
+    [
+        ("torch", "torch", r"^KERAS_BACKEND='torch' but the 'torch' package is not installed"),
+        (
+            None,
+            "jax",
+            r"^KERAS_BACKEND is unset, which means 'jax' \(appsleuth's default\), but the "
+            r"'jax' package is not installed in this Python \(.+\); install it, or set "
+            r"KERAS_BACKEND to one of 'tensorflow', 'torch'$",
+        ),
+    ],
+)
+def test_missing_backend_package_is_a_spec_error(
+    value, missing, message, monkeypatch, keras_not_imported
+):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name, *a)
+    )
+    if value is None:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("KERAS_BACKEND", value)
+    with pytest.raises(SpecError, match=message):
+        check_backend()
+
+
+def test_cli_reports_a_bad_backend_without_a_traceback(monkeypatch, keras_not_imported, capsys):
+    env = dict(os.environ)
+    monkeypatch.setenv("KERAS_BACKEND", "tf")
+    try:
+        code = main(["train", "--rows", "50", "--epochs", "1"])
+    finally:
+        os.environ.clear()
+        os.environ.update(env)  # configure_backend sets thread variables
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "received KERAS_BACKEND='tf'" in err and "Traceback" not in err
+
+
+# Stops the interpreter at its first `import keras`, printing the backend Keras would
+# read there: KERAS_BACKEND, or keras.json when that is unset (printed as None).
+_FIRST_KERAS_IMPORT = """
+import os, sys
+
+class _Stop:
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras":
+            print(os.environ.get("KERAS_BACKEND"), flush=True)
+            os._exit(0)
+
+sys.meta_path.insert(0, _Stop())
+import appsleuth.engines
+print("keras never imported")
+"""
+
+
+def test_engines_import_keras_on_jax_not_on_keras_json():
+    # With KERAS_BACKEND unset Keras reads ~/.keras/keras.json; the engines (the public
+    # run_fused) must bring it up on JAX, appsleuth's default, as the rest of appsleuth does.
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_KERAS_IMPORT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "jax"
