@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from appsleuth.data._record import as_record
 from appsleuth.data.load import (
     frame_info,
     infinite_mask,
@@ -232,7 +233,7 @@ def clean_sherlock(
         )
 
     new_info = dataclasses.replace(info, features=tuple(features), categorical=tuple(cats))
-    out.attrs = {**df.attrs, "appsleuth": new_info.to_dict()}
+    out.attrs = {**df.attrs, "appsleuth": as_record(new_info.to_dict())}
     report = CleaningReport(
         steps=tuple(steps),
         rows_before=len(df),
