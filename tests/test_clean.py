@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from appsleuth.data.clean import clean_sherlock
-from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS
+from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS, SHERLOCK18_FEATURES
 from appsleuth.data.load import frame_info, from_dataframe, load_sherlock
 from appsleuth.errors import DataError, SpecError
 from tests.conftest import make_sherlock18
@@ -189,3 +189,52 @@ def test_unused_label_categories_are_no_classes() -> None:
     )
     classes = check_data(df)["classes"]
     assert classes.summary.startswith("2 classes") and "inf" not in classes.summary
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 1.0, np.nan],
+        [np.nan, np.nan],
+        [0.0, -0.0],
+        [1, 2],
+        pd.array([1, None], dtype="Int64"),
+        pd.array([None, None], dtype="Int64"),
+        pd.array([1.5, None, 2.5], dtype="Float64"),
+        np.array([2**63 - 1, 2**63 - 2], dtype=np.int64),
+        ["a", "a", None],
+        ["a", "b"],
+        [True, True],
+        [True, False],
+        np.array([], dtype=float),
+    ],
+)
+def test_is_constant_answers_as_nunique_does(values) -> None:
+    from appsleuth.data.clean import is_constant
+
+    col = pd.Series(values)
+    assert is_constant(col) is (col.nunique(dropna=True) <= 1)
+
+
+def test_constant_numeric_columns_are_found_without_a_hash_table_per_column(monkeypatch) -> None:
+    # nunique builds a hash table of every value: tens of ms a column on a wide table of
+    # measurements, asked for every feature by cleaning and the quality report.
+    from appsleuth.data.quality import check_data
+
+    df = make_sherlock18()
+    df["flat"] = 7.0
+    df = from_dataframe(df, features=[*SHERLOCK18_FEATURES, "flat"])
+    calls: list[str] = []
+    nunique = pd.Series.nunique
+
+    def counting(self, *args, **kwargs):
+        calls.append(str(self.name))
+        return nunique(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.Series, "nunique", counting)
+    out, report = clean_sherlock(df)
+    assert {"guest_time", "flat"} <= set(report.steps[1].columns)
+    assert "flat" not in out.columns
+    constant = check_data(df)["useless_columns"].data["constant"]
+    assert {"guest_time", "flat"} <= set(constant)
+    assert not set(calls) & set(frame_info(df).numeric_features)

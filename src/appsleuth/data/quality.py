@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.clean import clean_sherlock
+from appsleuth.data.clean import clean_sherlock, is_constant
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import (
     as_name_list,
@@ -364,7 +364,7 @@ def _infinite(found: dict[str, dict[str, Any]]) -> Finding:
 
 def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
     empty = [f for f in features if df[f].isna().all()]
-    constant = [f for f in features if f not in empty and df[f].nunique(dropna=True) <= 1]
+    constant = [f for f in features if f not in empty and is_constant(df[f])]
     identical = _identical_columns(df, [f for f in features if f not in empty + constant])
     data = {"all_missing": empty, "constant": constant, "identical": identical}
     if not empty and not constant and not identical:
