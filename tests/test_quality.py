@@ -394,3 +394,28 @@ def test_incomplete_rows_pattern_is_found_without_a_python_call_per_row(monkeypa
         "columns": list(expected[0]),
         "rows": expected[1],
     }
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_data_check_says_what_it_does_at_a_terminal_only(
+    tmp_path: Path, monkeypatch, capsys, terminal: bool
+) -> None:
+    # Reading and checking a file of millions of rows takes tens of seconds: a person at
+    # a terminal is told what is going on; a pipe or log gets the report alone.
+    path = tmp_path / "t.csv"
+    make_sherlock18().to_csv(path)
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["data", "check", str(path), "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    notes = err.getvalue()
+    if terminal:
+        assert f"appsleuth: reading {path} (" in notes
+        assert "appsleuth: checking 180 rows x 19 columns ..." in notes
+    else:
+        assert "appsleuth:" not in notes
