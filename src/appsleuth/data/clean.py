@@ -199,7 +199,7 @@ def clean_sherlock(
 
     if drop_duplicates:
         subset = [c for c in (info.label, *features) if c is not None]
-        dup = out.duplicated(subset=subset)
+        dup = duplicate_rows(out, subset)
         out = out.loc[~dup]
         steps.append(
             CleaningStep(
@@ -264,6 +264,33 @@ def is_constant(col: pd.Series) -> bool:
         low, high = col.min(), col.max()
         return bool(pd.isna(low)) or bool(low == high)
     return col.nunique(dropna=True) <= 1
+
+
+def duplicate_rows(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows that repeat an earlier row in ``columns``: ``df.duplicated(subset=columns)``.
+
+    The same answer, found faster on wide tables: pandas factorizes every column (tens
+    of milliseconds a column of distinct measurements), while a row can only repeat a
+    row whose numeric values hash alike. Those candidates alone are compared exactly;
+    the numeric hash treats values as ``duplicated`` does (``0.0`` is ``-0.0``, missing
+    is missing), and a hash collision only adds a candidate.
+
+    Args:
+        df: The table.
+        columns: The columns compared.
+
+    Returns:
+        A boolean Series on ``df``'s index, True for each repeat (the first one is not).
+    """
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(df[c].dtype)]
+    if not numeric or len(df) < 2:
+        return df.duplicated(subset=columns)
+    keys = pd.util.hash_pandas_object(df[numeric], index=False).to_numpy()
+    candidates = pd.Series(keys).duplicated(keep=False).to_numpy()
+    repeated = np.zeros(len(df), dtype=bool)
+    if candidates.any():
+        repeated[candidates] = df.loc[candidates, columns].duplicated().to_numpy()
+    return pd.Series(repeated, index=df.index)
 
 
 def _infinite_to_missing(out: pd.DataFrame, numeric: tuple[str, ...]) -> dict[str, int]:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.clean import clean_sherlock, is_constant
+from appsleuth.data.clean import clean_sherlock, duplicate_rows, is_constant
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import (
     as_name_list,
@@ -529,7 +529,7 @@ def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
 
 def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Finding:
     cols = [c for c in (label, *features) if c is not None]
-    dup = df.duplicated(subset=cols)
+    dup = duplicate_rows(df, cols)
     n = int(dup.sum())
     share = n / max(len(df), 1)
     data = {"rows": n, "share": share}
