@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from appsleuth.data.clean import clean_sherlock
-from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS
+from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS, SHERLOCK18_FEATURES
 from appsleuth.data.load import frame_info, from_dataframe, load_sherlock
 from appsleuth.errors import DataError, SpecError
 from tests.conftest import make_sherlock18
@@ -189,3 +189,112 @@ def test_unused_label_categories_are_no_classes() -> None:
     )
     classes = check_data(df)["classes"]
     assert classes.summary.startswith("2 classes") and "inf" not in classes.summary
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 1.0, np.nan],
+        [np.nan, np.nan],
+        [0.0, -0.0],
+        [1, 2],
+        pd.array([1, None], dtype="Int64"),
+        pd.array([None, None], dtype="Int64"),
+        pd.array([1.5, None, 2.5], dtype="Float64"),
+        np.array([2**63 - 1, 2**63 - 2], dtype=np.int64),
+        ["a", "a", None],
+        ["a", "b"],
+        [True, True],
+        [True, False],
+        np.array([], dtype=float),
+    ],
+)
+def test_is_constant_answers_as_nunique_does(values) -> None:
+    from appsleuth.data.clean import is_constant
+
+    col = pd.Series(values)
+    assert is_constant(col) is (col.nunique(dropna=True) <= 1)
+
+
+def test_constant_numeric_columns_are_found_without_a_hash_table_per_column(monkeypatch) -> None:
+    # nunique builds a hash table of every value: tens of ms a column on a wide table of
+    # measurements, asked for every feature by cleaning and the quality report.
+    from appsleuth.data.quality import check_data
+
+    df = make_sherlock18()
+    df["flat"] = 7.0
+    df = from_dataframe(df, features=[*SHERLOCK18_FEATURES, "flat"])
+    calls: list[str] = []
+    nunique = pd.Series.nunique
+
+    def counting(self, *args, **kwargs):
+        calls.append(str(self.name))
+        return nunique(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.Series, "nunique", counting)
+    out, report = clean_sherlock(df)
+    assert {"guest_time", "flat"} <= set(report.steps[1].columns)
+    assert "flat" not in out.columns
+    constant = check_data(df)["useless_columns"].data["constant"]
+    assert {"guest_time", "flat"} <= set(constant)
+    assert not set(calls) & set(frame_info(df).numeric_features)
+
+
+def _tricky_table(seed: int) -> pd.DataFrame:
+    """Few distinct values, so that many rows repeat; values pandas compares loosely."""
+    rng = np.random.default_rng(seed)
+    n = 60
+    pick = lambda values: [values[i] for i in rng.integers(0, len(values), n)]  # noqa: E731
+    return pd.DataFrame(
+        {
+            "label": pick(["A", "B"]),
+            "f": pick([0.0, -0.0, 1.5, np.nan]),
+            "i": pd.array(pick([1, 2, None]), dtype="Int64"),
+            "n": pick([3, 4]),
+            "o": pd.Series(pick([1, 1.0, "1", None]), dtype=object),
+            "state": pd.Categorical(pick(["S", "R"])),
+        },
+        index=pick([0, 1, 2, 3, 4, 5]),  # repeated index labels
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(
+    "columns", [["label", "f", "i", "n", "o", "state"], ["f", "i"], ["label", "o"], ["n"]]
+)
+def test_duplicate_rows_answers_as_pandas_duplicated_does(seed: int, columns) -> None:
+    from appsleuth.data.clean import duplicate_rows
+
+    df = _tricky_table(seed)
+    expected = df.duplicated(subset=columns)
+    found = duplicate_rows(df, columns)
+    assert found.tolist() == expected.tolist()
+    assert found.index.equals(df.index)
+
+
+def test_duplicates_of_a_wide_table_of_distinct_rows_are_not_factorized_column_by_column(
+    monkeypatch,
+) -> None:
+    # DataFrame.duplicated factorizes every column (tens of ms a column of distinct
+    # measurements): ~20 s for a 300k x 318 table. Only candidate rows are compared now.
+    from appsleuth.data.quality import check_data
+
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.normal(size=(200, 30)), columns=[f"x{i}" for i in range(30)])
+    wide.insert(0, "ApplicationName", ["Gmail", "Chrome"] * 100)
+    wide = pd.concat([wide, wide.iloc[:7]], ignore_index=True)  # 7 exact repeats
+    df = from_dataframe(wide)
+    sizes: list[int] = []
+    duplicated = pd.DataFrame.duplicated
+
+    def recording(self, *args, **kwargs):
+        sizes.append(len(self))
+        return duplicated(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "duplicated", recording)
+    assert check_data(df)["duplicates"].data["rows"] == 7
+    steps = clean_sherlock(df, drop_duplicates=True)[1].steps
+    assert [s.detail for s in steps if s.action == "drop duplicate rows"] == [
+        "dropped 7 exact duplicate rows"
+    ]
+    assert sizes and max(sizes) <= 14

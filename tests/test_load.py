@@ -859,3 +859,59 @@ def test_zip_and_utf16_files_are_named(tmp_path: Path, content: bytes, expected:
     path.write_bytes(content)
     with pytest.raises(DataError, match=expected):
         load_sherlock(path)
+
+
+def _wide_frame(n_extra: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    extra = {f"x{i:03d}": rng.normal(size=12) for i in range(n_extra)}
+    return pd.DataFrame({"ApplicationName": ["Gmail", "Chrome"] * 6, **extra})
+
+
+def _records() -> dict[str, pd.DataFrame]:
+    from appsleuth.data.clean import clean_sherlock
+    from appsleuth.data.synth import generate_sherlock
+
+    wide = from_dataframe(_wide_frame())
+    return {
+        "from_dataframe": wide,
+        "generator": generate_sherlock(50, seed=1),
+        "cleaned": clean_sherlock(wide)[0],
+    }
+
+
+@pytest.mark.parametrize("source", ["from_dataframe", "generator", "cleaned"])
+def test_the_record_in_attrs_copies_as_deepcopy_does(source: str) -> None:
+    import copy
+
+    df = _records()[source]
+    record = df.attrs["appsleuth"]
+    copied = copy.deepcopy(record)
+    assert copied == record and isinstance(copied, dict)
+    # A deep copy: changing the copy's lists leaves the table's record as it was.
+    before = list(record["features"])
+    copied["features"].append("changed")
+    assert record["features"] == before
+    # Derived frames and columns carry the same record.
+    assert df[df.columns[-1]].attrs["appsleuth"] == record
+    assert frame_info(df.iloc[:3]) == frame_info(df)
+
+
+def test_column_access_on_a_wide_table_does_not_deep_copy_its_column_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pandas deep-copies attrs on every column access: with copy.deepcopy that costs
+    # time in the number of columns per access, the square of it for a loop over them.
+    import copy
+
+    df = from_dataframe(_wide_frame())
+    calls: list[int] = []
+    deepcopy_list = copy._deepcopy_dispatch[list]  # type: ignore[attr-defined]
+
+    def counting(x, memo, deepcopy=copy.deepcopy):
+        calls.append(len(x))
+        return deepcopy_list(x, memo, deepcopy)
+
+    monkeypatch.setitem(copy._deepcopy_dispatch, list, counting)  # type: ignore[attr-defined]
+    for column in df.columns:
+        assert df[column].attrs["appsleuth"]["features"] == list(df.columns[1:])
+    assert calls == []

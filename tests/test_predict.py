@@ -645,3 +645,31 @@ def test_a_run_set_aside_by_a_killed_forced_retrain_is_named(run_dir, tmp_path: 
     shutil.copytree(run_dir, tmp_path / "runs" / "model_y")
     with pytest.warns(AppSleuthWarning, match=r"not considered: \S+model_x: its complete run"):
         assert best_run_dir(tmp_path / "runs") == tmp_path / "runs" / "model_y"
+
+
+def test_evaluate_run_copies_only_the_models_columns_of_a_wide_table(run_dir, table, monkeypatch):
+    # evaluate_run dropped skipped rows from the whole table: every extra column of a
+    # wide table was copied (gigabytes for millions of rows), to be ignored.
+    from appsleuth.data.preprocess import Preprocessor
+
+    narrow = table.copy()
+    narrow.loc[narrow.index[:3], "rss"] = np.nan
+    narrow.loc[narrow.index[3], "ApplicationName"] = None
+    extra = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(len(table), 40)),
+        index=table.index,
+        columns=[f"x{i}" for i in range(40)],
+    )
+    wide = pd.concat([narrow, extra], axis=1)
+    expected = evaluate_run(run_dir, narrow)
+    seen: list[list[str]] = []
+    transform = Preprocessor.transform
+
+    def recording(self, df):
+        seen.append([str(c) for c in df.columns])
+        return transform(self, df)
+
+    monkeypatch.setattr(Preprocessor, "transform", recording)
+    assert evaluate_run(run_dir, wide) == expected
+    assert expected["rows_skipped"] >= 4
+    assert seen and all(not any(c.startswith("x") for c in cols) for cols in seen)

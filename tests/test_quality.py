@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from appsleuth.cli import main
-from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS
+from appsleuth.data.layouts import INCOMPLETE_ROW_COLUMNS, SHERLOCK18_FEATURES
 from appsleuth.data.load import from_dataframe, load_sherlock
 from appsleuth.data.quality import check_data, leakage_rate
 from appsleuth.data.split import SplitSpec
@@ -351,3 +351,71 @@ def test_documented_feature_meanings_are_noted() -> None:
     assert "utime and stime are cumulative since process start" in finding.summary
     plain = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b"] * 5, "x": range(10)}))
     assert "feature_notes" not in [f.key for f in check_data(plain).findings]
+
+
+def _reference_gap(gaps: pd.DataFrame) -> tuple[tuple[str, ...], int]:
+    """The pattern as first written: per-row tuples of missing columns, value_counts."""
+    pattern = gaps.apply(lambda r: tuple(r.index[r]), axis=1).value_counts()
+    return pattern.index[0], int(pattern.iloc[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_most_common_missing_pattern_matches_per_row_counting_ties_included(seed: int) -> None:
+    from appsleuth.data.quality import _most_common_gap
+
+    rng = np.random.default_rng(seed)
+    # Few rows, few columns, high rates: many patterns with equal counts.
+    columns = [f"c{i}" for i in range(int(rng.integers(1, 11)))]
+    gaps = pd.DataFrame(rng.random((int(rng.integers(1, 30)), len(columns))) < 0.4, columns=columns)
+    gaps = gaps.loc[gaps.any(axis=1)]
+    if gaps.empty:
+        gaps = pd.DataFrame([[True] * len(columns)], columns=columns)
+    assert _most_common_gap(gaps.to_numpy(), columns) == _reference_gap(gaps)
+
+
+def test_incomplete_rows_pattern_is_found_without_a_python_call_per_row(monkeypatch) -> None:
+    # A large file with a sparsely filled column has millions of incomplete rows: a
+    # per-row apply took ~200 us a row (minutes of silence in `data check`).
+    from appsleuth.data.quality import _incomplete_rows
+
+    df = make_sherlock18(n_per_app=40)
+    df.loc[df.index[::2], "rss"] = np.nan
+    df.loc[df.index[::3], ["lru", "vsize"]] = np.nan
+
+    def no_apply(*args, **kwargs):
+        raise AssertionError("DataFrame.apply called")
+
+    features = [f for f in SHERLOCK18_FEATURES if f != "cminflt"]
+    expected = _reference_gap(df[features].isna().loc[df[features].isna().any(axis=1)])
+    monkeypatch.setattr(pd.DataFrame, "apply", no_apply)
+    found = _incomplete_rows(df, features)
+    assert found.data["rows"] == int(df[features].isna().any(axis=1).sum()) > 0
+    assert found.data["most_common_pattern"] == {
+        "columns": list(expected[0]),
+        "rows": expected[1],
+    }
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_data_check_says_what_it_does_at_a_terminal_only(
+    tmp_path: Path, monkeypatch, capsys, terminal: bool
+) -> None:
+    # Reading and checking a file of millions of rows takes tens of seconds: a person at
+    # a terminal is told what is going on; a pipe or log gets the report alone.
+    path = tmp_path / "t.csv"
+    make_sherlock18().to_csv(path)
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["data", "check", str(path), "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    notes = err.getvalue()
+    if terminal:
+        assert f"appsleuth: reading {path} (" in notes
+        assert "appsleuth: checking 180 rows x 19 columns ..." in notes
+    else:
+        assert "appsleuth:" not in notes

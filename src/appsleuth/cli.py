@@ -206,6 +206,8 @@ def data_check(
     # A report is most useful where training would refuse the file (one class, no label),
     # but a label column named on purpose must exist (a typo is not "no label").
     source = ctx.get_parameter_source("label")
+    if file is not None:
+        _progress_note(f"reading {file} ({_size_text(file)})")
     df = _load(
         str(file) if file else None,
         label=label,
@@ -221,11 +223,29 @@ def data_check(
             f"report covers the features only",
             err=True,
         )
+    # Tens of seconds on a file of millions of rows: say what is going on meanwhile.
+    _progress_note(f"checking {len(df):,} rows x {len(df.columns):,} columns")
     report = check_data(df, split=split)
     if as_json:
         click.echo(report.to_json())
     else:
         report.render()
+
+
+def _progress_note(message: str) -> None:
+    """A progress line on stderr, for a person at a terminal (logs and pipes stay clean)."""
+    import sys
+
+    if sys.stderr.isatty():
+        click.echo(f"appsleuth: {message} ...", err=True)
+
+
+def _size_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "size unknown"
+    return f"{size / 2**20:,.1f} MB" if size >= 2**20 else f"{size:,} bytes"
 
 
 @data.command("synth")

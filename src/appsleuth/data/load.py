@@ -29,6 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._fields import repeated
+from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
     ID_COLUMNS,
@@ -949,7 +950,7 @@ def _finish(
     recorded = info.to_dict()
     if nonfinite:
         recorded["nonfinite"] = nonfinite
-    df.attrs["appsleuth"] = recorded
+    df.attrs["appsleuth"] = as_record(recorded)
     return df
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.clean import clean_sherlock
+from appsleuth.data.clean import clean_sherlock, duplicate_rows, is_constant
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import (
     as_name_list,
@@ -364,7 +364,7 @@ def _infinite(found: dict[str, dict[str, Any]]) -> Finding:
 
 def _empty_and_constant(df: pd.DataFrame, features: list[str]) -> Finding:
     empty = [f for f in features if df[f].isna().all()]
-    constant = [f for f in features if f not in empty and df[f].nunique(dropna=True) <= 1]
+    constant = [f for f in features if f not in empty and is_constant(df[f])]
     identical = _identical_columns(df, [f for f in features if f not in empty + constant])
     data = {"all_missing": empty, "constant": constant, "identical": identical}
     if not empty and not constant and not identical:
@@ -454,8 +454,7 @@ def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
             summary="every row has all (non-empty) features",
             data=data,
         )
-    pattern = gaps.loc[incomplete].apply(lambda r: tuple(r.index[r]), axis=1).value_counts()
-    top_cols, top_n = pattern.index[0], int(pattern.iloc[0])
+    top_cols, top_n = _most_common_gap(gaps.to_numpy()[incomplete.to_numpy()], usable)
     data["most_common_pattern"] = {"columns": list(top_cols), "rows": top_n}
     return Finding(
         key="incomplete_rows",
@@ -468,6 +467,29 @@ def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
         recommendation="drop them (default) or impute with missing='impute'",
         data=data,
     )
+
+
+def _most_common_gap(gaps: np.ndarray, columns: list[str]) -> tuple[tuple[str, ...], int]:
+    """The most frequent set of missing columns among incomplete rows, and its row count.
+
+    Ties go to the pattern seen first. Patterns are compared as packed bit rows, not
+    built per row in Python: a large file with a sparsely filled column has millions of
+    incomplete rows.
+
+    Args:
+        gaps: One row per incomplete row, one boolean column per feature (True: missing).
+        columns: The features' names, in the order of ``gaps``' columns.
+
+    Returns:
+        The pattern's column names and how many rows have exactly that pattern.
+    """
+    packed = np.packbits(gaps, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
+    # Most rows first, then the earliest first occurrence.
+    best = np.lexsort((first, -counts))[0]
+    row = gaps[first[best]]
+    return tuple(c for c, missing in zip(columns, row, strict=True) if missing), int(counts[best])
 
 
 def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
@@ -507,7 +529,7 @@ def _negative_values(df: pd.DataFrame, numeric: list[str]) -> Finding:
 
 def _duplicates(df: pd.DataFrame, label: str | None, features: list[str]) -> Finding:
     cols = [c for c in (label, *features) if c is not None]
-    dup = df.duplicated(subset=cols)
+    dup = duplicate_rows(df, cols)
     n = int(dup.sum())
     share = n / max(len(df), 1)
     data = {"rows": n, "share": share}

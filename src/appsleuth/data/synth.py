@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._fields import check_seed
+from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     APP_COUNTS_18,
     APPS_18,
@@ -466,15 +467,17 @@ def generate_sherlock(
     )
     df.index.name = None
     ids_cols = ["UserId", "UUID"] if with_ids else []
-    df.attrs["appsleuth"] = {
-        "source": "synthetic",
-        "dataset": f"synthetic-sherlock18(seed={seed})",
-        "synthetic": True,
-        "layout": "sherlock18",
-        "label": LABEL_COLUMN,
-        "features": list(SHERLOCK18_FEATURES),
-        "categorical": ["state"],
-        "id_columns": ids_cols,
-        "time_column": "UUID" if with_ids else None,
-    }
+    df.attrs["appsleuth"] = as_record(
+        {
+            "source": "synthetic",
+            "dataset": f"synthetic-sherlock18(seed={seed})",
+            "synthetic": True,
+            "layout": "sherlock18",
+            "label": LABEL_COLUMN,
+            "features": list(SHERLOCK18_FEATURES),
+            "categorical": ["state"],
+            "id_columns": ids_cols,
+            "time_column": "UUID" if with_ids else None,
+        }
+    )
     return df

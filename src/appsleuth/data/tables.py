@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
+from appsleuth.data._record import as_record
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 
@@ -111,7 +112,7 @@ def embedded_data(
             info = FrameInfo.from_dict(
                 {**frame_info(df).to_dict(), **_synthetic_marks(seed, with_ids)}
             )
-            df.attrs["appsleuth"] = info.to_dict()
+            df.attrs["appsleuth"] = as_record(info.to_dict())
             return df
     df = generate_sherlock(**kwargs)
     with contextlib.suppress(OSError):  # a read-only home gets its data, just not cached
