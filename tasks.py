@@ -69,11 +69,16 @@ def demo(args: list[str]) -> int:
 
 
 def test(args: list[str]) -> int:
-    """Lint with ruff, then run pytest; no test collected counts as a failure."""
+    """Lint and format-check with ruff, then run pytest; no test collected is a failure."""
     ensure_environment("test")
-    lint = _run(PYTHON, "-m", "ruff", "check", "src", "tests", "benchmarks", "tasks.py")
+    paths = ("src", "tests", "benchmarks", "tasks.py")
+    lint = _run(PYTHON, "-m", "ruff", "check", *paths)
     if lint != 0:
         return lint
+    style = _run(PYTHON, "-m", "ruff", "format", "--check", *paths)
+    if style != 0:
+        print("tasks.py: run 'ruff format' on the files above", file=sys.stderr)
+        return style
     code = _run(PYTHON, "-m", "pytest", *args)
     if code == 5:
         print("tasks.py: pytest collected no tests, which is a failure", file=sys.stderr)

@@ -677,9 +677,7 @@ def plot_small_multiples(
     else:
         flat = _flat_axes(ax)
         if len(flat) < n:
-            raise SpecError(
-                f"ax must hold one axes per trial ({n}); received {len(flat)} axes"
-            )
+            raise SpecError(f"ax must hold one axes per trial ({n}); received {len(flat)} axes")
         fig = flat[0].figure
     if not histories:
         _no_data(flat[0], "no learning curves yet")

@@ -124,9 +124,7 @@ def _warn_added_columns(df: pd.DataFrame) -> None:
     if not info.columns:
         return
     added = [
-        str(c)
-        for c in df.columns
-        if c not in info.columns and pd.api.types.is_numeric_dtype(df[c])
+        str(c) for c in df.columns if c not in info.columns and pd.api.types.is_numeric_dtype(df[c])
     ]
     if added:
         warnings.warn(
