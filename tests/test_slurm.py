@@ -967,3 +967,19 @@ def test_dry_run_with_nothing_left_and_gpus_for_cpu_trials(
     err = capsys.readouterr().err
     assert "nothing to submit (every trial is complete or queued)" in err
     assert "would submit" not in err
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_script_sets_the_submitters_keras_backend_before_the_preamble(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    # A cluster that does not export the environment (--export=NONE) would otherwise run
+    # the tasks on appsleuth's default backend whatever the submitter used.
+    import appsleuth.sweep.slurm as slurm
+
+    monkeypatch.setattr(slurm, "backend_name", lambda: backend)
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    opts = SlurmOptions.from_options({"preamble": "export KERAS_BACKEND=torch"})
+    lines = render_script(sweep_dir, 2, opts).splitlines()
+    pinned = lines.index(f"export KERAS_BACKEND={backend}")
+    assert pinned < lines.index("export KERAS_BACKEND=torch")  # the preamble may change it

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appsleuth._keras import backend_name
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.hardware import check_device
@@ -296,7 +297,9 @@ def render_script(
     python: str | None = None,
     device: str = "auto",
 ) -> str:
-    """The job-array script: ``#SBATCH`` settings, the preamble, then trial i of task i.
+    """The job-array script: ``#SBATCH`` settings, the backend, the preamble, then trial i.
+
+    ``KERAS_BACKEND`` is set to this process's Keras backend before the preamble.
 
     Args:
         sweep_dir: The sweep directory (made absolute).
@@ -342,6 +345,13 @@ def render_script(
             lines.append(f"#SBATCH --{name}={value}")
     lines.extend(options.extra_sbatch)
     lines.append("")
+    # Tasks would take it from sbatch's exported environment, which a cluster may not
+    # export (--export=NONE): set here, before the preamble, which may still change it.
+    lines += [
+        "# The Keras backend of the process that submitted this sweep.",
+        f"export KERAS_BACKEND={shlex.quote(backend_name())}",
+        "",
+    ]
     if options.preamble.strip():
         lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
         lines += ["# --- end of preamble ---", ""]
