@@ -144,10 +144,6 @@ _CONTROL_VARIABLES = (
 )
 
 
-def _backend_name() -> str:
-    return backend_name()
-
-
 def _affinity() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -354,7 +350,7 @@ def detect_devices() -> dict[str, Any]:
             "affinity": _affinity(),
         },
         "slurm": slurm_environment(),
-        "backend": _backend_name(),
+        "backend": backend_name(),
         "jax": None,
         "gpus": [],
         "nvidia_smi": _nvidia_smi(),
