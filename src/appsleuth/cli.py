@@ -234,8 +234,6 @@ def data_check(
 
 def _progress_note(message: str) -> None:
     """A progress line on stderr, for a person at a terminal (logs and pipes stay clean)."""
-    import sys
-
     if sys.stderr.isatty():
         click.echo(f"appsleuth: {message} ...", err=True)
 
@@ -276,16 +274,12 @@ def data_synth(
 ) -> None:
     """Generate synthetic SherLock-like data (the embedded default data) into a file."""
     from appsleuth.data.layouts import APPS_18
-    from appsleuth.data.synth import MAX_ROWS, generate_sherlock
+    from appsleuth.data.synth import check_row_count, generate_sherlock
     from appsleuth.data.tables import write_table
 
     if out.exists() and not force:
         raise AppSleuthError(f"output file {out} already exists; pass --force to overwrite it")
-    if rows > MAX_ROWS:
-        raise SpecError(
-            f"--rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
-            f"memory); received --rows {rows}"
-        )
+    check_row_count("--rows", rows)
     chosen = list(dict.fromkeys(apps)) if apps else list(APPS_18)
     # Unknown names are the generator's to report, with the valid ones.
     known = all(a in APPS_18 for a in chosen)

@@ -27,7 +27,7 @@ from appsleuth._fields import (
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth.data.split import SplitSpec
-from appsleuth.data.synth import MAX_ROWS
+from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -434,11 +434,8 @@ class DataSpec:
                 f"embedded data leave apps without rows to learn from); received "
                 f"rows={self.rows!r}{quoted_number_hint(self.rows, integer=True)}"
             )
-        if self.rows is not None and self.rows > MAX_ROWS:
-            raise SpecError(
-                f"rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
-                f"memory); received rows={self.rows!r}"
-            )
+        if self.rows is not None:
+            check_row_count("rows", self.rows)
         check_seed("synth_seed", self.synth_seed)
         if self.path is not None and self.rows is not None:
             raise SpecError(

@@ -128,14 +128,24 @@ _KINDS: tuple[_Kind, ...] = (
 )  # fmt: skip
 
 
+def check_row_count(name: str, value: int) -> None:
+    """Raise SpecError when ``value`` rows are more than :data:`MAX_ROWS`.
+
+    Args:
+        name: What the count is called where it was given (``rows``, ``--rows``).
+        value: The row count, an integer.
+    """
+    if value > MAX_ROWS:
+        raise SpecError(
+            f"{name} must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
+            f"memory); received {name}={value!r}"
+        )
+
+
 def _check_args(n_rows: object, apps: Sequence[str] | None) -> tuple[int, list[str]]:
     if isinstance(n_rows, bool) or not isinstance(n_rows, int | np.integer) or n_rows < 1:
         raise SpecError(f"n_rows must be a positive integer; received n_rows={n_rows!r}")
-    if n_rows > MAX_ROWS:
-        raise SpecError(
-            f"n_rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
-            f"memory); received n_rows={n_rows!r}"
-        )
+    check_row_count("n_rows", n_rows)
     if apps is None:
         return int(n_rows), list(APPS_18)
     if isinstance(apps, str):

@@ -87,17 +87,13 @@ def embedded_data(
     Returns:
         The table, marked synthetic in ``attrs["appsleuth"]``.
     """
-    from appsleuth.data.synth import MAX_ROWS, generate_sherlock
+    from appsleuth.data.synth import check_row_count, generate_sherlock
 
     kwargs = {"seed": seed, "with_ids": with_ids}
     if rows is not None:
         if isinstance(rows, bool) or not isinstance(rows, int | np.integer) or rows < 1:
             raise SpecError(f"rows must be a positive integer; received rows={rows!r}")
-        if rows > MAX_ROWS:
-            raise SpecError(
-                f"rows must be at most {MAX_ROWS:,} (a larger table fits in no machine's "
-                f"memory); received rows={rows!r}"
-            )
+        check_row_count("rows", rows)
         kwargs["n_rows"] = rows
     if not cache:
         return generate_sherlock(**kwargs)
