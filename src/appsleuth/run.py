@@ -530,19 +530,24 @@ class _RunLock:
             self._fd = None
 
 
-def _check_not_in_use(run_dir: Path) -> None:
-    """Raise RunInUseError when another process holds ``run_dir``'s lock."""
+def _in_use(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock (is training it right now)."""
     try:
         # Opened for writing: NFS grants exclusive locks only on files open for writing.
         fd = os.open(run_dir / _MARKER, os.O_RDWR)
     except OSError:
-        return  # no (writable) marker: no process of this version is training there
+        return False  # no (writable) marker: no process of this version is training there
     lock = _RunLock(fd)
     try:
-        if not lock._try():
-            raise RunInUseError(_in_use_message(run_dir))
+        return not lock._try()
     finally:
         lock.release()
+
+
+def _check_not_in_use(run_dir: Path) -> None:
+    """Raise RunInUseError when another process holds ``run_dir``'s lock."""
+    if _in_use(run_dir):
+        raise RunInUseError(_in_use_message(run_dir))
 
 
 def _in_use_message(run_dir: Path) -> str:
@@ -576,9 +581,7 @@ def set_aside_note(run_dir: str | os.PathLike[str]) -> str | None:
     backup = _backup_path(run_dir)
     if run_status(run_dir) == "complete" or run_status(backup) != "complete":
         return None
-    try:
-        _check_not_in_use(run_dir)
-    except RunInUseError:
+    if _in_use(run_dir):
         return (
             f"it is being trained again right now (train --force); its previous complete "
             f"run waits in {backup} until then"

@@ -29,9 +29,8 @@ from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
     METADATA,
-    RunInUseError,
     _atomic_write_text,
-    _check_not_in_use,
+    _in_use,
     finite_number,
     read_json_object,
     read_metadata,
@@ -404,15 +403,6 @@ def trial_states(
             )
         )
     return states
-
-
-def _in_use(run_dir: Path) -> bool:
-    """Whether a process holds the run directory's lock (is training it right now)."""
-    try:
-        _check_not_in_use(run_dir)
-    except RunInUseError:
-        return True
-    return False
 
 
 def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:
