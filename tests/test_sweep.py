@@ -129,6 +129,39 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"name": "../escape"}, r"sweep name must use only letters, digits"),
+        ({"name": "a/b"}, r"sweep name must use only letters"),
+        ({"grid": {"neurons": [1]}}, r"sweep parameter 'neurons' is not a model or training field"),
+        (
+            {"grid": {"hidden_nerons": [1]}},
+            r"sweep parameter 'hidden_nerons' is not a model or training field \(did you mean "
+            r"hidden_neurons\?\); valid names: ",
+        ),
+        ({"grid": {"learning_rate": 0.1}}, r"grid.learning_rate must be a non-empty list"),
+        (
+            {"zip": {"learning_rate": [0.1, 0.2], "batch_size": [8]}},
+            r"zip lists must have one "
+            r"length",
+        ),
+        ({"grid": {"epochs": [1]}, "zip": {"batch_size": [8]}}, r"a sweep has one search"),
+        ({"repeats": 0}, r"repeats must be a positive integer; received repeats=0"),
+        ({"grid": {"learning_rate": [0.1, -1]}}, r"trial 1 .*learning_rate must be a positive"),
+        (
+            {"grid": {"activation": ["relu", "tanh"]}},
+            r"trials 0 and 1 would share the run "
+            r"directory 'model_1H6N_lr0.003_bs64_e2'",
+        ),
+        (
+            {"random": {"n": 2, "params": {"learning_rate": "normal(0, 1)"}}},
+            r"random.learning_rate must be loguniform",
+        ),
+        (
+            {"random": {"n": 0, "params": {"learning_rate": "uniform(0.1, 0.2)"}}},
+            r"random.n must be a positive integer",
+        ),
+        ({"executor": {"kind": "kubernetes"}}, r"executor kind must be local or slurm"),
+        ({"colour": "red"}, r"unknown sweep field\(s\) colour"),
+        # Plans that would repeat a run directory say why.
         (
             {"random": {"n": 5, "params": {"batch_size": "choice([16, 32, 16])"}}},
             r"random.n is 5, but its distributions hold only 2 distinct point\(s\) "
@@ -162,48 +195,6 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
             r"learning_rate .*\(dropout is not in it: run one sweep, with its own name, per "
             r"value of dropout",
         ),
-    ],
-)
-def test_plans_that_repeat_a_run_directory_say_why(kwargs: dict, message: str) -> None:
-    with pytest.raises(SpecError, match=message):
-        _spec(**kwargs)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"name": "../escape"}, r"sweep name must use only letters, digits"),
-        ({"name": "a/b"}, r"sweep name must use only letters"),
-        ({"grid": {"neurons": [1]}}, r"sweep parameter 'neurons' is not a model or training field"),
-        (
-            {"grid": {"hidden_nerons": [1]}},
-            r"sweep parameter 'hidden_nerons' is not a model or training field \(did you mean "
-            r"hidden_neurons\?\); valid names: ",
-        ),
-        ({"grid": {"learning_rate": 0.1}}, r"grid.learning_rate must be a non-empty list"),
-        (
-            {"zip": {"learning_rate": [0.1, 0.2], "batch_size": [8]}},
-            r"zip lists must have one "
-            r"length",
-        ),
-        ({"grid": {"epochs": [1]}, "zip": {"batch_size": [8]}}, r"a sweep has one search"),
-        ({"repeats": 0}, r"repeats must be a positive integer; received repeats=0"),
-        ({"grid": {"learning_rate": [0.1, -1]}}, r"trial 1 .*learning_rate must be a positive"),
-        (
-            {"grid": {"activation": ["relu", "tanh"]}},
-            r"trials 0 and 1 would share the run "
-            r"directory 'model_1H6N_lr0.003_bs64_e2'",
-        ),
-        (
-            {"random": {"n": 2, "params": {"learning_rate": "normal(0, 1)"}}},
-            r"random.learning_rate must be loguniform",
-        ),
-        (
-            {"random": {"n": 0, "params": {"learning_rate": "uniform(0.1, 0.2)"}}},
-            r"random.n must be a positive integer",
-        ),
-        ({"executor": {"kind": "kubernetes"}}, r"executor kind must be local or slurm"),
-        ({"colour": "red"}, r"unknown sweep field\(s\) colour"),
     ],
 )
 def test_spec_errors(kwargs: dict, message: str) -> None:
