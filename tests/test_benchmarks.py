@@ -32,3 +32,52 @@ def test_step_costs_measures_each_part(monkeypatch):
     for measure in (step_costs._product, step_costs._fused_step):
         median, fastest = measure(1)
         assert 0 < fastest <= median
+
+
+def test_train_speed_offers_fit_the_engines_one_thread_products_as_xla_flags(monkeypatch):
+    import subprocess
+    import sys
+
+    train_speed = _load("train_speed")
+    flags = train_speed._one_thread_flags()
+    assert flags == "--xla_cpu_multi_thread_eigen=false --xla_cpu_experimental_ynn_fusion_type="
+    # XLA aborts on a flag it does not know, so this also checks that it takes them.
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    code = "import jax.numpy as j; print(float((j.ones((4, 4)) @ j.ones((4, 4))).sum()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "64.0"
+
+    seen = []
+
+    def fake_run(command, env, **kwargs):
+        seen.append((command, env.get("XLA_FLAGS", "")))
+        line = '{"epoch_seconds": [1.0, 0.5], "val_accuracy": 0.5, "peak_rss_mb": 1.0, '
+        return subprocess.CompletedProcess(command, 0, line + '"total_seconds": 2.0}\n', "")
+
+    monkeypatch.setattr(train_speed.subprocess, "run", fake_run)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for engine, one_thread in (("fit", True), ("fit", False), ("fused", True)):
+        train_speed._run(sys.executable, "jax", engine, Path("d.npz"), 2, 1024, one_thread)
+    assert [flags_seen for _, flags_seen in seen] == [flags, "", ""]
+    assert seen[0][0][seen[0][0].index("--spe") + 1] == "1024"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="the floor is a JAX program")
+def test_train_speed_floor_trains_the_baseline(capsys):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, xv = (
+        rng.normal(size=(100, 19)).astype("float32"),
+        rng.normal(size=(40, 19)).astype("float32"),
+    )
+    y, yv = rng.integers(0, 18, 100), rng.integers(0, 18, 40)
+    _load("train_speed")._floor_worker(x, y, xv, yv, epochs=2)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(result["epoch_seconds"]) == 2 and result["s_per_epoch"] > 0
+    assert 0 <= result["val_accuracy"] <= 1

@@ -994,6 +994,60 @@ def _rss_mb() -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hidden", "rows", "one_thread"),
+    [(18, 32, True), (18, 8192, True), (6898, 32, True), (6899, 32, False), (18, 16384, False)],
+    ids=["baseline-steps", "baseline-validation", "at-the-limit", "past-it", "large-chunks"],
+)
+def test_small_products_are_compiled_for_one_thread(hidden, rows, one_thread):
+    # The largest kernel's weights (19 x hidden) times the rows of a step decide: 2**22.
+    sets = fused_module._cpu_options(_model(hidden=hidden), rows)
+    base = {"xla_backend_optimization_level": 2}
+    assert sets == ([base | fused_module._ONE_THREAD_PRODUCTS, base] if one_thread else [base])
+
+
+@pytest.mark.skipif(
+    __import__("jax").default_backend() != "cpu", reason="the options are XLA's CPU options"
+)
+def test_one_thread_options_reach_the_compiled_step(data):
+    import jax
+
+    x, y = data[0][:64], data[1][:64]
+    model = _model()
+    model._symbolic_build(data_batch=(x[:32], y[:32], None))
+    args = (
+        fused_module._read_state(model),
+        [v.value for v in model.metrics_variables],
+        (jax.device_put(x), jax.device_put(y)),
+        np.uint32(0),
+        np.int32(0),
+    )
+    lowered = jax.jit(
+        fused_module._train_function(model, n=64, batch_size=32, shuffle=False)
+    ).lower(*args)
+    one_thread = fused_module._compile(lowered, fused_module._cpu_options(model, 32))
+    # XLA's custom product fusions are off: every product is a plain dot.
+    assert "ynn_fusion" not in one_thread.as_text()
+    assert " dot(" in one_thread.as_text()
+    default = lowered.compile()
+    expected = jax.tree.leaves(default(*args))
+    for a, b in zip(jax.tree.leaves(one_thread(*args)), expected, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_compile_options_xla_refuses_fall_back_to_the_next_set():
+    import jax
+    import jax.numpy as jnp
+
+    lowered = jax.jit(lambda a: a @ a).lower(jnp.ones((3, 3)))
+    with pytest.raises(Exception, match="No such compile option"):
+        lowered.compile({"xla_no_such_option": 1})  # What another jaxlib may answer.
+    for sets in ([{"xla_no_such_option": 1}, {"xla_backend_optimization_level": 2}],
+                 [{"xla_no_such_option": 1}], []):  # fmt: skip
+        compiled = fused_module._compile(lowered, sets)
+        np.testing.assert_array_equal(np.asarray(compiled(jnp.ones((3, 3)))), np.full((3, 3), 3))
+
+
 def test_memory_stays_flat_over_50_trainings(data):
     x, y, xv, yv = data
     x, y, xv, yv = x[:2000], y[:2000], xv[:500], yv[:500]
