@@ -31,7 +31,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 STEPS = 6_826  # Full batches of 32 in the baseline's 218,461 training rows.
-OPTIONS = {"xla_backend_optimization_level": 2}  # As the fused engine compiles on CPU.
+
+
+def _options() -> dict:
+    """XLA's options as the fused engine compiles the baseline's steps on CPU."""
+    from appsleuth.engines.fused import _ONE_THREAD_PRODUCTS
+
+    return {"xla_backend_optimization_level": 2, **_ONE_THREAD_PRODUCTS}
 
 
 def _time(compiled, args, rounds: int) -> tuple[float, float]:
@@ -59,7 +65,7 @@ def _dispatch(rounds: int) -> tuple[float, float, int]:
     def loop(c):
         return jax.lax.scan(body, c, None, length=STEPS)[0]
 
-    compiled = jax.jit(loop).lower(carry).compile(OPTIONS)
+    compiled = jax.jit(loop).lower(carry).compile(_options())
     return (*_time(compiled, (carry,), rounds), compiled.as_text().count(" fusion("))
 
 
@@ -77,7 +83,7 @@ def _product(rounds: int) -> tuple[float, float]:
     def loop(w, x):
         return jax.lax.scan(body, w, x)[0]
 
-    return _time(jax.jit(loop).lower(w, x).compile(OPTIONS), (w, x), rounds)
+    return _time(jax.jit(loop).lower(w, x).compile(_options()), (w, x), rounds)
 
 
 def _fused_step(rounds: int) -> tuple[float, float]:

@@ -22,6 +22,10 @@ A softmax or sigmoid output trained with cross-entropy is traced as cross-entrop
 logits, the way Keras computes it on TensorFlow (see :mod:`._logits`); the metrics and
 the trained model still see probabilities.
 
+On a CPU, a program whose matrix products are small (the baseline's) is compiled to
+compute them on one thread without XLA's custom product fusions, which is faster for such
+sizes (see ``_cpu_options``); the option is per program, not process-wide.
+
 Between epochs the state is written back into the model's variables, so callbacks
 (EarlyStopping, ModelCheckpoint, CSVLogger, History, user callbacks) see and may change
 the real weights; the next epoch reads them back. Batch-level callback hooks are not
