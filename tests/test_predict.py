@@ -673,3 +673,34 @@ def test_evaluate_run_copies_only_the_models_columns_of_a_wide_table(run_dir, ta
     assert evaluate_run(run_dir, wide) == expected
     assert expected["rows_skipped"] >= 4
     assert seen and all(not any(c.startswith("x") for c in cols) for cols in seen)
+
+
+def test_a_run_that_imputed_fills_new_rows_with_its_training_values(run_dir, table, tmp_path):
+    # A run trained with missing='impute' keeps its training rows' fill values in
+    # preprocessor.json (saved and loaded: test_preprocess); predict, predict_file and
+    # evaluate_run fill new gaps with them.
+    import dataclasses
+
+    from appsleuth.data.preprocess import Preprocessor
+
+    run = load_run(run_dir)
+    pre = Preprocessor.from_dict(run.preprocessor.to_dict())
+    imputed = dataclasses.replace(
+        run, preprocessor=pre.set_fill_values({"rss": 5000.0, "state": "R"})
+    )
+    data = table.dropna(subset=["rss", "CPU_USAGE", "state"]).iloc[:40].copy()
+    filled = data.copy()
+    data.iloc[[1, 2], data.columns.get_loc("rss")] = [np.nan, np.inf]
+    data.iloc[3, data.columns.get_loc("state")] = None
+    filled.iloc[[1, 2], filled.columns.get_loc("rss")] = 5000.0
+    filled.iloc[3, filled.columns.get_loc("state")] = "R"
+    expected = predict(imputed, filled)
+    got = predict(imputed, data)
+    assert got.attrs["skipped_row_ids"] == []
+    pd.testing.assert_frame_equal(got, expected)
+    data.to_csv(tmp_path / "holes.csv")
+    summary = predict_file(imputed, tmp_path / "holes.csv", tmp_path / "p.csv", chunk_rows=16)
+    assert (summary.predicted, summary.skipped) == (40, 0)
+    assert evaluate_run(imputed, data) == evaluate_run(imputed, filled)
+    # The same file through the run that dropped incomplete rows in training: skipped.
+    assert predict(run_dir, data).attrs["skipped_row_ids"] == data.index[[1, 2, 3]].tolist()

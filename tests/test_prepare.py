@@ -196,3 +196,58 @@ def test_columns_added_after_loading_are_said_not_to_be_features(df) -> None:
     assert "rss_per_thread" not in p.preprocessor.numeric_features
     named = [*frame_info(df).features[:3], "rss_per_thread"]
     assert "rss_per_thread" in prepare_data(grown, features=named).preprocessor.numeric_features
+
+
+def _with_gaps() -> pd.DataFrame:
+    raw = make_sherlock18(n_per_app=100, with_ids=True)
+    raw.loc[raw.index[::7], "rss"] = np.nan
+    raw.loc[raw.index[3::11], "state"] = None
+    return raw
+
+
+def test_the_default_drop_policy_gives_the_arrays_it_always_gave() -> None:
+    # Digest of the arrays this fixed-seed table gave before imputation moved after the
+    # split: missing='drop' must not have moved.
+    import hashlib
+
+    p = prepare_data(from_dataframe(_with_gaps()))
+    digest = hashlib.sha256()
+    for a in (p.x_train, p.y_train, p.x_val, p.y_val):
+        digest.update(np.ascontiguousarray(np.round(a, 4)).tobytes())
+    assert (p.x_train.shape, p.x_val.shape) == ((187, 17), (47, 17))
+    assert digest.hexdigest()[:16] == "eb076721efa5078e"
+    assert p.preprocessor.fill_values == {}
+
+
+def test_impute_fills_every_row_from_the_training_rows_only() -> None:
+    raw = _with_gaps()
+    split = prepare_data(from_dataframe(raw), missing="impute").split
+    train_rows = raw.index[split.train]  # imputing keeps every row: positions are raw's
+    held_out = raw.index[np.concatenate([split.val, split.test])]
+    # Extreme values in held-out rows would pull a whole-table median far up.
+    raw.loc[held_out, "rss"] = 1e9
+    raw.loc[held_out[:5], "rss"] = np.nan  # held-out gaps take the training value too
+    raw.loc[held_out[5:], "state"] = "R"
+    p = prepare_data(from_dataframe(raw), missing="impute")
+    np.testing.assert_array_equal(p.split.train, split.train)
+    expected = float(raw.loc[train_rows, "rss"].median())
+    whole = float(raw["rss"].median())
+    assert whole > expected + 5  # the held-out rows pull a whole-table median up
+    fills = p.preprocessor.fill_values
+    assert fills["rss"] == pytest.approx(expected)
+    assert fills["state"] == raw.loc[train_rows, "state"].mode().iloc[0] == "S"
+    gaps = raw["rss"].isna()
+    np.testing.assert_allclose(p.table.loc[gaps, "rss"], expected)
+    assert (p.table.loc[raw["state"].isna(), "state"] == "S").all()
+    detail = next(s.detail for s in p.cleaning.steps if s.action == "impute missing values")
+    assert "computed over the training rows only" in detail
+
+
+def test_impute_names_a_feature_without_training_values() -> None:
+    raw = make_sherlock18(n_per_app=100)
+    split = prepare_data(from_dataframe(raw), missing="impute").split
+    raw.loc[raw.index[split.train], "rss"] = np.nan
+    with pytest.raises(
+        DataError, match=r"feature\(s\) \['rss'\] have no value in any of the 240 training rows"
+    ):
+        prepare_data(from_dataframe(raw), missing="impute")

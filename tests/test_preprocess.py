@@ -249,3 +249,55 @@ def test_values_too_large_to_scale(table) -> None:
 
 def test_decode_no_labels(table) -> None:
     assert len(Preprocessor().fit(table).decode_labels([])) == 0
+
+
+def test_fill_values_fill_missing_and_infinite_values_and_are_saved(table, tmp_path) -> None:
+    pre = Preprocessor().fit(table).set_fill_values({"rss": 123.0, "state": "R"})
+    holes = table.iloc[:4].copy()
+    holes.iloc[0, holes.columns.get_loc("rss")] = np.nan
+    holes.iloc[1, holes.columns.get_loc("rss")] = np.inf
+    holes.iloc[2, holes.columns.get_loc("state")] = None
+    filled = table.iloc[:4].copy()
+    filled.iloc[[0, 1], filled.columns.get_loc("rss")] = 123.0
+    filled.iloc[2, filled.columns.get_loc("state")] = "R"
+    assert not pre.missing_rows(holes).any()
+    np.testing.assert_array_equal(pre.transform(holes), pre.transform(filled))
+    again = Preprocessor.load(pre.save(tmp_path / "p.json"))
+    assert again.fill_values == {"rss": 123.0, "state": "R"}
+    x, skipped = again.transform_complete(holes)
+    assert not skipped.any()
+    np.testing.assert_array_equal(x, pre.transform(filled))
+
+
+def test_files_without_fill_values_still_skip_incomplete_rows(table, tmp_path) -> None:
+    # Files of models trained with missing='drop' (and of every model before the fill
+    # values were recorded) carry no fill_values: incomplete rows stay incomplete.
+    d = Preprocessor().fit(table).to_dict()
+    assert "fill_values" not in d
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(d))
+    pre = Preprocessor.load(path)
+    holes = table.iloc[:3].copy()
+    holes.iloc[0, holes.columns.get_loc("rss")] = np.nan
+    assert pre.fill_values == {} and pre.missing_rows(holes).tolist() == [True, False, False]
+    with pytest.raises(DataError, match=r"missing values in rss \(1\)"):
+        pre.transform(holes)
+
+
+@pytest.mark.parametrize(
+    ("fills", "message"),
+    [
+        ([1.0], r"is damaged: fill_values must map input columns to values; found \[1.0\]"),
+        ({"Tinder": 1.0}, r"fill_values name column\(s\) \['Tinder'\] that are not input"),
+        ({"rss": "NaN"}, r"the fill value of 'rss' must be a number; found 'NaN'"),
+        ({"rss": float("inf")}, r"the fill value of 'rss' must be finite; found inf"),
+        ({"state": "Z"}, r"the fill value 'Z' of 'state' is not one of its categories"),
+    ],
+)
+def test_damaged_fill_values_are_named(table, tmp_path: Path, fills, message: str) -> None:
+    d = Preprocessor().fit(table).to_dict()
+    d["fill_values"] = fills
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(DataError, match=message):
+        Preprocessor.load(path)

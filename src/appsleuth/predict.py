@@ -4,7 +4,8 @@
 gzip) or Parquet file of any size in chunks, reading only the columns the model needs,
 and writes the predictions incrementally (to a temporary name, renamed at the end).
 Rows with a missing feature value are never silently dropped: they are counted, and
-their row ids are written to a side file.
+their row ids are written to a side file. A run trained with ``missing="impute"`` fills
+them instead, with the values its training rows gave (kept in ``preprocessor.json``).
 """
 
 from __future__ import annotations
@@ -306,9 +307,13 @@ def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
     """Rows without a usable value in each input column: missing, infinite, or too large
     for the model's float32 inputs once scaled."""
     pre = run.preprocessor
-    counts = {c: int(df[c].isna().sum()) for c in pre.input_columns if c in df.columns}
-    for c in pre.numeric_features:
-        if c in df.columns:
+    # A column with a fill value (a model trained with missing='impute') lacks nothing
+    # when empty: only values too large for the model leave its rows out.
+    gaps = [c for c in pre.input_columns if c in df.columns and c not in pre.fill_values]
+    counts = dict.fromkeys((c for c in pre.input_columns if c in df.columns), 0)
+    for c in gaps:
+        counts[c] = int(df[c].isna().sum())
+        if c in pre.numeric_features:
             counts[c] += int(infinite_mask(df[c]).sum())
     for c, rows in pre.out_of_range_rows(df).items():
         counts[c] += int(rows.sum())

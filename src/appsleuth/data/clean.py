@@ -26,7 +26,7 @@ from appsleuth.data.load import (
 )
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["CleaningReport", "CleaningStep", "clean_sherlock"]
+__all__ = ["CleaningReport", "CleaningStep", "clean_sherlock", "fill_values"]
 
 MissingPolicy = Literal["drop", "impute"]
 
@@ -91,14 +91,18 @@ def clean_sherlock(
 ) -> tuple[pd.DataFrame, CleaningReport]:
     """Clean a loaded table; the input is left unchanged.
 
+    For training, :func:`~appsleuth.data.prepare.prepare_data` cleans with the same
+    steps but imputes only after the split, from the training rows (see ``missing``).
+
     Args:
         df: A table from :func:`~appsleuth.data.load.load_sherlock` (or the generator).
         drop_empty_columns: Drop features with no value at all. Defaults to True.
         drop_constant_columns: Drop features with a single value. Defaults to True.
         missing: ``"drop"`` (default) removes rows with a missing feature; ``"impute"``
             fills numeric features with the column median and categories with the most
-            frequent value, computed over the whole table as the teaching material's
-            cleaning is (a small leak of location statistics; prefer ``drop``).
+            frequent value, computed over the whole table given here (there is no split
+            yet). :func:`~appsleuth.data.prepare.prepare_data` instead computes them
+            from the training rows only, after the split, and applies them to every row.
         drop_duplicates: Remove exact duplicate rows (label and features). Defaults
             to False: SherLock's duplicates are real repeated samples.
 
@@ -110,6 +114,28 @@ def clean_sherlock(
         DataError: Nothing usable remains (no feature column, or no row).
         SpecError: ``missing`` is not ``drop`` or ``impute``.
     """
+    return _clean(
+        df,
+        drop_empty_columns=drop_empty_columns,
+        drop_constant_columns=drop_constant_columns,
+        missing=missing,
+        drop_duplicates=drop_duplicates,
+        fill=True,
+    )
+
+
+def _clean(
+    df: pd.DataFrame,
+    *,
+    drop_empty_columns: bool,
+    drop_constant_columns: bool,
+    missing: MissingPolicy,
+    drop_duplicates: bool,
+    fill: bool,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """:func:`clean_sherlock`; with ``fill=False``, ``missing="impute"`` keeps the
+    incomplete rows unfilled (missing and infinite values as NaN) for the caller to fill
+    from the training rows once the table is split."""
     if missing not in ("drop", "impute"):
         raise SpecError(f"missing must be 'drop' or 'impute'; received missing={missing!r}")
     info = frame_info(df)
@@ -180,8 +206,10 @@ def clean_sherlock(
             )
         )
     else:
-        for f in gappy:
-            out[f] = out[f].fillna(_fill_value(out[f], f in info.categorical))
+        if fill:
+            for f in gappy:
+                out[f] = out[f].fillna(_fill_value(out[f], f in info.categorical))
+        source = "the whole table" if fill else "the training rows only"
         steps.append(
             CleaningStep(
                 action="impute missing values",
@@ -190,8 +218,8 @@ def clean_sherlock(
                 rows_after=n,
                 detail=(
                     f"filled {n_incomplete} incomplete rows (median for numbers, most "
-                    f"frequent value for categories) in {_names(list(gappy))}"
-                    f"{_infinite_note(infinite, features)}"
+                    f"frequent value for categories, computed over {source}) in "
+                    f"{_names(list(gappy))}{_infinite_note(infinite, features)}"
                 ),
             )
         )
@@ -310,6 +338,29 @@ def _infinite_note(infinite: dict[str, int], features: list[str]) -> str:
         return ""
     listed = ", ".join(f"{n} in {c}" for c, n in shown.items())
     return f" (infinite values, counted as missing: {listed})"
+
+
+def fill_values(train: pd.DataFrame) -> dict[str, Any]:
+    """The values that impute each feature of a cleaned table, from ``train``'s rows.
+
+    Numeric features get their median and categorical ones their most frequent value,
+    as ``clean_sherlock(missing="impute")`` fills them, but computed on the training
+    rows only so that no statistic of validation or test rows reaches training.
+
+    Args:
+        train: Training rows of a table cleaned with ``missing="impute"``.
+
+    Returns:
+        ``{feature: value}`` for every feature (numbers as float, categories as found in
+        the table); a feature without any value in ``train`` is left out.
+    """
+    info = frame_info(train)
+    out: dict[str, Any] = {}
+    for f in info.features:
+        value = _fill_value(train[f], f in info.categorical)
+        if not pd.isna(value):
+            out[f] = _plain(value)
+    return out
 
 
 def _fill_value(col: pd.Series, categorical: bool) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_sherlock
+from appsleuth.data.clean import CleaningReport, MissingPolicy, _clean, fill_values
 from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
@@ -202,12 +202,19 @@ def prepare_data(
             app class 1.
         features: Use only these feature columns (a list, or one comma-separated
             string). Defaults to the table's features.
-        missing: ``drop`` (default) or ``impute`` incomplete rows.
+        missing: ``drop`` (default) or ``impute`` incomplete rows. Imputation fills
+            each feature with its median (most frequent value for categories) over the
+            training rows of the split, in training, validation and test rows alike;
+            the values are kept in the preprocessor, which fills new data with them.
         drop_duplicates: Drop exact duplicate rows. Defaults to False.
         scaling: Feature scaling. Defaults to ``standard``.
 
     Returns:
         The :class:`PreparedData`.
+
+    Raises:
+        DataError: Nothing usable remains after cleaning, or a feature to impute has
+            no value in any training row.
     """
     if features is None:
         _warn_added_columns(df)
@@ -225,7 +232,15 @@ def prepare_data(
     if positive is not None and df[frame_info(df).label].nunique() > 2:
         df = one_vs_rest(df, positive)
         rest = _REST
-    table, cleaning = clean_sherlock(df, missing=missing, drop_duplicates=drop_duplicates)
+    # Imputation waits for the split: its fill values come from the training rows only.
+    table, cleaning = _clean(
+        df,
+        drop_empty_columns=True,
+        drop_constant_columns=True,
+        missing=missing,
+        drop_duplicates=drop_duplicates,
+        fill=False,
+    )
     if features is not None:
         # A named feature without a single value cannot be used (nor imputed); training
         # on the others while the spec lists it would misreport the model's inputs.
@@ -242,10 +257,14 @@ def prepare_data(
             )
     _check_classes_after_cleaning(table, cleaning)
     parts = split_data(table, split)
+    fills: dict[str, Any] = {}
+    if missing == "impute":
+        table, fills = _impute_from_training(table, parts)
     train, val, test = parts.frames(table)
     _check_training_classes(table, train, parts)
     pre = Preprocessor(scaling=scaling, positive_class=positive).fit(train)
     pre.rest_class = rest
+    pre.set_fill_values(fills)
 
     def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if len(rows) == 0:
@@ -269,6 +288,34 @@ def prepare_data(
         info=frame_info(table),
         table=table,
     )
+
+
+def _impute_from_training(table: pd.DataFrame, parts: DataSplit) -> tuple[pd.DataFrame, dict]:
+    """Fill every row's gaps with values computed on the training rows of ``parts``.
+
+    Returns:
+        The filled table (same rows, index and attrs) and the fill value of each feature.
+
+    Raises:
+        DataError: A feature has gaps but no value in any training row.
+    """
+    train = table.iloc[parts.train]
+    fills = fill_values(train)
+    info = frame_info(table)
+    gappy = [f for f in info.features if table[f].isna().any()]
+    unfillable = [f for f in gappy if f not in fills]
+    if unfillable:
+        raise DataError(
+            f"{info.dataset}: feature(s) {unfillable} have no value in any of the "
+            f"{len(train)} training rows of the {parts.spec.kind} split, so missing='impute' "
+            f"has nothing to fill them from; leave them out (features=...) or use "
+            f"missing='drop'"
+        )
+    if gappy:
+        attrs = table.attrs
+        table = table.fillna({f: fills[f] for f in gappy})
+        table.attrs = attrs
+    return table, fills
 
 
 def _check_classes_after_cleaning(table: pd.DataFrame, cleaning: CleaningReport) -> None:

@@ -54,6 +54,11 @@ class Preprocessor:
         rest_class: For a one-vs-rest task, the class every app other than
             ``positive_class`` was relabelled to (``other``); None otherwise. Set by
             :func:`~appsleuth.data.prepare.prepare_data`.
+        fill_values: For a model trained with ``missing="impute"``, the value that
+            fills each input column's missing (or infinite) values: the training rows'
+            median, or most frequent category. Empty otherwise: rows with a missing
+            value are then incomplete (prediction skips and counts them). Set by
+            :func:`~appsleuth.data.prepare.prepare_data` via :meth:`set_fill_values`.
     """
 
     def __init__(self, *, scaling: Scaling = "standard", positive_class: str | None = None):
@@ -68,6 +73,7 @@ class Preprocessor:
         self.categories: dict[str, list[str]] = {}
         self.classes: list[str] = []
         self.label: str | None = None
+        self.fill_values: dict[str, float | str] = {}
         self._offset = np.zeros(0)
         self._scale = np.ones(0)
 
@@ -144,6 +150,57 @@ class Preprocessor:
         self.classes = classes
         return self
 
+    def set_fill_values(self, fills: dict[str, Any]) -> Preprocessor:
+        """Impute missing input values with ``fills`` from now on (after :meth:`fit`).
+
+        Args:
+            fills: ``{input column: value}`` from the training rows; numbers for
+                numeric columns, a category for categorical ones. Empty: no imputation.
+
+        Returns:
+            self.
+
+        Raises:
+            DataError: A column is not an input column, a number is not finite, or a
+                category was not seen in training.
+        """
+        self._require_fitted()
+        self.fill_values = self._checked_fills(fills, source="set_fill_values")
+        return self
+
+    def _checked_fills(self, fills: Any, *, source: str) -> dict[str, float | str]:
+        if not isinstance(fills, dict):
+            raise DataError(
+                f"{source}: fill_values must map input columns to values; found {fills!r}"
+            )
+        unknown = [str(c) for c in fills if c not in self.input_columns]
+        if unknown:
+            raise DataError(
+                f"{source}: fill_values name column(s) {unknown} that are not input columns "
+                f"{self.input_columns}"
+            )
+        out: dict[str, float | str] = {}
+        for col, value in fills.items():
+            if col in self.categories:
+                text = str(value)
+                if text not in self.categories[col]:
+                    raise DataError(
+                        f"{source}: the fill value {value!r} of {col!r} is not one of its "
+                        f"categories {self.categories[col]}"
+                    )
+                out[col] = text
+            else:
+                if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                    raise DataError(
+                        f"{source}: the fill value of {col!r} must be a number; found {value!r}"
+                    )
+                if not np.isfinite(value):
+                    raise DataError(
+                        f"{source}: the fill value of {col!r} must be finite; found {value!r}"
+                    )
+                out[col] = float(value)
+        return out
+
     # --- applying --------------------------------------------------------------------
 
     @property
@@ -176,19 +233,21 @@ class Preprocessor:
         """Boolean mask of rows with a missing (or infinite) value in an input column."""
         self._require_fitted()
         self._check_columns(df)
-        return self._incomplete(self._numbers(df))
+        return self._incomplete(self._filled(self._numbers(df)))
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """The model's input matrix (float32) for ``df``.
 
         Unknown category values become all-zero columns, with a warning that names them.
+        Missing and infinite values take the :attr:`fill_values`, if any.
 
         Raises:
-            DataError: A required column is missing, or a value is missing or infinite.
+            DataError: A required column is missing, or a value is missing or infinite
+                (without a fill value).
         """
         self._require_fitted()
         self._check_columns(df)
-        df = self._numbers(df)
+        df = self._filled(self._numbers(df))
         self._check_complete(df, what="rows")
         return self._encode(df, np.zeros(len(df), dtype=bool))
 
@@ -198,7 +257,9 @@ class Preprocessor:
         Prediction uses it: incomplete rows are left out (and reported by the caller)
         without copying the table to drop them first. A row with an infinite numeric
         value is incomplete too (the loader treats infinite values as missing), so it
-        never reaches the model.
+        never reaches the model. With :attr:`fill_values` (a model trained with
+        ``missing="impute"``), missing and infinite values are filled instead, as the
+        training rows were, and only values too large for the model leave a row out.
 
         Returns:
             ``(x, missing)``: float32 matrix of the complete rows, in order, and a boolean
@@ -209,7 +270,7 @@ class Preprocessor:
         """
         self._require_fitted()
         self._check_columns(df)
-        df = self._numbers(df)
+        df = self._filled(self._numbers(df))
         missing = self._incomplete(df)
         x = self._encode(df, missing)
         return (x[~missing] if missing.any() else x), missing
@@ -306,6 +367,8 @@ class Preprocessor:
             "classes": list(self.classes),
             "offset": [float(v) for v in self._offset],
             "scale": [float(v) for v in self._scale],
+            # Only imputing models carry it: files of the others stay as they were.
+            **({"fill_values": dict(self.fill_values)} if self.fill_values else {}),
         }
 
     @classmethod
@@ -338,6 +401,9 @@ class Preprocessor:
             p._scale = np.asarray(d["scale"], dtype=np.float64)
         except (KeyError, TypeError, ValueError, AttributeError, SpecError) as exc:
             raise DataError(f"{source} is damaged: {type(exc).__name__}: {exc}") from exc
+        # Absent in files of models trained without imputation, and in files written
+        # before the fill values were recorded: those models skip incomplete rows.
+        p.fill_values = p._checked_fills(d.get("fill_values", {}), source=f"{source} is damaged")
         n = len(p.numeric_features)
         if (
             p._offset.shape != (n,)
@@ -393,6 +459,29 @@ class Preprocessor:
                 f"the data lacks feature column(s) {missing} that the model was trained on; "
                 f"columns found: {[str(c) for c in df.columns]}"
             )
+
+    def _filled(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with missing and infinite input values replaced by :attr:`fill_values`.
+
+        The table is copied only when it has something to fill.
+        """
+        if not self.fill_values:
+            return df
+        fills: dict[str, Any] = {}
+        replace_infinite = []
+        for col, value in self.fill_values.items():
+            infinite = infinite_mask(df[col]) if col in self.numeric_features else None
+            has_infinite = infinite is not None and bool(infinite.any())
+            if has_infinite:
+                replace_infinite.append((col, infinite))
+            if has_infinite or df[col].isna().any():
+                fills[col] = value
+        if not fills:
+            return df
+        df = df.copy()
+        for col, infinite in replace_infinite:
+            df[col] = df[col].where(~infinite)
+        return df.fillna(fills)
 
     def _numbers(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` with numbers written as text read as numbers (``"nan"``: missing)."""
