@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
@@ -301,3 +302,16 @@ def test_damaged_fill_values_are_named(table, tmp_path: Path, fills, message: st
     path.write_text(json.dumps(d))
     with pytest.raises(DataError, match=message):
         Preprocessor.load(path)
+
+
+def test_fill_values_reach_pandas_category_and_nullable_columns(table) -> None:
+    # Parquet files give category columns, which refuse a value not among their own
+    # categories, and nullable numbers, whose gaps are pd.NA.
+    pre = Preprocessor().fit(table).set_fill_values({"rss": 123.0, "state": "R"})
+    rows = table.iloc[:3].copy()
+    rows["state"] = pd.Categorical(["S", None, "S"], categories=["S"])
+    rows["rss"] = pd.array([pd.NA, 1.0, 2.0], dtype="Float64")
+    filled = table.iloc[:3].copy()
+    filled["state"] = ["S", "R", "S"]
+    filled["rss"] = [123.0, 1.0, 2.0]
+    np.testing.assert_array_equal(pre.transform(rows), pre.transform(filled))

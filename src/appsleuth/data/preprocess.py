@@ -481,6 +481,11 @@ class Preprocessor:
         df = df.copy()
         for col, infinite in replace_infinite:
             df[col] = df[col].where(~infinite)
+        for col in fills:
+            if isinstance(df[col].dtype, pd.CategoricalDtype):
+                # A pandas category column (e.g. from Parquet) refuses a value that is
+                # not among its own categories: plain values take any fill.
+                df[col] = df[col].astype(object)
         return df.fillna(fills)
 
     def _numbers(self, df: pd.DataFrame) -> pd.DataFrame:
