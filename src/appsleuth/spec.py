@@ -407,7 +407,8 @@ class DataSpec:
         features: Use only these feature columns. Defaults to all.
         apps: Keep only these apps (two make a binary task). Defaults to all.
         positive: One app against all others (e.g. ``Moriarty``). Defaults to None.
-        missing: ``drop`` (default) or ``impute`` incomplete rows.
+        missing: ``drop`` (default) or ``impute`` incomplete rows (with the training
+            rows' medians, kept with the run for prediction).
         split: The :class:`~appsleuth.data.split.SplitSpec`. Defaults to the teaching
             split (random, 20 %, seed 34).
     """
