@@ -270,9 +270,10 @@ def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome
 
 
 # How a worker ends when it was stopped rather than killed by its trial: the pool ends
-# its other workers with SIGTERM once one died, and SIGTERM or Ctrl-C is how a person (or
-# a scheduler) stops processes on purpose. Neither blames the trial being trained.
-_STOPPED = (-signal.SIGTERM, -signal.SIGINT)
+# its other workers with SIGTERM once one died, and SIGTERM, Ctrl-C or a closed terminal
+# (SIGHUP) is how a person or a scheduler stops processes on purpose. None of them
+# blames the trial being trained.
+_STOPPED = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
 
 _SIGNAL_HINTS = {
     signal.SIGKILL: "e.g. out of memory, or kill -9",
@@ -314,7 +315,7 @@ def _lost_trials(slots: _Slots, processes: dict[int, Any]) -> list[_Lost]:
 
     Returns:
         One per worker that was training a trial and died on its own (not stopped with
-        SIGTERM or Ctrl-C, as the pool stops the others).
+        SIGTERM, Ctrl-C or SIGHUP: see ``_STOPPED``).
     """
     lost = []
     for slot in range(len(slots.trials)):
