@@ -723,10 +723,22 @@ def test_a_trial_another_process_is_training_is_not_a_failure(
 
 
 class _PoolWithAKilledWorker:
-    """A process pool whose worker starts (takes its core set), then is killed mid-trial."""
+    """A process pool whose worker starts (takes its core set), then is lost.
+
+    ``in_trial`` is the trial its worker says it is training (None: none) and
+    ``exitcode`` how its process ended.
+    """
+
+    in_trial: int | None = None
+    exitcode = -signal.SIGKILL
 
     def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
-        initargs[0].get()  # what _init_worker does first in a started worker
+        slot, _ = initargs[0].get()  # what _init_worker does first in a started worker
+        slots = initargs[4]
+        slots.pids[slot] = 4242
+        if self.in_trial is not None:
+            slots.trials[slot] = self.in_trial
+        self._processes = {4242: _EndedProcess(4242, self.exitcode)}
 
     def submit(self, fn, *args) -> Future:
         future: Future = Future()
@@ -737,20 +749,126 @@ class _PoolWithAKilledWorker:
         del wait, cancel_futures
 
 
-def test_a_worker_killed_in_its_first_trial_stops_the_sweep_as_interrupted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+class _EndedProcess:
+    def __init__(self, pid: int, exitcode: int) -> None:
+        self.pid, self.exitcode = pid, exitcode
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        del timeout
+
+
+class _PoolWithAWorkerStoppedInATrial(_PoolWithAKilledWorker):
+    """A pool whose worker was stopped with SIGTERM (on purpose) while training trial 1."""
+
+    in_trial = 1
+    exitcode = -signal.SIGTERM
+
+
+@pytest.mark.parametrize("pool", [_PoolWithAKilledWorker, _PoolWithAWorkerStoppedInATrial])
+def test_a_worker_lost_without_a_trial_to_blame_stops_the_sweep_as_interrupted(
+    pool, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Killed before any trial finished (out of memory, kill -9): an interrupted sweep that
+    # Killed between trials, or stopped with SIGTERM (as the pool stops its other workers
+    # once one died): no trial is to blame, so none is failed. An interrupted sweep that
     # the same command resumes, not a script whose workers could not start.
     sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
-    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", _PoolWithAKilledWorker)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", pool)
     summary = run_local(sweep_dir, workers=1, progress=False)
     assert summary.interrupted
     assert summary.outcomes == ()
+    assert [st.status for st in trial_states(sweep_dir)] == ["pending", "pending"]
     err = capsys.readouterr().err
-    assert "a worker process was killed" in err
+    assert "so the sweep stopped" in err
     assert "run the same command again" in err
     assert "__main__" not in err
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "words"),
+    [
+        (-signal.SIGKILL, "exit code -9 / SIGKILL, e.g. out of memory, or kill -9"),
+        (-signal.SIGSEGV, "exit code -11 / SIGSEGV, a crash in native code"),
+        (-signal.SIGABRT, "exit code -6 / SIGABRT, aborted by native code"),
+        (-signal.SIGUSR1, "exit code -10 / SIGUSR1, killed by a signal"),
+        (3, "exit code 3"),
+    ],
+)
+def test_a_dead_workers_exit_code_is_said_in_words(exitcode: int, words: str) -> None:
+    from appsleuth.sweep.local import _how_it_died
+
+    assert _how_it_died(exitcode) == words
+
+
+def _init_worker_that_dies_in_a_trial(*args) -> None:
+    """A sweep worker's initializer that arms it to die (SIGKILL) training one trial.
+
+    Module-level, so that the pool pickles it by name into its spawned workers; the
+    trial's name comes from APPSLEUTH_TEST_DOOMED_TRIAL, which they inherit.
+    """
+    from appsleuth.sweep import local, worker
+
+    local._init_worker(*args)
+    doomed = os.environ.get("APPSLEUTH_TEST_DOOMED_TRIAL")
+    train = worker.train
+
+    def train_or_die(spec, **kwargs):
+        if kwargs.get("name") == doomed:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+        return train(spec, **kwargs)
+
+    worker.train = train_or_die
+
+
+def test_a_trial_whose_worker_dies_fails_and_the_sweep_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec(
+        base={"model": {"hidden": [4]}, "train": {"epochs": 1, "batch_size": 64}},
+        grid={"learning_rate": [0.001, 0.002, 0.003]},
+    )
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(spec.to_dict()))
+    sweep_dir = tmp_path / "out" / spec.name
+    doomed = spec.plan()[1].name
+    monkeypatch.setenv("APPSLEUTH_TEST_DOOMED_TRIAL", doomed)
+    monkeypatch.setattr("appsleuth.sweep.local._init_worker", _init_worker_that_dies_in_a_trial)
+    workers = str(min(2, len(os.sched_getaffinity(0))))
+    args = ["sweep", "run", str(spec_file), "--out", str(tmp_path / "out"), "--workers", workers]
+    assert main(args) == 1  # a failed trial, not an interrupted sweep (130)
+    out, err = capsys.readouterr()
+    assert "sweep t: 2 trained, 0 already complete, 1 failed" in out
+    assert f"the worker process training {doomed} (exit code -9 / SIGKILL" in err
+    # Only the dead worker's trial failed, with how its worker ended; the others are
+    # complete, also one the other worker was training when the pool stopped it.
+    died = r"^WorkerDied: the worker process training this trial died \(exit code -9 / SIGKILL"
+    states = {st.name: st for st in trial_states(sweep_dir)}
+    assert {n: st.status for n, st in states.items() if n != doomed} == {
+        n: "complete" for n in spec.plan().names() if n != doomed
+    }
+    assert states[doomed].status == "failed"
+    assert re.search(died, states[doomed].error or "")
+    assert "--retry-failed" in (states[doomed].error or "")
+    full = pd.read_csv(sweep_dir / "results_full.csv").set_index("name")
+    assert full.loc[doomed, "status"] == "failed"
+    assert re.search(died, full.loc[doomed, "error"])
+    assert len(pd.read_csv(sweep_dir / "results.csv")) == 2
+    # A re-run does not meet that trial again (no worker starts: it is quick) ...
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert "0 trained, 2 already complete, 1 failed" in out
+    assert "1 trial(s) that failed before were not run again" in err
+    # ... and --retry-failed trains it again: here its worker dies again, a new failure.
+    before = states[doomed].metadata["timestamp"]
+    assert main([*args, "--retry-failed"]) == 1
+    out, err = capsys.readouterr()
+    assert "0 trained, 2 already complete, 1 failed" in out
+    assert "failed before were not run again" not in err
+    [again] = [st for st in trial_states(sweep_dir) if st.name == doomed]
+    assert again.status == "failed" and re.search(died, again.error or "")
+    assert again.metadata["timestamp"] != before
 
 
 class _PoolInterruptedByCtrlC(_PoolWithAKilledWorker):

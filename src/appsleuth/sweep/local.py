@@ -5,6 +5,10 @@ each, never more workers x threads than the cores this process may use) and runs
 in plan order, loading the data once. Completed trials are skipped, so re-running the
 same command resumes; Ctrl-C stops the workers and leaves unfinished trials without
 metadata (they are redone next time); ``kill -9`` of the whole process tree does the same.
+A worker that dies on its own (out of memory, ``kill -9`` of that worker, a crash in
+native code) fails the trial it was training, recorded as any failed trial is, and the
+sweep goes on with fresh workers: re-running the same command does not meet that trial
+again unless asked to (``retry_failed``).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Any
 from appsleuth._keras import check_backend
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import apply_device, apply_thread_limits, available_cores
+from appsleuth.run import RunInUseError, record_failed_run, run_status
 from appsleuth.sweep.space import ExecutorSpec
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
-from appsleuth.sweep.worker import TrialOutcome, check_complete, run_trial
+from appsleuth.sweep.worker import RUNNING_ELSEWHERE, TrialOutcome, check_complete, run_trial
 
 __all__ = ["LocalSummary", "SweepInterrupted", "plan_workers", "run_local"]
 
@@ -43,8 +48,13 @@ class LocalSummary:
         workers: Worker processes used.
         threads_per_trial: Threads each had.
         wall_s: Wall time of this call.
-        interrupted: True when a lost worker (killed: out of memory, ``kill -9``)
-            stopped it early. (Ctrl-C raises :class:`SweepInterrupted` instead.)
+        interrupted: True when the sweep stopped early with trials left to run. A
+            worker process that died (out of memory, ``kill -9``, a crash in native code)
+            while training a trial does not stop it: that trial is an outcome ``failed``,
+            its error saying how the worker ended, and the others go on in fresh workers.
+            Only a worker lost without a trial to blame (stopped by SIGTERM, or dead
+            between trials) stops the sweep here; Ctrl-C (or SIGTERM of this process)
+            raises :class:`SweepInterrupted` instead.
     """
 
     sweep_dir: Path
@@ -111,11 +121,49 @@ def plan_workers(workers: int | None, threads_per_trial: int, n_trials: int) -> 
     return used
 
 
-def _init_worker(core_sets: Any, threads: int, device: str, shared_gpu: bool) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Slots:
+    """Which trial each worker of one pool is training, in memory shared with the workers.
+
+    A process pool does not say which of its processes ran which task, and a worker
+    killed outright cannot report: so each worker writes its pid into its slot when it
+    starts, and the trial it trains while it trains one. Plain shared memory: a write is
+    seen at once, with no message left unsent by a ``kill -9``.
+
+    Attributes:
+        pids: The pid of each slot's worker (0 before it started).
+        trials: The index of the trial each worker is training, -1 for none.
+        started: When each worker began that trial (``time.time()``).
+    """
+
+    pids: Any
+    trials: Any
+    started: Any
+
+    @classmethod
+    def create(cls, ctx: Any, n_workers: int) -> _Slots:
+        """Slots for ``n_workers`` workers, in shared memory of the context ``ctx``."""
+        return cls(
+            pids=ctx.RawArray("q", [0] * n_workers),
+            trials=ctx.RawArray("q", [-1] * n_workers),
+            started=ctx.RawArray("d", [0.0] * n_workers),
+        )
+
+
+# In a worker process: its pool's slots and its own slot number (set by _init_worker).
+_MY_SLOT: tuple[_Slots, int] | None = None
+
+
+def _init_worker(
+    core_sets: Any, threads: int, device: str, shared_gpu: bool, slots: _Slots
+) -> None:
     # Runs in the fresh (spawned) process before Keras or JAX are imported.
+    global _MY_SLOT
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _exit_with_parent(os.getppid())
-    cores = core_sets.get()
+    slot, cores = core_sets.get()
+    slots.pids[slot] = os.getpid()
+    _MY_SLOT = (slots, slot)
     apply_thread_limits(threads, cores)
     if shared_gpu:
         # JAX takes 75 % of a GPU's memory per process by default: workers sharing one
@@ -209,7 +257,206 @@ def _note_engine_fallback(trials: list[Any]) -> None:
 
 
 def _worker_call(sweep_dir: str, index: int, retry_failed: bool) -> TrialOutcome:
-    return run_trial(sweep_dir, index, retry_failed=retry_failed)
+    mine = _MY_SLOT
+    if mine is not None:
+        slots, slot = mine
+        slots.started[slot] = time.time()
+        slots.trials[slot] = index  # last: the index is what says a trial is in progress
+    try:
+        return run_trial(sweep_dir, index, retry_failed=retry_failed)
+    finally:
+        if mine is not None:
+            slots.trials[slot] = -1
+
+
+# How a worker ends when it was stopped rather than killed by its trial: the pool ends
+# its other workers with SIGTERM once one died, and SIGTERM, Ctrl-C or a closed terminal
+# (SIGHUP) is how a person or a scheduler stops processes on purpose. None of them
+# blames the trial being trained.
+_STOPPED = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
+
+_SIGNAL_HINTS = {
+    signal.SIGKILL: "e.g. out of memory, or kill -9",
+    signal.SIGSEGV: "a crash in native code",
+    signal.SIGBUS: "a crash in native code",
+    signal.SIGABRT: "aborted by native code",
+    signal.SIGILL: "a crash in native code",
+    signal.SIGFPE: "a crash in native code",
+}
+
+
+def _how_it_died(exitcode: int) -> str:
+    """A dead worker's exit code in words, e.g. ``exit code -9 / SIGKILL, e.g. out of memory``."""
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        sig = signal.Signals(-exitcode)
+    except ValueError:
+        return f"exit code {exitcode} / signal {-exitcode}"
+    hint = _SIGNAL_HINTS.get(sig, "killed by a signal")
+    return f"exit code {exitcode} / {sig.name}, {hint}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lost:
+    """A trial whose worker process died while training it."""
+
+    index: int
+    started: float
+    exitcode: int
+
+
+def _lost_trials(slots: _Slots, processes: dict[int, Any]) -> list[_Lost]:
+    """The trials whose worker died while training them, after a pool broke.
+
+    Args:
+        slots: The pool's slots.
+        processes: The pool's worker processes by pid, all ended (joined).
+
+    Returns:
+        One per worker that was training a trial and died on its own (not stopped with
+        SIGTERM, Ctrl-C or SIGHUP: see ``_STOPPED``).
+    """
+    lost = []
+    for slot in range(len(slots.trials)):
+        index = slots.trials[slot]
+        process = processes.get(slots.pids[slot])
+        if index < 0 or process is None:
+            continue
+        exitcode = process.exitcode
+        if exitcode is None or exitcode in _STOPPED:
+            continue
+        lost.append(_Lost(index=index, started=slots.started[slot], exitcode=exitcode))
+    return lost
+
+
+def _record_lost(sweep_dir: Path, trial: Any, lost: _Lost) -> TrialOutcome | None:
+    """Record a trial whose worker died as failed, as a trial that raised is recorded.
+
+    Returns:
+        Its ``failed`` outcome (``running-elsewhere`` when another process took the run
+        directory since), or None when the trial is complete after all (its worker died
+        after writing its result): it is then run again to be reported as ``skipped``.
+    """
+    run_dir = sweep_dir / trial.name
+    if run_status(run_dir) == "complete":
+        return None
+    error = (
+        f"WorkerDied: the worker process training this trial died "
+        f"({_how_it_died(lost.exitcode)}); it is recorded as failed so that the sweep goes "
+        f"on without it; add --retry-failed (retry_failed=True) to train it again (if it "
+        f"ran out of memory: with fewer workers, or a smaller model or batch)"
+    )
+    seconds = time.time() - lost.started
+    try:
+        if not record_failed_run(run_dir, trial.spec, error, started=lost.started):
+            return None
+    except RunInUseError as exc:
+        return TrialOutcome(
+            index=trial.index,
+            name=trial.name,
+            status=RUNNING_ELSEWHERE,
+            seconds=seconds,
+            error=str(exc),
+        )
+    except (OSError, AppSleuthError):
+        pass  # not recorded (the outcome still reports it), as run_trial does
+    return TrialOutcome(
+        index=trial.index, name=trial.name, status="failed", seconds=seconds, error=error
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PoolEnd:
+    """How one process pool ended.
+
+    Attributes:
+        broken: A worker process died, which ends the whole pool.
+        lost: The trials whose worker died while training them.
+        taken: Whether any worker took its core set (got as far as starting).
+    """
+
+    broken: bool
+    lost: list[_Lost]
+    taken: bool
+
+
+def _run_pool(
+    ctx: Any,
+    sweep_dir: Path,
+    plan: Any,
+    indices: list[int],
+    *,
+    n_workers: int,
+    threads_per_trial: int,
+    device: str,
+    retry_failed: bool,
+    report: Callable[[int, TrialOutcome], None],
+    tick: Callable[[], None],
+) -> _PoolEnd:
+    """Run trials ``indices`` of ``plan`` in one process pool until all are reported (to
+    ``report``, with ``tick`` called between polls) or a worker dies.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (or SIGTERM); the workers are stopped first.
+    """
+    core_sets = ctx.Queue()
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    for w in range(n_workers):
+        cores = allowed[w * threads_per_trial : (w + 1) * threads_per_trial] or None
+        core_sets.put((w, cores))
+    slots = _Slots.create(ctx, n_workers)
+    pool = ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(core_sets, threads_per_trial, device, device != "cpu" and n_workers > 1, slots),
+    )
+    pending: dict[Future[TrialOutcome], int] = {}
+    processes: dict[int, Any] = {}
+    clean = False
+    try:
+        for index in indices:
+            pending[pool.submit(_worker_call, str(sweep_dir), index, retry_failed)] = index
+        # Kept now: the pool forgets its processes on shutdown, and their exit codes are
+        # what tells a worker that died from one the pool stopped.
+        processes = dict(getattr(pool, "_processes", None) or {})
+        while pending:
+            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    raise
+                except Exception as exc:  # a worker-side error outside train()
+                    outcome = TrialOutcome(
+                        index=index,
+                        name=plan[index].name,
+                        status="failed",
+                        seconds=0.0,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                report(index, outcome)
+            tick()
+        clean = True
+    except BrokenProcessPool:
+        pass
+    finally:
+        if not clean:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.terminate()
+        processes.update(getattr(pool, "_processes", None) or {})  # broken while submitting
+        # Waits for the workers to end, so that their exit codes are final below.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if clean:
+        return _PoolEnd(broken=False, lost=[], taken=True)
+    for proc in processes.values():
+        proc.join(timeout=5)
+    return _PoolEnd(
+        broken=True, lost=_lost_trials(slots, processes), taken=_any_taken(core_sets, n_workers)
+    )
 
 
 def run_local(
@@ -292,65 +539,74 @@ def run_local(
     started = True  # becomes False when the pool breaks before any trial finishes
     if todo:
         ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
-        core_sets = ctx.Queue()
-        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        for w in range(n_workers):
-            core_sets.put(allowed[w * threads_per_trial : (w + 1) * threads_per_trial] or None)
-        pool = ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(core_sets, threads_per_trial, device, device != "cpu" and n_workers > 1),
-        )
-        pending: dict[Future[TrialOutcome], int] = {}
+        remaining = list(todo)
+
+        def report(index: int, outcome: TrialOutcome) -> None:
+            remaining.remove(index)
+            outcomes.append(outcome)
+            bar.finished(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
         previous_term = _interrupt_on_sigterm()
         try:
-            for index in todo:
-                pending[pool.submit(_worker_call, str(sweep_dir), index, retry_failed)] = index
-            while pending:
-                done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BrokenProcessPool:
-                        raise
-                    except Exception as exc:  # a worker-side error outside train()
-                        outcome = TrialOutcome(
-                            index=index,
-                            name=plan[index].name,
-                            status="failed",
-                            seconds=0.0,
-                            error=f"{type(exc).__name__}: {exc}",
+            # One pool per round: a worker that dies ends its pool (the others are stopped
+            # and their trials redone), its trial is recorded as failed, and a fresh pool
+            # runs the rest. Each round that ends so fails a trial, so rounds are finite.
+            while remaining:
+                before = len(remaining)
+                end = _run_pool(
+                    ctx,
+                    sweep_dir,
+                    plan,
+                    list(remaining),
+                    n_workers=min(n_workers, len(remaining)),
+                    threads_per_trial=threads_per_trial,
+                    device=device,
+                    retry_failed=retry_failed,
+                    report=report,
+                    tick=bar.refresh,
+                )
+                if not end.broken:
+                    break
+                failed: list[str] = []
+                for lost in end.lost:
+                    outcome = _record_lost(sweep_dir, plan[lost.index], lost)
+                    if outcome is not None:  # None: complete after all, skipped next round
+                        failed.append(f"{outcome.name} ({_how_it_died(lost.exitcode)})")
+                        report(lost.index, outcome)
+                if not end.lost or len(remaining) == before:
+                    # No trial to blame (a worker stopped with SIGTERM, or dead between
+                    # trials or while starting), or a round that did nothing: stop, as
+                    # another round could meet the same end again.
+                    interrupted = True
+                    # A worker takes its core set once it has started: if any did, the
+                    # workers could start and one was lost later, not a script without
+                    # a main guard.
+                    started = len(outcomes) > len(already) or end.taken
+                    if started:
+                        print(
+                            "appsleuth: a worker process was stopped (by a signal such as "
+                            "SIGTERM) or died between trials, so the sweep stopped; run the "
+                            "same command again: complete trials are kept and the unfinished "
+                            "ones are redone",
+                            file=sys.stderr,
+                            flush=True,
                         )
-                    outcomes.append(outcome)
-                    bar.finished(outcome)
-                    if on_outcome is not None:
-                        on_outcome(outcome)
-                bar.refresh()
+                    break
+                if remaining and failed:
+                    print(
+                        f"appsleuth: the worker process training {', '.join(failed)} died, so "
+                        f"that trial is recorded as failed; the {len(remaining)} other "
+                        f"unfinished trial(s) go on in fresh worker processes",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         except KeyboardInterrupt:
             interrupted = stopped = True
-        except BrokenProcessPool:
-            interrupted = True  # a worker was killed (out of memory, kill -9)
-            # A worker takes its core set once it has started: if any did, the workers
-            # could start and one was lost later, not a script without a main guard.
-            started = len(outcomes) > len(already) or _any_taken(core_sets, n_workers)
-            if started:
-                print(
-                    "appsleuth: a worker process was killed (out of memory, or by a signal "
-                    "such as kill -9), so the sweep stopped; run the same command again: "
-                    "complete trials are kept and the unfinished ones are redone",
-                    file=sys.stderr,
-                    flush=True,
-                )
         finally:
             if previous_term is not None:
                 signal.signal(signal.SIGTERM, previous_term)
-            if interrupted:
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    if proc.is_alive():
-                        proc.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
             bar.stop()
         if interrupted and not started:
             raise AppSleuthError(
