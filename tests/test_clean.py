@@ -56,6 +56,28 @@ def test_impute_keeps_rows_and_fills_median_and_mode() -> None:
     assert report.steps[2].action == "impute missing values"
 
 
+@pytest.mark.parametrize("missing", ["drop", "impute"])
+def test_empty_columns_kept_on_request_are_not_dropped_as_constant(missing: str) -> None:
+    # Describing cminflt (no value) as constant raised IndexError, and dropping it as
+    # constant would have undone drop_empty_columns=False.
+    df = make_sherlock18()  # cminflt has no value, guest_time is always 0
+    if missing == "drop":
+        with pytest.raises(DataError, match="no row is left after cleaning"):
+            clean_sherlock(df, drop_empty_columns=False, missing=missing)
+        return
+    df.loc[df.index[:3], "rss"] = np.nan
+    out, report = clean_sherlock(df, drop_empty_columns=False, missing=missing)
+    assert "cminflt" in out.columns and out["cminflt"].isna().all()
+    assert "guest_time" not in out.columns
+    constant, imputed = report.steps[0], report.steps[1]
+    assert constant.columns == ("guest_time",)
+    assert imputed.detail.startswith("filled 3 incomplete rows")
+    assert "in rss; cminflt has no value in any row to fill from and stays empty" in (
+        imputed.detail
+    )
+    assert out["rss"].notna().all()
+
+
 def test_drop_duplicates() -> None:
     df = make_sherlock18()  # values repeat in runs of 5, but state varies
     out, report = clean_sherlock(df, drop_duplicates=True)

@@ -166,7 +166,9 @@ def _clean(
             )
         )
     if drop_constant_columns:
-        constant = [f for f in features if is_constant(out[f])]
+        # A column without any value is empty, not constant: kept when asked to keep
+        # empty columns (drop_empty_columns=False), and it has no value to describe.
+        constant = [f for f in features if is_constant(out[f]) and out[f].notna().any()]
         features = [f for f in features if f not in constant]
         steps.append(
             CleaningStep(
@@ -206,10 +208,20 @@ def _clean(
             )
         )
     else:
+        # Only kept with drop_empty_columns=False: no value to fill them from.
+        empty = [f for f in gappy if out[f].isna().all()]
+        fillable = [f for f in gappy if f not in empty]
+        n_filled = int(out[fillable].isna().any(axis=1).sum()) if fillable else 0
         if fill:
-            for f in gappy:
+            for f in fillable:
                 out[f] = out[f].fillna(_fill_value(out[f], f in info.categorical))
         source = "the whole table" if fill else "the training rows only"
+        left = (
+            f"; {_names(empty)} ha{'s' if len(empty) == 1 else 've'} no value in any row to "
+            f"fill from and stay{'s' if len(empty) == 1 else ''} empty"
+            if empty
+            else ""
+        )
         steps.append(
             CleaningStep(
                 action="impute missing values",
@@ -217,9 +229,9 @@ def _clean(
                 rows_before=n,
                 rows_after=n,
                 detail=(
-                    f"filled {n_incomplete} incomplete rows (median for numbers, most "
+                    f"filled {n_filled} incomplete rows (median for numbers, most "
                     f"frequent value for categories, computed over {source}) in "
-                    f"{_names(list(gappy))}{_infinite_note(infinite, features)}"
+                    f"{_names(fillable)}{_infinite_note(infinite, features)}{left}"
                 ),
             )
         )
