@@ -27,7 +27,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert __version__ in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args", [[], ["data"], ["data", "check"], ["data", "synth"], ["demo"]])
+@pytest.mark.parametrize(
+    "args", [[], ["data"], ["data", "check"], ["data", "clean"], ["data", "synth"], ["demo"]]
+)
 def test_help_on_every_command(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*args, "--help"]) == 0
     assert "Usage: appsleuth" in capsys.readouterr().out
@@ -143,6 +145,148 @@ def test_synth_writes_and_refuses_to_overwrite(
     assert "already exists; pass --force" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main([*args, "--force"]) == 0
+
+
+def _clean_input(source: str, shared_data: Path, tmp_path: Path) -> Path:
+    """A file to clean: one of the real samples, or what ``data synth`` writes."""
+    if source != "synth":
+        return shared_data / source
+    path = tmp_path / "synth.csv"
+    assert main(["data", "synth", "--out", str(path), "--rows", "400", "--with-ids"]) == 0
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "suffix", "options", "kwargs"),
+    [
+        ("sherlock_mystery.csv", ".csv", [], {}),
+        ("sherlock_mystery.csv", ".parquet", ["--missing", "impute"], {"missing": "impute"}),
+        (
+            "sherlock_raw_sample.csv",
+            ".parquet",
+            ["--keep-constant-columns"],
+            {"drop_constant_columns": False},
+        ),
+        ("synth", ".csv.gz", ["--drop-duplicates"], {"drop_duplicates": True}),
+        (
+            "synth",
+            ".csv",
+            ["--missing", "impute", "--keep-empty-columns"],
+            {"missing": "impute", "drop_empty_columns": False},
+        ),
+    ],
+)
+def test_data_clean_writes_what_clean_sherlock_returns(
+    source: str,
+    suffix: str,
+    options: list[str],
+    kwargs: dict,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import pandas as pd
+
+    from appsleuth.data.clean import clean_sherlock
+
+    data = _clean_input(source, shared_data, tmp_path)
+    out = tmp_path / f"cleaned{suffix}"
+    capsys.readouterr()
+    assert main(["data", "clean", str(data), str(out), *options]) == 0
+    expected, report = clean_sherlock(load_sherlock(data), **kwargs)
+    back = load_sherlock(out)
+    pd.testing.assert_frame_equal(back, expected)
+    assert frame_info(back).features == frame_info(expected).features
+    printed = capsys.readouterr().out
+    assert f"{report.rows_before:,} -> {report.rows_after:,} rows" in printed
+    for step in report.steps:
+        assert f"  {step.action}: {step.detail}" in printed
+    assert f"wrote {len(expected):,} rows" in printed
+    # Imputing here uses every row: the report must say that train does not.
+    imputed = kwargs.get("missing") == "impute"
+    assert ("filled from the whole table" in printed) is imputed
+    assert ("train imputes from its training rows only" in printed) is imputed
+
+
+def test_data_clean_json_report(shared_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "c.csv"
+    data = shared_data / "sherlock_mystery.csv"
+    assert main(["data", "clean", str(data), str(out), "--missing", "impute", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["output"], report["rows_before"], report["rows_after"]) == (str(out), 200, 200)
+    assert [s["action"] for s in report["steps"]][-1] == "impute missing values"
+    assert "training rows only" in report["note"]
+
+
+def test_data_clean_refuses_an_existing_output_without_force(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "c.csv"
+    out.write_text("keep me\n")
+    args = ["data", "clean", str(shared_data / "sherlock_mystery.csv"), str(out)]
+    assert main(args) == 2
+    assert "c.csv already exists; pass --force" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+    assert main([*args, "--force"]) == 0
+    assert len(load_sherlock(out)) == 152
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
+def test_data_clean_never_overwrites_its_input(
+    spelling: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "in.csv"
+    assert main(["data", "synth", "--out", str(data), "--rows", "100"]) == 0
+    before = data.read_bytes()
+    out = {"same": data, "dotted": tmp_path / "." / "in.csv", "link": tmp_path / "link.csv"}
+    if spelling == "link":
+        out["link"].symlink_to(data)
+    capsys.readouterr()
+    assert main(["data", "clean", str(data), str(out[spelling]), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "is INPUT" in err and "never overwrites its input" in err
+    assert data.read_bytes() == before
+
+
+def test_data_clean_bad_options_are_one_line_errors(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(shared_data / "sherlock_mystery.csv")
+    assert main(["data", "clean", data, str(tmp_path / "c.csv"), "--missing", "fill"]) == 2
+    assert "Invalid value for '--missing': 'fill' is not one of 'drop', 'impute'" in (
+        capsys.readouterr().err
+    )
+    assert main(["data", "clean", data, str(tmp_path / "c.txt")]) == 2
+    assert "must end in .csv, .csv.gz or .parquet; received 'c.txt'" in capsys.readouterr().err
+    assert main(["data", "clean", str(tmp_path / "nope.csv"), str(tmp_path / "c.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.csv does not exist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "writer", "error", "code"),
+    [(".csv", "to_csv", KeyboardInterrupt, 130), (".parquet", "to_parquet", OSError, 2)],
+)
+def test_data_clean_interrupted_write_leaves_no_output(
+    suffix: str,
+    writer: str,
+    error: type[BaseException],
+    code: int,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pandas as pd
+
+    def half_written(self, path, *args, **kwargs):
+        Path(path).write_text("ApplicationName,CPU_USAGE\nFacebook,")
+        raise error(28, "No space left on device") if error is OSError else error()
+
+    monkeypatch.setattr(pd.DataFrame, writer, half_written)
+    out = tmp_path / f"c{suffix}"
+    assert main(["data", "clean", str(shared_data / "sherlock_mystery.csv"), str(out)]) == code
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sizes_beyond_memory_are_a_clear_error(

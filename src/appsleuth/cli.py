@@ -157,7 +157,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.group()
 def data() -> None:
-    """Inspect and generate data: check, synth."""
+    """Inspect, clean and generate data: check, clean, synth."""
 
 
 @data.command("check")
@@ -297,6 +297,123 @@ def data_synth(
     path = write_table(df, out, force=force)
     counts = df["ApplicationName"].value_counts()
     click.echo(f"wrote {len(df):,} synthetic rows ({len(counts)} apps, seed {seed}) to {path}")
+
+
+_IMPUTE_NOTE = (
+    "missing values are filled from the whole table (there is no split here), validation "
+    "rows included; train imputes from its training rows only (data: {missing: impute} in "
+    "a --config spec, on the uncleaned file), which keeps validation rows out of the fill "
+    "values"
+)
+
+
+@data.command("clean")
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--missing",
+    type=click.Choice(["drop", "impute"]),
+    default="drop",
+    show_default=True,
+    help="Rows with a missing (or infinite) feature value: drop them, or impute them with "
+    "each feature's median (most frequent value for categories) over the whole table "
+    "(train imputes from its training rows only).",
+)
+@click.option(
+    "--drop-duplicates",
+    is_flag=True,
+    help="Also drop exact duplicate rows (label and features); kept by default, since "
+    "SherLock's duplicates are real repeated samples.",
+)
+@click.option("--keep-empty-columns", is_flag=True, help="Keep features with no value at all.")
+@click.option("--keep-constant-columns", is_flag=True, help="Keep features with a single value.")
+@_data_options
+@click.option("--json", "as_json", is_flag=True, help="Print the cleaning report as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing OUTPUT (never INPUT).")
+def data_clean(
+    input_file: Path,
+    output: Path,
+    missing: str,
+    drop_duplicates: bool,
+    keep_empty_columns: bool,
+    keep_constant_columns: bool,
+    label: str,
+    features: list[str] | None,
+    encoding: str,
+    as_json: bool,
+    force: bool,
+) -> None:
+    """Clean INPUT as training does and write the table to OUTPUT (.csv, .csv.gz, .parquet).
+
+    Drops all-missing and constant feature columns, then rows with a missing or infinite
+    feature value (or imputes them: --missing impute), and optionally exact duplicate
+    rows; prints each step. OUTPUT keeps the label, id and kept feature columns, and is
+    written under a temporary name, then renamed.
+
+    --missing impute fills from the whole table here, as there is no split yet; train
+    (data: {missing: impute} in a spec) fills from the training rows only, so for honest
+    validation numbers train on the uncleaned file instead.
+    """
+    import json
+
+    from appsleuth.data.clean import clean_sherlock
+    from appsleuth.data.load import load_sherlock
+    from appsleuth.data.tables import check_table_output, write_table
+
+    if _same_file(input_file, output):
+        raise AppSleuthError(
+            f"OUTPUT {output} is INPUT {input_file}; cleaning never overwrites its input: "
+            f"name another output file"
+        )
+    # Before reading: a large file is not cleaned only for its output to be refused.
+    check_table_output(output, force=force)
+    _progress_note(f"reading {input_file} ({_size_text(input_file)})")
+    df = load_sherlock(
+        input_file, label=label, features=features, encoding=encoding, single_class=True
+    )
+    cleaned, report = clean_sherlock(
+        df,
+        drop_empty_columns=not keep_empty_columns,
+        drop_constant_columns=not keep_constant_columns,
+        missing=missing,  # type: ignore[arg-type]
+        drop_duplicates=drop_duplicates,
+    )
+    path = write_table(cleaned, output, force=force)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "input": str(input_file),
+                    "output": str(path),
+                    "missing": missing,
+                    **report.to_dict(),
+                    "note": _IMPUTE_NOTE if missing == "impute" else None,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"cleaned {input_file}: {report.rows_before:,} -> {report.rows_after:,} rows, "
+        f"{len(report.features_before)} -> {len(report.features_after)} features"
+    )
+    for step in report.steps:
+        detail = step.detail
+        if step.action == "one-hot encode":
+            # The file keeps the categories as text: the encoding is the training's.
+            detail += f" (at training; {output.name} keeps {step.columns[0]} as text)"
+        click.echo(f"  {step.action}: {detail}")
+    if missing == "impute":
+        click.echo(f"note: {_IMPUTE_NOTE}")
+    click.echo(f"wrote {len(cleaned):,} rows x {len(cleaned.columns)} columns to {path}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links too, where both exist)."""
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return a.resolve() == b.resolve()
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:

@@ -19,7 +19,7 @@ from appsleuth.data._record import as_record
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 
-__all__ = ["cache_dir", "embedded_data", "write_table"]
+__all__ = ["cache_dir", "check_table_output", "embedded_data", "write_table"]
 
 _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -44,9 +44,34 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool =
     """
     if not isinstance(df, pd.DataFrame):
         raise AppSleuthError(f"write_table needs a pandas DataFrame; received {type(df).__name__}")
-    path = Path(path)
+    path = check_table_output(path, force=force)
     name = path.name.lower()
-    if not name.endswith(_SUFFIXES):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        if name.endswith(".parquet"):
+            df.to_parquet(tmp, index=True)
+        else:
+            df.to_csv(tmp, index=True, compression="gzip" if name.endswith(".gz") else None)
+    return path
+
+
+def check_table_output(path: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """The checks :func:`write_table` makes before writing, for callers that want them
+    before a long computation rather than after it.
+
+    Args:
+        path: Target file.
+        force: Whether an existing file may be overwritten. Defaults to False.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        AppSleuthError: The file exists and ``force`` is False, or the extension is not
+            one of ``.csv``, ``.csv.gz``, ``.parquet``.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(_SUFFIXES):
         raise AppSleuthError(
             f"output file {path} must end in .csv, .csv.gz or .parquet; received {path.name!r}"
         )
@@ -54,12 +79,6 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, force: bool =
         raise AppSleuthError(
             f"output file {path} already exists; pass --force (force=True) to overwrite it"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as tmp:
-        if name.endswith(".parquet"):
-            df.to_parquet(tmp, index=True)
-        else:
-            df.to_csv(tmp, index=True, compression="gzip" if name.endswith(".gz") else None)
     return path
 
 
