@@ -496,6 +496,32 @@ def test_baselines_take_the_label_column_of_a_generic_file(
     assert "no label column 'ApplicationName'" in capsys.readouterr().err
 
 
+def test_baselines_read_the_data_and_split_of_a_config(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A user who trains with --config run.yaml compares with the same data and split.
+    data = _generic_file(shared_data, tmp_path)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data: {{path: {json.dumps(str(data))}, label: app, split: {{val_fraction: 0.5}}}}\n"
+        "model: {hidden: [4]}\n"
+    )
+
+    def metrics(*args: str) -> dict:
+        capsys.readouterr()
+        assert main(["baselines", *args, "--json"]) == 0, capsys.readouterr().err
+        results = json.loads(capsys.readouterr().out)
+        return {name: {**m, "fit_seconds": None} for name, m in results.items()}
+
+    options = ["--data", str(data), "--label", "app"]
+    from_config = metrics("--config", str(config))
+    assert from_config == metrics(*options, "--val-fraction", "0.5")
+    assert from_config != metrics(*options)  # the config's split, not the default one
+    # Options override the config, as in train.
+    overridden = metrics("--config", str(config), "--val-fraction", "0.3")
+    assert overridden == metrics(*options, "--val-fraction", "0.3")
+
+
 def test_train_label_option_reaches_the_spec(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -724,9 +724,17 @@ def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A run spec in YAML, as train takes: its data section (file, label, apps, "
+    "split, missing) is used; options override it.",
+)
 @_task_options
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def baselines(
+    config: Path | None,
     data_path: Path | None,
     label: str | None,
     rows: int | None,
@@ -739,7 +747,11 @@ def baselines(
     group_column: str | None,
     as_json: bool,
 ) -> None:
-    """Logistic regression and a decision tree on the same split, for comparison."""
+    """Logistic regression and a decision tree on the same split, for comparison.
+
+    With --config run.yaml they use the data and split that train --config run.yaml
+    uses (the spec's model and train sections do not apply).
+    """
     import json
 
     from appsleuth.baselines import run_baselines
@@ -757,7 +769,7 @@ def baselines(
         test_fraction,
         group_column,
     )
-    spec = _run_spec_from_options(None, overrides)
+    spec = _run_spec_from_options(config, overrides)
     prepared = prepare_run_data(spec, load_data(spec))
     results = run_baselines(prepared)
     if as_json:
