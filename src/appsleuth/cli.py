@@ -476,7 +476,7 @@ def _data_overrides(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A run spec in YAML (sections data, model, train); options override it.",
+    help="A run spec in YAML or JSON (sections data, model, train); options override it.",
 )
 @click.option(
     "--hidden",
