@@ -697,10 +697,43 @@ def test_a_run_that_imputed_fills_new_rows_with_its_training_values(run_dir, tab
     expected = predict(imputed, filled)
     got = predict(imputed, data)
     assert got.attrs["skipped_row_ids"] == []
+    # Filled rows are counted, never passed off as measured ones.
+    assert (got.attrs["filled_rows"], expected.attrs["filled_rows"]) == (3, 0)
     pd.testing.assert_frame_equal(got, expected)
     data.to_csv(tmp_path / "holes.csv")
     summary = predict_file(imputed, tmp_path / "holes.csv", tmp_path / "p.csv", chunk_rows=16)
-    assert (summary.predicted, summary.skipped) == (40, 0)
-    assert evaluate_run(imputed, data) == evaluate_run(imputed, filled)
+    assert (summary.predicted, summary.skipped, summary.filled) == (40, 0, 3)
+    with_holes, without = evaluate_run(imputed, data), evaluate_run(imputed, filled)
+    assert (with_holes.pop("rows_filled"), without.pop("rows_filled")) == (3, 0)
+    assert with_holes == without
     # The same file through the run that dropped incomplete rows in training: skipped.
     assert predict(run_dir, data).attrs["skipped_row_ids"] == data.index[[1, 2, 3]].tolist()
+
+
+def test_cli_predict_says_how_many_rows_it_filled(
+    run_dir, table, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+    import importlib
+
+    from appsleuth.data.preprocess import Preprocessor
+
+    predict_module = importlib.import_module("appsleuth.predict")  # not the function
+    run = load_run(run_dir)
+    pre = Preprocessor.from_dict(run.preprocessor.to_dict()).set_fill_values({"rss": 5000.0})
+    imputed = dataclasses.replace(run, preprocessor=pre)
+    data = table.dropna(subset=list(pre.input_columns)).iloc[:30].copy()
+    data.iloc[[4, 7], data.columns.get_loc("rss")] = np.nan
+    data.iloc[9, data.columns.get_loc("CPU_USAGE")] = np.nan  # no fill value: skipped
+    data.to_csv(tmp_path / "holes.csv")
+    args = ["predict", str(run_dir), str(tmp_path / "holes.csv"), "--out", str(tmp_path / "p.csv")]
+    assert main(args) == 0  # the run as trained (dropping incomplete rows): nothing filled
+    assert "filled" not in capsys.readouterr().out
+    monkeypatch.setattr(predict_module, "load_run", lambda path: imputed)
+    assert main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted 29 of 30 rows" in out and "skipped 1 rows" in out
+    assert (
+        "filled missing or infinite feature values in 2 predicted rows with the run's fill "
+        "values (it was trained with missing='impute')" in out
+    )

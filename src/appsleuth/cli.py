@@ -719,6 +719,11 @@ def predict(
             f"skipped {summary.skipped:,} rows with missing, infinite or out-of-range feature "
             f"values; their row ids are in {summary.skipped_file}"
         )
+    if summary.filled:
+        click.echo(
+            f"filled missing or infinite feature values in {summary.filled:,} predicted rows "
+            f"with the run's fill values (it was trained with missing='impute')"
+        )
     if summary.unknown_label_rows:
         scored = "left out of the metrics" if summary.metrics else "so no metrics are shown"
         click.echo(

@@ -1168,6 +1168,8 @@ def evaluate_run(
     """Score a trained run on labelled data with the preprocessing fitted at training time.
 
     Rows missing a feature value or their label are left out and counted (``rows_skipped``).
+    A run trained with ``missing="impute"`` fills missing feature values instead, and
+    counts the evaluated rows it filled (``rows_filled``; 0 for other runs).
     For a one-vs-rest run, apps other than the positive one count as its rest class.
 
     Args:
@@ -1175,7 +1177,7 @@ def evaluate_run(
         data: A labelled table carrying the model's feature columns.
 
     Returns:
-        Metrics as in ``metrics.json`` plus ``rows_skipped``.
+        Metrics as in ``metrics.json`` plus ``rows_skipped`` and ``rows_filled``.
 
     Raises:
         DataError: The table lacks a feature or the label column, or holds a class the
@@ -1204,4 +1206,5 @@ def evaluate_run(
             y_score=proba[:, 1] if len(pre.classes) == 2 else None,
         ),
         "rows_skipped": int(skip.sum()),
+        "rows_filled": int((pre.filled_rows(data) & ~skip).sum()) if pre.fill_values else 0,
     }
