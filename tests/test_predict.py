@@ -737,3 +737,29 @@ def test_cli_predict_says_how_many_rows_it_filled(
         "filled missing or infinite feature values in 2 predicted rows with the run's fill "
         "values (it was trained with missing='impute')" in out
     )
+
+
+def test_evaluate_run_scores_known_apps_and_names_unknown_ones_as_predict_file_does(
+    fb_wa_run_dir, tmp_path: Path
+) -> None:
+    data = generate_sherlock(300, apps=["Facebook", "WhatsApp", "Gmail"], seed=5)
+    n_gmail = int((data["ApplicationName"] == "Gmail").sum())
+    data.to_csv(tmp_path / "m.csv")
+    summary = predict_file(fb_wa_run_dir, tmp_path / "m.csv", tmp_path / "p.csv")
+    with pytest.warns(
+        AppSleuthWarning,
+        match=rf"evaluate_run: {n_gmail} row\(s\) are labelled with app\(s\) the model was not "
+        rf"trained on \(Gmail\); they are left out of the metrics, which cover the "
+        rf"{300 - n_gmail} row\(s\) of its classes",
+    ):
+        result = evaluate_run(fb_wa_run_dir, data)
+    assert (result["rows_with_unknown_label"], result["unknown_labels"]) == (n_gmail, ["Gmail"])
+    assert result["accuracy"] == pytest.approx(summary.metrics["accuracy"])
+    assert result["n"] == 300 - n_gmail
+    with pytest.raises(
+        DataError,
+        match=r"nothing to evaluate: every row with its feature values is labelled with an app "
+        r"the model was not trained on \(Gmail\); the model's classes are \['Facebook', "
+        r"'WhatsApp'\]",
+    ):
+        evaluate_run(fb_wa_run_dir, data[data["ApplicationName"] == "Gmail"])
