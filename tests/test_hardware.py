@@ -177,3 +177,34 @@ def test_info_table_shows_a_gpu_and_its_jax_memory_pool():
     assert "gpu NVIDIA H200 (JAX memory pool 105.0 GiB)" in text
     assert "NVIDIA H200 (140.0 GiB)" in text
     assert "CUDA GPU (fused engine on GPU)" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("jaxx", r"received KERAS_BACKEND='jaxx'"),
+        ("[bold]x", r"received KERAS_BACKEND='\[bold\]x'"),  # shown as typed, not as markup
+    ],
+)
+def test_info_flags_a_backend_training_refuses(monkeypatch, value: str, said: str) -> None:
+    import re
+
+    from appsleuth._keras import check_backend
+
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras' first import
+    monkeypatch.setenv("KERAS_BACKEND", value)
+    with pytest.raises(SpecError, match=said) as refused:
+        check_backend()  # what training says
+    runner = CliRunner()
+    done = runner.invoke(info_command, ["--json"])
+    assert done.exit_code == 0, done.output  # a diagnostic still runs
+    assert json.loads(done.output)["backend_problem"] == str(refused.value)
+    done = runner.invoke(info_command, [], env={"COLUMNS": "400"})
+    assert done.exit_code == 0, done.output
+    row = next(line for line in done.output.splitlines() if "Keras backend" in line)
+    assert re.search(
+        rf"\(not valid here\): training stops with: KERAS_BACKEND must be .*{said}", row
+    )
+    assert repr(value) in next(
+        line for line in done.output.splitlines() if "$KERAS_BACKEND" in line
+    )

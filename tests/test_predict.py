@@ -697,10 +697,69 @@ def test_a_run_that_imputed_fills_new_rows_with_its_training_values(run_dir, tab
     expected = predict(imputed, filled)
     got = predict(imputed, data)
     assert got.attrs["skipped_row_ids"] == []
+    # Filled rows are counted, never passed off as measured ones.
+    assert (got.attrs["filled_rows"], expected.attrs["filled_rows"]) == (3, 0)
     pd.testing.assert_frame_equal(got, expected)
     data.to_csv(tmp_path / "holes.csv")
     summary = predict_file(imputed, tmp_path / "holes.csv", tmp_path / "p.csv", chunk_rows=16)
-    assert (summary.predicted, summary.skipped) == (40, 0)
-    assert evaluate_run(imputed, data) == evaluate_run(imputed, filled)
+    assert (summary.predicted, summary.skipped, summary.filled) == (40, 0, 3)
+    with_holes, without = evaluate_run(imputed, data), evaluate_run(imputed, filled)
+    assert (with_holes.pop("rows_filled"), without.pop("rows_filled")) == (3, 0)
+    assert with_holes == without
     # The same file through the run that dropped incomplete rows in training: skipped.
     assert predict(run_dir, data).attrs["skipped_row_ids"] == data.index[[1, 2, 3]].tolist()
+
+
+def test_cli_predict_says_how_many_rows_it_filled(
+    run_dir, table, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+    import importlib
+
+    from appsleuth.data.preprocess import Preprocessor
+
+    predict_module = importlib.import_module("appsleuth.predict")  # not the function
+    run = load_run(run_dir)
+    pre = Preprocessor.from_dict(run.preprocessor.to_dict()).set_fill_values({"rss": 5000.0})
+    imputed = dataclasses.replace(run, preprocessor=pre)
+    data = table.dropna(subset=list(pre.input_columns)).iloc[:30].copy()
+    data.iloc[[4, 7], data.columns.get_loc("rss")] = np.nan
+    data.iloc[9, data.columns.get_loc("CPU_USAGE")] = np.nan  # no fill value: skipped
+    data.to_csv(tmp_path / "holes.csv")
+    args = ["predict", str(run_dir), str(tmp_path / "holes.csv"), "--out", str(tmp_path / "p.csv")]
+    assert main(args) == 0  # the run as trained (dropping incomplete rows): nothing filled
+    assert "filled" not in capsys.readouterr().out
+    monkeypatch.setattr(predict_module, "load_run", lambda path: imputed)
+    assert main([*args, "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted 29 of 30 rows" in out and "skipped 1 rows" in out
+    assert (
+        "filled missing or infinite feature values in 2 predicted rows with the run's fill "
+        "values (it was trained with missing='impute')" in out
+    )
+
+
+def test_evaluate_run_scores_known_apps_and_names_unknown_ones_as_predict_file_does(
+    fb_wa_run_dir, tmp_path: Path
+) -> None:
+    data = generate_sherlock(300, apps=["Facebook", "WhatsApp", "Gmail"], seed=5)
+    n_gmail = int((data["ApplicationName"] == "Gmail").sum())
+    data.to_csv(tmp_path / "m.csv")
+    summary = predict_file(fb_wa_run_dir, tmp_path / "m.csv", tmp_path / "p.csv")
+    with pytest.warns(
+        AppSleuthWarning,
+        match=rf"evaluate_run: {n_gmail} row\(s\) are labelled with app\(s\) the model was not "
+        rf"trained on \(Gmail\); they are left out of the metrics, which cover the "
+        rf"{300 - n_gmail} row\(s\) of its classes",
+    ):
+        result = evaluate_run(fb_wa_run_dir, data)
+    assert (result["rows_with_unknown_label"], result["unknown_labels"]) == (n_gmail, ["Gmail"])
+    assert result["accuracy"] == pytest.approx(summary.metrics["accuracy"])
+    assert result["n"] == 300 - n_gmail
+    with pytest.raises(
+        DataError,
+        match=r"nothing to evaluate: every row with its feature values is labelled with an app "
+        r"the model was not trained on \(Gmail\); the model's classes are \['Facebook', "
+        r"'WhatsApp'\]",
+    ):
+        evaluate_run(fb_wa_run_dir, data[data["ApplicationName"] == "Gmail"])

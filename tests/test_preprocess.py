@@ -315,3 +315,16 @@ def test_fill_values_reach_pandas_category_and_nullable_columns(table) -> None:
     filled["state"] = ["S", "R", "S"]
     filled["rss"] = [123.0, 1.0, 2.0]
     np.testing.assert_array_equal(pre.transform(rows), pre.transform(filled))
+
+
+def test_filled_rows_are_the_rows_a_fill_value_completes(table) -> None:
+    pre = Preprocessor().fit(table.dropna())
+    new = table.dropna().iloc[:5].copy()
+    new["rss"] = new["rss"].astype(object)
+    new.iloc[1, new.columns.get_loc("rss")] = "nan"  # text read as a number: missing
+    new.iloc[2, new.columns.get_loc("rss")] = np.inf
+    new.iloc[3, new.columns.get_loc("CPU_USAGE")] = np.nan  # no fill value for it
+    assert not pre.filled_rows(new).any()  # a run that drops incomplete rows fills none
+    pre.set_fill_values({"rss": 5000.0})
+    assert pre.filled_rows(new).tolist() == [False, True, True, False, False]
+    assert pre.missing_rows(new).tolist() == [False, False, False, True, False]

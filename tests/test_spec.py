@@ -328,3 +328,31 @@ def test_the_hint_for_numbers_read_as_text_is_yaml_that_reads_as_a_number(text: 
     suggested = re.search(r"; write (\S+) instead\)$", hint)
     assert suggested, hint
     assert yaml.safe_load(f"x: {suggested.group(1)}")["x"] == float(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{\n  "model": {"hidden": [6]}\n  "train": {}\n}\n', r"line 3, column 3: Expecting ','"),
+        ('{"train": {"epochs": 2,}}', r"line 1, column 24: Expecting property name"),
+        ('{"train": {"epochs": 2, "epochs": 3}}', r"the key 'epochs' appears twice"),
+    ],
+)
+def test_json_config_mistakes_are_named_as_json_with_their_place(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"config file {re.escape(str(path))} is not valid JSON: "):
+        load_run_spec(path)
+    with pytest.raises(SpecError, match=message):
+        load_run_spec(path)
+
+
+@pytest.mark.parametrize("name", ["x.json", "x.conf"])
+def test_json_that_yaml_misreads_is_read_as_json(tmp_path: Path, name: str) -> None:
+    # Tab indentation is refused by YAML; 1e-3 is text to YAML but a number in JSON.
+    path = tmp_path / name
+    path.write_text('{\n\t"train": {"learning_rate": 1.5e-3, "epochs": 2}\n}\n')
+    spec = load_run_spec(path)
+    assert spec.train.learning_rate == pytest.approx(1.5e-3) and spec.train.epochs == 2

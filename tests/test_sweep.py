@@ -624,6 +624,37 @@ def test_results_full_names_the_epoch_its_numbers_come_from(tmp_path: Path) -> N
     assert rich["min_val_loss_epoch"].notna().all()
 
 
+def test_integer_columns_stay_integers_next_to_a_failed_trial(tmp_path: Path) -> None:
+    from appsleuth.analysis import read_published
+    from tests.test_analysis import fake_sweep
+
+    # A failed trial's empty cells used to turn every integer column to float (``2.0``).
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32, 64]}, "repeats": 2},
+        lambda i, p: (
+            {"status": "failed", "error": "boom"}
+            if i == 1
+            else {"final_acc": 0.9, "extra": {"results_epoch": 2, "seed": i}}
+        ),
+    )
+    results, full = collect_results(sweep_dir)
+    lines = full.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = {col: [line.split(",")[header.index(col)] for line in lines[1:]] for col in header}
+    assert cells["results_epoch"][:3] == ["2", "", "2"]
+    assert cells["epochs_run"][:3] == ["3", "", "3"]
+    assert cells["min_val_loss_epoch"][:3] == ["3", "", "3"]
+    assert cells["param_batch_size"][:3] == ["16", "16", "32"]
+    assert cells["wall_time_s"][0] == "2.0"  # a float stays a float
+    teaching = results.read_text().splitlines()
+    assert teaching[0].startswith("batch_size,seed,") and teaching[1].startswith("16,0,")
+    # Both files read back as before.
+    rich = pd.read_csv(full)
+    assert rich["results_epoch"].iloc[0] == 2 and pd.isna(rich["results_epoch"].iloc[1])
+    assert read_published(results)["batch_size"].tolist() == [16, 32, 32, 64, 64]
+
+
 def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from types import ModuleType
 
 from appsleuth.errors import SpecError
 
-__all__ = ["BACKENDS", "backend_name", "check_backend", "import_keras"]
+__all__ = ["BACKENDS", "backend_name", "backend_problem", "check_backend", "import_keras"]
 
 # The backends appsleuth supports, each with the package Keras needs for it.
 BACKENDS = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
@@ -31,6 +31,35 @@ def backend_name() -> str:
     return os.environ.get("KERAS_BACKEND") or "jax"
 
 
+def backend_problem() -> str | None:
+    """Why :func:`check_backend` would refuse the backend now, or None when it would not.
+
+    For diagnostics (``appsleuth info``) that must show a bad ``KERAS_BACKEND`` without
+    stopping; training raises the same message as a :class:`SpecError`.
+    """
+    name = backend_name()
+    if "keras" in sys.modules:
+        return None  # Keras has decided already: its backend is the one in use
+    if name not in BACKENDS:
+        return (
+            f"KERAS_BACKEND must be 'jax' (appsleuth's default), 'tensorflow' or "
+            f"'torch'; received KERAS_BACKEND={name!r}"
+        )
+    package = BACKENDS[name]
+    if importlib.util.find_spec(package) is None:
+        given = (
+            f"KERAS_BACKEND={name!r}"
+            if os.environ.get("KERAS_BACKEND")
+            else "KERAS_BACKEND is unset, which means 'jax' (appsleuth's default),"
+        )
+        others = ", ".join(repr(b) for b in BACKENDS if b != name)
+        return (
+            f"{given} but the {package!r} package is not installed in this Python "
+            f"({sys.executable}); install it, or set KERAS_BACKEND to one of {others}"
+        )
+    return None
+
+
 def check_backend() -> str:
     """Fix ``KERAS_BACKEND`` to the backend in use (see :func:`backend_name`) and return it.
 
@@ -42,25 +71,10 @@ def check_backend() -> str:
         SpecError: Keras is not imported yet and ``KERAS_BACKEND`` names a backend
             appsleuth does not support, or one whose package is not installed.
     """
+    problem = backend_problem()
+    if problem is not None:
+        raise SpecError(problem)
     name = backend_name()
-    if "keras" not in sys.modules:
-        if name not in BACKENDS:
-            raise SpecError(
-                f"KERAS_BACKEND must be 'jax' (appsleuth's default), 'tensorflow' or "
-                f"'torch'; received KERAS_BACKEND={name!r}"
-            )
-        package = BACKENDS[name]
-        if importlib.util.find_spec(package) is None:
-            given = (
-                f"KERAS_BACKEND={name!r}"
-                if os.environ.get("KERAS_BACKEND")
-                else "KERAS_BACKEND is unset, which means 'jax' (appsleuth's default),"
-            )
-            others = ", ".join(repr(b) for b in BACKENDS if b != name)
-            raise SpecError(
-                f"{given} but the {package!r} package is not installed in this Python "
-                f"({sys.executable}); install it, or set KERAS_BACKEND to one of {others}"
-            )
     os.environ["KERAS_BACKEND"] = name
     return name
 

@@ -593,7 +593,7 @@ def _data_overrides(
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A run spec in YAML (sections data, model, train); options override it.",
+    help="A run spec in YAML or JSON (sections data, model, train); options override it.",
 )
 @click.option(
     "--hidden",
@@ -847,6 +847,11 @@ def predict(
         click.echo(
             f"skipped {summary.skipped:,} rows with missing, infinite or out-of-range feature "
             f"values; their row ids are in {summary.skipped_file}"
+        )
+    if summary.filled:
+        click.echo(
+            f"filled missing or infinite feature values in {summary.filled:,} predicted rows "
+            f"with the run's fill values (it was trained with missing='impute')"
         )
     if summary.unknown_label_rows:
         scored = "left out of the metrics" if summary.metrics else "so no metrics are shown"

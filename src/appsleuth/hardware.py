@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import Any
 
-from appsleuth._keras import backend_name, check_backend
+from appsleuth._keras import backend_name, backend_problem, check_backend
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -335,7 +335,8 @@ def detect_devices() -> dict[str, Any]:
 
     Returns:
         ``cpu`` (model, cores total and available, affinity), ``slurm`` (the job's
-        variables, empty outside SLURM), ``backend``, ``jax`` (version, default
+        variables, empty outside SLURM), ``backend``, ``backend_problem`` (why training
+        would refuse that backend, or None), ``jax`` (version, default
         platform, devices with memory where the device reports it), ``gpus`` (the
         CUDA devices of JAX), ``nvidia_smi`` (what the driver reports, None without
         one), ``device`` (``gpu`` or ``cpu``: where the fused engine will run) and
@@ -351,6 +352,8 @@ def detect_devices() -> dict[str, Any]:
         },
         "slurm": slurm_environment(),
         "backend": backend_name(),
+        # A KERAS_BACKEND that training refuses: said here, as info must still run.
+        "backend_problem": backend_problem(),
         "jax": None,
         "gpus": [],
         "nvidia_smi": _nvidia_smi(),

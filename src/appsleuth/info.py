@@ -25,6 +25,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
         console: A ``rich`` console. Defaults to a new one on stdout.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -41,7 +42,15 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
         "SLURM",
         ", ".join(f"{k}={v}" for k, v in slurm.items()) if slurm else "not in a SLURM job",
     )
-    table.add_row("Keras backend", str(info["backend"]))
+    problem = info.get("backend_problem")
+    if problem:
+        table.add_row(
+            "Keras backend",
+            f"[red]{escape(str(info['backend']))} (not valid here): training stops with: "
+            f"{escape(problem)}[/]",
+        )
+    else:
+        table.add_row("Keras backend", str(info["backend"]))
     jax_info = info.get("jax")
     if jax_info is None:
         table.add_row("JAX", "not installed")
@@ -67,7 +76,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
         "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
     )
     for key, value in (info.get("env") or {}).items():
-        table.add_row(f"  ${key}", repr(value))
+        table.add_row(f"  ${key}", escape(repr(value)))  # "[...]" is no markup
     console.print(table)
 
 

@@ -68,6 +68,9 @@ class PredictionSummary:
         rows: Rows read.
         predicted: Rows predicted.
         skipped: Rows skipped for missing feature values.
+        filled: Predicted rows whose missing (or infinite) feature values were filled
+            with the run's fill values (a run trained with ``missing="impute"``).
+            Defaults to 0.
         metrics: Accuracy and per-class metrics when the input had labels the model
             knows, else None.
         unknown_label_rows: Predicted rows whose label is an app the model was not
@@ -84,6 +87,7 @@ class PredictionSummary:
     metrics: dict[str, Any] | None
     unknown_label_rows: int = 0
     unknown_labels: tuple[str, ...] = ()
+    filled: int = 0
 
 
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
@@ -216,10 +220,12 @@ def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
 
 def _frame_predictions(
     run: LoadedRun, df: pd.DataFrame, row_ids: pd.Index | np.ndarray, top_k: int
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Predictions for the complete rows of ``df`` and the mask of skipped rows."""
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Predictions for the complete rows of ``df``, the mask of skipped rows, and how many
+    predicted rows had a value filled (a run trained with ``missing="impute"``)."""
     pre = run.preprocessor
     x, skip = pre.transform_complete(df)
+    n_filled = int((pre.filled_rows(df) & ~skip).sum()) if pre.fill_values else 0
     classes = list(pre.classes)
     k = min(top_k, len(classes))
     proba = predict_proba(run.model, x, len(classes)) if len(x) else np.zeros((0, len(classes)))
@@ -256,7 +262,7 @@ def _frame_predictions(
             correct = pd.array(correct, dtype="boolean")
             correct[truth < 0] = pd.NA
         columns["correct"] = correct
-    return pd.DataFrame(columns), skip
+    return pd.DataFrame(columns), skip, n_filled
 
 
 def predict(
@@ -278,7 +284,9 @@ def predict(
         One row per complete input row: ``row_id`` (the input's index), ``predicted_app``,
         ``probability``, ``top1_app``/``top1_probability`` ..., and, when ``df`` has
         labels, ``true_app`` and ``correct``. ``attrs["skipped_row_ids"]`` lists the rows
-        left out for missing values, ``attrs["run_dir"]`` the run that predicted.
+        left out for missing values, ``attrs["filled_rows"]`` counts the predicted rows
+        whose missing values were filled (a run trained with ``missing="impute"``; 0
+        otherwise), ``attrs["run_dir"]`` is the run that predicted.
 
     Raises:
         DataError: A feature column is missing, holds dates, durations or complex
@@ -295,10 +303,11 @@ def predict(
     where = "the table given to predict"
     df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
-    out, skip = _frame_predictions(run, df, df.index.to_numpy(), top_k)
+    out, skip, n_filled = _frame_predictions(run, df, df.index.to_numpy(), top_k)
     if len(df) and skip.all():
         raise _nothing_predicted(where, len(df), _missing_counts(run, df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
+    out.attrs["filled_rows"] = n_filled
     out.attrs["run_dir"] = str(run.run_dir)
     return out
 
@@ -591,7 +600,7 @@ def predict_file(
     for path in (out, skipped_path):
         remove_stale_temporaries(path)  # Left by a killed earlier run of this command.
     tmp, skipped_tmp = temporary_path(out), temporary_path(skipped_path)
-    n_rows = n_pred = n_skip = n_unknown = 0
+    n_rows = n_pred = n_skip = n_unknown = n_filled = 0
     unknown_names: set[str] = set()
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
@@ -613,7 +622,7 @@ def predict_file(
                         if index_col is not None
                         else np.arange(n_rows, n_rows + len(chunk))
                     )
-                    frame, skip = _frame_predictions(run, chunk, row_ids, top_k)
+                    frame, skip, chunk_filled = _frame_predictions(run, chunk, row_ids, top_k)
                     table = _arrow_table(frame)
                     if writer is None:
                         writer = pa_csv.CSVWriter(fh, table.schema, write_options=_WRITE)
@@ -640,6 +649,7 @@ def predict_file(
                     n_rows += len(chunk)
                     n_pred += len(frame)
                     n_skip += int(skip.sum())
+                    n_filled += chunk_filled
                     if bar is not None:
                         bar.advance(len(chunk))
                 if writer is not None:
@@ -678,6 +688,7 @@ def predict_file(
         metrics=metrics,
         unknown_label_rows=n_unknown,
         unknown_labels=tuple(sorted(unknown_names)[:10]),
+        filled=n_filled,
     )
 
 

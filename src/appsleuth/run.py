@@ -21,6 +21,7 @@ import shutil
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from appsleuth._keras import import_keras
 from appsleuth._version import __version__
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
-from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
@@ -1168,18 +1169,24 @@ def evaluate_run(
     """Score a trained run on labelled data with the preprocessing fitted at training time.
 
     Rows missing a feature value or their label are left out and counted (``rows_skipped``).
+    A run trained with ``missing="impute"`` fills missing feature values instead, and
+    counts the evaluated rows it filled (``rows_filled``; 0 for other runs).
     For a one-vs-rest run, apps other than the positive one count as its rest class.
+    Rows labelled with an app the model was not trained on cannot be scored: as in
+    :func:`~appsleuth.predict.predict_file`, they are left out of the metrics, counted
+    (``rows_with_unknown_label``) and named (``unknown_labels``), with a warning.
 
     Args:
         run_dir: A run directory, the result of :func:`train`, or a run from :func:`load_run`.
         data: A labelled table carrying the model's feature columns.
 
     Returns:
-        Metrics as in ``metrics.json`` plus ``rows_skipped``.
+        Metrics as in ``metrics.json`` plus ``rows_skipped``, ``rows_filled``,
+        ``rows_with_unknown_label`` and ``unknown_labels`` (sorted).
 
     Raises:
-        DataError: The table lacks a feature or the label column, or holds a class the
-            model does not know.
+        DataError: The table lacks a feature or the label column, or no row with every
+            feature value is labelled with an app the model knows.
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
@@ -1189,12 +1196,30 @@ def evaluate_run(
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
     labels = pre.task_labels(data[pre.label])
     skip = pre.missing_rows(data) | labels.isna().to_numpy()
+    foreign = ~skip & ~labels.isin(pre.classes).to_numpy()
+    unknown = sorted({str(v) for v in labels[foreign]})
+    if foreign.any():
+        # A raw SherLock table holds hundreds of apps: name ten, as predict does.
+        named = ", ".join(unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        if foreign.sum() == (~skip).sum():
+            raise DataError(
+                f"nothing to evaluate: every row with its feature values is labelled with an "
+                f"app the model was not trained on ({named}); the model's classes are "
+                f"{pre.classes}"
+            )
+        warnings.warn(
+            f"evaluate_run: {int(foreign.sum()):,} row(s) are labelled with app(s) the model "
+            f"was not trained on ({named}); they are left out of the metrics, "
+            f"which cover the {int((~skip & ~foreign).sum()):,} row(s) of its classes",
+            AppSleuthWarning,
+            stacklevel=2,
+        )
     # Only the model's input columns are copied: a wide table's other columns would
     # double the memory for nothing (a 2M x 300 table: gigabytes).
-    rows = data.loc[~skip, pre.input_columns]
+    rows = data.loc[~skip & ~foreign, pre.input_columns]
     if rows.empty:
         raise DataError("every row misses a feature value or its label; nothing to evaluate")
-    y = pre.encode_labels(labels[~skip])
+    y = pre.encode_labels(labels[~skip & ~foreign])
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
     return {
         **classification_metrics(
@@ -1204,4 +1229,9 @@ def evaluate_run(
             y_score=proba[:, 1] if len(pre.classes) == 2 else None,
         ),
         "rows_skipped": int(skip.sum()),
+        "rows_filled": (
+            int((pre.filled_rows(data) & ~skip & ~foreign).sum()) if pre.fill_values else 0
+        ),
+        "rows_with_unknown_label": int(foreign.sum()),
+        "unknown_labels": unknown,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -582,8 +583,44 @@ def _yaml_problem(exc: Exception) -> str:
     return " ".join(text.split())
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object gives one key twice."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` would keep the last silently)."""
+    d: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in d:
+            raise _DuplicateKeyError(
+                f"the key {key!r} appears twice in one object; give each key once"
+            )
+        d[key] = value
+    return d
+
+
+def _load_json(text: str) -> Any:
+    """JSON text, with duplicate keys refused.
+
+    Raises:
+        json.JSONDecodeError, _DuplicateKeyError: The text is not valid JSON.
+    """
+    return json.loads(text, object_pairs_hook=_json_object)
+
+
+def _json_problem(exc: ValueError) -> str:
+    """A JSON error as one line: where (when known), then what."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    return str(exc)
+
+
 def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
-    """Read YAML from ``path`` and build a spec from it with ``build(mapping)``.
+    """Read YAML (or JSON) from ``path`` and build a spec from it with ``build(mapping)``.
+
+    A ``.json`` file is read as JSON: YAML would refuse its tab indentation, read ``1e-3``
+    as text, and report its mistakes in YAML's terms. Any other file is read as YAML, or
+    as JSON when it is JSON that YAML refuses.
 
     Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``.
     """
@@ -596,10 +633,19 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
         raise SpecError(f"{what} {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
-    try:
-        d = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            d = _load_json(text)
+        except ValueError as exc:
+            raise SpecError(f"{what} {path} is not valid JSON: {_json_problem(exc)}") from exc
+    else:
+        try:
+            d = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            try:
+                d = _load_json(text)
+            except ValueError:
+                raise SpecError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
     try:
         return build({} if d is None else d)
     except SpecError as exc:

@@ -235,6 +235,24 @@ class Preprocessor:
         self._check_columns(df)
         return self._incomplete(self._filled(self._numbers(df)))
 
+    def filled_rows(self, df: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of rows with a missing (or infinite) value that a fill value replaces.
+
+        All False for a model without :attr:`fill_values`. Prediction and evaluation
+        count these rows, so that a filled value is never passed off as a measured one.
+        """
+        self._require_fitted()
+        self._check_columns(df)
+        filled = np.zeros(len(df), dtype=bool)
+        if not self.fill_values:
+            return filled
+        df = self._numbers(df)
+        for col in self.fill_values:
+            filled |= df[col].isna().to_numpy()
+            if col in self.numeric_features:
+                filled |= infinite_mask(df[col])
+        return filled
+
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """The model's input matrix (float32) for ``df``.
 

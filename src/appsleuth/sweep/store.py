@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from appsleuth.errors import DataError, SpecError
@@ -511,9 +512,28 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     )
     results = sweep_dir / RESULTS
     full = sweep_dir / RESULTS_FULL
-    _atomic_write_text(results, teaching.to_csv(index=False))
-    _atomic_write_text(full, pd.DataFrame(full_rows).to_csv(index=False))
+    _atomic_write_text(results, _keep_integers(teaching, teaching_rows).to_csv(index=False))
+    _atomic_write_text(full, _keep_integers(pd.DataFrame(full_rows), full_rows).to_csv(index=False))
     return results, full
+
+
+def _keep_integers(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``frame`` (built from ``rows``) with its whole-number columns as nullable ``Int64``.
+
+    A failed or pending trial leaves an empty cell; with NumPy dtypes that turns the
+    column to float and ``results_epoch`` reads ``12.0``. The values are judged as the
+    rows hold them (the frame has already made them floats): a column changes only
+    when every present value is an integer (not a bool), so ``2.0`` seconds stays a
+    float and the empty cell stays empty.
+    """
+    frame = frame.copy()
+    for col in frame.columns:
+        values = [row[col] for row in rows if row.get(col) is not None]
+        if values and all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in values
+        ):
+            frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def _read_metrics(run_dir: Path) -> dict[str, Any]:
