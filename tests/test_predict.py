@@ -756,6 +756,12 @@ def test_evaluate_run_scores_known_apps_and_names_unknown_ones_as_predict_file_d
     assert (result["rows_with_unknown_label"], result["unknown_labels"]) == (n_gmail, ["Gmail"])
     assert result["accuracy"] == pytest.approx(summary.metrics["accuracy"])
     assert result["n"] == 300 - n_gmail
+    # In memory too: a Gmail row is neither right nor wrong, so the mean is the same.
+    frame = predict(fb_wa_run_dir, data)
+    gmail = (frame["true_app"] == "Gmail").to_numpy()
+    assert gmail.sum() == n_gmail and frame["correct"][gmail].isna().all()
+    assert frame["correct"][~gmail].notna().all()
+    assert float(frame["correct"].mean()) == pytest.approx(result["accuracy"])
     with pytest.raises(
         DataError,
         match=r"nothing to evaluate: every row with its feature values is labelled with an app "

@@ -258,9 +258,13 @@ def _frame_predictions(
         truth = np.asarray(pd.Categorical(labels, categories=categories).codes)
         columns["true_app"] = pd.Categorical.from_codes(truth, categories=categories)
         correct = truth == order[:, 0]
-        if (truth < 0).any():  # rows without a label: neither right nor wrong
+        # Rows without a label, or labelled with an app the model was not trained on:
+        # neither right nor wrong (predict_file's and evaluate_run's metrics leave them
+        # out too, so that correct.mean() is the same accuracy).
+        unscored = (truth < 0) | (truth >= len(classes))
+        if unscored.any():
             correct = pd.array(correct, dtype="boolean")
-            correct[truth < 0] = pd.NA
+            correct[unscored] = pd.NA
         columns["correct"] = correct
     return pd.DataFrame(columns), skip, n_filled
 
@@ -283,10 +287,12 @@ def predict(
     Returns:
         One row per complete input row: ``row_id`` (the input's index), ``predicted_app``,
         ``probability``, ``top1_app``/``top1_probability`` ..., and, when ``df`` has
-        labels, ``true_app`` and ``correct``. ``attrs["skipped_row_ids"]`` lists the rows
-        left out for missing values, ``attrs["filled_rows"]`` counts the predicted rows
-        whose missing values were filled (a run trained with ``missing="impute"``; 0
-        otherwise), ``attrs["run_dir"]`` is the run that predicted.
+        labels, ``true_app`` and ``correct`` (missing, neither right nor wrong, for a row
+        without a label or with an app the model was not trained on, so that
+        ``correct.mean()`` is ``evaluate_run``'s accuracy). ``attrs["skipped_row_ids"]``
+        lists the rows left out for missing values, ``attrs["filled_rows"]`` counts the
+        predicted rows whose missing values were filled (a run trained with
+        ``missing="impute"``; 0 otherwise), ``attrs["run_dir"]`` is the run that predicted.
 
     Raises:
         DataError: A feature column is missing, holds dates, durations or complex
