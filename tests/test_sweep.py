@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from appsleuth.cli import main
-from appsleuth.errors import AppSleuthError, SpecError
-from appsleuth.run import load_run, read_metadata, run_status
+from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.run import load_run, read_metadata, run_status, validate_name
 from appsleuth.sweep import (
     SweepInterrupted,
     SweepSpec,
@@ -53,6 +53,78 @@ def _spec(**kwargs) -> SweepSpec:
 
 
 # --- specs and plans ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        (  # Only what the teaching name shows varies: the names are the teaching ones.
+            {"grid": {"hidden_neurons": [2], "learning_rate": [0.1]}},
+            ["model_1H2N_lr0.1_bs64_e2"],
+        ),
+        (
+            {"grid": {"dropout": [0.0, 0.25], "learning_rate": [0.1]}},
+            ["model_1H6N_lr0.1_bs64_e2_dropout0", "model_1H6N_lr0.1_bs64_e2_dropout0.25"],
+        ),
+        (  # Each varied setting, in the spec's order, before the seed of repeats.
+            {"grid": {"activation": ["relu", "tanh"], "batch_norm": [True]}, "repeats": 2},
+            [
+                "model_1H6N_lr0.003_bs64_e2_activationrelu_batch_normtrue_seed0",
+                "model_1H6N_lr0.003_bs64_e2_activationrelu_batch_normtrue_seed1",
+                "model_1H6N_lr0.003_bs64_e2_activationtanh_batch_normtrue_seed0",
+                "model_1H6N_lr0.003_bs64_e2_activationtanh_batch_normtrue_seed1",
+            ],
+        ),
+        (
+            {"zip": {"hidden": [[6, 4], [6, 4]], "dropout": [[0.1, 0.2], 0.3]}},
+            [
+                "model_2H6N4N_lr0.003_bs64_e2_dropout0.1-0.2",
+                "model_2H6N4N_lr0.003_bs64_e2_dropout0.3",
+            ],
+        ),
+        (
+            {"zip": {"optimizer": ["adam", "adamw"], "weight_decay": [None, 0.0001]}},
+            [
+                "model_1H6N_lr0.003_bs64_e2_optimizeradam_weight_decaynone",
+                "model_1H6N_lr0.003_bs64_e2_optimizeradamw_weight_decay0.0001",
+            ],
+        ),
+    ],
+)
+def test_run_names_show_the_varied_settings(kwargs: dict, names: list[str]) -> None:
+    # Settings the teaching name leaves out get directories of their own when varied.
+    plan = _spec(**kwargs).plan()
+    assert plan.names() == names
+    for trial in plan:
+        validate_name(trial.name)
+
+
+def test_a_manifest_checks_the_names_that_show_varied_settings(tmp_path: Path) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"dropout": [0.0, 0.25]}), tmp_path)
+    names = ["model_1H6N_lr0.003_bs64_e2_dropout0", "model_1H6N_lr0.003_bs64_e2_dropout0.25"]
+    assert read_plan(sweep_dir).names() == names
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["trials"][1]["name"] = "model_1H6N_lr0.003_bs64_e2_dropout0.5"  # edited
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"trial 1: name '.*_dropout0.5' is not its spec's"):
+        read_plan(sweep_dir)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base": {**BASE, "model": {**BASE["model"], "dropout": 0.2}}},  # set, not varied
+        {"zip": {"learning_rate": [0.1, 0.2], "activation": ["relu", "tanh"]}},
+    ],
+    ids=["held-in-base", "names-already-apart"],
+)
+def test_teaching_names_are_kept_when_they_tell_the_trials_apart(kwargs: dict) -> None:
+    # As sweeps planned before varied settings were shown: their directories still match.
+    if "zip" not in kwargs:
+        kwargs["grid"] = {"learning_rate": [0.1]}
+    plan = _spec(**kwargs).plan()
+    assert plan.names() == [f"model_1H6N_lr{t.spec.train.learning_rate:g}_bs64_e2" for t in plan]
 
 
 def test_grid_plan_order_len_and_indexing() -> None:
@@ -147,11 +219,6 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
         ({"repeats": 0}, r"repeats must be a positive integer; received repeats=0"),
         ({"grid": {"learning_rate": [0.1, -1]}}, r"trial 1 .*learning_rate must be a positive"),
         (
-            {"grid": {"activation": ["relu", "tanh"]}},
-            r"trials 0 and 1 would share the run "
-            r"directory 'model_1H6N_lr0.003_bs64_e2'",
-        ),
-        (
             {"random": {"n": 2, "params": {"learning_rate": "normal(0, 1)"}}},
             r"random.learning_rate must be loguniform",
         ),
@@ -190,10 +257,17 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
             r"the run directory 'model_1H6N_lr0.1_bs64_e2': grid lists it twice",
         ),
         (
-            {"grid": {"dropout": [0.1, 0.2]}},
-            r"differ only in what the directory name does not show; it shows hidden, "
-            r"learning_rate .*\(dropout is not in it: run one sweep, with its own name, per "
-            r"value of dropout",
+            {"grid": {"dropout": [0.1, 0.1000000001]}},
+            r"trials 0 and 1 would share the run directory 'model_1H6N_lr0.003_bs64_e2_"
+            r"dropout0.1': their settings .* differ only in what the directory name does not "
+            r"show; it shows hidden, batch_size, epochs, and learning_rate and the varied "
+            r"settings' numbers with 9 decimals$",
+        ),
+        (
+            {"grid": {"class_weight": [{"Gmail": 2.0}, {"Gmail": 3.0}]}},
+            r"trials 0 and 1 would share the run directory 'model_1H6N_lr0.003_bs64_e2': .*"
+            r"\(class_weight cannot be written in a directory name: run one sweep, with its "
+            r"own name, per value of class_weight, set in base\)",
         ),
     ],
 )

@@ -1175,7 +1175,10 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     table = Table(title=f"trials of {sweep_dir}", title_justify="left")
     for col in ("#", "run", "state", "job", "val_accuracy", "val_loss", "time"):
         table.add_column(
-            col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
+            col,
+            justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left",
+            # Whole names, folded onto more lines: their ends tell the trials apart.
+            overflow="fold" if col == "run" else "ellipsis",
         )
     colours = {
         "complete": "green",
@@ -1221,7 +1224,10 @@ def _print_sweep_table(sweep_dir: Path) -> None:
     table = Table(title=f"trials of {sweep_dir}", title_justify="left")
     for col in ("#", "run", "state", "val_accuracy", "val_loss", "time"):
         table.add_column(
-            col, justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left"
+            col,
+            justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left",
+            # Whole names, folded onto more lines: their ends tell the trials apart.
+            overflow="fold" if col == "run" else "ellipsis",
         )
     colours = {
         "complete": "green",

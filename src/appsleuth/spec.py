@@ -506,16 +506,22 @@ class RunSpec:
             elif not isinstance(value, kind):
                 raise SpecError(f"{name} must be a mapping of fields; received {name}={value!r}")
 
-    def run_name(self, *, seed_suffix: bool = False) -> str:
+    def run_name(
+        self, *, seed_suffix: bool = False, settings: Sequence[tuple[str, str]] = ()
+    ) -> str:
         """The run directory's name, e.g. ``model_1H18N_lr0.0003_bs32_e30``.
 
         Args:
             seed_suffix: Append ``_seed<seed>`` (sweeps that repeat seeds). Defaults to False.
+            settings: ``(field, value text)`` pairs appended as ``_<field><text>`` before
+                the seed (a sweep that varies settings the name does not otherwise show,
+                e.g. ``_dropout0.2``). Defaults to none.
         """
         name = (
             f"model_{self.model.code}_lr{format_learning_rate(self.train.learning_rate)}"
             f"_bs{self.train.batch_size}_e{self.train.epochs}"
         )
+        name += "".join(f"_{field}{text}" for field, text in settings)
         return f"{name}_seed{self.train.seed}" if seed_suffix else name
 
     def to_dict(self) -> dict[str, Any]:

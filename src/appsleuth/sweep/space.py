@@ -50,6 +50,51 @@ _EXECUTOR_FIELDS = ("kind", "workers", "threads_per_trial", "device")
 _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$", re.S)
 
 
+# The fields the teaching run name shows (model_<code>_lr<lr>_bs<bs>_e<epochs>).
+_NAMED_FIELDS = frozenset({"hidden", "learning_rate", "batch_size", "epochs"})
+_NAME_TEXT = re.compile(r"[A-Za-z0-9.+-]+")
+
+
+def _name_text(value: Any) -> str | None:
+    """A varied setting's value as written in a run directory name (``_dropout0.2``).
+
+    Numbers as the learning rate is written (up to 9 decimals, trailing zeros stripped),
+    booleans and None in lower case, per-layer lists joined with ``-``.
+
+    Returns:
+        The text, or None for a value a directory name cannot hold (a mapping, or text
+        with characters other than letters, digits, ``.``, ``+`` and ``-``).
+    """
+    if isinstance(value, list | tuple):
+        parts = [_name_text(v) for v in value]
+        return None if None in parts else "-".join(p for p in parts if p is not None)
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.9f}".rstrip("0").rstrip(".") or "0"
+    if isinstance(value, str) and _NAME_TEXT.fullmatch(value):
+        return value
+    return None
+
+
+def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """The ``(field, value text)`` pairs a trial's run name adds for the varied ``keys``.
+
+    Fields the teaching name shows (hidden, learning_rate, batch_size, epochs) add none,
+    nor do values a directory name cannot hold (see :func:`_name_text`).
+    """
+    pairs = []
+    for key in keys:
+        section, field = _param_field(key)
+        if field not in _NAMED_FIELDS:
+            text = _name_text(getattr(getattr(spec, section), field))
+            if text is not None:
+                pairs.append((field, text))
+    return pairs
+
+
 def _param_field(name: str) -> tuple[str, str]:
     """(section, field) of a sweep parameter name; aliases resolved."""
     field = _ALIASES.get(name, name)
@@ -554,11 +599,15 @@ class SweepSpec:
     def plan(self) -> SweepPlan:
         """The ordered trials.
 
+        Run directories get the teaching names; only when those would repeat (settings
+        the teaching name does not show are varied, e.g. dropout) does every name also
+        show the varied settings (``..._e30_dropout0.2``), as the seed suffix is added only
+        when seeds repeat.
+
         Raises:
             SpecError: A trial's spec is invalid, or two trials would share a directory.
         """
-        trials: list[Trial] = []
-        seen: dict[str, int] = {}
+        entries: list[tuple[dict[str, Any], RunSpec]] = []
         base = self.base.to_dict()
         for point in self.points():
             for r in range(self.repeats):
@@ -571,16 +620,26 @@ class SweepSpec:
                     section, field = _param_field(name)
                     d[section][field] = _normalise_hidden(value) if field == "hidden" else value
                 d["train"]["seed"] = base["train"]["seed"] + r
-                index = len(trials)
                 try:
                     spec = RunSpec.from_dict(d)
                 except SpecError as exc:
-                    raise SpecError(f"trial {index} ({point}): {exc}") from exc
-                name = spec.run_name(seed_suffix=self.repeats > 1)
-                if name in seen:
-                    raise self._shared_directory(seen[name], index, name, point, trials)
-                seen[name] = index
-                trials.append(Trial(index=index, name=name, params=dict(point), spec=spec))
+                    raise SpecError(f"trial {len(entries)} ({point}): {exc}") from exc
+                entries.append((point, spec))
+        repeats = self.repeats > 1
+        names = [spec.run_name(seed_suffix=repeats) for _, spec in entries]
+        if len(set(names)) < len(names):
+            keys = self.varied()
+            names = [
+                spec.run_name(seed_suffix=repeats, settings=_name_settings(spec, keys))
+                for _, spec in entries
+            ]
+        trials: list[Trial] = []
+        seen: dict[str, int] = {}
+        for index, ((point, spec), name) in enumerate(zip(entries, names, strict=True)):
+            if name in seen:
+                raise self._shared_directory(seen[name], index, name, point, trials)
+            seen[name] = index
+            trials.append(Trial(index=index, name=name, params=dict(point), spec=spec))
         return SweepPlan(trials)
 
     def _shared_directory(
@@ -594,22 +653,23 @@ class SweepSpec:
                 f"the run directory {name!r}: {kind} lists it twice; list each value once "
                 f"(repeats trains each setting with several seeds)"
             )
-        unnamed = [
+        spec = trials[first].spec
+        unshown = [
             k
             for k in point
-            if _param_field(k)[1] not in ("hidden", "learning_rate", "batch_size", "epochs")
+            if _param_field(k)[1] not in _NAMED_FIELDS and not _name_settings(spec, [k])
         ]
-        hidden = (
-            f" ({', '.join(unnamed)} is not in it: run one sweep, with its own name, per "
-            f"value of {unnamed[0]}, set in base)"
-            if unnamed
+        hint = (
+            f" ({', '.join(unshown)} cannot be written in a directory name: run one sweep, "
+            f"with its own name, per value of {unshown[0]}, set in base)"
+            if unshown
             else ""
         )
         return SpecError(
             f"trials {first} and {index} would share the run directory {name!r}: their "
             f"settings ({trials[first].params} and {point}) differ only in what the directory "
-            f"name does not show; it shows hidden, learning_rate (9 decimals), batch_size "
-            f"and epochs{hidden}"
+            f"name does not show; it shows hidden, batch_size, epochs, and learning_rate and "
+            f"the varied settings' numbers with 9 decimals{hint}"
         )
 
     def varied(self) -> list[str]:

@@ -42,6 +42,7 @@ from appsleuth.sweep.space import (
     SweepPlan,
     SweepSpec,
     Trial,
+    _name_settings,
     _normalise_hidden,
     _param_field,
 )
@@ -284,7 +285,16 @@ def _trial_disagrees(trial: Trial) -> str | None:
     settings.
     """
     spec = trial.spec
-    names = {spec.run_name(seed_suffix=False), spec.run_name(seed_suffix=True)}
+    try:
+        settings = _name_settings(spec, list(trial.params))
+    except SpecError as exc:
+        return f"params: {exc}"
+    # The teaching name, or (when those repeat) one that shows the varied settings.
+    names = {
+        spec.run_name(seed_suffix=seed, settings=shown)
+        for seed in (False, True)
+        for shown in ([], settings)
+    }
     if trial.name not in names:
         return f"name {trial.name!r} is not its spec's run name ({' or '.join(sorted(names))})"
     d = _plain(spec.to_dict())
