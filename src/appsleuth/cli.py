@@ -728,7 +728,7 @@ def _print_metrics(metrics: dict[str, Any], *, title: str) -> None:
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A run spec in YAML, as train takes: its data section (file, label, apps, "
+    help="A run spec in YAML or JSON, as train takes: its data section (file, label, apps, "
     "split, missing) is used; options override it.",
 )
 @_task_options
@@ -1165,21 +1165,41 @@ def _shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+_RESULT_COLUMNS = ("val_accuracy", "val_loss", "time")
+
+
+def _trials_table(sweep_dir: Path, columns: tuple[str, ...]) -> Any:
+    """An empty rich table of a sweep's trials with these columns (numbers right-aligned)."""
+    from rich.table import Table
+
+    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
+    for col in columns:
+        table.add_column(
+            col,
+            justify="right" if col in ("#", *_RESULT_COLUMNS) else "left",
+            # Whole names, folded onto more lines: their ends tell the trials apart.
+            overflow="fold" if col == "run" else "ellipsis",
+        )
+    return table
+
+
+def _result_cells(st: Any) -> tuple[str, str, str]:
+    """A trial's cells under _RESULT_COLUMNS (empty where it has no result yet)."""
+    acc, loss = st.last("val_accuracy"), st.last("val_loss")
+    return (
+        f"{acc:.4f}" if acc is not None else "",
+        f"{loss:.4f}" if loss is not None else "",
+        f"{st.duration_s:.1f} s" if st.duration_s else "",
+    )
+
+
 def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     from rich.console import Console
-    from rich.table import Table
 
     from appsleuth.sweep.slurm import count_states, slurm_states
 
     states = slurm_states(sweep_dir, on_error=_warn)
-    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
-    for col in ("#", "run", "state", "job", "val_accuracy", "val_loss", "time"):
-        table.add_column(
-            col,
-            justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left",
-            # Whole names, folded onto more lines: their ends tell the trials apart.
-            overflow="fold" if col == "run" else "ellipsis",
-        )
+    table = _trials_table(sweep_dir, ("#", "run", "state", "job", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
         "failed": "red",
@@ -1190,15 +1210,12 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
         "unknown": "yellow",
     }
     for st in states:
-        acc, loss = st.last("val_accuracy"), st.last("val_loss")
         table.add_row(
             str(st.index),
             st.name,
             f"[{colours[st.status]}]{st.status}[/]",
             st.job_id or "",
-            f"{acc:.4f}" if acc is not None else "",
-            f"{loss:.4f}" if loss is not None else "",
-            f"{st.duration_s:.1f} s" if st.duration_s else "",
+            *_result_cells(st),
         )
     Console().print(table)
     counts = count_states(states)
@@ -1216,19 +1233,11 @@ def _warn(message: str) -> None:
 
 def _print_sweep_table(sweep_dir: Path) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     from appsleuth.sweep.store import trial_states
 
     states = trial_states(sweep_dir)
-    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
-    for col in ("#", "run", "state", "val_accuracy", "val_loss", "time"):
-        table.add_column(
-            col,
-            justify="right" if col in ("#", "val_accuracy", "val_loss", "time") else "left",
-            # Whole names, folded onto more lines: their ends tell the trials apart.
-            overflow="fold" if col == "run" else "ellipsis",
-        )
+    table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
         "failed": "red",
@@ -1237,17 +1246,9 @@ def _print_sweep_table(sweep_dir: Path) -> None:
         "pending": "dim",
     }
     for st in states:
-        acc, loss = st.last("val_accuracy"), st.last("val_loss")
         # Incomplete is either being trained now or interrupted: the run's lock tells.
         shown = "running" if st.running else st.status
-        table.add_row(
-            str(st.index),
-            st.name,
-            f"[{colours[shown]}]{shown}[/]",
-            f"{acc:.4f}" if acc is not None else "",
-            f"{loss:.4f}" if loss is not None else "",
-            f"{st.duration_s:.1f} s" if st.duration_s else "",
-        )
+        table.add_row(str(st.index), st.name, f"[{colours[shown]}]{shown}[/]", *_result_cells(st))
     Console().print(table)
     for st in states:
         if st.status == "failed":
