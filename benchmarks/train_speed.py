@@ -338,7 +338,7 @@ def _floor_worker(x, y, xv, yv, epochs: int) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from appsleuth.engines.fused import _ONE_THREAD_PRODUCTS, _permutation
+    from appsleuth.engines.fused import _option_sets, _permutation
 
     start = time.perf_counter()
     n, n_classes = len(x), int(max(y.max(), yv.max())) + 1
@@ -385,7 +385,7 @@ def _floor_worker(x, y, xv, yv, epochs: int) -> None:
     data = [jax.device_put(a) for a in (x, y, xv, yv)]
     options = None
     if jax.default_backend() == "cpu":  # As the fused engine compiles the baseline's epoch.
-        options = {"xla_backend_optimization_level": 2, **_ONE_THREAD_PRODUCTS}
+        options = _option_sets(BATCH_SIZE * x.shape[1] * 18)[0]
     compiled = jax.jit(epoch).lower(carry, *data, np.int32(0)).compile(options)
     seconds, val_accuracy = [], 0.0
     for index in range(epochs):

@@ -505,13 +505,19 @@ def _cpu_options(model: keras.Model, rows: int) -> list[dict[str, Any]]:
     """XLA's CPU compile options for a program whose steps take ``rows`` rows at a time.
 
     Returns:
-        Option sets to try in turn, the fastest first.
+        Option sets to try in turn, the fastest first (see :func:`_option_sets`).
     """
+    largest = max((math.prod(v.shape) for v in model.trainable_variables), default=0)
+    return _option_sets(rows * largest)
+
+
+def _option_sets(product: int) -> list[dict[str, Any]]:
+    """XLA's CPU option sets for a program whose largest product per step has ``product``
+    multiply-adds, to try in turn, the fastest first."""
     # Measured on the baseline model: LLVM level 2 compiles ~40 % faster than the
     # default level 3 and runs the step loop as fast or faster.
     base: dict[str, Any] = {"xla_backend_optimization_level": 2}
-    largest = max((math.prod(v.shape) for v in model.trainable_variables), default=0)
-    if rows * largest > _SMALL_PRODUCT:
+    if product > _SMALL_PRODUCT:
         return [base]
     # Small matrix products cost more to share out between threads, or to hand to
     # XLA's custom product fusions, than to compute: measured on 2 cores, a
