@@ -146,6 +146,24 @@ def test_detect_devices_reports_cores_and_devices():
     assert isinstance(info["slurm"], dict)
 
 
+@pytest.mark.parametrize(
+    ("backend", "gpus", "device", "devices"),
+    [
+        ("tensorflow", [], "cpu", []),
+        ("torch", ["NVIDIA H100 80GB HBM3"], "gpu", ["gpu:0 NVIDIA H100 80GB HBM3"]),
+        ("tensorflow", ["A100", "A100"], "gpu", ["gpu:0 A100", "gpu:1 A100"]),
+    ],
+)
+def test_run_hardware_records_the_gpus_of_other_backends(
+    monkeypatch, backend, gpus, device, devices
+):
+    # A run's metadata says where it trained: TensorFlow and PyTorch use their GPU too.
+    monkeypatch.setattr(hardware, "backend_name", lambda: backend)
+    monkeypatch.setattr(hardware, "_gpu_names", lambda name: gpus if name == backend else None)
+    info = hardware.describe_hardware()
+    assert (info["backend"], info["device"], info["devices"]) == (backend, device, devices)
+
+
 def test_info_json_and_table():
     assert info_command.name == "info"
     runner = CliRunner()

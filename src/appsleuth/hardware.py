@@ -81,8 +81,10 @@ def describe_hardware() -> dict[str, Any]:
             info["devices"] = []
             info["device"] = f"unknown ({type(exc).__name__})"
     else:
-        info["devices"] = []
-        info["device"] = "cpu"
+        # TensorFlow and PyTorch place the model on their first GPU when they see one.
+        gpus = _gpu_names(backend)
+        info["devices"] = [f"gpu:{i} {name}" for i, name in enumerate(gpus)]
+        info["device"] = "gpu" if gpus else "cpu"
     return info
 
 
@@ -273,7 +275,9 @@ def _gpu_names(backend: str) -> list[str]:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return [d.name for d in tf.config.list_physical_devices("GPU")]
+            gpus = tf.config.list_physical_devices("GPU")
+            details = [tf.config.experimental.get_device_details(d) for d in gpus]
+            return [info.get("device_name", d.name) for info, d in zip(details, gpus, strict=True)]
         if backend == "torch":
             import torch
 
