@@ -204,6 +204,37 @@ def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("pwned"))
 
 
+def test_retry_reaches_the_worker_as_an_argument_not_through_the_environment(
+    tmp_path: Path,
+) -> None:
+    # --export=ALL,APPSLEUTH_RETRY_FAILED=1 overrode a cluster's or user's --export=NONE
+    # and handed the login node's whole environment to retried trials.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    opts = SlurmOptions(
+        extra_sbatch=("#SBATCH --export=NONE",), preamble='echo "preamble args: $#"'
+    )
+    sub = submit_slurm(sweep_dir, opts, retry_failed=True, dry_run=True)
+    assert not any(a.startswith("--export") for a in sub.command)
+    assert sub.command[-2:] == (str(sub.script), "--retry-failed")
+    # The whole script through bash, as sbatch runs it, with a stand-in python.
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_script(sweep_dir, 2, opts, python=str(fake)))
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+
+    def worker_args(*args: str) -> list[str]:
+        done = subprocess.run(
+            ["bash", str(script), *args], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.splitlines()[0] == "preamble args: 0"  # not conda's to parse
+        return done.stdout.splitlines()[-3:]
+
+    assert worker_args("--retry-failed") == ["--index", "1", "--retry-failed"]
+    assert worker_args() == [str(sweep_dir), "--index", "1"]
+
+
 def _sweep_run_argv(tmp_path: Path, name: str) -> tuple[list[str], Path]:
     """``appsleuth sweep run`` of a small spec file named ``name``, and its sweep directory."""
     spec_file = tmp_path / "s.yaml"

@@ -351,16 +351,22 @@ def render_script(
         "# The Keras backend of the process that submitted this sweep.",
         f"export KERAS_BACKEND={shlex.quote(backend_name())}",
         "",
+        # Not an environment variable: --export=NONE (a cluster's or the user's) would drop
+        # it, and --export=ALL to pass it would override that choice.
+        "# Arguments after this script's name on the sbatch command line go to the worker",
+        "# (--retry-failed redoes a trial that failed before); the preamble does not see them.",
+        'appsleuth_args=("$@")',
+        "set --",
+        "",
     ]
     if options.preamble.strip():
         lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
         lines += ["# --- end of preamble ---", ""]
     lines += [
-        "# Trial $SLURM_ARRAY_TASK_ID of the manifest; APPSLEUTH_RETRY_FAILED=1 redoes a",
-        "# trial that failed before.",
+        "# Trial $SLURM_ARRAY_TASK_ID of the manifest.",
         f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
         + ("" if device == "auto" else f"--device {device} ")
-        + '--index "$SLURM_ARRAY_TASK_ID" ${APPSLEUTH_RETRY_FAILED:+--retry-failed}',
+        + '--index "$SLURM_ARRAY_TASK_ID" "${appsleuth_args[@]}"',
         "",
     ]
     return "\n".join(lines)
@@ -967,9 +973,9 @@ def _submit(
         f"--output={_output_pattern(sweep_dir)}",
         f"--comment={COMMENT_PREFIX}{token}",
     ]
-    if retry_failed:
-        cmd.append("--export=ALL,APPSLEUTH_RETRY_FAILED=1")
     cmd.append(str(script))
+    if retry_failed:
+        cmd.append("--retry-failed")  # an argument of the script, for its worker
     result = {
         "script": script,
         "script_text": text,
