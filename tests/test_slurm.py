@@ -24,6 +24,7 @@ from appsleuth.sweep import slurm as slurm_module
 from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
     JOURNAL,
+    OTHER_TASKS,
     SlurmOptions,
     _append_event,
     cancel_slurm,
@@ -115,10 +116,11 @@ def test_options_defaults_and_cpus_from_threads() -> None:
 def test_compress_and_parse_squeue() -> None:
     assert compress_indices([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
     assert compress_indices([3]) == "3"
-    text = "12_0|RUNNING\n12_[2-4%2]|PENDING\n13_1|CANCELLED\n14|PENDING\n\nnoise\n"
+    text = "12_0|RUNNING\n12_[2-4%2]|PENDING\n13_1|CANCELLED\n14|CANCELLED\n\nnoise\n"
     assert parse_squeue(text) == {
         "12": {0: "RUNNING", 2: "PENDING", 3: "PENDING", 4: "PENDING"},
         "13": {1: "CANCELLED"},
+        "14": {OTHER_TASKS: "CANCELLED"},
     }
 
 
@@ -338,6 +340,18 @@ def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
     assert classify_trials(tmp_path, trials[5:6], again, {"12": {5: "PENDING"}})[0].status == (
         "pending"
     )
+
+
+def test_an_array_cancelled_while_queued_is_cancelled_not_failed(tmp_path: Path) -> None:
+    # scancel -s KILL of a queued array (of one of its tasks, even) ends the whole array,
+    # and squeue shows it without an index: 30|CANCELLED. It was read as no state at all,
+    # so its trials showed as failed, pointing to output files that never existed.
+    trials = [(i, f"t{i}", {}, "missing", None) for i in range(3)]
+    events = [{"event": "submit", "job_id": "30", "indices": [0, 1, 2]}]
+    queue = parse_squeue("30_2|COMPLETED\n30|CANCELLED\n")
+    states = classify_trials(tmp_path, trials, events, queue)
+    assert [s.status for s in states] == ["cancelled", "cancelled", "failed"]
+    assert "(SLURM state COMPLETED)" in states[2].error  # a task listed on its own
 
 
 def test_resume_submits_only_what_is_not_done(

@@ -53,6 +53,7 @@ from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
     "JOURNAL",
+    "OTHER_TASKS",
     "SCRIPT",
     "SlurmOptions",
     "SlurmSubmission",
@@ -112,6 +113,8 @@ _PENDING = {
 }
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 ACTIVE = ("pending", "running")
+# parse_squeue's key for the state of an array's tasks squeue does not list one by one.
+OTHER_TASKS = -1
 
 
 def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
@@ -482,7 +485,9 @@ def parse_squeue(text: str) -> dict[str, dict[int, str]]:
 
     Returns:
         ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` and
-        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index.
+        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index. A line with
+        no index (``123|CANCELLED``) is the state of the job's tasks not listed one by
+        one, under the key :data:`OTHER_TASKS`.
     """
     jobs: dict[str, dict[int, str]] = {}
     for line in text.splitlines():
@@ -492,7 +497,12 @@ def parse_squeue(text: str) -> dict[str, dict[int, str]]:
         job, state = (p.strip() for p in line.split("|", 1))
         state = state.split()[0].upper() if state else ""
         if "_" not in job:
-            continue  # not an array task
+            if job.isdigit():
+                # The array's own record, which squeue shows without an index once it
+                # left the queue before its tasks started (scancel -s KILL of a queued
+                # array: 123|CANCELLED).
+                jobs.setdefault(job, {})[OTHER_TASKS] = state
+            continue
         job_id, task = job.split("_", 1)
         try:
             indices = _expand_indices(task.strip("[]"))
@@ -756,7 +766,8 @@ def classify_trials(
         pos, job_id = last_job[index]
         task = f"{job_id}_{index}"
         log = sweep_dir / LOGS / f"{job_id}_{index}.out"
-        state = queue.get(job_id, {}).get(index)
+        tasks = queue.get(job_id, {})
+        state = tasks.get(index, tasks.get(OTHER_TASKS))
         where = {"job_id": task, "log": log}
         if state in _PENDING:
             out.append(SlurmTrialState(status="pending", **where, **common))
