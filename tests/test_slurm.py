@@ -354,6 +354,23 @@ def test_an_array_cancelled_while_queued_is_cancelled_not_failed(tmp_path: Path)
     assert "(SLURM state COMPLETED)" in states[2].error  # a task listed on its own
 
 
+def test_a_task_gone_from_the_queue_without_output_is_not_sent_to_a_missing_log(
+    tmp_path: Path,
+) -> None:
+    # scancel 30_1 of a queued array removes that task from squeue at once; it never
+    # started, so the output file the message pointed to never existed.
+    trials = [(i, f"t{i}", {}, "missing", None) for i in range(2)]
+    events = [{"event": "submit", "job_id": "30", "indices": [0, 1]}]
+    ran = tmp_path / "slurm" / "logs" / "30_0.out"
+    ran.parent.mkdir(parents=True)
+    ran.write_text("module: command not found\n")
+    states = classify_trials(tmp_path, trials, events, {})
+    assert [s.status for s in states] == ["failed", "failed"]
+    assert states[0].log == ran and f"read {ran}" in states[0].error
+    assert states[1].log is None and states[1].job_id == "30_1"
+    assert "left the queue without starting" in states[1].error
+
+
 def test_resume_submits_only_what_is_not_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

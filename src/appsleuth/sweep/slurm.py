@@ -779,6 +779,14 @@ def classify_trials(
             )
         elif state == "CANCELLED" or (state is None and cancels.get(job_id, -1) > pos):
             out.append(SlurmTrialState(status="cancelled", **where, **common))
+        elif state is None and run_state == "missing" and not log.exists():
+            # squeue drops a queued task cancelled on its own (scancel 123_4) at once, and
+            # a task that never started wrote no output file to point to.
+            error = (
+                f"SLURM job {task} left the queue without starting (it wrote no output file "
+                f"{log}): cancelled while queued (scancel), or SLURM could not start it"
+            )
+            out.append(SlurmTrialState(status="failed", error=error, job_id=task, **common))
         else:
             how = f" (SLURM state {state})" if state else ""
             error = f"SLURM job {task} ended without a complete run directory{how}; read {log}"
