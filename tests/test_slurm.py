@@ -265,6 +265,29 @@ def test_dry_run_writes_and_prints_the_script(
     assert "--wait apply to the slurm executor only" in capsys.readouterr().err
 
 
+def test_a_resume_beside_a_running_array_says_the_throttle_is_per_array(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # README promised "at most 20 trials at once", but %20 limits one job array only.
+    run, sweep_dir = _sweep_run_argv(tmp_path, "busy")
+    assert main([*run, "--dry-run"]) == 0
+    _append_event(sweep_dir, {"event": "submit", "job_id": "40", "indices": [0, 1]})
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {"40": {0: "RUNNING"}})
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: None)
+    monkeypatch.setattr(
+        slurm_module,
+        "_run",
+        lambda cmd, what, **kw: subprocess.CompletedProcess(cmd, 0, stdout="41\n", stderr=""),
+    )
+    capsys.readouterr()
+    assert main([*run, "--array-parallelism", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "job(s) 40 of this sweep still have trials queued or running" in err
+    assert "array_parallelism=3 limits each job array on its own" in err
+    assert main(run) == 0  # no throttle, no note
+    assert "array_parallelism" not in capsys.readouterr().err
+
+
 def test_workers_with_the_slurm_executor_is_refused_not_ignored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

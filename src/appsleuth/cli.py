@@ -1104,7 +1104,7 @@ def _sweep_run_slurm(
     wait: bool,
     poll_seconds: float,
 ) -> None:
-    from appsleuth.sweep.slurm import SlurmOptions, submit_slurm, wait_slurm
+    from appsleuth.sweep.slurm import ACTIVE, SlurmOptions, submit_slurm, wait_slurm
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
 
     options = SlurmOptions.from_options(
@@ -1139,6 +1139,19 @@ def _sweep_run_slurm(
             f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as SLURM job "
             f"{sub.job_id} ({sub.script})"
         )
+        busy = sorted(
+            {s.job_id.split("_")[0] for s in sub.states if s.status in ACTIVE and s.job_id},
+            key=int,
+        )
+        if options.array_parallelism and busy:
+            # %K throttles one job array; SLURM has no limit across arrays.
+            k = options.array_parallelism
+            click.echo(
+                f"note: job(s) {', '.join(busy)} of this sweep still have trials queued or "
+                f"running; array_parallelism={k} limits each job array on its own, so up to "
+                f"{k} trials of job {sub.job_id} may run beside them",
+                err=True,
+            )
     else:
         click.echo(f"sweep {spec.name}: {nothing}")
     if wait:
