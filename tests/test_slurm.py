@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -286,6 +287,21 @@ def test_a_resume_beside_a_running_array_says_the_throttle_is_per_array(
     assert "array_parallelism=3 limits each job array on its own" in err
     assert main(run) == 0  # no throttle, no note
     assert "array_parallelism" not in capsys.readouterr().err
+
+
+def test_the_collect_hint_quotes_the_sweep_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A path with blanks or quotes printed bare breaks the command when pasted.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / "it's here")
+    _append_event(sweep_dir, {"event": "submit", "job_id": "50", "indices": [0, 1]})
+    for st in trial_states(sweep_dir):
+        write_fake_run(sweep_dir / st.name)
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # as one line, whatever the width
+    quoted = shlex.quote(str(sweep_dir))
+    assert f"'appsleuth sweep collect {quoted}' to bring it up to date" in err
 
 
 def test_workers_with_the_slurm_executor_is_refused_not_ignored(

@@ -1326,7 +1326,7 @@ def _say_if_results_behind(sweep_dir: Path) -> None:
     if behind:
         click.echo(
             f"results.csv does not include {behind} complete trial(s) yet: run "
-            f"'appsleuth sweep collect {sweep_dir}' to bring it up to date",
+            f"'appsleuth sweep collect {_shell_quote(str(sweep_dir))}' to bring it up to date",
             err=True,
         )
 
