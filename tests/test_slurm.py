@@ -92,6 +92,21 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"extra_sbatch": ["--hold"]}, r"must start with '#SBATCH '.*'--hold'"),
         ({"extra_sbatch": ["#SBATCH --hold\necho hi"]}, r"hold no newline"),
         ({"preamble": ["module load x"]}, r"preamble must be text"),
+        # Settings that sbatch would silently drop: sbatch reads #SBATCH lines only before
+        # the first command, and its command line (--array, --output) overrides them.
+        (
+            {"preamble": "module load cuda\n  #SBATCH --gres=gpu:1"},
+            r"preamble's line '#SBATCH --gres=gpu:1' would be ignored by sbatch.*extra_sbatch",
+        ),
+        (
+            {"extra_sbatch": ["#SBATCH --output=/scratch/x.out"]},
+            r"cannot set --output, which appsleuth sets itself.*slurm/logs",
+        ),
+        ({"extra_sbatch": ["#SBATCH -o x.out"]}, r"cannot set --output"),
+        ({"extra_sbatch": ["#SBATCH -e x.err"]}, r"cannot set --error"),
+        ({"extra_sbatch": ["#SBATCH --array=0-9"]}, r"cannot set --array.*array_parallelism"),
+        ({"extra_sbatch": ["#SBATCH -a 0-9"]}, r"cannot set --array"),
+        ({"extra_sbatch": ["#SBATCH --comment=mine"]}, r"cannot set --comment"),
         ({"partitoin": "debug"}, r"unknown slurm executor option\(s\) 'partitoin'; valid"),
     ],
 )

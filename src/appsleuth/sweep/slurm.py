@@ -102,6 +102,15 @@ _OPTION_NAMES = (
     "extra_sbatch",
     "preamble",
 )
+# sbatch options appsleuth sets on the command line (which overrides #SBATCH lines), and
+# why: an extra_sbatch line setting one would be ignored without a word.
+_OWN_OPTIONS = {
+    "--array": "array task i runs trial i (array_parallelism sets the %K throttle)",
+    "--output": "each task's output goes to slurm/logs/%A_%a.out, the file status points to",
+    "--error": "a task's errors go to slurm/logs/%A_%a.out, the file status points to",
+    "--comment": "it carries the token that finds a submission again",
+}
+_SHORT_OPTIONS = {"-a": "--array", "-o": "--output", "-e": "--error"}
 _PENDING = {
     "PENDING",
     "CONFIGURING",
@@ -198,11 +207,28 @@ class SlurmOptions:
                     f"each extra_sbatch line must start with '#SBATCH ' and hold no newline; "
                     f"received extra_sbatch line {line!r}"
                 )
+            words = line[len("#SBATCH ") :].split()
+            first = words[0] if words else ""
+            name = first.split("=")[0] if first.startswith("--") else first[:2]
+            name = _SHORT_OPTIONS.get(name, name)
+            if name in _OWN_OPTIONS:
+                raise SpecError(
+                    f"extra_sbatch cannot set {name}, which appsleuth sets itself: "
+                    f"{_OWN_OPTIONS[name]}; received extra_sbatch line {line!r}"
+                )
         object.__setattr__(self, "extra_sbatch", tuple(lines))
         if not isinstance(self.preamble, str) or "\0" in self.preamble:
             raise SpecError(
                 f"preamble must be text (shell lines); received preamble={self.preamble!r}"
             )
+        for line in self.preamble.splitlines():
+            if line.lstrip().startswith("#SBATCH"):
+                # sbatch reads #SBATCH lines only before the script's first command.
+                raise SpecError(
+                    f"the preamble's line {line.strip()!r} would be ignored by sbatch, which "
+                    f"reads #SBATCH lines only before the first command; put it in "
+                    f"extra_sbatch instead"
+                )
 
     @classmethod
     def from_options(
