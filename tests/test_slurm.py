@@ -384,7 +384,8 @@ def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
     assert states[1].job_id == "10_1" and states[0].job_id == "10_0"
     assert states[3].error == "DataError: Tetris" and states[3].ran
     assert states[3].log == tmp_path / "slurm" / "logs" / "10_3.out"
-    assert "ended without a complete run directory (SLURM state TIMEOUT)" in states[4].error
+    assert "ended without a complete run directory (SLURM state TIMEOUT: " in states[4].error
+    assert "raise --time-min before resuming" in states[4].error
     assert str(tmp_path / "slurm" / "logs" / "10_4.out") in states[4].error and not states[4].ran
     # A job squeue forgot, that the journal never cancelled, failed: read its log.
     gone = classify_trials(tmp_path, trials[1:2], events[:1], {})
@@ -435,12 +436,11 @@ def test_resume_submits_only_what_is_not_done(
         "appsleuth.sweep.slurm.query_squeue",
         lambda ids: parse_squeue("20_0|RUNNING\n20_1|PENDING\n20_2|OUT_OF_MEMORY\n"),
     )
-    assert [s.status for s in slurm_states(sweep_dir)] == [
-        "running",
-        "pending",
-        "failed",
-        "failed",
-    ]
+    states = slurm_states(sweep_dir)
+    assert [s.status for s in states] == ["running", "pending", "failed", "failed"]
+    assert "(SLURM state OUT_OF_MEMORY: it needs more than mem_gb; raise --mem-gb" in (
+        states[2].error
+    )
     sub = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
     assert sub.job_id is None and sub.indices == (2, 3)
     assert sub.command[:3] == ("sbatch", "--parsable", "--array=2-3%2")

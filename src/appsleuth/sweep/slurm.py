@@ -122,6 +122,11 @@ _PENDING = {
 }
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 ACTIVE = ("pending", "running")
+# A plain resume submits such a trial again with the same limits: say which to raise.
+_STATE_HINTS = {
+    "TIMEOUT": ": it needs more than time_min minutes; raise --time-min before resuming",
+    "OUT_OF_MEMORY": ": it needs more than mem_gb; raise --mem-gb before resuming",
+}
 # parse_squeue's key for the state of an array's tasks squeue does not list one by one.
 OTHER_TASKS = -1
 
@@ -814,7 +819,7 @@ def classify_trials(
             )
             out.append(SlurmTrialState(status="failed", error=error, job_id=task, **common))
         else:
-            how = f" (SLURM state {state})" if state else ""
+            how = f" (SLURM state {state}{_STATE_HINTS.get(state, '')})" if state else ""
             error = f"SLURM job {task} ended without a complete run directory{how}; read {log}"
             out.append(SlurmTrialState(status="failed", error=error, **where, **common))
     return out
