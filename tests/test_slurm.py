@@ -319,6 +319,22 @@ def test_the_collect_hint_quotes_the_sweep_directory(
     assert f"'appsleuth sweep collect {quoted}' to bring it up to date" in err
 
 
+def test_a_failed_trials_output_file_is_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "60", "indices": [0, 1]})
+    trials = trial_states(sweep_dir)
+    write_fake_run(sweep_dir / trials[1].name, status="failed", error="DataError: bad")
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {"60": {0: "TIMEOUT"}})
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    err = capsys.readouterr().err
+    died, failed = (sweep_dir / "slurm" / "logs" / f"60_{i}.out" for i in (0, 1))
+    assert err.count(str(died)) == 1  # the job's own error already says "read <log>"
+    assert f"DataError: bad (SLURM output: {failed})" in err
+
+
 def test_workers_with_the_slurm_executor_is_refused_not_ignored(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -980,7 +996,9 @@ def test_slurm_failures_are_reported_with_their_log(
     assert died["log"] in died["error"]
     capsys.readouterr()
     assert main(["sweep", "status", str(out / "broken")]) == 0
-    assert f"SLURM output: {died['log']}" in capsys.readouterr().err
+    assert capsys.readouterr().err.count(died["log"]) == 1  # named once, not twice
+    assert main(["sweep", "status", str(out / "bad")]) == 0
+    assert f"(SLURM output: {failed['log']})" in capsys.readouterr().err
 
 
 @pytest.mark.integration

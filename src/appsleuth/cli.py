@@ -1235,7 +1235,9 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     for st in states:
         if st.status == "failed":
-            log = f" (SLURM output: {st.log})" if st.log else ""
+            # An error from the job itself already says which output file to read.
+            shown = st.log and str(st.log) not in (st.error or "")
+            log = f" (SLURM output: {st.log})" if shown else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
     return states
 
