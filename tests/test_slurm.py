@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from appsleuth.sweep import slurm as slurm_module
 from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
     JOURNAL,
+    OTHER_TASKS,
     SlurmOptions,
     _append_event,
     cancel_slurm,
@@ -90,6 +92,21 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"extra_sbatch": ["--hold"]}, r"must start with '#SBATCH '.*'--hold'"),
         ({"extra_sbatch": ["#SBATCH --hold\necho hi"]}, r"hold no newline"),
         ({"preamble": ["module load x"]}, r"preamble must be text"),
+        # Settings that sbatch would silently drop: sbatch reads #SBATCH lines only before
+        # the first command, and its command line (--array, --output) overrides them.
+        (
+            {"preamble": "module load cuda\n  #SBATCH --gres=gpu:1"},
+            r"preamble's line '#SBATCH --gres=gpu:1' would be ignored by sbatch.*extra_sbatch",
+        ),
+        (
+            {"extra_sbatch": ["#SBATCH --output=/scratch/x.out"]},
+            r"cannot set --output, which appsleuth sets itself.*slurm/logs",
+        ),
+        ({"extra_sbatch": ["#SBATCH -o x.out"]}, r"cannot set --output"),
+        ({"extra_sbatch": ["#SBATCH -e x.err"]}, r"cannot set --error"),
+        ({"extra_sbatch": ["#SBATCH --array=0-9"]}, r"cannot set --array.*array_parallelism"),
+        ({"extra_sbatch": ["#SBATCH -a 0-9"]}, r"cannot set --array"),
+        ({"extra_sbatch": ["#SBATCH --comment=mine"]}, r"cannot set --comment"),
         ({"partitoin": "debug"}, r"unknown slurm executor option\(s\) 'partitoin'; valid"),
     ],
 )
@@ -115,10 +132,11 @@ def test_options_defaults_and_cpus_from_threads() -> None:
 def test_compress_and_parse_squeue() -> None:
     assert compress_indices([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
     assert compress_indices([3]) == "3"
-    text = "12_0|RUNNING\n12_[2-4%2]|PENDING\n13_1|CANCELLED\n14|PENDING\n\nnoise\n"
+    text = "12_0|RUNNING\n12_[2-4%2]|PENDING\n13_1|CANCELLED\n14|CANCELLED\n\nnoise\n"
     assert parse_squeue(text) == {
         "12": {0: "RUNNING", 2: "PENDING", 3: "PENDING", 4: "PENDING"},
         "13": {1: "CANCELLED"},
+        "14": {OTHER_TASKS: "CANCELLED"},
     }
 
 
@@ -204,6 +222,37 @@ def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("pwned"))
 
 
+def test_retry_reaches_the_worker_as_an_argument_not_through_the_environment(
+    tmp_path: Path,
+) -> None:
+    # --export=ALL,APPSLEUTH_RETRY_FAILED=1 overrode a cluster's or user's --export=NONE
+    # and handed the login node's whole environment to retried trials.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    opts = SlurmOptions(
+        extra_sbatch=("#SBATCH --export=NONE",), preamble='echo "preamble args: $#"'
+    )
+    sub = submit_slurm(sweep_dir, opts, retry_failed=True, dry_run=True)
+    assert not any(a.startswith("--export") for a in sub.command)
+    assert sub.command[-2:] == (str(sub.script), "--retry-failed")
+    # The whole script through bash, as sbatch runs it, with a stand-in python.
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_script(sweep_dir, 2, opts, python=str(fake)))
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+
+    def worker_args(*args: str) -> list[str]:
+        done = subprocess.run(
+            ["bash", str(script), *args], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.splitlines()[0] == "preamble args: 0"  # not conda's to parse
+        return done.stdout.splitlines()[-3:]
+
+    assert worker_args("--retry-failed") == ["--index", "1", "--retry-failed"]
+    assert worker_args() == [str(sweep_dir), "--index", "1"]
+
+
 def _sweep_run_argv(tmp_path: Path, name: str) -> tuple[list[str], Path]:
     """``appsleuth sweep run`` of a small spec file named ``name``, and its sweep directory."""
     spec_file = tmp_path / "s.yaml"
@@ -230,6 +279,60 @@ def test_dry_run_writes_and_prints_the_script(
         assert f"time_min must be a positive integer; received time_min='{bad}'" in err
     assert main([*run, "--executor", "local", "--wait"]) == 2
     assert "--wait apply to the slurm executor only" in capsys.readouterr().err
+
+
+def test_a_resume_beside_a_running_array_says_the_throttle_is_per_array(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # README promised "at most 20 trials at once", but %20 limits one job array only.
+    run, sweep_dir = _sweep_run_argv(tmp_path, "busy")
+    assert main([*run, "--dry-run"]) == 0
+    _append_event(sweep_dir, {"event": "submit", "job_id": "40", "indices": [0, 1]})
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {"40": {0: "RUNNING"}})
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: None)
+    monkeypatch.setattr(
+        slurm_module,
+        "_run",
+        lambda cmd, what, **kw: subprocess.CompletedProcess(cmd, 0, stdout="41\n", stderr=""),
+    )
+    capsys.readouterr()
+    assert main([*run, "--array-parallelism", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "job(s) 40 of this sweep still have trials queued or running" in err
+    assert "array_parallelism=3 limits each job array on its own" in err
+    assert main(run) == 0  # no throttle, no note
+    assert "array_parallelism" not in capsys.readouterr().err
+
+
+def test_the_collect_hint_quotes_the_sweep_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A path with blanks or quotes printed bare breaks the command when pasted.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / "it's here")
+    _append_event(sweep_dir, {"event": "submit", "job_id": "50", "indices": [0, 1]})
+    for st in trial_states(sweep_dir):
+        write_fake_run(sweep_dir / st.name)
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # as one line, whatever the width
+    quoted = shlex.quote(str(sweep_dir))
+    assert f"'appsleuth sweep collect {quoted}' to bring it up to date" in err
+
+
+def test_a_failed_trials_output_file_is_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    _append_event(sweep_dir, {"event": "submit", "job_id": "60", "indices": [0, 1]})
+    trials = trial_states(sweep_dir)
+    write_fake_run(sweep_dir / trials[1].name, status="failed", error="DataError: bad")
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {"60": {0: "TIMEOUT"}})
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    err = capsys.readouterr().err
+    died, failed = (sweep_dir / "slurm" / "logs" / f"60_{i}.out" for i in (0, 1))
+    assert err.count(str(died)) == 1  # the job's own error already says "read <log>"
+    assert f"DataError: bad (SLURM output: {failed})" in err
 
 
 def test_workers_with_the_slurm_executor_is_refused_not_ignored(
@@ -297,7 +400,8 @@ def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
     assert states[1].job_id == "10_1" and states[0].job_id == "10_0"
     assert states[3].error == "DataError: Tetris" and states[3].ran
     assert states[3].log == tmp_path / "slurm" / "logs" / "10_3.out"
-    assert "ended without a complete run directory (SLURM state TIMEOUT)" in states[4].error
+    assert "ended without a complete run directory (SLURM state TIMEOUT: " in states[4].error
+    assert "raise --time-min before resuming" in states[4].error
     assert str(tmp_path / "slurm" / "logs" / "10_4.out") in states[4].error and not states[4].ran
     # A job squeue forgot, that the journal never cancelled, failed: read its log.
     gone = classify_trials(tmp_path, trials[1:2], events[:1], {})
@@ -307,6 +411,35 @@ def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
     assert classify_trials(tmp_path, trials[5:6], again, {"12": {5: "PENDING"}})[0].status == (
         "pending"
     )
+
+
+def test_an_array_cancelled_while_queued_is_cancelled_not_failed(tmp_path: Path) -> None:
+    # scancel -s KILL of a queued array (of one of its tasks, even) ends the whole array,
+    # and squeue shows it without an index: 30|CANCELLED. It was read as no state at all,
+    # so its trials showed as failed, pointing to output files that never existed.
+    trials = [(i, f"t{i}", {}, "missing", None) for i in range(3)]
+    events = [{"event": "submit", "job_id": "30", "indices": [0, 1, 2]}]
+    queue = parse_squeue("30_2|COMPLETED\n30|CANCELLED\n")
+    states = classify_trials(tmp_path, trials, events, queue)
+    assert [s.status for s in states] == ["cancelled", "cancelled", "failed"]
+    assert "(SLURM state COMPLETED)" in states[2].error  # a task listed on its own
+
+
+def test_a_task_gone_from_the_queue_without_output_is_not_sent_to_a_missing_log(
+    tmp_path: Path,
+) -> None:
+    # scancel 30_1 of a queued array removes that task from squeue at once; it never
+    # started, so the output file the message pointed to never existed.
+    trials = [(i, f"t{i}", {}, "missing", None) for i in range(2)]
+    events = [{"event": "submit", "job_id": "30", "indices": [0, 1]}]
+    ran = tmp_path / "slurm" / "logs" / "30_0.out"
+    ran.parent.mkdir(parents=True)
+    ran.write_text("module: command not found\n")
+    states = classify_trials(tmp_path, trials, events, {})
+    assert [s.status for s in states] == ["failed", "failed"]
+    assert states[0].log == ran and f"read {ran}" in states[0].error
+    assert states[1].log is None and states[1].job_id == "30_1"
+    assert "left the queue without starting" in states[1].error
 
 
 def test_resume_submits_only_what_is_not_done(
@@ -319,12 +452,11 @@ def test_resume_submits_only_what_is_not_done(
         "appsleuth.sweep.slurm.query_squeue",
         lambda ids: parse_squeue("20_0|RUNNING\n20_1|PENDING\n20_2|OUT_OF_MEMORY\n"),
     )
-    assert [s.status for s in slurm_states(sweep_dir)] == [
-        "running",
-        "pending",
-        "failed",
-        "failed",
-    ]
+    states = slurm_states(sweep_dir)
+    assert [s.status for s in states] == ["running", "pending", "failed", "failed"]
+    assert "(SLURM state OUT_OF_MEMORY: it needs more than mem_gb; raise --mem-gb" in (
+        states[2].error
+    )
     sub = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
     assert sub.job_id is None and sub.indices == (2, 3)
     assert sub.command[:3] == ("sbatch", "--parsable", "--array=2-3%2")
@@ -864,7 +996,9 @@ def test_slurm_failures_are_reported_with_their_log(
     assert died["log"] in died["error"]
     capsys.readouterr()
     assert main(["sweep", "status", str(out / "broken")]) == 0
-    assert f"SLURM output: {died['log']}" in capsys.readouterr().err
+    assert capsys.readouterr().err.count(died["log"]) == 1  # named once, not twice
+    assert main(["sweep", "status", str(out / "bad")]) == 0
+    assert f"(SLURM output: {failed['log']})" in capsys.readouterr().err
 
 
 @pytest.mark.integration

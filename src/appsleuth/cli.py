@@ -1104,7 +1104,7 @@ def _sweep_run_slurm(
     wait: bool,
     poll_seconds: float,
 ) -> None:
-    from appsleuth.sweep.slurm import SlurmOptions, submit_slurm, wait_slurm
+    from appsleuth.sweep.slurm import ACTIVE, SlurmOptions, submit_slurm, wait_slurm
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
 
     options = SlurmOptions.from_options(
@@ -1139,6 +1139,19 @@ def _sweep_run_slurm(
             f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as SLURM job "
             f"{sub.job_id} ({sub.script})"
         )
+        busy = sorted(
+            {s.job_id.split("_")[0] for s in sub.states if s.status in ACTIVE and s.job_id},
+            key=int,
+        )
+        if options.array_parallelism and busy:
+            # %K throttles one job array; SLURM has no limit across arrays.
+            k = options.array_parallelism
+            click.echo(
+                f"note: job(s) {', '.join(busy)} of this sweep still have trials queued or "
+                f"running; array_parallelism={k} limits each job array on its own, so up to "
+                f"{k} trials of job {sub.job_id} may run beside them",
+                err=True,
+            )
     else:
         click.echo(f"sweep {spec.name}: {nothing}")
     if wait:
@@ -1222,7 +1235,9 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     for st in states:
         if st.status == "failed":
-            log = f" (SLURM output: {st.log})" if st.log else ""
+            # An error from the job itself already says which output file to read.
+            shown = st.log and str(st.log) not in (st.error or "")
+            log = f" (SLURM output: {st.log})" if shown else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
     return states
 
@@ -1313,7 +1328,7 @@ def _say_if_results_behind(sweep_dir: Path) -> None:
     if behind:
         click.echo(
             f"results.csv does not include {behind} complete trial(s) yet: run "
-            f"'appsleuth sweep collect {sweep_dir}' to bring it up to date",
+            f"'appsleuth sweep collect {_shell_quote(str(sweep_dir))}' to bring it up to date",
             err=True,
         )
 

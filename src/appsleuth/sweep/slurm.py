@@ -53,6 +53,7 @@ from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
     "JOURNAL",
+    "OTHER_TASKS",
     "SCRIPT",
     "SlurmOptions",
     "SlurmSubmission",
@@ -101,6 +102,15 @@ _OPTION_NAMES = (
     "extra_sbatch",
     "preamble",
 )
+# sbatch options appsleuth sets on the command line (which overrides #SBATCH lines), and
+# why: an extra_sbatch line setting one would be ignored without a word.
+_OWN_OPTIONS = {
+    "--array": "array task i runs trial i (array_parallelism sets the %K throttle)",
+    "--output": "each task's output goes to slurm/logs/%A_%a.out, the file status points to",
+    "--error": "a task's errors go to slurm/logs/%A_%a.out, the file status points to",
+    "--comment": "it carries the token that finds a submission again",
+}
+_SHORT_OPTIONS = {"-a": "--array", "-o": "--output", "-e": "--error"}
 _PENDING = {
     "PENDING",
     "CONFIGURING",
@@ -112,6 +122,13 @@ _PENDING = {
 }
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 ACTIVE = ("pending", "running")
+# A plain resume submits such a trial again with the same limits: say which to raise.
+_STATE_HINTS = {
+    "TIMEOUT": ": it needs more than time_min minutes; raise --time-min before resuming",
+    "OUT_OF_MEMORY": ": it needs more than mem_gb; raise --mem-gb before resuming",
+}
+# parse_squeue's key for the state of an array's tasks squeue does not list one by one.
+OTHER_TASKS = -1
 
 
 def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
@@ -195,11 +212,28 @@ class SlurmOptions:
                     f"each extra_sbatch line must start with '#SBATCH ' and hold no newline; "
                     f"received extra_sbatch line {line!r}"
                 )
+            words = line[len("#SBATCH ") :].split()
+            first = words[0] if words else ""
+            name = first.split("=")[0] if first.startswith("--") else first[:2]
+            name = _SHORT_OPTIONS.get(name, name)
+            if name in _OWN_OPTIONS:
+                raise SpecError(
+                    f"extra_sbatch cannot set {name}, which appsleuth sets itself: "
+                    f"{_OWN_OPTIONS[name]}; received extra_sbatch line {line!r}"
+                )
         object.__setattr__(self, "extra_sbatch", tuple(lines))
         if not isinstance(self.preamble, str) or "\0" in self.preamble:
             raise SpecError(
                 f"preamble must be text (shell lines); received preamble={self.preamble!r}"
             )
+        for line in self.preamble.splitlines():
+            if line.lstrip().startswith("#SBATCH"):
+                # sbatch reads #SBATCH lines only before the script's first command.
+                raise SpecError(
+                    f"the preamble's line {line.strip()!r} would be ignored by sbatch, which "
+                    f"reads #SBATCH lines only before the first command; put it in "
+                    f"extra_sbatch instead"
+                )
 
     @classmethod
     def from_options(
@@ -351,16 +385,22 @@ def render_script(
         "# The Keras backend of the process that submitted this sweep.",
         f"export KERAS_BACKEND={shlex.quote(backend_name())}",
         "",
+        # Not an environment variable: --export=NONE (a cluster's or the user's) would drop
+        # it, and --export=ALL to pass it would override that choice.
+        "# Arguments after this script's name on the sbatch command line go to the worker",
+        "# (--retry-failed redoes a trial that failed before); the preamble does not see them.",
+        'appsleuth_args=("$@")',
+        "set --",
+        "",
     ]
     if options.preamble.strip():
         lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
         lines += ["# --- end of preamble ---", ""]
     lines += [
-        "# Trial $SLURM_ARRAY_TASK_ID of the manifest; APPSLEUTH_RETRY_FAILED=1 redoes a",
-        "# trial that failed before.",
+        "# Trial $SLURM_ARRAY_TASK_ID of the manifest.",
         f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
         + ("" if device == "auto" else f"--device {device} ")
-        + '--index "$SLURM_ARRAY_TASK_ID" ${APPSLEUTH_RETRY_FAILED:+--retry-failed}',
+        + '--index "$SLURM_ARRAY_TASK_ID" "${appsleuth_args[@]}"',
         "",
     ]
     return "\n".join(lines)
@@ -476,7 +516,9 @@ def parse_squeue(text: str) -> dict[str, dict[int, str]]:
 
     Returns:
         ``{job_id: {array_index: STATE}}``; ``123_[4-6%2]|PENDING`` and
-        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index.
+        ``123_[3-59:2]|PENDING`` (pending ranges) count for each index. A line with
+        no index (``123|CANCELLED``) is the state of the job's tasks not listed one by
+        one, under the key :data:`OTHER_TASKS`.
     """
     jobs: dict[str, dict[int, str]] = {}
     for line in text.splitlines():
@@ -486,7 +528,12 @@ def parse_squeue(text: str) -> dict[str, dict[int, str]]:
         job, state = (p.strip() for p in line.split("|", 1))
         state = state.split()[0].upper() if state else ""
         if "_" not in job:
-            continue  # not an array task
+            if job.isdigit():
+                # The array's own record, which squeue shows without an index once it
+                # left the queue before its tasks started (scancel -s KILL of a queued
+                # array: 123|CANCELLED).
+                jobs.setdefault(job, {})[OTHER_TASKS] = state
+            continue
         job_id, task = job.split("_", 1)
         try:
             indices = _expand_indices(task.strip("[]"))
@@ -750,7 +797,8 @@ def classify_trials(
         pos, job_id = last_job[index]
         task = f"{job_id}_{index}"
         log = sweep_dir / LOGS / f"{job_id}_{index}.out"
-        state = queue.get(job_id, {}).get(index)
+        tasks = queue.get(job_id, {})
+        state = tasks.get(index, tasks.get(OTHER_TASKS))
         where = {"job_id": task, "log": log}
         if state in _PENDING:
             out.append(SlurmTrialState(status="pending", **where, **common))
@@ -762,8 +810,16 @@ def classify_trials(
             )
         elif state == "CANCELLED" or (state is None and cancels.get(job_id, -1) > pos):
             out.append(SlurmTrialState(status="cancelled", **where, **common))
+        elif state is None and run_state == "missing" and not log.exists():
+            # squeue drops a queued task cancelled on its own (scancel 123_4) at once, and
+            # a task that never started wrote no output file to point to.
+            error = (
+                f"SLURM job {task} left the queue without starting (it wrote no output file "
+                f"{log}): cancelled while queued (scancel), or SLURM could not start it"
+            )
+            out.append(SlurmTrialState(status="failed", error=error, job_id=task, **common))
         else:
-            how = f" (SLURM state {state})" if state else ""
+            how = f" (SLURM state {state}{_STATE_HINTS.get(state, '')})" if state else ""
             error = f"SLURM job {task} ended without a complete run directory{how}; read {log}"
             out.append(SlurmTrialState(status="failed", error=error, **where, **common))
     return out
@@ -967,9 +1023,9 @@ def _submit(
         f"--output={_output_pattern(sweep_dir)}",
         f"--comment={COMMENT_PREFIX}{token}",
     ]
-    if retry_failed:
-        cmd.append("--export=ALL,APPSLEUTH_RETRY_FAILED=1")
     cmd.append(str(script))
+    if retry_failed:
+        cmd.append("--retry-failed")  # an argument of the script, for its worker
     result = {
         "script": script,
         "script_text": text,
