@@ -605,7 +605,7 @@ def query_squeue(job_ids: Sequence[str]) -> dict[str, dict[int, str]]:
             "--format=%i|%T",
             f"--jobs={','.join(job_ids)}",
         ],
-        "the sweep status",
+        "reading the state of the sweep's SLURM jobs",
         env={"SLURM_BITSTR_LEN": "0"},
     )
     if done.returncode != 0:
