@@ -347,6 +347,18 @@ def test_workers_with_the_slurm_executor_is_refused_not_ignored(
     assert not sweep_dir.exists()  # refused before anything is written
 
 
+def test_the_specs_workers_with_the_slurm_executor_gets_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A spec written for a laptop (workers: 4) run on SLURM: said, not silently dropped.
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(_spec(name="w", executor={"workers": 4}).to_dict()))
+    argv = ["sweep", "run", str(spec_file), "--out", str(tmp_path / "out"), "--dry-run"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "the spec's executor workers=4 applies to the local executor only" in err
+
+
 def test_cancel_on_a_local_sweep_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

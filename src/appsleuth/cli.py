@@ -1027,6 +1027,13 @@ def sweep_run(
                 f"with the slurm executor, which runs one array task per trial "
                 f"(--array-parallelism limits how many run at once)"
             )
+        if spec.executor.workers is not None:
+            click.echo(
+                f"note: the spec's executor workers={spec.executor.workers} applies to the "
+                f"local executor only; on SLURM each trial is an array task "
+                f"(array_parallelism limits how many run at once)",
+                err=True,
+            )
         _sweep_run_slurm(
             ctx,
             spec,
