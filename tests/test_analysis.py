@@ -146,6 +146,23 @@ def test_load_results_one_row_per_trial_in_every_state(tmp_path: Path) -> None:
     assert list(results["learning_rate"].unique()) == [0.0003]
 
 
+def test_a_varied_engine_keeps_apart_from_the_engine_that_trained(tmp_path: Path) -> None:
+    # Varying the engine gave two "engine" columns: this plot, and so the report, died
+    # on a traceback ("Cannot index with multidimensional key").
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"engine": ["fused", "fit"]}},
+        lambda i, p: {"final_acc": [0.8, 0.9][i], "extra": {"engine": p["engine"]}},
+    )
+    results = load_results(sweep_dir)
+    assert not results.columns.duplicated().any()
+    assert results.attrs["varied"] == ["param_engine"]
+    assert list(results["param_engine"]) == ["fused", "fit"]
+    assert list(results["engine"]) == ["fused", "fit"]
+    fig = plot_metric_vs_param(results, "param_engine", metrics=("accuracy",))
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.9, 0.8])  # fit, fused
+
+
 def test_load_results_rejects_a_directory_that_is_no_sweep(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is not a sweep directory"):
         load_results(tmp_path)

@@ -71,6 +71,27 @@ def _canonical(name: str) -> str:
     return "hidden_neurons" if name in _HIDDEN_NAMES else name
 
 
+# Columns load_results fills from a trial's results, not from its spec.
+_RESULT_FIELDS = (
+    "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
+    "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+    "fit_diagnosis", "fit_reason", "duration_s", "seconds_per_epoch", "engine",
+    "slurm_job_id", "error",
+)  # fmt: skip
+
+
+def _varied_column(name: str) -> str:
+    """The results column of a varied hyperparameter.
+
+    A sweep may vary a setting named like a result (``engine``: the one asked for, beside
+    the one that trained; ``loss``: the loss function, beside the final loss). Such a
+    setting gets the ``param_`` prefix ``results_full.csv`` uses, so that no two columns
+    share a name.
+    """
+    column = _canonical(name)
+    return f"param_{column}" if column in _RESULT_FIELDS else column
+
+
 def _hidden_value(hidden: Sequence[int], single_layer_scan: bool) -> Any:
     """The teaching form: ``18`` in a neuron scan, ``"[18, 18]"`` when layers vary."""
     hidden = [int(h) for h in hidden]
@@ -130,7 +151,8 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
     precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``duration_s``,
     ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
-    for trials without a result. ``attrs["varied"]`` lists the varied columns.
+    for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
+    setting named like one of these columns (``engine``, ``loss``) is ``param_<name>``.
 
     Raises:
         DataError: The directory is not a sweep directory or its manifest is unreadable.
@@ -141,7 +163,7 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
     manifest = _read_json(sweep_dir / MANIFEST)
     varied_names = list(manifest.get("varied") or [])
-    varied = [_canonical(v) for v in varied_names]
+    varied = [_varied_column(v) for v in varied_names]
     states = {s.index: s for s in trial_states(sweep_dir)}
     single_layer = all(len(t.spec.model.hidden) == 1 for t in plan)
     rows = []
