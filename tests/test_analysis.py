@@ -308,6 +308,32 @@ def test_small_multiples_one_panel_per_trial(lr_sweep: Path) -> None:
     assert "learning_rate=0.001, seed=0 (best)" in titles
 
 
+@pytest.mark.parametrize(
+    "grid",
+    [
+        # Labels of three settings: "dropout=0.2, activation=tanh, optimizer=rmsprop".
+        {"dropout": [0.0, 0.2], "activation": ["relu", "tanh"], "optimizer": ["adam", "rmsprop"]},
+        {"hidden_neurons": [[64, 64, 64, 64], [128, 128, 128, 128]], "learning_rate": [1e-4]},
+    ],
+)
+def test_small_multiples_titles_do_not_overlap(tmp_path: Path, grid: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {"final_acc": 0.5 + i / 20})
+    histories = load_histories(sweep_dir)
+    best = next(iter(histories))
+    fig = plot_small_multiples(histories, highlight=best)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == len(histories) >= 2
+    for i, a in enumerate(titles):
+        assert a.x0 >= 0 and a.x1 <= fig.bbox.x1, "a title runs off the figure"
+        assert not any(a.overlaps(b) for b in titles[i + 1 :]), "two panel titles overlap"
+    assert any("(best)" in ax.get_title() for ax in fig.axes)
+    plt.close(fig)
+
+
 def test_small_multiples_on_given_axes(lr_sweep: Path) -> None:
     import matplotlib.pyplot as plt
 

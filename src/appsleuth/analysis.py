@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ _KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_
 _LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
 _MAX_TICKS = 12
 _MAX_LEGEND = 12
+_PANEL_TITLE_WIDTH = 34  # characters of a small-multiples title line
 
 HistorySource = (
     str | os.PathLike[str] | pd.DataFrame | Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
@@ -659,6 +661,34 @@ def plot_learning_curves(
     return fig
 
 
+def _wrapped(label: str, width: int) -> str:
+    """``label`` on lines of at most ``width`` characters where it can be broken.
+
+    Lines break after the ``", "`` between settings (not inside a list value such as
+    ``[18, 18]``); only a setting or run name longer than a line breaks inside, after an
+    ``_`` or ``", "`` (``model_1H8N_lr0.003_bs64_e2_`` / ``dropout0.2_activationtanh``).
+    """
+    settings, depth, start = [], 0, 0
+    for i, char in enumerate(label):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if depth == 0 and label.startswith(", ", i):
+            settings.append(label[start : i + 2])
+            start = i + 2
+    settings.append(label[start:])
+    pieces: list[str] = []
+    for setting in settings:
+        if len(setting.rstrip()) <= width:
+            pieces.append(setting)
+        else:
+            pieces += [w for w in re.split(r"(?<=_)|(?<=, )", setting) if w]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1] + piece.rstrip()) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def plot_small_multiples(
     source: HistorySource,
     *,
@@ -709,14 +739,18 @@ def plot_small_multiples(
             a.plot(epochs, h[metric], "--", color="C0", lw=1.2, label="training")
         if f"val_{metric}" in h:
             a.plot(epochs, h[f"val_{metric}"], "-", color="C1", lw=1.6, label="validation")
-        a.set_title(label, fontsize=8)
+        # A panel is about 34 characters wide at this size: longer labels (a grid of
+        # several settings, a long run name) overlapped their neighbours' titles.
+        a.set_title(_wrapped(label, _PANEL_TITLE_WIDTH), fontsize=8)
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         if label == highlight:
             for spine in a.spines.values():
                 spine.set_edgecolor("#d97706")
                 spine.set_linewidth(2.5)
-            a.set_title(f"{label} (best)", fontsize=8, fontweight="bold")
+            a.set_title(
+                _wrapped(f"{label} (best)", _PANEL_TITLE_WIDTH), fontsize=8, fontweight="bold"
+            )
     for a in flat[len(histories) :]:
         if histories:
             a.set_visible(False)
