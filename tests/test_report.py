@@ -23,7 +23,7 @@ EVIL_DATASET = "\"quoted\" & 'single' <b>bold</b> data.csv"
 _ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section",
     "h1", "h2", "h3", "p", "dl", "dt", "dd", "div", "span", "strong", "em", "code", "table",
-    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img",
+    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
 }  # fmt: skip
 
 
@@ -97,6 +97,12 @@ def test_sweep_report_contents(real_sweep: Path) -> None:
     )
     for section in ("leaderboard", "params", "curves", "best"):
         assert f'<section id="{section}">' in page
+    # Trial names fold after each "_": a sweep of several settings names its trials
+    # model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused, which unbroken
+    # pushed the metric columns out of sight.
+    folded = "_<wbr>".join(best["name"].split("_"))
+    assert f'<td class="name">{folded}</td>' in page
+    assert re.search(r"table\.numbers td\.name \{ white-space: normal", page)
     # Moriarty's row stands out and its rates are called out.
     assert '<tr class="malware"><td>Moriarty' in page
     assert "detection rate" in page and "false-alarm rate" in page

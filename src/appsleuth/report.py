@@ -1071,7 +1071,7 @@ def _leaderboard_table(
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
         cells = [
-            _tag("td", c, class_="name" if j == 1 else None)
+            _tag("td", _breakable(c), class_="name") if j == 1 else _tag("td", c)
             for j, c in enumerate(row[:-1] if spanned else row)
         ]
         if spanned:
@@ -1082,6 +1082,17 @@ def _leaderboard_table(
         _tag("table", [head, _tag("tbody", body)], class_="numbers", id="leaderboard-table"),
         class_="scroll",
     )
+
+
+def _breakable(name: Any) -> _Html:
+    """A run name the browser may fold after each ``_``, never inside a setting.
+
+    Sweep trial names grow with every varied setting
+    (``model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused``); unbroken,
+    the name column pushed the metrics out of sight behind a horizontal scroll bar.
+    """
+    parts = str(name).split("_")
+    return _join([_Html(_e(p + "_") + "<wbr>") for p in parts[:-1]] + [parts[-1]])
 
 
 def _complete_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -1279,6 +1290,7 @@ tr.malware, tr.malware:nth-child(even) { background: var(--badbg); font-weight: 
 tr.malware td:first-child { border-left: 4px solid var(--bad); }
 tr.average td { color: var(--muted); }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+table.numbers td.name { white-space: normal; min-width: 24ch; }
 .star { color: #b45309; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
        white-space: pre-wrap; word-break: break-word; }
