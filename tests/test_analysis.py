@@ -478,6 +478,23 @@ def test_results_csv_carries_the_seed_when_seeds_repeat(tmp_path: Path) -> None:
     assert "seed" not in pd.read_csv(collect_results(once)[0]).columns
 
 
+def test_results_csv_keeps_a_varied_loss_function_apart_from_the_final_loss(
+    tmp_path: Path,
+) -> None:
+    from appsleuth.sweep import collect_results
+
+    losses = ["auto", "sparse_categorical_crossentropy"]
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"loss": losses}}, lambda i, p: {"final_acc": 0.5 + i / 10}
+    )
+    results, _ = collect_results(sweep_dir)
+    header = results.read_text().splitlines()[0]
+    assert header == "param_loss,loss,accuracy,val_loss,val_accuracy"
+    table = pd.read_csv(results)
+    assert list(table["param_loss"]) == losses
+    np.testing.assert_allclose(table["loss"], load_results(sweep_dir)["loss"])
+
+
 def test_status_says_when_results_csv_is_behind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
