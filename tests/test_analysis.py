@@ -535,6 +535,25 @@ def test_summarize_seeds_matches_pandas(lr_sweep: Path) -> None:
     assert list(table["trials"]) == list(table["complete"]) == [2, 2, 2]
 
 
+def test_summarize_seeds_breaks_a_tie_by_the_lower_mean_loss(tmp_path: Path) -> None:
+    from appsleuth.analysis import summarize_seeds
+    from appsleuth.run import best_run_key
+
+    val_loss = {16: 0.5, 32: 0.3}  # the same accuracy, batch size 32 has the lower loss
+
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        last = {"loss": 0.4, "accuracy": 0.8, "val_loss": val_loss[params["batch_size"]],
+                "val_accuracy": 0.75}  # fmt: skip
+        return {"extra": {"last_results": last}}
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}, "repeats": 2}, outcome)
+    results = load_results(sweep_dir)
+    table = summarize_seeds(results)
+    assert list(table["batch_size"]) == [32, 16]
+    best = min(results.index, key=lambda i: best_run_key(results.loc[i], i))
+    assert results.loc[best, "batch_size"] == table["batch_size"].iloc[0]
+
+
 def test_summarize_seeds_leaves_out_trials_without_a_result(tmp_path: Path) -> None:
     from appsleuth.analysis import summarize_seeds
 

@@ -215,7 +215,8 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
         The varied columns, then ``trials`` (planned), ``complete``, and the mean,
         sample standard deviation (NaN for a single seed), min and max of
         ``val_accuracy``, and the mean ``val_loss``, over the complete trials; sorted
-        by mean validation accuracy, best first (settings without a complete trial last).
+        by mean validation accuracy, best first, then by mean validation loss, lowest
+        first (settings without a complete trial last).
     """
     varied = [v for v in results.attrs.get("varied") or [] if v in results.columns]
     done = results["status"] == "complete"
@@ -236,8 +237,14 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
     table["val_accuracy_min"] = accuracy.min()
     table["val_accuracy_max"] = accuracy.max()
     table["val_loss_mean"] = grouped["_loss"].mean()
+    # Ties broken by the lower mean loss, as best_run_key breaks them between trials:
+    # otherwise the report's note could name another setting than the best trial's as
+    # the best, at the same mean accuracy.
     table = table.sort_values(
-        "val_accuracy_mean", ascending=False, na_position="last", kind="stable"
+        ["val_accuracy_mean", "val_loss_mean"],
+        ascending=[False, True],
+        na_position="last",
+        kind="stable",
     )
     return table.reset_index(drop=True)
 
