@@ -272,6 +272,38 @@ def test_learning_curves_overlay_every_trial(lr_sweep: Path) -> None:
     np.testing.assert_allclose(val.get_ydata(), _history(0.80)["val_accuracy"])
 
 
+def _legends_clear_of_the_lines(fig: Any) -> list[Any]:
+    """The figure's legends, each checked to lie outside every panel's plotting area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(ax.bbox) for ax in fig.axes), "a legend hides lines"
+        assert box.x1 <= fig.bbox.x1, "a legend runs off the figure"
+    return legends
+
+
+def test_long_legends_go_beside_the_panels(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    grid = {"dropout": [0.0, 0.2], "activation": ["relu", "tanh", "sigmoid"]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {"final_acc": 0.5 + i / 20})
+    results = load_results(sweep_dir)
+    # Inside, these legends (6 trials; 3 activations a line each) hid lines.
+    curves = plot_learning_curves(sweep_dir, metrics="accuracy")
+    assert len(_legends_clear_of_the_lines(curves)) == 1
+    by_dropout = plot_metric_vs_param(results, "dropout", metrics="accuracy")
+    assert len(_legends_clear_of_the_lines(by_dropout)) == 1
+    # Axes the caller passed keep a legend each, inside: their layout is the caller's.
+    _, axes = plt.subplots(1, 2)
+    plot_learning_curves(sweep_dir, ax=axes)
+    assert all(a.get_legend() is not None for a in axes)
+    short = plot_learning_curves([_history(0.9), _history(0.8)])  # 4 entries fit inside
+    assert all(a.get_legend() is not None for a in short.axes)
+    plt.close("all")
+
+
 def test_learning_curves_from_frames_and_a_run_directory(tmp_path: Path) -> None:
     fig = plot_learning_curves([_history(0.9), _history(0.8)])
     assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 4

@@ -59,6 +59,7 @@ _KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_
 _LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
 _MAX_TICKS = 12
 _MAX_LEGEND = 12
+_LEGEND_INSIDE = 4  # legend entries a panel holds without hiding its lines
 _PANEL_TITLE_WIDTH = 34  # characters of a small-multiples title line
 
 HistorySource = (
@@ -441,6 +442,30 @@ def _metric_column(metric: str, kind: str) -> str:
     return metric if kind == "training" else f"val_{metric}"
 
 
+def _legends(axes: Sequence[Any], *, beside: bool, **kwargs: Any) -> None:
+    """A legend in each panel, or one beside the last panel of a figure made here.
+
+    Beside is for legends with more entries than a panel holds (a grid's trials, with
+    labels such as ``dropout=0.2, activation=tanh, optimizer=rmsprop``): inside, the
+    legend hid the lines. Axes a caller passed keep their legends inside, so that their
+    layout is theirs.
+    """
+    if beside:
+        # Every panel's legend is the same: one, right of the last panel, outside it.
+        # The figure widens by about the legend's width, so the panels keep theirs.
+        legend = axes[-1].legend(
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs
+        )
+        longest = max((len(t.get_text()) for t in legend.get_texts()), default=0)
+        fig = axes[-1].figure
+        width, height = fig.get_size_inches()
+        extra = 0.6 + longest * 0.55 * legend.get_texts()[0].get_fontsize() / 72
+        fig.set_size_inches(width + extra, height)
+        return
+    for a in axes:
+        a.legend(**kwargs)
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -516,7 +541,8 @@ def plot_metric_vs_param(
         a.set_ylabel(f"final {metric}")
         a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
         a.grid(alpha=0.3)
-        a.legend(fontsize="small")
+    entries = len(axes[-1].get_legend_handles_labels()[0])
+    _legends(axes, beside=ax is None and entries > _LEGEND_INSIDE, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -654,16 +680,21 @@ def plot_learning_curves(
         a.set_ylabel(metric)
         a.set_title(f"{metric}: training dashed, validation solid")
         a.grid(alpha=0.3)
-        handles = [
-            Line2D([], [], color="0.3", ls="--", label="training"),
-            Line2D([], [], color="0.3", ls="-", label="validation"),
+    handles = [
+        Line2D([], [], color="0.3", ls="--", label="training"),
+        Line2D([], [], color="0.3", ls="-", label="validation"),
+    ]
+    if n <= _MAX_LEGEND:
+        handles += [
+            Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
+            for i, lbl in enumerate(histories)
         ]
-        if n <= _MAX_LEGEND:
-            handles += [
-                Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
-                for i, lbl in enumerate(histories)
-            ]
-        a.legend(handles=handles, fontsize="x-small", loc="best")
+    _legends(
+        axes,
+        beside=ax is None and len(handles) > _LEGEND_INSIDE,
+        handles=handles,
+        fontsize="x-small",
+    )
     fig.tight_layout()
     return fig
 
