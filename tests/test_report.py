@@ -225,6 +225,33 @@ def test_run_report_of_a_failed_run(tmp_path: Path) -> None:
         render_report(run_dir, compare=REFERENCE / "post_processing_hpc_lr.csv", log=_quiet)
 
 
+@pytest.mark.parametrize("status", ["failed", "incomplete"])
+def test_run_report_takes_unrecorded_settings_from_the_spec(tmp_path: Path, status: str) -> None:
+    import yaml
+
+    from appsleuth.spec import RunSpec
+
+    spec = RunSpec.from_dict(
+        {
+            "data": {"path": str(tmp_path / "gone.csv")},  # no leakage to measure: fast
+            "model": {"hidden": [12, 6]},
+            "train": {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 16,
+                      "epochs": 7, "seed": 3},
+        }
+    )  # fmt: skip
+    run_dir = tmp_path / "model_2H12N6N_lr0.01_bs16_e7"
+    if status == "failed":  # its record leaves the optimizer out
+        write_fake_run(run_dir, status="failed", error="boom", extra={"spec": spec.to_dict()})
+    else:  # interrupted: the spec and part of the history, no record yet
+        write_fake_run(run_dir, status="incomplete")
+        (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()), encoding="utf-8")
+    page = render_report(run_dir, log=_quiet)
+    assert (
+        "hidden layers [12, 6], learning rate 0.01, batch size 16, 7 epochs planned, seed 3, "
+        "sgd optimizer"
+    ) in page
+
+
 def test_report_notes_unavailable_data(tmp_path: Path) -> None:
     data = tmp_path / "gone.csv"
     sweep_dir = fake_sweep(

@@ -1173,7 +1173,23 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
         context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
     _say_if_baselines_missing(context, baselines, log)
-    hidden = meta.get("hidden_neurons") or (list(spec.model.hidden) if spec else None)
+    # What the run was asked to do, where its metadata does not say: an interrupted run
+    # has none, and a failed run's record leaves out the optimizer (it showed "adam").
+    planned: dict[str, Any] = {}
+    if spec is not None:
+        planned = {
+            "hidden_neurons": list(spec.model.hidden),
+            "learning_rate": spec.train.learning_rate,
+            "batch_size": spec.train.batch_size,
+            "epochs": spec.train.epochs,
+            "seed": spec.train.seed,
+            "optimizer": spec.train.optimizer,
+        }
+    shown = {**planned, **{k: v for k, v in meta.items() if v is not None}}
+    hidden = shown.get("hidden_neurons")
+    epochs = _epochs_text(shown)
+    if status != "complete" and not is_int(shown.get("epochs_run")) and is_int(shown.get("epochs")):
+        epochs = f"{shown['epochs']} epochs planned"
     split = meta.get("split") or (spec.data.split.to_dict() if spec else None)
     facts = [
         ("Status", _badge(status)),
@@ -1182,10 +1198,9 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         ("Leakage", _leakage_item(context, (split or {}).get("kind"))),
         (
             "Model and training",
-            f"hidden layers {hidden}, learning rate {_value(meta.get('learning_rate'))}, "
-            f"batch size {_value(meta.get('batch_size'))}, "
-            f"{_epochs_text(meta)}, "
-            f"seed {_value(meta.get('seed'))}, {meta.get('optimizer', 'adam')} optimizer",
+            f"hidden layers {hidden}, learning rate {_value(shown.get('learning_rate'))}, "
+            f"batch size {_value(shown.get('batch_size'))}, {epochs}, "
+            f"seed {_value(shown.get('seed'))}, {shown.get('optimizer', 'adam')} optimizer",
         ),
         (
             "Engine",
