@@ -7,6 +7,7 @@ training anything.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -235,6 +236,39 @@ def test_metric_vs_param_hidden_layers_are_categories(tmp_path: Path) -> None:
     assert labels == ["[18]", "[18, 18]", "[18, 18, 18]"]  # by depth
     np.testing.assert_allclose(ax.lines[1].get_xdata(), [0, 1, 2])
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.9, 0.95, 0.93])
+
+
+@pytest.mark.parametrize(
+    ("values", "slanted"),
+    [
+        ([[64] * 4, [128] * 4, [256] * 4], True),  # side by side, these ran into each other
+        ([[18], [18, 18], [18, 18, 18], [18, 18, 18, 18]], True),  # the teaching layer scan
+        ([[18], [18, 18]], False),
+    ],
+)
+def test_category_labels_slant_when_they_would_not_fit_side_by_side(
+    tmp_path: Path, values: list[list[int]], slanted: bool
+) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"hidden_neurons": values}}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), "hidden_neurons", metrics="accuracy")
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    ticks = ax.transData.transform([(x, 0) for x in ax.get_xticks()])[:, 0]
+    if slanted:
+        # Each slanted label ends at its own tick (its box passes it by at most a line's
+        # height, the slant of its last letter), so none reaches under the next one.
+        assert all(t.get_rotation() == 30 for t in labels)
+        line = labels[0].get_fontsize() * fig.dpi / 72
+        assert all(0 <= b.x1 - t <= line for b, t in zip(boxes, ticks, strict=True))
+    else:
+        assert all(t.get_rotation() == 0 for t in labels)
+        assert not any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
+    plt.close(fig)
 
 
 def test_metric_vs_param_draws_into_given_axes_and_checks_them(lr_sweep: Path) -> None:

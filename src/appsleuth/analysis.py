@@ -58,6 +58,7 @@ _HIDDEN_NAMES = ("hidden_neurons", "hidden", "neurons")
 _KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_size", "epochs")
 _LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
 _MAX_TICKS = 12
+_TICK_CHARS = 48  # characters of category labels a panel holds side by side
 _MAX_LEGEND = 12
 _LEGEND_INSIDE = 4  # legend entries a panel holds without hiding its lines
 _PANEL_TITLE_WIDTH = 34  # characters of a small-multiples title line
@@ -385,7 +386,13 @@ class _Axis:
         if self.log:
             ax.set_xscale("log")
         if not self.numeric:
-            ax.set_xticks(ticks, labels=labels, rotation=30 if len(ticks) > 4 else 0)
+            # Side by side, the labels of a layer scan ("[18, 18, 18]", "[64, 64, 64, 64]")
+            # ran into each other: crowded labels slant, each ending at its tick.
+            crowded = len(ticks) > 4 or len(ticks) * max(map(len, labels)) > _TICK_CHARS
+            if crowded:
+                ax.set_xticks(ticks, labels=labels, rotation=30, ha="right", rotation_mode="anchor")
+            else:
+                ax.set_xticks(ticks, labels=labels)
             ax.set_xlim(-0.5, len(ticks) - 0.5)
         elif len(ticks) <= _MAX_TICKS:
             ax.set_xticks(ticks, labels=labels)
