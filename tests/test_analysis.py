@@ -238,6 +238,54 @@ def test_metric_vs_param_hidden_layers_are_categories(tmp_path: Path) -> None:
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.9, 0.95, 0.93])
 
 
+def _tick_labels(ax: Any) -> list[Any]:
+    """The x tick labels drawn (major and minor), after checking that none touch."""
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    labels = [
+        t
+        for t in [*ax.get_xticklabels(), *ax.get_xticklabels(minor=True)]
+        if t.get_text() and t.get_visible()
+    ]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    touching = [
+        (labels[i].get_text(), labels[j].get_text())
+        for i, j in itertools.combinations(range(len(boxes)), 2)
+        if boxes[i].overlaps(boxes[j])
+    ]
+    assert not touching, f"tick labels run into each other: {touching}"
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("param", "values", "ticks"),
+    [
+        # The teaching neuron and batch-size scans: on a linear axis 1, 2, 4 (and 16, 32,
+        # 64) ran into each other.
+        ("hidden_neurons", [1, 2, 4, 8, 12, 18, 40, 80], ["1", "2", "4", "8", "12", "18",
+                                                           "40", "80"]),
+        ("batch_size", [16, 32, 64, 128, 512, 1024], ["16", "32", "64", "128", "512", "1024"]),
+        # Values a random search drew: too close to label each; the axis's own ticks.
+        ("learning_rate", [0.000194231, 0.0004204, 0.00105595, 0.00125657, 0.00452278], None),
+    ],
+)  # fmt: skip
+def test_numeric_tick_labels_do_not_run_into_each_other(
+    tmp_path: Path, param: str, values: list[float], ticks: list[str] | None
+) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {param: values}}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), param, metrics="accuracy")
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in _tick_labels(ax)]
+    if ticks is not None:
+        assert labels == ticks
+    else:
+        assert labels and not set(labels) & {f"{v:g}" for v in values}
+    plt.close(fig)
+
+
 @pytest.mark.parametrize(
     ("values", "slanted"),
     [

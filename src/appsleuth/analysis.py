@@ -58,6 +58,8 @@ _HIDDEN_NAMES = ("hidden_neurons", "hidden", "neurons")
 _KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_size", "epochs")
 _LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
 _MAX_TICKS = 12
+_LOG_RATIO_CROWDED = 10.0  # ... or this factor, where a linear axis crowds labels
+_AXIS_CHARS = 50  # characters of tick labels a panel's x axis holds
 _TICK_CHARS = 48  # characters of category labels a panel holds side by side
 _MAX_LEGEND = 12
 _LEGEND_INSIDE = 4  # legend entries a panel holds without hiding its lines
@@ -375,7 +377,19 @@ class _Axis:
             self.positions = {k: float(i) for i, k in enumerate(order)}
         self.labels = {k: _fmt_value(keys[k]) for k in order}
         xs = [p for p in self.positions.values()]
-        self.log = self.numeric and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= _LOG_RATIO
+        labels = list(self.labels.values())
+        positive = self.numeric and len(xs) > 1 and min(xs) > 0
+        ratio = max(xs) / min(xs) if positive else 1.0
+        # A factor of 10 is enough where a linear axis would crowd the labels: the
+        # neuron scan's 1, 2, 4 and the batch-size scan's 16, 32, 64 ran into each other.
+        self.log = positive and (
+            ratio >= _LOG_RATIO or (ratio >= _LOG_RATIO_CROWDED and _crowded(xs, labels))
+        )
+        # Labels that crowd even so (a random search's 0.00105595, 0.00125657) give way
+        # to matplotlib's own ticks.
+        self.own_ticks = len(xs) <= _MAX_TICKS and not _crowded(
+            [math.log10(x) for x in xs] if self.log else xs, labels
+        )
 
     def x(self, value: Any) -> float:
         return self.positions[_key(value)]
@@ -394,10 +408,27 @@ class _Axis:
             else:
                 ax.set_xticks(ticks, labels=labels)
             ax.set_xlim(-0.5, len(ticks) - 0.5)
-        elif len(ticks) <= _MAX_TICKS:
+        elif self.own_ticks:
             ax.set_xticks(ticks, labels=labels)
             ax.minorticks_off()
+        elif self.log:
+            from matplotlib.ticker import NullFormatter
+
+            # Over less than two decades matplotlib labels the minor ticks too (2x10^-4,
+            # 3x10^-4, ...), and they crowd as well: decades only.
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
+
+
+def _crowded(xs: Sequence[float], labels: Sequence[str]) -> bool:
+    """Whether labels at positions ``xs`` (ascending) would touch on a panel's x axis."""
+    span = xs[-1] - xs[0] if len(xs) > 1 else 0.0
+    if span <= 0:
+        return False
+    return any(
+        (b - a) / span * _AXIS_CHARS < (len(la) + len(lb)) / 2 + 1
+        for a, b, la, lb in zip(xs, xs[1:], labels, labels[1:], strict=False)
+    )
 
 
 def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataFrame:
@@ -485,8 +516,9 @@ def plot_metric_vs_param(
 ) -> Any:
     """Final training (dashed) and validation (solid) metrics against a hyperparameter.
 
-    Numbers spanning a factor of 100 or more (learning rate, batch size) get a
-    logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
+    Numbers spanning a factor of 100 or more (learning rate), or of 10 or more where a
+    linear axis would crowd their labels (1, 2, 4, ... 80 neurons; batch sizes 16 to
+    1024), get a logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
     repeat a setting, the line is the mean, with standard-deviation error bars and a
     shaded min-max band. When the sweep varies other hyperparameters too (a grid), each
     combination of their values gets its own lines, so that no point averages different
