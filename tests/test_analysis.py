@@ -386,6 +386,25 @@ def test_long_legends_go_beside_the_panels(tmp_path: Path) -> None:
     plt.close("all")
 
 
+def test_too_many_combinations_of_the_other_settings_for_a_legend(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    # As a random search: every trial its own value of the other setting.
+    grid = {"learning_rate": [0.001, 0.01], "dropout": [i / 20 for i in range(12)]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), "learning_rate", metrics="accuracy")
+    (ax,) = fig.axes
+    assert len(ax.lines) == 24  # still a line per combination and kind: none averaged
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["training", "validation"]
+    assert legend.get_title().get_text() == "a colour per dropout"
+    box = legend.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1  # 24 entries ran off the figure
+    assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    plt.close(fig)
+
+
 def test_learning_curves_from_frames_and_a_run_directory(tmp_path: Path) -> None:
     fig = plot_learning_curves([_history(0.9), _history(0.8)])
     assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 4

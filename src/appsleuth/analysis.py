@@ -553,6 +553,9 @@ def plot_metric_vs_param(
         groups = [(str(k), g) for k, g in df.groupby(labels, sort=False)]
     else:
         groups = [("", df)]
+    # More combinations than a legend can list (a random search draws new values for
+    # every trial): a legend of them ran off the figure. Their colours go unnamed then.
+    named = len(groups) <= _MAX_LEGEND // 2
     repeats = False
     for a, metric in zip(axes, metrics, strict=True):
         for group, part in groups:
@@ -564,7 +567,7 @@ def plot_metric_vs_param(
                 s = _summary(part, param, column, axis)
                 if s.empty:
                     continue
-                label = f"{group} ({kind})" if group else kind
+                label = (f"{group} ({kind})" if group else kind) if named else None
                 (line,) = a.plot(
                     s.index, s["mean"], style, marker="o", markersize=4, label=label, color=color
                 )
@@ -580,8 +583,18 @@ def plot_metric_vs_param(
         a.set_ylabel(f"final {metric}")
         a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
         a.grid(alpha=0.3)
-    entries = len(axes[-1].get_legend_handles_labels()[0])
-    _legends(axes, beside=ax is None and entries > _LEGEND_INSIDE, fontsize="small")
+    if named:
+        entries = len(axes[-1].get_legend_handles_labels()[0])
+        _legends(axes, beside=ax is None and entries > _LEGEND_INSIDE, fontsize="small")
+    else:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], color="0.3", ls=style, marker="o", markersize=4, label=kind)
+            for kind, style in (("training", "--"), ("validation", "-"))
+        ]
+        title = f"a colour per {', '.join(others)}"
+        _legends(axes, beside=False, handles=handles, fontsize="small", title=title)
     fig.tight_layout()
     return fig
 
