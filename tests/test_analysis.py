@@ -7,6 +7,7 @@ training anything.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -146,6 +147,23 @@ def test_load_results_one_row_per_trial_in_every_state(tmp_path: Path) -> None:
     assert list(results["learning_rate"].unique()) == [0.0003]
 
 
+def test_a_varied_engine_keeps_apart_from_the_engine_that_trained(tmp_path: Path) -> None:
+    # Varying the engine gave two "engine" columns: this plot, and so the report, died
+    # on a traceback ("Cannot index with multidimensional key").
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"engine": ["fused", "fit"]}},
+        lambda i, p: {"final_acc": [0.8, 0.9][i], "extra": {"engine": p["engine"]}},
+    )
+    results = load_results(sweep_dir)
+    assert not results.columns.duplicated().any()
+    assert results.attrs["varied"] == ["param_engine"]
+    assert list(results["param_engine"]) == ["fused", "fit"]
+    assert list(results["engine"]) == ["fused", "fit"]
+    fig = plot_metric_vs_param(results, "param_engine", metrics=("accuracy",))
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.9, 0.8])  # fit, fused
+
+
 def test_load_results_rejects_a_directory_that_is_no_sweep(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is not a sweep directory"):
         load_results(tmp_path)
@@ -220,6 +238,87 @@ def test_metric_vs_param_hidden_layers_are_categories(tmp_path: Path) -> None:
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.9, 0.95, 0.93])
 
 
+def _tick_labels(ax: Any) -> list[Any]:
+    """The x tick labels drawn (major and minor), after checking that none touch."""
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    labels = [
+        t
+        for t in [*ax.get_xticklabels(), *ax.get_xticklabels(minor=True)]
+        if t.get_text() and t.get_visible()
+    ]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    touching = [
+        (labels[i].get_text(), labels[j].get_text())
+        for i, j in itertools.combinations(range(len(boxes)), 2)
+        if boxes[i].overlaps(boxes[j])
+    ]
+    assert not touching, f"tick labels run into each other: {touching}"
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("param", "values", "ticks"),
+    [
+        # The teaching neuron and batch-size scans: on a linear axis 1, 2, 4 (and 16, 32,
+        # 64) ran into each other.
+        ("hidden_neurons", [1, 2, 4, 8, 12, 18, 40, 80], ["1", "2", "4", "8", "12", "18",
+                                                           "40", "80"]),
+        ("batch_size", [16, 32, 64, 128, 512, 1024], ["16", "32", "64", "128", "512", "1024"]),
+        # Values a random search drew: too close to label each; the axis's own ticks.
+        ("learning_rate", [0.000194231, 0.0004204, 0.00105595, 0.00125657, 0.00452278], None),
+    ],
+)  # fmt: skip
+def test_numeric_tick_labels_do_not_run_into_each_other(
+    tmp_path: Path, param: str, values: list[float], ticks: list[str] | None
+) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {param: values}}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), param, metrics="accuracy")
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in _tick_labels(ax)]
+    if ticks is not None:
+        assert labels == ticks
+    else:
+        assert labels and not set(labels) & {f"{v:g}" for v in values}
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("values", "slanted"),
+    [
+        ([[64] * 4, [128] * 4, [256] * 4], True),  # side by side, these ran into each other
+        ([[18], [18, 18], [18, 18, 18], [18, 18, 18, 18]], True),  # the teaching layer scan
+        ([[18], [18, 18]], False),
+    ],
+)
+def test_category_labels_slant_when_they_would_not_fit_side_by_side(
+    tmp_path: Path, values: list[list[int]], slanted: bool
+) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"hidden_neurons": values}}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), "hidden_neurons", metrics="accuracy")
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.get_xticklabels() if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    ticks = ax.transData.transform([(x, 0) for x in ax.get_xticks()])[:, 0]
+    if slanted:
+        # Each slanted label ends at its own tick (its box passes it by at most a line's
+        # height, the slant of its last letter), so none reaches under the next one.
+        assert all(t.get_rotation() == 30 for t in labels)
+        line = labels[0].get_fontsize() * fig.dpi / 72
+        assert all(0 <= b.x1 - t <= line for b, t in zip(boxes, ticks, strict=True))
+    else:
+        assert all(t.get_rotation() == 0 for t in labels)
+        assert not any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
+    plt.close(fig)
+
+
 def test_metric_vs_param_draws_into_given_axes_and_checks_them(lr_sweep: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -253,6 +352,57 @@ def test_learning_curves_overlay_every_trial(lr_sweep: Path) -> None:
     val = next(line for line in ax.lines if line.get_linestyle() == "-")
     np.testing.assert_allclose(val.get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(val.get_ydata(), _history(0.80)["val_accuracy"])
+
+
+def _legends_clear_of_the_lines(fig: Any) -> list[Any]:
+    """The figure's legends, each checked to lie outside every panel's plotting area."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(ax.bbox) for ax in fig.axes), "a legend hides lines"
+        assert box.x1 <= fig.bbox.x1, "a legend runs off the figure"
+    return legends
+
+
+def test_long_legends_go_beside_the_panels(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    grid = {"dropout": [0.0, 0.2], "activation": ["relu", "tanh", "sigmoid"]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {"final_acc": 0.5 + i / 20})
+    results = load_results(sweep_dir)
+    # Inside, these legends (6 trials; 3 activations a line each) hid lines.
+    curves = plot_learning_curves(sweep_dir, metrics="accuracy")
+    assert len(_legends_clear_of_the_lines(curves)) == 1
+    by_dropout = plot_metric_vs_param(results, "dropout", metrics="accuracy")
+    assert len(_legends_clear_of_the_lines(by_dropout)) == 1
+    # Axes the caller passed keep a legend each, inside: their layout is the caller's.
+    _, axes = plt.subplots(1, 2)
+    plot_learning_curves(sweep_dir, ax=axes)
+    assert all(a.get_legend() is not None for a in axes)
+    short = plot_learning_curves([_history(0.9), _history(0.8)])  # 4 entries fit inside
+    assert all(a.get_legend() is not None for a in short.axes)
+    plt.close("all")
+
+
+def test_too_many_combinations_of_the_other_settings_for_a_legend(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    # As a random search: every trial its own value of the other setting.
+    grid = {"learning_rate": [0.001, 0.01], "dropout": [i / 20 for i in range(12)]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), "learning_rate", metrics="accuracy")
+    (ax,) = fig.axes
+    assert len(ax.lines) == 24  # still a line per combination and kind: none averaged
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["training", "validation"]
+    assert legend.get_title().get_text() == "a colour per dropout"
+    box = legend.get_window_extent(fig.canvas.get_renderer())
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1  # 24 entries ran off the figure
+    assert fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    plt.close(fig)
 
 
 def test_learning_curves_from_frames_and_a_run_directory(tmp_path: Path) -> None:
@@ -289,6 +439,32 @@ def test_small_multiples_one_panel_per_trial(lr_sweep: Path) -> None:
     assert all(len(ax.lines) == 2 for ax in visible)
     titles = [ax.get_title() for ax in visible]
     assert "learning_rate=0.001, seed=0 (best)" in titles
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        # Labels of three settings: "dropout=0.2, activation=tanh, optimizer=rmsprop".
+        {"dropout": [0.0, 0.2], "activation": ["relu", "tanh"], "optimizer": ["adam", "rmsprop"]},
+        {"hidden_neurons": [[64, 64, 64, 64], [128, 128, 128, 128]], "learning_rate": [1e-4]},
+    ],
+)
+def test_small_multiples_titles_do_not_overlap(tmp_path: Path, grid: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {"final_acc": 0.5 + i / 20})
+    histories = load_histories(sweep_dir)
+    best = next(iter(histories))
+    fig = plot_small_multiples(histories, highlight=best)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    assert len(titles) == len(histories) >= 2
+    for i, a in enumerate(titles):
+        assert a.x0 >= 0 and a.x1 <= fig.bbox.x1, "a title runs off the figure"
+        assert not any(a.overlaps(b) for b in titles[i + 1 :]), "two panel titles overlap"
+    assert any("(best)" in ax.get_title() for ax in fig.axes)
+    plt.close(fig)
 
 
 def test_small_multiples_on_given_axes(lr_sweep: Path) -> None:
@@ -435,6 +611,23 @@ def test_results_csv_carries_the_seed_when_seeds_repeat(tmp_path: Path) -> None:
     assert "seed" not in pd.read_csv(collect_results(once)[0]).columns
 
 
+def test_results_csv_keeps_a_varied_loss_function_apart_from_the_final_loss(
+    tmp_path: Path,
+) -> None:
+    from appsleuth.sweep import collect_results
+
+    losses = ["auto", "sparse_categorical_crossentropy"]
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"loss": losses}}, lambda i, p: {"final_acc": 0.5 + i / 10}
+    )
+    results, _ = collect_results(sweep_dir)
+    header = results.read_text().splitlines()[0]
+    assert header == "param_loss,loss,accuracy,val_loss,val_accuracy"
+    table = pd.read_csv(results)
+    assert list(table["param_loss"]) == losses
+    np.testing.assert_allclose(table["loss"], load_results(sweep_dir)["loss"])
+
+
 def test_status_says_when_results_csv_is_behind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -473,6 +666,25 @@ def test_summarize_seeds_matches_pandas(lr_sweep: Path) -> None:
         results.groupby("learning_rate")["val_loss"].mean()[expected.index].to_numpy()
     )
     assert list(table["trials"]) == list(table["complete"]) == [2, 2, 2]
+
+
+def test_summarize_seeds_breaks_a_tie_by_the_lower_mean_loss(tmp_path: Path) -> None:
+    from appsleuth.analysis import summarize_seeds
+    from appsleuth.run import best_run_key
+
+    val_loss = {16: 0.5, 32: 0.3}  # the same accuracy, batch size 32 has the lower loss
+
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        last = {"loss": 0.4, "accuracy": 0.8, "val_loss": val_loss[params["batch_size"]],
+                "val_accuracy": 0.75}  # fmt: skip
+        return {"extra": {"last_results": last}}
+
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}, "repeats": 2}, outcome)
+    results = load_results(sweep_dir)
+    table = summarize_seeds(results)
+    assert list(table["batch_size"]) == [32, 16]
+    best = min(results.index, key=lambda i: best_run_key(results.loc[i], i))
+    assert results.loc[best, "batch_size"] == table["batch_size"].iloc[0]
 
 
 def test_summarize_seeds_leaves_out_trials_without_a_result(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ EVIL_DATASET = "\"quoted\" & 'single' <b>bold</b> data.csv"
 _ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section",
     "h1", "h2", "h3", "p", "dl", "dt", "dd", "div", "span", "strong", "em", "code", "table",
-    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img",
+    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
 }  # fmt: skip
 
 
@@ -97,6 +97,12 @@ def test_sweep_report_contents(real_sweep: Path) -> None:
     )
     for section in ("leaderboard", "params", "curves", "best"):
         assert f'<section id="{section}">' in page
+    # Trial names fold after each "_": a sweep of several settings names its trials
+    # model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused, which unbroken
+    # pushed the metric columns out of sight.
+    folded = "_<wbr>".join(best["name"].split("_"))
+    assert f'<td class="name">{folded}</td>' in page
+    assert re.search(r"table\.numbers td\.name \{ white-space: normal", page)
     # Moriarty's row stands out and its rates are called out.
     assert '<tr class="malware"><td>Moriarty' in page
     assert "detection rate" in page and "false-alarm rate" in page
@@ -217,6 +223,33 @@ def test_run_report_of_a_failed_run(tmp_path: Path) -> None:
     assert "No training history." in page
     with pytest.raises(SpecError, match="--compare needs a sweep directory"):
         render_report(run_dir, compare=REFERENCE / "post_processing_hpc_lr.csv", log=_quiet)
+
+
+@pytest.mark.parametrize("status", ["failed", "incomplete"])
+def test_run_report_takes_unrecorded_settings_from_the_spec(tmp_path: Path, status: str) -> None:
+    import yaml
+
+    from appsleuth.spec import RunSpec
+
+    spec = RunSpec.from_dict(
+        {
+            "data": {"path": str(tmp_path / "gone.csv")},  # no leakage to measure: fast
+            "model": {"hidden": [12, 6]},
+            "train": {"optimizer": "sgd", "learning_rate": 0.01, "batch_size": 16,
+                      "epochs": 7, "seed": 3},
+        }
+    )  # fmt: skip
+    run_dir = tmp_path / "model_2H12N6N_lr0.01_bs16_e7"
+    if status == "failed":  # its record leaves the optimizer out
+        write_fake_run(run_dir, status="failed", error="boom", extra={"spec": spec.to_dict()})
+    else:  # interrupted: the spec and part of the history, no record yet
+        write_fake_run(run_dir, status="incomplete")
+        (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict()), encoding="utf-8")
+    page = render_report(run_dir, log=_quiet)
+    assert (
+        "hidden layers [12, 6], learning rate 0.01, batch size 16, 7 epochs planned, seed 3, "
+        "sgd optimizer"
+    ) in page
 
 
 def test_report_notes_unavailable_data(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,12 @@ _HIDDEN_NAMES = ("hidden_neurons", "hidden", "neurons")
 _KNOWN_PARAMS = ("hidden_neurons", "neurons", "hidden", "learning_rate", "batch_size", "epochs")
 _LOG_RATIO = 100.0  # values spanning this factor or more get a logarithmic axis
 _MAX_TICKS = 12
+_LOG_RATIO_CROWDED = 10.0  # ... or this factor, where a linear axis crowds labels
+_AXIS_CHARS = 50  # characters of tick labels a panel's x axis holds
+_TICK_CHARS = 48  # characters of category labels a panel holds side by side
 _MAX_LEGEND = 12
+_LEGEND_INSIDE = 4  # legend entries a panel holds without hiding its lines
+_PANEL_TITLE_WIDTH = 34  # characters of a small-multiples title line
 
 HistorySource = (
     str | os.PathLike[str] | pd.DataFrame | Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
@@ -69,6 +75,27 @@ HistorySource = (
 
 def _canonical(name: str) -> str:
     return "hidden_neurons" if name in _HIDDEN_NAMES else name
+
+
+# Columns load_results fills from a trial's results, not from its spec.
+_RESULT_FIELDS = (
+    "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
+    "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+    "fit_diagnosis", "fit_reason", "duration_s", "seconds_per_epoch", "engine",
+    "slurm_job_id", "error",
+)  # fmt: skip
+
+
+def _varied_column(name: str) -> str:
+    """The results column of a varied hyperparameter.
+
+    A sweep may vary a setting named like a result (``engine``: the one asked for, beside
+    the one that trained; ``loss``: the loss function, beside the final loss). Such a
+    setting gets the ``param_`` prefix ``results_full.csv`` uses, so that no two columns
+    share a name.
+    """
+    column = _canonical(name)
+    return f"param_{column}" if column in _RESULT_FIELDS else column
 
 
 def _hidden_value(hidden: Sequence[int], single_layer_scan: bool) -> Any:
@@ -130,7 +157,8 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
     precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``duration_s``,
     ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
-    for trials without a result. ``attrs["varied"]`` lists the varied columns.
+    for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
+    setting named like one of these columns (``engine``, ``loss``) is ``param_<name>``.
 
     Raises:
         DataError: The directory is not a sweep directory or its manifest is unreadable.
@@ -141,7 +169,7 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
     manifest = _read_json(sweep_dir / MANIFEST)
     varied_names = list(manifest.get("varied") or [])
-    varied = [_canonical(v) for v in varied_names]
+    varied = [_varied_column(v) for v in varied_names]
     states = {s.index: s for s in trial_states(sweep_dir)}
     single_layer = all(len(t.spec.model.hidden) == 1 for t in plan)
     rows = []
@@ -191,7 +219,8 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
         The varied columns, then ``trials`` (planned), ``complete``, and the mean,
         sample standard deviation (NaN for a single seed), min and max of
         ``val_accuracy``, and the mean ``val_loss``, over the complete trials; sorted
-        by mean validation accuracy, best first (settings without a complete trial last).
+        by mean validation accuracy, best first, then by mean validation loss, lowest
+        first (settings without a complete trial last).
     """
     varied = [v for v in results.attrs.get("varied") or [] if v in results.columns]
     done = results["status"] == "complete"
@@ -212,8 +241,14 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
     table["val_accuracy_min"] = accuracy.min()
     table["val_accuracy_max"] = accuracy.max()
     table["val_loss_mean"] = grouped["_loss"].mean()
+    # Ties broken by the lower mean loss, as best_run_key breaks them between trials:
+    # otherwise the report's note could name another setting than the best trial's as
+    # the best, at the same mean accuracy.
     table = table.sort_values(
-        "val_accuracy_mean", ascending=False, na_position="last", kind="stable"
+        ["val_accuracy_mean", "val_loss_mean"],
+        ascending=[False, True],
+        na_position="last",
+        kind="stable",
     )
     return table.reset_index(drop=True)
 
@@ -342,7 +377,19 @@ class _Axis:
             self.positions = {k: float(i) for i, k in enumerate(order)}
         self.labels = {k: _fmt_value(keys[k]) for k in order}
         xs = [p for p in self.positions.values()]
-        self.log = self.numeric and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) >= _LOG_RATIO
+        labels = list(self.labels.values())
+        positive = self.numeric and len(xs) > 1 and min(xs) > 0
+        ratio = max(xs) / min(xs) if positive else 1.0
+        # A factor of 10 is enough where a linear axis would crowd the labels: the
+        # neuron scan's 1, 2, 4 and the batch-size scan's 16, 32, 64 ran into each other.
+        self.log = positive and (
+            ratio >= _LOG_RATIO or (ratio >= _LOG_RATIO_CROWDED and _crowded(xs, labels))
+        )
+        # Labels that crowd even so (a random search's 0.00105595, 0.00125657) give way
+        # to matplotlib's own ticks.
+        self.own_ticks = len(xs) <= _MAX_TICKS and not _crowded(
+            [math.log10(x) for x in xs] if self.log else xs, labels
+        )
 
     def x(self, value: Any) -> float:
         return self.positions[_key(value)]
@@ -353,12 +400,35 @@ class _Axis:
         if self.log:
             ax.set_xscale("log")
         if not self.numeric:
-            ax.set_xticks(ticks, labels=labels, rotation=30 if len(ticks) > 4 else 0)
+            # Side by side, the labels of a layer scan ("[18, 18, 18]", "[64, 64, 64, 64]")
+            # ran into each other: crowded labels slant, each ending at its tick.
+            crowded = len(ticks) > 4 or len(ticks) * max(map(len, labels)) > _TICK_CHARS
+            if crowded:
+                ax.set_xticks(ticks, labels=labels, rotation=30, ha="right", rotation_mode="anchor")
+            else:
+                ax.set_xticks(ticks, labels=labels)
             ax.set_xlim(-0.5, len(ticks) - 0.5)
-        elif len(ticks) <= _MAX_TICKS:
+        elif self.own_ticks:
             ax.set_xticks(ticks, labels=labels)
             ax.minorticks_off()
+        elif self.log:
+            from matplotlib.ticker import NullFormatter
+
+            # Over less than two decades matplotlib labels the minor ticks too (2x10^-4,
+            # 3x10^-4, ...), and they crowd as well: decades only.
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
+
+
+def _crowded(xs: Sequence[float], labels: Sequence[str]) -> bool:
+    """Whether labels at positions ``xs`` (ascending) would touch on a panel's x axis."""
+    span = xs[-1] - xs[0] if len(xs) > 1 else 0.0
+    if span <= 0:
+        return False
+    return any(
+        (b - a) / span * _AXIS_CHARS < (len(la) + len(lb)) / 2 + 1
+        for a, b, la, lb in zip(xs, xs[1:], labels, labels[1:], strict=False)
+    )
 
 
 def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataFrame:
@@ -410,6 +480,30 @@ def _metric_column(metric: str, kind: str) -> str:
     return metric if kind == "training" else f"val_{metric}"
 
 
+def _legends(axes: Sequence[Any], *, beside: bool, **kwargs: Any) -> None:
+    """A legend in each panel, or one beside the last panel of a figure made here.
+
+    Beside is for legends with more entries than a panel holds (a grid's trials, with
+    labels such as ``dropout=0.2, activation=tanh, optimizer=rmsprop``): inside, the
+    legend hid the lines. Axes a caller passed keep their legends inside, so that their
+    layout is theirs.
+    """
+    if beside:
+        # Every panel's legend is the same: one, right of the last panel, outside it.
+        # The figure widens by about the legend's width, so the panels keep theirs.
+        legend = axes[-1].legend(
+            loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs
+        )
+        longest = max((len(t.get_text()) for t in legend.get_texts()), default=0)
+        fig = axes[-1].figure
+        width, height = fig.get_size_inches()
+        extra = 0.6 + longest * 0.55 * legend.get_texts()[0].get_fontsize() / 72
+        fig.set_size_inches(width + extra, height)
+        return
+    for a in axes:
+        a.legend(**kwargs)
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -422,8 +516,9 @@ def plot_metric_vs_param(
 ) -> Any:
     """Final training (dashed) and validation (solid) metrics against a hyperparameter.
 
-    Numbers spanning a factor of 100 or more (learning rate, batch size) get a
-    logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
+    Numbers spanning a factor of 100 or more (learning rate), or of 10 or more where a
+    linear axis would crowd their labels (1, 2, 4, ... 80 neurons; batch sizes 16 to
+    1024), get a logarithmic x axis; hidden-layer lists (``"[18, 18]"``) are categories. When seeds
     repeat a setting, the line is the mean, with standard-deviation error bars and a
     shaded min-max band. When the sweep varies other hyperparameters too (a grid), each
     combination of their values gets its own lines, so that no point averages different
@@ -458,6 +553,9 @@ def plot_metric_vs_param(
         groups = [(str(k), g) for k, g in df.groupby(labels, sort=False)]
     else:
         groups = [("", df)]
+    # More combinations than a legend can list (a random search draws new values for
+    # every trial): a legend of them ran off the figure. Their colours go unnamed then.
+    named = len(groups) <= _MAX_LEGEND // 2
     repeats = False
     for a, metric in zip(axes, metrics, strict=True):
         for group, part in groups:
@@ -469,7 +567,7 @@ def plot_metric_vs_param(
                 s = _summary(part, param, column, axis)
                 if s.empty:
                     continue
-                label = f"{group} ({kind})" if group else kind
+                label = (f"{group} ({kind})" if group else kind) if named else None
                 (line,) = a.plot(
                     s.index, s["mean"], style, marker="o", markersize=4, label=label, color=color
                 )
@@ -485,7 +583,18 @@ def plot_metric_vs_param(
         a.set_ylabel(f"final {metric}")
         a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
         a.grid(alpha=0.3)
-        a.legend(fontsize="small")
+    if named:
+        entries = len(axes[-1].get_legend_handles_labels()[0])
+        _legends(axes, beside=ax is None and entries > _LEGEND_INSIDE, fontsize="small")
+    else:
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], color="0.3", ls=style, marker="o", markersize=4, label=kind)
+            for kind, style in (("training", "--"), ("validation", "-"))
+        ]
+        title = f"a colour per {', '.join(others)}"
+        _legends(axes, beside=False, handles=handles, fontsize="small", title=title)
     fig.tight_layout()
     return fig
 
@@ -623,18 +732,51 @@ def plot_learning_curves(
         a.set_ylabel(metric)
         a.set_title(f"{metric}: training dashed, validation solid")
         a.grid(alpha=0.3)
-        handles = [
-            Line2D([], [], color="0.3", ls="--", label="training"),
-            Line2D([], [], color="0.3", ls="-", label="validation"),
+    handles = [
+        Line2D([], [], color="0.3", ls="--", label="training"),
+        Line2D([], [], color="0.3", ls="-", label="validation"),
+    ]
+    if n <= _MAX_LEGEND:
+        handles += [
+            Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
+            for i, lbl in enumerate(histories)
         ]
-        if n <= _MAX_LEGEND:
-            handles += [
-                Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
-                for i, lbl in enumerate(histories)
-            ]
-        a.legend(handles=handles, fontsize="x-small", loc="best")
+    _legends(
+        axes,
+        beside=ax is None and len(handles) > _LEGEND_INSIDE,
+        handles=handles,
+        fontsize="x-small",
+    )
     fig.tight_layout()
     return fig
+
+
+def _wrapped(label: str, width: int) -> str:
+    """``label`` on lines of at most ``width`` characters where it can be broken.
+
+    Lines break after the ``", "`` between settings (not inside a list value such as
+    ``[18, 18]``); only a setting or run name longer than a line breaks inside, after an
+    ``_`` or ``", "`` (``model_1H8N_lr0.003_bs64_e2_`` / ``dropout0.2_activationtanh``).
+    """
+    settings, depth, start = [], 0, 0
+    for i, char in enumerate(label):
+        depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(char, 0)
+        if depth == 0 and label.startswith(", ", i):
+            settings.append(label[start : i + 2])
+            start = i + 2
+    settings.append(label[start:])
+    pieces: list[str] = []
+    for setting in settings:
+        if len(setting.rstrip()) <= width:
+            pieces.append(setting)
+        else:
+            pieces += [w for w in re.split(r"(?<=_)|(?<=, )", setting) if w]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1] + piece.rstrip()) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def plot_small_multiples(
@@ -687,14 +829,18 @@ def plot_small_multiples(
             a.plot(epochs, h[metric], "--", color="C0", lw=1.2, label="training")
         if f"val_{metric}" in h:
             a.plot(epochs, h[f"val_{metric}"], "-", color="C1", lw=1.6, label="validation")
-        a.set_title(label, fontsize=8)
+        # A panel is about 34 characters wide at this size: longer labels (a grid of
+        # several settings, a long run name) overlapped their neighbours' titles.
+        a.set_title(_wrapped(label, _PANEL_TITLE_WIDTH), fontsize=8)
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         if label == highlight:
             for spine in a.spines.values():
                 spine.set_edgecolor("#d97706")
                 spine.set_linewidth(2.5)
-            a.set_title(f"{label} (best)", fontsize=8, fontweight="bold")
+            a.set_title(
+                _wrapped(f"{label} (best)", _PANEL_TITLE_WIDTH), fontsize=8, fontweight="bold"
+            )
     for a in flat[len(histories) :]:
         if histories:
             a.set_visible(False)

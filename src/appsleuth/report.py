@@ -1071,7 +1071,7 @@ def _leaderboard_table(
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
         cells = [
-            _tag("td", c, class_="name" if j == 1 else None)
+            _tag("td", _breakable(c), class_="name") if j == 1 else _tag("td", c)
             for j, c in enumerate(row[:-1] if spanned else row)
         ]
         if spanned:
@@ -1082,6 +1082,17 @@ def _leaderboard_table(
         _tag("table", [head, _tag("tbody", body)], class_="numbers", id="leaderboard-table"),
         class_="scroll",
     )
+
+
+def _breakable(name: Any) -> _Html:
+    """A run name the browser may fold after each ``_``, never inside a setting.
+
+    Sweep trial names grow with every varied setting
+    (``model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused``); unbroken,
+    the name column pushed the metrics out of sight behind a horizontal scroll bar.
+    """
+    parts = str(name).split("_")
+    return _join([_Html(_e(p + "_") + "<wbr>") for p in parts[:-1]] + [parts[-1]])
 
 
 def _complete_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -1162,7 +1173,23 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
         context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
     _say_if_baselines_missing(context, baselines, log)
-    hidden = meta.get("hidden_neurons") or (list(spec.model.hidden) if spec else None)
+    # What the run was asked to do, where its metadata does not say: an interrupted run
+    # has none, and a failed run's record leaves out the optimizer (it showed "adam").
+    planned: dict[str, Any] = {}
+    if spec is not None:
+        planned = {
+            "hidden_neurons": list(spec.model.hidden),
+            "learning_rate": spec.train.learning_rate,
+            "batch_size": spec.train.batch_size,
+            "epochs": spec.train.epochs,
+            "seed": spec.train.seed,
+            "optimizer": spec.train.optimizer,
+        }
+    shown = {**planned, **{k: v for k, v in meta.items() if v is not None}}
+    hidden = shown.get("hidden_neurons")
+    epochs = _epochs_text(shown)
+    if status != "complete" and not is_int(shown.get("epochs_run")) and is_int(shown.get("epochs")):
+        epochs = f"{shown['epochs']} epochs planned"
     split = meta.get("split") or (spec.data.split.to_dict() if spec else None)
     facts = [
         ("Status", _badge(status)),
@@ -1171,10 +1198,9 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         ("Leakage", _leakage_item(context, (split or {}).get("kind"))),
         (
             "Model and training",
-            f"hidden layers {hidden}, learning rate {_value(meta.get('learning_rate'))}, "
-            f"batch size {_value(meta.get('batch_size'))}, "
-            f"{_epochs_text(meta)}, "
-            f"seed {_value(meta.get('seed'))}, {meta.get('optimizer', 'adam')} optimizer",
+            f"hidden layers {hidden}, learning rate {_value(shown.get('learning_rate'))}, "
+            f"batch size {_value(shown.get('batch_size'))}, {epochs}, "
+            f"seed {_value(shown.get('seed'))}, {shown.get('optimizer', 'adam')} optimizer",
         ),
         (
             "Engine",
@@ -1279,6 +1305,7 @@ tr.malware, tr.malware:nth-child(even) { background: var(--badbg); font-weight: 
 tr.malware td:first-child { border-left: 4px solid var(--bad); }
 tr.average td { color: var(--muted); }
 td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+table.numbers td.name { white-space: normal; min-width: 24ch; }
 .star { color: #b45309; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
        white-space: pre-wrap; word-break: break-word; }

@@ -416,6 +416,17 @@ def trial_states(
     return states
 
 
+def _teaching_column(name: str) -> str:
+    """The results.csv column of a varied setting: ``hidden`` is ``hidden_neurons``.
+
+    A setting named like a metric column (``loss``, the loss function) gets the
+    ``param_`` prefix of ``results_full.csv``: under its own name it made a second
+    ``loss`` column, which readers take for the final loss.
+    """
+    column = "hidden_neurons" if name in ("hidden", "hidden_neurons") else name
+    return f"param_{column}" if column in RESULT_KEYS else column
+
+
 def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:
     """Values as the teaching material's results.csv writes them."""
     if name in ("hidden", "hidden_neurons"):
@@ -448,7 +459,8 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``results.csv`` (teaching layout) and ``results_full.csv``.
 
     ``results.csv`` has the varied hyperparameters (``hidden`` written as the teaching
-    ``hidden_neurons``; ``seed`` too when seeds repeat), then ``loss, accuracy, val_loss,
+    ``hidden_neurons``, a varied loss function as ``param_loss``; ``seed`` too when seeds
+    repeat), then ``loss, accuracy, val_loss,
     val_accuracy`` of the last epoch (of the restored one, with early stopping's best
     weights), one row per complete trial in plan order. ``results_full.csv`` has every trial
     with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's recall,
@@ -470,8 +482,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         if st.status == "complete":
             row = {}
             for name in varied:
-                col = "hidden_neurons" if name in ("hidden", "hidden_neurons") else name
-                row[col] = _teaching_value(
+                row[_teaching_column(name)] = _teaching_value(
                     name, st.params.get(name), [s.params.get(name) for s in states]
                 )
             if seeded:
@@ -515,7 +526,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     teaching = pd.DataFrame(
         teaching_rows,
         columns=[
-            *("hidden_neurons" if v in ("hidden", "hidden_neurons") else v for v in varied),
+            *(_teaching_column(v) for v in varied),
             *(["seed"] if seeded else []),
             *RESULT_KEYS,
         ],
