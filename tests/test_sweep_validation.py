@@ -670,6 +670,22 @@ def test_a_manifest_whose_names_or_params_disagree_with_the_specs(
             read(sweep_dir)
 
 
+def test_a_varied_mapping_the_spec_completes_matches_its_trials(tmp_path: Path) -> None:
+    # The spec fills in early stopping's defaults; the manifest keeps the value as written.
+    spec = _spec(grid={"early_stopping": [None, {"patience": 2}]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    plan = read_plan(sweep_dir)
+    assert plan[1].params == {"early_stopping": {"patience": 2}}
+    assert plan[1].spec.train.early_stopping.patience == 2
+    assert [s.status for s in trial_states(sweep_dir)] == ["pending", "pending"]
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["trials"][1]["params"] = {"early_stopping": {"patience": 3}}  # edited: damaged
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"trial 1: params say early_stopping=\{'patience': 3\}"):
+        read_plan(sweep_dir)
+
+
 def test_sweep_dir_needs_a_sweep_spec(tmp_path) -> None:
     from appsleuth.sweep.store import prepare_sweep_dir
 

@@ -304,12 +304,29 @@ def _trial_disagrees(trial: Trial) -> str | None:
         except SpecError as exc:
             return f"params: {exc}"
         wanted = _plain(_normalise_hidden(value) if field == "hidden" else value)
-        if d[section].get(field) != wanted:
+        if d[section].get(field) != wanted and d[section].get(field) != _as_spec_holds(
+            d, section, field, wanted
+        ):
             return (
                 f"params say {name}={value!r} but its spec has {section}.{field}="
                 f"{d[section].get(field)!r}"
             )
     return None
+
+
+def _as_spec_holds(d: dict[str, Any], section: str, field: str, value: Any) -> Any:
+    """``value`` as a spec holds it in ``section.field``, given the rest of spec dict ``d``.
+
+    A spec completes some values: ``early_stopping: {patience: 2}`` is held with the
+    monitor and the other defaults filled in. None when the spec refuses the value.
+    """
+    from appsleuth.spec import RunSpec
+
+    probe = {**d, section: {**d[section], field: value}}
+    try:
+        return _plain(RunSpec.from_dict(probe).to_dict()[section][field])
+    except SpecError:
+        return None
 
 
 def _plain(value: Any) -> Any:
