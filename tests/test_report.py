@@ -270,6 +270,25 @@ def test_report_notes_unavailable_data(tmp_path: Path) -> None:
     assert leaderboard_rows(page) == ["trial best", "trial"]
 
 
+def test_measuring_leakage_repeats_no_training_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from appsleuth.data.synth import generate_sherlock
+    from appsleuth.errors import AppSleuthWarning
+
+    data = tmp_path / "d.csv"
+    generate_sherlock(2000, seed=3).to_csv(data, index=False)  # a state only in validation
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"data": {"path": str(data)}, "grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.8 + 0.1 * i},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AppSleuthWarning)
+        page = render_report(sweep_dir, log=lambda line: None)
+    assert "of validation rows have an exact copy in training" in page
+
+
 def test_report_command(real_sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     result = CliRunner().invoke(report_command, [str(real_sweep), "--out", str(out)])

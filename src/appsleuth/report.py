@@ -22,6 +22,7 @@ import io
 import math
 import os
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
-from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.evaluate import flagged_as_malware, idle_classes
 from appsleuth.run import (
     HISTORY,
@@ -203,7 +204,11 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
 
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
-        prepared = prepare_run_data(spec, load_data(spec))
+        with warnings.catch_warnings():
+            # Training said these already (e.g. a category only in validation); the report
+            # only measures, and repeating them here reads as news about the report.
+            warnings.simplefilter("ignore", AppSleuthWarning)
+            prepared = prepare_run_data(spec, load_data(spec))
     except (AppSleuthError, OSError) as exc:
         out["note"] = f"not measured: the data is unavailable ({exc})"
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
