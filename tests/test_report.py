@@ -321,6 +321,23 @@ def test_report_out_must_not_be_a_directory(tmp_path: Path) -> None:
         write_report(run_dir, out=tmp_path, log=_quiet)
 
 
+def test_an_unwritable_out_is_refused_before_the_report_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appsleuth.report as report_module
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, status="failed", error="x")
+    built: list[str] = []
+    monkeypatch.setattr(report_module, "render_report", lambda *a, **k: built.append("x"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"cannot be written: .*notes\.txt is not a directory"):
+        write_report(run_dir, out=tmp_path / "notes.txt" / "sub" / "r.html", log=_quiet)
+    with pytest.raises(DataError, match=r"cannot be written: /proc does not take new files"):
+        write_report(run_dir, out="/proc/r.html", log=_quiet)
+    assert built == []  # refused before anything was computed
+
+
 def test_report_never_overwrites_a_file_it_did_not_write(tmp_path: Path) -> None:
     run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
     write_fake_run(run_dir, status="failed", error="x")

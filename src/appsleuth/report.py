@@ -1489,10 +1489,30 @@ def write_report(
             f"--out {path} exists and is not a report appsleuth wrote; refusing to overwrite "
             f"it (choose another file name)"
         )
+    _check_writable(path)  # before the minutes a report with baselines may take
     text = render_report(directory, baselines=baselines, compare=compare, log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(path, text)
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an ``--out`` whose directory cannot take a new file, naming why."""
+    import tempfile
+
+    where = path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent  # the directories below it are made when the report is written
+    if not where.is_dir():
+        raise DataError(f"--out {path} cannot be written: {where} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        raise DataError(
+            f"--out {path} cannot be written: {where} does not take new files "
+            f"({exc.strerror or exc}); choose another place"
+        ) from exc
 
 
 @click.command("report")
