@@ -1489,7 +1489,8 @@ def write_report(
             f"--out {path} exists and is not a report appsleuth wrote; refusing to overwrite "
             f"it (choose another file name)"
         )
-    _check_writable(path)  # before the minutes a report with baselines may take
+    if Path(directory).is_dir():  # otherwise render_report says what is wrong with it
+        _check_writable(path)  # before the minutes a report with baselines may take
     text = render_report(directory, baselines=baselines, compare=compare, log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(path, text)
