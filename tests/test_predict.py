@@ -769,3 +769,20 @@ def test_evaluate_run_scores_known_apps_and_names_unknown_ones_as_predict_file_d
         r"'WhatsApp'\]",
     ):
         evaluate_run(fb_wa_run_dir, data[data["ApplicationName"] == "Gmail"])
+
+
+@pytest.mark.parametrize("column", ["rss", "state", "ApplicationName"])
+def test_predict_and_evaluate_name_a_repeated_column_the_model_reads(run_dir, table, column):
+    # A table with two columns of one name (a careless concat or merge) reached pandas
+    # as a DataFrame where a column was expected: an AttributeError or ValueError
+    # traceback that named neither the column nor the remedy.
+    run = load_run(run_dir)
+    rows = table.head(30)
+    doubled = pd.concat([rows, rows[[column]]], axis=1)
+    for call in (predict, evaluate_run):
+        with pytest.raises(DataError, match=rf"more than one column named '{column}'.*rename"):
+            call(run, doubled)
+    # A repeated column the model does not read is harmless.
+    note = pd.DataFrame({"note": ["a"] * len(rows)}, index=rows.index)
+    spare = pd.concat([rows, note, note], axis=1)
+    assert len(predict(run, spare)) == len(predict(run, rows))

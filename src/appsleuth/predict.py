@@ -41,6 +41,7 @@ from appsleuth.run import (
     LoadedRun,
     RunResult,
     best_run_key,
+    check_used_columns_unique,
     load_run,
     predict_proba,
     read_metadata,
@@ -295,9 +296,9 @@ def predict(
         ``missing="impute"``; 0 otherwise), ``attrs["run_dir"]`` is the run that predicted.
 
     Raises:
-        DataError: A feature column is missing, holds dates, durations or complex
-            numbers, no row has a value in every feature column, or the run cannot be
-            used.
+        DataError: A feature column is missing or repeated, holds dates, durations or
+            complex numbers, no row has a value in every feature column, or the run
+            cannot be used.
     """
     _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
@@ -307,6 +308,7 @@ def predict(
         )
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
     where = "the table given to predict"
+    check_used_columns_unique(df, run.preprocessor, where)
     df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
     out, skip, n_filled = _frame_predictions(run, df, df.index.to_numpy(), top_k)

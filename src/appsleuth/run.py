@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
-from appsleuth._fields import is_int, is_number
+from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -47,6 +47,7 @@ __all__ = [
     "RunResult",
     "TrainingDivergedError",
     "best_run_key",
+    "check_used_columns_unique",
     "evaluate_run",
     "finite_number",
     "load_data",
@@ -1163,6 +1164,23 @@ def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
         )
 
 
+def check_used_columns_unique(df: pd.DataFrame, pre: Preprocessor, where: str) -> None:
+    """Raise DataError when a column the model reads (a feature or the label) is repeated.
+
+    ``df[name]`` of a repeated name is a table, not a column: every later step would fail
+    with a pandas error that names neither the column nor the remedy. Repeated names of
+    columns the model does not read are harmless and pass.
+    """
+    used = {*pre.input_columns, pre.label}
+    twice = [c for c in repeated(df.columns) if c in used]
+    if twice:
+        raise DataError(
+            f"{where} has more than one column named {', '.join(map(repr, twice))}; the "
+            f"model reads each of its feature columns (and the label) from one column: "
+            f"drop or rename the copies (e.g. df.loc[:, ~df.columns.duplicated()])"
+        )
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun, data: pd.DataFrame
 ) -> dict[str, Any]:
@@ -1185,13 +1203,14 @@ def evaluate_run(
         ``rows_with_unknown_label`` and ``unknown_labels`` (sorted).
 
     Raises:
-        DataError: The table lacks a feature or the label column, or no row with every
-            feature value is labelled with an app the model knows.
+        DataError: The table lacks a feature or the label column (or holds one twice),
+            or no row with every feature value is labelled with an app the model knows.
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
+    check_used_columns_unique(data, pre, "the table given to evaluate_run")
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
     labels = pre.task_labels(data[pre.label])
