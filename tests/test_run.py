@@ -702,3 +702,19 @@ def test_public_names_cover_what_the_api_raises_and_returns() -> None:
         assert name in appsleuth.__all__ and hasattr(appsleuth, name)
     assert issubclass(appsleuth.RunInUseError, appsleuth.RunExistsError)
     assert issubclass(appsleuth.RunExistsError, appsleuth.AppSleuthError)
+
+
+def test_loading_a_directory_that_holds_runs_names_them(run, tmp_path: Path) -> None:
+    # load_run and evaluate_run on the experiment directory (``out``) said "not a complete
+    # run (status incomplete); train it again", as if a run there had been interrupted.
+    experiment = tmp_path / "runs"
+    shutil.copytree(run.run_dir, experiment / run.run_dir.name)
+    said = rf"{experiment} is not a run directory but holds 1 complete run\(s\) below it, e.g. "
+    for call in (load_run, lambda d: evaluate_run(d, pd.DataFrame())):
+        with pytest.raises(DataError, match=said + r"\S+model_1H8N.*predict and predict_file"):
+            call(experiment)
+    # A run that was started and interrupted is still called incomplete.
+    (experiment / "started").mkdir()
+    (experiment / "started" / ".appsleuth-run").write_text("")
+    with pytest.raises(DataError, match=r"not a complete run \(status incomplete\); train it"):
+        load_run(experiment / "started")

@@ -1090,8 +1090,9 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     """Load a complete run's model (Keras safe mode) and preprocessing.
 
     Raises:
-        DataError: The directory is not a complete appsleuth run, comes from another
-            format version, was tampered with, or its model holds arbitrary code.
+        DataError: The directory is not a complete appsleuth run (one that holds runs
+            below it is named with them), comes from another format version, was
+            tampered with, or its model holds arbitrary code.
     """
     keras = import_keras()
     run_dir = run_path(run_dir)
@@ -1100,6 +1101,13 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     if status == "missing" and note is None:
         raise DataError(f"run directory {run_dir} does not exist")
     if status != "complete":
+        below = _complete_runs_below(run_dir) if note is None else []
+        if below:
+            raise DataError(
+                f"{run_dir} is not a run directory but holds {len(below)} complete run(s) "
+                f"below it, e.g. {below[0]}; give one of them (predict and predict_file "
+                f"also take this directory and use its best run)"
+            )
         raise DataError(
             f"run directory {run_dir} is not a complete run (status {status}); "
             + (note or "train it again")
@@ -1136,6 +1144,19 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
         raise DataError(f"{run_dir / MODEL} cannot be loaded: {type(exc).__name__}: {exc}") from exc
     _check_model_fits(model, preprocessor, run_dir)
     return LoadedRun(run_dir=run_dir, model=model, preprocessor=preprocessor, metadata=meta)
+
+
+def _complete_runs_below(path: Path) -> list[Path]:
+    """The complete runs below ``path`` when no training ever started in ``path`` itself
+    (an experiment or sweep directory), else none."""
+    if not path.is_dir() or (path / METADATA).exists() or (path / _MARKER).exists():
+        return []
+    return sorted(
+        meta.parent
+        for meta in path.glob(f"*/**/{METADATA}")
+        if not any(part.startswith(".") for part in meta.parent.relative_to(path).parts)
+        and run_status(meta.parent) == "complete"
+    )
 
 
 def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
