@@ -718,3 +718,23 @@ def test_loading_a_directory_that_holds_runs_names_them(run, tmp_path: Path) -> 
     (experiment / "started" / ".appsleuth-run").write_text("")
     with pytest.raises(DataError, match=r"not a complete run \(status incomplete\); train it"):
         load_run(experiment / "started")
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype_text"),
+    [
+        (pd.Timestamp("2020-01-01"), r"datetime64\[\w+\] \(dates/times\)"),
+        (pd.Timedelta("1s"), r"timedelta64\[\w+\] \(durations\)"),
+        (1 + 2j, r"complex128 \(complex numbers\)"),
+    ],
+)
+def test_evaluate_run_refuses_date_duration_complex_features(run, table, values, dtype_text):
+    # predict refused them, but evaluate_run scaled dates as their nanoseconds (and
+    # dropped the imaginary part) and returned an accuracy for them.
+    data = table.head(20).assign(CPU_USAGE=values)
+    with pytest.raises(
+        DataError,
+        match=rf"the table given to evaluate_run: feature column 'CPU_USAGE' has dtype "
+        rf"{dtype_text}, but a numeric column is expected",
+    ):
+        evaluate_run(run, data)

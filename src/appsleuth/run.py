@@ -33,6 +33,7 @@ from appsleuth._atomic import atomic_output
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
+from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
@@ -1225,13 +1226,17 @@ def evaluate_run(
 
     Raises:
         DataError: The table lacks a feature or the label column (or holds one twice),
-            or no row with every feature value is labelled with an app the model knows.
+            a feature column holds dates, durations or complex numbers, or no row with
+            every feature value is labelled with an app the model knows.
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
-    check_used_columns_unique(data, pre, "the table given to evaluate_run")
+    where = "the table given to evaluate_run"
+    check_used_columns_unique(data, pre, where)
+    # Dates or durations would be scaled as their integer nanoseconds, and scored.
+    check_feature_dtypes(data, pre.numeric_features, where)
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
     labels = pre.task_labels(data[pre.label])
