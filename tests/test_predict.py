@@ -786,3 +786,24 @@ def test_predict_and_evaluate_name_a_repeated_column_the_model_reads(run_dir, ta
     note = pd.DataFrame({"note": ["a"] * len(rows)}, index=rows.index)
     spare = pd.concat([rows, note, note], axis=1)
     assert len(predict(run, spare)) == len(predict(run, rows))
+
+
+@pytest.mark.parametrize(("value", "chunk_rows"), [(np.inf, 200_000), (1e300, 7)])
+def test_a_feature_with_values_but_none_usable_is_not_called_empty(
+    run_dir, table, tmp_path, value, chunk_rows
+) -> None:
+    # A column of infinite values, or of values too large for the model's float32
+    # inputs, was reported as "missing (empty)": the user looked for empty cells and
+    # found a number in every row.
+    data = table.iloc[:30].assign(rss=value, vsize=np.nan)
+    said = (
+        r"no row could be predicted: the feature column\(s\) \['vsize'\] are missing \(empty\) "
+        r"in every one of the 30 row\(s\); the feature column\(s\) \['rss'\] hold no usable "
+        r"value \(missing, infinite, or too large for the model's float32 inputs\) in any of "
+        r"the 30 row\(s\)"
+    )
+    with pytest.raises(DataError, match=said):
+        predict(run_dir, data)
+    data.to_csv(tmp_path / "d.csv")
+    with pytest.raises(DataError, match=said):
+        predict_file(run_dir, tmp_path / "d.csv", tmp_path / "p.csv", chunk_rows=chunk_rows)

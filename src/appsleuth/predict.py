@@ -313,7 +313,7 @@ def predict(
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
     out, skip, n_filled = _frame_predictions(run, df, df.index.to_numpy(), top_k)
     if len(df) and skip.all():
-        raise _nothing_predicted(where, len(df), _missing_counts(run, df))
+        raise _nothing_predicted(where, len(df), _missing_counts(run, df), _empty_counts(df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
     out.attrs["filled_rows"] = n_filled
     out.attrs["run_dir"] = str(run.run_dir)
@@ -337,14 +337,42 @@ def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
-def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> DataError:
-    """The error for a table none of whose rows has a value in every feature column."""
+def _empty_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Missing values in each column of ``df``."""
+    return {str(c): int(n) for c, n in df.isna().sum().items()}
+
+
+def _nothing_predicted(
+    where: str, n_rows: int, missing: dict[str, int], empty: dict[str, int]
+) -> DataError:
+    """The error for a table none of whose rows has a value in every feature column.
+
+    Args:
+        where: How the message names the table.
+        n_rows: Rows in the table.
+        missing: Per feature column, the rows without a usable value.
+        empty: Per column, the rows whose value is missing (a subset of those).
+    """
     everywhere = [c for c, n in missing.items() if n >= n_rows]
     if everywhere:
+        # Only columns that are empty throughout are called empty: infinite values, or
+        # values too large for the model, are there to be seen in the file.
+        blank = [c for c in everywhere if empty.get(c, 0) >= n_rows]
+        unusable = [c for c in everywhere if c not in blank]
+        said = []
+        if blank:
+            said.append(
+                f"the feature column(s) {blank} are missing (empty) in every one of the "
+                f"{n_rows} row(s)"
+            )
+        if unusable:
+            said.append(
+                f"the feature column(s) {unusable} hold no usable value (missing, infinite, "
+                f"or too large for the model's float32 inputs) in any of the {n_rows} row(s)"
+            )
         return DataError(
-            f"{where}: no row could be predicted: the feature column(s) {everywhere} are "
-            f"missing (empty) in every one of the {n_rows} row(s); the model needs a value "
-            f"in each of its feature columns"
+            f"{where}: no row could be predicted: {'; '.join(said)}; the model needs a "
+            f"value in each of its feature columns"
         )
     counts = ", ".join(f"{c!r} in {n} row(s)" for c, n in missing.items() if n)
     return DataError(
@@ -611,6 +639,7 @@ def predict_file(
     n_rows = n_pred = n_skip = n_unknown = n_filled = 0
     unknown_names: set[str] = set()
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
+    empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     bar = _progress(data, is_parquet) if progress else None
@@ -641,6 +670,9 @@ def predict_file(
                         )
                         for c, n in _missing_counts(run, chunk).items():
                             missing_counts[c] += n
+                        for c, n in _empty_counts(chunk).items():
+                            if c in empty_counts:
+                                empty_counts[c] += n
                     if has_label and len(frame):
                         truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
                         pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
@@ -670,7 +702,7 @@ def predict_file(
         if n_rows == 0:
             raise DataError(f"data file {data} has a header but no rows")
         if n_pred == 0:
-            raise _nothing_predicted(f"data file {data}", n_rows, missing_counts)
+            raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
         os.replace(tmp, out)
         if n_skip:
             os.replace(skipped_tmp, skipped_path)
