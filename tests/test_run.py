@@ -738,3 +738,20 @@ def test_evaluate_run_refuses_date_duration_complex_features(run, table, values,
         rf"{dtype_text}, but a numeric column is expected",
     ):
         evaluate_run(run, data)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"rss": 1e300}, r"evaluate_run: nothing to evaluate: each of its 20 row\(s\) lacks its "
+         r"label or a usable value in a feature column \(missing, infinite, or too large"),
+        ({"ApplicationName": None}, r"each of its 20 row\(s\) lacks its label or a usable"),
+        (None, r"the table given to evaluate_run has no rows; nothing to evaluate"),
+    ],
+)  # fmt: skip
+def test_evaluate_run_says_why_no_row_can_be_scored(run, table, change, said) -> None:
+    # It said "every row misses a feature value or its label" for rows whose values were
+    # all there (too large for the model's float32 inputs), and for a table of no rows.
+    data = table.head(20).assign(**change) if change else table.head(0)
+    with pytest.raises(DataError, match=said):
+        evaluate_run(run, data)

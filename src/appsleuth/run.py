@@ -1263,7 +1263,13 @@ def evaluate_run(
     # double the memory for nothing (a 2M x 300 table: gigabytes).
     rows = data.loc[~skip & ~foreign, pre.input_columns]
     if rows.empty:
-        raise DataError("every row misses a feature value or its label; nothing to evaluate")
+        if data.empty:
+            raise DataError(f"{where} has no rows; nothing to evaluate")
+        raise DataError(
+            f"{where}: nothing to evaluate: each of its {len(data):,} row(s) lacks its label "
+            f"or a usable value in a feature column (missing, infinite, or too large for the "
+            f"model's float32 inputs)"
+        )
     y = pre.encode_labels(labels[~skip & ~foreign])
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
     return {
