@@ -807,3 +807,16 @@ def test_a_feature_with_values_but_none_usable_is_not_called_empty(
     data.to_csv(tmp_path / "d.csv")
     with pytest.raises(DataError, match=said):
         predict_file(run_dir, tmp_path / "d.csv", tmp_path / "p.csv", chunk_rows=chunk_rows)
+
+
+def test_top_k_and_chunk_rows_take_numpy_integers_but_not_bools(run_dir, table, tmp_path):
+    # top_k=np.int64(2) (a k computed with NumPy) was refused as "not a positive integer".
+    rows = table.head(40)
+    assert [c for c in predict(run_dir, rows, top_k=np.int64(2)) if c.startswith("top")] == [
+        "top1_app", "top1_probability", "top2_app", "top2_probability"
+    ]  # fmt: skip
+    rows.to_csv(tmp_path / "t.csv")
+    done = predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv", chunk_rows=np.int32(9))
+    assert done.predicted == 40
+    with pytest.raises(AppSleuthError, match=r"top_k must be a positive integer; received top_k=T"):
+        predict(run_dir, rows, top_k=True)

@@ -11,6 +11,7 @@ them instead, with the values its training rows gave (kept in ``preprocessor.jso
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import warnings
 import zlib
@@ -300,7 +301,7 @@ def predict(
             complex numbers, no row has a value in every feature column, or the run
             cannot be used.
     """
-    _check_positive_int("top_k", top_k)
+    top_k = _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"predict needs a DataFrame of telemetry; received {type(df).__name__} "
@@ -383,9 +384,11 @@ def _nothing_predicted(
     )
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _check_positive_int(name: str, value: Any) -> int:
+    # NumPy integers count (a k computed with NumPy is np.int64); bools do not.
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1:
         raise AppSleuthError(f"{name} must be a positive integer; received {name}={value!r}")
+    return int(value)
 
 
 # --- streaming ------------------------------------------------------------------------------
@@ -576,8 +579,8 @@ def predict_file(
         AppSleuthError: The output exists and ``force`` is False, is a directory or does
             not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
     """
-    _check_positive_int("top_k", top_k)
-    _check_positive_int("chunk_rows", chunk_rows)
+    top_k = _check_positive_int("top_k", top_k)
+    chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
     data, out = Path(data), Path(out)
     if out.is_dir():
         raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")
