@@ -820,3 +820,18 @@ def test_top_k_and_chunk_rows_take_numpy_integers_but_not_bools(run_dir, table, 
     assert done.predicted == 40
     with pytest.raises(AppSleuthError, match=r"top_k must be a positive integer; received top_k=T"):
         predict(run_dir, rows, top_k=True)
+
+
+@pytest.mark.parametrize("index", ["row", None])
+def test_predict_file_names_parquet_rows_by_the_index_pandas_stored(
+    run_dir, table, tmp_path, index
+) -> None:
+    # A DataFrame indexed by a named column and saved with to_parquet got positional row
+    # ids from predict_file, where predict on the same DataFrame gave the index values.
+    rows = table.head(25).copy()
+    rows.index = pd.Index(np.arange(1000, 1025), name=index)
+    rows.to_parquet(tmp_path / "t.parquet")
+    predict_file(run_dir, tmp_path / "t.parquet", tmp_path / "p.csv")
+    from_file = pd.read_csv(tmp_path / "p.csv")
+    assert from_file["row_id"].tolist() == predict(run_dir, rows)["row_id"].tolist()
+    assert from_file["row_id"].tolist() == list(range(1000, 1025))

@@ -523,6 +523,22 @@ def _parquet_columns(path: Path) -> list[str]:
         raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
 
 
+def _parquet_index_column(path: Path) -> str | None:
+    """The column holding the index pandas stored with a Parquet file, if it is one column.
+
+    A RangeIndex is stored as metadata only (no column), and a MultiIndex has no single
+    column to name rows by: None for both, as for files not written by pandas.
+    """
+    try:
+        meta = pa_parquet.ParquetFile(path).schema_arrow.pandas_metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return None  # unreadable metadata: the file's columns still say what they can
+    index = meta.get("index_columns") if isinstance(meta, dict) else None
+    if isinstance(index, list) and len(index) == 1 and isinstance(index[0], str):
+        return index[0]
+    return None
+
+
 def _locate_bad_value(
     path: Path, columns: list[str], numeric: list[str], chunk_rows: int, encoding: str
 ) -> DataError:
@@ -562,7 +578,9 @@ def predict_file(
     Args:
         run_dir: A run directory, a sweep directory (its best run is used), the result
             of ``train`` or a run from ``load_run``.
-        data: CSV (plain or gzip) or Parquet in any supported layout.
+        data: CSV (plain or gzip) or Parquet in any supported layout. Rows are named
+            (``row_id``) by a CSV's unnamed first column or the index pandas stored with
+            a Parquet file, else by their position.
         out: The predictions CSV. Skipped row ids go to ``<out stem>.skipped.csv``.
         top_k: How many most likely apps to list. Defaults to 3.
         chunk_rows: Rows per chunk. Defaults to 200,000.
@@ -622,9 +640,13 @@ def predict_file(
             f"data file {data} lacks the feature column(s) {missing} the model was "
             f"trained on; columns found: {names[:30]}"
         )
-    # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet.
-    if "__index_level_0__" in names:
-        index_col: str | None = "__index_level_0__"
+    # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet
+    # (named as it was, so that predict_file's row ids are predict's on that DataFrame).
+    stored_index = _parquet_index_column(data) if is_parquet else None
+    if stored_index is not None and stored_index not in (*pre.input_columns, pre.label):
+        index_col: str | None = stored_index
+    elif "__index_level_0__" in names:
+        index_col = "__index_level_0__"
     else:
         index_col = names[0] if names and names[0] in _INDEX_NAMES else None
     has_label = pre.label in names
