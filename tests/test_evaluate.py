@@ -270,3 +270,10 @@ def test_roc_auc_refuses_scores_that_are_no_probabilities(score) -> None:
     # a bare ValueError.
     with pytest.raises(DataError, match=r"y_score must hold finite probabilities of class 1"):
         classification_metrics([0, 1, 0, 1], [0, 1, 1, 1], ["A", "B"], y_score=score)
+
+
+def test_class_names_may_come_as_a_pandas_index() -> None:
+    # Categorical labels' categories are a pandas Index: it was refused as "not a list".
+    labels = pd.Categorical(["Chrome", "Waze", "Waze"])
+    result = classification_metrics(labels.codes, [0, 1, 0], labels.categories)
+    assert list(result["per_class"]) == ["Chrome", "Waze"] and result["n"] == 3

@@ -33,7 +33,8 @@ RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 def _class_names(classes: Any) -> list[Any]:
     """The class names as a list, refusing none or repeated ones (a class would vanish)."""
-    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray):
+    # A pandas Index (a Categorical's categories, say) is a list of names too.
+    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray | pd.Index):
         raise DataError(f"classes must be a list of class names; received classes={classes!r}")
     names = list(classes)
     if not names:
