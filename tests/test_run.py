@@ -755,3 +755,17 @@ def test_evaluate_run_says_why_no_row_can_be_scored(run, table, change, said) ->
     data = table.head(20).assign(**change) if change else table.head(0)
     with pytest.raises(DataError, match=said):
         evaluate_run(run, data)
+
+
+def test_train_refuses_an_out_that_is_a_file_and_a_dataset_name_that_is_no_text(
+    table, tmp_path: Path
+) -> None:
+    # out=<a file> ended in NotADirectoryError from mkdir; dataset_name=3 was recorded
+    # as the metadata's dataset.
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SpecError, match=r"out must be a directory .*notes\.txt is a file"):
+        train(_spec(epochs=1), data=table, out=tmp_path / "notes.txt", log=lambda m: None)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with pytest.raises(SpecError, match=r"dataset_name must be a non-empty text .*received "):
+        train(_spec(epochs=1), data=table, out=tmp_path, dataset_name=3, log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -665,8 +665,12 @@ def train(
         The :class:`RunResult`.
 
     Raises:
-        RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``.
-        SpecError, DataError: Invalid spec or data.
+        RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``,
+            or the run directory holds a complete run of another spec or data.
+        RunInUseError: Another process is training in the run directory right now.
+        TrainingDivergedError: The loss became NaN or infinite (the run is recorded as
+            failed).
+        SpecError, DataError: Invalid spec, arguments (``out`` a file, say) or data.
     """
     spec = RunSpec() if spec is None else spec
     if not isinstance(spec, RunSpec):
@@ -676,6 +680,17 @@ def train(
         )
     if not isinstance(out, str | os.PathLike):
         raise SpecError(f"out must be a directory path; received out={out!r}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise SpecError(
+            f"out must be a directory (the run directory is made inside it); {out} is a "
+            f"file; received out={str(out)!r}"
+        )
+    if dataset_name is not None and (not isinstance(dataset_name, str) or not dataset_name):
+        # Recorded as the metadata's "dataset", which reports and results tables show.
+        raise SpecError(
+            f"dataset_name must be a non-empty text (or None for the table's own name); "
+            f"received dataset_name={dataset_name!r}"
+        )
     _check_callbacks(callbacks)
     if log is not None and not callable(log):
         raise SpecError(f"log must be a function taking one text; received log={log!r}")
