@@ -114,7 +114,15 @@ class RunResult:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadedRun:
-    """A trained model and everything needed to use it."""
+    """A trained model and everything needed to use it (what :func:`load_run` returns).
+
+    Attributes:
+        run_dir: The run directory.
+        model: The Keras model, loaded in safe mode and not compiled (for prediction).
+        preprocessor: The fitted :class:`~appsleuth.data.Preprocessor`: feature
+            columns, scaling, fill values and class names.
+        metadata: The contents of ``model_metadata.json``.
+    """
 
     run_dir: Path
     model: Any
@@ -141,6 +149,9 @@ def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def run_status(run_dir: str | os.PathLike[str] | RunResult) -> str:
     """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``.
+
+    Any existing directory without a complete or failed record is ``incomplete``, also one
+    that is no run at all (an experiment directory that holds runs).
 
     A run whose metadata says complete but whose results are not well-formed numbers
     (a damaged or hand-edited file) counts as incomplete: it has no result to trust,
