@@ -769,3 +769,15 @@ def test_train_refuses_an_out_that_is_a_file_and_a_dataset_name_that_is_no_text(
     with pytest.raises(SpecError, match=r"dataset_name must be a non-empty text .*received "):
         train(_spec(epochs=1), data=table, out=tmp_path, dataset_name=3, log=lambda m: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_model_file_given_for_its_run_directory_is_named_as_a_file(run, table) -> None:
+    # load_run, evaluate_run, predict and predict_file said the model.keras they were
+    # given "does not exist".
+    from appsleuth.predict import predict
+
+    model_file = run.run_dir / MODEL
+    said = rf"{model_file} is a file, not a run directory; give the directory that holds it"
+    for call in (load_run, lambda p: evaluate_run(p, table.head(5)), lambda p: predict(p, table)):
+        with pytest.raises(DataError, match=said):
+            call(model_file)

@@ -44,6 +44,7 @@ from appsleuth.run import (
     best_run_key,
     check_used_columns_unique,
     load_run,
+    missing_run_message,
     predict_proba,
     read_metadata,
     run_path,
@@ -108,7 +109,8 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
         return path
     if not path.is_dir():
         note = set_aside_note(path)
-        raise DataError(f"model directory {path} does not exist" + (f"; {note}" if note else ""))
+        message = missing_run_message(path, "model directory")
+        raise DataError(message + (f"; {note}" if note else ""))
     best: tuple[tuple[float, float, int], Path] | None = None
     tasks: dict[tuple[Any, ...], Path] = {}
     evaluated_on: dict[str, tuple[Path, dict[str, Any]]] = {}

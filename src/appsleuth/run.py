@@ -54,6 +54,7 @@ __all__ = [
     "load_data",
     "load_run",
     "metadata_problem",
+    "missing_run_message",
     "predict_proba",
     "prepare_run_data",
     "read_json_object",
@@ -1113,6 +1114,17 @@ def run_path(run: str | os.PathLike[str] | RunResult) -> Path:
     )
 
 
+def missing_run_message(path: Path, what: str) -> str:
+    """Why ``path``, which is no directory, is no run: absent, or a file (``model.keras``)."""
+    if path.exists():
+        # A Keras user hands over the model file; its directory holds the rest.
+        return (
+            f"{what} {path} is a file, not a run directory; give the directory that holds "
+            f"it ({path.parent}): prediction needs the preprocessing saved beside the model"
+        )
+    return f"{what} {path} does not exist"
+
+
 def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     """Load a complete run's model (Keras safe mode) and preprocessing.
 
@@ -1126,7 +1138,7 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     status = run_status(run_dir)
     note = set_aside_note(run_dir)
     if status == "missing" and note is None:
-        raise DataError(f"run directory {run_dir} does not exist")
+        raise DataError(missing_run_message(run_dir, "run directory"))
     if status != "complete":
         below = _complete_runs_below(run_dir) if note is None else []
         if below:
