@@ -835,3 +835,11 @@ def test_predict_file_names_parquet_rows_by_the_index_pandas_stored(
     from_file = pd.read_csv(tmp_path / "p.csv")
     assert from_file["row_id"].tolist() == predict(run_dir, rows)["row_id"].tolist()
     assert from_file["row_id"].tolist() == list(range(1000, 1025))
+
+
+def test_predict_file_names_a_data_directory_as_one(run_dir, table, tmp_path) -> None:
+    # A partitioned Parquet data set (a directory) was reported as "does not exist".
+    table.head(20).to_parquet(tmp_path / "parts", partition_cols=["ApplicationName"])
+    with pytest.raises(DataError, match=r"parts is a directory; predict_file reads one CSV or"):
+        predict_file(run_dir, tmp_path / "parts", tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()

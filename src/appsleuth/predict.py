@@ -609,6 +609,12 @@ def predict_file(
             f"predictions are written as CSV: the output file must end in .csv; received "
             f"{out.name!r}"
         )
+    if data.is_dir():
+        # e.g. a partitioned Parquet data set, written by Spark or partition_cols
+        raise DataError(
+            f"data file {data} is a directory; predict_file reads one CSV or Parquet file: "
+            f"give each file in it, or read it with pandas and use predict"
+        )
     if not data.is_file():
         raise DataError(f"data file {data} does not exist")
     if data.stat().st_size == 0:
