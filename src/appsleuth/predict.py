@@ -302,6 +302,7 @@ def predict(
         DataError: A feature column is missing or repeated, holds dates, durations or
             complex numbers, no row has a value in every feature column, or the run
             cannot be used.
+        AppSleuthError: ``top_k`` is not a positive integer.
     """
     top_k = _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
@@ -594,8 +595,10 @@ def predict_file(
         The :class:`PredictionSummary`.
 
     Raises:
-        DataError: The file is missing, lacks a feature column, or holds a non-numeric
-            feature value (named with its row).
+        DataError: The file is missing (or a directory), empty or damaged, lacks a
+            feature column or repeats one, holds a non-numeric feature value (named with
+            its row), or no row has a value in every feature column; or the run cannot
+            be used.
         AppSleuthError: The output exists and ``force`` is False, is a directory or does
             not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
     """
