@@ -781,3 +781,19 @@ def test_a_model_file_given_for_its_run_directory_is_named_as_a_file(run, table)
     for call in (load_run, lambda p: evaluate_run(p, table.head(5)), lambda p: predict(p, table)):
         with pytest.raises(DataError, match=said):
             call(model_file)
+
+
+def test_train_refuses_data_prepared_with_another_split(table, tmp_path: Path) -> None:
+    # The run recorded the spec's split (blocked) in spec.yaml and its metadata's spec
+    # while its numbers came from the random split the data was prepared with.
+    from appsleuth.data.prepare import prepare_data
+
+    spec = RunSpec(
+        data=DataSpec(split={"kind": "blocked"}), train=TrainSpec(epochs=1, batch_size=64)
+    )
+    prepared = prepare_data(table, split={"kind": "random"})
+    with pytest.raises(SpecError, match=r"prepared was split with \{'kind': 'random'.*data\.split"):
+        train(spec, prepared=prepared, out=tmp_path, log=lambda m: None)
+    with pytest.raises(SpecError, match=r"prepared must be the PreparedData .*received dict"):
+        train(spec, prepared={}, out=tmp_path, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []

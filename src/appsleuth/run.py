@@ -671,7 +671,8 @@ def train(
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
         prepared: The data already cleaned, split and preprocessed for ``spec.data``
-            (sweeps reuse it across trials). Defaults to preparing it here.
+            (sweeps reuse it across trials); its split must be ``spec.data.split``.
+            Defaults to preparing it here.
 
     Returns:
         The :class:`RunResult`.
@@ -706,6 +707,8 @@ def train(
     _check_callbacks(callbacks)
     if log is not None and not callable(log):
         raise SpecError(f"log must be a function taking one text; received log={log!r}")
+    if prepared is not None:
+        _check_prepared_for(spec, prepared)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
         verbose = sys.stdout.isatty()
@@ -825,6 +828,22 @@ def train(
         f"engine, {metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
     )
     return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
+
+
+def _check_prepared_for(spec: RunSpec, prepared: Any) -> None:
+    """Refuse data prepared with another split than the spec's, which the run would record
+    as the spec's while its numbers came from the other split."""
+    if not isinstance(prepared, PreparedData):
+        raise SpecError(
+            f"prepared must be the PreparedData that prepare_data returns; received "
+            f"{type(prepared).__name__}"
+        )
+    if prepared.split.spec != spec.data.split:
+        raise SpecError(
+            f"prepared was split with {prepared.split.spec.to_dict()}, but the spec's "
+            f"data.split is {spec.data.split.to_dict()}; prepare the data with the spec's "
+            f"split (prepare_data(df, split=spec.data.split, ...)) or leave prepared out"
+        )
 
 
 def _failed_record(spec: RunSpec, run_name: str, error: str, started: float) -> dict[str, Any]:
