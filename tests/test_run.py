@@ -797,3 +797,17 @@ def test_train_refuses_data_prepared_with_another_split(table, tmp_path: Path) -
     with pytest.raises(SpecError, match=r"prepared must be the PreparedData .*received dict"):
         train(spec, prepared={}, out=tmp_path, log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_failed_run_says_why_it_failed(run, table, tmp_path: Path) -> None:
+    # load_run and evaluate_run said only "status failed; train it again", although the
+    # run had recorded its error (predict's message already showed it).
+    failed = tmp_path / "failed"
+    shutil.copytree(run.run_dir, failed)
+    error = "TrainingDivergedError: training diverged: loss is nan at epoch 2"
+    meta = {**read_metadata(failed), "status": "failed", "error": error}
+    (failed / METADATA).write_text(json.dumps(meta))
+    said = r"not a complete run \(status failed\); it failed with TrainingDivergedError: training"
+    for call in (load_run, lambda d: evaluate_run(d, table.head(5))):
+        with pytest.raises(DataError, match=said + r" diverged: loss is nan at epoch 2; train"):
+            call(failed)

@@ -1166,8 +1166,11 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
                 f"below it, e.g. {below[0]}; give one of them (predict and predict_file "
                 f"also take this directory and use its best run)"
             )
+        # A failed run recorded why: that is what the user needs to train it again.
+        error = (read_metadata(run_dir) or {}).get("error") if status == "failed" else None
+        failed = f"it failed with {error}; " if error else ""
         raise DataError(
-            f"run directory {run_dir} is not a complete run (status {status}); "
+            f"run directory {run_dir} is not a complete run (status {status}); {failed}"
             + (note or "train it again")
         )
     meta = read_metadata(run_dir) or {}
