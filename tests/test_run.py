@@ -811,3 +811,11 @@ def test_loading_a_failed_run_says_why_it_failed(run, table, tmp_path: Path) -> 
     for call in (load_run, lambda d: evaluate_run(d, table.head(5))):
         with pytest.raises(DataError, match=said + r" diverged: loss is nan at epoch 2; train"):
             call(failed)
+
+
+def test_a_loaded_run_names_its_directory_to_run_status_and_load_run(run) -> None:
+    # run_status(load_run(...)) and load_run(load_run(...)) refused the loaded run as
+    # "neither a path nor the result of train()", although predict and evaluate_run take it.
+    loaded = load_run(run)
+    assert run_status(loaded) == "complete"
+    assert load_run(loaded).run_dir == run.run_dir

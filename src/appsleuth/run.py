@@ -148,7 +148,7 @@ def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return read_json_object(Path(run_dir) / METADATA)
 
 
-def run_status(run_dir: str | os.PathLike[str] | RunResult) -> str:
+def run_status(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> str:
     """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``.
 
     Any existing directory without a complete or failed record is ``incomplete``, also one
@@ -159,7 +159,8 @@ def run_status(run_dir: str | os.PathLike[str] | RunResult) -> str:
     and running the same command again redoes it.
 
     Raises:
-        DataError: ``run_dir`` is neither a path nor the result of :func:`train`.
+        DataError: ``run_dir`` is not a path, the result of :func:`train` or a run from
+            :func:`load_run`.
     """
     run_dir = run_path(run_dir)
     if not run_dir.is_dir():
@@ -1117,19 +1118,20 @@ def _metadata(
 # --- loading ---------------------------------------------------------------------------------
 
 
-def run_path(run: str | os.PathLike[str] | RunResult) -> Path:
-    """The directory of ``run``: a path, or the result :func:`train` returned.
+def run_path(run: str | os.PathLike[str] | RunResult | LoadedRun) -> Path:
+    """The directory of ``run``: a path, the result :func:`train` returned, or a run
+    :func:`load_run` returned.
 
     Raises:
-        DataError: ``run`` is neither.
+        DataError: ``run`` is none of these.
     """
-    if isinstance(run, RunResult):
+    if isinstance(run, RunResult | LoadedRun):
         return Path(run.run_dir)
     if isinstance(run, str | os.PathLike):
         return Path(run)
     raise DataError(
-        f"a run must be given as a run (or sweep) directory path or the result of train(); "
-        f"received {type(run).__name__}"
+        f"a run must be given as a run (or sweep) directory path, the result of train() or "
+        f"a run from load_run(); received {type(run).__name__}"
     )
 
 
@@ -1144,8 +1146,10 @@ def missing_run_message(path: Path, what: str) -> str:
     return f"{what} {path} does not exist"
 
 
-def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
+def load_run(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> LoadedRun:
     """Load a complete run's model (Keras safe mode) and preprocessing.
+
+    A run from ``load_run`` is loaded again from its directory (e.g. after retraining it).
 
     Raises:
         DataError: The directory is not a complete appsleuth run (one that holds runs
