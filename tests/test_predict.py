@@ -843,3 +843,13 @@ def test_predict_file_names_a_data_directory_as_one(run_dir, table, tmp_path) ->
     with pytest.raises(DataError, match=r"parts is a directory; predict_file reads one CSV or"):
         predict_file(run_dir, tmp_path / "parts", tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_predict_file_says_a_file_is_not_comma_separated(run_dir, table, tmp_path, sep, name):
+    # load_sherlock said so, but predict_file only listed the one column it had read.
+    table.head(10).to_csv(tmp_path / "t.csv", sep=sep)
+    with pytest.raises(
+        DataError, match=rf"lacks the feature column.*seems to separate its fields with {name}"
+    ):
+        predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv")

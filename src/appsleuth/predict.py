@@ -27,6 +27,7 @@ import pyarrow.parquet as pa_parquet
 
 from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
 from appsleuth.data.load import (
+    _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
     check_unique_names,
@@ -647,9 +648,11 @@ def predict_file(
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
+        # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
+        hint = "" if is_parquet else _separator_hint(names)
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
-            f"trained on; columns found: {names[:30]}"
+            f"trained on; columns found: {names[:30]}" + (f". {hint}" if hint else "")
         )
     # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet
     # (named as it was, so that predict_file's row ids are predict's on that DataFrame).
