@@ -698,6 +698,7 @@ def test_public_names_cover_what_the_api_raises_and_returns() -> None:
     import appsleuth
 
     names = ("RunExistsError", "RunInUseError", "TrainingDivergedError", "LoadedRun", "FitRule")
+    names += ("PredictionSummary",)  # what predict_file returns
     for name in names:
         assert name in appsleuth.__all__ and hasattr(appsleuth, name)
     assert issubclass(appsleuth.RunInUseError, appsleuth.RunExistsError)
