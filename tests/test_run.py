@@ -820,3 +820,13 @@ def test_a_loaded_run_names_its_directory_to_run_status_and_load_run(run) -> Non
     loaded = load_run(run)
     assert run_status(loaded) == "complete"
     assert load_run(loaded).run_dir == run.run_dir
+
+
+@pytest.mark.parametrize("column", ["rss", "ApplicationName"])
+def test_train_names_a_repeated_column(table, tmp_path: Path, column) -> None:
+    # A table with two columns of one name ended in a pandas ValueError or AttributeError.
+    doubled = pd.concat([table, table[[column]]], axis=1)
+    said = rf"the table given to train has repeated column names \W*{column}\W"
+    with pytest.raises(DataError, match=said):
+        train(_spec(epochs=1), data=doubled, out=tmp_path, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []

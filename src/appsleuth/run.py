@@ -273,8 +273,11 @@ def _table_for(spec: RunSpec, data: Any) -> pd.DataFrame:
             f"{type(data).__name__}; to train on a file, set the spec's data.path or pass "
             f"load_sherlock(path)"
         )
-    from appsleuth.data.load import from_dataframe
+    from appsleuth.data.load import check_unique_names, from_dataframe
 
+    # Two columns of one name reach pandas as a table where a column is expected, and
+    # training ended in a pandas traceback that named neither.
+    check_unique_names([str(c) for c in data.columns], "the table given to train")
     recorded = data.attrs.get("appsleuth")
     label = recorded.get("label") if isinstance(recorded, dict) else None
     if label is None:
