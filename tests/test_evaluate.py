@@ -228,3 +228,52 @@ def test_idle_classes_of_a_damaged_metrics_file_are_none(damaged) -> None:
     from appsleuth.evaluate import idle_classes
 
     assert idle_classes(damaged) == set()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rise": "0.1"}, r"FitRule.rise must be a non-negative number; received rise='0.1'"),
+        ({"gap": None}, r"FitRule.gap must be a number from 0 to 1; received gap=None"),
+        ({"poor": float("nan")}, r"FitRule.poor must be a number from 0 to 1; received poor=nan"),
+        ({"poor": 90}, r"FitRule.poor must be a number from 0 to 1; received poor=90"),
+        ({"improving": -0.1}, r"FitRule.improving must be .*received improving=-0.1"),
+    ],
+)
+def test_fit_rule_refuses_thresholds_that_are_no_numbers_in_range(fields, message) -> None:
+    # They were taken, and failed later inside describe() with a format error (text,
+    # None) or silently switched their test off (NaN).
+    from appsleuth.errors import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        FitRule(**fields)
+    assert FitRule(rise=2, poor=np.float32(0.5)).poor == 0.5
+
+
+def test_diagnose_fit_takes_a_keras_history_and_names_what_it_cannot_take() -> None:
+    logs = _history([1.0, 0.9, 0.8], [0.5, 0.6, 0.7], [1.0, 0.9, 0.8], [0.5, 0.6, 0.7])
+    logs = logs.to_dict("list")
+
+    class History:  # what keras.Model.fit returns: the logs in .history
+        history = logs
+
+    assert diagnose_fit(History()) == diagnose_fit(logs)
+    with pytest.raises(DataError, match=r"history must be a DataFrame, a mapping .*received list"):
+        diagnose_fit([1.0, 0.9])
+    with pytest.raises(DataError, match=r"one value per epoch in each column.*'loss': 3.*: 2"):
+        diagnose_fit({**logs, "val_accuracy": [0.5, 0.6]})
+
+
+@pytest.mark.parametrize("score", [[0.1, float("nan"), 0.3, 0.4], ["a", "b", "c", "d"]])
+def test_roc_auc_refuses_scores_that_are_no_probabilities(score) -> None:
+    # A missing score silently took no rank (an AUC of 0.25 for these), and text raised
+    # a bare ValueError.
+    with pytest.raises(DataError, match=r"y_score must hold finite probabilities of class 1"):
+        classification_metrics([0, 1, 0, 1], [0, 1, 1, 1], ["A", "B"], y_score=score)
+
+
+def test_class_names_may_come_as_a_pandas_index() -> None:
+    # Categorical labels' categories are a pandas Index: it was refused as "not a list".
+    labels = pd.Categorical(["Chrome", "Waze", "Waze"])
+    result = classification_metrics(labels.codes, [0, 1, 0], labels.categories)
+    assert list(result["per_class"]) == ["Chrome", "Waze"] and result["n"] == 3

@@ -124,6 +124,35 @@ def test_errors(call, message: str) -> None:
         call()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # A string is a sequence: "abc" became three classes a, b and c, silently.
+        ({"classes": "abc"}, r"classes must be a list of class names; received classes='abc'"),
+        ({"classes": 3}, r"classes must be a list of class names; received classes=3"),
+        # Two outputs for one name: the second could never be predicted by its name.
+        ({"classes": ["a", "b", "a"]}, r"classes must name each class once .*received \['a'\]"),
+        ({"spec": None}, r"spec must be a ModelSpec \(or a mapping of its fields\); received"),
+        ({"train": "adam"}, r"train must be a TrainSpec \(or a mapping .*received train='adam'"),
+        ({"spec": {"hiden": [4]}}, r"unknown model field\(s\) hiden \(did you mean hidden\?\)"),
+        ({"n_features": True}, r"n_features must be a positive integer; received n_features=True"),
+    ],
+)
+def test_build_model_refuses_what_is_no_spec_or_class_list(kwargs: dict, message: str) -> None:
+    # Each of these used to end in an AttributeError or TypeError, or in a wrong model.
+    args = {"spec": ModelSpec(hidden=(4,)), "n_features": 5, "classes": ["a", "b", "c"]}
+    with pytest.raises(SpecError, match=message):
+        build_model(**{**args, **kwargs})
+
+
+def test_build_model_takes_mappings_and_numpy_counts() -> None:
+    model = build_model(
+        {"hidden": [4]}, np.int64(5), np.array(["a", "b", "c"]), {"learning_rate": 0.01}
+    )
+    assert model.layers[0].units == 4 and model.layers[-1].units == 3
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_teaching_baseline_accuracy_learns_separable_classes(n_classes: int) -> None:
     from appsleuth.model import teaching_baseline_accuracy

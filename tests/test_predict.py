@@ -769,3 +769,87 @@ def test_evaluate_run_scores_known_apps_and_names_unknown_ones_as_predict_file_d
         r"'WhatsApp'\]",
     ):
         evaluate_run(fb_wa_run_dir, data[data["ApplicationName"] == "Gmail"])
+
+
+@pytest.mark.parametrize("column", ["rss", "state", "ApplicationName"])
+def test_predict_and_evaluate_name_a_repeated_column_the_model_reads(run_dir, table, column):
+    # A table with two columns of one name (a careless concat or merge) reached pandas
+    # as a DataFrame where a column was expected: an AttributeError or ValueError
+    # traceback that named neither the column nor the remedy.
+    run = load_run(run_dir)
+    rows = table.head(30)
+    doubled = pd.concat([rows, rows[[column]]], axis=1)
+    for call in (predict, evaluate_run):
+        with pytest.raises(DataError, match=rf"more than one column named '{column}'.*rename"):
+            call(run, doubled)
+    # A repeated column the model does not read is harmless.
+    note = pd.DataFrame({"note": ["a"] * len(rows)}, index=rows.index)
+    spare = pd.concat([rows, note, note], axis=1)
+    assert len(predict(run, spare)) == len(predict(run, rows))
+
+
+@pytest.mark.parametrize(("value", "chunk_rows"), [(np.inf, 200_000), (1e300, 7)])
+def test_a_feature_with_values_but_none_usable_is_not_called_empty(
+    run_dir, table, tmp_path, value, chunk_rows
+) -> None:
+    # A column of infinite values, or of values too large for the model's float32
+    # inputs, was reported as "missing (empty)": the user looked for empty cells and
+    # found a number in every row.
+    data = table.iloc[:30].assign(rss=value, vsize=np.nan)
+    said = (
+        r"no row could be predicted: the feature column\(s\) \['vsize'\] are missing \(empty\) "
+        r"in every one of the 30 row\(s\); the feature column\(s\) \['rss'\] hold no usable "
+        r"value \(missing, infinite, or too large for the model's float32 inputs\) in any of "
+        r"the 30 row\(s\)"
+    )
+    with pytest.raises(DataError, match=said):
+        predict(run_dir, data)
+    data.to_csv(tmp_path / "d.csv")
+    with pytest.raises(DataError, match=said):
+        predict_file(run_dir, tmp_path / "d.csv", tmp_path / "p.csv", chunk_rows=chunk_rows)
+
+
+def test_top_k_and_chunk_rows_take_numpy_integers_but_not_bools(run_dir, table, tmp_path):
+    # top_k=np.int64(2) (a k computed with NumPy) was refused as "not a positive integer".
+    rows = table.head(40)
+    assert [c for c in predict(run_dir, rows, top_k=np.int64(2)) if c.startswith("top")] == [
+        "top1_app", "top1_probability", "top2_app", "top2_probability"
+    ]  # fmt: skip
+    rows.to_csv(tmp_path / "t.csv")
+    done = predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv", chunk_rows=np.int32(9))
+    assert done.predicted == 40
+    with pytest.raises(AppSleuthError, match=r"top_k must be a positive integer; received top_k=T"):
+        predict(run_dir, rows, top_k=True)
+
+
+@pytest.mark.parametrize("index", ["row", None])
+def test_predict_file_names_parquet_rows_by_the_index_pandas_stored(
+    run_dir, table, tmp_path, index
+) -> None:
+    # A DataFrame indexed by a named column and saved with to_parquet got positional row
+    # ids from predict_file, where predict on the same DataFrame gave the index values.
+    rows = table.head(25).copy()
+    rows.index = pd.Index(np.arange(1000, 1025), name=index)
+    rows.to_parquet(tmp_path / "t.parquet")
+    predict_file(run_dir, tmp_path / "t.parquet", tmp_path / "p.csv")
+    from_file = pd.read_csv(tmp_path / "p.csv")
+    assert from_file["row_id"].tolist() == predict(run_dir, rows)["row_id"].tolist()
+    assert from_file["row_id"].tolist() == list(range(1000, 1025))
+
+
+def test_predict_file_names_a_data_directory_as_one(run_dir, table, tmp_path) -> None:
+    # A partitioned Parquet data set (a directory) was reported as "does not exist".
+    table.head(20).to_parquet(tmp_path / "parts", partition_cols=["ApplicationName"])
+    with pytest.raises(DataError, match=r"parts is a directory; predict_file reads one CSV or"):
+        predict_file(run_dir, tmp_path / "parts", tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_predict_file_says_a_file_is_not_comma_separated(run_dir, table, tmp_path, sep, name):
+    # load_sherlock said so, but predict_file only listed the one column it had read.
+    table.head(10).to_csv(tmp_path / "t.csv", sep=sep)
+    with pytest.raises(
+        DataError, match=rf"lacks the feature column.*seems to separate its fields with {name}"
+    ):
+        predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv")

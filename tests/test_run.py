@@ -698,7 +698,135 @@ def test_public_names_cover_what_the_api_raises_and_returns() -> None:
     import appsleuth
 
     names = ("RunExistsError", "RunInUseError", "TrainingDivergedError", "LoadedRun", "FitRule")
+    names += ("PredictionSummary",)  # what predict_file returns
     for name in names:
         assert name in appsleuth.__all__ and hasattr(appsleuth, name)
     assert issubclass(appsleuth.RunInUseError, appsleuth.RunExistsError)
     assert issubclass(appsleuth.RunExistsError, appsleuth.AppSleuthError)
+
+
+def test_loading_a_directory_that_holds_runs_names_them(run, tmp_path: Path) -> None:
+    # load_run and evaluate_run on the experiment directory (``out``) said "not a complete
+    # run (status incomplete); train it again", as if a run there had been interrupted.
+    experiment = tmp_path / "runs"
+    shutil.copytree(run.run_dir, experiment / run.run_dir.name)
+    said = rf"{experiment} is not a run directory but holds 1 complete run\(s\) below it, e.g. "
+    for call in (load_run, lambda d: evaluate_run(d, pd.DataFrame())):
+        with pytest.raises(DataError, match=said + r"\S+model_1H8N.*predict and predict_file"):
+            call(experiment)
+    # A run that was started and interrupted is still called incomplete.
+    (experiment / "started").mkdir()
+    (experiment / "started" / ".appsleuth-run").write_text("")
+    with pytest.raises(DataError, match=r"not a complete run \(status incomplete\); train it"):
+        load_run(experiment / "started")
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype_text"),
+    [
+        (pd.Timestamp("2020-01-01"), r"datetime64\[\w+\] \(dates/times\)"),
+        (pd.Timedelta("1s"), r"timedelta64\[\w+\] \(durations\)"),
+        (1 + 2j, r"complex128 \(complex numbers\)"),
+    ],
+)
+def test_evaluate_run_refuses_date_duration_complex_features(run, table, values, dtype_text):
+    # predict refused them, but evaluate_run scaled dates as their nanoseconds (and
+    # dropped the imaginary part) and returned an accuracy for them.
+    data = table.head(20).assign(CPU_USAGE=values)
+    with pytest.raises(
+        DataError,
+        match=rf"the table given to evaluate_run: feature column 'CPU_USAGE' has dtype "
+        rf"{dtype_text}, but a numeric column is expected",
+    ):
+        evaluate_run(run, data)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"rss": 1e300}, r"evaluate_run: nothing to evaluate: each of its 20 row\(s\) lacks its "
+         r"label or a usable value in a feature column \(missing, infinite, or too large"),
+        ({"ApplicationName": None}, r"each of its 20 row\(s\) lacks its label or a usable"),
+        (None, r"the table given to evaluate_run has no rows; nothing to evaluate"),
+    ],
+)  # fmt: skip
+def test_evaluate_run_says_why_no_row_can_be_scored(run, table, change, said) -> None:
+    # It said "every row misses a feature value or its label" for rows whose values were
+    # all there (too large for the model's float32 inputs), and for a table of no rows.
+    data = table.head(20).assign(**change) if change else table.head(0)
+    with pytest.raises(DataError, match=said):
+        evaluate_run(run, data)
+
+
+def test_train_refuses_an_out_that_is_a_file_and_a_dataset_name_that_is_no_text(
+    table, tmp_path: Path
+) -> None:
+    # out=<a file> ended in NotADirectoryError from mkdir; dataset_name=3 was recorded
+    # as the metadata's dataset.
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SpecError, match=r"out must be a directory .*notes\.txt is a file"):
+        train(_spec(epochs=1), data=table, out=tmp_path / "notes.txt", log=lambda m: None)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with pytest.raises(SpecError, match=r"dataset_name must be a non-empty text .*received "):
+        train(_spec(epochs=1), data=table, out=tmp_path, dataset_name=3, log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_model_file_given_for_its_run_directory_is_named_as_a_file(run, table) -> None:
+    # load_run, evaluate_run, predict and predict_file said the model.keras they were
+    # given "does not exist".
+    from appsleuth.predict import predict
+
+    model_file = run.run_dir / MODEL
+    said = rf"{model_file} is a file, not a run directory; give the directory that holds it"
+    for call in (load_run, lambda p: evaluate_run(p, table.head(5)), lambda p: predict(p, table)):
+        with pytest.raises(DataError, match=said):
+            call(model_file)
+
+
+def test_train_refuses_data_prepared_with_another_split(table, tmp_path: Path) -> None:
+    # The run recorded the spec's split (blocked) in spec.yaml and its metadata's spec
+    # while its numbers came from the random split the data was prepared with.
+    from appsleuth.data.prepare import prepare_data
+
+    spec = RunSpec(
+        data=DataSpec(split={"kind": "blocked"}), train=TrainSpec(epochs=1, batch_size=64)
+    )
+    prepared = prepare_data(table, split={"kind": "random"})
+    with pytest.raises(SpecError, match=r"prepared was split with \{'kind': 'random'.*data\.split"):
+        train(spec, prepared=prepared, out=tmp_path, log=lambda m: None)
+    with pytest.raises(SpecError, match=r"prepared must be the PreparedData .*received dict"):
+        train(spec, prepared={}, out=tmp_path, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loading_a_failed_run_says_why_it_failed(run, table, tmp_path: Path) -> None:
+    # load_run and evaluate_run said only "status failed; train it again", although the
+    # run had recorded its error (predict's message already showed it).
+    failed = tmp_path / "failed"
+    shutil.copytree(run.run_dir, failed)
+    error = "TrainingDivergedError: training diverged: loss is nan at epoch 2"
+    meta = {**read_metadata(failed), "status": "failed", "error": error}
+    (failed / METADATA).write_text(json.dumps(meta))
+    said = r"not a complete run \(status failed\); it failed with TrainingDivergedError: training"
+    for call in (load_run, lambda d: evaluate_run(d, table.head(5))):
+        with pytest.raises(DataError, match=said + r" diverged: loss is nan at epoch 2; train"):
+            call(failed)
+
+
+def test_a_loaded_run_names_its_directory_to_run_status_and_load_run(run) -> None:
+    # run_status(load_run(...)) and load_run(load_run(...)) refused the loaded run as
+    # "neither a path nor the result of train()", although predict and evaluate_run take it.
+    loaded = load_run(run)
+    assert run_status(loaded) == "complete"
+    assert load_run(loaded).run_dir == run.run_dir
+
+
+@pytest.mark.parametrize("column", ["rss", "ApplicationName"])
+def test_train_names_a_repeated_column(table, tmp_path: Path, column) -> None:
+    # A table with two columns of one name ended in a pandas ValueError or AttributeError.
+    doubled = pd.concat([table, table[[column]]], axis=1)
+    said = rf"the table given to train has repeated column names \W*{column}\W"
+    with pytest.raises(DataError, match=said):
+        train(_spec(epochs=1), data=doubled, out=tmp_path, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []

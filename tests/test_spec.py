@@ -132,7 +132,7 @@ def test_train_spec_errors(kwargs: dict, message: str) -> None:
         ({"apps": []}, r"apps must be a non-empty list of names"),
         ({"missing": "mean"}, r"missing must be one of drop, impute; received missing='mean'"),
         ({"split": {"kind": "kfold"}}, r"split kind must be one of"),
-        ({"split": 3}, r"split must be a mapping of fields; received split=3"),
+        ({"split": 3}, r"split must be a mapping of fields \(or a SplitSpec\); received split=3"),
         ({"positive": ""}, r"positive must be an app name"),
         (
             {"features": ["rss", "vsize", "rss"]},
@@ -166,8 +166,36 @@ def test_unknown_fields() -> None:
         SplitSpec(kind="block")
     with pytest.raises(SpecError, match=r"unknown run field\(s\) optimiser"):
         RunSpec.from_dict({"optimiser": {}})
-    with pytest.raises(SpecError, match=r"model must be a mapping of fields; received model=3"):
+    with pytest.raises(SpecError, match=r"model must be a mapping of fields \(or a ModelSpec\); "):
         RunSpec(model=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (
+            lambda: RunSpec(model=TrainSpec()),
+            r"model must be a mapping of fields \(or a ModelSpec\)",
+        ),
+        (
+            lambda: RunSpec(train=ModelSpec()),
+            r"train must be a mapping of fields \(or a TrainSpec\)",
+        ),
+        (
+            lambda: DataSpec(split=DataSpec()),
+            r"split must be a mapping of fields \(or a SplitSpec\)",
+        ),
+        (
+            lambda: TrainSpec(early_stopping=ModelSpec()),
+            r"early_stopping must be a mapping of fields or null \(or an EarlyStoppingSpec\)",
+        ),
+    ],
+)
+def test_a_spec_of_the_wrong_kind_is_told_which_kind_fits(make, said) -> None:
+    # "model must be a mapping of fields" for model=TrainSpec(...) read as if specs were
+    # not taken at all.
+    with pytest.raises(SpecError, match=said):
+        make()
 
 
 def test_round_trips() -> None:

@@ -35,7 +35,7 @@ from appsleuth.data.tables import embedded_data, write_table
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.evaluate import FitRule, classification_metrics, diagnose_fit
 from appsleuth.model import build_model
-from appsleuth.predict import predict, predict_file
+from appsleuth.predict import PredictionSummary, predict, predict_file
 from appsleuth.run import (
     LoadedRun,
     RunExistsError,
@@ -70,6 +70,7 @@ __all__ = [
     "FrameInfo",
     "LoadedRun",
     "ModelSpec",
+    "PredictionSummary",
     "PreparedData",
     "Preprocessor",
     "QualityReport",

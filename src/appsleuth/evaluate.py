@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth._fields import repeated
+from appsleuth._fields import is_number, plain_fields, quoted_number_hint, repeated
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import DataError, SpecError
 
@@ -33,7 +33,8 @@ RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 def _class_names(classes: Any) -> list[Any]:
     """The class names as a list, refusing none or repeated ones (a class would vanish)."""
-    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray):
+    # A pandas Index (a Categorical's categories, say) is a list of names too.
+    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray | pd.Index):
         raise DataError(f"classes must be a list of class names; received classes={classes!r}")
     names = list(classes)
     if not names:
@@ -90,7 +91,17 @@ def classification_metrics(
     counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     result = metrics_from_confusion(counts, classes)
     if k == 2 and y_score is not None:
-        score = np.asarray(y_score, dtype=np.float64)
+        try:
+            score = np.asarray(y_score, dtype=np.float64)
+        except (TypeError, ValueError):
+            score = None
+        # A missing score would take no rank and change the AUC without a word.
+        if score is None or not np.isfinite(score).all():
+            sample = np.asarray(y_score, dtype=object).ravel()[:3].tolist()
+            raise DataError(
+                f"y_score must hold finite probabilities of class 1; received values such "
+                f"as {sample}" + (" (some missing or infinite)" if score is not None else "")
+            )
         if score.shape != y_true.shape:
             raise DataError(
                 f"y_score must hold one probability of class 1 per sample, shape "
@@ -246,6 +257,10 @@ class FitRule:
         poor: Accuracy below which a model is poor (default 0.90).
         improving: Gain in validation accuracy over the last third of the epochs that
             counts as still improving (default 0.005).
+
+    Raises:
+        SpecError: A threshold is not a number, is negative, or (all but ``rise``,
+            which compare accuracies) is above 1.
     """
 
     rise: float = 0.10
@@ -253,6 +268,22 @@ class FitRule:
     widen: float = 0.01
     poor: float = 0.90
     improving: float = 0.005
+
+    def __post_init__(self) -> None:
+        # A threshold given as text or None only failed later, inside describe(), and a
+        # NaN one silently switched its test off.
+        plain_fields(self)  # NumPy scalars as Python numbers
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            accuracy = field.name != "rise"  # the others compare accuracies, in [0, 1]
+            ok = is_number(value) and value >= 0 and (value <= 1 or not accuracy)
+            if not ok:
+                valid = "a number from 0 to 1" if accuracy else "a non-negative number"
+                raise SpecError(
+                    f"FitRule.{field.name} must be {valid}; received "
+                    f"{field.name}={value!r}{quoted_number_hint(value)}"
+                )
+            object.__setattr__(self, field.name, float(value))
 
     def describe(self) -> str:
         """The rule in words."""
@@ -285,16 +316,39 @@ def diagnose_fit(
     - ``good fit`` otherwise.
 
     Args:
-        history: Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``.
+        history: Per-epoch ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``: a
+            DataFrame (``RunResult.history``), a mapping of lists, or the Keras
+            ``History`` that ``fit`` returns.
         rule: Thresholds. Defaults to ``FitRule()``.
 
     Returns:
-        ``{"diagnosis", "reason", "rule"}``.
+        ``{"diagnosis", "reason", "rule"}``; the diagnosis is ``unknown`` when a curve
+        holds a non-finite value.
+
+    Raises:
+        DataError: A column is missing or not numeric, the columns differ in length, or
+            there is no epoch.
+        SpecError: ``rule`` is not a :class:`FitRule`.
     """
     rule = rule or FitRule()
     if not isinstance(rule, FitRule):
         raise SpecError(f"rule must be a FitRule (FitRule(poor=..., ...)); received rule={rule!r}")
-    h = pd.DataFrame(history)
+    logs = getattr(history, "history", None)  # what Keras' fit returns
+    if isinstance(logs, Mapping) and not isinstance(history, pd.DataFrame | Mapping):
+        history = logs
+    if not isinstance(history, pd.DataFrame | Mapping):
+        raise DataError(
+            f"history must be a DataFrame, a mapping of per-epoch lists or a Keras History; "
+            f"received {type(history).__name__}"
+        )
+    try:
+        h = pd.DataFrame(history)
+    except ValueError as exc:  # e.g. lists of different lengths
+        lengths = {k: len(v) for k, v in history.items() if hasattr(v, "__len__")}
+        raise DataError(
+            f"history must hold one value per epoch in each column; received {exc} "
+            f"(lengths {lengths})"
+        ) from exc
     missing = [c for c in RESULT_KEYS if c not in h.columns]
     if missing:
         raise DataError(f"history lacks column(s) {missing}; found {list(h.columns)}")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from appsleuth._fields import repeated
 from appsleuth._keras import import_keras
 from appsleuth.errors import AppSleuthWarning, SpecError
 from appsleuth.spec import ModelSpec, TrainSpec, check_layer_weights
@@ -99,6 +102,17 @@ def make_optimizer(train: TrainSpec) -> Any:
     return keras.optimizers.RMSprop(learning_rate=lr, momentum=train.momentum)
 
 
+def _spec_of(name: str, value: Any, kind: type) -> Any:
+    """``value`` as a ``kind`` spec: one already, or built from a mapping of its fields."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return kind.from_dict(value)
+    raise SpecError(
+        f"{name} must be a {kind.__name__} (or a mapping of its fields); received {name}={value!r}"
+    )
+
+
 def build_model(
     spec: ModelSpec,
     n_features: int,
@@ -108,27 +122,47 @@ def build_model(
     """Build and compile the network.
 
     Args:
-        spec: Hidden layers, activation, dropout, batch normalisation, initializer.
+        spec: Hidden layers, activation, dropout, batch normalisation, initializer (a
+            :class:`ModelSpec` or a mapping of its fields).
         n_features: Width of the input.
-        classes: Class names (their number fixes the output layer).
-        train: Optimizer, loss and metrics. Defaults to ``TrainSpec()`` (Adam 0.0003).
+        classes: Class names, each once (their number fixes the output layer).
+        train: Optimizer, loss and metrics (a :class:`TrainSpec` or a mapping of its
+            fields). Defaults to ``TrainSpec()`` (Adam 0.0003).
 
     Returns:
         A compiled ``keras.Sequential``: sigmoid output with binary cross-entropy for two
-        classes, softmax with categorical cross-entropy for more.
+        classes, softmax with categorical cross-entropy for more (from class indices,
+        ``sparse_categorical_crossentropy``, unless ``train.loss`` says otherwise).
 
     Raises:
-        SpecError: Invalid sizes, an unknown initializer, or metrics that do not suit the task.
+        SpecError: Invalid sizes, specs or class names, an unknown initializer, or
+            metrics that do not suit the task.
     """
     keras = import_keras()
-    train = train or TrainSpec()
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+    spec = _spec_of("spec", spec, ModelSpec)
+    train = TrainSpec() if train is None else _spec_of("train", train, TrainSpec)
+    # x.shape[1] of a NumPy array is an int, but a count NumPy computed is np.int64.
+    if (
+        isinstance(n_features, bool | np.bool_)
+        or not isinstance(n_features, numbers.Integral)
+        or n_features < 1
+    ):
         raise SpecError(
             f"n_features must be a positive integer; received n_features={n_features!r}"
         )
+    n_features = int(n_features)
+    # A string is a sequence too: "abc" would silently become three classes a, b, c.
+    if isinstance(classes, str) or not isinstance(classes, Sequence | np.ndarray | pd.Index):
+        raise SpecError(f"classes must be a list of class names; received classes={classes!r}")
     n_classes = len(classes)
     if n_classes < 2:
         raise SpecError(f"classes must hold at least two names; received classes={list(classes)!r}")
+    twice = repeated(classes)
+    if twice:
+        raise SpecError(
+            f"classes must name each class once (one output per class); received {twice} "
+            f"more than once in classes={list(classes)!r}"
+        )
     try:
         keras.initializers.get(spec.kernel_initializer)
     except (ValueError, TypeError) as exc:

@@ -11,6 +11,7 @@ them instead, with the values its training rows gave (kept in ``preprocessor.jso
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import warnings
 import zlib
@@ -26,6 +27,7 @@ import pyarrow.parquet as pa_parquet
 
 from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
 from appsleuth.data.load import (
+    _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
     check_unique_names,
@@ -41,7 +43,9 @@ from appsleuth.run import (
     LoadedRun,
     RunResult,
     best_run_key,
+    check_used_columns_unique,
     load_run,
+    missing_run_message,
     predict_proba,
     read_metadata,
     run_path,
@@ -106,7 +110,8 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
         return path
     if not path.is_dir():
         note = set_aside_note(path)
-        raise DataError(f"model directory {path} does not exist" + (f"; {note}" if note else ""))
+        message = missing_run_message(path, "model directory")
+        raise DataError(message + (f"; {note}" if note else ""))
     best: tuple[tuple[float, float, int], Path] | None = None
     tasks: dict[tuple[Any, ...], Path] = {}
     evaluated_on: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -295,11 +300,12 @@ def predict(
         ``missing="impute"``; 0 otherwise), ``attrs["run_dir"]`` is the run that predicted.
 
     Raises:
-        DataError: A feature column is missing, holds dates, durations or complex
-            numbers, no row has a value in every feature column, or the run cannot be
-            used.
+        DataError: A feature column is missing or repeated, holds dates, durations or
+            complex numbers, no row has a value in every feature column, or the run
+            cannot be used.
+        AppSleuthError: ``top_k`` is not a positive integer.
     """
-    _check_positive_int("top_k", top_k)
+    top_k = _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"predict needs a DataFrame of telemetry; received {type(df).__name__} "
@@ -307,11 +313,12 @@ def predict(
         )
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
     where = "the table given to predict"
+    check_used_columns_unique(df, run.preprocessor, where)
     df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
     out, skip, n_filled = _frame_predictions(run, df, df.index.to_numpy(), top_k)
     if len(df) and skip.all():
-        raise _nothing_predicted(where, len(df), _missing_counts(run, df))
+        raise _nothing_predicted(where, len(df), _missing_counts(run, df), _empty_counts(df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
     out.attrs["filled_rows"] = n_filled
     out.attrs["run_dir"] = str(run.run_dir)
@@ -335,14 +342,42 @@ def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
-def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> DataError:
-    """The error for a table none of whose rows has a value in every feature column."""
+def _empty_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Missing values in each column of ``df``."""
+    return {str(c): int(n) for c, n in df.isna().sum().items()}
+
+
+def _nothing_predicted(
+    where: str, n_rows: int, missing: dict[str, int], empty: dict[str, int]
+) -> DataError:
+    """The error for a table none of whose rows has a value in every feature column.
+
+    Args:
+        where: How the message names the table.
+        n_rows: Rows in the table.
+        missing: Per feature column, the rows without a usable value.
+        empty: Per column, the rows whose value is missing (a subset of those).
+    """
     everywhere = [c for c, n in missing.items() if n >= n_rows]
     if everywhere:
+        # Only columns that are empty throughout are called empty: infinite values, or
+        # values too large for the model, are there to be seen in the file.
+        blank = [c for c in everywhere if empty.get(c, 0) >= n_rows]
+        unusable = [c for c in everywhere if c not in blank]
+        said = []
+        if blank:
+            said.append(
+                f"the feature column(s) {blank} are missing (empty) in every one of the "
+                f"{n_rows} row(s)"
+            )
+        if unusable:
+            said.append(
+                f"the feature column(s) {unusable} hold no usable value (missing, infinite, "
+                f"or too large for the model's float32 inputs) in any of the {n_rows} row(s)"
+            )
         return DataError(
-            f"{where}: no row could be predicted: the feature column(s) {everywhere} are "
-            f"missing (empty) in every one of the {n_rows} row(s); the model needs a value "
-            f"in each of its feature columns"
+            f"{where}: no row could be predicted: {'; '.join(said)}; the model needs a "
+            f"value in each of its feature columns"
         )
     counts = ", ".join(f"{c!r} in {n} row(s)" for c, n in missing.items() if n)
     return DataError(
@@ -353,9 +388,11 @@ def _nothing_predicted(where: str, n_rows: int, missing: dict[str, int]) -> Data
     )
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _check_positive_int(name: str, value: Any) -> int:
+    # NumPy integers count (a k computed with NumPy is np.int64); bools do not.
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1:
         raise AppSleuthError(f"{name} must be a positive integer; received {name}={value!r}")
+    return int(value)
 
 
 # --- streaming ------------------------------------------------------------------------------
@@ -490,6 +527,22 @@ def _parquet_columns(path: Path) -> list[str]:
         raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
 
 
+def _parquet_index_column(path: Path) -> str | None:
+    """The column holding the index pandas stored with a Parquet file, if it is one column.
+
+    A RangeIndex is stored as metadata only (no column), and a MultiIndex has no single
+    column to name rows by: None for both, as for files not written by pandas.
+    """
+    try:
+        meta = pa_parquet.ParquetFile(path).schema_arrow.pandas_metadata or {}
+    except (pa.ArrowException, OSError, ValueError):
+        return None  # unreadable metadata: the file's columns still say what they can
+    index = meta.get("index_columns") if isinstance(meta, dict) else None
+    if isinstance(index, list) and len(index) == 1 and isinstance(index[0], str):
+        return index[0]
+    return None
+
+
 def _locate_bad_value(
     path: Path, columns: list[str], numeric: list[str], chunk_rows: int, encoding: str
 ) -> DataError:
@@ -529,7 +582,9 @@ def predict_file(
     Args:
         run_dir: A run directory, a sweep directory (its best run is used), the result
             of ``train`` or a run from ``load_run``.
-        data: CSV (plain or gzip) or Parquet in any supported layout.
+        data: CSV (plain or gzip) or Parquet in any supported layout. Rows are named
+            (``row_id``) by a CSV's unnamed first column or the index pandas stored with
+            a Parquet file, else by their position.
         out: The predictions CSV. Skipped row ids go to ``<out stem>.skipped.csv``.
         top_k: How many most likely apps to list. Defaults to 3.
         chunk_rows: Rows per chunk. Defaults to 200,000.
@@ -541,13 +596,15 @@ def predict_file(
         The :class:`PredictionSummary`.
 
     Raises:
-        DataError: The file is missing, lacks a feature column, or holds a non-numeric
-            feature value (named with its row).
+        DataError: The file is missing (or a directory), empty or damaged, lacks a
+            feature column or repeats one, holds a non-numeric feature value (named with
+            its row), or no row has a value in every feature column; or the run cannot
+            be used.
         AppSleuthError: The output exists and ``force`` is False, is a directory or does
             not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
     """
-    _check_positive_int("top_k", top_k)
-    _check_positive_int("chunk_rows", chunk_rows)
+    top_k = _check_positive_int("top_k", top_k)
+    chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
     data, out = Path(data), Path(out)
     if out.is_dir():
         raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")
@@ -555,6 +612,12 @@ def predict_file(
         raise AppSleuthError(
             f"predictions are written as CSV: the output file must end in .csv; received "
             f"{out.name!r}"
+        )
+    if data.is_dir():
+        # e.g. a partitioned Parquet data set, written by Spark or partition_cols
+        raise DataError(
+            f"data file {data} is a directory; predict_file reads one CSV or Parquet file: "
+            f"give each file in it, or read it with pandas and use predict"
         )
     if not data.is_file():
         raise DataError(f"data file {data} does not exist")
@@ -585,13 +648,19 @@ def predict_file(
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
+        # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
+        hint = "" if is_parquet else _separator_hint(names)
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
-            f"trained on; columns found: {names[:30]}"
+            f"trained on; columns found: {names[:30]}" + (f". {hint}" if hint else "")
         )
-    # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet.
-    if "__index_level_0__" in names:
-        index_col: str | None = "__index_level_0__"
+    # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet
+    # (named as it was, so that predict_file's row ids are predict's on that DataFrame).
+    stored_index = _parquet_index_column(data) if is_parquet else None
+    if stored_index is not None and stored_index not in (*pre.input_columns, pre.label):
+        index_col: str | None = stored_index
+    elif "__index_level_0__" in names:
+        index_col = "__index_level_0__"
     else:
         index_col = names[0] if names and names[0] in _INDEX_NAMES else None
     has_label = pre.label in names
@@ -609,6 +678,7 @@ def predict_file(
     n_rows = n_pred = n_skip = n_unknown = n_filled = 0
     unknown_names: set[str] = set()
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
+    empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     bar = _progress(data, is_parquet) if progress else None
@@ -639,6 +709,9 @@ def predict_file(
                         )
                         for c, n in _missing_counts(run, chunk).items():
                             missing_counts[c] += n
+                        for c, n in _empty_counts(chunk).items():
+                            if c in empty_counts:
+                                empty_counts[c] += n
                     if has_label and len(frame):
                         truth = frame["true_app"].cat.codes.to_numpy().astype(np.int64)
                         pred = frame["predicted_app"].cat.codes.to_numpy().astype(np.int64)
@@ -668,7 +741,7 @@ def predict_file(
         if n_rows == 0:
             raise DataError(f"data file {data} has a header but no rows")
         if n_pred == 0:
-            raise _nothing_predicted(f"data file {data}", n_rows, missing_counts)
+            raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
         os.replace(tmp, out)
         if n_skip:
             os.replace(skipped_tmp, skipped_path)

@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
-from appsleuth._fields import is_int, is_number
+from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
+from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
@@ -47,11 +48,13 @@ __all__ = [
     "RunResult",
     "TrainingDivergedError",
     "best_run_key",
+    "check_used_columns_unique",
     "evaluate_run",
     "finite_number",
     "load_data",
     "load_run",
     "metadata_problem",
+    "missing_run_message",
     "predict_proba",
     "prepare_run_data",
     "read_json_object",
@@ -112,7 +115,15 @@ class RunResult:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadedRun:
-    """A trained model and everything needed to use it."""
+    """A trained model and everything needed to use it (what :func:`load_run` returns).
+
+    Attributes:
+        run_dir: The run directory.
+        model: The Keras model, loaded in safe mode and not compiled (for prediction).
+        preprocessor: The fitted :class:`~appsleuth.data.Preprocessor`: feature
+            columns, scaling, fill values and class names.
+        metadata: The contents of ``model_metadata.json``.
+    """
 
     run_dir: Path
     model: Any
@@ -137,15 +148,19 @@ def read_metadata(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return read_json_object(Path(run_dir) / METADATA)
 
 
-def run_status(run_dir: str | os.PathLike[str] | RunResult) -> str:
+def run_status(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> str:
     """``complete``, ``failed``, ``incomplete`` (started, no result) or ``missing``.
+
+    Any existing directory without a complete or failed record is ``incomplete``, also one
+    that is no run at all (an experiment directory that holds runs).
 
     A run whose metadata says complete but whose results are not well-formed numbers
     (a damaged or hand-edited file) counts as incomplete: it has no result to trust,
     and running the same command again redoes it.
 
     Raises:
-        DataError: ``run_dir`` is neither a path nor the result of :func:`train`.
+        DataError: ``run_dir`` is not a path, the result of :func:`train` or a run from
+            :func:`load_run`.
     """
     run_dir = run_path(run_dir)
     if not run_dir.is_dir():
@@ -258,8 +273,11 @@ def _table_for(spec: RunSpec, data: Any) -> pd.DataFrame:
             f"{type(data).__name__}; to train on a file, set the spec's data.path or pass "
             f"load_sherlock(path)"
         )
-    from appsleuth.data.load import from_dataframe
+    from appsleuth.data.load import check_unique_names, from_dataframe
 
+    # Two columns of one name reach pandas as a table where a column is expected, and
+    # training ended in a pandas traceback that named neither.
+    check_unique_names([str(c) for c in data.columns], "the table given to train")
     recorded = data.attrs.get("appsleuth")
     label = recorded.get("label") if isinstance(recorded, dict) else None
     if label is None:
@@ -657,14 +675,19 @@ def train(
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
         prepared: The data already cleaned, split and preprocessed for ``spec.data``
-            (sweeps reuse it across trials). Defaults to preparing it here.
+            (sweeps reuse it across trials); its split must be ``spec.data.split``.
+            Defaults to preparing it here.
 
     Returns:
         The :class:`RunResult`.
 
     Raises:
-        RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``.
-        SpecError, DataError: Invalid spec or data.
+        RunExistsError: The run is complete and neither ``force`` nor ``skip_complete``,
+            or the run directory holds a complete run of another spec or data.
+        RunInUseError: Another process is training in the run directory right now.
+        TrainingDivergedError: The loss became NaN or infinite (the run is recorded as
+            failed).
+        SpecError, DataError: Invalid spec, arguments (``out`` a file, say) or data.
     """
     spec = RunSpec() if spec is None else spec
     if not isinstance(spec, RunSpec):
@@ -674,9 +697,22 @@ def train(
         )
     if not isinstance(out, str | os.PathLike):
         raise SpecError(f"out must be a directory path; received out={out!r}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise SpecError(
+            f"out must be a directory (the run directory is made inside it); {out} is a "
+            f"file; received out={str(out)!r}"
+        )
+    if dataset_name is not None and (not isinstance(dataset_name, str) or not dataset_name):
+        # Recorded as the metadata's "dataset", which reports and results tables show.
+        raise SpecError(
+            f"dataset_name must be a non-empty text (or None for the table's own name); "
+            f"received dataset_name={dataset_name!r}"
+        )
     _check_callbacks(callbacks)
     if log is not None and not callable(log):
         raise SpecError(f"log must be a function taking one text; received log={log!r}")
+    if prepared is not None:
+        _check_prepared_for(spec, prepared)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
         verbose = sys.stdout.isatty()
@@ -796,6 +832,22 @@ def train(
         f"engine, {metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
     )
     return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
+
+
+def _check_prepared_for(spec: RunSpec, prepared: Any) -> None:
+    """Refuse data prepared with another split than the spec's, which the run would record
+    as the spec's while its numbers came from the other split."""
+    if not isinstance(prepared, PreparedData):
+        raise SpecError(
+            f"prepared must be the PreparedData that prepare_data returns; received "
+            f"{type(prepared).__name__}"
+        )
+    if prepared.split.spec != spec.data.split:
+        raise SpecError(
+            f"prepared was split with {prepared.split.spec.to_dict()}, but the spec's "
+            f"data.split is {spec.data.split.to_dict()}; prepare the data with the spec's "
+            f"split (prepare_data(df, split=spec.data.split, ...)) or leave prepared out"
+        )
 
 
 def _failed_record(spec: RunSpec, run_name: str, error: str, started: float) -> dict[str, Any]:
@@ -1069,38 +1121,63 @@ def _metadata(
 # --- loading ---------------------------------------------------------------------------------
 
 
-def run_path(run: str | os.PathLike[str] | RunResult) -> Path:
-    """The directory of ``run``: a path, or the result :func:`train` returned.
+def run_path(run: str | os.PathLike[str] | RunResult | LoadedRun) -> Path:
+    """The directory of ``run``: a path, the result :func:`train` returned, or a run
+    :func:`load_run` returned.
 
     Raises:
-        DataError: ``run`` is neither.
+        DataError: ``run`` is none of these.
     """
-    if isinstance(run, RunResult):
+    if isinstance(run, RunResult | LoadedRun):
         return Path(run.run_dir)
     if isinstance(run, str | os.PathLike):
         return Path(run)
     raise DataError(
-        f"a run must be given as a run (or sweep) directory path or the result of train(); "
-        f"received {type(run).__name__}"
+        f"a run must be given as a run (or sweep) directory path, the result of train() or "
+        f"a run from load_run(); received {type(run).__name__}"
     )
 
 
-def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
+def missing_run_message(path: Path, what: str) -> str:
+    """Why ``path``, which is no directory, is no run: absent, or a file (``model.keras``)."""
+    if path.exists():
+        # A Keras user hands over the model file; its directory holds the rest.
+        return (
+            f"{what} {path} is a file, not a run directory; give the directory that holds "
+            f"it ({path.parent}): prediction needs the preprocessing saved beside the model"
+        )
+    return f"{what} {path} does not exist"
+
+
+def load_run(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> LoadedRun:
     """Load a complete run's model (Keras safe mode) and preprocessing.
 
+    A run from ``load_run`` is loaded again from its directory (e.g. after retraining it).
+
     Raises:
-        DataError: The directory is not a complete appsleuth run, comes from another
-            format version, was tampered with, or its model holds arbitrary code.
+        DataError: The directory is not a complete appsleuth run (one that holds runs
+            below it is named with them), comes from another format version, was
+            tampered with, or its model holds arbitrary code.
     """
     keras = import_keras()
     run_dir = run_path(run_dir)
     status = run_status(run_dir)
     note = set_aside_note(run_dir)
     if status == "missing" and note is None:
-        raise DataError(f"run directory {run_dir} does not exist")
+        raise DataError(missing_run_message(run_dir, "run directory"))
     if status != "complete":
+        below = _complete_runs_below(run_dir) if note is None else []
+        if below:
+            raise DataError(
+                f"{run_dir} is not a run directory but holds {len(below)} complete run(s) "
+                f"below it, e.g. {below[0]}; give one of them (predict and predict_file "
+                f"also take this directory and use its best run)"
+            )
+        # A failed run recorded why: that is what the user needs to train it again.
+        error = (read_metadata(run_dir) or {}).get("error") if status == "failed" else None
+        failed = f"it failed with {error}; " if error else ""
         raise DataError(
-            f"run directory {run_dir} is not a complete run (status {status}); "
+            f"run directory {run_dir} is not a complete run (status {status}); {failed}"
             + (note or "train it again")
         )
     meta = read_metadata(run_dir) or {}
@@ -1137,6 +1214,19 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult) -> LoadedRun:
     return LoadedRun(run_dir=run_dir, model=model, preprocessor=preprocessor, metadata=meta)
 
 
+def _complete_runs_below(path: Path) -> list[Path]:
+    """The complete runs below ``path`` when no training ever started in ``path`` itself
+    (an experiment or sweep directory), else none."""
+    if not path.is_dir() or (path / METADATA).exists() or (path / _MARKER).exists():
+        return []
+    return sorted(
+        meta.parent
+        for meta in path.glob(f"*/**/{METADATA}")
+        if not any(part.startswith(".") for part in meta.parent.relative_to(path).parts)
+        and run_status(meta.parent) == "complete"
+    )
+
+
 def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
     """The model's input and output widths agree with the preprocessing's columns and classes.
 
@@ -1163,6 +1253,23 @@ def _check_model_fits(model: Any, pre: Preprocessor, run_dir: Path) -> None:
         )
 
 
+def check_used_columns_unique(df: pd.DataFrame, pre: Preprocessor, where: str) -> None:
+    """Raise DataError when a column the model reads (a feature or the label) is repeated.
+
+    ``df[name]`` of a repeated name is a table, not a column: every later step would fail
+    with a pandas error that names neither the column nor the remedy. Repeated names of
+    columns the model does not read are harmless and pass.
+    """
+    used = {*pre.input_columns, pre.label}
+    twice = [c for c in repeated(df.columns) if c in used]
+    if twice:
+        raise DataError(
+            f"{where} has more than one column named {', '.join(map(repr, twice))}; the "
+            f"model reads each of its feature columns (and the label) from one column: "
+            f"drop or rename the copies (e.g. df.loc[:, ~df.columns.duplicated()])"
+        )
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun, data: pd.DataFrame
 ) -> dict[str, Any]:
@@ -1185,13 +1292,18 @@ def evaluate_run(
         ``rows_with_unknown_label`` and ``unknown_labels`` (sorted).
 
     Raises:
-        DataError: The table lacks a feature or the label column, or no row with every
-            feature value is labelled with an app the model knows.
+        DataError: The table lacks a feature or the label column (or holds one twice),
+            a feature column holds dates, durations or complex numbers, or no row with
+            every feature value is labelled with an app the model knows.
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"evaluate_run needs a labelled DataFrame; received {type(data).__name__}")
+    where = "the table given to evaluate_run"
+    check_used_columns_unique(data, pre, where)
+    # Dates or durations would be scaled as their integer nanoseconds, and scored.
+    check_feature_dtypes(data, pre.numeric_features, where)
     if pre.label not in data.columns:
         raise DataError(f"the data has no label column {pre.label!r}; evaluation needs labels")
     labels = pre.task_labels(data[pre.label])
@@ -1218,7 +1330,13 @@ def evaluate_run(
     # double the memory for nothing (a 2M x 300 table: gigabytes).
     rows = data.loc[~skip & ~foreign, pre.input_columns]
     if rows.empty:
-        raise DataError("every row misses a feature value or its label; nothing to evaluate")
+        if data.empty:
+            raise DataError(f"{where} has no rows; nothing to evaluate")
+        raise DataError(
+            f"{where}: nothing to evaluate: each of its {len(data):,} row(s) lacks its label "
+            f"or a usable value in a feature column (missing, infinite, or too large for the "
+            f"model's float32 inputs)"
+        )
     y = pre.encode_labels(labels[~skip & ~foreign])
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
     return {

@@ -357,8 +357,8 @@ class TrainSpec:
             object.__setattr__(self, "early_stopping", EarlyStoppingSpec.from_dict(es))
         elif es is not None and not isinstance(es, EarlyStoppingSpec):
             raise SpecError(
-                f"early_stopping must be a mapping of fields or null; received "
-                f"early_stopping={es!r}"
+                f"early_stopping must be a mapping of fields or null (or an "
+                f"EarlyStoppingSpec); received early_stopping={es!r}"
             )
         cw = self.class_weight
         if isinstance(cw, Mapping):
@@ -463,7 +463,9 @@ class DataSpec:
         if isinstance(self.split, Mapping):
             object.__setattr__(self, "split", SplitSpec.from_dict(dict(self.split)))
         elif not isinstance(self.split, SplitSpec):
-            raise SpecError(f"split must be a mapping of fields; received split={self.split!r}")
+            raise SpecError(
+                f"split must be a mapping of fields (or a SplitSpec); received split={self.split!r}"
+            )
 
     @property
     def is_synthetic(self) -> bool:
@@ -504,7 +506,11 @@ class RunSpec:
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, kind.from_dict(value))
             elif not isinstance(value, kind):
-                raise SpecError(f"{name} must be a mapping of fields; received {name}={value!r}")
+                # A spec of another kind (model=TrainSpec(...)) is named as what it is.
+                raise SpecError(
+                    f"{name} must be a mapping of fields (or a {kind.__name__}); received "
+                    f"{name}={value!r}"
+                )
 
     def run_name(
         self, *, seed_suffix: bool = False, settings: Sequence[tuple[str, str]] = ()
