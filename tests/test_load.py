@@ -915,3 +915,19 @@ def test_column_access_on_a_wide_table_does_not_deep_copy_its_column_lists(
     for column in df.columns:
         assert df[column].attrs["appsleuth"]["features"] == list(df.columns[1:])
     assert calls == []
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+@pytest.mark.parametrize("step", ["check_data", "clean_sherlock", "prepare_data"])
+def test_a_table_with_a_repeated_column_is_named_by_every_step(step: str, recorded: bool) -> None:
+    # pd.concat keeps the loader's attrs, so a column repeated after loading must be caught
+    # where the table is read again, not end in a pandas error about truth values.
+    import appsleuth
+
+    df = from_dataframe(make_sherlock18(400))
+    assert df.attrs["appsleuth"]
+    twice = pd.concat([df, df[["CPU_USAGE"]]], axis=1)
+    if not recorded:
+        twice.attrs = {}
+    with pytest.raises(DataError, match=r"has repeated column names \['CPU_USAGE'\]"):
+        getattr(appsleuth, step)(twice)

@@ -144,6 +144,8 @@ def frame_info(df: pd.DataFrame) -> FrameInfo:
     recorded = df.attrs.get("appsleuth")
     if isinstance(recorded, dict):
         info = FrameInfo.from_dict(recorded)
+        # pandas keeps attrs through concat too, which may have repeated a column since.
+        check_unique_names([str(c) for c in df.columns], f"table {info.dataset!r}")
         if any(c not in df.columns for c in info.features):
             # pandas keeps attrs through drop/rename and column selection: a feature
             # dropped since loading is simply not one any more.
