@@ -570,6 +570,57 @@ def test_data_and_rows_options_together_are_still_refused(tmp_path: Path) -> Non
         _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 600}})
 
 
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        # data check read the whole file and said nothing of --rows.
+        (
+            ["data", "check", "{mystery}", "--rows", "100"],
+            "--rows sets the size of the embedded data; a data file is used whole: received "
+            "FILE {mystery} with --rows 100",
+        ),
+        # Each reported on, or trained on, the embedded data with its own label instead.
+        (
+            ["data", "check", "--rows", "100", "--label", "app"],
+            "--label names the label column of a data file, and no data file was given: "
+            "received label 'app' for the embedded data",
+        ),
+        (
+            ["train", "--rows", "100", "--epochs", "1", "--label", "app"],
+            "--label names the label column of a data file",
+        ),
+        (
+            ["baselines", "--config", "{config}"],
+            "the config's data.label names the label column of a data file",
+        ),
+    ],
+    ids=["check-file-rows", "check-label", "train-label", "baselines-config-label"],
+)
+def test_options_for_the_other_data_source_are_refused_not_ignored(
+    argv: list[str],
+    match: str,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where train would write runs/
+    config = tmp_path / "run.yaml"
+    config.write_text("data: {label: app}\n")
+    values = {"mystery": str(shared_data / "sherlock_mystery.csv"), "config": str(config)}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert match.format(**values) in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:
+    from appsleuth.cli import _run_spec_from_options
+
+    spec = _run_spec_from_options(None, {"data": {"path": "mine.csv", "label": "app"}})
+    assert (spec.data.path, spec.data.label) == ("mine.csv", "app")
+
+
 def test_a_layer_too_large_for_any_machine_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

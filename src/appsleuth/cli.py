@@ -19,7 +19,7 @@ import click
 
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
-from appsleuth.spec import MIN_EMBEDDED_ROWS
+from appsleuth.spec import MIN_EMBEDDED_ROWS, DataSpec
 
 __all__ = ["cli", "main"]
 
@@ -206,6 +206,15 @@ def data_check(
     # A report is most useful where training would refuse the file (one class, no label),
     # but a label column named on purpose must exist (a typo is not "no label").
     source = ctx.get_parameter_source("label")
+    # Each of these options applies to one data source only: ignoring it would report on
+    # other data than the user asked for, as train refuses the same mix.
+    if file is not None and rows is not None:
+        raise SpecError(
+            f"--rows sets the size of the embedded data; a data file is used whole: "
+            f"received FILE {file} with --rows {rows} (leave one out)"
+        )
+    if file is None and label != _EMBEDDED_LABEL:
+        raise SpecError(_label_without_file(label, "--label"))
     if file is not None:
         _progress_note(f"reading {file} ({_size_text(file)})")
     df = _load(
@@ -428,6 +437,19 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         ) from None
 
 
+# The label column of the embedded data (a spec without a data file reads that data).
+_EMBEDDED_LABEL: str = DataSpec.label
+
+
+def _label_without_file(label: str, where: str) -> str:
+    """The message for a label column named without a data file to take it from."""
+    return (
+        f"{where} names the label column of a data file, and no data file was given: "
+        f"received label {label!r} for the embedded data, whose label column is "
+        f"{_EMBEDDED_LABEL} (add the data file, or leave the label out)"
+    )
+
+
 def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
     from appsleuth.spec import RunSpec, load_run_spec
 
@@ -451,6 +473,10 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
             else:
                 base[section][key] = value
     spec = RunSpec.from_dict(base)
+    if spec.data.path is None and spec.data.label != _EMBEDDED_LABEL:
+        # The embedded data always has its own label column: the label would be ignored.
+        where = "--label" if overrides.get("data", {}).get("label") else "the config's data.label"
+        raise SpecError(_label_without_file(spec.data.label, where))
     group_column = overrides.get("split", {}).get("group_column")
     if group_column is not None and spec.data.split.kind != "group":
         raise SpecError(
