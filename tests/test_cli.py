@@ -621,6 +621,16 @@ def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:
     assert (spec.data.path, spec.data.label) == ("mine.csv", "app")
 
 
+def test_predict_help_says_how_rows_with_missing_values_are_handled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said such rows are always skipped; a run trained with missing: impute fills them.
+    assert main(["predict", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "filled with the run's fill values if it was trained with missing: impute" in out
+    assert "(--out preds.csv: preds.skipped.csv)" in out
+
+
 def test_a_layer_too_large_for_any_machine_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

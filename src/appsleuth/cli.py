@@ -844,10 +844,12 @@ def predict(
 ) -> None:
     """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
 
-    Writes one row per complete input row: row id, predicted app, its probability, the
+    Writes one row per predicted input row: row id, predicted app, its probability, the
     top-k apps and, when DATA has labels, whether the prediction was right (accuracy and
-    the per-class table are printed then). Rows with missing values are skipped, counted
-    and listed in a side file.
+    the per-class table are printed then). Rows with missing or infinite values are
+    filled with the run's fill values if it was trained with missing: impute; otherwise
+    they are skipped, counted and their row ids listed beside the predictions (--out
+    preds.csv: preds.skipped.csv).
     """
     import sys
 
