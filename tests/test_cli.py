@@ -614,6 +614,39 @@ def test_options_for_the_other_data_source_are_refused_not_ignored(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "baselines"])
+def test_the_spec_of_a_run_trained_on_a_data_frame_needs_its_data_file(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where train would write runs/
+    # aps.train(spec, data=df) writes path: null; --config read that as the embedded
+    # synthetic data and retrained on generated rows instead of the run's real ones.
+    from appsleuth.cli import _run_spec_from_options
+    from appsleuth.spec import RunSpec
+
+    run = tmp_path / "model_1H18N_lr0.0003_bs32_e30"
+    run.mkdir()
+    (run / "spec.yaml").write_text(json.dumps(RunSpec().to_dict()))
+    meta = {"status": "complete", "dataset": "sherlock_18apps.csv", "synthetic": False}
+    (run / "model_metadata.json").write_text(json.dumps(meta))
+    assert main([command, "--config", str(run / "spec.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{run / 'spec.yaml'} is the spec of a run trained in Python on a data frame "
+        f"(sherlock_18apps.csv), so it names no data file" in err
+    )
+    assert "add --data FILE (or --rows N for the embedded data)" in err
+    given = _run_spec_from_options(run / "spec.yaml", {"data": {"path": "mine.csv"}})
+    assert given.data.path == "mine.csv"
+    assert _run_spec_from_options(run / "spec.yaml", {"data": {"rows": 600}}).data.rows == 600
+    # A run of the embedded data: its spec reads that data again.
+    (run / "model_metadata.json").write_text(json.dumps({**meta, "synthetic": True}))
+    assert _run_spec_from_options(run / "spec.yaml", {}).data.path is None
+
+
 def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:
     from appsleuth.cli import _run_spec_from_options
 

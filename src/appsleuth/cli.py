@@ -450,6 +450,29 @@ def _label_without_file(label: str, where: str) -> str:
     )
 
 
+def _check_not_a_frame_run(config: Path) -> None:
+    """Refuse a run's spec.yaml whose run was trained in Python on a data frame.
+
+    Such a spec records no data file (``path: null``), which reads as the embedded
+    synthetic data: retraining from it would silently swap the run's real rows for
+    generated ones.
+    """
+    import json
+
+    try:
+        metadata = json.loads((config.parent / "model_metadata.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return  # not a run's spec (or an unreadable one): the spec says what to read
+    if not isinstance(metadata, dict) or metadata.get("synthetic") is not False:
+        return
+    raise SpecError(
+        f"{config} is the spec of a run trained in Python on a data frame "
+        f"({metadata.get('dataset')!s}), so it names no data file and would train on the "
+        f"embedded synthetic data instead: add --data FILE (or --rows N for the embedded "
+        f"data)"
+    )
+
+
 def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
     from appsleuth.spec import RunSpec, load_run_spec
 
@@ -473,6 +496,8 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
             else:
                 base[section][key] = value
     spec = RunSpec.from_dict(base)
+    if config is not None and spec.data.path is None and given.get("rows") is None:
+        _check_not_a_frame_run(config)
     if spec.data.path is None and spec.data.label != _EMBEDDED_LABEL:
         # The embedded data always has its own label column: the label would be ignored.
         where = "--label" if overrides.get("data", {}).get("label") else "the config's data.label"
