@@ -570,6 +570,100 @@ def test_data_and_rows_options_together_are_still_refused(tmp_path: Path) -> Non
         _run_spec_from_options(None, {"data": {"path": "mine.csv", "rows": 600}})
 
 
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        # data check read the whole file and said nothing of --rows.
+        (
+            ["data", "check", "{mystery}", "--rows", "100"],
+            "--rows sets the size of the embedded data; a data file is used whole: received "
+            "FILE {mystery} with --rows 100",
+        ),
+        # Each reported on, or trained on, the embedded data with its own label instead.
+        (
+            ["data", "check", "--rows", "100", "--label", "app"],
+            "--label names the label column of a data file, and no data file was given: "
+            "received label 'app' for the embedded data",
+        ),
+        (
+            ["train", "--rows", "100", "--epochs", "1", "--label", "app"],
+            "--label names the label column of a data file",
+        ),
+        (
+            ["baselines", "--config", "{config}"],
+            "the config's data.label names the label column of a data file",
+        ),
+    ],
+    ids=["check-file-rows", "check-label", "train-label", "baselines-config-label"],
+)
+def test_options_for_the_other_data_source_are_refused_not_ignored(
+    argv: list[str],
+    match: str,
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where train would write runs/
+    config = tmp_path / "run.yaml"
+    config.write_text("data: {label: app}\n")
+    values = {"mystery": str(shared_data / "sherlock_mystery.csv"), "config": str(config)}
+    assert main([a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert match.format(**values) in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "baselines"])
+def test_the_spec_of_a_run_trained_on_a_data_frame_needs_its_data_file(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where train would write runs/
+    # aps.train(spec, data=df) writes path: null; --config read that as the embedded
+    # synthetic data and retrained on generated rows instead of the run's real ones.
+    from appsleuth.cli import _run_spec_from_options
+    from appsleuth.spec import RunSpec
+
+    run = tmp_path / "model_1H18N_lr0.0003_bs32_e30"
+    run.mkdir()
+    (run / "spec.yaml").write_text(json.dumps(RunSpec().to_dict()))
+    meta = {"status": "complete", "dataset": "sherlock_18apps.csv", "synthetic": False}
+    (run / "model_metadata.json").write_text(json.dumps(meta))
+    assert main([command, "--config", str(run / "spec.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{run / 'spec.yaml'} is the spec of a run trained in Python on a data frame "
+        f"(sherlock_18apps.csv), so it names no data file" in err
+    )
+    assert "add --data FILE (or --rows N for the embedded data)" in err
+    given = _run_spec_from_options(run / "spec.yaml", {"data": {"path": "mine.csv"}})
+    assert given.data.path == "mine.csv"
+    assert _run_spec_from_options(run / "spec.yaml", {"data": {"rows": 600}}).data.rows == 600
+    # A run of the embedded data: its spec reads that data again.
+    (run / "model_metadata.json").write_text(json.dumps({**meta, "synthetic": True}))
+    assert _run_spec_from_options(run / "spec.yaml", {}).data.path is None
+
+
+def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:
+    from appsleuth.cli import _run_spec_from_options
+
+    spec = _run_spec_from_options(None, {"data": {"path": "mine.csv", "label": "app"}})
+    assert (spec.data.path, spec.data.label) == ("mine.csv", "app")
+
+
+def test_predict_help_says_how_rows_with_missing_values_are_handled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said such rows are always skipped; a run trained with missing: impute fills them.
+    assert main(["predict", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "filled with the run's fill values if it was trained with missing: impute" in out
+    assert "(--out preds.csv: preds.skipped.csv)" in out
+
+
 def test_a_layer_too_large_for_any_machine_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

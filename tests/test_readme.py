@@ -87,3 +87,11 @@ def test_the_slurm_executor_section_is_a_valid_spec(tmp_path: Path) -> None:
     assert spec.executor.kind == "slurm"
     assert spec.executor.options["partition"] == "short"
     assert spec.executor.options["array_parallelism"] == 20
+
+
+def test_links_inside_the_readme_point_at_its_headings() -> None:
+    headings = re.findall(r"^#+ (.+)$", README, flags=re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    links = re.findall(r"\]\(#([^)]+)\)", README)
+    assert "the-data" in links  # where the command list sends a reader for FILE's layouts
+    assert sorted(set(links) - anchors) == []

@@ -455,7 +455,10 @@ def test_cli_train(
     assert "Moriarty" in out.out and "detection rate" in out.out
     assert "val_accuracy" in out.err  # the one-line summary
     assert main(args) == 2
-    assert "already holds a complete run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a complete run" in err
+    # skip_complete is an argument of train() in Python, not an option of the command.
+    assert "--force (force=True) to train it again; from Python, skip_complete=True" in err
     config = tmp_path / "run.yaml"
     config.write_text(
         "model: {hidden: [5]}\ntrain: {epochs: 1, learning_rate: 0.002}\n"

@@ -45,6 +45,18 @@ def _spec(**kwargs: Any) -> SweepSpec:
     return SweepSpec.from_dict(_spec_dict(**kwargs))
 
 
+def test_a_label_without_a_data_file_is_refused_not_ignored() -> None:
+    # The trials trained on the embedded data with its own label, and the sweep recorded
+    # label 'app' as if it had been used.
+    with pytest.raises(
+        SpecError,
+        match=r"data.label names the label column of a data file, "
+        r"and data.path is null .*received label='app' \(set data.path",
+    ):
+        _spec(data={**SMALL, "label": "app"})
+    assert _spec(data={"path": "mine.csv", "label": "app"}).data.label == "app"
+
+
 # --- sections of the wrong type (1, 2, 3) ----------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import click
 
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
-from appsleuth.spec import MIN_EMBEDDED_ROWS
+from appsleuth.spec import MIN_EMBEDDED_ROWS, DataSpec
 
 __all__ = ["cli", "main"]
 
@@ -206,6 +206,15 @@ def data_check(
     # A report is most useful where training would refuse the file (one class, no label),
     # but a label column named on purpose must exist (a typo is not "no label").
     source = ctx.get_parameter_source("label")
+    # Each of these options applies to one data source only: ignoring it would report on
+    # other data than the user asked for, as train refuses the same mix.
+    if file is not None and rows is not None:
+        raise SpecError(
+            f"--rows sets the size of the embedded data; a data file is used whole: "
+            f"received FILE {file} with --rows {rows} (leave one out)"
+        )
+    if file is None and label != _EMBEDDED_LABEL:
+        raise SpecError(_label_without_file(label, "--label"))
     if file is not None:
         _progress_note(f"reading {file} ({_size_text(file)})")
     df = _load(
@@ -428,6 +437,42 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         ) from None
 
 
+# The label column of the embedded data (a spec without a data file reads that data).
+_EMBEDDED_LABEL: str = DataSpec.label
+
+
+def _label_without_file(label: str, where: str) -> str:
+    """The message for a label column named without a data file to take it from."""
+    return (
+        f"{where} names the label column of a data file, and no data file was given: "
+        f"received label {label!r} for the embedded data, whose label column is "
+        f"{_EMBEDDED_LABEL} (add the data file, or leave the label out)"
+    )
+
+
+def _check_not_a_frame_run(config: Path) -> None:
+    """Refuse a run's spec.yaml whose run was trained in Python on a data frame.
+
+    Such a spec records no data file (``path: null``), which reads as the embedded
+    synthetic data: retraining from it would silently swap the run's real rows for
+    generated ones.
+    """
+    import json
+
+    try:
+        metadata = json.loads((config.parent / "model_metadata.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return  # not a run's spec (or an unreadable one): the spec says what to read
+    if not isinstance(metadata, dict) or metadata.get("synthetic") is not False:
+        return
+    raise SpecError(
+        f"{config} is the spec of a run trained in Python on a data frame "
+        f"({metadata.get('dataset')!s}), so it names no data file and would train on the "
+        f"embedded synthetic data instead: add --data FILE (or --rows N for the embedded "
+        f"data)"
+    )
+
+
 def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
     from appsleuth.spec import RunSpec, load_run_spec
 
@@ -451,6 +496,12 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
             else:
                 base[section][key] = value
     spec = RunSpec.from_dict(base)
+    if config is not None and spec.data.path is None and given.get("rows") is None:
+        _check_not_a_frame_run(config)
+    if spec.data.path is None and spec.data.label != _EMBEDDED_LABEL:
+        # The embedded data always has its own label column: the label would be ignored.
+        where = "--label" if overrides.get("data", {}).get("label") else "the config's data.label"
+        raise SpecError(_label_without_file(spec.data.label, where))
     group_column = overrides.get("split", {}).get("group_column")
     if group_column is not None and spec.data.split.kind != "group":
         raise SpecError(
@@ -818,10 +869,12 @@ def predict(
 ) -> None:
     """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
 
-    Writes one row per complete input row: row id, predicted app, its probability, the
+    Writes one row per predicted input row: row id, predicted app, its probability, the
     top-k apps and, when DATA has labels, whether the prediction was right (accuracy and
-    the per-class table are printed then). Rows with missing values are skipped, counted
-    and listed in a side file.
+    the per-class table are printed then). Rows with missing or infinite values are
+    filled with the run's fill values if it was trained with missing: impute; otherwise
+    they are skipped, counted and their row ids listed beside the predictions (--out
+    preds.csv: preds.skipped.csv).
     """
     import sys
 

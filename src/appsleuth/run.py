@@ -734,7 +734,8 @@ def train(
             return _existing_result(run_dir)
         raise RunExistsError(
             f"run directory {run_dir} already holds a complete run of this spec and data; "
-            f"pass --force (force=True) to train it again, or skip_complete=True to use it"
+            f"pass --force (force=True) to train it again; from Python, skip_complete=True "
+            f"returns it as it is"
         )
 
     started = time.time()

@@ -467,6 +467,14 @@ class SweepSpec:
                 f"data must be a mapping of data fields (path, rows, split, ...; leave it out "
                 f"for the embedded data); received data={self.data!r}"
             )
+        if self.data.path is None and self.data.label != DataSpec.label:
+            # Trials read the embedded data, whose label column is fixed: the label would
+            # be ignored (a data frame given in Python never reaches a sweep).
+            raise SpecError(
+                f"data.label names the label column of a data file, and data.path is null "
+                f"(the embedded data, whose label column is {DataSpec.label}): received "
+                f"label={self.data.label!r} (set data.path, or leave label out)"
+            )
         if isinstance(self.base, Mapping):
             base = dict(self.base)
             if "data" in base:
