@@ -435,6 +435,7 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     # Re-running skips everything; --retry-failed redoes the failed trial only.
     again = run_local(sweep_dir, workers=1, progress=False)
     assert again.count("skipped") == 2 and again.count("failed-before") == 1
+    assert again.workers == 0  # nothing left to train: no worker started
     retried = run_local(sweep_dir, workers=1, progress=False, retry_failed=True)
     assert retried.count("failed") == 1 and retried.count("skipped") == 2
 
@@ -452,6 +453,11 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sweep", "run", str(spec_file), "--out", str(out), "--workers", "1"]) == 0
     text = capsys.readouterr().out
     assert "2 trained, 0 already complete, 0 failed" in text
+    assert "with 1 worker(s) x 1 thread(s)" in text
+    # Again, with nothing left to train: no workers started, none claimed.
+    assert main(["sweep", "run", str(spec_file), "--out", str(out), "--workers", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "0 trained, 2 already complete, 0 failed" in text and "worker(s)" not in text
     sweep_dir = out / "cli-scan"
     assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
     states = json.loads(capsys.readouterr().out)

@@ -1123,8 +1123,13 @@ def sweep_run(
         f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
         f"already complete, {summary.failed} failed, "
         + (f"{elsewhere} being trained by another process, " if elsewhere else "")
-        + f"in {summary.wall_s:.1f} s with {summary.workers} worker(s) x "
-        f"{summary.threads_per_trial} thread(s) -> {sweep_dir}"
+        + f"in {summary.wall_s:.1f} s "
+        + (
+            f"with {summary.workers} worker(s) x {summary.threads_per_trial} thread(s) "
+            if summary.workers
+            else ""
+        )
+        + f"-> {sweep_dir}"
     )
     held_back = summary.count("failed-before")
     if held_back:

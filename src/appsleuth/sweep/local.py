@@ -45,7 +45,7 @@ class LocalSummary:
     Attributes:
         sweep_dir: The sweep directory.
         outcomes: One per trial handled in this call, in the order they finished.
-        workers: Worker processes used.
+        workers: Worker processes used (0 when no trial was left to train).
         threads_per_trial: Threads each had.
         wall_s: Wall time of this call.
         interrupted: True when the sweep stopped early with trials left to run. A
@@ -620,7 +620,7 @@ def run_local(
     summary = LocalSummary(
         sweep_dir=sweep_dir,
         outcomes=tuple(outcomes),
-        workers=n_workers,
+        workers=n_workers if todo else 0,
         threads_per_trial=threads_per_trial,
         wall_s=time.time() - start,
         interrupted=interrupted,
