@@ -192,7 +192,8 @@ def run_demo(
         console.print(
             f"{spec.name}: {summary.count('complete')} trained, "
             f"{summary.count('skipped')} reused, {summary.failed} failed "
-            f"({summary.wall_s:.0f} s, {summary.workers} worker(s))"
+            f"({summary.wall_s:.0f} s"
+            + (f", {summary.workers} worker(s))" if summary.workers else ")")
         )
         sweep_dirs.append(sweep_dir)
         _print_scan(console, sweep_dir)
