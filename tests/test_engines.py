@@ -340,6 +340,32 @@ def test_a_stop_asked_before_an_epoch_skips_it(data):
     assert history.epoch == [0] and int(model.optimizer.iterations) == 20
 
 
+@pytest.mark.parametrize("engine", ["fit", "fused"])
+def test_terminate_on_nan_stops_after_the_epoch_whose_loss_is_nan(data, engine, recwarn):
+    x, y, xv, yv = data
+    x = x[:64].copy()
+    x[3] = np.nan  # The first batch's loss is NaN.
+    history = run_engine(
+        engine, _model(), x, y[:64], validation_data=(xv[:32], yv[:32]), epochs=3,
+        batch_size=32, callbacks=[keras.callbacks.TerminateOnNaN()],
+    )  # fmt: skip
+    # As fit: the epoch still validates and ends, then training stops.
+    assert history.epoch == [0] and math.isnan(history.history["loss"][0])
+    assert "val_loss" in history.history
+    assert not [w for w in recwarn if issubclass(w.category, AppSleuthWarning)]
+
+
+def test_terminate_on_nan_can_raise(data):
+    x, y, _, _ = data
+    x = x[:64].copy()
+    x[3] = np.nan
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered in epoch 1"):
+        run_fused(
+            _model(), x, y[:64], epochs=3, batch_size=32,
+            callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
+        )  # fmt: skip
+
+
 def test_backup_and_restore_resumes_where_the_backup_left_off(data, tmp_path):
     x, y, _, _ = data
     x, y = x[:640], y[:640]

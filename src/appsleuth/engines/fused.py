@@ -30,6 +30,8 @@ Between epochs the state is written back into the model's variables, so callback
 (EarlyStopping, ModelCheckpoint, CSVLogger, History, user callbacks) see and may change
 the real weights; the next epoch reads them back. Batch-level callback hooks are not
 called (there is no Python between batches): a warning says so when a callback has them.
+``TerminateOnNaN`` checks the epoch's loss instead, so training stops after the epoch in
+which the loss became NaN rather than at that batch.
 A stop requested in ``on_epoch_begin`` ends training before that epoch (``fit`` would
 still make one step).
 """
@@ -283,6 +285,9 @@ def run_fused(
             )
             _write_state(model, new_state, train_metrics)
             logs = {k: float(v) for k, v in jax.device_get(train_logs).items()}
+            # Where fit's TerminateOnNaN would have stopped at a batch: it still validates
+            # and ends the epoch, as here.
+            _terminate_on_nan(callback_list.callbacks, epoch, logs, model)
             if evaluate is not None:
                 val_logs = _validate(model, evaluate, callback_list, metrics_init, device_val)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -446,10 +451,51 @@ def _warn_batch_hooks(callbacks: Sequence[Any] | None) -> None:
 
 
 def _epoch_only(cb: Any) -> bool:
-    # Built-in callbacks whose batch hooks only act when configured per batch.
+    # Built-in callbacks whose batch hooks only act when configured per batch, or that
+    # this engine honours per epoch instead (TerminateOnNaN, see _terminate_on_nan).
+    if _checks_nan(cb):
+        return True
     if isinstance(cb, keras.callbacks.ModelCheckpoint | keras.callbacks.BackupAndRestore):
         return getattr(cb, "save_freq", "epoch") == "epoch"
     return isinstance(cb, keras.callbacks.EarlyStopping | keras.callbacks.CSVLogger)
+
+
+def _checks_nan(cb: Any) -> bool:
+    """Whether ``cb`` is Keras' own TerminateOnNaN (its batch hook not replaced)."""
+    hook = keras.callbacks.TerminateOnNaN.on_batch_end
+    return (
+        isinstance(cb, keras.callbacks.TerminateOnNaN)
+        and type(cb).on_batch_end is hook
+        and "on_batch_end" not in vars(cb)
+    )
+
+
+def _terminate_on_nan(
+    callbacks: Sequence[Any], epoch: int, logs: dict[str, float], model: keras.Model
+) -> None:
+    """Do what each TerminateOnNaN does at a batch, once per epoch.
+
+    The epoch's loss is the mean of its batches' losses, so it is NaN or infinite exactly
+    when fit's running loss was at some batch: training stops after the same epoch, the
+    weights having trained to its end rather than to that batch.
+
+    Raises:
+        RuntimeError: The loss is NaN or infinite and a TerminateOnNaN has
+            ``raise_error=True`` (as Keras raises).
+    """
+    loss = logs.get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    for cb in callbacks:
+        if not _checks_nan(cb):
+            continue
+        if getattr(cb, "raise_error", False):
+            raise RuntimeError(
+                f"NaN or Inf loss encountered in epoch {epoch + 1}. Loss value: {loss}. "
+                "Terminating training immediately."
+            )
+        print(f"Epoch {epoch + 1}: Invalid loss, terminating training")
+        model.stop_training = True
 
 
 # --- the compiled epoch program -----------------------------------------------------------
