@@ -898,6 +898,52 @@ def test_invalid_arguments_are_reported(data):
         run_fit(_model(), x, y, epochs=1, batch_size=32, steps_per_execution=0)
 
 
+@pytest.mark.parametrize(
+    ("class_weight", "message"),
+    [
+        ([1.0, 2.0], r"class_weight must be a dict of class index -> weight.*received list"),
+        ({"0": 2.0}, r"class_weight keys must be class indices .*received key '0'"),
+        ({0.5: 2.0}, r"received key 0.5"),
+        ({0: None}, r"class_weight values must be finite numbers >= 0; .*\[0\]=None"),
+        ({0: "2"}, r"class_weight\[0\]='2'"),
+        ({1: -1.0}, r"class_weight\[1\]=-1.0"),
+        ({1: float("nan")}, r"class_weight\[1\]=nan"),
+    ],
+)
+def test_invalid_class_weights_are_reported(class_weight, message):
+    # fit would train unweighted on a key '0' and fail on a None weight with a TypeError.
+    with pytest.raises(SpecError, match=message):
+        run_fused(_model(), np.zeros((4, 19)), np.zeros(4), class_weight=class_weight)
+
+
+def test_class_weight_keys_may_be_numpy_or_integral_floats(data):
+    x, y, _, _ = data
+    x, y = x[:64], y[:64]
+    weights = {0: 2.0, 1: 0.5}
+    expected = run_fused(_model(), x, y, class_weight=weights).history
+    for keys in ({np.int64(0): 2.0, np.int64(1): 0.5}, {0.0: 2.0, 1.0: 0.5}):
+        assert run_fused(_model(), x, y, class_weight=keys).history == expected
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "message"),
+    [
+        (print, r"callbacks must be a list of keras.callbacks.Callback objects; .*print"),
+        ([keras.callbacks.History(), "early"], r"LambdaCallback\); received 'early'"),
+    ],
+)
+def test_invalid_callbacks_are_reported(callbacks, message):
+    with pytest.raises(SpecError, match=message):
+        run_fused(_model(), np.zeros((4, 19)), np.zeros(4), callbacks=callbacks)
+
+
+def test_one_callback_alone_is_taken_as_fit_takes_it(data):
+    x, y, _, _ = data
+    recorder = _Recorder()
+    run_fused(_model(), x[:64], y[:64], epochs=2, callbacks=recorder)
+    assert len(recorder.logs) == 2
+
+
 # --- internals: shuffle and program reuse -----------------------------------------------
 
 

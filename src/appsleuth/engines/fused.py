@@ -212,6 +212,8 @@ def run_fused(
     check_seed("seed", seed)  # A uint32 inside the program, as Keras' own seeds are.
     if verbose == "auto":
         verbose = 1
+    callbacks = _callbacks_arg(callbacks)
+    class_weight = _class_weight_arg(class_weight)
 
     train = _training_arrays(x, y, sample_weight, class_weight)
     val = _validation_arrays(validation_data, train)
@@ -311,6 +313,59 @@ def _positive_int(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise SpecError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
     return int(value)
+
+
+def _callbacks_arg(callbacks: Any) -> list[keras.callbacks.Callback]:
+    """``callbacks`` as a list; one callback alone is taken as fit takes it."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        return [callbacks]
+    if isinstance(callbacks, str) or not isinstance(callbacks, Sequence):
+        raise SpecError(
+            "callbacks must be a list of keras.callbacks.Callback objects; received "
+            f"callbacks={callbacks!r}"
+        )
+    wrong = [c for c in callbacks if not isinstance(c, keras.callbacks.Callback)]
+    if wrong:
+        raise SpecError(
+            "callbacks must be keras.callbacks.Callback objects (wrap a function in "
+            f"keras.callbacks.LambdaCallback); received {wrong[0]!r}"
+        )
+    return list(callbacks)
+
+
+def _class_weight_arg(class_weight: Any) -> dict[int, float] | None:
+    """``class_weight`` checked: class indices (integers) to finite weights >= 0.
+
+    fit silently ignores keys that are not numbers and fails on weights that are not,
+    so a typo there would train unweighted without a word.
+    """
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise SpecError(
+            "class_weight must be a dict of class index -> weight, e.g. {0: 1.0, 1: 2.5}; "
+            f"received {type(class_weight).__name__}"
+        )
+    checked = {}
+    for cls, weight in class_weight.items():
+        integral = isinstance(cls, int | np.integer) or (
+            isinstance(cls, float | np.floating) and float(cls).is_integer()
+        )
+        if isinstance(cls, bool) or not integral:
+            raise SpecError(
+                f"class_weight keys must be class indices (integers 0, 1, ...); "
+                f"received key {cls!r}"
+            )
+        number = isinstance(weight, int | float | np.integer | np.floating)
+        if isinstance(weight, bool) or not number or not math.isfinite(weight) or weight < 0:
+            raise SpecError(
+                f"class_weight values must be finite numbers >= 0; received "
+                f"class_weight[{cls!r}]={weight!r}"
+            )
+        checked[int(cls)] = float(weight)
+    return checked
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
