@@ -944,6 +944,29 @@ def test_one_callback_alone_is_taken_as_fit_takes_it(data):
     assert len(recorder.logs) == 2
 
 
+@pytest.mark.parametrize(
+    ("labels", "val_labels", "message"),
+    [
+        ([0, 1, 18, 2], [0, 1], r"^y holds class index 18, but the model has 18 output classes"),
+        ([0, 1, -1, 2], [0, 1], r"^y holds class index -1, .* needs labels 0 to 17$"),
+        ([0, 1, 2, 3], [0, 20], r"^validation y holds class index 20"),
+    ],
+)
+def test_class_indices_outside_the_output_are_reported(labels, val_labels, message):
+    # On JAX, fit counts such a row's loss as 0 without a word.
+    x = np.zeros((4, 19), "float32")
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(), x, np.array(labels), validation_data=(x[:2], np.array(val_labels)))
+
+
+def test_an_ignored_class_index_is_not_reported():
+    model = _model(compile_=False)
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    model.compile(optimizer="adam", loss=loss)
+    history = run_fused(model, np.zeros((4, 19)), np.array([0, -1, 3, 17]))
+    assert history.epoch == [0]
+
+
 # --- internals: shuffle and program reuse -----------------------------------------------
 
 

@@ -224,6 +224,9 @@ def run_fused(
     reason = fused_unsupported_reason(model)  # Again: input and output counts are known now.
     if reason is not None:
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
+    _check_class_indices(model, "y", train[1])
+    if val is not None:
+        _check_class_indices(model, "validation y", val[1])
     _warn_batch_hooks(callbacks)
 
     import jax
@@ -452,6 +455,40 @@ def _validation_arrays(
             )
         return vx, vy, vsw.astype(keras.config.floatx(), copy=False)
     return vx, vy
+
+
+def _check_class_indices(model: keras.Model, name: str, labels: np.ndarray) -> None:
+    """Refuse class indices outside the output for a sparse categorical cross-entropy.
+
+    On JAX such a label's one-hot row is all zeros, so its loss and accuracy silently
+    count as 0 (Keras on TensorFlow raises instead); the check costs a min and a max.
+
+    Raises:
+        DataError: A label is negative or not below the number of output classes.
+    """
+    losses = compiled_losses(model)
+    if not losses or len(losses) != 1 or labels.size == 0:
+        return
+    loss = losses[0]
+    if getattr(loss, "fn", None) is not keras.losses.sparse_categorical_crossentropy:
+        return
+    try:
+        n_classes = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, ValueError):
+        return  # A subclassed model: its output width is not known here.
+    if not isinstance(n_classes, int) or n_classes < 2:
+        return
+    ignored = (getattr(loss, "_fn_kwargs", None) or {}).get("ignore_class")
+    kept = labels if ignored is None else labels[labels != ignored]
+    if kept.size == 0:
+        return
+    low, high = kept.min(), kept.max()
+    if low < 0 or high >= n_classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"{name} holds class index {bad:g}, but the model has {n_classes} output "
+            f"classes: sparse_categorical_crossentropy needs labels 0 to {n_classes - 1}"
+        )
 
 
 def _pad3(data: tuple[Any, ...]) -> tuple[Any, ...]:
