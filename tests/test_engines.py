@@ -967,6 +967,13 @@ def test_an_ignored_class_index_is_not_reported():
     assert history.epoch == [0]
 
 
+def test_empty_validation_data_is_warned_about():
+    x = np.zeros((4, 19), "float32")
+    with pytest.warns(AppSleuthWarning, match="validation_data has no rows"):
+        history = run_fused(_model(), x, np.zeros(4), validation_data=(x[:0], np.zeros(0)))
+    assert list(history.history) == ["accuracy", "loss"]
+
+
 # --- internals: shuffle and program reuse -----------------------------------------------
 
 

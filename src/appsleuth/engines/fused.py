@@ -441,6 +441,13 @@ def _validation_arrays(
     vx = _as_array("validation x", validation_data[0])
     vy = _as_array("validation y", validation_data[1])
     if len(vx) == 0:
+        # fit warns too (its input "ran out of data"): the epochs get no val_ logs, which
+        # an EarlyStopping or ModelCheckpoint on val_loss would otherwise wait for in vain.
+        warnings.warn(
+            "validation_data has no rows: training without validation (no val_ logs)",
+            AppSleuthWarning,
+            stacklevel=3,
+        )
         return None
     if vx.shape[1:] != train[0].shape[1:]:
         raise DataError(f"validation x has row shape {vx.shape[1:]} but x has {train[0].shape[1:]}")
