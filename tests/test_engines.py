@@ -872,7 +872,12 @@ def test_unsupported_models_are_explained():
     two_inputs.compile(optimizer="adam", loss="mse")
     assert "one input" in fused_unsupported_reason(two_inputs)
     with pytest.raises(AppSleuthError, match="engine 'fit'"):
+        run_fused(_model(jit_compile=False), np.zeros((4, 19)), np.zeros(4))
+    # fit needs a compiled Keras model too: no advice to use it instead.
+    with pytest.raises(AppSleuthError, match=r"call model.compile\(optimizer, loss\) first$"):
         run_fused(_model(compile_=False), np.zeros((4, 19)), np.zeros(4), epochs=1, batch_size=2)
+    with pytest.raises(AppSleuthError, match=r"trains keras.Model objects; received str$"):
+        run_fused("model", np.zeros((4, 19)), np.zeros(4))
 
 
 def test_invalid_arguments_are_reported(data):

@@ -204,6 +204,8 @@ def run_fused(
     """
     reason = fused_unsupported_reason(model)
     if reason is not None:
+        if not isinstance(model, keras.Model) or not getattr(model, "compiled", False):
+            raise AppSleuthError(reason)  # fit could not train it either.
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
     epochs = _positive_int("epochs", epochs, minimum=0)
     initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
