@@ -979,6 +979,20 @@ def test_empty_validation_data_is_warned_about():
     assert list(history.history) == ["accuracy", "loss"]
 
 
+@pytest.mark.parametrize("wrap", [lambda a: [a], lambda a: (a,), lambda a: {"features": a}])
+def test_the_one_input_may_come_wrapped_as_fit_takes_it(data, wrap):
+    x, y, xv, yv = data
+    x, y, xv, yv = x[:64], y[:64], xv[:32], yv[:32]
+    expected = run_fused(_model(), x, y, validation_data=(xv, yv)).history
+    wrapped = run_fused(_model(), wrap(x), [y], validation_data=(wrap(xv), yv)).history
+    assert wrapped == expected
+
+
+def test_missing_targets_are_reported():
+    with pytest.raises(DataError, match=r"^y is missing \(None\); it must be an array"):
+        run_fused(_model(), np.zeros((4, 19)), None)
+
+
 # --- internals: shuffle and program reuse -----------------------------------------------
 
 

@@ -374,6 +374,12 @@ def _class_weight_arg(class_weight: Any) -> dict[int, float] | None:
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
+    if value is None:
+        raise DataError(f"{name} is missing (None); it must be an array with one row per sample")
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))  # {input name: array}, as fit takes it.
+    elif isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape"):
+        value = value[0]  # [array] for the one input (or output), as fit takes it.
     array = np.asarray(value)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise DataError(f"{name} must be a numeric array; received dtype {array.dtype}")
