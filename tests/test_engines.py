@@ -326,6 +326,16 @@ def test_verbose_prints_one_line_per_epoch(data, capsys, verbose, expected):
     assert history.params["verbose"] == expected  # As fit tells its callbacks.
 
 
+def test_a_stop_asked_in_on_train_begin_trains_no_epoch(data):
+    x, y, _, _ = data
+    stop = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: setattr(model, "stop_training", True)
+    )
+    model = _model()
+    history = run_fused(model, x[:64], y[:64], epochs=3, callbacks=[stop])
+    assert history.epoch == [] and int(model.optimizer.iterations) == 0
+
+
 def test_a_stop_asked_before_an_epoch_skips_it(data):
     x, y, _, _ = data
 

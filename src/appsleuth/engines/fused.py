@@ -32,8 +32,8 @@ the real weights; the next epoch reads them back. Batch-level callback hooks are
 called (there is no Python between batches): a warning says so when a callback has them.
 ``TerminateOnNaN`` checks the epoch's loss instead, so training stops after the epoch in
 which the loss became NaN rather than at that batch.
-A stop requested in ``on_epoch_begin`` ends training before that epoch (``fit`` would
-still make one step).
+A stop requested in ``on_epoch_begin`` (or ``on_train_begin``) ends training before that
+epoch (``fit`` would still make one step).
 """
 
 from __future__ import annotations
