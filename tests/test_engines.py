@@ -974,6 +974,14 @@ def test_class_indices_outside_the_output_are_reported(labels, val_labels, messa
         run_fused(_model(), x, np.array(labels), validation_data=(x[:2], np.array(val_labels)))
 
 
+@pytest.mark.parametrize(("labels", "shown"), [([0, 1, 5, 0], "5"), ([0, -1, 1, 0], "-1")])
+def test_binary_labels_outside_0_to_1_are_reported(labels, shown):
+    x = np.zeros((4, 19), "float32")
+    message = f"^y holds {shown}, but binary_crossentropy needs labels between 0 and 1$"
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(n_classes=2), x, np.array(labels))
+
+
 def test_an_ignored_class_index_is_not_reported():
     model = _model(compile_=False)
     loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)

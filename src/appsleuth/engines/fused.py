@@ -473,19 +473,31 @@ def _validation_arrays(
 
 
 def _check_class_indices(model: keras.Model, name: str, labels: np.ndarray) -> None:
-    """Refuse class indices outside the output for a sparse categorical cross-entropy.
+    """Refuse labels outside the output for a (sparse categorical or binary) cross-entropy.
 
     On JAX such a label's one-hot row is all zeros, so its loss and accuracy silently
     count as 0 (Keras on TensorFlow raises instead); the check costs a min and a max.
 
     Raises:
-        DataError: A label is negative or not below the number of output classes.
+        DataError: A label is negative or not below the number of output classes, or
+            past 0..1 for a binary cross-entropy.
     """
     losses = compiled_losses(model)
     if not losses or len(losses) != 1 or labels.size == 0:
         return
     loss = losses[0]
-    if getattr(loss, "fn", None) is not keras.losses.sparse_categorical_crossentropy:
+    fn = getattr(loss, "fn", None)
+    if fn is keras.losses.binary_crossentropy:
+        # Labels past 0..1 (class indices of a multi-class task, say) give a loss that
+        # can fall below 0 and train towards nonsense, on every backend.
+        low, high = labels.min(), labels.max()
+        if low < 0 or high > 1:
+            raise DataError(
+                f"{name} holds {low if low < 0 else high:g}, but binary_crossentropy needs "
+                "labels between 0 and 1"
+            )
+        return
+    if fn is not keras.losses.sparse_categorical_crossentropy:
         return
     try:
         n_classes = model.outputs[0].shape[-1]
