@@ -913,6 +913,14 @@ def test_invalid_arguments_are_reported(data):
         run_fit(_model(), x, y, epochs=1, batch_size=32, steps_per_execution=0)
 
 
+@pytest.mark.parametrize("engine", ["fit", "fused"])
+def test_both_engines_refuse_an_invalid_steps_per_execution(engine):
+    # fused ignores the value, but one that fit refuses must not pass because fused ran.
+    with pytest.raises(SpecError, match=r"positive integer; received steps_per_execution=0"):
+        run_engine(engine, _model(), np.zeros((4, 19)), np.zeros(4), epochs=1, batch_size=2,
+                   steps_per_execution=0)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("class_weight", "message"),
     [
