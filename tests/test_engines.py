@@ -1014,6 +1014,39 @@ def test_the_one_input_may_come_wrapped_as_fit_takes_it(data, wrap):
     assert wrapped == expected
 
 
+def _batches():
+    yield np.zeros((2, 19)), np.zeros(2)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (
+            _batches(),
+            r"^x must be a numeric array \(run_fused takes arrays; use engine 'fit' "
+            r"for datasets and generators\); received generator$",
+        ),
+        (
+            [[0.0] * 19, [0.0] * 18],
+            r"^x must be a numeric array with one row per sample; "
+            r"received a list whose rows do not form one",
+        ),
+    ],
+    ids=["generator", "ragged"],
+)
+def test_inputs_that_are_not_arrays_are_reported(x, message):
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(), x, np.zeros(2))
+
+
+def test_non_numeric_data_frame_columns_are_named():
+    import pandas as pd
+
+    x = pd.DataFrame({"cpu": [0.1, 0.2], "app": ["a", "b"], "state": ["R", "S"]})
+    with pytest.raises(DataError, match=r"^x must be numeric; not numeric: column\(s\) app \("):
+        run_fused(_model(n_features=3), x, np.zeros(2))
+
+
 def test_missing_targets_are_reported():
     with pytest.raises(DataError, match=r"^y is missing \(None\); it must be an array"):
         run_fused(_model(), np.zeros((4, 19)), None)

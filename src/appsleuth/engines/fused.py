@@ -380,8 +380,34 @@ def _as_array(name: str, value: Any) -> np.ndarray:
         value = next(iter(value.values()))  # {input name: array}, as fit takes it.
     elif isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape"):
         value = value[0]  # [array] for the one input (or output), as fit takes it.
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # Ragged nested lists.
+        raise DataError(
+            f"{name} must be a numeric array with one row per sample; received a "
+            f"{type(value).__name__} whose rows do not form one ({exc})"
+        ) from None
+    if array.dtype == object and array.ndim == 0:
+        # A generator, tf.data or keras PyDataset: fit takes those, this engine does not.
+        raise DataError(
+            f"{name} must be a numeric array (run_fused takes arrays; use engine 'fit' "
+            f"for datasets and generators); received {type(value).__name__}"
+        )
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        columns = getattr(value, "columns", None)
+        if columns is not None and hasattr(value, "dtypes"):
+            # A data frame: name the columns to encode or drop.
+            from pandas.api.types import is_numeric_dtype
+
+            wrong = [
+                f"{c!s} ({t})"
+                for c, t in zip(columns, value.dtypes, strict=True)
+                if not is_numeric_dtype(t)
+            ]
+            if wrong:
+                raise DataError(
+                    f"{name} must be numeric; not numeric: column(s) {', '.join(wrong[:5])}"
+                )
         raise DataError(f"{name} must be a numeric array; received dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.floating) or array.dtype == bool:
         # Same input dtype as fit's data adapter produces (float64 -> floatx).
