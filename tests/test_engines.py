@@ -326,6 +326,16 @@ def test_verbose_prints_one_line_per_epoch(data, capsys, verbose, expected):
     assert history.params["verbose"] == expected  # As fit tells its callbacks.
 
 
+def test_a_stop_asked_in_on_train_begin_trains_no_epoch(data):
+    x, y, _, _ = data
+    stop = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: setattr(model, "stop_training", True)
+    )
+    model = _model()
+    history = run_fused(model, x[:64], y[:64], epochs=3, callbacks=[stop])
+    assert history.epoch == [] and int(model.optimizer.iterations) == 0
+
+
 def test_a_stop_asked_before_an_epoch_skips_it(data):
     x, y, _, _ = data
 
@@ -338,6 +348,31 @@ def test_a_stop_asked_before_an_epoch_skips_it(data):
         model, x[:640], y[:640], epochs=3, batch_size=32, callbacks=[StopBeforeSecondEpoch()]
     )
     assert history.epoch == [0] and int(model.optimizer.iterations) == 20
+
+
+def test_terminate_on_nan_stops_after_the_epoch_whose_loss_is_nan(data, recwarn):
+    x, y, xv, yv = data
+    x = x[:64].copy()
+    x[3] = np.nan  # The first batch's loss is NaN.
+    history = run_fused(
+        _model(), x, y[:64], validation_data=(xv[:32], yv[:32]), epochs=3, batch_size=32,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+    )  # fmt: skip
+    # As fit gives (stopped at the first batch): the epoch still validates and ends.
+    assert history.epoch == [0] and math.isnan(history.history["loss"][0])
+    assert "val_loss" in history.history
+    assert not [w for w in recwarn if issubclass(w.category, AppSleuthWarning)]
+
+
+def test_terminate_on_nan_can_raise(data):
+    x, y, _, _ = data
+    x = x[:64].copy()
+    x[3] = np.nan
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered in epoch 1"):
+        run_fused(
+            _model(), x, y[:64], epochs=3, batch_size=32,
+            callbacks=[keras.callbacks.TerminateOnNaN(raise_error=True)],
+        )  # fmt: skip
 
 
 def test_backup_and_restore_resumes_where_the_backup_left_off(data, tmp_path):
@@ -846,7 +881,12 @@ def test_unsupported_models_are_explained():
     two_inputs.compile(optimizer="adam", loss="mse")
     assert "one input" in fused_unsupported_reason(two_inputs)
     with pytest.raises(AppSleuthError, match="engine 'fit'"):
+        run_fused(_model(jit_compile=False), np.zeros((4, 19)), np.zeros(4))
+    # fit needs a compiled Keras model too: no advice to use it instead.
+    with pytest.raises(AppSleuthError, match=r"call model.compile\(optimizer, loss\) first$"):
         run_fused(_model(compile_=False), np.zeros((4, 19)), np.zeros(4), epochs=1, batch_size=2)
+    with pytest.raises(AppSleuthError, match=r"trains keras.Model objects; received str$"):
+        run_fused("model", np.zeros((4, 19)), np.zeros(4))
 
 
 def test_invalid_arguments_are_reported(data):
@@ -870,6 +910,141 @@ def test_invalid_arguments_are_reported(data):
         )  # fmt: skip
     with pytest.raises(SpecError, match="steps_per_execution"):
         run_fit(_model(), x, y, epochs=1, batch_size=32, steps_per_execution=0)
+
+
+@pytest.mark.parametrize("engine", ["fit", "fused"])
+def test_both_engines_refuse_an_invalid_steps_per_execution(engine):
+    # fused ignores the value, but one that fit refuses must not pass because fused ran.
+    with pytest.raises(SpecError, match=r"positive integer; received steps_per_execution=0"):
+        run_engine(engine, _model(), np.zeros((4, 19)), np.zeros(4), epochs=1, batch_size=2,
+                   steps_per_execution=0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "message"),
+    [
+        ([1.0, 2.0], r"class_weight must be a dict of class index -> weight.*received list"),
+        ({"0": 2.0}, r"class_weight keys must be class indices .*received key '0'"),
+        ({0.5: 2.0}, r"received key 0.5"),
+        ({0: None}, r"class_weight values must be finite numbers >= 0; .*\[0\]=None"),
+        ({0: "2"}, r"class_weight\[0\]='2'"),
+        ({1: -1.0}, r"class_weight\[1\]=-1.0"),
+        ({1: float("nan")}, r"class_weight\[1\]=nan"),
+    ],
+)
+def test_invalid_class_weights_are_reported(class_weight, message):
+    # fit would train unweighted on a key '0' and fail on a None weight with a TypeError.
+    with pytest.raises(SpecError, match=message):
+        run_fused(_model(), np.zeros((4, 19)), np.zeros(4), class_weight=class_weight)
+
+
+def test_class_weight_keys_may_be_numpy_or_integral_floats():
+    for weights in ({np.int64(0): 2, np.int64(1): 0.5}, {0.0: np.float32(2), 1.0: 0.5}):
+        assert fused_module._class_weight_arg(weights) == {0: 2.0, 1: 0.5}
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "message"),
+    [
+        (print, r"callbacks must be a list of keras.callbacks.Callback objects; .*print"),
+        ([keras.callbacks.History(), "early"], r"LambdaCallback\); received 'early'"),
+    ],
+)
+def test_invalid_callbacks_are_reported(callbacks, message):
+    with pytest.raises(SpecError, match=message):
+        run_fused(_model(), np.zeros((4, 19)), np.zeros(4), callbacks=callbacks)
+
+
+def test_one_callback_alone_is_taken_as_fit_takes_it(data):
+    x, y, _, _ = data
+    recorder = _Recorder()
+    run_fused(_model(), x[:64], y[:64], epochs=2, callbacks=recorder)
+    assert len(recorder.logs) == 2
+
+
+@pytest.mark.parametrize(
+    ("labels", "val_labels", "message"),
+    [
+        ([0, 1, 18, 2], [0, 1], r"^y holds class index 18, but the model has 18 output classes"),
+        ([0, 1, -1, 2], [0, 1], r"^y holds class index -1, .* needs labels 0 to 17$"),
+        ([0, 1, 2, 3], [0, 20], r"^validation y holds class index 20"),
+    ],
+)
+def test_class_indices_outside_the_output_are_reported(labels, val_labels, message):
+    # On JAX, fit counts such a row's loss as 0 without a word.
+    x = np.zeros((4, 19), "float32")
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(), x, np.array(labels), validation_data=(x[:2], np.array(val_labels)))
+
+
+@pytest.mark.parametrize(("labels", "shown"), [([0, 1, 5, 0], "5"), ([0, -1, 1, 0], "-1")])
+def test_binary_labels_outside_0_to_1_are_reported(labels, shown):
+    x = np.zeros((4, 19), "float32")
+    message = f"^y holds {shown}, but binary_crossentropy needs labels between 0 and 1$"
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(n_classes=2), x, np.array(labels))
+
+
+def test_an_ignored_class_index_is_not_reported():
+    model = _model(compile_=False)
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    model.compile(optimizer="adam", loss=loss)
+    history = run_fused(model, np.zeros((4, 19)), np.array([0, -1, 3, 17]))
+    assert history.epoch == [0]
+
+
+def test_empty_validation_data_is_warned_about():
+    x = np.zeros((4, 19), "float32")
+    with pytest.warns(AppSleuthWarning, match="validation_data has no rows"):
+        history = run_fused(_model(), x, np.zeros(4), validation_data=(x[:0], np.zeros(0)))
+    assert list(history.history) == ["accuracy", "loss"]
+
+
+@pytest.mark.parametrize("wrap", [lambda a: [a], lambda a: (a,), lambda a: {"features": a}])
+def test_the_one_input_may_come_wrapped_as_fit_takes_it(data, wrap):
+    x, y, xv, yv = data
+    x, y, xv, yv = x[:64], y[:64], xv[:32], yv[:32]
+    expected = run_fused(_model(), x, y, validation_data=(xv, yv)).history
+    wrapped = run_fused(_model(), wrap(x), [y], validation_data=(wrap(xv), yv)).history
+    assert wrapped == expected
+
+
+def _batches():
+    yield np.zeros((2, 19)), np.zeros(2)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (
+            _batches(),
+            r"^x must be a numeric array \(run_fused takes arrays; use engine 'fit' "
+            r"for datasets and generators\); received generator$",
+        ),
+        (
+            [[0.0] * 19, [0.0] * 18],
+            r"^x must be a numeric array with one row per sample; "
+            r"received a list whose rows do not form one",
+        ),
+    ],
+    ids=["generator", "ragged"],
+)
+def test_inputs_that_are_not_arrays_are_reported(x, message):
+    with pytest.raises(DataError, match=message):
+        run_fused(_model(), x, np.zeros(2))
+
+
+def test_non_numeric_data_frame_columns_are_named():
+    import pandas as pd
+
+    x = pd.DataFrame({"cpu": [0.1, 0.2], "app": ["a", "b"], "state": ["R", "S"]})
+    with pytest.raises(DataError, match=r"^x must be numeric; not numeric: column\(s\) app \("):
+        run_fused(_model(n_features=3), x, np.zeros(2))
+
+
+def test_missing_targets_are_reported():
+    with pytest.raises(DataError, match=r"^y is missing \(None\); it must be an array"):
+        run_fused(_model(), np.zeros((4, 19)), None)
 
 
 # --- internals: shuffle and program reuse -----------------------------------------------

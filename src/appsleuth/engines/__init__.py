@@ -16,7 +16,7 @@ from appsleuth._keras import import_keras
 # (JAX) rather than the one in ~/.keras/keras.json when KERAS_BACKEND is unset.
 keras = import_keras()
 
-from appsleuth.engines.fit import run_fit  # noqa: E402
+from appsleuth.engines.fit import check_steps_per_execution, run_fit  # noqa: E402
 from appsleuth.engines.fused import (  # noqa: E402
     clear_fused_cache,
     fused_unsupported_reason,
@@ -76,10 +76,12 @@ def run_engine(engine: str, model: Any, x: Any, y: Any, **kwargs: Any) -> keras.
     already runs a whole epoch per compiled call.
 
     Raises:
-        SpecError: ``engine`` is not an engine name.
+        SpecError: ``engine`` is not an engine name, or ``steps_per_execution`` is not a
+            positive integer.
     """
     if engine == "fused":
-        kwargs.pop("steps_per_execution", None)
+        # Checked all the same: a value fit would refuse must not pass because fused ran.
+        check_steps_per_execution(kwargs.pop("steps_per_execution", None))
         return run_fused(model, x, y, **kwargs)
     if engine == "fit":
         return run_fit(model, x, y, **kwargs)

@@ -9,7 +9,26 @@ import keras
 
 from appsleuth.errors import SpecError
 
-__all__ = ["run_fit"]
+__all__ = ["check_steps_per_execution", "run_fit"]
+
+
+def check_steps_per_execution(steps_per_execution: Any) -> None:
+    """Refuse a ``steps_per_execution`` that is not None or a positive integer.
+
+    Raises:
+        SpecError: It is not.
+    """
+    if steps_per_execution is None:
+        return
+    if (
+        isinstance(steps_per_execution, bool)
+        or not isinstance(steps_per_execution, int)
+        or steps_per_execution < 1
+    ):
+        raise SpecError(
+            "steps_per_execution must be a positive integer; "
+            f"received steps_per_execution={steps_per_execution!r}"
+        )
 
 
 def run_fit(
@@ -54,15 +73,7 @@ def run_fit(
         SpecError: ``steps_per_execution`` is not a positive integer.
     """
     if steps_per_execution is not None:
-        if (
-            isinstance(steps_per_execution, bool)
-            or not isinstance(steps_per_execution, int)
-            or steps_per_execution < 1
-        ):
-            raise SpecError(
-                "steps_per_execution must be a positive integer; "
-                f"received steps_per_execution={steps_per_execution!r}"
-            )
+        check_steps_per_execution(steps_per_execution)
         if steps_per_execution != model.steps_per_execution:
             model.steps_per_execution = steps_per_execution
             # The step functions are built for the old value; make fit rebuild them.

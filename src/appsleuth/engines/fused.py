@@ -30,8 +30,10 @@ Between epochs the state is written back into the model's variables, so callback
 (EarlyStopping, ModelCheckpoint, CSVLogger, History, user callbacks) see and may change
 the real weights; the next epoch reads them back. Batch-level callback hooks are not
 called (there is no Python between batches): a warning says so when a callback has them.
-A stop requested in ``on_epoch_begin`` ends training before that epoch (``fit`` would
-still make one step).
+``TerminateOnNaN`` checks the epoch's loss instead, so training stops after the epoch in
+which the loss became NaN rather than at that batch.
+A stop requested in ``on_epoch_begin`` (or ``on_train_begin``) ends training before that
+epoch (``fit`` would still make one step).
 """
 
 from __future__ import annotations
@@ -202,6 +204,8 @@ def run_fused(
     """
     reason = fused_unsupported_reason(model)
     if reason is not None:
+        if not isinstance(model, keras.Model) or not getattr(model, "compiled", False):
+            raise AppSleuthError(reason)  # fit could not train it either.
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
     epochs = _positive_int("epochs", epochs, minimum=0)
     initial_epoch = _positive_int("initial_epoch", initial_epoch, minimum=0)
@@ -210,6 +214,8 @@ def run_fused(
     check_seed("seed", seed)  # A uint32 inside the program, as Keras' own seeds are.
     if verbose == "auto":
         verbose = 1
+    callbacks = _callbacks_arg(callbacks)
+    class_weight = _class_weight_arg(class_weight)
 
     train = _training_arrays(x, y, sample_weight, class_weight)
     val = _validation_arrays(validation_data, train)
@@ -220,6 +226,9 @@ def run_fused(
     reason = fused_unsupported_reason(model)  # Again: input and output counts are known now.
     if reason is not None:
         raise AppSleuthError(f"{reason}; train it with engine 'fit'")
+    _check_class_indices(model, "y", train[1])
+    if val is not None:
+        _check_class_indices(model, "validation y", val[1])
     _warn_batch_hooks(callbacks)
 
     import jax
@@ -283,6 +292,9 @@ def run_fused(
             )
             _write_state(model, new_state, train_metrics)
             logs = {k: float(v) for k, v in jax.device_get(train_logs).items()}
+            # Where fit's TerminateOnNaN would have stopped at a batch: it still validates
+            # and ends the epoch, as here.
+            _terminate_on_nan(callback_list.callbacks, epoch, logs, model)
             if evaluate is not None:
                 val_logs = _validate(model, evaluate, callback_list, metrics_init, device_val)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -308,9 +320,94 @@ def _positive_int(name: str, value: Any, *, minimum: int) -> int:
     return int(value)
 
 
+def _callbacks_arg(callbacks: Any) -> list[keras.callbacks.Callback]:
+    """``callbacks`` as a list; one callback alone is taken as fit takes it."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        return [callbacks]
+    if isinstance(callbacks, str) or not isinstance(callbacks, Sequence):
+        raise SpecError(
+            "callbacks must be a list of keras.callbacks.Callback objects; received "
+            f"callbacks={callbacks!r}"
+        )
+    wrong = [c for c in callbacks if not isinstance(c, keras.callbacks.Callback)]
+    if wrong:
+        raise SpecError(
+            "callbacks must be keras.callbacks.Callback objects (wrap a function in "
+            f"keras.callbacks.LambdaCallback); received {wrong[0]!r}"
+        )
+    return list(callbacks)
+
+
+def _class_weight_arg(class_weight: Any) -> dict[int, float] | None:
+    """``class_weight`` checked: class indices (integers) to finite weights >= 0.
+
+    fit silently ignores keys that are not numbers and fails on weights that are not,
+    so a typo there would train unweighted without a word.
+    """
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise SpecError(
+            "class_weight must be a dict of class index -> weight, e.g. {0: 1.0, 1: 2.5}; "
+            f"received {type(class_weight).__name__}"
+        )
+    checked = {}
+    for cls, weight in class_weight.items():
+        integral = isinstance(cls, int | np.integer) or (
+            isinstance(cls, float | np.floating) and float(cls).is_integer()
+        )
+        if isinstance(cls, bool) or not integral:
+            raise SpecError(
+                f"class_weight keys must be class indices (integers 0, 1, ...); "
+                f"received key {cls!r}"
+            )
+        number = isinstance(weight, int | float | np.integer | np.floating)
+        if isinstance(weight, bool) or not number or not math.isfinite(weight) or weight < 0:
+            raise SpecError(
+                f"class_weight values must be finite numbers >= 0; received "
+                f"class_weight[{cls!r}]={weight!r}"
+            )
+        checked[int(cls)] = float(weight)
+    return checked
+
+
 def _as_array(name: str, value: Any) -> np.ndarray:
-    array = np.asarray(value)
+    if value is None:
+        raise DataError(f"{name} is missing (None); it must be an array with one row per sample")
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))  # {input name: array}, as fit takes it.
+    elif isinstance(value, list | tuple) and len(value) == 1 and hasattr(value[0], "shape"):
+        value = value[0]  # [array] for the one input (or output), as fit takes it.
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # Ragged nested lists.
+        raise DataError(
+            f"{name} must be a numeric array with one row per sample; received a "
+            f"{type(value).__name__} whose rows do not form one ({exc})"
+        ) from None
+    if array.dtype == object and array.ndim == 0:
+        # A generator, tf.data or keras PyDataset: fit takes those, this engine does not.
+        raise DataError(
+            f"{name} must be a numeric array (run_fused takes arrays; use engine 'fit' "
+            f"for datasets and generators); received {type(value).__name__}"
+        )
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        columns = getattr(value, "columns", None)
+        if columns is not None and hasattr(value, "dtypes"):
+            # A data frame: name the columns to encode or drop.
+            from pandas.api.types import is_numeric_dtype
+
+            wrong = [
+                f"{c!s} ({t})"
+                for c, t in zip(columns, value.dtypes, strict=True)
+                if not is_numeric_dtype(t)
+            ]
+            if wrong:
+                raise DataError(
+                    f"{name} must be numeric; not numeric: column(s) {', '.join(wrong[:5])}"
+                )
         raise DataError(f"{name} must be a numeric array; received dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.floating) or array.dtype == bool:
         # Same input dtype as fit's data adapter produces (float64 -> floatx).
@@ -378,6 +475,13 @@ def _validation_arrays(
     vx = _as_array("validation x", validation_data[0])
     vy = _as_array("validation y", validation_data[1])
     if len(vx) == 0:
+        # fit warns too (its input "ran out of data"): the epochs get no val_ logs, which
+        # an EarlyStopping or ModelCheckpoint on val_loss would otherwise wait for in vain.
+        warnings.warn(
+            "validation_data has no rows: training without validation (no val_ logs)",
+            AppSleuthWarning,
+            stacklevel=3,
+        )
         return None
     if vx.shape[1:] != train[0].shape[1:]:
         raise DataError(f"validation x has row shape {vx.shape[1:]} but x has {train[0].shape[1:]}")
@@ -392,6 +496,52 @@ def _validation_arrays(
             )
         return vx, vy, vsw.astype(keras.config.floatx(), copy=False)
     return vx, vy
+
+
+def _check_class_indices(model: keras.Model, name: str, labels: np.ndarray) -> None:
+    """Refuse labels outside the output for a (sparse categorical or binary) cross-entropy.
+
+    On JAX such a label's one-hot row is all zeros, so its loss and accuracy silently
+    count as 0 (Keras on TensorFlow raises instead); the check costs a min and a max.
+
+    Raises:
+        DataError: A label is negative or not below the number of output classes, or
+            past 0..1 for a binary cross-entropy.
+    """
+    losses = compiled_losses(model)
+    if not losses or len(losses) != 1 or labels.size == 0:
+        return
+    loss = losses[0]
+    fn = getattr(loss, "fn", None)
+    if fn is keras.losses.binary_crossentropy:
+        # Labels past 0..1 (class indices of a multi-class task, say) give a loss that
+        # can fall below 0 and train towards nonsense, on every backend.
+        low, high = labels.min(), labels.max()
+        if low < 0 or high > 1:
+            raise DataError(
+                f"{name} holds {low if low < 0 else high:g}, but binary_crossentropy needs "
+                "labels between 0 and 1"
+            )
+        return
+    if fn is not keras.losses.sparse_categorical_crossentropy:
+        return
+    try:
+        n_classes = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, ValueError):
+        return  # A subclassed model: its output width is not known here.
+    if not isinstance(n_classes, int) or n_classes < 2:
+        return
+    ignored = (getattr(loss, "_fn_kwargs", None) or {}).get("ignore_class")
+    kept = labels if ignored is None else labels[labels != ignored]
+    if kept.size == 0:
+        return
+    low, high = kept.min(), kept.max()
+    if low < 0 or high >= n_classes:
+        bad = low if low < 0 else high
+        raise DataError(
+            f"{name} holds class index {bad:g}, but the model has {n_classes} output "
+            f"classes: sparse_categorical_crossentropy needs labels 0 to {n_classes - 1}"
+        )
 
 
 def _pad3(data: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -446,10 +596,51 @@ def _warn_batch_hooks(callbacks: Sequence[Any] | None) -> None:
 
 
 def _epoch_only(cb: Any) -> bool:
-    # Built-in callbacks whose batch hooks only act when configured per batch.
+    # Built-in callbacks whose batch hooks only act when configured per batch, or that
+    # this engine honours per epoch instead (TerminateOnNaN, see _terminate_on_nan).
+    if _checks_nan(cb):
+        return True
     if isinstance(cb, keras.callbacks.ModelCheckpoint | keras.callbacks.BackupAndRestore):
         return getattr(cb, "save_freq", "epoch") == "epoch"
     return isinstance(cb, keras.callbacks.EarlyStopping | keras.callbacks.CSVLogger)
+
+
+def _checks_nan(cb: Any) -> bool:
+    """Whether ``cb`` is Keras' own TerminateOnNaN (its batch hook not replaced)."""
+    hook = keras.callbacks.TerminateOnNaN.on_batch_end
+    return (
+        isinstance(cb, keras.callbacks.TerminateOnNaN)
+        and type(cb).on_batch_end is hook
+        and "on_batch_end" not in vars(cb)
+    )
+
+
+def _terminate_on_nan(
+    callbacks: Sequence[Any], epoch: int, logs: dict[str, float], model: keras.Model
+) -> None:
+    """Do what each TerminateOnNaN does at a batch, once per epoch.
+
+    The epoch's loss is the mean of its batches' losses, so it is NaN or infinite exactly
+    when fit's running loss was at some batch: training stops after the same epoch, the
+    weights having trained to its end rather than to that batch.
+
+    Raises:
+        RuntimeError: The loss is NaN or infinite and a TerminateOnNaN has
+            ``raise_error=True`` (as Keras raises).
+    """
+    loss = logs.get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    for cb in callbacks:
+        if not _checks_nan(cb):
+            continue
+        if getattr(cb, "raise_error", False):
+            raise RuntimeError(
+                f"NaN or Inf loss encountered in epoch {epoch + 1}. Loss value: {loss}. "
+                "Terminating training immediately."
+            )
+        print(f"Epoch {epoch + 1}: Invalid loss, terminating training")
+        model.stop_training = True
 
 
 # --- the compiled epoch program -----------------------------------------------------------
