@@ -89,6 +89,20 @@ def _spec(**kwargs) -> SweepSpec:
                 "model_1H6N_lr0.003_bs64_e2_optimizeradamw_weight_decay0.0001",
             ],
         ),
+        (  # Values with an underscore: shown as any other (leaky_relu was left out).
+            {"grid": {"activation": ["relu", "leaky_relu"]}},
+            [
+                "model_1H6N_lr0.003_bs64_e2_activationrelu",
+                "model_1H6N_lr0.003_bs64_e2_activationleaky_relu",
+            ],
+        ),
+        (  # ... and varying only such values was refused as unnameable.
+            {"grid": {"kernel_initializer": ["glorot_uniform", "he_normal"]}},
+            [
+                "model_1H6N_lr0.003_bs64_e2_kernel_initializerglorot_uniform",
+                "model_1H6N_lr0.003_bs64_e2_kernel_initializerhe_normal",
+            ],
+        ),
     ],
 )
 def test_run_names_show_the_varied_settings(kwargs: dict, names: list[str]) -> None:
@@ -109,6 +123,19 @@ def test_a_manifest_checks_the_names_that_show_varied_settings(tmp_path: Path) -
     path.write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"trial 1: name '.*_dropout0.5' is not its spec's"):
         read_plan(sweep_dir)
+
+
+def test_a_sweep_dir_named_by_an_earlier_appsleuth_is_reused(tmp_path: Path) -> None:
+    # Its names left leaky_relu out (model_..._e2); planned again, the sweep keeps them.
+    spec = _spec(grid={"activation": ["relu", "leaky_relu"]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["trials"][1]["name"] = "model_1H6N_lr0.003_bs64_e2"
+    path.write_text(json.dumps(manifest))
+    assert prepare_sweep_dir(spec, tmp_path) == sweep_dir
+    assert read_plan(sweep_dir).names()[1] == "model_1H6N_lr0.003_bs64_e2"
+    assert json.loads(path.read_text()) == manifest
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,9 @@ _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$"
 
 # The fields the teaching run name shows (model_<code>_lr<lr>_bs<bs>_e<epochs>).
 _NAMED_FIELDS = frozenset({"hidden", "learning_rate", "batch_size", "epochs"})
-_NAME_TEXT = re.compile(r"[A-Za-z0-9.+-]+")
+# ``_`` too: names such as leaky_relu, glorot_uniform and categorical_crossentropy are
+# valid in a directory name, and without it a varied one could not be shown at all.
+_NAME_TEXT = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 def _name_text(value: Any) -> str | None:
