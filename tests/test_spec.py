@@ -272,6 +272,17 @@ def test_yaml_config(tmp_path: Path) -> None:
         load_run_spec(tmp_path / "none.yaml")
 
 
+def test_a_sweep_spec_given_as_a_config_names_the_command_it_is_for(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("name: study\nbase: {train: {epochs: 2}}\ngrid: {learning_rate: [0.1]}\n")
+    with pytest.raises(
+        SpecError,
+        match=r"config file .*study\.yaml: this is a sweep spec \(it has name, base, grid\), "
+        r"not a run spec: run it with 'appsleuth sweep run .*study\.yaml'",
+    ):
+        load_run_spec(path)
+
+
 def test_non_text_keys_are_refused() -> None:
     with pytest.raises(SpecError, match=r"the keys of train must be field names \(text\); "
                        r"received the key 1 \(int\) in train"):  # fmt: skip

@@ -304,6 +304,27 @@ def test_spec_errors(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (  # A run spec (a run directory's spec.yaml) given as a sweep spec.
+            {"name": "t", "model": {"hidden": [4]}, "train": {"epochs": 2}},
+            r"a sweep spec holds model and train under base \(base: {model: ..., train: "
+            r"...}\); received top-level model and train \(a run spec with sections data, "
+            r"model and train is for 'appsleuth train --config'\)",
+        ),
+        (  # data is no field of base: it was listed as one.
+            {"name": "t", "base": {"modle": {"hidden": [4]}}},
+            r"unknown base field\(s\) modle \(did you mean model\?\); valid fields: model, "
+            r"train$",
+        ),
+    ],
+)
+def test_spec_section_mixups(d: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        SweepSpec.from_dict(d)
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("loguniform(0, 1)", "positive low bound"),

@@ -484,6 +484,13 @@ class SweepSpec:
                     "base must hold model and train only; the data section of a "
                     "sweep is its top-level data"
                 )
+            unknown = sorted(k for k in base if k not in ("model", "train"))
+            if unknown:
+                raise SpecError(
+                    f"unknown base field(s) "
+                    f"{', '.join(k + did_you_mean(k, ('model', 'train')) for k in unknown)}; "
+                    f"valid fields: model, train"
+                )
             object.__setattr__(self, "base", RunSpec.from_dict(base))
         elif isinstance(self.base, RunSpec) and self.base.data != DataSpec():
             raise SpecError(
@@ -710,6 +717,14 @@ class SweepSpec:
     def from_dict(cls, d: Any) -> SweepSpec:
         """From a mapping (YAML)."""
         _check_keys(d, "")
+        run_keys = [k for k in ("model", "train") if isinstance(d, Mapping) and k in d]
+        if run_keys:
+            # A run spec (a run directory's spec.yaml), or a sweep with base left out.
+            raise SpecError(
+                f"a sweep spec holds model and train under base (base: {{model: ..., train: "
+                f"...}}); received top-level {' and '.join(run_keys)} (a run spec with "
+                f"sections data, model and train is for 'appsleuth train --config')"
+            )
         d = _from_dict(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")
