@@ -304,6 +304,41 @@ def test_spec_errors(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (  # The default optimizer is adam: every trial trained the same model.
+            {"grid": {"momentum": [0.0, 0.9]}},
+            r"^momentum is varied, but only optimizer sgd and rmsprop use it and every "
+            r"trial's optimizer is adam: each trial would train the same model; set "
+            r"base.train.optimizer to sgd, or vary optimizer as well$",
+        ),
+        (
+            {
+                "base": {**BASE, "train": {**BASE["train"], "optimizer": "sgd"}},
+                "random": {"n": 2, "params": {"beta_1": "uniform(0.5, 0.9)"}},
+            },
+            r"^beta_1 is varied, but only optimizer adam and adamw use it and every "
+            r"trial's optimizer is sgd",
+        ),
+    ],
+)
+def test_a_varied_setting_no_trial_uses_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"grid": {"optimizer": ["adam", "sgd"], "momentum": [0.0, 0.9]}},  # used by sgd
+        {"grid": {"momentum": [0.0], "learning_rate": [0.1, 0.2]}},  # one value: no repeat
+    ],
+)
+def test_a_varied_setting_some_trial_uses_is_planned(kwargs: dict) -> None:
+    assert len(_spec(**kwargs).plan()) == 4 if "optimizer" in kwargs["grid"] else 2
+
+
+@pytest.mark.parametrize(
     ("d", "message"),
     [
         (  # A run spec (a run directory's spec.yaml) given as a sweep spec.

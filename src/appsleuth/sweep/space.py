@@ -24,6 +24,7 @@ import numpy as np
 from appsleuth._fields import did_you_mean, plain_fields, plain_value, spec_hash
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
+from appsleuth.model import _SETTING_USERS
 from appsleuth.run import validate_name
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, _from_dict, read_yaml_spec
 
@@ -156,6 +157,29 @@ def _check_aliases(kind: str, names: Sequence[str]) -> None:
 
 def _normalise_hidden(value: Any) -> Any:
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_varied_settings_used(names: Sequence[str], specs: Sequence[RunSpec]) -> None:
+    """Refuse an optimizer setting varied over several values that no trial's optimizer
+    uses.
+
+    Training only warns (in a worker, where nobody reads it), since a sweep that crosses
+    optimizers with momentum uses it in some trials; when none does, every trial would
+    train the same model under a different name.
+    """
+    for name in names:
+        field = _param_field(name)[1]
+        users = _SETTING_USERS.get(field)
+        if not users or any(spec.train.optimizer in users for spec in specs):
+            continue
+        if len({repr(getattr(spec.train, field)) for spec in specs}) > 1:
+            optimizers = sorted({spec.train.optimizer for spec in specs})
+            raise SpecError(
+                f"{name} is varied, but only optimizer {' and '.join(users)} use it and "
+                f"every trial's optimizer is {' or '.join(optimizers)}: each trial would "
+                f"train the same model; set base.train.optimizer to {users[0]}, or vary "
+                f"optimizer as well"
+            )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -642,6 +666,7 @@ class SweepSpec:
                 except SpecError as exc:
                     raise SpecError(f"trial {len(entries)} ({point}): {exc}") from exc
                 entries.append((point, spec))
+        _check_varied_settings_used(self.varied(), [spec for _, spec in entries])
         repeats = self.repeats > 1
         names = [spec.run_name(seed_suffix=repeats) for _, spec in entries]
         if len(set(names)) < len(names):
