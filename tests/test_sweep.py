@@ -1123,3 +1123,18 @@ def test_local_sweep_says_once_when_fused_falls_back(
         assert err == ""
     else:
         assert expected in err and err.count("appsleuth:") == 1
+
+
+def test_the_progress_line_shows_a_val_accuracy_of_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from appsleuth.sweep.local import _Progress
+    from appsleuth.sweep.worker import TrialOutcome
+
+    bar = _Progress(2, 0, 0, 1, enabled=False)
+    bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0, val_accuracy=0.0))
+    bar.finished(TrialOutcome(index=1, name="r1", status="failed", seconds=1.0, error="boom"))
+    assert capsys.readouterr().err.splitlines() == [
+        "[1/2] r0: complete val_accuracy 0.0000 1.0 s",
+        "[2/2] r1: failed 1.0 s (boom)",
+    ]
