@@ -290,6 +290,12 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
             r"show; it shows hidden, batch_size, epochs, and learning_rate and the varied "
             r"settings' numbers with 9 decimals$",
         ),
+        (  # The advice of train (name the run yourself) does not apply to a trial.
+            {"random": {"n": 2, "params": {"learning_rate": "loguniform(1e-12, 1e-10)"}}},
+            r"^trial 0 \({'learning_rate': .*}\): learning_rate .* is below 1e-9, which a "
+            r"trial's run directory name cannot show \(it writes 9 decimals\); use learning "
+            r"rates of 1e-9 or more \(for loguniform: a low bound of 1e-9 or more\)$",
+        ),
         (
             {"grid": {"class_weight": [{"Gmail": 2.0}, {"Gmail": 3.0}]}},
             r"trials 0 and 1 would share the run directory 'model_1H6N_lr0.003_bs64_e2': .*"

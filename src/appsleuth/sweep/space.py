@@ -26,7 +26,15 @@ from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
 from appsleuth.model import _SETTING_USERS
 from appsleuth.run import validate_name
-from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, _from_dict, read_yaml_spec
+from appsleuth.spec import (
+    DataSpec,
+    ModelSpec,
+    RunSpec,
+    TrainSpec,
+    _from_dict,
+    format_learning_rate,
+    read_yaml_spec,
+)
 
 __all__ = [
     "ExecutorSpec",
@@ -96,6 +104,14 @@ def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
             if text is not None:
                 pairs.append((field, text))
     return pairs
+
+
+def _format_learning_rate_or_none(lr: float) -> str | None:
+    """The learning rate as a run name writes it, or None when it is too small to show."""
+    try:
+        return format_learning_rate(lr)
+    except SpecError:
+        return None
 
 
 def _param_field(name: str) -> tuple[str, str]:
@@ -665,6 +681,15 @@ class SweepSpec:
                     spec = RunSpec.from_dict(d)
                 except SpecError as exc:
                     raise SpecError(f"trial {len(entries)} ({point}): {exc}") from exc
+                if _format_learning_rate_or_none(spec.train.learning_rate) is None:
+                    # Said here: run_name's advice (name the run yourself) is for train,
+                    # and a sweep names its trials.
+                    raise SpecError(
+                        f"trial {len(entries)} ({point}): learning_rate "
+                        f"{spec.train.learning_rate!r} is below 1e-9, which a trial's run "
+                        f"directory name cannot show (it writes 9 decimals); use learning "
+                        f"rates of 1e-9 or more (for loguniform: a low bound of 1e-9 or more)"
+                    )
                 entries.append((point, spec))
         _check_varied_settings_used(self.varied(), [spec for _, spec in entries])
         repeats = self.repeats > 1
