@@ -125,6 +125,26 @@ def test_a_manifest_checks_the_names_that_show_varied_settings(tmp_path: Path) -
         read_plan(sweep_dir)
 
 
+def test_a_value_a_run_name_cannot_hold_is_left_out_of_it(tmp_path: Path) -> None:
+    # '+' was written into the name, and the manifest just written read as damaged.
+    spec = _spec(grid={"kernel_initializer": ["he+normal", "zeros"]})
+    assert spec.plan().names() == [
+        "model_1H6N_lr0.003_bs64_e2",
+        "model_1H6N_lr0.003_bs64_e2_kernel_initializerzeros",
+    ]
+    assert read_plan(prepare_sweep_dir(spec, tmp_path)).names() == spec.plan().names()
+
+
+def test_a_run_name_too_long_for_a_directory_is_refused_when_planned() -> None:
+    long = "x" * 250
+    with pytest.raises(
+        SpecError,
+        match=rf"^trial 1 \({{'kernel_initializer': '{long}'}}\): run directory name is \d+ "
+        r"characters long, more than the 255 a directory name may have",
+    ):
+        _spec(grid={"kernel_initializer": ["zeros", long]})
+
+
 def test_a_sweep_dir_named_by_an_earlier_appsleuth_is_reused(tmp_path: Path) -> None:
     # Its names left leaky_relu out (model_..._e2); planned again, the sweep keeps them.
     spec = _spec(grid={"activation": ["relu", "leaky_relu"]})

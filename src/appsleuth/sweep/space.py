@@ -63,7 +63,8 @@ _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$"
 _NAMED_FIELDS = frozenset({"hidden", "learning_rate", "batch_size", "epochs"})
 # ``_`` too: names such as leaky_relu, glorot_uniform and categorical_crossentropy are
 # valid in a directory name, and without it a varied one could not be shown at all.
-_NAME_TEXT = re.compile(r"[A-Za-z0-9._+-]+")
+# Not ``+``, which run directory names may not hold (validate_name).
+_NAME_TEXT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _name_text(value: Any) -> str | None:
@@ -74,7 +75,7 @@ def _name_text(value: Any) -> str | None:
 
     Returns:
         The text, or None for a value a directory name cannot hold (a mapping, or text
-        with characters other than letters, digits, ``.``, ``+`` and ``-``).
+        with characters other than letters, digits, ``.``, ``_`` and ``-``, or ``..``).
     """
     if isinstance(value, list | tuple):
         parts = [_name_text(v) for v in value]
@@ -85,7 +86,7 @@ def _name_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, float):
         return f"{value:.9f}".rstrip("0").rstrip(".") or "0"
-    if isinstance(value, str) and _NAME_TEXT.fullmatch(value):
+    if isinstance(value, str) and _NAME_TEXT.fullmatch(value) and ".." not in value:
         return value
     return None
 
@@ -703,6 +704,12 @@ class SweepSpec:
         trials: list[Trial] = []
         seen: dict[str, int] = {}
         for index, ((point, spec), name) in enumerate(zip(entries, names, strict=True)):
+            # Checked now, as the manifest is checked when read: a name refused there
+            # made the freshly written manifest read as damaged.
+            try:
+                validate_name(name, "run directory name")
+            except SpecError as exc:
+                raise SpecError(f"trial {index} ({point}): {exc}") from exc
             if name in seen:
                 raise self._shared_directory(seen[name], index, name, point, trials)
             seen[name] = index
