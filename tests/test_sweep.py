@@ -549,6 +549,20 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     assert retried.count("failed") == 1 and retried.count("skipped") == 2
 
 
+def test_sweep_plan_shows_whole_run_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    grid = {"activation": ["relu", "tanh"], "dropout": [0.1], "batch_norm": [True]}
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump({"name": "p", "base": BASE, "grid": grid}, sort_keys=False))
+    assert main(["sweep", "plan", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out  # folded onto more lines, not cut short
+    cells = [line.split("│")[2].strip() for line in out.splitlines() if line.count("│") > 2]
+    assert "".join(cells) == "".join(_spec(grid=grid).plan().names())
+
+
 def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(
