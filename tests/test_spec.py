@@ -147,8 +147,8 @@ def test_data_spec_errors(kwargs: dict, message: str) -> None:
 
 
 def test_unknown_fields() -> None:
-    with pytest.raises(SpecError, match=r"unknown train field\(s\) lr; valid fields: "):
-        TrainSpec.from_dict({"lr": 0.1})
+    with pytest.raises(SpecError, match=r"unknown train field\(s\) colour; valid fields: "):
+        TrainSpec.from_dict({"colour": 0.1})
     # A near miss is named, in sections and in values alike.
     with pytest.raises(
         SpecError,
@@ -270,6 +270,39 @@ def test_yaml_config(tmp_path: Path) -> None:
         load_run_spec(path)
     with pytest.raises(SpecError, match="does not exist"):
         load_run_spec(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model: {hidden_neurons: [4]}\n",
+            r"unknown model field\(s\) hidden_neurons \(did you mean hidden\?\)",
+        ),
+        ("train: {lr: 0.1}\n", r"unknown train field\(s\) lr \(did you mean learning_rate\?\)"),
+        ("train: {bs: 64}\n", r"unknown train field\(s\) bs \(did you mean batch_size\?\)"),
+    ],
+)
+def test_names_from_the_teaching_material_and_the_cli_are_pointed_to_the_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # Spelling alone does not lead from hidden_neurons (the results.csv column, a grid
+    # name) or lr (train --lr) to the field.
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=message):
+        load_run_spec(path)
+
+
+def test_a_sweep_spec_given_as_a_config_names_the_command_it_is_for(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("name: study\nbase: {train: {epochs: 2}}\ngrid: {learning_rate: [0.1]}\n")
+    with pytest.raises(
+        SpecError,
+        match=r"config file .*study\.yaml: this is a sweep spec \(it has name, base, grid\), "
+        r"not a run spec: run it with 'appsleuth sweep run .*study\.yaml'",
+    ):
+        load_run_spec(path)
 
 
 def test_non_text_keys_are_refused() -> None:

@@ -89,6 +89,20 @@ def _spec(**kwargs) -> SweepSpec:
                 "model_1H6N_lr0.003_bs64_e2_optimizeradamw_weight_decay0.0001",
             ],
         ),
+        (  # Values with an underscore: shown as any other (leaky_relu was left out).
+            {"grid": {"activation": ["relu", "leaky_relu"]}},
+            [
+                "model_1H6N_lr0.003_bs64_e2_activationrelu",
+                "model_1H6N_lr0.003_bs64_e2_activationleaky_relu",
+            ],
+        ),
+        (  # ... and varying only such values was refused as unnameable.
+            {"grid": {"kernel_initializer": ["glorot_uniform", "he_normal"]}},
+            [
+                "model_1H6N_lr0.003_bs64_e2_kernel_initializerglorot_uniform",
+                "model_1H6N_lr0.003_bs64_e2_kernel_initializerhe_normal",
+            ],
+        ),
     ],
 )
 def test_run_names_show_the_varied_settings(kwargs: dict, names: list[str]) -> None:
@@ -109,6 +123,39 @@ def test_a_manifest_checks_the_names_that_show_varied_settings(tmp_path: Path) -
     path.write_text(json.dumps(manifest))
     with pytest.raises(DataError, match=r"trial 1: name '.*_dropout0.5' is not its spec's"):
         read_plan(sweep_dir)
+
+
+def test_a_value_a_run_name_cannot_hold_is_left_out_of_it(tmp_path: Path) -> None:
+    # '+' was written into the name, and the manifest just written read as damaged.
+    spec = _spec(grid={"kernel_initializer": ["he+normal", "zeros"]})
+    assert spec.plan().names() == [
+        "model_1H6N_lr0.003_bs64_e2",
+        "model_1H6N_lr0.003_bs64_e2_kernel_initializerzeros",
+    ]
+    assert read_plan(prepare_sweep_dir(spec, tmp_path)).names() == spec.plan().names()
+
+
+def test_a_run_name_too_long_for_a_directory_is_refused_when_planned() -> None:
+    long = "x" * 250
+    with pytest.raises(
+        SpecError,
+        match=rf"^trial 1 \({{'kernel_initializer': '{long}'}}\): run directory name is \d+ "
+        r"characters long, more than the 255 a directory name may have",
+    ):
+        _spec(grid={"kernel_initializer": ["zeros", long]})
+
+
+def test_a_sweep_dir_named_by_an_earlier_appsleuth_is_reused(tmp_path: Path) -> None:
+    # Its names left leaky_relu out (model_..._e2); planned again, the sweep keeps them.
+    spec = _spec(grid={"activation": ["relu", "leaky_relu"]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    path = sweep_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["trials"][1]["name"] = "model_1H6N_lr0.003_bs64_e2"
+    path.write_text(json.dumps(manifest))
+    assert prepare_sweep_dir(spec, tmp_path) == sweep_dir
+    assert read_plan(sweep_dir).names()[1] == "model_1H6N_lr0.003_bs64_e2"
+    assert json.loads(path.read_text()) == manifest
 
 
 @pytest.mark.parametrize(
@@ -263,6 +310,12 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
             r"show; it shows hidden, batch_size, epochs, and learning_rate and the varied "
             r"settings' numbers with 9 decimals$",
         ),
+        (  # The advice of train (name the run yourself) does not apply to a trial.
+            {"random": {"n": 2, "params": {"learning_rate": "loguniform(1e-12, 1e-10)"}}},
+            r"^trial 0 \({'learning_rate': .*}\): learning_rate .* is below 1e-9, which a "
+            r"trial's run directory name cannot show \(it writes 9 decimals\); use learning "
+            r"rates of 1e-9 or more \(for loguniform: a low bound of 1e-9 or more\)$",
+        ),
         (
             {"grid": {"class_weight": [{"Gmail": 2.0}, {"Gmail": 3.0}]}},
             r"trials 0 and 1 would share the run directory 'model_1H6N_lr0.003_bs64_e2': .*"
@@ -274,6 +327,62 @@ def test_random_search_plans_without_repeated_draws_are_unchanged() -> None:
 def test_spec_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         _spec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (  # The default optimizer is adam: every trial trained the same model.
+            {"grid": {"momentum": [0.0, 0.9]}},
+            r"^momentum is varied, but only optimizer sgd and rmsprop use it and every "
+            r"trial's optimizer is adam: each trial would train the same model; set "
+            r"base.train.optimizer to sgd, or vary optimizer as well$",
+        ),
+        (
+            {
+                "base": {**BASE, "train": {**BASE["train"], "optimizer": "sgd"}},
+                "random": {"n": 2, "params": {"beta_1": "uniform(0.5, 0.9)"}},
+            },
+            r"^beta_1 is varied, but only optimizer adam and adamw use it and every "
+            r"trial's optimizer is sgd",
+        ),
+    ],
+)
+def test_a_varied_setting_no_trial_uses_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _spec(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"grid": {"optimizer": ["adam", "sgd"], "momentum": [0.0, 0.9]}},  # used by sgd
+        {"grid": {"momentum": [0.0], "learning_rate": [0.1, 0.2]}},  # one value: no repeat
+    ],
+)
+def test_a_varied_setting_some_trial_uses_is_planned(kwargs: dict) -> None:
+    assert len(_spec(**kwargs).plan()) == 4 if "optimizer" in kwargs["grid"] else 2
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        (  # A run spec (a run directory's spec.yaml) given as a sweep spec.
+            {"name": "t", "model": {"hidden": [4]}, "train": {"epochs": 2}},
+            r"a sweep spec holds model and train under base \(base: {model: ..., train: "
+            r"...}\); received top-level model and train \(a run spec with sections data, "
+            r"model and train is for 'appsleuth train --config'\)",
+        ),
+        (  # data is no field of base: it was listed as one.
+            {"name": "t", "base": {"modle": {"hidden": [4]}}},
+            r"unknown base field\(s\) modle \(did you mean model\?\); valid fields: model, "
+            r"train$",
+        ),
+    ],
+)
+def test_spec_section_mixups(d: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        SweepSpec.from_dict(d)
 
 
 @pytest.mark.parametrize(
@@ -438,6 +547,20 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     assert again.workers == 0  # nothing left to train: no worker started
     retried = run_local(sweep_dir, workers=1, progress=False, retry_failed=True)
     assert retried.count("failed") == 1 and retried.count("skipped") == 2
+
+
+def test_sweep_plan_shows_whole_run_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    grid = {"activation": ["relu", "tanh"], "dropout": [0.1], "batch_norm": [True]}
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump({"name": "p", "base": BASE, "grid": grid}, sort_keys=False))
+    assert main(["sweep", "plan", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out  # folded onto more lines, not cut short
+    cells = [line.split("│")[2].strip() for line in out.splitlines() if line.count("│") > 2]
+    assert "".join(cells) == "".join(_spec(grid=grid).plan().names())
 
 
 def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1040,3 +1163,18 @@ def test_local_sweep_says_once_when_fused_falls_back(
         assert err == ""
     else:
         assert expected in err and err.count("appsleuth:") == 1
+
+
+def test_the_progress_line_shows_a_val_accuracy_of_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from appsleuth.sweep.local import _Progress
+    from appsleuth.sweep.worker import TrialOutcome
+
+    bar = _Progress(2, 0, 0, 1, enabled=False)
+    bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0, val_accuracy=0.0))
+    bar.finished(TrialOutcome(index=1, name="r1", status="failed", seconds=1.0, error="boom"))
+    assert capsys.readouterr().err.splitlines() == [
+        "[1/2] r0: complete val_accuracy 0.0000 1.0 s",
+        "[2/2] r1: failed 1.0 s (boom)",
+    ]

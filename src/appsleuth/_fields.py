@@ -107,6 +107,12 @@ def _yaml_float(number: float) -> str:
     return text
 
 
+# Names users bring from elsewhere that spelling alone does not lead to: the teaching
+# material's column (a sweep's grid takes it, a model section does not) and the options
+# of appsleuth train (--lr).
+_SYNONYMS = {"hidden_neurons": "hidden", "lr": "learning_rate", "bs": "batch_size"}
+
+
 def did_you_mean(name: Any, valid: Iterable[str]) -> str:
     """`` (did you mean X?)`` when ``name`` is text close to one of ``valid``, else ``""``.
 
@@ -116,6 +122,8 @@ def did_you_mean(name: Any, valid: Iterable[str]) -> str:
     if not isinstance(name, str):
         return ""
     valid = list(valid)
+    if _SYNONYMS.get(name) in valid:
+        return f" (did you mean {_SYNONYMS[name]}?)"
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
     if not close:  # case alone (Adam, Val_Loss) is a near miss too
         close = [v for v in valid if v.lower() == name.lower()][:1]

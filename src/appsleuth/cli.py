@@ -946,7 +946,9 @@ def sweep_plan(spec_file: Path) -> None:
         what += " (no search: the base settings)"
     table = Table(title=f"sweep {spec.name}: {what}", title_justify="left")
     table.add_column("index", justify="right")
-    table.add_column("run directory")
+    # Whole names, folded onto more lines (as in the trials table): cut short, the names
+    # of a sweep varying several settings all read "model_1H18N_lr0.0003_bs32_e30_…".
+    table.add_column("run directory", overflow="fold")
     for name in spec.varied():
         table.add_column(name)
     for t in plan:

@@ -670,4 +670,20 @@ def load_run_spec(path: str | os.PathLike[str]) -> RunSpec:
     Raises:
         SpecError: The file is missing, not YAML, or holds an invalid field.
     """
-    return read_yaml_spec(path, "config file", RunSpec.from_dict)
+
+    def build(d: Any) -> RunSpec:
+        sweep_keys = [k for k in _SWEEP_ONLY if isinstance(d, Mapping) and k in d]
+        if sweep_keys:
+            # The two kinds of spec are easily mixed up; say which command takes this one.
+            raise SpecError(
+                f"this is a sweep spec (it has {', '.join(sweep_keys)}), not a run spec: run "
+                f"it with 'appsleuth sweep run {path}'; --config takes a run spec with the "
+                f"sections data, model and train (a run directory's spec.yaml is one)"
+            )
+        return RunSpec.from_dict(d)
+
+    return read_yaml_spec(path, "config file", build)
+
+
+# Fields of a sweep spec that a run spec does not have.
+_SWEEP_ONLY = ("name", "base", "grid", "zip", "random", "repeats", "executor")

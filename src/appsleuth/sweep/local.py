@@ -677,7 +677,12 @@ class _Progress:
         if self.enabled:
             self._progress.update(self._task, completed=self.done, description=self._text())
         else:
-            acc = f" val_accuracy {outcome.val_accuracy:.4f}" if outcome.val_accuracy else ""
+            # 0.0 is a result too (tiny data, many classes): only None has none to show.
+            acc = (
+                f" val_accuracy {outcome.val_accuracy:.4f}"
+                if outcome.val_accuracy is not None
+                else ""
+            )
             err = f" ({outcome.error})" if outcome.error else ""
             print(
                 f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}"

@@ -24,8 +24,17 @@ import numpy as np
 from appsleuth._fields import did_you_mean, plain_fields, plain_value, spec_hash
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
+from appsleuth.model import _SETTING_USERS
 from appsleuth.run import validate_name
-from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec, _from_dict, read_yaml_spec
+from appsleuth.spec import (
+    DataSpec,
+    ModelSpec,
+    RunSpec,
+    TrainSpec,
+    _from_dict,
+    format_learning_rate,
+    read_yaml_spec,
+)
 
 __all__ = [
     "ExecutorSpec",
@@ -52,7 +61,10 @@ _DIST = re.compile(r"^\s*(loguniform|uniform|int_uniform|choice)\s*\((.*)\)\s*$"
 
 # The fields the teaching run name shows (model_<code>_lr<lr>_bs<bs>_e<epochs>).
 _NAMED_FIELDS = frozenset({"hidden", "learning_rate", "batch_size", "epochs"})
-_NAME_TEXT = re.compile(r"[A-Za-z0-9.+-]+")
+# ``_`` too: names such as leaky_relu, glorot_uniform and categorical_crossentropy are
+# valid in a directory name, and without it a varied one could not be shown at all.
+# Not ``+``, which run directory names may not hold (validate_name).
+_NAME_TEXT = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _name_text(value: Any) -> str | None:
@@ -63,7 +75,7 @@ def _name_text(value: Any) -> str | None:
 
     Returns:
         The text, or None for a value a directory name cannot hold (a mapping, or text
-        with characters other than letters, digits, ``.``, ``+`` and ``-``).
+        with characters other than letters, digits, ``.``, ``_`` and ``-``, or ``..``).
     """
     if isinstance(value, list | tuple):
         parts = [_name_text(v) for v in value]
@@ -74,7 +86,7 @@ def _name_text(value: Any) -> str | None:
         return str(value)
     if isinstance(value, float):
         return f"{value:.9f}".rstrip("0").rstrip(".") or "0"
-    if isinstance(value, str) and _NAME_TEXT.fullmatch(value):
+    if isinstance(value, str) and _NAME_TEXT.fullmatch(value) and ".." not in value:
         return value
     return None
 
@@ -93,6 +105,14 @@ def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
             if text is not None:
                 pairs.append((field, text))
     return pairs
+
+
+def _format_learning_rate_or_none(lr: float) -> str | None:
+    """The learning rate as a run name writes it, or None when it is too small to show."""
+    try:
+        return format_learning_rate(lr)
+    except SpecError:
+        return None
 
 
 def _param_field(name: str) -> tuple[str, str]:
@@ -154,6 +174,29 @@ def _check_aliases(kind: str, names: Sequence[str]) -> None:
 
 def _normalise_hidden(value: Any) -> Any:
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_varied_settings_used(names: Sequence[str], specs: Sequence[RunSpec]) -> None:
+    """Refuse an optimizer setting varied over several values that no trial's optimizer
+    uses.
+
+    Training only warns (in a worker, where nobody reads it), since a sweep that crosses
+    optimizers with momentum uses it in some trials; when none does, every trial would
+    train the same model under a different name.
+    """
+    for name in names:
+        field = _param_field(name)[1]
+        users = _SETTING_USERS.get(field)
+        if not users or any(spec.train.optimizer in users for spec in specs):
+            continue
+        if len({repr(getattr(spec.train, field)) for spec in specs}) > 1:
+            optimizers = sorted({spec.train.optimizer for spec in specs})
+            raise SpecError(
+                f"{name} is varied, but only optimizer {' and '.join(users)} use it and "
+                f"every trial's optimizer is {' or '.join(optimizers)}: each trial would "
+                f"train the same model; set base.train.optimizer to {users[0]}, or vary "
+                f"optimizer as well"
+            )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -482,6 +525,13 @@ class SweepSpec:
                     "base must hold model and train only; the data section of a "
                     "sweep is its top-level data"
                 )
+            unknown = sorted(k for k in base if k not in ("model", "train"))
+            if unknown:
+                raise SpecError(
+                    f"unknown base field(s) "
+                    f"{', '.join(k + did_you_mean(k, ('model', 'train')) for k in unknown)}; "
+                    f"valid fields: model, train"
+                )
             object.__setattr__(self, "base", RunSpec.from_dict(base))
         elif isinstance(self.base, RunSpec) and self.base.data != DataSpec():
             raise SpecError(
@@ -632,7 +682,17 @@ class SweepSpec:
                     spec = RunSpec.from_dict(d)
                 except SpecError as exc:
                     raise SpecError(f"trial {len(entries)} ({point}): {exc}") from exc
+                if _format_learning_rate_or_none(spec.train.learning_rate) is None:
+                    # Said here: run_name's advice (name the run yourself) is for train,
+                    # and a sweep names its trials.
+                    raise SpecError(
+                        f"trial {len(entries)} ({point}): learning_rate "
+                        f"{spec.train.learning_rate!r} is below 1e-9, which a trial's run "
+                        f"directory name cannot show (it writes 9 decimals); use learning "
+                        f"rates of 1e-9 or more (for loguniform: a low bound of 1e-9 or more)"
+                    )
                 entries.append((point, spec))
+        _check_varied_settings_used(self.varied(), [spec for _, spec in entries])
         repeats = self.repeats > 1
         names = [spec.run_name(seed_suffix=repeats) for _, spec in entries]
         if len(set(names)) < len(names):
@@ -644,6 +704,12 @@ class SweepSpec:
         trials: list[Trial] = []
         seen: dict[str, int] = {}
         for index, ((point, spec), name) in enumerate(zip(entries, names, strict=True)):
+            # Checked now, as the manifest is checked when read: a name refused there
+            # made the freshly written manifest read as damaged.
+            try:
+                validate_name(name, "run directory name")
+            except SpecError as exc:
+                raise SpecError(f"trial {index} ({point}): {exc}") from exc
             if name in seen:
                 raise self._shared_directory(seen[name], index, name, point, trials)
             seen[name] = index
@@ -708,6 +774,14 @@ class SweepSpec:
     def from_dict(cls, d: Any) -> SweepSpec:
         """From a mapping (YAML)."""
         _check_keys(d, "")
+        run_keys = [k for k in ("model", "train") if isinstance(d, Mapping) and k in d]
+        if run_keys:
+            # A run spec (a run directory's spec.yaml), or a sweep with base left out.
+            raise SpecError(
+                f"a sweep spec holds model and train under base (base: {{model: ..., train: "
+                f"...}}); received top-level {' and '.join(run_keys)} (a run spec with "
+                f"sections data, model and train is for 'appsleuth train --config')"
+            )
         d = _from_dict(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")

@@ -134,7 +134,7 @@ def prepare_sweep_dir(
         old = _manifest(sweep_dir)
         _plan(old, existing)  # a damaged trial is named as such, not as another sweep
         new_trials = json.loads(json.dumps(manifest["trials"]))
-        if old["trials"] != new_trials:
+        if old["trials"] != new_trials and not _same_but_names(old["trials"], new_trials):
             raise SpecError(
                 f"sweep directory {sweep_dir} already holds a different sweep: "
                 f"{_first_difference(old['trials'], new_trials)}; use another --out or "
@@ -153,6 +153,20 @@ def prepare_sweep_dir(
     _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
     return sweep_dir
+
+
+def _same_but_names(old: list[Any], new: list[Any]) -> bool:
+    """Whether two manifests' trials differ in their run names only.
+
+    An earlier appsleuth left some varied values out of the names (``leaky_relu``: it
+    wrote no ``_``); its manifest, whose names were checked against their specs on
+    reading, still describes this sweep, and its run directories are kept as named.
+    """
+
+    def unnamed(trials: list[Any]) -> list[Any]:
+        return [{k: v for k, v in t.items() if k != "name"} for t in trials]
+
+    return len(old) == len(new) and unnamed(old) == unnamed(new)
 
 
 def _first_difference(old: list[Any], new: list[Any]) -> str:
