@@ -278,7 +278,9 @@ def test_dry_run_writes_and_prints_the_script(
         err = capsys.readouterr().err
         assert f"time_min must be a positive integer; received time_min='{bad}'" in err
     assert main([*run, "--executor", "local", "--wait"]) == 2
-    assert "--wait apply to the slurm executor only" in capsys.readouterr().err
+    assert "--wait applies to the slurm executor only" in capsys.readouterr().err
+    assert main([*run, "--executor", "local", "--wait", "--partition", "debug"]) == 2
+    assert "--partition, --wait apply to the slurm executor only" in capsys.readouterr().err
 
 
 def test_a_resume_beside_a_running_array_says_the_throttle_is_per_array(

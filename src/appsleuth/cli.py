@@ -1106,7 +1106,8 @@ def sweep_run(
     given += [k for k, v in (("dry_run", dry_run), ("wait", wait)) if v]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise SpecError(f"{flags} apply to the slurm executor only; add --executor slurm")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise SpecError(f"{flags} {verb} to the slurm executor only; add --executor slurm")
     sweep_dir = prepare_sweep_dir(spec, out)
     try:
         summary = run_local(
