@@ -280,13 +280,13 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     # Integer codes in sorted-label order: the same split as the labels themselves give
     # (scikit-learn sorts classes too), without sorting hundreds of thousands of strings.
     labels = pd.Categorical(labels).codes
-    stratify = labels if spec.stratify and _can_stratify(labels, spec) else None
     n_val, n_test = _shares(n, spec)
+    stratify = labels if spec.stratify and _can_stratify(labels, n_val) else None
     rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
     side[val] = 1
     if n_test:
         strat_rest = (
-            labels[rest] if stratify is not None and _can_stratify(labels[rest], spec) else None
+            labels[rest] if stratify is not None and _can_stratify(labels[rest], n_test) else None
         )
         _, test = train_test_split(
             rest, test_size=n_test, random_state=(spec.seed + 1) % 2**32, stratify=strat_rest
@@ -295,15 +295,20 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     return side
 
 
-def _can_stratify(labels: np.ndarray, spec: SplitSpec) -> bool:
+def _can_stratify(labels: np.ndarray, n_held: int) -> bool:
+    """Whether ``n_held`` of ``labels`` can be drawn keeping each class's share: every
+    class needs two rows, and both sides room for one row of each class."""
     counts = (
         np.bincount(labels)
         if labels.dtype.kind in "iu"
         else np.unique(labels, return_counts=True)[1]
     )
     counts = counts[counts > 0]
-    n_val, _ = _shares(len(labels), spec)
-    return bool(counts.min() >= 2 and n_val >= len(counts) and len(labels) - n_val >= len(counts))
+    # The held-out test is drawn from the rows left after validation, with its own
+    # count: checking it against the validation count let scikit-learn fail on it.
+    return bool(
+        counts.min() >= 2 and n_held >= len(counts) and len(labels) - n_held >= len(counts)
+    )
 
 
 def _blocked_sides(
