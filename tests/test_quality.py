@@ -419,3 +419,10 @@ def test_data_check_says_what_it_does_at_a_terminal_only(
         assert "appsleuth: checking 180 rows x 19 columns ..." in notes
     else:
         assert "appsleuth:" not in notes
+
+
+def test_report_refuses_a_time_column_of_numbers_and_text() -> None:
+    df = pd.DataFrame({"ApplicationName": ["a", "b"] * 20, "x": np.arange(40.0)})
+    df["UUID"] = pd.Series([1] * 20 + ["later"] * 20, dtype=object)
+    with pytest.raises(DataError, match=r"time column 'UUID' mixes values"):
+        check_data(from_dataframe(df))

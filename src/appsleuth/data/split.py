@@ -26,7 +26,7 @@ from appsleuth._fields import check_seed, did_you_mean, fields_from_mapping, pla
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["DataSplit", "SplitKind", "SplitSpec", "held_share", "split_data"]
+__all__ = ["DataSplit", "SplitKind", "SplitSpec", "held_share", "split_data", "time_order"]
 
 SplitKind = Literal["random", "blocked", "group"]
 _KINDS = ("random", "blocked", "group")
@@ -229,11 +229,7 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
                 f"blocked split keeps runs of neighbouring rows together: use n_blocks <= "
                 f"{most}"
             )
-        order = (
-            np.arange(n)
-            if time_column is None
-            else np.argsort(df[time_column].to_numpy(), kind="stable")
-        )
+        order = time_order(df, time_column, info.dataset)
         side = _blocked_sides(labels, order, spec, rng)
     else:
         if spec.group_column not in df.columns:
@@ -250,6 +246,27 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
             f"data or another split"
         )
     return DataSplit(spec=spec, train=train, val=val, test=test)
+
+
+def time_order(df: pd.DataFrame, time_column: str | None, dataset: str) -> np.ndarray:
+    """Row positions in time order (stable; missing times last), or file order for None.
+
+    Raises:
+        DataError: The time column mixes values that cannot be ordered (numbers and text).
+    """
+    if time_column is None:
+        return np.arange(len(df))
+    try:
+        # pandas puts missing times (None too, in a column of objects) last.
+        times = df[time_column].reset_index(drop=True)
+        return times.sort_values(kind="stable", na_position="last").index.to_numpy()
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in df[time_column].dropna()})
+        raise DataError(
+            f"{dataset}: time column {time_column!r} mixes values that cannot be put in "
+            f"order ({', '.join(kinds)}); expected one kind of value, such as epoch "
+            f"milliseconds: convert the column (pd.to_numeric) or name another time column"
+        ) from exc
 
 
 def held_share(asked: float, held: int, total: int) -> float | None:
