@@ -132,6 +132,21 @@ def test_generic_layout_with_configured_label_and_features(tmp_path: Path) -> No
     assert frame_info(df).features == ("y",)
 
 
+def test_app_names_are_no_feature_when_another_column_is_the_label(tmp_path: Path) -> None:
+    # A raw table labelled by a column of the user's (malware or not): the app's name
+    # is text that describes the row, not a numeric feature with bad values.
+    path = tmp_path / "labelled.csv"
+    pd.DataFrame(
+        {
+            "ApplicationName": ["Gmail", "Moriarty", "Chrome", "Moriarty"],
+            "is_malware": ["no", "yes", "no", "yes"],
+            "rss": [1, 2, 3, 4],
+        }
+    ).to_csv(path, index=False)
+    info = frame_info(load_sherlock(path, label="is_malware"))
+    assert (info.layout, info.features) == ("generic", ("rss",))
+
+
 def test_text_column_that_is_mostly_numbers_is_an_error_not_dropped(tmp_path: Path) -> None:
     path = tmp_path / "generic.csv"
     values = [str(i) for i in range(30)]

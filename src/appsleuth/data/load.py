@@ -68,8 +68,9 @@ _SNIFF_BYTES = 256
 # How many rows a message or the non-finite record names, at most.
 _ROWS_SHOWN = 5
 _KNOWN_FEATURES = frozenset(SHERLOCK18_FEATURES) | frozenset(RAW_COLUMNS)
-# Text columns of the raw table: descriptive, never numeric features.
-_RAW_TEXT_COLUMNS = frozenset({"PackageName", "tcomm", "Version_Name", "wchan"})
+# Text columns of the raw table: descriptive, never numeric features (the app's name
+# too, when another column is the label).
+_RAW_TEXT_COLUMNS = frozenset({LABEL_COLUMN, "PackageName", "tcomm", "Version_Name", "wchan"})
 # A text column whose values are at least this share numbers is a numeric column with bad
 # values in it, not a text column: reported, never silently dropped from the features.
 _NUMERIC_SHARE = 0.9
