@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.layouts import RAW_COLUMNS, SHERLOCK18_FEATURES
 from appsleuth.data.load import (
     FrameInfo,
@@ -327,6 +328,33 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
     path = _write(tmp_path, b"\x1f\x8b\x08\x00garbage-not-deflate", "bad.csv.gz")
     with pytest.raises(DataError, match="looks gzip-compressed but cannot be decompressed"):
         load_sherlock(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([1000, None, 1002, 1003], "Int64"),
+        ([0.5, None, 1.5, 2.5], "Float64"),
+        ([True, None, False, True], "boolean"),
+    ],
+)
+def test_parquet_nullable_numbers_read_with_nan(tmp_path: Path, values, dtype) -> None:
+    # pandas' nullable dtypes, as Parquet files written from pandas often hold: their
+    # missing value is NaN like any other, so a median fills it (it used to raise
+    # "cannot convert NA to integer" or "Invalid value '1001.5' for dtype 'Int64'").
+    path = tmp_path / "nullable.parquet"
+    pd.DataFrame(
+        {
+            "ApplicationName": ["a", "b", "a", "b"],
+            "rss": [1, 2, 3, 4],
+            "x": pd.array(values, dtype=dtype),
+        }
+    ).to_parquet(path)
+    df = load_sherlock(path)
+    assert df["x"].dtype == np.float64
+    assert df["x"].isna().tolist() == [False, True, False, False]
+    filled, _ = clean_sherlock(df, missing="impute")
+    assert filled["x"].notna().all()
 
 
 def test_corrupt_parquet(tmp_path: Path) -> None:

@@ -1041,6 +1041,13 @@ def numeric_columns_as_numbers(
 
 
 def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
+    if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and (
+        pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+    ):
+        # Nullable numbers (Parquet's Int64, Float64, boolean): a missing value as NaN,
+        # as in every other column; pd.NA would break casts and median fills later.
+        numpy_dtype = getattr(col.dtype, "numpy_dtype", np.dtype(np.float64))
+        col = col.astype(np.float64 if col.isna().any() else numpy_dtype)
     if pd.api.types.is_bool_dtype(col):
         return col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col):
