@@ -270,6 +270,18 @@ def test_fill_values_fill_missing_and_infinite_values_and_are_saved(table, tmp_p
     np.testing.assert_array_equal(x, pre.transform(filled))
 
 
+@pytest.mark.parametrize("dtype", ["Int64", "Float64"])
+def test_fill_values_fill_nullable_number_columns(table, dtype) -> None:
+    # A table in memory with pandas' nullable numbers (read from Parquet, say): a fill
+    # value of 123.5 used to be refused by the Int64 column, as a TypeError.
+    pre = Preprocessor().fit(table).set_fill_values({"rss": 123.5})
+    holes = table.iloc[:3].copy()
+    holes["rss"] = pd.array([1000, None, 1002], dtype=dtype)
+    filled = holes.assign(rss=[1000.0, 123.5, 1002.0])
+    assert pre.filled_rows(holes).tolist() == [False, True, False]
+    np.testing.assert_array_equal(pre.transform(holes), pre.transform(filled))
+
+
 def test_files_without_fill_values_still_skip_incomplete_rows(table, tmp_path) -> None:
     # Files of models trained with missing='drop' (and of every model before the fill
     # values were recorded) carry no fill_values: incomplete rows stay incomplete.

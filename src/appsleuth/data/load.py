@@ -1027,12 +1027,17 @@ def numeric_columns_as_numbers(
     Raises:
         DataError: A value is text that is not a number; names the column and the row.
     """
-    # Text only: dates, durations and the like are refused by check_feature_dtypes.
+    # Text and nullable numbers only: dates, durations and the like are refused by
+    # check_feature_dtypes.
     todo = [
         c
         for c in columns
         if c in df.columns
-        and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
+        and (
+            pd.api.types.is_object_dtype(df[c])
+            or pd.api.types.is_string_dtype(df[c])
+            or _is_nullable_number(df[c])
+        )
     ]
     if not todo:
         return df
@@ -1040,10 +1045,16 @@ def numeric_columns_as_numbers(
     return df.assign(**{c: _as_numeric(df[c], c, where, rows) for c in todo})
 
 
-def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
-    if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and (
+def _is_nullable_number(col: pd.Series) -> bool:
+    """Whether ``col`` holds numbers or booleans of a pandas extension dtype (``Int64``,
+    ``Float64``, ``boolean``, Arrow numbers), whose missing value is ``pd.NA``."""
+    return isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and (
         pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-    ):
+    )
+
+
+def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
+    if _is_nullable_number(col):
         # Nullable numbers (Parquet's Int64, Float64, boolean): a missing value as NaN,
         # as in every other column; pd.NA would break casts and median fills later.
         numpy_dtype = getattr(col.dtype, "numpy_dtype", np.dtype(np.float64))
