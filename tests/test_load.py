@@ -974,3 +974,15 @@ def test_a_table_with_a_repeated_column_is_named_by_every_step(step: str, record
         twice.attrs = {}
     with pytest.raises(DataError, match=r"has repeated column names \['CPU_USAGE'\]"):
         getattr(appsleuth, step)(twice)
+
+
+def test_a_header_repeated_inside_the_file_is_named_as_such(tmp_path: Path) -> None:
+    # Two exports joined with `cat`: the second header is a row of the table.
+    part = b"ApplicationName,rss,vsize\na,1,2\nb,3,4\n"
+    path = _write(tmp_path, part + part, "joined.csv")
+    with pytest.raises(
+        DataError,
+        match=r"data row 2 \(line 4\) holds 'rss' \(the header line again: were files "
+        r"joined with their headers\? keep one\)",
+    ):
+        load_sherlock(path)

@@ -1075,6 +1075,9 @@ def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Se
         plain = value.replace(",", "") if isinstance(value, str) else None
         if plain and pd.notna(pd.to_numeric(plain, errors="coerce")):
             hint = f" (a thousands separator is not read: write {plain})"
+        elif isinstance(value, str) and value.strip() == str(name):
+            # `cat a.csv b.csv > both.csv` keeps b's header as a row of the table.
+            hint = " (the header line again: were files joined with their headers? keep one)"
         raise DataError(
             f"{where}: feature column {name!r} must be numeric, but {rows.name(row)} "
             f"holds {value!r}{hint} ({len(bad)} such value(s) in all); "
