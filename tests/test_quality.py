@@ -348,7 +348,13 @@ def test_documented_feature_meanings_are_noted() -> None:
     finding = check_data(from_dataframe(make_sherlock18(n_per_app=10)))["feature_notes"]
     assert finding.severity == "info"
     assert "CPU_USAGE is deprecated upstream" in finding.summary
-    assert "utime and stime are cumulative since process start" in finding.summary
+    assert "utime and stime are cumulative since process start, so they also tell" in (
+        finding.summary
+    )
+    one = from_dataframe(make_sherlock18(n_per_app=10).drop(columns="stime"))
+    assert "utime is cumulative since process start, so it also tells" in (
+        check_data(one)["feature_notes"].summary
+    )
     plain = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b"] * 5, "x": range(10)}))
     assert "feature_notes" not in [f.key for f in check_data(plain).findings]
 

@@ -407,8 +407,8 @@ def _feature_notes(features: list[str]) -> Finding | None:
     if cumulative:
         notes.append(
             f"{' and '.join(cumulative)} {'are' if len(cumulative) > 1 else 'is'} cumulative "
-            f"since process start, so {'they' if len(cumulative) > 1 else 'it'} also tell "
-            f"how long a process has run"
+            f"since process start, so {'they' if len(cumulative) > 1 else 'it'} also "
+            f"tell{'' if len(cumulative) > 1 else 's'} how long a process has run"
         )
     if not notes:
         return None
