@@ -960,6 +960,30 @@ def test_column_access_on_a_wide_table_does_not_deep_copy_its_column_lists(
     assert calls == []
 
 
+@pytest.mark.parametrize("source", ["from_dataframe", "generator", "cleaned"])
+def test_column_access_costs_no_python_step_per_column(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One Python step per listed column on every access made a loop over the columns of
+    # a 10,000-column table take minutes in the quality report; the lists of names are
+    # copied whole now, so the steps do not grow with the table's width.
+    from appsleuth.data import _record
+
+    df = _records()[source]
+    looked_at: list[type] = []
+
+    class Counting(tuple):
+        def __contains__(self, kind: object) -> bool:
+            looked_at.append(kind)  # type: ignore[arg-type]
+            return tuple.__contains__(self, kind)
+
+    monkeypatch.setattr(_record, "_ATOMIC", Counting(_record._ATOMIC))
+    column = df[df.columns[-1]]
+    assert column.attrs["appsleuth"] == df.attrs["appsleuth"]
+    # A look at each key and at each value of the record, none at each listed column.
+    assert len(looked_at) <= 2 * len(df.attrs["appsleuth"])
+
+
 @pytest.mark.parametrize("recorded", [True, False])
 @pytest.mark.parametrize("step", ["check_data", "clean_sherlock", "prepare_data"])
 def test_a_table_with_a_repeated_column_is_named_by_every_step(step: str, recorded: bool) -> None:
