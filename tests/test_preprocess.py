@@ -340,3 +340,22 @@ def test_filled_rows_are_the_rows_a_fill_value_completes(table) -> None:
     pre.set_fill_values({"rss": 5000.0})
     assert pre.filled_rows(new).tolist() == [False, True, True, False, False]
     assert pre.missing_rows(new).tolist() == [False, False, False, True, False]
+
+
+def test_numeric_category_codes_are_one_category_with_or_without_gaps(tmp_path) -> None:
+    # A gap makes a column of codes float: code 1 was "1.0" in the training file and
+    # "1" in a new file without gaps, which then got all-zero one-hot columns.
+    from appsleuth.data.load import load_sherlock
+
+    rows = "".join(f"a,{i},1\nb,{i + 50},2\n" for i in range(20))
+    train_file = tmp_path / "train.csv"
+    train_file.write_text(f"ApplicationName,rss,state\n{rows}a,3,\n")
+    new_file = tmp_path / "new.csv"
+    new_file.write_text("ApplicationName,rss,state\na,3,1\nb,55,2\n")
+    train = clean_sherlock(load_sherlock(train_file))[0]
+    pre = Preprocessor().fit(train)
+    assert pre.categories == {"state": ["1", "2"]}
+    x = pre.transform(load_sherlock(new_file, require_label=False))
+    np.testing.assert_array_equal(x[:, -2:], [[1, 0], [0, 1]])
+    in_memory = pd.DataFrame({"rss": [3.0, 55.0], "state": [1.0, 2.0]})
+    np.testing.assert_array_equal(pre.transform(in_memory)[:, -2:], [[1, 0], [0, 1]])

@@ -43,6 +43,7 @@ from appsleuth.errors import DataError, SpecError
 __all__ = [
     "FrameInfo",
     "as_name_list",
+    "category_text",
     "check_feature_dtypes",
     "check_name_matches_content",
     "check_unique_names",
@@ -929,7 +930,7 @@ def _finish(
     for name in info.categorical:
         col = df[name]
         if not _is_text(col):  # e.g. numeric codes: categories are compared as text
-            df[name] = col.astype(str).where(col.notna())
+            df[name] = category_text(col)
     if info.label is not None:
         text = label_text(df[info.label])
         if text.isna().any():
@@ -955,6 +956,31 @@ def _finish(
         recorded["nonfinite"] = nonfinite
     df.attrs["appsleuth"] = as_record(recorded)
     return df
+
+
+def category_text(col: pd.Series) -> pd.Series:
+    """Category values as text, a number written the same whatever its column's dtype.
+
+    A missing value turns a column of whole numbers into floats: without this, code 1
+    would be the category ``"1.0"`` in a file with a gap and ``"1"`` in one without,
+    and a model trained on one would not know the other's rows.
+
+    Args:
+        col: The column (text columns are returned as they are).
+
+    Returns:
+        The values as text; missing values stay missing.
+    """
+    if _is_text(col):
+        return col
+    if pd.api.types.is_float_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = values[~np.isnan(values)]
+        if np.all(np.isfinite(present) & (present == np.round(present))) and (
+            np.abs(present).max(initial=0) < 2**53
+        ):
+            col = col.astype("Int64")
+    return col.astype(str).where(col.notna())
 
 
 def label_text(labels: pd.Series | Sequence[Any]) -> pd.Series:
