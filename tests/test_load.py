@@ -1010,3 +1010,17 @@ def test_a_header_repeated_inside_the_file_is_named_as_such(tmp_path: Path) -> N
         r"joined with their headers\? keep one\)",
     ):
         load_sherlock(path)
+
+
+def test_gzip_compressed_parquet_or_utf16_is_named_as_such(tmp_path: Path) -> None:
+    # Read as CSV, both used to end in "a row has a different number of fields".
+    parquet = tmp_path / "t.parquet"
+    make_sherlock18(n_per_app=5).to_parquet(parquet)
+    packed = _write(tmp_path, gzip.compress(parquet.read_bytes()), "t.parquet.gz")
+    with pytest.raises(DataError, match=r"t\.parquet\.gz is a gzip-compressed Parquet file"):
+        load_sherlock(packed)
+    text = "ApplicationName,rss\na,1\nb,2\n".encode("utf-16")
+    wide = _write(tmp_path, gzip.compress(text), "t.csv.gz")
+    with pytest.raises(DataError, match=r"t\.csv\.gz is UTF-16 text once decompressed"):
+        load_sherlock(wide)
+    assert len(load_sherlock(wide, encoding="utf-16")) == 2

@@ -549,16 +549,7 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
     check_name_matches_content(file, head)
     if head.startswith(_PARQUET_MAGIC):
         return _read_parquet(file), _RowNames(kind="file")
-    if head.startswith(b"PK\x03\x04"):
-        raise DataError(
-            f"data file {file} is a zip archive, which is not read: unzip it, or compress "
-            f"the CSV with gzip (file.csv.gz is read as it is)"
-        )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
-        raise DataError(
-            f"data file {file} is UTF-16 text (it starts with a UTF-16 byte order mark); "
-            f"pass encoding='utf-16' (--encoding utf-16) or convert the file to UTF-8"
-        )
+    _check_text_content(file, head, encoding, inside="")
     if head.startswith(_GZIP_MAGIC):
         try:
             with gzip.open(file, "rb") as fh:
@@ -569,10 +560,31 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
             ) from exc
         if not data:
             raise DataError(f"data file {file} is empty once decompressed")
+        if data.startswith(_PARQUET_MAGIC):
+            raise DataError(
+                f"data file {file} is a gzip-compressed Parquet file, which is not read: "
+                f"decompress it (gunzip); Parquet compresses its own content"
+            )
+        _check_text_content(file, data[:_SNIFF_BYTES], encoding, inside=" once decompressed")
         df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data, label=label)
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
     df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
+
+
+def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:
+    """Refuse content that is not CSV text in the given encoding: a zip archive, or
+    UTF-16 text read as another encoding. ``inside`` says where (after gunzip)."""
+    if head.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"data file {file} is a zip archive{inside}, which is not read: unzip it, or "
+            f"compress the CSV with gzip (file.csv.gz is read as it is)"
+        )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
+        raise DataError(
+            f"data file {file} is UTF-16 text{inside} (it starts with a UTF-16 byte order "
+            f"mark); pass encoding='utf-16' (--encoding utf-16) or convert the file to UTF-8"
+        )
 
 
 def _separator_hint(columns: Sequence[str]) -> str:
