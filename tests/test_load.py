@@ -851,8 +851,13 @@ def test_non_tables_are_named(bad) -> None:
 
 
 @pytest.mark.parametrize(("sep", "name"), [(b";", "semicolons"), (b"\t", "tabs")])
-def test_other_separators_get_a_hint(tmp_path: Path, sep: bytes, name: str) -> None:
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_other_separators_get_a_hint(
+    tmp_path: Path, sep: bytes, name: str, n_features: int
+) -> None:
+    # One feature too: the header is then one name holding a single separator.
     rows = [b"ApplicationName", b"CPU_USAGE", b"utime"], [b"Gmail", b"1", b"2"]
+    rows = tuple(r[: 1 + n_features] for r in rows)
     path = _write(tmp_path, b"\n".join(sep.join(r) for r in rows) + b"\n")
     with pytest.raises(DataError, match=rf"seems to separate its fields with {name}"):
         load_sherlock(path)

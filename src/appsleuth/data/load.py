@@ -590,7 +590,9 @@ def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) 
 def _separator_hint(columns: Sequence[str]) -> str:
     """Advice when the header was read as one column holding ``;``/tab-separated names."""
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
-        if len(columns) <= 2 and any(c.count(sep) >= 2 for c in columns):
+        # One column whose name holds the separator: a label and a single feature.
+        one = len(columns) == 1 and sep in columns[0]
+        if one or (len(columns) <= 2 and any(c.count(sep) >= 2 for c in columns)):
             return (
                 f"The file seems to separate its fields with {name}; appsleuth reads "
                 f"comma-separated files: convert it (e.g. pandas.read_csv(path, "
