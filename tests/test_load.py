@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.layouts import RAW_COLUMNS, SHERLOCK18_FEATURES
 from appsleuth.data.load import (
     FrameInfo,
@@ -130,6 +131,21 @@ def test_generic_layout_with_configured_label_and_features(tmp_path: Path) -> No
     assert info.features == ("x", "y")  # the text column is not a feature
     df = load_sherlock(path, label="app", features=["y"])
     assert frame_info(df).features == ("y",)
+
+
+def test_app_names_are_no_feature_when_another_column_is_the_label(tmp_path: Path) -> None:
+    # A raw table labelled by a column of the user's (malware or not): the app's name
+    # is text that describes the row, not a numeric feature with bad values.
+    path = tmp_path / "labelled.csv"
+    pd.DataFrame(
+        {
+            "ApplicationName": ["Gmail", "Moriarty", "Chrome", "Moriarty"],
+            "is_malware": ["no", "yes", "no", "yes"],
+            "rss": [1, 2, 3, 4],
+        }
+    ).to_csv(path, index=False)
+    info = frame_info(load_sherlock(path, label="is_malware"))
+    assert (info.layout, info.features) == ("generic", ("rss",))
 
 
 def test_text_column_that_is_mostly_numbers_is_an_error_not_dropped(tmp_path: Path) -> None:
@@ -312,6 +328,33 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
     path = _write(tmp_path, b"\x1f\x8b\x08\x00garbage-not-deflate", "bad.csv.gz")
     with pytest.raises(DataError, match="looks gzip-compressed but cannot be decompressed"):
         load_sherlock(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [
+        ([1000, None, 1002, 1003], "Int64"),
+        ([0.5, None, 1.5, 2.5], "Float64"),
+        ([True, None, False, True], "boolean"),
+    ],
+)
+def test_parquet_nullable_numbers_read_with_nan(tmp_path: Path, values, dtype) -> None:
+    # pandas' nullable dtypes, as Parquet files written from pandas often hold: their
+    # missing value is NaN like any other, so a median fills it (it used to raise
+    # "cannot convert NA to integer" or "Invalid value '1001.5' for dtype 'Int64'").
+    path = tmp_path / "nullable.parquet"
+    pd.DataFrame(
+        {
+            "ApplicationName": ["a", "b", "a", "b"],
+            "rss": [1, 2, 3, 4],
+            "x": pd.array(values, dtype=dtype),
+        }
+    ).to_parquet(path)
+    df = load_sherlock(path)
+    assert df["x"].dtype == np.float64
+    assert df["x"].isna().tolist() == [False, True, False, False]
+    filled, _ = clean_sherlock(df, missing="impute")
+    assert filled["x"].notna().all()
 
 
 def test_corrupt_parquet(tmp_path: Path) -> None:
@@ -808,8 +851,13 @@ def test_non_tables_are_named(bad) -> None:
 
 
 @pytest.mark.parametrize(("sep", "name"), [(b";", "semicolons"), (b"\t", "tabs")])
-def test_other_separators_get_a_hint(tmp_path: Path, sep: bytes, name: str) -> None:
+@pytest.mark.parametrize("n_features", [1, 2])
+def test_other_separators_get_a_hint(
+    tmp_path: Path, sep: bytes, name: str, n_features: int
+) -> None:
+    # One feature too: the header is then one name holding a single separator.
     rows = [b"ApplicationName", b"CPU_USAGE", b"utime"], [b"Gmail", b"1", b"2"]
+    rows = tuple(r[: 1 + n_features] for r in rows)
     path = _write(tmp_path, b"\n".join(sep.join(r) for r in rows) + b"\n")
     with pytest.raises(DataError, match=rf"seems to separate its fields with {name}"):
         load_sherlock(path)
@@ -917,6 +965,30 @@ def test_column_access_on_a_wide_table_does_not_deep_copy_its_column_lists(
     assert calls == []
 
 
+@pytest.mark.parametrize("source", ["from_dataframe", "generator", "cleaned"])
+def test_column_access_costs_no_python_step_per_column(
+    source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One Python step per listed column on every access made a loop over the columns of
+    # a 10,000-column table take minutes in the quality report; the lists of names are
+    # copied whole now, so the steps do not grow with the table's width.
+    from appsleuth.data import _record
+
+    df = _records()[source]
+    looked_at: list[type] = []
+
+    class Counting(tuple):
+        def __contains__(self, kind: object) -> bool:
+            looked_at.append(kind)  # type: ignore[arg-type]
+            return tuple.__contains__(self, kind)
+
+    monkeypatch.setattr(_record, "_ATOMIC", Counting(_record._ATOMIC))
+    column = df[df.columns[-1]]
+    assert column.attrs["appsleuth"] == df.attrs["appsleuth"]
+    # A look at each key and at each value of the record, none at each listed column.
+    assert len(looked_at) <= 2 * len(df.attrs["appsleuth"])
+
+
 @pytest.mark.parametrize("recorded", [True, False])
 @pytest.mark.parametrize("step", ["check_data", "clean_sherlock", "prepare_data"])
 def test_a_table_with_a_repeated_column_is_named_by_every_step(step: str, recorded: bool) -> None:
@@ -931,3 +1003,29 @@ def test_a_table_with_a_repeated_column_is_named_by_every_step(step: str, record
         twice.attrs = {}
     with pytest.raises(DataError, match=r"has repeated column names \['CPU_USAGE'\]"):
         getattr(appsleuth, step)(twice)
+
+
+def test_a_header_repeated_inside_the_file_is_named_as_such(tmp_path: Path) -> None:
+    # Two exports joined with `cat`: the second header is a row of the table.
+    part = b"ApplicationName,rss,vsize\na,1,2\nb,3,4\n"
+    path = _write(tmp_path, part + part, "joined.csv")
+    with pytest.raises(
+        DataError,
+        match=r"data row 2 \(line 4\) holds 'rss' \(the header line again: were files "
+        r"joined with their headers\? keep one\)",
+    ):
+        load_sherlock(path)
+
+
+def test_gzip_compressed_parquet_or_utf16_is_named_as_such(tmp_path: Path) -> None:
+    # Read as CSV, both used to end in "a row has a different number of fields".
+    parquet = tmp_path / "t.parquet"
+    make_sherlock18(n_per_app=5).to_parquet(parquet)
+    packed = _write(tmp_path, gzip.compress(parquet.read_bytes()), "t.parquet.gz")
+    with pytest.raises(DataError, match=r"t\.parquet\.gz is a gzip-compressed Parquet file"):
+        load_sherlock(packed)
+    text = "ApplicationName,rss\na,1\nb,2\n".encode("utf-16")
+    wide = _write(tmp_path, gzip.compress(text), "t.csv.gz")
+    with pytest.raises(DataError, match=r"t\.csv\.gz is UTF-16 text once decompressed"):
+        load_sherlock(wide)
+    assert len(load_sherlock(wide, encoding="utf-16")) == 2

@@ -270,6 +270,18 @@ def test_fill_values_fill_missing_and_infinite_values_and_are_saved(table, tmp_p
     np.testing.assert_array_equal(x, pre.transform(filled))
 
 
+@pytest.mark.parametrize("dtype", ["Int64", "Float64"])
+def test_fill_values_fill_nullable_number_columns(table, dtype) -> None:
+    # A table in memory with pandas' nullable numbers (read from Parquet, say): a fill
+    # value of 123.5 used to be refused by the Int64 column, as a TypeError.
+    pre = Preprocessor().fit(table).set_fill_values({"rss": 123.5})
+    holes = table.iloc[:3].copy()
+    holes["rss"] = pd.array([1000, None, 1002], dtype=dtype)
+    filled = holes.assign(rss=[1000.0, 123.5, 1002.0])
+    assert pre.filled_rows(holes).tolist() == [False, True, False]
+    np.testing.assert_array_equal(pre.transform(holes), pre.transform(filled))
+
+
 def test_files_without_fill_values_still_skip_incomplete_rows(table, tmp_path) -> None:
     # Files of models trained with missing='drop' (and of every model before the fill
     # values were recorded) carry no fill_values: incomplete rows stay incomplete.
@@ -328,3 +340,22 @@ def test_filled_rows_are_the_rows_a_fill_value_completes(table) -> None:
     pre.set_fill_values({"rss": 5000.0})
     assert pre.filled_rows(new).tolist() == [False, True, True, False, False]
     assert pre.missing_rows(new).tolist() == [False, False, False, True, False]
+
+
+def test_numeric_category_codes_are_one_category_with_or_without_gaps(tmp_path) -> None:
+    # A gap makes a column of codes float: code 1 was "1.0" in the training file and
+    # "1" in a new file without gaps, which then got all-zero one-hot columns.
+    from appsleuth.data.load import load_sherlock
+
+    rows = "".join(f"a,{i},1\nb,{i + 50},2\n" for i in range(20))
+    train_file = tmp_path / "train.csv"
+    train_file.write_text(f"ApplicationName,rss,state\n{rows}a,3,\n")
+    new_file = tmp_path / "new.csv"
+    new_file.write_text("ApplicationName,rss,state\na,3,1\nb,55,2\n")
+    train = clean_sherlock(load_sherlock(train_file))[0]
+    pre = Preprocessor().fit(train)
+    assert pre.categories == {"state": ["1", "2"]}
+    x = pre.transform(load_sherlock(new_file, require_label=False))
+    np.testing.assert_array_equal(x[:, -2:], [[1, 0], [0, 1]])
+    in_memory = pd.DataFrame({"rss": [3.0, 55.0], "state": [1.0, 2.0]})
+    np.testing.assert_array_equal(pre.transform(in_memory)[:, -2:], [[1, 0], [0, 1]])

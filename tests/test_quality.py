@@ -348,7 +348,13 @@ def test_documented_feature_meanings_are_noted() -> None:
     finding = check_data(from_dataframe(make_sherlock18(n_per_app=10)))["feature_notes"]
     assert finding.severity == "info"
     assert "CPU_USAGE is deprecated upstream" in finding.summary
-    assert "utime and stime are cumulative since process start" in finding.summary
+    assert "utime and stime are cumulative since process start, so they also tell" in (
+        finding.summary
+    )
+    one = from_dataframe(make_sherlock18(n_per_app=10).drop(columns="stime"))
+    assert "utime is cumulative since process start, so it also tells" in (
+        check_data(one)["feature_notes"].summary
+    )
     plain = from_dataframe(pd.DataFrame({"ApplicationName": ["a", "b"] * 5, "x": range(10)}))
     assert "feature_notes" not in [f.key for f in check_data(plain).findings]
 
@@ -419,3 +425,10 @@ def test_data_check_says_what_it_does_at_a_terminal_only(
         assert "appsleuth: checking 180 rows x 19 columns ..." in notes
     else:
         assert "appsleuth:" not in notes
+
+
+def test_report_refuses_a_time_column_of_numbers_and_text() -> None:
+    df = pd.DataFrame({"ApplicationName": ["a", "b"] * 20, "x": np.arange(40.0)})
+    df["UUID"] = pd.Series([1] * 20 + ["later"] * 20, dtype=object)
+    with pytest.raises(DataError, match=r"time column 'UUID' mixes values"):
+        check_data(from_dataframe(df))

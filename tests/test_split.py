@@ -270,3 +270,30 @@ def test_split_accepts_a_mapping_and_names_unknown_fields() -> None:
         split_data(df, foo=1)
     with pytest.raises(SpecError, match=r"split must be a SplitSpec or a mapping .*split=3"):
         split_data(df, 3)
+
+
+def test_stratified_split_with_a_test_share_smaller_than_the_classes() -> None:
+    # 18 classes, 10 test rows: the test part cannot be stratified and is drawn plainly
+    # (it used to be checked against the validation count, and scikit-learn failed).
+    n = 1000
+    labels = [f"app{i % 18}" for i in range(n)]
+    df = from_dataframe(pd.DataFrame({"ApplicationName": labels, "x": np.arange(n) % 7}))
+    s = split_data(df, stratify=True, val_fraction=0.5, test_fraction=0.01)
+    assert (len(s.train), len(s.val), len(s.test)) == (490, 500, 10)
+    val_counts = df.iloc[s.val]["ApplicationName"].value_counts()
+    assert val_counts.max() - val_counts.min() <= 1  # validation is still stratified
+
+
+def test_blocked_split_refuses_a_time_column_of_numbers_and_text() -> None:
+    df = pd.DataFrame({"ApplicationName": ["a", "b"] * 20, "x": np.arange(40.0)})
+    df["UUID"] = pd.Series([1] * 20 + ["later"] * 20, dtype=object)
+    with pytest.raises(DataError, match=r"time column 'UUID' mixes values .*\(int, str\)"):
+        split_data(from_dataframe(df), kind="blocked")
+
+
+def test_blocked_split_puts_missing_times_last() -> None:
+    # None in a column of objects is a missing time, as NaN is in a column of numbers.
+    df = pd.DataFrame({"ApplicationName": ["a", "b"] * 20, "x": np.arange(40.0)})
+    df["UUID"] = pd.Series([None, None, *range(38)], dtype=object)
+    s = split_data(from_dataframe(df), kind="blocked")
+    assert len(s.train) + len(s.val) == 40

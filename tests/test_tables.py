@@ -60,6 +60,23 @@ def test_embedded_data_is_cached_and_marked_synthetic(
     assert len(third) == 500
 
 
+def test_embedded_data_cached_by_another_generator_is_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After an upgrade that changes the generator, the same rows and seed must give the
+    # new generator's data, not the old cached copy.
+    from appsleuth.data import tables
+
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tables, "_generator_key", lambda: "older")
+    embedded_data(50, seed=1)
+    (old,) = (tmp_path / "cache").iterdir()
+    pd.DataFrame({"ApplicationName": ["stale", "data"], "rss": [1, 2]}).to_parquet(old)
+    monkeypatch.setattr(tables, "_generator_key", lambda: "newer")
+    assert "stale" not in set(embedded_data(50, seed=1)["ApplicationName"])
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
 def test_write_table_refuses_what_is_not_a_table(tmp_path) -> None:
     with pytest.raises(AppSleuthError, match=r"needs a pandas DataFrame; received list"):
         write_table([1], tmp_path / "x.csv")

@@ -43,6 +43,7 @@ from appsleuth.errors import DataError, SpecError
 __all__ = [
     "FrameInfo",
     "as_name_list",
+    "category_text",
     "check_feature_dtypes",
     "check_name_matches_content",
     "check_unique_names",
@@ -68,8 +69,9 @@ _SNIFF_BYTES = 256
 # How many rows a message or the non-finite record names, at most.
 _ROWS_SHOWN = 5
 _KNOWN_FEATURES = frozenset(SHERLOCK18_FEATURES) | frozenset(RAW_COLUMNS)
-# Text columns of the raw table: descriptive, never numeric features.
-_RAW_TEXT_COLUMNS = frozenset({"PackageName", "tcomm", "Version_Name", "wchan"})
+# Text columns of the raw table: descriptive, never numeric features (the app's name
+# too, when another column is the label).
+_RAW_TEXT_COLUMNS = frozenset({LABEL_COLUMN, "PackageName", "tcomm", "Version_Name", "wchan"})
 # A text column whose values are at least this share numbers is a numeric column with bad
 # values in it, not a text column: reported, never silently dropped from the features.
 _NUMERIC_SHARE = 0.9
@@ -547,16 +549,7 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
     check_name_matches_content(file, head)
     if head.startswith(_PARQUET_MAGIC):
         return _read_parquet(file), _RowNames(kind="file")
-    if head.startswith(b"PK\x03\x04"):
-        raise DataError(
-            f"data file {file} is a zip archive, which is not read: unzip it, or compress "
-            f"the CSV with gzip (file.csv.gz is read as it is)"
-        )
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
-        raise DataError(
-            f"data file {file} is UTF-16 text (it starts with a UTF-16 byte order mark); "
-            f"pass encoding='utf-16' (--encoding utf-16) or convert the file to UTF-8"
-        )
+    _check_text_content(file, head, encoding, inside="")
     if head.startswith(_GZIP_MAGIC):
         try:
             with gzip.open(file, "rb") as fh:
@@ -567,16 +560,39 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
             ) from exc
         if not data:
             raise DataError(f"data file {file} is empty once decompressed")
+        if data.startswith(_PARQUET_MAGIC):
+            raise DataError(
+                f"data file {file} is a gzip-compressed Parquet file, which is not read: "
+                f"decompress it (gunzip); Parquet compresses its own content"
+            )
+        _check_text_content(file, data[:_SNIFF_BYTES], encoding, inside=" once decompressed")
         df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data, label=label)
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
     df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
 
 
+def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:
+    """Refuse content that is not CSV text in the given encoding: a zip archive, or
+    UTF-16 text read as another encoding. ``inside`` says where (after gunzip)."""
+    if head.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"data file {file} is a zip archive{inside}, which is not read: unzip it, or "
+            f"compress the CSV with gzip (file.csv.gz is read as it is)"
+        )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) and not encoding.lower().startswith("utf-16"):
+        raise DataError(
+            f"data file {file} is UTF-16 text{inside} (it starts with a UTF-16 byte order "
+            f"mark); pass encoding='utf-16' (--encoding utf-16) or convert the file to UTF-8"
+        )
+
+
 def _separator_hint(columns: Sequence[str]) -> str:
     """Advice when the header was read as one column holding ``;``/tab-separated names."""
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
-        if len(columns) <= 2 and any(c.count(sep) >= 2 for c in columns):
+        # One column whose name holds the separator: a label and a single feature.
+        one = len(columns) == 1 and sep in columns[0]
+        if one or (len(columns) <= 2 and any(c.count(sep) >= 2 for c in columns)):
             return (
                 f"The file seems to separate its fields with {name}; appsleuth reads "
                 f"comma-separated files: convert it (e.g. pandas.read_csv(path, "
@@ -928,7 +944,7 @@ def _finish(
     for name in info.categorical:
         col = df[name]
         if not _is_text(col):  # e.g. numeric codes: categories are compared as text
-            df[name] = col.astype(str).where(col.notna())
+            df[name] = category_text(col)
     if info.label is not None:
         text = label_text(df[info.label])
         if text.isna().any():
@@ -954,6 +970,31 @@ def _finish(
         recorded["nonfinite"] = nonfinite
     df.attrs["appsleuth"] = as_record(recorded)
     return df
+
+
+def category_text(col: pd.Series) -> pd.Series:
+    """Category values as text, a number written the same whatever its column's dtype.
+
+    A missing value turns a column of whole numbers into floats: without this, code 1
+    would be the category ``"1.0"`` in a file with a gap and ``"1"`` in one without,
+    and a model trained on one would not know the other's rows.
+
+    Args:
+        col: The column (text columns are returned as they are).
+
+    Returns:
+        The values as text; missing values stay missing.
+    """
+    if _is_text(col):
+        return col
+    if pd.api.types.is_float_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = values[~np.isnan(values)]
+        if np.all(np.isfinite(present) & (present == np.round(present))) and (
+            np.abs(present).max(initial=0) < 2**53
+        ):
+            col = col.astype("Int64")
+    return col.astype(str).where(col.notna())
 
 
 def label_text(labels: pd.Series | Sequence[Any]) -> pd.Series:
@@ -1026,12 +1067,17 @@ def numeric_columns_as_numbers(
     Raises:
         DataError: A value is text that is not a number; names the column and the row.
     """
-    # Text only: dates, durations and the like are refused by check_feature_dtypes.
+    # Text and nullable numbers only: dates, durations and the like are refused by
+    # check_feature_dtypes.
     todo = [
         c
         for c in columns
         if c in df.columns
-        and (pd.api.types.is_object_dtype(df[c]) or pd.api.types.is_string_dtype(df[c]))
+        and (
+            pd.api.types.is_object_dtype(df[c])
+            or pd.api.types.is_string_dtype(df[c])
+            or _is_nullable_number(df[c])
+        )
     ]
     if not todo:
         return df
@@ -1039,7 +1085,20 @@ def numeric_columns_as_numbers(
     return df.assign(**{c: _as_numeric(df[c], c, where, rows) for c in todo})
 
 
+def _is_nullable_number(col: pd.Series) -> bool:
+    """Whether ``col`` holds numbers or booleans of a pandas extension dtype (``Int64``,
+    ``Float64``, ``boolean``, Arrow numbers), whose missing value is ``pd.NA``."""
+    return isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and (
+        pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+    )
+
+
 def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Series:
+    if _is_nullable_number(col):
+        # Nullable numbers (Parquet's Int64, Float64, boolean): a missing value as NaN,
+        # as in every other column; pd.NA would break casts and median fills later.
+        numpy_dtype = getattr(col.dtype, "numpy_dtype", np.dtype(np.float64))
+        col = col.astype(np.float64 if col.isna().any() else numpy_dtype)
     if pd.api.types.is_bool_dtype(col):
         return col.astype(np.int64)
     if pd.api.types.is_numeric_dtype(col):
@@ -1056,6 +1115,9 @@ def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Se
         plain = value.replace(",", "") if isinstance(value, str) else None
         if plain and pd.notna(pd.to_numeric(plain, errors="coerce")):
             hint = f" (a thousands separator is not read: write {plain})"
+        elif isinstance(value, str) and value.strip() == str(name):
+            # `cat a.csv b.csv > both.csv` keeps b's header as a row of the table.
+            hint = " (the header line again: were files joined with their headers? keep one)"
         raise DataError(
             f"{where}: feature column {name!r} must be numeric, but {rows.name(row)} "
             f"holds {value!r}{hint} ({len(bad)} such value(s) in all); "

@@ -19,6 +19,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output
 from appsleuth.data.load import (
+    category_text,
     frame_info,
     infinite_mask,
     label_text,
@@ -98,7 +99,8 @@ class Preprocessor:
         self.numeric_features = list(info.numeric_features)
         train = self._numbers(train)
         self.categories = {
-            c: sorted(str(v) for v in train[c].dropna().unique()) for c in info.categorical
+            c: sorted(str(v) for v in category_text(train[c]).dropna().unique())
+            for c in info.categorical
         }
         self._check_complete(train, what="training rows")
         classes = sorted(str(v) for v in train[self.label].unique())
@@ -305,7 +307,7 @@ class Preprocessor:
             # Category codes instead of string comparisons: fast on millions of rows.
             column = df[col]
             if not pd.api.types.is_string_dtype(column):
-                column = column.astype(str)
+                column = category_text(column).astype(str)
             codes = pd.Index(values).get_indexer(column)  # -1: not seen in training
             unknown = codes < 0
             reported = unknown & ~ignore

@@ -30,7 +30,7 @@ from appsleuth.data.load import (
     nonfinite_values,
     table_row_names,
 )
-from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data
+from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data, time_order
 from appsleuth.errors import DataError
 
 __all__ = ["Finding", "QualityReport", "check_data", "leakage_rate"]
@@ -407,8 +407,8 @@ def _feature_notes(features: list[str]) -> Finding | None:
     if cumulative:
         notes.append(
             f"{' and '.join(cumulative)} {'are' if len(cumulative) > 1 else 'is'} cumulative "
-            f"since process start, so {'they' if len(cumulative) > 1 else 'it'} also tell "
-            f"how long a process has run"
+            f"since process start, so {'they' if len(cumulative) > 1 else 'it'} also "
+            f"tell{'' if len(cumulative) > 1 else 's'} how long a process has run"
         )
     if not notes:
         return None
@@ -558,18 +558,13 @@ def _time_structure_missing(df: pd.DataFrame, info: Any) -> str:
     return ""
 
 
-def _time_order(df: pd.DataFrame, time_column: str | None) -> np.ndarray:
-    if time_column and time_column in df.columns:
-        return np.argsort(df[time_column].to_numpy(), kind="stable")
-    return np.arange(len(df))
-
-
 def _time_structure(df: pd.DataFrame, info: Any, split: SplitSpec) -> Finding:
     why = _time_structure_missing(df, info)
     if why:
         return _not_computable("time_structure", "consecutive samples", why)
     time_column = split.time_column or info.time_column
-    order = _time_order(df, time_column)
+    present = time_column if time_column and time_column in df.columns else None
+    order = time_order(df, present, info.dataset)
     ordered = df.iloc[order]
     # One process of one app on one phone: a raw table's rows of one snapshot are the
     # phone's processes, and rows of other phones are no neighbours.

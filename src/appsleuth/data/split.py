@@ -26,7 +26,7 @@ from appsleuth._fields import check_seed, did_you_mean, fields_from_mapping, pla
 from appsleuth.data.load import frame_info
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["DataSplit", "SplitKind", "SplitSpec", "held_share", "split_data"]
+__all__ = ["DataSplit", "SplitKind", "SplitSpec", "held_share", "split_data", "time_order"]
 
 SplitKind = Literal["random", "blocked", "group"]
 _KINDS = ("random", "blocked", "group")
@@ -229,11 +229,7 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
                 f"blocked split keeps runs of neighbouring rows together: use n_blocks <= "
                 f"{most}"
             )
-        order = (
-            np.arange(n)
-            if time_column is None
-            else np.argsort(df[time_column].to_numpy(), kind="stable")
-        )
+        order = time_order(df, time_column, info.dataset)
         side = _blocked_sides(labels, order, spec, rng)
     else:
         if spec.group_column not in df.columns:
@@ -250,6 +246,27 @@ def split_data(df: pd.DataFrame, spec: SplitSpec | None = None, **kwargs: Any) -
             f"data or another split"
         )
     return DataSplit(spec=spec, train=train, val=val, test=test)
+
+
+def time_order(df: pd.DataFrame, time_column: str | None, dataset: str) -> np.ndarray:
+    """Row positions in time order (stable; missing times last), or file order for None.
+
+    Raises:
+        DataError: The time column mixes values that cannot be ordered (numbers and text).
+    """
+    if time_column is None:
+        return np.arange(len(df))
+    try:
+        # pandas puts missing times (None too, in a column of objects) last.
+        times = df[time_column].reset_index(drop=True)
+        return times.sort_values(kind="stable", na_position="last").index.to_numpy()
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in df[time_column].dropna()})
+        raise DataError(
+            f"{dataset}: time column {time_column!r} mixes values that cannot be put in "
+            f"order ({', '.join(kinds)}); expected one kind of value, such as epoch "
+            f"milliseconds: convert the column (pd.to_numeric) or name another time column"
+        ) from exc
 
 
 def held_share(asked: float, held: int, total: int) -> float | None:
@@ -280,13 +297,13 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     # Integer codes in sorted-label order: the same split as the labels themselves give
     # (scikit-learn sorts classes too), without sorting hundreds of thousands of strings.
     labels = pd.Categorical(labels).codes
-    stratify = labels if spec.stratify and _can_stratify(labels, spec) else None
     n_val, n_test = _shares(n, spec)
+    stratify = labels if spec.stratify and _can_stratify(labels, n_val) else None
     rest, val = train_test_split(idx, test_size=n_val, random_state=spec.seed, stratify=stratify)
     side[val] = 1
     if n_test:
         strat_rest = (
-            labels[rest] if stratify is not None and _can_stratify(labels[rest], spec) else None
+            labels[rest] if stratify is not None and _can_stratify(labels[rest], n_test) else None
         )
         _, test = train_test_split(
             rest, test_size=n_test, random_state=(spec.seed + 1) % 2**32, stratify=strat_rest
@@ -295,15 +312,20 @@ def _random_sides(labels: np.ndarray, spec: SplitSpec) -> np.ndarray:
     return side
 
 
-def _can_stratify(labels: np.ndarray, spec: SplitSpec) -> bool:
+def _can_stratify(labels: np.ndarray, n_held: int) -> bool:
+    """Whether ``n_held`` of ``labels`` can be drawn keeping each class's share: every
+    class needs two rows, and both sides room for one row of each class."""
     counts = (
         np.bincount(labels)
         if labels.dtype.kind in "iu"
         else np.unique(labels, return_counts=True)[1]
     )
     counts = counts[counts > 0]
-    n_val, _ = _shares(len(labels), spec)
-    return bool(counts.min() >= 2 and n_val >= len(counts) and len(labels) - n_val >= len(counts))
+    # The held-out test is drawn from the rows left after validation, with its own
+    # count: checking it against the validation count let scikit-learn fail on it.
+    return bool(
+        counts.min() >= 2 and n_held >= len(counts) and len(labels) - n_held >= len(counts)
+    )
 
 
 def _blocked_sides(

@@ -8,6 +8,8 @@ half-written file under the real name. The embedded data is generated once per
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import os
 from pathlib import Path
 
@@ -117,7 +119,10 @@ def embedded_data(
     if not cache:
         return generate_sherlock(**kwargs)
     n = rows if rows is not None else "default"
-    path = cache_dir() / f"synthetic-sherlock18-n{n}-seed{seed}-ids{int(with_ids)}.parquet"
+    path = (
+        cache_dir()
+        / f"synthetic-sherlock18-n{n}-seed{seed}-ids{int(with_ids)}-{_generator_key()}.parquet"
+    )
     if path.exists():
         try:
             df = load_sherlock(path)
@@ -133,6 +138,15 @@ def embedded_data(
     with contextlib.suppress(OSError):  # a read-only home gets its data, just not cached
         write_table(df, path, force=True)
     return df
+
+
+@functools.cache
+def _generator_key() -> str:
+    """A digest of the generator's code, part of each cache file's name: data cached by
+    another version of appsleuth is never served for this one's (same rows and seed)."""
+    from appsleuth.data import synth
+
+    return hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:12]
 
 
 def _synthetic_marks(seed: int, with_ids: bool) -> dict[str, object]:
