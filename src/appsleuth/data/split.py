@@ -323,9 +323,7 @@ def _can_stratify(labels: np.ndarray, n_held: int) -> bool:
     counts = counts[counts > 0]
     # The held-out test is drawn from the rows left after validation, with its own
     # count: checking it against the validation count let scikit-learn fail on it.
-    return bool(
-        counts.min() >= 2 and n_held >= len(counts) and len(labels) - n_held >= len(counts)
-    )
+    return bool(counts.min() >= 2 and n_held >= len(counts) and len(labels) - n_held >= len(counts))
 
 
 def _blocked_sides(
