@@ -340,6 +340,7 @@ def test_synth_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     ("args", "expected"),
     [
         (["--apps", "Moriarty"], r"--apps names one app \(Moriarty\); a file of one app"),
+        (["--apps", "Facebook,Facebook"], r"--apps names one app \(Facebook, given 2 times\)"),
         (["--rows", "5"], r"--rows 5 is fewer than the 18 apps asked for, .* use --rows 18"),
         (
             ["--rows", "2", "--apps", "Facebook,WhatsApp,Moriarty"],

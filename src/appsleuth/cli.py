@@ -293,9 +293,10 @@ def data_synth(
     # Unknown names are the generator's to report, with the valid ones.
     known = all(a in APPS_18 for a in chosen)
     if known and len(chosen) < 2:
+        times = f", given {len(apps)} times" if apps and len(apps) > 1 else ""
         raise SpecError(
-            f"--apps names one app ({chosen[0]}); a file of one app teaches a classifier "
-            f"nothing: name at least two"
+            f"--apps names one app ({chosen[0]}{times}); a file of one app teaches a "
+            f"classifier nothing: name at least two"
         )
     if known and rows < len(chosen):
         raise SpecError(
