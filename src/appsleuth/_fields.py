@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import json
 import math
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -67,6 +68,12 @@ def plain_fields(obj: Any) -> None:
 def is_int(value: Any) -> bool:
     """An integer, and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """An integer, Python's or NumPy's (a count NumPy computed is ``np.int64``), and not
+    a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def is_number(value: Any) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth._fields import repeated
+from appsleuth._fields import is_integer, repeated
 from appsleuth._keras import import_keras
 from appsleuth.errors import AppSleuthWarning, SpecError
 from appsleuth.spec import ModelSpec, TrainSpec, check_layer_weights
@@ -142,11 +141,7 @@ def build_model(
     spec = _spec_of("spec", spec, ModelSpec)
     train = TrainSpec() if train is None else _spec_of("train", train, TrainSpec)
     # x.shape[1] of a NumPy array is an int, but a count NumPy computed is np.int64.
-    if (
-        isinstance(n_features, bool | np.bool_)
-        or not isinstance(n_features, numbers.Integral)
-        or n_features < 1
-    ):
+    if not is_integer(n_features) or n_features < 1:
         raise SpecError(
             f"n_features must be a positive integer; received n_features={n_features!r}"
         )

@@ -11,7 +11,6 @@ them instead, with the values its training rows gave (kept in ``preprocessor.jso
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 import warnings
 import zlib
@@ -26,6 +25,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
+from appsleuth._fields import is_integer
 from appsleuth.data.load import (
     _separator_hint,
     check_feature_dtypes,
@@ -390,7 +390,7 @@ def _nothing_predicted(
 
 def _check_positive_int(name: str, value: Any) -> int:
     # NumPy integers count (a k computed with NumPy is np.int64); bools do not.
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:
         raise AppSleuthError(f"{name} must be a positive integer; received {name}={value!r}")
     return int(value)
 

@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from appsleuth._fields import is_integer
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -581,9 +581,7 @@ def _keep_integers(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFr
     frame = frame.copy()
     for col in frame.columns:
         values = [row[col] for row in rows if row.get(col) is not None]
-        if values and all(
-            isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in values
-        ):
+        if values and all(is_integer(v) for v in values):
             frame[col] = frame[col].astype("Int64")
     return frame
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import numbers
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from appsleuth._fields import is_integer
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
 from appsleuth.run import (
@@ -100,7 +100,7 @@ def run_trial(
     start = time.time()
     sweep_dir = Path(sweep_dir)
     plan = read_plan(sweep_dir)
-    if isinstance(index, numbers.Integral) and not isinstance(index, bool):
+    if is_integer(index):
         index = int(index)  # NumPy's integers too (np.arange over a plan)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(plan):
         kind = "" if isinstance(index, int) else f" (a {type(index).__name__}, not an integer)"
