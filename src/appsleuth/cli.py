@@ -458,13 +458,11 @@ def _check_not_a_frame_run(config: Path) -> None:
     synthetic data: retraining from it would silently swap the run's real rows for
     generated ones.
     """
-    import json
+    from appsleuth.run import read_metadata
 
-    try:
-        metadata = json.loads((config.parent / "model_metadata.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return  # not a run's spec (or an unreadable one): the spec says what to read
-    if not isinstance(metadata, dict) or metadata.get("synthetic") is not False:
+    # None: not a run's spec (or an unreadable record), and the spec says what to read.
+    metadata = read_metadata(config.parent)
+    if metadata is None or metadata.get("synthetic") is not False:
         return
     raise SpecError(
         f"{config} is the spec of a run trained in Python on a data frame "
