@@ -544,9 +544,15 @@ class RunSpec:
         return cls(**_from_dict(cls, d, "run"))
 
 
+def _decimal_text(number: float) -> str:
+    """A number as run directory names write it: up to 9 decimals, trailing zeros
+    stripped (0.0003 -> ``0.0003``, 0.1 -> ``0.1``, 2.0 -> ``2``)."""
+    return f"{number:.9f}".rstrip("0").rstrip(".")
+
+
 def format_learning_rate(lr: float) -> str:
     """Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``."""
-    text = f"{lr:.9f}".rstrip("0").rstrip(".")
+    text = _decimal_text(lr)
     if text in ("0", "-0"):
         raise SpecError(
             f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory (its name "

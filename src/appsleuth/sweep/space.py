@@ -31,6 +31,7 @@ from appsleuth.spec import (
     ModelSpec,
     RunSpec,
     TrainSpec,
+    _decimal_text,
     _from_dict,
     format_learning_rate,
     read_yaml_spec,
@@ -85,7 +86,7 @@ def _name_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return f"{value:.9f}".rstrip("0").rstrip(".") or "0"
+        return _decimal_text(value)
     if isinstance(value, str) and _NAME_TEXT.fullmatch(value) and ".." not in value:
         return value
     return None
