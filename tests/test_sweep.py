@@ -742,6 +742,26 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def test_a_worker_whose_parent_died_while_it_started_ends() -> None:
+    # Killed before the worker's initializer ran: the worker has been re-parented
+    # already, so it must compare with the pid its parent gave it, not os.getppid().
+    code = (
+        "import multiprocessing as mp, os, time\n"
+        "from appsleuth.sweep import local\n"
+        "ctx = mp.get_context('spawn')\n"
+        "cores = ctx.Queue()\n"
+        "cores.put((0, None))\n"
+        "slots = local._Slots.create(ctx, 1)\n"
+        "local._init_worker(os.getppid() + 100000, cores, 1, 'cpu', False, slots)\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], timeout=60, check=False, capture_output=True, text=True
+    )
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1  # os._exit(1) from the watch, not the end of the sleep (0)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_end_with_their_parent(tmp_path: Path, how: signal.Signals) -> None:
     spec_file = tmp_path / "orphans.yaml"
@@ -967,8 +987,8 @@ class _PoolWithAKilledWorker:
     exitcode = -signal.SIGKILL
 
     def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
-        slot, _ = initargs[0].get()  # what _init_worker does first in a started worker
-        slots = initargs[4]
+        slot, _ = initargs[1].get()  # what _init_worker does first in a started worker
+        slots = initargs[5]
         slots.pids[slot] = 4242
         if self.in_trial is not None:
             slots.trials[slot] = self.in_trial

@@ -155,12 +155,15 @@ _MY_SLOT: tuple[_Slots, int] | None = None
 
 
 def _init_worker(
-    core_sets: Any, threads: int, device: str, shared_gpu: bool, slots: _Slots
+    parent: int, core_sets: Any, threads: int, device: str, shared_gpu: bool, slots: _Slots
 ) -> None:
     # Runs in the fresh (spawned) process before Keras or JAX are imported.
     global _MY_SLOT
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _exit_with_parent(os.getppid())
+    # The parent's pid comes from the parent: a worker still starting up when the
+    # parent was killed has already been re-parented, and os.getppid() would name the
+    # new parent, which never goes away.
+    _exit_with_parent(parent)
     slot, cores = core_sets.get()
     slots.pids[slot] = os.getpid()
     _MY_SLOT = (slots, slot)
@@ -410,7 +413,14 @@ def _run_pool(
         max_workers=n_workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(core_sets, threads_per_trial, device, device != "cpu" and n_workers > 1, slots),
+        initargs=(
+            os.getpid(),
+            core_sets,
+            threads_per_trial,
+            device,
+            device != "cpu" and n_workers > 1,
+            slots,
+        ),
     )
     pending: dict[Future[TrialOutcome], int] = {}
     processes: dict[int, Any] = {}
