@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,17 @@ import pytest
 from appsleuth.data.layouts import SHERLOCK18_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
+# One persistent cache of compiled programs for the whole test session, shared with
+# every process a test starts (sweep workers, the CLI, notebooks): tests train the same
+# few small architectures again and again, and most set their own APPSLEUTH_CACHE, under
+# which each would otherwise start with an empty cache. New for each session, so that
+# every run compiles as CI does. Set before anything imports JAX (the imports above do
+# not).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="appsleuth-tests-jax-")
+    atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 SHARED_DATA = REPO.parent / "shared" / "data"
 RAW_SAMPLE = SHARED_DATA / "sherlock_raw_sample.csv"
 MYSTERY = SHARED_DATA / "sherlock_mystery.csv"

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from appsleuth.cli import main
-from appsleuth.demo import run_demo
+from appsleuth.demo import _demo_sweep_dir, _train_baseline, run_demo
 from appsleuth.run import load_run, run_status
 from appsleuth.sweep import trial_states
 
@@ -55,14 +55,56 @@ def test_demo_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         tmp_path / "demo", rows=3000, epochs=2, workers=1, console=Console(file=io.StringIO())
     )
     assert again.seconds < result.seconds
-    # Other settings: the baseline is retrained and the scan planned again, not refused.
-    other = run_demo(
-        tmp_path / "demo", rows=2500, epochs=2, workers=1, console=Console(file=io.StringIO())
-    )
-    assert run_status(other.baseline_run) == "complete"
-    assert [s.status for s in trial_states(other.sweep_dirs[0])] == ["complete"] * 4
-    assert (tmp_path / "demo" / ".scan-hidden-neurons.previous").is_dir()
     assert main(["demo", "--help"]) == 0
+
+
+def test_a_demo_with_other_settings_retrains_the_baseline_and_replans_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What run_demo does with the output of an earlier demo run with other rows (not
+    # refused); shown here on tiny data instead of a third whole demo.
+    from appsleuth.data.tables import embedded_data
+    from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
+    from appsleuth.sweep import SweepSpec
+    from appsleuth.sweep.store import MANIFEST
+
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+
+    def baseline(rows: int):
+        spec = RunSpec(data=DataSpec(rows=rows), train=TrainSpec(epochs=1, batch_size=64))
+        return _train_baseline(spec, data=embedded_data(rows), out=tmp_path, verbose=False)
+
+    first = baseline(400)
+    written = (first.run_dir / "model_metadata.json").read_text()
+    assert baseline(400).run_dir == first.run_dir
+    assert (first.run_dir / "model_metadata.json").read_text() == written  # reused
+    other = baseline(300)
+    assert other.run_dir == first.run_dir and run_status(other.run_dir) == "complete"
+    assert (
+        other.metadata["n_train"] + other.metadata["n_val"]
+        < first.metadata["n_train"] + (first.metadata["n_val"])
+    )
+
+    def scan(rows: int) -> SweepSpec:
+        return SweepSpec(
+            name="scan-hidden-neurons",
+            data=DataSpec(rows=rows),
+            base=RunSpec(model=ModelSpec(), train=TrainSpec(epochs=1)),
+            grid={"hidden_neurons": [1, 4]},
+        )
+
+    out = io.StringIO()
+    planned = _demo_sweep_dir(scan(400), tmp_path, Console(file=out))
+    assert _demo_sweep_dir(scan(400), tmp_path, Console(file=out)) == planned
+    assert out.getvalue() == ""
+    replanned = _demo_sweep_dir(scan(300), tmp_path, Console(file=out))
+    assert replanned == planned
+    assert (
+        json.loads((replanned / MANIFEST).read_text())["trials"][0]["spec"]["data"]["rows"] == 300
+    )
+    previous = tmp_path / ".scan-hidden-neurons.previous"
+    assert json.loads((previous / MANIFEST).read_text())["trials"][0]["spec"]["data"]["rows"] == 400
+    assert "the settings changed since the last demo" in out.getvalue()
 
 
 def test_full_demo_studies_are_the_examples_and_need_no_source_checkout() -> None:

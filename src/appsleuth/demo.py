@@ -90,6 +90,20 @@ def _demo_sweep_dir(spec: Any, out: Path, console: Any) -> Path:
         return prepare_sweep_dir(spec, out)
 
 
+def _train_baseline(spec: Any, **kwargs: Any) -> Any:
+    """Train the demo's baseline, reusing a complete one trained with the same settings.
+
+    One that an earlier demo trained with other settings (the demo's own output) is
+    replaced.
+    """
+    from appsleuth.run import RunExistsError, train
+
+    try:
+        return train(spec, skip_complete=True, **kwargs)
+    except RunExistsError:  # an earlier demo with other settings: this demo's own output
+        return train(spec, force=True, **kwargs)
+
+
 def run_demo(
     out: str | Path = "demo-output",
     *,
@@ -119,7 +133,7 @@ def run_demo(
     from appsleuth.data.tables import embedded_data, write_table
     from appsleuth.predict import predict_file
     from appsleuth.report import write_report
-    from appsleuth.run import RunExistsError, _atomic_write_text, train
+    from appsleuth.run import _atomic_write_text
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
     from appsleuth.sweep import SweepSpec, run_local
 
@@ -158,11 +172,9 @@ def run_demo(
         "verbose": False,
         "log": lambda m: console.print(m, markup=False, highlight=False),
     }
-    baseline_spec = RunSpec(data=data_spec, train=TrainSpec(epochs=epochs))
-    try:
-        baseline = train(baseline_spec, skip_complete=True, **baseline_args)
-    except RunExistsError:  # an earlier demo with other settings: this demo's own output
-        baseline = train(baseline_spec, force=True, **baseline_args)
+    baseline = _train_baseline(
+        RunSpec(data=data_spec, train=TrainSpec(epochs=epochs)), **baseline_args
+    )
     _print_run(console, baseline.metrics, baseline.metadata)
 
     _section(
