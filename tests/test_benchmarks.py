@@ -81,3 +81,22 @@ def test_train_speed_floor_trains_the_baseline(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(result["epoch_seconds"]) == 2 and result["s_per_epoch"] > 0
     assert 0 <= result["val_accuracy"] <= 1
+
+
+def test_train_speed_peak_memory_is_the_workers_own():
+    import subprocess
+    import sys
+
+    # Linux carries ru_maxrss over exec: a worker of a parent holding 200 MB would say so.
+    held = bytearray(200 * 2**20)
+    held[::4096] = bytes([1]) * len(range(0, len(held), 4096))
+    code = "import runpy, sys; print(runpy.run_path(sys.argv[1])['_peak_rss_mb']())"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(_BENCHMARKS / "train_speed.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    del held
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 0 < float(done.stdout) < 100
