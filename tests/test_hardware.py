@@ -95,6 +95,25 @@ def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
     assert len(os.sched_getaffinity(0)) == 1
 
 
+@pytest.mark.parametrize("value", ["", "0", "2(x3)", "²", "1.5", "-1"])
+def test_slurm_cpus_that_are_no_count_are_ignored(monkeypatch, restore_process, value):
+    # "²" is a digit to str.isdigit but not to int(); "2(x3)" is SLURM's per-node form.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", value)
+    assert available_cores() == len(os.sched_getaffinity(0))
+    applied = configure_backend()
+    assert applied["threads_source"] == "all available cores"
+    assert applied["thread_limits"] is False
+
+
+def test_slurm_cpus_beyond_the_affinity_mask_are_capped(monkeypatch, restore_process):
+    # SLURM variables outlive their job's cgroup, e.g. in a shell that salloc opened.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4096")
+    assert available_cores() == len(os.sched_getaffinity(0))
+    applied = configure_backend()
+    assert applied["threads"] == len(os.sched_getaffinity(0))
+    assert applied["threads_source"] == "SLURM_CPUS_PER_TASK"
+
+
 def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_process):
     # TensorFlow need not be installed, and this process's Keras may already run on JAX.
     monkeypatch.setattr(hardware, "check_backend", lambda: "tensorflow")

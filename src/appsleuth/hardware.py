@@ -40,14 +40,21 @@ _SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLU
 
 
 def available_cores() -> int:
-    """Cores this process may run on: the SLURM allocation, else the CPU affinity mask."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """Cores this process may run on: its CPU affinity mask, capped by the SLURM allocation.
+
+    The cap matters where SLURM's variables outlive their job's cgroup (a shell from
+    ``salloc`` on the login node): the mask is what the process can really use.
+    """
+    cores = len(_affinity())
+    slurm = _slurm_cpus()
+    return min(cores, slurm) if slurm is not None else cores
+
+
+def _slurm_cpus() -> int | None:
+    """SLURM_CPUS_PER_TASK as a positive count; None when unset, empty or not a count."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return int(value) if value.isascii() and value.isdecimal() and int(value) > 0 else None
 
 
 def slurm_environment() -> dict[str, str]:
@@ -235,7 +242,7 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
 
     if threads is not None:
         source = "argument"
-    elif slurm_environment().get("SLURM_CPUS_PER_TASK", "").isdigit():
+    elif _slurm_cpus() is not None:
         threads, source = cores, "SLURM_CPUS_PER_TASK"
     else:
         threads, source = None, "all available cores"
