@@ -19,6 +19,7 @@ from appsleuth.info import info_command
 # test process (where other tests may have imported JAX already) cannot show.
 _PROBE = """
 import json, os, sys
+import numpy  # as the CLI does: its BLAS pool and threads exist before the limits
 from appsleuth.hardware import configure_backend
 threads = None if sys.argv[1] == "none" else int(sys.argv[1])
 applied = configure_backend(threads=threads, device="cpu")
@@ -27,8 +28,13 @@ x = jnp.ones((512, 512))
 (x @ x).block_until_ready()
 with open("/proc/self/status") as fh:
     os_threads = next(int(l.split()[1]) for l in fh if l.startswith("Threads"))
+from threadpoolctl import threadpool_info
 print(json.dumps({
     "affinity": sorted(os.sched_getaffinity(0)),
+    "thread_affinities": sorted(
+        {tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")}
+    ),
+    "blas_threads": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"],
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
     "omp": os.environ.get("OMP_NUM_THREADS"),
     "os_threads": os_threads,
@@ -41,14 +47,18 @@ print(json.dumps({
 @pytest.fixture
 def restore_process():
     """Undo what configure_backend does to this process: environment and affinity."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     env = dict(os.environ)
     affinity = os.sched_getaffinity(0)
+    pools = {p["prefix"]: p["num_threads"] for p in threadpool_info()}
     jax = sys.modules.get("jax")
     platforms = jax.config.jax_platforms if jax is not None else None
     yield
     os.environ.clear()
     os.environ.update(env)
-    os.sched_setaffinity(0, affinity)
+    hardware._pin_threads(sorted(affinity))  # every thread: JAX's pool of earlier tests
+    threadpool_limits(limits=pools)
     if jax is not None:
         jax.config.update("jax_platforms", platforms)
 
@@ -74,6 +84,9 @@ def test_thread_limit_takes_effect_in_a_fresh_process():
         results.append(json.loads(out.strip().splitlines()[-1]))
     one, unlimited = results
     assert len(one["affinity"]) == 1  # pinned to one core
+    # ... every thread, the BLAS threads NumPy started before the limit too
+    assert one["thread_affinities"] == [one["affinity"]]
+    assert set(one["blas_threads"]) <= {1}
     assert one["omp"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in one["xla_flags"]
     assert "intra_op_parallelism" not in one["xla_flags"]  # not an XLA flag: XLA would abort

@@ -10,6 +10,7 @@ imported: thread pools and visible devices are fixed when it starts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import platform
@@ -108,9 +109,11 @@ _THREAD_VARIABLES = (
 def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
     """Limit this process to ``threads`` threads; call before the backend is imported.
 
-    Sets the OpenMP/BLAS/TensorFlow thread variables and XLA's CPU flags, and pins the
-    process to ``cores`` (default: the first ``threads`` cores it may use), so that
-    several trials side by side never oversubscribe the machine.
+    Sets the OpenMP/BLAS/TensorFlow thread variables and XLA's CPU flags, limits the
+    thread pools of native libraries already loaded (NumPy's BLAS reads its variable only
+    when NumPy is imported), and pins every thread of the process to ``cores`` (default:
+    the first ``threads`` cores it may use), so that several trials side by side never
+    oversubscribe the machine.
 
     Args:
         threads: Threads (cores) for this process; at least 1.
@@ -137,9 +140,37 @@ def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
     try:
         allowed = sorted(os.sched_getaffinity(0))
         chosen = [c for c in (cores or allowed[:threads]) if c in allowed] or allowed[:threads]
-        os.sched_setaffinity(0, chosen)
+        _pin_threads(chosen)
     except (AttributeError, OSError):
         pass  # no affinity control on this system: the variables still apply
+    _limit_loaded_pools(threads)
+
+
+def _pin_threads(cores: list[int]) -> None:
+    """Pin every thread of this process to ``cores``.
+
+    ``sched_setaffinity(0)`` pins only the calling thread: the threads that NumPy's BLAS
+    (or a watchdog) started before would keep running on every core.
+    """
+    os.sched_setaffinity(0, cores)
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: only the calling thread, and those it starts, are pinned
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cores)
+
+
+def _limit_loaded_pools(threads: int) -> None:
+    """Limit the BLAS/OpenMP pools of libraries already loaded to ``threads``."""
+    if "numpy" not in sys.modules:
+        return  # nothing loaded yet: the variables set above apply when it is
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it only the variables apply
+        return
+    threadpool_limits(limits=threads)
 
 
 # The environment variables that decide threads and devices, shown by ``detect_devices``.
