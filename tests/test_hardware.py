@@ -161,6 +161,20 @@ def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
         configure_backend(device="gpu")
 
 
+def test_gpu_request_when_jax_cannot_start_says_so(monkeypatch, restore_process):
+    import jax
+
+    def no_backend():
+        raise AssertionError  # what JAX_PLATFORMS=cuda without the CUDA plugin raises
+
+    monkeypatch.setattr(jax, "devices", no_backend)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    with pytest.raises(SpecError, match=r"device 'gpu' requested but JAX sees no CUDA GPU"):
+        configure_backend(device="gpu")
+    assert detect_devices()["jax"] == {"error": "AssertionError (JAX_PLATFORMS='cuda')"}
+
+
 def test_cpu_device_hides_cuda(monkeypatch, restore_process):
     applied = configure_backend(device="cpu")
     assert applied["device"] == "cpu"

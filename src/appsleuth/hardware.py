@@ -329,8 +329,8 @@ def _gpu_names(backend: str) -> list[str]:
 def _jax_gpus(jax: Any) -> list[Any]:
     try:
         return [d for d in jax.devices() if d.platform in ("gpu", "cuda")]
-    except RuntimeError:  # no backend could start (e.g. JAX_PLATFORMS names a missing one)
-        return []
+    except Exception:  # no backend could start: JAX_PLATFORMS=cuda without the CUDA
+        return []  # plugin fails with a bare AssertionError, a missing one a RuntimeError
 
 
 def _nvidia_smi() -> list[dict[str, Any]] | None:
@@ -366,6 +366,13 @@ def _cpu_model() -> str | None:
     except OSError:
         pass
     return platform.processor() or None
+
+
+def _start_error(exc: Exception) -> str:
+    """Why JAX could not start, with the JAX_PLATFORMS that it was asked for."""
+    text = type(exc).__name__ + (f": {exc}" if str(exc).strip() else "")
+    platforms = os.environ.get("JAX_PLATFORMS")
+    return text + (f" (JAX_PLATFORMS={platforms!r})" if platforms else "")
 
 
 def detect_devices() -> dict[str, Any]:
@@ -428,7 +435,7 @@ def detect_devices() -> dict[str, Any]:
             }
             info["gpus"] = [e for e in listed if e["platform"] in ("gpu", "cuda")]
         except Exception as exc:  # a broken accelerator stack must not hide the CPU facts
-            info["jax"] = {"error": f"{type(exc).__name__}: {exc}"}
+            info["jax"] = {"error": _start_error(exc)}
     info["device"] = "gpu" if info["gpus"] else "cpu"
     info["env"] = {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ}
     return info
