@@ -272,3 +272,29 @@ def test_info_flags_a_backend_training_refuses(monkeypatch, value: str, said: st
     assert repr(value) in next(
         line for line in done.output.splitlines() if "$KERAS_BACKEND" in line
     )
+
+
+def test_info_table_shows_machine_facts_as_text_not_markup():
+    import io
+
+    from rich.console import Console
+
+    from appsleuth.info import print_devices
+
+    info = detect_devices()
+    info["cpu"]["model"] = "Xeon [bold]"
+    info["slurm"] = {"SLURM_NODELIST": "gpu[a-b]", "SLURM_JOB_PARTITION": "[/]"}
+    info["jax"] = {"error": "RuntimeError: install jax[cuda12]"}
+    info["nvidia_smi"] = [{"name": "GPU [red]", "memory_bytes": None}]
+    info["gpus"] = []
+    buffer = io.StringIO()
+    print_devices(info, Console(file=buffer, width=300))
+    text = buffer.getvalue()
+    for shown in (
+        "Xeon [bold]",
+        "SLURM_NODELIST=gpu[a-b], SLURM_JOB_PARTITION=[/]",
+        "failed to start: RuntimeError: install jax[cuda12]",
+        "GPU [red] (-)",
+        "JAX does not use these GPUs: install appsleuth[cuda]",  # it read "install appsleuth"
+    ):
+        assert shown in text
