@@ -125,6 +125,21 @@ def test_table_says_sizes_are_reduced(tiny):
     assert "core ids" in text  # the affinity column lists ids: "0" is core 0, not no cores
 
 
+def test_table_shows_errors_as_text_not_markup():
+    error = "SpecError: device 'gpu' requested but JAX sees no CUDA GPU (install appsleuth[cuda])"
+    sizes = ("rows", "train_rows", "val_rows", "full_rows", "epochs", "sweep_epochs")
+    failed = {
+        "settings": dict.fromkeys(sizes, 2),
+        "recommendation": {"text": []},
+        "engines": [{"engine": "fused", "threads": 1, "device": "gpu", "error": error}],
+        "sweep": [{"workers": 1, "threads": 1, "device": "gpu", "error": "bad [/] value"}],
+    }
+    buffer = io.StringIO()
+    print_bench(failed, Console(file=buffer, width=400))
+    text = buffer.getvalue()
+    assert "install appsleuth[cuda])" in text and "bad [/] value" in text
+
+
 def test_command_prints_and_saves(tiny, tmp_path, monkeypatch):
     result, _, _ = tiny
     seen = {}

@@ -566,6 +566,7 @@ def _save(result: dict[str, Any], out: Path) -> None:
 def print_bench(result: dict[str, Any], console: Any = None) -> None:
     """Print a benchmark result as two tables and the recommendation."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -583,7 +584,9 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
         table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for r in result["engines"]:
         if "error" in r:
-            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", r["error"], "", "")
+            # A worker's last stderr line is text ("install appsleuth[cuda]"), not markup.
+            error = escape(r["error"])
+            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", error, "", "")
             continue
         table.add_row(
             r["engine"],
@@ -601,7 +604,12 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
     for r in result["sweep"]:
         if "error" in r:
             table.add_row(
-                f"{r['workers']} x {r['threads']}", r["device"], "", "", "failed", r["error"]
+                f"{r['workers']} x {r['threads']}",
+                r["device"],
+                "",
+                "",
+                "failed",
+                escape(r["error"]),
             )
             continue
         table.add_row(
