@@ -82,6 +82,18 @@ def test_recommendation_compares_gpu_with_cpu(gpu_seconds, gpu_rate, single, swe
     assert rec["sweep"]["workers"] == 2
 
 
+def test_recommendation_compares_fused_with_fit_on_the_same_device():
+    engines = [
+        {**_engine("cpu", 0.1), "engine": "fit"},
+        _engine("cpu", 0.05),
+        {**_engine("gpu", 3.0), "engine": "fit"},
+        _engine("gpu", 0.01),
+    ]
+    rec = bench._recommend({"engines": engines, "sweep": []})
+    line = next(line for line in rec["text"] if line.startswith("single runs"))
+    assert "engine fused on gpu" in line and "(300.0x faster than fit)" in line
+
+
 def test_recommendation_without_gpu_has_no_gpu_line():
     result = {"engines": [_engine("cpu", 0.1)], "sweep": [_sweep("cpu", 1, 12.0)]}
     rec = bench._recommend(result)

@@ -386,10 +386,12 @@ def _recommend(result: dict[str, Any]) -> dict[str, Any]:
             f"single runs: engine {best['engine']} on {best['device']} with "
             f"{best['threads']} thread(s), {best['s_per_epoch']:.3f} s/epoch"
         )
-        same = [
+        same = [  # fit under the same conditions: the same threads on the same device
             r
             for r in runs
-            if r["engine"] == "fit" and r["threads"] == best["threads"] and best["engine"] != "fit"
+            if r["engine"] == "fit"
+            and (r["threads"], r["device"]) == (best["threads"], best["device"])
+            and best["engine"] != "fit"
         ]
         if same:
             line += f" ({same[0]['s_per_epoch'] / best['s_per_epoch']:.1f}x faster than fit)"
