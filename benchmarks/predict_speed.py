@@ -45,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.rows < 1:
+        parser.error(f"--rows must be at least 1; received {args.rows}")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

@@ -108,3 +108,25 @@ def test_predict_speed_times_a_call_after_the_same_call_untimed():
     calls = []
     result, seconds = _load("predict_speed")._warm_then_time(lambda: calls.append(0) or len(calls))
     assert (result, len(calls)) == (2, 2) and seconds >= 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        ("load_speed", ["--repeats", "0"], "--rows and --repeats must be at least 1"),
+        ("predict_speed", ["--rows", "-5"], "--rows must be at least 1; received -5"),
+        ("study", ["--subset-epochs", "0"], "--subset-epochs must be at least 1; received 0"),
+        ("synth_realism", ["--neurons", "a,b"], "--neurons takes positive widths"),
+        ("synth_realism", ["--epochs", "0"], "--rows and --epochs must be at least 1"),
+        ("device_speed", ["--rows", "0"], "--rows must be at least 1; received 0"),
+        ("device_speed", ["--out", "/no/such/dir/x.json"], "its directory does not exist"),
+    ],
+)
+def test_benchmark_options_are_checked_before_any_work(monkeypatch, capsys, script, args, said):
+    # Each failed late before: a traceback after generating data, or, for device_speed's
+    # --out, after minutes of measuring.
+    monkeypatch.setattr("sys.argv", [f"{script}.py", *args])
+    with pytest.raises(SystemExit) as stopped:
+        _load(script).main()
+    assert stopped.value.code == 2
+    assert said in capsys.readouterr().err
