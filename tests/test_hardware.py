@@ -298,3 +298,62 @@ def test_info_table_shows_machine_facts_as_text_not_markup():
         "JAX does not use these GPUs: install appsleuth[cuda]",  # it read "install appsleuth"
     ):
         assert shown in text
+
+
+def _cgroups(tmp_path, monkeypatch, membership: str, files: dict[str, str]):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    (tmp_path / "self-cgroup").write_text(membership + "\n")
+    monkeypatch.setattr(hardware, "_PROC_CGROUP", str(tmp_path / "self-cgroup"))
+    return hardware.cpu_quota(tmp_path / "fs")
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "quota"),
+    [
+        # v2: the tightest quota on the way up, rounded up to whole cores
+        (
+            "0::/a/b",
+            {
+                "fs/cpu.max": "max 100000",
+                "fs/a/cpu.max": "150000 100000",
+                "fs/a/b/cpu.max": "max 100000",
+            },
+            2,
+        ),
+        ("0::/a/b", {"fs/a/cpu.max": "400000 100000", "fs/a/b/cpu.max": "100000 100000"}, 1),
+        ("0::/a", {"fs/a/cpu.max": "max 100000"}, None),
+        # a container: the host's path is not mounted here, the mount's own quota is
+        ("0::/docker/abc", {"fs/cpu.max": "300000 100000"}, 3),
+        ("0::/../../user.slice", {"fs/cpu.max": "200000 100000"}, 2),
+        # v1
+        (
+            "4:cpu,cpuacct:/job",
+            {
+                "fs/cpu,cpuacct/job/cpu.cfs_quota_us": "200000",
+                "fs/cpu,cpuacct/job/cpu.cfs_period_us": "100000",
+            },
+            2,
+        ),
+        ("1:cpu:/", {"fs/cpu/cpu.cfs_quota_us": "-1", "fs/cpu/cpu.cfs_period_us": "100000"}, None),
+        ("4:memory:/job", {"fs/memory/job/cpu.max": "100000 100000"}, None),
+        ("garbage", {}, None),
+    ],
+)
+def test_cgroup_cpu_quota(tmp_path, monkeypatch, membership, files, quota):
+    assert _cgroups(tmp_path, monkeypatch, membership, files) == quota
+
+
+def test_a_container_quota_limits_the_cores_and_threads(monkeypatch, restore_process):
+    # A container limited to 1 CPU still sees every core of its host in its mask.
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores to tell a quota of 1 from the mask")
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(hardware, "cpu_quota", lambda: 1)
+    assert available_cores() == 1
+    applied = configure_backend()
+    assert (applied["threads"], applied["threads_source"]) == (1, "cgroup CPU quota")
+    assert len(os.sched_getaffinity(0)) == 1
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert "CPU quota 1" in done.output

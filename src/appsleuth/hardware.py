@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from appsleuth._keras import backend_name, backend_problem, check_backend
@@ -29,6 +31,7 @@ __all__ = [
     "available_cores",
     "check_device",
     "configure_backend",
+    "cpu_quota",
     "describe_hardware",
     "detect_devices",
     "slurm_environment",
@@ -41,14 +44,80 @@ _SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLU
 
 
 def available_cores() -> int:
-    """Cores this process may run on: its CPU affinity mask, capped by the SLURM allocation.
+    """Cores this process may run on: its CPU affinity mask, capped by the SLURM
+    allocation and by its cgroup's CPU quota.
 
-    The cap matters where SLURM's variables outlive their job's cgroup (a shell from
-    ``salloc`` on the login node): the mask is what the process can really use.
+    The SLURM cap matters where SLURM's variables outlive their job's cgroup (a shell
+    from ``salloc`` on the login node); the quota where a container limited to a few
+    CPUs still has every core of its host in its mask.
     """
-    cores = len(_affinity())
-    slurm = _slurm_cpus()
-    return min(cores, slurm) if slurm is not None else cores
+    caps = (len(_affinity()), _slurm_cpus(), cpu_quota())
+    return min(c for c in caps if c is not None)
+
+
+_PROC_CGROUP = "/proc/self/cgroup"
+
+
+def cpu_quota(root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int | None:
+    """This process's cgroup CPU quota in whole cores (rounded up); None when unlimited.
+
+    The tightest quota of its cgroup and the cgroups above it, cgroup v2 (``cpu.max``)
+    or v1 (``cpu.cfs_quota_us``); None where there is no cgroup file system.
+
+    Args:
+        root: Where the cgroup file system is mounted. Defaults to ``/sys/fs/cgroup``.
+    """
+    quotas = []
+    for folder in _cgroup_cpu_folders(Path(root)):
+        if (folder / "cpu.max").is_file():  # v2: "max 100000" or "200000 100000"
+            quota, _, period = _read_text(folder / "cpu.max").partition(" ")
+        else:  # v1: -1 for no quota
+            quota = _read_text(folder / "cpu.cfs_quota_us")
+            period = _read_text(folder / "cpu.cfs_period_us")
+        if quota.isdecimal() and period.isdecimal() and int(quota) > 0 and int(period) > 0:
+            quotas.append(max(1, math.ceil(int(quota) / int(period))))
+    return min(quotas) if quotas else None
+
+
+def _cgroup_cpu_folders(root: Path) -> list[Path]:
+    """The folders of this process's CPU cgroup and its ancestors that exist under ``root``."""
+    try:
+        lines = Path(_PROC_CGROUP).read_text(encoding="utf-8").splitlines()
+    except OSError:  # not Linux
+        return []
+    folders: list[Path] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: one hierarchy at the root
+            bases = [root]
+        elif "cpu" in controllers.split(","):  # v1: mounted as "cpu,cpuacct" or "cpu"
+            bases = [root / controllers, root / "cpu"]
+        else:
+            continue
+        base = next((b for b in bases if b.is_dir()), None)
+        if base is None:
+            continue
+        # Inside a container the path may name the host's cgroup, absent here: its
+        # ancestors, down to the mount itself, are looked at too.
+        relative = Path(path.strip().lstrip("/"))
+        # ".." leads out of this cgroup namespace: only the mount itself is visible.
+        folder = base if ".." in relative.parts else base / relative
+        for candidate in (folder, *folder.parents):
+            if candidate.is_dir() and candidate not in folders:
+                folders.append(candidate)
+            if candidate == base:
+                break
+    return folders
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
 
 
 def _slurm_cpus() -> int | None:
@@ -242,7 +311,8 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
 
     Args:
         threads: Threads (cores) to use. Defaults to None: ``SLURM_CPUS_PER_TASK``
-            inside a SLURM job, else every available core with no limit set.
+            inside a SLURM job, the CPU quota in a cgroup (container) limited to fewer
+            cores than it sees, else every available core with no limit set.
         device: ``"auto"`` (default: whatever the backend finds), ``"cpu"`` (hide CUDA
             devices) or ``"gpu"`` (require a CUDA device).
 
@@ -275,6 +345,8 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
         source = "argument"
     elif _slurm_cpus() is not None:
         threads, source = cores, "SLURM_CPUS_PER_TASK"
+    elif cores < len(_affinity()):  # a container's quota: more threads would be throttled
+        threads, source = cores, "cgroup CPU quota"
     else:
         threads, source = None, "all available cores"
     if threads is not None:
@@ -383,7 +455,8 @@ def detect_devices() -> dict[str, Any]:
     error is reported in the result instead.
 
     Returns:
-        ``cpu`` (model, cores total and available, affinity), ``slurm`` (the job's
+        ``cpu`` (model, cores total and available, affinity, cgroup CPU quota in
+        cores or None), ``slurm`` (the job's
         variables, empty outside SLURM), ``backend``, ``backend_problem`` (why training
         would refuse that backend, or None), ``jax`` (version, default
         platform, devices with memory where the device reports it), ``gpus`` (the
@@ -398,6 +471,7 @@ def detect_devices() -> dict[str, Any]:
             "cores_total": os.cpu_count(),
             "cores_available": available_cores(),
             "affinity": _affinity(),
+            "quota": cpu_quota(),
         },
         "slurm": slurm_environment(),
         "backend": backend_name(),

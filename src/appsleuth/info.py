@@ -38,7 +38,10 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     table.add_row("host", escape(str(info.get("hostname"))))
     table.add_row("CPU", escape(str(cpu.get("model") or "unknown")))
     table.add_row("cores (total)", str(cpu["cores_total"]))
-    table.add_row("cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']})")
+    quota = f", CPU quota {cpu['quota']}" if cpu.get("quota") is not None else ""
+    table.add_row(
+        "cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']}{quota})"
+    )
     slurm = info.get("slurm") or {}
     table.add_row(
         "SLURM",
