@@ -196,6 +196,8 @@ def _find_tensorflow(explicit: str | None) -> tuple[str | None, str]:
     errors = []
     for python in candidates:
         if not python or not Path(python).exists():
+            if python == explicit:  # the user's own choice is never passed over silently
+                errors.append(f"{python}: no such file")
             continue
         probe = subprocess.run(
             [python, "-c", "import tensorflow, keras"], capture_output=True, text=True, env=env

@@ -130,3 +130,10 @@ def test_benchmark_options_are_checked_before_any_work(monkeypatch, capsys, scri
         _load(script).main()
     assert stopped.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_train_speed_names_a_tf_python_that_does_not_exist(tmp_path):
+    missing = str(tmp_path / "no-python")
+    python, why = _load("train_speed")._find_tensorflow(missing)
+    assert python is None
+    assert f"tried {missing}: no such file" in why  # not only "TensorFlow is not installed"
