@@ -18,6 +18,7 @@ from appsleuth.bench import (
     thread_counts,
     worker_splits,
 )
+from appsleuth.cli import main
 
 # Smallest meaningful run: both engines at 1 thread (a fresh process each) and one sweep
 # of 1 worker; `bench --quick` measures more and is for people, not for the test suite.
@@ -188,3 +189,15 @@ def test_unwritable_out_fails_before_measuring(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="file"):
         run_bench(_TINY, out=blocker / "results")
     assert blocker.read_text() == "x"
+
+
+def test_a_backend_training_refuses_stops_before_measuring(tmp_path, monkeypatch, capsys):
+    problem = "KERAS_BACKEND must be 'jax' (appsleuth's default), 'tensorflow' or 'torch'"
+    monkeypatch.setattr(bench, "_detect_in_subprocess", lambda: {"backend_problem": problem})
+
+    def no_data(*args):
+        raise AssertionError("generated data for a benchmark that cannot run")
+
+    monkeypatch.setattr(bench, "_write_data", no_data)
+    assert main(["bench", "--out", str(tmp_path / "out")]) == 2
+    assert f"appsleuth: invalid setting: {problem}" in capsys.readouterr().err

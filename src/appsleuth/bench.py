@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from appsleuth.errors import SpecError
 from appsleuth.hardware import available_cores, configure_backend
 
 __all__ = [
@@ -460,12 +461,17 @@ def run_bench(
 
     Raises:
         OSError: ``out`` cannot be created or written; raised before measuring.
+        SpecError: ``KERAS_BACKEND`` names a backend that training refuses (unknown or
+            not installed); raised before measuring.
     """
     settings = settings or BenchSettings()
     say = echo or (lambda _line: None)
     if out is not None:
         _check_writable(Path(out))  # before minutes of measuring, not after
     devices = _detect_in_subprocess()
+    if devices.get("backend_problem"):
+        # Every measurement would fail on it, one process after another: say it now.
+        raise SpecError(devices["backend_problem"])
     cores = available_cores()
     backend = devices["backend"]
     engines = list(settings.engines or (["fused", "fit"] if backend == "jax" else ["fit"]))
