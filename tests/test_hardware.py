@@ -357,3 +357,21 @@ def test_a_container_quota_limits_the_cores_and_threads(monkeypatch, restore_pro
     assert len(os.sched_getaffinity(0)) == 1
     done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
     assert "CPU quota 1" in done.output
+
+
+@pytest.mark.parametrize(
+    ("backend", "gpus", "device", "row"),
+    [
+        ("tensorflow", ["A100"], "gpu", "CUDA GPU (TensorFlow, fit)"),
+        ("torch", [], "cpu", "CPU only (PyTorch, fit)"),
+    ],
+)
+def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, device, row):
+    # TensorFlow and PyTorch train on the GPUs they see, not on JAX's.
+    monkeypatch.setattr(hardware, "backend_name", lambda: backend)
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "_gpu_names", lambda name: gpus if name == backend else [])
+    info = detect_devices()
+    assert (info["device"], info["backend_gpus"]) == (device, gpus)
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert row in done.output and "fused engine" not in done.output

@@ -475,7 +475,7 @@ def run_bench(
     cores = available_cores()
     backend = devices["backend"]
     engines = list(settings.engines or (["fused", "fit"] if backend == "jax" else ["fit"]))
-    has_gpu = bool(devices["gpus"])
+    has_gpu = devices["device"] == "gpu"  # JAX's GPUs, or TensorFlow's or PyTorch's
     result: dict[str, Any] = {
         "format_version": _FORMAT,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -461,8 +461,9 @@ def detect_devices() -> dict[str, Any]:
         would refuse that backend, or None), ``jax`` (version, default
         platform, devices with memory where the device reports it), ``gpus`` (the
         CUDA devices of JAX), ``nvidia_smi`` (what the driver reports, None without
-        one), ``device`` (``gpu`` or ``cpu``: where the fused engine will run) and
-        ``env`` (the thread and device variables set).
+        one), ``device`` (``gpu`` or ``cpu``: where training runs, on JAX's devices,
+        or with TensorFlow or PyTorch as the backend on theirs, listed as
+        ``backend_gpus``) and ``env`` (the thread and device variables set).
     """
     info: dict[str, Any] = {
         "hostname": platform.node(),
@@ -510,6 +511,11 @@ def detect_devices() -> dict[str, Any]:
             info["gpus"] = [e for e in listed if e["platform"] in ("gpu", "cuda")]
         except Exception as exc:  # a broken accelerator stack must not hide the CPU facts
             info["jax"] = {"error": _start_error(exc)}
-    info["device"] = "gpu" if info["gpus"] else "cpu"
+    if info["backend"] in ("tensorflow", "torch") and info["backend_problem"] is None:
+        # They train (with fit) on the GPUs they see themselves, whatever JAX sees.
+        info["backend_gpus"] = _gpu_names(info["backend"])
+        info["device"] = "gpu" if info["backend_gpus"] else "cpu"
+    else:
+        info["device"] = "gpu" if info["gpus"] else "cpu"
     info["env"] = {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ}
     return info

@@ -11,6 +11,8 @@ from appsleuth.hardware import detect_devices
 
 __all__ = ["format_bytes", "info_command", "print_devices"]
 
+_BACKEND_LABEL = {"tensorflow": "TensorFlow", "torch": "PyTorch"}
+
 
 def format_bytes(n: int | None) -> str:
     """``n`` bytes as GiB with one decimal, or ``-`` when unknown."""
@@ -75,12 +77,19 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     if smi:
         names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
         table.add_row("NVIDIA driver", escape(names))
-        if not info["gpus"]:
+        if info["device"] != "gpu":
             hint = f"JAX does not use these GPUs: install {escape('appsleuth[cuda]')}"
+            if "backend_gpus" in info:
+                label = _BACKEND_LABEL[info["backend"]]
+                hint = f"{label} does not use these GPUs: install a CUDA build of {label}"
             table.add_row("", f"[yellow]{hint}[/]")
-    table.add_row(
-        "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
-    )
+    if "backend_gpus" in info:  # TensorFlow or PyTorch: fit on their own devices
+        where = "CUDA GPU" if info["device"] == "gpu" else "CPU only"
+        table.add_row("training device", f"{where} ({_BACKEND_LABEL[info['backend']]}, fit)")
+    else:
+        table.add_row(
+            "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
+        )
     for key, value in (info.get("env") or {}).items():
         table.add_row(f"  ${key}", escape(repr(value)))  # "[...]" is no markup
     console.print(table)
