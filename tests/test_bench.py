@@ -201,3 +201,9 @@ def test_a_backend_training_refuses_stops_before_measuring(tmp_path, monkeypatch
     monkeypatch.setattr(bench, "_write_data", no_data)
     assert main(["bench", "--out", str(tmp_path / "out")]) == 2
     assert f"appsleuth: invalid setting: {problem}" in capsys.readouterr().err
+
+
+def test_a_tensorflow_or_torch_gpu_row_says_gpu():
+    # These backends' rows said "cpu" whatever device they ran on.
+    assert bench._trained_on("tensorflow", "gpu") == "gpu"
+    assert bench._trained_on("torch", "cpu") == "cpu"

@@ -181,19 +181,27 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
         callbacks=[_Timer()],
         verbose=0,
     )
-    platform = "cpu"
-    if applied["backend"] == "jax":
-        import jax
-
-        platform = jax.devices()[0].platform
     return {
         "epoch_seconds": seconds,
         "s_per_epoch": statistics.median(seconds[1:] or seconds),
         "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "platform": platform,
+        "platform": _trained_on(applied["backend"], args["device"]),
         "affinity": applied["cores"],
         "os_threads": _os_threads(),
     }
+
+
+def _trained_on(backend: str, device: str) -> str:
+    """The platform a measurement trained on: JAX's first device, else the one asked for.
+
+    TensorFlow and PyTorch place the model on their first GPU when they see one, and
+    ``configure_backend`` hid theirs for ``cpu`` and checked there is one for ``gpu``.
+    """
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform
+    return "gpu" if device == "gpu" else "cpu"
 
 
 def _os_threads() -> int | None:
