@@ -375,3 +375,17 @@ def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, devi
     assert (info["device"], info["backend_gpus"]) == (device, gpus)
     done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
     assert row in done.output and "fused engine" not in done.output
+
+
+def test_info_survives_a_backend_that_fails_to_start(monkeypatch):
+    def broken(name):
+        raise TypeError("Descriptors cannot be created directly")  # protobuf mismatch
+
+    monkeypatch.setattr(hardware, "backend_name", lambda: "tensorflow")
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "_gpu_names", broken)
+    info = detect_devices()
+    assert info["device"] == "cpu" and "Descriptors cannot" in info["backend_error"]
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "TensorFlow failed to start: TypeError: Descriptors cannot" in done.output

@@ -513,7 +513,11 @@ def detect_devices() -> dict[str, Any]:
             info["jax"] = {"error": _start_error(exc)}
     if info["backend"] in ("tensorflow", "torch") and info["backend_problem"] is None:
         # They train (with fit) on the GPUs they see themselves, whatever JAX sees.
-        info["backend_gpus"] = _gpu_names(info["backend"])
+        try:
+            info["backend_gpus"] = _gpu_names(info["backend"])
+        except Exception as exc:  # e.g. TensorFlow against an incompatible protobuf
+            info["backend_gpus"] = []
+            info["backend_error"] = f"{type(exc).__name__}: {exc}"
         info["device"] = "gpu" if info["backend_gpus"] else "cpu"
     else:
         info["device"] = "gpu" if info["gpus"] else "cpu"

@@ -83,6 +83,9 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
                 label = _BACKEND_LABEL[info["backend"]]
                 hint = f"{label} does not use these GPUs: install a CUDA build of {label}"
             table.add_row("", f"[yellow]{hint}[/]")
+    if info.get("backend_error"):
+        label = _BACKEND_LABEL[info["backend"]]
+        table.add_row("", f"[red]{label} failed to start: {escape(info['backend_error'])}[/]")
     if "backend_gpus" in info:  # TensorFlow or PyTorch: fit on their own devices
         where = "CUDA GPU" if info["device"] == "gpu" else "CPU only"
         table.add_row("training device", f"{where} ({_BACKEND_LABEL[info['backend']]}, fit)")
