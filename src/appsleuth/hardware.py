@@ -456,14 +456,14 @@ def detect_devices() -> dict[str, Any]:
 
     Returns:
         ``cpu`` (model, cores total and available, affinity, cgroup CPU quota in
-        cores or None), ``slurm`` (the job's
-        variables, empty outside SLURM), ``backend``, ``backend_problem`` (why training
-        would refuse that backend, or None), ``jax`` (version, default
-        platform, devices with memory where the device reports it), ``gpus`` (the
-        CUDA devices of JAX), ``nvidia_smi`` (what the driver reports, None without
-        one), ``device`` (``gpu`` or ``cpu``: where training runs, on JAX's devices,
-        or with TensorFlow or PyTorch as the backend on theirs, listed as
-        ``backend_gpus``) and ``env`` (the thread and device variables set).
+        cores or None), ``slurm`` (the job's variables, empty outside SLURM),
+        ``backend``, ``backend_problem`` (why training would refuse that backend, or
+        None), ``jax`` (version, default platform, devices with memory where the
+        device reports it), ``gpus`` (the CUDA devices of JAX), ``nvidia_smi`` (what
+        the driver reports, None without one), ``device`` (``gpu`` or ``cpu``: where
+        training runs, on JAX's devices, or with TensorFlow or PyTorch as the backend
+        on theirs, listed as ``backend_gpus``, with ``backend_error`` when that backend
+        failed to start) and ``env`` (the thread and device variables set).
     """
     info: dict[str, Any] = {
         "hostname": platform.node(),
