@@ -56,6 +56,11 @@ def main() -> None:
         parser.error(f"--hidden takes comma-separated widths; received {args.hidden}")
     if any(b < 1 for b in batches) or any(w < 1 for s in shapes for w in s):
         parser.error("batch sizes and widths must be positive")
+    if args.rows < 1:
+        parser.error(f"--rows must be at least 1; received {args.rows}")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        # Checked now: the results come after minutes of measuring.
+        parser.error(f"--out {args.out}: its directory does not exist")
     grid = [(b, s) for s in shapes for b in batches]
     if args.worker:
         _worker(args.worker, Path(args.data), args.epochs, grid)

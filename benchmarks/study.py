@@ -57,6 +57,10 @@ def main() -> None:
     parser.add_argument("--subset-epochs", type=int, default=10)
     parser.add_argument("--skip-study", action="store_true", help="only the 1-vs-2 subset")
     args = parser.parse_args()
+    for name in ("epochs", "rows", "subset_epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1; received {value}")
 
     cores = available_cores()
     hw = describe_hardware()

@@ -117,9 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     parser.add_argument("--quick", action="store_true", help="40k rows and 10 epochs")
     args = parser.parse_args(argv)
+    if args.rows < 1 or args.epochs < 1:
+        parser.error(f"--rows and --epochs must be at least 1; received {args.rows}, {args.epochs}")
     if args.quick:
         args.rows, args.epochs = min(args.rows, 40_000), min(args.epochs, 10)
-    widths = [int(n) for n in args.neurons.split(",") if n.strip()]
+    try:  # empty: no network, only the generator and the tree
+        widths = [int(n) for n in args.neurons.split(",") if n.strip()]
+    except ValueError:
+        widths = [0]
+    if any(w < 1 for w in widths):
+        parser.error(f"--neurons takes positive widths, comma-separated; received {args.neurons!r}")
 
     generate_sherlock(1_000, seed=args.seed)  # warm imports and caches
     times = []

@@ -16,9 +16,10 @@ validation rows), validating after every epoch, with three engines:
   objects), compiled with the fused engine's CPU options. It shows how much of the
   epoch is XLA's own per-step cost on this CPU.
 
-Each configuration runs in its own subprocess, so that its peak memory (ru_maxrss) is
-its own and backends do not mix. Seconds per epoch are the median of the epochs after
-the first (which includes compilation); validation is included in every engine's epoch.
+Each configuration runs in its own subprocess, so that its peak memory (VmHWM, not
+ru_maxrss, which Linux carries over from the parent) is its own and backends do not mix.
+Seconds per epoch are the median of the epochs after the first (which includes
+compilation); validation is included in every engine's epoch.
 Shared or virtual machines have slow spells lasting seconds, so the JAX configurations
 that are compared (best ``fit``, ``fused``, the floor) run ``--rounds`` times,
 interleaved, and their epochs are pooled; the fastest epoch is printed beside the median.
@@ -195,6 +196,8 @@ def _find_tensorflow(explicit: str | None) -> tuple[str | None, str]:
     errors = []
     for python in candidates:
         if not python or not Path(python).exists():
+            if python == explicit:  # the user's own choice is never passed over silently
+                errors.append(f"{python}: no such file")
             continue
         probe = subprocess.run(
             [python, "-c", "import tensorflow, keras"], capture_output=True, text=True, env=env
@@ -306,19 +309,36 @@ def _worker(engine: str, data: Path, epochs: int, spe: int) -> None:
     else:  # Plain Keras fit, as the TensorFlow interpreter may not have appsleuth.
         history = model.fit(x, y, **kwargs)
     total = time.perf_counter() - start  # Compilation and set-up included.
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
     print(
         json.dumps(
             {
                 "epoch_seconds": timer.seconds,
                 "s_per_epoch": statistics.median(timer.seconds[1:]),
                 "val_accuracy": history.history["val_accuracy"][-1],
-                "peak_rss_mb": peak_kb / 1024,
+                "peak_rss_mb": _peak_rss_mb(),
                 "total_seconds": total,
                 "platform": _platform(),
             }
         )
     )
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB, from its own start.
+
+    Linux keeps ``ru_maxrss`` across ``exec``: a worker started by a parent holding the
+    generated data would report at least the parent's peak. VmHWM belongs to the
+    worker's own address space.
+    """
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def _platform() -> str:
@@ -393,14 +413,13 @@ def _floor_worker(x, y, xv, yv, epochs: int) -> None:
         carry, _, val_accuracy = compiled(carry, *data, np.int32(index))
         val_accuracy = float(val_accuracy)  # Waits for the epoch, like the engines' logs.
         seconds.append(time.perf_counter() - tick)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
                 "epoch_seconds": seconds,
                 "s_per_epoch": statistics.median(seconds[1:]),
                 "val_accuracy": val_accuracy,
-                "peak_rss_mb": peak_kb / 1024,
+                "peak_rss_mb": _peak_rss_mb(),
                 "total_seconds": time.perf_counter() - start,
                 "platform": _platform(),
             }

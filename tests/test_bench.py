@@ -18,6 +18,7 @@ from appsleuth.bench import (
     thread_counts,
     worker_splits,
 )
+from appsleuth.cli import main
 
 # Smallest meaningful run: both engines at 1 thread (a fresh process each) and one sweep
 # of 1 worker; `bench --quick` measures more and is for people, not for the test suite.
@@ -82,6 +83,18 @@ def test_recommendation_compares_gpu_with_cpu(gpu_seconds, gpu_rate, single, swe
     assert rec["sweep"]["workers"] == 2
 
 
+def test_recommendation_compares_fused_with_fit_on_the_same_device():
+    engines = [
+        {**_engine("cpu", 0.1), "engine": "fit"},
+        _engine("cpu", 0.05),
+        {**_engine("gpu", 3.0), "engine": "fit"},
+        _engine("gpu", 0.01),
+    ]
+    rec = bench._recommend({"engines": engines, "sweep": []})
+    line = next(line for line in rec["text"] if line.startswith("single runs"))
+    assert "engine fused on gpu" in line and "(300.0x faster than fit)" in line
+
+
 def test_recommendation_without_gpu_has_no_gpu_line():
     result = {"engines": [_engine("cpu", 0.1)], "sweep": [_sweep("cpu", 1, 12.0)]}
     rec = bench._recommend(result)
@@ -125,6 +138,21 @@ def test_table_says_sizes_are_reduced(tiny):
     assert "core ids" in text  # the affinity column lists ids: "0" is core 0, not no cores
 
 
+def test_table_shows_errors_as_text_not_markup():
+    error = "SpecError: device 'gpu' requested but JAX sees no CUDA GPU (install appsleuth[cuda])"
+    sizes = ("rows", "train_rows", "val_rows", "full_rows", "epochs", "sweep_epochs")
+    failed = {
+        "settings": dict.fromkeys(sizes, 2),
+        "recommendation": {"text": []},
+        "engines": [{"engine": "fused", "threads": 1, "device": "gpu", "error": error}],
+        "sweep": [{"workers": 1, "threads": 1, "device": "gpu", "error": "bad [/] value"}],
+    }
+    buffer = io.StringIO()
+    print_bench(failed, Console(file=buffer, width=400))
+    text = buffer.getvalue()
+    assert "install appsleuth[cuda])" in text and "bad [/] value" in text
+
+
 def test_command_prints_and_saves(tiny, tmp_path, monkeypatch):
     result, _, _ = tiny
     seen = {}
@@ -161,3 +189,21 @@ def test_unwritable_out_fails_before_measuring(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="file"):
         run_bench(_TINY, out=blocker / "results")
     assert blocker.read_text() == "x"
+
+
+def test_a_backend_training_refuses_stops_before_measuring(tmp_path, monkeypatch, capsys):
+    problem = "KERAS_BACKEND must be 'jax' (appsleuth's default), 'tensorflow' or 'torch'"
+    monkeypatch.setattr(bench, "_detect_in_subprocess", lambda: {"backend_problem": problem})
+
+    def no_data(*args):
+        raise AssertionError("generated data for a benchmark that cannot run")
+
+    monkeypatch.setattr(bench, "_write_data", no_data)
+    assert main(["bench", "--out", str(tmp_path / "out")]) == 2
+    assert f"appsleuth: invalid setting: {problem}" in capsys.readouterr().err
+
+
+def test_a_tensorflow_or_torch_gpu_row_says_gpu():
+    # These backends' rows said "cpu" whatever device they ran on.
+    assert bench._trained_on("tensorflow", "gpu") == "gpu"
+    assert bench._trained_on("torch", "cpu") == "cpu"

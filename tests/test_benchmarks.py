@@ -81,3 +81,59 @@ def test_train_speed_floor_trains_the_baseline(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(result["epoch_seconds"]) == 2 and result["s_per_epoch"] > 0
     assert 0 <= result["val_accuracy"] <= 1
+
+
+def test_train_speed_peak_memory_is_the_workers_own():
+    import subprocess
+    import sys
+
+    # Linux carries ru_maxrss over exec: a worker of a parent holding 200 MB would say so.
+    held = bytearray(200 * 2**20)
+    held[::4096] = bytes([1]) * len(range(0, len(held), 4096))
+    code = "import runpy, sys; print(runpy.run_path(sys.argv[1])['_peak_rss_mb']())"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(_BENCHMARKS / "train_speed.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    del held
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 0 < float(done.stdout) < 100
+
+
+def test_predict_speed_times_a_call_after_the_same_call_untimed():
+    # The forward pass compiles per chunk shape, which follows the row count: a smaller
+    # warm-up left the timed call's compilation inside its timing.
+    calls = []
+    result, seconds = _load("predict_speed")._warm_then_time(lambda: calls.append(0) or len(calls))
+    assert (result, len(calls)) == (2, 2) and seconds >= 0
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        ("load_speed", ["--repeats", "0"], "--rows and --repeats must be at least 1"),
+        ("predict_speed", ["--rows", "-5"], "--rows must be at least 1; received -5"),
+        ("study", ["--subset-epochs", "0"], "--subset-epochs must be at least 1; received 0"),
+        ("synth_realism", ["--neurons", "a,b"], "--neurons takes positive widths"),
+        ("synth_realism", ["--epochs", "0"], "--rows and --epochs must be at least 1"),
+        ("device_speed", ["--rows", "0"], "--rows must be at least 1; received 0"),
+        ("device_speed", ["--out", "/no/such/dir/x.json"], "its directory does not exist"),
+    ],
+)
+def test_benchmark_options_are_checked_before_any_work(monkeypatch, capsys, script, args, said):
+    # Each failed late before: a traceback after generating data, or, for device_speed's
+    # --out, after minutes of measuring.
+    monkeypatch.setattr("sys.argv", [f"{script}.py", *args])
+    with pytest.raises(SystemExit) as stopped:
+        _load(script).main()
+    assert stopped.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_train_speed_names_a_tf_python_that_does_not_exist(tmp_path):
+    missing = str(tmp_path / "no-python")
+    python, why = _load("train_speed")._find_tensorflow(missing)
+    assert python is None
+    assert f"tried {missing}: no such file" in why  # not only "TensorFlow is not installed"

@@ -19,6 +19,7 @@ from appsleuth.info import info_command
 # test process (where other tests may have imported JAX already) cannot show.
 _PROBE = """
 import json, os, sys
+import numpy  # as the CLI does: its BLAS pool and threads exist before the limits
 from appsleuth.hardware import configure_backend
 threads = None if sys.argv[1] == "none" else int(sys.argv[1])
 applied = configure_backend(threads=threads, device="cpu")
@@ -27,8 +28,13 @@ x = jnp.ones((512, 512))
 (x @ x).block_until_ready()
 with open("/proc/self/status") as fh:
     os_threads = next(int(l.split()[1]) for l in fh if l.startswith("Threads"))
+from threadpoolctl import threadpool_info
 print(json.dumps({
     "affinity": sorted(os.sched_getaffinity(0)),
+    "thread_affinities": sorted(
+        {tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir("/proc/self/task")}
+    ),
+    "blas_threads": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"],
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
     "omp": os.environ.get("OMP_NUM_THREADS"),
     "os_threads": os_threads,
@@ -41,14 +47,18 @@ print(json.dumps({
 @pytest.fixture
 def restore_process():
     """Undo what configure_backend does to this process: environment and affinity."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     env = dict(os.environ)
     affinity = os.sched_getaffinity(0)
+    pools = {p["prefix"]: p["num_threads"] for p in threadpool_info()}
     jax = sys.modules.get("jax")
     platforms = jax.config.jax_platforms if jax is not None else None
     yield
     os.environ.clear()
     os.environ.update(env)
-    os.sched_setaffinity(0, affinity)
+    hardware._pin_threads(sorted(affinity))  # every thread: JAX's pool of earlier tests
+    threadpool_limits(limits=pools)
     if jax is not None:
         jax.config.update("jax_platforms", platforms)
 
@@ -74,6 +84,9 @@ def test_thread_limit_takes_effect_in_a_fresh_process():
         results.append(json.loads(out.strip().splitlines()[-1]))
     one, unlimited = results
     assert len(one["affinity"]) == 1  # pinned to one core
+    # ... every thread, the BLAS threads NumPy started before the limit too
+    assert one["thread_affinities"] == [one["affinity"]]
+    assert set(one["blas_threads"]) <= {1}
     assert one["omp"] == "1"
     assert "--xla_cpu_multi_thread_eigen=false" in one["xla_flags"]
     assert "intra_op_parallelism" not in one["xla_flags"]  # not an XLA flag: XLA would abort
@@ -93,6 +106,25 @@ def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
     assert applied["threads_source"] == "SLURM_CPUS_PER_TASK"
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert len(os.sched_getaffinity(0)) == 1
+
+
+@pytest.mark.parametrize("value", ["", "0", "2(x3)", "²", "1.5", "-1"])
+def test_slurm_cpus_that_are_no_count_are_ignored(monkeypatch, restore_process, value):
+    # "²" is a digit to str.isdigit but not to int(); "2(x3)" is SLURM's per-node form.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", value)
+    assert available_cores() == len(os.sched_getaffinity(0))
+    applied = configure_backend()
+    assert applied["threads_source"] == "all available cores"
+    assert applied["thread_limits"] is False
+
+
+def test_slurm_cpus_beyond_the_affinity_mask_are_capped(monkeypatch, restore_process):
+    # SLURM variables outlive their job's cgroup, e.g. in a shell that salloc opened.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4096")
+    assert available_cores() == len(os.sched_getaffinity(0))
+    applied = configure_backend()
+    assert applied["threads"] == len(os.sched_getaffinity(0))
+    assert applied["threads_source"] == "SLURM_CPUS_PER_TASK"
 
 
 def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_process):
@@ -127,6 +159,20 @@ def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
         match=r"device 'gpu' requested but JAX sees no CUDA GPU \(install appsleuth\[cuda\]",
     ):
         configure_backend(device="gpu")
+
+
+def test_gpu_request_when_jax_cannot_start_says_so(monkeypatch, restore_process):
+    import jax
+
+    def no_backend():
+        raise AssertionError  # what JAX_PLATFORMS=cuda without the CUDA plugin raises
+
+    monkeypatch.setattr(jax, "devices", no_backend)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    with pytest.raises(SpecError, match=r"device 'gpu' requested but JAX sees no CUDA GPU"):
+        configure_backend(device="gpu")
+    assert detect_devices()["jax"] == {"error": "AssertionError (JAX_PLATFORMS='cuda')"}
 
 
 def test_cpu_device_hides_cuda(monkeypatch, restore_process):
@@ -226,3 +272,120 @@ def test_info_flags_a_backend_training_refuses(monkeypatch, value: str, said: st
     assert repr(value) in next(
         line for line in done.output.splitlines() if "$KERAS_BACKEND" in line
     )
+
+
+def test_info_table_shows_machine_facts_as_text_not_markup():
+    import io
+
+    from rich.console import Console
+
+    from appsleuth.info import print_devices
+
+    info = detect_devices()
+    info["cpu"]["model"] = "Xeon [bold]"
+    info["slurm"] = {"SLURM_NODELIST": "gpu[a-b]", "SLURM_JOB_PARTITION": "[/]"}
+    info["jax"] = {"error": "RuntimeError: install jax[cuda12]"}
+    info["nvidia_smi"] = [{"name": "GPU [red]", "memory_bytes": None}]
+    info["gpus"] = []
+    buffer = io.StringIO()
+    print_devices(info, Console(file=buffer, width=300))
+    text = buffer.getvalue()
+    for shown in (
+        "Xeon [bold]",
+        "SLURM_NODELIST=gpu[a-b], SLURM_JOB_PARTITION=[/]",
+        "failed to start: RuntimeError: install jax[cuda12]",
+        "GPU [red] (-)",
+        "JAX does not use these GPUs: install appsleuth[cuda]",  # it read "install appsleuth"
+    ):
+        assert shown in text
+
+
+def _cgroups(tmp_path, monkeypatch, membership: str, files: dict[str, str]):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    (tmp_path / "self-cgroup").write_text(membership + "\n")
+    monkeypatch.setattr(hardware, "_PROC_CGROUP", str(tmp_path / "self-cgroup"))
+    return hardware.cpu_quota(tmp_path / "fs")
+
+
+@pytest.mark.parametrize(
+    ("membership", "files", "quota"),
+    [
+        # v2: the tightest quota on the way up, rounded up to whole cores
+        (
+            "0::/a/b",
+            {
+                "fs/cpu.max": "max 100000",
+                "fs/a/cpu.max": "150000 100000",
+                "fs/a/b/cpu.max": "max 100000",
+            },
+            2,
+        ),
+        ("0::/a/b", {"fs/a/cpu.max": "400000 100000", "fs/a/b/cpu.max": "100000 100000"}, 1),
+        ("0::/a", {"fs/a/cpu.max": "max 100000"}, None),
+        # a container: the host's path is not mounted here, the mount's own quota is
+        ("0::/docker/abc", {"fs/cpu.max": "300000 100000"}, 3),
+        ("0::/../../user.slice", {"fs/cpu.max": "200000 100000"}, 2),
+        # v1
+        (
+            "4:cpu,cpuacct:/job",
+            {
+                "fs/cpu,cpuacct/job/cpu.cfs_quota_us": "200000",
+                "fs/cpu,cpuacct/job/cpu.cfs_period_us": "100000",
+            },
+            2,
+        ),
+        ("1:cpu:/", {"fs/cpu/cpu.cfs_quota_us": "-1", "fs/cpu/cpu.cfs_period_us": "100000"}, None),
+        ("4:memory:/job", {"fs/memory/job/cpu.max": "100000 100000"}, None),
+        ("garbage", {}, None),
+    ],
+)
+def test_cgroup_cpu_quota(tmp_path, monkeypatch, membership, files, quota):
+    assert _cgroups(tmp_path, monkeypatch, membership, files) == quota
+
+
+def test_a_container_quota_limits_the_cores_and_threads(monkeypatch, restore_process):
+    # A container limited to 1 CPU still sees every core of its host in its mask.
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores to tell a quota of 1 from the mask")
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(hardware, "cpu_quota", lambda: 1)
+    assert available_cores() == 1
+    applied = configure_backend()
+    assert (applied["threads"], applied["threads_source"]) == (1, "cgroup CPU quota")
+    assert len(os.sched_getaffinity(0)) == 1
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert "CPU quota 1" in done.output
+
+
+@pytest.mark.parametrize(
+    ("backend", "gpus", "device", "row"),
+    [
+        ("tensorflow", ["A100"], "gpu", "CUDA GPU (TensorFlow, fit)"),
+        ("torch", [], "cpu", "CPU only (PyTorch, fit)"),
+    ],
+)
+def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, device, row):
+    # TensorFlow and PyTorch train on the GPUs they see, not on JAX's.
+    monkeypatch.setattr(hardware, "backend_name", lambda: backend)
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "_gpu_names", lambda name: gpus if name == backend else [])
+    info = detect_devices()
+    assert (info["device"], info["backend_gpus"]) == (device, gpus)
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert row in done.output and "fused engine" not in done.output
+
+
+def test_info_survives_a_backend_that_fails_to_start(monkeypatch):
+    def broken(name):
+        raise TypeError("Descriptors cannot be created directly")  # protobuf mismatch
+
+    monkeypatch.setattr(hardware, "backend_name", lambda: "tensorflow")
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "_gpu_names", broken)
+    info = detect_devices()
+    assert info["device"] == "cpu" and "Descriptors cannot" in info["backend_error"]
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "TensorFlow failed to start: TypeError: Descriptors cannot" in done.output

@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from appsleuth.errors import SpecError
 from appsleuth.hardware import available_cores, configure_backend
 
 __all__ = [
@@ -180,19 +181,27 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
         callbacks=[_Timer()],
         verbose=0,
     )
-    platform = "cpu"
-    if applied["backend"] == "jax":
-        import jax
-
-        platform = jax.devices()[0].platform
     return {
         "epoch_seconds": seconds,
         "s_per_epoch": statistics.median(seconds[1:] or seconds),
         "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "platform": platform,
+        "platform": _trained_on(applied["backend"], args["device"]),
         "affinity": applied["cores"],
         "os_threads": _os_threads(),
     }
+
+
+def _trained_on(backend: str, device: str) -> str:
+    """The platform a measurement trained on: JAX's first device, else the one asked for.
+
+    TensorFlow and PyTorch place the model on their first GPU when they see one, and
+    ``configure_backend`` hid theirs for ``cpu`` and checked there is one for ``gpu``.
+    """
+    if backend == "jax":
+        import jax
+
+        return jax.devices()[0].platform
+    return "gpu" if device == "gpu" else "cpu"
 
 
 def _os_threads() -> int | None:
@@ -386,10 +395,12 @@ def _recommend(result: dict[str, Any]) -> dict[str, Any]:
             f"single runs: engine {best['engine']} on {best['device']} with "
             f"{best['threads']} thread(s), {best['s_per_epoch']:.3f} s/epoch"
         )
-        same = [
+        same = [  # fit under the same conditions: the same threads on the same device
             r
             for r in runs
-            if r["engine"] == "fit" and r["threads"] == best["threads"] and best["engine"] != "fit"
+            if r["engine"] == "fit"
+            and (r["threads"], r["device"]) == (best["threads"], best["device"])
+            and best["engine"] != "fit"
         ]
         if same:
             line += f" ({same[0]['s_per_epoch'] / best['s_per_epoch']:.1f}x faster than fit)"
@@ -458,16 +469,21 @@ def run_bench(
 
     Raises:
         OSError: ``out`` cannot be created or written; raised before measuring.
+        SpecError: ``KERAS_BACKEND`` names a backend that training refuses (unknown or
+            not installed); raised before measuring.
     """
     settings = settings or BenchSettings()
     say = echo or (lambda _line: None)
     if out is not None:
         _check_writable(Path(out))  # before minutes of measuring, not after
     devices = _detect_in_subprocess()
+    if devices.get("backend_problem"):
+        # Every measurement would fail on it, one process after another: say it now.
+        raise SpecError(devices["backend_problem"])
     cores = available_cores()
     backend = devices["backend"]
     engines = list(settings.engines or (["fused", "fit"] if backend == "jax" else ["fit"]))
-    has_gpu = bool(devices["gpus"])
+    has_gpu = devices["device"] == "gpu"  # JAX's GPUs, or TensorFlow's or PyTorch's
     result: dict[str, Any] = {
         "format_version": _FORMAT,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -566,6 +582,7 @@ def _save(result: dict[str, Any], out: Path) -> None:
 def print_bench(result: dict[str, Any], console: Any = None) -> None:
     """Print a benchmark result as two tables and the recommendation."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -583,7 +600,9 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
         table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for r in result["engines"]:
         if "error" in r:
-            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", r["error"], "", "")
+            # A worker's last stderr line is text ("install appsleuth[cuda]"), not markup.
+            error = escape(r["error"])
+            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", error, "", "")
             continue
         table.add_row(
             r["engine"],
@@ -601,7 +620,12 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
     for r in result["sweep"]:
         if "error" in r:
             table.add_row(
-                f"{r['workers']} x {r['threads']}", r["device"], "", "", "failed", r["error"]
+                f"{r['workers']} x {r['threads']}",
+                r["device"],
+                "",
+                "",
+                "failed",
+                escape(r["error"]),
             )
             continue
         table.add_row(

@@ -516,7 +516,8 @@ def _backend_options(f: Any) -> Any:
             "--threads",
             type=click.IntRange(min=1),
             default=None,
-            help="Cores to use (default: all, or SLURM_CPUS_PER_TASK in a job).",
+            help="Cores to use (default: all available: SLURM_CPUS_PER_TASK in a job, the CPU "
+            "quota in a container).",
         ),
         click.option(
             "--device",

@@ -10,12 +10,15 @@ imported: thread pools and visible devices are fixed when it starts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import math
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from appsleuth._keras import backend_name, backend_problem, check_backend
@@ -28,6 +31,7 @@ __all__ = [
     "available_cores",
     "check_device",
     "configure_backend",
+    "cpu_quota",
     "describe_hardware",
     "detect_devices",
     "slurm_environment",
@@ -40,14 +44,87 @@ _SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLU
 
 
 def available_cores() -> int:
-    """Cores this process may run on: the SLURM allocation, else the CPU affinity mask."""
-    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        return int(slurm)
+    """Cores this process may run on: its CPU affinity mask, capped by the SLURM
+    allocation and by its cgroup's CPU quota.
+
+    The SLURM cap matters where SLURM's variables outlive their job's cgroup (a shell
+    from ``salloc`` on the login node); the quota where a container limited to a few
+    CPUs still has every core of its host in its mask.
+    """
+    caps = (len(_affinity()), _slurm_cpus(), cpu_quota())
+    return min(c for c in caps if c is not None)
+
+
+_PROC_CGROUP = "/proc/self/cgroup"
+
+
+def cpu_quota(root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int | None:
+    """This process's cgroup CPU quota in whole cores (rounded up); None when unlimited.
+
+    The tightest quota of its cgroup and the cgroups above it, cgroup v2 (``cpu.max``)
+    or v1 (``cpu.cfs_quota_us``); None where there is no cgroup file system.
+
+    Args:
+        root: Where the cgroup file system is mounted. Defaults to ``/sys/fs/cgroup``.
+    """
+    quotas = []
+    for folder in _cgroup_cpu_folders(Path(root)):
+        if (folder / "cpu.max").is_file():  # v2: "max 100000" or "200000 100000"
+            quota, _, period = _read_text(folder / "cpu.max").partition(" ")
+        else:  # v1: -1 for no quota
+            quota = _read_text(folder / "cpu.cfs_quota_us")
+            period = _read_text(folder / "cpu.cfs_period_us")
+        if quota.isdecimal() and period.isdecimal() and int(quota) > 0 and int(period) > 0:
+            quotas.append(max(1, math.ceil(int(quota) / int(period))))
+    return min(quotas) if quotas else None
+
+
+def _cgroup_cpu_folders(root: Path) -> list[Path]:
+    """The folders of this process's CPU cgroup and its ancestors that exist under ``root``."""
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        lines = Path(_PROC_CGROUP).read_text(encoding="utf-8").splitlines()
+    except OSError:  # not Linux
+        return []
+    folders: list[Path] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: one hierarchy at the root
+            bases = [root]
+        elif "cpu" in controllers.split(","):  # v1: mounted as "cpu,cpuacct" or "cpu"
+            bases = [root / controllers, root / "cpu"]
+        else:
+            continue
+        base = next((b for b in bases if b.is_dir()), None)
+        if base is None:
+            continue
+        # Inside a container the path may name the host's cgroup, absent here: its
+        # ancestors, down to the mount itself, are looked at too.
+        relative = Path(path.strip().lstrip("/"))
+        # ".." leads out of this cgroup namespace: only the mount itself is visible.
+        folder = base if ".." in relative.parts else base / relative
+        for candidate in (folder, *folder.parents):
+            if candidate.is_dir() and candidate not in folders:
+                folders.append(candidate)
+            if candidate == base:
+                break
+    return folders
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _slurm_cpus() -> int | None:
+    """SLURM_CPUS_PER_TASK as a positive count; None when unset, empty or not a count."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return int(value) if value.isascii() and value.isdecimal() and int(value) > 0 else None
 
 
 def slurm_environment() -> dict[str, str]:
@@ -101,9 +178,11 @@ _THREAD_VARIABLES = (
 def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
     """Limit this process to ``threads`` threads; call before the backend is imported.
 
-    Sets the OpenMP/BLAS/TensorFlow thread variables and XLA's CPU flags, and pins the
-    process to ``cores`` (default: the first ``threads`` cores it may use), so that
-    several trials side by side never oversubscribe the machine.
+    Sets the OpenMP/BLAS/TensorFlow thread variables and XLA's CPU flags, limits the
+    thread pools of native libraries already loaded (NumPy's BLAS reads its variable only
+    when NumPy is imported), and pins every thread of the process to ``cores`` (default:
+    the first ``threads`` cores it may use), so that several trials side by side never
+    oversubscribe the machine.
 
     Args:
         threads: Threads (cores) for this process; at least 1.
@@ -130,9 +209,37 @@ def apply_thread_limits(threads: int, cores: list[int] | None = None) -> None:
     try:
         allowed = sorted(os.sched_getaffinity(0))
         chosen = [c for c in (cores or allowed[:threads]) if c in allowed] or allowed[:threads]
-        os.sched_setaffinity(0, chosen)
+        _pin_threads(chosen)
     except (AttributeError, OSError):
         pass  # no affinity control on this system: the variables still apply
+    _limit_loaded_pools(threads)
+
+
+def _pin_threads(cores: list[int]) -> None:
+    """Pin every thread of this process to ``cores``.
+
+    ``sched_setaffinity(0)`` pins only the calling thread: the threads that NumPy's BLAS
+    (or a watchdog) started before would keep running on every core.
+    """
+    os.sched_setaffinity(0, cores)
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: only the calling thread, and those it starts, are pinned
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, cores)
+
+
+def _limit_loaded_pools(threads: int) -> None:
+    """Limit the BLAS/OpenMP pools of libraries already loaded to ``threads``."""
+    if "numpy" not in sys.modules:
+        return  # nothing loaded yet: the variables set above apply when it is
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it only the variables apply
+        return
+    threadpool_limits(limits=threads)
 
 
 # The environment variables that decide threads and devices, shown by ``detect_devices``.
@@ -204,7 +311,8 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
 
     Args:
         threads: Threads (cores) to use. Defaults to None: ``SLURM_CPUS_PER_TASK``
-            inside a SLURM job, else every available core with no limit set.
+            inside a SLURM job, the CPU quota in a cgroup (container) limited to fewer
+            cores than it sees, else every available core with no limit set.
         device: ``"auto"`` (default: whatever the backend finds), ``"cpu"`` (hide CUDA
             devices) or ``"gpu"`` (require a CUDA device).
 
@@ -235,8 +343,10 @@ def configure_backend(*, threads: int | None = None, device: str = "auto") -> di
 
     if threads is not None:
         source = "argument"
-    elif slurm_environment().get("SLURM_CPUS_PER_TASK", "").isdigit():
+    elif _slurm_cpus() is not None:
         threads, source = cores, "SLURM_CPUS_PER_TASK"
+    elif cores < len(_affinity()):  # a container's quota: more threads would be throttled
+        threads, source = cores, "cgroup CPU quota"
     else:
         threads, source = None, "all available cores"
     if threads is not None:
@@ -291,8 +401,8 @@ def _gpu_names(backend: str) -> list[str]:
 def _jax_gpus(jax: Any) -> list[Any]:
     try:
         return [d for d in jax.devices() if d.platform in ("gpu", "cuda")]
-    except RuntimeError:  # no backend could start (e.g. JAX_PLATFORMS names a missing one)
-        return []
+    except Exception:  # no backend could start: JAX_PLATFORMS=cuda without the CUDA
+        return []  # plugin fails with a bare AssertionError, a missing one a RuntimeError
 
 
 def _nvidia_smi() -> list[dict[str, Any]] | None:
@@ -330,6 +440,13 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def _start_error(exc: Exception) -> str:
+    """Why JAX could not start, with the JAX_PLATFORMS that it was asked for."""
+    text = type(exc).__name__ + (f": {exc}" if str(exc).strip() else "")
+    platforms = os.environ.get("JAX_PLATFORMS")
+    return text + (f" (JAX_PLATFORMS={platforms!r})" if platforms else "")
+
+
 def detect_devices() -> dict[str, Any]:
     """CPU cores, the SLURM allocation, and the devices (with memory) JAX sees.
 
@@ -338,13 +455,15 @@ def detect_devices() -> dict[str, Any]:
     error is reported in the result instead.
 
     Returns:
-        ``cpu`` (model, cores total and available, affinity), ``slurm`` (the job's
-        variables, empty outside SLURM), ``backend``, ``backend_problem`` (why training
-        would refuse that backend, or None), ``jax`` (version, default
-        platform, devices with memory where the device reports it), ``gpus`` (the
-        CUDA devices of JAX), ``nvidia_smi`` (what the driver reports, None without
-        one), ``device`` (``gpu`` or ``cpu``: where the fused engine will run) and
-        ``env`` (the thread and device variables set).
+        ``cpu`` (model, cores total and available, affinity, cgroup CPU quota in
+        cores or None), ``slurm`` (the job's variables, empty outside SLURM),
+        ``backend``, ``backend_problem`` (why training would refuse that backend, or
+        None), ``jax`` (version, default platform, devices with memory where the
+        device reports it), ``gpus`` (the CUDA devices of JAX), ``nvidia_smi`` (what
+        the driver reports, None without one), ``device`` (``gpu`` or ``cpu``: where
+        training runs, on JAX's devices, or with TensorFlow or PyTorch as the backend
+        on theirs, listed as ``backend_gpus``, with ``backend_error`` when that backend
+        failed to start) and ``env`` (the thread and device variables set).
     """
     info: dict[str, Any] = {
         "hostname": platform.node(),
@@ -353,6 +472,7 @@ def detect_devices() -> dict[str, Any]:
             "cores_total": os.cpu_count(),
             "cores_available": available_cores(),
             "affinity": _affinity(),
+            "quota": cpu_quota(),
         },
         "slurm": slurm_environment(),
         "backend": backend_name(),
@@ -390,7 +510,16 @@ def detect_devices() -> dict[str, Any]:
             }
             info["gpus"] = [e for e in listed if e["platform"] in ("gpu", "cuda")]
         except Exception as exc:  # a broken accelerator stack must not hide the CPU facts
-            info["jax"] = {"error": f"{type(exc).__name__}: {exc}"}
-    info["device"] = "gpu" if info["gpus"] else "cpu"
+            info["jax"] = {"error": _start_error(exc)}
+    if info["backend"] in ("tensorflow", "torch") and info["backend_problem"] is None:
+        # They train (with fit) on the GPUs they see themselves, whatever JAX sees.
+        try:
+            info["backend_gpus"] = _gpu_names(info["backend"])
+        except Exception as exc:  # e.g. TensorFlow against an incompatible protobuf
+            info["backend_gpus"] = []
+            info["backend_error"] = f"{type(exc).__name__}: {exc}"
+        info["device"] = "gpu" if info["backend_gpus"] else "cpu"
+    else:
+        info["device"] = "gpu" if info["gpus"] else "cpu"
     info["env"] = {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ}
     return info

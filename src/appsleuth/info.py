@@ -11,6 +11,8 @@ from appsleuth.hardware import detect_devices
 
 __all__ = ["format_bytes", "info_command", "print_devices"]
 
+_BACKEND_LABEL = {"tensorflow": "TensorFlow", "torch": "PyTorch"}
+
 
 def format_bytes(n: int | None) -> str:
     """``n`` bytes as GiB with one decimal, or ``-`` when unknown."""
@@ -33,14 +35,19 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     table = Table(title="appsleuth: this machine", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("host", str(info.get("hostname")))
-    table.add_row("CPU", str(cpu.get("model") or "unknown"))
+    # Machine facts and environment values are text, never markup: a SLURM node list
+    # or a JAX error naming "jax[cuda12]" would lose its brackets or break the table.
+    table.add_row("host", escape(str(info.get("hostname"))))
+    table.add_row("CPU", escape(str(cpu.get("model") or "unknown")))
     table.add_row("cores (total)", str(cpu["cores_total"]))
-    table.add_row("cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']})")
+    quota = f", CPU quota {cpu['quota']}" if cpu.get("quota") is not None else ""
+    table.add_row(
+        "cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']}{quota})"
+    )
     slurm = info.get("slurm") or {}
     table.add_row(
         "SLURM",
-        ", ".join(f"{k}={v}" for k, v in slurm.items()) if slurm else "not in a SLURM job",
+        escape(", ".join(f"{k}={v}" for k, v in slurm.items())) if slurm else "not in a SLURM job",
     )
     problem = info.get("backend_problem")
     if problem:
@@ -55,7 +62,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     if jax_info is None:
         table.add_row("JAX", "not installed")
     elif "error" in jax_info:
-        table.add_row("JAX", f"failed to start: {jax_info['error']}")
+        table.add_row("JAX", f"failed to start: {escape(jax_info['error'])}")
     else:
         table.add_row(
             "JAX", f"{jax_info['version']}, default platform {jax_info['default_platform']}"
@@ -65,16 +72,27 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
             pool = (
                 f" (JAX memory pool {format_bytes(d['memory_bytes'])})" if d["memory_bytes"] else ""
             )
-            table.add_row(f"  device {d['id']}", f"{d['platform']} {d['kind']}{pool}")
+            table.add_row(f"  device {d['id']}", escape(f"{d['platform']} {d['kind']}") + pool)
     smi = info.get("nvidia_smi")
     if smi:
         names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
-        table.add_row("NVIDIA driver", names)
-        if not info["gpus"]:
-            table.add_row("", "[yellow]JAX does not use these GPUs: install appsleuth[cuda][/]")
-    table.add_row(
-        "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
-    )
+        table.add_row("NVIDIA driver", escape(names))
+        if info["device"] != "gpu":
+            hint = f"JAX does not use these GPUs: install {escape('appsleuth[cuda]')}"
+            if "backend_gpus" in info:
+                label = _BACKEND_LABEL[info["backend"]]
+                hint = f"{label} does not use these GPUs: install a CUDA build of {label}"
+            table.add_row("", f"[yellow]{hint}[/]")
+    if info.get("backend_error"):
+        label = _BACKEND_LABEL[info["backend"]]
+        table.add_row("", f"[red]{label} failed to start: {escape(info['backend_error'])}[/]")
+    if "backend_gpus" in info:  # TensorFlow or PyTorch: fit on their own devices
+        where = "CUDA GPU" if info["device"] == "gpu" else "CPU only"
+        table.add_row("training device", f"{where} ({_BACKEND_LABEL[info['backend']]}, fit)")
+    else:
+        table.add_row(
+            "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
+        )
     for key, value in (info.get("env") or {}).items():
         table.add_row(f"  ${key}", escape(repr(value)))  # "[...]" is no markup
     console.print(table)
