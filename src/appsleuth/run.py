@@ -112,6 +112,14 @@ class RunResult:
     metrics: dict[str, Any]
     skipped: bool = False
 
+    def __repr__(self) -> str:
+        # The default repr printed the whole metadata, history and metrics: a screenful
+        # in a notebook for one run. The headline numbers are what a reader looks for.
+        return (
+            f"RunResult(run_dir={self.run_dir!r}, {_headline(self.metadata)}, "
+            f"skipped={self.skipped})"
+        )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadedRun:
@@ -128,7 +136,20 @@ class LoadedRun:
     run_dir: Path
     model: Any
     preprocessor: Preprocessor
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = dataclasses.field(repr=False)
+
+
+def _headline(metadata: dict[str, Any]) -> str:
+    """``val_accuracy=0.9767, val_loss=0.0712, epochs_run=30, engine='fused'`` from metadata."""
+    results = metadata.get("last_results") or {}
+    parts = [f"status={metadata.get('status')!r}"]
+    for key in ("val_accuracy", "val_loss"):
+        if is_number(results.get(key)):
+            parts.append(f"{key}={results[key]:.4f}")
+    for key in ("epochs_run", "engine", "fit_diagnosis"):
+        if metadata.get(key) is not None:
+            parts.append(f"{key}={metadata[key]!r}")
+    return ", ".join(parts)
 
 
 # --- status ------------------------------------------------------------------------------

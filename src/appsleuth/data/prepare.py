@@ -166,6 +166,14 @@ class PreparedData:
         """Class names, index i = class i."""
         return list(self.preprocessor.classes)
 
+    def __repr__(self) -> str:
+        # The default repr printed every array and the whole table; shapes say enough.
+        return (
+            f"PreparedData(x_train={self.x_train.shape}, x_val={self.x_val.shape}, "
+            f"x_test={self.x_test.shape}, classes={len(self.classes)}, "
+            f"split={self.split.spec.kind!r}, preprocessor={self.preprocessor!r})"
+        )
+
     def describe(self) -> dict[str, Any]:
         """Summary for metadata: dataset, split, sizes, features, classes."""
         return {

@@ -13,6 +13,7 @@ again unless asked to (``retry_failed``).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import multiprocessing as mp
 import os
@@ -72,6 +73,16 @@ class LocalSummary:
     def failed(self) -> int:
         """Trials that failed now or before (and were not retried)."""
         return self.count("failed") + self.count("failed-before")
+
+    def __repr__(self) -> str:
+        # The default repr listed every outcome; a sweep of hundreds filled the screen.
+        counts = collections.Counter(o.status for o in self.outcomes)
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        return (
+            f"LocalSummary(sweep_dir={self.sweep_dir!r}, trials: {statuses or 'none'}, "
+            f"workers={self.workers}, threads_per_trial={self.threads_per_trial}, "
+            f"wall_s={self.wall_s:.1f}, interrupted={self.interrupted})"
+        )
 
 
 class SweepInterrupted(KeyboardInterrupt):
