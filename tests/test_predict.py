@@ -853,3 +853,13 @@ def test_predict_file_says_a_file_is_not_comma_separated(run_dir, table, tmp_pat
         DataError, match=rf"lacks the feature column.*seems to separate its fields with {name}"
     ):
         predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv")
+
+
+def test_warnings_name_the_users_line_not_appsleuths(run_dir, table) -> None:
+    # predict warns from the preprocessing, a few calls down: the warning used to show
+    # predict.py's source line under the message in a notebook.
+    rows = table.head(50).copy()
+    rows["state"] = "Q"  # no process state: not a category the run knows
+    with pytest.warns(AppSleuthWarning, match="not seen in training") as caught:
+        predict(run_dir, rows)
+    assert [w.filename for w in caught] == [__file__]

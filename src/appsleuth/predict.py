@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
+from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
     LoadedRun,
@@ -178,7 +177,7 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"(a run is complete when its model_metadata.json says so)"
         )
     for note in set_aside:  # the set-aside run might be the best: the user should know
-        warnings.warn(f"not considered: {note}", AppSleuthWarning, stacklevel=2)
+        warn(f"not considered: {note}")
     return best[1]
 
 

@@ -21,7 +21,6 @@ import shutil
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
@@ -1341,12 +1340,10 @@ def evaluate_run(
                 f"app the model was not trained on ({named}); the model's classes are "
                 f"{pre.classes}"
             )
-        warnings.warn(
+        warn(
             f"evaluate_run: {int(foreign.sum()):,} row(s) are labelled with app(s) the model "
             f"was not trained on ({named}); they are left out of the metrics, "
-            f"which cover the {int((~skip & ~foreign).sum()):,} row(s) of its classes",
-            AppSleuthWarning,
-            stacklevel=2,
+            f"which cover the {int((~skip & ~foreign).sum()):,} row(s) of its classes"
         )
     # Only the model's input columns are copied: a wide table's other columns would
     # double the memory for nothing (a 2M x 300 table: gigabytes).

@@ -9,7 +9,6 @@ the malware, vs everything else).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from appsleuth.data.clean import CleaningReport, MissingPolicy, _clean, fill_val
 from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
-from appsleuth.errors import AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import DataError, SpecError, warn
 
 __all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
 
@@ -127,11 +126,9 @@ def _warn_added_columns(df: pd.DataFrame) -> None:
         str(c) for c in df.columns if c not in info.columns and pd.api.types.is_numeric_dtype(df[c])
     ]
     if added:
-        warnings.warn(
+        warn(
             f"{info.dataset}: column(s) {added} were added after the table was loaded and "
-            f"are not features; name every feature to use them (features=[...])",
-            AppSleuthWarning,
-            stacklevel=3,
+            f"are not features; name every feature to use them (features=[...])"
         )
 
 

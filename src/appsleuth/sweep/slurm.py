@@ -38,14 +38,13 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from appsleuth._keras import backend_name
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
@@ -458,11 +457,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if fault:
             # An AppSleuthWarning: the CLI prints it as one line, and Python shows a
             # message once though the journal is read several times per command.
-            warnings.warn(
-                f"{path} line {number} is damaged ({fault}); that event is skipped",
-                AppSleuthWarning,
-                stacklevel=2,
-            )
+            warn(f"{path} line {number} is damaged ({fault}); that event is skipped")
             continue
         if "job_id" in event:
             event["job_id"] = str(event["job_id"])
