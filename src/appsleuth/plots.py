@@ -3,8 +3,9 @@
 Every function takes ``ax=None`` and returns the matplotlib figure, for notebooks and
 for the files a run directory holds. Nothing here calls ``plt.show()`` or changes your
 matplotlib backend: a figure made for you is a pyplot figure on your backend (inline in
-Jupyter), and the figures appsleuth saves itself (run directories, reports, bench) are
-drawn off screen, without pyplot, so they never pop up in a notebook.
+Jupyter, where it shows once, whether assigned or a cell's last value), and the figures
+appsleuth saves itself (run directories, reports, bench) are drawn off screen, without
+pyplot, so they never pop up in a notebook.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         return fig, fig.subplots(*args, **kwargs)
     import matplotlib.pyplot as plt
 
-    return plt.subplots(*args, **kwargs)
+    from appsleuth._figure import NotebookFigure
+
+    return plt.subplots(*args, FigureClass=NotebookFigure, **kwargs)
 
 
 def _flat_axes(ax: Any) -> list[Any]:
