@@ -1204,3 +1204,31 @@ def test_sweep_results_print_counts_not_every_trial(tmp_path: Path) -> None:
         metadata={"classes": ["app"] * 50, "last_results": {"val_accuracy": 0.5}},
     )
     assert "metadata" not in repr(state) and "params={'hidden_neurons': 1}" in repr(state)
+
+
+def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rich draws live bars in Jupyter through ipywidgets; without it, progress=True
+    # showed nothing but rich's 'install "ipywidgets"' warning for the whole sweep.
+    import importlib.util
+    import warnings
+
+    import rich.console
+
+    from appsleuth.sweep.local import _Progress
+    from appsleuth.sweep.worker import TrialOutcome
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ipywidgets" else find_spec(name, *a),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bar = _Progress(1, 0, 0, 1, enabled=True)
+        bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0))
+        bar.stop()
+    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s\n"

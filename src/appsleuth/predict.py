@@ -36,6 +36,7 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
+from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
@@ -588,7 +589,8 @@ def predict_file(
         top_k: How many most likely apps to list. Defaults to 3.
         chunk_rows: Rows per chunk. Defaults to 200,000.
         force: Overwrite an existing output file (and its side file). Defaults to False.
-        progress: Show a progress bar. Defaults to False.
+        progress: Show a progress bar (in Jupyter, it needs ipywidgets). Defaults to
+            False.
         encoding: Text encoding of a CSV file. Defaults to ``utf-8``.
 
     Returns:
@@ -680,7 +682,8 @@ def predict_file(
     empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
-    bar = _progress(data, is_parquet) if progress else None
+    # Jupyter without ipywidgets cannot show the bar: rich would only warn.
+    bar = _progress(data, is_parquet) if progress and live_display_works() else None
     writer: pa_csv.CSVWriter | None = None
     try:
         with (

@@ -44,6 +44,7 @@ from typing import Any
 
 from appsleuth._keras import backend_name
 from appsleuth._version import __version__
+from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
@@ -1116,7 +1117,8 @@ def wait_slurm(
     Args:
         sweep_dir: The sweep directory.
         poll_s: Seconds between two ``squeue`` calls. Defaults to 5.
-        progress: Show a progress bar. Defaults to True on a terminal.
+        progress: Show a progress bar (in Jupyter, it needs ipywidgets). Defaults to
+            True on a terminal.
         timeout_s: Stop waiting after this long. Defaults to None (no limit).
         tries: squeue calls in a row that may fail before the wait gives up. Defaults
             to 3.
@@ -1134,7 +1136,7 @@ def wait_slurm(
     states = _states_retrying(sweep_dir, poll_s, tries)
     bar: Any = None
     task: Any = None
-    if progress:
+    if progress and live_display_works():  # Jupyter without ipywidgets: rich only warns
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
