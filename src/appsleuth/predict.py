@@ -93,6 +93,22 @@ class PredictionSummary:
     unknown_labels: tuple[str, ...] = ()
     filled: int = 0
 
+    def __repr__(self) -> str:
+        # The default repr printed every class's precision, recall and F1 in one line.
+        shown = [
+            f"run_dir={self.run_dir!r}",
+            f"out={self.out!r}",
+            f"rows={self.rows}",
+            f"predicted={self.predicted}",
+            f"skipped={self.skipped}",
+            f"filled={self.filled}",
+        ]
+        if self.metrics is not None:
+            shown.append(f"accuracy={self.metrics['accuracy']:.4f}")
+        if self.unknown_label_rows:
+            shown.append(f"unknown_label_rows={self.unknown_label_rows}")
+        return f"PredictionSummary({', '.join(shown)})"
+
 
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     """A complete run directory: ``path`` itself, or the best run below it (a sweep).
