@@ -193,7 +193,16 @@ def plot_confusion_matrix(
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save a figure atomically (temporary name, then rename) and close it."""
+    """Save a figure atomically (temporary name, then rename) and close it.
+
+    Args:
+        fig: A matplotlib figure.
+        path: The image file; its suffix chooses the format (``.png``, ``.svg``, ...).
+        dpi: Resolution. Defaults to 110.
+
+    Returns:
+        ``path`` (as a Path).
+    """
     from appsleuth._atomic import atomic_output
 
     path = Path(path)

@@ -683,7 +683,8 @@ def train(
     Args:
         spec: Data, model and training. Defaults to ``RunSpec()`` (the teaching baseline
             on the embedded synthetic data).
-        data: Use this table instead of loading ``spec.data.path``.
+        data: Use this table instead of loading ``spec.data.path``. Defaults to None
+            (the spec's file, or the embedded data when it names none).
         out: The experiment directory; the run directory is created inside. Defaults
             to ``runs``.
         name: Run directory name. Defaults to ``spec.run_name(seed_suffix=...)``.
@@ -691,7 +692,7 @@ def train(
         force: Retrain over a complete run. Defaults to False.
         skip_complete: Return a complete run as it is instead of raising. Defaults to False.
         verbose: One line per epoch. Defaults to True when stdout is a terminal.
-        callbacks: Extra Keras callbacks (epoch granularity).
+        callbacks: Extra Keras callbacks (epoch granularity). Defaults to none.
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
         prepared: The data already cleaned, split and preprocessed for ``spec.data``

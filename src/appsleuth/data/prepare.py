@@ -56,6 +56,14 @@ _REST = "other"
 def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = _REST) -> pd.DataFrame:
     """Relabel as a binary task: ``positive`` against every other app (``rest_name``).
 
+    Args:
+        df: A loaded table.
+        positive: The app that becomes class 1.
+        rest_name: The label of every other app. Defaults to ``other``.
+
+    Returns:
+        A copy of ``df`` with two labels.
+
     Raises:
         DataError: ``positive`` is not in the table, or it is the only app.
     """
@@ -204,7 +212,7 @@ def prepare_data(
             all.
         positive: Make a binary task of this app against all others (after ``apps``,
             which are relabelled ``other``); with exactly two apps it only makes this
-            app class 1.
+            app class 1. Defaults to None (one class per app).
         features: Use only these feature columns (a list, or one comma-separated
             string). Defaults to the table's features.
         missing: ``drop`` (default) or ``impute`` incomplete rows. Imputation fills
