@@ -859,3 +859,14 @@ def test_run_results_print_their_headline_not_every_number(tmp_path: Path) -> No
     assert "app17" not in repr(loaded)
     failed = RunResult(run_dir=tmp_path, metadata={"status": "failed"}, history=history, metrics={})
     assert "status='failed', skipped=False" in repr(failed)
+
+
+def test_training_shows_its_epochs_in_a_notebook_by_default(monkeypatch) -> None:
+    # verbose=None meant "stdout is a terminal": a notebook trained for minutes in silence.
+    import rich.console
+
+    from appsleuth import run
+
+    assert not run._watched()  # pytest captures stdout: nobody watches
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    assert run._watched()

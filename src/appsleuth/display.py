@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-__all__ = ["live_display_works", "print_metrics"]
+__all__ = ["in_jupyter", "live_display_works", "print_metrics"]
 
 _RATES = ("precision", "recall", "f1")
 
@@ -63,6 +63,13 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
         )
 
 
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (a notebook's output area, not a terminal)."""
+    from rich.console import Console
+
+    return bool(Console().is_jupyter)
+
+
 def live_display_works() -> bool:
     """Whether a rich progress bar can show here.
 
@@ -70,9 +77,7 @@ def live_display_works() -> bool:
     installed it warns ('install "ipywidgets" for Jupyter support') and shows nothing,
     so callers print plain lines there instead.
     """
-    from rich.console import Console
-
-    return not Console().is_jupyter or importlib.util.find_spec("ipywidgets") is not None
+    return not in_jupyter() or importlib.util.find_spec("ipywidgets") is not None
 
 
 def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:

@@ -138,6 +138,15 @@ class LoadedRun:
     metadata: dict[str, Any] = dataclasses.field(repr=False)
 
 
+def _watched() -> bool:
+    """Whether someone watches the output: a terminal or a notebook."""
+    # A notebook's stdout is no terminal, yet minutes of training with no line there
+    # looked stuck.
+    from appsleuth.display import in_jupyter
+
+    return sys.stdout.isatty() or in_jupyter()
+
+
 def _headline(metadata: dict[str, Any]) -> str:
     """``val_accuracy=0.9767, val_loss=0.0712, epochs_run=30, engine='fused'`` from metadata."""
     results = metadata.get("last_results") or {}
@@ -691,7 +700,8 @@ def train(
         seed_suffix: Append the seed to the default name. Defaults to False.
         force: Retrain over a complete run. Defaults to False.
         skip_complete: Return a complete run as it is instead of raising. Defaults to False.
-        verbose: One line per epoch. Defaults to True when stdout is a terminal.
+        verbose: One line per epoch. Defaults to True when stdout is a terminal or a
+            notebook.
         callbacks: Extra Keras callbacks (epoch granularity). Defaults to none.
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
@@ -736,7 +746,7 @@ def train(
         _check_prepared_for(spec, prepared)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
-        verbose = sys.stdout.isatty()
+        verbose = _watched()
     run_name = validate_name(name if name is not None else spec.run_name(seed_suffix=seed_suffix))
     run_dir = Path(out) / run_name
     complete = not force and run_status(run_dir) == "complete"
