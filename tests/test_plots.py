@@ -131,3 +131,17 @@ def test_other_backends_keep_showing_figures_as_matplotlib_does(svg_backend) -> 
     assert "text/plain" in DisplayFormatter().format(fig)[0]
     assert plt.fignum_exists(fig.number)
     plt.close(fig)
+
+
+def test_plots_name_what_they_were_given_instead_of_pandas_or_numpy_errors() -> None:
+    import matplotlib.pyplot as plt
+
+    from appsleuth.errors import DataError
+
+    before = plt.get_fignums()
+    telemetry = pd.DataFrame({"CPU_USAGE": [1.0], "ApplicationName": ["Gmail"]})
+    with pytest.raises(DataError, match=r"history must be per-epoch logs .* lacks column\(s\) "):
+        plot_loss_accuracy(telemetry)
+    with pytest.raises(DataError, match=r"counts must be 3 x 3, .* received shape \(2, 2\)"):
+        plot_confusion_matrix([[1, 2], [3, 4]], ["a", "b", "c"])
+    assert plt.get_fignums() == before  # refused before a figure was made

@@ -88,9 +88,18 @@ def plot_loss_accuracy(
 
     Raises:
         SpecError: Not two axes, or both ``ax`` and ``axes`` given.
+        DataError: ``history`` lacks ``loss`` or ``accuracy``.
     """
-    from appsleuth.errors import SpecError
+    from appsleuth.errors import DataError, SpecError
 
+    absent = [c for c in ("loss", "accuracy") if c not in getattr(history, "columns", ())]
+    if absent:
+        # pandas' KeyError('loss') did not say that a history was expected.
+        found = [str(c) for c in getattr(history, "columns", ())]
+        raise DataError(
+            f"history must be per-epoch logs (model_history.csv, RunResult.history); it "
+            f"lacks column(s) {absent}; found {found[:12]}{' ...' if len(found) > 12 else ''}"
+        )
     if ax is not None and axes is not None:
         raise SpecError("give the two axes as ax= (or axes=, its earlier name), not both")
     ax = ax if ax is not None else axes
@@ -143,9 +152,19 @@ def plot_confusion_matrix(
 
     Returns:
         The figure.
+
+    Raises:
+        DataError: ``counts`` is not a square table with one row and column per class.
     """
+    from appsleuth.errors import DataError
+
     counts = np.asarray(counts, dtype=np.float64)
     k = len(classes)
+    if counts.shape != (k, k):
+        raise DataError(
+            f"counts must be {k} x {k}, one row and column per class ({k} classes given); "
+            f"received shape {counts.shape}"
+        )
     if ax is None:
         size = max(4.0, 0.5 * k + 2)
         fig, ax = _subplots(figsize=(size + 1, size))
