@@ -700,3 +700,16 @@ def test_summarize_seeds_leaves_out_trials_without_a_result(tmp_path: Path) -> N
     assert table.loc[0, "val_accuracy_mean"] == pytest.approx(0.9)
     assert np.isnan(table.loc[0, "val_accuracy_std"])  # one seed: no spread
     assert np.isnan(table.loc[1, "val_accuracy_mean"])
+
+
+def test_a_results_table_is_not_taken_for_a_history(lr_sweep: Path) -> None:
+    # load_results' table has loss/accuracy columns, one row per trial: drawn as one
+    # run's epochs it made a learning curve out of six trials without a word.
+    from appsleuth.analysis import summarize_seeds
+
+    results = load_results(lr_sweep)
+    for plot in (plot_learning_curves, plot_small_multiples):
+        with pytest.raises(DataError, match=rf"results table .* sweep directory \({lr_sweep}\)"):
+            plot(results)
+    with pytest.raises(DataError, match=r"from load_results; it lacks column\(s\) \['status'"):
+        summarize_seeds(_history(0.8))

@@ -320,3 +320,10 @@ def test_duplicates_of_a_wide_table_of_distinct_rows_are_not_factorized_column_b
         "dropped 7 exact duplicate rows"
     ]
     assert sizes and max(sizes) <= 14
+
+
+def test_cleaning_report_prints_one_line_per_step() -> None:
+    _, report = clean_sherlock(_with_incomplete_rows(4))
+    lines = repr(report).splitlines()
+    assert lines[0] == "CleaningReport(rows 180 -> 176, features 18 -> 16)"
+    assert lines[1:] == [f"  {line}" for line in report.lines()]

@@ -13,7 +13,7 @@ import pytest
 from appsleuth import hardware
 from appsleuth._keras import backend_name, check_backend
 from appsleuth.cli import main
-from appsleuth.errors import SpecError
+from appsleuth.errors import AppSleuthWarning, SpecError
 
 
 def _fake_keras(backend: str) -> types.ModuleType:
@@ -45,10 +45,24 @@ def test_keras_imported_first_decides_and_the_environment_follows(monkeypatch):
     # A notebook ran `import keras` first and keras.json chose TensorFlow: the variable
     # must say so, or sweep workers (which inherit it) would train on JAX.
     monkeypatch.setitem(sys.modules, "keras", _fake_keras("tensorflow"))
-    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
     assert check_backend() == "tensorflow"
     assert os.environ["KERAS_BACKEND"] == "tensorflow"
     assert hardware.describe_hardware()["backend"] == "tensorflow"
+
+
+def test_a_backend_set_after_keras_started_is_named_as_ignored(monkeypatch):
+    # A notebook that set KERAS_BACKEND after training once went on with the backend
+    # Keras had, and appsleuth overwrote the variable without a word.
+    monkeypatch.setitem(sys.modules, "keras", _fake_keras("jax"))
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.warns(
+        AppSleuthWarning,
+        match=r"KERAS_BACKEND='torch' is ignored: Keras started on 'jax' in this process and "
+        r"cannot change backends; appsleuth uses 'jax'\. To use 'torch', restart the kernel",
+    ):
+        assert check_backend() == "jax"
+    assert os.environ["KERAS_BACKEND"] == "jax"
 
 
 def test_unset_backend_is_written_as_jax(monkeypatch, keras_not_imported):

@@ -99,3 +99,49 @@ def test_figures_saved_off_screen_never_reach_pyplot(svg_backend, tmp_path: Path
     save_figure(other, tmp_path / "cm.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+@pytest.fixture
+def inline_backend():
+    """Jupyter's inline backend (outside a kernel it only records figures), restored after."""
+    before = matplotlib.get_backend()
+    matplotlib.use("module://matplotlib_inline.backend_inline")
+    yield
+    matplotlib.use(before)
+
+
+def test_a_figure_shows_once_in_a_notebook_also_as_a_cells_value(inline_backend) -> None:
+    # The inline backend shows every figure pyplot holds when a cell ends; one that was
+    # also the cell's value (or given to display()) was drawn a second time.
+    import matplotlib.pyplot as plt
+    from IPython.core.formatters import DisplayFormatter
+
+    fig = plot_loss_accuracy(_history())
+    assert plt.fignum_exists(fig.number)  # assigned, it is the backend's to show
+    shown, _ = DisplayFormatter().format(fig)  # what IPython does with a cell's value
+    assert shown["text/plain"] == "<Figure size 1000x400 with 2 Axes>"
+    assert not plt.fignum_exists(fig.number)  # shown: the backend leaves it alone
+
+
+def test_other_backends_keep_showing_figures_as_matplotlib_does(svg_backend) -> None:
+    import matplotlib.pyplot as plt
+    from IPython.core.formatters import DisplayFormatter
+
+    fig = plot_confusion_matrix(np.eye(2), ["a", "b"])
+    assert "text/plain" in DisplayFormatter().format(fig)[0]
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
+
+
+def test_plots_name_what_they_were_given_instead_of_pandas_or_numpy_errors() -> None:
+    import matplotlib.pyplot as plt
+
+    from appsleuth.errors import DataError
+
+    before = plt.get_fignums()
+    telemetry = pd.DataFrame({"CPU_USAGE": [1.0], "ApplicationName": ["Gmail"]})
+    with pytest.raises(DataError, match=r"history must be per-epoch logs .* lacks column\(s\) "):
+        plot_loss_accuracy(telemetry)
+    with pytest.raises(DataError, match=r"counts must be 3 x 3, .* received shape \(2, 2\)"):
+        plot_confusion_matrix([[1, 2], [3, 4]], ["a", "b", "c"])
+    assert plt.get_fignums() == before  # refused before a figure was made

@@ -853,3 +853,27 @@ def test_predict_file_says_a_file_is_not_comma_separated(run_dir, table, tmp_pat
         DataError, match=rf"lacks the feature column.*seems to separate its fields with {name}"
     ):
         predict_file(run_dir, tmp_path / "t.csv", tmp_path / "p.csv")
+
+
+def test_warnings_name_the_users_line_not_appsleuths(run_dir, table) -> None:
+    # predict warns from the preprocessing, a few calls down: the warning used to show
+    # predict.py's source line under the message in a notebook.
+    rows = table.head(50).copy()
+    rows["state"] = "Q"  # no process state: not a category the run knows
+    with pytest.warns(AppSleuthWarning, match="not seen in training") as caught:
+        predict(run_dir, rows)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_prediction_summary_prints_counts_and_accuracy_not_every_class(tmp_path: Path) -> None:
+    from appsleuth.predict import PredictionSummary
+
+    per_class = {f"app{i}": {"precision": 0.5, "recall": 0.5, "f1": 0.5} for i in range(18)}
+    summary = PredictionSummary(
+        run_dir=tmp_path, out=tmp_path / "p.csv", skipped_file=None, rows=10, predicted=9,
+        skipped=1, metrics={"accuracy": 0.88888, "per_class": per_class}, unknown_label_rows=2,
+    )  # fmt: skip
+    assert repr(summary) == (
+        f"PredictionSummary(run_dir={tmp_path!r}, out={tmp_path / 'p.csv'!r}, rows=10, "
+        "predicted=9, skipped=1, filled=0, accuracy=0.8889, unknown_label_rows=2)"
+    )

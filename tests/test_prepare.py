@@ -251,3 +251,10 @@ def test_impute_names_a_feature_without_training_values() -> None:
         DataError, match=r"feature\(s\) \['rss'\] have no value in any of the 240 training rows"
     ):
         prepare_data(from_dataframe(raw), missing="impute")
+
+
+def test_prepared_data_prints_shapes_not_arrays(df) -> None:
+    text = repr(prepare_data(df, split={"kind": "blocked"}))
+    assert text.startswith("PreparedData(x_train=(240, ") and "x_val=(60, " in text
+    assert "classes=3, split='blocked', preprocessor=Preprocessor(" in text
+    assert "array(" not in text and "\n" not in text

@@ -432,3 +432,12 @@ def test_report_refuses_a_time_column_of_numbers_and_text() -> None:
     df["UUID"] = pd.Series([1] * 20 + ["later"] * 20, dtype=object)
     with pytest.raises(DataError, match=r"time column 'UUID' mixes values"):
         check_data(from_dataframe(df))
+
+
+def test_report_prints_one_line_per_finding(report) -> None:
+    # A bare `report` in a notebook was one long line of every finding's numbers.
+    lines = repr(report).splitlines()
+    assert lines[0].startswith("QualityReport(") and "300 rows" in lines[0]
+    assert len(lines) == 1 + len(report.findings)
+    assert lines[1].split()[:2] == [report.findings[0].severity, report.findings[0].title]
+    assert "'counts'" not in repr(report)  # the numbers stay in report[key].data

@@ -833,3 +833,40 @@ def test_train_names_a_repeated_column(table, tmp_path: Path, column) -> None:
     with pytest.raises(DataError, match=said):
         train(_spec(epochs=1), data=doubled, out=tmp_path, log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_results_print_their_headline_not_every_number(tmp_path: Path) -> None:
+    # In a notebook a bare `result` printed the whole metadata, history and metrics.
+    from appsleuth.run import LoadedRun, RunResult
+
+    metadata = {
+        "status": "complete",
+        "last_results": {"val_accuracy": 0.97671, "val_loss": 0.07123, "loss": 0.1},
+        "epochs_run": 30,
+        "engine": "fused",
+        "fit_diagnosis": "good fit",
+        "classes": [f"app{i}" for i in range(18)],
+    }
+    history = pd.DataFrame({"loss": np.linspace(1, 0.1, 30), "val_loss": np.linspace(1, 0.1, 30)})
+    result = RunResult(run_dir=tmp_path, metadata=metadata, history=history, metrics={"n": 5})
+    text = repr(result)
+    assert text == (
+        f"RunResult(run_dir={tmp_path!r}, status='complete', val_accuracy=0.9767, "
+        "val_loss=0.0712, epochs_run=30, engine='fused', fit_diagnosis='good fit', "
+        "skipped=False)"
+    )
+    loaded = LoadedRun(run_dir=tmp_path, model=None, preprocessor=None, metadata=metadata)
+    assert "app17" not in repr(loaded)
+    failed = RunResult(run_dir=tmp_path, metadata={"status": "failed"}, history=history, metrics={})
+    assert "status='failed', skipped=False" in repr(failed)
+
+
+def test_training_shows_its_epochs_in_a_notebook_by_default(monkeypatch) -> None:
+    # verbose=None meant "stdout is a terminal": a notebook trained for minutes in silence.
+    import rich.console
+
+    from appsleuth import run
+
+    assert not run._watched()  # pytest captures stdout: nobody watches
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    assert run._watched()

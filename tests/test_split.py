@@ -297,3 +297,10 @@ def test_blocked_split_puts_missing_times_last() -> None:
     df["UUID"] = pd.Series([None, None, *range(38)], dtype=object)
     s = split_data(from_dataframe(df), kind="blocked")
     assert len(s.train) + len(s.val) == 40
+
+
+def test_a_split_prints_its_sizes_not_its_row_positions() -> None:
+    split = split_data(from_dataframe(make_sherlock18(n_per_app=1000)), kind="blocked")
+    assert repr(split) == (
+        f"DataSplit(spec={split.spec!r}, train=2,400 rows, val=600 rows, test=0 rows)"
+    )

@@ -1198,3 +1198,57 @@ def test_the_progress_line_shows_a_val_accuracy_of_zero(
         "[1/2] r0: complete val_accuracy 0.0000 1.0 s",
         "[2/2] r1: failed 1.0 s (boom)",
     ]
+
+
+def test_sweep_results_print_counts_not_every_trial(tmp_path: Path) -> None:
+    from appsleuth.sweep.local import LocalSummary
+    from appsleuth.sweep.store import TrialState
+    from appsleuth.sweep.worker import TrialOutcome
+
+    outcomes = tuple(
+        TrialOutcome(index=i, name=f"r{i}", status="failed" if i == 3 else "complete", seconds=1.0)
+        for i in range(200)
+    )
+    summary = LocalSummary(
+        sweep_dir=tmp_path, outcomes=outcomes, workers=2, threads_per_trial=1, wall_s=12.34
+    )
+    assert repr(summary) == (
+        f"LocalSummary(sweep_dir={tmp_path!r}, trials: complete 199, failed 1, workers=2, "
+        "threads_per_trial=1, wall_s=12.3, interrupted=False)"
+    )
+    state = TrialState(
+        index=0,
+        name="r0",
+        params={"hidden_neurons": 1},
+        status="complete",
+        metadata={"classes": ["app"] * 50, "last_results": {"val_accuracy": 0.5}},
+    )
+    assert "metadata" not in repr(state) and "params={'hidden_neurons': 1}" in repr(state)
+
+
+def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rich draws live bars in Jupyter through ipywidgets; without it, progress=True
+    # showed nothing but rich's 'install "ipywidgets"' warning for the whole sweep.
+    import importlib.util
+    import warnings
+
+    import rich.console
+
+    from appsleuth.sweep.local import _Progress
+    from appsleuth.sweep.worker import TrialOutcome
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ipywidgets" else find_spec(name, *a),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bar = _Progress(1, 0, 0, 1, enabled=True)
+        bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0))
+        bar.stop()
+    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s\n"

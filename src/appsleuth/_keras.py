@@ -7,7 +7,7 @@ import os
 import sys
 from types import ModuleType
 
-from appsleuth.errors import SpecError
+from appsleuth.errors import SpecError, warn
 
 __all__ = ["BACKENDS", "backend_name", "backend_problem", "check_backend", "import_keras"]
 
@@ -75,6 +75,16 @@ def check_backend() -> str:
     if problem is not None:
         raise SpecError(problem)
     name = backend_name()
+    asked = os.environ.get("KERAS_BACKEND")
+    if asked and asked != name:
+        # Set in a notebook after Keras started: without a word, the variable would be
+        # overwritten and the work done on the backend Keras already has.
+        warn(
+            f"KERAS_BACKEND={asked!r} is ignored: Keras started on {name!r} in this "
+            f"process and cannot change backends; appsleuth uses {name!r}. To use "
+            f"{asked!r}, restart the kernel (or Python) and set KERAS_BACKEND before "
+            f"the first import of keras"
+        )
     os.environ["KERAS_BACKEND"] = name
     return name
 

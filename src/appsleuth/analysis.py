@@ -221,7 +221,13 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
         ``val_accuracy``, and the mean ``val_loss``, over the complete trials; sorted
         by mean validation accuracy, best first, then by mean validation loss, lowest
         first (settings without a complete trial last).
+
+    Raises:
+        DataError: ``results`` lacks the status or validation columns.
     """
+    absent = [c for c in ("status", "val_accuracy", "val_loss") if c not in results.columns]
+    if absent:
+        raise DataError(f"results must be a table from load_results; it lacks column(s) {absent}")
     varied = [v for v in results.attrs.get("varied") or [] if v in results.columns]
     done = results["status"] == "complete"
     frame = results.assign(
@@ -677,6 +683,16 @@ def _histories(source: HistorySource) -> dict[str, pd.DataFrame]:
     if isinstance(source, str | os.PathLike):
         return load_histories(source)
     if isinstance(source, pd.DataFrame):
+        if "sweep_dir" in source.attrs or {"name", "status"} <= set(source.columns):
+            # One row per trial, its final numbers: drawn as one run's epochs, it made a
+            # learning curve out of the trials without a word.
+            where = source.attrs.get("sweep_dir")
+            raise DataError(
+                "source is a results table (one row per trial, from load_results), not a "
+                "per-epoch history: pass the sweep directory"
+                + (f" ({where})" if where else "")
+                + " for every trial's curves"
+            )
         return {"run": source}
     if isinstance(getattr(source, "history", None), Mapping):  # a keras History
         source = source.history
@@ -704,6 +720,9 @@ def plot_learning_curves(
 
     Returns:
         The figure (one colour per trial).
+
+    Raises:
+        DataError: ``source`` is a results table (pass the sweep directory instead).
     """
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -803,6 +822,7 @@ def plot_small_multiples(
 
     Raises:
         SpecError: Fewer axes than trials.
+        DataError: ``source`` is a results table (pass the sweep directory instead).
     """
     from matplotlib.ticker import MaxNLocator
 

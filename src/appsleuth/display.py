@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
-__all__ = ["print_metrics"]
+__all__ = ["in_jupyter", "live_display_works", "print_metrics"]
 
 _RATES = ("precision", "recall", "f1")
 
@@ -60,6 +61,23 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             f"held-out test rows ({test['n']:,}, not used for training or selection): "
             f"{_summary_line(test, macro_f1=True)}"
         )
+
+
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (a notebook's output area, not a terminal)."""
+    from rich.console import Console
+
+    return bool(Console().is_jupyter)
+
+
+def live_display_works() -> bool:
+    """Whether a rich progress bar can show here.
+
+    In a Jupyter kernel rich draws it in an ipywidgets output area; without ipywidgets
+    installed it warns ('install "ipywidgets" for Jupyter support') and shows nothing,
+    so callers print plain lines there instead.
+    """
+    return not in_jupyter() or importlib.util.find_spec("ipywidgets") is not None
 
 
 def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:

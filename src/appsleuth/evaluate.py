@@ -62,6 +62,7 @@ def classification_metrics(
         y_pred: Predicted class indices.
         classes: Class names; index i is class i.
         y_score: For two classes, the predicted probability of class 1 (adds ROC AUC).
+            Defaults to None (no ROC AUC).
 
     Returns:
         A JSON-ready dict: ``accuracy``, ``n``, ``per_class`` (name -> precision,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from appsleuth._fields import is_integer, repeated
 from appsleuth._keras import import_keras
-from appsleuth.errors import AppSleuthWarning, SpecError
+from appsleuth.errors import SpecError, warn
 from appsleuth.spec import ModelSpec, TrainSpec, check_layer_weights
 
 __all__ = [
@@ -77,11 +76,7 @@ def _warn_unused_settings(train: TrainSpec) -> None:
         if getattr(train, name) != defaults[name] and train.optimizer not in optimizers
     ]
     if unused:
-        warnings.warn(
-            f"{', '.join(unused)} has no effect with optimizer {train.optimizer!r}",
-            AppSleuthWarning,
-            stacklevel=3,
-        )
+        warn(f"{', '.join(unused)} has no effect with optimizer {train.optimizer!r}")
 
 
 def make_optimizer(train: TrainSpec) -> Any:

@@ -3,8 +3,9 @@
 Every function takes ``ax=None`` and returns the matplotlib figure, for notebooks and
 for the files a run directory holds. Nothing here calls ``plt.show()`` or changes your
 matplotlib backend: a figure made for you is a pyplot figure on your backend (inline in
-Jupyter), and the figures appsleuth saves itself (run directories, reports, bench) are
-drawn off screen, without pyplot, so they never pop up in a notebook.
+Jupyter, where it shows once, whether assigned or a cell's last value), and the figures
+appsleuth saves itself (run directories, reports, bench) are drawn off screen, without
+pyplot, so they never pop up in a notebook.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         return fig, fig.subplots(*args, **kwargs)
     import matplotlib.pyplot as plt
 
-    return plt.subplots(*args, **kwargs)
+    from appsleuth._figure import NotebookFigure
+
+    return plt.subplots(*args, FigureClass=NotebookFigure, **kwargs)
 
 
 def _flat_axes(ax: Any) -> list[Any]:
@@ -85,9 +88,18 @@ def plot_loss_accuracy(
 
     Raises:
         SpecError: Not two axes, or both ``ax`` and ``axes`` given.
+        DataError: ``history`` lacks ``loss`` or ``accuracy``.
     """
-    from appsleuth.errors import SpecError
+    from appsleuth.errors import DataError, SpecError
 
+    absent = [c for c in ("loss", "accuracy") if c not in getattr(history, "columns", ())]
+    if absent:
+        # pandas' KeyError('loss') did not say that a history was expected.
+        found = [str(c) for c in getattr(history, "columns", ())]
+        raise DataError(
+            f"history must be per-epoch logs (model_history.csv, RunResult.history); it "
+            f"lacks column(s) {absent}; found {found[:12]}{' ...' if len(found) > 12 else ''}"
+        )
     if ax is not None and axes is not None:
         raise SpecError("give the two axes as ax= (or axes=, its earlier name), not both")
     ax = ax if ax is not None else axes
@@ -140,9 +152,19 @@ def plot_confusion_matrix(
 
     Returns:
         The figure.
+
+    Raises:
+        DataError: ``counts`` is not a square table with one row and column per class.
     """
+    from appsleuth.errors import DataError
+
     counts = np.asarray(counts, dtype=np.float64)
     k = len(classes)
+    if counts.shape != (k, k):
+        raise DataError(
+            f"counts must be {k} x {k}, one row and column per class ({k} classes given); "
+            f"received shape {counts.shape}"
+        )
     if ax is None:
         size = max(4.0, 0.5 * k + 2)
         fig, ax = _subplots(figsize=(size + 1, size))
@@ -190,7 +212,16 @@ def plot_confusion_matrix(
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
-    """Save a figure atomically (temporary name, then rename) and close it."""
+    """Save a figure atomically (temporary name, then rename) and close it.
+
+    Args:
+        fig: A matplotlib figure.
+        path: The image file; its suffix chooses the format (``.png``, ``.svg``, ...).
+        dpi: Resolution. Defaults to 110.
+
+    Returns:
+        ``path`` (as a Path).
+    """
     from appsleuth._atomic import atomic_output
 
     path = Path(path)

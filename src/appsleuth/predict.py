@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,8 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
+from appsleuth.display import live_display_works
+from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
     LoadedRun,
@@ -92,6 +92,22 @@ class PredictionSummary:
     unknown_label_rows: int = 0
     unknown_labels: tuple[str, ...] = ()
     filled: int = 0
+
+    def __repr__(self) -> str:
+        # The default repr printed every class's precision, recall and F1 in one line.
+        shown = [
+            f"run_dir={self.run_dir!r}",
+            f"out={self.out!r}",
+            f"rows={self.rows}",
+            f"predicted={self.predicted}",
+            f"skipped={self.skipped}",
+            f"filled={self.filled}",
+        ]
+        if self.metrics is not None:
+            shown.append(f"accuracy={self.metrics['accuracy']:.4f}")
+        if self.unknown_label_rows:
+            shown.append(f"unknown_label_rows={self.unknown_label_rows}")
+        return f"PredictionSummary({', '.join(shown)})"
 
 
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
@@ -178,7 +194,7 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             f"(a run is complete when its model_metadata.json says so)"
         )
     for note in set_aside:  # the set-aside run might be the best: the user should know
-        warnings.warn(f"not considered: {note}", AppSleuthWarning, stacklevel=2)
+        warn(f"not considered: {note}")
     return best[1]
 
 
@@ -589,7 +605,8 @@ def predict_file(
         top_k: How many most likely apps to list. Defaults to 3.
         chunk_rows: Rows per chunk. Defaults to 200,000.
         force: Overwrite an existing output file (and its side file). Defaults to False.
-        progress: Show a progress bar. Defaults to False.
+        progress: Show a progress bar (in Jupyter, it needs ipywidgets). Defaults to
+            False.
         encoding: Text encoding of a CSV file. Defaults to ``utf-8``.
 
     Returns:
@@ -681,7 +698,8 @@ def predict_file(
     empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
-    bar = _progress(data, is_parquet) if progress else None
+    # Jupyter without ipywidgets cannot show the bar: rich would only warn.
+    bar = _progress(data, is_parquet) if progress and live_display_works() else None
     writer: pa_csv.CSVWriter | None = None
     try:
         with (

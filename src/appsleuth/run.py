@@ -21,7 +21,6 @@ import shutil
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
@@ -112,6 +111,14 @@ class RunResult:
     metrics: dict[str, Any]
     skipped: bool = False
 
+    def __repr__(self) -> str:
+        # The default repr printed the whole metadata, history and metrics: a screenful
+        # in a notebook for one run. The headline numbers are what a reader looks for.
+        return (
+            f"RunResult(run_dir={self.run_dir!r}, {_headline(self.metadata)}, "
+            f"skipped={self.skipped})"
+        )
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoadedRun:
@@ -128,7 +135,29 @@ class LoadedRun:
     run_dir: Path
     model: Any
     preprocessor: Preprocessor
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = dataclasses.field(repr=False)
+
+
+def _watched() -> bool:
+    """Whether someone watches the output: a terminal or a notebook."""
+    # A notebook's stdout is no terminal, yet minutes of training with no line there
+    # looked stuck.
+    from appsleuth.display import in_jupyter
+
+    return sys.stdout.isatty() or in_jupyter()
+
+
+def _headline(metadata: dict[str, Any]) -> str:
+    """``val_accuracy=0.9767, val_loss=0.0712, epochs_run=30, engine='fused'`` from metadata."""
+    results = metadata.get("last_results") or {}
+    parts = [f"status={metadata.get('status')!r}"]
+    for key in ("val_accuracy", "val_loss"):
+        if is_number(results.get(key)):
+            parts.append(f"{key}={results[key]:.4f}")
+    for key in ("epochs_run", "engine", "fit_diagnosis"):
+        if metadata.get(key) is not None:
+            parts.append(f"{key}={metadata[key]!r}")
+    return ", ".join(parts)
 
 
 # --- status ------------------------------------------------------------------------------
@@ -663,15 +692,17 @@ def train(
     Args:
         spec: Data, model and training. Defaults to ``RunSpec()`` (the teaching baseline
             on the embedded synthetic data).
-        data: Use this table instead of loading ``spec.data.path``.
+        data: Use this table instead of loading ``spec.data.path``. Defaults to None
+            (the spec's file, or the embedded data when it names none).
         out: The experiment directory; the run directory is created inside. Defaults
             to ``runs``.
         name: Run directory name. Defaults to ``spec.run_name(seed_suffix=...)``.
         seed_suffix: Append the seed to the default name. Defaults to False.
         force: Retrain over a complete run. Defaults to False.
         skip_complete: Return a complete run as it is instead of raising. Defaults to False.
-        verbose: One line per epoch. Defaults to True when stdout is a terminal.
-        callbacks: Extra Keras callbacks (epoch granularity).
+        verbose: One line per epoch. Defaults to True when stdout is a terminal or a
+            notebook.
+        callbacks: Extra Keras callbacks (epoch granularity). Defaults to none.
         dataset_name: Name recorded as ``dataset``. Defaults to the table's name.
         log: Where notes (engine fallback, summary) go. Defaults to print on stderr.
         prepared: The data already cleaned, split and preprocessed for ``spec.data``
@@ -715,7 +746,7 @@ def train(
         _check_prepared_for(spec, prepared)
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if verbose is None:
-        verbose = sys.stdout.isatty()
+        verbose = _watched()
     run_name = validate_name(name if name is not None else spec.run_name(seed_suffix=seed_suffix))
     run_dir = Path(out) / run_name
     complete = not force and run_status(run_dir) == "complete"
@@ -1320,12 +1351,10 @@ def evaluate_run(
                 f"app the model was not trained on ({named}); the model's classes are "
                 f"{pre.classes}"
             )
-        warnings.warn(
+        warn(
             f"evaluate_run: {int(foreign.sum()):,} row(s) are labelled with app(s) the model "
             f"was not trained on ({named}); they are left out of the metrics, "
-            f"which cover the {int((~skip & ~foreign).sum()):,} row(s) of its classes",
-            AppSleuthWarning,
-            stacklevel=2,
+            f"which cover the {int((~skip & ~foreign).sum()):,} row(s) of its classes"
         )
     # Only the model's input columns are copied: a wide table's other columns would
     # double the memory for nothing (a 2M x 300 table: gigabytes).

@@ -80,6 +80,14 @@ class CleaningReport:
         """One line per step, for terminals and logs."""
         return [f"{s.action}: {s.detail}" for s in self.steps]
 
+    def __repr__(self) -> str:
+        # One line per step, as the CLI prints them, rather than every field of every step.
+        head = (
+            f"CleaningReport(rows {self.rows_before:,} -> {self.rows_after:,}, "
+            f"features {len(self.features_before)} -> {len(self.features_after)})"
+        )
+        return "\n".join([head, *(f"  {line}" for line in self.lines())])
+
 
 def clean_sherlock(
     df: pd.DataFrame,

@@ -291,7 +291,7 @@ def load_sherlock(
             ``generic`` and ``teaching`` tables: every numeric column that is not the
             label, an index or an id column, plus the categorical columns present).
         categorical: Columns treated as categories. Defaults to ``("state",)``.
-        layout: Force a layout instead of recognising it.
+        layout: Force a layout instead of recognising it. Defaults to recognising it.
         require_label: If True (default), a missing label column or a label with a
             single class is an error. Prediction passes False.
         single_class: With ``require_label``, accept a label column that holds a single
@@ -346,8 +346,9 @@ def from_dataframe(
         label: The label column. Defaults to ``ApplicationName``.
         features: Feature columns; defaults as in :func:`load_sherlock`.
         categorical: Columns treated as categories. Defaults to ``("state",)``.
-        layout: Force a layout instead of recognising it.
+        layout: Force a layout instead of recognising it. Defaults to recognising it.
         require_label: Whether the label column must exist with two or more classes.
+            Defaults to True.
         dataset: Name for reports. Defaults to ``"dataframe"``.
 
     Returns:

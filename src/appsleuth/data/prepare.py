@@ -9,7 +9,6 @@ the malware, vs everything else).
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from appsleuth.data.clean import CleaningReport, MissingPolicy, _clean, fill_val
 from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
-from appsleuth.errors import AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import DataError, SpecError, warn
 
 __all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
 
@@ -56,6 +55,14 @@ _REST = "other"
 
 def one_vs_rest(df: pd.DataFrame, positive: str, *, rest_name: str = _REST) -> pd.DataFrame:
     """Relabel as a binary task: ``positive`` against every other app (``rest_name``).
+
+    Args:
+        df: A loaded table.
+        positive: The app that becomes class 1.
+        rest_name: The label of every other app. Defaults to ``other``.
+
+    Returns:
+        A copy of ``df`` with two labels.
 
     Raises:
         DataError: ``positive`` is not in the table, or it is the only app.
@@ -127,11 +134,9 @@ def _warn_added_columns(df: pd.DataFrame) -> None:
         str(c) for c in df.columns if c not in info.columns and pd.api.types.is_numeric_dtype(df[c])
     ]
     if added:
-        warnings.warn(
+        warn(
             f"{info.dataset}: column(s) {added} were added after the table was loaded and "
-            f"are not features; name every feature to use them (features=[...])",
-            AppSleuthWarning,
-            stacklevel=3,
+            f"are not features; name every feature to use them (features=[...])"
         )
 
 
@@ -166,6 +171,14 @@ class PreparedData:
         """Class names, index i = class i."""
         return list(self.preprocessor.classes)
 
+    def __repr__(self) -> str:
+        # The default repr printed every array and the whole table; shapes say enough.
+        return (
+            f"PreparedData(x_train={self.x_train.shape}, x_val={self.x_val.shape}, "
+            f"x_test={self.x_test.shape}, classes={len(self.classes)}, "
+            f"split={self.split.spec.kind!r}, preprocessor={self.preprocessor!r})"
+        )
+
     def describe(self) -> dict[str, Any]:
         """Summary for metadata: dataset, split, sizes, features, classes."""
         return {
@@ -199,7 +212,7 @@ def prepare_data(
             all.
         positive: Make a binary task of this app against all others (after ``apps``,
             which are relabelled ``other``); with exactly two apps it only makes this
-            app class 1.
+            app class 1. Defaults to None (one class per app).
         features: Use only these feature columns (a list, or one comma-separated
             string). Defaults to the table's features.
         missing: ``drop`` (default) or ``impute`` incomplete rows. Imputation fills

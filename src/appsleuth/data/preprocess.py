@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from appsleuth.data.load import (
     label_text,
     numeric_columns_as_numbers,
 )
-from appsleuth.errors import AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import DataError, SpecError, warn
 
 __all__ = ["Preprocessor", "Scaling"]
 
@@ -313,11 +312,9 @@ class Preprocessor:
             reported = unknown & ~ignore
             if reported.any():
                 seen = sorted(set(df[col].astype(str).to_numpy()[reported].tolist()))
-                warnings.warn(
+                warn(
                     f"column {col!r} has value(s) {seen} not seen in training "
-                    f"({int(reported.sum())} rows); they are encoded as all-zero",
-                    AppSleuthWarning,
-                    stacklevel=3,
+                    f"({int(reported.sum())} rows); they are encoded as all-zero"
                 )
             onehot = np.zeros((len(codes), len(values)), dtype=np.float32)
             known = np.flatnonzero(~unknown)

@@ -91,6 +91,19 @@ class QualityReport:
                 return f
         raise KeyError(key)
 
+    def __repr__(self) -> str:
+        # The default repr printed every finding's numbers as one long line; this reads
+        # like the table render() draws, one finding per line.
+        label = " (synthetic)" if self.synthetic else ""
+        head = (
+            f"QualityReport({self.dataset}{label}: {self.n_rows:,} rows x "
+            f"{self.n_columns} columns, {self.layout} layout)"
+        )
+        width = max((len(f.title) for f in self.findings), default=0)
+        return "\n".join(
+            [head, *(f"  {f.severity:<8} {f.title:<{width}}  {f.summary}" for f in self.findings)]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for JSON."""
         return {

@@ -154,6 +154,13 @@ class DataSplit:
     val: np.ndarray
     test: np.ndarray
 
+    def __repr__(self) -> str:
+        # The default repr printed the row positions: thousands of numbers in a notebook.
+        return (
+            f"DataSplit(spec={self.spec!r}, train={len(self.train):,} rows, "
+            f"val={len(self.val):,} rows, test={len(self.test):,} rows)"
+        )
+
     def frames(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Return ``(train, val, test)`` sub-tables of ``df``."""
         return df.iloc[self.train], df.iloc[self.val], df.iloc[self.test]

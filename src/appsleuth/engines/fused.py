@@ -42,7 +42,6 @@ import collections
 import contextlib
 import json
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +51,7 @@ import numpy as np
 from appsleuth._fields import check_seed
 from appsleuth.engines._logits import LogitsPlan, compiled_losses, logits_plan
 from appsleuth.engines._metrics import cheaper_accuracy
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 
 __all__ = ["clear_fused_cache", "fused_unsupported_reason", "run_fused"]
 
@@ -477,11 +476,7 @@ def _validation_arrays(
     if len(vx) == 0:
         # fit warns too (its input "ran out of data"): the epochs get no val_ logs, which
         # an EarlyStopping or ModelCheckpoint on val_loss would otherwise wait for in vain.
-        warnings.warn(
-            "validation_data has no rows: training without validation (no val_ logs)",
-            AppSleuthWarning,
-            stacklevel=3,
-        )
+        warn("validation_data has no rows: training without validation (no val_ logs)")
         return None
     if vx.shape[1:] != train[0].shape[1:]:
         raise DataError(f"validation x has row shape {vx.shape[1:]} but x has {train[0].shape[1:]}")
@@ -586,12 +581,10 @@ def _warn_batch_hooks(callbacks: Sequence[Any] | None) -> None:
         if hooks:
             skipped.append(f"{type(cb).__name__} ({', '.join(hooks)})")
     if skipped:
-        warnings.warn(
+        warn(
             "engine 'fused' runs a whole epoch in one compiled program, so batch-level "
             f"callback hooks are not called: {'; '.join(skipped)}. Use engine 'fit' if "
-            "they matter.",
-            AppSleuthWarning,
-            stacklevel=3,
+            "they matter."
         )
 
 

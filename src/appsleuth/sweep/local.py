@@ -13,6 +13,7 @@ again unless asked to (``retry_failed``).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import multiprocessing as mp
 import os
@@ -72,6 +73,16 @@ class LocalSummary:
     def failed(self) -> int:
         """Trials that failed now or before (and were not retried)."""
         return self.count("failed") + self.count("failed-before")
+
+    def __repr__(self) -> str:
+        # The default repr listed every outcome; a sweep of hundreds filled the screen.
+        counts = collections.Counter(o.status for o in self.outcomes)
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+        return (
+            f"LocalSummary(sweep_dir={self.sweep_dir!r}, trials: {statuses or 'none'}, "
+            f"workers={self.workers}, threads_per_trial={self.threads_per_trial}, "
+            f"wall_s={self.wall_s:.1f}, interrupted={self.interrupted})"
+        )
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -487,7 +498,8 @@ def run_local(
         workers: Worker processes. Defaults to one per ``threads_per_trial`` cores.
         threads_per_trial: Cores per trial. Defaults to 1.
         retry_failed: Redo trials that failed before. Defaults to False.
-        progress: Show a progress bar. Defaults to True on a terminal.
+        progress: Show a progress bar (in Jupyter, it needs ipywidgets); otherwise each
+            finished trial is one line on stderr. Defaults to True on a terminal.
         on_outcome: Called with each finished trial's outcome.
         device: Where trials train: ``auto`` (default), ``cpu`` or ``gpu``. Workers that
             may share a GPU allocate its memory as they go instead of up front.
@@ -646,10 +658,13 @@ class _Progress:
     """One bar over trials: done, running, failed, remaining, elapsed, ETA."""
 
     def __init__(self, total: int, done: int, failed: int, workers: int, *, enabled: bool) -> None:
+        from appsleuth.display import live_display_works
+
         self.total, self.done, self.failed, self.workers = total, done, failed, workers
-        self.enabled = enabled
+        # A bar that cannot show (Jupyter without ipywidgets) gives way to the lines.
+        self.enabled = enabled and live_display_works()
         self._progress: Any = None
-        if enabled:
+        if self.enabled:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,

@@ -38,14 +38,14 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from appsleuth._keras import backend_name
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
+from appsleuth.display import live_display_works
+from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
@@ -458,11 +458,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if fault:
             # An AppSleuthWarning: the CLI prints it as one line, and Python shows a
             # message once though the journal is read several times per command.
-            warnings.warn(
-                f"{path} line {number} is damaged ({fault}); that event is skipped",
-                AppSleuthWarning,
-                stacklevel=2,
-            )
+            warn(f"{path} line {number} is damaged ({fault}); that event is skipped")
             continue
         if "job_id" in event:
             event["job_id"] = str(event["job_id"])
@@ -1121,7 +1117,8 @@ def wait_slurm(
     Args:
         sweep_dir: The sweep directory.
         poll_s: Seconds between two ``squeue`` calls. Defaults to 5.
-        progress: Show a progress bar. Defaults to True on a terminal.
+        progress: Show a progress bar (in Jupyter, it needs ipywidgets). Defaults to
+            True on a terminal.
         timeout_s: Stop waiting after this long. Defaults to None (no limit).
         tries: squeue calls in a row that may fail before the wait gives up. Defaults
             to 3.
@@ -1139,7 +1136,7 @@ def wait_slurm(
     states = _states_retrying(sweep_dir, poll_s, tries)
     bar: Any = None
     task: Any = None
-    if progress:
+    if progress and live_display_works():  # Jupyter without ipywidgets: rich only warns
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

@@ -374,7 +374,7 @@ class TrialState:
     name: str
     params: dict[str, Any]
     status: str
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any] | None = dataclasses.field(repr=False)
     running: bool = False
 
     @property
