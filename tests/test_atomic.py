@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -77,8 +79,6 @@ def _dead_pid() -> int:
 def test_temporaries_of_killed_writers_are_removed_on_the_next_write(
     tmp_path: Path, keep_suffix: bool
 ) -> None:
-    import os
-
     target = tmp_path / "preds.csv"
     dead, also_dead, alive = _dead_pid(), _dead_pid(), os.getppid()
 
@@ -99,3 +99,22 @@ def test_temporaries_of_killed_writers_are_removed_on_the_next_write(
     assert not stale.exists()
     assert fresh.exists() and running.exists() and other.exists()
     assert target.read_text() == "whole"
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_error_that_names_no_file_names_the_target(tmp_path: Path, code: int) -> None:
+    # write() and close() report a full disk without a file name.
+    target = tmp_path / "out.json"
+    with pytest.raises(OSError, match=r"out\.json") as caught, atomic_output(target):
+        raise OSError(code, os.strerror(code))
+    assert caught.value.errno == code and caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_errors_that_name_no_file_pass_unchanged(tmp_path: Path) -> None:
+    with (
+        pytest.raises(OSError, match=r"Invalid argument") as caught,
+        atomic_output(tmp_path / "out.json"),
+    ):
+        raise OSError(errno.EINVAL, "Invalid argument")  # not about the file written
+    assert caught.value.filename is None

@@ -112,6 +112,27 @@ def test_a_killed_predictions_leftovers_are_removed_by_the_rerun(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "p.csv"]
 
 
+def test_a_full_disk_while_predicting_names_the_output_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import sys
+
+    predict_module = sys.modules["appsleuth.predict"]  # the package's name is the function
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() says it
+        yield
+
+    monkeypatch.setattr(predict_module, "_chunks", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '\S+p\.csv'") as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert caught.value.filename == str(tmp_path / "p.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+
+
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
     data = table.iloc[:200].copy()
     holes = data.index[[3, 50, 51]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import time
@@ -13,6 +14,9 @@ __all__ = ["atomic_output", "errors_name_target", "remove_stale_temporaries", "t
 
 # A temporary file untouched this long, whose process is gone, was left by a killed writer.
 _STALE_AFTER_S = 60.0
+
+# A full disk or quota is reported by write() and close(), whose errors carry no file name.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
@@ -72,12 +76,23 @@ def _running(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def errors_name_target(tmp: Path, target: Path) -> Iterator[None]:
-    """Re-raise an OSError about ``tmp`` as one about ``target``, the file the user named."""
+def errors_name_target(tmp: Path, target: Path, *, unnamed_full: bool = False) -> Iterator[None]:
+    """Re-raise an OSError about ``tmp`` as one about ``target``, the file the user named.
+
+    Args:
+        tmp: The temporary file being written.
+        target: The file it becomes.
+        unnamed_full: Also name ``target`` in a full-disk (or quota) error that names no
+            file, as write() raises it: the block writes ``target`` only. Defaults to False.
+    """
     try:
         yield
     except OSError as exc:
-        if exc.filename is None or Path(exc.filename) != tmp or exc.errno is None:
+        if exc.errno is None:
+            raise
+        ours = exc.filename is not None and Path(exc.filename) == tmp
+        full = unnamed_full and exc.filename is None and exc.errno in _FULL
+        if not (ours or full):
             raise
         raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
 
@@ -97,7 +112,7 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     remove_stale_temporaries(path)
     tmp = temporary_path(path, keep_suffix=keep_suffix)
     try:
-        with errors_name_target(tmp, path):
+        with errors_name_target(tmp, path, unnamed_full=True):
             yield tmp
             os.replace(tmp, path)
     finally:

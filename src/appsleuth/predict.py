@@ -685,7 +685,7 @@ def predict_file(
     writer: pa_csv.CSVWriter | None = None
     try:
         with (
-            errors_name_target(tmp, out),
+            errors_name_target(tmp, out, unnamed_full=True),
             errors_name_target(skipped_tmp, skipped_path),
             open(tmp, "wb") as fh,
             open(skipped_tmp, "w", encoding="utf-8", newline="") as skipped_fh,
