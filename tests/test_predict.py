@@ -112,6 +112,34 @@ def test_a_killed_predictions_leftovers_are_removed_by_the_rerun(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "p.csv"]
 
 
+def test_a_read_only_output_directory_is_named_not_the_temporary_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import errno
+    import pathlib
+
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+    real_open = builtins.open
+
+    def read_only(file, *args, **kwargs):
+        if ".tmp-" in str(file):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def unlink(self, missing_ok=False):
+        # Linux refuses even to remove a file that is not there on a read-only mount.
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    with pytest.raises(OSError, match=r"Read-only file system: '\S+p\.csv'") as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert caught.value.errno == errno.EROFS
+    assert caught.value.filename == str(tmp_path / "p.csv")
+
+
 def test_a_full_disk_while_predicting_names_the_output_file(
     run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

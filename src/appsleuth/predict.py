@@ -10,6 +10,7 @@ them instead, with the values its training rows gave (kept in ``preprocessor.jso
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -750,8 +751,12 @@ def predict_file(
     finally:
         if bar is not None:
             bar.stop()
-        tmp.unlink(missing_ok=True)
-        skipped_tmp.unlink(missing_ok=True)
+        # Suppressed: on a read-only file system even removing a file that was never
+        # made fails, and that error would hide the one that says what went wrong.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            skipped_tmp.unlink(missing_ok=True)
 
     metrics = None
     if has_label and confusion.sum():
