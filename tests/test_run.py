@@ -647,6 +647,31 @@ def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
     assert not (tmp_path / f".{copy.name}.replaced").exists()
 
 
+def test_a_full_disk_is_reported_for_the_file_it_stopped_not_the_failure_record(
+    table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import appsleuth.engines
+    from appsleuth import run as run_module
+
+    def full_disk(path: Path, *args) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def history_stops(engine, model, *args, **kwargs):
+        full_disk(tmp_path / _spec(epochs=1).run_name() / HISTORY)
+
+    monkeypatch.setattr(appsleuth.engines, "run_engine", history_stops)
+    monkeypatch.setattr(run_module, "_atomic_write_text", full_disk)
+    with pytest.raises(
+        OSError, match=r"No space left on device: '\S+model_history\.csv'"
+    ) as caught:
+        train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    # The record of the failure could not be written either: the run stays incomplete.
+    assert Path(caught.value.filename).name == HISTORY
+    assert run_status(tmp_path / _spec(epochs=1).run_name()) == "incomplete"
+
+
 def test_lock_is_skipped_where_the_file_system_has_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

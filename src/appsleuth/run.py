@@ -811,7 +811,10 @@ def train(
         if not isinstance(exc, Exception):
             raise  # interrupted, not failed: no metadata, so re-running redoes it
         error = f"{type(exc).__name__}: {exc}"
-        _write_json(run_dir / METADATA, _failed_record(spec, run_name, error, started))
+        # A full disk that failed the run fails its record too: the run then stays
+        # incomplete (redone by the same command), and its own error is the one raised.
+        with contextlib.suppress(OSError):
+            _write_json(run_dir / METADATA, _failed_record(spec, run_name, error, started))
         raise
     finally:
         with contextlib.suppress(Exception):
