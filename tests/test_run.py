@@ -672,6 +672,35 @@ def test_a_full_disk_is_reported_for_the_file_it_stopped_not_the_failure_record(
     assert run_status(tmp_path / _spec(epochs=1).run_name()) == "incomplete"
 
 
+def test_the_model_file_is_written_whole_or_not_at_all(
+    table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import keras
+
+    import appsleuth.engines
+
+    def one_epoch(engine, model, *args, **kwargs):  # the model as built: no need to train it
+        history = keras.callbacks.History()
+        history.history = {k: [0.5] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        return history
+
+    monkeypatch.setattr(appsleuth.engines, "run_engine", one_epoch)
+
+    def full_disk(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"PK half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")  # Keras names no file
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '\S+model\.keras'") as caught:
+        train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    run_dir = tmp_path / _spec(epochs=1).run_name()
+    assert caught.value.filename == str(run_dir / MODEL)
+    assert not (run_dir / MODEL).exists()
+    assert not [p for p in run_dir.iterdir() if ".tmp-" in p.name]
+
+
 def test_lock_is_skipped_where_the_file_system_has_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

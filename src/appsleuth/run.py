@@ -783,7 +783,9 @@ def train(
             )
         metrics = _evaluate_prepared(model, prepared, history)
         _write_json(run_dir / METRICS, metrics)
-        model.save(run_dir / MODEL)
+        # Keras writes the file in place, and its full-disk error names no file.
+        with atomic_output(run_dir / MODEL, keep_suffix=True) as tmp:
+            model.save(tmp)
         prepared.preprocessor.save(run_dir / PREPROCESSOR)
         import yaml
 
