@@ -624,6 +624,39 @@ def test_a_run_directory_in_use_is_not_taken_over(table, tmp_path: Path) -> None
     assert result.metadata["status"] == "complete"
 
 
+def test_two_processes_starting_one_run_at_once_never_both_train_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth import run as run_module
+    from appsleuth.run import RunInUseError, _prepare_run_dir
+
+    run_dir = tmp_path / "r"
+    real_try = run_module._RunLock._try
+    other: list = []
+
+    def other_arrives_before_the_lock(self):
+        # Between this process making the run directory's marker and locking it,
+        # another starts the same run (two sweep runs on one directory).
+        if not other:
+            other.append(None)
+            try:
+                other[0] = _prepare_run_dir(run_dir, force=False)[1]
+            except RunInUseError as exc:
+                other[0] = exc
+        return real_try(self)
+
+    monkeypatch.setattr(run_module._RunLock, "_try", other_arrives_before_the_lock)
+    try:
+        mine = _prepare_run_dir(run_dir, force=False)[1]
+    except RunInUseError as exc:
+        mine = exc
+    holders = [x for x in (mine, other[0]) if not isinstance(x, RunInUseError)]
+    for holder in holders:
+        holder.release()
+    assert len(holders) == 1, "both processes would train into one directory"
+    assert any(isinstance(x, RunInUseError) for x in (mine, other[0]))
+
+
 def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
     run, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

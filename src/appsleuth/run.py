@@ -470,8 +470,7 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
         if run_dir.exists():
             if not _is_own_run_dir(run_dir):
                 raise RunExistsError(_foreign_dir_message(run_dir))
-            _check_not_in_use(run_dir)
-            shutil.rmtree(run_dir)
+            _remove_unused(run_dir)
         backup.rename(run_dir)
     status = run_status(run_dir)
     if status == "complete" and not force:
@@ -488,16 +487,43 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
     elif status != "missing":
         if not run_dir.is_dir() or not _is_own_run_dir(run_dir):
             raise RunExistsError(_foreign_dir_message(run_dir))
-        _check_not_in_use(run_dir)
-        shutil.rmtree(run_dir)
+        _remove_unused(run_dir)
     try:
-        run_dir.mkdir(parents=True)
+        # Another process may make it between the check above and here: the marker's
+        # lock decides which of the two trains.
+        run_dir.mkdir(parents=True, exist_ok=True)
         lock = _RunLock.create(run_dir / _MARKER)
-    except BaseException:
-        if moved is not None:  # e.g. a full disk: the complete run stays the result
+    except BaseException as exc:
+        # e.g. a full disk: the complete run stays the result (unless another process
+        # took the directory meanwhile: that one trains there now).
+        if moved is not None and not isinstance(exc, RunInUseError):
             _restore_backup(run_dir, moved)
         raise
     return moved, lock
+
+
+def _remove_unused(run_dir: Path) -> None:
+    """Delete ``run_dir`` unless another process is training in it.
+
+    Its marker is locked (made, if missing) while the directory is deleted: a process
+    starting the same run meanwhile finds the lock taken, or no marker of its own left
+    (:meth:`_RunLock.create` refuses both), so it never trains in a directory being
+    deleted, nor this one in a directory it just made.
+
+    Raises:
+        RunInUseError: Another process holds the lock.
+    """
+    try:
+        fd = os.open(run_dir / _MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return  # already deleted by another process starting this run
+    lock = _RunLock(fd)
+    try:
+        if not lock._try():
+            raise RunInUseError(_in_use_message(run_dir))
+        shutil.rmtree(run_dir)
+    finally:
+        lock.release()
 
 
 class _RunLock:
@@ -512,21 +538,42 @@ class _RunLock:
 
     @classmethod
     def create(cls, marker: Path) -> _RunLock:
+        """Lock ``marker`` (made if missing) in a run directory that holds nothing else.
+
+        Raises:
+            RunInUseError: Another process holds the lock, or deleted or filled the
+                directory since this one made it (it is starting the same run).
+        """
+        run_dir = marker.parent
         try:
-            fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, b"This directory is an appsleuth run; appsleuth may replace it.\n")
-            except BaseException:
-                os.close(fd)
-                raise
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            raise RunInUseError(_in_use_message(run_dir)) from None  # directory deleted
         except OSError as exc:
-            # A write error (a full disk) carries no file name: name the marker.
             raise OSError(exc.errno, exc.strerror, str(marker)) from exc
         lock = cls(fd)
-        if not lock._try():
+        try:
+            if not lock._try() or not lock._holds(marker) or _holds_more_than(marker):
+                raise RunInUseError(_in_use_message(run_dir))
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, b"This directory is an appsleuth run; appsleuth may replace it.\n")
+            except OSError as exc:
+                # A write error (a full disk) carries no file name: name the marker.
+                raise OSError(exc.errno, exc.strerror, str(marker)) from exc
+        except BaseException:
             lock.release()
-            raise RunInUseError(_in_use_message(marker.parent))
+            raise
         return lock
+
+    def _holds(self, marker: Path) -> bool:
+        """Whether the locked file is still ``marker``, not one deleted since it was opened."""
+        try:
+            now = os.stat(marker)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)  # type: ignore[arg-type]
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
     def _try(self) -> bool:
         try:
@@ -549,6 +596,14 @@ class _RunLock:
             self._fd = None
 
 
+def _holds_more_than(marker: Path) -> bool:
+    """Whether the run directory of ``marker`` holds anything else (NFS's own files aside)."""
+    return any(
+        entry.name != marker.name and not entry.name.startswith(".nfs")
+        for entry in os.scandir(marker.parent)
+    )
+
+
 def _in_use(run_dir: Path) -> bool:
     """Whether another process holds ``run_dir``'s lock (is training it right now)."""
     try:
@@ -561,12 +616,6 @@ def _in_use(run_dir: Path) -> bool:
         return not lock._try()
     finally:
         lock.release()
-
-
-def _check_not_in_use(run_dir: Path) -> None:
-    """Raise RunInUseError when another process holds ``run_dir``'s lock."""
-    if _in_use(run_dir):
-        raise RunInUseError(_in_use_message(run_dir))
 
 
 def _in_use_message(run_dir: Path) -> str:
