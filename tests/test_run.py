@@ -265,6 +265,21 @@ def test_a_directory_appsleuth_did_not_make_is_never_replaced(table, tmp_path: P
     assert (mixed / "notes.md").read_text() == "mine"
 
 
+def test_a_partial_run_left_with_temporaries_of_suffixed_files_is_redone(tmp_path: Path) -> None:
+    from appsleuth.run import _prepare_run_dir
+
+    # A deletion of a killed run, itself killed after the marker went: run files and the
+    # temporaries a kill left (the model and the plots keep their suffix) remain.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / HISTORY).write_text("loss\n9\n")
+    (old / ".model.tmp-123.keras").write_text("partial")
+    (old / ".loss_acc_plot.tmp-123.png").write_text("partial")
+    _, lock = _prepare_run_dir(old, force=False)
+    lock.release()
+    assert [p.name for p in old.iterdir()] == [".appsleuth-run"]
+
+
 def test_a_failed_forced_retrain_keeps_the_complete_run(table, tmp_path: Path) -> None:
     first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
     before = (first.run_dir / METADATA).read_text()

@@ -10,7 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output", "errors_name_target", "remove_stale_temporaries", "temporary_path"]
+__all__ = [
+    "atomic_output",
+    "errors_name_target",
+    "remove_stale_temporaries",
+    "target_of_temporary",
+    "temporary_path",
+]
 
 # A temporary file untouched this long, whose process is gone, was left by a killed writer.
 _STALE_AFTER_S = 60.0
@@ -30,6 +36,16 @@ def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
     if keep_suffix:
         return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def target_of_temporary(name: str) -> str | None:
+    """The file name a temporary file of :func:`temporary_path` stands for, or None.
+
+    ``.model.keras.tmp-12`` and ``.model.tmp-12.keras`` (``keep_suffix``) both give
+    ``model.keras``; a name of no temporary file gives None.
+    """
+    match = re.fullmatch(r"\.(.+?)\.tmp-\d+(\.[^.]+)?", name)
+    return None if match is None else match.group(1) + (match.group(2) or "")
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:

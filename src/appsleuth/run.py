@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth._atomic import atomic_output
+from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
@@ -444,9 +444,7 @@ def _is_own_run_dir(run_dir: Path) -> bool:
     if (run_dir / _MARKER).is_file() or (run_dir / METADATA).is_file():
         return True
     for entry in run_dir.iterdir():
-        name = entry.name
-        if name.startswith(".") and ".tmp" in name:
-            name = name[1:].split(".tmp", 1)[0]
+        name = target_of_temporary(entry.name) or entry.name
         if not entry.is_file() or name not in _RUN_FILES:
             return False
     return True
