@@ -118,3 +118,25 @@ def test_other_errors_that_name_no_file_pass_unchanged(tmp_path: Path) -> None:
     ):
         raise OSError(errno.EINVAL, "Invalid argument")  # not about the file written
     assert caught.value.filename is None
+
+
+def test_the_contents_reach_the_disk_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Renaming first, a machine going down could leave the real name holding an empty file.
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(f"fsync {Path(os.readlink(f'/proc/self/fd/{fd}')).name}")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append(f"replace {Path(src).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with atomic_output(tmp_path / "out.csv", keep_suffix=True) as tmp:
+        tmp.write_text("whole")
+    assert events == [f"fsync {tmp.name}", f"replace {tmp.name}"]

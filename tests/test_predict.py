@@ -161,6 +161,30 @@ def test_a_full_disk_while_predicting_names_the_output_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
 
 
+def test_predictions_reach_the_disk_before_they_take_their_name(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        assert Path(src).name in synced, f"{src} renamed before it reached the disk"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    predict_file(run_dir, path, tmp_path / "p.csv")
+    assert (tmp_path / "p.csv").exists()
+
+
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
     data = table.iloc[:200].copy()
     holes = data.index[[3, 50, 51]]

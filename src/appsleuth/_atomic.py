@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "atomic_output",
     "errors_name_target",
+    "flush_to_disk",
     "remove_stale_temporaries",
     "target_of_temporary",
     "temporary_path",
@@ -113,6 +114,20 @@ def errors_name_target(tmp: Path, target: Path, *, unnamed_full: bool = False) -
         raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
 
 
+def flush_to_disk(path: Path) -> None:
+    """Wait until the file's contents are on the disk, not only in the kernel's cache.
+
+    Before a temporary file is renamed to its real name: otherwise a machine that goes
+    down (a cluster node failing, a power cut) can leave the new name holding an empty
+    or partial file, which a rename after a kill cannot.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed to ``path``.
@@ -130,6 +145,7 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     try:
         with errors_name_target(tmp, path, unnamed_full=True):
             yield tmp
+            flush_to_disk(tmp)
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):

@@ -25,7 +25,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
+from appsleuth._atomic import (
+    errors_name_target,
+    flush_to_disk,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from appsleuth._fields import is_integer
 from appsleuth.data.load import (
     _separator_hint,
@@ -743,8 +748,12 @@ def predict_file(
             raise DataError(f"data file {data} has a header but no rows")
         if n_pred == 0:
             raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
+        with errors_name_target(tmp, out, unnamed_full=True):
+            flush_to_disk(tmp)
         os.replace(tmp, out)
         if n_skip:
+            with errors_name_target(skipped_tmp, skipped_path, unnamed_full=True):
+                flush_to_disk(skipped_tmp)
             os.replace(skipped_tmp, skipped_path)
         elif force:
             skipped_path.unlink(missing_ok=True)  # an old side file would describe other rows

@@ -391,8 +391,6 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
 def _atomic_write_text(path: Path, text: str) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _write_json(path: Path, data: Any) -> None:
