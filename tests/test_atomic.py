@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appsleuth._atomic import atomic_output, temporary_path
+from appsleuth._atomic import atomic_create, atomic_output, temporary_path
 
 
 def test_success_renames_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -140,3 +140,22 @@ def test_the_contents_reach_the_disk_before_the_rename(
     with atomic_output(tmp_path / "out.csv", keep_suffix=True) as tmp:
         tmp.write_text("whole")
     assert events == [f"fsync {tmp.name}", f"replace {tmp.name}"]
+
+
+def test_atomic_create_never_replaces_what_another_process_created(tmp_path: Path) -> None:
+    target = tmp_path / "manifest.json"
+    assert atomic_create(target, "first") is True
+    assert atomic_create(target, "second") is False
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_atomic_create_without_hard_links_writes_all_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert atomic_create(tmp_path / "manifest.json", "whole") is True
+    assert [p.read_text() for p in tmp_path.iterdir()] == ["whole"]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
+    "atomic_create",
     "atomic_output",
     "errors_name_target",
     "flush_to_disk",
@@ -150,3 +151,35 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def atomic_create(path: str | os.PathLike[str], text: str) -> bool:
+    """Write ``text`` to ``path`` whole, unless ``path`` exists by then.
+
+    Of processes creating one file at once, exactly one succeeds; :func:`atomic_output`
+    lets the last one win, after each had checked that the file did not exist.
+
+    Returns:
+        True when this process created ``path``; False when it existed (another process
+        created it first).
+    """
+    path = Path(path)
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
+    try:
+        with errors_name_target(tmp, path, unnamed_full=True):
+            tmp.write_text(text, encoding="utf-8")
+            flush_to_disk(tmp)
+            try:
+                os.link(tmp, path)  # fails where path exists, unlike a rename
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                # A file system without hard links: the last writer wins, as a rename does.
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return True
