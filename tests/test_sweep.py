@@ -920,6 +920,31 @@ def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
     assert kept == finished  # The other run's result, not a retrained one.
 
 
+def test_a_trial_finished_elsewhere_while_training_starts_is_kept_not_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from appsleuth.sweep import worker
+
+    spec = _spec(grid={"learning_rate": [0.003]})
+    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
+    assert run_trial(done_elsewhere, 0).status == "complete"
+    sweep_dir = prepare_sweep_dir(spec, tmp_path / "b")
+    name = spec.plan()[0].name
+    real_train = worker.train
+
+    def finished_while_keras_starts(*args, **kwargs):
+        shutil.copytree(done_elsewhere / name, sweep_dir / name)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "train", finished_while_keras_starts)
+    assert run_trial(sweep_dir, 0).status == "skipped"
+    finished = (done_elsewhere / name / "model_metadata.json").read_text()
+    assert (sweep_dir / name / "model_metadata.json").read_text() == finished
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.name.startswith(".")) == []
+
+
 # --- a complete run is this trial's only with this spec and data ----------------------------
 
 
