@@ -46,8 +46,10 @@ from appsleuth.data.load import (
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
+    _MARKER,
     LoadedRun,
     RunResult,
+    _in_use,
     best_run_key,
     check_used_columns_unique,
     load_run,
@@ -178,6 +180,24 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             raise DataError(
                 f"{path} holds a failed run ({meta.get('error', 'no error recorded')}); "
                 f"predict needs a complete one"
+            )
+        if (path / _MARKER).is_file():
+            # A run that started and never finished: say so, and how it gets finished.
+            if _in_use(path):
+                raise DataError(
+                    f"{path} holds no complete run yet: it is being trained right now; "
+                    f"wait for its training to finish"
+                )
+            raise DataError(
+                f"{path} holds no complete run: its training was stopped before it "
+                f"finished (killed or interrupted); run the same train command again to "
+                f"redo it"
+            )
+        if (path / "manifest.json").is_file():
+            raise DataError(
+                f"{path} is a sweep with no complete trial yet; 'appsleuth sweep status "
+                f"{path}' shows where its trials stand, and running the same 'sweep run' "
+                f"command again finishes them"
             )
         raise DataError(
             f"{path} is not a complete run directory and holds none below it "
