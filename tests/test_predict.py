@@ -112,6 +112,102 @@ def test_a_killed_predictions_leftovers_are_removed_by_the_rerun(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "p.csv"]
 
 
+def test_a_read_only_output_directory_is_named_not_the_temporary_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import errno
+    import pathlib
+
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+    real_open = builtins.open
+
+    def read_only(file, *args, **kwargs):
+        if ".tmp-" in str(file):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def unlink(self, missing_ok=False):
+        # Linux refuses even to remove a file that is not there on a read-only mount.
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    with pytest.raises(OSError, match=r"Read-only file system: '\S+p\.csv'") as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert caught.value.errno == errno.EROFS
+    assert caught.value.filename == str(tmp_path / "p.csv")
+
+
+def test_a_full_disk_while_predicting_names_the_output_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import sys
+
+    predict_module = sys.modules["appsleuth.predict"]  # the package's name is the function
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write() says it
+        yield
+
+    monkeypatch.setattr(predict_module, "_chunks", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '\S+p\.csv'") as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert caught.value.filename == str(tmp_path / "p.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+
+
+def test_predictions_reach_the_disk_before_they_take_their_name(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    path = tmp_path / "new.csv"
+    table.iloc[:50].to_csv(path)
+    synced: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        assert Path(src).name in synced, f"{src} renamed before it reached the disk"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    predict_file(run_dir, path, tmp_path / "p.csv")
+    assert (tmp_path / "p.csv").exists()
+
+
+def test_an_unfinished_run_or_sweep_says_how_to_finish_it(tmp_path: Path) -> None:
+    from appsleuth.run import _MARKER, _RunLock
+
+    run = tmp_path / "model_1H18N_lr0.0003_bs32_e30"  # what a killed train leaves
+    run.mkdir()
+    (run / _MARKER).write_text("")
+    (run / "model_history.csv").write_text("loss\n2.9\n")
+    with pytest.raises(DataError, match=r"training was stopped before it finished.*run the same"):
+        best_run_dir(run)
+    (tmp_path / "busy").mkdir()
+    lock = _RunLock.create(tmp_path / "busy" / _MARKER)  # as a process training it holds it
+    try:
+        with pytest.raises(DataError, match=r"no complete run yet: it is being trained right now"):
+            best_run_dir(tmp_path / "busy")
+    finally:
+        lock.release()
+    sweep = tmp_path / "scan"
+    sweep.mkdir()
+    (sweep / "manifest.json").write_text("{}")
+    with pytest.raises(DataError, match=r"a sweep with no complete trial yet; 'appsleuth sweep"):
+        best_run_dir(sweep)
+
+
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
     data = table.iloc[:200].copy()
     holes = data.index[[3, 50, 51]]

@@ -265,6 +265,21 @@ def test_a_directory_appsleuth_did_not_make_is_never_replaced(table, tmp_path: P
     assert (mixed / "notes.md").read_text() == "mine"
 
 
+def test_a_partial_run_left_with_temporaries_of_suffixed_files_is_redone(tmp_path: Path) -> None:
+    from appsleuth.run import _prepare_run_dir
+
+    # A deletion of a killed run, itself killed after the marker went: run files and the
+    # temporaries a kill left (the model and the plots keep their suffix) remain.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / HISTORY).write_text("loss\n9\n")
+    (old / ".model.tmp-123.keras").write_text("partial")
+    (old / ".loss_acc_plot.tmp-123.png").write_text("partial")
+    _, lock = _prepare_run_dir(old, force=False)
+    lock.release()
+    assert [p.name for p in old.iterdir()] == [".appsleuth-run"]
+
+
 def test_a_failed_forced_retrain_keeps_the_complete_run(table, tmp_path: Path) -> None:
     first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
     before = (first.run_dir / METADATA).read_text()
@@ -624,6 +639,39 @@ def test_a_run_directory_in_use_is_not_taken_over(table, tmp_path: Path) -> None
     assert result.metadata["status"] == "complete"
 
 
+def test_two_processes_starting_one_run_at_once_never_both_train_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth import run as run_module
+    from appsleuth.run import RunInUseError, _prepare_run_dir
+
+    run_dir = tmp_path / "r"
+    real_try = run_module._RunLock._try
+    other: list = []
+
+    def other_arrives_before_the_lock(self):
+        # Between this process making the run directory's marker and locking it,
+        # another starts the same run (two sweep runs on one directory).
+        if not other:
+            other.append(None)
+            try:
+                other[0] = _prepare_run_dir(run_dir, force=False)[1]
+            except RunInUseError as exc:
+                other[0] = exc
+        return real_try(self)
+
+    monkeypatch.setattr(run_module._RunLock, "_try", other_arrives_before_the_lock)
+    try:
+        mine = _prepare_run_dir(run_dir, force=False)[1]
+    except RunInUseError as exc:
+        mine = exc
+    holders = [x for x in (mine, other[0]) if not isinstance(x, RunInUseError)]
+    for holder in holders:
+        holder.release()
+    assert len(holders) == 1, "both processes would train into one directory"
+    assert any(isinstance(x, RunInUseError) for x in (mine, other[0]))
+
+
 def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
     run, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -645,6 +693,60 @@ def test_forced_retrain_that_cannot_start_keeps_the_complete_run(
     assert caught.value.filename.endswith(".appsleuth-run")
     assert (copy / METADATA).read_text() == before  # the complete run is back in place
     assert not (tmp_path / f".{copy.name}.replaced").exists()
+
+
+def test_a_full_disk_is_reported_for_the_file_it_stopped_not_the_failure_record(
+    table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import appsleuth.engines
+    from appsleuth import run as run_module
+
+    def full_disk(path: Path, *args) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def history_stops(engine, model, *args, **kwargs):
+        full_disk(tmp_path / _spec(epochs=1).run_name() / HISTORY)
+
+    monkeypatch.setattr(appsleuth.engines, "run_engine", history_stops)
+    monkeypatch.setattr(run_module, "_atomic_write_text", full_disk)
+    with pytest.raises(
+        OSError, match=r"No space left on device: '\S+model_history\.csv'"
+    ) as caught:
+        train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    # The record of the failure could not be written either: the run stays incomplete.
+    assert Path(caught.value.filename).name == HISTORY
+    assert run_status(tmp_path / _spec(epochs=1).run_name()) == "incomplete"
+
+
+def test_the_model_file_is_written_whole_or_not_at_all(
+    table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import keras
+
+    import appsleuth.engines
+
+    def one_epoch(engine, model, *args, **kwargs):  # the model as built: no need to train it
+        history = keras.callbacks.History()
+        history.history = {k: [0.5] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        return history
+
+    monkeypatch.setattr(appsleuth.engines, "run_engine", one_epoch)
+
+    def full_disk(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"PK half a zip")
+        raise OSError(errno.ENOSPC, "No space left on device")  # Keras names no file
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    with pytest.raises(OSError, match=r"No space left on device: '\S+model\.keras'") as caught:
+        train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=lambda m: None)
+    run_dir = tmp_path / _spec(epochs=1).run_name()
+    assert caught.value.filename == str(run_dir / MODEL)
+    assert not (run_dir / MODEL).exists()
+    assert not [p for p in run_dir.iterdir() if ".tmp-" in p.name]
 
 
 def test_lock_is_skipped_where_the_file_system_has_none(

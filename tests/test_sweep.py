@@ -470,6 +470,41 @@ def test_sweep_dir_manifest_and_a_changed_spec(tmp_path: Path) -> None:
         run_trial(sweep_dir, 5)
 
 
+def test_two_sweeps_planned_into_one_new_directory_at_once_are_not_mixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, theirs = _spec(grid={"hidden_neurons": [2, 4]}), _spec(grid={"hidden_neurons": [8]})
+    real_mkdir = Path.mkdir
+    outcome: dict[str, object] = {}
+
+    def other_plans_first(self, *args, **kwargs):
+        # Another 'sweep run' of another spec plans the same new directory meanwhile.
+        if self == tmp_path / "t" and "theirs" not in outcome:
+            outcome["theirs"] = None
+            outcome["theirs"] = prepare_sweep_dir(theirs, tmp_path)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", other_plans_first)
+    with pytest.raises(SpecError, match="already holds a different sweep"):
+        prepare_sweep_dir(mine, tmp_path)
+    assert outcome["theirs"] == tmp_path / "t"
+    # The directory is theirs throughout: its trials and the spec that planned them.
+    assert read_plan(tmp_path / "t").names() == theirs.plan().names()
+    assert yaml.safe_load((tmp_path / "t" / "sweep.yaml").read_text())["grid"] == {
+        "hidden_neurons": [8]
+    }
+
+
+def test_a_sweep_planned_by_a_killed_process_gets_its_spec_file_on_resuming(
+    tmp_path: Path,
+) -> None:
+    spec = _spec(grid={"hidden_neurons": [2, 4]})
+    sweep_dir = prepare_sweep_dir(spec, tmp_path)
+    (sweep_dir / "sweep.yaml").unlink()  # killed between the manifest and the spec file
+    prepare_sweep_dir(spec, tmp_path)
+    assert yaml.safe_load((sweep_dir / "sweep.yaml").read_text()) == spec.to_dict()
+
+
 @pytest.mark.parametrize(
     ("changed", "message"),
     [
@@ -903,6 +938,31 @@ def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
     finished = json.loads((done_elsewhere / name / "model_metadata.json").read_text())
     kept = json.loads((sweep_dir / name / "model_metadata.json").read_text())
     assert kept == finished  # The other run's result, not a retrained one.
+
+
+def test_a_trial_finished_elsewhere_while_training_starts_is_kept_not_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from appsleuth.sweep import worker
+
+    spec = _spec(grid={"learning_rate": [0.003]})
+    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
+    assert run_trial(done_elsewhere, 0).status == "complete"
+    sweep_dir = prepare_sweep_dir(spec, tmp_path / "b")
+    name = spec.plan()[0].name
+    real_train = worker.train
+
+    def finished_while_keras_starts(*args, **kwargs):
+        shutil.copytree(done_elsewhere / name, sweep_dir / name)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "train", finished_while_keras_starts)
+    assert run_trial(sweep_dir, 0).status == "skipped"
+    finished = (done_elsewhere / name / "model_metadata.json").read_text()
+    assert (sweep_dir / name / "model_metadata.json").read_text() == finished
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.name.startswith(".")) == []
 
 
 # --- a complete run is this trial's only with this spec and data ----------------------------

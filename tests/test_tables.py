@@ -77,6 +77,23 @@ def test_embedded_data_cached_by_another_generator_is_not_served(
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_a_damaged_entry_of_a_read_only_cache_is_regenerated_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    embedded_data(60, seed=1)
+    (cached,) = (tmp_path / "cache").iterdir()
+    cached.write_bytes(b"PAR1 broken")  # e.g. damaged by a disk fault
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert len(embedded_data(60, seed=1)) == 60
+
+
 def test_write_table_refuses_what_is_not_a_table(tmp_path) -> None:
     with pytest.raises(AppSleuthError, match=r"needs a pandas DataFrame; received list"):
         write_table([1], tmp_path / "x.csv")

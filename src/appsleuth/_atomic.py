@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output", "errors_name_target", "remove_stale_temporaries", "temporary_path"]
+__all__ = [
+    "atomic_create",
+    "atomic_output",
+    "errors_name_target",
+    "flush_to_disk",
+    "remove_stale_temporaries",
+    "target_of_temporary",
+    "temporary_path",
+]
 
 # A temporary file untouched this long, whose process is gone, was left by a killed writer.
 _STALE_AFTER_S = 60.0
+
+# A full disk or quota is reported by write() and close(), whose errors carry no file name.
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
@@ -26,6 +38,16 @@ def temporary_path(path: Path, *, keep_suffix: bool = False) -> Path:
     if keep_suffix:
         return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def target_of_temporary(name: str) -> str | None:
+    """The file name a temporary file of :func:`temporary_path` stands for, or None.
+
+    ``.model.keras.tmp-12`` and ``.model.tmp-12.keras`` (``keep_suffix``) both give
+    ``model.keras``; a name of no temporary file gives None.
+    """
+    match = re.fullmatch(r"\.(.+?)\.tmp-\d+(\.[^.]+)?", name)
+    return None if match is None else match.group(1) + (match.group(2) or "")
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
@@ -72,14 +94,39 @@ def _running(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def errors_name_target(tmp: Path, target: Path) -> Iterator[None]:
-    """Re-raise an OSError about ``tmp`` as one about ``target``, the file the user named."""
+def errors_name_target(tmp: Path, target: Path, *, unnamed_full: bool = False) -> Iterator[None]:
+    """Re-raise an OSError about ``tmp`` as one about ``target``, the file the user named.
+
+    Args:
+        tmp: The temporary file being written.
+        target: The file it becomes.
+        unnamed_full: Also name ``target`` in a full-disk (or quota) error that names no
+            file, as write() raises it: the block writes ``target`` only. Defaults to False.
+    """
     try:
         yield
     except OSError as exc:
-        if exc.filename is None or Path(exc.filename) != tmp or exc.errno is None:
+        if exc.errno is None:
+            raise
+        ours = exc.filename is not None and Path(exc.filename) == tmp
+        full = unnamed_full and exc.filename is None and exc.errno in _FULL
+        if not (ours or full):
             raise
         raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+
+
+def flush_to_disk(path: Path) -> None:
+    """Wait until the file's contents are on the disk, not only in the kernel's cache.
+
+    Before a temporary file is renamed to its real name: otherwise a machine that goes
+    down (a cluster node failing, a power cut) can leave the new name holding an empty
+    or partial file, which a rename after a kill cannot.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -97,9 +144,42 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     remove_stale_temporaries(path)
     tmp = temporary_path(path, keep_suffix=keep_suffix)
     try:
-        with errors_name_target(tmp, path):
+        with errors_name_target(tmp, path, unnamed_full=True):
             yield tmp
+            flush_to_disk(tmp)
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def atomic_create(path: str | os.PathLike[str], text: str) -> bool:
+    """Write ``text`` to ``path`` whole, unless ``path`` exists by then.
+
+    Of processes creating one file at once, exactly one succeeds; :func:`atomic_output`
+    lets the last one win, after each had checked that the file did not exist.
+
+    Returns:
+        True when this process created ``path``; False when it existed (another process
+        created it first).
+    """
+    path = Path(path)
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
+    try:
+        with errors_name_target(tmp, path, unnamed_full=True):
+            tmp.write_text(text, encoding="utf-8")
+            flush_to_disk(tmp)
+            try:
+                os.link(tmp, path)  # fails where path exists, unlike a rename
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                # A file system without hard links: the last writer wins, as a rename does.
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return True

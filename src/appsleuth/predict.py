@@ -10,6 +10,7 @@ them instead, with the values its training rows gave (kept in ``preprocessor.jso
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import zlib
@@ -23,7 +24,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
-from appsleuth._atomic import errors_name_target, remove_stale_temporaries, temporary_path
+from appsleuth._atomic import (
+    errors_name_target,
+    flush_to_disk,
+    remove_stale_temporaries,
+    temporary_path,
+)
 from appsleuth._fields import is_integer
 from appsleuth.data.load import (
     _separator_hint,
@@ -40,8 +46,10 @@ from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion
 from appsleuth.run import (
+    _MARKER,
     LoadedRun,
     RunResult,
+    _in_use,
     best_run_key,
     check_used_columns_unique,
     load_run,
@@ -188,6 +196,24 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
             raise DataError(
                 f"{path} holds a failed run ({meta.get('error', 'no error recorded')}); "
                 f"predict needs a complete one"
+            )
+        if (path / _MARKER).is_file():
+            # A run that started and never finished: say so, and how it gets finished.
+            if _in_use(path):
+                raise DataError(
+                    f"{path} holds no complete run yet: it is being trained right now; "
+                    f"wait for its training to finish"
+                )
+            raise DataError(
+                f"{path} holds no complete run: its training was stopped before it "
+                f"finished (killed or interrupted); run the same train command again to "
+                f"redo it"
+            )
+        if (path / "manifest.json").is_file():
+            raise DataError(
+                f"{path} is a sweep with no complete trial yet; 'appsleuth sweep status "
+                f"{path}' shows where its trials stand, and running the same 'sweep run' "
+                f"command again finishes them"
             )
         raise DataError(
             f"{path} is not a complete run directory and holds none below it "
@@ -703,7 +729,7 @@ def predict_file(
     writer: pa_csv.CSVWriter | None = None
     try:
         with (
-            errors_name_target(tmp, out),
+            errors_name_target(tmp, out, unnamed_full=True),
             errors_name_target(skipped_tmp, skipped_path),
             open(tmp, "wb") as fh,
             open(skipped_tmp, "w", encoding="utf-8", newline="") as skipped_fh,
@@ -760,16 +786,24 @@ def predict_file(
             raise DataError(f"data file {data} has a header but no rows")
         if n_pred == 0:
             raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
+        with errors_name_target(tmp, out, unnamed_full=True):
+            flush_to_disk(tmp)
         os.replace(tmp, out)
         if n_skip:
+            with errors_name_target(skipped_tmp, skipped_path, unnamed_full=True):
+                flush_to_disk(skipped_tmp)
             os.replace(skipped_tmp, skipped_path)
         elif force:
             skipped_path.unlink(missing_ok=True)  # an old side file would describe other rows
     finally:
         if bar is not None:
             bar.stop()
-        tmp.unlink(missing_ok=True)
-        skipped_tmp.unlink(missing_ok=True)
+        # Suppressed: on a read-only file system even removing a file that was never
+        # made fails, and that error would hide the one that says what went wrong.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            skipped_tmp.unlink(missing_ok=True)
 
     metrics = None
     if has_label and confusion.sum():

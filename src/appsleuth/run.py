@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth._atomic import atomic_output
+from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import import_keras
 from appsleuth._version import __version__
@@ -420,8 +420,6 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
 def _atomic_write_text(path: Path, text: str) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -473,9 +471,7 @@ def _is_own_run_dir(run_dir: Path) -> bool:
     if (run_dir / _MARKER).is_file() or (run_dir / METADATA).is_file():
         return True
     for entry in run_dir.iterdir():
-        name = entry.name
-        if name.startswith(".") and ".tmp" in name:
-            name = name[1:].split(".tmp", 1)[0]
+        name = target_of_temporary(entry.name) or entry.name
         if not entry.is_file() or name not in _RUN_FILES:
             return False
     return True
@@ -499,8 +495,7 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
         if run_dir.exists():
             if not _is_own_run_dir(run_dir):
                 raise RunExistsError(_foreign_dir_message(run_dir))
-            _check_not_in_use(run_dir)
-            shutil.rmtree(run_dir)
+            _remove_unused(run_dir)
         backup.rename(run_dir)
     status = run_status(run_dir)
     if status == "complete" and not force:
@@ -517,16 +512,43 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
     elif status != "missing":
         if not run_dir.is_dir() or not _is_own_run_dir(run_dir):
             raise RunExistsError(_foreign_dir_message(run_dir))
-        _check_not_in_use(run_dir)
-        shutil.rmtree(run_dir)
+        _remove_unused(run_dir)
     try:
-        run_dir.mkdir(parents=True)
+        # Another process may make it between the check above and here: the marker's
+        # lock decides which of the two trains.
+        run_dir.mkdir(parents=True, exist_ok=True)
         lock = _RunLock.create(run_dir / _MARKER)
-    except BaseException:
-        if moved is not None:  # e.g. a full disk: the complete run stays the result
+    except BaseException as exc:
+        # e.g. a full disk: the complete run stays the result (unless another process
+        # took the directory meanwhile: that one trains there now).
+        if moved is not None and not isinstance(exc, RunInUseError):
             _restore_backup(run_dir, moved)
         raise
     return moved, lock
+
+
+def _remove_unused(run_dir: Path) -> None:
+    """Delete ``run_dir`` unless another process is training in it.
+
+    Its marker is locked (made, if missing) while the directory is deleted: a process
+    starting the same run meanwhile finds the lock taken, or no marker of its own left
+    (:meth:`_RunLock.create` refuses both), so it never trains in a directory being
+    deleted, nor this one in a directory it just made.
+
+    Raises:
+        RunInUseError: Another process holds the lock.
+    """
+    try:
+        fd = os.open(run_dir / _MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        return  # already deleted by another process starting this run
+    lock = _RunLock(fd)
+    try:
+        if not lock._try():
+            raise RunInUseError(_in_use_message(run_dir))
+        shutil.rmtree(run_dir)
+    finally:
+        lock.release()
 
 
 class _RunLock:
@@ -541,21 +563,42 @@ class _RunLock:
 
     @classmethod
     def create(cls, marker: Path) -> _RunLock:
+        """Lock ``marker`` (made if missing) in a run directory that holds nothing else.
+
+        Raises:
+            RunInUseError: Another process holds the lock, or deleted or filled the
+                directory since this one made it (it is starting the same run).
+        """
+        run_dir = marker.parent
         try:
-            fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, b"This directory is an appsleuth run; appsleuth may replace it.\n")
-            except BaseException:
-                os.close(fd)
-                raise
+            fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            raise RunInUseError(_in_use_message(run_dir)) from None  # directory deleted
         except OSError as exc:
-            # A write error (a full disk) carries no file name: name the marker.
             raise OSError(exc.errno, exc.strerror, str(marker)) from exc
         lock = cls(fd)
-        if not lock._try():
+        try:
+            if not lock._try() or not lock._holds(marker) or _holds_more_than(marker):
+                raise RunInUseError(_in_use_message(run_dir))
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, b"This directory is an appsleuth run; appsleuth may replace it.\n")
+            except OSError as exc:
+                # A write error (a full disk) carries no file name: name the marker.
+                raise OSError(exc.errno, exc.strerror, str(marker)) from exc
+        except BaseException:
             lock.release()
-            raise RunInUseError(_in_use_message(marker.parent))
+            raise
         return lock
+
+    def _holds(self, marker: Path) -> bool:
+        """Whether the locked file is still ``marker``, not one deleted since it was opened."""
+        try:
+            now = os.stat(marker)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)  # type: ignore[arg-type]
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
     def _try(self) -> bool:
         try:
@@ -578,6 +621,14 @@ class _RunLock:
             self._fd = None
 
 
+def _holds_more_than(marker: Path) -> bool:
+    """Whether the run directory of ``marker`` holds anything else (NFS's own files aside)."""
+    return any(
+        entry.name != marker.name and not entry.name.startswith(".nfs")
+        for entry in os.scandir(marker.parent)
+    )
+
+
 def _in_use(run_dir: Path) -> bool:
     """Whether another process holds ``run_dir``'s lock (is training it right now)."""
     try:
@@ -590,12 +641,6 @@ def _in_use(run_dir: Path) -> bool:
         return not lock._try()
     finally:
         lock.release()
-
-
-def _check_not_in_use(run_dir: Path) -> None:
-    """Raise RunInUseError when another process holds ``run_dir``'s lock."""
-    if _in_use(run_dir):
-        raise RunInUseError(_in_use_message(run_dir))
 
 
 def _in_use_message(run_dir: Path) -> str:
@@ -814,7 +859,9 @@ def train(
             )
         metrics = _evaluate_prepared(model, prepared, history)
         _write_json(run_dir / METRICS, metrics)
-        model.save(run_dir / MODEL)
+        # Keras writes the file in place, and its full-disk error names no file.
+        with atomic_output(run_dir / MODEL, keep_suffix=True) as tmp:
+            model.save(tmp)
         prepared.preprocessor.save(run_dir / PREPROCESSOR)
         import yaml
 
@@ -842,7 +889,10 @@ def train(
         if not isinstance(exc, Exception):
             raise  # interrupted, not failed: no metadata, so re-running redoes it
         error = f"{type(exc).__name__}: {exc}"
-        _write_json(run_dir / METADATA, _failed_record(spec, run_name, error, started))
+        # A full disk that failed the run fails its record too: the run then stays
+        # incomplete (redone by the same command), and its own error is the one raised.
+        with contextlib.suppress(OSError):
+            _write_json(run_dir / METADATA, _failed_record(spec, run_name, error, started))
         raise
     finally:
         with contextlib.suppress(Exception):

@@ -127,7 +127,10 @@ def embedded_data(
         try:
             df = load_sherlock(path)
         except DataError:
-            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not trusted
+            # A damaged cache entry is rebuilt, not trusted (and left where it cannot be
+            # removed: a read-only cache serves fresh data, as when none was cached).
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         else:
             info = FrameInfo.from_dict(
                 {**frame_info(df).to_dict(), **_synthetic_marks(seed, with_ids)}

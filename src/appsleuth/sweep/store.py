@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from appsleuth._atomic import atomic_create
 from appsleuth._fields import is_integer
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
@@ -116,6 +117,7 @@ def prepare_sweep_dir(
     sweep_dir = Path(out) / spec.name
     existing = sweep_dir / MANIFEST
     plan = spec.plan()
+    spec_text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
     if check_data and not existing.exists():
         check_data_files(plan)
     manifest = {
@@ -130,28 +132,32 @@ def prepare_sweep_dir(
         # Trials keep the path as written (SLURM tasks and moved projects read it from
         # where they run); where it pointed when planned is recorded to catch a namesake.
         manifest["data_planned_at"] = os.path.abspath(spec.data.path)
-    if existing.exists():
-        old = _manifest(sweep_dir)
-        _plan(old, existing)  # a damaged trial is named as such, not as another sweep
-        new_trials = json.loads(json.dumps(manifest["trials"]))
-        if old["trials"] != new_trials and not _same_but_names(old["trials"], new_trials):
-            raise SpecError(
-                f"sweep directory {sweep_dir} already holds a different sweep: "
-                f"{_first_difference(old['trials'], new_trials)}; use another --out or "
-                f"name, or move the old directory away"
-            )
-        planned = old.get("data_planned_at")
-        here = os.path.abspath(spec.data.path) if relative else None
-        if planned and here and here != planned and os.path.exists(planned):
-            raise SpecError(
-                f"sweep directory {sweep_dir} was planned on the data file {planned}; from "
-                f"here its path {spec.data.path!r} is {here}, another file: run from "
-                f"{os.path.dirname(planned)}, where the sweep was planned"
-            )
-        return sweep_dir
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
+    if not existing.exists():
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        # Created, not replaced: of two sweeps planned here at once, the second compares
+        # its plan with the first's below, as when resuming.
+        if atomic_create(existing, json.dumps(manifest, indent=1) + "\n"):
+            _atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
+            return sweep_dir
+    old = _manifest(sweep_dir)
+    _plan(old, existing)  # a damaged trial is named as such, not as another sweep
+    new_trials = json.loads(json.dumps(manifest["trials"]))
+    if old["trials"] != new_trials and not _same_but_names(old["trials"], new_trials):
+        raise SpecError(
+            f"sweep directory {sweep_dir} already holds a different sweep: "
+            f"{_first_difference(old['trials'], new_trials)}; use another --out or "
+            f"name, or move the old directory away"
+        )
+    planned = old.get("data_planned_at")
+    here = os.path.abspath(spec.data.path) if relative else None
+    if planned and here and here != planned and os.path.exists(planned):
+        raise SpecError(
+            f"sweep directory {sweep_dir} was planned on the data file {planned}; from "
+            f"here its path {spec.data.path!r} is {here}, another file: run from "
+            f"{os.path.dirname(planned)}, where the sweep was planned"
+        )
+    if not (sweep_dir / SPEC_FILE).exists():  # its planner was stopped before writing it
+        _atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
     return sweep_dir
 
 

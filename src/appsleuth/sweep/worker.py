@@ -19,6 +19,7 @@ from appsleuth._fields import is_integer
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
 from appsleuth.run import (
+    RunExistsError,
     RunInUseError,
     _conflict_with,
     _fingerprint,
@@ -137,7 +138,6 @@ def run_trial(
             prepared=prepared,
             out=sweep_dir,
             name=trial.name,
-            force=True,
             verbose=verbose,
             log=_quiet,
         )
@@ -152,6 +152,10 @@ def run_trial(
             error=str(exc),
         )
     except Exception as exc:  # recorded, and the sweep goes on with the other trials
+        if isinstance(exc, RunExistsError) and run_status(run_dir) == "complete":
+            # Another sweep run finished it since the check above (starting Keras takes
+            # seconds): its result is kept, not set aside and trained again.
+            return check_complete(sweep_dir, trial, started=start)
         error = (read_metadata(run_dir) or {}).get("error") or f"{type(exc).__name__}: {exc}"
         return TrialOutcome(
             index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
