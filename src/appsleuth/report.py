@@ -903,11 +903,15 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     """The sweep spec as written (``sweep.yaml``), or {} when unreadable."""
     import yaml
 
+    from appsleuth.spec import _SpecShapeError, _strict_loader
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
-        data = yaml.safe_load((sweep_dir / SPEC_FILE).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        text = (sweep_dir / SPEC_FILE).read_text(encoding="utf-8")
+        # The loader of specs: a damaged or crafted file that expands without end or
+        # nests too deep is then unreadable like any other, not a hang or a traceback.
+        data = yaml.load(text, Loader=_strict_loader())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, _SpecShapeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
