@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -427,6 +428,21 @@ def test_lambda_layer_is_refused_in_safe_mode(run, tmp_path: Path) -> None:
     (crafted / METADATA).write_text(json.dumps(meta))
     with pytest.raises(DataError, match=r"contains arbitrary code .*safe mode"):
         load_run(crafted)
+
+
+def test_the_keras_floor_is_a_release_whose_safe_mode_holds() -> None:
+    # load_run's safe_mode=True is the only guard against code in a crafted model.keras,
+    # and older Keras let such files run code anyway: module names in config.json before
+    # 3.9 (CVE-2025-1550), a config that turns safe mode off before 3.11 (CVE-2025-9906),
+    # a TFSMLayer before 3.12.1 / 3.13.2 (CVE-2026-1462), archive paths before 3.14.
+    import tomllib
+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (keras,) = [d for d in deps if re.match(r"keras\b", d)]
+    floor = re.fullmatch(r"keras>=(\d+)\.(\d+)(?:\.\d+)?", keras.replace(" ", ""))
+    assert floor, keras
+    assert (int(floor.group(1)), int(floor.group(2))) >= (3, 14), keras
 
 
 def test_cli_train(
