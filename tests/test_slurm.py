@@ -26,6 +26,7 @@ from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
     JOURNAL,
     OTHER_TASKS,
+    SCRIPT,
     SlurmOptions,
     _append_event,
     cancel_slurm,
@@ -815,6 +816,17 @@ def test_a_sweep_directory_with_a_backslash_is_refused_for_slurm(tmp_path: Path)
     with pytest.raises(SpecError, match=message):
         submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
     assert not (sweep_dir / JOURNAL).exists()
+
+
+def test_a_keras_backend_the_tasks_would_refuse_is_refused_before_submitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras starts
+    monkeypatch.setenv("KERAS_BACKEND", "jax; touch pwned")
+    with pytest.raises(SpecError, match=r"KERAS_BACKEND must be 'jax' .*received KERAS_BACKEND="):
+        submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
+    assert not (sweep_dir / SCRIPT).exists() and not (sweep_dir / JOURNAL).exists()
 
 
 def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> None:

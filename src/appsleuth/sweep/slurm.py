@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from appsleuth._keras import backend_name
+from appsleuth._keras import backend_name, check_backend
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.hardware import check_device
@@ -962,6 +962,9 @@ def submit_slurm(
             f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
             f"take in the job's output file name (--output); choose an --out without '\\'"
         )
+    # The script exports this backend to every task, each of which would refuse it at
+    # its start (a value the local executor refuses before any worker starts).
+    check_backend()
     plan = read_plan(sweep_dir)
     if dry_run:
         return _submit(sweep_dir, plan, options, retry_failed, True, python, device)
