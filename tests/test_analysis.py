@@ -700,3 +700,11 @@ def test_summarize_seeds_leaves_out_trials_without_a_result(tmp_path: Path) -> N
     assert table.loc[0, "val_accuracy_mean"] == pytest.approx(0.9)
     assert np.isnan(table.loc[0, "val_accuracy_std"])  # one seed: no spread
     assert np.isnan(table.loc[1, "val_accuracy_mean"])
+
+
+def test_list_text_python_cannot_parse_stays_text() -> None:
+    from appsleuth.analysis import _parsed
+
+    assert _parsed("[18, 18]") == [18, 18]
+    deep = "[" + "-" * 100_000 + "1]"  # Python's parser runs out of memory on it
+    assert _parsed(deep) == deep

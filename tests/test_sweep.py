@@ -393,6 +393,8 @@ def test_spec_section_mixups(d: dict, message: str) -> None:
         ("int_uniform(1.5, 3)", "two integers"),
         ("choice([])", "one non-empty list"),
         ("choice(__import__('os'))", "must be numbers or a list"),
+        # Python's parser runs out of memory on it (MemoryError), which is no bad machine.
+        ("choice([" + "-" * 100_000 + "1])", "must be numbers or a list"),
     ],
 )
 def test_distribution_errors(text: str, message: str) -> None:
