@@ -89,6 +89,9 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"account": "a b"}, r"account must be letters"),
         ({"qos": "$(id)"}, r"qos must be letters"),
         ({"job_name": "x\ny"}, r"job_name must be letters"),
+        # A regular expression's $ also matches before a final newline.
+        ({"partition": "debug\n"}, r"partition must be letters.*'debug\\n'"),
+        ({"job_name": "x\n"}, r"job_name must be letters"),
         ({"extra_sbatch": "#SBATCH --hold"}, r"extra_sbatch must be a list"),
         ({"extra_sbatch": ["--hold"]}, r"must start with '#SBATCH '.*'--hold'"),
         ({"extra_sbatch": ["#SBATCH --hold\necho hi"]}, r"hold no newline"),
@@ -189,6 +192,13 @@ def test_script_settings_preamble_and_no_values_in_shell_text(tmp_path: Path) ->
     assert "#SBATCH --time=1-00:00:00" in render_script(
         sweep_dir, 2, SlurmOptions(time_min=24 * 60)
     )
+
+
+def test_a_path_ending_in_a_newline_stays_off_the_sbatch_lines(tmp_path: Path) -> None:
+    # On an #SBATCH line its newline would end the line: the rest would be a command, and
+    # sbatch reads no #SBATCH line after one.
+    text = render_script(tmp_path / "s\n", 2, SlurmOptions(time_min=5))
+    assert "#SBATCH --output" not in text and "#SBATCH --time=0:05:00" in text
 
 
 def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:

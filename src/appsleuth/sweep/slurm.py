@@ -85,10 +85,10 @@ LOGS = "slurm/logs"
 # Held (flock) by whoever reads the states, submits and journals the job id.
 LOCK = "slurm/submit.lock"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
 # expands % patterns, so anything else goes on the sbatch command line instead.
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 _OPTION_NAMES = (
     "partition",
     "account",
@@ -140,7 +140,7 @@ def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
 
 
 def _safe_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
         raise SpecError(
             f"{name} must be letters, digits, '.', '_' or '-' only; received {name}={value!r}"
         )
@@ -360,7 +360,7 @@ def render_script(
         f"#SBATCH --array=0-{max(n_trials - 1, 0)}{throttle}",
     ]
     output = _output_pattern(sweep_dir)
-    if _SAFE_PATH.match(str(sweep_dir)):
+    if _SAFE_PATH.fullmatch(str(sweep_dir)):
         lines.append(f"#SBATCH --output={output}")
     else:
         lines += [
