@@ -111,6 +111,10 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"extra_sbatch": ["#SBATCH --array=0-9"]}, r"cannot set --array.*array_parallelism"),
         ({"extra_sbatch": ["#SBATCH -a 0-9"]}, r"cannot set --array"),
         ({"extra_sbatch": ["#SBATCH --comment=mine"]}, r"cannot set --comment"),
+        # sbatch reads a long option's unambiguous start as the option.
+        ({"extra_sbatch": ["#SBATCH --outp=/scratch/x.out"]}, r"cannot set --output"),
+        ({"extra_sbatch": ["#SBATCH --arr 0-9"]}, r"cannot set --array"),
+        ({"extra_sbatch": ["#SBATCH --comm=mine"]}, r"cannot set --comment"),
         ({"partitoin": "debug"}, r"unknown slurm executor option\(s\) 'partitoin'; valid"),
     ],
 )

@@ -216,10 +216,12 @@ class SlurmOptions:
             first = words[0] if words else ""
             name = first.split("=")[0] if first.startswith("--") else first[:2]
             name = _SHORT_OPTIONS.get(name, name)
-            if name in _OWN_OPTIONS:
+            # sbatch takes any unambiguous start of a long option (--outp is --output).
+            own = [o for o in _OWN_OPTIONS if len(name) > 2 and o.startswith(name)]
+            if own:
                 raise SpecError(
-                    f"extra_sbatch cannot set {name}, which appsleuth sets itself: "
-                    f"{_OWN_OPTIONS[name]}; received extra_sbatch line {line!r}"
+                    f"extra_sbatch cannot set {own[0]}, which appsleuth sets itself: "
+                    f"{_OWN_OPTIONS[own[0]]}; received extra_sbatch line {line!r}"
                 )
         object.__setattr__(self, "extra_sbatch", tuple(lines))
         if not isinstance(self.preamble, str) or "\0" in self.preamble:
