@@ -432,3 +432,13 @@ def test_report_refuses_a_time_column_of_numbers_and_text() -> None:
     df["UUID"] = pd.Series([1] * 20 + ["later"] * 20, dtype=object)
     with pytest.raises(DataError, match=r"time column 'UUID' mixes values"):
         check_data(from_dataframe(df))
+
+
+def test_app_names_with_square_brackets_are_shown_as_they_are() -> None:
+    apps = ["[/x]", "[bold]Evil[/bold]"]  # rich markup: a MarkupError, and a styled "Evil"
+    df = pd.DataFrame(
+        {"ApplicationName": apps * 20, "cpu": np.arange(40.0), "mem": np.arange(40.0) * 2}
+    )
+    out = io.StringIO()
+    check_data(df).render(Console(file=out, width=400))
+    assert all(app in out.getvalue() for app in apps)

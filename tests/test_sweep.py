@@ -597,6 +597,15 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a sweep directory" in capsys.readouterr().err
 
 
+def test_sweep_status_shows_a_path_with_square_brackets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "a[/]b" in the path is a closing tag to rich: the title stopped with a MarkupError.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / "a[" / "]b")
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert str(sweep_dir) in "".join(capsys.readouterr().out.split())  # however it wraps
+
+
 def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) -> None:
     spec_file = tmp_path / "kill.yaml"
     spec_file.write_text(

@@ -568,6 +568,8 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from appsleuth.display import plain_text
+
     console = console or Console()
     s = result["settings"]
     console.print(
@@ -583,7 +585,8 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
         table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for r in result["engines"]:
         if "error" in r:
-            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", r["error"], "", "")
+            error = plain_text(r["error"])  # a child's last stderr line: "[...]" is no markup
+            table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", error, "", "")
             continue
         table.add_row(
             r["engine"],
@@ -601,7 +604,12 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
     for r in result["sweep"]:
         if "error" in r:
             table.add_row(
-                f"{r['workers']} x {r['threads']}", r["device"], "", "", "failed", r["error"]
+                f"{r['workers']} x {r['threads']}",
+                r["device"],
+                "",
+                "",
+                "failed",
+                plain_text(r["error"]),
             )
             continue
         table.add_row(

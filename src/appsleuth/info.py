@@ -33,14 +33,15 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     table = Table(title="appsleuth: this machine", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("host", str(info.get("hostname")))
-    table.add_row("CPU", str(cpu.get("model") or "unknown"))
+    table.add_row("host", escape(str(info.get("hostname"))))
+    table.add_row("CPU", escape(str(cpu.get("model") or "unknown")))
     table.add_row("cores (total)", str(cpu["cores_total"]))
     table.add_row("cores available", f"{cpu['cores_available']} (affinity {cpu['affinity']})")
     slurm = info.get("slurm") or {}
     table.add_row(
         "SLURM",
-        ", ".join(f"{k}={v}" for k, v in slurm.items()) if slurm else "not in a SLURM job",
+        # The variables' values as they are: "[...]" in them is no markup.
+        escape(", ".join(f"{k}={v}" for k, v in slurm.items())) if slurm else "not in a SLURM job",
     )
     problem = info.get("backend_problem")
     if problem:
@@ -55,7 +56,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     if jax_info is None:
         table.add_row("JAX", "not installed")
     elif "error" in jax_info:
-        table.add_row("JAX", f"failed to start: {jax_info['error']}")
+        table.add_row("JAX", f"failed to start: {escape(str(jax_info['error']))}")
     else:
         table.add_row(
             "JAX", f"{jax_info['version']}, default platform {jax_info['default_platform']}"
@@ -69,7 +70,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     smi = info.get("nvidia_smi")
     if smi:
         names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
-        table.add_row("NVIDIA driver", names)
+        table.add_row("NVIDIA driver", escape(names))
         if not info["gpus"]:
             table.add_row("", "[yellow]JAX does not use these GPUs: install appsleuth[cuda][/]")
     table.add_row(
