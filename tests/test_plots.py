@@ -99,3 +99,15 @@ def test_figures_saved_off_screen_never_reach_pyplot(svg_backend, tmp_path: Path
     save_figure(other, tmp_path / "cm.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_confusion_matrix_shows_app_names_with_dollars_as_they_are() -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    # To matplotlib "$...$" is TeX: these stopped the plot (and the run) with a ValueError.
+    names = [r"$\undefinedcmd$", "$x^{2$", "a$b"]
+    fig = plot_confusion_matrix(np.eye(3), names)
+    fig.savefig(io.BytesIO(), format="png", dpi=20)  # mathtext is parsed when drawn
+    plt.close("all")

@@ -184,11 +184,6 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def _plain_labels(labels: Sequence[Any]) -> list[str]:
-    """App names safe for matplotlib: a '$' would start mathtext."""
-    return [str(label).replace("$", r"\$") for label in labels]
-
-
 # --- the data context: leakage and baselines ----------------------------------------------
 
 
@@ -444,7 +439,7 @@ def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
     cm = metrics.get("confusion_matrix") or {}
     if not cm.get("counts") or not cm.get("labels"):
         return None
-    fig = plot_confusion_matrix(cm["counts"], _plain_labels(cm["labels"]))
+    fig = plot_confusion_matrix(cm["counts"], cm["labels"])
     return _figure(
         fig,
         "confusion matrix of the validation rows",
