@@ -309,9 +309,16 @@ def test_loading_names_the_run_a_killed_forced_retrain_set_aside(run, tmp_path: 
 
 def test_a_run_name_too_long_for_a_directory_is_refused(table, tmp_path: Path) -> None:
     spec = RunSpec(train=TrainSpec(learning_rate=1e300, epochs=1))
-    with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 255"):
+    with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 245"):
         train(spec, data=table, out=tmp_path, verbose=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_name_leaves_room_for_the_name_force_sets_it_aside_under() -> None:
+    # 255 characters trained, but 'train --force' then failed: .<name>.replaced is 265.
+    assert validate_name("n" * 245) == "n" * 245
+    with pytest.raises(SpecError, match=r"246 characters long, more than the 245 appsleuth allo"):
+        validate_name("n" * 246)
 
 
 @pytest.mark.parametrize("name", ["", 0])

@@ -140,7 +140,7 @@ def test_a_run_name_too_long_for_a_directory_is_refused_when_planned() -> None:
     with pytest.raises(
         SpecError,
         match=rf"^trial 1 \({{'kernel_initializer': '{long}'}}\): run directory name is \d+ "
-        r"characters long, more than the 255 a directory name may have",
+        r"characters long, more than the 245 appsleuth allows \(a directory name may have 255",
     ):
         _spec(grid={"kernel_initializer": ["zeros", long]})
 

@@ -69,7 +69,9 @@ __all__ = [
 ]
 
 METADATA = "model_metadata.json"
-_MAX_NAME = 255  # bytes in a file name on common file systems; names here are ASCII
+# A file name may have 255 bytes on common file systems (names here are ASCII), and
+# --force sets a complete run aside as .<name>.replaced (_backup_path) beside it.
+_MAX_NAME = 255 - len("..replaced")
 _MARKER = ".appsleuth-run"  # written first into every run directory appsleuth makes
 HISTORY = "model_history.csv"
 MODEL = "model.keras"
@@ -242,8 +244,9 @@ def validate_name(name: str, what: str = "run name") -> str:
         )
     if len(name) > _MAX_NAME:
         raise SpecError(
-            f"{what} is {len(name)} characters long, more than the {_MAX_NAME} a directory "
-            f"name may have; received {what}={name[:40]}...{name[-20:]} (a run's default name "
+            f"{what} is {len(name)} characters long, more than the {_MAX_NAME} appsleuth "
+            f"allows (a directory name may have 255, and --force sets a run aside as "
+            f".<name>.replaced); received {what}={name[:40]}...{name[-20:]} (a run's default name "
             f"includes its learning rate: is it a sensible value?)"
         )
     return name
