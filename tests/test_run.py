@@ -437,6 +437,20 @@ def test_lambda_layer_is_refused_in_safe_mode(run, tmp_path: Path) -> None:
         load_run(crafted)
 
 
+def test_a_run_directory_that_is_a_symbolic_link_is_left_alone(table, tmp_path: Path) -> None:
+    # An incomplete run of appsleuth elsewhere, linked in as this run's directory:
+    # redoing it would delete what the link points to (rmtree refused with a riddle).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".appsleuth-run").write_text("")
+    (elsewhere / "notes.txt").write_text("keep")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "r").symlink_to(elsewhere)
+    with pytest.raises(RunExistsError, match=r"out/r is a symbolic link \(to .*elsewhere\); "):
+        train(_spec(epochs=1), data=table, out=tmp_path / "out", name="r", verbose=False)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".appsleuth-run", "notes.txt"]
+
+
 def test_the_keras_floor_is_a_release_whose_safe_mode_holds() -> None:
     # load_run's safe_mode=True is the only guard against code in a crafted model.keras,
     # and older Keras let such files run code anyway: module names in config.json before

@@ -467,6 +467,13 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
         Where a forced-over complete run waits (None if none), and the lock this process
         holds on the directory until it releases it (or exits).
     """
+    if run_dir.is_symlink():
+        # Replacing it would delete or move what the link points to, somewhere else.
+        raise RunExistsError(
+            f"run directory {run_dir} is a symbolic link (to {os.readlink(run_dir)}); "
+            f"appsleuth trains only into a directory of its own there: remove the link, or "
+            f"train where it points (--out)"
+        )
     backup = _backup_path(run_dir)
     if backup.is_dir() and run_status(run_dir) != "complete":
         # A forced retrain was interrupted: the run it was replacing comes back first.
