@@ -451,6 +451,18 @@ def test_a_run_directory_that_is_a_symbolic_link_is_left_alone(table, tmp_path: 
     assert sorted(p.name for p in elsewhere.iterdir()) == [".appsleuth-run", "notes.txt"]
 
 
+def test_a_model_file_that_is_no_regular_file_is_refused(run, tmp_path: Path) -> None:
+    crafted = tmp_path / "crafted"
+    shutil.copytree(run.run_dir, crafted)
+    (crafted / MODEL).unlink()
+    (crafted / MODEL).symlink_to("/dev/zero")  # its checksum was read for ever
+    with pytest.raises(DataError, match=r"model.keras is not a regular file; refusing to use"):
+        load_run(crafted)
+    (crafted / METADATA).unlink()
+    (crafted / METADATA).symlink_to("/dev/zero")
+    assert run_status(crafted) == "incomplete"
+
+
 def test_the_keras_floor_is_a_release_whose_safe_mode_holds() -> None:
     # load_run's safe_mode=True is the only guard against code in a crafted model.keras,
     # and older Keras let such files run code anyway: module names in config.json before

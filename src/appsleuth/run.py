@@ -138,6 +138,8 @@ class LoadedRun:
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when it is absent, unreadable or not an object."""
+    if not Path(path).is_file():
+        return None  # e.g. a link to /dev/zero, which would be read for ever
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -1202,6 +1204,9 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> LoadedR
         path = run_dir / fname
         if not path.exists():
             raise DataError(f"run directory {run_dir} lacks {fname}")
+        if not path.is_file():
+            # A link to /dev/zero or a pipe would keep the checksum reading for ever.
+            raise DataError(f"{path} is not a regular file; refusing to use it")
         expected = (meta.get("files") or {}).get(fname)
         if expected is None or _sha256(path) != expected:
             raise DataError(
