@@ -463,6 +463,12 @@ def test_a_model_file_that_is_no_regular_file_is_refused(run, tmp_path: Path) ->
     assert run_status(crafted) == "incomplete"
 
 
+def test_metadata_nested_past_pythons_limit_reads_as_absent(tmp_path: Path) -> None:
+    # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+    (tmp_path / METADATA).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_metadata(tmp_path) is None and run_status(tmp_path) == "incomplete"
+
+
 def test_the_keras_floor_is_a_release_whose_safe_mode_holds() -> None:
     # load_run's safe_mode=True is the only guard against code in a crafted model.keras,
     # and older Keras let such files run code anyway: module names in config.json before

@@ -398,6 +398,14 @@ def test_journal_tolerates_a_torn_line(tmp_path: Path) -> None:
     assert read_journal(tmp_path / "nowhere") == []
 
 
+def test_journal_skips_a_line_nested_past_pythons_limit(tmp_path: Path) -> None:
+    _append_event(tmp_path, {"event": "submit", "job_id": "7", "indices": [0, 1]})
+    with open(tmp_path / JOURNAL, "a") as fh:
+        # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    assert [e["job_id"] for e in read_journal(tmp_path)] == ["7"]
+
+
 def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
     trials = [
         (0, "t0", {}, "complete", {"wall_time_s": 1.0}),

@@ -597,6 +597,13 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a sweep directory" in capsys.readouterr().err
 
 
+def test_a_manifest_nested_past_pythons_limit_is_damaged(tmp_path: Path) -> None:
+    # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"manifest.json is damaged: it is not valid JSON"):
+        read_plan(tmp_path)
+
+
 def test_sweep_status_shows_a_path_with_square_brackets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

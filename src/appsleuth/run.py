@@ -142,7 +142,7 @@ def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None  # e.g. a link to /dev/zero, which would be read for ever
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the last: nested past Python's limit
         return None
     return data if isinstance(data, dict) else None
 

@@ -452,7 +452,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for number, line in enumerate(text.splitlines(), 1):
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # torn by a crash, or nested past Python's limit
             continue
         if not isinstance(event, dict) or event.get("event") not in _EVENTS:
             continue

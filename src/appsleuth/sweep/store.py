@@ -221,7 +221,7 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
             f"{sweep_dir} is not a sweep directory (no {MANIFEST}); run "
             f"'appsleuth sweep run SPEC' first"
         ) from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # the last: nested past Python's limit
         raise _damaged(path, f"it is not valid JSON ({exc})") from exc
     except OSError as exc:
         raise DataError(f"{path} cannot be read: {exc}") from exc
