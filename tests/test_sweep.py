@@ -597,6 +597,20 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a sweep directory" in capsys.readouterr().err
 
 
+def test_a_directory_of_other_files_is_not_made_a_sweep(tmp_path: Path) -> None:
+    # e.g. the teaching material's runs of a study: collect would overwrite results.csv.
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "results.csv").write_text("hidden_neurons,val_accuracy\n18,0.9\n")
+    with pytest.raises(SpecError, match=r"t exists and holds files of no appsleuth sweep.*"):
+        prepare_sweep_dir(_spec(), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["results.csv"]
+    (tmp_path / "t" / "results.csv").unlink()  # an empty one is taken
+    assert (prepare_sweep_dir(_spec(), tmp_path) / "manifest.json").is_file()
+    (tmp_path / "t" / "manifest.json").unlink()  # the recovery from a damaged manifest
+    (tmp_path / "t" / "results.csv").write_text("")
+    assert (prepare_sweep_dir(_spec(), tmp_path) / "manifest.json").is_file()
+
+
 def test_a_manifest_nested_past_pythons_limit_is_damaged(tmp_path: Path) -> None:
     # Nested past Python's limit: json.loads raises RecursionError, no ValueError
     (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)

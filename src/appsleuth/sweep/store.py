@@ -32,6 +32,7 @@ from appsleuth.run import (
     METADATA,
     _atomic_write_text,
     _in_use,
+    _is_own_run_dir,
     finite_number,
     read_json_object,
     read_metadata,
@@ -103,7 +104,7 @@ def prepare_sweep_dir(
             machine cannot see it. (A resumed local sweep is checked by ``run_local``.)
 
     Raises:
-        SpecError: The directory already holds a different sweep.
+        SpecError: The directory already holds a different sweep, or files of no sweep.
         DataError: The data file is missing, or the existing manifest is damaged.
     """
     import yaml
@@ -149,10 +150,34 @@ def prepare_sweep_dir(
                 f"{os.path.dirname(planned)}, where the sweep was planned"
             )
         return sweep_dir
+    _check_not_foreign(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     _atomic_write_text(existing, json.dumps(manifest, indent=1) + "\n")
     return sweep_dir
+
+
+def _check_not_foreign(sweep_dir: Path) -> None:
+    """Refuse an existing directory, without a manifest, that holds what appsleuth did not write.
+
+    A sweep writes results.csv, results_full.csv and run directories there: a directory
+    of the sweep's name holding the teaching material's results (or anything else) would
+    have them overwritten. A sweep directory whose manifest was moved away (or not
+    written yet) still has its spec; run directories appsleuth trained may become trials.
+    """
+    if not sweep_dir.is_dir() or (sweep_dir / SPEC_FILE).exists():
+        return
+    foreign = sorted(
+        p.name
+        for p in sweep_dir.iterdir()
+        if not p.name.startswith(".") and not (p.is_dir() and _is_own_run_dir(p))
+    )
+    if foreign:
+        raise SpecError(
+            f"{sweep_dir} exists and holds files of no appsleuth sweep (it has no "
+            f"{MANIFEST}), e.g. {foreign[0]!r}; a sweep would write its results.csv and run "
+            f"directories among them: use another --out or sweep name, or move it away"
+        )
 
 
 def _same_but_names(old: list[Any], new: list[Any]) -> bool:
