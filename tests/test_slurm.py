@@ -205,6 +205,13 @@ def test_a_path_ending_in_a_newline_stays_off_the_sbatch_lines(tmp_path: Path) -
     assert "#SBATCH --output" not in text and "#SBATCH --time=0:05:00" in text
 
 
+def test_a_sweep_directory_name_never_leaves_its_comment_line(tmp_path: Path) -> None:
+    text = render_script(tmp_path / "s\ntouch pwned", 1, SlurmOptions())
+    lines = text.splitlines()
+    assert lines[1].endswith(" sweep s_touch_pwned: array task i runs trial i.")
+    assert not any(line.startswith("touch pwned:") for line in lines)  # a command, else
+
+
 def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
     sweep_dir = prepare_sweep_dir(_spec(), tmp_path / NASTY)
     text = render_script(sweep_dir, 2, SlurmOptions(), python=str(tmp_path / "p y" / "python"))

@@ -319,10 +319,15 @@ def _output_pattern(sweep_dir: Path) -> str:
     return str(sweep_dir / LOGS).replace("%", "%%") + "/%A_%a.out"
 
 
+def _plain_name(name: str) -> str:
+    """``name`` with each character outside ``[A-Za-z0-9._-]`` made ``_`` (script text)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
 def _job_name(sweep_dir: Path, options: SlurmOptions) -> str:
     if options.job_name:
         return options.job_name
-    return "appsleuth-" + (re.sub(r"[^A-Za-z0-9._-]", "_", sweep_dir.name) or "sweep")
+    return "appsleuth-" + (_plain_name(sweep_dir.name) or "sweep")
 
 
 def render_script(
@@ -354,7 +359,9 @@ def render_script(
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
     lines = [
         "#!/bin/bash",
-        f"# appsleuth {__version__} sweep {sweep_dir.name}: array task i runs trial i.",
+        # The directory's own name, which a newline would end the comment in.
+        f"# appsleuth {__version__} sweep {_plain_name(sweep_dir.name)}: array task i runs "
+        "trial i.",
         "# The hyperparameters are in manifest.json, never in this script. Submitted by",
         "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
         "# --output on the sbatch command line; both also work from here by hand.",
