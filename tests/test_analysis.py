@@ -713,3 +713,11 @@ def test_a_results_table_is_not_taken_for_a_history(lr_sweep: Path) -> None:
             plot(results)
     with pytest.raises(DataError, match=r"from load_results; it lacks column\(s\) \['status'"):
         summarize_seeds(_history(0.8))
+
+
+def test_list_text_python_cannot_parse_stays_text() -> None:
+    from appsleuth.analysis import _parsed
+
+    assert _parsed("[18, 18]") == [18, 18]
+    deep = "[" + "-" * 100_000 + "1]"  # Python's parser runs out of memory on it
+    assert _parsed(deep) == deep

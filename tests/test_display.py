@@ -78,3 +78,13 @@ def test_moriarty_precision_is_undefined_when_nothing_was_flagged() -> None:
     metrics = classification_metrics(np.array([0, 1, 2]), np.array([0, 0, 2]), CLASSES)
     assert metrics["malware"]["precision"] == 0.0  # metrics.json: scikit-learn's convention
     assert "detection rate 0.000, precision – (no sample flagged)" in _shown(metrics)
+
+
+def test_names_with_square_brackets_are_shown_as_they_are() -> None:
+    # rich would read them as markup: hide "[beta]", style "Evil", stop at "[/x]".
+    names = ["[/x]", "[bold]Evil[/bold]", "App [beta]"]
+    metrics = classification_metrics(np.array([0, 1, 2]), np.array([0, 1, 2]), names)
+    out = io.StringIO()
+    print_metrics(metrics, title="[/run]", console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert all(name in text for name in [*names, "[/run]"])

@@ -223,6 +223,22 @@ def test_info_json_and_table():
     assert "training device" in done.output
 
 
+def test_info_table_shows_square_brackets_as_they_are():
+    import io
+
+    from rich.console import Console
+
+    from appsleuth.info import print_devices
+
+    info = detect_devices()
+    info["slurm"] = {"SLURM_JOB_ID": "[/bold]"}  # rich markup: a MarkupError
+    info["cpu"]["model"] = "[red]CPU[/red]"
+    buffer = io.StringIO()
+    print_devices(info, Console(file=buffer, width=200))
+    assert "SLURM_JOB_ID=[/bold]" in buffer.getvalue()
+    assert "[red]CPU[/red]" in buffer.getvalue()
+
+
 def test_info_table_shows_a_gpu_and_its_jax_memory_pool():
     import io
 

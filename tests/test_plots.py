@@ -145,3 +145,15 @@ def test_plots_name_what_they_were_given_instead_of_pandas_or_numpy_errors() -> 
     with pytest.raises(DataError, match=r"counts must be 3 x 3, .* received shape \(2, 2\)"):
         plot_confusion_matrix([[1, 2], [3, 4]], ["a", "b", "c"])
     assert plt.get_fignums() == before  # refused before a figure was made
+
+
+def test_confusion_matrix_shows_app_names_with_dollars_as_they_are() -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    # To matplotlib "$...$" is TeX: these stopped the plot (and the run) with a ValueError.
+    names = [r"$\undefinedcmd$", "$x^{2$", "a$b"]
+    fig = plot_confusion_matrix(np.eye(3), names)
+    fig.savefig(io.BytesIO(), format="png", dpi=20)  # mathtext is parsed when drawn
+    plt.close("all")

@@ -359,3 +359,11 @@ def test_numeric_category_codes_are_one_category_with_or_without_gaps(tmp_path) 
     np.testing.assert_array_equal(x[:, -2:], [[1, 0], [0, 1]])
     in_memory = pd.DataFrame({"rss": [3.0, 55.0], "state": [1.0, 2.0]})
     np.testing.assert_array_equal(pre.transform(in_memory)[:, -2:], [[1, 0], [0, 1]])
+
+
+def test_a_file_nested_past_pythons_limit_is_not_readable_json(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"p.json is not readable JSON: maximum recursion"):
+        Preprocessor.load(path)

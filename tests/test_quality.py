@@ -441,3 +441,13 @@ def test_report_prints_one_line_per_finding(report) -> None:
     assert len(lines) == 1 + len(report.findings)
     assert lines[1].split()[:2] == [report.findings[0].severity, report.findings[0].title]
     assert "'counts'" not in repr(report)  # the numbers stay in report[key].data
+
+
+def test_app_names_with_square_brackets_are_shown_as_they_are() -> None:
+    apps = ["[/x]", "[bold]Evil[/bold]"]  # rich markup: a MarkupError, and a styled "Evil"
+    df = pd.DataFrame(
+        {"ApplicationName": apps * 20, "cpu": np.arange(40.0), "mem": np.arange(40.0) * 2}
+    )
+    out = io.StringIO()
+    check_data(df).render(Console(file=out, width=400))
+    assert all(app in out.getvalue() for app in apps)

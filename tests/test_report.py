@@ -581,3 +581,24 @@ def test_sweep_report_names_the_engine_and_a_fallback(tmp_path: Path) -> None:
     sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, outcome)
     page = render_report(sweep_dir, log=_quiet)
     assert f"<dt>Engine</dt><dd>fit ({html.escape(note)})</dd>" in page
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "executor: {workers: " + "[" * 500 + "]" * 500 + "}\n",
+        "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+        + "".join(
+            f"{n}: &{n} [" + ", ".join([f"*{p}"] * 9) + "]\n"
+            for p, n in zip("abcdef", "bcdefg", strict=True)
+        )
+        + "executor: {workers: *g}\n",
+    ],
+)
+def test_a_sweep_spec_that_nests_or_expands_without_end_reads_as_unreadable(
+    tmp_path: Path, text: str
+) -> None:
+    from appsleuth.report import _read_json_yaml
+
+    (tmp_path / "sweep.yaml").write_text(text)
+    assert _read_json_yaml(tmp_path) == {}

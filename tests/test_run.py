@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -323,9 +324,16 @@ def test_loading_names_the_run_a_killed_forced_retrain_set_aside(run, tmp_path: 
 
 def test_a_run_name_too_long_for_a_directory_is_refused(table, tmp_path: Path) -> None:
     spec = RunSpec(train=TrainSpec(learning_rate=1e300, epochs=1))
-    with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 255"):
+    with pytest.raises(SpecError, match=r"run name is 3\d\d characters long, more than the 245"):
         train(spec, data=table, out=tmp_path, verbose=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_name_leaves_room_for_the_name_force_sets_it_aside_under() -> None:
+    # 255 characters trained, but 'train --force' then failed: .<name>.replaced is 265.
+    assert validate_name("n" * 245) == "n" * 245
+    with pytest.raises(SpecError, match=r"246 characters long, more than the 245 appsleuth allo"):
+        validate_name("n" * 246)
 
 
 @pytest.mark.parametrize("name", ["", 0])
@@ -442,6 +450,53 @@ def test_lambda_layer_is_refused_in_safe_mode(run, tmp_path: Path) -> None:
     (crafted / METADATA).write_text(json.dumps(meta))
     with pytest.raises(DataError, match=r"contains arbitrary code .*safe mode"):
         load_run(crafted)
+
+
+def test_a_run_directory_that_is_a_symbolic_link_is_left_alone(table, tmp_path: Path) -> None:
+    # An incomplete run of appsleuth elsewhere, linked in as this run's directory:
+    # redoing it would delete what the link points to (rmtree refused with a riddle).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".appsleuth-run").write_text("")
+    (elsewhere / "notes.txt").write_text("keep")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "r").symlink_to(elsewhere)
+    with pytest.raises(RunExistsError, match=r"out/r is a symbolic link \(to .*elsewhere\); "):
+        train(_spec(epochs=1), data=table, out=tmp_path / "out", name="r", verbose=False)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".appsleuth-run", "notes.txt"]
+
+
+def test_a_model_file_that_is_no_regular_file_is_refused(run, tmp_path: Path) -> None:
+    crafted = tmp_path / "crafted"
+    shutil.copytree(run.run_dir, crafted)
+    (crafted / MODEL).unlink()
+    (crafted / MODEL).symlink_to("/dev/zero")  # its checksum was read for ever
+    with pytest.raises(DataError, match=r"model.keras is not a regular file; refusing to use"):
+        load_run(crafted)
+    (crafted / METADATA).unlink()
+    (crafted / METADATA).symlink_to("/dev/zero")
+    assert run_status(crafted) == "incomplete"
+
+
+def test_metadata_nested_past_pythons_limit_reads_as_absent(tmp_path: Path) -> None:
+    # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+    (tmp_path / METADATA).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_metadata(tmp_path) is None and run_status(tmp_path) == "incomplete"
+
+
+def test_the_keras_floor_is_a_release_whose_safe_mode_holds() -> None:
+    # load_run's safe_mode=True is the only guard against code in a crafted model.keras,
+    # and older Keras let such files run code anyway: module names in config.json before
+    # 3.9 (CVE-2025-1550), a config that turns safe mode off before 3.11 (CVE-2025-9906),
+    # a TFSMLayer before 3.12.1 / 3.13.2 (CVE-2026-1462), archive paths before 3.14.
+    import tomllib
+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    (keras,) = [d for d in deps if re.match(r"keras\b", d)]
+    floor = re.fullmatch(r"keras>=(\d+)\.(\d+)(?:\.\d+)?", keras.replace(" ", ""))
+    assert floor, keras
+    assert (int(floor.group(1)), int(floor.group(2))) >= (3, 14), keras
 
 
 def test_cli_train(

@@ -26,6 +26,7 @@ from appsleuth.sweep.slurm import (
     COMMENT_PREFIX,
     JOURNAL,
     OTHER_TASKS,
+    SCRIPT,
     SlurmOptions,
     _append_event,
     cancel_slurm,
@@ -88,6 +89,9 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"account": "a b"}, r"account must be letters"),
         ({"qos": "$(id)"}, r"qos must be letters"),
         ({"job_name": "x\ny"}, r"job_name must be letters"),
+        # A regular expression's $ also matches before a final newline.
+        ({"partition": "debug\n"}, r"partition must be letters.*'debug\\n'"),
+        ({"job_name": "x\n"}, r"job_name must be letters"),
         ({"extra_sbatch": "#SBATCH --hold"}, r"extra_sbatch must be a list"),
         ({"extra_sbatch": ["--hold"]}, r"must start with '#SBATCH '.*'--hold'"),
         ({"extra_sbatch": ["#SBATCH --hold\necho hi"]}, r"hold no newline"),
@@ -107,6 +111,10 @@ def _spec(name: str = "s", executor: dict | None = None, **search) -> SweepSpec:
         ({"extra_sbatch": ["#SBATCH --array=0-9"]}, r"cannot set --array.*array_parallelism"),
         ({"extra_sbatch": ["#SBATCH -a 0-9"]}, r"cannot set --array"),
         ({"extra_sbatch": ["#SBATCH --comment=mine"]}, r"cannot set --comment"),
+        # sbatch reads a long option's unambiguous start as the option.
+        ({"extra_sbatch": ["#SBATCH --outp=/scratch/x.out"]}, r"cannot set --output"),
+        ({"extra_sbatch": ["#SBATCH --arr 0-9"]}, r"cannot set --array"),
+        ({"extra_sbatch": ["#SBATCH --comm=mine"]}, r"cannot set --comment"),
         ({"partitoin": "debug"}, r"unknown slurm executor option\(s\) 'partitoin'; valid"),
     ],
 )
@@ -188,6 +196,20 @@ def test_script_settings_preamble_and_no_values_in_shell_text(tmp_path: Path) ->
     assert "#SBATCH --time=1-00:00:00" in render_script(
         sweep_dir, 2, SlurmOptions(time_min=24 * 60)
     )
+
+
+def test_a_path_ending_in_a_newline_stays_off_the_sbatch_lines(tmp_path: Path) -> None:
+    # On an #SBATCH line its newline would end the line: the rest would be a command, and
+    # sbatch reads no #SBATCH line after one.
+    text = render_script(tmp_path / "s\n", 2, SlurmOptions(time_min=5))
+    assert "#SBATCH --output" not in text and "#SBATCH --time=0:05:00" in text
+
+
+def test_a_sweep_directory_name_never_leaves_its_comment_line(tmp_path: Path) -> None:
+    text = render_script(tmp_path / "s\ntouch pwned", 1, SlurmOptions())
+    lines = text.splitlines()
+    assert lines[1].endswith(" sweep s_touch_pwned: array task i runs trial i.")
+    assert not any(line.startswith("touch pwned:") for line in lines)  # a command, else
 
 
 def test_nasty_path_is_quoted_and_never_executed(tmp_path: Path) -> None:
@@ -381,6 +403,14 @@ def test_journal_tolerates_a_torn_line(tmp_path: Path) -> None:
     events = read_journal(tmp_path)
     assert [e["event"] for e in events] == ["submit", "cancel"]
     assert read_journal(tmp_path / "nowhere") == []
+
+
+def test_journal_skips_a_line_nested_past_pythons_limit(tmp_path: Path) -> None:
+    _append_event(tmp_path, {"event": "submit", "job_id": "7", "indices": [0, 1]})
+    with open(tmp_path / JOURNAL, "a") as fh:
+        # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    assert [e["job_id"] for e in read_journal(tmp_path)] == ["7"]
 
 
 def test_state_mapping_from_runs_journal_and_squeue(tmp_path: Path) -> None:
@@ -815,6 +845,17 @@ def test_a_sweep_directory_with_a_backslash_is_refused_for_slurm(tmp_path: Path)
     with pytest.raises(SpecError, match=message):
         submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
     assert not (sweep_dir / JOURNAL).exists()
+
+
+def test_a_keras_backend_the_tasks_would_refuse_is_refused_before_submitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as before Keras starts
+    monkeypatch.setenv("KERAS_BACKEND", "jax; touch pwned")
+    with pytest.raises(SpecError, match=r"KERAS_BACKEND must be 'jax' .*received KERAS_BACKEND="):
+        submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
+    assert not (sweep_dir / SCRIPT).exists() and not (sweep_dir / JOURNAL).exists()
 
 
 def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> None:

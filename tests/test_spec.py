@@ -417,3 +417,45 @@ def test_json_that_yaml_misreads_is_read_as_json(tmp_path: Path, name: str) -> N
     path.write_text('{\n\t"train": {"learning_rate": 1.5e-3, "epochs": 2}\n}\n')
     spec = load_run_spec(path)
     assert spec.train.learning_rate == pytest.approx(1.5e-3) and spec.train.epochs == 2
+
+
+def _laughs(levels: int) -> str:
+    """YAML whose last list stands for 9**levels ones, in a few hundred bytes."""
+    lines = ["  - &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for i in range(1, levels):
+        lines.append(f"  - &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A "billion laughs": 9**8 values, which every step that walks the spec expands.
+        ("model:\n hidden:\n" + _laughs(8), r"more than 100,000 values once its YAML aliases"),
+        ("model: {hidden: &a [*a]}\n", r"a YAML alias \(\*name\) refers to a list or mapping"),
+        ("model: {hidden: " + "[" * 70 + "4" + "]" * 70 + "}\n", r"more than 64 levels deep"),
+        # Past Python's recursion limit in YAML's own reader.
+        ("model: {hidden: " + "[" * 500 + "]" * 500 + "}\n", r"it nests too deeply to read"),
+    ],
+)
+def test_specs_that_expand_without_end_are_refused(tmp_path: Path, text: str, message) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"config file {re.escape(str(path))} cannot be used: "):
+        load_run_spec(path)
+    with pytest.raises(SpecError, match=message):
+        load_run_spec(path)
+
+
+@pytest.mark.parametrize("depth", [70, 3000])
+def test_json_specs_nested_too_deep_are_refused(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "run.json"
+    path.write_text('{"model": {"hidden": ' + "[" * depth + "]" * depth + "}}")
+    with pytest.raises(SpecError, match=r"run.json cannot be used: it nests"):
+        load_run_spec(path)
+
+
+def test_yaml_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {hidden: &h [8, 8]}\ntrain: {class_weight: {Moriarty: 2.0}}\n")
+    assert load_run_spec(path).model.hidden == (8, 8)

@@ -140,7 +140,7 @@ def test_a_run_name_too_long_for_a_directory_is_refused_when_planned() -> None:
     with pytest.raises(
         SpecError,
         match=rf"^trial 1 \({{'kernel_initializer': '{long}'}}\): run directory name is \d+ "
-        r"characters long, more than the 255 a directory name may have",
+        r"characters long, more than the 245 appsleuth allows \(a directory name may have 255",
     ):
         _spec(grid={"kernel_initializer": ["zeros", long]})
 
@@ -393,6 +393,8 @@ def test_spec_section_mixups(d: dict, message: str) -> None:
         ("int_uniform(1.5, 3)", "two integers"),
         ("choice([])", "one non-empty list"),
         ("choice(__import__('os'))", "must be numbers or a list"),
+        # Python's parser runs out of memory on it (MemoryError), which is no bad machine.
+        ("choice([" + "-" * 100_000 + "1])", "must be numbers or a list"),
     ],
 )
 def test_distribution_errors(text: str, message: str) -> None:
@@ -628,6 +630,36 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "skipped" in capsys.readouterr().out
     assert main(["sweep", "status", str(tmp_path)]) == 2
     assert "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_a_directory_of_other_files_is_not_made_a_sweep(tmp_path: Path) -> None:
+    # e.g. the teaching material's runs of a study: collect would overwrite results.csv.
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "results.csv").write_text("hidden_neurons,val_accuracy\n18,0.9\n")
+    with pytest.raises(SpecError, match=r"t exists and holds files of no appsleuth sweep.*"):
+        prepare_sweep_dir(_spec(), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["results.csv"]
+    (tmp_path / "t" / "results.csv").unlink()  # an empty one is taken
+    assert (prepare_sweep_dir(_spec(), tmp_path) / "manifest.json").is_file()
+    (tmp_path / "t" / "manifest.json").unlink()  # the recovery from a damaged manifest
+    (tmp_path / "t" / "results.csv").write_text("")
+    assert (prepare_sweep_dir(_spec(), tmp_path) / "manifest.json").is_file()
+
+
+def test_a_manifest_nested_past_pythons_limit_is_damaged(tmp_path: Path) -> None:
+    # Nested past Python's limit: json.loads raises RecursionError, no ValueError
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"manifest.json is damaged: it is not valid JSON"):
+        read_plan(tmp_path)
+
+
+def test_sweep_status_shows_a_path_with_square_brackets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "a[/]b" in the path is a closing tag to rich: the title stopped with a MarkupError.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path / "a[" / "]b")
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert str(sweep_dir) in "".join(capsys.readouterr().out.split())  # however it wraps
 
 
 def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) -> None:

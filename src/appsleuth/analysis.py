@@ -331,7 +331,8 @@ def _parsed(v: Any) -> Any:
     if isinstance(v, str) and v.strip().startswith("["):
         try:
             value = ast.literal_eval(v.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            # Python's parser gives up on deep nesting with the last two.
             return v
         return list(value) if isinstance(value, list | tuple) else v
     return v

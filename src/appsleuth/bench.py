@@ -582,8 +582,9 @@ def _save(result: dict[str, Any], out: Path) -> None:
 def print_bench(result: dict[str, Any], console: Any = None) -> None:
     """Print a benchmark result as two tables and the recommendation."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from appsleuth.display import plain_text
 
     console = console or Console()
     s = result["settings"]
@@ -600,8 +601,7 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
         table.add_column(col, justify="left" if col in ("engine", "device") else "right")
     for r in result["engines"]:
         if "error" in r:
-            # A worker's last stderr line is text ("install appsleuth[cuda]"), not markup.
-            error = escape(r["error"])
+            error = plain_text(r["error"])  # a child's last stderr line: "[...]" is no markup
             table.add_row(r["engine"], str(r["threads"]), r["device"], "failed", error, "", "")
             continue
         table.add_row(
@@ -625,7 +625,7 @@ def print_bench(result: dict[str, Any], console: Any = None) -> None:
                 "",
                 "",
                 "failed",
-                escape(r["error"]),
+                plain_text(r["error"]),
             )
             continue
         table.add_row(

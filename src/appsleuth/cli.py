@@ -944,6 +944,8 @@ def sweep_plan(spec_file: Path) -> None:
     what = f"{len(plan)} trials" if len(plan) != 1 else "1 trial"
     if not spec.varied():
         what += " (no search: the base settings)"
+    from appsleuth.display import plain_text
+
     table = Table(title=f"sweep {spec.name}: {what}", title_justify="left")
     table.add_column("index", justify="right")
     # Whole names, folded onto more lines (as in the trials table): cut short, the names
@@ -952,7 +954,8 @@ def sweep_plan(spec_file: Path) -> None:
     for name in spec.varied():
         table.add_column(name)
     for t in plan:
-        table.add_row(str(t.index), t.name, *(str(t.params.get(n)) for n in spec.varied()))
+        params = (plain_text(t.params.get(n)) for n in spec.varied())
+        table.add_row(str(t.index), t.name, *params)
     Console().print(table)
 
 
@@ -1253,7 +1256,10 @@ def _trials_table(sweep_dir: Path, columns: tuple[str, ...]) -> Any:
     """An empty rich table of a sweep's trials with these columns (numbers right-aligned)."""
     from rich.table import Table
 
-    table = Table(title=f"trials of {sweep_dir}", title_justify="left")
+    from appsleuth.display import plain_text
+
+    # The path as it is: "[...]" in a directory name is no markup.
+    table = Table(title=plain_text(f"trials of {sweep_dir}"), title_justify="left")
     for col in columns:
         table.add_column(
             col,

@@ -5,9 +5,21 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-__all__ = ["in_jupyter", "live_display_works", "print_metrics"]
+__all__ = ["in_jupyter", "live_display_works", "plain_text", "print_metrics"]
 
 _RATES = ("precision", "recall", "f1")
+
+
+def plain_text(value: Any) -> Any:
+    """``value`` as rich text shown as it is, for cells and titles that hold data.
+
+    rich reads ``[...]`` in a string as markup: an app named ``[bold]X[/bold]`` would show
+    as ``X``, one named ``[beta]`` not at all, and ``[/x]`` stops the command with a
+    MarkupError.
+    """
+    from rich.text import Text
+
+    return Text(str(value))
 
 
 def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -> None:
@@ -24,7 +36,7 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
     from appsleuth.evaluate import idle_classes
 
     console = console or Console()
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain_text(title), title_justify="left")
     for col in ("app", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "app" else "right")
     idle = idle_classes(metrics)
@@ -32,7 +44,7 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
         style = "bold red" if app == "Moriarty" else None
         # A class neither present nor predicted has no precision or recall to show.
         shown = ("–",) * 3 if app in idle else tuple(f"{m[k]:.3f}" for k in _RATES)
-        table.add_row(app, *shown, f"{m['support']:,}", style=style)
+        table.add_row(plain_text(app), *shown, f"{m['support']:,}", style=style)
     for avg in ("macro_avg", "weighted_avg"):
         m = metrics[avg]
         table.add_row(

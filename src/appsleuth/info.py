@@ -62,7 +62,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     if jax_info is None:
         table.add_row("JAX", "not installed")
     elif "error" in jax_info:
-        table.add_row("JAX", f"failed to start: {escape(jax_info['error'])}")
+        table.add_row("JAX", f"failed to start: {escape(str(jax_info['error']))}")
     else:
         table.add_row(
             "JAX", f"{jax_info['version']}, default platform {jax_info['default_platform']}"

@@ -144,7 +144,7 @@ def plot_confusion_matrix(
 
     Args:
         counts: Counts, rows = true class.
-        classes: Class names.
+        classes: Class names, shown as they are (a ``$`` is no mathtext).
         ax: Axes to draw on. Defaults to a new figure sized for the number of classes.
         normalize: Colour and annotate by row share (recall per class). Defaults to True.
         title: Axes title. Defaults to "confusion matrix (share of each true app)", or
@@ -176,8 +176,11 @@ def plot_confusion_matrix(
     )
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_xticks(range(k), labels=list(classes), rotation=60, ha="right")
-    ax.set_yticks(range(k), labels=list(classes))
+    # App names are data: a '$' in one would start matplotlib's mathtext, and one that
+    # is no valid TeX stopped the plot (and with it the run that draws it).
+    names = [str(c).replace("$", r"\$") for c in classes]
+    ax.set_xticks(range(k), labels=names, rotation=60, ha="right")
+    ax.set_yticks(range(k), labels=names)
     ax.set_xlabel("predicted app")
     ax.set_ylabel("true app")
     ax.set_title(

@@ -184,11 +184,6 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def _plain_labels(labels: Sequence[Any]) -> list[str]:
-    """App names safe for matplotlib: a '$' would start mathtext."""
-    return [str(label).replace("$", r"\$") for label in labels]
-
-
 # --- the data context: leakage and baselines ----------------------------------------------
 
 
@@ -444,7 +439,7 @@ def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
     cm = metrics.get("confusion_matrix") or {}
     if not cm.get("counts") or not cm.get("labels"):
         return None
-    fig = plot_confusion_matrix(cm["counts"], _plain_labels(cm["labels"]))
+    fig = plot_confusion_matrix(cm["counts"], cm["labels"])
     return _figure(
         fig,
         "confusion matrix of the validation rows",
@@ -903,11 +898,15 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     """The sweep spec as written (``sweep.yaml``), or {} when unreadable."""
     import yaml
 
+    from appsleuth.spec import _SpecShapeError, _strict_loader
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
-        data = yaml.safe_load((sweep_dir / SPEC_FILE).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        text = (sweep_dir / SPEC_FILE).read_text(encoding="utf-8")
+        # The loader of specs: a damaged or crafted file that expands without end or
+        # nests too deep is then unreadable like any other, not a hang or a traceback.
+        data = yaml.load(text, Loader=_strict_loader())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, _SpecShapeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -68,7 +68,9 @@ __all__ = [
 ]
 
 METADATA = "model_metadata.json"
-_MAX_NAME = 255  # bytes in a file name on common file systems; names here are ASCII
+# A file name may have 255 bytes on common file systems (names here are ASCII), and
+# --force sets a complete run aside as .<name>.replaced (_backup_path) beside it.
+_MAX_NAME = 255 - len("..replaced")
 _MARKER = ".appsleuth-run"  # written first into every run directory appsleuth makes
 HISTORY = "model_history.csv"
 MODEL = "model.keras"
@@ -165,9 +167,11 @@ def _headline(metadata: dict[str, Any]) -> str:
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when it is absent, unreadable or not an object."""
+    if not Path(path).is_file():
+        return None  # e.g. a link to /dev/zero, which would be read for ever
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # the last: nested past Python's limit
         return None
     return data if isinstance(data, dict) else None
 
@@ -271,8 +275,9 @@ def validate_name(name: str, what: str = "run name") -> str:
         )
     if len(name) > _MAX_NAME:
         raise SpecError(
-            f"{what} is {len(name)} characters long, more than the {_MAX_NAME} a directory "
-            f"name may have; received {what}={name[:40]}...{name[-20:]} (a run's default name "
+            f"{what} is {len(name)} characters long, more than the {_MAX_NAME} appsleuth "
+            f"allows (a directory name may have 255, and --force sets a run aside as "
+            f".<name>.replaced); received {what}={name[:40]}...{name[-20:]} (a run's default name "
             f"includes its learning rate: is it a sensible value?)"
         )
     return name
@@ -489,6 +494,13 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
         Where a forced-over complete run waits (None if none), and the lock this process
         holds on the directory until it releases it (or exits).
     """
+    if run_dir.is_symlink():
+        # Replacing it would delete or move what the link points to, somewhere else.
+        raise RunExistsError(
+            f"run directory {run_dir} is a symbolic link (to {os.readlink(run_dir)}); "
+            f"appsleuth trains only into a directory of its own there: remove the link, or "
+            f"train where it points (--out)"
+        )
     backup = _backup_path(run_dir)
     if backup.is_dir() and run_status(run_dir) != "complete":
         # A forced retrain was interrupted: the run it was replacing comes back first.
@@ -1273,6 +1285,9 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> LoadedR
         path = run_dir / fname
         if not path.exists():
             raise DataError(f"run directory {run_dir} lacks {fname}")
+        if not path.is_file():
+            # A link to /dev/zero or a pipe would keep the checksum reading for ever.
+            raise DataError(f"{path} is not a regular file; refusing to use it")
         expected = (meta.get("files") or {}).get(fname)
         if expected is None or _sha256(path) != expected:
             raise DataError(

@@ -562,11 +562,96 @@ def format_learning_rate(lr: float) -> str:
     return text
 
 
+# A spec holds hundreds of values, a few levels deep. YAML aliases can make a 1 KB file
+# stand for billions of values (each level repeating the one before), which every step
+# that walks the spec would then expand; and nesting a few hundred levels deep ends YAML's
+# and JSON's readers in a RecursionError.
+_MAX_SPEC_VALUES = 100_000
+_MAX_SPEC_DEPTH = 64
+
+
+class _SpecShapeError(Exception):
+    """A spec file is too large once its aliases are expanded, too deep, or refers to itself."""
+
+
+def _check_shape(root: Any, children: Any) -> None:
+    """Refuse a tree whose expanded size or depth passes the limits, or that has a cycle.
+
+    ``children(x)`` gives the items of a container, or None for a value. Shared items
+    (YAML aliases) are counted once per place they appear, but walked once: the check
+    takes the time of the file, not of its expansion.
+
+    Raises:
+        _SpecShapeError: What is wrong, with the limit.
+    """
+    done: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    open_: set[int] = set()  # containers being walked: the path from the root
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        item, finish = stack.pop()
+        items = children(item)
+        if items is None or (not finish and id(item) in done):
+            continue
+        if finish:
+            sizes = [done[id(c)] if children(c) is not None else (1, 0) for c in items]
+            values = 1 + sum(n for n, _ in sizes)
+            depth = 1 + max((d for _, d in sizes), default=0)
+            open_.discard(id(item))
+            done[id(item)] = (values, depth)
+            if values > _MAX_SPEC_VALUES:
+                raise _SpecShapeError(
+                    f"it stands for more than {_MAX_SPEC_VALUES:,} values once its YAML "
+                    f"aliases (*name) are expanded; write out what the aliases repeat"
+                )
+            if depth > _MAX_SPEC_DEPTH:
+                raise _SpecShapeError(
+                    f"it nests lists or mappings more than {_MAX_SPEC_DEPTH} levels deep"
+                )
+            continue
+        if id(item) in open_:
+            raise _SpecShapeError(
+                "a YAML alias (*name) refers to a list or mapping that contains it, which "
+                "would repeat without end"
+            )
+        if len(open_) >= _MAX_SPEC_DEPTH:
+            raise _SpecShapeError(
+                f"it nests lists or mappings more than {_MAX_SPEC_DEPTH} levels deep"
+            )
+        open_.add(id(item))
+        stack.append((item, True))
+        stack.extend((c, False) for c in items)
+
+
+def _node_children(node: Any) -> list[Any] | None:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return None
+
+
+def _data_children(value: Any) -> list[Any] | None:
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, list | tuple | set):
+        return list(value)
+    return None
+
+
 def _strict_loader() -> type:
-    """YAML's safe loader, refusing a key given twice in one mapping (the last would win)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (the last would win),
+    and documents that expand too far or nest too deep (see :func:`_check_shape`)."""
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
+        def compose_document(self) -> Any:
+            # Checked as nodes, before anything is built from them.
+            node = super().compose_document()
+            _check_shape(node, _node_children)
+            return node
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: dict[Any, Any] = {}
             for key_node, _ in node.value:
@@ -633,6 +718,32 @@ def _json_problem(exc: ValueError) -> str:
     return str(exc)
 
 
+def _load_text(text: str, path: Path, what: str) -> Any:
+    """The data of a spec file's text: JSON for ``.json``, else YAML (or JSON it refuses).
+
+    Raises:
+        SpecError: The text is not valid YAML or JSON.
+        _SpecShapeError, RecursionError: It expands too far or nests too deep.
+    """
+    import yaml
+
+    if path.suffix.lower() == ".json":
+        try:
+            d = _load_json(text)
+        except ValueError as exc:
+            raise SpecError(f"{what} {path} is not valid JSON: {_json_problem(exc)}") from exc
+    else:
+        try:
+            return yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            try:
+                d = _load_json(text)
+            except ValueError:
+                raise SpecError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    _check_shape(d, _data_children)
+    return d
+
+
 def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     """Read YAML (or JSON) from ``path`` and build a spec from it with ``build(mapping)``.
 
@@ -642,8 +753,6 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
 
     Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``.
     """
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -651,19 +760,11 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
         raise SpecError(f"{what} {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
-    if path.suffix.lower() == ".json":
-        try:
-            d = _load_json(text)
-        except ValueError as exc:
-            raise SpecError(f"{what} {path} is not valid JSON: {_json_problem(exc)}") from exc
-    else:
-        try:
-            d = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            try:
-                d = _load_json(text)
-            except ValueError:
-                raise SpecError(f"{what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    try:
+        d = _load_text(text, path, what)
+    except (_SpecShapeError, RecursionError) as exc:
+        why = str(exc) if isinstance(exc, _SpecShapeError) else "it nests too deeply to read"
+        raise SpecError(f"{what} {path} cannot be used: {why}") from exc
     try:
         return build({} if d is None else d)
     except SpecError as exc:

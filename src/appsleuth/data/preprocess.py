@@ -459,7 +459,7 @@ class Preprocessor:
             d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise DataError(f"preprocessor file {path} does not exist") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # the last: nested too deep
             raise DataError(f"preprocessor file {path} is not readable JSON: {exc}") from exc
         return cls.from_dict(d, source=f"preprocessor file {path}")
 

@@ -124,11 +124,15 @@ class QualityReport:
         from rich.console import Console
         from rich.table import Table
 
+        from appsleuth.display import plain_text
+
         console = console or Console()
         label = " (synthetic)" if self.synthetic else ""
         table = Table(
-            title=f"Data quality: {self.dataset}{label}: {self.n_rows:,} rows x "
-            f"{self.n_columns} columns, {self.layout} layout",
+            title=plain_text(
+                f"Data quality: {self.dataset}{label}: {self.n_rows:,} rows x "
+                f"{self.n_columns} columns, {self.layout} layout"
+            ),
             show_lines=True,
             title_justify="left",
         )
@@ -143,7 +147,9 @@ class QualityReport:
             "problem": "[red]PROBLEM[/]",
         }
         for f in self.findings:
-            table.add_row(f.title, marks[f.severity], f.summary, f.recommendation)
+            # App and column names, file names: data, never markup.
+            texts = (plain_text(f.title), plain_text(f.summary), plain_text(f.recommendation))
+            table.add_row(texts[0], marks[f.severity], *texts[1:])
         console.print(table)
 
 

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from appsleuth._keras import backend_name
+from appsleuth._keras import backend_name, check_backend
 from appsleuth._version import __version__
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
@@ -85,10 +85,10 @@ LOGS = "slurm/logs"
 # Held (flock) by whoever reads the states, submits and journals the job id.
 LOCK = "slurm/submit.lock"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
 # expands % patterns, so anything else goes on the sbatch command line instead.
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+-]+$")
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 _OPTION_NAMES = (
     "partition",
     "account",
@@ -140,7 +140,7 @@ def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
 
 
 def _safe_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
         raise SpecError(
             f"{name} must be letters, digits, '.', '_' or '-' only; received {name}={value!r}"
         )
@@ -216,10 +216,12 @@ class SlurmOptions:
             first = words[0] if words else ""
             name = first.split("=")[0] if first.startswith("--") else first[:2]
             name = _SHORT_OPTIONS.get(name, name)
-            if name in _OWN_OPTIONS:
+            # sbatch takes any unambiguous start of a long option (--outp is --output).
+            own = [o for o in _OWN_OPTIONS if len(name) > 2 and o.startswith(name)]
+            if own:
                 raise SpecError(
-                    f"extra_sbatch cannot set {name}, which appsleuth sets itself: "
-                    f"{_OWN_OPTIONS[name]}; received extra_sbatch line {line!r}"
+                    f"extra_sbatch cannot set {own[0]}, which appsleuth sets itself: "
+                    f"{_OWN_OPTIONS[own[0]]}; received extra_sbatch line {line!r}"
                 )
         object.__setattr__(self, "extra_sbatch", tuple(lines))
         if not isinstance(self.preamble, str) or "\0" in self.preamble:
@@ -317,10 +319,15 @@ def _output_pattern(sweep_dir: Path) -> str:
     return str(sweep_dir / LOGS).replace("%", "%%") + "/%A_%a.out"
 
 
+def _plain_name(name: str) -> str:
+    """``name`` with each character outside ``[A-Za-z0-9._-]`` made ``_`` (script text)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
 def _job_name(sweep_dir: Path, options: SlurmOptions) -> str:
     if options.job_name:
         return options.job_name
-    return "appsleuth-" + (re.sub(r"[^A-Za-z0-9._-]", "_", sweep_dir.name) or "sweep")
+    return "appsleuth-" + (_plain_name(sweep_dir.name) or "sweep")
 
 
 def render_script(
@@ -352,7 +359,9 @@ def render_script(
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
     lines = [
         "#!/bin/bash",
-        f"# appsleuth {__version__} sweep {sweep_dir.name}: array task i runs trial i.",
+        # The directory's own name, which a newline would end the comment in.
+        f"# appsleuth {__version__} sweep {_plain_name(sweep_dir.name)}: array task i runs "
+        "trial i.",
         "# The hyperparameters are in manifest.json, never in this script. Submitted by",
         "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
         "# --output on the sbatch command line; both also work from here by hand.",
@@ -360,7 +369,7 @@ def render_script(
         f"#SBATCH --array=0-{max(n_trials - 1, 0)}{throttle}",
     ]
     output = _output_pattern(sweep_dir)
-    if _SAFE_PATH.match(str(sweep_dir)):
+    if _SAFE_PATH.fullmatch(str(sweep_dir)):
         lines.append(f"#SBATCH --output={output}")
     else:
         lines += [
@@ -450,7 +459,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for number, line in enumerate(text.splitlines(), 1):
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # torn by a crash, or nested past Python's limit
             continue
         if not isinstance(event, dict) or event.get("event") not in _EVENTS:
             continue
@@ -958,6 +967,9 @@ def submit_slurm(
             f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
             f"take in the job's output file name (--output); choose an --out without '\\'"
         )
+    # The script exports this backend to every task, each of which would refuse it at
+    # its start (a value the local executor refuses before any worker starts).
+    check_backend()
     plan = read_plan(sweep_dir)
     if dry_run:
         return _submit(sweep_dir, plan, options, retry_failed, True, python, device)

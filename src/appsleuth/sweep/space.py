@@ -289,7 +289,8 @@ def parse_distribution(name: str, text: Any) -> Distribution:
     kind, inner = match.groups()
     try:
         args = ast.literal_eval(f"({inner},)")
-    except (ValueError, SyntaxError) as exc:
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        # Python's parser gives up on deep nesting with the last two.
         raise SpecError(
             f"random.{name}: the arguments of {kind} must be numbers or a list; received {text!r}"
         ) from exc

@@ -33,6 +33,7 @@ from appsleuth.run import (
     METADATA,
     _atomic_write_text,
     _in_use,
+    _is_own_run_dir,
     finite_number,
     read_json_object,
     read_metadata,
@@ -104,7 +105,7 @@ def prepare_sweep_dir(
             machine cannot see it. (A resumed local sweep is checked by ``run_local``.)
 
     Raises:
-        SpecError: The directory already holds a different sweep.
+        SpecError: The directory already holds a different sweep, or files of no sweep.
         DataError: The data file is missing, or the existing manifest is damaged.
     """
     import yaml
@@ -133,6 +134,7 @@ def prepare_sweep_dir(
         # where they run); where it pointed when planned is recorded to catch a namesake.
         manifest["data_planned_at"] = os.path.abspath(spec.data.path)
     if not existing.exists():
+        _check_not_foreign(sweep_dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         # Created, not replaced: of two sweeps planned here at once, the second compares
         # its plan with the first's below, as when resuming.
@@ -159,6 +161,32 @@ def prepare_sweep_dir(
     if not (sweep_dir / SPEC_FILE).exists():  # its planner was stopped before writing it
         _atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
     return sweep_dir
+
+
+def _check_not_foreign(sweep_dir: Path) -> None:
+    """Refuse an existing directory, without a manifest, that holds what appsleuth did not write.
+
+    A sweep writes results.csv, results_full.csv and run directories there: a directory
+    of the sweep's name holding the teaching material's results (or anything else) would
+    have them overwritten. A sweep directory whose manifest was moved away (or not
+    written yet) still has its spec; run directories appsleuth trained may become trials.
+    """
+    if not sweep_dir.is_dir() or (sweep_dir / SPEC_FILE).exists():
+        return
+    foreign = sorted(
+        p.name
+        for p in sweep_dir.iterdir()
+        # The manifest: another process planning this sweep at this moment wrote it.
+        if not p.name.startswith(".")
+        and p.name != MANIFEST
+        and not (p.is_dir() and _is_own_run_dir(p))
+    )
+    if foreign:
+        raise SpecError(
+            f"{sweep_dir} exists and holds files of no appsleuth sweep (it has no "
+            f"{MANIFEST}), e.g. {foreign[0]!r}; a sweep would write its results.csv and run "
+            f"directories among them: use another --out or sweep name, or move it away"
+        )
 
 
 def _same_but_names(old: list[Any], new: list[Any]) -> bool:
@@ -227,7 +255,7 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
             f"{sweep_dir} is not a sweep directory (no {MANIFEST}); run "
             f"'appsleuth sweep run SPEC' first"
         ) from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # the last: nested past Python's limit
         raise _damaged(path, f"it is not valid JSON ({exc})") from exc
     except OSError as exc:
         raise DataError(f"{path} cannot be read: {exc}") from exc
