@@ -79,11 +79,28 @@ def test(args: list[str]) -> int:
     if style != 0:
         print("tasks.py: run 'ruff format' on the files above", file=sys.stderr)
         return style
-    code = _run(PYTHON, "-m", "pytest", *args)
+    code = _run(PYTHON, "-m", "pytest", *_parallel_options(args), *args)
     if code == 5:
         print("tasks.py: pytest collected no tests, which is a failure", file=sys.stderr)
         return 1
     return code
+
+
+def _parallel_options(args: list[str]) -> list[str]:
+    """pytest-xdist options: one test process per core (at most 4), unless ARGS choose.
+
+    Many tests wait on subprocesses (sweep workers, SLURM jobs, notebooks, a browser),
+    so two processes halve the suite's time even on two cores. Each test file runs in
+    one process (its module fixtures are built once).
+    """
+    chosen = any(a in ("-n", "--numprocesses", "no:xdist") or a.startswith("-n") for a in args)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    if chosen or cores < 2:
+        return []
+    return ["-n", str(min(cores, 4)), "--dist", "loadfile"]
 
 
 def main() -> int:
