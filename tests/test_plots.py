@@ -69,13 +69,18 @@ def test_loss_accuracy_takes_ax_like_every_plot() -> None:
     plt.close("all")
 
 
+def _backend(name: str):
+    """Switch matplotlib to the backend ``name`` until the generator is resumed."""
+    before = matplotlib.get_backend()
+    matplotlib.use(name)
+    yield
+    matplotlib.use(before)
+
+
 @pytest.fixture
 def svg_backend():
     """The user's own (non-Agg) backend, restored afterwards."""
-    before = matplotlib.get_backend()
-    matplotlib.use("svg")
-    yield
-    matplotlib.use(before)
+    yield from _backend("svg")
 
 
 def test_plots_keep_the_users_backend(svg_backend) -> None:
@@ -104,10 +109,7 @@ def test_figures_saved_off_screen_never_reach_pyplot(svg_backend, tmp_path: Path
 @pytest.fixture
 def inline_backend():
     """Jupyter's inline backend (outside a kernel it only records figures), restored after."""
-    before = matplotlib.get_backend()
-    matplotlib.use("module://matplotlib_inline.backend_inline")
-    yield
-    matplotlib.use(before)
+    yield from _backend("module://matplotlib_inline.backend_inline")
 
 
 def test_a_figure_shows_once_in_a_notebook_also_as_a_cells_value(inline_backend) -> None:

@@ -945,6 +945,17 @@ def test_integer_columns_stay_integers_next_to_a_failed_trial(tmp_path: Path) ->
     assert read_published(results)["batch_size"].tolist() == [16, 32, 32, 64, 64]
 
 
+def _one_trial_complete_in_another_directory(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A one-trial sweep trained in ``tmp_path/a`` and planned again in ``tmp_path/b``.
+
+    Returns the two sweep directories and the trial's name.
+    """
+    spec = _spec(grid={"learning_rate": [0.003]})
+    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
+    assert run_trial(done_elsewhere, 0).status == "complete"
+    return done_elsewhere, prepare_sweep_dir(spec, tmp_path / "b"), spec.plan()[0].name
+
+
 def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -952,11 +963,7 @@ def test_a_trial_finished_by_another_sweep_run_meanwhile_is_not_trained_again(
 
     from appsleuth.sweep import worker
 
-    spec = _spec(grid={"learning_rate": [0.003]})
-    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
-    assert run_trial(done_elsewhere, 0).status == "complete"
-    sweep_dir = prepare_sweep_dir(spec, tmp_path / "b")
-    name = spec.plan()[0].name
+    done_elsewhere, sweep_dir, name = _one_trial_complete_in_another_directory(tmp_path)
     load = worker._cached_data
 
     def load_while_the_other_run_finishes(trial_spec):
@@ -979,11 +986,7 @@ def test_a_trial_finished_elsewhere_while_training_starts_is_kept_not_set_aside(
 
     from appsleuth.sweep import worker
 
-    spec = _spec(grid={"learning_rate": [0.003]})
-    done_elsewhere = prepare_sweep_dir(spec, tmp_path / "a")
-    assert run_trial(done_elsewhere, 0).status == "complete"
-    sweep_dir = prepare_sweep_dir(spec, tmp_path / "b")
-    name = spec.plan()[0].name
+    done_elsewhere, sweep_dir, name = _one_trial_complete_in_another_directory(tmp_path)
     real_train = worker.train
 
     def finished_while_keras_starts(*args, **kwargs):
