@@ -914,6 +914,21 @@ def test_results_full_names_the_epoch_its_numbers_come_from(tmp_path: Path) -> N
     assert rich["min_val_loss_epoch"].notna().all()
 
 
+def test_results_full_names_the_slurm_job_of_each_trial(tmp_path: Path) -> None:
+    from tests.test_analysis import fake_sweep
+
+    # The teaching material's extended tables have a Job_ID column: which log to read.
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.9, "extra": {"SLURM_JOB_ID": "4242_1"} if i else {}},
+    )
+    _, full = collect_results(sweep_dir)
+    rich = pd.read_csv(full, dtype={"slurm_job_id": str})
+    assert rich["slurm_job_id"].isna().tolist() == [True, False]
+    assert rich["slurm_job_id"].iloc[1] == "4242_1"
+
+
 def test_integer_columns_stay_integers_next_to_a_failed_trial(tmp_path: Path) -> None:
     from appsleuth.analysis import read_published
     from tests.test_analysis import fake_sweep

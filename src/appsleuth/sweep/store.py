@@ -529,7 +529,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     val_accuracy`` of the last epoch (of the restored one, with early stopping's best
     weights), one row per complete trial in plan order. ``results_full.csv`` has every trial
     with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's recall,
-    wall time and error.
+    wall time, the SLURM job that trained it (empty outside SLURM) and error.
 
     Returns:
         The two paths.
@@ -585,6 +585,8 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                 "fit_diagnosis": (metrics.get("fit") or {}).get("diagnosis"),
                 "wall_time_s": meta.get("wall_time_s"),
                 "seconds_per_epoch": meta.get("seconds_per_epoch"),
+                # The job that trained it (the teaching material's Job_ID): its log.
+                "slurm_job_id": meta.get("SLURM_JOB_ID"),
                 "error": meta.get("error"),
             }
         )
