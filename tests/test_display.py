@@ -28,8 +28,11 @@ def _printed(y_true: list[int], y_pred: list[int]) -> str:
         # No Moriarty row: no rate to report (not a rate of zero).
         ([0, 0, 2, 2], [0, 1, 2, 2], "no Moriarty samples, so no detection rate; false-alarm "
          "rate 0.2500"),
+        # Moriarty rows alone (a malware-only file): no benign row to raise a false alarm on.
+        ([1, 1, 1, 1], [1, 1, 0, 1], "detection rate 0.750, precision 1.000, no benign samples, "
+         "so no false-alarm rate"),
     ],
-    ids=["present", "absent"],
+    ids=["present", "absent", "no-benign"],
 )  # fmt: skip
 def test_moriarty_line(y_true, y_pred, expected) -> None:
     text = _printed(y_true, y_pred)

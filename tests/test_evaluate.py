@@ -71,6 +71,13 @@ def test_classes_absent_from_samples_and_predictions_are_not_averaged() -> None:
     assert m["malware"]["false_alarm_rate"] == 0.0
 
 
+def test_false_alarm_rate_is_undefined_without_benign_samples() -> None:
+    # Moriarty rows alone: 0 alarms of 0 benign rows is no rate, not a perfect one.
+    m = classification_metrics([2, 2, 2], [2, 0, 2], CLASSES)["malware"]
+    assert m["false_alarm_rate"] is None
+    assert m["detection_rate"] == pytest.approx(2 / 3)
+
+
 def test_binary_roc_auc() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, size=300)

@@ -103,10 +103,14 @@ def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
         line += f", ROC AUC {metrics['roc_auc']:.4f}"
     if "malware" in metrics:
         mw = metrics["malware"]
+        false_alarms = (
+            "no benign samples, so no false-alarm rate"
+            if mw.get("false_alarm_rate") is None
+            else f"false-alarm rate {mw['false_alarm_rate']:.4f}"
+        )
         if mw.get("detection_rate") is None:
             line += (
-                f"; Moriarty (malware): no Moriarty samples, so no detection rate; "
-                f"false-alarm rate {mw['false_alarm_rate']:.4f}"
+                f"; Moriarty (malware): no Moriarty samples, so no detection rate; {false_alarms}"
             )
         else:
             precision = (
@@ -116,6 +120,6 @@ def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
             )
             line += (
                 f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, "
-                f"{precision}, false-alarm rate {mw['false_alarm_rate']:.4f}"
+                f"{precision}, {false_alarms}"
             )
     return line

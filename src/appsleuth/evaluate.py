@@ -70,7 +70,8 @@ def classification_metrics(
         (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
         for two classes when ``y_score`` is given, and ``malware`` (Moriarty's detection
         rate = recall, precision and false-alarm rate) when Moriarty is a class; its
-        detection rate is None when no sample is Moriarty. A class with no prediction
+        detection rate is None when no sample is Moriarty, its false-alarm rate None
+        when every sample is (no benign sample to raise an alarm on). A class with no prediction
         has precision 0, one with no sample has recall 0 (scikit-learn's
         zero_division=0). The macro average is over the classes that occur among the
         samples or the predictions (as scikit-learn's classification report), so classes
@@ -193,7 +194,8 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
             "app": MALWARE_APP,
             "detection_rate": float(recall[m]) if support[m] else None,
             "precision": float(precision[m]),
-            "false_alarm_rate": float(false_alarms / negatives) if negatives else 0.0,
+            # A file of Moriarty samples alone has no benign sample: 0/0, not "no alarm".
+            "false_alarm_rate": float(false_alarms / negatives) if negatives else None,
             "support": int(support[m]),
             "missed": int(support[m] - tp[m]),
             "false_alarms": int(false_alarms),
