@@ -498,6 +498,12 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     malware = page.split('class="callout malware"', 1)[1].split("</div></div></div>", 1)[0]
     assert "no sample was flagged as malware" in malware
     assert "alarms that are malware" not in malware
+    # Moriarty is never predicted: its precision is 0/0, not a 0 that reads as always wrong.
+    assert "<td>Moriarty" in table and "</span></td><td>–</td><td>0.000</td><td>0.000</td>" in table
+    assert (
+        "–: precision of 1 app(s) never predicted: 0/0, undefined; the macro average counts "
+        "each as 0 (scikit-learn&#x27;s zero_division=0)." in page
+    )
 
 
 def test_run_report_says_which_epoch_early_stopping_kept(tmp_path: Path) -> None:

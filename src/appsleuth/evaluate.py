@@ -25,6 +25,7 @@ __all__ = [
     "flagged_as_malware",
     "idle_classes",
     "metrics_from_confusion",
+    "undefined_rates",
 ]
 
 # One epoch's results, in the teaching layout's order (model_history.csv, results.csv).
@@ -223,6 +224,31 @@ def idle_classes(metrics: Mapping[str, Any]) -> set[str]:
         return set()
     idle = (counts.sum(axis=1) == 0) & (counts.sum(axis=0) == 0)
     return {label for label, is_idle in zip(labels, idle, strict=True) if is_idle}
+
+
+def undefined_rates(metrics: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Classes whose precision or recall in ``metrics`` is 0/0, recorded as 0.
+
+    ``precision``: classes never predicted; ``recall``: classes without a sample. Both
+    are recorded as 0 (scikit-learn's zero_division=0) and count so in the macro average,
+    but a 0 reads as a model that is always wrong about the class: displays show them as
+    undefined. Their F1 is a true 0 (no hit among the samples or the predictions).
+    Read from the confusion matrix; empty sets when it is absent or malformed.
+    """
+    found: dict[str, set[str]] = {"precision": set(), "recall": set()}
+    cm = metrics.get("confusion_matrix")
+    if not isinstance(cm, Mapping):
+        return found
+    try:
+        counts = np.asarray(cm.get("counts"), dtype=np.float64)
+        labels = [str(label) for label in cm.get("labels") or ()]
+    except (TypeError, ValueError):
+        return found
+    if counts.ndim != 2 or counts.shape != (len(labels), len(labels)):
+        return found
+    for key, totals in (("precision", counts.sum(axis=0)), ("recall", counts.sum(axis=1))):
+        found[key] = {label for label, n in zip(labels, totals, strict=True) if n == 0}
+    return found
 
 
 def flagged_as_malware(malware: Mapping[str, Any]) -> int | None:

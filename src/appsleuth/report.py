@@ -48,8 +48,9 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
+from appsleuth.display import undefined_note
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
-from appsleuth.evaluate import flagged_as_malware, idle_classes
+from appsleuth.evaluate import flagged_as_malware, idle_classes, undefined_rates
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -389,13 +390,19 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
 def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     idle = idle_classes(metrics)
+    undefined = undefined_rates(metrics)
     rows, classes = [], []
     for app, m in per_class.items():
         is_malware = app == MALWARE_APP
         name = _join([app, _tag("span", "malware", class_="badge failed")]) if is_malware else app
         # Neither present nor predicted: no precision or recall, and not in the macro average.
         rates = (
-            ["–"] * 3 if app in idle else [_num(m.get(k), 3) for k in ("precision", "recall", "f1")]
+            ["–"] * 3
+            if app in idle
+            else [
+                "–" if app in undefined.get(k, ()) else _num(m.get(k), 3)
+                for k in ("precision", "recall", "f1")
+            ]
         )
         rows.append([name, *rates, f"{m.get('support', 0):,}"])
         classes.append("malware" if is_malware else None)
@@ -418,19 +425,18 @@ def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Htm
         cls="numbers",
         id_=id_,
     )
-    if not idle:
+    notes = []
+    if idle:
+        notes.append(
+            f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
+            f"average is over the other {len(per_class) - len(idle)}."
+        )
+    undefined_text = undefined_note(dict(metrics), idle)
+    if undefined_text:
+        notes.append(f"{undefined_text}.")
+    if not notes:
         return table
-    return _join(
-        [
-            table,
-            _tag(
-                "p",
-                f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
-                f"average is over the other {len(per_class) - len(idle)}.",
-                class_="muted",
-            ),
-        ]
-    )
+    return _join([table, *(_tag("p", note, class_="muted") for note in notes)])
 
 
 def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
