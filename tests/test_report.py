@@ -608,3 +608,22 @@ def test_a_sweep_spec_that_nests_or_expands_without_end_reads_as_unreadable(
 
     (tmp_path / "sweep.yaml").write_text(text)
     assert _read_json_yaml(tmp_path) == {}
+
+
+def test_run_report_gives_the_roc_auc_of_a_two_class_task(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir)
+    y = np.array([0, 0, 0, 1, 1])
+    scored = classification_metrics(
+        y, np.array([0, 0, 1, 1, 1]), ["other", "Moriarty"], y_score=[0.1, 0.2, 0.7, 0.6, 0.9]
+    )
+    test = classification_metrics(y, y, ["other", "Moriarty"], y_score=[0.1, 0.2, 0.3, 0.6, 0.9])
+    _with_metrics(run_dir, **scored, test=test)
+    page = render_report(run_dir, log=_quiet)
+    # metrics.json and the terminal gave it; the report left it out.
+    assert "Validation accuracy 80.00 % on 5 rows, macro F1 0.800, ROC AUC 0.8333" in page
+    assert "Test accuracy 100.00 % on 5 rows, macro F1 1.000, ROC AUC 1.0000." in page

@@ -459,7 +459,8 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
         _tag(
             "p",
             f"Validation accuracy {_pct(metrics.get('accuracy'), 2)} on {metrics.get('n', 0):,} "
-            f"rows, macro F1 {_num((metrics.get('macro_avg') or {}).get('f1'), 3)} ({where}).",
+            f"rows, macro F1 {_num((metrics.get('macro_avg') or {}).get('f1'), 3)}"
+            f"{_roc_auc_text(metrics)} ({where}).",
         ),
         _malware_block(metrics),
     ]
@@ -474,6 +475,12 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
     return parts
 
 
+def _roc_auc_text(metrics: Mapping[str, Any]) -> str:
+    """``, ROC AUC 0.9731`` for a two-class task (metrics.json and the terminal give it)."""
+    auc = metrics.get("roc_auc")  # None when the rows hold one class only
+    return f", ROC AUC {_num(auc)}" if is_number(auc) and math.isfinite(auc) else ""
+
+
 def _test_section(test: Mapping[str, Any]) -> _Html:
     """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
     return _tag(
@@ -483,7 +490,8 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
             _tag(
                 "p",
                 f"Test accuracy {_pct(test.get('accuracy'), 2)} on {test.get('n', 0):,} rows, "
-                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}. These rows "
+                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}"
+                f"{_roc_auc_text(test)}. These rows "
                 "took no part in training, early stopping or choosing a run, so these are "
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
