@@ -34,6 +34,7 @@ import pandas as pd
 from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
+    _check_one_setting_per_value,
     _key,
     _trial_label,
     comparison_table,
@@ -715,6 +716,7 @@ def _sweep_report(
                 f"sweep {name} varies {', '.join(varied) or 'nothing'}; compare a sweep "
                 f"of the same hyperparameter"
             )
+        _check_one_setting_per_value(results, param)  # before the figures are drawn
     metas = {
         row["name"]: read_metadata(sweep_dir / row["name"]) or {}
         for _, row in results.iterrows()
