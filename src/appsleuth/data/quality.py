@@ -183,20 +183,19 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
 
 
 def _comparable(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """``rows[features]`` with one type per kind of column, so equal values hash alike.
+    """``rows[features]`` with numeric columns as float64, so that equal values hash alike.
 
-    Hashes depend on the dtype: 5 in an int64 column and 5.0 in a float64 one (the same
-    counter, read from a file where it has a gap) hash apart, as do a categorical and a
-    text column of the same names, so a copy would not count as leaked.
+    Hashes depend on the numeric dtype: 5 in an int64 column and 5.0 in a float64 one
+    (the same counter, read from a file where it has a gap) hash apart, so a copy would
+    not count as leaked. Text and categorical columns already hash by their values.
     """
     columns = {}
     for f in features:
         values = rows[f]
         if pd.api.types.is_numeric_dtype(values.dtype):
-            columns[f] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:  # pandas hashes object values as their text
-            columns[f] = values.to_numpy(dtype=object)
-    return pd.DataFrame(columns, index=rows.index)
+            values = pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        columns[f] = values.reset_index(drop=True)
+    return pd.DataFrame(columns)
 
 
 def _share_text(asked: float, held: int, total: int) -> str:
