@@ -323,12 +323,16 @@ class FitRule:
             f"more than {self.widen:g} since mid-training; underfitting: training and "
             f"validation accuracy both below {self.poor:g} (still improving if validation "
             f"accuracy rose by more than {self.improving:g} over the last third of the "
-            f"epochs, else flat); good fit otherwise"
+            f"epochs, else flat), or validation accuracy no higher than always predicting "
+            f"the most common validation class would score; good fit otherwise"
         )
 
 
 def diagnose_fit(
-    history: pd.DataFrame | dict[str, Sequence[float]], rule: FitRule | None = None
+    history: pd.DataFrame | dict[str, Sequence[float]],
+    rule: FitRule | None = None,
+    *,
+    majority: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """Diagnose over- or underfitting from learning curves.
 
@@ -341,7 +345,9 @@ def diagnose_fit(
     - ``underfitting``: training and validation accuracy both below [0.90]; ``still
       improving`` when validation accuracy rose by more than [0.005] over the last third
       of the epochs (train longer), else ``flat`` (the model is too small or the
-      learning rate unsuitable).
+      learning rate unsuitable); or, when ``majority`` is given, the final validation
+      accuracy is no higher than its share: the model does no better than always
+      predicting that class (a rare Moriarty against the rest scores 0.99 so).
     - ``good fit`` otherwise.
 
     Args:
@@ -349,6 +355,8 @@ def diagnose_fit(
             DataFrame (``RunResult.history``), a mapping of lists, or the Keras
             ``History`` that ``fit`` returns.
         rule: Thresholds. Defaults to ``FitRule()``.
+        majority: The most common class of the validation rows and its share of them
+            (the accuracy of always predicting it). Defaults to None (not checked).
 
     Returns:
         ``{"diagnosis", "reason", "rule"}``; the diagnosis is ``unknown`` when a curve
@@ -357,11 +365,22 @@ def diagnose_fit(
     Raises:
         DataError: A column is missing or not numeric, the columns differ in length, or
             there is no epoch.
-        SpecError: ``rule`` is not a :class:`FitRule`.
+        SpecError: ``rule`` is not a :class:`FitRule`, or ``majority`` is not a class
+            name and a share from 0 to 1.
     """
     rule = rule or FitRule()
     if not isinstance(rule, FitRule):
         raise SpecError(f"rule must be a FitRule (FitRule(poor=..., ...)); received rule={rule!r}")
+    if majority is not None and not (
+        isinstance(majority, tuple)
+        and len(majority) == 2
+        and is_number(majority[1])
+        and 0 <= majority[1] <= 1
+    ):
+        raise SpecError(
+            f"majority must be (class name, share of the validation rows from 0 to 1); "
+            f"received majority={majority!r}"
+        )
     logs = getattr(history, "history", None)  # what Keras' fit returns
     if isinstance(logs, Mapping) and not isinstance(history, pd.DataFrame | Mapping):
         history = logs
@@ -415,6 +434,17 @@ def diagnose_fit(
             "overfitting",
             f"training accuracy exceeds validation accuracy by "
             f"{gap_end:.3f}, up from {gap_mid:.3f} at mid-training",
+        )
+    # Accuracy alone reads 0.99 for a model that never flags a 1 % class. (Rows of one
+    # class only say nothing of this: any model that gets them all right scores 1.)
+    if majority is not None and majority[1] < 1 and vacc[-1] <= majority[1]:
+        name, share = majority
+        return verdict(
+            "underfitting",
+            f"validation accuracy {vacc[-1]:.3f} is no higher than always predicting "
+            f"{name!r}, the most common class ({share:.3f} of the validation rows): the "
+            f"model has learned nothing beyond the class shares; read the per-class recall, "
+            f"and consider class_weight='balanced', a larger model or a longer training",
         )
     if acc[-1] < rule.poor and vacc[-1] < rule.poor:
         start = max(0, n - 1 - max(1, n // 3))
