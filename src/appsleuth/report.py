@@ -197,7 +197,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
-    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import _class_weight, _fingerprint, load_data, prepare_run_data
 
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
@@ -225,7 +225,10 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     if baselines:
         from appsleuth.baselines import run_baselines
 
-        out["baselines"] = run_baselines(prepared, seed=spec.train.seed)
+        # Fitted with the run's class weights, so that they are compared on equal terms.
+        weights = _class_weight(spec, prepared)
+        out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
+        out["baselines_weighted"] = weights is not None
     return out
 
 
@@ -638,7 +641,12 @@ def _baselines_section(
             "Logistic regression and a decision tree (scikit-learn) fitted on the same "
             "training rows and scored on the same validation rows: is the network worth it? "
             "Time: the network's whole run (training with per-epoch validation, evaluation "
-            "and saving, from its metadata), the baselines' fitting alone.",
+            "and saving, from its metadata), the baselines' fitting alone."
+            + (
+                " The baselines were fitted with the network's class weights."
+                if context.get("baselines_weighted")
+                else ""
+            ),
         ),
         _table(
             [
