@@ -323,8 +323,9 @@ class FitRule:
             f"more than {self.widen:g} since mid-training; underfitting: training and "
             f"validation accuracy both below {self.poor:g} (still improving if validation "
             f"accuracy rose by more than {self.improving:g} over the last third of the "
-            f"epochs, else flat), or validation accuracy no higher than always predicting "
-            f"the most common validation class would score; good fit otherwise"
+            f"epochs, else flat), or (where the validation class shares are known, as in "
+            f"a run) validation accuracy no higher than always predicting the most common "
+            f"validation class would score; good fit otherwise"
         )
 
 
