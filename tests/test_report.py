@@ -131,6 +131,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     sweep_dir = fake_sweep(
         tmp_path,
         {"data": {"rows": 600, "apps": ["Chrome", "Gmail", "Moriarty"]},
+         "base": {"train": {"epochs": 3, "class_weight": "balanced"}},
          "grid": {"batch_size": [16, 32]}},
         lambda i, p: {"final_acc": 0.8 + 0.1 * i},
     )  # fmt: skip
@@ -142,6 +143,10 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     # The network's time is its whole run's, not a fit time comparable to the baselines'.
     assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
     assert "Time: the network&#x27;s whole run" in page
+    # A run trained on its own also spent its wall time loading and preparing the data.
+    assert "for a run trained on its own rather than in a sweep, loading and preparing" in page
+    # The network was trained with class weights: so were the baselines set beside it.
+    assert "The baselines were fitted with the network&#x27;s class weights." in page
     assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
 
 

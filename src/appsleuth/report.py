@@ -641,7 +641,8 @@ def _baselines_section(
             "Logistic regression and a decision tree (scikit-learn) fitted on the same "
             "training rows and scored on the same validation rows: is the network worth it? "
             "Time: the network's whole run (training with per-epoch validation, evaluation "
-            "and saving, from its metadata), the baselines' fitting alone."
+            "and saving, from its metadata; for a run trained on its own rather than in a "
+            "sweep, loading and preparing its data too), the baselines' fitting alone."
             + (
                 " The baselines were fitted with the network's class weights."
                 if context.get("baselines_weighted")
