@@ -549,6 +549,24 @@ def test_comparison_matches_values_and_averages_repeats(tmp_path: Path) -> None:
     )
 
 
+def test_comparison_refuses_to_average_the_settings_of_a_grid(tmp_path: Path) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"hidden_neurons": [1, 4], "learning_rate": [0.0003, 0.1]}},
+        lambda i, p: {"final_acc": 0.9 if p["learning_rate"] == 0.0003 else 0.1},
+    )
+    results = load_results(sweep_dir)
+    published = read_published(REFERENCE / "post_processing_hpc_neurons.csv")
+    # Each hidden_neurons value read 0.5, the mean of a good and a diverged setting.
+    for compare in (comparison_table, plot_comparison):
+        with pytest.raises(DataError, match=r"these results also vary learning_rate, so .* "
+                           r"select one value of learning_rate first"):  # fmt: skip
+            compare(results, published)
+    one = results[results["learning_rate"] == 0.0003]
+    row = comparison_table(one, published).set_index("hidden_neurons").loc["4"]
+    assert row["ours_val_accuracy"] == pytest.approx(0.9)
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -85,3 +85,19 @@ def test_one_baseline_named_as_text(prepared) -> None:
 def test_bad_baseline_lists(prepared, which, expected) -> None:
     with pytest.raises(SpecError, match=expected):
         run_baselines(prepared, which=which)
+
+
+def test_baselines_fit_with_class_weights(prepared) -> None:
+    # A network trained with class weights was set beside unweighted baselines.
+    moriarty = prepared.classes.index("Moriarty")
+    weights = {i: float(i == moriarty) for i in range(len(prepared.classes))}
+    tree = run_baselines(prepared, which="decision_tree", class_weight=weights)["decision_tree"]
+    # All the weight on Moriarty: the tree calls every row Moriarty.
+    assert tree["malware"]["detection_rate"] == 1.0
+    assert tree["accuracy"] == pytest.approx(np.mean(prepared.y_val == moriarty))
+    with pytest.raises(
+        SpecError, match=r"class_weight keys must be class indices 0..2; received 7"
+    ):
+        run_baselines(prepared, class_weight={7: 1.0})
+    with pytest.raises(SpecError, match=r"class_weight\[0\]='heavy'"):
+        run_baselines(prepared, class_weight={0: "heavy"})

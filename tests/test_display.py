@@ -28,8 +28,11 @@ def _printed(y_true: list[int], y_pred: list[int]) -> str:
         # No Moriarty row: no rate to report (not a rate of zero).
         ([0, 0, 2, 2], [0, 1, 2, 2], "no Moriarty samples, so no detection rate; false-alarm "
          "rate 0.2500"),
+        # Moriarty rows alone (a malware-only file): no benign row to raise a false alarm on.
+        ([1, 1, 1, 1], [1, 1, 0, 1], "detection rate 0.750, precision 1.000, no benign samples, "
+         "so no false-alarm rate"),
     ],
-    ids=["present", "absent"],
+    ids=["present", "absent", "no-benign"],
 )  # fmt: skip
 def test_moriarty_line(y_true, y_pred, expected) -> None:
     text = _printed(y_true, y_pred)
@@ -69,9 +72,25 @@ def test_apps_neither_present_nor_predicted_show_no_rates() -> None:
         "–: 1 app(s) neither in the data nor predicted; the macro average is over the other 2"
         in text
     )
-    # An app predicted but absent keeps its numbers: its precision of 0 is real.
+    # An app predicted but absent keeps its precision of 0, which is real; its recall is
+    # 0/0 (no sample), shown as undefined rather than as a model that misses it.
     metrics = classification_metrics(np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2]), CLASSES)
-    assert "Moriarty │ 0.000 │ 0.000 │ 0.000 │ 0" in _shown(metrics)
+    text = _shown(metrics)
+    assert "Moriarty │ 0.000 │ – │ 0.000 │ 0" in text
+    assert "–: recall of 1 app(s) without a sample: 0/0, undefined; the macro average" in text
+
+
+def test_precision_of_an_app_never_predicted_is_undefined() -> None:
+    # Waze has samples but is never predicted: precision 0/0 printed as 0.000 read as a
+    # model whose every Waze alarm is wrong, while the recall of 0 is real.
+    metrics = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 0, 0]), CLASSES)
+    assert metrics["per_class"]["Waze"]["precision"] == 0.0  # metrics.json: scikit-learn's
+    text = _shown(metrics)
+    assert "Waze │ – │ 0.000 │ 0.000 │ 2" in text
+    assert (
+        "–: precision of 1 app(s) never predicted: 0/0, undefined; the macro average counts "
+        "each as 0 (scikit-learn's zero_division=0)" in text
+    )
 
 
 def test_moriarty_precision_is_undefined_when_nothing_was_flagged() -> None:

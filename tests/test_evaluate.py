@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from appsleuth.errors import DataError
+from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import FitRule, classification_metrics, diagnose_fit
 
 CLASSES = ["Chrome", "Gmail", "Moriarty", "Waze"]
@@ -71,6 +71,13 @@ def test_classes_absent_from_samples_and_predictions_are_not_averaged() -> None:
     assert m["malware"]["false_alarm_rate"] == 0.0
 
 
+def test_false_alarm_rate_is_undefined_without_benign_samples() -> None:
+    # Moriarty rows alone: 0 alarms of 0 benign rows is no rate, not a perfect one.
+    m = classification_metrics([2, 2, 2], [2, 0, 2], CLASSES)["malware"]
+    assert m["false_alarm_rate"] is None
+    assert m["detection_rate"] == pytest.approx(2 / 3)
+
+
 def test_binary_roc_auc() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, size=300)
@@ -104,6 +111,23 @@ def test_overfitting_by_rising_validation_loss() -> None:
     assert d["diagnosis"] == "overfitting"
     assert "epoch 3" in d["reason"]
     assert d["rule"] == FitRule().describe()
+
+
+def test_no_better_than_the_most_common_class_is_underfitting() -> None:
+    # A one-vs-rest Moriarty model that never flags one: accuracy 0.987, the share of
+    # "other", which the accuracy threshold alone called a good fit.
+    h = _history(
+        loss=[0.3, 0.1, 0.08], acc=[0.98, 0.987, 0.987], vloss=[0.2, 0.09, 0.08],
+        vacc=[0.987, 0.987, 0.987],
+    )  # fmt: skip
+    assert diagnose_fit(h)["diagnosis"] == "good fit"
+    d = diagnose_fit(h, majority=("other", 0.987))
+    assert d["diagnosis"] == "underfitting"
+    assert "no higher than always predicting 'other', the most common class (0.987" in d["reason"]
+    assert diagnose_fit(h, majority=("other", 0.95))["diagnosis"] == "good fit"
+    assert diagnose_fit(h, majority=("other", 1.0))["diagnosis"] == "good fit"  # one class
+    with pytest.raises(SpecError, match=r"majority must be \(class name, share"):
+        diagnose_fit(h, majority=0.5)
 
 
 def test_overfitting_by_widening_gap() -> None:

@@ -597,6 +597,19 @@ def test_rows_without_a_label_are_neither_right_nor_wrong(run_dir, table, tmp_pa
     rows.to_csv(path, index=False)
     summary = predict_file(run_dir, path, tmp_path / "p.csv")
     assert summary.predicted == 20 and summary.metrics["n"] == 18
+    # They were left out of the accuracy without a word: the table said n 18, no more.
+    assert summary.unlabelled_rows == summary.metrics["rows_without_label"] == 2
+
+
+def test_cli_says_which_rows_its_metrics_cover(run_dir, table, tmp_path, capsys) -> None:
+    rows = table.head(20).copy()
+    rows.loc[rows.index[:2], "ApplicationName"] = None
+    path = tmp_path / "holes.csv"
+    rows.to_csv(path, index=False)
+    assert main(["predict", str(run_dir), str(path), "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "2 predicted rows have no label; left out of the metrics" in out
+    assert "metrics over 18 of the 20 rows: the predicted rows labelled with an app" in out
 
 
 def test_two_apps_with_positive_keep_both_names(tmp_path):

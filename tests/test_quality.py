@@ -93,6 +93,14 @@ def test_leakage_rate_exact() -> None:
     assert leakage_rate(train, val.iloc[:0], ["a", "b"]) == 0.0
 
 
+def test_leakage_rate_counts_copies_across_column_types() -> None:
+    # The same values, but val's counter is float (it has a gap) and its state categorical:
+    # 5 and 5.0 hashed apart, so copies went uncounted and the rate read too low.
+    train = pd.DataFrame({"utime": [5, 7, 9], "state": ["S", "R", "S"]})
+    val = pd.DataFrame({"utime": [5.0, 7.0, np.nan], "state": pd.Categorical(["S", "R", "S"])})
+    assert leakage_rate(train, val, ["utime", "state"]) == pytest.approx(2 / 3)
+
+
 def test_chosen_split_naming_a_missing_column_is_an_error() -> None:
     df = from_dataframe(make_sherlock18())
     with pytest.raises(DataError, match="group column 'UserId'"):

@@ -131,6 +131,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     sweep_dir = fake_sweep(
         tmp_path,
         {"data": {"rows": 600, "apps": ["Chrome", "Gmail", "Moriarty"]},
+         "base": {"train": {"epochs": 3, "class_weight": "balanced"}},
          "grid": {"batch_size": [16, 32]}},
         lambda i, p: {"final_acc": 0.8 + 0.1 * i},
     )  # fmt: skip
@@ -142,6 +143,10 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     # The network's time is its whole run's, not a fit time comparable to the baselines'.
     assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
     assert "Time: the network&#x27;s whole run" in page
+    # A run trained on its own also spent its wall time loading and preparing the data.
+    assert "for a run trained on its own rather than in a sweep, loading and preparing" in page
+    # The network was trained with class weights: so were the baselines set beside it.
+    assert "The baselines were fitted with the network&#x27;s class weights." in page
     assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
 
 
@@ -498,6 +503,12 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     malware = page.split('class="callout malware"', 1)[1].split("</div></div></div>", 1)[0]
     assert "no sample was flagged as malware" in malware
     assert "alarms that are malware" not in malware
+    # Moriarty is never predicted: its precision is 0/0, not a 0 that reads as always wrong.
+    assert "<td>Moriarty" in table and "</span></td><td>–</td><td>0.000</td><td>0.000</td>" in table
+    assert (
+        "–: precision of 1 app(s) never predicted: 0/0, undefined; the macro average counts "
+        "each as 0 (scikit-learn&#x27;s zero_division=0)." in page
+    )
 
 
 def test_run_report_says_which_epoch_early_stopping_kept(tmp_path: Path) -> None:
@@ -602,3 +613,22 @@ def test_a_sweep_spec_that_nests_or_expands_without_end_reads_as_unreadable(
 
     (tmp_path / "sweep.yaml").write_text(text)
     assert _read_json_yaml(tmp_path) == {}
+
+
+def test_run_report_gives_the_roc_auc_of_a_two_class_task(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir)
+    y = np.array([0, 0, 0, 1, 1])
+    scored = classification_metrics(
+        y, np.array([0, 0, 1, 1, 1]), ["other", "Moriarty"], y_score=[0.1, 0.2, 0.7, 0.6, 0.9]
+    )
+    test = classification_metrics(y, y, ["other", "Moriarty"], y_score=[0.1, 0.2, 0.3, 0.6, 0.9])
+    _with_metrics(run_dir, **scored, test=test)
+    page = render_report(run_dir, log=_quiet)
+    # metrics.json and the terminal gave it; the report left it out.
+    assert "Validation accuracy 80.00 % on 5 rows, macro F1 0.800, ROC AUC 0.8333" in page
+    assert "Test accuracy 100.00 % on 5 rows, macro F1 1.000, ROC AUC 1.0000." in page

@@ -1027,3 +1027,27 @@ def test_training_shows_its_epochs_in_a_notebook_by_default(monkeypatch) -> None
     assert not run._watched()  # pytest captures stdout: nobody watches
     monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
     assert run._watched()
+
+
+def test_fit_diagnosis_weighs_accuracy_against_the_most_common_class(monkeypatch) -> None:
+    import appsleuth.run as run_module
+    from appsleuth.data.prepare import prepare_data
+
+    prepared = prepare_data(generate_sherlock(600, seed=1), positive="Moriarty")
+
+    def always_other(model, x, n_classes):  # the model: it always says "other"
+        return np.tile([0.9, 0.1], (len(x), 1))
+
+    monkeypatch.setattr(run_module, "predict_proba", always_other)
+    share = float(np.mean(prepared.y_val == 0))
+    assert prepared.classes[0] == "other" and share > 0.9
+    history = pd.DataFrame(
+        {"loss": [0.3, 0.2, 0.1], "accuracy": [share] * 3, "val_loss": [0.3, 0.2, 0.1],
+         "val_accuracy": [share] * 3}
+    )  # fmt: skip
+    metrics = run_module._evaluate_prepared(None, prepared, history)
+    assert metrics["accuracy"] == pytest.approx(share)
+    assert metrics["malware"]["detection_rate"] == 0.0
+    # Accuracy above 0.9 alone was called a good fit.
+    assert metrics["fit"]["diagnosis"] == "underfitting"
+    assert "no higher than always predicting 'other'" in metrics["fit"]["reason"]

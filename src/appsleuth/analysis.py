@@ -472,6 +472,24 @@ def _resolve_param(df: pd.DataFrame, param: str, what: str) -> str:
     )
 
 
+def _check_one_setting_per_value(results: pd.DataFrame, column: str) -> None:
+    """Refuse a comparison whose rows at one value of ``column`` are different settings.
+
+    Averaging them (as repeated seeds are) would give a number no trained setting has,
+    set beside a published one as if it were this sweep's result for that value.
+    """
+    ours = _complete(results)
+    others = [v for v in results.attrs.get("varied") or () if v != column and v in ours.columns]
+    mixed = [v for v in others if ours[v].map(_key).nunique() > 1]
+    if mixed:
+        raise DataError(
+            f"these results also vary {', '.join(mixed)}, so their rows at one {column} "
+            f"value are different settings, and averaging them would compare no trained "
+            f"setting with the published results; select one value of "
+            f"{', '.join(mixed)} first (e.g. results[results[{mixed[0]!r}] == value])"
+        )
+
+
 def _complete(df: pd.DataFrame) -> pd.DataFrame:
     """Only rows with a result (a teaching-layout table has no status column: all rows)."""
     return df.loc[df["status"] == "complete"] if "status" in df.columns else df
@@ -889,10 +907,15 @@ def comparison_table(
         Columns ``param``, ``ours_<metric>`` and ``published_<metric>`` for each of
         ``loss, accuracy, val_loss, val_accuracy``, ``val_accuracy_difference`` (ours
         minus published), ``n_ours`` and ``n_published``; one row per value on either side.
+
+    Raises:
+        DataError: ``results`` also vary another hyperparameter (a grid): select one
+            value of it first, e.g. ``results[results["learning_rate"] == 3e-4]``.
     """
     param = param or published.attrs.get("param") or published.columns[0]
     ours_col = _resolve_param(results, param, "results")
     pub_col = _resolve_param(published, param, "published results")
+    _check_one_setting_per_value(results, ours_col)
     ours = _complete(results)
     sides = {}
     for side, df, col in (("ours", ours, ours_col), ("published", published, pub_col)):
@@ -937,10 +960,15 @@ def plot_comparison(
 
     Returns:
         The figure.
+
+    Raises:
+        DataError: ``results`` also vary another hyperparameter, as for
+            :func:`comparison_table`.
     """
     param = param or published.attrs.get("param") or published.columns[0]
     ours_col = _resolve_param(results, param, "results")
     pub_col = _resolve_param(published, param, "published results")
+    _check_one_setting_per_value(results, ours_col)
     metrics = _metric_names(metrics)
     fig, axes = _axes_for(ax, len(metrics))
     ours = _complete(results)

@@ -6,11 +6,12 @@ They answer "is the network worth it?" with the same metrics format as a run.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from appsleuth._fields import is_integer, is_number
 from appsleuth.data.load import as_name_list
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import DataError, SpecError
@@ -21,17 +22,21 @@ __all__ = ["BASELINES", "run_baselines"]
 BASELINES = ("logistic_regression", "decision_tree")
 
 
-def _make(name: str, seed: int) -> Any:
+def _make(name: str, seed: int, class_weight: dict[int, float] | None) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
 
     if name == "logistic_regression":
-        return LogisticRegression(max_iter=500)
-    return DecisionTreeClassifier(random_state=seed)
+        return LogisticRegression(max_iter=500, class_weight=class_weight)
+    return DecisionTreeClassifier(random_state=seed, class_weight=class_weight)
 
 
 def run_baselines(
-    prepared: PreparedData, *, which: Sequence[str] = BASELINES, seed: int = 0
+    prepared: PreparedData,
+    *,
+    which: Sequence[str] = BASELINES,
+    seed: int = 0,
+    class_weight: Mapping[int, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Fit each baseline on the training rows and score it on the validation rows.
 
@@ -39,6 +44,8 @@ def run_baselines(
         prepared: The output of :func:`~appsleuth.data.prepare.prepare_data`.
         which: Baselines to run: names, or one comma-separated text. Defaults to both.
         seed: Seed of the decision tree. Defaults to 0.
+        class_weight: Class index -> weight in the fitting, as a network trained with
+            class weights had (a comparison on equal terms). Defaults to None (unweighted).
 
     Returns:
         Baseline name -> metrics (as in ``metrics.json``) plus ``fit_seconds``.
@@ -63,7 +70,7 @@ def run_baselines(
     _check_trainable(prepared)
     results: dict[str, dict[str, Any]] = {}
     for name in which:
-        model = _make(name, seed)
+        model = _make(name, seed, _class_weight_arg(class_weight, len(prepared.classes)))
         start = time.perf_counter()
         model.fit(prepared.x_train, prepared.y_train)
         seconds = time.perf_counter() - start
@@ -75,6 +82,30 @@ def run_baselines(
             "split": prepared.split.describe(),
         }
     return results
+
+
+def _class_weight_arg(class_weight: Any, n_classes: int) -> dict[int, float] | None:
+    """``class_weight`` checked: class indices 0..n-1 to finite weights >= 0."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, Mapping):
+        raise SpecError(
+            f"class_weight must map class indices to weights, e.g. {{0: 1.0, 1: 5.0}}; "
+            f"received {type(class_weight).__name__}"
+        )
+    weights = {}
+    for cls, weight in class_weight.items():
+        if not is_integer(cls) or not 0 <= cls < n_classes:
+            raise SpecError(
+                f"class_weight keys must be class indices 0..{n_classes - 1}; received {cls!r}"
+            )
+        if not is_number(weight) or weight < 0:
+            raise SpecError(
+                f"class_weight values must be finite numbers >= 0; received "
+                f"class_weight[{cls!r}]={weight!r}"
+            )
+        weights[int(cls)] = float(weight)
+    return weights
 
 
 def _check_trainable(prepared: PreparedData) -> None:

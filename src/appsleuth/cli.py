@@ -913,7 +913,16 @@ def predict(
             f"was not trained on ({', '.join(summary.unknown_labels)}"
             f"{', ...' if len(summary.unknown_labels) == 10 else ''}); {scored}"
         )
+    if summary.unlabelled_rows:
+        scored = "left out of the metrics" if summary.metrics else "so no metrics are shown"
+        click.echo(f"{summary.unlabelled_rows:,} predicted rows have no label; {scored}")
     if summary.metrics is not None:
+        if summary.metrics["n"] < summary.rows:
+            # Accuracy over fewer rows than the file holds must say which rows it covers.
+            click.echo(
+                f"metrics over {summary.metrics['n']:,} of the {summary.rows:,} rows: the "
+                f"predicted rows labelled with an app the model knows"
+            )
         _print_metrics(summary.metrics, title=f"metrics on {data.name}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-__all__ = ["in_jupyter", "live_display_works", "plain_text", "print_metrics"]
+__all__ = ["in_jupyter", "live_display_works", "plain_text", "print_metrics", "undefined_note"]
 
 _RATES = ("precision", "recall", "f1")
 
@@ -33,17 +33,22 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
     from rich.console import Console
     from rich.table import Table
 
-    from appsleuth.evaluate import idle_classes
+    from appsleuth.evaluate import idle_classes, undefined_rates
 
     console = console or Console()
     table = Table(title=plain_text(title), title_justify="left")
     for col in ("app", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "app" else "right")
     idle = idle_classes(metrics)
+    undefined = undefined_rates(metrics)
     for app, m in metrics["per_class"].items():
         style = "bold red" if app == "Moriarty" else None
         # A class neither present nor predicted has no precision or recall to show.
-        shown = ("–",) * 3 if app in idle else tuple(f"{m[k]:.3f}" for k in _RATES)
+        shown = (
+            ("–",) * 3
+            if app in idle
+            else tuple("–" if app in undefined.get(k, ()) else f"{m[k]:.3f}" for k in _RATES)
+        )
         table.add_row(plain_text(app), *shown, f"{m['support']:,}", style=style)
     for avg in ("macro_avg", "weighted_avg"):
         m = metrics[avg]
@@ -61,6 +66,9 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             f"–: {len(idle)} app(s) neither in the data nor predicted; the macro average "
             f"is over the other {len(metrics['per_class']) - len(idle)}"
         )
+    note = undefined_note(metrics, idle)
+    if note:
+        console.print(note)
     line = _summary_line(metrics)
     if "fit" in metrics:
         line += f"; fit: {metrics['fit']['diagnosis']}"
@@ -73,6 +81,24 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             f"held-out test rows ({test['n']:,}, not used for training or selection): "
             f"{_summary_line(test, macro_f1=True)}"
         )
+
+
+def undefined_note(metrics: dict[str, Any], idle: set[str]) -> str:
+    """What a ``–`` precision or recall of an app that is present or predicted means."""
+    from appsleuth.evaluate import undefined_rates
+
+    undefined = {k: v - idle for k, v in undefined_rates(metrics).items()}
+    said = []
+    if undefined["precision"]:
+        said.append(f"precision of {len(undefined['precision'])} app(s) never predicted")
+    if undefined["recall"]:
+        said.append(f"recall of {len(undefined['recall'])} app(s) without a sample")
+    if not said:
+        return ""
+    return (
+        f"–: {' and '.join(said)}: 0/0, undefined; the macro average counts each as 0 "
+        f"(scikit-learn's zero_division=0)"
+    )
 
 
 def in_jupyter() -> bool:
@@ -103,10 +129,14 @@ def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
         line += f", ROC AUC {metrics['roc_auc']:.4f}"
     if "malware" in metrics:
         mw = metrics["malware"]
+        false_alarms = (
+            "no benign samples, so no false-alarm rate"
+            if mw.get("false_alarm_rate") is None
+            else f"false-alarm rate {mw['false_alarm_rate']:.4f}"
+        )
         if mw.get("detection_rate") is None:
             line += (
-                f"; Moriarty (malware): no Moriarty samples, so no detection rate; "
-                f"false-alarm rate {mw['false_alarm_rate']:.4f}"
+                f"; Moriarty (malware): no Moriarty samples, so no detection rate; {false_alarms}"
             )
         else:
             precision = (
@@ -116,6 +146,6 @@ def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
             )
             line += (
                 f"; Moriarty (malware): detection rate {mw['detection_rate']:.3f}, "
-                f"{precision}, false-alarm rate {mw['false_alarm_rate']:.4f}"
+                f"{precision}, {false_alarms}"
             )
     return line

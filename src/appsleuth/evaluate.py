@@ -25,6 +25,7 @@ __all__ = [
     "flagged_as_malware",
     "idle_classes",
     "metrics_from_confusion",
+    "undefined_rates",
 ]
 
 # One epoch's results, in the teaching layout's order (model_history.csv, results.csv).
@@ -70,7 +71,8 @@ def classification_metrics(
         (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
         for two classes when ``y_score`` is given, and ``malware`` (Moriarty's detection
         rate = recall, precision and false-alarm rate) when Moriarty is a class; its
-        detection rate is None when no sample is Moriarty. A class with no prediction
+        detection rate is None when no sample is Moriarty, its false-alarm rate None
+        when every sample is (no benign sample to raise an alarm on). A class with no prediction
         has precision 0, one with no sample has recall 0 (scikit-learn's
         zero_division=0). The macro average is over the classes that occur among the
         samples or the predictions (as scikit-learn's classification report), so classes
@@ -193,7 +195,8 @@ def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict[s
             "app": MALWARE_APP,
             "detection_rate": float(recall[m]) if support[m] else None,
             "precision": float(precision[m]),
-            "false_alarm_rate": float(false_alarms / negatives) if negatives else 0.0,
+            # A file of Moriarty samples alone has no benign sample: 0/0, not "no alarm".
+            "false_alarm_rate": float(false_alarms / negatives) if negatives else None,
             "support": int(support[m]),
             "missed": int(support[m] - tp[m]),
             "false_alarms": int(false_alarms),
@@ -221,6 +224,31 @@ def idle_classes(metrics: Mapping[str, Any]) -> set[str]:
         return set()
     idle = (counts.sum(axis=1) == 0) & (counts.sum(axis=0) == 0)
     return {label for label, is_idle in zip(labels, idle, strict=True) if is_idle}
+
+
+def undefined_rates(metrics: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Classes whose precision or recall in ``metrics`` is 0/0, recorded as 0.
+
+    ``precision``: classes never predicted; ``recall``: classes without a sample. Both
+    are recorded as 0 (scikit-learn's zero_division=0) and count so in the macro average,
+    but a 0 reads as a model that is always wrong about the class: displays show them as
+    undefined. Their F1 is a true 0 (no hit among the samples or the predictions).
+    Read from the confusion matrix; empty sets when it is absent or malformed.
+    """
+    found: dict[str, set[str]] = {"precision": set(), "recall": set()}
+    cm = metrics.get("confusion_matrix")
+    if not isinstance(cm, Mapping):
+        return found
+    try:
+        counts = np.asarray(cm.get("counts"), dtype=np.float64)
+        labels = [str(label) for label in cm.get("labels") or ()]
+    except (TypeError, ValueError):
+        return found
+    if counts.ndim != 2 or counts.shape != (len(labels), len(labels)):
+        return found
+    for key, totals in (("precision", counts.sum(axis=0)), ("recall", counts.sum(axis=1))):
+        found[key] = {label for label, n in zip(labels, totals, strict=True) if n == 0}
+    return found
 
 
 def flagged_as_malware(malware: Mapping[str, Any]) -> int | None:
@@ -295,12 +323,17 @@ class FitRule:
             f"more than {self.widen:g} since mid-training; underfitting: training and "
             f"validation accuracy both below {self.poor:g} (still improving if validation "
             f"accuracy rose by more than {self.improving:g} over the last third of the "
-            f"epochs, else flat); good fit otherwise"
+            f"epochs, else flat), or (where the validation class shares are known, as in "
+            f"a run) validation accuracy no higher than always predicting the most common "
+            f"validation class would score; good fit otherwise"
         )
 
 
 def diagnose_fit(
-    history: pd.DataFrame | dict[str, Sequence[float]], rule: FitRule | None = None
+    history: pd.DataFrame | dict[str, Sequence[float]],
+    rule: FitRule | None = None,
+    *,
+    majority: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """Diagnose over- or underfitting from learning curves.
 
@@ -313,7 +346,9 @@ def diagnose_fit(
     - ``underfitting``: training and validation accuracy both below [0.90]; ``still
       improving`` when validation accuracy rose by more than [0.005] over the last third
       of the epochs (train longer), else ``flat`` (the model is too small or the
-      learning rate unsuitable).
+      learning rate unsuitable); or, when ``majority`` is given, the final validation
+      accuracy is no higher than its share: the model does no better than always
+      predicting that class (a rare Moriarty against the rest scores 0.99 so).
     - ``good fit`` otherwise.
 
     Args:
@@ -321,6 +356,8 @@ def diagnose_fit(
             DataFrame (``RunResult.history``), a mapping of lists, or the Keras
             ``History`` that ``fit`` returns.
         rule: Thresholds. Defaults to ``FitRule()``.
+        majority: The most common class of the validation rows and its share of them
+            (the accuracy of always predicting it). Defaults to None (not checked).
 
     Returns:
         ``{"diagnosis", "reason", "rule"}``; the diagnosis is ``unknown`` when a curve
@@ -329,11 +366,22 @@ def diagnose_fit(
     Raises:
         DataError: A column is missing or not numeric, the columns differ in length, or
             there is no epoch.
-        SpecError: ``rule`` is not a :class:`FitRule`.
+        SpecError: ``rule`` is not a :class:`FitRule`, or ``majority`` is not a class
+            name and a share from 0 to 1.
     """
     rule = rule or FitRule()
     if not isinstance(rule, FitRule):
         raise SpecError(f"rule must be a FitRule (FitRule(poor=..., ...)); received rule={rule!r}")
+    if majority is not None and not (
+        isinstance(majority, tuple)
+        and len(majority) == 2
+        and is_number(majority[1])
+        and 0 <= majority[1] <= 1
+    ):
+        raise SpecError(
+            f"majority must be (class name, share of the validation rows from 0 to 1); "
+            f"received majority={majority!r}"
+        )
     logs = getattr(history, "history", None)  # what Keras' fit returns
     if isinstance(logs, Mapping) and not isinstance(history, pd.DataFrame | Mapping):
         history = logs
@@ -387,6 +435,17 @@ def diagnose_fit(
             "overfitting",
             f"training accuracy exceeds validation accuracy by "
             f"{gap_end:.3f}, up from {gap_mid:.3f} at mid-training",
+        )
+    # Accuracy alone reads 0.99 for a model that never flags a 1 % class. (Rows of one
+    # class only say nothing of this: any model that gets them all right scores 1.)
+    if majority is not None and majority[1] < 1 and vacc[-1] <= majority[1]:
+        name, share = majority
+        return verdict(
+            "underfitting",
+            f"validation accuracy {vacc[-1]:.3f} is no higher than always predicting "
+            f"{name!r}, the most common class ({share:.3f} of the validation rows): the "
+            f"model has learned nothing beyond the class shares; read the per-class recall, "
+            f"and consider class_weight='balanced', a larger model or a longer training",
         )
     if acc[-1] < rule.poor and vacc[-1] < rule.poor:
         start = max(0, n - 1 - max(1, n // 3))

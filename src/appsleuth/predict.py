@@ -88,6 +88,8 @@ class PredictionSummary:
         unknown_label_rows: Predicted rows whose label is an app the model was not
             trained on (left out of the metrics). Defaults to 0.
         unknown_labels: Up to 10 of those apps, sorted. Defaults to none.
+        unlabelled_rows: Predicted rows whose label is missing, in a file with a label
+            column (left out of the metrics). Defaults to 0.
     """
 
     run_dir: Path
@@ -100,6 +102,7 @@ class PredictionSummary:
     unknown_label_rows: int = 0
     unknown_labels: tuple[str, ...] = ()
     filled: int = 0
+    unlabelled_rows: int = 0
 
     def __repr__(self) -> str:
         # The default repr printed every class's precision, recall and F1 in one line.
@@ -115,6 +118,8 @@ class PredictionSummary:
             shown.append(f"accuracy={self.metrics['accuracy']:.4f}")
         if self.unknown_label_rows:
             shown.append(f"unknown_label_rows={self.unknown_label_rows}")
+        if self.unlabelled_rows:
+            shown.append(f"unlabelled_rows={self.unlabelled_rows}")
         return f"PredictionSummary({', '.join(shown)})"
 
 
@@ -718,7 +723,7 @@ def predict_file(
     for path in (out, skipped_path):
         remove_stale_temporaries(path)  # Left by a killed earlier run of this command.
     tmp, skipped_tmp = temporary_path(out), temporary_path(skipped_path)
-    n_rows = n_pred = n_skip = n_unknown = n_filled = 0
+    n_rows = n_pred = n_skip = n_unknown = n_filled = n_unlabelled = 0
     unknown_names: set[str] = set()
     missing_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
@@ -763,6 +768,7 @@ def predict_file(
                         unknown = truth >= k
                         known = (truth >= 0) & ~unknown
                         n_unknown += int(unknown.sum())
+                        n_unlabelled += int((truth < 0).sum())
                         if len(unknown_names) < 10 and unknown.any():
                             cats = frame["true_app"].cat.categories
                             unknown_names.update(str(cats[c]) for c in np.unique(truth[unknown]))
@@ -809,6 +815,7 @@ def predict_file(
     if has_label and confusion.sum():
         metrics = metrics_from_confusion(confusion, pre.classes)
         metrics["rows_with_unknown_label"] = n_unknown
+        metrics["rows_without_label"] = n_unlabelled
     return PredictionSummary(
         run_dir=run_path,
         out=out,
@@ -820,6 +827,7 @@ def predict_file(
         unknown_label_rows=n_unknown,
         unknown_labels=tuple(sorted(unknown_names)[:10]),
         filled=n_filled,
+        unlabelled_rows=n_unlabelled,
     )
 
 

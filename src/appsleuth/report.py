@@ -34,6 +34,7 @@ import pandas as pd
 from appsleuth._fields import is_int, is_number
 from appsleuth._version import __version__
 from appsleuth.analysis import (
+    _check_one_setting_per_value,
     _key,
     _trial_label,
     comparison_table,
@@ -48,8 +49,9 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
+from appsleuth.display import undefined_note
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
-from appsleuth.evaluate import flagged_as_malware, idle_classes
+from appsleuth.evaluate import flagged_as_malware, idle_classes, undefined_rates
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -195,7 +197,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
-    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import _class_weight, _fingerprint, load_data, prepare_run_data
 
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
@@ -223,7 +225,10 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     if baselines:
         from appsleuth.baselines import run_baselines
 
-        out["baselines"] = run_baselines(prepared, seed=spec.train.seed)
+        # Fitted with the run's class weights, so that they are compared on equal terms.
+        weights = _class_weight(spec, prepared)
+        out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
+        out["baselines_weighted"] = weights is not None
     return out
 
 
@@ -389,13 +394,19 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
 def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     idle = idle_classes(metrics)
+    undefined = undefined_rates(metrics)
     rows, classes = [], []
     for app, m in per_class.items():
         is_malware = app == MALWARE_APP
         name = _join([app, _tag("span", "malware", class_="badge failed")]) if is_malware else app
         # Neither present nor predicted: no precision or recall, and not in the macro average.
         rates = (
-            ["–"] * 3 if app in idle else [_num(m.get(k), 3) for k in ("precision", "recall", "f1")]
+            ["–"] * 3
+            if app in idle
+            else [
+                "–" if app in undefined.get(k, ()) else _num(m.get(k), 3)
+                for k in ("precision", "recall", "f1")
+            ]
         )
         rows.append([name, *rates, f"{m.get('support', 0):,}"])
         classes.append("malware" if is_malware else None)
@@ -418,19 +429,18 @@ def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Htm
         cls="numbers",
         id_=id_,
     )
-    if not idle:
+    notes = []
+    if idle:
+        notes.append(
+            f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
+            f"average is over the other {len(per_class) - len(idle)}."
+        )
+    undefined_text = undefined_note(dict(metrics), idle)
+    if undefined_text:
+        notes.append(f"{undefined_text}.")
+    if not notes:
         return table
-    return _join(
-        [
-            table,
-            _tag(
-                "p",
-                f"–: {len(idle)} app(s) neither among these rows nor predicted; the macro "
-                f"average is over the other {len(per_class) - len(idle)}.",
-                class_="muted",
-            ),
-        ]
-    )
+    return _join([table, *(_tag("p", note, class_="muted") for note in notes)])
 
 
 def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
@@ -453,7 +463,8 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
         _tag(
             "p",
             f"Validation accuracy {_pct(metrics.get('accuracy'), 2)} on {metrics.get('n', 0):,} "
-            f"rows, macro F1 {_num((metrics.get('macro_avg') or {}).get('f1'), 3)} ({where}).",
+            f"rows, macro F1 {_num((metrics.get('macro_avg') or {}).get('f1'), 3)}"
+            f"{_roc_auc_text(metrics)} ({where}).",
         ),
         _malware_block(metrics),
     ]
@@ -468,6 +479,12 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
     return parts
 
 
+def _roc_auc_text(metrics: Mapping[str, Any]) -> str:
+    """``, ROC AUC 0.9731`` for a two-class task (metrics.json and the terminal give it)."""
+    auc = metrics.get("roc_auc")  # None when the rows hold one class only
+    return f", ROC AUC {_num(auc)}" if is_number(auc) and math.isfinite(auc) else ""
+
+
 def _test_section(test: Mapping[str, Any]) -> _Html:
     """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
     return _tag(
@@ -477,7 +494,8 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
             _tag(
                 "p",
                 f"Test accuracy {_pct(test.get('accuracy'), 2)} on {test.get('n', 0):,} rows, "
-                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}. These rows "
+                f"macro F1 {_num((test.get('macro_avg') or {}).get('f1'), 3)}"
+                f"{_roc_auc_text(test)}. These rows "
                 "took no part in training, early stopping or choosing a run, so these are "
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
@@ -623,7 +641,13 @@ def _baselines_section(
             "Logistic regression and a decision tree (scikit-learn) fitted on the same "
             "training rows and scored on the same validation rows: is the network worth it? "
             "Time: the network's whole run (training with per-epoch validation, evaluation "
-            "and saving, from its metadata), the baselines' fitting alone.",
+            "and saving, from its metadata; for a run trained on its own rather than in a "
+            "sweep, loading and preparing its data too), the baselines' fitting alone."
+            + (
+                " The baselines were fitted with the network's class weights."
+                if context.get("baselines_weighted")
+                else ""
+            ),
         ),
         _table(
             [
@@ -701,6 +725,7 @@ def _sweep_report(
                 f"sweep {name} varies {', '.join(varied) or 'nothing'}; compare a sweep "
                 f"of the same hyperparameter"
             )
+        _check_one_setting_per_value(results, param)  # before the figures are drawn
     metas = {
         row["name"]: read_metadata(sweep_dir / row["name"]) or {}
         for _, row in results.iterrows()

@@ -1118,8 +1118,13 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
             prepared.classes,
             y_score=tp[:, 1] if n_classes == 2 else None,
         )
+    majority = None
+    if len(prepared.y_val):
+        counts = np.bincount(prepared.y_val, minlength=n_classes)
+        top = int(counts.argmax())
+        majority = (str(prepared.classes[top]), float(counts[top] / counts.sum()))
     metrics["fit"] = (
-        diagnose_fit(history)
+        diagnose_fit(history, majority=majority)
         if {"val_loss", "val_accuracy"} <= set(history)
         else {"diagnosis": "unknown", "reason": "no validation history", "rule": ""}
     )

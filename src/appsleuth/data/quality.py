@@ -177,9 +177,25 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
             )
     if len(val) == 0:
         return 0.0
-    train_keys = pd.util.hash_pandas_object(train[features], index=False)
-    val_keys = pd.util.hash_pandas_object(val[features], index=False)
+    train_keys = pd.util.hash_pandas_object(_comparable(train, features), index=False)
+    val_keys = pd.util.hash_pandas_object(_comparable(val, features), index=False)
     return float(np.isin(val_keys.to_numpy(), train_keys.to_numpy()).mean())
+
+
+def _comparable(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """``rows[features]`` with numeric columns as float64, so that equal values hash alike.
+
+    Hashes depend on the numeric dtype: 5 in an int64 column and 5.0 in a float64 one
+    (the same counter, read from a file where it has a gap) hash apart, so a copy would
+    not count as leaked. Text and categorical columns already hash by their values.
+    """
+    columns = {}
+    for f in features:
+        values = rows[f]
+        if pd.api.types.is_numeric_dtype(values.dtype):
+            values = pd.Series(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        columns[f] = values.reset_index(drop=True)
+    return pd.DataFrame(columns)
 
 
 def _share_text(asked: float, held: int, total: int) -> str:
