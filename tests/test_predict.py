@@ -384,6 +384,25 @@ def test_side_file_and_data_file_are_not_overwritten(run_dir, table, tmp_path: P
     assert summary.skipped == 0 and not (tmp_path / "p.skipped.csv").exists()
 
 
+def test_a_run_or_sweep_file_is_never_the_output(run_dir, table, tmp_path: Path) -> None:
+    # --out RUN/model_history.csv --force replaced the run's learning curves.
+    table.iloc[:20].to_csv(tmp_path / "x.csv")
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    history = (run / "model_history.csv").read_text()
+    with pytest.raises(AppSleuthError, match=r"model_history.csv is the run directory's own"):
+        predict_file(run, tmp_path / "x.csv", run / "model_history.csv", force=True)
+    assert (run / "model_history.csv").read_text() == history
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "results.csv").write_text("keep")
+    with pytest.raises(AppSleuthError, match=r"results.csv is the sweep directory's own"):
+        predict_file(run, tmp_path / "x.csv", tmp_path / "results.csv", force=True)
+    assert (tmp_path / "results.csv").read_text() == "keep"
+    # A file of another name in the run directory (an earlier prediction) is the user's.
+    predict_file(run, tmp_path / "x.csv", run / "preds.csv")
+    assert predict_file(run, tmp_path / "x.csv", run / "preds.csv", force=True).rows == 20
+
+
 def test_encoding_of_a_csv(run_dir, table, tmp_path: Path) -> None:
     data = table.iloc[:30].copy()
     data["ApplicationName"] = data["ApplicationName"].astype(object)

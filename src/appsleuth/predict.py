@@ -608,6 +608,22 @@ def _locate_bad_value(
     return DataError(f"data file {path} holds a value that cannot be read as a number")
 
 
+# The CSV files a run or sweep directory keeps, and the file that marks such a directory.
+_OWN_CSV_FILES = {
+    "model_history.csv": ("run directory", (_MARKER, "model_metadata.json")),
+    "results.csv": ("sweep directory", ("manifest.json",)),
+    "results_full.csv": ("sweep directory", ("manifest.json",)),
+}
+
+
+def _owning_directory(path: Path) -> str | None:
+    """The kind of directory (run or sweep) whose own CSV file ``path`` is, or None."""
+    kind, markers = _OWN_CSV_FILES.get(path.name, (None, ()))
+    if path.exists() and any((path.parent / m).is_file() for m in markers):
+        return kind
+    return None
+
+
 def predict_file(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun,
     data: str | os.PathLike[str],
@@ -643,8 +659,9 @@ def predict_file(
             feature column or repeats one, holds a non-numeric feature value (named with
             its row), or no row has a value in every feature column; or the run cannot
             be used.
-        AppSleuthError: The output exists and ``force`` is False, is a directory or does
-            not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
+        AppSleuthError: The output exists and ``force`` is False, is a directory, does
+            not end in ``.csv`` or is a run's or sweep's own CSV file; ``top_k`` or
+            ``chunk_rows`` is not a positive integer.
     """
     top_k = _check_positive_int("top_k", top_k)
     chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
@@ -672,6 +689,13 @@ def predict_file(
         if path.exists() and path.resolve() == data.resolve():
             raise AppSleuthError(
                 f"output file {path} is the data file itself; choose another --out"
+            )
+    for path in (out, skipped_path):
+        owner = _owning_directory(path)
+        if owner:
+            raise AppSleuthError(
+                f"output file {path} is the {owner}'s own {path.name}; predictions never "
+                f"replace a file appsleuth keeps there: choose another --out"
             )
     for path in (out, skipped_path):
         if path.exists() and not force:
