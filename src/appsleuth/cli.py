@@ -7,6 +7,7 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -966,6 +967,13 @@ def _slurm_int(value: str | None) -> int | str | None:
     return int(text) if text.isascii() and text.isdigit() else value
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # FloatRange lets nan through (no comparison holds) and inf (above any minimum).
+    if not math.isfinite(value):
+        raise click.BadParameter(f"expected a finite number of seconds; received {value}")
+    return value
+
+
 @sweep.command("run")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -1032,6 +1040,7 @@ def _slurm_int(value: str | None) -> int | str | None:
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.1),
+    callback=_finite,
     default=5.0,
     show_default=True,
     help="slurm: seconds between two squeue calls with --wait.",
@@ -1078,7 +1087,13 @@ def sweep_run(
         "gpus": _slurm_int(gpus),
         "array_parallelism": _slurm_int(array_parallelism),
     }
+    polling = ctx.get_parameter_source("poll_seconds") is not click.core.ParameterSource.DEFAULT
     if kind == "slurm":
+        if polling and not wait:
+            raise SpecError(
+                f"--poll-seconds sets how often --wait asks squeue; received --poll-seconds "
+                f"{poll_seconds:g} without --wait (add --wait, or leave it out)"
+            )
         if workers is not None:
             raise SpecError(
                 f"--workers applies to the local executor only; received --workers {workers} "
@@ -1106,7 +1121,7 @@ def sweep_run(
         )
         return
     given = [k for k, v in slurm_flags.items() if v is not None]
-    given += [k for k, v in (("dry_run", dry_run), ("wait", wait)) if v]
+    given += [k for k, v in (("dry_run", dry_run), ("wait", wait), ("poll_seconds", polling)) if v]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         verb = "applies" if len(given) == 1 else "apply"
