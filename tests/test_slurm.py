@@ -303,7 +303,10 @@ def test_dry_run_writes_and_prints_the_script(
     assert "--wait applies to the slurm executor only" in capsys.readouterr().err
     assert main([*run, "--executor", "local", "--wait", "--partition", "debug"]) == 2
     assert "--partition, --wait apply to the slurm executor only" in capsys.readouterr().err
-    # Accepted and never used: --poll-seconds without --wait, or on the local executor.
+    # Accepted and never used: --wait with --dry-run, --poll-seconds without --wait or on
+    # the local executor.
+    assert main([*argv, "--wait"]) == 2
+    assert "--dry-run submits none: received both" in capsys.readouterr().err
     assert main([*argv, "--poll-seconds", "1"]) == 2
     assert "received --poll-seconds 1 without --wait" in capsys.readouterr().err
     assert main([*run, "--executor", "local", "--poll-seconds", "1"]) == 2

@@ -1089,6 +1089,11 @@ def sweep_run(
     }
     polling = ctx.get_parameter_source("poll_seconds") is not click.core.ParameterSource.DEFAULT
     if kind == "slurm":
+        if dry_run and wait:
+            raise SpecError(
+                "--wait follows the submitted jobs, and --dry-run submits none: received "
+                "both (leave one out)"
+            )
         if polling and not wait:
             raise SpecError(
                 f"--poll-seconds sets how often --wait asks squeue; received --poll-seconds "
