@@ -35,6 +35,16 @@ def test_help_on_every_command(args: list[str], capsys: pytest.CaptureFixture[st
     assert "Usage: appsleuth" in capsys.readouterr().out
 
 
+def test_check_names_split_seed_when_it_is_out_of_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The message named the field "seed", which reads as train's --seed.
+    assert main(["data", "check", "--rows", "60", "--split-seed", "-1"]) == 2
+    assert re.search(
+        r"'--split-seed': -1 is not in the range 0<=x<=4294967295", capsys.readouterr().err
+    )
+
+
 def test_check_real_file_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", str(shared_data / "sherlock_mystery.csv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

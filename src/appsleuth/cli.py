@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from appsleuth._fields import MAX_SEED
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
 from appsleuth.spec import MIN_EMBEDDED_ROWS, DataSpec
@@ -64,7 +65,9 @@ def _split_options(f: Any) -> Any:
         ),
         click.option(
             "--split-seed",
-            type=int,
+            # The range here, so that the error names --split-seed rather than "seed" (the
+            # field), which reads as train's --seed.
+            type=click.IntRange(0, MAX_SEED),
             default=34,
             show_default=True,
             help="Seed of the split (34 is the teaching material's).",
