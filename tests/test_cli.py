@@ -45,6 +45,12 @@ def test_check_names_split_seed_when_it_is_out_of_range(
     )
 
 
+def test_check_refuses_an_encoding_without_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    # It was accepted and ignored: the user meant to name a file and forgot it.
+    assert main(["data", "check", "--rows", "60", "--encoding", "latin-1"]) == 2
+    assert "received --encoding latin-1 for the embedded data" in capsys.readouterr().err
+
+
 def test_check_real_file_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", str(shared_data / "sherlock_mystery.csv"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -219,6 +219,14 @@ def data_check(
         )
     if file is None and label != _EMBEDDED_LABEL:
         raise SpecError(_label_without_file(label, "--label"))
+    if (
+        file is None
+        and ctx.get_parameter_source("encoding") is not click.core.ParameterSource.DEFAULT
+    ):
+        raise SpecError(
+            f"--encoding is the text encoding of a CSV FILE, and no FILE was given: received "
+            f"--encoding {encoding} for the embedded data (add the file, or leave it out)"
+        )
     if file is not None:
         _progress_note(f"reading {file} ({_size_text(file)})")
     df = _load(
