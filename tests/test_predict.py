@@ -206,6 +206,17 @@ def test_an_unfinished_run_or_sweep_says_how_to_finish_it(tmp_path: Path) -> Non
     (sweep / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match=r"a sweep with no complete trial yet; 'appsleuth sweep"):
         best_run_dir(sweep)
+    # A sweep whose trials all failed: running 'sweep run' again would skip them.
+    (sweep / "model_1H2N").mkdir()
+    (sweep / "model_1H2N" / "model_metadata.json").write_text(
+        '{"status": "failed", "error": "DataError: too few rows"}'
+    )
+    with pytest.raises(
+        DataError,
+        match=r"no complete trial: 1 failed \(e.g. model_1H2N: DataError: too few rows\); "
+        r".*--retry-failed",
+    ):
+        best_run_dir(sweep)
 
 
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:

@@ -118,6 +118,16 @@ class PredictionSummary:
         return f"PredictionSummary({', '.join(shown)})"
 
 
+def _failed_runs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """The (name, error) of each run directory in ``sweep_dir`` whose run failed."""
+    failed = []
+    for meta_file in sorted(sweep_dir.glob("*/model_metadata.json")):
+        meta = read_metadata(meta_file.parent)
+        if meta and meta.get("status") == "failed":
+            failed.append((meta_file.parent.name, str(meta.get("error", "no error recorded"))))
+    return failed
+
+
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     """A complete run directory: ``path`` itself, or the best run below it (a sweep).
 
@@ -210,6 +220,16 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
                 f"redo it"
             )
         if (path / "manifest.json").is_file():
+            failed = _failed_runs(path)
+            if failed:
+                # Running 'sweep run' again skips failed trials: it would finish nothing.
+                name, error = failed[0]
+                raise DataError(
+                    f"{path} is a sweep with no complete trial: {len(failed)} failed (e.g. "
+                    f"{name}: {error}); 'appsleuth sweep status {path}' lists them, and "
+                    f"'sweep run' with --retry-failed trains them again once the cause is "
+                    f"fixed"
+                )
             raise DataError(
                 f"{path} is a sweep with no complete trial yet; 'appsleuth sweep status "
                 f"{path}' shows where its trials stand, and running the same 'sweep run' "
