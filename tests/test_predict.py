@@ -718,6 +718,25 @@ def test_predict_file_says_why_a_file_has_no_header(run_dir, tmp_path, name, con
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04" + b"\x90\x1b[2J,\n" * 50, r"z\.csv is a zip archive, which is not read"),
+        (b"a,b\n" + b"\x1b[2J\x07" * 10 + b"\n", r"cannot be read as CSV: .*\?\[2J\?"),
+    ],
+)
+def test_a_zip_or_binary_row_is_named_without_its_raw_bytes(
+    run_dir, tmp_path, content, message
+) -> None:
+    # A model.keras given as DATA ended in Arrow's parse error, which quoted the row's
+    # raw bytes (terminal control sequences included).
+    path = tmp_path / "z.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert "\x1b" not in str(caught.value)
+
+
 def test_cli_names_labels_the_model_does_not_know(
     fb_wa_run_dir, tmp_path, monkeypatch, capsys
 ) -> None:

@@ -32,6 +32,7 @@ from appsleuth._atomic import (
 )
 from appsleuth._fields import is_integer
 from appsleuth.data.load import (
+    _check_text_content,
     _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
@@ -491,7 +492,11 @@ def _read_error(path: Path, exc: Exception, encoding: str) -> DataError:
     if "Empty CSV file" in text:
         with _open_stream(path) as stream:  # decompressed, as the reader saw it
             return DataError(no_header_problem(path, stream.read(256)))
-    return DataError(f"data file {path} cannot be read as CSV: {text}")
+    # Arrow quotes the offending row: of a binary file, raw bytes and control characters
+    # that would garble the terminal.
+    shown = "".join(c if c.isprintable() else "?" for c in text)
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    return DataError(f"data file {path} cannot be read as CSV: {shown}")
 
 
 def _damaged(path: Path, exc: BaseException, rows: int | None = None) -> DataError:
@@ -731,6 +736,10 @@ def predict_file(
         head = fh.read(256)
     check_name_matches_content(data, head)
     is_parquet = head[:4] == b"PAR1"
+    if not is_parquet:
+        # As load_sherlock says: a zip (a model.keras given as DATA) or UTF-16 text read
+        # as CSV ended in a parse error that printed its raw bytes.
+        _check_text_content(data, head, encoding, inside="")
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
