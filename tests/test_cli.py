@@ -28,7 +28,23 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["data"], ["data", "check"], ["data", "clean"], ["data", "synth"], ["demo"]]
+    "args",
+    [
+        [],
+        ["data"],
+        ["data", "check"],
+        ["data", "clean"],
+        ["data", "synth"],
+        ["demo"],
+        ["train"],
+        ["baselines"],
+        ["predict"],
+        ["report"],
+        ["info"],
+        ["bench"],
+        *(["sweep", *sub] for sub in ([], ["plan"], ["run"], ["status"], ["collect"])),
+        *(["sweep", sub] for sub in ("cancel", "worker")),
+    ],
 )
 def test_help_on_every_command(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*args, "--help"]) == 0
