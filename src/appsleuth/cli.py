@@ -1609,7 +1609,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
+    """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     previous_show = warnings.showwarning
