@@ -28,11 +28,43 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["data"], ["data", "check"], ["data", "clean"], ["data", "synth"], ["demo"]]
+    "args",
+    [
+        [],
+        ["data"],
+        ["data", "check"],
+        ["data", "clean"],
+        ["data", "synth"],
+        ["demo"],
+        ["train"],
+        ["baselines"],
+        ["predict"],
+        ["report"],
+        ["info"],
+        ["bench"],
+        *(["sweep", *sub] for sub in ([], ["plan"], ["run"], ["status"], ["collect"])),
+        *(["sweep", sub] for sub in ("cancel", "worker")),
+    ],
 )
 def test_help_on_every_command(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*args, "--help"]) == 0
     assert "Usage: appsleuth" in capsys.readouterr().out
+
+
+def test_check_names_split_seed_when_it_is_out_of_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The message named the field "seed", which reads as train's --seed.
+    assert main(["data", "check", "--rows", "60", "--split-seed", "-1"]) == 2
+    assert re.search(
+        r"'--split-seed': -1 is not in the range 0<=x<=4294967295", capsys.readouterr().err
+    )
+
+
+def test_check_refuses_an_encoding_without_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    # It was accepted and ignored: the user meant to name a file and forgot it.
+    assert main(["data", "check", "--rows", "60", "--encoding", "latin-1"]) == 2
+    assert "received --encoding latin-1 for the embedded data" in capsys.readouterr().err
 
 
 def test_check_real_file_json(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:

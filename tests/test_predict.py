@@ -206,6 +206,17 @@ def test_an_unfinished_run_or_sweep_says_how_to_finish_it(tmp_path: Path) -> Non
     (sweep / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match=r"a sweep with no complete trial yet; 'appsleuth sweep"):
         best_run_dir(sweep)
+    # A sweep whose trials all failed: running 'sweep run' again would skip them.
+    (sweep / "model_1H2N").mkdir()
+    (sweep / "model_1H2N" / "model_metadata.json").write_text(
+        '{"status": "failed", "error": "DataError: too few rows"}'
+    )
+    with pytest.raises(
+        DataError,
+        match=r"no complete trial: 1 failed \(e.g. model_1H2N: DataError: too few rows\); "
+        r".*--retry-failed",
+    ):
+        best_run_dir(sweep)
 
 
 def test_missing_values_are_skipped_and_listed(run_dir, table, tmp_path: Path) -> None:
@@ -382,6 +393,25 @@ def test_side_file_and_data_file_are_not_overwritten(run_dir, table, tmp_path: P
     # With --force, a stale side file of an earlier run is removed, not left misleading.
     summary = predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv", force=True)
     assert summary.skipped == 0 and not (tmp_path / "p.skipped.csv").exists()
+
+
+def test_a_run_or_sweep_file_is_never_the_output(run_dir, table, tmp_path: Path) -> None:
+    # --out RUN/model_history.csv --force replaced the run's learning curves.
+    table.iloc[:20].to_csv(tmp_path / "x.csv")
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    history = (run / "model_history.csv").read_text()
+    with pytest.raises(AppSleuthError, match=r"model_history.csv is the run directory's own"):
+        predict_file(run, tmp_path / "x.csv", run / "model_history.csv", force=True)
+    assert (run / "model_history.csv").read_text() == history
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "results.csv").write_text("keep")
+    with pytest.raises(AppSleuthError, match=r"results.csv is the sweep directory's own"):
+        predict_file(run, tmp_path / "x.csv", tmp_path / "results.csv", force=True)
+    assert (tmp_path / "results.csv").read_text() == "keep"
+    # A file of another name in the run directory (an earlier prediction) is the user's.
+    predict_file(run, tmp_path / "x.csv", run / "preds.csv")
+    assert predict_file(run, tmp_path / "x.csv", run / "preds.csv", force=True).rows == 20
 
 
 def test_encoding_of_a_csv(run_dir, table, tmp_path: Path) -> None:
@@ -699,6 +729,25 @@ def test_predict_file_says_why_a_file_has_no_header(run_dir, tmp_path, name, con
     with pytest.raises(DataError, match=message):
         predict_file(run_dir, path, tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04" + b"\x90\x1b[2J,\n" * 50, r"z\.csv is a zip archive, which is not read"),
+        (b"a,b\n" + b"\x1b[2J\x07" * 10 + b"\n", r"cannot be read as CSV: .*\?\[2J\?"),
+    ],
+)
+def test_a_zip_or_binary_row_is_named_without_its_raw_bytes(
+    run_dir, tmp_path, content, message
+) -> None:
+    # A model.keras given as DATA ended in Arrow's parse error, which quoted the row's
+    # raw bytes (terminal control sequences included).
+    path = tmp_path / "z.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        predict_file(run_dir, path, tmp_path / "p.csv")
+    assert "\x1b" not in str(caught.value)
 
 
 def test_cli_names_labels_the_model_does_not_know(

@@ -303,6 +303,17 @@ def test_dry_run_writes_and_prints_the_script(
     assert "--wait applies to the slurm executor only" in capsys.readouterr().err
     assert main([*run, "--executor", "local", "--wait", "--partition", "debug"]) == 2
     assert "--partition, --wait apply to the slurm executor only" in capsys.readouterr().err
+    # Accepted and never used: --wait with --dry-run, --poll-seconds without --wait or on
+    # the local executor.
+    assert main([*argv, "--wait"]) == 2
+    assert "--dry-run submits none: received both" in capsys.readouterr().err
+    assert main([*argv, "--poll-seconds", "1"]) == 2
+    assert "received --poll-seconds 1 without --wait" in capsys.readouterr().err
+    assert main([*run, "--executor", "local", "--poll-seconds", "1"]) == 2
+    assert "--poll-seconds applies to the slurm executor only" in capsys.readouterr().err
+    for bad in ("nan", "inf"):  # FloatRange(min=0.1) lets both through
+        assert main([*argv, "--wait", "--poll-seconds", bad]) == 2
+        assert "expected a finite number of seconds" in capsys.readouterr().err
 
 
 def test_a_resume_beside_a_running_array_says_the_throttle_is_per_array(
@@ -902,6 +913,8 @@ def test_wait_asks_squeue_again_and_says_the_jobs_go_on_when_it_gives_up(
         return answer
 
     monkeypatch.setattr(slurm_module, "query_squeue", flaky)
+    with pytest.raises(SpecError, match=r"poll_s must be a non-negative number .*=nan"):
+        wait_slurm(sweep_dir, poll_s=float("nan"), progress=False)  # was a bare ValueError
     states = wait_slurm(sweep_dir, poll_s=0, progress=False)
     assert [s.status for s in states] == ["cancelled", "failed"]
     answers[:] = [{"30": {0: "RUNNING"}}, timeout]

@@ -272,6 +272,17 @@ def test_yaml_config(tmp_path: Path) -> None:
         load_run_spec(tmp_path / "none.yaml")
 
 
+@pytest.mark.parametrize("text", ["", "# data: {path: sherlock.csv}\n", "null\n"])
+def test_a_config_without_settings_is_refused(tmp_path: Path, text: str) -> None:
+    # Read as every default, an empty or truncated file trained on the embedded data.
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=r"config file .*run\.yaml holds no settings"):
+        load_run_spec(path)
+    path.write_text("{}\n")  # every default, asked for explicitly
+    assert load_run_spec(path).train.epochs == 30
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -7,6 +7,7 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from appsleuth._fields import MAX_SEED
 from appsleuth._version import __version__
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
 from appsleuth.spec import MIN_EMBEDDED_ROWS, DataSpec
@@ -63,7 +65,9 @@ def _split_options(f: Any) -> Any:
         ),
         click.option(
             "--split-seed",
-            type=int,
+            # The range here, so that the error names --split-seed rather than "seed" (the
+            # field), which reads as train's --seed.
+            type=click.IntRange(0, MAX_SEED),
             default=34,
             show_default=True,
             help="Seed of the split (34 is the teaching material's).",
@@ -215,6 +219,14 @@ def data_check(
         )
     if file is None and label != _EMBEDDED_LABEL:
         raise SpecError(_label_without_file(label, "--label"))
+    if (
+        file is None
+        and ctx.get_parameter_source("encoding") is not click.core.ParameterSource.DEFAULT
+    ):
+        raise SpecError(
+            f"--encoding is the text encoding of a CSV FILE, and no FILE was given: received "
+            f"--encoding {encoding} for the embedded data (add the file, or leave it out)"
+        )
     if file is not None:
         _progress_note(f"reading {file} ({_size_text(file)})")
     df = _load(
@@ -975,6 +987,13 @@ def _slurm_int(value: str | None) -> int | str | None:
     return int(text) if text.isascii() and text.isdigit() else value
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    # FloatRange lets nan through (no comparison holds) and inf (above any minimum).
+    if not math.isfinite(value):
+        raise click.BadParameter(f"expected a finite number of seconds; received {value}")
+    return value
+
+
 @sweep.command("run")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -1041,6 +1060,7 @@ def _slurm_int(value: str | None) -> int | str | None:
 @click.option(
     "--poll-seconds",
     type=click.FloatRange(min=0.1),
+    callback=_finite,
     default=5.0,
     show_default=True,
     help="slurm: seconds between two squeue calls with --wait.",
@@ -1087,7 +1107,18 @@ def sweep_run(
         "gpus": _slurm_int(gpus),
         "array_parallelism": _slurm_int(array_parallelism),
     }
+    polling = ctx.get_parameter_source("poll_seconds") is not click.core.ParameterSource.DEFAULT
     if kind == "slurm":
+        if dry_run and wait:
+            raise SpecError(
+                "--wait follows the submitted jobs, and --dry-run submits none: received "
+                "both (leave one out)"
+            )
+        if polling and not wait:
+            raise SpecError(
+                f"--poll-seconds sets how often --wait asks squeue; received --poll-seconds "
+                f"{poll_seconds:g} without --wait (add --wait, or leave it out)"
+            )
         if workers is not None:
             raise SpecError(
                 f"--workers applies to the local executor only; received --workers {workers} "
@@ -1115,7 +1146,7 @@ def sweep_run(
         )
         return
     given = [k for k, v in slurm_flags.items() if v is not None]
-    given += [k for k, v in (("dry_run", dry_run), ("wait", wait)) if v]
+    given += [k for k, v in (("dry_run", dry_run), ("wait", wait), ("poll_seconds", polling)) if v]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         verb = "applies" if len(given) == 1 else "apply"
@@ -1587,7 +1618,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error)."""
+    """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     previous_show = warnings.showwarning

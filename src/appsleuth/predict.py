@@ -32,6 +32,7 @@ from appsleuth._atomic import (
 )
 from appsleuth._fields import is_integer
 from appsleuth.data.load import (
+    _check_text_content,
     _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
@@ -121,6 +122,16 @@ class PredictionSummary:
         if self.unlabelled_rows:
             shown.append(f"unlabelled_rows={self.unlabelled_rows}")
         return f"PredictionSummary({', '.join(shown)})"
+
+
+def _failed_runs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """The (name, error) of each run directory in ``sweep_dir`` whose run failed."""
+    failed = []
+    for meta_file in sorted(sweep_dir.glob("*/model_metadata.json")):
+        meta = read_metadata(meta_file.parent)
+        if meta and meta.get("status") == "failed":
+            failed.append((meta_file.parent.name, str(meta.get("error", "no error recorded"))))
+    return failed
 
 
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
@@ -215,6 +226,16 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
                 f"redo it"
             )
         if (path / "manifest.json").is_file():
+            failed = _failed_runs(path)
+            if failed:
+                # Running 'sweep run' again skips failed trials: it would finish nothing.
+                name, error = failed[0]
+                raise DataError(
+                    f"{path} is a sweep with no complete trial: {len(failed)} failed (e.g. "
+                    f"{name}: {error}); 'appsleuth sweep status {path}' lists them, and "
+                    f"'sweep run' with --retry-failed trains them again once the cause is "
+                    f"fixed"
+                )
             raise DataError(
                 f"{path} is a sweep with no complete trial yet; 'appsleuth sweep status "
                 f"{path}' shows where its trials stand, and running the same 'sweep run' "
@@ -476,7 +497,11 @@ def _read_error(path: Path, exc: Exception, encoding: str) -> DataError:
     if "Empty CSV file" in text:
         with _open_stream(path) as stream:  # decompressed, as the reader saw it
             return DataError(no_header_problem(path, stream.read(256)))
-    return DataError(f"data file {path} cannot be read as CSV: {text}")
+    # Arrow quotes the offending row: of a binary file, raw bytes and control characters
+    # that would garble the terminal.
+    shown = "".join(c if c.isprintable() else "?" for c in text)
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    return DataError(f"data file {path} cannot be read as CSV: {shown}")
 
 
 def _damaged(path: Path, exc: BaseException, rows: int | None = None) -> DataError:
@@ -613,6 +638,22 @@ def _locate_bad_value(
     return DataError(f"data file {path} holds a value that cannot be read as a number")
 
 
+# The CSV files a run or sweep directory keeps, and the file that marks such a directory.
+_OWN_CSV_FILES = {
+    "model_history.csv": ("run directory", (_MARKER, "model_metadata.json")),
+    "results.csv": ("sweep directory", ("manifest.json",)),
+    "results_full.csv": ("sweep directory", ("manifest.json",)),
+}
+
+
+def _owning_directory(path: Path) -> str | None:
+    """The kind of directory (run or sweep) whose own CSV file ``path`` is, or None."""
+    kind, markers = _OWN_CSV_FILES.get(path.name, (None, ()))
+    if path.exists() and any((path.parent / m).is_file() for m in markers):
+        return kind
+    return None
+
+
 def predict_file(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun,
     data: str | os.PathLike[str],
@@ -648,8 +689,9 @@ def predict_file(
             feature column or repeats one, holds a non-numeric feature value (named with
             its row), or no row has a value in every feature column; or the run cannot
             be used.
-        AppSleuthError: The output exists and ``force`` is False, is a directory or does
-            not end in ``.csv``; ``top_k`` or ``chunk_rows`` is not a positive integer.
+        AppSleuthError: The output exists and ``force`` is False, is a directory, does
+            not end in ``.csv`` or is a run's or sweep's own CSV file; ``top_k`` or
+            ``chunk_rows`` is not a positive integer.
     """
     top_k = _check_positive_int("top_k", top_k)
     chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
@@ -679,6 +721,13 @@ def predict_file(
                 f"output file {path} is the data file itself; choose another --out"
             )
     for path in (out, skipped_path):
+        owner = _owning_directory(path)
+        if owner:
+            raise AppSleuthError(
+                f"output file {path} is the {owner}'s own {path.name}; predictions never "
+                f"replace a file appsleuth keeps there: choose another --out"
+            )
+    for path in (out, skipped_path):
         if path.exists() and not force:
             raise AppSleuthError(f"output file {path} already exists; pass --force to overwrite it")
     if isinstance(run_dir, LoadedRun):
@@ -692,6 +741,10 @@ def predict_file(
         head = fh.read(256)
     check_name_matches_content(data, head)
     is_parquet = head[:4] == b"PAR1"
+    if not is_parquet:
+        # As load_sherlock says: a zip (a model.keras given as DATA) or UTF-16 text read
+        # as CSV ended in a parse error that printed its raw bytes.
+        _check_text_content(data, head, encoding, inside="")
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]

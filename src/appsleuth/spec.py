@@ -751,7 +751,8 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     as text, and report its mistakes in YAML's terms. Any other file is read as YAML, or
     as JSON when it is JSON that YAML refuses.
 
-    Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``.
+    Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``; a file
+    with no settings at all (empty, comments, ``null``) is one.
     """
     path = Path(path)
     try:
@@ -765,8 +766,15 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     except (_SpecShapeError, RecursionError) as exc:
         why = str(exc) if isinstance(exc, _SpecShapeError) else "it nests too deeply to read"
         raise SpecError(f"{what} {path} cannot be used: {why}") from exc
+    if d is None:
+        # An empty file (or one of comments, or null) is far likelier a wrong or
+        # half-written file than a wish for every default, which needs no file at all.
+        raise SpecError(
+            f"{what} {path} holds no settings (it is empty, or only comments or null); "
+            f"expected a mapping of settings (write {{}} to take every default)"
+        )
     try:
-        return build({} if d is None else d)
+        return build(d)
     except SpecError as exc:
         raise SpecError(f"{what} {path}: {exc}") from exc
 

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appsleuth._fields import is_number
 from appsleuth._keras import backend_name, check_backend
 from appsleuth._version import __version__
 from appsleuth.display import live_display_works
@@ -1139,9 +1140,15 @@ def wait_slurm(
         The last trial states (jobs keep running in SLURM if the wait stops early).
 
     Raises:
+        SpecError: ``poll_s`` is not a non-negative finite number.
         AppSleuthError: squeue failed ``tries`` times in a row; the message says that
             the jobs go on and how to follow them.
     """
+    if not is_number(poll_s) or poll_s < 0:
+        # time.sleep raises a bare ValueError on nan, and sleeps for ever on inf.
+        raise SpecError(
+            f"poll_s must be a non-negative number of seconds; received poll_s={poll_s!r}"
+        )
     if progress is None:
         progress = sys.stderr.isatty()
     start = time.time()
