@@ -5,6 +5,7 @@ exists is recorded as failed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ import pytest
 import yaml
 
 from appsleuth.cli import main
+from appsleuth.data.load import frame_info
+from appsleuth.data.tables import embedded_data, embedded_stand_in
 from appsleuth.errors import AppSleuthError, DataError, SpecError
+from appsleuth.run import load_data, prepare_run_data
 from appsleuth.sweep import (
     ExecutorSpec,
     SweepSpec,
@@ -495,6 +499,103 @@ def test_cli_run_with_a_missing_data_file(
     err = capsys.readouterr().err
     assert f"received path='{path}', which does not exist" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# --- names the data lacks (11): every trial would fail alike ----------------------------------
+
+_LACKING = [
+    (
+        {"apps": ["Gmail", "Chrom"]},
+        r"app\(s\) \['Chrom'\] are not in the label column 'ApplicationName'; apps found: "
+        r"\[.*'Chrome'",
+    ),
+    (
+        {"features": ["CPU_USAGE", "nonexistent"]},
+        r"lacks the feature column\(s\) \['nonexistent'\]; columns found: \[.*'CPU_USAGE'",
+    ),
+    (
+        {"positive": "Moriarti"},
+        r"app 'Moriarti' is not in the label column 'ApplicationName'; apps found: "
+        r"\[.*'Moriarty'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), _LACKING)
+def test_names_the_embedded_data_lacks_are_refused_when_planned(
+    tmp_path: Path, data: dict, message: str
+) -> None:
+    # Planned and queued without complaint, then every trial failed with this error.
+    spec = _spec(data={**SMALL, **data}, grid={"hidden_neurons": [2, 4]})
+    with pytest.raises(DataError, match=message):
+        prepare_sweep_dir(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        *_LACKING,
+        ({"label": "Appname"}, r"has no label column 'Appname'; columns found: \['Applic"),
+    ],
+)
+def test_names_a_data_file_lacks_are_refused_when_planned(
+    tmp_path: Path, sherlock18_csv: Path, data: dict, message: str
+) -> None:
+    spec = _spec(data={"path": str(sherlock18_csv), **data}, grid={"hidden_neurons": [2, 4]})
+    with pytest.raises(DataError, match=message):
+        prepare_sweep_dir(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # The trials would have said the same, word for word.
+    with pytest.raises(DataError) as trial_error:
+        prepare_run_data(spec.plan()[0].spec, load_data(spec.plan()[0].spec))
+    with pytest.raises(DataError) as plan_error:
+        prepare_sweep_dir(spec, tmp_path / "out")
+    assert str(plan_error.value) == str(trial_error.value)
+
+
+def test_names_the_data_has_are_planned(tmp_path: Path, sherlock18_csv: Path) -> None:
+    data = {"apps": ["Gmail", "Moriarty"], "positive": "Moriarty", "features": ["CPU_USAGE"]}
+    assert (
+        prepare_sweep_dir(_spec(data={**SMALL, **data}), tmp_path / "a") / "manifest.json"
+    ).exists()
+    spec = _spec(data={"path": str(sherlock18_csv), **data})
+    assert (prepare_sweep_dir(spec, tmp_path / "b") / "manifest.json").exists()
+
+
+def test_a_named_app_is_checked_when_the_data_file_is_not_here(tmp_path: Path) -> None:
+    # check_data=False: the file is where the trials run; the embedded data is always here.
+    spec = _spec(data={"path": str(tmp_path / "there.csv"), "apps": ["Gmail", "Chrom"]})
+    assert prepare_sweep_dir(spec, tmp_path / "a", check_data=False).is_dir()
+    spec = _spec(data={**SMALL, "apps": ["Gmail", "Chrom"]})
+    with pytest.raises(DataError, match=r"\['Chrom'\] are not in the label column"):
+        prepare_sweep_dir(spec, tmp_path / "b", check_data=False)
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_cli_refuses_a_typo_in_apps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sherlock18_csv: Path, command: str
+) -> None:
+    spec_file = tmp_path / "s.yaml"
+    data = {"path": str(sherlock18_csv), "apps": ["Gmail", "Chrom"]}
+    spec_file.write_text(yaml.safe_dump(_spec_dict(data=data)))
+    out = tmp_path / "out"
+    argv = ["sweep", command, str(spec_file)] + (["--out", str(out)] if command == "run" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "app(s) ['Chrom'] are not in the label column" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_embedded_stand_in_has_the_embedded_data_s_names() -> None:
+    # The plan-time check reads the stand-in; were it to drift, it would refuse (or pass)
+    # names the trials' data has (or lacks).
+    real = embedded_data(50, seed=3)
+    stand_in = embedded_stand_in(seed=3)
+    assert list(stand_in.columns) == list(real.columns)
+    assert sorted(stand_in["ApplicationName"]) == sorted(real["ApplicationName"].unique())
+    # (columns: freshly generated data records none, data read from the cache all.)
+    assert replace(frame_info(stand_in), columns=()) == replace(frame_info(real), columns=())
 
 
 def test_a_trial_that_fails_before_its_run_directory_is_recorded_as_failed(

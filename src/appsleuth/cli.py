@@ -959,9 +959,15 @@ def sweep_plan(spec_file: Path) -> None:
     from rich.table import Table
 
     from appsleuth.sweep.space import load_sweep_spec
+    from appsleuth.sweep.store import check_data_names
 
     spec = load_sweep_spec(spec_file)
     plan = spec.plan()
+    # Planning is how a spec is checked before it is run: a label, feature or app the data
+    # lacks is named now. A data file missing here is not an error (it may be where the
+    # sweep runs); 'sweep run' names it.
+    here = all(t.spec.data.path is None or Path(t.spec.data.path).is_file() for t in plan)
+    check_data_names(plan, files=here)
     what = f"{len(plan)} trials" if len(plan) != 1 else "1 trial"
     if not spec.varied():
         what += " (no search: the base settings)"

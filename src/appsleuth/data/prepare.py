@@ -21,7 +21,14 @@ from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
 from appsleuth.errors import DataError, SpecError, warn
 
-__all__ = ["PreparedData", "one_vs_rest", "prepare_data", "select_apps", "select_features"]
+__all__ = [
+    "PreparedData",
+    "check_task",
+    "one_vs_rest",
+    "prepare_data",
+    "select_apps",
+    "select_features",
+]
 
 
 def select_apps(df: pd.DataFrame, apps: Sequence[str] | str) -> pd.DataFrame:
@@ -231,20 +238,7 @@ def prepare_data(
     """
     if features is None:
         _warn_added_columns(df)
-    else:
-        df = select_features(df, features)
-    if apps is not None:
-        if positive is not None and positive not in as_name_list("apps", apps):
-            raise SpecError(
-                f"positive must be one of apps ({', '.join(as_name_list('apps', apps))}); "
-                f"received positive={positive!r}"
-            )
-        df = select_apps(df, apps)
-    rest = None
-    # With two apps, `positive` only says which is class 1; with more, the rest are merged.
-    if positive is not None and df[frame_info(df).label].nunique() > 2:
-        df = one_vs_rest(df, positive)
-        rest = _REST
+    df, rest = _choose_task(df, apps=apps, positive=positive, features=features)
     # Imputation waits for the split: its fill values come from the training rows only.
     table, cleaning = _clean(
         df,
@@ -301,6 +295,50 @@ def prepare_data(
         info=frame_info(table),
         table=table,
     )
+
+
+def check_task(
+    df: pd.DataFrame,
+    *,
+    apps: Sequence[str] | str | None = None,
+    positive: str | None = None,
+    features: Sequence[str] | str | None = None,
+) -> None:
+    """Check that a table holds the apps, positive app and features a task names.
+
+    The checks and messages of :func:`prepare_data`, without cleaning or splitting: a
+    stand-in of the table (its columns and one row per app) gives the same answer, so a
+    sweep is checked when planned rather than failing in every trial.
+
+    Raises:
+        DataError: An app or feature is not in the table, as :func:`prepare_data` says.
+        SpecError: ``positive`` is not one of ``apps``.
+    """
+    _choose_task(df, apps=apps, positive=positive, features=features)
+
+
+def _choose_task(
+    df: pd.DataFrame,
+    *,
+    apps: Sequence[str] | str | None,
+    positive: str | None,
+    features: Sequence[str] | str | None,
+) -> tuple[pd.DataFrame, str | None]:
+    """The table restricted to the task's features and apps, relabelled one-vs-rest
+    where ``positive`` asks for it; and the label of the rest (None when not merged)."""
+    if features is not None:
+        df = select_features(df, features)
+    if apps is not None:
+        if positive is not None and positive not in as_name_list("apps", apps):
+            raise SpecError(
+                f"positive must be one of apps ({', '.join(as_name_list('apps', apps))}); "
+                f"received positive={positive!r}"
+            )
+        df = select_apps(df, apps)
+    # With two apps, `positive` only says which is class 1; with more, the rest are merged.
+    if positive is not None and df[frame_info(df).label].nunique() > 2:
+        return one_vs_rest(df, positive), _REST
+    return df, None
 
 
 def _impute_from_training(table: pd.DataFrame, parts: DataSplit) -> tuple[pd.DataFrame, dict]:

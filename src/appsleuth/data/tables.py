@@ -21,7 +21,13 @@ from appsleuth.data._record import as_record
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 
-__all__ = ["cache_dir", "check_table_output", "embedded_data", "write_table"]
+__all__ = [
+    "cache_dir",
+    "check_table_output",
+    "embedded_data",
+    "embedded_stand_in",
+    "write_table",
+]
 
 _SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -140,6 +146,37 @@ def embedded_data(
     df = generate_sherlock(**kwargs)
     with contextlib.suppress(OSError):  # a read-only home gets its data, just not cached
         write_table(df, path, force=True)
+    return df
+
+
+def embedded_stand_in(*, seed: int = 0) -> pd.DataFrame:
+    """A stand-in for :func:`embedded_data`: its columns, metadata and one row per app.
+
+    Enough to check the apps and features a task names against the embedded data
+    (:func:`~appsleuth.data.prepare.check_task`) without generating it: the embedded
+    data holds every one of the 18 apps at any size it may be given.
+
+    Args:
+        seed: The embedded data's seed, which names it in messages. Defaults to 0.
+    """
+    from appsleuth.data.layouts import APPS_18, LABEL_COLUMN, SHERLOCK18_FEATURES
+
+    n = len(APPS_18)
+    cols: dict[str, object] = {"UserId": ["0"] * n, "UUID": np.arange(n, dtype=np.int64)}
+    cols[LABEL_COLUMN] = list(APPS_18)
+    for name in SHERLOCK18_FEATURES:
+        cols[name] = ["S"] * n if name == "state" else np.ones(n)
+    df = pd.DataFrame(cols)
+    df.attrs["appsleuth"] = as_record(
+        {
+            **_synthetic_marks(seed, True),
+            "label": LABEL_COLUMN,
+            "features": list(SHERLOCK18_FEATURES),
+            "categorical": ["state"],
+            "id_columns": ["UserId", "UUID"],
+            "columns": list(df.columns),
+        }
+    )
     return df
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "MANIFEST",
     "TrialState",
     "check_data_files",
+    "check_data_names",
     "collect_results",
     "prepare_sweep_dir",
     "read_plan",
@@ -89,6 +90,43 @@ def check_data_files(trials: Iterable[Trial]) -> None:
         )
 
 
+def check_data_names(trials: Iterable[Trial], *, files: bool = True) -> None:
+    """Check that the label, features and apps each trial's data section names exist.
+
+    Each distinct data section is checked once, with the messages its trials would
+    fail with: against a stand-in of the embedded data (its columns and apps, nothing
+    generated), or against the data file, read once per path and label.
+
+    Args:
+        trials: The planned trials.
+        files: Also check the data sections that name a file (it must be readable
+            here). Defaults to True.
+
+    Raises:
+        DataError: The label column, a feature or an app is not in the data, or the
+            data file cannot be read, as the trials would say.
+        SpecError: ``positive`` is not one of ``apps``.
+    """
+    from appsleuth.data.load import load_sherlock
+    from appsleuth.data.prepare import check_task
+    from appsleuth.data.tables import embedded_stand_in
+
+    tables: dict[tuple[str | None, str, int], pd.DataFrame] = {}
+    sections = {json.dumps(t.spec.data.to_dict(), sort_keys=True): t.spec.data for t in trials}
+    for data in sections.values():
+        if data.path is not None and not files:
+            continue
+        # The seed of the embedded data only names it in messages; a file's is unused.
+        key = (data.path, data.label, data.synth_seed if data.path is None else 0)
+        if key not in tables:
+            tables[key] = (
+                embedded_stand_in(seed=data.synth_seed)
+                if data.path is None
+                else load_sherlock(data.path, label=data.label)  # as the trials read it
+            )
+        check_task(tables[key], apps=data.apps, positive=data.positive, features=data.features)
+
+
 def prepare_sweep_dir(
     spec: SweepSpec, out: str | os.PathLike[str], *, check_data: bool = True
 ) -> Path:
@@ -100,13 +138,16 @@ def prepare_sweep_dir(
         spec: The sweep spec.
         out: The parent of the sweep directory.
         check_data: When the directory is new, check first, before anything is written,
-            that the data file the spec names exists here (:func:`check_data_files`).
-            Defaults to True; pass False when the trials run where the file is but this
-            machine cannot see it. (A resumed local sweep is checked by ``run_local``.)
+            that the data file the spec names exists here (:func:`check_data_files`)
+            and holds the label, features and apps it names (:func:`check_data_names`;
+            the embedded data's are checked either way). Defaults to True; pass False
+            when the trials run where the file is but this machine cannot see it. (A
+            resumed local sweep is checked by ``run_local``.)
 
     Raises:
         SpecError: The directory already holds a different sweep, or files of no sweep.
-        DataError: The data file is missing, or the existing manifest is damaged.
+        DataError: The data file is missing, lacks the label, a feature or an app the
+            spec names (so would every trial), or the existing manifest is damaged.
     """
     import yaml
 
@@ -119,8 +160,11 @@ def prepare_sweep_dir(
     existing = sweep_dir / MANIFEST
     plan = spec.plan()
     spec_text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
-    if check_data and not existing.exists():
-        check_data_files(plan)
+    if not existing.exists():
+        if check_data:
+            check_data_files(plan)
+        # A name the data lacks would fail every trial alike (on SLURM, a whole array).
+        check_data_names(plan, files=check_data)
     manifest = {
         "format_version": _MANIFEST_FORMAT,
         "name": spec.name,
