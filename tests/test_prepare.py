@@ -186,6 +186,24 @@ def test_a_named_feature_without_values_is_refused(df) -> None:
     assert feature not in prepare_data(empty).preprocessor.numeric_features  # unnamed: dropped
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_columns_added_to_embedded_data_are_said_not_to_be_features(
+    tmp_path, monkeypatch, cached
+) -> None:
+    from appsleuth.data.tables import embedded_data
+    from appsleuth.errors import AppSleuthWarning
+
+    # Freshly generated, the table recorded no columns and the warning never came; read
+    # back from the cache it did.
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path))
+    if cached:
+        embedded_data(400)
+    grown = embedded_data(400)
+    grown["rss_per_thread"] = 1.0
+    with pytest.warns(AppSleuthWarning, match=r"\['rss_per_thread'\] were added after the table"):
+        prepare_data(grown)
+
+
 def test_columns_added_after_loading_are_said_not_to_be_features(df) -> None:
     from appsleuth.errors import AppSleuthWarning
 

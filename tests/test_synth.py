@@ -132,6 +132,7 @@ def test_attrs_contract() -> None:
         "categorical": ["state"],
         "id_columns": [],
         "time_column": None,
+        "columns": list(SHERLOCK18_COLUMNS),
     }
 
 

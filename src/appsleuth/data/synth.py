@@ -488,6 +488,9 @@ def generate_sherlock(
             "categorical": ["state"],
             "id_columns": ids_cols,
             "time_column": "UUID" if with_ids else None,
+            # As a loaded table records them: columns added later are then told apart
+            # (not features), whether the table was generated now or read from the cache.
+            "columns": list(df.columns),
         }
     )
     return df
