@@ -756,16 +756,22 @@ def _train_function(
             key = jax.random.fold_in(jax.random.key(seed), count.astype(jnp.uint32))
             order = _permutation(key, n)
             # One gather up front: measured faster than gathering 32 rows in every step;
-            # mode='clip' skips the out-of-bounds fill, which doubles its cost.
-            train = tuple(jnp.take(a, order, axis=0, mode="clip") for a in train)
+            # mode='clip' skips the out-of-bounds fill, which doubles its cost. Gathering
+            # straight into the batches and the final partial batch saves copying the
+            # whole table once more to cut it (~5 ms an epoch for the baseline on CPU).
+            cut = n_full * batch_size
+            full_order = order[:cut].reshape((n_full, batch_size))
+            batches = tuple(jnp.take(a, full_order, axis=0, mode="clip") for a in train)
+            last = tuple(jnp.take(a, order[cut:], axis=0, mode="clip") for a in train)
+        else:
+            batches = _batched(train, batch_size, n_full)
+            last = tuple(a[n_full * batch_size :] for a in train)
         carry = (trainable, non_trainable, optimizer_values, metrics_init)
         if n_full:
-            carry, _ = jax.lax.scan(
-                train_body, carry, _batched(train, batch_size, n_full), unroll=_UNROLL
-            )
+            carry, _ = jax.lax.scan(train_body, carry, batches, unroll=_UNROLL)
         if rest:
             # The final partial batch: its own (smaller) step, exactly as fit makes it.
-            _, carry = train_step(carry, tuple(a[n_full * batch_size :] for a in train))
+            _, carry = train_step(carry, last)
         trainable, non_trainable, optimizer_values, train_metrics = carry
         new_state = (trainable, non_trainable, optimizer_values)
         return new_state, train_metrics, _metric_logs(model, train_metrics)
