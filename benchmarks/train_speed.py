@@ -389,14 +389,17 @@ def _floor_worker(x, y, xv, yv, epochs: int) -> None:
         p = jax.tree.map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps), p, m, v)
         return (p, m, v, t), value
 
+    def take(a, rows):
+        return jnp.take(a, rows, axis=0, mode="clip")
+
     def epoch(carry, x, y, xv, yv, index):
         order = _permutation(jax.random.fold_in(jax.random.key(0), index), n)
-        xs, ys = jnp.take(x, order, axis=0, mode="clip"), jnp.take(y, order, axis=0, mode="clip")
-        batches = (xs[: n_full * BATCH_SIZE].reshape(n_full, BATCH_SIZE, -1),
-                   ys[: n_full * BATCH_SIZE].reshape(n_full, BATCH_SIZE))  # fmt: skip
-        carry, losses = jax.lax.scan(step, carry, batches)
+        cut = n_full * BATCH_SIZE
+        # Gathered straight into batches, as the fused engine does (no copy to cut them).
+        full, last = order[:cut].reshape(n_full, BATCH_SIZE), order[cut:]
+        carry, losses = jax.lax.scan(step, carry, (take(x, full), take(y, full)))
         if rest:
-            carry, _ = step(carry, (xs[n_full * BATCH_SIZE :], ys[n_full * BATCH_SIZE :]))
+            carry, _ = step(carry, (take(x, last), take(y, last)))
         val_accuracy = jnp.mean(jnp.argmax(logits(carry[0], xv), -1) == yv)
         return carry, jnp.mean(losses), val_accuracy
 
