@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from appsleuth.cli import main
 from appsleuth.data.load import load_sherlock
 from appsleuth.data.prepare import prepare_data
 from appsleuth.data.synth import generate_sherlock
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
+from appsleuth.evaluate import roc_auc
 from appsleuth.predict import best_run_dir, predict, predict_file
 from appsleuth.run import evaluate_run, load_run, train
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
@@ -640,6 +642,30 @@ def test_cli_says_which_rows_its_metrics_cover(run_dir, table, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "2 predicted rows have no label; left out of the metrics" in out
     assert "metrics over 18 of the 20 rows: the predicted rows labelled with an app" in out
+
+
+def test_predict_file_gives_a_two_class_models_roc_auc(fb_wa_run_dir, tmp_path, capsys) -> None:
+    rows = generate_sherlock(400, apps=["Facebook", "WhatsApp"], seed=7)
+    rows.loc[rows.index[:3], "ApplicationName"] = None  # unlabelled: not scored
+    path = tmp_path / "fbwa.csv"
+    rows.to_csv(path, index=False)
+    # Small chunks: the scores of every chunk make one curve.
+    summary = predict_file(fb_wa_run_dir, path, tmp_path / "p.csv", chunk_rows=64, progress=False)
+    preds = predict(fb_wa_run_dir, rows)
+    scored = preds[preds["true_app"].notna()]
+    p_whatsapp = np.where(
+        scored["top1_app"] == "WhatsApp", scored["top1_probability"], scored["top2_probability"]
+    )
+    expected = roc_auc_score(scored["true_app"] == "WhatsApp", p_whatsapp)
+    assert summary.metrics["roc_auc"] == pytest.approx(expected, abs=1e-6)
+    assert main(["predict", str(fb_wa_run_dir), str(path), "--out", str(tmp_path / "q.csv")]) == 0
+    assert f"ROC AUC {expected:.4f}" in capsys.readouterr().out
+
+
+def test_roc_auc_of_scores_that_are_not_all_finite_is_none() -> None:
+    assert roc_auc(np.array([0, 1, 1]), np.array([0.2, np.nan, 0.9])) is None
+    assert roc_auc(np.array([1, 1]), np.array([0.2, 0.9])) is None  # one class
+    assert roc_auc(np.array([0, 1]), np.array([0.2, 0.9])) == 1.0
 
 
 def test_two_apps_with_positive_keep_both_names(tmp_path):

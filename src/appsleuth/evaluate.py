@@ -25,6 +25,7 @@ __all__ = [
     "flagged_as_malware",
     "idle_classes",
     "metrics_from_confusion",
+    "roc_auc",
     "undefined_rates",
 ]
 
@@ -110,7 +111,7 @@ def classification_metrics(
                 f"y_score must hold one probability of class 1 per sample, shape "
                 f"{y_true.shape}; received shape {score.shape}"
             )
-        result["roc_auc"] = _roc_auc(y_true, score)
+        result["roc_auc"] = roc_auc(y_true, score)
     return result
 
 
@@ -264,8 +265,19 @@ def flagged_as_malware(malware: Mapping[str, Any]) -> int | None:
     return support - missed + false_alarms
 
 
-def _roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve by the rank (Mann-Whitney) formula; None if one class."""
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank (Mann-Whitney) formula.
+
+    Args:
+        y_true: Class indices, 1 for the positive class.
+        score: The probability of class 1 for each sample.
+
+    Returns:
+        The area, or None when the samples hold one class only or a score is not finite
+        (a diverged model's NaN would take no rank and change the area without a word).
+    """
+    if not np.isfinite(score).all():
+        return None
     pos = y_true == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if not n_pos or not n_neg:

@@ -45,7 +45,7 @@ from appsleuth.data.load import (
 )
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
-from appsleuth.evaluate import metrics_from_confusion
+from appsleuth.evaluate import metrics_from_confusion, roc_auc
 from appsleuth.run import (
     _MARKER,
     LoadedRun,
@@ -293,9 +293,10 @@ def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
 
 def _frame_predictions(
     run: LoadedRun, df: pd.DataFrame, row_ids: pd.Index | np.ndarray, top_k: int
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Predictions for the complete rows of ``df``, the mask of skipped rows, and how many
-    predicted rows had a value filled (a run trained with ``missing="impute"``)."""
+) -> tuple[pd.DataFrame, np.ndarray, int, np.ndarray | None]:
+    """Predictions for the complete rows of ``df``, the mask of skipped rows, how many
+    predicted rows had a value filled (a run trained with ``missing="impute"``), and for a
+    two-class model the probability of class 1 of each predicted row (else None)."""
     pre = run.preprocessor
     x, skip = pre.transform_complete(df)
     n_filled = int((pre.filled_rows(df) & ~skip).sum()) if pre.fill_values else 0
@@ -339,7 +340,8 @@ def _frame_predictions(
             correct = pd.array(correct, dtype="boolean")
             correct[unscored] = pd.NA
         columns["correct"] = correct
-    return pd.DataFrame(columns), skip, n_filled
+    score = proba[:, 1] if len(classes) == 2 else None
+    return pd.DataFrame(columns), skip, n_filled, score
 
 
 def predict(
@@ -384,7 +386,7 @@ def predict(
     check_used_columns_unique(df, run.preprocessor, where)
     df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
-    out, skip, n_filled = _frame_predictions(run, df, df.index.to_numpy(), top_k)
+    out, skip, n_filled, _ = _frame_predictions(run, df, df.index.to_numpy(), top_k)
     if len(df) and skip.all():
         raise _nothing_predicted(where, len(df), _missing_counts(run, df), _empty_counts(df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
@@ -782,6 +784,10 @@ def predict_file(
     empty_counts: dict[str, int] = dict.fromkeys(pre.input_columns, 0)
     k = len(pre.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
+    # A two-class model's scores of the labelled rows, for the ROC AUC (as metrics.json
+    # and the report give it): 5 bytes a row, where the confusion counts need none.
+    auc_truth: list[np.ndarray] = []
+    auc_score: list[np.ndarray] = []
     # Jupyter without ipywidgets cannot show the bar: rich would only warn.
     bar = _progress(data, is_parquet) if progress and live_display_works() else None
     writer: pa_csv.CSVWriter | None = None
@@ -800,7 +806,9 @@ def predict_file(
                         if index_col is not None
                         else np.arange(n_rows, n_rows + len(chunk))
                     )
-                    frame, skip, chunk_filled = _frame_predictions(run, chunk, row_ids, top_k)
+                    frame, skip, chunk_filled, score = _frame_predictions(
+                        run, chunk, row_ids, top_k
+                    )
                     table = _arrow_table(frame)
                     if writer is None:
                         writer = pa_csv.CSVWriter(fh, table.schema, write_options=_WRITE)
@@ -828,6 +836,9 @@ def predict_file(
                         confusion += np.bincount(
                             truth[known] * k + pred[known], minlength=k * k
                         ).reshape(k, k)
+                        if score is not None:
+                            auc_truth.append(truth[known].astype(np.int8))
+                            auc_score.append(score[known])
                     n_rows += len(chunk)
                     n_pred += len(frame)
                     n_skip += int(skip.sum())
@@ -869,6 +880,8 @@ def predict_file(
         metrics = metrics_from_confusion(confusion, pre.classes)
         metrics["rows_with_unknown_label"] = n_unknown
         metrics["rows_without_label"] = n_unlabelled
+        if auc_score:
+            metrics["roc_auc"] = roc_auc(np.concatenate(auc_truth), np.concatenate(auc_score))
     return PredictionSummary(
         run_dir=run_path,
         out=out,
