@@ -1154,7 +1154,7 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
         top = int(counts.argmax())
         majority = (str(prepared.classes[top]), float(counts[top] / counts.sum()))
     metrics["fit"] = (
-        diagnose_fit(history, majority=majority)
+        diagnose_fit(history, majority=majority, n_val=len(prepared.y_val) or None)
         if {"val_loss", "val_accuracy"} <= set(history)
         else {"diagnosis": "unknown", "reason": "no validation history", "rule": ""}
     )
