@@ -748,3 +748,20 @@ def test_defaults_said_in_help_are_the_real_ones() -> None:
     assert f"(default: {full.epochs}; {quick.epochs} with --quick)" in helps["bench --epochs"]
     assert f"else {SlurmOptions().time_min})" in helps["sweep run --time-min"]
     assert f"(default: {ModelSpec().dropout:g})" in helps["train --dropout"]
+
+
+def test_baselines_say_what_they_fit_and_how_long_it_took(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from appsleuth import cli
+
+    # Logistic regression ran over a minute on the full table with nothing on the
+    # screen, and the fit time it measured was never shown.
+    notes: list[str] = []
+    monkeypatch.setattr(cli, "_progress_note", notes.append)
+    data = str(_generic_file(shared_data, tmp_path))
+    assert main(["baselines", "--data", data, "--label", "app"]) == 0
+    assert notes[0].startswith("fitting logistic_regression on ")
+    assert notes[1].startswith("fitting decision_tree on ")
+    out = capsys.readouterr().out
+    assert re.search(r"logistic_regression \(random split, fitted in \d+\.\d s\)", out)

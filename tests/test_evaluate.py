@@ -140,6 +140,23 @@ def test_overfitting_by_widening_gap() -> None:
     assert diagnose_fit(h)["diagnosis"] == "overfitting"
 
 
+def test_an_accuracy_gap_of_two_validation_rows_is_no_overfitting() -> None:
+    # The 2-app teaching file's 31 validation rows: one row is 0.032 of accuracy, and a
+    # gap under two rows, with validation loss below training loss, read "overfitting".
+    h = _history(
+        loss=[0.695, 0.69, 0.685, 0.68, 0.675],
+        acc=[0.60, 0.85, 0.88, 0.93, 0.959],
+        vloss=[0.694, 0.689, 0.684, 0.679, 0.674],
+        vacc=[0.60, 0.87, 0.903, 0.903, 0.903],
+    )
+    assert diagnose_fit(h)["diagnosis"] == "overfitting"
+    assert diagnose_fit(h, n_val=31)["diagnosis"] == "good fit"
+    assert diagnose_fit(h, n_val=10_000)["diagnosis"] == "overfitting"
+    assert "more than two validation rows" in diagnose_fit(h)["rule"]
+    with pytest.raises(SpecError, match=r"n_val must be a positive integer or None; received"):
+        diagnose_fit(h, n_val=0)
+
+
 def test_underfitting_still_improving_and_flat() -> None:
     rising = _history(
         loss=[2.0, 1.8, 1.6, 1.4],

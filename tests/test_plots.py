@@ -56,6 +56,19 @@ def test_confusion_matrix_labels_and_values() -> None:
     plt.close("all")
 
 
+def test_confusion_matrix_says_what_its_numbers_are() -> None:
+    import matplotlib.pyplot as plt
+
+    # The run's plot is titled with the run's name, which dropped "share of each true
+    # app"; and 1 row in 1,000 showed as "0.00", the same as no confusion at all.
+    fig = plot_confusion_matrix([[999, 1], [0, 10]], ["a", "b"], title="run: validation")
+    assert fig.axes[1].get_ylabel() == "share of the true app's rows"
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1.00", "1.00", "<0.01"]
+    fig = plot_confusion_matrix([[9, 1], [0, 10]], ["a", "b"], normalize=False)
+    assert fig.axes[1].get_ylabel() == "rows"
+    plt.close("all")
+
+
 def test_loss_accuracy_takes_ax_like_every_plot() -> None:
     import matplotlib.pyplot as plt
 

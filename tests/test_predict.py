@@ -320,6 +320,12 @@ def test_missing_feature_column(run_dir, table, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
         predict(run_dir, table.drop(columns="rss"))
     assert not (tmp_path / "p.csv").exists()
+    # Both say what to do: a run trained on the columns the data has.
+    retrain = r"use a run trained on feature columns the data has \(train --features"
+    with pytest.raises(DataError, match=retrain):
+        predict_file(run_dir, tmp_path / "x.csv", tmp_path / "p.csv")
+    with pytest.raises(DataError, match=retrain):
+        predict(run_dir, table.drop(columns="rss"))
 
 
 def test_bad_value_named_with_row(run_dir, table, tmp_path: Path) -> None:

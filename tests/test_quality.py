@@ -59,6 +59,7 @@ def test_missing_empty_constant_incomplete(report) -> None:
     assert inc.data["rows"] == 3
     assert set(inc.data["most_common_pattern"]["columns"]) == set(INCOMPLETE_ROW_COLUMNS)
     assert "miss the same 10 column(s)" in inc.summary
+    assert "leave" not in inc.recommendation  # ten columns: no one column to leave out
 
 
 def test_negative_counters(report) -> None:
@@ -136,6 +137,8 @@ def test_real_files(shared_data) -> None:
     assert raw["useless_columns"].data["all_missing"] == ["cminflt"]
     mystery = check_data(load_sherlock(shared_data / "sherlock_mystery.csv"))
     assert mystery["incomplete_rows"].data["rows"] == 48
+    # All 48 miss cminflt alone: leaving it out keeps a quarter of the file.
+    assert "or leave cminflt out of the features" in mystery["incomplete_rows"].recommendation
     assert mystery["classes"].data["counts"] == {"Facebook": 121, "WhatsApp": 79}
 
 

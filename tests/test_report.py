@@ -172,6 +172,25 @@ def test_report_on_an_empty_sweep(tmp_path: Path) -> None:
     assert "Total compute time</dt><dd>– " in page
 
 
+@pytest.mark.parametrize(
+    ("executor", "text"),
+    [
+        ({"threads_per_trial": 1}, "1 thread(s) per trial and leaves the number of workers"),
+        ({"workers": 2, "threads_per_trial": 1}, "the spec asks for 2 worker(s) x 1 thread(s)"),
+    ],
+)
+def test_report_says_what_the_spec_asks_of_local_workers(
+    tmp_path: Path, executor: dict, text: str
+) -> None:
+    # The teaching studies set threads_per_trial only, and the report said "auto worker(s)".
+    spec = SweepSpec.from_dict(
+        {"name": "s", "data": {"rows": 600}, "grid": {"batch_size": [16]}, "executor": executor}
+    )
+    page = render_report(prepare_sweep_dir(spec, tmp_path), log=_quiet)
+    assert text in page
+    assert "auto worker" not in page
+
+
 def test_report_lists_failed_and_unfinished_trials_escaped(tmp_path: Path) -> None:
     def outcome(i: int, params: dict[str, Any]) -> dict[str, Any] | None:
         return [

@@ -641,6 +641,7 @@ def test_restored_best_weights_are_what_the_results_report(table, tmp_path: Path
     assert best + 1 < len(history)
     restored = f"(epoch {best + 1}, whose weights early stopping restored) after {len(history)}"
     assert restored in said[-1]
+    assert said[0].startswith("appsleuth: data ")  # what it trained on, before training
     assert meta["last_results"]["val_accuracy"] == pytest.approx(history["val_accuracy"][best])
     # The saved model is the restored one: its accuracy is what the results say.
     assert result.metrics["accuracy"] == pytest.approx(meta["last_results"]["val_accuracy"])
@@ -1051,3 +1052,17 @@ def test_fit_diagnosis_weighs_accuracy_against_the_most_common_class(monkeypatch
     # Accuracy above 0.9 alone was called a good fit.
     assert metrics["fit"]["diagnosis"] == "underfitting"
     assert "no higher than always predicting 'other'" in metrics["fit"]["reason"]
+
+
+def test_train_says_how_many_rows_cleaning_dropped_and_why(shared_data) -> None:
+    from appsleuth.data.load import load_sherlock
+    from appsleuth.run import _data_line, prepare_run_data
+
+    # The 2-app teaching file misses cminflt in 48 of its 200 rows: cleaning drops them,
+    # which went unsaid, and a quarter of the data vanished from training.
+    df = load_sherlock(shared_data / "sherlock_mystery.csv")
+    prepared = prepare_run_data(_spec(), df)
+    line = _data_line(prepared)
+    assert "152 of 200 rows kept, 48 dropped for a missing value in cminflt" in line
+    sizes = f"{len(prepared.x_train)} training / {len(prepared.x_val)} validation rows"
+    assert f"{sizes} (random split)" in line

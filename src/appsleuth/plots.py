@@ -175,7 +175,10 @@ def plot_confusion_matrix(
         np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
     )
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    # A caller's title (the run's name) replaces the default one that said what the
+    # numbers are, so the colour bar says it too.
+    bar.set_label("share of the true app's rows" if normalize else "rows")
     # App names are data: a '$' in one would start matplotlib's mathtext, and one that
     # is no valid TeX stopped the plot (and with it the run that draws it).
     names = [str(c).replace("$", r"\$") for c in classes]
@@ -200,7 +203,8 @@ def plot_confusion_matrix(
                 v = values[i, j]
                 if counts[i, j] == 0:
                     continue
-                text = f"{v:.2f}" if normalize else f"{int(v)}"
+                # A few rows out of thousands read as "0.00", like no confusion at all.
+                text = ("<0.01" if v < 0.005 else f"{v:.2f}") if normalize else f"{int(v)}"
                 ax.text(
                     j,
                     i,

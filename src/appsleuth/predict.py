@@ -43,6 +43,7 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
+from appsleuth.data.preprocess import _RETRAIN_HINT
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
@@ -752,10 +753,10 @@ def predict_file(
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
-        hint = "" if is_parquet else _separator_hint(names)
+        hint = ("" if is_parquet else _separator_hint(names)) or _RETRAIN_HINT
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
-            f"trained on; columns found: {names[:30]}" + (f". {hint}" if hint else "")
+            f"trained on; columns found: {names[:30]}. {hint}"
         )
     # The row id: a CSV's unnamed first column, or the index pandas stored in Parquet
     # (named as it was, so that predict_file's row ids are predict's on that DataFrame).

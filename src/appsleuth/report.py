@@ -765,10 +765,16 @@ def _sweep_report(
         executor_text = f"slurm: job(s) {jobs}"
     else:
         executor_text = "local (trials ran outside SLURM)"
-        if executor.get("workers") or executor.get("threads_per_trial"):
+        threads = _value(executor.get("threads_per_trial") or 1)
+        if executor.get("workers"):
             executor_text += (
-                f"; the spec asks for {_value(executor.get('workers') or 'auto')} worker(s) "
-                f"x {_value(executor.get('threads_per_trial') or 1)} thread(s)"
+                f"; the spec asks for {_value(executor['workers'])} worker(s) x {threads} thread(s)"
+            )
+        elif executor.get("threads_per_trial"):
+            # It read "auto worker(s)": the number is sweep run's, one per core by default.
+            executor_text += (
+                f"; the spec asks for {threads} thread(s) per trial and leaves the number "
+                f"of workers to sweep run (one per core / threads unless --workers)"
             )
     status_text = ", ".join(
         f"{counts[s]} {s}" for s in ("complete", "failed", "incomplete", "pending") if counts.get(s)

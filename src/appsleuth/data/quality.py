@@ -491,6 +491,14 @@ def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
         )
     top_cols, top_n = _most_common_gap(gaps.to_numpy()[incomplete.to_numpy()], usable)
     data["most_common_pattern"] = {"columns": list(top_cols), "rows": top_n}
+    recommendation = "drop them (default) or impute with missing='impute'"
+    if len(top_cols) == 1 and top_n == n:
+        # One partly empty column (cminflt in the 2-app teaching file) costs a quarter of
+        # the rows when they are dropped; leaving that column out keeps them all.
+        recommendation = (
+            f"drop them (default), impute with missing='impute', or leave {top_cols[0]} "
+            f"out of the features (features: in a spec, --features) to keep these rows"
+        )
     return Finding(
         key="incomplete_rows",
         title="incomplete rows",
@@ -499,7 +507,7 @@ def _incomplete_rows(df: pd.DataFrame, features: list[str]) -> Finding:
             f"{n:,} rows ({n / len(df):.2%}) miss a value; {top_n:,} of them miss the "
             f"same {len(top_cols)} column(s) ({', '.join(top_cols)})"
         ),
-        recommendation="drop them (default) or impute with missing='impute'",
+        recommendation=recommendation,
         data=data,
     )
 
