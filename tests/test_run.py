@@ -23,6 +23,7 @@ from appsleuth.run import (
     RunExistsError,
     evaluate_run,
     load_run,
+    predict_proba,
     read_metadata,
     run_status,
     train,
@@ -1051,3 +1052,33 @@ def test_fit_diagnosis_weighs_accuracy_against_the_most_common_class(monkeypatch
     # Accuracy above 0.9 alone was called a good fit.
     assert metrics["fit"]["diagnosis"] == "underfitting"
     assert "no higher than always predicting 'other'" in metrics["fit"]["reason"]
+
+
+def test_tensorflow_predicts_without_a_new_tf_function_per_model(monkeypatch) -> None:
+    # On TensorFlow, Model.predict traced a tf.function for each model: from a sweep
+    # worker's fifth trial on, TensorFlow warned about "excessive retracing".
+    import types
+
+    import appsleuth.run as run_module
+
+    class Model:
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, bool]] = []
+
+        def predict(self, *args, **kwargs):
+            raise AssertionError("Model.predict traces a tf.function per model")
+
+        def __call__(self, x, training):
+            self.calls.append((len(x), training))
+            return np.stack([x.sum(axis=1), -x.sum(axis=1)], axis=1)
+
+    tf_keras = types.SimpleNamespace(
+        backend=types.SimpleNamespace(backend=lambda: "tensorflow"),
+        ops=types.SimpleNamespace(convert_to_numpy=np.asarray),
+    )
+    monkeypatch.setattr(run_module, "import_keras", lambda: tf_keras)
+    model = Model()
+    x = np.arange(10, dtype=np.float64).reshape(5, 2)
+    p = predict_proba(model, x, 2, batch_size=2)
+    assert model.calls == [(2, False), (2, False), (1, False)]
+    assert p.dtype == np.float32 and p.tolist() == [[1, -1], [5, -5], [9, -9], [13, -13], [17, -17]]

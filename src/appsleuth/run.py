@@ -1061,11 +1061,24 @@ def predict_proba(
     """Class probabilities, shape (n, n_classes), for a binary or multi-class model.
 
     On the JAX backend the forward pass is one compiled function applied to fixed-size
-    chunks (the last one padded), so any number of rows costs a single compilation.
+    chunks (the last one padded), so any number of rows costs a single compilation. On
+    TensorFlow the model is called eagerly, chunk by chunk: ``predict`` traces a new
+    ``tf.function`` for every model, which costs more than the pass itself for these
+    small networks, and from the fifth model in a process (a sweep worker's fifth
+    trial, a notebook's fifth run) TensorFlow warns about "excessive retracing".
     """
     keras = import_keras()
-    if keras.backend.backend() == "jax" and len(x):
+    backend = keras.backend.backend()
+    if backend == "jax" and len(x):
         p = _jax_forward(model, np.asarray(x, dtype=np.float32), batch_size)
+    elif backend == "tensorflow" and len(x):
+        x = np.asarray(x, dtype=np.float32)
+        p = np.concatenate(
+            [
+                keras.ops.convert_to_numpy(model(x[start : start + batch_size], training=False))
+                for start in range(0, len(x), batch_size)
+            ]
+        )
     else:
         p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if n_classes == 2 and p.ndim == 2 and p.shape[1] == 1:
