@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from dataclasses import dataclass
@@ -218,6 +219,7 @@ def test_train_leaves_a_complete_run_that_records_backend_and_engine(
     meta = json.loads((run_dir / METADATA).read_text())
     assert meta["backend"] == backend["name"] and meta["hardware"]["backend"] == backend["name"]
     assert meta["engine"] == "fit"
+    assert re.fullmatch(r"2\.\d+\.\d+.*", meta["backend_version"])  # TensorFlow 2, torch 2
     assert meta["engine_note"] == (
         f"engine 'fused' needs the JAX backend (KERAS_BACKEND={backend['name']}); using 'fit'"
     )

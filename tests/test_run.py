@@ -103,6 +103,9 @@ def test_run_directory_contract(run) -> None:
     assert meta["model_code"] == d.name
     assert meta["dataset"] == "synthetic-sherlock18(seed=1)" and meta["synthetic"] is True
     assert meta["engine"] == "fused" and meta["backend"] == "jax"
+    import jax
+
+    assert meta["backend_version"] == jax.__version__
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert meta["last_results"][key] == pytest.approx(last[key])
     assert meta["split"]["kind"] == "random" and meta["split"]["n_val"] == meta["n_val"]

@@ -30,7 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._keras import import_keras
+from appsleuth._keras import backend_version, import_keras
 from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -1195,6 +1195,8 @@ def _metadata(
         "synthetic": prepared.info.synthetic,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
+        # Histories agree only on the same backend, and its version can change them too.
+        "backend_version": backend_version(),
         "engine": engine,
         "engine_note": engine_note,
         "appsleuth_version": __version__,
