@@ -2,9 +2,9 @@
 
 Each backend runs in the venv that ``.ci/backends-setup.sh`` builds (``.cache/backends-venv``
 or ``$APPSLEUTH_BACKENDS_VENV``; the project's .venv stays JAX-only), in subprocesses: a
-process fixes its backend when it first imports Keras, and this one runs on JAX. All of
-them are started by one module fixture, both backends side by side, so that the module
-costs well under a minute; pytest-xdist keeps a file in one process (``--dist loadfile``,
+process fixes its backend when it first imports Keras, and this one runs on JAX. One process
+per backend, both started by one module fixture side by side, so that the module costs
+well under a minute; pytest-xdist keeps a file in one process (``--dist loadfile``,
 and the ``xdist_group`` for ``--dist loadgroup``), so they start once.
 """
 
@@ -52,23 +52,23 @@ RUN_FILES = {
 }
 TRAIN = ["--hidden", "4", "--epochs", "2", "--rows", "300", "--quiet"]
 
-# The second process on the backend under test: threads limited first (as the CLI does
-# before Keras starts), then the CLI's predict with the model trained there, and the
-# Python API as a notebook uses it: training with class weights and early stopping, and
-# the JAX-trained model loaded and applied. One process for all, as each costs seconds of
-# imports (TensorFlow, PyTorch and JAX: Keras imports all it finds).
+# The one process on the backend under test (each costs seconds of imports: TensorFlow,
+# PyTorch and JAX, as Keras imports all it finds). First the CLI, as `appsleuth` runs it:
+# train, asking for the fused engine (its fallback to fit must be announced) with one
+# thread (applied before Keras starts), then predict with the model trained there. Then
+# the Python API as a notebook uses it: training with class weights and early stopping,
+# and the model trained on JAX in the test process loaded and applied.
 _SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-    from appsleuth.hardware import configure_backend
 
-    applied = configure_backend(threads=1)
-    import appsleuth as aps
-    import keras
-    import pandas as pd
+    imported_first = [m for m in ("keras", "tensorflow", "torch") if m in sys.modules]
     from appsleuth.cli import main
 
-    runs, jax_run, new_csv = sys.argv[1:]
+    train, new_csv, jax_run = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+    train_code = main(["train", *train, "--out", "runs"])
+    import keras
+
     backend = keras.backend.backend()
     if backend == "torch":
         import torch
@@ -76,7 +76,11 @@ _SCRIPT = textwrap.dedent(
         threads = torch.get_num_threads()
     else:
         threads = int(os.environ["TF_NUM_INTRAOP_THREADS"])
-    predict_code = main(["predict", runs, new_csv, "--out", "preds.csv"])
+    predict_code = main(["predict", "runs", new_csv, "--out", "preds.csv"])
+
+    import appsleuth as aps
+    import pandas as pd
+
     df = aps.embedded_data(300)
     spec = aps.RunSpec(
         model=aps.ModelSpec(hidden=(3,)),
@@ -85,8 +89,9 @@ _SCRIPT = textwrap.dedent(
     result = aps.train(spec, data=df, out="api-runs", verbose=False)
     jax_preds = aps.predict(jax_run, pd.read_csv(new_csv, index_col=0))
     print(json.dumps({
+        "imported_first": imported_first,
+        "train_code": train_code,
         "backend": backend,
-        "started_late": applied["backend_already_imported"],
         "threads": threads,
         "predict_code": predict_code,
         "metadata": result.metadata,
@@ -136,10 +141,6 @@ class _Process:
         return _Done(code, *texts)
 
 
-def _cli(backend: str, args: list[str], workdir: Path, name: str) -> _Process:
-    return _Process(backend, ["-m", "appsleuth", *args], workdir, name)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Train, predict and use the Python API on each backend; the outcomes by backend."""
@@ -148,43 +149,33 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         PYTHON.exists() and STAMP.exists(),
     )
     base = tmp_path_factory.mktemp("backends")
-    work = {b: base / b for b in BACKENDS}
-    for path in work.values():
-        path.mkdir()
-    # A fused engine asked for on another backend must be announced, not silent.
-    training = {
-        b: _cli(
-            b, ["train", *TRAIN, "--engine", "fused", "--threads", "1", "--out", "runs"], d, "t"
-        )
-        for b, d in work.items()
-    }
     new_csv = base / "new.csv"
     embedded_data(80, seed=7).to_csv(new_csv)
     new_rows = pd.read_csv(new_csv, index_col=0)  # as the other processes read it
-    # Meanwhile, on JAX in this process: a model for the other backends to load.
+    # First, on JAX in this process: a model for the other backends to load.
     jax_run = train_run(
         RunSpec(model=ModelSpec(hidden=(4,)), train=TrainSpec(epochs=1)),
         data=embedded_data(300),
         out=base / "jax-runs",
         verbose=False,
     ).run_dir
+    train = [*TRAIN, "--engine", "fused", "--threads", "1"]
+    processes = {}
+    for b in BACKENDS:
+        (base / b).mkdir()
+        argv = ["-c", _SCRIPT, json.dumps(train), str(new_csv), str(jax_run)]
+        processes[b] = _Process(b, argv, base / b, "script")
     outcome: dict[str, Any] = {"jax_run": jax_run, "new_rows": new_rows}
-    for b, d in work.items():
-        done = training[b].wait()
-        runs = sorted((d / "runs").glob("*/")) if done.code == 0 else []
-        outcome[b] = {"train": done, "run_dir": runs[0] if len(runs) == 1 else None}
-    scripts = {
-        b: _Process(b, ["-c", _SCRIPT, "runs", str(jax_run), str(new_csv)], d, "script")
-        for b, d in work.items()
-        if outcome[b]["run_dir"] is not None
-    }
-    for b, d in work.items():
-        if b in scripts:
-            done = scripts[b].wait()
-            lines = done.out.strip().splitlines()
-            outcome[b]["script"] = done
-            outcome[b]["api"] = json.loads(lines[-1]) if done.code == 0 and lines else None
-            outcome[b]["preds"] = d / "preds.csv"
+    for b, process in processes.items():
+        done = process.wait()
+        lines = done.out.strip().splitlines()
+        runs = sorted((base / b / "runs").glob("*/"))
+        outcome[b] = {
+            "done": done,
+            "result": json.loads(lines[-1]) if done.code == 0 and lines else None,
+            "run_dir": runs[0] if len(runs) == 1 else None,
+            "preds": base / b / "preds.csv",
+        }
     return outcome
 
 
@@ -194,26 +185,26 @@ def _explain(done: _Done) -> str:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, results: dict[str, Any]) -> dict[str, Any]:
-    """One backend's outcomes, with its name."""
-    return {"name": request.param, **results[request.param]}
+    """One backend's outcomes, with its name; fails with the process's output if it did."""
+    outcome = results[request.param]
+    assert outcome["result"] is not None, _explain(outcome["done"])
+    return {"name": request.param, **outcome}
 
 
 def test_train_says_fused_falls_back_to_fit(backend: dict[str, Any]) -> None:
-    done = backend["train"]
-    assert done.code == 0, _explain(done)
+    assert backend["result"]["imported_first"] == []  # --threads applied before the backend
+    assert backend["result"]["train_code"] == 0, _explain(backend["done"])
     name = backend["name"]
-    assert (
-        f"appsleuth: engine 'fused' needs the JAX backend (KERAS_BACKEND={name}); using 'fit'"
-        in done.err
-    )
-    assert "(fit engine," in done.err and "Traceback" not in done.err
+    note = f"appsleuth: engine 'fused' needs the JAX backend (KERAS_BACKEND={name}); using 'fit'"
+    assert backend["done"].err.count(note) == 1  # the API's run uses fit, its default there
+    assert "(fit engine," in backend["done"].err and "Traceback" not in backend["done"].err
 
 
 def test_train_leaves_a_complete_run_that_records_backend_and_engine(
     backend: dict[str, Any],
 ) -> None:
     run_dir = backend["run_dir"]
-    assert run_dir is not None, _explain(backend["train"])
+    assert run_dir is not None, _explain(backend["done"])
     assert {p.name for p in run_dir.iterdir()} == RUN_FILES
     assert run_status(run_dir) == "complete"
     meta = json.loads((run_dir / METADATA).read_text())
@@ -224,15 +215,19 @@ def test_train_leaves_a_complete_run_that_records_backend_and_engine(
         f"engine 'fused' needs the JAX backend (KERAS_BACKEND={backend['name']}); using 'fit'"
     )
     assert len(pd.read_csv(run_dir / "model_history.csv")) == 2
-    # --threads 1 pinned the process to one core.
-    assert meta["hardware"]["cores_available"] == 1
+
+
+def test_threads_one_reaches_the_backend(backend: dict[str, Any]) -> None:
+    # torch's intra-op pool, or the variable TensorFlow reads when it starts.
+    assert backend["result"]["threads"] == 1
+    meta = json.loads((backend["run_dir"] / METADATA).read_text())
+    assert meta["hardware"]["cores_available"] == 1  # and the process pinned to one core
 
 
 def test_predict_with_the_model_trained_there(
     backend: dict[str, Any], results: dict[str, Any]
 ) -> None:
-    assert backend.get("api") is not None, _explain(backend.get("script") or backend["train"])
-    assert backend["api"]["predict_code"] == 0, _explain(backend["script"])
+    assert backend["result"]["predict_code"] == 0, _explain(backend["done"])
     preds = pd.read_csv(backend["preds"])
     assert len(preds) == len(results["new_rows"])
     assert preds["probability"].between(0, 1).all()
@@ -242,14 +237,9 @@ def test_predict_with_the_model_trained_there(
     assert here["probability"].to_numpy() == pytest.approx(preds["probability"], abs=1e-5)
 
 
-def test_python_api_with_threads_class_weights_and_early_stopping(
-    backend: dict[str, Any],
-) -> None:
-    api = backend.get("api")
-    assert api is not None, _explain(backend.get("script") or backend["train"])
-    assert api["backend"] == backend["name"]
-    assert not api["started_late"] and api["threads"] == 1
-    meta = api["metadata"]
+def test_python_api_with_class_weights_and_early_stopping(backend: dict[str, Any]) -> None:
+    assert backend["result"]["backend"] == backend["name"]
+    meta = backend["result"]["metadata"]
     assert meta["status"] == "complete" and meta["backend"] == backend["name"]
     assert meta["engine"] == "fit" and meta["engine_note"] is None  # fit is the default there
     assert meta["spec"]["train"]["class_weight"] == "balanced"
@@ -259,15 +249,14 @@ def test_python_api_with_threads_class_weights_and_early_stopping(
 def test_a_model_trained_on_jax_predicts_the_same_there(
     backend: dict[str, Any], results: dict[str, Any]
 ) -> None:
-    api = backend.get("api")
-    assert api is not None, _explain(backend.get("script") or backend["train"])
     here = predict(results["jax_run"], results["new_rows"])
-    assert api["jax_run_apps"] == list(here["predicted_app"])
-    assert api["jax_run_probabilities"] == pytest.approx(list(here["probability"]), abs=1e-5)
+    assert backend["result"]["jax_run_apps"] == list(here["predicted_app"])
+    assert backend["result"]["jax_run_probabilities"] == pytest.approx(
+        list(here["probability"]), abs=1e-5
+    )
 
 
 def test_report_on_a_run_trained_there(backend: dict[str, Any], tmp_path: Path) -> None:
-    assert backend["run_dir"] is not None, _explain(backend["train"])
     out = tmp_path / "report.html"
     assert main(["report", str(backend["run_dir"]), "--out", str(out)]) == 0
     assert backend["name"] in out.read_text(encoding="utf-8")
