@@ -38,12 +38,16 @@ def backend_name() -> str:
     return os.environ.get("KERAS_BACKEND") or "jax"
 
 
-def backend_version() -> str | None:
-    """The version of the backend's package (JAX, TensorFlow or PyTorch) in use.
+def backend_version(name: str | None = None) -> str | None:
+    """The version of the backend's package (JAX, TensorFlow or PyTorch).
 
-    None before Keras has imported it: asking must not start a backend.
+    Args:
+        name: The backend. Defaults to None: the one in use (:func:`backend_name`).
+
+    Returns:
+        Its version, or None while its package is not imported: asking starts nothing.
     """
-    module = sys.modules.get(BACKENDS.get(backend_name(), ""))
+    module = sys.modules.get(BACKENDS.get(name or backend_name(), ""))
     version = getattr(module, "__version__", None)
     return None if version is None else str(version)
 
