@@ -362,6 +362,52 @@ def test_xla_resource_exhaustion_counts_as_out_of_memory() -> None:
     assert _out_of_memory(ValueError("RESOURCE_EXHAUSTED")) is None
 
 
+def test_tensorflow_and_torch_out_of_memory_are_named_as_such() -> None:
+    # On those backends a layer too large for the machine was a traceback (exit code 1).
+    from appsleuth.cli import _out_of_memory
+
+    class ResourceExhaustedError(Exception):  # tf.errors.ResourceExhaustedError's name
+        pass
+
+    class OutOfMemoryError(RuntimeError):  # torch.OutOfMemoryError (CUDA)
+        pass
+
+    tf_text = (
+        "{{function_node __wrapped__StatelessRandomNormalV2}} OOM when allocating tensor "
+        "with shape[60000,60000] and type float on /job:localhost/replica:0/task:0/device:CPU:0"
+    )
+    assert _out_of_memory(ResourceExhaustedError(tf_text)) == tf_text
+    cuda_text = "CUDA out of memory. Tried to allocate 13.41 GiB."
+    assert _out_of_memory(OutOfMemoryError(cuda_text)) == cuda_text
+    torch_cpu = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 14400000000 bytes. Error code 12 (Cannot allocate memory)"
+    )
+    assert _out_of_memory(torch_cpu) == (
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 14400000000 bytes. "
+        "Error code 12 (Cannot allocate memory)"
+    )
+    assert _out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+
+def test_a_backend_out_of_memory_in_train_is_one_paragraph(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import appsleuth.run
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    def out_of_memory(*args, **kwargs):
+        raise ResourceExhaustedError("OOM when allocating tensor with shape[60000,60000]")
+
+    monkeypatch.setattr(appsleuth.run, "train", out_of_memory)
+    assert main(["train", "--rows", "100", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "appsleuth: error: out of memory: OOM when allocating tensor" in err
+    assert "--batch-size" in err and "Traceback" not in err
+
+
 def test_synth_unknown_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "synth", "--out", str(tmp_path / "x.csv"), "--apps", "Gmail,Tetris"]) == 2
     assert "Tetris" in capsys.readouterr().err

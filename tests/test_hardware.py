@@ -393,6 +393,20 @@ def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, devi
     assert row in done.output and "fused engine" not in done.output
 
 
+def test_info_names_the_version_of_another_backend(monkeypatch):
+    # The JAX row had a version; TensorFlow's and PyTorch's were nowhere.
+    import types
+
+    monkeypatch.setattr(hardware, "backend_name", lambda: "torch")
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "_gpu_names", lambda name: [])
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(__version__="2.13.0+cpu"))
+    assert detect_devices()["backend_version"] == "2.13.0+cpu"
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    row = next(line for line in done.output.splitlines() if "Keras backend" in line)
+    assert "torch (PyTorch 2.13.0+cpu)" in row
+
+
 def test_info_survives_a_backend_that_fails_to_start(monkeypatch):
     def broken(name):
         raise TypeError("Descriptors cannot be created directly")  # protobuf mismatch

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from appsleuth import hardware
-from appsleuth._keras import backend_name, check_backend
+from appsleuth._keras import backend_name, backend_version, check_backend
 from appsleuth.cli import main
 from appsleuth.errors import AppSleuthWarning, SpecError
 
@@ -152,3 +152,18 @@ def test_engines_import_keras_on_jax_not_on_keras_json():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "jax"
+
+
+def test_backend_version_names_the_package_of_the_backend_in_use(monkeypatch):
+    # Run metadata recorded the Keras version but not the backend's: a history from
+    # TensorFlow 2.16 and one from 2.21 looked alike.
+    monkeypatch.setitem(sys.modules, "keras", _fake_keras("torch"))
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(__version__="2.13.0+cpu"))
+    assert backend_version() == "2.13.0+cpu"
+
+
+def test_backend_version_does_not_start_a_backend(monkeypatch, keras_not_imported):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    assert backend_version() is None
+    assert "tensorflow" not in sys.modules

@@ -23,6 +23,7 @@ from appsleuth.run import (
     RunExistsError,
     evaluate_run,
     load_run,
+    predict_proba,
     read_metadata,
     run_status,
     train,
@@ -102,6 +103,9 @@ def test_run_directory_contract(run) -> None:
     assert meta["model_code"] == d.name
     assert meta["dataset"] == "synthetic-sherlock18(seed=1)" and meta["synthetic"] is True
     assert meta["engine"] == "fused" and meta["backend"] == "jax"
+    import jax
+
+    assert meta["backend_version"] == jax.__version__
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert meta["last_results"][key] == pytest.approx(last[key])
     assert meta["split"]["kind"] == "random" and meta["split"]["n_val"] == meta["n_val"]
@@ -1066,3 +1070,33 @@ def test_train_says_how_many_rows_cleaning_dropped_and_why(shared_data) -> None:
     assert "152 of 200 rows kept, 48 dropped for a missing value in cminflt" in line
     sizes = f"{len(prepared.x_train)} training / {len(prepared.x_val)} validation rows"
     assert f"{sizes} (random split)" in line
+
+
+def test_tensorflow_predicts_without_a_new_tf_function_per_model(monkeypatch) -> None:
+    # On TensorFlow, Model.predict traced a tf.function for each model: from a sweep
+    # worker's fifth trial on, TensorFlow warned about "excessive retracing".
+    import types
+
+    import appsleuth.run as run_module
+
+    class Model:
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, bool]] = []
+
+        def predict(self, *args, **kwargs):
+            raise AssertionError("Model.predict traces a tf.function per model")
+
+        def __call__(self, x, training):
+            self.calls.append((len(x), training))
+            return np.stack([x.sum(axis=1), -x.sum(axis=1)], axis=1)
+
+    tf_keras = types.SimpleNamespace(
+        backend=types.SimpleNamespace(backend=lambda: "tensorflow"),
+        ops=types.SimpleNamespace(convert_to_numpy=np.asarray),
+    )
+    monkeypatch.setattr(run_module, "import_keras", lambda: tf_keras)
+    model = Model()
+    x = np.arange(10, dtype=np.float64).reshape(5, 2)
+    p = predict_proba(model, x, 2, batch_size=2)
+    assert model.calls == [(2, False), (2, False), (1, False)]
+    assert p.dtype == np.float32 and p.tolist() == [[1, -1], [5, -5], [9, -9], [13, -13], [17, -17]]

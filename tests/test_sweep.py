@@ -829,6 +829,40 @@ def test_a_worker_whose_parent_died_while_it_started_ends() -> None:
     assert done.returncode == 1  # os._exit(1) from the watch, not the end of the sleep (0)
 
 
+@pytest.mark.parametrize("shared_gpu", [True, False])
+def test_workers_sharing_a_gpu_allocate_its_memory_as_they_go(
+    monkeypatch: pytest.MonkeyPatch, shared_gpu: bool
+) -> None:
+    # On TensorFlow each worker took the whole GPU at its first model: the second
+    # worker sharing it ran out of memory. JAX's 75 % was already turned off.
+    import queue
+    import types
+
+    from appsleuth.sweep import local
+
+    for var in ("XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(local, "_exit_with_parent", lambda parent: None)
+    monkeypatch.setattr(local, "apply_thread_limits", lambda threads, cores: None)
+    monkeypatch.setattr(local.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(local, "_MY_SLOT", None)
+    cores: queue.Queue = queue.Queue()
+    cores.put((0, None))
+    slots = types.SimpleNamespace(pids=[0])
+    local._init_worker(os.getpid(), cores, 1, "auto", shared_gpu, slots)
+    grow = {
+        var: os.environ.get(var)
+        for var in ("XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH")
+    }
+    if shared_gpu:
+        assert grow == {
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+        }
+    else:
+        assert grow == {"XLA_PYTHON_CLIENT_PREALLOCATE": None, "TF_FORCE_GPU_ALLOW_GROWTH": None}
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_end_with_their_parent(tmp_path: Path, how: signal.Signals) -> None:
     spec_file = tmp_path / "orphans.yaml"

@@ -9,7 +9,14 @@ from types import ModuleType
 
 from appsleuth.errors import SpecError, warn
 
-__all__ = ["BACKENDS", "backend_name", "backend_problem", "check_backend", "import_keras"]
+__all__ = [
+    "BACKENDS",
+    "backend_name",
+    "backend_problem",
+    "backend_version",
+    "check_backend",
+    "import_keras",
+]
 
 # The backends appsleuth supports, each with the package Keras needs for it.
 BACKENDS = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
@@ -29,6 +36,20 @@ def backend_name() -> str:
     if callable(backend):
         return str(backend())
     return os.environ.get("KERAS_BACKEND") or "jax"
+
+
+def backend_version(name: str | None = None) -> str | None:
+    """The version of the backend's package (JAX, TensorFlow or PyTorch).
+
+    Args:
+        name: The backend. Defaults to None: the one in use (:func:`backend_name`).
+
+    Returns:
+        Its version, or None while its package is not imported: asking starts nothing.
+    """
+    module = sys.modules.get(BACKENDS.get(name or backend_name(), ""))
+    version = getattr(module, "__version__", None)
+    return None if version is None else str(version)
 
 
 def backend_problem() -> str | None:

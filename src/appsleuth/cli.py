@@ -1584,15 +1584,22 @@ def _os_error_text(exc: OSError) -> str:
 
 
 def _out_of_memory(exc: BaseException) -> str | None:
-    """The first line of an out-of-memory error (NumPy or XLA), or None for other errors."""
+    """The first line of an out-of-memory error, or None for other errors.
+
+    NumPy's ``MemoryError``, XLA's RESOURCE_EXHAUSTED (JAX), TensorFlow's
+    ``ResourceExhaustedError`` and PyTorch's ``OutOfMemoryError`` (a GPU) or the
+    ``RuntimeError`` of its CPU allocator; matched by name, as neither backend is
+    imported here unless it is the one in use.
+    """
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, MemoryError):
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or name in ("ResourceExhaustedError", "OutOfMemoryError"):
         return text
-    if (
-        type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
-        and "RESOURCE_EXHAUSTED" in text
-    ):
+    if name in ("JaxRuntimeError", "XlaRuntimeError") and "RESOURCE_EXHAUSTED" in text:
         return text
+    if isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in text:
+        # torch's text starts with the C++ check that failed; the rest says it plainly.
+        return text[text.index("DefaultCPUAllocator") :]
     return None
 
 
@@ -1674,7 +1681,7 @@ def _main(args: list[str], debug: bool) -> int:
         return 130
     except Exception as exc:
         # Sizes beyond this machine's memory (a huge layer, --rows, a batch on the GPU)
-        # surface as NumPy's MemoryError or XLA's RESOURCE_EXHAUSTED: say so plainly.
+        # surface as NumPy's or the backend's out-of-memory error: say so plainly.
         detail = _out_of_memory(exc)
         if detail is None or debug:
             raise

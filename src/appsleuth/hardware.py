@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appsleuth._keras import backend_name, backend_problem, check_backend
+from appsleuth._keras import backend_name, backend_problem, backend_version, check_backend
 from appsleuth.errors import SpecError
 
 __all__ = [
@@ -463,7 +463,8 @@ def detect_devices() -> dict[str, Any]:
         the driver reports, None without one), ``device`` (``gpu`` or ``cpu``: where
         training runs, on JAX's devices, or with TensorFlow or PyTorch as the backend
         on theirs, listed as ``backend_gpus``, with ``backend_error`` when that backend
-        failed to start) and ``env`` (the thread and device variables set).
+        failed to start), ``backend_version`` and ``env`` (the thread and device
+        variables set).
     """
     info: dict[str, Any] = {
         "hostname": platform.node(),
@@ -521,5 +522,7 @@ def detect_devices() -> dict[str, Any]:
         info["device"] = "gpu" if info["backend_gpus"] else "cpu"
     else:
         info["device"] = "gpu" if info["gpus"] else "cpu"
+    # Known once the lines above have started the backend (None if it could not start).
+    info["backend_version"] = backend_version(info["backend"])
     info["env"] = {k: os.environ[k] for k in _CONTROL_VARIABLES if k in os.environ}
     return info

@@ -57,7 +57,10 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
             f"{escape(problem)}[/]",
         )
     else:
-        table.add_row("Keras backend", str(info["backend"]))
+        version = info.get("backend_version")
+        label = _BACKEND_LABEL.get(info["backend"], "JAX")
+        about = f" ({label} {escape(version)})" if version else ""
+        table.add_row("Keras backend", str(info["backend"]) + about)
     jax_info = info.get("jax")
     if jax_info is None:
         table.add_row("JAX", "not installed")

@@ -30,7 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._keras import import_keras
+from appsleuth._keras import backend_version, import_keras
 from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -1091,11 +1091,24 @@ def predict_proba(
     """Class probabilities, shape (n, n_classes), for a binary or multi-class model.
 
     On the JAX backend the forward pass is one compiled function applied to fixed-size
-    chunks (the last one padded), so any number of rows costs a single compilation.
+    chunks (the last one padded), so any number of rows costs a single compilation. On
+    TensorFlow the model is called eagerly, chunk by chunk: ``predict`` traces a new
+    ``tf.function`` for every model, which costs more than the pass itself for these
+    small networks, and from the fifth model in a process (a sweep worker's fifth
+    trial, a notebook's fifth run) TensorFlow warns about "excessive retracing".
     """
     keras = import_keras()
-    if keras.backend.backend() == "jax" and len(x):
+    backend = keras.backend.backend()
+    if backend == "jax" and len(x):
         p = _jax_forward(model, np.asarray(x, dtype=np.float32), batch_size)
+    elif backend == "tensorflow" and len(x):
+        x = np.asarray(x, dtype=np.float32)
+        p = np.concatenate(
+            [
+                keras.ops.convert_to_numpy(model(x[start : start + batch_size], training=False))
+                for start in range(0, len(x), batch_size)
+            ]
+        )
     else:
         p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     if n_classes == 2 and p.ndim == 2 and p.shape[1] == 1:
@@ -1212,6 +1225,8 @@ def _metadata(
         "synthetic": prepared.info.synthetic,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
+        # Histories agree only on the same backend, and its version can change them too.
+        "backend_version": backend_version(),
         "engine": engine,
         "engine_note": engine_note,
         "appsleuth_version": __version__,

@@ -180,9 +180,11 @@ def _init_worker(
     _MY_SLOT = (slots, slot)
     apply_thread_limits(threads, cores)
     if shared_gpu:
-        # JAX takes 75 % of a GPU's memory per process by default: workers sharing one
-        # would run out. Small models need little; allocate as they go.
+        # JAX takes 75 % of a GPU's memory per process by default, and TensorFlow all of
+        # it: workers sharing one would run out. Small models need little; allocate as
+        # they go (PyTorch's allocator does so anyway).
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if device != "auto":
         apply_device(device)
 
