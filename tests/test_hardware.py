@@ -156,7 +156,8 @@ def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(
         SpecError,
-        match=r"device 'gpu' requested but JAX sees no CUDA GPU \(install appsleuth\[cuda\]",
+        match=r"device 'gpu' requested but JAX sees no CUDA GPU \(install JAX's CUDA build: "
+        r"pip install -e '\.\[cuda\]' in the appsleuth checkout",
     ):
         configure_backend(device="gpu")
 
@@ -311,7 +312,8 @@ def test_info_table_shows_machine_facts_as_text_not_markup():
         "SLURM_NODELIST=gpu[a-b], SLURM_JOB_PARTITION=[/]",
         "failed to start: RuntimeError: install jax[cuda12]",
         "GPU [red] (-)",
-        "JAX does not use these GPUs: install appsleuth[cuda]",  # it read "install appsleuth"
+        "JAX does not use these GPUs: install JAX's CUDA build: pip install -e '.[cuda]' in the "
+        "appsleuth checkout",  # it read "install appsleuth"
     ):
         assert shown in text
 

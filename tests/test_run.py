@@ -286,7 +286,9 @@ def test_a_partial_run_left_with_temporaries_of_suffixed_files_is_redone(tmp_pat
 
 
 def test_a_failed_forced_retrain_keeps_the_complete_run(table, tmp_path: Path) -> None:
-    first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=print)
+    said: list[str] = []
+    first = train(_spec(epochs=1), data=table, out=tmp_path, verbose=False, log=said.append)
+    assert " after 1 epoch (" in said[-1]  # it read "after 1 epochs"
     before = (first.run_dir / METADATA).read_text()
     bad = _spec(epochs=1, class_weight={"Nope": 2.0})
     with pytest.raises(SpecError, match="Nope"):

@@ -26,6 +26,7 @@ from appsleuth.errors import SpecError
 
 __all__ = [
     "DEVICES",
+    "JAX_CUDA",
     "apply_device",
     "apply_thread_limits",
     "available_cores",
@@ -36,6 +37,10 @@ __all__ = [
     "detect_devices",
     "slurm_environment",
 ]
+
+# How to get JAX's CUDA build: appsleuth is installed from its checkout, so its extra is
+# named by path (pip would look "appsleuth[cuda]" up on PyPI).
+JAX_CUDA = "JAX's CUDA build: pip install -e '.[cuda]' in the appsleuth checkout"
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -296,7 +301,7 @@ def apply_device(device: str) -> None:
                 hint = "; JAX_PLATFORMS=cpu hides it"
             elif os.environ.get("CUDA_VISIBLE_DEVICES") == "":
                 hint = "; CUDA_VISIBLE_DEVICES is empty"
-            extra = "appsleuth[cuda]" if backend == "jax" else f"a CUDA build of {backend}"
+            extra = JAX_CUDA if backend == "jax" else f"a CUDA build of {backend}"
             raise SpecError(
                 f"device 'gpu' requested but {_BACKEND_LABEL.get(backend, backend)} sees no "
                 f"CUDA GPU (install {extra}{hint})"

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from appsleuth.hardware import detect_devices
+from appsleuth.hardware import JAX_CUDA, detect_devices
 
 __all__ = ["format_bytes", "info_command", "print_devices"]
 
@@ -81,7 +81,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
         names = "; ".join(f"{g['name']} ({format_bytes(g['memory_bytes'])})" for g in smi)
         table.add_row("NVIDIA driver", escape(names))
         if info["device"] != "gpu":
-            hint = f"JAX does not use these GPUs: install {escape('appsleuth[cuda]')}"
+            hint = f"JAX does not use these GPUs: install {escape(JAX_CUDA)}"
             if "backend_gpus" in info:
                 label = _BACKEND_LABEL[info["backend"]]
                 hint = f"{label} does not use these GPUs: install a CUDA build of {label}"

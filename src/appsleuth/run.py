@@ -950,9 +950,10 @@ def train(
     restored = (
         f" (epoch {kept}, whose weights early stopping restored)" if kept < len(history) else ""
     )
+    epochs = f"{len(history)} epoch{'s' * (len(history) != 1)}"
     log(
         f"appsleuth: {run_name}: val_accuracy {last['val_accuracy']:.4f}, val_loss "
-        f"{last['val_loss']:.4f}{restored} after {len(history)} epochs ({metadata['engine']} "
+        f"{last['val_loss']:.4f}{restored} after {epochs} ({metadata['engine']} "
         f"engine, {metadata['wall_time_s']:.1f} s, {metrics['fit']['diagnosis']}) -> {run_dir}"
     )
     return RunResult(run_dir=run_dir, metadata=metadata, history=history, metrics=metrics)
