@@ -4,6 +4,7 @@ and recovery from kill -9."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -1372,6 +1373,7 @@ def test_a_worker_ends_without_the_interpreters_teardown() -> None:
         "import atexit, multiprocessing as mp, os\n"
         "atexit.register(print, 'teardown')\n"  # stands for the teardown after the handlers
         "from appsleuth.sweep import local\n"
+        "local._preload = lambda: None\n"  # Keras' import is not what this is about
         "ctx = mp.get_context('spawn')\n"
         "cores = ctx.Queue()\n"
         "cores.put((0, None))\n"
@@ -1384,3 +1386,18 @@ def test_a_worker_ends_without_the_interpreters_teardown() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "outputlater handler\n"
+
+
+def test_a_worker_keeps_its_imported_modules_out_of_every_trials_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each trial's full collection (Keras' clear_session) scanned them all, ~0.25 s a trial.
+    from appsleuth.sweep import local
+
+    monkeypatch.setattr(local, "import_keras", lambda: None)  # seconds, if not imported yet
+    monkeypatch.setattr(local, "_PRELOAD", ("appsleuth.plots",))
+    try:
+        local._preload()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
