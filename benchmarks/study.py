@@ -8,10 +8,11 @@ epochs; each worker pays its own start-up: imports, data, first compilation).
 
 Each scan's line also splits its workers' time (core-seconds: wall time x workers) into
 the training epochs themselves, the rest of ``train`` (building the model, compiling
-the epoch programs, evaluating, writing the run directory), the rest of a trial (loading
-and preparing the data, on a worker's first trial) and time outside trials (starting
-the worker processes and importing Keras and JAX, ending them, and a worker idle while
-the other trains the scan's last trial). The epochs come from each run's metadata
+the epoch programs, evaluating, writing the run directory), the rest of a trial (mostly
+loading and preparing the data, on a worker's first trial; and whatever a worker first
+imports there) and time outside trials (starting the worker processes and importing
+Keras and JAX, ending them, and a worker idle while the other trains the scan's last
+trial). The epochs come from each run's metadata
 (first epoch + median epoch x the others).
 
 Targets: the whole study under 5 minutes on a 2-core machine; 2 workers at least 1.7x
@@ -85,7 +86,7 @@ def _split_text(parts: dict[str, float]) -> str:
     names = {
         "epochs": "epochs",
         "train_other": "model+compile+eval+files",
-        "trial_other": "data",
+        "trial_other": "data+checks",
         "outside": "worker start/end+idle",
     }
     return ", ".join(f"{names[k]} {parts[k]:.0f} ({parts[k] / total:.0%})" for k in _PARTS)
