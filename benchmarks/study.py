@@ -6,6 +6,15 @@ training rows) with the local executor, one worker per core, and then measures t
 throughput of 2 workers against 1 on a subset (the hidden-neuron scan, 8 trials, at 10
 epochs; each worker pays its own start-up: imports, data, first compilation).
 
+Each scan's line also splits its workers' time (core-seconds: wall time x workers) into
+the training epochs themselves, the rest of ``train`` (building the model, compiling
+the epoch programs, evaluating, writing the run directory), the rest of a trial (mostly
+loading and preparing the data, on a worker's first trial; and whatever a worker first
+imports there) and time outside trials (starting the worker processes and importing
+Keras and JAX, ending them, and a worker idle while the other trains the scan's last
+trial). The epochs come from each run's metadata
+(first epoch + median epoch x the others).
+
 Targets: the whole study under 5 minutes on a 2-core machine; 2 workers at least 1.7x
 the throughput of 1. Final line: ``study_wall_s=<seconds> efficiency_2w=<ratio>``.
 """
@@ -20,6 +29,7 @@ import time
 from pathlib import Path
 
 from appsleuth.hardware import available_cores, describe_hardware
+from appsleuth.run import read_metadata
 from appsleuth.sweep import load_sweep_spec, prepare_sweep_dir, run_local, trial_states
 
 STUDIES = ("scan-hidden-neurons", "scan-learning-rate", "scan-batch-size", "scan-layers")
@@ -39,7 +49,10 @@ def _with_epochs(spec, epochs: int, rows: int | None, name: str | None = None):
     return type(spec).from_dict(d)
 
 
-def _run(spec, out: Path, workers: int) -> tuple[float, int]:
+_PARTS = ("epochs", "train_other", "trial_other", "outside")
+
+
+def _run(spec, out: Path, workers: int) -> tuple[float, int, dict[str, float]]:
     sweep_dir = prepare_sweep_dir(spec, out)
     start = time.perf_counter()
     summary = run_local(sweep_dir, workers=workers, progress=False)
@@ -47,7 +60,36 @@ def _run(spec, out: Path, workers: int) -> tuple[float, int]:
     done = sum(1 for s in trial_states(sweep_dir) if s.status == "complete")
     if summary.failed:
         print(f"  warning: {summary.failed} trial(s) of {spec.name} failed")
-    return wall, done
+    return wall, done, _split(sweep_dir, summary, wall)
+
+
+def _split(sweep_dir: Path, summary, wall: float) -> dict[str, float]:
+    """Core-seconds of the sweep's workers by where they went (see the module docstring)."""
+    parts = dict.fromkeys(_PARTS, 0.0)
+    in_trials = 0.0
+    for outcome in summary.outcomes:
+        in_trials += outcome.seconds
+        meta = read_metadata(sweep_dir / outcome.name) or {}
+        if outcome.status != "complete" or meta.get("status") != "complete":
+            parts["trial_other"] += outcome.seconds
+            continue
+        epochs = meta["first_epoch_s"] + meta["seconds_per_epoch"] * (meta["epochs_run"] - 1)
+        parts["epochs"] += epochs
+        parts["train_other"] += meta["wall_time_s"] - epochs
+        parts["trial_other"] += outcome.seconds - meta["wall_time_s"]
+    parts["outside"] = summary.workers * wall - in_trials
+    return parts
+
+
+def _split_text(parts: dict[str, float]) -> str:
+    total = sum(parts.values()) or 1.0
+    names = {
+        "epochs": "epochs",
+        "train_other": "model+compile+eval+files",
+        "trial_other": "data+checks",
+        "outside": "worker start/end+idle",
+    }
+    return ", ".join(f"{names[k]} {parts[k]:.0f} ({parts[k] / total:.0%})" for k in _PARTS)
 
 
 def main() -> None:
@@ -71,15 +113,19 @@ def main() -> None:
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(out / "jax-cache-study")
         study_wall = 0.0
         n_trials = 0
+        totals = dict.fromkeys(_PARTS, 0.0)
         if not args.skip_study:
             for name in STUDIES:
                 spec = _with_epochs(
                     load_sweep_spec(EXAMPLES / f"{name}.yaml"), args.epochs, args.rows
                 )
-                wall, done = _run(spec, out / "study", workers=cores)
+                wall, done, parts = _run(spec, out / "study", workers=cores)
                 study_wall += wall
                 n_trials += done
-                print(f"{name:<22} {done:>2} trials  {wall:7.1f} s")
+                for k, v in parts.items():
+                    totals[k] += v
+                print(f"{name:<22} {done:>2} trials  {wall:7.1f} s; core-s: {_split_text(parts)}")
+            print(f"whole study, core-seconds: {_split_text(totals)}")
             print(
                 f"whole study: {n_trials} trials x {args.epochs} epochs in {study_wall:.1f} s "
                 f"({n_trials / study_wall * 60:.1f} trials/min) with {cores} worker(s); "
@@ -94,7 +140,7 @@ def main() -> None:
             spec = _with_epochs(subset, args.subset_epochs, args.rows, name=f"subset-{workers}w")
             # A fresh compilation cache for each: neither run may reuse the other's programs.
             os.environ["JAX_COMPILATION_CACHE_DIR"] = str(out / f"jax-cache-{workers}w")
-            times[workers], _ = _run(spec, out / "subset", workers=min(workers, cores))
+            times[workers], _, _ = _run(spec, out / "subset", workers=min(workers, cores))
             print(
                 f"subset (hidden-neuron scan, 8 trials, {args.subset_epochs} epochs), "
                 f"{workers} worker(s): {times[workers]:.1f} s"

@@ -167,3 +167,22 @@ def test_backend_version_does_not_start_a_backend(monkeypatch, keras_not_importe
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     assert backend_version() is None
     assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "0"), ("2.5", "2.5")])
+def test_every_compiled_program_is_kept_for_the_next_process(monkeypatch, given, kept):
+    # JAX keeps only programs that took over 1 s to compile: each sweep worker or SLURM
+    # task compiled the weight initializers and the evaluation program again (~2 s).
+    # A value the user set is kept.
+    from appsleuth._keras import import_keras
+
+    monkeypatch.setitem(sys.modules, "keras", _fake_keras("jax"))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delitem(sys.modules, "jax", raising=False)  # as before JAX's first import
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/nonexistent/jax-cache")
+    if given is None:
+        monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+    else:
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", given)
+    import_keras()
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == kept

@@ -69,6 +69,24 @@ def test_confusion_matrix_says_what_its_numbers_are() -> None:
     plt.close("all")
 
 
+def test_confusion_matrix_cell_values_are_not_measured_for_the_layout(tmp_path: Path) -> None:
+    # The layout measured every cell's text (324 for 18 apps, one plot per trial of a
+    # sweep); they lie inside the axes, so leaving them out gives the same image.
+    counts = np.arange(36).reshape(6, 6) * 97 % 1000
+    names = [f"app number {i}" for i in range(6)]
+    with _off_screen():
+        fig = plot_confusion_matrix(counts, names, normalize=False)
+        assert fig.axes[0].texts and not any(t.get_in_layout() for t in fig.axes[0].texts)
+        fig.tight_layout()  # as below: a second layout pass moves things by a pixel
+        save_figure(fig, tmp_path / "out.png")
+        fig = plot_confusion_matrix(counts, names, normalize=False)
+        for text in fig.axes[0].texts:
+            text.set_in_layout(True)
+        fig.tight_layout()
+        save_figure(fig, tmp_path / "measured.png")
+    assert (tmp_path / "out.png").read_bytes() == (tmp_path / "measured.png").read_bytes()
+
+
 def test_loss_accuracy_takes_ax_like_every_plot() -> None:
     import matplotlib.pyplot as plt
 

@@ -146,6 +146,26 @@ def test_reproducible(table, tmp_path: Path) -> None:
     assert a.metadata["data_fingerprint"] == c.metadata["data_fingerprint"]
 
 
+def test_only_the_final_history_waits_for_the_disk(
+    table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The per-epoch progress rewrites of model_history.csv each waited for the disk
+    # (fsync, ~6 ms here: as long as a short epoch); a run cut short is redone anyway.
+    from appsleuth import _atomic
+
+    flushed: list[str | None] = []
+    flush = _atomic.flush_to_disk
+    monkeypatch.setattr(
+        _atomic,
+        "flush_to_disk",
+        lambda path: flushed.append(_atomic.target_of_temporary(path.name)) or flush(path),
+    )
+    result = train(_spec(epochs=3), data=table, out=tmp_path, verbose=False, log=print)
+    assert flushed.count("model_history.csv") == 1
+    assert flushed[-1] == "model_metadata.json"
+    assert len(pd.read_csv(result.run_dir / "model_history.csv")) == 3
+
+
 def test_binary_task_and_roc_auc(table, tmp_path: Path) -> None:
     spec = RunSpec(
         data=DataSpec(apps=("Facebook", "WhatsApp")),

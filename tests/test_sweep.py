@@ -4,6 +4,7 @@ and recovery from kill -9."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import re
@@ -1396,3 +1397,41 @@ def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
         bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0))
         bar.stop()
     assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s\n"
+
+
+def test_a_worker_ends_without_the_interpreters_teardown() -> None:
+    # Its teardown (freeing JAX, Keras and the data object by object) took ~2 s per
+    # worker, which every sweep waited for; exit handlers registered after the worker
+    # started (Keras', JAX's) still run, and buffered output is not lost.
+    code = (
+        "import atexit, multiprocessing as mp, os\n"
+        "atexit.register(print, 'teardown')\n"  # stands for the teardown after the handlers
+        "from appsleuth.sweep import local\n"
+        "local._preload = lambda: None\n"  # Keras' import is not what this is about
+        "ctx = mp.get_context('spawn')\n"
+        "cores = ctx.Queue()\n"
+        "cores.put((0, None))\n"
+        "local._init_worker(os.getppid(), cores, 1, 'cpu', False, local._Slots.create(ctx, 1))\n"
+        "atexit.register(print, 'later handler')\n"
+        "print('output', end='')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], timeout=60, check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "outputlater handler\n"
+
+
+def test_a_worker_keeps_its_imported_modules_out_of_every_trials_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each trial's full collection (Keras' clear_session) scanned them all, ~0.25 s a trial.
+    from appsleuth.sweep import local
+
+    monkeypatch.setattr(local, "import_keras", lambda: None)  # seconds, if not imported yet
+    monkeypatch.setattr(local, "_PRELOAD", ("appsleuth.plots",))
+    try:
+        local._preload()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -130,7 +130,9 @@ def flush_to_disk(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike[str], *, keep_suffix: bool = False, durable: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is renamed to ``path``.
 
     On any error the temporary file is removed and ``path`` is left as it was. OS errors
@@ -139,6 +141,9 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     Args:
         path: The file to write.
         keep_suffix: See :func:`temporary_path`. Defaults to False.
+        durable: Wait for the contents to reach the disk before the rename (see
+            :func:`flush_to_disk`). Defaults to True; False only for a file rewritten
+            often whose loss to a machine failure costs nothing (a progress snapshot).
     """
     path = Path(path)
     remove_stale_temporaries(path)
@@ -146,7 +151,8 @@ def atomic_output(path: str | os.PathLike[str], *, keep_suffix: bool = False) ->
     try:
         with errors_name_target(tmp, path, unnamed_full=True):
             yield tmp
-            flush_to_disk(tmp)
+            if durable:
+                flush_to_disk(tmp)
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):

@@ -117,7 +117,9 @@ def import_keras() -> ModuleType:
     Keras imports it through here. On JAX, compiled programs are kept in a persistent
     cache shared by all processes (``$APPSLEUTH_CACHE/jax``, or wherever
     ``JAX_COMPILATION_CACHE_DIR`` points): sweep workers and repeated runs of the same
-    architecture then skip most of the compilation.
+    architecture then skip most of the compilation. Every program is kept, not only
+    those that took JAX's default 1 s to compile: each new process otherwise compiled
+    the weight initializers and the evaluation program again (~2 s a process).
 
     Raises:
         SpecError: ``KERAS_BACKEND`` is unsupported or its package is missing
@@ -127,6 +129,7 @@ def import_keras() -> ModuleType:
         from appsleuth.data.tables import cache_dir
 
         os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "jax"))
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     import keras
 
     return keras
