@@ -44,6 +44,23 @@ def require_component(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not available")
 
 
+@pytest.fixture(autouse=True)
+def _keras_backend_variable_restored():
+    """Put KERAS_BACKEND back as it was after every test.
+
+    check_backend() writes the variable for the processes appsleuth starts; a test that
+    made it do so under a fake Keras (monkeypatch.delenv(..., raising=False) records
+    nothing to undo when the variable was unset) left "tensorflow" behind, and every
+    sweep worker a later test in the same process started refused to run.
+    """
+    before = os.environ.get("KERAS_BACKEND")
+    yield
+    if before is None:
+        os.environ.pop("KERAS_BACKEND", None)
+    else:
+        os.environ["KERAS_BACKEND"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder with the two real SherLock files (read-only)."""
