@@ -272,6 +272,24 @@ def test_yaml_config(tmp_path: Path) -> None:
         load_run_spec(tmp_path / "none.yaml")
 
 
+def test_a_missing_example_spec_points_at_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    # The README's `sweep run examples/sweeps/...` run from another folder only said
+    # "does not exist".
+    from appsleuth.sweep import load_sweep_spec
+
+    monkeypatch.chdir(tmp_path)
+    example = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / "scan-layers.yaml"
+    assert example.is_file()
+    with pytest.raises(
+        SpecError,
+        match=rf"scan-layers\.yaml does not exist; did you mean {re.escape(str(example))} "
+        r"\(in the appsleuth checkout\)\?$",
+    ):
+        load_sweep_spec("examples/sweeps/scan-layers.yaml")
+    with pytest.raises(SpecError, match=r"nothing\.yaml does not exist$"):
+        load_sweep_spec("nothing.yaml")
+
+
 @pytest.mark.parametrize("text", ["", "# data: {path: sherlock.csv}\n", "null\n"])
 def test_a_config_without_settings_is_refused(tmp_path: Path, text: str) -> None:
     # Read as every default, an empty or truncated file trained on the embedded data.

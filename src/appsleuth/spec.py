@@ -744,6 +744,18 @@ def _load_text(text: str, path: Path, what: str) -> Any:
     return d
 
 
+def _checkout_hint(path: Path) -> str:
+    """``; did you mean <checkout>/<path>?`` when ``path`` is relative to appsleuth's source
+    checkout (the README's ``examples/sweeps/...`` run from another folder), else ``""``."""
+    if path.is_absolute():
+        return ""
+    checkout = Path(__file__).resolve().parents[2]  # src/appsleuth/spec.py -> checkout
+    candidate = checkout / path
+    if (checkout / "pyproject.toml").is_file() and candidate.is_file():
+        return f"; did you mean {candidate} (in the appsleuth checkout)?"
+    return ""
+
+
 def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     """Read YAML (or JSON) from ``path`` and build a spec from it with ``build(mapping)``.
 
@@ -758,7 +770,7 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise SpecError(f"{what} {path} does not exist") from exc
+        raise SpecError(f"{what} {path} does not exist{_checkout_hint(path)}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
     try:
