@@ -293,7 +293,7 @@ def test_dry_run_writes_and_prints_the_script(
     script = sweep_dir / "slurm" / "job.sbatch"
     assert captured.out == script.read_text()
     assert "#SBATCH --partition=debug" in captured.out and "--array=0-1%2" in captured.out
-    assert "would submit trials [0, 1]" in captured.err
+    assert "would submit 2 trial(s) (0-1) with: sbatch" in captured.err
     assert not (sweep_dir / JOURNAL).exists()  # nothing submitted
     for bad in ("1h", "\u00b2", "\u0663"):  # a superscript two and an Arabic-Indic three
         assert main([*argv, "--time-min", bad]) == 2
@@ -889,12 +889,13 @@ def test_a_sweep_larger_than_max_array_size_is_refused_before_sbatch(
         sbatch='echo "sbatch: error: Batch job submission failed: Invalid job array '
         'specification" >&2; exit 1',
     )
-    with pytest.raises(
-        AppSleuthError,
-        match=r"this sweep has 4 trials, but this cluster's job arrays take indices 0\.\.2 "
-        r"only \(MaxArraySize=3 in 'scontrol show config'\)",
-    ):
-        submit_slurm(sweep_dir, SlurmOptions())
+    for dry_run in (True, False):  # a dry run showed a command sbatch would refuse
+        with pytest.raises(
+            AppSleuthError,
+            match=r"this sweep has 4 trials, but this cluster's job arrays take indices 0\.\.2 "
+            r"only \(MaxArraySize=3 in 'scontrol show config'\)",
+        ):
+            submit_slurm(sweep_dir, SlurmOptions(), dry_run=dry_run)
     assert read_journal(sweep_dir) == []
 
 

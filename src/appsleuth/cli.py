@@ -1229,7 +1229,13 @@ def _sweep_run_slurm(
     wait: bool,
     poll_seconds: float,
 ) -> None:
-    from appsleuth.sweep.slurm import ACTIVE, SlurmOptions, submit_slurm, wait_slurm
+    from appsleuth.sweep.slurm import (
+        ACTIVE,
+        SlurmOptions,
+        compress_indices,
+        submit_slurm,
+        wait_slurm,
+    )
     from appsleuth.sweep.store import collect_results, prepare_sweep_dir
 
     options = SlurmOptions.from_options(
@@ -1254,7 +1260,9 @@ def _sweep_run_slurm(
             click.echo(f"dry run: wrote {sub.script}; {nothing}", err=True)
             return
         click.echo(
-            f"dry run: wrote {sub.script}; would submit trials {list(sub.indices)} with: "
+            # Ranges: a list of thousands of trial numbers would bury the command.
+            f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) "
+            f"({compress_indices(sub.indices)}) with: "
             f"{' '.join(map(_shell_quote, sub.command))}",
             err=True,
         )

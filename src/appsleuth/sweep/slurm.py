@@ -1019,6 +1019,15 @@ def _submit(
         if s.status in ("unsubmitted", "cancelled")
         or (s.status == "failed" and (retry_failed or not s.ran))
     )
+    limit = _max_array_size() if todo else None
+    if limit is not None and max(todo) >= limit:
+        # Also on a dry run, which would otherwise show a command sbatch refuses.
+        raise AppSleuthError(
+            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
+            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
+            f"array task i runs trial i; split the search into sweeps of at most {limit} "
+            f"trials, or use executor: local"
+        )
     text = render_script(sweep_dir, len(plan), options, python=python, device=device)
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
@@ -1044,14 +1053,6 @@ def _submit(
     }
     if dry_run or not todo:
         return SlurmSubmission(job_id=None, **result)
-    limit = _max_array_size()
-    if limit is not None and max(todo) >= limit:
-        raise AppSleuthError(
-            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
-            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
-            f"array task i runs trial i; split the search into sweeps of at most {limit} "
-            f"trials, or use executor: local"
-        )
     _append_event(
         sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
     )
