@@ -1435,3 +1435,33 @@ def test_a_worker_keeps_its_imported_modules_out_of_every_trials_collection(
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_collect_reads_each_trials_params_a_fixed_number_of_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from appsleuth.sweep import store
+
+    # Every complete row used to walk every trial's params again (minutes at 5,000 trials).
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": list(range(1, 41))}), tmp_path)
+    reads = []
+
+    class _Counted(dict):
+        def get(self, *args):
+            reads.append(args[0])
+            return super().get(*args)
+
+    def complete_states(path, **kwargs):
+        return [
+            dataclasses.replace(
+                st, status="complete", params=_Counted(st.params), metadata={"last_results": {}}
+            )
+            for st in trial_states(path, **kwargs)
+        ]
+
+    monkeypatch.setattr(store, "trial_states", complete_states)
+    results, _ = collect_results(sweep_dir)
+    assert pd.read_csv(results)["hidden_neurons"].tolist() == list(range(1, 41))
+    assert len(reads) <= 3 * 40

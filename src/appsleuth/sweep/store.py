@@ -536,11 +536,18 @@ def _teaching_column(name: str) -> str:
     return f"param_{column}" if column in RESULT_KEYS else column
 
 
-def _teaching_value(name: str, value: Any, all_values: list[Any]) -> Any:
-    """Values as the teaching material's results.csv writes them."""
+def _one_layer_scan(all_values: list[Any]) -> bool:
+    """Whether every trial's ``hidden`` is one layer (a neuron scan, written as ``18``)."""
+    return all(not isinstance(v, list) or len(v) == 1 for v in all_values)
+
+
+def _teaching_value(name: str, value: Any, one_layer: bool) -> Any:
+    """Values as the teaching material's results.csv writes them.
+
+    ``one_layer`` is :func:`_one_layer_scan` of the sweep's values of ``name``.
+    """
     if name in ("hidden", "hidden_neurons"):
-        lists = [v if isinstance(v, list) else [v] for v in all_values]
-        if all(len(v) == 1 for v in lists):
+        if one_layer:
             return value[0] if isinstance(value, list) else value  # a neuron scan: 18
         return str(value if isinstance(value, list) else [value])  # a layer scan: "[18, 18]"
     return value
@@ -585,6 +592,8 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     # With repeated seeds, rows of one setting would be indistinguishable without them.
     points = {json.dumps(st.params, sort_keys=True, default=str) for st in states}
     seeded = len(points) < len(states)
+    # Once per name, not per row: per row it took minutes with thousands of trials.
+    one_layer = {name: _one_layer_scan([s.params.get(name) for s in states]) for name in varied}
     teaching_rows, full_rows = [], []
     for st in states:
         meta = st.metadata or {}
@@ -592,7 +601,7 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
             row = {}
             for name in varied:
                 row[_teaching_column(name)] = _teaching_value(
-                    name, st.params.get(name), [s.params.get(name) for s in states]
+                    name, st.params.get(name), one_layer[name]
                 )
             if seeded:
                 row["seed"] = meta.get("seed")
