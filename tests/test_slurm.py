@@ -497,6 +497,34 @@ def test_a_task_gone_from_the_queue_without_output_is_not_sent_to_a_missing_log(
     assert "left the queue without starting" in states[1].error
 
 
+def test_a_task_squeue_forgot_is_placed_by_what_slurmstepd_wrote_in_its_output(
+    tmp_path: Path,
+) -> None:
+    # squeue forgets an ended job after MinJobAge (minutes), and there may be no sacct: a
+    # task cancelled on its own showed as failed, a timed-out one without the hint.
+    logs = tmp_path / "slurm" / "logs"
+    logs.mkdir(parents=True)
+    stepd = "slurmstepd-vm: error: *** JOB 41 ON vm CANCELLED AT 2026-11-27T02:26:28"
+    texts = {
+        0: f"{stepd} ***\n\nappsleuth: interrupted\n",
+        1: "epoch 1\n" * 3000 + f"{stepd} DUE TO TIME LIMIT ***\nappsleuth: interrupted\n",
+        2: "slurmstepd: error: Detected 1 oom_kill event in StepId=42.batch. Some of the "
+        "step tasks have been OOM Killed.\n",
+        3: "RESOURCE_EXHAUSTED: Out of memory while trying to allocate\n",  # the trial's own
+        4: f"{stepd} DUE TO JOB REQUEUE ***\n",
+    }
+    for index, text in texts.items():
+        (logs / f"40_{index}.out").write_text(text)
+    trials = [(i, f"t{i}", {}, "incomplete", None) for i in texts]
+    events = [{"event": "submit", "job_id": "40", "indices": list(texts)}]
+    states = classify_trials(tmp_path, trials, events, {})
+    assert [s.status for s in states] == ["cancelled", "failed", "failed", "failed", "failed"]
+    assert "(SLURM state TIMEOUT: it needs more than time_min minutes" in states[1].error
+    assert "(SLURM state OUT_OF_MEMORY: it needs more than mem_gb" in states[2].error
+    for st in states[3:]:
+        assert "ended without a complete run directory; read " in st.error
+
+
 def test_resume_submits_only_what_is_not_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,9 +9,10 @@ Inside the sweep directory::
     slurm/logs/%A_%a.out      one output file per array task
 
 A trial's state comes from its run directory first (complete or failed with metadata),
-then from ``squeue`` for the job that last took it, then from the journal (cancelled, or
-ended without a complete run directory: failed, read its output file). Neither ``sacct``
-nor an accounting database is needed.
+then from ``squeue`` for the job that last took it, then, once squeue forgot the job, from
+what slurmstepd wrote at the end of its output file (cancelled, time limit, out of memory)
+and the journal (cancelled, or ended without a complete run directory: failed, read its
+output file). Neither ``sacct`` nor an accounting database is needed.
 
 Before each ``sbatch`` the journal records an intent with a random token, which the job
 carries as its ``--comment``. If the process dies after ``sbatch`` accepted the job but
@@ -130,6 +131,23 @@ _STATE_HINTS = {
 }
 # parse_squeue's key for the state of an array's tasks squeue does not list one by one.
 OTHER_TASKS = -1
+# What slurmstepd writes into a task's output file when it ends the task, by the state
+# squeue showed until it forgot the job (MinJobAge after its end, minutes by default).
+_STEPD_END = re.compile(
+    r"^slurmstepd\S*: error: \*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*",
+    re.M,
+)
+_STEPD_REASONS = {
+    None: "CANCELLED",
+    "TIME LIMIT": "TIMEOUT",
+    "NODE FAILURE": "NODE_FAIL",
+    "PREEMPTION": "PREEMPTED",
+}
+# Only slurmstepd's own lines: a trial's "out of memory" may be its GPU's.
+_OOM = re.compile(
+    r"^slurmstepd\S*: error: (?:Detected \d+ oom[-_]kill event|Exceeded (?:job|step) memory limit)",
+    re.M,
+)
 
 
 def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
@@ -805,6 +823,8 @@ def classify_trials(
         log = sweep_dir / LOGS / f"{job_id}_{index}.out"
         tasks = queue.get(job_id, {})
         state = tasks.get(index, tasks.get(OTHER_TASKS))
+        if state is None and run_state != "failed" and log.exists():
+            state = _state_from_log(log)
         where = {"job_id": task, "log": log}
         if state in _PENDING:
             out.append(SlurmTrialState(status="pending", **where, **common))
@@ -829,6 +849,26 @@ def classify_trials(
             error = f"SLURM job {task} ended without a complete run directory{how}; read {log}"
             out.append(SlurmTrialState(status="failed", error=error, **where, **common))
     return out
+
+
+def _state_from_log(log: Path) -> str | None:
+    """The end state slurmstepd wrote into a task's output file, or None.
+
+    squeue forgets a job minutes after it ends, and an accounting database (sacct) may
+    not be there: the output file is then all that says whether the task was cancelled,
+    stopped at its time limit or killed for memory.
+    """
+    try:
+        with open(log, "rb") as fh:
+            # slurmstepd's lines come last; a chatty trial's output can be long.
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 16384))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    if _OOM.search(tail):
+        return "OUT_OF_MEMORY"
+    ends = _STEPD_END.findall(tail)
+    return _STEPD_REASONS.get(ends[-1] or None) if ends else None
 
 
 def slurm_states(
