@@ -1465,3 +1465,25 @@ def test_collect_reads_each_trials_params_a_fixed_number_of_times(
     results, _ = collect_results(sweep_dir)
     assert pd.read_csv(results)["hidden_neurons"].tolist() == list(range(1, 41))
     assert len(reads) <= 3 * 40
+
+
+def test_a_worker_checks_only_its_own_trial_of_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.sweep import store
+    from tests.test_analysis import write_fake_run
+
+    # Each trial (a SLURM task, or the next trial of a local worker) built and checked
+    # every trial's spec: about a second per trial at 5,000 trials.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": list(range(1, 21))}), tmp_path)
+    trial = read_plan(sweep_dir)[7]
+    write_fake_run(sweep_dir / trial.name, status="failed", error="RuntimeError: diverged")
+    checked = []
+    real = store._trial_disagrees
+    monkeypatch.setattr(store, "_trial_disagrees", lambda t: checked.append(t.index) or real(t))
+    outcome = run_trial(sweep_dir, 7)
+    assert outcome.status == "failed-before" and checked == [7]
+    with pytest.raises(AppSleuthError, match=r"trial index must be in 0\.\.19; received index=20"):
+        run_trial(sweep_dir, 20)
+    with pytest.raises(AppSleuthError, match=r"received index='1' \(a str, not an integer\)"):
+        run_trial(sweep_dir, "1")

@@ -32,7 +32,7 @@ from appsleuth.run import (
 )
 from appsleuth.spec import RunSpec
 from appsleuth.sweep.space import Trial
-from appsleuth.sweep.store import read_plan
+from appsleuth.sweep.store import read_plan, read_trial
 
 __all__ = ["RUNNING_ELSEWHERE", "TrialOutcome", "check_complete", "not_this_trial", "run_trial"]
 
@@ -100,15 +100,16 @@ def run_trial(
     """
     start = time.time()
     sweep_dir = Path(sweep_dir)
-    plan = read_plan(sweep_dir)
     if is_integer(index):
         index = int(index)  # NumPy's integers too (np.arange over a plan)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(plan):
-        kind = "" if isinstance(index, int) else f" (a {type(index).__name__}, not an integer)"
+    if isinstance(index, bool) or not isinstance(index, int):
+        n_trials = len(read_plan(sweep_dir))
         raise AppSleuthError(
-            f"trial index must be in 0..{len(plan) - 1}; received index={index!r}{kind}"
+            f"trial index must be in 0..{n_trials - 1}; received index={index!r} (a "
+            f"{type(index).__name__}, not an integer)"
         )
-    trial = plan[index]
+    # This trial only: every trial of a large sweep runs this, each in its own process.
+    trial = read_trial(sweep_dir, index)
     run_dir = sweep_dir / trial.name
     status = run_status(run_dir)
     if status == "complete":
