@@ -512,16 +512,18 @@ def test_a_task_squeue_forgot_is_placed_by_what_slurmstepd_wrote_in_its_output(
         "step tasks have been OOM Killed.\n",
         3: "RESOURCE_EXHAUSTED: Out of memory while trying to allocate\n",  # the trial's own
         4: f"{stepd} DUE TO JOB REQUEUE ***\n",
+        5: f"{stepd} DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS ***\n",
     }
     for index, text in texts.items():
         (logs / f"40_{index}.out").write_text(text)
     trials = [(i, f"t{i}", {}, "incomplete", None) for i in texts]
     events = [{"event": "submit", "job_id": "40", "indices": list(texts)}]
     states = classify_trials(tmp_path, trials, events, {})
-    assert [s.status for s in states] == ["cancelled", "failed", "failed", "failed", "failed"]
+    assert [s.status for s in states] == ["cancelled", *["failed"] * 5]
     assert "(SLURM state TIMEOUT: it needs more than time_min minutes" in states[1].error
     assert "(SLURM state OUT_OF_MEMORY: it needs more than mem_gb" in states[2].error
-    for st in states[3:]:
+    assert "(SLURM state NODE_FAIL); read " in states[5].error
+    for st in states[3:5]:
         assert "ended without a complete run directory; read " in st.error
 
 

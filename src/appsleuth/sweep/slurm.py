@@ -134,7 +134,9 @@ OTHER_TASKS = -1
 # What slurmstepd writes into a task's output file when it ends the task, by the state
 # squeue showed until it forgot the job (MinJobAge after its end, minutes by default).
 _STEPD_END = re.compile(
-    r"^slurmstepd\S*: error: \*\*\* JOB \d+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*",
+    # "DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS": the reason ends at the comma.
+    r"^slurmstepd\S*: error: \*\*\* JOB \d+ ON \S+ CANCELLED AT \S+"
+    r"(?: DUE TO ([A-Z ]+?)(?:, [^*]*)?)? \*\*\*",
     re.M,
 )
 _STEPD_REASONS = {
