@@ -600,6 +600,31 @@ def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_l
     assert framed == [(["batch_size=32", "batch_size=64"], "batch_size=64")]
 
 
+def test_a_sweep_of_thousands_gets_learning_curve_panels_for_its_best_trials_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import appsleuth.report as report
+
+    # One panel per trial of 5,000 trials drew for many minutes (stopped after five).
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32, 64, 128]}},
+        lambda i, p: {"final_acc": [0.9, 0.6, 0.7, 0.8][i]},
+    )
+    panels: list[Any] = []
+    real = report.plot_small_multiples
+
+    def spy(histories: Any, **kwargs: Any) -> Any:
+        panels.append(list(histories))
+        return real(histories, **kwargs)
+
+    monkeypatch.setattr(report, "plot_small_multiples", spy)
+    monkeypatch.setattr(report, "_MAX_PANELS", 2)
+    page = render_report(sweep_dir, log=_quiet)
+    assert panels == [["batch_size=16", "batch_size=128"]]  # plan order, the best framed
+    assert "Shown: the 2 of 4 complete trials with the highest final validation" in page
+
+
 def test_sweep_report_names_the_engine_and_a_fallback(tmp_path: Path) -> None:
     # A sweep asking for 'fused' on TensorFlow trains with 'fit', about 100x slower: the
     # report's timings must say so.

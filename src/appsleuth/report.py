@@ -67,6 +67,9 @@ __all__ = ["REPORT", "render_report", "report_command", "write_report"]
 
 REPORT = "report.html"
 _DPI = 80
+# Learning-curve panels drawn at most: one per trial of a sweep of thousands made a figure
+# hundreds of metres tall that took matplotlib many minutes (its shared axes are quadratic).
+_MAX_PANELS = 24
 
 
 # --- HTML building blocks ----------------------------------------------------------------
@@ -127,6 +130,22 @@ def _section(title: str, *content: Any, id_: str | None = None) -> _Html:
 
 def _note(text: Any, kind: str = "note") -> _Html:
     return _tag("p", text, class_=f"callout {kind}")
+
+
+def _best_histories(
+    histories: Mapping[str, pd.DataFrame], limit: int, best: str | None
+) -> dict[str, pd.DataFrame]:
+    """The ``limit`` histories of highest final val_accuracy (``best`` among them), in order."""
+
+    def final(h: pd.DataFrame) -> float:
+        values = h["val_accuracy"].dropna() if "val_accuracy" in h else ()
+        return float(values.iloc[-1]) if len(values) else -math.inf
+
+    if len(histories) <= limit:
+        return dict(histories)
+    ranked = sorted(histories, key=lambda label: (label != best, -final(histories[label])))
+    kept = set(ranked[:limit])
+    return {label: h for label, h in histories.items() if label in kept}
 
 
 def _figure(fig: Any, alt: str, caption: Any = None) -> _Html:
@@ -868,6 +887,7 @@ def _sweep_report(
             # The label load_histories gives it: pairing trials with labels by position
             # framed the wrong panel when a complete trial's history could not be read.
             best_label = _trial_label(best, varied, bool(results.attrs.get("repeats")))
+        panels = _best_histories(histories, _MAX_PANELS, best_label)
         curves = [
             _figure(
                 plot_learning_curves(histories),
@@ -875,10 +895,16 @@ def _sweep_report(
                 "Every complete trial: training dashed, validation solid.",
             ),
             _figure(
-                plot_small_multiples(histories, highlight=best_label),
+                plot_small_multiples(panels, highlight=best_label),
                 "one learning curve panel per trial",
                 "One panel per trial (validation accuracy solid, training dashed); the best "
-                "trial is framed.",
+                "trial is framed."
+                + (
+                    ""
+                    if len(panels) == len(histories)
+                    else f" Shown: the {len(panels)} of {len(histories)} complete trials with "
+                    "the highest final validation accuracy."
+                ),
             ),
         ]
     else:
