@@ -1131,6 +1131,35 @@ def test_slurm_cancel(slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "nothing to cancel" in capsys.readouterr().out
 
 
+@pytest.mark.integration
+def test_slurm_task_cancelled_on_its_own_stays_cancelled_once_squeue_forgets_it(
+    slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The preamble sleeps, so the task runs without training; scancel of that one task
+    # makes slurmstepd write its line, which status reads once squeue (MinJobAge) forgot.
+    spec_file = _write_spec(
+        tmp_path / "one.yaml",
+        "one",
+        {"time_min": 5, "preamble": "sleep 60"},
+        grid={"learning_rate": [0.003]},
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", "run", str(spec_file), "--out", str(out)]) == 0
+    sweep_dir = out / "one"
+    (state,) = slurm_states(sweep_dir)
+    deadline = time.time() + 60
+    while slurm_states(sweep_dir)[0].status != "running" and time.time() < deadline:
+        time.sleep(0.3)
+    assert subprocess.run(["scancel", state.job_id], check=False).returncode == 0
+    assert state.log is not None
+    while "CANCELLED AT" not in (
+        state.log.read_text() if state.log.exists() else ""
+    ) and time.time() < (deadline + 30):
+        time.sleep(0.3)
+    (forgotten,) = slurm_states(sweep_dir, squeue=lambda ids: {})
+    assert forgotten.status == "cancelled", state.log.read_text()
+
+
 class _Killed(BaseException):
     """Stands for the process dying between sbatch and the journal write."""
 
