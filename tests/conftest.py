@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -59,6 +61,40 @@ def _keras_backend_variable_restored():
         os.environ.pop("KERAS_BACKEND", None)
     else:
         os.environ["KERAS_BACKEND"] = before
+
+
+@pytest.fixture(autouse=True)
+def _no_sweep_worker_exit_in_the_test_process():
+    """Fail a test that set up the test process as a sweep worker, and undo it.
+
+    A worker's exit handler ends its process with status 0 (``os._exit``): registered
+    here by a test that ran ``_init_worker`` in-process, it made pytest exit 0 after
+    failed tests (and skipped the removal of the session's JAX cache). Its ``_preload``
+    freezes every object of the process out of the garbage collector.
+    """
+    frozen = gc.get_freeze_count()
+    registered = []
+    register = atexit.register
+
+    def recording(func, *args, **kwargs):
+        registered.append(func)
+        return register(func, *args, **kwargs)
+
+    atexit.register = recording
+    try:
+        yield
+    finally:
+        atexit.register = register
+    problems = []
+    local = sys.modules.get("appsleuth.sweep.local")
+    if local is not None and local._skip_teardown in registered:
+        atexit.unregister(local._skip_teardown)
+        problems.append("registered a sweep worker's exit handler (os._exit(0))")
+    if frozen == 0 and gc.get_freeze_count() > 0:
+        gc.unfreeze()
+        problems.append("froze the test process's objects (gc.freeze)")
+    if problems:
+        pytest.fail(f"this test changed the test process for later tests: {'; '.join(problems)}")
 
 
 @pytest.fixture(scope="session")
