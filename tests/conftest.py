@@ -131,6 +131,17 @@ def _process_state_restored() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _process_state_restored_after_the_file() -> Iterator[None]:
+    """So does every file's module-scoped fixtures (e.g. a model trained for a file's tests).
+
+    Set up before them (autouse first), so put back after their teardown: the next file
+    in this process starts as this one did.
+    """
+    with restored_process_state():
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_sweep_worker_exit_in_the_test_process():
     """Fail a test that set up the test process as a sweep worker, and undo it.

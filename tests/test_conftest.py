@@ -86,3 +86,11 @@ def test_the_next_test_starts_without_it() -> None:
     import os
 
     assert "APPSLEUTH_TEST_LEAK" not in os.environ
+
+
+def test_each_file_is_put_back_too(request: pytest.FixtureRequest) -> None:
+    # A module-scoped fixture (a model trained for a file's tests) wrote KERAS_BACKEND
+    # and kept it for the next file in this process; the file-level fixture undoes it.
+    assert {"_process_state_restored", "_process_state_restored_after_the_file"} <= set(
+        request.fixturenames
+    )
