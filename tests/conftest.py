@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import gc
 import os
 import shutil
+import signal
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +49,131 @@ def require_component(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not available")
 
 
-@pytest.fixture(autouse=True)
-def _keras_backend_variable_restored():
-    """Put KERAS_BACKEND back as it was after every test.
+def _pools() -> dict[str, int]:
+    """The thread pools of the native libraries loaded now, by library prefix."""
+    from threadpoolctl import threadpool_info
 
-    check_backend() writes the variable for the processes appsleuth starts; a test that
-    made it do so under a fake Keras (monkeypatch.delenv(..., raising=False) records
-    nothing to undo when the variable was unset) left "tensorflow" behind, and every
-    sweep worker a later test in the same process started refused to run.
+    return {p["prefix"]: p["num_threads"] for p in threadpool_info()}
+
+
+# As the session found them (NumPy's BLAS is loaded by now): what a test's thread limit
+# is undone to. Read once, as reading them takes milliseconds.
+_POOLS_AT_START = _pools()
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Put back the process-wide state that the code a test runs in-process changes.
+
+    Tests run in any order, any two files in one process (pytest-xdist --dist
+    loadfile), so whatever one leaves behind changes the next. appsleuth writes
+    environment variables for the processes it starts (KERAS_BACKEND, thread limits,
+    JAX_PLATFORMS, CUDA_VISIBLE_DEVICES, ...), and ``monkeypatch.delenv(..., raising=False)``
+    of an unset variable records nothing to undo: a KERAS_BACKEND=tensorflow left behind
+    made every sweep worker started later in that process refuse to run. Thread limits
+    pin the process to cores (every later test on one core) and cap the BLAS pools;
+    ``device="cpu"`` sets JAX's platform; the CLI installs a SIGTERM handler; tests take
+    modules out of ``sys.modules`` to stand for "before the first import"; a benchmark
+    script imported in-process puts its checkout's src first on ``sys.path``.
     """
-    before = os.environ.get("KERAS_BACKEND")
-    yield
-    if before is None:
-        os.environ.pop("KERAS_BACKEND", None)
-    else:
-        os.environ["KERAS_BACKEND"] = before
+    env = dict(os.environ)
+    cwd = os.getcwd()
+    path = list(sys.path)
+    modules = dict(sys.modules)
+    affinity = os.sched_getaffinity(0)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    jax = sys.modules.get("jax")
+    platforms = jax.config.jax_platforms if jax is not None else None
+    matplotlib = sys.modules.get("matplotlib")
+    rc = dict.copy(matplotlib.rcParams) if matplotlib is not None else None
+    try:
+        yield
+    finally:
+        threads_changed = any(os.environ.get(v) != env.get(v) for v in _THREAD_VARIABLES)
+        if os.environ != env:
+            for key in set(os.environ) - set(env):
+                del os.environ[key]
+            for key, value in env.items():
+                if os.environ.get(key) != value:
+                    os.environ[key] = value
+        os.chdir(cwd)
+        sys.path[:] = path
+        for name, module in modules.items():
+            if sys.modules.get(name) is not module:
+                sys.modules[name] = module
+        if os.sched_getaffinity(0) != affinity:
+            from appsleuth.hardware import _pin_threads
+
+            _pin_threads(sorted(affinity))  # every thread, JAX's pool too
+            threads_changed = True
+        if threads_changed:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits={k: _POOLS_AT_START.get(k, len(affinity)) for k in _pools()})
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is not handler and handler is not None:
+                signal.signal(signum, handler)
+        if jax is not None and jax.config.jax_platforms != platforms:
+            jax.config.update("jax_platforms", platforms)
+        if rc is not None:
+            # The backend is left to the tests that switch it (matplotlib.use), which
+            # put it back; use() also turns backend_fallback off.
+            for key, value in rc.items():
+                if key != "backend" and dict.__getitem__(matplotlib.rcParams, key) != value:
+                    matplotlib.rcParams[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored() -> Iterator[None]:
+    """Every test leaves the process as it found it (see restored_process_state)."""
+    with restored_process_state():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _process_state_restored_after_the_file() -> Iterator[None]:
+    """So does every file's module-scoped fixtures (e.g. a model trained for a file's tests).
+
+    Set up before them (autouse first), so put back after their teardown: the next file
+    in this process starts as this one did.
+    """
+    with restored_process_state():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_sweep_worker_exit_in_the_test_process():
+    """Fail a test that set up the test process as a sweep worker, and undo it.
+
+    A worker's exit handler ends its process with status 0 (``os._exit``): registered
+    here by a test that ran ``_init_worker`` in-process, it made pytest exit 0 after
+    failed tests (and skipped the removal of the session's JAX cache). Its ``_preload``
+    freezes every object of the process out of the garbage collector.
+    """
+    frozen = gc.get_freeze_count()
+    registered = []
+    register = atexit.register
+
+    def recording(func, *args, **kwargs):
+        registered.append(func)
+        return register(func, *args, **kwargs)
+
+    atexit.register = recording
+    try:
+        yield
+    finally:
+        atexit.register = register
+    problems = []
+    local = sys.modules.get("appsleuth.sweep.local")
+    if local is not None and local._skip_teardown in registered:
+        atexit.unregister(local._skip_teardown)
+        problems.append("registered a sweep worker's exit handler (os._exit(0))")
+    if frozen == 0 and gc.get_freeze_count() > 0:
+        gc.unfreeze()
+        problems.append("froze the test process's objects (gc.freeze)")
+    if problems:
+        pytest.fail(f"this test changed the test process for later tests: {'; '.join(problems)}")
 
 
 @pytest.fixture(scope="session")

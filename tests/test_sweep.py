@@ -847,10 +847,17 @@ def test_workers_sharing_a_gpu_allocate_its_memory_as_they_go(
     monkeypatch.setattr(local, "apply_thread_limits", lambda threads, cores: None)
     monkeypatch.setattr(local.signal, "signal", lambda *args: None)
     monkeypatch.setattr(local, "_MY_SLOT", None)
+    # A worker's exit handler ends its process with status 0 (os._exit): registered in
+    # this test process, it made pytest exit 0 after failed tests. _preload freezes
+    # every object of this process out of the garbage collector.
+    exit_handlers: list = []
+    monkeypatch.setattr(local, "atexit", types.SimpleNamespace(register=exit_handlers.append))
+    monkeypatch.setattr(local, "_preload", lambda: None)
     cores: queue.Queue = queue.Queue()
     cores.put((0, None))
     slots = types.SimpleNamespace(pids=[0])
     local._init_worker(os.getpid(), cores, 1, "auto", shared_gpu, slots)
+    assert exit_handlers == [local._skip_teardown]
     grow = {
         var: os.environ.get(var)
         for var in ("XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH")
