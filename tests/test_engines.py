@@ -795,19 +795,24 @@ def test_a_plan_that_fails_to_trace_falls_back_to_keras_steps(data, monkeypatch)
 
     x, y, xv, yv = (a[:640] for a in data)
     results = []
-    for broken in (False, True):
+    try:
+        for broken in (False, True):
+            clear_fused_cache()
+            monkeypatch.setattr(fused_module, "_FROM_LOGITS", broken)
+            if broken:
+
+                def missing(self, state, data):
+                    raise AttributeError("'Sequential' object has no attribute '_update_metrics'")
+
+                monkeypatch.setattr(LogitsPlan, "train_step", missing)
+            model = _model(seed=5)
+            history = run_fused(model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32)
+            results.append((history.history, model.get_weights()))
+            assert model.layers[-1].activation is keras.activations.softmax
+    finally:
+        # The fallback program is cached under the plan's key: a later test of the same
+        # model and shapes in this process would test Keras' steps instead of the plan.
         clear_fused_cache()
-        monkeypatch.setattr(fused_module, "_FROM_LOGITS", broken)
-        if broken:
-
-            def missing(self, state, data):
-                raise AttributeError("'Sequential' object has no attribute '_update_metrics'")
-
-            monkeypatch.setattr(LogitsPlan, "train_step", missing)
-        model = _model(seed=5)
-        history = run_fused(model, x, y, validation_data=(xv, yv), epochs=2, batch_size=32)
-        results.append((history.history, model.get_weights()))
-        assert model.layers[-1].activation is keras.activations.softmax
     # Training fell back to Keras' steps: the same weights, bit for bit. Validation (its own
     # program, whose plan still traced) computes val_loss from logits: equal up to rounding.
     assert _weights_equal(results[0][1], results[1][1])

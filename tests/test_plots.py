@@ -189,4 +189,9 @@ def test_confusion_matrix_shows_app_names_with_dollars_as_they_are() -> None:
     names = [r"$\undefinedcmd$", "$x^{2$", "a$b"]
     fig = plot_confusion_matrix(np.eye(3), names)
     fig.savefig(io.BytesIO(), format="png", dpi=20)  # mathtext is parsed when drawn
+    ax = fig.axes[0]
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        # Escaped for mathtext, so drawn as plain text: the names exactly as given.
+        assert [t.get_text().replace(r"\$", "$") for t in ticks] == names
+        assert all(t.get_text().count("$") == t.get_text().count(r"\$") for t in ticks)
     plt.close("all")
