@@ -13,9 +13,11 @@ script=$(realpath "$0")
 cd "$(dirname "$script")/.."
 repo=$PWD
 venv=${1:-${APPSLEUTH_BACKENDS_VENV:-$repo/.cache/backends-venv}}
-# torch's CPU build: pip finds it in /opt/wheels (find-links). The "+cpu" label makes
-# pip fail rather than fetch the multi-GB CUDA build from PyPI when that wheel is absent.
+# torch's CPU build: pip finds it in /opt/wheels (find-links) on this kind of machine.
+# The "+cpu" label keeps pip from fetching the multi-GB CUDA build from PyPI; where that
+# wheel is absent, the CUDA build is the fallback (slow, but the tests then still run).
 packages=("tensorflow-cpu==2.21.0" "torch==2.13.0+cpu")
+fallback=("tensorflow-cpu==2.21.0" "torch==2.13.0")
 
 log() { echo "backends-setup: $*" >&2; }
 python=$venv/bin/python
@@ -32,10 +34,20 @@ rm -f "$stamp"
 pip_log=$venv/setup.log
 # The pip that python3 -m venv brings: a newer one from PyPI may read this machine's
 # pip configuration (its torch cap, its wheel folders) differently.
-if ! "$python" -m pip install -e "$repo" "${packages[@]}" >"$pip_log" 2>&1; then
-    log "pip failed; the end of $pip_log:"
-    tail -n 30 "$pip_log" >&2
-    exit 1
+install() { "$python" -m pip install -e "$repo" "$@" >>"$pip_log" 2>&1; }
+: >"$pip_log"
+if ! install "${packages[@]}"; then
+    # pip words a missing wheel differently with and without a constraints file, so any
+    # failure gets one more try with the fallback (which also covers a passing network
+    # error).
+    log "pip could not install ${packages[*]} (the end of $pip_log below); trying"
+    log "${fallback[*]} from PyPI instead (torch's CUDA build, several GB; it runs on the CPU)"
+    tail -n 8 "$pip_log" >&2
+    if ! install "${fallback[@]}"; then
+        log "pip failed again; the end of $pip_log:"
+        tail -n 30 "$pip_log" >&2
+        exit 1
+    fi
 fi
 
 # Each backend must import and run Keras in a process of its own (the backend is fixed
