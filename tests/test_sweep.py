@@ -1494,3 +1494,28 @@ def test_a_worker_checks_only_its_own_trial_of_the_manifest(
         run_trial(sweep_dir, 20)
     with pytest.raises(AppSleuthError, match=r"received index='1' \(a str, not an integer\)"):
         run_trial(sweep_dir, "1")
+
+
+@pytest.mark.parametrize("command", ["worker", "status"])
+def test_a_slurm_task_ends_without_the_interpreters_teardown(tmp_path: Path, command) -> None:
+    # `python -m appsleuth sweep worker` (each SLURM array task) spent ~2 s freeing JAX,
+    # Keras and the data object by object after its trial was written.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2]}), tmp_path)
+    args = ["sweep", command, str(sweep_dir)] + (["--index", "0"] if command == "worker" else [])
+    code = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('TEARDOWN', flush=True))\n"
+        f"sys.argv = ['appsleuth', *{args!r}]\n"
+        "runpy.run_module('appsleuth', run_name='__main__')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "KERAS_BACKEND": "jax"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    if command == "worker":
+        assert "trial 0 model_1H2N" in done.stdout and "complete" in done.stdout
+        assert "TEARDOWN" not in done.stdout  # ended at once, its output flushed
+        assert run_status(sweep_dir / read_plan(sweep_dir)[0].name) == "complete"
+    else:
+        assert "TEARDOWN" in done.stdout  # other commands end as usual
