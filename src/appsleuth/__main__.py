@@ -1,7 +1,5 @@
 """``python -m appsleuth``: the same as the ``appsleuth`` command."""
 
-import logging
-import os
 import sys
 
 from appsleuth.cli import main
@@ -14,11 +12,8 @@ def _is_sweep_worker(argv: list[str]) -> bool:
 
 code = main()
 if _is_sweep_worker(sys.argv[1:]):
-    # An array task runs one trial and ends. Everything it writes is renamed into place
-    # before main() returns; the interpreter's teardown of JAX, Keras and the data, object
-    # by object, only took ~2 s of the task's allocation (as local sweep workers skip it).
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)
+    # An array task runs one trial and ends, as a local sweep worker does (same exit).
+    from appsleuth.sweep.worker import exit_without_teardown
+
+    exit_without_teardown(code)
 sys.exit(code)

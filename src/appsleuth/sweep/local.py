@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import atexit
 import collections
-import contextlib
 import dataclasses
 import gc
 import importlib
-import logging
 import multiprocessing as mp
 import os
 import signal
@@ -39,7 +37,13 @@ from appsleuth.hardware import apply_device, apply_thread_limits, available_core
 from appsleuth.run import RunInUseError, record_failed_run, run_status
 from appsleuth.sweep.space import ExecutorSpec
 from appsleuth.sweep.store import check_data_files, read_plan, trial_states
-from appsleuth.sweep.worker import RUNNING_ELSEWHERE, TrialOutcome, check_complete, run_trial
+from appsleuth.sweep.worker import (
+    RUNNING_ELSEWHERE,
+    TrialOutcome,
+    check_complete,
+    exit_without_teardown,
+    run_trial,
+)
 
 __all__ = ["LocalSummary", "SweepInterrupted", "plan_workers", "run_local"]
 
@@ -224,15 +228,9 @@ def _skip_teardown() -> None:
 
     Registered as a worker's first exit handler, so it runs last, after Keras' and JAX's
     own, when the worker's Python ends on its own (the pool shut it down; a killed worker
-    never gets here). Freeing every object of JAX, Keras and the data one by one
-    took ~2 s of a core per worker, and the sweep waited for it before returning.
-    Everything a trial writes is on disk (renamed into place) before its result is sent.
+    never gets here); the sweep waited ~2 s for each worker's teardown before returning.
     """
-    logging.shutdown()  # flushes log handlers; registered before this, so it would not run
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(0)
+    exit_without_teardown(0)
 
 
 def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from appsleuth._fields import is_integer
 from appsleuth.data.prepare import PreparedData
@@ -34,13 +36,35 @@ from appsleuth.spec import RunSpec
 from appsleuth.sweep.space import Trial
 from appsleuth.sweep.store import read_plan, read_trial
 
-__all__ = ["RUNNING_ELSEWHERE", "TrialOutcome", "check_complete", "not_this_trial", "run_trial"]
+__all__ = [
+    "RUNNING_ELSEWHERE",
+    "TrialOutcome",
+    "check_complete",
+    "exit_without_teardown",
+    "not_this_trial",
+    "run_trial",
+]
 
 # The outcome of a trial another process is training right now (another sweep run on
 # the same directory, or a duplicated SLURM task): not a failure, that process finishes it.
 RUNNING_ELSEWHERE = "running-elsewhere"
 
 _DATA_CACHE: dict[str, PreparedData] = {}
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End this process now with ``code``, skipping the interpreter's teardown.
+
+    For a process whose trials are done (a local sweep worker, a SLURM array task):
+    everything a trial writes is renamed into place before its result is given, and
+    freeing JAX, Keras and the data object by object took ~2 s of a core. Log handlers
+    and the standard streams are flushed first, as a normal exit would.
+    """
+    logging.shutdown()  # exit handlers do this; os._exit skips them
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
