@@ -119,6 +119,7 @@ def test_predict_speed_times_a_call_after_the_same_call_untimed():
         ("synth_realism", ["--neurons", "a,b"], "--neurons takes positive widths"),
         ("synth_realism", ["--epochs", "0"], "--rows and --epochs must be at least 1"),
         ("device_speed", ["--rows", "0"], "--rows must be at least 1; received 0"),
+        ("sweep_memory", ["--shapes", "1"], "--shapes must be at least 2 and --rows at least"),
         ("device_speed", ["--out", "/no/such/dir/x.json"], "its directory does not exist"),
     ],
 )

@@ -31,6 +31,7 @@ import pandas as pd
 from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._keras import backend_version, import_keras
+from appsleuth._memory import release_programs_if_grown
 from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -942,6 +943,8 @@ def train(
     finally:
         with contextlib.suppress(Exception):
             keras.backend.clear_session()
+        with contextlib.suppress(Exception):
+            release_programs_if_grown()  # a sweep worker trains shape after shape
         random.setstate(global_rng[0])
         np.random.set_state(global_rng[1])
         lock.release()
