@@ -1139,6 +1139,8 @@ class _PoolWithAKilledWorker:
     exitcode = -signal.SIGKILL
 
     def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
+        # Worker processes that keep their exit status through the fast exit.
+        assert mp_context.Process.__name__ == "_WorkerProcess"
         slot, _ = initargs[1].get()  # what _init_worker does first in a started worker
         slots = initargs[5]
         slots.pids[slot] = 4242
@@ -1409,24 +1411,60 @@ def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
 def test_a_worker_ends_without_the_interpreters_teardown() -> None:
     # Its teardown (freeing JAX, Keras and the data object by object) took ~2 s per
     # worker, which every sweep waited for; exit handlers registered after the worker
-    # started (Keras', JAX's) still run, and buffered output is not lost.
+    # started (Keras', JAX's) still run, and buffered output is not lost. The worker's
+    # body runs as a pool's worker process runs it (run()); ended by sys.exit(3) here,
+    # its status stays 3 (the fast exit made it 0).
     code = (
-        "import atexit, multiprocessing as mp, os\n"
+        "import atexit, os, sys\n"
         "atexit.register(print, 'teardown')\n"  # stands for the teardown after the handlers
         "from appsleuth.sweep import local\n"
         "local._preload = lambda: None\n"  # Keras' import is not what this is about
-        "ctx = mp.get_context('spawn')\n"
+        "ctx = local._WorkerContext()\n"
         "cores = ctx.Queue()\n"
         "cores.put((0, None))\n"
-        "local._init_worker(os.getppid(), cores, 1, 'cpu', False, local._Slots.create(ctx, 1))\n"
-        "atexit.register(print, 'later handler')\n"
-        "print('output', end='')\n"
+        "slots = local._Slots.create(ctx, 1)\n"
+        "def body():\n"
+        "    local._init_worker(os.getppid(), cores, 1, 'cpu', False, slots)\n"
+        "    atexit.register(print, 'later handler')\n"
+        "    print('output', end='')\n"
+        "    sys.exit(3)\n"
+        "local._WorkerProcess(target=body).run()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], timeout=60, check=False, capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr
     assert done.stdout == "outputlater handler\n"
+
+
+def _raise() -> None:
+    raise RuntimeError("outside a trial")
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "status"),
+    [
+        (print, ("",), 0),  # the pool shut it down: its body returned
+        (sys.exit, (None,), 0),
+        (sys.exit, (3,), 3),
+        (sys.exit, ("a message",), 1),
+        (_raise, (), 1),  # an uncaught exception outside a trial
+    ],
+)
+def test_a_worker_that_ended_abnormally_does_not_exit_clean(
+    monkeypatch: pytest.MonkeyPatch, target, args: tuple, status: int
+) -> None:
+    # Its last exit handler ends it with os._exit: it said 0 however the worker ended, so
+    # a worker that died looked like one the pool shut down.
+    from appsleuth.sweep import local
+
+    monkeypatch.setattr(local, "_EXIT_STATUS", 0)  # put back: this process is no worker
+    with contextlib.suppress(SystemExit, RuntimeError):
+        local._WorkerProcess(target=target, args=args).run()
+    exits: list[int] = []
+    monkeypatch.setattr(local, "exit_without_teardown", exits.append)
+    local._skip_teardown()
+    assert exits == [status]
 
 
 def test_a_worker_keeps_its_imported_modules_out_of_every_trials_collection(

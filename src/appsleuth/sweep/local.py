@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import gc
 import importlib
-import multiprocessing as mp
+import multiprocessing.context
 import os
 import signal
 import subprocess
@@ -223,14 +223,49 @@ def _preload() -> None:
     gc.freeze()
 
 
+# The status a worker process ends with, as multiprocessing would give it: set by
+# _WorkerProcess.run, read by _skip_teardown (an exit handler cannot see the exit code).
+_EXIT_STATUS = 0
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned sweep worker process that notes how its work ended.
+
+    Its exit handler (``_skip_teardown``) ends the process with ``os._exit``, which
+    would otherwise report every end as status 0: a worker that died of an uncaught
+    exception or ``sys.exit(3)`` looked like one the pool shut down.
+    """
+
+    def run(self) -> None:
+        """Run the worker as a process does, noting the status it ends with."""
+        global _EXIT_STATUS
+        _EXIT_STATUS = 1  # an exception escaping run(), as multiprocessing counts it
+        try:
+            super().run()
+        except SystemExit as exc:
+            # multiprocessing's rule: None is 0, an integer itself, anything else 1.
+            code = exc.code
+            _EXIT_STATUS = 0 if code is None else code if isinstance(code, int) else 1
+            raise
+        _EXIT_STATUS = 0
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    """The 'spawn' start method (fork is unsafe once JAX's threads exist), with
+    :class:`_WorkerProcess` processes."""
+
+    Process = _WorkerProcess
+
+
 def _skip_teardown() -> None:
     """End this worker at once, without the interpreter's teardown of its modules.
 
     Registered as a worker's first exit handler, so it runs last, after Keras' and JAX's
-    own, when the worker's Python ends on its own (the pool shut it down; a killed worker
-    never gets here); the sweep waited ~2 s for each worker's teardown before returning.
+    own, when the worker's Python ends on its own (the pool shut it down, or an error
+    ended it; a killed worker never gets here); the sweep waited ~2 s for each worker's
+    teardown before returning. The status is the one the worker ended with.
     """
-    exit_without_teardown(0)
+    exit_without_teardown(_EXIT_STATUS)
 
 
 def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
@@ -606,7 +641,7 @@ def run_local(
     interrupted = stopped = False
     started = True  # becomes False when the pool breaks before any trial finishes
     if todo:
-        ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
+        ctx = _WorkerContext()
         remaining = list(todo)
 
         def report(index: int, outcome: TrialOutcome) -> None:
