@@ -663,6 +663,31 @@ def test_sweep_status_shows_a_path_with_square_brackets(
     assert str(sweep_dir) in "".join(capsys.readouterr().out.split())  # however it wraps
 
 
+def _states_now(sweep_dir: Path) -> list:
+    """The sweep's trial states, none while it is not planned yet."""
+    if not (sweep_dir / "manifest.json").is_file():
+        return []
+    return trial_states(sweep_dir, compare_spec=False)
+
+
+def _wait_for(
+    condition, proc: subprocess.Popen, what: str, timeout: float = 300, every: float = 0.2
+) -> None:
+    """Wait until ``condition()`` holds while ``proc`` runs, failing after ``timeout``.
+
+    Generous: a loaded CI machine may take minutes to start workers; a condition met at
+    once costs no more than one poll.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the sweep ended (exit code {proc.returncode}) before {what}: {err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} within {timeout:.0f} s")
+        time.sleep(every)
+
+
 def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) -> None:
     spec_file = tmp_path / "kill.yaml"
     spec_file.write_text(
@@ -696,17 +721,17 @@ def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) ->
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.time() + 240
+
+    def mid_way() -> bool:
+        # A trial complete, one in training and one not started: the sweep cannot end
+        # before the kill below (it still has a whole trial to train), however slowly
+        # this process is scheduled.
+        states = _states_now(sweep_dir)
+        statuses = {st.status for st in states}
+        return {"complete", "pending"} <= statuses and any(st.running for st in states)
+
     try:
-        while time.time() < deadline:
-            if sweep_dir.exists() and any(
-                run_status(d) == "complete" for d in sweep_dir.iterdir() if d.is_dir()
-            ):
-                break
-            assert proc.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no trial completed within 240 s")
+        _wait_for(mid_way, proc, "a trial complete, one training and one pending")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole process tree, mid-way
         proc.wait()
@@ -903,7 +928,13 @@ def test_workers_end_with_their_parent(tmp_path: Path, how: signal.Signals) -> N
             workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
             time.sleep(0.3)
         assert len(workers) == 2, "the workers did not start"
-        time.sleep(3)  # into their first trials
+        # Into their first trials (each holds its run directory's lock while it trains).
+        sweep_dir = tmp_path / "out" / "orphans"
+        _wait_for(
+            lambda: sum(st.running for st in _states_now(sweep_dir)) == 2,
+            proc,
+            "both workers training a trial",
+        )
         os.kill(proc.pid, how)
         proc.wait(timeout=60)
         deadline = time.time() + 30
