@@ -1376,12 +1376,16 @@ def test_the_progress_line_shows_a_val_accuracy_of_zero(
     from appsleuth.sweep.local import _Progress
     from appsleuth.sweep.worker import TrialOutcome
 
-    bar = _Progress(2, 0, 0, 1, enabled=False)
+    bar = _Progress(3, 0, 0, 1, enabled=False)
     bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0, val_accuracy=0.0))
     bar.finished(TrialOutcome(index=1, name="r1", status="failed", seconds=1.0, error="boom"))
+    bar.finished(TrialOutcome(index=2, name="r2", status="skipped", seconds=0.1, val_accuracy=0.5))
+    # The worker's seconds include loading data and compiling: said, as `sweep status`
+    # shows the (shorter) training time; a trial only checked took no time worth showing.
     assert capsys.readouterr().err.splitlines() == [
-        "[1/2] r0: complete val_accuracy 0.0000 1.0 s",
-        "[2/2] r1: failed 1.0 s (boom)",
+        "[1/3] r0: complete val_accuracy 0.0000 1.0 s incl. start-up",
+        "[2/3] r1: failed 1.0 s incl. start-up (boom)",
+        "[3/3] r2: skipped val_accuracy 0.5000",
     ]
 
 
@@ -1436,7 +1440,7 @@ def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
         bar = _Progress(1, 0, 0, 1, enabled=True)
         bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0))
         bar.stop()
-    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s\n"
+    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s incl. start-up\n"
 
 
 def test_a_worker_ends_without_the_interpreters_teardown() -> None:

@@ -790,9 +790,16 @@ class _Progress:
                 else ""
             )
             err = f" ({outcome.error})" if outcome.error else ""
+            # The worker's time for the trial: loading the data (a worker's first trial),
+            # building and compiling too, so more than the training time that `sweep
+            # status` shows. A trial not trained now took only the check.
+            took = (
+                ""
+                if outcome.status in ("skipped", "failed-before")
+                else f" {outcome.seconds:.1f} s incl. start-up"
+            )
             print(
-                f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}"
-                f" {outcome.seconds:.1f} s{err}",
+                f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}{took}{err}",
                 file=sys.stderr,
                 flush=True,
             )
