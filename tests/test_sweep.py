@@ -1563,10 +1563,16 @@ def test_a_worker_checks_only_its_own_trial_of_the_manifest(
     monkeypatch.setattr(store, "_trial_disagrees", lambda t: checked.append(t.index) or real(t))
     outcome = run_trial(sweep_dir, 7)
     assert outcome.status == "failed-before" and checked == [7]
+    assert run_trial(sweep_dir, np.int64(7)).index == 7  # NumPy's integers are integers
+    assert type(run_trial(sweep_dir, np.int64(7)).index) is int
     with pytest.raises(AppSleuthError, match=r"trial index must be in 0\.\.19; received index=20"):
         run_trial(sweep_dir, 20)
-    with pytest.raises(AppSleuthError, match=r"received index='1' \(a str, not an integer\)"):
-        run_trial(sweep_dir, "1")
+    # Refused with the plan's size, without building every trial to count them.
+    for bad, kind in (("1", "str"), (7.0, "float"), (True, "bool")):
+        said = rf"in 0\.\.19; received index={re.escape(repr(bad))} \(a {kind}, not an integer\)"
+        with pytest.raises(AppSleuthError, match=said):
+            run_trial(sweep_dir, bad)
+    assert checked == [7, 7, 7]
 
 
 @pytest.mark.parametrize("command", ["worker", "status"])
