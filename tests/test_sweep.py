@@ -1223,6 +1223,13 @@ def test_a_worker_lost_without_a_trial_to_blame_stops_the_sweep_as_interrupted(
     assert "so the sweep stopped" in err
     assert "run the same command again" in err
     assert "__main__" not in err
+    if pool.in_trial is not None:
+        # Which trial it was training is said, and what to do if it stops there again
+        # (kill of that worker, or earlyoom, which sends SIGTERM when memory runs low).
+        name = read_plan(sweep_dir)[pool.in_trial].name
+        assert f"the worker process(es) training {name} were stopped by a signal" in err
+        assert "out-of-memory killer such as earlyoom" in err
+        assert "If it stops at the same trial again, give it more memory" in err
 
 
 @pytest.mark.parametrize(

@@ -425,6 +425,22 @@ def _lost_trials(slots: _Slots, processes: dict[int, Any]) -> list[_Lost]:
     return lost
 
 
+def _stopped_trials(slots: _Slots, processes: dict[int, Any]) -> tuple[int, ...]:
+    """The trials whose worker was stopped with a signal (``_STOPPED``) while training them.
+
+    SIGTERM is not blamed on the trial (see ``_STOPPED``): the pool stops every other
+    worker with it once one ended, so in a pool of several the one that another process
+    stopped cannot be told from the rest (and Python learns no signal's sender). These
+    are named when the sweep stops, so that a trial that meets this again can be found.
+    """
+    stopped = []
+    for slot in range(len(slots.trials)):
+        process = processes.get(slots.pids[slot])
+        if slots.trials[slot] >= 0 and process is not None and process.exitcode in _STOPPED:
+            stopped.append(int(slots.trials[slot]))
+    return tuple(sorted(stopped))
+
+
 def _record_lost(sweep_dir: Path, trial: Any, lost: _Lost) -> TrialOutcome | None:
     """Record a trial whose worker died as failed, as a trial that raised is recorded.
 
@@ -469,11 +485,13 @@ class _PoolEnd:
         broken: A worker process died, which ends the whole pool.
         lost: The trials whose worker died while training them.
         taken: Whether any worker took its core set (got as far as starting).
+        stopped: The trials whose worker was stopped with a signal while training them.
     """
 
     broken: bool
     lost: list[_Lost]
     taken: bool
+    stopped: tuple[int, ...] = ()
 
 
 def _run_pool(
@@ -557,7 +575,10 @@ def _run_pool(
     for proc in processes.values():
         proc.join(timeout=5)
     return _PoolEnd(
-        broken=True, lost=_lost_trials(slots, processes), taken=_any_taken(core_sets, n_workers)
+        broken=True,
+        lost=_lost_trials(slots, processes),
+        taken=_any_taken(core_sets, n_workers),
+        stopped=_stopped_trials(slots, processes),
     )
 
 
@@ -688,14 +709,7 @@ def run_local(
                     # a main guard.
                     started = len(outcomes) > len(already) or end.taken
                     if started:
-                        print(
-                            "appsleuth: a worker process was stopped (by a signal such as "
-                            "SIGTERM) or died between trials, so the sweep stopped; run the "
-                            "same command again: complete trials are kept and the unfinished "
-                            "ones are redone",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        print(_stopped_message(end, plan), file=sys.stderr, flush=True)
                     break
                 if remaining and failed:
                     print(
@@ -733,6 +747,25 @@ def run_local(
         # cells) must not go on as if the sweep had finished.
         raise SweepInterrupted(summary)
     return summary
+
+
+def _stopped_message(end: _PoolEnd, plan: Any) -> str:
+    """What stopped the sweep when no trial was to blame, and what to do."""
+    again = (
+        "run the same command again: complete trials are kept and the unfinished ones are redone"
+    )
+    if not end.stopped:
+        return (
+            f"appsleuth: a worker process was stopped (by a signal such as SIGTERM) or died "
+            f"between trials, so the sweep stopped; {again}"
+        )
+    names = ", ".join(plan[i].name for i in end.stopped)
+    return (
+        f"appsleuth: the worker process(es) training {names} were stopped by a signal "
+        f"(SIGTERM: e.g. kill, or a user-space out-of-memory killer such as earlyoom), so the "
+        f"sweep stopped without failing those trials; {again}. If it stops at the same "
+        f"trial again, give it more memory: fewer workers, or a smaller model or batch"
+    )
 
 
 class _Progress:
