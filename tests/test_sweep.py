@@ -1139,6 +1139,27 @@ def test_a_complete_run_of_replaced_data_is_not_adopted(tmp_path: Path) -> None:
     assert "holds a complete run of other data (data fingerprint" in (outcome.error or "")
 
 
+def test_a_trial_whose_code_calls_sys_exit_fails_rather_than_ending_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local pool hands a worker's SystemExit back as the trial's result: it ended the
+    # whole sweep with that exit code and no message, again at every re-run.
+    from appsleuth.sweep import worker
+
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.003]}), tmp_path)
+
+    def exits(*args, **kwargs):
+        sys.exit(3)
+
+    monkeypatch.setattr(worker, "train", exits)
+    monkeypatch.setattr(worker, "_cached_data", lambda spec: None)  # not what this is about
+    outcome = run_trial(sweep_dir, 0)
+    said = r"^SystemExit: code in the trial called sys\.exit\(3\)$"
+    assert outcome.status == "failed" and re.search(said, outcome.error or "")
+    [state] = trial_states(sweep_dir)
+    assert state.status == "failed" and re.search(said, state.error or "")  # as status shows
+
+
 def test_a_trial_another_process_is_training_is_not_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

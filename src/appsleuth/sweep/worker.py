@@ -161,6 +161,15 @@ def run_trial(
         )
     except KeyboardInterrupt:
         raise
+    except SystemExit as exc:
+        # Code in the trial called sys.exit: in a local pool the worker hands it back as
+        # the trial's result, and it ended the sweep's own process (exit code and all,
+        # no message); the same trial did so again on every re-run. It fails the trial.
+        error = f"SystemExit: code in the trial called sys.exit({exc.code!r})"
+        _record_failure(run_dir, trial, error, start)
+        return TrialOutcome(
+            index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
+        )
     except RunInUseError as exc:
         return TrialOutcome(
             index=index,
