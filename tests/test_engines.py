@@ -7,6 +7,7 @@ training rows and 10 epochs instead of the published 218k rows and 30 epochs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -243,6 +244,26 @@ def test_checkpoint_and_csv_logger_write_files(data, tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "backup"])
+def test_saving_every_n_batches_is_refused(data, tmp_path, kind):
+    # Keras saves those in its batch hook only, which the fused engine never calls: they
+    # wrote no file at all, with no more than the general batch-hook warning.
+    x, y, _, _ = data
+    callback = (
+        keras.callbacks.ModelCheckpoint(tmp_path / "m.keras", save_freq=4)
+        if kind == "checkpoint"
+        else keras.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=4)
+    )
+    name = type(callback).__name__
+    with pytest.raises(
+        SpecError,
+        match=rf"{name}\(save_freq=4\) saves every 4 batches, but engine 'fused' runs a whole "
+        r"epoch in one compiled program .* so it would save nothing; use save_freq='epoch'",
+    ):
+        run_fused(_model(), x[:64], y[:64], batch_size=8, callbacks=[callback])
+    assert not list(tmp_path.iterdir())
 
 
 def test_user_callback_sees_synced_weights(data):
@@ -502,6 +523,44 @@ def test_validation_runs_between_the_test_hooks_on_the_weights_they_set(data):
     assert results["fit"][1][:3] == ["test_begin", "test_end ['accuracy', 'loss']", "epoch_end"]
     for key, values in results["fit"][0].items():
         np.testing.assert_allclose(results["fused"][0][key], values, rtol=2e-5, err_msg=key)
+
+
+class _StopAfterEpoch2(keras.callbacks.Callback):
+    """Ends training after epoch 2: asked to stop (as EarlyStopping does), or Ctrl-C."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            if self.how == "interrupt":
+                raise KeyboardInterrupt
+            self.model.stop_training = True
+
+
+def test_an_ema_model_ends_with_its_moving_averages_however_training_stops(data):
+    # As fit (Keras 3: finalize_variable_values in its `finally`): also after an early
+    # stop or a KeyboardInterrupt, the model holds the moving averages it was training.
+    x, y, _, _ = data
+    for how in ("stop", "interrupt"):
+        # The model, optimizer and data of the test above: its compiled program is reused.
+        model = _model(seed=8, compile_=False)
+        model.compile(
+            optimizer=keras.optimizers.Adam(0.003, use_ema=True),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            run_fused(
+                model, x[:640], y[:640], epochs=4, batch_size=32, shuffle=False,
+                callbacks=[_StopAfterEpoch2(how)],
+            )  # fmt: skip
+        assert int(model.optimizer.iterations.numpy()) == 2 * 20, how
+        averages = [v.numpy() for v in model.optimizer._model_variables_moving_average]
+        assert all(np.allclose(w, a) for w, a in zip(model.get_weights(), averages, strict=True)), (
+            how
+        )
 
 
 # --- weights and tasks ------------------------------------------------------------------

@@ -44,25 +44,6 @@ print(json.dumps({
 """
 
 
-@pytest.fixture
-def restore_process():
-    """Undo what configure_backend does to this process: environment and affinity."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    env = dict(os.environ)
-    affinity = os.sched_getaffinity(0)
-    pools = {p["prefix"]: p["num_threads"] for p in threadpool_info()}
-    jax = sys.modules.get("jax")
-    platforms = jax.config.jax_platforms if jax is not None else None
-    yield
-    os.environ.clear()
-    os.environ.update(env)
-    hardware._pin_threads(sorted(affinity))  # every thread: JAX's pool of earlier tests
-    threadpool_limits(limits=pools)
-    if jax is not None:
-        jax.config.update("jax_platforms", platforms)
-
-
 def _probe(threads: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.pop("XLA_FLAGS", None)
@@ -102,7 +83,7 @@ def test_thread_limit_takes_effect_in_a_fresh_process(monkeypatch):
     assert unlimited["applied"]["threads_source"] == "all available cores"
 
 
-def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
+def test_slurm_allocation_sets_the_thread_count(monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
     applied = configure_backend()
     assert applied["threads"] == 1
@@ -112,7 +93,7 @@ def test_slurm_allocation_sets_the_thread_count(monkeypatch, restore_process):
 
 
 @pytest.mark.parametrize("value", ["", "0", "2(x3)", "²", "1.5", "-1"])
-def test_slurm_cpus_that_are_no_count_are_ignored(monkeypatch, restore_process, value):
+def test_slurm_cpus_that_are_no_count_are_ignored(monkeypatch, value):
     # "²" is a digit to str.isdigit but not to int(); "2(x3)" is SLURM's per-node form.
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", value)
     assert available_cores() == len(os.sched_getaffinity(0))
@@ -121,7 +102,7 @@ def test_slurm_cpus_that_are_no_count_are_ignored(monkeypatch, restore_process, 
     assert applied["thread_limits"] is False
 
 
-def test_slurm_cpus_beyond_the_affinity_mask_are_capped(monkeypatch, restore_process):
+def test_slurm_cpus_beyond_the_affinity_mask_are_capped(monkeypatch):
     # SLURM variables outlive their job's cgroup, e.g. in a shell that salloc opened.
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4096")
     assert available_cores() == len(os.sched_getaffinity(0))
@@ -130,7 +111,7 @@ def test_slurm_cpus_beyond_the_affinity_mask_are_capped(monkeypatch, restore_pro
     assert applied["threads_source"] == "SLURM_CPUS_PER_TASK"
 
 
-def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_process):
+def test_tensorflow_backend_gets_its_thread_variables(monkeypatch):
     # TensorFlow need not be installed, and this process's Keras may already run on JAX.
     monkeypatch.setattr(hardware, "check_backend", lambda: "tensorflow")
     applied = configure_backend(threads=1)
@@ -148,12 +129,12 @@ def test_tensorflow_backend_gets_its_thread_variables(monkeypatch, restore_proce
         ({"threads": 10_000}, r"threads must not exceed the \d+ core\(s\) available"),
     ],
 )
-def test_invalid_settings_are_spec_errors(kwargs, message, restore_process):
+def test_invalid_settings_are_spec_errors(kwargs, message):
     with pytest.raises(SpecError, match=message):
         configure_backend(**kwargs)
 
 
-def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
+def test_gpu_request_without_a_gpu_says_so(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     if detect_devices()["gpus"]:
         pytest.skip("this machine has a CUDA GPU")
@@ -165,7 +146,7 @@ def test_gpu_request_without_a_gpu_says_so(monkeypatch, restore_process):
         configure_backend(device="gpu")
 
 
-def test_gpu_request_when_jax_cannot_start_says_so(monkeypatch, restore_process):
+def test_gpu_request_when_jax_cannot_start_says_so(monkeypatch):
     import jax
 
     def no_backend():
@@ -179,7 +160,7 @@ def test_gpu_request_when_jax_cannot_start_says_so(monkeypatch, restore_process)
     assert detect_devices()["jax"] == {"error": "AssertionError (JAX_PLATFORMS='cuda')"}
 
 
-def test_cpu_device_hides_cuda(monkeypatch, restore_process):
+def test_cpu_device_hides_cuda(monkeypatch):
     applied = configure_backend(device="cpu")
     assert applied["device"] == "cpu"
     assert os.environ["JAX_PLATFORMS"] == "cpu"
@@ -366,7 +347,7 @@ def test_cgroup_cpu_quota(tmp_path, monkeypatch, membership, files, quota):
     assert _cgroups(tmp_path, monkeypatch, membership, files) == quota
 
 
-def test_a_container_quota_limits_the_cores_and_threads(monkeypatch, restore_process):
+def test_a_container_quota_limits_the_cores_and_threads(monkeypatch):
     # A container limited to 1 CPU still sees every core of its host in its mask.
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 cores to tell a quota of 1 from the mask")

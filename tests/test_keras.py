@@ -110,13 +110,8 @@ def test_missing_backend_package_is_a_spec_error(
 
 
 def test_cli_reports_a_bad_backend_without_a_traceback(monkeypatch, keras_not_imported, capsys):
-    env = dict(os.environ)
     monkeypatch.setenv("KERAS_BACKEND", "tf")
-    try:
-        code = main(["train", "--rows", "50", "--epochs", "1"])
-    finally:
-        os.environ.clear()
-        os.environ.update(env)  # configure_backend sets thread variables
+    code = main(["train", "--rows", "50", "--epochs", "1"])  # conftest undoes its thread setup
     err = capsys.readouterr().err
     assert code == 2
     assert "received KERAS_BACKEND='tf'" in err and "Traceback" not in err

@@ -1235,6 +1235,56 @@ def test_dry_run_with_nothing_left_and_gpus_for_cpu_trials(
     assert "would submit" not in err
 
 
+@pytest.mark.parametrize("gpus", [[], ["--gpus", "0"]])
+def test_gpu_trials_on_a_job_that_requests_no_gpu_are_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    gpus: list[str],
+) -> None:
+    # Every array task would start on a node (or a share of one) without a GPU and fail.
+    argv, sweep_dir = _sweep_run_argv(tmp_path, "nogpu")
+    real_submit = slurm_module._submit
+
+    def submit(*args):
+        assert args[4], "submitted"  # dry_run: a test must not queue a job that fails
+        return real_submit(*args)
+
+    monkeypatch.setattr(slurm_module, "_submit", submit)
+    assert main([*argv, "--device", "gpu", *gpus]) == 2
+    err = capsys.readouterr().err
+    assert "device 'gpu' trains every trial on a GPU, but the job requests none" in err
+    assert f"(gpus={None if not gpus else 0}, and no GPU request in extra_sbatch)" in err
+    assert "set gpus: 1 in the spec's executor section (or --gpus 1)" in err
+    assert not (sweep_dir / JOURNAL).exists()  # nothing submitted
+    assert main([*argv, "--device", "gpu", "--dry-run", *gpus]) == 2  # nor shown as fine
+    assert "the job requests none" in capsys.readouterr().err
+    assert main([*argv, "--device", "gpu", "--dry-run", "--gpus", "1"]) == 0
+    assert "#SBATCH --gpus=1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--gres=gpu:1",
+        "--gres=gpu:a100:2",
+        "--gpus-per-node=1",
+        "-G 1",
+        "--tres-per-task=gres/gpu:2",
+    ],
+)
+def test_gpu_trials_with_gpus_requested_in_extra_sbatch_are_submitted(
+    tmp_path: Path, line: str
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    options = SlurmOptions.from_options({"extra_sbatch": [f"#SBATCH {line}"]})
+    sub = submit_slurm(sweep_dir, options, dry_run=True, device="gpu")
+    assert f"#SBATCH {line}" in sub.script_text and " --device gpu " in sub.script_text
+    constraint = SlurmOptions.from_options({"extra_sbatch": ["#SBATCH --constraint=gpu"]})
+    with pytest.raises(SpecError, match=r"device 'gpu' trains every trial on a GPU, but the"):
+        submit_slurm(sweep_dir, constraint, dry_run=True, device="gpu")  # a node, no GPU
+
+
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_script_sets_the_submitters_keras_backend_before_the_preamble(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str

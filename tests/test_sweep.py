@@ -663,6 +663,31 @@ def test_sweep_status_shows_a_path_with_square_brackets(
     assert str(sweep_dir) in "".join(capsys.readouterr().out.split())  # however it wraps
 
 
+def _states_now(sweep_dir: Path) -> list:
+    """The sweep's trial states, none while it is not planned yet."""
+    if not (sweep_dir / "manifest.json").is_file():
+        return []
+    return trial_states(sweep_dir, compare_spec=False)
+
+
+def _wait_for(
+    condition, proc: subprocess.Popen, what: str, timeout: float = 300, every: float = 0.2
+) -> None:
+    """Wait until ``condition()`` holds while ``proc`` runs, failing after ``timeout``.
+
+    Generous: a loaded CI machine may take minutes to start workers; a condition met at
+    once costs no more than one poll.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            pytest.fail(f"the sweep ended (exit code {proc.returncode}) before {what}: {err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not {what} within {timeout:.0f} s")
+        time.sleep(every)
+
+
 def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) -> None:
     spec_file = tmp_path / "kill.yaml"
     spec_file.write_text(
@@ -696,17 +721,17 @@ def test_kill_9_then_rerun_completes_every_trial_exactly_once(tmp_path: Path) ->
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.time() + 240
+
+    def mid_way() -> bool:
+        # A trial complete, one in training and one not started: the sweep cannot end
+        # before the kill below (it still has a whole trial to train), however slowly
+        # this process is scheduled.
+        states = _states_now(sweep_dir)
+        statuses = {st.status for st in states}
+        return {"complete", "pending"} <= statuses and any(st.running for st in states)
+
     try:
-        while time.time() < deadline:
-            if sweep_dir.exists() and any(
-                run_status(d) == "complete" for d in sweep_dir.iterdir() if d.is_dir()
-            ):
-                break
-            assert proc.poll() is None, "the sweep ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no trial completed within 240 s")
+        _wait_for(mid_way, proc, "a trial complete, one training and one pending")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole process tree, mid-way
         proc.wait()
@@ -903,7 +928,13 @@ def test_workers_end_with_their_parent(tmp_path: Path, how: signal.Signals) -> N
             workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
             time.sleep(0.3)
         assert len(workers) == 2, "the workers did not start"
-        time.sleep(3)  # into their first trials
+        # Into their first trials (each holds its run directory's lock while it trains).
+        sweep_dir = tmp_path / "out" / "orphans"
+        _wait_for(
+            lambda: sum(st.running for st in _states_now(sweep_dir)) == 2,
+            proc,
+            "both workers training a trial",
+        )
         os.kill(proc.pid, how)
         proc.wait(timeout=60)
         deadline = time.time() + 30
@@ -1108,6 +1139,27 @@ def test_a_complete_run_of_replaced_data_is_not_adopted(tmp_path: Path) -> None:
     assert "holds a complete run of other data (data fingerprint" in (outcome.error or "")
 
 
+def test_a_trial_whose_code_calls_sys_exit_fails_rather_than_ending_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local pool hands a worker's SystemExit back as the trial's result: it ended the
+    # whole sweep with that exit code and no message, again at every re-run.
+    from appsleuth.sweep import worker
+
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.003]}), tmp_path)
+
+    def exits(*args, **kwargs):
+        sys.exit(3)
+
+    monkeypatch.setattr(worker, "train", exits)
+    monkeypatch.setattr(worker, "_cached_data", lambda spec: None)  # not what this is about
+    outcome = run_trial(sweep_dir, 0)
+    said = r"^SystemExit: code in the trial called sys\.exit\(3\)$"
+    assert outcome.status == "failed" and re.search(said, outcome.error or "")
+    [state] = trial_states(sweep_dir)
+    assert state.status == "failed" and re.search(said, state.error or "")  # as status shows
+
+
 def test_a_trial_another_process_is_training_is_not_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1139,6 +1191,8 @@ class _PoolWithAKilledWorker:
     exitcode = -signal.SIGKILL
 
     def __init__(self, *, max_workers: int, mp_context, initializer, initargs) -> None:
+        # Worker processes that keep their exit status through the fast exit.
+        assert mp_context.Process.__name__ == "_WorkerProcess"
         slot, _ = initargs[1].get()  # what _init_worker does first in a started worker
         slots = initargs[5]
         slots.pids[slot] = 4242
@@ -1190,6 +1244,13 @@ def test_a_worker_lost_without_a_trial_to_blame_stops_the_sweep_as_interrupted(
     assert "so the sweep stopped" in err
     assert "run the same command again" in err
     assert "__main__" not in err
+    if pool.in_trial is not None:
+        # Which trial it was training is said, and what to do if it stops there again
+        # (kill of that worker, or earlyoom, which sends SIGTERM when memory runs low).
+        name = read_plan(sweep_dir)[pool.in_trial].name
+        assert f"the worker process(es) training {name} were stopped by a signal" in err
+        assert "out-of-memory killer such as earlyoom" in err
+        assert "If it stops at the same trial again, give it more memory" in err
 
 
 @pytest.mark.parametrize(
@@ -1343,12 +1404,16 @@ def test_the_progress_line_shows_a_val_accuracy_of_zero(
     from appsleuth.sweep.local import _Progress
     from appsleuth.sweep.worker import TrialOutcome
 
-    bar = _Progress(2, 0, 0, 1, enabled=False)
+    bar = _Progress(3, 0, 0, 1, enabled=False)
     bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0, val_accuracy=0.0))
     bar.finished(TrialOutcome(index=1, name="r1", status="failed", seconds=1.0, error="boom"))
+    bar.finished(TrialOutcome(index=2, name="r2", status="skipped", seconds=0.1, val_accuracy=0.5))
+    # The worker's seconds include loading data and compiling: said, as `sweep status`
+    # shows the (shorter) training time; a trial only checked took no time worth showing.
     assert capsys.readouterr().err.splitlines() == [
-        "[1/2] r0: complete val_accuracy 0.0000 1.0 s",
-        "[2/2] r1: failed 1.0 s (boom)",
+        "[1/3] r0: complete val_accuracy 0.0000 1.0 s incl. start-up",
+        "[2/3] r1: failed 1.0 s incl. start-up (boom)",
+        "[3/3] r2: skipped val_accuracy 0.5000",
     ]
 
 
@@ -1403,30 +1468,66 @@ def test_in_jupyter_without_ipywidgets_the_progress_bar_gives_way_to_lines(
         bar = _Progress(1, 0, 0, 1, enabled=True)
         bar.finished(TrialOutcome(index=0, name="r0", status="complete", seconds=1.0))
         bar.stop()
-    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s\n"
+    assert capsys.readouterr().err == "[1/1] r0: complete 1.0 s incl. start-up\n"
 
 
 def test_a_worker_ends_without_the_interpreters_teardown() -> None:
     # Its teardown (freeing JAX, Keras and the data object by object) took ~2 s per
     # worker, which every sweep waited for; exit handlers registered after the worker
-    # started (Keras', JAX's) still run, and buffered output is not lost.
+    # started (Keras', JAX's) still run, and buffered output is not lost. The worker's
+    # body runs as a pool's worker process runs it (run()); ended by sys.exit(3) here,
+    # its status stays 3 (the fast exit made it 0).
     code = (
-        "import atexit, multiprocessing as mp, os\n"
+        "import atexit, os, sys\n"
         "atexit.register(print, 'teardown')\n"  # stands for the teardown after the handlers
         "from appsleuth.sweep import local\n"
         "local._preload = lambda: None\n"  # Keras' import is not what this is about
-        "ctx = mp.get_context('spawn')\n"
+        "ctx = local._WorkerContext()\n"
         "cores = ctx.Queue()\n"
         "cores.put((0, None))\n"
-        "local._init_worker(os.getppid(), cores, 1, 'cpu', False, local._Slots.create(ctx, 1))\n"
-        "atexit.register(print, 'later handler')\n"
-        "print('output', end='')\n"
+        "slots = local._Slots.create(ctx, 1)\n"
+        "def body():\n"
+        "    local._init_worker(os.getppid(), cores, 1, 'cpu', False, slots)\n"
+        "    atexit.register(print, 'later handler')\n"
+        "    print('output', end='')\n"
+        "    sys.exit(3)\n"
+        "local._WorkerProcess(target=body).run()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], timeout=60, check=False, capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr
     assert done.stdout == "outputlater handler\n"
+
+
+def _raise() -> None:
+    raise RuntimeError("outside a trial")
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "status"),
+    [
+        (print, ("",), 0),  # the pool shut it down: its body returned
+        (sys.exit, (None,), 0),
+        (sys.exit, (3,), 3),
+        (sys.exit, ("a message",), 1),
+        (_raise, (), 1),  # an uncaught exception outside a trial
+    ],
+)
+def test_a_worker_that_ended_abnormally_does_not_exit_clean(
+    monkeypatch: pytest.MonkeyPatch, target, args: tuple, status: int
+) -> None:
+    # Its last exit handler ends it with os._exit: it said 0 however the worker ended, so
+    # a worker that died looked like one the pool shut down.
+    from appsleuth.sweep import local
+
+    monkeypatch.setattr(local, "_EXIT_STATUS", 0)  # put back: this process is no worker
+    with contextlib.suppress(SystemExit, RuntimeError):
+        local._WorkerProcess(target=target, args=args).run()
+    exits: list[int] = []
+    monkeypatch.setattr(local, "exit_without_teardown", exits.append)
+    local._skip_teardown()
+    assert exits == [status]
 
 
 def test_a_worker_keeps_its_imported_modules_out_of_every_trials_collection(
@@ -1490,10 +1591,16 @@ def test_a_worker_checks_only_its_own_trial_of_the_manifest(
     monkeypatch.setattr(store, "_trial_disagrees", lambda t: checked.append(t.index) or real(t))
     outcome = run_trial(sweep_dir, 7)
     assert outcome.status == "failed-before" and checked == [7]
+    assert run_trial(sweep_dir, np.int64(7)).index == 7  # NumPy's integers are integers
+    assert type(run_trial(sweep_dir, np.int64(7)).index) is int
     with pytest.raises(AppSleuthError, match=r"trial index must be in 0\.\.19; received index=20"):
         run_trial(sweep_dir, 20)
-    with pytest.raises(AppSleuthError, match=r"received index='1' \(a str, not an integer\)"):
-        run_trial(sweep_dir, "1")
+    # Refused with the plan's size, without building every trial to count them.
+    for bad, kind in (("1", "str"), (7.0, "float"), (True, "bool")):
+        said = rf"in 0\.\.19; received index={re.escape(repr(bad))} \(a {kind}, not an integer\)"
+        with pytest.raises(AppSleuthError, match=said):
+            run_trial(sweep_dir, bad)
+    assert checked == [7, 7, 7]
 
 
 @pytest.mark.parametrize("command", ["worker", "status"])

@@ -214,6 +214,7 @@ def run_fused(
     if verbose == "auto":
         verbose = 1
     callbacks = _callbacks_arg(callbacks)
+    _refuse_batch_saving(callbacks)
     class_weight = _class_weight_arg(class_weight)
 
     train = _training_arrays(x, y, sample_weight, class_weight)
@@ -337,6 +338,28 @@ def _callbacks_arg(callbacks: Any) -> list[keras.callbacks.Callback]:
             f"keras.callbacks.LambdaCallback); received {wrong[0]!r}"
         )
     return list(callbacks)
+
+
+def _refuse_batch_saving(callbacks: Sequence[Any]) -> None:
+    """Refuse a ModelCheckpoint or BackupAndRestore that saves every N batches.
+
+    Keras saves those only in their batch hook, which this engine never calls: they would
+    save nothing at all, which a warning alone did not make plain.
+
+    Raises:
+        SpecError: One has an integer ``save_freq``.
+    """
+    for cb in callbacks:
+        if not isinstance(cb, keras.callbacks.ModelCheckpoint | keras.callbacks.BackupAndRestore):
+            continue
+        freq = getattr(cb, "save_freq", "epoch")
+        if freq != "epoch":
+            raise SpecError(
+                f"{type(cb).__name__}(save_freq={freq!r}) saves every {freq} batches, but "
+                f"engine 'fused' runs a whole epoch in one compiled program and calls no "
+                f"batch hooks, so it would save nothing; use save_freq='epoch', or train "
+                f"with model.fit (engine 'fit')"
+            )
 
 
 def _class_weight_arg(class_weight: Any) -> dict[int, float] | None:

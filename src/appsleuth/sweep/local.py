@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import gc
 import importlib
-import multiprocessing as mp
+import multiprocessing.context
 import os
 import signal
 import subprocess
@@ -223,14 +223,49 @@ def _preload() -> None:
     gc.freeze()
 
 
+# The status a worker process ends with, as multiprocessing would give it: set by
+# _WorkerProcess.run, read by _skip_teardown (an exit handler cannot see the exit code).
+_EXIT_STATUS = 0
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned sweep worker process that notes how its work ended.
+
+    Its exit handler (``_skip_teardown``) ends the process with ``os._exit``, which
+    would otherwise report every end as status 0: a worker that died of an uncaught
+    exception or ``sys.exit(3)`` looked like one the pool shut down.
+    """
+
+    def run(self) -> None:
+        """Run the worker as a process does, noting the status it ends with."""
+        global _EXIT_STATUS
+        _EXIT_STATUS = 1  # an exception escaping run(), as multiprocessing counts it
+        try:
+            super().run()
+        except SystemExit as exc:
+            # multiprocessing's rule: None is 0, an integer itself, anything else 1.
+            code = exc.code
+            _EXIT_STATUS = 0 if code is None else code if isinstance(code, int) else 1
+            raise
+        _EXIT_STATUS = 0
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    """The 'spawn' start method (fork is unsafe once JAX's threads exist), with
+    :class:`_WorkerProcess` processes."""
+
+    Process = _WorkerProcess
+
+
 def _skip_teardown() -> None:
     """End this worker at once, without the interpreter's teardown of its modules.
 
     Registered as a worker's first exit handler, so it runs last, after Keras' and JAX's
-    own, when the worker's Python ends on its own (the pool shut it down; a killed worker
-    never gets here); the sweep waited ~2 s for each worker's teardown before returning.
+    own, when the worker's Python ends on its own (the pool shut it down, or an error
+    ended it; a killed worker never gets here); the sweep waited ~2 s for each worker's
+    teardown before returning. The status is the one the worker ended with.
     """
-    exit_without_teardown(0)
+    exit_without_teardown(_EXIT_STATUS)
 
 
 def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
@@ -390,6 +425,22 @@ def _lost_trials(slots: _Slots, processes: dict[int, Any]) -> list[_Lost]:
     return lost
 
 
+def _stopped_trials(slots: _Slots, processes: dict[int, Any]) -> tuple[int, ...]:
+    """The trials whose worker was stopped with a signal (``_STOPPED``) while training them.
+
+    SIGTERM is not blamed on the trial (see ``_STOPPED``): the pool stops every other
+    worker with it once one ended, so in a pool of several the one that another process
+    stopped cannot be told from the rest (and Python learns no signal's sender). These
+    are named when the sweep stops, so that a trial that meets this again can be found.
+    """
+    stopped = []
+    for slot in range(len(slots.trials)):
+        process = processes.get(slots.pids[slot])
+        if slots.trials[slot] >= 0 and process is not None and process.exitcode in _STOPPED:
+            stopped.append(int(slots.trials[slot]))
+    return tuple(sorted(stopped))
+
+
 def _record_lost(sweep_dir: Path, trial: Any, lost: _Lost) -> TrialOutcome | None:
     """Record a trial whose worker died as failed, as a trial that raised is recorded.
 
@@ -434,11 +485,13 @@ class _PoolEnd:
         broken: A worker process died, which ends the whole pool.
         lost: The trials whose worker died while training them.
         taken: Whether any worker took its core set (got as far as starting).
+        stopped: The trials whose worker was stopped with a signal while training them.
     """
 
     broken: bool
     lost: list[_Lost]
     taken: bool
+    stopped: tuple[int, ...] = ()
 
 
 def _run_pool(
@@ -522,7 +575,10 @@ def _run_pool(
     for proc in processes.values():
         proc.join(timeout=5)
     return _PoolEnd(
-        broken=True, lost=_lost_trials(slots, processes), taken=_any_taken(core_sets, n_workers)
+        broken=True,
+        lost=_lost_trials(slots, processes),
+        taken=_any_taken(core_sets, n_workers),
+        stopped=_stopped_trials(slots, processes),
     )
 
 
@@ -606,7 +662,7 @@ def run_local(
     interrupted = stopped = False
     started = True  # becomes False when the pool breaks before any trial finishes
     if todo:
-        ctx = mp.get_context("spawn")  # fork is unsafe once JAX's threads exist
+        ctx = _WorkerContext()
         remaining = list(todo)
 
         def report(index: int, outcome: TrialOutcome) -> None:
@@ -653,14 +709,7 @@ def run_local(
                     # a main guard.
                     started = len(outcomes) > len(already) or end.taken
                     if started:
-                        print(
-                            "appsleuth: a worker process was stopped (by a signal such as "
-                            "SIGTERM) or died between trials, so the sweep stopped; run the "
-                            "same command again: complete trials are kept and the unfinished "
-                            "ones are redone",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        print(_stopped_message(end, plan), file=sys.stderr, flush=True)
                     break
                 if remaining and failed:
                     print(
@@ -698,6 +747,25 @@ def run_local(
         # cells) must not go on as if the sweep had finished.
         raise SweepInterrupted(summary)
     return summary
+
+
+def _stopped_message(end: _PoolEnd, plan: Any) -> str:
+    """What stopped the sweep when no trial was to blame, and what to do."""
+    again = (
+        "run the same command again: complete trials are kept and the unfinished ones are redone"
+    )
+    if not end.stopped:
+        return (
+            f"appsleuth: a worker process was stopped (by a signal such as SIGTERM) or died "
+            f"between trials, so the sweep stopped; {again}"
+        )
+    names = ", ".join(plan[i].name for i in end.stopped)
+    return (
+        f"appsleuth: the worker process(es) training {names} were stopped by a signal "
+        f"(SIGTERM: e.g. kill, or a user-space out-of-memory killer such as earlyoom), so the "
+        f"sweep stopped without failing those trials; {again}. If it stops at the same "
+        f"trial again, give it more memory: fewer workers, or a smaller model or batch"
+    )
 
 
 class _Progress:
@@ -755,9 +823,16 @@ class _Progress:
                 else ""
             )
             err = f" ({outcome.error})" if outcome.error else ""
+            # The worker's time for the trial: loading the data (a worker's first trial),
+            # building and compiling too, so more than the training time that `sweep
+            # status` shows. A trial not trained now took only the check.
+            took = (
+                ""
+                if outcome.status in ("skipped", "failed-before")
+                else f" {outcome.seconds:.1f} s incl. start-up"
+            )
             print(
-                f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}"
-                f" {outcome.seconds:.1f} s{err}",
+                f"[{self.done}/{self.total}] {outcome.name}: {outcome.status}{acc}{took}{err}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -1003,6 +1003,14 @@ def submit_slurm(
             f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
             f"(device 'cpu'); drop one of the two"
         )
+    if device == "gpu" and not options.gpus and not _requests_gpus(options.extra_sbatch):
+        # Each task would start on a node, or a share of one, without a GPU and fail.
+        raise SpecError(
+            f"device 'gpu' trains every trial on a GPU, but the job requests none "
+            f"(gpus={options.gpus!r}, and no GPU request in extra_sbatch): each array task "
+            f"would fail at its start; set gpus: 1 in the spec's executor section (or "
+            f"--gpus 1), or use device 'auto' or 'cpu'"
+        )
     if "\\" in str(sweep_dir):
         # In an sbatch file name a backslash turns off the %A/%a replacements, and
         # slurmd then fails every task at launch without writing a log.
@@ -1021,6 +1029,16 @@ def submit_slurm(
     with _submit_lock(sweep_dir):
         _persist_recovered(sweep_dir)
         return _submit(sweep_dir, plan, options, retry_failed, False, python, device)
+
+
+# sbatch's ways to ask for GPUs: --gpus, --gpus-per-node/-task/-socket, -G, and GPU
+# generic resources (--gres=gpu:1, --tres-per-task=gres/gpu:1).
+_GPU_REQUEST = re.compile(r"\s(--gpus|-G(?![A-Za-z])|--(gres|tres-per-task)[= ]\S*gpu)")
+
+
+def _requests_gpus(extra_sbatch: Sequence[str]) -> bool:
+    """Whether any of the user's own ``#SBATCH`` lines requests GPUs."""
+    return any(_GPU_REQUEST.search(line) for line in extra_sbatch)
 
 
 @contextlib.contextmanager

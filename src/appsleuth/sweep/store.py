@@ -361,10 +361,16 @@ def read_trial(sweep_dir: str | os.PathLike[str], index: int) -> Trial:
     Raises:
         DataError: The manifest is missing, unreadable or damaged (this trial, or its
             layout).
-        AppSleuthError: ``index`` is not a trial of the plan.
+        AppSleuthError: ``index`` is not a trial of the plan (or not an integer).
     """
     path = Path(sweep_dir) / MANIFEST
     trials = _manifest(Path(sweep_dir))["trials"]
+    if not is_integer(index):
+        raise AppSleuthError(
+            f"trial index must be in 0..{len(trials) - 1}; received index={index!r} (a "
+            f"{type(index).__name__}, not an integer)"
+        )
+    index = int(index)  # NumPy's integers too (np.arange over a plan)
     if not 0 <= index < len(trials):
         raise AppSleuthError(
             f"trial index must be in 0..{len(trials) - 1}; received index={index!r}"

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from appsleuth._fields import is_integer
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import AppSleuthError
 from appsleuth.run import (
@@ -34,7 +33,7 @@ from appsleuth.run import (
 )
 from appsleuth.spec import RunSpec
 from appsleuth.sweep.space import Trial
-from appsleuth.sweep.store import read_plan, read_trial
+from appsleuth.sweep.store import read_trial
 
 __all__ = [
     "RUNNING_ELSEWHERE",
@@ -124,16 +123,10 @@ def run_trial(
     """
     start = time.time()
     sweep_dir = Path(sweep_dir)
-    if is_integer(index):
-        index = int(index)  # NumPy's integers too (np.arange over a plan)
-    if isinstance(index, bool) or not isinstance(index, int):
-        n_trials = len(read_plan(sweep_dir))
-        raise AppSleuthError(
-            f"trial index must be in 0..{n_trials - 1}; received index={index!r} (a "
-            f"{type(index).__name__}, not an integer)"
-        )
     # This trial only: every trial of a large sweep runs this, each in its own process.
+    # It refuses an index that is no integer, naming the plan's size.
     trial = read_trial(sweep_dir, index)
+    index = trial.index
     run_dir = sweep_dir / trial.name
     status = run_status(run_dir)
     if status == "complete":
@@ -168,6 +161,15 @@ def run_trial(
         )
     except KeyboardInterrupt:
         raise
+    except SystemExit as exc:
+        # Code in the trial called sys.exit: in a local pool the worker hands it back as
+        # the trial's result, and it ended the sweep's own process (exit code and all,
+        # no message); the same trial did so again on every re-run. It fails the trial.
+        error = f"SystemExit: code in the trial called sys.exit({exc.code!r})"
+        _record_failure(run_dir, trial, error, start)
+        return TrialOutcome(
+            index=index, name=trial.name, status="failed", seconds=time.time() - start, error=error
+        )
     except RunInUseError as exc:
         return TrialOutcome(
             index=index,
