@@ -111,7 +111,30 @@ def test_run_directory_contract(run) -> None:
     assert meta["split"]["kind"] == "random" and meta["split"]["n_val"] == meta["n_val"]
     assert meta["SLURM_JOB_ID"] is None
     assert meta["hardware"]["cores_available"] >= 1
+    # Trained on a data frame, which its spec.yaml (path: null) cannot name.
+    assert meta["data_source"] == {"kind": "data frame", "path": None, "rows": 3000}
     assert run_status(d) == "complete"
+
+
+def test_the_data_source_records_the_file_a_relative_path_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # spec.yaml keeps data.path as given, relative to where train ran; the metadata
+    # recorded no file name beyond "dataset", so a run could not be retrained elsewhere.
+    from types import SimpleNamespace
+
+    from appsleuth.run import _data_source
+
+    monkeypatch.chdir(tmp_path)
+    prepared = SimpleNamespace(cleaning=SimpleNamespace(rows_before=1234))
+    spec = RunSpec(data=DataSpec(path="data/mine.csv"))
+    assert _data_source(spec, from_frame=False, prepared=prepared) == {
+        "kind": "file",
+        "path": str(tmp_path / "data" / "mine.csv"),
+        "rows": 1234,
+    }
+    embedded = _data_source(RunSpec(), from_frame=False, prepared=prepared)
+    assert embedded == {"kind": "embedded", "path": None, "rows": 1234}
 
 
 def test_metrics_file(run) -> None:

@@ -362,6 +362,18 @@ def _data_line(prepared: PreparedData) -> str:
     )
 
 
+def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> dict[str, Any]:
+    """Where the run's rows came from, as ``model_metadata.json`` records it.
+
+    ``spec.yaml`` alone cannot say: a data frame given in Python reads as ``path: null``
+    there (the embedded data at its default size), and a relative ``path`` is read from
+    the directory the command runs in.
+    """
+    kind = "data frame" if from_frame else "embedded" if spec.data.path is None else "file"
+    path = os.path.abspath(spec.data.path) if kind == "file" else None
+    return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
+
+
 def _fingerprint(prepared: PreparedData) -> str:
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(prepared.table, index=True).to_numpy().tobytes())
@@ -924,6 +936,7 @@ def train(
             started=started,
             run_dir=run_dir,
             dataset_name=dataset_name,
+            source=_data_source(spec, from_frame=data is not None, prepared=prepared),
         )
         _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
     except BaseException as exc:
@@ -1207,6 +1220,7 @@ def _metadata(
     started: float,
     run_dir: Path,
     dataset_name: str | None,
+    source: dict[str, Any],
 ) -> dict[str, Any]:
     keras = import_keras()
     from appsleuth.model import loss_name
@@ -1257,6 +1271,7 @@ def _metadata(
         "n_test": len(prepared.y_test),
         "split": prepared.split.describe(),
         "data_fingerprint": _fingerprint(prepared),
+        "data_source": source,
         "wall_time_s": time.time() - started,
         "seconds_per_epoch": statistics.median(steady) if steady else None,
         "first_epoch_s": seconds[0] if seconds else None,
