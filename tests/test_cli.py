@@ -15,7 +15,7 @@ import pytest
 from appsleuth import __version__
 from appsleuth.cli import main
 from appsleuth.data.load import frame_info, load_sherlock
-from appsleuth.errors import SpecError
+from appsleuth.errors import AppSleuthWarning, SpecError
 
 
 @pytest.fixture(autouse=True)
@@ -793,6 +793,11 @@ def test_a_runs_relative_data_path_missing_here_names_the_file_the_run_read(
     ) in err
     given = _run_spec_from_options(config, {"data": {"path": read}})
     assert given.data.path == read
+    # Another file of that name here is what a relative path reads: said, not silent.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sherlock_mystery.csv").write_text("x\n")
+    with pytest.warns(AppSleuthWarning, match=r"data file data/sherlock_mystery.csv is "):
+        assert _run_spec_from_options(config, {}).data.path == "data/sherlock_mystery.csv"
 
 
 def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shlex
 import signal
 import sys
@@ -511,18 +512,34 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
 
 
 def _check_run_data_file(config: Path, path: str) -> None:
-    """Name the file a run read when its spec.yaml's relative data path misses here.
+    """Name the file a run read when its spec.yaml's relative data path reads another here.
 
     A relative path is read from the directory the command runs in, and the run may have
-    run in another: its metadata records the file it read.
+    run in another: its metadata records the file it read. Missing here, that file is
+    named in the error; another file of that name here is trained on, with a warning.
     """
     from appsleuth.run import read_metadata
 
-    if Path(path).is_absolute() or Path(path).exists():
+    if Path(path).is_absolute():
         return
     source = (read_metadata(config.parent) or {}).get("data_source")
     there = source.get("path") if isinstance(source, dict) else None
-    if not isinstance(there, str) or not Path(there).is_file():
+    if not isinstance(there, str):
+        return
+    if Path(path).exists():
+        here = os.path.abspath(path)
+        if here != there:
+            warnings.warn(
+                AppSleuthWarning(
+                    f"data file {path} is {here} here, but the run of {config} read {there} "
+                    f"(a relative path is read from the directory the command runs in); "
+                    f"training on {here}: add --data {shlex.quote(there)} to train on the "
+                    f"run's file"
+                ),
+                stacklevel=2,
+            )
+        return
+    if not Path(there).is_file():
         return
     raise DataError(
         f"data file {path} does not exist in {Path.cwd()}: {config} gives it relative to "
