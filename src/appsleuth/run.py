@@ -381,6 +381,18 @@ def _fingerprint(prepared: PreparedData) -> str:
     return h.hexdigest()[:16]
 
 
+def _split_fingerprint(prepared: PreparedData, data_fingerprint: str) -> str:
+    """The rows on each side of the split: the data fingerprint hashes the table and the
+    split's settings, which another version of a library drawing the split (scikit-learn,
+    NumPy) or of appsleuth could turn into other rows; this hash changes with them."""
+    split = prepared.split
+    h = hashlib.sha256(data_fingerprint.encode())
+    h.update(np.array([len(split.train), len(split.val), len(split.test)], np.int64).tobytes())
+    for rows in (split.train, split.val, split.test):
+        h.update(np.asarray(rows, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _class_weight(spec: RunSpec, prepared: PreparedData) -> dict[int, float] | None:
     cw = spec.train.class_weight
     if cw == "none":
@@ -1235,6 +1247,7 @@ def _metadata(
     seconds = timing["epoch_seconds"]
     steady = seconds[1:] if len(seconds) > 1 else seconds
     slurm = slurm_environment()
+    fingerprint = _fingerprint(prepared)
     return {
         "status": "complete",
         "format_version": _RUN_FORMAT,
@@ -1270,7 +1283,8 @@ def _metadata(
         "n_val": len(prepared.y_val),
         "n_test": len(prepared.y_test),
         "split": prepared.split.describe(),
-        "data_fingerprint": _fingerprint(prepared),
+        "data_fingerprint": fingerprint,
+        "split_fingerprint": _split_fingerprint(prepared, fingerprint),
         "data_source": source,
         "wall_time_s": time.time() - started,
         "seconds_per_epoch": statistics.median(steady) if steady else None,
