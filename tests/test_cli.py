@@ -15,6 +15,7 @@ import pytest
 from appsleuth import __version__
 from appsleuth.cli import main
 from appsleuth.data.load import frame_info, load_sherlock
+from appsleuth.errors import AppSleuthWarning, SpecError
 
 
 @pytest.fixture(autouse=True)
@@ -724,6 +725,79 @@ def test_the_spec_of_a_run_trained_on_a_data_frame_needs_its_data_file(
     # A run of the embedded data: its spec reads that data again.
     (run / "model_metadata.json").write_text(json.dumps({**meta, "synthetic": True}))
     assert _run_spec_from_options(run / "spec.yaml", {}).data.path is None
+
+
+def _run_of_a_frame(tmp_path: Path, spec: dict, **meta: object) -> Path:
+    run = tmp_path / "model_1H18N_lr0.0003_bs32_e30"
+    run.mkdir()
+    (run / "spec.yaml").write_text(json.dumps(spec))
+    (run / "model_metadata.json").write_text(json.dumps({"status": "complete", **meta}))
+    return run / "spec.yaml"
+
+
+def test_the_spec_of_a_run_trained_on_generated_rows_of_another_size_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tutorial trains aps.train(spec, data=aps.embedded_data(60000)): its spec.yaml
+    # says path: null, rows: null, and --config retrained on the 273,129 default rows.
+    monkeypatch.chdir(tmp_path)
+    from appsleuth.cli import _run_spec_from_options
+    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.spec import RunSpec
+
+    spec = RunSpec.from_dict({"data": {"rows": 600}})
+    meta = {
+        "dataset": "synthetic-sherlock18(seed=0)",
+        "synthetic": True,
+        "data_source": {"kind": "data frame", "path": None, "rows": 300},
+        "data_fingerprint": "0123456789abcdef",
+    }
+    config = _run_of_a_frame(tmp_path, spec.to_dict(), **meta)
+    with pytest.raises(SpecError, match=r"run trained in Python on a data frame \(300 rows of "):
+        _run_spec_from_options(config, {})
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "that is not the data the spec names (the embedded data at 600 rows" in err
+    assert "add --rows N (e.g. --rows 300 for embedded_data(300))" in err
+    assert not (tmp_path / "runs").exists()
+    assert _run_spec_from_options(config, {"data": {"rows": 300}}).data.rows == 300
+    # The demo's baseline: a frame that is the spec's own embedded data retrains as it was.
+    here = _fingerprint(prepare_run_data(spec, load_data(spec)))
+    (config.parent / "model_metadata.json").write_text(
+        json.dumps({"status": "complete", **meta, "data_fingerprint": here})
+    )
+    assert _run_spec_from_options(config, {}).data.rows == 600
+
+
+def test_a_runs_relative_data_path_missing_here_names_the_file_the_run_read(
+    shared_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # spec.yaml keeps the path as given (relative to where train ran): from another
+    # directory --config only said the file does not exist.
+    from appsleuth.cli import _run_spec_from_options
+
+    read = str(shared_data / "sherlock_mystery.csv")
+    spec = {"data": {"path": "data/sherlock_mystery.csv", "label": "ApplicationName"}}
+    source = {"kind": "file", "path": read, "rows": 100}
+    config = _run_of_a_frame(tmp_path, spec, synthetic=False, data_source=source)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(config)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"data file data/sherlock_mystery.csv does not exist in {tmp_path}: {config} gives it "
+        f"relative to the directory its run was trained from, where it was {read}; run from "
+        f"there, or add --data {read}"
+    ) in err
+    given = _run_spec_from_options(config, {"data": {"path": read}})
+    assert given.data.path == read
+    # Another file of that name here is what a relative path reads: said, not silent.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sherlock_mystery.csv").write_text("x\n")
+    with pytest.warns(AppSleuthWarning, match=r"data file data/sherlock_mystery.csv is "):
+        assert _run_spec_from_options(config, {}).data.path == "data/sherlock_mystery.csv"
 
 
 def test_label_with_a_data_file_is_still_taken(tmp_path: Path) -> None:

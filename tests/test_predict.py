@@ -1068,3 +1068,12 @@ def test_prediction_summary_prints_counts_and_accuracy_not_every_class(tmp_path:
         f"PredictionSummary(run_dir={tmp_path!r}, out={tmp_path / 'p.csv'!r}, rows=10, "
         "predicted=9, skipped=1, filled=0, accuracy=0.8889, unknown_label_rows=2)"
     )
+
+
+def test_top_k_breaks_ties_by_class_order() -> None:
+    # A saturated softmax gives many apps probability 0 exactly; which of them fill the
+    # top-k columns must not change from run to run.
+    from appsleuth.predict import _top_k
+
+    proba = np.array([[0.0, 0.5, 0.0, 0.5], [1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    assert _top_k(proba, 3).tolist() == [[1, 3, 0], [0, 1, 2], [0, 1, 2]]

@@ -52,6 +52,8 @@ OUR_KEYS = {
     "seed",
     "split",
     "data_fingerprint",
+    "split_fingerprint",
+    "data_source",
     "wall_time_s",
     "seconds_per_epoch",
     "hardware",
@@ -111,7 +113,30 @@ def test_run_directory_contract(run) -> None:
     assert meta["split"]["kind"] == "random" and meta["split"]["n_val"] == meta["n_val"]
     assert meta["SLURM_JOB_ID"] is None
     assert meta["hardware"]["cores_available"] >= 1
+    # Trained on a data frame, which its spec.yaml (path: null) cannot name.
+    assert meta["data_source"] == {"kind": "data frame", "path": None, "rows": 3000}
     assert run_status(d) == "complete"
+
+
+def test_the_data_source_records_the_file_a_relative_path_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # spec.yaml keeps data.path as given, relative to where train ran; the metadata
+    # recorded no file name beyond "dataset", so a run could not be retrained elsewhere.
+    from types import SimpleNamespace
+
+    from appsleuth.run import _data_source
+
+    monkeypatch.chdir(tmp_path)
+    prepared = SimpleNamespace(cleaning=SimpleNamespace(rows_before=1234))
+    spec = RunSpec(data=DataSpec(path="data/mine.csv"))
+    assert _data_source(spec, from_frame=False, prepared=prepared) == {
+        "kind": "file",
+        "path": str(tmp_path / "data" / "mine.csv"),
+        "rows": 1234,
+    }
+    embedded = _data_source(RunSpec(), from_frame=False, prepared=prepared)
+    assert embedded == {"kind": "embedded", "path": None, "rows": 1234}
 
 
 def test_metrics_file(run) -> None:
@@ -144,6 +169,25 @@ def test_reproducible(table, tmp_path: Path) -> None:
     c = train(_spec(epochs=2, seed=5), data=table, out=tmp_path / "c", verbose=False, log=print)
     assert not np.allclose(a.history["loss"], c.history["loss"])
     assert a.metadata["data_fingerprint"] == c.metadata["data_fingerprint"]
+    assert a.metadata["split_fingerprint"] == c.metadata["split_fingerprint"]
+
+
+def test_the_split_fingerprint_changes_with_the_rows_on_each_side() -> None:
+    # The data fingerprint hashes the table and the split's settings only: a library that
+    # drew other rows from the same settings left it unchanged.
+    from types import SimpleNamespace
+
+    from appsleuth.run import _split_fingerprint
+
+    def fingerprint(train: list[int], val: list[int], data: str = "ab12") -> str:
+        split = SimpleNamespace(train=np.array(train), val=np.array(val), test=np.array([]))
+        return _split_fingerprint(SimpleNamespace(split=split), data)
+
+    same = fingerprint([0, 1, 2], [3])
+    assert re.fullmatch(r"[0-9a-f]{16}", same) and fingerprint([0, 1, 2], [3]) == same
+    assert fingerprint([0, 1, 3], [2]) != same
+    assert fingerprint([0, 1], [2, 3]) != same
+    assert fingerprint([0, 1, 2], [3], data="cd34") != same
 
 
 def test_only_the_final_history_waits_for_the_disk(

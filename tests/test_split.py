@@ -93,6 +93,17 @@ def test_blocked_split_keeps_runs_together_and_leaks_less() -> None:
     assert leak_random > leak_blocked
 
 
+def test_which_splits_depend_on_the_file_row_order() -> None:
+    # As the README's Reproducibility section says: the random split picks row positions
+    # (train_test_split's), so the same rows re-sorted give another split; the blocked
+    # split (in UUID order) and the group split depend on the rows only.
+    df = _timed_table()
+    shuffled = df.iloc[np.random.default_rng(0).permutation(len(df))]
+    for kind, same in (("random", False), ("blocked", True), ("group", True)):
+        a, b = split_data(df, kind=kind), split_data(shuffled, kind=kind)
+        assert (set(df.index[a.val]) == set(shuffled.index[b.val])) is same, kind
+
+
 def test_blocked_split_without_time_column_uses_file_order() -> None:
     df = from_dataframe(make_sherlock18())
     s = split_data(df, kind="blocked")

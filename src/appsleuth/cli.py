@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,7 +22,7 @@ import click
 
 from appsleuth._fields import MAX_SEED
 from appsleuth._version import __version__
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.spec import MIN_EMBEDDED_ROWS, DataSpec
 
 __all__ = ["cli", "main"]
@@ -463,24 +465,86 @@ def _label_without_file(label: str, where: str) -> str:
     )
 
 
-def _check_not_a_frame_run(config: Path) -> None:
-    """Refuse a run's spec.yaml whose run was trained in Python on a data frame.
+def _check_not_a_frame_run(config: Path, spec: Any) -> None:
+    """Refuse a run's spec.yaml whose run was trained in Python on a data frame that the
+    spec cannot name.
 
     Such a spec records no data file (``path: null``), which reads as the embedded
-    synthetic data: retraining from it would silently swap the run's real rows for
-    generated ones.
+    synthetic data at the size the spec names: retraining from it would silently swap the
+    run's real rows for generated ones, or its generated rows (``embedded_data(60000)``)
+    for others (the default 273,129). A frame that is the spec's own embedded data (the
+    demo's) passes: its data fingerprint is the run's.
     """
     from appsleuth.run import read_metadata
 
     # None: not a run's spec (or an unreadable record), and the spec says what to read.
     metadata = read_metadata(config.parent)
-    if metadata is None or metadata.get("synthetic") is not False:
+    if metadata is None:
         return
+    source = metadata.get("data_source")
+    # Runs written before data_source was recorded: only a real frame is known as one.
+    from_frame = source.get("kind") == "data frame" if isinstance(source, dict) else None
+    if metadata.get("synthetic") is False and from_frame is not False:
+        raise SpecError(
+            f"{config} is the spec of a run trained in Python on a data frame "
+            f"({metadata.get('dataset')!s}), so it names no data file and would train on the "
+            f"embedded synthetic data instead: add --data FILE (or --rows N for the "
+            f"embedded data)"
+        )
+    if not from_frame:
+        return
+    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+
+    there = metadata.get("data_fingerprint")
+    here = _fingerprint(prepare_run_data(spec, load_data(spec)))
+    if here == there:
+        return
+    rows = source.get("rows")
+    held = f"{rows:,} rows of " if isinstance(rows, int) and not isinstance(rows, bool) else ""
+    size = f"{spec.data.rows:,} rows" if spec.data.rows is not None else "its default size"
     raise SpecError(
-        f"{config} is the spec of a run trained in Python on a data frame "
-        f"({metadata.get('dataset')!s}), so it names no data file and would train on the "
-        f"embedded synthetic data instead: add --data FILE (or --rows N for the embedded "
-        f"data)"
+        f"{config} is the spec of a run trained in Python on a data frame ({held}"
+        f"{metadata.get('dataset')!s}) that is not the data the spec names (the embedded "
+        f"data at {size}: data fingerprint {here}, the run's {there}), so retraining from it "
+        f"would train on other rows: add --rows N (e.g. --rows {rows} for "
+        f"embedded_data({rows})) or --data FILE (the frame written with write_table)"
+    )
+
+
+def _check_run_data_file(config: Path, path: str) -> None:
+    """Name the file a run read when its spec.yaml's relative data path reads another here.
+
+    A relative path is read from the directory the command runs in, and the run may have
+    run in another: its metadata records the file it read. Missing here, that file is
+    named in the error; another file of that name here is trained on, with a warning.
+    """
+    from appsleuth.run import read_metadata
+
+    if Path(path).is_absolute():
+        return
+    source = (read_metadata(config.parent) or {}).get("data_source")
+    there = source.get("path") if isinstance(source, dict) else None
+    if not isinstance(there, str):
+        return
+    if Path(path).exists():
+        here = os.path.abspath(path)
+        if here != there:
+            warnings.warn(
+                AppSleuthWarning(
+                    f"data file {path} is {here} here, but the run of {config} read {there} "
+                    f"(a relative path is read from the directory the command runs in); "
+                    f"training on {here}: add --data {shlex.quote(there)} to train on the "
+                    f"run's file"
+                ),
+                stacklevel=2,
+            )
+        return
+    if not Path(there).is_file():
+        return
+    raise DataError(
+        f"data file {path} does not exist in {Path.cwd()}: {config} gives it relative to "
+        f"the directory its run was trained from, where it was {there}; run from there, or "
+        f"add --data {shlex.quote(there)}"
     )
 
 
@@ -508,7 +572,9 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
                 base[section][key] = value
     spec = RunSpec.from_dict(base)
     if config is not None and spec.data.path is None and given.get("rows") is None:
-        _check_not_a_frame_run(config)
+        _check_not_a_frame_run(config, spec)
+    if config is not None and spec.data.path is not None and given.get("path") is None:
+        _check_run_data_file(config, spec.data.path)
     if spec.data.path is None and spec.data.label != _EMBEDDED_LABEL:
         # The embedded data always has its own label column: the label would be ignored.
         where = "--label" if overrides.get("data", {}).get("label") else "the config's data.label"

@@ -280,7 +280,9 @@ def _task_of(meta: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k largest probabilities per row, largest first."""
+    """Column indices of the k largest probabilities per row, largest first; of equal
+    probabilities the lower index first (``argmax`` keeps the first), so ties in a
+    saturated softmax's zeros list the same apps on every run."""
     # k passes of argmax beat a full sort of every row for the small k used here.
     remaining = proba.copy()
     rows = np.arange(len(proba))
@@ -361,8 +363,10 @@ def predict(
         top_k: How many most likely apps to list. Defaults to 3.
 
     Returns:
-        One row per complete input row: ``row_id`` (the input's index), ``predicted_app``,
-        ``probability``, ``top1_app``/``top1_probability`` ..., and, when ``df`` has
+        One row per complete input row, in input order: ``row_id`` (the input's index),
+        ``predicted_app`` (of apps of equal probability, the first in the run's
+        ``classes``, as in every top-k column), ``probability``,
+        ``top1_app``/``top1_probability`` ..., and, when ``df`` has
         labels, ``true_app`` and ``correct`` (missing, neither right nor wrong, for a row
         without a label or with an app the model was not trained on, so that
         ``correct.mean()`` is ``evaluate_run``'s accuracy). ``attrs["skipped_row_ids"]``

@@ -363,10 +363,34 @@ def _data_line(prepared: PreparedData) -> str:
     )
 
 
+def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> dict[str, Any]:
+    """Where the run's rows came from, as ``model_metadata.json`` records it.
+
+    ``spec.yaml`` alone cannot say: a data frame given in Python reads as ``path: null``
+    there (the embedded data at its default size), and a relative ``path`` is read from
+    the directory the command runs in.
+    """
+    kind = "data frame" if from_frame else "embedded" if spec.data.path is None else "file"
+    path = os.path.abspath(spec.data.path) if kind == "file" else None
+    return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
+
+
 def _fingerprint(prepared: PreparedData) -> str:
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(prepared.table, index=True).to_numpy().tobytes())
     h.update(json.dumps(prepared.split.describe(), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _split_fingerprint(prepared: PreparedData, data_fingerprint: str) -> str:
+    """The rows on each side of the split: the data fingerprint hashes the table and the
+    split's settings, which another version of a library drawing the split (scikit-learn,
+    NumPy) or of appsleuth could turn into other rows; this hash changes with them."""
+    split = prepared.split
+    h = hashlib.sha256(data_fingerprint.encode())
+    h.update(np.array([len(split.train), len(split.val), len(split.test)], np.int64).tobytes())
+    for rows in (split.train, split.val, split.test):
+        h.update(np.asarray(rows, dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -925,6 +949,7 @@ def train(
             started=started,
             run_dir=run_dir,
             dataset_name=dataset_name,
+            source=_data_source(spec, from_frame=data is not None, prepared=prepared),
         )
         _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
     except BaseException as exc:
@@ -1210,6 +1235,7 @@ def _metadata(
     started: float,
     run_dir: Path,
     dataset_name: str | None,
+    source: dict[str, Any],
 ) -> dict[str, Any]:
     keras = import_keras()
     from appsleuth.model import loss_name
@@ -1224,6 +1250,7 @@ def _metadata(
     seconds = timing["epoch_seconds"]
     steady = seconds[1:] if len(seconds) > 1 else seconds
     slurm = slurm_environment()
+    fingerprint = _fingerprint(prepared)
     return {
         "status": "complete",
         "format_version": _RUN_FORMAT,
@@ -1259,7 +1286,9 @@ def _metadata(
         "n_val": len(prepared.y_val),
         "n_test": len(prepared.y_test),
         "split": prepared.split.describe(),
-        "data_fingerprint": _fingerprint(prepared),
+        "data_fingerprint": fingerprint,
+        "split_fingerprint": _split_fingerprint(prepared, fingerprint),
+        "data_source": source,
         "wall_time_s": time.time() - started,
         "seconds_per_epoch": statistics.median(steady) if steady else None,
         "first_epoch_s": seconds[0] if seconds else None,
