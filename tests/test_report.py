@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -676,3 +677,38 @@ def test_run_report_gives_the_roc_auc_of_a_two_class_task(tmp_path: Path) -> Non
     # metrics.json and the terminal gave it; the report left it out.
     assert "Validation accuracy 80.00 % on 5 rows, macro F1 0.800, ROC AUC 0.8333" in page
     assert "Test accuracy 100.00 % on 5 rows, macro F1 1.000, ROC AUC 1.0000." in page
+
+
+def _seeds_note(accs: dict[int, tuple[float, float]]) -> str:
+    """The best trial's note of a two-seed batch_size sweep with these accuracies."""
+    from appsleuth.analysis import summarize_seeds
+    from appsleuth.report import _best_of_seeds_note
+
+    rows = [(b, a) for b, pair in accs.items() for a in pair]
+    results = pd.DataFrame(
+        {
+            "batch_size": [b for b, _ in rows],
+            "status": "complete",
+            "val_accuracy": [a for _, a in rows],
+            "val_loss": [1 - a for _, a in rows],
+        }
+    )
+    results.attrs["varied"] = ["batch_size"]
+    best = results.loc[results["val_accuracy"].idxmax()]
+    return _best_of_seeds_note(summarize_seeds(results), best, ["batch_size"])
+
+
+def test_the_best_trial_note_warns_when_its_settings_lead_is_within_the_seed_spread() -> None:
+    # batch_size 16 leads by 0.015 on the mean, but its own seeds lie 0.06 apart: the
+    # report said only "No other setting has a higher mean", as if 16 had won.
+    note = _seeds_note({16: (0.90, 0.96), 32: (0.92, 0.91)})
+    assert note.startswith('<p class="callout warn">Seeds repeat')
+    assert "No other setting has a higher mean" not in note
+    assert (
+        "Its lead over the runner-up, batch_size = 32 (0.9150), is 0.0150: no more than the "
+        "seed-to-seed standard deviation (0.0424), so the seeds do not tell these settings "
+        "apart" in note
+    )
+    # A lead larger than either setting's spread is a lead.
+    note = _seeds_note({16: (0.95, 0.96), 32: (0.90, 0.91)})
+    assert "No other setting has a higher mean" in note and "seed-to-seed" not in note

@@ -36,6 +36,7 @@ from appsleuth._version import __version__
 from appsleuth.analysis import (
     _check_one_setting_per_value,
     _key,
+    _lead_within_spread,
     _trial_label,
     comparison_table,
     load_histories,
@@ -1111,7 +1112,17 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
     )
     top = seeds.iloc[0]
     if same_setting(top):
-        return _note(text + " No other setting has a higher mean.", "muted")
+        close = _lead_within_spread(seeds)
+        if close is None:
+            return _note(text + " No other setting has a higher mean.", "muted")
+        runner_up = ", ".join(f"{p} = {_value(seeds.iloc[1][p])}" for p in varied)
+        return _note(
+            text + f" Its lead over the runner-up, {runner_up} "
+            f"({_num(seeds.iloc[1]['val_accuracy_mean'])}), is {_num(close[0])}: no more "
+            f"than the seed-to-seed standard deviation ({_num(close[1])}), so the seeds do "
+            "not tell these settings apart; run more seeds before choosing between them.",
+            "warn",
+        )
     setting = ", ".join(f"{p} = {_value(top[p])}" for p in varied)
     return _note(
         text + f" The best setting by mean is {setting} ({_num(top['val_accuracy_mean'])}, "
