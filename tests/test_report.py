@@ -712,3 +712,21 @@ def test_the_best_trial_note_warns_when_its_settings_lead_is_within_the_seed_spr
     # A lead larger than either setting's spread is a lead.
     note = _seeds_note({16: (0.95, 0.96), 32: (0.90, 0.91)})
     assert "No other setting has a higher mean" in note and "seed-to-seed" not in note
+
+
+@pytest.mark.parametrize("kind", ["random", "blocked"])
+def test_a_random_split_is_cautioned_even_where_its_leakage_is_not_measured(
+    tmp_path: Path, kind: str
+) -> None:
+    from appsleuth.report import _leakage_item
+
+    # The data went away: no rate, and a random split of 5-second samples got no caution.
+    item = _leakage_item({"leakage": None, "note": "not measured: the data is unavailable"}, kind)
+    assert "not measured: the data is unavailable" in item
+    assert ("puts near-copies of validation rows into training" in item) is (kind == "random")
+    # Few exact copies do not make a random split of a time series honest.
+    item = _leakage_item({"leakage": 0.05}, kind)
+    assert "5.0 % of validation rows have an exact copy in training" in item
+    assert ("accuracy is optimistic; compare a blocked or group split" in item) is (
+        kind == "random"
+    )

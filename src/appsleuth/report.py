@@ -274,11 +274,26 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
     return text
 
 
+# Said of a random split whatever its measured rate: exact copies are only part of the leak.
+_RANDOM_SPLIT_CAUTION = (
+    "a random split of time-series rows (SherLock samples each app every 5 seconds, and "
+    "neighbouring samples are near copies) puts near-copies of validation rows into "
+    "training, so its accuracy is optimistic; compare a blocked or group split"
+)
+
+
 def _leakage_item(context: Mapping[str, Any], split_kind: str | None) -> _Html:
     rate = context.get("leakage")
     if rate is None:
-        return _tag("span", context.get("note") or "not measured", class_="muted")
+        unmeasured = _tag("span", context.get("note") or "not measured", class_="muted")
+        if split_kind != "random":
+            return unmeasured
+        return _join([unmeasured, " — ", _tag("strong", _RANDOM_SPLIT_CAUTION, class_="warn")])
     text = f"{_pct(rate)} of validation rows have an exact copy in training"
+    if rate < 0.2 and split_kind == "random":
+        return _join(
+            [_tag("span", text), _tag("span", f" — but {_RANDOM_SPLIT_CAUTION}", class_="muted")]
+        )
     if rate >= 0.2:
         return _join(
             [
