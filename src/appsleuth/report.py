@@ -1424,6 +1424,23 @@ figure { margin: 12px 0 20px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
 figcaption { font-size: 13px; color: var(--muted); }
 footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
+/* Paper does not scroll: a table wider than the page lost its right-hand columns
+   (val_accuracy, macro F1, Moriarty's recall) to the scroll box's edge. */
+@media print {
+  body, main { background: #fff; }
+  main { max-width: none; min-height: 0; padding: 0; }
+  .scroll { overflow: visible; }
+  table { font-size: 9.5px; width: 100%; }
+  th { position: static; white-space: normal; overflow-wrap: anywhere; }
+  th, td { padding: 2px 3px; }
+  table.numbers td { white-space: normal; }
+  table.numbers td.name { min-width: 0; font-size: 9px; }
+  tr, figure, .callout, .stats { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  /* The best trial and Moriarty keep their highlight, which browsers drop to save ink. */
+  tr.best, tr.malware, .badge, .callout { print-color-adjust: exact;
+                                         -webkit-print-color-adjust: exact; }
+}
 """
 
 
