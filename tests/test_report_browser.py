@@ -166,7 +166,8 @@ class Browser:
         Returns:
             ``errors`` (console errors, exceptions, error log entries), ``images``
             (natural widths after decoding), ``leaderboard_rows``, ``overflowing`` (the
-            ids of tables wider than their box), ``screenshot`` (PNG bytes) and ``title``.
+            ids of tables wider than their box), ``page_width`` (of the content: more
+            than ``width`` when it runs off the window), ``screenshot`` (PNG bytes) and ``title``.
         """
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
@@ -192,6 +193,7 @@ class Browser:
             return {
                 images: widths,
                 leaderboard_rows: document.querySelectorAll('#leaderboard-table tbody tr').length,
+                page_width: document.documentElement.scrollWidth,
                 overflowing: [...document.querySelectorAll('.scroll')]
                     .filter(box => box.scrollWidth > box.clientWidth)
                     .map(box => box.querySelector('table').id),
@@ -306,3 +308,23 @@ def test_printed_report_keeps_every_column_of_a_wide_leaderboard(
         printed = browser.load(report, width=720, media="print")
     assert "leaderboard-table" in screen["overflowing"]  # the case: too wide for the page
     assert printed["errors"] == [] and printed["overflowing"] == []
+
+
+def test_a_long_sweep_name_folds_instead_of_widening_the_page(
+    chromium: str, tmp_path: Path
+) -> None:
+    from appsleuth.report import write_report
+    from tests.test_analysis import fake_sweep
+
+    # A name without spaces in the headline ran 250 px past a 900 px window, and every
+    # line of the page then scrolled sideways with it.
+    name = "a" * 60 + "-very-long-sweep-name-" + "b" * 60
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"name": name, "grid": {"batch_size": [16]}},
+        lambda i, p: {"status": "failed", "error": "RuntimeError: out of memory"},
+    )
+    with Browser(chromium) as browser:
+        page = browser.load(write_report(sweep_dir, log=lambda msg: None), width=900)
+    assert page["errors"] == [] and page["title"] == f"appsleuth report: sweep {name}"
+    assert page["page_width"] <= 900

@@ -1371,6 +1371,8 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px;
      border-bottom: 2px solid var(--line); }
 h3 { font-size: 16px; margin: 20px 0 8px; }
+/* A sweep or trial name has no spaces and may be long: fold it rather than widen the page. */
+h1, h2, h3 { overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
 .path { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; margin: 0 0 14px;
         word-break: break-all; }
