@@ -454,7 +454,10 @@ def test_report_and_predict_name_the_same_best_trial_on_a_tie(tmp_path: Path) ->
     first = read_plan(sweep_dir)[0].name
     assert "bs32" in first
     assert best_run_dir(sweep_dir) == sweep_dir / first
-    assert f"Best trial: {first}" in render_report(sweep_dir, log=_quiet)
+    page = render_report(sweep_dir, log=_quiet)
+    assert f"Best trial: {first}" in page
+    # The page says how it broke the tie, or a reader cannot tell why this one is best.
+    assert "ties: lower validation loss, then plan order" in page
 
 
 @pytest.mark.parametrize(("asked", "shown"), [(0.05, True), (0.1, False), (0.1005, False)])
@@ -465,6 +468,22 @@ def test_split_text_shows_the_share_whole_blocks_hold(asked: float, shown: bool)
     text = _split_text(split)
     assert text.startswith(f"blocked (validation {asked:g}")
     assert ("(a validation share of 0.100)" in text) is shown
+
+
+@pytest.mark.parametrize(
+    ("split", "shown"),
+    [
+        ({"kind": "random", "stratify": True}, "random (stratified by app, validation 0.2"),
+        ({"kind": "random", "stratify": False}, "random (validation 0.2"),
+        ({"kind": "blocked", "n_blocks": 10}, "blocked (10 time blocks per app, validation 0.2"),
+        ({"kind": "group", "group_column": "UserId"}, "group (whole groups of UserId, validation"),
+    ],
+)
+def test_split_text_says_what_kept_rows_together(split: dict, shown: str) -> None:
+    from appsleuth.report import _split_text
+
+    # A group split read "group (validation 0.2, seed 34)": kept apart by what?
+    assert _split_text({**split, "val_fraction": 0.2, "seed": 34}).startswith(shown)
 
 
 def _with_metrics(run_dir: Path, **changes: Any) -> None:

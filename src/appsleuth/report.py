@@ -258,7 +258,16 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
 def _split_text(split: Mapping[str, Any] | None) -> str:
     if not split:
         return "–"
-    text = f"{split.get('kind', '?')} (validation {_value(split.get('val_fraction'))}"
+    kind = split.get("kind", "?")
+    # What sets the split apart: which rows stay together, or that classes keep their share.
+    how = {
+        "random": "stratified by app, " if split.get("stratify") else "",
+        "blocked": f"{_value(split.get('n_blocks'))} time blocks per app, "
+        if split.get("n_blocks") is not None
+        else "",
+        "group": f"whole groups of {split['group_column']}, " if split.get("group_column") else "",
+    }.get(str(kind), "")
+    text = f"{kind} ({how}validation {_value(split.get('val_fraction'))}"
     if split.get("test_fraction"):
         text += f", test {_value(split.get('test_fraction'))}"
     text += f", seed {_value(split.get('seed'))})"
@@ -1066,8 +1075,9 @@ def _leaderboard(
         attrs.append({"data_status": state, "data_name": r["name"]})
     table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
     intro = (
-        "Every trial, sorted by final validation accuracy; the best is highlighted. "
-        "Trials without a result follow with their state."
+        "Every trial, sorted by final validation accuracy (ties: lower validation loss, "
+        "then plan order), the rule that names the best trial, which is highlighted and "
+        "is the one predict uses. Trials without a result follow with their state."
     )
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
 
