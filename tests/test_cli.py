@@ -835,6 +835,10 @@ def test_sweep_status_shows_the_spread_over_seeds_and_a_lead_within_it(
         "the best setting (batch_size=16) leads the runner-up (batch_size=32) by 0.0150 in "
         "mean validation accuracy, no more than the seed-to-seed standard deviation (0.0424)"
     ) in " ".join(err.split())
+    # collect, which writes results.csv, shows the same.
+    assert main(["sweep", "collect", str(sweep_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "settings across seeds" in out and "seed-to-seed" in err
     # Without repeated seeds there is no spread to show.
     single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
     assert main(["sweep", "status", str(single)]) == 0

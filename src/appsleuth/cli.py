@@ -1553,6 +1553,7 @@ def sweep_collect(sweep_dir: Path) -> None:
 
     results, full = collect_results(sweep_dir)
     click.echo(f"wrote {results} and {full}")
+    _print_seed_summary(sweep_dir)
 
 
 @sweep.command("worker")
