@@ -749,3 +749,28 @@ def test_a_random_split_is_cautioned_even_where_its_leakage_is_not_measured(
     assert ("accuracy is optimistic; compare a blocked or group split" in item) is (
         kind == "random"
     )
+
+
+def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Path) -> None:
+    from appsleuth.report import _leaderboard
+    from appsleuth.run import read_metadata
+
+    # Trial 0's weights (and so its val_accuracy) are epoch 2's of 3: the leaderboard
+    # called every number "final", and its last history row disagreed with it.
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.9 - 0.1 * i, "extra": {"results_epoch": 2} if i == 0 else {}},
+    )
+    results = load_results(sweep_dir)
+    metas = {name: read_metadata(sweep_dir / name) for name in results["name"]}
+    board = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
+    table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="col">results epoch</th>' in table
+    cells = re.findall(r'<td class="name">.*?</td><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table)
+    assert cells == ["2 of 3", "3"]
+    assert "a trial&#x27;s numbers are that epoch&#x27;s" in board
+    for meta in metas.values():
+        meta.pop("results_epoch", None)
+    plain = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
+    assert "results epoch" not in plain

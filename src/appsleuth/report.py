@@ -875,7 +875,7 @@ def _sweep_report(
         )
 
     # --- leaderboard
-    body.append(_leaderboard(results, complete, best, varied))
+    body.append(_leaderboard(results, complete, best, varied, metas))
     seeds = summarize_seeds(results) if results.attrs.get("repeats") and varied else None
     if seeds is not None:
         body.append(_seeds_section(seeds, varied))
@@ -1019,14 +1019,25 @@ def _fixed_text(results: pd.DataFrame) -> str:
 
 
 def _leaderboard(
-    results: pd.DataFrame, complete: pd.DataFrame, best: Any, varied: Sequence[str]
+    results: pd.DataFrame,
+    complete: pd.DataFrame,
+    best: Any,
+    varied: Sequence[str],
+    metas: Mapping[str, Mapping[str, Any]],
 ) -> _Html:
     params = [*varied, *(c for c in _shown_fixed(results) if c not in varied)]
+    # Early stopping that restored an earlier epoch's weights makes that epoch's numbers
+    # the trial's: not the last row of its history, which a reader checks them against.
+    restored = {
+        name: _restored_epoch(metas.get(name)) for name in complete["name"] if metas.get(name)
+    }
+    epoch_column = any(r is not None for r in restored.values())
     headers = [
         "#",
         "trial",
         "status",
         *params,
+        *(["results epoch"] if epoch_column else []),
         "loss",
         "accuracy",
         "val_loss",
@@ -1046,6 +1057,7 @@ def _leaderboard(
                 r["name"],
                 _badge("complete"),
                 *(_value(r[p]) for p in params),
+                *([_results_epoch(restored.get(r["name"]), r)] if epoch_column else []),
                 _num(r["loss"]),
                 _num(r["accuracy"]),
                 _num(r["val_loss"]),
@@ -1058,7 +1070,7 @@ def _leaderboard(
         )
         classes.append("trial best" if is_best else "trial")
         attrs.append({"data_status": "complete", "data_name": r["name"]})
-    n_metric_cols = len(headers) - 3 - len(params)
+    n_metric_cols = len(headers) - 3 - len(params) - int(epoch_column)
     for _, r in others.iterrows():
         state = str(r["status"])
         if state == "failed":
@@ -1070,7 +1082,16 @@ def _leaderboard(
         else:
             detail = "not started yet"
         # The last cell (the state or error) spans the metric columns.
-        rows.append(["–", r["name"], _badge(state), *(_value(r[p]) for p in params), detail])
+        rows.append(
+            [
+                "–",
+                r["name"],
+                _badge(state),
+                *(_value(r[p]) for p in params),
+                *(["–"] if epoch_column else []),
+                detail,
+            ]
+        )
         classes.append(f"trial {state}")
         attrs.append({"data_status": state, "data_name": r["name"]})
     table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
@@ -1079,7 +1100,20 @@ def _leaderboard(
         "then plan order), the rule that names the best trial, which is highlighted and "
         "is the one predict uses. Trials without a result follow with their state."
     )
+    if epoch_column:
+        intro += (
+            " Where early stopping restored an earlier epoch's weights (results epoch "
+            "k of n), a trial's numbers are that epoch's, the model it saved, not the last "
+            "row of its history."
+        )
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
+
+
+def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
+    """``3 of 10`` for a trial whose weights early stopping restored, else its epochs run."""
+    if restored is not None:
+        return f"{restored[0]} of {restored[1]}"
+    return _value(row["epochs_run"])
 
 
 def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
