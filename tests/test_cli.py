@@ -839,6 +839,12 @@ def test_sweep_status_shows_the_spread_over_seeds_and_a_lead_within_it(
     assert main(["sweep", "collect", str(sweep_dir)]) == 0
     out, err = capsys.readouterr()
     assert "settings across seeds" in out and "seed-to-seed" in err
+    # A sweep of seeds alone, varying nothing else, repeats its one setting.
+    alone = fake_sweep(tmp_path / "alone", {"repeats": 3}, lambda i, p: {"final_acc": 0.8 + i / 50})
+    assert main(["sweep", "status", str(alone)]) == 0
+    assert re.search(
+        r"3 of 3\s+│\s+0\.8200 ± 0\.0200\s+│\s+0\.8000 – 0\.8400", capsys.readouterr().out
+    )
     # Without repeated seeds there is no spread to show.
     single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
     assert main(["sweep", "status", str(single)]) == 0

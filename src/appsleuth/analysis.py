@@ -267,6 +267,17 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _seeds_repeat(results: pd.DataFrame) -> bool:
+    """Whether some setting of ``results`` ran over several seeds.
+
+    ``attrs["repeats"]`` says so of the varied settings only; a sweep that varies
+    nothing but repeats seeds (a study of seed-to-seed spread) repeats its one setting.
+    """
+    if results.attrs.get("varied"):
+        return bool(results.attrs.get("repeats"))
+    return "seed" in results and results["seed"].nunique() > 1
+
+
 def _lead_within_spread(seeds: pd.DataFrame) -> tuple[float, float] | None:
     """``(lead, spread)`` when the best setting's lead is within the seeds' spread, else None.
 

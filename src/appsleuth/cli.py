@@ -1388,12 +1388,18 @@ def _print_seed_summary(sweep_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from appsleuth.analysis import _fmt_value, _lead_within_spread, load_results, summarize_seeds
+    from appsleuth.analysis import (
+        _fmt_value,
+        _lead_within_spread,
+        _seeds_repeat,
+        load_results,
+        summarize_seeds,
+    )
     from appsleuth.display import plain_text
 
     results = load_results(sweep_dir)
     varied = list(results.attrs.get("varied") or [])
-    if not (results.attrs.get("repeats") and varied):
+    if not _seeds_repeat(results):
         return
     seeds = summarize_seeds(results)
     if seeds["val_accuracy_mean"].isna().all():

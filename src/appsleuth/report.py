@@ -37,6 +37,7 @@ from appsleuth.analysis import (
     _check_one_setting_per_value,
     _key,
     _lead_within_spread,
+    _seeds_repeat,
     _trial_label,
     comparison_table,
     load_histories,
@@ -876,7 +877,7 @@ def _sweep_report(
 
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied, metas))
-    seeds = summarize_seeds(results) if results.attrs.get("repeats") and varied else None
+    seeds = summarize_seeds(results) if _seeds_repeat(results) else None
     if seeds is not None:
         body.append(_seeds_section(seeds, varied))
 
@@ -1169,6 +1170,8 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
         f"averages {_num(ours['val_accuracy_mean'])} (std {_num(ours['val_accuracy_std'])}) "
         f"over {int(ours['complete'])} seed(s)."
     )
+    if not varied:
+        return _note(text + " Quote that mean and spread, not this trial.", "muted")
     top = seeds.iloc[0]
     if same_setting(top):
         close = _lead_within_spread(seeds)
