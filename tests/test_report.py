@@ -593,8 +593,15 @@ def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path
     assert "batch_size = 16" in best  # the best single trial is still named
     assert "its setting averages 0.8950 (std 0.1344) over 2 seed(s)" in best
     assert "The best setting by mean is batch_size = 32 (0.9450, std 0.0071)" in best
+    assert "Each setting ran with one seed" not in page
     single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
-    assert 'id="seeds"' not in render_report(single, log=_quiet)
+    page = render_report(single, log=_quiet)
+    assert 'id="seeds"' not in page
+    # Without repeats the spread is unknown, and the page says so beside the best trial.
+    best = page.split('<section id="best">', 1)[1]
+    assert (
+        "Each setting ran with one seed, so how much of this ranking is seed-to-seed luck" in best
+    )
 
 
 def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_lost(

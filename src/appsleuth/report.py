@@ -954,6 +954,18 @@ def _sweep_report(
                     f"{_duration(best['duration_s'])}.",
                 ),
                 *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
+                *(
+                    [
+                        _note(
+                            "Each setting ran with one seed, so how much of this ranking "
+                            "is seed-to-seed luck is not measured; repeats: 3 or more in "
+                            "the sweep spec shows each setting's spread.",
+                            "muted",
+                        )
+                    ]
+                    if seeds is None and varied and len(complete) > 1
+                    else []
+                ),
                 *evaluation,
                 id_="best",
             )
