@@ -1396,7 +1396,10 @@ def _print_seed_summary(sweep_dir: Path) -> None:
         summarize_seeds,
     )
     from appsleuth.display import plain_text
+    from appsleuth.sweep.store import read_plan
 
+    if len({trial.spec.train.seed for trial in read_plan(sweep_dir)}) < 2:
+        return  # one seed throughout: nothing repeats (and no run directory need be read)
     results = load_results(sweep_dir)
     varied = list(results.attrs.get("varied") or [])
     if not _seeds_repeat(results):
