@@ -801,3 +801,21 @@ def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     assert "No other setting" not in note  # there is none
     one = fake_sweep(tmp_path / "one", {}, lambda i, p: {})
     assert not _seeds_repeat(load_results(one))
+
+
+def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
+    from appsleuth.report import _baselines_section
+
+    # The network's and the baselines' ROC AUC were recorded but not in the table, whose
+    # Moriarty columns are all "–" when the task is Facebook against WhatsApp.
+    def metrics(auc: float | None) -> dict[str, Any]:
+        return {"accuracy": 0.9, "macro_avg": {"f1": 0.9}, "roc_auc": auc}
+
+    context = {"baselines": {"logistic_regression": metrics(0.91), "decision_tree": metrics(None)}}
+    table = _baselines_section(context, metrics(0.9762), "network")
+    assert '<th scope="col">ROC AUC</th>' in table
+    assert "<td>network</td><td>90.00 %</td><td>0.900</td><td>0.9762</td>" in table
+    assert "<td>logistic regression</td><td>90.00 %</td><td>0.900</td><td>0.9100</td>" in table
+    assert "<td>decision tree</td><td>90.00 %</td><td>0.900</td><td>–</td>" in table
+    many = {"baselines": {"decision_tree": metrics(None)}}
+    assert "ROC AUC" not in _baselines_section(many, metrics(None), "network")

@@ -667,6 +667,8 @@ def _baselines_section(
     rows = []
     entries = [(network_label, network)] if network else []
     entries += [(name.replace("_", " "), m) for name, m in baselines.items()]
+    # A two-class task's ROC AUC, which its threshold-free comparison needs, where recorded.
+    auc = any(_roc_auc_text(m) for _, m in entries)
     for name, m in entries:
         malware = m.get("malware") or {}
         rows.append(
@@ -674,6 +676,7 @@ def _baselines_section(
                 name,
                 _pct(m.get("accuracy"), 2),
                 _num((m.get("macro_avg") or {}).get("f1"), 3),
+                *([_roc_auc_text(m).removeprefix(", ROC AUC ") or "–"] if auc else []),
                 _pct(malware.get("detection_rate")),
                 _pct(malware.get("false_alarm_rate"), 2),
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
@@ -699,6 +702,7 @@ def _baselines_section(
                 "model",
                 "accuracy",
                 "macro F1",
+                *(["ROC AUC"] if auc else []),
                 f"{MALWARE_APP} detection",
                 "false alarms",
                 "time",
