@@ -739,3 +739,30 @@ def test_list_text_python_cannot_parse_stays_text() -> None:
     assert _parsed("[18, 18]") == [18, 18]
     deep = "[" + "-" * 100_000 + "1]"  # Python's parser runs out of memory on it
     assert _parsed(deep) == deep
+
+
+def test_trials_lines_are_told_apart_without_colour_vision(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    # tab10 drew trial 3 green and trial 4 red, one colour to a red-green colour-blind
+    # reader, with nothing else to tell the lines apart.
+    okabe_ito = {"#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#000000"}
+    fig = plot_learning_curves([_history(0.5 + i / 20) for i in range(6)], metrics="accuracy")
+    (ax,) = fig.axes
+    validation = [line for line in ax.lines if line.get_linestyle() == "-"]
+    colours = [to_hex(line.get_color()) for line in validation]
+    markers = [line.get_marker() for line in validation]
+    assert set(colours) <= okabe_ito and len(set(colours)) == 6
+    assert len(set(markers)) == 6 and "None" not in markers
+    legend = ax.get_legend() or fig.legends[0]
+    assert [h.get_marker() for h in legend.legend_handles[2:]] == markers
+    # The lines of the other settings in a metric-vs-parameter plot likewise.
+    grid = {"hidden_neurons": [4, 16], "learning_rate": [0.001, 0.01, 0.1]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {})
+    fig = plot_metric_vs_param(load_results(sweep_dir), "hidden_neurons", metrics="accuracy")
+    lines = [line for line in fig.axes[0].lines if line.get_linestyle() == "-"]
+    assert len({to_hex(line.get_color()) for line in lines}) == 3
+    assert {to_hex(line.get_color()) for line in lines} <= okabe_ito
+    assert len({line.get_marker() for line in lines}) == 3
+    plt.close("all")

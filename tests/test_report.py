@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -453,7 +454,10 @@ def test_report_and_predict_name_the_same_best_trial_on_a_tie(tmp_path: Path) ->
     first = read_plan(sweep_dir)[0].name
     assert "bs32" in first
     assert best_run_dir(sweep_dir) == sweep_dir / first
-    assert f"Best trial: {first}" in render_report(sweep_dir, log=_quiet)
+    page = render_report(sweep_dir, log=_quiet)
+    assert f"Best trial: {first}" in page
+    # The page says how it broke the tie, or a reader cannot tell why this one is best.
+    assert "ties: lower validation loss, then plan order" in page
 
 
 @pytest.mark.parametrize(("asked", "shown"), [(0.05, True), (0.1, False), (0.1005, False)])
@@ -464,6 +468,22 @@ def test_split_text_shows_the_share_whole_blocks_hold(asked: float, shown: bool)
     text = _split_text(split)
     assert text.startswith(f"blocked (validation {asked:g}")
     assert ("(a validation share of 0.100)" in text) is shown
+
+
+@pytest.mark.parametrize(
+    ("split", "shown"),
+    [
+        ({"kind": "random", "stratify": True}, "random (stratified by app, validation 0.2"),
+        ({"kind": "random", "stratify": False}, "random (validation 0.2"),
+        ({"kind": "blocked", "n_blocks": 10}, "blocked (10 time blocks per app, validation 0.2"),
+        ({"kind": "group", "group_column": "UserId"}, "group (whole groups of UserId, validation"),
+    ],
+)
+def test_split_text_says_what_kept_rows_together(split: dict, shown: str) -> None:
+    from appsleuth.report import _split_text
+
+    # A group split read "group (validation 0.2, seed 34)": kept apart by what?
+    assert _split_text({**split, "val_fraction": 0.2, "seed": 34}).startswith(shown)
 
 
 def _with_metrics(run_dir: Path, **changes: Any) -> None:
@@ -573,8 +593,15 @@ def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path
     assert "batch_size = 16" in best  # the best single trial is still named
     assert "its setting averages 0.8950 (std 0.1344) over 2 seed(s)" in best
     assert "The best setting by mean is batch_size = 32 (0.9450, std 0.0071)" in best
+    assert "Each setting ran with one seed" not in page
     single = fake_sweep(tmp_path / "one", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
-    assert 'id="seeds"' not in render_report(single, log=_quiet)
+    page = render_report(single, log=_quiet)
+    assert 'id="seeds"' not in page
+    # Without repeats the spread is unknown, and the page says so beside the best trial.
+    best = page.split('<section id="best">', 1)[1]
+    assert (
+        "Each setting ran with one seed, so how much of this ranking is seed-to-seed luck" in best
+    )
 
 
 def test_the_best_trials_learning_curve_panel_is_framed_even_when_a_history_is_lost(
@@ -676,3 +703,119 @@ def test_run_report_gives_the_roc_auc_of_a_two_class_task(tmp_path: Path) -> Non
     # metrics.json and the terminal gave it; the report left it out.
     assert "Validation accuracy 80.00 % on 5 rows, macro F1 0.800, ROC AUC 0.8333" in page
     assert "Test accuracy 100.00 % on 5 rows, macro F1 1.000, ROC AUC 1.0000." in page
+
+
+def _seeds_note(accs: dict[int, tuple[float, float]]) -> str:
+    """The best trial's note of a two-seed batch_size sweep with these accuracies."""
+    from appsleuth.analysis import summarize_seeds
+    from appsleuth.report import _best_of_seeds_note
+
+    rows = [(b, a) for b, pair in accs.items() for a in pair]
+    results = pd.DataFrame(
+        {
+            "batch_size": [b for b, _ in rows],
+            "status": "complete",
+            "val_accuracy": [a for _, a in rows],
+            "val_loss": [1 - a for _, a in rows],
+        }
+    )
+    results.attrs["varied"] = ["batch_size"]
+    best = results.loc[results["val_accuracy"].idxmax()]
+    return _best_of_seeds_note(summarize_seeds(results), best, ["batch_size"])
+
+
+def test_the_best_trial_note_warns_when_its_settings_lead_is_within_the_seed_spread() -> None:
+    # batch_size 16 leads by 0.015 on the mean, but its own seeds lie 0.06 apart: the
+    # report said only "No other setting has a higher mean", as if 16 had won.
+    note = _seeds_note({16: (0.90, 0.96), 32: (0.92, 0.91)})
+    assert note.startswith('<p class="callout warn">Seeds repeat')
+    assert "No other setting has a higher mean" not in note
+    assert (
+        "Its lead over the runner-up, batch_size = 32 (0.9150), is 0.0150: no more than the "
+        "seed-to-seed standard deviation (0.0424), so the seeds do not tell these settings "
+        "apart" in note
+    )
+    # A lead larger than either setting's spread is a lead.
+    note = _seeds_note({16: (0.95, 0.96), 32: (0.90, 0.91)})
+    assert "No other setting has a higher mean" in note and "seed-to-seed" not in note
+
+
+@pytest.mark.parametrize("kind", ["random", "blocked"])
+def test_a_random_split_is_cautioned_even_where_its_leakage_is_not_measured(
+    tmp_path: Path, kind: str
+) -> None:
+    from appsleuth.report import _leakage_item
+
+    # The data went away: no rate, and a random split of 5-second samples got no caution.
+    item = _leakage_item({"leakage": None, "note": "not measured: the data is unavailable"}, kind)
+    assert "not measured: the data is unavailable" in item
+    assert ("puts near-copies of validation rows into training" in item) is (kind == "random")
+    # Few exact copies do not make a random split of a time series honest.
+    item = _leakage_item({"leakage": 0.05}, kind)
+    assert "5.0 % of validation rows have an exact copy in training" in item
+    assert ("accuracy is optimistic; compare a blocked or group split" in item) is (
+        kind == "random"
+    )
+
+
+def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Path) -> None:
+    from appsleuth.report import _leaderboard
+    from appsleuth.run import read_metadata
+
+    # Trial 0's weights (and so its val_accuracy) are epoch 2's of 3: the leaderboard
+    # called every number "final", and its last history row disagreed with it.
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"final_acc": 0.9 - 0.1 * i, "extra": {"results_epoch": 2} if i == 0 else {}},
+    )
+    results = load_results(sweep_dir)
+    metas = {name: read_metadata(sweep_dir / name) for name in results["name"]}
+    board = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
+    table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="col">results epoch</th>' in table
+    cells = re.findall(r'<td class="name">.*?</td><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table)
+    assert cells == ["2 of 3", "3"]
+    assert "a trial&#x27;s numbers are that epoch&#x27;s" in board
+    for meta in metas.values():
+        meta.pop("results_epoch", None)
+    plain = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
+    assert "results epoch" not in plain
+
+
+def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
+    from appsleuth.analysis import _seeds_repeat, summarize_seeds
+    from appsleuth.report import _best_of_seeds_note, _seeds_section
+
+    # One setting over three seeds, the study of seed-to-seed spread itself: it varies
+    # nothing, so the report thought nothing repeated and showed no mean or spread.
+    sweep_dir = fake_sweep(tmp_path, {"repeats": 3}, lambda i, p: {"final_acc": 0.8 + i / 50})
+    results = load_results(sweep_dir)
+    assert _seeds_repeat(results)
+    seeds = summarize_seeds(results)
+    table = _seeds_section(seeds, [])
+    assert "<td>3 of 3</td><td>0.8200</td><td>0.0200</td><td>0.8000 – 0.8400</td>" in table
+    best = results.loc[results["val_accuracy"].idxmax()]
+    note = _best_of_seeds_note(seeds, best, [])
+    assert "its setting averages 0.8200 (std 0.0200) over 3 seed(s)" in note
+    assert "No other setting" not in note  # there is none
+    one = fake_sweep(tmp_path / "one", {}, lambda i, p: {})
+    assert not _seeds_repeat(load_results(one))
+
+
+def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
+    from appsleuth.report import _baselines_section
+
+    # The network's and the baselines' ROC AUC were recorded but not in the table, whose
+    # Moriarty columns are all "–" when the task is Facebook against WhatsApp.
+    def metrics(auc: float | None) -> dict[str, Any]:
+        return {"accuracy": 0.9, "macro_avg": {"f1": 0.9}, "roc_auc": auc}
+
+    context = {"baselines": {"logistic_regression": metrics(0.91), "decision_tree": metrics(None)}}
+    table = _baselines_section(context, metrics(0.9762), "network")
+    assert '<th scope="col">ROC AUC</th>' in table
+    assert "<td>network</td><td>90.00 %</td><td>0.900</td><td>0.9762</td>" in table
+    assert "<td>logistic regression</td><td>90.00 %</td><td>0.900</td><td>0.9100</td>" in table
+    assert "<td>decision tree</td><td>90.00 %</td><td>0.900</td><td>–</td>" in table
+    many = {"baselines": {"decision_tree": metrics(None)}}
+    assert "ROC AUC" not in _baselines_section(many, metrics(None), "network")

@@ -146,14 +146,28 @@ class Browser:
             self.events.append(self._read_message(deadline))
 
     def load(
-        self, path: Path, *, width: int = 1200, height: int = 900, full_page: bool = False
+        self,
+        path: Path,
+        *,
+        width: int = 1200,
+        height: int = 900,
+        full_page: bool = False,
+        media: str = "",
     ) -> dict[str, Any]:
         """Open a local file and report on it.
 
+        Args:
+            path: The HTML file.
+            width: The window's width in CSS pixels. Defaults to 1200.
+            height: The window's height. Defaults to 900.
+            full_page: Screenshot the whole page, not the window. Defaults to False.
+            media: ``print`` to lay the page out as for printing. Defaults to the screen.
+
         Returns:
             ``errors`` (console errors, exceptions, error log entries), ``images``
-            (natural widths after decoding), ``leaderboard_rows``, ``screenshot`` (PNG
-            bytes) and ``title``.
+            (natural widths after decoding), ``leaderboard_rows``, ``overflowing`` (the
+            ids of tables wider than their box), ``page_width`` (of the content: more
+            than ``width`` when it runs off the window), ``screenshot`` (PNG bytes) and ``title``.
         """
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
@@ -166,6 +180,8 @@ class Browser:
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
             session=session,
         )
+        if media:
+            self.call("Emulation.setEmulatedMedia", {"media": media}, session=session)
         self.events.clear()
         self.call("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
         self.wait_for("Page.loadEventFired")
@@ -177,6 +193,10 @@ class Browser:
             return {
                 images: widths,
                 leaderboard_rows: document.querySelectorAll('#leaderboard-table tbody tr').length,
+                page_width: document.documentElement.scrollWidth,
+                overflowing: [...document.querySelectorAll('.scroll')]
+                    .filter(box => box.scrollWidth > box.clientWidth)
+                    .map(box => box.querySelector('table').id),
                 title: document.title,
                 scripts: document.scripts.length,
                 height: document.documentElement.scrollHeight,
@@ -269,3 +289,42 @@ def test_browser_reports_console_errors(chromium: str, tmp_path: Path) -> None:
         page = browser.load(page_file)
     assert any("boom" in e for e in page["errors"])
     assert page["images"] == [0]
+
+
+def test_printed_report_keeps_every_column_of_a_wide_leaderboard(
+    chromium: str, tmp_path: Path
+) -> None:
+    from appsleuth.report import write_report
+    from tests.test_analysis import fake_sweep
+
+    # Three varied settings and seeds: on screen the leaderboard scrolls sideways, but
+    # paper does not scroll, and its right-hand columns (val_accuracy, macro F1,
+    # Moriarty's recall) were cut off at the page's edge.
+    grid = {"dropout": [0.0, 0.2], "activation": ["relu", "tanh"], "optimizer": ["adam"]}
+    sweep_dir = fake_sweep(tmp_path, {"grid": grid}, lambda i, p: {"final_acc": 0.6 + i / 20})
+    report = write_report(sweep_dir, log=lambda msg: None)
+    with Browser(chromium) as browser:
+        screen = browser.load(report, width=720)
+        printed = browser.load(report, width=720, media="print")
+    assert "leaderboard-table" in screen["overflowing"]  # the case: too wide for the page
+    assert printed["errors"] == [] and printed["overflowing"] == []
+
+
+def test_a_long_sweep_name_folds_instead_of_widening_the_page(
+    chromium: str, tmp_path: Path
+) -> None:
+    from appsleuth.report import write_report
+    from tests.test_analysis import fake_sweep
+
+    # A name without spaces in the headline ran 250 px past a 900 px window, and every
+    # line of the page then scrolled sideways with it.
+    name = "a" * 60 + "-very-long-sweep-name-" + "b" * 60
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"name": name, "grid": {"batch_size": [16]}},
+        lambda i, p: {"status": "failed", "error": "RuntimeError: out of memory"},
+    )
+    with Browser(chromium) as browser:
+        page = browser.load(write_report(sweep_dir, log=lambda msg: None), width=900)
+    assert page["errors"] == [] and page["title"] == f"appsleuth report: sweep {name}"
+    assert page["page_width"] <= 900

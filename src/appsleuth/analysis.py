@@ -65,6 +65,14 @@ _MAX_LEGEND = 12
 _LEGEND_INSIDE = 4  # legend entries a panel holds without hiding its lines
 _PANEL_TITLE_WIDTH = 34  # characters of a small-multiples title line
 
+# Okabe and Ito's palette, which readers with any common colour-vision deficiency tell
+# apart (matplotlib's default tab10 puts green beside red and orange); yellow comes late,
+# being faint on white. More lines than this take viridis, and markers mark each line.
+_SAFE_COLOURS = (
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
+)  # fmt: skip
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
 HistorySource = (
     str | os.PathLike[str] | pd.DataFrame | Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
 )
@@ -257,6 +265,37 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
         kind="stable",
     )
     return table.reset_index(drop=True)
+
+
+def _seeds_repeat(results: pd.DataFrame) -> bool:
+    """Whether some setting of ``results`` ran over several seeds.
+
+    ``attrs["repeats"]`` says so of the varied settings only; a sweep that varies
+    nothing but repeats seeds (a study of seed-to-seed spread) repeats its one setting.
+    """
+    if results.attrs.get("varied"):
+        return bool(results.attrs.get("repeats"))
+    return "seed" in results and results["seed"].nunique() > 1
+
+
+def _lead_within_spread(seeds: pd.DataFrame) -> tuple[float, float] | None:
+    """``(lead, spread)`` when the best setting's lead is within the seeds' spread, else None.
+
+    ``seeds`` is :func:`summarize_seeds`' table. The lead is the best mean validation
+    accuracy minus the runner-up's; the spread is the larger of the two settings' seed
+    standard deviations. A lead no larger than that is what reseeding alone moves a
+    setting by, so the sweep has not shown the first setting to be better.
+    """
+    ranked = seeds.loc[seeds["val_accuracy_mean"].notna()]
+    if len(ranked) < 2:
+        return None
+    first, second = ranked.iloc[0], ranked.iloc[1]
+    spreads = [s for s in (first["val_accuracy_std"], second["val_accuracy_std"]) if s == s]
+    if not spreads:
+        return None  # single seeds: no spread to compare with
+    lead = float(first["val_accuracy_mean"] - second["val_accuracy_mean"])
+    spread = float(max(spreads))
+    return (lead, spread) if lead <= spread else None
 
 
 def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -583,8 +622,9 @@ def plot_metric_vs_param(
     named = len(groups) <= _MAX_LEGEND // 2
     repeats = False
     for a, metric in zip(axes, metrics, strict=True):
-        for group, part in groups:
-            color = None
+        for g, (group, part) in enumerate(groups):
+            # One colour (and marker) per combination of the others.
+            color, marker = _line_style(g, len(groups))
             for kind, style in (("training", "--"), ("validation", "-")):
                 column = _metric_column(metric, kind)
                 if column not in part.columns:
@@ -593,10 +633,15 @@ def plot_metric_vs_param(
                 if s.empty:
                     continue
                 label = (f"{group} ({kind})" if group else kind) if named else None
-                (line,) = a.plot(
-                    s.index, s["mean"], style, marker="o", markersize=4, label=label, color=color
+                a.plot(
+                    s.index,
+                    s["mean"],
+                    style,
+                    marker=marker or "o",
+                    markersize=4,
+                    label=label,
+                    color=color,
                 )
-                color = line.get_color()  # One colour per combination of the others.
                 if (s["count"] > 1).any():
                     repeats = True
                     a.fill_between(s.index, s["min"], s["max"], color=color, alpha=0.15, lw=0)
@@ -753,18 +798,19 @@ def plot_learning_curves(
         for a in axes:
             _no_data(a, "no learning curves yet")
         return fig
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if len(histories) <= 10 else "viridis"]
     n = len(histories)
     for a, metric in zip(axes, metrics, strict=True):
         for i, (label, h) in enumerate(histories.items()):
-            color = cmap(i if n <= 10 else i / max(n - 1, 1))
+            color, marker = _line_style(i, n)
             epochs = np.arange(1, len(h) + 1)
+            # A few markers per line, not one per epoch: a 100-epoch curve stays a line.
+            marks = {"marker": marker, "markersize": 4, "markevery": max(1, len(h) // 6)}
             if metric in h:
-                a.plot(epochs, h[metric], "--", color=color, lw=1.2, label=f"{label} training")
+                a.plot(
+                    epochs, h[metric], "--", color=color, lw=1.2, label=f"{label} training", **marks
+                )
             if f"val_{metric}" in h:
-                a.plot(epochs, h[f"val_{metric}"], "-", color=color, lw=1.6, label=label)
+                a.plot(epochs, h[f"val_{metric}"], "-", color=color, lw=1.6, label=label, **marks)
         a.set_xlabel("epoch")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.set_ylabel(metric)
@@ -776,8 +822,9 @@ def plot_learning_curves(
     ]
     if n <= _MAX_LEGEND:
         handles += [
-            Line2D([], [], color=cmap(i if n <= 10 else i / max(n - 1, 1)), lw=3, label=lbl)
+            Line2D([], [], color=c, marker=m, lw=3, label=lbl)
             for i, lbl in enumerate(histories)
+            for c, m in [_line_style(i, n)]
         ]
     _legends(
         axes,
@@ -787,6 +834,18 @@ def plot_learning_curves(
     )
     fig.tight_layout()
     return fig
+
+
+def _line_style(i: int, n: int) -> tuple[Any, str | None]:
+    """Colour and marker of line ``i`` of ``n``: told apart without telling red from green."""
+    if n <= len(_SAFE_COLOURS):
+        color: Any = _SAFE_COLOURS[i]
+    else:
+        import matplotlib
+
+        color = matplotlib.colormaps["viridis"](i / max(n - 1, 1))
+    # Beyond a legend's worth the lines go unnamed, so markers would tell nothing.
+    return color, _MARKERS[i % len(_MARKERS)] if n <= _MAX_LEGEND else None
 
 
 def _wrapped(label: str, width: int) -> str:

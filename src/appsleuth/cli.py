@@ -1441,7 +1441,72 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             shown = st.log and str(st.log) not in (st.error or "")
             log = f" (SLURM output: {st.log})" if shown else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
+    _print_seed_summary(sweep_dir)
     return states
+
+
+def _print_seed_summary(sweep_dir: Path) -> None:
+    """Each setting's validation accuracy over its seeds, where a sweep repeats seeds.
+
+    The best trial of such a sweep is partly its luckiest seed: the spread over seeds
+    says whether one setting's lead over another means anything.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from appsleuth.analysis import (
+        _fmt_value,
+        _lead_within_spread,
+        _seeds_repeat,
+        load_results,
+        summarize_seeds,
+    )
+    from appsleuth.display import plain_text
+    from appsleuth.sweep.store import read_plan
+
+    if len({trial.spec.train.seed for trial in read_plan(sweep_dir)}) < 2:
+        return  # one seed throughout: nothing repeats (and no run directory need be read)
+    results = load_results(sweep_dir)
+    varied = list(results.attrs.get("varied") or [])
+    if not _seeds_repeat(results):
+        return
+    seeds = summarize_seeds(results)
+    if seeds["val_accuracy_mean"].isna().all():
+        return  # no complete trial yet
+    table = Table(
+        title=plain_text("settings across seeds (validation accuracy, best mean first)"),
+        title_justify="left",
+    )
+    for col in (*varied, "seeds", "mean ± sd", "min – max"):
+        table.add_column(col, justify="left" if col in varied else "right")
+
+    def num(x: Any) -> str:
+        return "" if x != x else f"{x:.4f}"
+
+    for _, r in seeds.iterrows():
+        sd = (
+            ""
+            if r["val_accuracy_std"] != r["val_accuracy_std"]
+            else f" ± {num(r['val_accuracy_std'])}"
+        )
+        table.add_row(
+            *(plain_text(_fmt_value(r[p])) for p in varied),
+            f"{int(r['complete'])} of {int(r['trials'])}",
+            num(r["val_accuracy_mean"]) + sd if r["complete"] else "",
+            f"{num(r['val_accuracy_min'])} – {num(r['val_accuracy_max'])}" if r["complete"] else "",
+        )
+    Console().print(table)
+    close = _lead_within_spread(seeds)
+    if close is not None:
+        first, second = (
+            ", ".join(f"{p}={_fmt_value(seeds.iloc[i][p])}" for p in varied) for i in (0, 1)
+        )
+        _warn(
+            f"the best setting ({first}) leads the runner-up ({second}) by {close[0]:.4f} "
+            f"in mean validation accuracy, no more than the seed-to-seed standard deviation "
+            f"({close[1]:.4f}): the seeds do not tell them apart; run more seeds before "
+            f"choosing"
+        )
 
 
 def _warn(message: str) -> None:
@@ -1470,6 +1535,7 @@ def _print_sweep_table(sweep_dir: Path) -> None:
     for st in states:
         if st.status == "failed":
             click.echo(f"  {st.name} failed: {st.error}", err=True)
+    _print_seed_summary(sweep_dir)
 
 
 @sweep.command("status")
@@ -1562,6 +1628,7 @@ def sweep_collect(sweep_dir: Path) -> None:
 
     results, full = collect_results(sweep_dir)
     click.echo(f"wrote {results} and {full}")
+    _print_seed_summary(sweep_dir)
 
 
 @sweep.command("worker")

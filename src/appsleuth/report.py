@@ -36,6 +36,8 @@ from appsleuth._version import __version__
 from appsleuth.analysis import (
     _check_one_setting_per_value,
     _key,
+    _lead_within_spread,
+    _seeds_repeat,
     _trial_label,
     comparison_table,
     load_histories,
@@ -257,7 +259,16 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
 def _split_text(split: Mapping[str, Any] | None) -> str:
     if not split:
         return "–"
-    text = f"{split.get('kind', '?')} (validation {_value(split.get('val_fraction'))}"
+    kind = split.get("kind", "?")
+    # What sets the split apart: which rows stay together, or that classes keep their share.
+    how = {
+        "random": "stratified by app, " if split.get("stratify") else "",
+        "blocked": f"{_value(split.get('n_blocks'))} time blocks per app, "
+        if split.get("n_blocks") is not None
+        else "",
+        "group": f"whole groups of {split['group_column']}, " if split.get("group_column") else "",
+    }.get(str(kind), "")
+    text = f"{kind} ({how}validation {_value(split.get('val_fraction'))}"
     if split.get("test_fraction"):
         text += f", test {_value(split.get('test_fraction'))}"
     text += f", seed {_value(split.get('seed'))})"
@@ -273,11 +284,26 @@ def _split_text(split: Mapping[str, Any] | None) -> str:
     return text
 
 
+# Said of a random split whatever its measured rate: exact copies are only part of the leak.
+_RANDOM_SPLIT_CAUTION = (
+    "a random split of time-series rows (SherLock samples each app every 5 seconds, and "
+    "neighbouring samples are near copies) puts near-copies of validation rows into "
+    "training, so its accuracy is optimistic; compare a blocked or group split"
+)
+
+
 def _leakage_item(context: Mapping[str, Any], split_kind: str | None) -> _Html:
     rate = context.get("leakage")
     if rate is None:
-        return _tag("span", context.get("note") or "not measured", class_="muted")
+        unmeasured = _tag("span", context.get("note") or "not measured", class_="muted")
+        if split_kind != "random":
+            return unmeasured
+        return _join([unmeasured, " — ", _tag("strong", _RANDOM_SPLIT_CAUTION, class_="warn")])
     text = f"{_pct(rate)} of validation rows have an exact copy in training"
+    if rate < 0.2 and split_kind == "random":
+        return _join(
+            [_tag("span", text), _tag("span", f" — but {_RANDOM_SPLIT_CAUTION}", class_="muted")]
+        )
     if rate >= 0.2:
         return _join(
             [
@@ -641,6 +667,8 @@ def _baselines_section(
     rows = []
     entries = [(network_label, network)] if network else []
     entries += [(name.replace("_", " "), m) for name, m in baselines.items()]
+    # A two-class task's ROC AUC, which its threshold-free comparison needs, where recorded.
+    auc = any(_roc_auc_text(m) for _, m in entries)
     for name, m in entries:
         malware = m.get("malware") or {}
         rows.append(
@@ -648,6 +676,7 @@ def _baselines_section(
                 name,
                 _pct(m.get("accuracy"), 2),
                 _num((m.get("macro_avg") or {}).get("f1"), 3),
+                *([_roc_auc_text(m).removeprefix(", ROC AUC ") or "–"] if auc else []),
                 _pct(malware.get("detection_rate")),
                 _pct(malware.get("false_alarm_rate"), 2),
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
@@ -673,6 +702,7 @@ def _baselines_section(
                 "model",
                 "accuracy",
                 "macro F1",
+                *(["ROC AUC"] if auc else []),
                 f"{MALWARE_APP} detection",
                 "false alarms",
                 "time",
@@ -850,8 +880,8 @@ def _sweep_report(
         )
 
     # --- leaderboard
-    body.append(_leaderboard(results, complete, best, varied))
-    seeds = summarize_seeds(results) if results.attrs.get("repeats") and varied else None
+    body.append(_leaderboard(results, complete, best, varied, metas))
+    seeds = summarize_seeds(results) if _seeds_repeat(results) else None
     if seeds is not None:
         body.append(_seeds_section(seeds, varied))
 
@@ -928,6 +958,18 @@ def _sweep_report(
                     f"{_duration(best['duration_s'])}.",
                 ),
                 *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
+                *(
+                    [
+                        _note(
+                            "Each setting ran with one seed, so how much of this ranking "
+                            "is seed-to-seed luck is not measured; repeats: 3 or more in "
+                            "the sweep spec shows each setting's spread.",
+                            "muted",
+                        )
+                    ]
+                    if seeds is None and varied and len(complete) > 1
+                    else []
+                ),
                 *evaluation,
                 id_="best",
             )
@@ -994,14 +1036,25 @@ def _fixed_text(results: pd.DataFrame) -> str:
 
 
 def _leaderboard(
-    results: pd.DataFrame, complete: pd.DataFrame, best: Any, varied: Sequence[str]
+    results: pd.DataFrame,
+    complete: pd.DataFrame,
+    best: Any,
+    varied: Sequence[str],
+    metas: Mapping[str, Mapping[str, Any]],
 ) -> _Html:
     params = [*varied, *(c for c in _shown_fixed(results) if c not in varied)]
+    # Early stopping that restored an earlier epoch's weights makes that epoch's numbers
+    # the trial's: not the last row of its history, which a reader checks them against.
+    restored = {
+        name: _restored_epoch(metas.get(name)) for name in complete["name"] if metas.get(name)
+    }
+    epoch_column = any(r is not None for r in restored.values())
     headers = [
         "#",
         "trial",
         "status",
         *params,
+        *(["results epoch"] if epoch_column else []),
         "loss",
         "accuracy",
         "val_loss",
@@ -1021,6 +1074,7 @@ def _leaderboard(
                 r["name"],
                 _badge("complete"),
                 *(_value(r[p]) for p in params),
+                *([_results_epoch(restored.get(r["name"]), r)] if epoch_column else []),
                 _num(r["loss"]),
                 _num(r["accuracy"]),
                 _num(r["val_loss"]),
@@ -1033,7 +1087,7 @@ def _leaderboard(
         )
         classes.append("trial best" if is_best else "trial")
         attrs.append({"data_status": "complete", "data_name": r["name"]})
-    n_metric_cols = len(headers) - 3 - len(params)
+    n_metric_cols = len(headers) - 3 - len(params) - int(epoch_column)
     for _, r in others.iterrows():
         state = str(r["status"])
         if state == "failed":
@@ -1045,15 +1099,38 @@ def _leaderboard(
         else:
             detail = "not started yet"
         # The last cell (the state or error) spans the metric columns.
-        rows.append(["–", r["name"], _badge(state), *(_value(r[p]) for p in params), detail])
+        rows.append(
+            [
+                "–",
+                r["name"],
+                _badge(state),
+                *(_value(r[p]) for p in params),
+                *(["–"] if epoch_column else []),
+                detail,
+            ]
+        )
         classes.append(f"trial {state}")
         attrs.append({"data_status": state, "data_name": r["name"]})
     table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
     intro = (
-        "Every trial, sorted by final validation accuracy; the best is highlighted. "
-        "Trials without a result follow with their state."
+        "Every trial, sorted by final validation accuracy (ties: lower validation loss, "
+        "then plan order), the rule that names the best trial, which is highlighted and "
+        "is the one predict uses. Trials without a result follow with their state."
     )
+    if epoch_column:
+        intro += (
+            " Where early stopping restored an earlier epoch's weights (results epoch "
+            "k of n), a trial's numbers are that epoch's, the model it saved, not the last "
+            "row of its history."
+        )
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
+
+
+def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
+    """``3 of 10`` for a trial whose weights early stopping restored, else its epochs run."""
+    if restored is not None:
+        return f"{restored[0]} of {restored[1]}"
+    return _value(row["epochs_run"])
 
 
 def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
@@ -1109,9 +1186,21 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
         f"averages {_num(ours['val_accuracy_mean'])} (std {_num(ours['val_accuracy_std'])}) "
         f"over {int(ours['complete'])} seed(s)."
     )
+    if not varied:
+        return _note(text + " Quote that mean and spread, not this trial.", "muted")
     top = seeds.iloc[0]
     if same_setting(top):
-        return _note(text + " No other setting has a higher mean.", "muted")
+        close = _lead_within_spread(seeds)
+        if close is None:
+            return _note(text + " No other setting has a higher mean.", "muted")
+        runner_up = ", ".join(f"{p} = {_value(seeds.iloc[1][p])}" for p in varied)
+        return _note(
+            text + f" Its lead over the runner-up, {runner_up} "
+            f"({_num(seeds.iloc[1]['val_accuracy_mean'])}), is {_num(close[0])}: no more "
+            f"than the seed-to-seed standard deviation ({_num(close[1])}), so the seeds do "
+            "not tell these settings apart; run more seeds before choosing between them.",
+            "warn",
+        )
     setting = ", ".join(f"{p} = {_value(top[p])}" for p in varied)
     return _note(
         text + f" The best setting by mean is {setting} ({_num(top['val_accuracy_mean'])}, "
@@ -1345,6 +1434,8 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px;
      border-bottom: 2px solid var(--line); }
 h3 { font-size: 16px; margin: 20px 0 8px; }
+/* A sweep or trial name has no spaces and may be long: fold it rather than widen the page. */
+h1, h2, h3 { overflow-wrap: anywhere; }
 .muted { color: var(--muted); }
 .path { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; margin: 0 0 14px;
         word-break: break-all; }
@@ -1398,6 +1489,23 @@ figure { margin: 12px 0 20px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
 figcaption { font-size: 13px; color: var(--muted); }
 footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
+/* Paper does not scroll: a table wider than the page lost its right-hand columns
+   (val_accuracy, macro F1, Moriarty's recall) to the scroll box's edge. */
+@media print {
+  body, main { background: #fff; }
+  main { max-width: none; min-height: 0; padding: 0; }
+  .scroll { overflow: visible; }
+  table { font-size: 9.5px; width: 100%; }
+  th { position: static; white-space: normal; overflow-wrap: anywhere; }
+  th, td { padding: 2px 3px; }
+  table.numbers td { white-space: normal; }
+  table.numbers td.name { min-width: 0; font-size: 9px; }
+  tr, figure, .callout, .stats { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  /* The best trial and Moriarty keep their highlight, which browsers drop to save ink. */
+  tr.best, tr.malware, .badge, .callout { print-color-adjust: exact;
+                                         -webkit-print-color-adjust: exact; }
+}
 """
 
 
