@@ -367,3 +367,22 @@ def test_a_file_nested_past_pythons_limit_is_not_readable_json(tmp_path: Path) -
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DataError, match=r"p.json is not readable JSON: maximum recursion"):
         Preprocessor.load(path)
+
+
+def test_a_class_number_written_another_way_is_that_class(table) -> None:
+    numbered = table.assign(
+        ApplicationName=table["ApplicationName"].map({"Chrome": "1", "Gmail": "2", "Moriarty": "3"})
+    )
+    pre = Preprocessor().fit(numbered)
+    labels = pd.Series(["1.0", "02", "3", "2e0", "4.0", "0x1", "1_0", None])
+    # A file that wrote the labels as floats ("1.0", as pandas does after a gap) is scored
+    # against classes 1 to 3, not counted as apps the model never saw.
+    named = pre.task_labels(labels)
+    assert named[:-1].tolist() == ["1", "2", "3", "2", "4.0", "0x1", "1_0"]
+    assert pd.isna(named.iloc[-1])
+
+
+def test_classes_of_one_number_take_no_alias(table) -> None:
+    pre = Preprocessor().fit(table)
+    pre.classes = ["01", "1", "Moriarty"]  # as a model trained before such labels were refused
+    assert pre.task_labels(pd.Series(["1.0", "01"])).tolist() == ["1.0", "01"]

@@ -19,6 +19,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,13 @@ __all__ = [
     "as_name_list",
     "category_text",
     "check_feature_dtypes",
+    "check_label_spellings",
     "check_name_matches_content",
     "check_unique_names",
     "csv_line_numbers",
     "frame_info",
     "from_dataframe",
+    "label_number",
     "label_text",
     "load_sherlock",
     "no_header_problem",
@@ -72,6 +75,10 @@ _KNOWN_FEATURES = frozenset(SHERLOCK18_FEATURES) | frozenset(RAW_COLUMNS)
 # Text columns of the raw table: descriptive, never numeric features (the app's name
 # too, when another column is the label).
 _RAW_TEXT_COLUMNS = frozenset({LABEL_COLUMN, "PackageName", "tcomm", "Version_Name", "wchan"})
+# A label that spells a plain decimal number ("1", "01", "1.0", "-2", "1e3"): such labels
+# are compared as numbers, since "1.0" is how pandas writes a whole-number label column
+# once it has held a missing value. Other spellings ("0x1A", "1_000", "inf") stay names.
+_DECIMAL_LABEL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # A text column whose values are at least this share numbers is a numeric column with bad
 # values in it, not a text column: reported, never silently dropped from the features.
 _NUMERIC_SHARE = 0.9
@@ -1004,6 +1011,48 @@ def label_text(labels: pd.Series | Sequence[Any]) -> pd.Series:
     values = pd.Series(labels)
     text = values.astype(str).str.strip()
     return text.where(values.notna() & (text != ""))
+
+
+def label_number(label: str) -> Decimal | None:
+    """The number a label spells (``"1.0"`` and ``"01"`` spell 1), or None for a name.
+
+    Only plain decimal numbers count; the value is exact (no float rounding), so two
+    labels are the same number only when they truly are.
+    """
+    return Decimal(label) if _DECIMAL_LABEL.fullmatch(label) else None
+
+
+def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
+    """Refuse a label column that writes one number in several ways (``1`` and ``1.0``).
+
+    Each spelling would become a class of its own (files joined where one wrote its
+    labels as floats), and the model would be taught to tell a class from itself.
+
+    Args:
+        labels: The label values, as text (missing values are ignored).
+        column: The label column's name, for the message.
+        where: How the message names the table, e.g. ``file x.csv``.
+
+    Raises:
+        DataError: Two labels are the same number; names both spellings and their counts.
+    """
+    counts = labels.dropna().astype(str).value_counts(sort=False)
+    spellings: dict[Decimal, list[str]] = {}
+    for value in counts.index:
+        number = label_number(value)
+        if number is not None:
+            spellings.setdefault(number, []).append(value)
+    groups = [group for group in spellings.values() if len(group) > 1]
+    same = [sorted(group, key=lambda v: (len(v), v)) for group in groups]
+    if same:
+        shown = "; ".join(
+            " and ".join(f"{v!r} ({int(counts[v]):,} rows)" for v in group) for group in same[:5]
+        )
+        raise DataError(
+            f"{where}: label column {column!r} writes the same number in different ways: "
+            f"{shown}; each spelling would be a class of its own. Write each label one way "
+            f"(for example all as {same[0][0]!r}) in the file"
+        )
 
 
 def _not_a_number_kind(col: pd.Series) -> str | None:

@@ -21,6 +21,7 @@ from appsleuth.data.load import (
     category_text,
     frame_info,
     infinite_mask,
+    label_number,
     label_text,
     numeric_columns_as_numbers,
 )
@@ -337,9 +338,32 @@ class Preprocessor:
         """
         text = label_text(labels).astype(object)
         missing = text.isna()
+        text = self._as_class_spelling(text, missing)
         if self.rest_class is not None:
             text = text.where(missing | (text == self.positive_class), self.rest_class)
         return text
+
+    def _as_class_spelling(self, text: pd.Series, missing: pd.Series) -> pd.Series:
+        """Labels that are a class's number written another way (``2.0`` for class
+        ``2``, as pandas writes a whole-number column that held a gap) as that class."""
+        foreign = ~missing & ~text.isin(self.classes)
+        if not foreign.any():
+            return text
+        numbers: dict[Any, str | None] = {}
+        for c in self.classes:
+            number = label_number(c)
+            if number is not None:
+                # Two classes of one number (a model from before that was refused): no
+                # spelling can say which of them a label means.
+                numbers[number] = None if number in numbers else c
+        if not any(numbers.values()):
+            return text
+        aliases = {}
+        for value in pd.unique(text[foreign]):
+            match = numbers.get(label_number(value))
+            if match is not None:
+                aliases[value] = match
+        return text.replace(aliases) if aliases else text
 
     def encode_labels(self, labels: pd.Series | Sequence[str]) -> np.ndarray:
         """Class indices (int32) for label values.
