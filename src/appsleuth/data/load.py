@@ -704,6 +704,20 @@ def _read_csv(
             raise DataError(_csv_problem(file, str(exc2), lines_of, encoding)) from exc2
     except (pa.ArrowException, LookupError, UnicodeError) as exc:
         raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
+    else:
+        hex_suspects = _integer_columns(table, label) if _mentions_hex(lines_of) else []
+        if hex_suspects:
+            # The reader's integer inference takes "0x1A" for 26; read as text, such a
+            # value is named as no number below, as prediction's reader names it.
+            convert_options = pa_csv.ConvertOptions(
+                null_values=_NULL_STRINGS,
+                strings_can_be_null=True,
+                column_types={label: pa.string(), **dict.fromkeys(hex_suspects, pa.string())},
+            )
+            try:
+                table = _arrow_read(source, read_options, convert_options)
+            except pa.ArrowException as exc:
+                raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
 
     try:
         names = [field.name for field in table.schema]
@@ -730,6 +744,27 @@ def _not_text(file: Path, column: Any, encoding: str) -> str:
         f"encoding (for example encoding='latin-1' or --encoding latin-1) or convert the "
         f"file to UTF-8"
     )
+
+
+def _integer_columns(table: pa.Table, label: str) -> list[str]:
+    return [f.name for f in table.schema if pa.types.is_integer(f.type) and f.name != label]
+
+
+_HEX = re.compile(rb"0[xX][0-9a-fA-F]")
+
+
+def _mentions_hex(lines_of: Path | bytes) -> bool:
+    """Whether the file holds text such as ``0x1A`` anywhere (a cheap byte scan)."""
+    if isinstance(lines_of, bytes):
+        return _HEX.search(lines_of) is not None
+    tail = b""
+    with lines_of.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            # Two bytes of the previous chunk: "0x" may be cut between chunks.
+            if _HEX.search(tail + chunk):
+                return True
+            tail = chunk[-2:]
+    return False
 
 
 def _arrow_read(
