@@ -386,3 +386,17 @@ def test_classes_of_one_number_take_no_alias(table) -> None:
     pre = Preprocessor().fit(table)
     pre.classes = ["01", "1", "Moriarty"]  # as a model trained before such labels were refused
     assert pre.task_labels(pd.Series(["1.0", "01"])).tolist() == ["1.0", "01"]
+
+
+def test_unscaled_training_values_beyond_float32_are_refused_by_name(table) -> None:
+    col = Preprocessor().fit(table).numeric_features[0]
+    huge = table.copy()
+    huge.loc[huge.index[:2], col] = 1e39  # finite, so cleaning keeps it; float32 cannot
+    with pytest.raises(
+        DataError,
+        match=rf"feature\(s\) \['{col}'\] hold values beyond the model's float32 inputs "
+        rf"\(up to 3.4e\+38\) with scaling='none': largest magnitude {col} 1e\+39 in 2 "
+        r"value\(s\); remove those rows or rescale the column \(other units\) or use "
+        r"scaling='standard'$",
+    ):
+        Preprocessor(scaling="none").fit(huge)

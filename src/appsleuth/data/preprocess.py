@@ -147,6 +147,20 @@ class Preprocessor:
                 f"(largest magnitude {', '.join(f'{c} {v:.3g}' for c, v in peak.items())}); "
                 f"their mean or spread overflows: remove those rows or rescale the column"
             )
+        too_large = self.out_of_range_rows(train)
+        if too_large:
+            # Finite, so cleaning keeps them; refused here, where the table is named,
+            # rather than as "rows have too large values" when the arrays are made.
+            peak = {c: float(np.abs(train[c].to_numpy(dtype=np.float64)).max()) for c in too_large}
+            advice = " or use scaling='standard'" if self.scaling == "none" else ""
+            raise DataError(
+                f"{info.dataset}: feature(s) {list(too_large)} hold values beyond the model's "
+                f"float32 inputs (up to {np.finfo(np.float32).max:.3g}) with "
+                f"scaling={self.scaling!r}: largest magnitude "
+                f"{', '.join(f'{c} {v:.3g}' for c, v in peak.items())} in "
+                f"{sum(int(m.sum()) for m in too_large.values())} value(s); remove those rows "
+                f"or rescale the column (other units){advice}"
+            )
         if self.positive_class is not None:
             if self.positive_class not in classes:
                 raise DataError(
