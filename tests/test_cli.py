@@ -811,3 +811,17 @@ def test_baselines_say_what_they_fit_and_how_long_it_took(
     assert notes[1].startswith("fitting decision_tree on ")
     out = capsys.readouterr().out
     assert re.search(r"logistic_regression \(random split, fitted in \d+\.\d s\)", out)
+
+
+@pytest.mark.parametrize(("option", "hidden"), [("", ()), (" ", ()), ("4,2", (4, 2))])
+def test_hidden_option_says_what_a_spec_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, hidden: tuple
+) -> None:
+    import appsleuth.run
+
+    specs = []
+    monkeypatch.setattr(appsleuth.run, "train", lambda spec, **kwargs: specs.append(spec))
+    # --hidden '' was refused ("without empty items") while model.hidden: [] trains.
+    args = ["train", "--hidden", option, "--rows", "50", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    assert specs[0].model.hidden == hidden
