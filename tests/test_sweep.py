@@ -572,7 +572,7 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     rich = pd.read_csv(full)
     assert rich["status"].tolist() == ["complete", "failed", "complete"]
     assert "Tetris" in rich.loc[1, "error"]
-    assert {"f1_macro", "moriarty_recall", "wall_time_s", "seed"} <= set(rich)
+    assert {"f1_macro", "moriarty_detection_rate", "wall_time_s", "seed"} <= set(rich)
     for i in (0, 2):  # The epoch the row's numbers come from, and the lowest-loss one.
         history = pd.read_csv(sweep_dir / rich.loc[i, "name"] / "model_history.csv")
         assert rich.loc[i, "results_epoch"] == rich.loc[i, "epochs_run"] == len(history)

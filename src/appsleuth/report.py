@@ -798,7 +798,7 @@ def _sweep_report(
     status_text = ", ".join(
         f"{counts[s]} {s}" for s in ("complete", "failed", "incomplete", "pending") if counts.get(s)
     )
-    total = results["duration_s"].sum(min_count=1)
+    total = results["wall_time_s"].sum(min_count=1)
     split = (best_meta or {}).get("split") or (spec.data.split.to_dict() if spec else None)
     facts = [
         ("Dataset", _dataset_item(best_meta, spec) if spec else "–"),
@@ -925,7 +925,7 @@ def _sweep_report(
                     "p",
                     f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
                     f"{params}; {_epochs_text(best_meta)}, "
-                    f"{_duration(best['duration_s'])}.",
+                    f"{_duration(best['wall_time_s'])}.",
                 ),
                 *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
                 *evaluation,
@@ -940,7 +940,7 @@ def _sweep_report(
         network = None
         if best is not None:
             network = dict(_read_json(sweep_dir / best["name"] / METRICS))
-            network["fit_seconds"] = best["duration_s"]
+            network["fit_seconds"] = best["wall_time_s"]
         body.append(
             _baselines_section(
                 context, network, f"network ({best['name']})" if best is not None else "network"
@@ -1028,7 +1028,7 @@ def _leaderboard(
                 _num(r["f1_macro"], 3),
                 _pct(r["moriarty_detection_rate"]),
                 r["fit_diagnosis"] or "–",
-                _duration(r["duration_s"]),
+                _duration(r["wall_time_s"]),
             ]
         )
         classes.append("trial best" if is_best else "trial")
@@ -1038,8 +1038,8 @@ def _leaderboard(
         state = str(r["status"])
         if state == "failed":
             detail = _join([_tag("strong", "error: "), _tag("code", r["error"] or "unknown error")])
-            if not _missing(r["duration_s"]):
-                detail = _join([detail, f" (after {_duration(r['duration_s'])})"])
+            if not _missing(r["wall_time_s"]):
+                detail = _join([detail, f" (after {_duration(r['wall_time_s'])})"])
         elif state == "incomplete":
             detail = "started but not finished: running now, or interrupted (run the sweep again)"
         else:
