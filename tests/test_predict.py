@@ -1068,3 +1068,49 @@ def test_prediction_summary_prints_counts_and_accuracy_not_every_class(tmp_path:
         f"PredictionSummary(run_dir={tmp_path!r}, out={tmp_path / 'p.csv'!r}, rows=10, "
         "predicted=9, skipped=1, filled=0, accuracy=0.8889, unknown_label_rows=2)"
     )
+
+
+class _Stopped(BaseException):
+    """A process stopped at that point (as by kill -9), simulated."""
+
+
+@pytest.mark.parametrize("new_skips", [True, False], ids=["new-side-file", "no-new-side-file"])
+def test_predictions_replaced_with_force_never_sit_beside_an_old_side_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_skips: bool
+) -> None:
+    import os
+
+    old = table.iloc[:60].copy()
+    old.loc[old.index[[3, 5]], "rss"] = np.nan
+    old.to_csv(tmp_path / "old.csv")
+    new = table.iloc[60:120].copy()
+    if new_skips:
+        new.loc[new.index[[7]], "rss"] = np.nan
+    new.to_csv(tmp_path / "new.csv")
+    out, side = tmp_path / "p.csv", tmp_path / "p.skipped.csv"
+    predict_file(run_dir, tmp_path / "old.csv", out)
+    pair = (out.read_text(), side.read_text())
+
+    # Stop the process at the step that brings the new side file in (or removes the old one).
+    real_replace, real_unlink = os.replace, Path.unlink
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst) == side:
+            raise _Stopped
+        return real_replace(src, dst, *args, **kwargs)
+
+    def unlink(self, *args, **kwargs):
+        if self == side:
+            raise _Stopped
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(_Stopped):
+        predict_file(run_dir, tmp_path / "new.csv", out, force=True)
+    monkeypatch.undo()
+    # Predictions, if any, are the earlier run's with its own side file: never the new
+    # predictions beside the side file that names the earlier run's skipped rows.
+    assert not out.exists() or (out.read_text(), side.read_text()) == pair
+    summary = predict_file(run_dir, tmp_path / "new.csv", out, force=True)  # the same command
+    assert summary.rows == 60 and side.exists() == new_skips

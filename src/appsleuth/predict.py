@@ -859,13 +859,19 @@ def predict_file(
             raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
         with errors_name_target(tmp, out, unnamed_full=True):
             flush_to_disk(tmp)
-        os.replace(tmp, out)
         if n_skip:
             with errors_name_target(skipped_tmp, skipped_path, unnamed_full=True):
                 flush_to_disk(skipped_tmp)
+        # The predictions take their name last, after the side file is theirs: stopped in
+        # between, this leaves no predictions (the same command makes them again), never
+        # new predictions beside an earlier run's side file, which names other rows.
+        if force:
+            out.unlink(missing_ok=True)
+        if n_skip:
             os.replace(skipped_tmp, skipped_path)
-        elif force:
-            skipped_path.unlink(missing_ok=True)  # an old side file would describe other rows
+        else:
+            skipped_path.unlink(missing_ok=True)  # only there with force: an earlier run's
+        os.replace(tmp, out)
     finally:
         if bar is not None:
             bar.stop()
