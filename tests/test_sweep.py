@@ -4,6 +4,7 @@ and recovery from kill -9."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import gc
 import json
 import os
@@ -986,9 +987,9 @@ def test_integer_columns_stay_integers_next_to_a_failed_trial(tmp_path: Path) ->
         ),
     )
     results, full = collect_results(sweep_dir)
-    lines = full.read_text().splitlines()
-    header = lines[0].split(",")
-    cells = {col: [line.split(",")[header.index(col)] for line in lines[1:]] for col in header}
+    # The cells as written (fit_reason holds commas, quoted).
+    header, *lines = csv.reader(full.read_text().splitlines())
+    cells = {col: [line[header.index(col)] for line in lines] for col in header}
     assert cells["results_epoch"][:3] == ["2", "", "2"]
     assert cells["epochs_run"][:3] == ["3", "", "3"]
     assert cells["min_val_loss_epoch"][:3] == ["3", "", "3"]
