@@ -1052,3 +1052,18 @@ def test_hexadecimal_text_elsewhere_leaves_whole_numbers_as_they_are(tmp_path: P
     df = load_sherlock(path)
     assert df["rss"].tolist() == [10, 20] and df["rss"].dtype.kind == "i"
     assert df["ApplicationName"].tolist() == ["0xGmail", "Chrome"]
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe"])
+def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
+    import os
+
+    path = tmp_path / "data.csv"
+    if kind == "device":
+        path.symlink_to("/dev/urandom")  # read without end (data check hung)
+        named = r"a character device \(such as /dev/zero\)"
+    else:
+        os.mkfifo(path)  # opening it would wait for a writer
+        named = "a named pipe"
+    with pytest.raises(DataError, match=rf"data file .*data.csv is {named}, not a regular file"):
+        load_sherlock(path)

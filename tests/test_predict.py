@@ -313,6 +313,12 @@ def test_real_mystery_file(fb_wa_run_dir, shared_data: Path, tmp_path: Path) -> 
     assert summary.metrics["n"] == 200
 
 
+def test_a_device_as_data_is_named_as_such(run_dir, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").symlink_to("/dev/urandom")  # it said "does not exist"
+    with pytest.raises(DataError, match=r"data.csv is a character device .*, not a regular"):
+        predict_file(run_dir, tmp_path / "data.csv", tmp_path / "p.csv")
+
+
 def test_missing_feature_column(run_dir, table, tmp_path: Path) -> None:
     table.drop(columns="rss").iloc[:20].to_csv(tmp_path / "x.csv")
     with pytest.raises(DataError, match=r"lacks the feature column\(s\) \['rss'\]"):

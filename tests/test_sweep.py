@@ -655,6 +655,20 @@ def test_a_manifest_nested_past_pythons_limit_is_damaged(tmp_path: Path) -> None
         read_plan(tmp_path)
 
 
+def test_a_manifest_linked_to_a_device_is_refused_not_read_for_ever(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was read until memory ran out ('out of memory: MemoryError; use smaller sizes').
+    (tmp_path / "manifest.json").symlink_to("/dev/zero")
+    message = r"manifest.json cannot be read: it is a character device \(such as /dev/zero\)"
+    with pytest.raises(DataError, match=message):
+        read_plan(tmp_path)
+    assert main(["sweep", "status", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    with pytest.raises(SpecError, match=r"manifest.json cannot be read: it is a character device"):
+        load_sweep_spec(tmp_path / "manifest.json")
+
+
 def test_sweep_status_shows_a_path_with_square_brackets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,6 +31,7 @@ from appsleuth._atomic import (
     temporary_path,
 )
 from appsleuth._fields import is_integer
+from appsleuth._files import not_regular
 from appsleuth.data.load import (
     _check_text_content,
     _separator_hint,
@@ -40,6 +41,7 @@ from appsleuth.data.load import (
     csv_line_numbers,
     infinite_mask,
     no_header_problem,
+    not_a_data_file,
     numeric_columns_as_numbers,
     parse_numbers,
 )
@@ -712,6 +714,9 @@ def predict_file(
             f"data file {data} is a directory; predict_file reads one CSV or Parquet file: "
             f"give each file in it, or read it with pandas and use predict"
         )
+    kind = not_regular(data)
+    if kind is not None:
+        raise DataError(not_a_data_file(data, kind))
     if not data.is_file():
         raise DataError(f"data file {data} does not exist")
     if data.stat().st_size == 0:

@@ -32,6 +32,7 @@ import click
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
+from appsleuth._files import read_record_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     _check_one_setting_per_value,
@@ -959,7 +960,7 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
-        text = (sweep_dir / SPEC_FILE).read_text(encoding="utf-8")
+        text = read_record_text(sweep_dir / SPEC_FILE)
         # The loader of specs: a damaged or crafted file that expands without end or
         # nests too deep is then unreadable like any other, not a hang or a traceback.
         data = yaml.load(text, Loader=_strict_loader())

@@ -27,6 +27,7 @@ from appsleuth._fields import (
     spec_hash,
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
+from appsleuth._files import read_record_text
 from appsleuth.data.split import SplitSpec
 from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
@@ -768,7 +769,7 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_record_text(path)
     except FileNotFoundError as exc:
         raise SpecError(f"{what} {path} does not exist{_checkout_hint(path)}") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -30,6 +30,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._fields import repeated
+from appsleuth._files import not_regular
 from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
@@ -57,6 +58,7 @@ __all__ = [
     "load_sherlock",
     "no_header_problem",
     "nonfinite_values",
+    "not_a_data_file",
     "numeric_columns_as_numbers",
     "parse_numbers",
 ]
@@ -547,6 +549,9 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
         raise DataError(f"data file {file} does not exist")
     if file.is_dir():
         raise DataError(f"data file {file} is a directory, expected a CSV or Parquet file")
+    kind = not_regular(file)
+    if kind is not None:
+        raise DataError(not_a_data_file(file, kind))
     try:
         with file.open("rb") as fh:
             head = fh.read(_SNIFF_BYTES)
@@ -578,6 +583,18 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
     df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
+
+
+def not_a_data_file(file: Path, kind: str) -> str:
+    """The message for a data path that names a device, pipe or socket (``kind``).
+
+    Such a path is refused before it is read: ``/dev/urandom`` never ends, and a pipe
+    cannot be read twice (once to tell the format, once for the table).
+    """
+    return (
+        f"data file {file} is {kind}, not a regular file: expected a CSV (plain or gzip) "
+        f"or Parquet file; save a stream to a file first"
+    )
 
 
 def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
+from appsleuth._files import read_record_text
 from appsleuth.data.load import (
     category_text,
     frame_info,
@@ -501,7 +502,7 @@ class Preprocessor:
         """
         path = Path(path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = json.loads(read_record_text(path))
         except FileNotFoundError as exc:
             raise DataError(f"preprocessor file {path} does not exist") from exc
         except (OSError, ValueError, RecursionError) as exc:  # the last: nested too deep

@@ -27,6 +27,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_create
 from appsleuth._fields import is_integer
+from appsleuth._files import read_record_text
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -294,7 +295,7 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
     """
     path = Path(sweep_dir) / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_record_text(path))
     except FileNotFoundError as exc:
         raise DataError(
             f"{sweep_dir} is not a sweep directory (no {MANIFEST}); run "
