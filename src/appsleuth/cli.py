@@ -672,7 +672,7 @@ def _data_overrides(
     "--lr", "learning_rate", type=float, default=None, help="Learning rate (default: 0.0003)."
 )
 @click.option("--batch-size", type=int, default=None, help="Batch size (default: 32).")
-@click.option("--epochs", type=int, default=None, help="Epochs (default: 30).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: 30; at most 1,000,000).")
 @click.option("--seed", type=int, default=None, help="Seed (default: 0).")
 @click.option(
     "--optimizer",
