@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.load import from_dataframe
-from appsleuth.data.preprocess import Preprocessor
+from appsleuth.data.preprocess import RETRAIN_HINT, Preprocessor
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 from tests.conftest import make_sherlock18
 
@@ -72,8 +72,10 @@ def test_unknown_category_is_all_zero_with_a_warning(table) -> None:
 
 def test_missing_feature_column(table) -> None:
     pre = Preprocessor().fit(table)
-    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
+    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]") as caught:
         pre.transform(table.drop(columns="rss"))
+    # A public name: prediction gives the same advice for a file without the column.
+    assert str(caught.value).endswith(RETRAIN_HINT)
 
 
 def test_missing_values_are_reported(table) -> None:

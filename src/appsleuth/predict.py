@@ -45,7 +45,7 @@ from appsleuth.data.load import (
     numeric_columns_as_numbers,
     parse_numbers,
 )
-from appsleuth.data.preprocess import _RETRAIN_HINT
+from appsleuth.data.preprocess import RETRAIN_HINT
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
@@ -758,7 +758,7 @@ def predict_file(
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
-        hint = ("" if is_parquet else _separator_hint(names)) or _RETRAIN_HINT
+        hint = ("" if is_parquet else _separator_hint(names)) or RETRAIN_HINT
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
             f"trained on; columns found: {names[:30]}. {hint}"

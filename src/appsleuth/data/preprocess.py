@@ -28,11 +28,11 @@ from appsleuth.data.load import (
 )
 from appsleuth.errors import DataError, SpecError, warn
 
-__all__ = ["Preprocessor", "Scaling"]
+__all__ = ["RETRAIN_HINT", "Preprocessor", "Scaling"]
 
 # A table of other columns (the 2-app teaching file given to an 18-app model) needs a
-# model trained on what it has: the error says how to get one.
-_RETRAIN_HINT = (
+# model trained on what it has: the error says how to get one (prediction's too).
+RETRAIN_HINT = (
     "To classify it, use a run trained on feature columns the data has (train --features "
     "A,B,...; features: in a spec)"
 )
@@ -520,7 +520,7 @@ class Preprocessor:
         if missing:
             raise DataError(
                 f"the data lacks feature column(s) {missing} that the model was trained on; "
-                f"columns found: {[str(c) for c in df.columns]}. {_RETRAIN_HINT}"
+                f"columns found: {[str(c) for c in df.columns]}. {RETRAIN_HINT}"
             )
 
     def _filled(self, df: pd.DataFrame) -> pd.DataFrame:
