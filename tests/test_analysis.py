@@ -766,3 +766,23 @@ def test_trials_lines_are_told_apart_without_colour_vision(tmp_path: Path) -> No
     assert {to_hex(line.get_color()) for line in lines} <= okabe_ito
     assert len({line.get_marker() for line in lines}) == 3
     plt.close("all")
+
+
+def test_load_results_and_results_full_name_each_quantity_alike(tmp_path: Path) -> None:
+    from appsleuth.sweep import collect_results
+
+    def outcome(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        return {"final_acc": 0.9, "wall_time": 3.0 + i}
+
+    spec = {"grid": {"learning_rate": [0.001, 0.01], "dropout": [0.0, 0.2]}}
+    sweep_dir = fake_sweep(tmp_path, spec, outcome)
+    results = load_results(sweep_dir)
+    full = pd.read_csv(collect_results(sweep_dir)[1])
+    # It read duration_s beside the file's wall_time_s, moriarty_detection_rate beside
+    # moriarty_recall, and had three columns the file lacked.
+    varied_only = {"dropout"}  # the file has it as param_dropout
+    assert set(results.columns) - set(full.columns) == varied_only
+    assert {"param_dropout", "param_learning_rate"} <= set(full.columns)
+    for column in ("wall_time_s", "moriarty_detection_rate", "moriarty_false_alarm_rate"):
+        assert full[column].tolist() == pytest.approx(results[column].tolist(), nan_ok=True)
+    assert full["fit_reason"].tolist() == results["fit_reason"].tolist()

@@ -924,3 +924,17 @@ def test_sweep_status_shows_the_spread_over_seeds_and_a_lead_within_it(
     assert main(["sweep", "status", str(single)]) == 0
     out, err = capsys.readouterr()
     assert "settings across seeds" not in out and "seed-to-seed" not in err
+
+
+@pytest.mark.parametrize(("option", "hidden"), [("", ()), (" ", ()), ("4,2", (4, 2))])
+def test_hidden_option_says_what_a_spec_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, hidden: tuple
+) -> None:
+    import appsleuth.run
+
+    specs = []
+    monkeypatch.setattr(appsleuth.run, "train", lambda spec, **kwargs: specs.append(spec))
+    # --hidden '' was refused ("without empty items") while model.hidden: [] trains.
+    args = ["train", "--hidden", option, "--rows", "50", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    assert specs[0].model.hidden == hidden

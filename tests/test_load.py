@@ -1029,3 +1029,41 @@ def test_gzip_compressed_parquet_or_utf16_is_named_as_such(tmp_path: Path) -> No
     with pytest.raises(DataError, match=r"t\.csv\.gz is UTF-16 text once decompressed"):
         load_sherlock(wide)
     assert len(load_sherlock(wide, encoding="utf-16")) == 2
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_hexadecimal_value_among_whole_numbers_is_named_not_read(
+    tmp_path: Path, compress: bool
+) -> None:
+    rows = [b"ApplicationName,CPU_USAGE,rss", b"Gmail,1,0x1A"]
+    rows += [b"%s,%d,%d" % (app, i, i) for i, app in enumerate([b"Gmail", b"Chrome"] * 10)]
+    content = b"\n".join(rows) + b"\n"
+    path = _write(tmp_path, gzip.compress(content, mtime=0) if compress else content)
+    # The CSV reader's integer inference would read it as 26, silently.
+    with pytest.raises(
+        DataError,
+        match=r"feature column 'rss' must be numeric, but data row 0 \(line 2\) holds '0x1A'",
+    ):
+        load_sherlock(path)
+
+
+def test_hexadecimal_text_elsewhere_leaves_whole_numbers_as_they_are(tmp_path: Path) -> None:
+    path = _write(tmp_path, b"ApplicationName,CPU_USAGE,rss\n0xGmail,1,10\nChrome,2,20\n")
+    df = load_sherlock(path)
+    assert df["rss"].tolist() == [10, 20] and df["rss"].dtype.kind == "i"
+    assert df["ApplicationName"].tolist() == ["0xGmail", "Chrome"]
+
+
+@pytest.mark.parametrize("kind", ["device", "pipe"])
+def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
+    import os
+
+    path = tmp_path / "data.csv"
+    if kind == "device":
+        path.symlink_to("/dev/urandom")  # read without end (data check hung)
+        named = r"a character device \(such as /dev/zero\)"
+    else:
+        os.mkfifo(path)  # opening it would wait for a writer
+        named = "a named pipe"
+    with pytest.raises(DataError, match=rf"data file .*data.csv is {named}, not a regular file"):
+        load_sherlock(path)

@@ -313,6 +313,12 @@ def test_real_mystery_file(fb_wa_run_dir, shared_data: Path, tmp_path: Path) -> 
     assert summary.metrics["n"] == 200
 
 
+def test_a_device_as_data_is_named_as_such(run_dir, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").symlink_to("/dev/urandom")  # it said "does not exist"
+    with pytest.raises(DataError, match=r"data.csv is a character device .*, not a regular"):
+        predict_file(run_dir, tmp_path / "data.csv", tmp_path / "p.csv")
+
+
 def test_missing_feature_column(run_dir, table, tmp_path: Path) -> None:
     table.drop(columns="rss").iloc[:20].to_csv(tmp_path / "x.csv")
     with pytest.raises(DataError, match=r"lacks the feature column\(s\) \['rss'\]"):
@@ -1077,3 +1083,49 @@ def test_top_k_breaks_ties_by_class_order() -> None:
 
     proba = np.array([[0.0, 0.5, 0.0, 0.5], [1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
     assert _top_k(proba, 3).tolist() == [[1, 3, 0], [0, 1, 2], [0, 1, 2]]
+
+
+class _Stopped(BaseException):
+    """A process stopped at that point (as by kill -9), simulated."""
+
+
+@pytest.mark.parametrize("new_skips", [True, False], ids=["new-side-file", "no-new-side-file"])
+def test_predictions_replaced_with_force_never_sit_beside_an_old_side_file(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_skips: bool
+) -> None:
+    import os
+
+    old = table.iloc[:60].copy()
+    old.loc[old.index[[3, 5]], "rss"] = np.nan
+    old.to_csv(tmp_path / "old.csv")
+    new = table.iloc[60:120].copy()
+    if new_skips:
+        new.loc[new.index[[7]], "rss"] = np.nan
+    new.to_csv(tmp_path / "new.csv")
+    out, side = tmp_path / "p.csv", tmp_path / "p.skipped.csv"
+    predict_file(run_dir, tmp_path / "old.csv", out)
+    pair = (out.read_text(), side.read_text())
+
+    # Stop the process at the step that brings the new side file in (or removes the old one).
+    real_replace, real_unlink = os.replace, Path.unlink
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst) == side:
+            raise _Stopped
+        return real_replace(src, dst, *args, **kwargs)
+
+    def unlink(self, *args, **kwargs):
+        if self == side:
+            raise _Stopped
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(_Stopped):
+        predict_file(run_dir, tmp_path / "new.csv", out, force=True)
+    monkeypatch.undo()
+    # Predictions, if any, are the earlier run's with its own side file: never the new
+    # predictions beside the side file that names the earlier run's skipped rows.
+    assert not out.exists() or (out.read_text(), side.read_text()) == pair
+    summary = predict_file(run_dir, tmp_path / "new.csv", out, force=True)  # the same command
+    assert summary.rows == 60 and side.exists() == new_skips

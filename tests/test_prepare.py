@@ -276,3 +276,15 @@ def test_prepared_data_prints_shapes_not_arrays(df) -> None:
     assert text.startswith("PreparedData(x_train=(240, ") and "x_val=(60, " in text
     assert "classes=3, split='blocked', preprocessor=Preprocessor(" in text
     assert "array(" not in text and "\n" not in text
+
+
+def test_one_number_written_two_ways_in_the_labels_is_refused() -> None:
+    df = make_sherlock18(n_per_app=10, apps=("Chrome", "Gmail"))
+    # Two files joined: one wrote its labels as whole numbers, the other as floats.
+    df["ApplicationName"] = ["1", "1.0", "2", "2"] * 5
+    with pytest.raises(
+        DataError,
+        match=r"label column 'ApplicationName' writes the same number in different ways: "
+        r"'1' \(5 rows\) and '1.0' \(5 rows\); each spelling would be a class of its own",
+    ):
+        prepare_data(from_dataframe(df))

@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from appsleuth.data.clean import clean_sherlock
 from appsleuth.data.load import from_dataframe
-from appsleuth.data.preprocess import Preprocessor
+from appsleuth.data.preprocess import RETRAIN_HINT, Preprocessor
 from appsleuth.errors import AppSleuthWarning, DataError, SpecError
 from tests.conftest import make_sherlock18
 
@@ -72,8 +72,10 @@ def test_unknown_category_is_all_zero_with_a_warning(table) -> None:
 
 def test_missing_feature_column(table) -> None:
     pre = Preprocessor().fit(table)
-    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]"):
+    with pytest.raises(DataError, match=r"lacks feature column\(s\) \['rss'\]") as caught:
         pre.transform(table.drop(columns="rss"))
+    # A public name: prediction gives the same advice for a file without the column.
+    assert str(caught.value).endswith(RETRAIN_HINT)
 
 
 def test_missing_values_are_reported(table) -> None:
@@ -367,3 +369,36 @@ def test_a_file_nested_past_pythons_limit_is_not_readable_json(tmp_path: Path) -
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DataError, match=r"p.json is not readable JSON: maximum recursion"):
         Preprocessor.load(path)
+
+
+def test_a_class_number_written_another_way_is_that_class(table) -> None:
+    numbered = table.assign(
+        ApplicationName=table["ApplicationName"].map({"Chrome": "1", "Gmail": "2", "Moriarty": "3"})
+    )
+    pre = Preprocessor().fit(numbered)
+    labels = pd.Series(["1.0", "02", "3", "2e0", "4.0", "0x1", "1_0", None])
+    # A file that wrote the labels as floats ("1.0", as pandas does after a gap) is scored
+    # against classes 1 to 3, not counted as apps the model never saw.
+    named = pre.task_labels(labels)
+    assert named[:-1].tolist() == ["1", "2", "3", "2", "4.0", "0x1", "1_0"]
+    assert pd.isna(named.iloc[-1])
+
+
+def test_classes_of_one_number_take_no_alias(table) -> None:
+    pre = Preprocessor().fit(table)
+    pre.classes = ["01", "1", "Moriarty"]  # as a model trained before such labels were refused
+    assert pre.task_labels(pd.Series(["1.0", "01"])).tolist() == ["1.0", "01"]
+
+
+def test_unscaled_training_values_beyond_float32_are_refused_by_name(table) -> None:
+    col = Preprocessor().fit(table).numeric_features[0]
+    huge = table.copy()
+    huge.loc[huge.index[:2], col] = 1e39  # finite, so cleaning keeps it; float32 cannot
+    with pytest.raises(
+        DataError,
+        match=rf"feature\(s\) \['{col}'\] hold values beyond the model's float32 inputs "
+        rf"\(up to 3.4e\+38\) with scaling='none': largest magnitude {col} 1e\+39 in 2 "
+        r"value\(s\); remove those rows or rescale the column \(other units\) or use "
+        r"scaling='standard'$",
+    ):
+        Preprocessor(scaling="none").fit(huge)

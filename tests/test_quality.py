@@ -355,6 +355,19 @@ def test_labels_that_differ_only_in_case_are_flagged() -> None:
     assert "write each app's name one way" in finding.recommendation
 
 
+def test_labels_that_are_one_number_written_two_ways_are_a_problem() -> None:
+    df = make_sherlock18(n_per_app=10, apps=("Facebook", "Chrome", "Gmail"))
+    df["ApplicationName"] = df["ApplicationName"].map(
+        {"Facebook": "1", "Chrome": "1.0", "Gmail": "2"}
+    )
+    finding = check_data(from_dataframe(df))["classes"]
+    # Training refuses such a table: the report says so before it is trained.
+    assert finding.severity == "problem"
+    assert finding.data["same_number"] == [["1", "1.0"]]
+    assert "labels that are one number written differently: 1 / 1.0" in finding.summary
+    assert "training refuses a number written two ways" in finding.recommendation
+
+
 def test_documented_feature_meanings_are_noted() -> None:
     finding = check_data(from_dataframe(make_sherlock18(n_per_app=10)))["feature_notes"]
     assert finding.severity == "info"

@@ -79,6 +79,12 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
         ({"batch_size": 0}, r"batch_size must be a positive integer; received batch_size=0"),
         ({"batch_size": True}, r"received batch_size=True"),
         ({"epochs": 2.5}, r"epochs must be a positive integer; received epochs=2.5$"),
+        # 10**20 trained, then overflowed results_full.csv's integer columns (a traceback).
+        (
+            {"epochs": 10**12},
+            r"epochs must be at most 1,000,000 \(to train until early stopping ends the run, "
+            r"that is as good as more\); received epochs=1000000000000$",
+        ),
         # Whole numbers in the wrong form get a hint that names the accepted form.
         (
             {"epochs": "1"},
@@ -488,3 +494,7 @@ def test_yaml_aliases_within_the_limits_still_work(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("model: {hidden: &h [8, 8]}\ntrain: {class_weight: {Moriarty: 2.0}}\n")
     assert load_run_spec(path).model.hidden == (8, 8)
+
+
+def test_the_most_epochs_are_accepted() -> None:
+    assert TrainSpec(epochs=1_000_000).epochs == 1_000_000

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from appsleuth.data.load import from_dataframe
-from appsleuth.data.quality import leakage_rate
+from appsleuth.data.quality import check_data, leakage_rate
 from appsleuth.data.split import SplitSpec, split_data
 from appsleuth.errors import DataError, SpecError
 from tests.conftest import make_sherlock18
@@ -204,6 +204,26 @@ def test_quality_report_shows_the_share_a_blocked_split_holds() -> None:
     report = check_data(df, split=SplitSpec(kind="blocked", val_fraction=0.05))
     leak = next(f for f in report.findings if f.key == "leakage")
     assert "val 0.05 asked, 0.100 held: whole blocks or groups" in leak.summary
+
+
+@pytest.mark.parametrize("val_fraction", [0.95, 0.9999])
+def test_a_blocked_split_asked_for_every_block_keeps_one_per_class_in_training(
+    val_fraction: float,
+) -> None:
+    df = from_dataframe(make_sherlock18(n_per_app=100))
+    # 0.95 of 10 blocks rounds to all 10: training was left empty (an error naming no field).
+    s = split_data(df, kind="blocked", val_fraction=val_fraction)
+    assert len(s.train) == 30 and len(s.val) == 270
+    assert set(df["ApplicationName"].iloc[s.train]) == set(df["ApplicationName"])
+    report = check_data(df, split=SplitSpec(kind="blocked", val_fraction=val_fraction))
+    leak = next(f for f in report.findings if f.key == "leakage")
+    assert f"val {val_fraction} asked, 0.900 held: whole blocks or groups" in leak.summary
+
+
+def test_a_class_of_two_rows_keeps_one_in_training() -> None:
+    table = pd.DataFrame({"ApplicationName": ["x", "x", "y", "y", "y"], "rss": [1.0, 2, 3, 4, 5]})
+    s = split_data(from_dataframe(table), kind="blocked", val_fraction=0.8)
+    assert sorted(table["ApplicationName"].iloc[s.train]) == ["x", "y"]
 
 
 def test_blocked_split_missing_time_column() -> None:

@@ -4,6 +4,7 @@ and recovery from kill -9."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import gc
 import json
 import os
@@ -572,7 +573,7 @@ def test_local_executor_failures_status_collect_and_retry(tmp_path: Path) -> Non
     rich = pd.read_csv(full)
     assert rich["status"].tolist() == ["complete", "failed", "complete"]
     assert "Tetris" in rich.loc[1, "error"]
-    assert {"f1_macro", "moriarty_recall", "wall_time_s", "seed"} <= set(rich)
+    assert {"f1_macro", "moriarty_detection_rate", "wall_time_s", "seed"} <= set(rich)
     for i in (0, 2):  # The epoch the row's numbers come from, and the lowest-loss one.
         history = pd.read_csv(sweep_dir / rich.loc[i, "name"] / "model_history.csv")
         assert rich.loc[i, "results_epoch"] == rich.loc[i, "epochs_run"] == len(history)
@@ -652,6 +653,20 @@ def test_a_manifest_nested_past_pythons_limit_is_damaged(tmp_path: Path) -> None
     (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DataError, match=r"manifest.json is damaged: it is not valid JSON"):
         read_plan(tmp_path)
+
+
+def test_a_manifest_linked_to_a_device_is_refused_not_read_for_ever(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was read until memory ran out ('out of memory: MemoryError; use smaller sizes').
+    (tmp_path / "manifest.json").symlink_to("/dev/zero")
+    message = r"manifest.json cannot be read: it is a character device \(such as /dev/zero\)"
+    with pytest.raises(DataError, match=message):
+        read_plan(tmp_path)
+    assert main(["sweep", "status", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    with pytest.raises(SpecError, match=r"manifest.json cannot be read: it is a character device"):
+        load_sweep_spec(tmp_path / "manifest.json")
 
 
 def test_sweep_status_shows_a_path_with_square_brackets(
@@ -1017,9 +1032,9 @@ def test_integer_columns_stay_integers_next_to_a_failed_trial(tmp_path: Path) ->
         ),
     )
     results, full = collect_results(sweep_dir)
-    lines = full.read_text().splitlines()
-    header = lines[0].split(",")
-    cells = {col: [line.split(",")[header.index(col)] for line in lines[1:]] for col in header}
+    # The cells as written (fit_reason holds commas, quoted).
+    header, *lines = csv.reader(full.read_text().splitlines())
+    cells = {col: [line[header.index(col)] for line in lines] for col in header}
     assert cells["results_epoch"][:3] == ["2", "", "2"]
     assert cells["epochs_run"][:3] == ["3", "", "3"]
     assert cells["min_val_loss_epoch"][:3] == ["3", "", "3"]

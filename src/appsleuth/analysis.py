@@ -89,7 +89,7 @@ def _canonical(name: str) -> str:
 _RESULT_FIELDS = (
     "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
     "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
-    "fit_diagnosis", "fit_reason", "duration_s", "seconds_per_epoch", "engine",
+    "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
     "slurm_job_id", "error",
 )  # fmt: skip
 
@@ -147,7 +147,7 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
         "moriarty_false_alarm_rate": finite_number(malware.get("false_alarm_rate")),
         "fit_diagnosis": _text(fit.get("diagnosis")) or _text(meta.get("fit_diagnosis")),
         "fit_reason": _text(fit.get("reason")),
-        "duration_s": finite_number(meta.get("wall_time_s")),
+        "wall_time_s": finite_number(meta.get("wall_time_s")),
         "seconds_per_epoch": finite_number(meta.get("seconds_per_epoch")),
         "engine": _text(meta.get("engine")),
         "slurm_job_id": meta.get("SLURM_JOB_ID"),
@@ -163,7 +163,7 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     ``hidden_neurons``: a number in a neuron scan, ``"[18, 18]"`` when layers vary),
     ``hidden_neurons, learning_rate, batch_size, epochs, seed``, the final ``loss,
     accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
-    precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``duration_s``,
+    precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``wall_time_s``,
     ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
     for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
     setting named like one of these columns (``engine``, ``loss``) is ``param_<name>``.
@@ -203,10 +203,10 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
         "index", "name", "status", *varied, *(c for c in fixed if c not in varied),
         "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro", "moriarty_detection_rate",
         "moriarty_precision", "moriarty_false_alarm_rate", "fit_diagnosis", "fit_reason",
-        "duration_s", "seconds_per_epoch", "engine", "slurm_job_id", "error",
+        "wall_time_s", "seconds_per_epoch", "engine", "slurm_job_id", "error",
     ]  # fmt: skip
     results = pd.DataFrame(rows, columns=columns)
-    for col in (*METRIC_COLUMNS, "f1_macro", "duration_s", "seconds_per_epoch"):
+    for col in (*METRIC_COLUMNS, "f1_macro", "wall_time_s", "seconds_per_epoch"):
         results[col] = pd.to_numeric(results[col], errors="coerce").astype(float)
     results.attrs["varied"] = varied
     results.attrs["sweep_dir"] = str(sweep_dir)

@@ -441,6 +441,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is not None and not value.strip():
+        return []  # as an empty list in a spec (model.hidden: [], no hidden layer)
     items = _csv_list(ctx, param, value)
     if items is None:
         return None
@@ -729,13 +731,14 @@ def _data_overrides(
     callback=_int_list,
     default=None,
     metavar="N[,N...]",
-    help="Hidden layer widths: 18, or 18,18 for two layers (default: 18).",
+    help="Hidden layer widths: 18, or 18,18 for two layers; '' for none, as hidden: [] "
+    "in a spec (default: 18).",
 )
 @click.option(
     "--lr", "learning_rate", type=float, default=None, help="Learning rate (default: 0.0003)."
 )
 @click.option("--batch-size", type=int, default=None, help="Batch size (default: 32).")
-@click.option("--epochs", type=int, default=None, help="Epochs (default: 30).")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: 30; at most 1,000,000).")
 @click.option("--seed", type=int, default=None, help="Seed (default: 0).")
 @click.option(
     "--optimizer",

@@ -31,6 +31,7 @@ from appsleuth._atomic import (
     temporary_path,
 )
 from appsleuth._fields import is_integer
+from appsleuth._files import not_regular
 from appsleuth.data.load import (
     _check_text_content,
     _separator_hint,
@@ -40,10 +41,11 @@ from appsleuth.data.load import (
     csv_line_numbers,
     infinite_mask,
     no_header_problem,
+    not_a_data_file,
     numeric_columns_as_numbers,
     parse_numbers,
 )
-from appsleuth.data.preprocess import _RETRAIN_HINT
+from appsleuth.data.preprocess import RETRAIN_HINT
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
@@ -716,6 +718,9 @@ def predict_file(
             f"data file {data} is a directory; predict_file reads one CSV or Parquet file: "
             f"give each file in it, or read it with pandas and use predict"
         )
+    kind = not_regular(data)
+    if kind is not None:
+        raise DataError(not_a_data_file(data, kind))
     if not data.is_file():
         raise DataError(f"data file {data} does not exist")
     if data.stat().st_size == 0:
@@ -757,7 +762,7 @@ def predict_file(
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
-        hint = ("" if is_parquet else _separator_hint(names)) or _RETRAIN_HINT
+        hint = ("" if is_parquet else _separator_hint(names)) or RETRAIN_HINT
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
             f"trained on; columns found: {names[:30]}. {hint}"
@@ -863,13 +868,19 @@ def predict_file(
             raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
         with errors_name_target(tmp, out, unnamed_full=True):
             flush_to_disk(tmp)
-        os.replace(tmp, out)
         if n_skip:
             with errors_name_target(skipped_tmp, skipped_path, unnamed_full=True):
                 flush_to_disk(skipped_tmp)
+        # The predictions take their name last, after the side file is theirs: stopped in
+        # between, this leaves no predictions (the same command makes them again), never
+        # new predictions beside an earlier run's side file, which names other rows.
+        if force:
+            out.unlink(missing_ok=True)
+        if n_skip:
             os.replace(skipped_tmp, skipped_path)
-        elif force:
-            skipped_path.unlink(missing_ok=True)  # an old side file would describe other rows
+        else:
+            skipped_path.unlink(missing_ok=True)  # only there with force: an earlier run's
+        os.replace(tmp, out)
     finally:
         if bar is not None:
             bar.stop()

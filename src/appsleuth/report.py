@@ -32,6 +32,7 @@ import click
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
+from appsleuth._files import read_record_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     _check_one_setting_per_value,
@@ -828,7 +829,7 @@ def _sweep_report(
     status_text = ", ".join(
         f"{counts[s]} {s}" for s in ("complete", "failed", "incomplete", "pending") if counts.get(s)
     )
-    total = results["duration_s"].sum(min_count=1)
+    total = results["wall_time_s"].sum(min_count=1)
     split = (best_meta or {}).get("split") or (spec.data.split.to_dict() if spec else None)
     facts = [
         ("Dataset", _dataset_item(best_meta, spec) if spec else "–"),
@@ -955,7 +956,7 @@ def _sweep_report(
                     "p",
                     f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
                     f"{params}; {_epochs_text(best_meta)}, "
-                    f"{_duration(best['duration_s'])}.",
+                    f"{_duration(best['wall_time_s'])}.",
                 ),
                 *([_best_of_seeds_note(seeds, best, varied)] if seeds is not None else []),
                 *(
@@ -982,7 +983,7 @@ def _sweep_report(
         network = None
         if best is not None:
             network = dict(_read_json(sweep_dir / best["name"] / METRICS))
-            network["fit_seconds"] = best["duration_s"]
+            network["fit_seconds"] = best["wall_time_s"]
         body.append(
             _baselines_section(
                 context, network, f"network ({best['name']})" if best is not None else "network"
@@ -1001,7 +1002,7 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
-        text = (sweep_dir / SPEC_FILE).read_text(encoding="utf-8")
+        text = read_record_text(sweep_dir / SPEC_FILE)
         # The loader of specs: a damaged or crafted file that expands without end or
         # nests too deep is then unreadable like any other, not a hang or a traceback.
         data = yaml.load(text, Loader=_strict_loader())
@@ -1082,7 +1083,7 @@ def _leaderboard(
                 _num(r["f1_macro"], 3),
                 _pct(r["moriarty_detection_rate"]),
                 r["fit_diagnosis"] or "–",
-                _duration(r["duration_s"]),
+                _duration(r["wall_time_s"]),
             ]
         )
         classes.append("trial best" if is_best else "trial")
@@ -1092,8 +1093,8 @@ def _leaderboard(
         state = str(r["status"])
         if state == "failed":
             detail = _join([_tag("strong", "error: "), _tag("code", r["error"] or "unknown error")])
-            if not _missing(r["duration_s"]):
-                detail = _join([detail, f" (after {_duration(r['duration_s'])})"])
+            if not _missing(r["wall_time_s"]):
+                detail = _join([detail, f" (after {_duration(r['wall_time_s'])})"])
         elif state == "incomplete":
             detail = "started but not finished: running now, or interrupted (run the sweep again)"
         else:

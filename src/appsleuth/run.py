@@ -30,6 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
+from appsleuth._files import read_record_text
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._version import __version__
@@ -168,10 +169,9 @@ def _headline(metadata: dict[str, Any]) -> str:
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A JSON object from ``path``, or None when it is absent, unreadable or not an object."""
-    if not Path(path).is_file():
-        return None  # e.g. a link to /dev/zero, which would be read for ever
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        # Bounded: a link to /dev/zero would be read for ever.
+        data = json.loads(read_record_text(path))
     except (OSError, ValueError, RecursionError):  # the last: nested past Python's limit
         return None
     return data if isinstance(data, dict) else None
@@ -1112,7 +1112,7 @@ def _existing_result(run_dir: Path) -> RunResult:
         run_dir=run_dir,
         metadata=read_metadata(run_dir) or {},
         history=pd.read_csv(run_dir / HISTORY),
-        metrics=json.loads((run_dir / METRICS).read_text(encoding="utf-8")),
+        metrics=json.loads(read_record_text(run_dir / METRICS)),
         skipped=True,
     )
 

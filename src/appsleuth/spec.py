@@ -27,6 +27,7 @@ from appsleuth._fields import (
     spec_hash,
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
+from appsleuth._files import read_record_text
 from appsleuth.data.split import SplitSpec
 from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
@@ -58,6 +59,10 @@ MIN_EMBEDDED_ROWS = 50
 # One Dense kernel of more weights than this (4 TiB as float32) fits in no machine; far
 # larger ones overflow XLA's shape arithmetic, which aborts the process without a message.
 MAX_LAYER_WEIGHTS = 2**40
+# A day and more of training at the fastest epochs (0.1 s), and far past where early
+# stopping ends a run; 10**20 overflowed the int64 columns of results_full.csv after the
+# run (a traceback once early stopping had ended such a trial).
+MAX_EPOCHS = 1_000_000
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -290,7 +295,7 @@ class TrainSpec:
             cross-entropy for two) or a Keras loss name.
         metrics: Metrics reported each epoch. Defaults to ``("accuracy",)``.
         batch_size: Defaults to 32.
-        epochs: Defaults to 30.
+        epochs: Defaults to 30; at most 1,000,000.
         seed: Seeds Python, NumPy and Keras. Defaults to 0.
         early_stopping: None (default) or an :class:`EarlyStoppingSpec`.
         class_weight: ``none`` (default), ``balanced`` or a mapping app -> weight.
@@ -351,6 +356,11 @@ class TrainSpec:
         object.__setattr__(self, "metrics", tuple(metrics))
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
+        if self.epochs > MAX_EPOCHS:
+            raise SpecError(
+                f"epochs must be at most {MAX_EPOCHS:,} (to train until early stopping "
+                f"ends the run, that is as good as more); received epochs={self.epochs!r}"
+            )
         check_seed("seed", self.seed)
         es = self.early_stopping
         if isinstance(es, Mapping):
@@ -768,7 +778,7 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_record_text(path)
     except FileNotFoundError as exc:
         raise SpecError(f"{what} {path} does not exist{_checkout_hint(path)}") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -19,6 +19,7 @@ import os
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._fields import repeated
+from appsleuth._files import not_regular
 from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
@@ -45,15 +47,18 @@ __all__ = [
     "as_name_list",
     "category_text",
     "check_feature_dtypes",
+    "check_label_spellings",
     "check_name_matches_content",
     "check_unique_names",
     "csv_line_numbers",
     "frame_info",
     "from_dataframe",
+    "label_number",
     "label_text",
     "load_sherlock",
     "no_header_problem",
     "nonfinite_values",
+    "not_a_data_file",
     "numeric_columns_as_numbers",
     "parse_numbers",
 ]
@@ -72,6 +77,10 @@ _KNOWN_FEATURES = frozenset(SHERLOCK18_FEATURES) | frozenset(RAW_COLUMNS)
 # Text columns of the raw table: descriptive, never numeric features (the app's name
 # too, when another column is the label).
 _RAW_TEXT_COLUMNS = frozenset({LABEL_COLUMN, "PackageName", "tcomm", "Version_Name", "wchan"})
+# A label that spells a plain decimal number ("1", "01", "1.0", "-2", "1e3"): such labels
+# are compared as numbers, since "1.0" is how pandas writes a whole-number label column
+# once it has held a missing value. Other spellings ("0x1A", "1_000", "inf") stay names.
+_DECIMAL_LABEL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # A text column whose values are at least this share numbers is a numeric column with bad
 # values in it, not a text column: reported, never silently dropped from the features.
 _NUMERIC_SHARE = 0.9
@@ -540,6 +549,9 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
         raise DataError(f"data file {file} does not exist")
     if file.is_dir():
         raise DataError(f"data file {file} is a directory, expected a CSV or Parquet file")
+    kind = not_regular(file)
+    if kind is not None:
+        raise DataError(not_a_data_file(file, kind))
     try:
         with file.open("rb") as fh:
             head = fh.read(_SNIFF_BYTES)
@@ -571,6 +583,18 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
     df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
     return df, _RowNames(kind="csv", source=file, encoding=encoding, n_rows=len(df))
+
+
+def not_a_data_file(file: Path, kind: str) -> str:
+    """The message for a data path that names a device, pipe or socket (``kind``).
+
+    Such a path is refused before it is read: ``/dev/urandom`` never ends, and a pipe
+    cannot be read twice (once to tell the format, once for the table).
+    """
+    return (
+        f"data file {file} is {kind}, not a regular file: expected a CSV (plain or gzip) "
+        f"or Parquet file; save a stream to a file first"
+    )
 
 
 def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:
@@ -697,6 +721,20 @@ def _read_csv(
             raise DataError(_csv_problem(file, str(exc2), lines_of, encoding)) from exc2
     except (pa.ArrowException, LookupError, UnicodeError) as exc:
         raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
+    else:
+        hex_suspects = _integer_columns(table, label) if _mentions_hex(lines_of) else []
+        if hex_suspects:
+            # The reader's integer inference takes "0x1A" for 26; read as text, such a
+            # value is named as no number below, as prediction's reader names it.
+            convert_options = pa_csv.ConvertOptions(
+                null_values=_NULL_STRINGS,
+                strings_can_be_null=True,
+                column_types={label: pa.string(), **dict.fromkeys(hex_suspects, pa.string())},
+            )
+            try:
+                table = _arrow_read(source, read_options, convert_options)
+            except pa.ArrowException as exc:
+                raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
 
     try:
         names = [field.name for field in table.schema]
@@ -723,6 +761,27 @@ def _not_text(file: Path, column: Any, encoding: str) -> str:
         f"encoding (for example encoding='latin-1' or --encoding latin-1) or convert the "
         f"file to UTF-8"
     )
+
+
+def _integer_columns(table: pa.Table, label: str) -> list[str]:
+    return [f.name for f in table.schema if pa.types.is_integer(f.type) and f.name != label]
+
+
+_HEX = re.compile(rb"0[xX][0-9a-fA-F]")
+
+
+def _mentions_hex(lines_of: Path | bytes) -> bool:
+    """Whether the file holds text such as ``0x1A`` anywhere (a cheap byte scan)."""
+    if isinstance(lines_of, bytes):
+        return _HEX.search(lines_of) is not None
+    tail = b""
+    with lines_of.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            # Two bytes of the previous chunk: "0x" may be cut between chunks.
+            if _HEX.search(tail + chunk):
+                return True
+            tail = chunk[-2:]
+    return False
 
 
 def _arrow_read(
@@ -1004,6 +1063,48 @@ def label_text(labels: pd.Series | Sequence[Any]) -> pd.Series:
     values = pd.Series(labels)
     text = values.astype(str).str.strip()
     return text.where(values.notna() & (text != ""))
+
+
+def label_number(label: str) -> Decimal | None:
+    """The number a label spells (``"1.0"`` and ``"01"`` spell 1), or None for a name.
+
+    Only plain decimal numbers count; the value is exact (no float rounding), so two
+    labels are the same number only when they truly are.
+    """
+    return Decimal(label) if _DECIMAL_LABEL.fullmatch(label) else None
+
+
+def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
+    """Refuse a label column that writes one number in several ways (``1`` and ``1.0``).
+
+    Each spelling would become a class of its own (files joined where one wrote its
+    labels as floats), and the model would be taught to tell a class from itself.
+
+    Args:
+        labels: The label values, as text (missing values are ignored).
+        column: The label column's name, for the message.
+        where: How the message names the table, e.g. ``file x.csv``.
+
+    Raises:
+        DataError: Two labels are the same number; names both spellings and their counts.
+    """
+    counts = labels.dropna().astype(str).value_counts(sort=False)
+    spellings: dict[Decimal, list[str]] = {}
+    for value in counts.index:
+        number = label_number(value)
+        if number is not None:
+            spellings.setdefault(number, []).append(value)
+    groups = [group for group in spellings.values() if len(group) > 1]
+    same = [sorted(group, key=lambda v: (len(v), v)) for group in groups]
+    if same:
+        shown = "; ".join(
+            " and ".join(f"{v!r} ({int(counts[v]):,} rows)" for v in group) for group in same[:5]
+        )
+        raise DataError(
+            f"{where}: label column {column!r} writes the same number in different ways: "
+            f"{shown}; each spelling would be a class of its own. Write each label one way "
+            f"(for example all as {same[0][0]!r}) in the file"
+        )
 
 
 def _not_a_number_kind(col: pd.Series) -> str | None:

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from appsleuth.data.clean import CleaningReport, MissingPolicy, _clean, fill_values
-from appsleuth.data.load import FrameInfo, as_name_list, frame_info, from_dataframe
+from appsleuth.data.load import (
+    FrameInfo,
+    as_name_list,
+    check_label_spellings,
+    frame_info,
+    from_dataframe,
+)
 from appsleuth.data.preprocess import Preprocessor, Scaling
 from appsleuth.data.split import DataSplit, SplitSpec, split_data
 from appsleuth.errors import DataError, SpecError, warn
@@ -238,6 +244,9 @@ def prepare_data(
     """
     if features is None:
         _warn_added_columns(df)
+    info = frame_info(df)
+    if info.label is not None and info.label in df.columns:
+        check_label_spellings(df[info.label], info.label, info.dataset)
     df, rest = _choose_task(df, apps=apps, positive=positive, features=features)
     # Imputation waits for the split: its fill values come from the training rows only.
     table, cleaning = _clean(

@@ -17,20 +17,22 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
+from appsleuth._files import read_record_text
 from appsleuth.data.load import (
     category_text,
     frame_info,
     infinite_mask,
+    label_number,
     label_text,
     numeric_columns_as_numbers,
 )
 from appsleuth.errors import DataError, SpecError, warn
 
-__all__ = ["Preprocessor", "Scaling"]
+__all__ = ["RETRAIN_HINT", "Preprocessor", "Scaling"]
 
 # A table of other columns (the 2-app teaching file given to an 18-app model) needs a
-# model trained on what it has: the error says how to get one.
-_RETRAIN_HINT = (
+# model trained on what it has: the error says how to get one (prediction's too).
+RETRAIN_HINT = (
     "To classify it, use a run trained on feature columns the data has (train --features "
     "A,B,...; features: in a spec)"
 )
@@ -145,6 +147,20 @@ class Preprocessor:
                 f"{info.dataset}: feature(s) {overflow} hold values too large to scale "
                 f"(largest magnitude {', '.join(f'{c} {v:.3g}' for c, v in peak.items())}); "
                 f"their mean or spread overflows: remove those rows or rescale the column"
+            )
+        too_large = self.out_of_range_rows(train)
+        if too_large:
+            # Finite, so cleaning keeps them; refused here, where the table is named,
+            # rather than as "rows have too large values" when the arrays are made.
+            peak = {c: float(np.abs(train[c].to_numpy(dtype=np.float64)).max()) for c in too_large}
+            advice = " or use scaling='standard'" if self.scaling == "none" else ""
+            raise DataError(
+                f"{info.dataset}: feature(s) {list(too_large)} hold values beyond the model's "
+                f"float32 inputs (up to {np.finfo(np.float32).max:.3g}) with "
+                f"scaling={self.scaling!r}: largest magnitude "
+                f"{', '.join(f'{c} {v:.3g}' for c, v in peak.items())} in "
+                f"{sum(int(m.sum()) for m in too_large.values())} value(s); remove those rows "
+                f"or rescale the column (other units){advice}"
             )
         if self.positive_class is not None:
             if self.positive_class not in classes:
@@ -337,9 +353,32 @@ class Preprocessor:
         """
         text = label_text(labels).astype(object)
         missing = text.isna()
+        text = self._as_class_spelling(text, missing)
         if self.rest_class is not None:
             text = text.where(missing | (text == self.positive_class), self.rest_class)
         return text
+
+    def _as_class_spelling(self, text: pd.Series, missing: pd.Series) -> pd.Series:
+        """Labels that are a class's number written another way (``2.0`` for class
+        ``2``, as pandas writes a whole-number column that held a gap) as that class."""
+        foreign = ~missing & ~text.isin(self.classes)
+        if not foreign.any():
+            return text
+        numbers: dict[Any, str | None] = {}
+        for c in self.classes:
+            number = label_number(c)
+            if number is not None:
+                # Two classes of one number (a model from before that was refused): no
+                # spelling can say which of them a label means.
+                numbers[number] = None if number in numbers else c
+        if not any(numbers.values()):
+            return text
+        aliases = {}
+        for value in pd.unique(text[foreign]):
+            match = numbers.get(label_number(value))
+            if match is not None:
+                aliases[value] = match
+        return text.replace(aliases) if aliases else text
 
     def encode_labels(self, labels: pd.Series | Sequence[str]) -> np.ndarray:
         """Class indices (int32) for label values.
@@ -463,7 +502,7 @@ class Preprocessor:
         """
         path = Path(path)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = json.loads(read_record_text(path))
         except FileNotFoundError as exc:
             raise DataError(f"preprocessor file {path} does not exist") from exc
         except (OSError, ValueError, RecursionError) as exc:  # the last: nested too deep
@@ -481,7 +520,7 @@ class Preprocessor:
         if missing:
             raise DataError(
                 f"the data lacks feature column(s) {missing} that the model was trained on; "
-                f"columns found: {[str(c) for c in df.columns]}. {_RETRAIN_HINT}"
+                f"columns found: {[str(c) for c in df.columns]}. {RETRAIN_HINT}"
             )
 
     def _filled(self, df: pd.DataFrame) -> pd.DataFrame:

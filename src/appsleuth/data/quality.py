@@ -26,6 +26,7 @@ from appsleuth.data.load import (
     as_name_list,
     frame_info,
     infinite_mask,
+    label_number,
     label_text,
     nonfinite_values,
     table_row_names,
@@ -308,10 +309,24 @@ def _classes(df: pd.DataFrame, label: str | None) -> Finding:
         data["differ_only_in_case"] = alike
         summary += "; labels that differ only in case: " + ", ".join(" / ".join(n) for n in alike)
         recs.append("write each app's name one way (they are separate classes as they are)")
+    # "1" and "1.0": files joined where one wrote its labels as floats. Training refuses it.
+    numbers: dict[Any, list[str]] = {}
+    for name in counts.index:
+        number = label_number(str(name))
+        if number is not None:
+            numbers.setdefault(number, []).append(str(name))
+    groups = [names for names in numbers.values() if len(names) > 1]
+    same = [sorted(names, key=lambda v: (len(v), v)) for names in groups]
+    if same:
+        data["same_number"] = same
+        summary += "; labels that are one number written differently: " + ", ".join(
+            " / ".join(n) for n in same
+        )
+        recs.append("write each label one way: training refuses a number written two ways")
     return Finding(
         key="classes",
         title="classes",
-        severity="warning" if imbalanced or alike else "ok",
+        severity="problem" if same else "warning" if imbalanced or alike else "ok",
         summary=summary,
         recommendation="; ".join(recs),
         data=data,

@@ -42,7 +42,10 @@ class SplitSpec:
         val_fraction: Share of rows for validation. Defaults to 0.2.
         test_fraction: Share of rows held out for a final test. Defaults to 0.
         seed: Seed of the random choices. Defaults to 34 (the teaching material's).
-        n_blocks: Blocks per class for ``blocked``. Defaults to 10.
+        n_blocks: Blocks per class for ``blocked``. Defaults to 10. Each class keeps
+            at least one block in training, so a ``val_fraction`` that rounds to every
+            block of a class (0.95 of 10) holds one block fewer; the quality report
+            and the HTML report show the share held.
         group_column: Column whose groups stay together for ``group``. Defaults to
             ``UserId``.
         time_column: Column giving time order for ``blocked``; None uses ``UUID`` when
@@ -345,6 +348,9 @@ def _blocked_sides(
         n_test = round(n_blocks * spec.test_fraction) if spec.test_fraction else 0
         if n_blocks >= 2:
             n_val = max(n_val, 1)
+        # Training keeps a block of every class (as test does below): a class wholly in
+        # validation could not be scored, and all of them would leave nothing to train.
+        n_val = min(n_val, n_blocks - 1)
         if n_val + n_test >= n_blocks:
             n_test = max(0, n_blocks - n_val - 1)
         blocks = np.array_split(rows, n_blocks)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from appsleuth._fields import is_number
+from appsleuth._files import read_record_text
 from appsleuth._keras import backend_name, check_backend
 from appsleuth._version import __version__
 from appsleuth.display import live_display_works
@@ -473,7 +474,7 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     path = Path(sweep_dir) / JOURNAL
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_record_text(path, errors="replace")
     except FileNotFoundError:
         return []
     events = []

@@ -27,6 +27,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_create
 from appsleuth._fields import is_integer
+from appsleuth._files import read_record_text
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -294,7 +295,7 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
     """
     path = Path(sweep_dir) / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_record_text(path))
     except FileNotFoundError as exc:
         raise DataError(
             f"{sweep_dir} is not a sweep directory (no {MANIFEST}); run "
@@ -609,8 +610,13 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     repeat), then ``loss, accuracy, val_loss,
     val_accuracy`` of the last epoch (of the restored one, with early stopping's best
     weights), one row per complete trial in plan order. ``results_full.csv`` has every trial
-    with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's recall,
-    wall time, the SLURM job that trained it (empty outside SLURM) and error.
+    with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's detection
+    rate, precision and false-alarm rate, wall time, the SLURM job that trained it (empty
+    outside SLURM) and error. A quantity has the name it has in
+    :func:`~appsleuth.analysis.load_results` (``wall_time_s``,
+    ``moriarty_detection_rate``, ...), which has no column the file lacks but the varied
+    settings under their own names (``dropout``): here each varied setting is
+    ``param_<name>``, as the sweep spec gives it, beside the recorded values.
 
     Returns:
         The two paths.
@@ -664,8 +670,11 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
                     _min_val_loss_epoch(sweep_dir / st.name) if st.status == "complete" else None
                 ),
                 "f1_macro": (metrics.get("macro_avg") or {}).get("f1"),
-                "moriarty_recall": (metrics.get("malware") or {}).get("detection_rate"),
+                "moriarty_detection_rate": (metrics.get("malware") or {}).get("detection_rate"),
+                "moriarty_precision": (metrics.get("malware") or {}).get("precision"),
+                "moriarty_false_alarm_rate": (metrics.get("malware") or {}).get("false_alarm_rate"),
                 "fit_diagnosis": (metrics.get("fit") or {}).get("diagnosis"),
+                "fit_reason": (metrics.get("fit") or {}).get("reason"),
                 "wall_time_s": meta.get("wall_time_s"),
                 "seconds_per_epoch": meta.get("seconds_per_epoch"),
                 # The job that trained it (the teaching material's Job_ID): its log.
