@@ -434,6 +434,39 @@ def test_synth_refuses_files_missing_apps(
     assert not (tmp_path / "x.csv").exists()
 
 
+_LIGHT_START = """
+import sys
+import click
+import appsleuth
+from appsleuth.cli import cli
+
+def helps(command, path):
+    yield path
+    for name in getattr(command, "commands", {}):
+        yield from helps(command.commands[name], [*path, name])
+
+for path in helps(cli, []):
+    try:
+        cli.main([*path, "--help"], prog_name="appsleuth", standalone_mode=False)
+    except click.exceptions.Exit:
+        pass
+heavy = ("keras", "jax", "pandas", "pyarrow", "sklearn", "matplotlib", "scipy", "tensorflow")
+print(" ".join(sorted(m for m in heavy if m in sys.modules)) or "none")
+"""
+
+
+def test_import_and_help_do_not_import_the_heavy_libraries() -> None:
+    # `import appsleuth` took 0.7 s and `appsleuth --help` 1.5 s, mostly pandas: the
+    # package and every command's --help (what tab completion runs too) stay light.
+    src = str(Path(__import__("appsleuth").__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_START], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "none"
+
+
 def test_console_script_in_a_subprocess(shared_data: Path) -> None:
     # The real entry point: exit status and stderr as a user's shell sees them.
     bad = subprocess.run(

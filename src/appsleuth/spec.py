@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from appsleuth._fields import (
+    MIN_EMBEDDED_ROWS,
     check_seed,
     did_you_mean,
     is_int,
@@ -27,6 +28,7 @@ from appsleuth._fields import (
     spec_hash,
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
+from appsleuth.data.layouts import LABEL_COLUMN
 from appsleuth.data.split import SplitSpec
 from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
@@ -54,7 +56,6 @@ _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 
 _MAX_WEIGHT = 1e6
-MIN_EMBEDDED_ROWS = 50
 # One Dense kernel of more weights than this (4 TiB as float32) fits in no machine; far
 # larger ones overflow XLA's shape arithmetic, which aborts the process without a message.
 MAX_LAYER_WEIGHTS = 2**40
@@ -417,7 +418,7 @@ class DataSpec:
     path: str | None = None
     rows: int | None = None
     synth_seed: int = 0
-    label: str = "ApplicationName"
+    label: str = LABEL_COLUMN
     features: tuple[str, ...] | None = None
     apps: tuple[str, ...] | None = None
     positive: str | None = None
