@@ -434,6 +434,20 @@ def test_synth_refuses_files_missing_apps(
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_sweep_examples_writes_the_studies_where_the_readme_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "examples"]) == 0
+    assert "examples/sweeps/scan-layers.yaml" in capsys.readouterr().out.splitlines()
+    assert main(["sweep", "plan", "examples/sweeps/scan-layers.yaml"]) == 0
+    assert main(["sweep", "examples"]) == 0
+    assert "examples/sweeps/scan-layers.yaml (exists; kept as it is)" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert main(["sweep", "examples", "file"]) == 2
+    assert "file" in capsys.readouterr().err
+
+
 _LIGHT_START = """
 import sys
 import click

@@ -956,7 +956,27 @@ def _data_stem(name: str) -> str:
 
 @cli.group()
 def sweep() -> None:
-    """Hyperparameter sweeps: plan, run, status, cancel, collect, worker."""
+    """Hyperparameter sweeps: plan, run, status, cancel, collect, worker, examples."""
+
+
+@sweep.command("examples")
+@click.argument(
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("examples") / "sweeps",
+    required=False,
+)
+def sweep_examples(directory: Path) -> None:
+    """Write the teaching material's four studies as sweep specs into DIRECTORY.
+
+    The specs the README runs as examples/sweeps/<study>.yaml, for an installed appsleuth
+    (a source checkout has them already). DIRECTORY defaults to examples/sweeps; a file
+    there that exists already is kept as it is.
+    """
+    from appsleuth.demo import write_teaching_studies
+
+    for path, written in write_teaching_studies(directory):
+        click.echo(f"{path}" + ("" if written else " (exists; kept as it is)"))
 
 
 @sweep.command("plan")

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -747,13 +748,23 @@ def _load_text(text: str, path: Path, what: str) -> Any:
 
 def _checkout_hint(path: Path) -> str:
     """``; did you mean <checkout>/<path>?`` when ``path`` is relative to appsleuth's source
-    checkout (the README's ``examples/sweeps/...`` run from another folder), else ``""``."""
+    checkout (the README's ``examples/sweeps/...`` run from another folder); for a teaching
+    study's file without a checkout, how to write it; else ``""``."""
     if path.is_absolute():
         return ""
     checkout = Path(__file__).resolve().parents[2]  # src/appsleuth/spec.py -> checkout
     candidate = checkout / path
     if (checkout / "pyproject.toml").is_file() and candidate.is_file():
         return f"; did you mean {candidate} (in the appsleuth checkout)?"
+    from appsleuth.demo import STUDIES
+
+    if path.suffix == ".yaml" and path.stem in STUDIES:
+        # An installed appsleuth (pip install, not -e) has no examples folder to point at.
+        where = shlex.quote(str(path.parent))
+        return (
+            f"; the teaching studies are not installed as files: 'appsleuth sweep examples "
+            f"{where}' writes them there"
+        )
     return ""
 
 
