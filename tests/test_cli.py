@@ -481,6 +481,22 @@ def test_import_and_help_do_not_import_the_heavy_libraries() -> None:
     assert done.stdout.splitlines()[-1] == "none"
 
 
+def test_shell_completion_as_the_readme_sets_it_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's eval "$(_APPSLEUTH_COMPLETE=bash_source appsleuth)" and what it then asks.
+    monkeypatch.setenv("_APPSLEUTH_COMPLETE", "bash_source")
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main([])
+    assert "complete -o nosort -F _appsleuth_completion appsleuth" in capsys.readouterr().out
+    monkeypatch.setenv("_APPSLEUTH_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "appsleuth sweep st")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main([])
+    assert capsys.readouterr().out.split() == ["plain,status"]
+
+
 def test_console_script_in_a_subprocess(shared_data: Path) -> None:
     # The real entry point: exit status and stderr as a user's shell sees them.
     bad = subprocess.run(
