@@ -85,6 +85,11 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
             r"epochs must be at most 1,000,000 \(to train until early stopping ends the run, "
             r"that is as good as more\); received epochs=1000000000000$",
         ),
+        (
+            {"batch_size": 10**20},
+            r"batch_size must be at most 2,147,483,647 \(a batch larger than the training "
+            r"rows takes them all\); received batch_size=100000000000000000000$",
+        ),
         # Whole numbers in the wrong form get a hint that names the accepted form.
         (
             {"epochs": "1"},

@@ -65,6 +65,9 @@ MAX_LAYER_WEIGHTS = 2**40
 # stopping ends a run; 10**20 overflowed the int64 columns of results_full.csv after the
 # run (a traceback once early stopping had ended such a trial).
 MAX_EPOCHS = 1_000_000
+# More rows than any table held in memory (a batch larger than the data is the whole
+# data); like epochs, 10**20 would overflow results_full.csv's integer columns.
+MAX_BATCH_SIZE = 2**31 - 1
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -296,7 +299,7 @@ class TrainSpec:
         loss: ``auto`` (default: categorical cross-entropy for several classes, binary
             cross-entropy for two) or a Keras loss name.
         metrics: Metrics reported each epoch. Defaults to ``("accuracy",)``.
-        batch_size: Defaults to 32.
+        batch_size: Rows per optimizer step, at most 2**31 - 1. Defaults to 32.
         epochs: Defaults to 30; at most 1,000,000.
         seed: Seeds Python, NumPy and Keras. Defaults to 0.
         early_stopping: None (default) or an :class:`EarlyStoppingSpec`.
@@ -358,6 +361,11 @@ class TrainSpec:
         object.__setattr__(self, "metrics", tuple(metrics))
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise SpecError(
+                f"batch_size must be at most {MAX_BATCH_SIZE:,} (a batch larger than the "
+                f"training rows takes them all); received batch_size={self.batch_size!r}"
+            )
         if self.epochs > MAX_EPOCHS:
             raise SpecError(
                 f"epochs must be at most {MAX_EPOCHS:,} (to train until early stopping "
