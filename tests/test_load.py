@@ -307,6 +307,14 @@ def test_unreadable_encoding(tmp_path: Path) -> None:
     assert df["ApplicationName"].tolist() == ["Gmail", "Café"]
 
 
+def test_a_header_and_a_value_not_in_the_encoding(tmp_path: Path) -> None:
+    # Naming the column of the bad value read the header too, which failed in turn: a
+    # UnicodeDecodeError traceback (found by the fuzz test below).
+    content = b"\x80x,ApplicationName,CPU_USAGE\n1,Gmail,1\n2,\x80Chrome,2\n"
+    with pytest.raises(DataError, match=r"the header line is not valid utf-8 text; pass the"):
+        load_sherlock(_write(tmp_path, content))
+
+
 def test_unknown_encoding_name(tmp_path: Path) -> None:
     path = _write(tmp_path, b"ApplicationName,CPU_USAGE\nGmail,1\nChrome,2\n")
     with pytest.raises(DataError, match=r"bad\.csv"):

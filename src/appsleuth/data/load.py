@@ -702,14 +702,14 @@ def _read_csv(
             raise DataError(_csv_problem(file, message, lines_of, encoding)) from exc
         undecodable = re.search(r"column #(\d+): CSV conversion error to string: invalid", message)
         if undecodable:
-            names = _header_names(source, read_options)
+            names = _header_names(source, read_options, file, encoding)
             column = int(undecodable.group(1))
             raise DataError(
                 _not_text(file, names[column] if column < len(names) else column, encoding)
             ) from exc
         # Type inference looks at the start of the file only; a column that turns from
         # numbers into text further down is re-read as text and diagnosed below.
-        names = _header_names(source, read_options)
+        names = _header_names(source, read_options, file, encoding)
         convert_options = pa_csv.ConvertOptions(
             null_values=_NULL_STRINGS,
             strings_can_be_null=True,
@@ -739,10 +739,7 @@ def _read_csv(
     try:
         names = [field.name for field in table.schema]
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data file {file}: the header line is not valid {encoding} text; "
-            f"pass the file's encoding or convert the file to UTF-8"
-        ) from exc
+        raise DataError(_header_not_text(file, encoding)) from exc
     del names
     for field in table.schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
@@ -794,11 +791,24 @@ def _arrow_read(
     return pa_csv.read_csv(source, read_options=read_options, convert_options=convert_options)
 
 
-def _header_names(source: Path | io.BytesIO, read_options: pa_csv.ReadOptions) -> list[str]:
+def _header_names(
+    source: Path | io.BytesIO, read_options: pa_csv.ReadOptions, file: Path, encoding: str
+) -> list[str]:
     if isinstance(source, io.BytesIO):
         source.seek(0)
     reader = pa_csv.open_csv(source, read_options=read_options)
-    return list(reader.schema.names)
+    try:
+        return list(reader.schema.names)
+    except UnicodeDecodeError as exc:
+        # Read while handling the reader's error about a value: the header is no better.
+        raise DataError(_header_not_text(file, encoding)) from exc
+
+
+def _header_not_text(file: Path, encoding: str) -> str:
+    return (
+        f"data file {file}: the header line is not valid {encoding} text; "
+        f"pass the file's encoding or convert the file to UTF-8"
+    )
 
 
 def no_header_problem(file: Path, lines_of: Path | bytes) -> str:
