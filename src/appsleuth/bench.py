@@ -548,11 +548,11 @@ def _check_writable(out: Path) -> None:
 
 
 def _save(result: dict[str, Any], out: Path) -> None:
+    from appsleuth._atomic import atomic_write_text
     from appsleuth.plots import _off_screen, _subplots, save_figure
-    from appsleuth.run import _atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
     with _off_screen():
         fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
     engines = [r for r in result["engines"] if "error" not in r]

@@ -495,10 +495,10 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
         )
     if not from_frame:
         return
-    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
 
     there = metadata.get("data_fingerprint")
-    here = _fingerprint(prepare_run_data(spec, load_data(spec)))
+    here = data_fingerprint(prepare_run_data(spec, load_data(spec)))
     if here == there:
         return
     rows = source.get("rows")

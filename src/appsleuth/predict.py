@@ -50,16 +50,16 @@ from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
 from appsleuth.run import (
-    _MARKER,
+    RUN_MARKER,
     LoadedRun,
     RunResult,
-    _in_use,
     best_run_key,
     check_used_columns_unique,
     load_run,
     missing_run_message,
     predict_proba,
     read_metadata,
+    run_in_use,
     run_path,
     run_status,
     set_aside_note,
@@ -216,9 +216,9 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
                 f"{path} holds a failed run ({meta.get('error', 'no error recorded')}); "
                 f"predict needs a complete one"
             )
-        if (path / _MARKER).is_file():
+        if (path / RUN_MARKER).is_file():
             # A run that started and never finished: say so, and how it gets finished.
-            if _in_use(path):
+            if run_in_use(path):
                 raise DataError(
                     f"{path} holds no complete run yet: it is being trained right now; "
                     f"wait for its training to finish"
@@ -649,7 +649,7 @@ def _locate_bad_value(
 
 # The CSV files a run or sweep directory keeps, and the file that marks such a directory.
 _OWN_CSV_FILES = {
-    "model_history.csv": ("run directory", (_MARKER, "model_metadata.json")),
+    "model_history.csv": ("run directory", (RUN_MARKER, "model_metadata.json")),
     "results.csv": ("sweep directory", ("manifest.json",)),
     "results_full.csv": ("sweep directory", ("manifest.json",)),
 }

@@ -219,7 +219,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
-    from appsleuth.run import _class_weight, _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import class_weights, data_fingerprint, load_data, prepare_run_data
 
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
@@ -232,7 +232,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["note"] = f"not measured: the data is unavailable ({exc})"
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
-    if fingerprint is not None and _fingerprint(prepared) != fingerprint:
+    if fingerprint is not None and data_fingerprint(prepared) != fingerprint:
         # The run was trained on another table (e.g. a DataFrame passed to train()):
         # numbers computed on the spec's data would describe a different experiment.
         out["note"] = (
@@ -248,7 +248,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         from appsleuth.baselines import run_baselines
 
         # Fitted with the run's class weights, so that they are compared on equal terms.
-        weights = _class_weight(spec, prepared)
+        weights = class_weights(spec, prepared)
         out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
         out["baselines_weighted"] = weights is not None
     return out
@@ -1642,7 +1642,7 @@ def write_report(
         DataError: ``out`` is a directory, not an ``.html`` name, or an existing file that
             is not an appsleuth report (checked before anything is computed).
     """
-    from appsleuth.run import _atomic_write_text
+    from appsleuth._atomic import atomic_write_text
 
     path = Path(out) if out is not None else Path(directory) / REPORT
     if path.is_dir():
@@ -1658,7 +1658,7 @@ def write_report(
         _check_writable(path)  # before the minutes a report with baselines may take
     text = render_report(directory, baselines=baselines, compare=compare, log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return path
 
 

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appsleuth._atomic import atomic_write_text
 from appsleuth._fields import is_number
 from appsleuth._files import read_record_text
 from appsleuth._keras import backend_name, check_backend
@@ -50,7 +51,7 @@ from appsleuth._version import __version__
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
-from appsleuth.run import _atomic_write_text, read_metadata, run_status
+from appsleuth.run import read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 from appsleuth.sweep.worker import not_this_trial
 
@@ -1092,7 +1093,7 @@ def _submit(
     text = render_script(sweep_dir, len(plan), options, python=python, device=device)
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(script, text)
+    atomic_write_text(script, text)
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
     token = uuid.uuid4().hex
     cmd = [
