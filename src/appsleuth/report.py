@@ -35,12 +35,9 @@ from appsleuth._fields import is_int, is_number
 from appsleuth._files import read_record_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
-    _check_one_setting_per_value,
-    _key,
-    _lead_within_spread,
-    _seeds_repeat,
-    _trial_label,
+    check_one_setting_per_value,
     comparison_table,
+    lead_within_spread,
     load_histories,
     load_results,
     plot_comparison,
@@ -48,7 +45,10 @@ from appsleuth.analysis import (
     plot_metric_vs_param,
     plot_small_multiples,
     read_published,
+    seeds_repeat,
     summarize_seeds,
+    trial_label,
+    value_key,
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
@@ -775,7 +775,7 @@ def _sweep_report(
                 f"sweep {name} varies {', '.join(varied) or 'nothing'}; compare a sweep "
                 f"of the same hyperparameter"
             )
-        _check_one_setting_per_value(results, param)  # before the figures are drawn
+        check_one_setting_per_value(results, param)  # before the figures are drawn
     metas = {
         row["name"]: read_metadata(sweep_dir / row["name"]) or {}
         for _, row in results.iterrows()
@@ -882,7 +882,7 @@ def _sweep_report(
 
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied, metas))
-    seeds = summarize_seeds(results) if _seeds_repeat(results) else None
+    seeds = summarize_seeds(results) if seeds_repeat(results) else None
     if seeds is not None:
         body.append(_seeds_section(seeds, varied))
 
@@ -917,7 +917,7 @@ def _sweep_report(
         if best is not None:
             # The label load_histories gives it: pairing trials with labels by position
             # framed the wrong panel when a complete trial's history could not be read.
-            best_label = _trial_label(best, varied, bool(results.attrs.get("repeats")))
+            best_label = trial_label(best, varied, bool(results.attrs.get("repeats")))
         panels = _best_histories(histories, _MAX_PANELS, best_label)
         curves = [
             _figure(
@@ -1179,7 +1179,7 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
     """Where the best single trial's setting stands among the settings' means."""
 
     def same_setting(row: Any) -> bool:
-        return all(_key(row[p]) == _key(best[p]) for p in varied)
+        return all(value_key(row[p]) == value_key(best[p]) for p in varied)
 
     ours = next(r for _, r in seeds.iterrows() if same_setting(r))
     text = (
@@ -1191,7 +1191,7 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
         return _note(text + " Quote that mean and spread, not this trial.", "muted")
     top = seeds.iloc[0]
     if same_setting(top):
-        close = _lead_within_spread(seeds)
+        close = lead_within_spread(seeds)
         if close is None:
             return _note(text + " No other setting has a higher mean.", "muted")
         runner_up = ", ".join(f"{p} = {_value(seeds.iloc[1][p])}" for p in varied)
