@@ -26,7 +26,7 @@ import pandas as pd
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
-from appsleuth.plots import _flat_axes, _subplots
+from appsleuth.plots import flat_axes, subplots
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -498,9 +498,9 @@ def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataF
 def _axes_for(ax: Any, n: int, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
     """A figure and ``n`` axes: new ones side by side, or those the caller passed."""
     if ax is None:
-        fig, axes = _subplots(1, n, figsize=(width * n, height), squeeze=False)
+        fig, axes = subplots(1, n, figsize=(width * n, height), squeeze=False)
         return fig, list(axes[0])
-    axes = _flat_axes(ax)
+    axes = flat_axes(ax)
     if len(axes) != n:
         raise SpecError(
             f"ax must be one matplotlib axes per metric ({n}); received {len(axes)} axes"
@@ -925,13 +925,13 @@ def plot_small_multiples(
     if ax is None:
         ncols = max(1, min(ncols, n))
         nrows = math.ceil(n / ncols)
-        fig, axes = _subplots(
+        fig, axes = subplots(
             nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True,
             squeeze=False,
         )  # fmt: skip
         flat = list(axes.ravel())
     else:
-        flat = _flat_axes(ax)
+        flat = flat_axes(ax)
         if len(flat) < n:
             raise SpecError(f"ax must hold one axes per trial ({n}); received {len(flat)} axes")
         fig = flat[0].figure

@@ -549,12 +549,12 @@ def _check_writable(out: Path) -> None:
 
 def _save(result: dict[str, Any], out: Path) -> None:
     from appsleuth._atomic import atomic_write_text
-    from appsleuth.plots import _off_screen, _subplots, save_figure
+    from appsleuth.plots import off_screen, save_figure, subplots
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
-    with _off_screen():
-        fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
+    with off_screen():
+        fig, (left, right) = subplots(1, 2, figsize=(10, 4))
     engines = [r for r in result["engines"] if "error" not in r]
     left.bar(
         [f"{r['engine']}\n{r['threads']}t {r['device']}" for r in engines],

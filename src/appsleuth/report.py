@@ -153,13 +153,13 @@ def _best_histories(
 
 def _figure(fig: Any, alt: str, caption: Any = None) -> _Html:
     """The figure as an embedded PNG (the figure is closed)."""
-    from appsleuth.plots import _close
+    from appsleuth.plots import close_figure
 
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=_DPI)
     finally:
-        _close(fig)
+        close_figure(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     img = _Html(f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">')
     parts = [img] + ([_tag("figcaption", caption)] if caption is not None else [])
@@ -1579,7 +1579,7 @@ def render_report(
             are unreadable or vary another hyperparameter.
         SpecError: ``compare`` given for a run directory.
     """
-    from appsleuth.plots import _off_screen
+    from appsleuth.plots import off_screen
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     directory = Path(directory)
@@ -1590,7 +1590,7 @@ def render_report(
             f"--compare needs a sweep directory (published results vary a "
             f"hyperparameter); {directory} is a single run"
         )
-    with _off_screen():  # the report's figures are embedded, never shown in a notebook
+    with off_screen():  # the report's figures are embedded, never shown in a notebook
         if kind == "sweep":
             title, body = _sweep_report(
                 directory, baselines=baselines, published=published, log=log

@@ -1223,9 +1223,9 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
 
 
 def _save_plots(run_dir: Path, history: pd.DataFrame, metrics: dict[str, Any], title: str) -> None:
-    from appsleuth.plots import _off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
+    from appsleuth.plots import off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
 
-    with _off_screen():  # saved, not shown: a notebook's backend never sees these figures
+    with off_screen():  # saved, not shown: a notebook's backend never sees these figures
         save_figure(plot_loss_accuracy(history, title=title), run_dir / LOSS_ACC_PLOT)
         cm = metrics["confusion_matrix"]
         save_figure(
