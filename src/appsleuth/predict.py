@@ -33,10 +33,9 @@ from appsleuth._atomic import (
 from appsleuth._fields import is_integer
 from appsleuth._files import not_regular
 from appsleuth.data.load import (
-    _check_text_content,
-    _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
+    check_text_content,
     check_unique_names,
     csv_line_numbers,
     infinite_mask,
@@ -44,6 +43,7 @@ from appsleuth.data.load import (
     not_a_data_file,
     numeric_columns_as_numbers,
     parse_numbers,
+    separator_hint,
 )
 from appsleuth.data.preprocess import RETRAIN_HINT
 from appsleuth.display import live_display_works
@@ -756,13 +756,13 @@ def predict_file(
     if not is_parquet:
         # As load_sherlock says: a zip (a model.keras given as DATA) or UTF-16 text read
         # as CSV ended in a parse error that printed its raw bytes.
-        _check_text_content(data, head, encoding, inside="")
+        check_text_content(data, head, encoding, inside="")
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
-        hint = ("" if is_parquet else _separator_hint(names)) or RETRAIN_HINT
+        hint = ("" if is_parquet else separator_hint(names)) or RETRAIN_HINT
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
             f"trained on; columns found: {names[:30]}. {hint}"
