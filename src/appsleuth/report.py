@@ -998,15 +998,15 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     """The sweep spec as written (``sweep.yaml``), or {} when unreadable."""
     import yaml
 
-    from appsleuth.spec import _SpecShapeError, _strict_loader
+    from appsleuth.spec import SpecShapeError, strict_yaml_loader
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
         text = read_record_text(sweep_dir / SPEC_FILE)
         # The loader of specs: a damaged or crafted file that expands without end or
         # nests too deep is then unreadable like any other, not a hang or a traceback.
-        data = yaml.load(text, Loader=_strict_loader())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, _SpecShapeError, RecursionError):
+        data = yaml.load(text, Loader=strict_yaml_loader())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, SpecShapeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

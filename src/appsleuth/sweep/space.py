@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from appsleuth._fields import did_you_mean, plain_fields, plain_value, spec_hash
+from appsleuth._fields import (
+    did_you_mean,
+    fields_from_mapping,
+    plain_fields,
+    plain_value,
+    spec_hash,
+)
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
 from appsleuth.model import _SETTING_USERS
@@ -31,8 +37,7 @@ from appsleuth.spec import (
     ModelSpec,
     RunSpec,
     TrainSpec,
-    _decimal_text,
-    _from_dict,
+    decimal_text,
     format_learning_rate,
     read_yaml_spec,
 )
@@ -86,7 +91,7 @@ def _name_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _decimal_text(value)
+        return decimal_text(value)
     if isinstance(value, str) and _NAME_TEXT.fullmatch(value) and ".." not in value:
         return value
     return None
@@ -784,7 +789,7 @@ class SweepSpec:
                 f"...}}); received top-level {' and '.join(run_keys)} (a run spec with "
                 f"sections data, model and train is for 'appsleuth train --config')"
             )
-        d = _from_dict(cls, d, "sweep")
+        d = fields_from_mapping(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")
         return cls(**{k: (v if v is not None else _EMPTY.get(k)) for k, v in d.items()})
