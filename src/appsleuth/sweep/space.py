@@ -30,7 +30,7 @@ from appsleuth._fields import (
 )
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
-from appsleuth.model import _SETTING_USERS
+from appsleuth.model import OPTIMIZER_SETTING_USERS
 from appsleuth.run import validate_name
 from appsleuth.spec import (
     DataSpec,
@@ -192,7 +192,7 @@ def _check_varied_settings_used(names: Sequence[str], specs: Sequence[RunSpec]) 
     """
     for name in names:
         field = _param_field(name)[1]
-        users = _SETTING_USERS.get(field)
+        users = OPTIMIZER_SETTING_USERS.get(field)
         if not users or any(spec.train.optimizer in users for spec in specs):
             continue
         if len({repr(getattr(spec.train, field)) for spec in specs}) > 1:
