@@ -57,6 +57,7 @@ from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
     "JOURNAL",
+    "OPTION_NAMES",
     "OTHER_TASKS",
     "SCRIPT",
     "SlurmOptions",
@@ -93,7 +94,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
 # expands % patterns, so anything else goes on the sbatch command line instead.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
-_OPTION_NAMES = (
+# The settings of an executor's ``options`` mapping (the fields of SlurmOptions).
+OPTION_NAMES = (
     "partition",
     "account",
     "qos",
@@ -269,11 +271,11 @@ class SlurmOptions:
         Raises:
             SpecError: An unknown option, or an invalid value (naming the field).
         """
-        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise SpecError(
                 f"unknown slurm executor option(s) {', '.join(map(repr, unknown))}; valid "
-                f"options: {', '.join(_OPTION_NAMES)}"
+                f"options: {', '.join(OPTION_NAMES)}"
             )
         d = {k: v for k, v in options.items() if v is not None}
         cpus = d.get("cpus_per_task")

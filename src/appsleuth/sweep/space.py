@@ -383,16 +383,16 @@ class ExecutorSpec:
 
     def _check_options(self) -> None:
         # Imported here: appsleuth.sweep.slurm imports this module (through the store).
-        from appsleuth.sweep.slurm import _OPTION_NAMES, SlurmOptions
+        from appsleuth.sweep.slurm import OPTION_NAMES, SlurmOptions
 
-        unknown = [k for k in self.options if k not in _OPTION_NAMES]
+        unknown = [k for k in self.options if k not in OPTION_NAMES]
         if unknown:
             received = ", ".join(f"{k}={self.options[k]!r}" for k in unknown)
-            valid = (*_EXECUTOR_FIELDS, *_OPTION_NAMES)
+            valid = (*_EXECUTOR_FIELDS, *OPTION_NAMES)
             raise SpecError(
                 f"unknown executor field(s) "
                 f"{', '.join(repr(k) + did_you_mean(k, valid) for k in unknown)}; valid fields: "
-                f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(_OPTION_NAMES)}; "
+                f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(OPTION_NAMES)}; "
                 f"received {received}"
             )
         # The SLURM values are checked now, so a mistake shows before anything is planned
