@@ -48,6 +48,9 @@ __all__ = [
     "SweepSpec",
     "Trial",
     "load_sweep_spec",
+    "name_settings",
+    "normalise_hidden",
+    "param_field",
     "parse_distribution",
 ]
 
@@ -97,7 +100,7 @@ def _name_text(value: Any) -> str | None:
     return None
 
 
-def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
+def name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
     """The ``(field, value text)`` pairs a trial's run name adds for the varied ``keys``.
 
     Fields the teaching name shows (hidden, learning_rate, batch_size, epochs) add none,
@@ -105,7 +108,7 @@ def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
     """
     pairs = []
     for key in keys:
-        section, field = _param_field(key)
+        section, field = param_field(key)
         if field not in _NAMED_FIELDS:
             text = _name_text(getattr(getattr(spec, section), field))
             if text is not None:
@@ -121,8 +124,12 @@ def _format_learning_rate_or_none(lr: float) -> str | None:
         return None
 
 
-def _param_field(name: str) -> tuple[str, str]:
-    """(section, field) of a sweep parameter name; aliases resolved."""
+def param_field(name: str) -> tuple[str, str]:
+    """(section, field) of a sweep parameter name; aliases resolved.
+
+    Raises:
+        SpecError: The name is not a model or training field.
+    """
     field = _ALIASES.get(name, name)
     if field in _MODEL_FIELDS:
         return "model", field
@@ -178,7 +185,8 @@ def _check_aliases(kind: str, names: Sequence[str]) -> None:
         first[field] = name
 
 
-def _normalise_hidden(value: Any) -> Any:
+def normalise_hidden(value: Any) -> Any:
+    """A swept ``hidden`` value as a list of widths: ``18`` becomes ``[18]``; others as given."""
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -191,7 +199,7 @@ def _check_varied_settings_used(names: Sequence[str], specs: Sequence[RunSpec]) 
     train the same model under a different name.
     """
     for name in names:
-        field = _param_field(name)[1]
+        field = param_field(name)[1]
         users = OPTIMIZER_SETTING_USERS.get(field)
         if not users or any(spec.train.optimizer in users for spec in specs):
             continue
@@ -575,7 +583,7 @@ class SweepSpec:
                 )
             _check_aliases(kind, list(space))
             for name, values in space.items():
-                _param_field(name)
+                param_field(name)
                 if not isinstance(values, list) or not values:
                     raise SpecError(
                         f"{kind}.{name} must be a non-empty list; received {name}={values!r}"
@@ -634,7 +642,7 @@ class SweepSpec:
         _check_aliases("random.params", list(r["params"]))
         dists = {}
         for name, text in r["params"].items():
-            field = _param_field(name)[1]
+            field = param_field(name)[1]
             dists[name] = parse_distribution(name, text)
             if field in _INT_FIELDS and dists[name].kind in ("uniform", "loguniform"):
                 # Said up front: otherwise the first fractional draw fails the whole plan.
@@ -682,8 +690,8 @@ class SweepSpec:
                     "train": dict(base["train"]),
                 }
                 for name, value in point.items():
-                    section, field = _param_field(name)
-                    d[section][field] = _normalise_hidden(value) if field == "hidden" else value
+                    section, field = param_field(name)
+                    d[section][field] = normalise_hidden(value) if field == "hidden" else value
                 d["train"]["seed"] = base["train"]["seed"] + r
                 try:
                     spec = RunSpec.from_dict(d)
@@ -705,7 +713,7 @@ class SweepSpec:
         if len(set(names)) < len(names):
             keys = self.varied()
             names = [
-                spec.run_name(seed_suffix=repeats, settings=_name_settings(spec, keys))
+                spec.run_name(seed_suffix=repeats, settings=name_settings(spec, keys))
                 for _, spec in entries
             ]
         trials: list[Trial] = []
@@ -738,7 +746,7 @@ class SweepSpec:
         unshown = [
             k
             for k in point
-            if _param_field(k)[1] not in _NAMED_FIELDS and not _name_settings(spec, [k])
+            if param_field(k)[1] not in _NAMED_FIELDS and not name_settings(spec, [k])
         ]
         hint = (
             f" ({', '.join(unshown)} cannot be written in a directory name: run one sweep, "

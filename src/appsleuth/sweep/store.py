@@ -44,9 +44,9 @@ from appsleuth.sweep.space import (
     SweepPlan,
     SweepSpec,
     Trial,
-    _name_settings,
-    _normalise_hidden,
-    _param_field,
+    name_settings,
+    normalise_hidden,
+    param_field,
 )
 
 __all__ = [
@@ -408,7 +408,7 @@ def _trial_disagrees(trial: Trial) -> str | None:
     """
     spec = trial.spec
     try:
-        settings = _name_settings(spec, list(trial.params))
+        settings = name_settings(spec, list(trial.params))
     except SpecError as exc:
         return f"params: {exc}"
     # The teaching name, or (when those repeat) one that shows the varied settings.
@@ -422,10 +422,10 @@ def _trial_disagrees(trial: Trial) -> str | None:
     d = _plain(spec.to_dict())
     for name, value in trial.params.items():
         try:
-            section, field = _param_field(name)
+            section, field = param_field(name)
         except SpecError as exc:
             return f"params: {exc}"
-        wanted = _plain(_normalise_hidden(value) if field == "hidden" else value)
+        wanted = _plain(normalise_hidden(value) if field == "hidden" else value)
         if d[section].get(field) != wanted and d[section].get(field) != _as_spec_holds(
             d, section, field, wanted
         ):
