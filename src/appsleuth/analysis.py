@@ -39,6 +39,7 @@ from appsleuth.run import (
 
 __all__ = [
     "METRIC_COLUMNS",
+    "HistorySource",
     "check_one_setting_per_value",
     "comparison_table",
     "format_value",

@@ -41,6 +41,7 @@ __all__ = [
     "BenchSettings",
     "bench_command",
     "gpu_worker_splits",
+    "print_bench",
     "run_bench",
     "thread_counts",
     "worker_splits",

@@ -43,7 +43,15 @@ from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
 
 __all__ = [
+    "CONFUSION_PLOT",
+    "HISTORY",
+    "LOSS_ACC_PLOT",
+    "METADATA",
+    "METRICS",
+    "MODEL",
+    "PREPROCESSOR",
     "RUN_MARKER",
+    "SPEC",
     "LoadedRun",
     "RunExistsError",
     "RunInUseError",

@@ -33,14 +33,21 @@ from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
 
 __all__ = [
+    "MAX_EPOCHS",
+    "MAX_LAYER_WEIGHTS",
+    "MIN_EMBEDDED_ROWS",
     "DataSpec",
     "EarlyStoppingSpec",
     "ModelSpec",
+    "Optimizer",
     "RunSpec",
     "SpecShapeError",
     "TrainSpec",
+    "check_layer_weights",
     "decimal_text",
+    "format_learning_rate",
     "load_run_spec",
+    "read_yaml_spec",
     "strict_yaml_loader",
 ]
 

@@ -26,7 +26,16 @@ from appsleuth.data.load import (
 )
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["CleaningReport", "CleaningStep", "clean_sherlock", "clean_table", "fill_values"]
+__all__ = [
+    "CleaningReport",
+    "CleaningStep",
+    "MissingPolicy",
+    "clean_sherlock",
+    "clean_table",
+    "duplicate_rows",
+    "fill_values",
+    "is_constant",
+]
 
 MissingPolicy = Literal["drop", "impute"]
 

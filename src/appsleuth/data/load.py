@@ -54,6 +54,7 @@ __all__ = [
     "csv_line_numbers",
     "frame_info",
     "from_dataframe",
+    "infinite_mask",
     "label_number",
     "label_text",
     "load_sherlock",
@@ -63,6 +64,7 @@ __all__ = [
     "numeric_columns_as_numbers",
     "parse_numbers",
     "separator_hint",
+    "table_row_names",
 ]
 
 _NULL_STRINGS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]

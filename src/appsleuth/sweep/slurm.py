@@ -56,10 +56,15 @@ from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
+    "ACTIVE",
+    "COMMENT_PREFIX",
     "JOURNAL",
+    "LOCK",
+    "LOGS",
     "OPTION_NAMES",
     "OTHER_TASKS",
     "SCRIPT",
+    "SLURM_DIR",
     "SlurmOptions",
     "SlurmSubmission",
     "SlurmTrialState",

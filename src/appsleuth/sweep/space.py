@@ -43,6 +43,8 @@ from appsleuth.spec import (
 )
 
 __all__ = [
+    "MAX_TRIALS",
+    "Distribution",
     "ExecutorSpec",
     "SweepPlan",
     "SweepSpec",

@@ -51,6 +51,9 @@ from appsleuth.sweep.space import (
 
 __all__ = [
     "MANIFEST",
+    "RESULTS",
+    "RESULTS_FULL",
+    "SPEC_FILE",
     "TrialState",
     "check_data_files",
     "check_data_names",
@@ -59,6 +62,7 @@ __all__ = [
     "read_plan",
     "read_sweep_spec",
     "read_trial",
+    "results_behind",
     "trial_result",
     "trial_states",
     "trial_wall_time",

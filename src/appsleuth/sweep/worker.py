@@ -41,6 +41,7 @@ __all__ = [
     "check_complete",
     "exit_without_teardown",
     "not_this_trial",
+    "outcome_dict",
     "run_trial",
 ]
 
