@@ -256,23 +256,15 @@ def _measure_sweep(
     # Spawned workers inherit the environment: on a GPU machine the CPU splits must not
     # quietly train on the GPU.
     hide = {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
-    saved = {k: os.environ.get(k) for k in hide}
-    os.environ.update(hide)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # per-trial lines would bury the table
-            summary = run_local(
-                sweep_dir,
-                workers=workers,
-                threads_per_trial=threads,
-                progress=False,
-                device=device if device == "gpu" else "auto",
-            )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # Per-trial lines would bury the table.
+    with _environment(hide), contextlib.redirect_stderr(io.StringIO()):
+        summary = run_local(
+            sweep_dir,
+            workers=workers,
+            threads_per_trial=threads,
+            progress=False,
+            device=device if device == "gpu" else "auto",
+        )
     done = summary.count("complete")
     finished = [o.seconds for o in summary.outcomes if o.status == "complete"]
     # Each worker's first trial carries its one-off costs (data loading, compilation),
@@ -333,6 +325,13 @@ def _compile_cache(tmp: str) -> Any:
         "JAX_COMPILATION_CACHE_DIR": str(Path(tmp) / "jax-cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
+    with _environment(values):
+        yield
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Any:
+    """Set environment variables for the block; each is then restored, or unset again."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
