@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -210,3 +211,21 @@ def test_a_tensorflow_or_torch_gpu_row_says_gpu():
     # These backends' rows said "cpu" whatever device they ran on.
     assert bench._trained_on("tensorflow", "gpu") == "gpu"
     assert bench._trained_on("torch", "cpu") == "cpu"
+
+
+def test_the_environment_of_a_measurement_is_restored_even_on_error(monkeypatch):
+    monkeypatch.setenv("APPSLEUTH_BENCH_SET", "before")
+    monkeypatch.delenv("APPSLEUTH_BENCH_NEW", raising=False)
+    values = {"APPSLEUTH_BENCH_SET": "during", "APPSLEUTH_BENCH_NEW": "during"}
+    seen = {}
+
+    def measure() -> None:
+        with bench._environment(values):
+            seen.update((k, os.environ.get(k)) for k in values)
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        measure()
+    assert seen == values
+    assert os.environ["APPSLEUTH_BENCH_SET"] == "before"
+    assert "APPSLEUTH_BENCH_NEW" not in os.environ

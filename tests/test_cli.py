@@ -805,7 +805,7 @@ def test_the_spec_of_a_run_trained_on_generated_rows_of_another_size_is_refused(
     # says path: null, rows: null, and --config retrained on the 273,129 default rows.
     monkeypatch.chdir(tmp_path)
     from appsleuth.cli import _run_spec_from_options
-    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
     from appsleuth.spec import RunSpec
 
     spec = RunSpec.from_dict({"data": {"rows": 600}})
@@ -825,7 +825,7 @@ def test_the_spec_of_a_run_trained_on_generated_rows_of_another_size_is_refused(
     assert not (tmp_path / "runs").exists()
     assert _run_spec_from_options(config, {"data": {"rows": 300}}).data.rows == 300
     # The demo's baseline: a frame that is the spec's own embedded data retrains as it was.
-    here = _fingerprint(prepare_run_data(spec, load_data(spec)))
+    here = data_fingerprint(prepare_run_data(spec, load_data(spec)))
     (config.parent / "model_metadata.json").write_text(
         json.dumps({"status": "complete", **meta, "data_fingerprint": here})
     )

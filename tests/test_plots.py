@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from appsleuth.errors import SpecError
-from appsleuth.plots import _off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
+from appsleuth.plots import off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
 
 
 def _history() -> pd.DataFrame:
@@ -74,7 +74,7 @@ def test_confusion_matrix_cell_values_are_not_measured_for_the_layout(tmp_path: 
     # sweep); they lie inside the axes, so leaving them out gives the same image.
     counts = np.arange(36).reshape(6, 6) * 97 % 1000
     names = [f"app number {i}" for i in range(6)]
-    with _off_screen():
+    with off_screen():
         fig = plot_confusion_matrix(counts, names, normalize=False)
         assert fig.axes[0].texts and not any(t.get_in_layout() for t in fig.axes[0].texts)
         fig.tight_layout()  # as below: a second layout pass moves things by a pixel
@@ -127,7 +127,7 @@ def test_figures_saved_off_screen_never_reach_pyplot(svg_backend, tmp_path: Path
     import matplotlib.pyplot as plt
 
     plt.close("all")
-    with _off_screen():
+    with off_screen():
         fig = plot_loss_accuracy(_history())
         other = plot_confusion_matrix(np.eye(2), ["a", "b"])
     assert plt.get_fignums() == [] and matplotlib.get_backend() == "svg"

@@ -188,16 +188,16 @@ def test_predictions_reach_the_disk_before_they_take_their_name(
 
 
 def test_an_unfinished_run_or_sweep_says_how_to_finish_it(tmp_path: Path) -> None:
-    from appsleuth.run import _MARKER, _RunLock
+    from appsleuth.run import RUN_MARKER, _RunLock
 
     run = tmp_path / "model_1H18N_lr0.0003_bs32_e30"  # what a killed train leaves
     run.mkdir()
-    (run / _MARKER).write_text("")
+    (run / RUN_MARKER).write_text("")
     (run / "model_history.csv").write_text("loss\n2.9\n")
     with pytest.raises(DataError, match=r"training was stopped before it finished.*run the same"):
         best_run_dir(run)
     (tmp_path / "busy").mkdir()
-    lock = _RunLock.create(tmp_path / "busy" / _MARKER)  # as a process training it holds it
+    lock = _RunLock.create(tmp_path / "busy" / RUN_MARKER)  # as a process training it holds it
     try:
         with pytest.raises(DataError, match=r"no complete run yet: it is being trained right now"):
             best_run_dir(tmp_path / "busy")

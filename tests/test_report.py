@@ -785,14 +785,14 @@ def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Pa
 
 
 def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
-    from appsleuth.analysis import _seeds_repeat, summarize_seeds
+    from appsleuth.analysis import seeds_repeat, summarize_seeds
     from appsleuth.report import _best_of_seeds_note, _seeds_section
 
     # One setting over three seeds, the study of seed-to-seed spread itself: it varies
     # nothing, so the report thought nothing repeated and showed no mean or spread.
     sweep_dir = fake_sweep(tmp_path, {"repeats": 3}, lambda i, p: {"final_acc": 0.8 + i / 50})
     results = load_results(sweep_dir)
-    assert _seeds_repeat(results)
+    assert seeds_repeat(results)
     seeds = summarize_seeds(results)
     table = _seeds_section(seeds, [])
     assert "<td>3 of 3</td><td>0.8200</td><td>0.0200</td><td>0.8000 – 0.8400</td>" in table
@@ -801,7 +801,7 @@ def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     assert "its setting averages 0.8200 (std 0.0200) over 3 seed(s)" in note
     assert "No other setting" not in note  # there is none
     one = fake_sweep(tmp_path / "one", {}, lambda i, p: {})
-    assert not _seeds_repeat(load_results(one))
+    assert not seeds_repeat(load_results(one))
 
 
 def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:

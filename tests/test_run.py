@@ -836,7 +836,7 @@ def test_a_full_disk_is_reported_for_the_file_it_stopped_not_the_failure_record(
         full_disk(tmp_path / _spec(epochs=1).run_name() / HISTORY)
 
     monkeypatch.setattr(appsleuth.engines, "run_engine", history_stops)
-    monkeypatch.setattr(run_module, "_atomic_write_text", full_disk)
+    monkeypatch.setattr(run_module, "atomic_write_text", full_disk)
     with pytest.raises(
         OSError, match=r"No space left on device: '\S+model_history\.csv'"
     ) as caught:

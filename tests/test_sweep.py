@@ -805,14 +805,14 @@ def test_cli_rerun_says_failed_trials_were_not_retried(
 def test_status_tells_a_trial_in_training_from_an_interrupted_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appsleuth.run import _MARKER, _RunLock
+    from appsleuth.run import RUN_MARKER, _RunLock
 
     sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [2, 4]}), tmp_path)
     names = read_plan(sweep_dir).names()
     for name in names:  # both started, neither finished
         (sweep_dir / name).mkdir()
-        (sweep_dir / name / _MARKER).write_text("")
-    lock = _RunLock.create(sweep_dir / names[0] / _MARKER)  # trial 0 is being trained
+        (sweep_dir / name / RUN_MARKER).write_text("")
+    lock = _RunLock.create(sweep_dir / names[0] / RUN_MARKER)  # trial 0 is being trained
     try:
         states = trial_states(sweep_dir)
         assert [(s.status, s.running) for s in states] == [

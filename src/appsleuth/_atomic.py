@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "atomic_create",
     "atomic_output",
+    "atomic_write_text",
     "errors_name_target",
     "flush_to_disk",
     "remove_stale_temporaries",
@@ -157,6 +158,18 @@ def atomic_output(
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` as UTF-8 through :func:`atomic_output`.
+
+    Args:
+        path: The file to write.
+        text: Its whole contents.
+        durable: See :func:`atomic_output`. Defaults to True.
+    """
+    with atomic_output(path, durable=durable) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def atomic_create(path: str | os.PathLike[str], text: str) -> bool:

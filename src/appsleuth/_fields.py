@@ -22,6 +22,7 @@ __all__ = [
     "did_you_mean",
     "fields_from_mapping",
     "is_int",
+    "is_integer",
     "is_number",
     "plain_fields",
     "plain_value",

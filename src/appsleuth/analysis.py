@@ -26,7 +26,7 @@ import pandas as pd
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
-from appsleuth.plots import _flat_axes, _subplots
+from appsleuth.plots import flat_axes, subplots
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -39,7 +39,11 @@ from appsleuth.run import (
 
 __all__ = [
     "METRIC_COLUMNS",
+    "HistorySource",
+    "check_one_setting_per_value",
     "comparison_table",
+    "format_value",
+    "lead_within_spread",
     "load_histories",
     "load_results",
     "plot_comparison",
@@ -47,7 +51,10 @@ __all__ = [
     "plot_metric_vs_param",
     "plot_small_multiples",
     "read_published",
+    "seeds_repeat",
     "summarize_seeds",
+    "trial_label",
+    "value_key",
 ]
 
 METRIC_COLUMNS = RESULT_KEYS
@@ -239,7 +246,9 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
     varied = [v for v in results.attrs.get("varied") or [] if v in results.columns]
     done = results["status"] == "complete"
     frame = results.assign(
-        _setting=[tuple(_key(v) for v in row) for row in results[varied].itertuples(index=False)]
+        _setting=[
+            tuple(value_key(v) for v in row) for row in results[varied].itertuples(index=False)
+        ]
         if varied
         else [()] * len(results),
         _acc=results["val_accuracy"].where(done),
@@ -267,7 +276,7 @@ def summarize_seeds(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _seeds_repeat(results: pd.DataFrame) -> bool:
+def seeds_repeat(results: pd.DataFrame) -> bool:
     """Whether some setting of ``results`` ran over several seeds.
 
     ``attrs["repeats"]`` says so of the varied settings only; a sweep that varies
@@ -278,7 +287,7 @@ def _seeds_repeat(results: pd.DataFrame) -> bool:
     return "seed" in results and results["seed"].nunique() > 1
 
 
-def _lead_within_spread(seeds: pd.DataFrame) -> tuple[float, float] | None:
+def lead_within_spread(seeds: pd.DataFrame) -> tuple[float, float] | None:
     """``(lead, spread)`` when the best setting's lead is within the seeds' spread, else None.
 
     ``seeds`` is :func:`summarize_seeds`' table. The lead is the best mean validation
@@ -377,7 +386,7 @@ def _parsed(v: Any) -> Any:
     return v
 
 
-def _key(v: Any) -> tuple[Any, ...]:
+def value_key(v: Any) -> tuple[Any, ...]:
     """A matching key: 18, "[18]" and [18] are the same value; floats compare rounded."""
     v = _parsed(v)
     if isinstance(v, list | tuple):
@@ -389,7 +398,8 @@ def _key(v: Any) -> tuple[Any, ...]:
     return ("s", str(v))
 
 
-def _fmt_value(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A hyperparameter value as a label: ``18`` not ``18.0``, ``[18, 9]`` not ``"[18, 9]"``."""
     v = _parsed(v)
     if isinstance(v, list | tuple):
         return str([int(e) if _is_real(e) and float(e).is_integer() else e for e in v])
@@ -405,7 +415,7 @@ class _Axis:
     def __init__(self, values: Sequence[Any]) -> None:
         keys: dict[tuple[Any, ...], Any] = {}
         for v in values:
-            keys.setdefault(_key(v), v)
+            keys.setdefault(value_key(v), v)
         self.numeric = all(
             len(k) == 1 and _is_real(k[0]) and not isinstance(_parsed(v), list | tuple)
             for k, v in keys.items()
@@ -421,7 +431,7 @@ class _Axis:
 
             order = sorted(keys, key=sort_key)
             self.positions = {k: float(i) for i, k in enumerate(order)}
-        self.labels = {k: _fmt_value(keys[k]) for k in order}
+        self.labels = {k: format_value(keys[k]) for k in order}
         xs = [p for p in self.positions.values()]
         labels = list(self.labels.values())
         positive = self.numeric and len(xs) > 1 and min(xs) > 0
@@ -438,7 +448,7 @@ class _Axis:
         )
 
     def x(self, value: Any) -> float:
-        return self.positions[_key(value)]
+        return self.positions[value_key(value)]
 
     def style(self, ax: Any, label: str) -> None:
         ticks = list(self.positions.values())
@@ -489,9 +499,9 @@ def _summary(df: pd.DataFrame, param: str, column: str, axis: _Axis) -> pd.DataF
 def _axes_for(ax: Any, n: int, *, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
     """A figure and ``n`` axes: new ones side by side, or those the caller passed."""
     if ax is None:
-        fig, axes = _subplots(1, n, figsize=(width * n, height), squeeze=False)
+        fig, axes = subplots(1, n, figsize=(width * n, height), squeeze=False)
         return fig, list(axes[0])
-    axes = _flat_axes(ax)
+    axes = flat_axes(ax)
     if len(axes) != n:
         raise SpecError(
             f"ax must be one matplotlib axes per metric ({n}); received {len(axes)} axes"
@@ -511,7 +521,7 @@ def _resolve_param(df: pd.DataFrame, param: str, what: str) -> str:
     )
 
 
-def _check_one_setting_per_value(results: pd.DataFrame, column: str) -> None:
+def check_one_setting_per_value(results: pd.DataFrame, column: str) -> None:
     """Refuse a comparison whose rows at one value of ``column`` are different settings.
 
     Averaging them (as repeated seeds are) would give a number no trained setting has,
@@ -519,7 +529,7 @@ def _check_one_setting_per_value(results: pd.DataFrame, column: str) -> None:
     """
     ours = _complete(results)
     others = [v for v in results.attrs.get("varied") or () if v != column and v in ours.columns]
-    mixed = [v for v in others if ours[v].map(_key).nunique() > 1]
+    mixed = [v for v in others if ours[v].map(value_key).nunique() > 1]
     if mixed:
         raise DataError(
             f"these results also vary {', '.join(mixed)}, so their rows at one {column} "
@@ -613,7 +623,7 @@ def plot_metric_vs_param(
     axis = _Axis(list(df[param]))
     others = [p for p in results.attrs.get("varied", ()) if p != param and p in df.columns]
     if others:
-        labels = df.apply(lambda r: ", ".join(f"{p}={_fmt_value(r[p])}" for p in others), axis=1)
+        labels = df.apply(lambda r: ", ".join(f"{p}={format_value(r[p])}" for p in others), axis=1)
         groups = [(str(k), g) for k, g in df.groupby(labels, sort=False)]
     else:
         groups = [("", df)]
@@ -669,8 +679,15 @@ def plot_metric_vs_param(
     return fig
 
 
-def _trial_label(row: Mapping[str, Any], varied: Sequence[str], repeats: bool) -> str:
-    parts = [f"{p}={_fmt_value(row[p])}" for p in varied if p in row]
+def trial_label(row: Mapping[str, Any], varied: Sequence[str], repeats: bool) -> str:
+    """A trial's legend label: its varied settings (``hidden_neurons=18, learning_rate=0.01``).
+
+    Args:
+        row: The trial's row of :func:`load_results`.
+        varied: The hyperparameters the sweep varies; none: the trial's run name.
+        repeats: Whether settings repeat over seeds, so that the seed is named too.
+    """
+    parts = [f"{p}={format_value(row[p])}" for p in varied if p in row]
     if repeats or not parts:
         parts.append(f"seed={row['seed']}")
     return ", ".join(parts) if varied else str(row["name"])
@@ -705,7 +722,7 @@ def load_histories(
                 continue
             history = _read_history(source / row["name"])
             if history is not None:
-                out[_trial_label(row, varied, results.attrs["repeats"])] = history
+                out[trial_label(row, varied, results.attrs["repeats"])] = history
         return out
     if (source / METADATA).exists() or (source / HISTORY).exists():
         history = _read_history(source)
@@ -909,13 +926,13 @@ def plot_small_multiples(
     if ax is None:
         ncols = max(1, min(ncols, n))
         nrows = math.ceil(n / ncols)
-        fig, axes = _subplots(
+        fig, axes = subplots(
             nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows), sharex=True, sharey=True,
             squeeze=False,
         )  # fmt: skip
         flat = list(axes.ravel())
     else:
-        flat = _flat_axes(ax)
+        flat = flat_axes(ax)
         if len(flat) < n:
             raise SpecError(f"ax must hold one axes per trial ({n}); received {len(flat)} axes")
         fig = flat[0].figure
@@ -974,12 +991,12 @@ def comparison_table(
     param = param or published.attrs.get("param") or published.columns[0]
     ours_col = _resolve_param(results, param, "results")
     pub_col = _resolve_param(published, param, "published results")
-    _check_one_setting_per_value(results, ours_col)
+    check_one_setting_per_value(results, ours_col)
     ours = _complete(results)
     sides = {}
     for side, df, col in (("ours", ours, ours_col), ("published", published, pub_col)):
         frame = df[[col, *METRIC_COLUMNS]].copy()
-        frame["_key"] = [_key(v) for v in frame[col]]
+        frame["_key"] = [value_key(v) for v in frame[col]]
         grouped = frame.groupby("_key", sort=False)
         agg = grouped[list(METRIC_COLUMNS)].mean().add_prefix(f"{side}_")
         agg[f"n_{side}"] = grouped.size()
@@ -988,7 +1005,7 @@ def comparison_table(
     table = sides["ours"].join(sides["published"], how="outer")
     values = table["_ours_value"].where(table["_ours_value"].notna(), table["_published_value"])
     axis = _Axis(list(values))
-    table.insert(0, param, [_fmt_value(v) for v in values])
+    table.insert(0, param, [format_value(v) for v in values])
     table["_x"] = [axis.x(v) for v in values]
     table = table.sort_values("_x").reset_index(drop=True)
     table["val_accuracy_difference"] = table["ours_val_accuracy"] - table["published_val_accuracy"]
@@ -1027,7 +1044,7 @@ def plot_comparison(
     param = param or published.attrs.get("param") or published.columns[0]
     ours_col = _resolve_param(results, param, "results")
     pub_col = _resolve_param(published, param, "published results")
-    _check_one_setting_per_value(results, ours_col)
+    check_one_setting_per_value(results, ours_col)
     metrics = _metric_names(metrics)
     fig, axes = _axes_for(ax, len(metrics))
     ours = _complete(results)

@@ -41,6 +41,7 @@ __all__ = [
     "BenchSettings",
     "bench_command",
     "gpu_worker_splits",
+    "print_bench",
     "run_bench",
     "thread_counts",
     "worker_splits",
@@ -255,23 +256,15 @@ def _measure_sweep(
     # Spawned workers inherit the environment: on a GPU machine the CPU splits must not
     # quietly train on the GPU.
     hide = {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
-    saved = {k: os.environ.get(k) for k in hide}
-    os.environ.update(hide)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # per-trial lines would bury the table
-            summary = run_local(
-                sweep_dir,
-                workers=workers,
-                threads_per_trial=threads,
-                progress=False,
-                device=device if device == "gpu" else "auto",
-            )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # Per-trial lines would bury the table.
+    with _environment(hide), contextlib.redirect_stderr(io.StringIO()):
+        summary = run_local(
+            sweep_dir,
+            workers=workers,
+            threads_per_trial=threads,
+            progress=False,
+            device=device if device == "gpu" else "auto",
+        )
     done = summary.count("complete")
     finished = [o.seconds for o in summary.outcomes if o.status == "complete"]
     # Each worker's first trial carries its one-off costs (data loading, compilation),
@@ -332,6 +325,13 @@ def _compile_cache(tmp: str) -> Any:
         "JAX_COMPILATION_CACHE_DIR": str(Path(tmp) / "jax-cache"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
+    with _environment(values):
+        yield
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Any:
+    """Set environment variables for the block; each is then restored, or unset again."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -548,13 +548,13 @@ def _check_writable(out: Path) -> None:
 
 
 def _save(result: dict[str, Any], out: Path) -> None:
-    from appsleuth.plots import _off_screen, _subplots, save_figure
-    from appsleuth.run import _atomic_write_text
+    from appsleuth._atomic import atomic_write_text
+    from appsleuth.plots import off_screen, save_figure, subplots
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
-    with _off_screen():
-        fig, (left, right) = _subplots(1, 2, figsize=(10, 4))
+    atomic_write_text(out / "bench.json", json.dumps(result, indent=2) + "\n")
+    with off_screen():
+        fig, (left, right) = subplots(1, 2, figsize=(10, 4))
     engines = [r for r in result["engines"] if "error" not in r]
     left.bar(
         [f"{r['engine']}\n{r['threads']}t {r['device']}" for r in engines],

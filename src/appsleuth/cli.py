@@ -495,10 +495,10 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
         )
     if not from_frame:
         return
-    from appsleuth.run import _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
 
     there = metadata.get("data_fingerprint")
-    here = _fingerprint(prepare_run_data(spec, load_data(spec)))
+    here = data_fingerprint(prepare_run_data(spec, load_data(spec)))
     if here == there:
         return
     rows = source.get("rows")
@@ -1478,10 +1478,10 @@ def _print_seed_summary(sweep_dir: Path) -> None:
     from rich.table import Table
 
     from appsleuth.analysis import (
-        _fmt_value,
-        _lead_within_spread,
-        _seeds_repeat,
+        format_value,
+        lead_within_spread,
         load_results,
+        seeds_repeat,
         summarize_seeds,
     )
     from appsleuth.display import plain_text
@@ -1491,7 +1491,7 @@ def _print_seed_summary(sweep_dir: Path) -> None:
         return  # one seed throughout: nothing repeats (and no run directory need be read)
     results = load_results(sweep_dir)
     varied = list(results.attrs.get("varied") or [])
-    if not _seeds_repeat(results):
+    if not seeds_repeat(results):
         return
     seeds = summarize_seeds(results)
     if seeds["val_accuracy_mean"].isna().all():
@@ -1513,16 +1513,16 @@ def _print_seed_summary(sweep_dir: Path) -> None:
             else f" ± {num(r['val_accuracy_std'])}"
         )
         table.add_row(
-            *(plain_text(_fmt_value(r[p])) for p in varied),
+            *(plain_text(format_value(r[p])) for p in varied),
             f"{int(r['complete'])} of {int(r['trials'])}",
             num(r["val_accuracy_mean"]) + sd if r["complete"] else "",
             f"{num(r['val_accuracy_min'])} – {num(r['val_accuracy_max'])}" if r["complete"] else "",
         )
     Console().print(table)
-    close = _lead_within_spread(seeds)
+    close = lead_within_spread(seeds)
     if close is not None:
         first, second = (
-            ", ".join(f"{p}={_fmt_value(seeds.iloc[i][p])}" for p in varied) for i in (0, 1)
+            ", ".join(f"{p}={format_value(seeds.iloc[i][p])}" for p in varied) for i in (0, 1)
         )
         _warn(
             f"the best setting ({first}) leads the runner-up ({second}) by {close[0]:.4f} "

@@ -162,11 +162,11 @@ def run_demo(
     """
     from rich.console import Console
 
+    from appsleuth._atomic import atomic_write_text
     from appsleuth.data.quality import check_data
     from appsleuth.data.tables import embedded_data, write_table
     from appsleuth.predict import predict_file
     from appsleuth.report import write_report
-    from appsleuth.run import _atomic_write_text
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
     from appsleuth.sweep import SweepSpec, run_local
 
@@ -185,7 +185,7 @@ def run_demo(
     report = check_data(df)
     report.render(console)
     quality_json = out / "data_quality.json"
-    _atomic_write_text(quality_json, report.to_json() + "\n")
+    atomic_write_text(quality_json, report.to_json() + "\n")
     leak = report["leakage"].data.get("rates", {})
     if "random" in leak and "blocked" in leak:
         console.print(

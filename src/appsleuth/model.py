@@ -15,6 +15,7 @@ from appsleuth.errors import SpecError, warn
 from appsleuth.spec import ModelSpec, TrainSpec, check_layer_weights
 
 __all__ = [
+    "OPTIMIZER_SETTING_USERS",
     "build_model",
     "loss_name",
     "make_optimizer",
@@ -24,7 +25,7 @@ __all__ = [
 
 _BINARY_ONLY_METRICS = ("auc", "precision", "recall")
 # Optimizer settings and the optimizers that use them.
-_SETTING_USERS = {
+OPTIMIZER_SETTING_USERS = {
     "momentum": ("sgd", "rmsprop"),
     "beta_1": ("adam", "adamw"),
     "beta_2": ("adam", "adamw"),
@@ -72,7 +73,7 @@ def _warn_unused_settings(train: TrainSpec) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainSpec)}
     unused = [
         f"{name}={getattr(train, name)}"
-        for name, optimizers in _SETTING_USERS.items()
+        for name, optimizers in OPTIMIZER_SETTING_USERS.items()
         if getattr(train, name) != defaults[name] and train.optimizer not in optimizers
     ]
     if unused:

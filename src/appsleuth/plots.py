@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_confusion_matrix", "plot_loss_accuracy", "save_figure"]
+__all__ = [
+    "close_figure",
+    "flat_axes",
+    "off_screen",
+    "plot_confusion_matrix",
+    "plot_loss_accuracy",
+    "save_figure",
+    "subplots",
+]
 
 
 _OFF_SCREEN: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -29,7 +37,7 @@ _OFF_SCREEN: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def _off_screen() -> Iterator[None]:
+def off_screen() -> Iterator[None]:
     """Within this block, new figures are plain ``Figure`` objects that pyplot never sees."""
     token = _OFF_SCREEN.set(True)
     try:
@@ -38,10 +46,10 @@ def _off_screen() -> Iterator[None]:
         _OFF_SCREEN.reset(token)
 
 
-def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+def subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     """A new figure and its axes, as ``plt.subplots`` makes them.
 
-    Off screen (see :func:`_off_screen`) the figure is detached from pyplot: saving it
+    Off screen (see :func:`off_screen`) the figure is detached from pyplot: saving it
     needs no backend, and a notebook's inline or widget backend never shows it.
     """
     if _OFF_SCREEN.get():
@@ -56,12 +64,12 @@ def _subplots(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return plt.subplots(*args, FigureClass=NotebookFigure, **kwargs)
 
 
-def _flat_axes(ax: Any) -> list[Any]:
+def flat_axes(ax: Any) -> list[Any]:
     """The axes a caller passed (one, a list, or a ``plt.subplots`` grid), in order."""
     return list(np.ravel(np.asarray(ax, dtype=object)))
 
 
-def _close(fig: Any) -> None:
+def close_figure(fig: Any) -> None:
     """Release a figure: pyplot keeps the ones it made until they are closed."""
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close(fig)
@@ -104,9 +112,9 @@ def plot_loss_accuracy(
         raise SpecError("give the two axes as ax= (or axes=, its earlier name), not both")
     ax = ax if ax is not None else axes
     if ax is None:
-        fig, axes = _subplots(1, 2, figsize=(10, 4))
+        fig, axes = subplots(1, 2, figsize=(10, 4))
     else:
-        axes = _flat_axes(ax)
+        axes = flat_axes(ax)
         if len(axes) != 2:
             raise SpecError(
                 f"ax must be two matplotlib axes (loss, accuracy); received {len(axes)} axes"
@@ -167,7 +175,7 @@ def plot_confusion_matrix(
         )
     if ax is None:
         size = max(4.0, 0.5 * k + 2)
-        fig, ax = _subplots(figsize=(size + 1, size))
+        fig, ax = subplots(figsize=(size + 1, size))
     else:
         fig = ax.figure
     rows = counts.sum(axis=1, keepdims=True)
@@ -239,5 +247,5 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
         with atomic_output(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=dpi)
     finally:
-        _close(fig)
+        close_figure(fig)
     return path

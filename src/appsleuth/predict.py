@@ -33,10 +33,9 @@ from appsleuth._atomic import (
 from appsleuth._fields import is_integer
 from appsleuth._files import not_regular
 from appsleuth.data.load import (
-    _check_text_content,
-    _separator_hint,
     check_feature_dtypes,
     check_name_matches_content,
+    check_text_content,
     check_unique_names,
     csv_line_numbers,
     infinite_mask,
@@ -44,22 +43,23 @@ from appsleuth.data.load import (
     not_a_data_file,
     numeric_columns_as_numbers,
     parse_numbers,
+    separator_hint,
 )
 from appsleuth.data.preprocess import RETRAIN_HINT
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
 from appsleuth.run import (
-    _MARKER,
+    RUN_MARKER,
     LoadedRun,
     RunResult,
-    _in_use,
     best_run_key,
     check_used_columns_unique,
     load_run,
     missing_run_message,
     predict_proba,
     read_metadata,
+    run_in_use,
     run_path,
     run_status,
     set_aside_note,
@@ -216,9 +216,9 @@ def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
                 f"{path} holds a failed run ({meta.get('error', 'no error recorded')}); "
                 f"predict needs a complete one"
             )
-        if (path / _MARKER).is_file():
+        if (path / RUN_MARKER).is_file():
             # A run that started and never finished: say so, and how it gets finished.
-            if _in_use(path):
+            if run_in_use(path):
                 raise DataError(
                     f"{path} holds no complete run yet: it is being trained right now; "
                     f"wait for its training to finish"
@@ -649,7 +649,7 @@ def _locate_bad_value(
 
 # The CSV files a run or sweep directory keeps, and the file that marks such a directory.
 _OWN_CSV_FILES = {
-    "model_history.csv": ("run directory", (_MARKER, "model_metadata.json")),
+    "model_history.csv": ("run directory", (RUN_MARKER, "model_metadata.json")),
     "results.csv": ("sweep directory", ("manifest.json",)),
     "results_full.csv": ("sweep directory", ("manifest.json",)),
 }
@@ -756,13 +756,13 @@ def predict_file(
     if not is_parquet:
         # As load_sherlock says: a zip (a model.keras given as DATA) or UTF-16 text read
         # as CSV ended in a parse error that printed its raw bytes.
-        _check_text_content(data, head, encoding, inside="")
+        check_text_content(data, head, encoding, inside="")
     names = _parquet_columns(data) if is_parquet else _csv_header(data, encoding)
     check_unique_names([str(n) for n in names], f"data file {data}")
     missing = [c for c in pre.input_columns if c not in names]
     if missing:
         # A ';'- or tab-separated file reads as one column: say so, as load_sherlock does.
-        hint = ("" if is_parquet else _separator_hint(names)) or RETRAIN_HINT
+        hint = ("" if is_parquet else separator_hint(names)) or RETRAIN_HINT
         raise DataError(
             f"data file {data} lacks the feature column(s) {missing} the model was "
             f"trained on; columns found: {names[:30]}. {hint}"

@@ -34,12 +34,9 @@ from appsleuth._fields import is_int, is_number
 from appsleuth._files import read_record_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
-    _check_one_setting_per_value,
-    _key,
-    _lead_within_spread,
-    _seeds_repeat,
-    _trial_label,
+    check_one_setting_per_value,
     comparison_table,
+    lead_within_spread,
     load_histories,
     load_results,
     plot_comparison,
@@ -47,7 +44,10 @@ from appsleuth.analysis import (
     plot_metric_vs_param,
     plot_small_multiples,
     read_published,
+    seeds_repeat,
     summarize_seeds,
+    trial_label,
+    value_key,
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
@@ -152,13 +152,13 @@ def _best_histories(
 
 def _figure(fig: Any, alt: str, caption: Any = None) -> _Html:
     """The figure as an embedded PNG (the figure is closed)."""
-    from appsleuth.plots import _close
+    from appsleuth.plots import close_figure
 
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=_DPI)
     finally:
-        _close(fig)
+        close_figure(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     img = _Html(f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">')
     parts = [img] + ([_tag("figcaption", caption)] if caption is not None else [])
@@ -218,7 +218,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
-    from appsleuth.run import _class_weight, _fingerprint, load_data, prepare_run_data
+    from appsleuth.run import class_weights, data_fingerprint, load_data, prepare_run_data
 
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
@@ -231,7 +231,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["note"] = f"not measured: the data is unavailable ({exc})"
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
-    if fingerprint is not None and _fingerprint(prepared) != fingerprint:
+    if fingerprint is not None and data_fingerprint(prepared) != fingerprint:
         # The run was trained on another table (e.g. a DataFrame passed to train()):
         # numbers computed on the spec's data would describe a different experiment.
         out["note"] = (
@@ -247,7 +247,7 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         from appsleuth.baselines import run_baselines
 
         # Fitted with the run's class weights, so that they are compared on equal terms.
-        weights = _class_weight(spec, prepared)
+        weights = class_weights(spec, prepared)
         out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
         out["baselines_weighted"] = weights is not None
     return out
@@ -774,7 +774,7 @@ def _sweep_report(
                 f"sweep {name} varies {', '.join(varied) or 'nothing'}; compare a sweep "
                 f"of the same hyperparameter"
             )
-        _check_one_setting_per_value(results, param)  # before the figures are drawn
+        check_one_setting_per_value(results, param)  # before the figures are drawn
     metas = {
         row["name"]: read_metadata(sweep_dir / row["name"]) or {}
         for _, row in results.iterrows()
@@ -881,7 +881,7 @@ def _sweep_report(
 
     # --- leaderboard
     body.append(_leaderboard(results, complete, best, varied, metas))
-    seeds = summarize_seeds(results) if _seeds_repeat(results) else None
+    seeds = summarize_seeds(results) if seeds_repeat(results) else None
     if seeds is not None:
         body.append(_seeds_section(seeds, varied))
 
@@ -916,7 +916,7 @@ def _sweep_report(
         if best is not None:
             # The label load_histories gives it: pairing trials with labels by position
             # framed the wrong panel when a complete trial's history could not be read.
-            best_label = _trial_label(best, varied, bool(results.attrs.get("repeats")))
+            best_label = trial_label(best, varied, bool(results.attrs.get("repeats")))
         panels = _best_histories(histories, _MAX_PANELS, best_label)
         curves = [
             _figure(
@@ -997,15 +997,15 @@ def _read_json_yaml(sweep_dir: Path) -> dict[str, Any]:
     """The sweep spec as written (``sweep.yaml``), or {} when unreadable."""
     import yaml
 
-    from appsleuth.spec import _SpecShapeError, _strict_loader
+    from appsleuth.spec import SpecShapeError, strict_yaml_loader
     from appsleuth.sweep.store import SPEC_FILE
 
     try:
         text = read_record_text(sweep_dir / SPEC_FILE)
         # The loader of specs: a damaged or crafted file that expands without end or
         # nests too deep is then unreadable like any other, not a hang or a traceback.
-        data = yaml.load(text, Loader=_strict_loader())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, _SpecShapeError, RecursionError):
+        data = yaml.load(text, Loader=strict_yaml_loader())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, SpecShapeError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -1178,7 +1178,7 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
     """Where the best single trial's setting stands among the settings' means."""
 
     def same_setting(row: Any) -> bool:
-        return all(_key(row[p]) == _key(best[p]) for p in varied)
+        return all(value_key(row[p]) == value_key(best[p]) for p in varied)
 
     ours = next(r for _, r in seeds.iterrows() if same_setting(r))
     text = (
@@ -1190,7 +1190,7 @@ def _best_of_seeds_note(seeds: pd.DataFrame, best: Any, varied: Sequence[str]) -
         return _note(text + " Quote that mean and spread, not this trial.", "muted")
     top = seeds.iloc[0]
     if same_setting(top):
-        close = _lead_within_spread(seeds)
+        close = lead_within_spread(seeds)
         if close is None:
             return _note(text + " No other setting has a higher mean.", "muted")
         runner_up = ", ".join(f"{p} = {_value(seeds.iloc[1][p])}" for p in varied)
@@ -1578,7 +1578,7 @@ def render_report(
             are unreadable or vary another hyperparameter.
         SpecError: ``compare`` given for a run directory.
     """
-    from appsleuth.plots import _off_screen
+    from appsleuth.plots import off_screen
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     directory = Path(directory)
@@ -1589,7 +1589,7 @@ def render_report(
             f"--compare needs a sweep directory (published results vary a "
             f"hyperparameter); {directory} is a single run"
         )
-    with _off_screen():  # the report's figures are embedded, never shown in a notebook
+    with off_screen():  # the report's figures are embedded, never shown in a notebook
         if kind == "sweep":
             title, body = _sweep_report(
                 directory, baselines=baselines, published=published, log=log
@@ -1641,7 +1641,7 @@ def write_report(
         DataError: ``out`` is a directory, not an ``.html`` name, or an existing file that
             is not an appsleuth report (checked before anything is computed).
     """
-    from appsleuth.run import _atomic_write_text
+    from appsleuth._atomic import atomic_write_text
 
     path = Path(out) if out is not None else Path(directory) / REPORT
     if path.is_dir():
@@ -1657,7 +1657,7 @@ def write_report(
         _check_writable(path)  # before the minutes a report with baselines may take
     text = render_report(directory, baselines=baselines, compare=compare, log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return path
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth._atomic import atomic_output, target_of_temporary
+from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._files import read_record_text
 from appsleuth._keras import backend_version, import_keras
@@ -43,6 +43,15 @@ from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
 
 __all__ = [
+    "CONFUSION_PLOT",
+    "HISTORY",
+    "LOSS_ACC_PLOT",
+    "METADATA",
+    "METRICS",
+    "MODEL",
+    "PREPROCESSOR",
+    "RUN_MARKER",
+    "SPEC",
     "LoadedRun",
     "RunExistsError",
     "RunInUseError",
@@ -50,8 +59,11 @@ __all__ = [
     "TrainingDivergedError",
     "best_run_key",
     "check_used_columns_unique",
+    "class_weights",
+    "data_fingerprint",
     "evaluate_run",
     "finite_number",
+    "is_own_run_dir",
     "load_data",
     "load_run",
     "metadata_problem",
@@ -61,6 +73,8 @@ __all__ = [
     "read_json_object",
     "read_metadata",
     "record_failed_run",
+    "run_conflict",
+    "run_in_use",
     "run_path",
     "run_status",
     "set_aside_note",
@@ -73,7 +87,7 @@ METADATA = "model_metadata.json"
 # A file name may have 255 bytes on common file systems (names here are ASCII), and
 # --force sets a complete run aside as .<name>.replaced (_backup_path) beside it.
 _MAX_NAME = 255 - len("..replaced")
-_MARKER = ".appsleuth-run"  # written first into every run directory appsleuth makes
+RUN_MARKER = ".appsleuth-run"  # written first into every run directory appsleuth makes
 HISTORY = "model_history.csv"
 MODEL = "model.keras"
 PREPROCESSOR = "preprocessor.json"
@@ -375,7 +389,12 @@ def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> 
     return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
 
 
-def _fingerprint(prepared: PreparedData) -> str:
+def data_fingerprint(prepared: PreparedData) -> str:
+    """A 16-hex-digit hash of the prepared table and the split's settings.
+
+    Recorded as ``data_fingerprint`` in a run's metadata: a run is redone, not reused,
+    where it differs.
+    """
     h = hashlib.sha256()
     h.update(pd.util.hash_pandas_object(prepared.table, index=True).to_numpy().tobytes())
     h.update(json.dumps(prepared.split.describe(), sort_keys=True).encode())
@@ -394,7 +413,16 @@ def _split_fingerprint(prepared: PreparedData, data_fingerprint: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _class_weight(spec: RunSpec, prepared: PreparedData) -> dict[int, float] | None:
+def class_weights(spec: RunSpec, prepared: PreparedData) -> dict[int, float] | None:
+    """Keras' ``class_weight`` for ``spec.train.class_weight``, by class index.
+
+    Returns:
+        None for ``"none"``; otherwise a weight for every class (1.0 for a class a mapping
+        leaves out).
+
+    Raises:
+        SpecError: The mapping names an app that is not a class of this task.
+    """
     cw = spec.train.class_weight
     if cw == "none":
         return None
@@ -479,20 +507,15 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
 # --- writing ------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    with atomic_output(path, durable=durable) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _write_history(path: Path, history: pd.DataFrame, *, durable: bool = True) -> pd.DataFrame:
     """Write the history in the teaching column order, and return it in that order."""
     first = [c for c in RESULT_KEYS if c in history.columns]
     ordered = history[first + [c for c in history.columns if c not in first]]
-    _atomic_write_text(path, ordered.to_csv(index=False), durable=durable)
+    atomic_write_text(path, ordered.to_csv(index=False), durable=durable)
     return ordered
 
 
@@ -526,11 +549,12 @@ _RUN_FILES = frozenset(
 )
 
 
-def _is_own_run_dir(run_dir: Path) -> bool:
+def is_own_run_dir(run_dir: Path) -> bool:
+    """Whether appsleuth made ``run_dir``, so that it may delete it."""
     # Only a directory appsleuth made (its marker, or run metadata) may be deleted; an
     # empty one holds nothing to lose, and one holding only run files (with their
     # temporary names) is a partial run from before the marker existed.
-    if (run_dir / _MARKER).is_file() or (run_dir / METADATA).is_file():
+    if (run_dir / RUN_MARKER).is_file() or (run_dir / METADATA).is_file():
         return True
     for entry in run_dir.iterdir():
         name = target_of_temporary(entry.name) or entry.name
@@ -562,7 +586,7 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
     if backup.is_dir() and run_status(run_dir) != "complete":
         # A forced retrain was interrupted: the run it was replacing comes back first.
         if run_dir.exists():
-            if not _is_own_run_dir(run_dir):
+            if not is_own_run_dir(run_dir):
                 raise RunExistsError(_foreign_dir_message(run_dir))
             _remove_unused(run_dir)
         backup.rename(run_dir)
@@ -579,14 +603,14 @@ def _prepare_run_dir(run_dir: Path, *, force: bool) -> tuple[Path | None, _RunLo
         run_dir.rename(backup)
         moved = backup
     elif status != "missing":
-        if not run_dir.is_dir() or not _is_own_run_dir(run_dir):
+        if not run_dir.is_dir() or not is_own_run_dir(run_dir):
             raise RunExistsError(_foreign_dir_message(run_dir))
         _remove_unused(run_dir)
     try:
         # Another process may make it between the check above and here: the marker's
         # lock decides which of the two trains.
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = _RunLock.create(run_dir / _MARKER)
+        lock = _RunLock.create(run_dir / RUN_MARKER)
     except BaseException as exc:
         # e.g. a full disk: the complete run stays the result (unless another process
         # took the directory meanwhile: that one trains there now).
@@ -608,7 +632,7 @@ def _remove_unused(run_dir: Path) -> None:
         RunInUseError: Another process holds the lock.
     """
     try:
-        fd = os.open(run_dir / _MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run_dir / RUN_MARKER, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:
         return  # already deleted by another process starting this run
     lock = _RunLock(fd)
@@ -698,11 +722,11 @@ def _holds_more_than(marker: Path) -> bool:
     )
 
 
-def _in_use(run_dir: Path) -> bool:
+def run_in_use(run_dir: Path) -> bool:
     """Whether another process holds ``run_dir``'s lock (is training it right now)."""
     try:
         # Opened for writing: NFS grants exclusive locks only on files open for writing.
-        fd = os.open(run_dir / _MARKER, os.O_RDWR)
+        fd = os.open(run_dir / RUN_MARKER, os.O_RDWR)
     except OSError:
         return False  # no (writable) marker: no process of this version is training there
     lock = _RunLock(fd)
@@ -722,7 +746,7 @@ def _in_use_message(run_dir: Path) -> str:
 def _foreign_dir_message(run_dir: Path) -> str:
     return (
         f"{run_dir} exists but is not an appsleuth run directory (it has no "
-        f"{METADATA} and no {_MARKER}), so appsleuth will not replace it; move it away or "
+        f"{METADATA} and no {RUN_MARKER}), so appsleuth will not replace it; move it away or "
         f"choose another run name"
     )
 
@@ -743,7 +767,7 @@ def set_aside_note(run_dir: str | os.PathLike[str]) -> str | None:
     backup = _backup_path(run_dir)
     if run_status(run_dir) == "complete" or run_status(backup) != "complete":
         return None
-    if _in_use(run_dir):
+    if run_in_use(run_dir):
         return (
             f"it is being trained again right now (train --force); its previous complete "
             f"run waits in {backup} until then"
@@ -868,7 +892,7 @@ def train(
         # Prepared first, so a complete run of other data is never handed back as this one.
         if prepared is None:
             prepared = prepare_run_data(spec, _table_for(spec, data))
-        conflict = _conflict_with(run_dir, spec, _fingerprint(prepared))
+        conflict = run_conflict(run_dir, spec, data_fingerprint(prepared))
         if conflict:
             raise RunExistsError(
                 f"run directory {run_dir} holds a complete run of {conflict}; name the run "
@@ -917,7 +941,7 @@ def train(
             batch_size=spec.train.batch_size,
             seed=spec.train.seed,
             callbacks=[*cbs, *callbacks],
-            class_weight=_class_weight(spec, prepared),
+            class_weight=class_weights(spec, prepared),
             verbose=0,
         )
         history = _write_history(run_dir / HISTORY, pd.DataFrame(history_cb.history))
@@ -935,7 +959,7 @@ def train(
         prepared.preprocessor.save(run_dir / PREPROCESSOR)
         import yaml
 
-        _atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+        atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.to_dict(), sort_keys=False))
         _save_plots(run_dir, history, metrics, run_name)
         metadata = _metadata(
             spec=spec,
@@ -1076,7 +1100,7 @@ def _check_callbacks(callbacks: Any) -> None:
         )
 
 
-def _conflict_with(run_dir: Path, spec: RunSpec, fingerprint: str) -> str | None:
+def run_conflict(run_dir: Path, spec: RunSpec, fingerprint: str) -> str | None:
     """What makes the complete run in ``run_dir`` another experiment, or None if it is this one.
 
     Returns:
@@ -1207,9 +1231,9 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
 
 
 def _save_plots(run_dir: Path, history: pd.DataFrame, metrics: dict[str, Any], title: str) -> None:
-    from appsleuth.plots import _off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
+    from appsleuth.plots import off_screen, plot_confusion_matrix, plot_loss_accuracy, save_figure
 
-    with _off_screen():  # saved, not shown: a notebook's backend never sees these figures
+    with off_screen():  # saved, not shown: a notebook's backend never sees these figures
         save_figure(plot_loss_accuracy(history, title=title), run_dir / LOSS_ACC_PLOT)
         cm = metrics["confusion_matrix"]
         save_figure(
@@ -1250,7 +1274,7 @@ def _metadata(
     seconds = timing["epoch_seconds"]
     steady = seconds[1:] if len(seconds) > 1 else seconds
     slurm = slurm_environment()
-    fingerprint = _fingerprint(prepared)
+    fingerprint = data_fingerprint(prepared)
     return {
         "status": "complete",
         "format_version": _RUN_FORMAT,
@@ -1400,7 +1424,7 @@ def load_run(run_dir: str | os.PathLike[str] | RunResult | LoadedRun) -> LoadedR
 def _complete_runs_below(path: Path) -> list[Path]:
     """The complete runs below ``path`` when no training ever started in ``path`` itself
     (an experiment or sweep directory), else none."""
-    if not path.is_dir() or (path / METADATA).exists() or (path / _MARKER).exists():
+    if not path.is_dir() or (path / METADATA).exists() or (path / RUN_MARKER).exists():
         return []
     return sorted(
         meta.parent

@@ -36,12 +36,22 @@ from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
 
 __all__ = [
+    "MAX_EPOCHS",
+    "MAX_LAYER_WEIGHTS",
+    "MIN_EMBEDDED_ROWS",
     "DataSpec",
     "EarlyStoppingSpec",
     "ModelSpec",
+    "Optimizer",
     "RunSpec",
+    "SpecShapeError",
     "TrainSpec",
+    "check_layer_weights",
+    "decimal_text",
+    "format_learning_rate",
     "load_run_spec",
+    "read_yaml_spec",
+    "strict_yaml_loader",
 ]
 
 Optimizer = Literal["adam", "sgd", "rmsprop", "adamw"]
@@ -564,15 +574,18 @@ class RunSpec:
         return cls(**_from_dict(cls, d, "run"))
 
 
-def _decimal_text(number: float) -> str:
-    """A number as run directory names write it: up to 9 decimals, trailing zeros
-    stripped (0.0003 -> ``0.0003``, 0.1 -> ``0.1``, 2.0 -> ``2``)."""
+def decimal_text(number: float) -> str:
+    """A number as run directory names write it.
+
+    Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``,
+    2.0 -> ``2``.
+    """
     return f"{number:.9f}".rstrip("0").rstrip(".")
 
 
 def format_learning_rate(lr: float) -> str:
     """Up to 9 decimals, trailing zeros stripped: 0.0003 -> ``0.0003``, 0.1 -> ``0.1``."""
-    text = _decimal_text(lr)
+    text = decimal_text(lr)
     if text in ("0", "-0"):
         raise SpecError(
             f"learning_rate {lr!r} is below 1e-9 and cannot name a run directory (its name "
@@ -590,8 +603,11 @@ _MAX_SPEC_VALUES = 100_000
 _MAX_SPEC_DEPTH = 64
 
 
-class _SpecShapeError(Exception):
-    """A spec file is too large once its aliases are expanded, too deep, or refers to itself."""
+class SpecShapeError(Exception):
+    """A spec file is too large once its aliases are expanded, too deep, or refers to itself.
+
+    Raised while reading; :func:`read_yaml_spec` reports it as a :class:`SpecError`.
+    """
 
 
 def _check_shape(root: Any, children: Any) -> None:
@@ -602,7 +618,7 @@ def _check_shape(root: Any, children: Any) -> None:
     takes the time of the file, not of its expansion.
 
     Raises:
-        _SpecShapeError: What is wrong, with the limit.
+        SpecShapeError: What is wrong, with the limit.
     """
     done: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
     open_: set[int] = set()  # containers being walked: the path from the root
@@ -619,22 +635,22 @@ def _check_shape(root: Any, children: Any) -> None:
             open_.discard(id(item))
             done[id(item)] = (values, depth)
             if values > _MAX_SPEC_VALUES:
-                raise _SpecShapeError(
+                raise SpecShapeError(
                     f"it stands for more than {_MAX_SPEC_VALUES:,} values once its YAML "
                     f"aliases (*name) are expanded; write out what the aliases repeat"
                 )
             if depth > _MAX_SPEC_DEPTH:
-                raise _SpecShapeError(
+                raise SpecShapeError(
                     f"it nests lists or mappings more than {_MAX_SPEC_DEPTH} levels deep"
                 )
             continue
         if id(item) in open_:
-            raise _SpecShapeError(
+            raise SpecShapeError(
                 "a YAML alias (*name) refers to a list or mapping that contains it, which "
                 "would repeat without end"
             )
         if len(open_) >= _MAX_SPEC_DEPTH:
-            raise _SpecShapeError(
+            raise SpecShapeError(
                 f"it nests lists or mappings more than {_MAX_SPEC_DEPTH} levels deep"
             )
         open_.add(id(item))
@@ -660,9 +676,13 @@ def _data_children(value: Any) -> list[Any] | None:
     return None
 
 
-def _strict_loader() -> type:
-    """YAML's safe loader, refusing a key given twice in one mapping (the last would win),
-    and documents that expand too far or nest too deep (see :func:`_check_shape`)."""
+def strict_yaml_loader() -> type:
+    """The YAML loader of spec files: a ``yaml.SafeLoader`` subclass, stricter.
+
+    It refuses a key given twice in one mapping (the last would win), and documents that
+    expand too far or nest too deep (see :func:`_check_shape`), raising
+    :class:`SpecShapeError` or ``yaml.YAMLError``.
+    """
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
@@ -743,7 +763,7 @@ def _load_text(text: str, path: Path, what: str) -> Any:
 
     Raises:
         SpecError: The text is not valid YAML or JSON.
-        _SpecShapeError, RecursionError: It expands too far or nests too deep.
+        SpecShapeError, RecursionError: It expands too far or nests too deep.
     """
     import yaml
 
@@ -754,7 +774,7 @@ def _load_text(text: str, path: Path, what: str) -> Any:
             raise SpecError(f"{what} {path} is not valid JSON: {_json_problem(exc)}") from exc
     else:
         try:
-            return yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
+            return yaml.load(text, Loader=strict_yaml_loader())  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             try:
                 d = _load_json(text)
@@ -805,8 +825,8 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
         raise SpecError(f"{what} {path} cannot be read: {exc}") from exc
     try:
         d = _load_text(text, path, what)
-    except (_SpecShapeError, RecursionError) as exc:
-        why = str(exc) if isinstance(exc, _SpecShapeError) else "it nests too deeply to read"
+    except (SpecShapeError, RecursionError) as exc:
+        why = str(exc) if isinstance(exc, SpecShapeError) else "it nests too deeply to read"
         raise SpecError(f"{what} {path} cannot be used: {why}") from exc
     if d is None:
         # An empty file (or one of comments, or null) is far likelier a wrong or

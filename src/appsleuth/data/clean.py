@@ -26,7 +26,16 @@ from appsleuth.data.load import (
 )
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["CleaningReport", "CleaningStep", "clean_sherlock", "fill_values"]
+__all__ = [
+    "CleaningReport",
+    "CleaningStep",
+    "MissingPolicy",
+    "clean_sherlock",
+    "clean_table",
+    "duplicate_rows",
+    "fill_values",
+    "is_constant",
+]
 
 MissingPolicy = Literal["drop", "impute"]
 
@@ -122,7 +131,7 @@ def clean_sherlock(
         DataError: Nothing usable remains (no feature column, or no row).
         SpecError: ``missing`` is not ``drop`` or ``impute``.
     """
-    return _clean(
+    return clean_table(
         df,
         drop_empty_columns=drop_empty_columns,
         drop_constant_columns=drop_constant_columns,
@@ -132,7 +141,7 @@ def clean_sherlock(
     )
 
 
-def _clean(
+def clean_table(
     df: pd.DataFrame,
     *,
     drop_empty_columns: bool,
@@ -141,9 +150,14 @@ def _clean(
     drop_duplicates: bool,
     fill: bool,
 ) -> tuple[pd.DataFrame, CleaningReport]:
-    """:func:`clean_sherlock`; with ``fill=False``, ``missing="impute"`` keeps the
-    incomplete rows unfilled (missing and infinite values as NaN) for the caller to fill
-    from the training rows once the table is split."""
+    """:func:`clean_sherlock` with every setting given, and ``fill``.
+
+    Args:
+        fill: With ``missing="impute"``, fill the incomplete rows here (True, as
+            :func:`clean_sherlock` does); False keeps them unfilled (missing and infinite
+            values as NaN) for the caller to fill from the training rows once the table is
+            split.
+    """
     if missing not in ("drop", "impute"):
         raise SpecError(f"missing must be 'drop' or 'impute'; received missing={missing!r}")
     info = frame_info(df)

@@ -49,10 +49,12 @@ __all__ = [
     "check_feature_dtypes",
     "check_label_spellings",
     "check_name_matches_content",
+    "check_text_content",
     "check_unique_names",
     "csv_line_numbers",
     "frame_info",
     "from_dataframe",
+    "infinite_mask",
     "label_number",
     "label_text",
     "load_sherlock",
@@ -61,6 +63,8 @@ __all__ = [
     "not_a_data_file",
     "numeric_columns_as_numbers",
     "parse_numbers",
+    "separator_hint",
+    "table_row_names",
 ]
 
 _NULL_STRINGS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
@@ -562,7 +566,7 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
     check_name_matches_content(file, head)
     if head.startswith(_PARQUET_MAGIC):
         return _read_parquet(file), _RowNames(kind="file")
-    _check_text_content(file, head, encoding, inside="")
+    check_text_content(file, head, encoding, inside="")
     if head.startswith(_GZIP_MAGIC):
         try:
             with gzip.open(file, "rb") as fh:
@@ -578,7 +582,7 @@ def _read_table(file: Path, *, encoding: str, label: str) -> tuple[pd.DataFrame,
                 f"data file {file} is a gzip-compressed Parquet file, which is not read: "
                 f"decompress it (gunzip); Parquet compresses its own content"
             )
-        _check_text_content(file, data[:_SNIFF_BYTES], encoding, inside=" once decompressed")
+        check_text_content(file, data[:_SNIFF_BYTES], encoding, inside=" once decompressed")
         df = _read_csv(io.BytesIO(data), file, encoding=encoding, lines_of=data, label=label)
         return df, _RowNames(kind="csv", source=data, encoding=encoding, n_rows=len(df))
     df = _read_csv(file, file, encoding=encoding, lines_of=file, label=label)
@@ -597,9 +601,18 @@ def not_a_data_file(file: Path, kind: str) -> str:
     )
 
 
-def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:
-    """Refuse content that is not CSV text in the given encoding: a zip archive, or
-    UTF-16 text read as another encoding. ``inside`` says where (after gunzip)."""
+def check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) -> None:
+    """Refuse content that is not CSV text in the given encoding.
+
+    Args:
+        file: The file's path, for the message.
+        head: The first bytes of its (decompressed) content.
+        encoding: The encoding it will be read with.
+        inside: Where ``head`` came from, for the message: ``""`` or ``" once decompressed"``.
+
+    Raises:
+        DataError: A zip archive, or UTF-16 text read as another encoding.
+    """
     if head.startswith(b"PK\x03\x04"):
         raise DataError(
             f"data file {file} is a zip archive{inside}, which is not read: unzip it, or "
@@ -612,8 +625,12 @@ def _check_text_content(file: Path, head: bytes, encoding: str, *, inside: str) 
         )
 
 
-def _separator_hint(columns: Sequence[str]) -> str:
-    """Advice when the header was read as one column holding ``;``/tab-separated names."""
+def separator_hint(columns: Sequence[str]) -> str:
+    """Advice when the header was read as one column holding ``;``/tab-separated names.
+
+    Returns:
+        The advice, or ``""`` when ``columns`` do not look like that.
+    """
     for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
         # One column whose name holds the separator: a label and a single feature.
         one = len(columns) == 1 and sep in columns[0]
@@ -940,7 +957,7 @@ def _describe(
     if require_label and not has_label:
         raise DataError(
             f"{where} has no label column {label!r}; columns found: {_list(columns)}. "
-            f"{_separator_hint(columns) or 'Name the label column with label=... (CLI: --label)'}"
+            f"{separator_hint(columns) or 'Name the label column with label=... (CLI: --label)'}"
         )
     id_columns = tuple(c for c in ID_COLUMNS if c in columns)
     categorical = as_name_list("categorical", categorical, allow_empty=True)
@@ -965,7 +982,7 @@ def _describe(
         if not features:
             raise DataError(
                 f"{where} has no numeric feature columns besides the label {label!r}; "
-                f"columns found: {_list(columns)}. {_separator_hint(columns)}".rstrip(". ")
+                f"columns found: {_list(columns)}. {separator_hint(columns)}".rstrip(". ")
             )
     cats = tuple(c for c in categorical if c in features)
     time_column = "UUID" if "UUID" in columns else None

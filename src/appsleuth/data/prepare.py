@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from appsleuth.data.clean import CleaningReport, MissingPolicy, _clean, fill_values
+from appsleuth.data.clean import CleaningReport, MissingPolicy, clean_table, fill_values
 from appsleuth.data.load import (
     FrameInfo,
     as_name_list,
@@ -249,7 +249,7 @@ def prepare_data(
         check_label_spellings(df[info.label], info.label, info.dataset)
     df, rest = _choose_task(df, apps=apps, positive=positive, features=features)
     # Imputation waits for the split: its fill values come from the training rows only.
-    table, cleaning = _clean(
+    table, cleaning = clean_table(
         df,
         drop_empty_columns=True,
         drop_constant_columns=True,

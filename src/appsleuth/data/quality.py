@@ -34,7 +34,7 @@ from appsleuth.data.load import (
 from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data, time_order
 from appsleuth.errors import DataError
 
-__all__ = ["Finding", "QualityReport", "check_data", "leakage_rate"]
+__all__ = ["Finding", "QualityReport", "Severity", "check_data", "leakage_rate"]
 
 Severity = Literal["ok", "info", "warning", "problem"]
 

@@ -30,7 +30,7 @@ from appsleuth.data.layouts import (
 )
 from appsleuth.errors import DataError, SpecError
 
-__all__ = ["generate_sherlock"]
+__all__ = ["MAX_ROWS", "check_row_count", "generate_sherlock"]
 
 _REAL_ROWS = 273_129
 # A larger table fits in no machine's memory; from 2**63 rows on, NumPy's integer

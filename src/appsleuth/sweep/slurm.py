@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appsleuth._atomic import atomic_write_text
 from appsleuth._fields import is_number
 from appsleuth._files import read_record_text
 from appsleuth._keras import backend_name, check_backend
@@ -50,14 +51,20 @@ from appsleuth._version import __version__
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
-from appsleuth.run import _atomic_write_text, read_metadata, run_status
+from appsleuth.run import read_metadata, run_status
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 from appsleuth.sweep.worker import not_this_trial
 
 __all__ = [
+    "ACTIVE",
+    "COMMENT_PREFIX",
     "JOURNAL",
+    "LOCK",
+    "LOGS",
+    "OPTION_NAMES",
     "OTHER_TASKS",
     "SCRIPT",
+    "SLURM_DIR",
     "SlurmOptions",
     "SlurmSubmission",
     "SlurmTrialState",
@@ -92,7 +99,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # Paths #SBATCH lines can carry as is: sbatch splits directives on blanks and quotes and
 # expands % patterns, so anything else goes on the sbatch command line instead.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
-_OPTION_NAMES = (
+# The settings of an executor's ``options`` mapping (the fields of SlurmOptions).
+OPTION_NAMES = (
     "partition",
     "account",
     "qos",
@@ -268,11 +276,11 @@ class SlurmOptions:
         Raises:
             SpecError: An unknown option, or an invalid value (naming the field).
         """
-        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise SpecError(
                 f"unknown slurm executor option(s) {', '.join(map(repr, unknown))}; valid "
-                f"options: {', '.join(_OPTION_NAMES)}"
+                f"options: {', '.join(OPTION_NAMES)}"
             )
         d = {k: v for k, v in options.items() if v is not None}
         cpus = d.get("cpus_per_task")
@@ -1092,7 +1100,7 @@ def _submit(
     text = render_script(sweep_dir, len(plan), options, python=python, device=device)
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(script, text)
+    atomic_write_text(script, text)
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
     token = uuid.uuid4().hex
     cmd = [

@@ -21,28 +21,38 @@ from typing import Any
 
 import numpy as np
 
-from appsleuth._fields import did_you_mean, plain_fields, plain_value, spec_hash
+from appsleuth._fields import (
+    did_you_mean,
+    fields_from_mapping,
+    plain_fields,
+    plain_value,
+    spec_hash,
+)
 from appsleuth.errors import SpecError
 from appsleuth.hardware import check_device
-from appsleuth.model import _SETTING_USERS
+from appsleuth.model import OPTIMIZER_SETTING_USERS
 from appsleuth.run import validate_name
 from appsleuth.spec import (
     DataSpec,
     ModelSpec,
     RunSpec,
     TrainSpec,
-    _decimal_text,
-    _from_dict,
+    decimal_text,
     format_learning_rate,
     read_yaml_spec,
 )
 
 __all__ = [
+    "MAX_TRIALS",
+    "Distribution",
     "ExecutorSpec",
     "SweepPlan",
     "SweepSpec",
     "Trial",
     "load_sweep_spec",
+    "name_settings",
+    "normalise_hidden",
+    "param_field",
     "parse_distribution",
 ]
 
@@ -86,13 +96,13 @@ def _name_text(value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _decimal_text(value)
+        return decimal_text(value)
     if isinstance(value, str) and _NAME_TEXT.fullmatch(value) and ".." not in value:
         return value
     return None
 
 
-def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
+def name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
     """The ``(field, value text)`` pairs a trial's run name adds for the varied ``keys``.
 
     Fields the teaching name shows (hidden, learning_rate, batch_size, epochs) add none,
@@ -100,7 +110,7 @@ def _name_settings(spec: RunSpec, keys: Sequence[str]) -> list[tuple[str, str]]:
     """
     pairs = []
     for key in keys:
-        section, field = _param_field(key)
+        section, field = param_field(key)
         if field not in _NAMED_FIELDS:
             text = _name_text(getattr(getattr(spec, section), field))
             if text is not None:
@@ -116,8 +126,12 @@ def _format_learning_rate_or_none(lr: float) -> str | None:
         return None
 
 
-def _param_field(name: str) -> tuple[str, str]:
-    """(section, field) of a sweep parameter name; aliases resolved."""
+def param_field(name: str) -> tuple[str, str]:
+    """(section, field) of a sweep parameter name; aliases resolved.
+
+    Raises:
+        SpecError: The name is not a model or training field.
+    """
     field = _ALIASES.get(name, name)
     if field in _MODEL_FIELDS:
         return "model", field
@@ -173,7 +187,8 @@ def _check_aliases(kind: str, names: Sequence[str]) -> None:
         first[field] = name
 
 
-def _normalise_hidden(value: Any) -> Any:
+def normalise_hidden(value: Any) -> Any:
+    """A swept ``hidden`` value as a list of widths: ``18`` becomes ``[18]``; others as given."""
     return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -186,8 +201,8 @@ def _check_varied_settings_used(names: Sequence[str], specs: Sequence[RunSpec]) 
     train the same model under a different name.
     """
     for name in names:
-        field = _param_field(name)[1]
-        users = _SETTING_USERS.get(field)
+        field = param_field(name)[1]
+        users = OPTIMIZER_SETTING_USERS.get(field)
         if not users or any(spec.train.optimizer in users for spec in specs):
             continue
         if len({repr(getattr(spec.train, field)) for spec in specs}) > 1:
@@ -378,16 +393,16 @@ class ExecutorSpec:
 
     def _check_options(self) -> None:
         # Imported here: appsleuth.sweep.slurm imports this module (through the store).
-        from appsleuth.sweep.slurm import _OPTION_NAMES, SlurmOptions
+        from appsleuth.sweep.slurm import OPTION_NAMES, SlurmOptions
 
-        unknown = [k for k in self.options if k not in _OPTION_NAMES]
+        unknown = [k for k in self.options if k not in OPTION_NAMES]
         if unknown:
             received = ", ".join(f"{k}={self.options[k]!r}" for k in unknown)
-            valid = (*_EXECUTOR_FIELDS, *_OPTION_NAMES)
+            valid = (*_EXECUTOR_FIELDS, *OPTION_NAMES)
             raise SpecError(
                 f"unknown executor field(s) "
                 f"{', '.join(repr(k) + did_you_mean(k, valid) for k in unknown)}; valid fields: "
-                f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(_OPTION_NAMES)}; "
+                f"{', '.join(_EXECUTOR_FIELDS)}, and for SLURM {', '.join(OPTION_NAMES)}; "
                 f"received {received}"
             )
         # The SLURM values are checked now, so a mistake shows before anything is planned
@@ -570,7 +585,7 @@ class SweepSpec:
                 )
             _check_aliases(kind, list(space))
             for name, values in space.items():
-                _param_field(name)
+                param_field(name)
                 if not isinstance(values, list) or not values:
                     raise SpecError(
                         f"{kind}.{name} must be a non-empty list; received {name}={values!r}"
@@ -629,7 +644,7 @@ class SweepSpec:
         _check_aliases("random.params", list(r["params"]))
         dists = {}
         for name, text in r["params"].items():
-            field = _param_field(name)[1]
+            field = param_field(name)[1]
             dists[name] = parse_distribution(name, text)
             if field in _INT_FIELDS and dists[name].kind in ("uniform", "loguniform"):
                 # Said up front: otherwise the first fractional draw fails the whole plan.
@@ -677,8 +692,8 @@ class SweepSpec:
                     "train": dict(base["train"]),
                 }
                 for name, value in point.items():
-                    section, field = _param_field(name)
-                    d[section][field] = _normalise_hidden(value) if field == "hidden" else value
+                    section, field = param_field(name)
+                    d[section][field] = normalise_hidden(value) if field == "hidden" else value
                 d["train"]["seed"] = base["train"]["seed"] + r
                 try:
                     spec = RunSpec.from_dict(d)
@@ -700,7 +715,7 @@ class SweepSpec:
         if len(set(names)) < len(names):
             keys = self.varied()
             names = [
-                spec.run_name(seed_suffix=repeats, settings=_name_settings(spec, keys))
+                spec.run_name(seed_suffix=repeats, settings=name_settings(spec, keys))
                 for _, spec in entries
             ]
         trials: list[Trial] = []
@@ -733,7 +748,7 @@ class SweepSpec:
         unshown = [
             k
             for k in point
-            if _param_field(k)[1] not in _NAMED_FIELDS and not _name_settings(spec, [k])
+            if param_field(k)[1] not in _NAMED_FIELDS and not name_settings(spec, [k])
         ]
         hint = (
             f" ({', '.join(unshown)} cannot be written in a directory name: run one sweep, "
@@ -784,7 +799,7 @@ class SweepSpec:
                 f"...}}); received top-level {' and '.join(run_keys)} (a run spec with "
                 f"sections data, model and train is for 'appsleuth train --config')"
             )
-        d = _from_dict(cls, d, "sweep")
+        d = fields_from_mapping(cls, d, "sweep")
         if "name" not in d:
             raise SpecError("a sweep spec needs a name (it becomes the sweep directory)")
         return cls(**{k: (v if v is not None else _EMPTY.get(k)) for k, v in d.items()})

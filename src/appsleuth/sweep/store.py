@@ -25,19 +25,18 @@ from typing import Any
 
 import pandas as pd
 
-from appsleuth._atomic import atomic_create
+from appsleuth._atomic import atomic_create, atomic_write_text
 from appsleuth._fields import is_integer
 from appsleuth._files import read_record_text
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
     METADATA,
-    _atomic_write_text,
-    _in_use,
-    _is_own_run_dir,
     finite_number,
+    is_own_run_dir,
     read_json_object,
     read_metadata,
+    run_in_use,
     run_status,
     validate_name,
 )
@@ -45,13 +44,16 @@ from appsleuth.sweep.space import (
     SweepPlan,
     SweepSpec,
     Trial,
-    _name_settings,
-    _normalise_hidden,
-    _param_field,
+    name_settings,
+    normalise_hidden,
+    param_field,
 )
 
 __all__ = [
     "MANIFEST",
+    "RESULTS",
+    "RESULTS_FULL",
+    "SPEC_FILE",
     "TrialState",
     "check_data_files",
     "check_data_names",
@@ -60,6 +62,7 @@ __all__ = [
     "read_plan",
     "read_sweep_spec",
     "read_trial",
+    "results_behind",
     "trial_result",
     "trial_states",
     "trial_wall_time",
@@ -185,7 +188,7 @@ def prepare_sweep_dir(
         # Created, not replaced: of two sweeps planned here at once, the second compares
         # its plan with the first's below, as when resuming.
         if atomic_create(existing, json.dumps(manifest, indent=1) + "\n"):
-            _atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
+            atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
             return sweep_dir
     old = _manifest(sweep_dir)
     _plan(old, existing)  # a damaged trial is named as such, not as another sweep
@@ -205,7 +208,7 @@ def prepare_sweep_dir(
             f"{os.path.dirname(planned)}, where the sweep was planned"
         )
     if not (sweep_dir / SPEC_FILE).exists():  # its planner was stopped before writing it
-        _atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
+        atomic_write_text(sweep_dir / SPEC_FILE, spec_text)
     return sweep_dir
 
 
@@ -225,7 +228,7 @@ def _check_not_foreign(sweep_dir: Path) -> None:
         # The manifest: another process planning this sweep at this moment wrote it.
         if not p.name.startswith(".")
         and p.name != MANIFEST
-        and not (p.is_dir() and _is_own_run_dir(p))
+        and not (p.is_dir() and is_own_run_dir(p))
     )
     if foreign:
         raise SpecError(
@@ -409,7 +412,7 @@ def _trial_disagrees(trial: Trial) -> str | None:
     """
     spec = trial.spec
     try:
-        settings = _name_settings(spec, list(trial.params))
+        settings = name_settings(spec, list(trial.params))
     except SpecError as exc:
         return f"params: {exc}"
     # The teaching name, or (when those repeat) one that shows the varied settings.
@@ -423,10 +426,10 @@ def _trial_disagrees(trial: Trial) -> str | None:
     d = _plain(spec.to_dict())
     for name, value in trial.params.items():
         try:
-            section, field = _param_field(name)
+            section, field = param_field(name)
         except SpecError as exc:
             return f"params: {exc}"
-        wanted = _plain(_normalise_hidden(value) if field == "hidden" else value)
+        wanted = _plain(normalise_hidden(value) if field == "hidden" else value)
         if d[section].get(field) != wanted and d[section].get(field) != _as_spec_holds(
             d, section, field, wanted
         ):
@@ -550,7 +553,7 @@ def trial_states(
                 params=trial.params,
                 status=status,
                 metadata=meta,
-                running=status == "incomplete" and _in_use(run_dir),
+                running=status == "incomplete" and run_in_use(run_dir),
             )
         )
     return states
@@ -692,8 +695,8 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     )
     results = sweep_dir / RESULTS
     full = sweep_dir / RESULTS_FULL
-    _atomic_write_text(results, _keep_integers(teaching, teaching_rows).to_csv(index=False))
-    _atomic_write_text(full, _keep_integers(pd.DataFrame(full_rows), full_rows).to_csv(index=False))
+    atomic_write_text(results, _keep_integers(teaching, teaching_rows).to_csv(index=False))
+    atomic_write_text(full, _keep_integers(pd.DataFrame(full_rows), full_rows).to_csv(index=False))
     return results, full
 
 

@@ -22,12 +22,12 @@ from appsleuth.errors import AppSleuthError
 from appsleuth.run import (
     RunExistsError,
     RunInUseError,
-    _conflict_with,
-    _fingerprint,
+    data_fingerprint,
     load_data,
     prepare_run_data,
     read_metadata,
     record_failed_run,
+    run_conflict,
     run_status,
     train,
 )
@@ -41,6 +41,7 @@ __all__ = [
     "check_complete",
     "exit_without_teardown",
     "not_this_trial",
+    "outcome_dict",
     "run_trial",
 ]
 
@@ -218,7 +219,7 @@ def check_complete(
     start = time.time() if started is None else started
     run_dir = Path(sweep_dir) / trial.name
     try:
-        fingerprint: str | None = _fingerprint(_cached_data(trial.spec))
+        fingerprint: str | None = data_fingerprint(_cached_data(trial.spec))
     except Exception:
         # The data cannot be loaded here (a finished sweep copied without it): the run is
         # then judged by its recorded spec alone.
@@ -259,7 +260,7 @@ def not_this_trial(
     run_dir = Path(sweep_dir) / trial.name
     if fingerprint is None:
         fingerprint = (read_metadata(run_dir) or {}).get("data_fingerprint")
-    conflict = _conflict_with(run_dir, trial.spec, fingerprint)  # type: ignore[arg-type]
+    conflict = run_conflict(run_dir, trial.spec, fingerprint)  # type: ignore[arg-type]
     if not conflict:
         return None
     return (
