@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "run_demo", "teaching_studies", "write_teaching_studies"]
+__all__ = ["STUDIES", "DemoResult", "run_demo", "teaching_studies", "write_teaching_studies"]
 
 SCAN_NEURONS = (1, 4, 18, 80)
 # The teaching material's four studies, varied around the baseline (1 hidden layer of 18,
