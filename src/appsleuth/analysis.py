@@ -171,14 +171,25 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     Raises:
         DataError: The directory is not a sweep directory or its manifest is unreadable.
     """
+    return _load_results(Path(sweep_dir))
+
+
+def _load_results(
+    sweep_dir: Path, plan: Sequence[Any] | None = None, states: Sequence[Any] | None = None
+) -> pd.DataFrame:
+    """:func:`load_results` from the plan and trial states a caller has already read
+    (``sweep status`` has; reading the plan checks every trial's spec, a second per
+    thousand trials), or None to read them."""
     from appsleuth.sweep.store import MANIFEST, read_plan, trial_states
 
-    sweep_dir = Path(sweep_dir)
-    plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
+    if plan is None:
+        plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
     manifest = _read_json(sweep_dir / MANIFEST)
     varied_names = list(manifest.get("varied") or [])
     varied = [_varied_column(v) for v in varied_names]
-    states = {s.index: s for s in trial_states(sweep_dir)}
+    if states is None:
+        states = trial_states(sweep_dir, plan=plan)
+    states = {s.index: s for s in states}
     single_layer = all(len(t.spec.model.hidden) == 1 for t in plan)
     rows = []
     for trial in plan:

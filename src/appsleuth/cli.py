@@ -1448,11 +1448,15 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     return states
 
 
-def _print_seed_summary(sweep_dir: Path) -> None:
+def _print_seed_summary(
+    sweep_dir: Path, plan: Any = None, states: Sequence[Any] | None = None
+) -> None:
     """Each setting's validation accuracy over its seeds, where a sweep repeats seeds.
 
     The best trial of such a sweep is partly its luckiest seed: the spread over seeds
-    says whether one setting's lead over another means anything.
+    says whether one setting's lead over another means anything. ``plan`` and
+    ``states`` (:func:`~appsleuth.sweep.store.trial_states`) are the caller's, where it
+    has read them: reading them again doubled the time of ``sweep status``.
     """
     from rich.console import Console
     from rich.table import Table
@@ -1460,16 +1464,18 @@ def _print_seed_summary(sweep_dir: Path) -> None:
     from appsleuth.analysis import (
         _fmt_value,
         _lead_within_spread,
+        _load_results,
         _seeds_repeat,
-        load_results,
         summarize_seeds,
     )
     from appsleuth.display import plain_text
     from appsleuth.sweep.store import read_plan
 
-    if len({trial.spec.train.seed for trial in read_plan(sweep_dir)}) < 2:
+    if plan is None:
+        plan = read_plan(sweep_dir)
+    if len({trial.spec.train.seed for trial in plan}) < 2:
         return  # one seed throughout: nothing repeats (and no run directory need be read)
-    results = load_results(sweep_dir)
+    results = _load_results(sweep_dir, plan, states)
     varied = list(results.attrs.get("varied") or [])
     if not _seeds_repeat(results):
         return
@@ -1516,12 +1522,13 @@ def _warn(message: str) -> None:
     click.echo(f"appsleuth: warning: {message}", err=True)
 
 
-def _print_sweep_table(sweep_dir: Path) -> None:
+def _print_sweep_table(sweep_dir: Path) -> list[Any]:
     from rich.console import Console
 
-    from appsleuth.sweep.store import trial_states
+    from appsleuth.sweep.store import read_plan, trial_states
 
-    states = trial_states(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = trial_states(sweep_dir, plan=plan)
     table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
@@ -1538,7 +1545,8 @@ def _print_sweep_table(sweep_dir: Path) -> None:
     for st in states:
         if st.status == "failed":
             click.echo(f"  {st.name} failed: {st.error}", err=True)
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan, states)
+    return states
 
 
 @sweep.command("status")
@@ -1588,14 +1596,13 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    _print_sweep_table(sweep_dir)
-    _say_if_results_behind(sweep_dir)
+    _say_if_results_behind(sweep_dir, _print_sweep_table(sweep_dir))
 
 
-def _say_if_results_behind(sweep_dir: Path) -> None:
+def _say_if_results_behind(sweep_dir: Path, states: Sequence[Any] | None = None) -> None:
     from appsleuth.sweep.store import results_behind
 
-    behind = results_behind(sweep_dir)
+    behind = results_behind(sweep_dir, states)
     if behind:
         click.echo(
             f"results.csv does not include {behind} complete trial(s) yet: run "

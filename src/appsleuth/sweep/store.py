@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -518,7 +518,10 @@ def trial_result(status: str, metadata: dict[str, Any] | None, key: str) -> floa
 
 
 def trial_states(
-    sweep_dir: str | os.PathLike[str], *, compare_spec: bool = True
+    sweep_dir: str | os.PathLike[str],
+    *,
+    compare_spec: bool = True,
+    plan: SweepPlan | None = None,
 ) -> list[TrialState]:
     """The state of every trial, from the run directories alone.
 
@@ -529,12 +532,15 @@ def trial_states(
             ``failed``, its error saying what differs, so that neither ``status`` nor
             ``results.csv`` shows another model's numbers as the trial's. Defaults to
             True. (The data is compared where a worker prepares it, not here.)
+        plan: The sweep's plan, where the caller has just read it (:func:`read_plan`);
+            None reads it. Reading checks every trial's spec (about a second per
+            thousand trials).
     """
     from appsleuth.sweep.worker import not_this_trial  # it imports this module
 
     sweep_dir = Path(sweep_dir)
     states = []
-    for trial in read_plan(sweep_dir):
+    for trial in read_plan(sweep_dir) if plan is None else plan:
         run_dir = sweep_dir / trial.name
         status = run_status(run_dir)
         status = "pending" if status == "missing" else status
@@ -584,16 +590,19 @@ def _teaching_value(name: str, value: Any, one_layer: bool) -> Any:
     return value
 
 
-def results_behind(sweep_dir: str | os.PathLike[str]) -> int:
+def results_behind(
+    sweep_dir: str | os.PathLike[str], states: Sequence[TrialState] | None = None
+) -> int:
     """Complete trials that ``results.csv`` does not reflect (finished after it, or it is missing).
 
-    A SLURM sweep submitted without ``--wait`` finishes while nobody collects.
+    A SLURM sweep submitted without ``--wait`` finishes while nobody collects. ``states``
+    are :func:`trial_states`' where the caller has them (None reads them).
     """
     sweep_dir = Path(sweep_dir)
     results = sweep_dir / RESULTS
     written = results.stat().st_mtime if results.exists() else None
     behind = 0
-    for st in trial_states(sweep_dir):
+    for st in trial_states(sweep_dir) if states is None else states:
         if st.status != "complete":
             continue
         meta = sweep_dir / st.name / METADATA
