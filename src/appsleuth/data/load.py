@@ -1081,14 +1081,15 @@ def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
     labels as floats), and the model would be taught to tell a class from itself.
 
     Args:
-        labels: The label values, as text (missing values are ignored).
+        labels: The label values (missing and blank values are ignored).
         column: The label column's name, for the message.
         where: How the message names the table, e.g. ``file x.csv``.
 
     Raises:
         DataError: Two labels are the same number; names both spellings and their counts.
     """
-    counts = labels.dropna().astype(str).value_counts(sort=False)
+    # As the classes are made (label_text): " 1.0", after a comma and a space, is "1.0".
+    counts = label_text(labels).dropna().value_counts(sort=False)
     spellings: dict[Decimal, list[str]] = {}
     for value in counts.index:
         number = label_number(value)
