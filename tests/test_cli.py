@@ -722,6 +722,12 @@ def test_the_spec_of_a_run_trained_on_a_data_frame_needs_its_data_file(
     given = _run_spec_from_options(run / "spec.yaml", {"data": {"path": "mine.csv"}})
     assert given.data.path == "mine.csv"
     assert _run_spec_from_options(run / "spec.yaml", {"data": {"rows": 600}}).data.rows == 600
+    # Real rows given as prepared=, recorded (before the fix) as the embedded data: still
+    # no spec of the embedded data.
+    source = {"kind": "embedded", "path": None, "rows": 50}
+    (run / "model_metadata.json").write_text(json.dumps({**meta, "data_source": source}))
+    with pytest.raises(SpecError, match="trained in Python on a data frame"):
+        _run_spec_from_options(run / "spec.yaml", {})
     # A run of the embedded data: its spec reads that data again.
     (run / "model_metadata.json").write_text(json.dumps({**meta, "synthetic": True}))
     assert _run_spec_from_options(run / "spec.yaml", {}).data.path is None

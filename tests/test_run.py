@@ -128,7 +128,9 @@ def test_the_data_source_records_the_file_a_relative_path_read(
     from appsleuth.run import _data_source
 
     monkeypatch.chdir(tmp_path)
-    prepared = SimpleNamespace(cleaning=SimpleNamespace(rows_before=1234))
+    prepared = SimpleNamespace(
+        cleaning=SimpleNamespace(rows_before=1234), info=SimpleNamespace(synthetic=True)
+    )
     spec = RunSpec(data=DataSpec(path="data/mine.csv"))
     assert _data_source(spec, from_frame=False, prepared=prepared) == {
         "kind": "file",
@@ -137,6 +139,20 @@ def test_the_data_source_records_the_file_a_relative_path_read(
     }
     embedded = _data_source(RunSpec(), from_frame=False, prepared=prepared)
     assert embedded == {"kind": "embedded", "path": None, "rows": 1234}
+
+
+def test_real_rows_prepared_in_python_are_recorded_as_a_frame() -> None:
+    # train(spec, prepared=prepare_data(frame)) gives no data=, and its real rows were
+    # recorded as the embedded data.
+    from types import SimpleNamespace
+
+    from appsleuth.run import _data_source
+
+    prepared = SimpleNamespace(
+        cleaning=SimpleNamespace(rows_before=50), info=SimpleNamespace(synthetic=False)
+    )
+    source = _data_source(RunSpec(), from_frame=False, prepared=prepared)
+    assert source == {"kind": "data frame", "path": None, "rows": 50}
 
 
 def test_metrics_file(run) -> None:

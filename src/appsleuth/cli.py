@@ -486,7 +486,9 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
     source = metadata.get("data_source")
     # Runs written before data_source was recorded: only a real frame is known as one.
     from_frame = source.get("kind") == "data frame" if isinstance(source, dict) else None
-    if metadata.get("synthetic") is False and from_frame is not False:
+    # Real rows are never the embedded data, whatever data_source says: train(spec,
+    # prepared=prepare_data(frame)) records no frame (it is given none), only its rows.
+    if metadata.get("synthetic") is False:
         raise SpecError(
             f"{config} is the spec of a run trained in Python on a data frame "
             f"({metadata.get('dataset')!s}), so it names no data file and would train on the "

@@ -370,6 +370,9 @@ def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> 
     there (the embedded data at its default size), and a relative ``path`` is read from
     the directory the command runs in.
     """
+    # Real rows without a data path came from a frame, given as data= or prepared in
+    # Python (prepare_data(frame)) and given as prepared=: the embedded data is generated.
+    from_frame = from_frame or (spec.data.path is None and prepared.info.synthetic is False)
     kind = "data frame" if from_frame else "embedded" if spec.data.path is None else "file"
     path = os.path.abspath(spec.data.path) if kind == "file" else None
     return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
