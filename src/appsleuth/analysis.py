@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from appsleuth._files import read_record_table
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
@@ -731,7 +732,7 @@ def load_histories(
 
 def _read_history(run_dir: Path) -> pd.DataFrame | None:
     try:
-        history = pd.read_csv(run_dir / HISTORY)
+        history = read_record_table(run_dir / HISTORY)
     except (OSError, ValueError):
         return None
     return history if not history.empty else None

@@ -30,7 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_table, read_record_text
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._version import __version__
@@ -1114,7 +1114,7 @@ def _existing_result(run_dir: Path) -> RunResult:
     return RunResult(
         run_dir=run_dir,
         metadata=read_metadata(run_dir) or {},
-        history=pd.read_csv(run_dir / HISTORY),
+        history=read_record_table(run_dir / HISTORY),
         metrics=json.loads(read_record_text(run_dir / METRICS)),
         skipped=True,
     )

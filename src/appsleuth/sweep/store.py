@@ -27,7 +27,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_create
 from appsleuth._fields import is_integer
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_table, read_record_text
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -730,7 +730,7 @@ def _read_metrics(run_dir: Path) -> dict[str, Any]:
 def _min_val_loss_epoch(run_dir: Path) -> int | None:
     """The (1-based) epoch of lowest validation loss, whichever epoch was kept."""
     try:
-        history = pd.read_csv(run_dir / "model_history.csv")
+        history = read_record_table(run_dir / "model_history.csv")
     except (OSError, ValueError):
         return None
     if "val_loss" not in history or history.empty:
