@@ -43,13 +43,34 @@ def _create_venv() -> None:
             sys.exit("tasks.py: virtualenv failed to create .venv")
 
 
+def _venv_problem() -> str | None:
+    """Why .venv cannot be used as it is (None: it can).
+
+    A creation killed midway leaves its Python without pip, and a venv outlives the Python
+    that made it (removed or upgraded away): reusing either failed at every later run.
+    """
+    if not PYTHON.exists():
+        return "has no Python" if VENV.exists() else "does not exist"
+    check = "import importlib.util, sys; sys.exit(importlib.util.find_spec('pip') is None)"
+    try:
+        works = subprocess.run([PYTHON, "-c", check], capture_output=True, check=False)
+    except OSError as exc:
+        return f"has a Python that cannot start ({exc.strerror or exc})"
+    if works.returncode != 0:
+        return "has a Python that cannot start, or no pip (its creation was interrupted?)"
+    return None
+
+
 def ensure_environment(extras: str) -> None:
     """Create .venv if needed and install appsleuth[extras] when pyproject changed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script may run on an old Python
         sys.exit(
             f"tasks.py: appsleuth needs Python 3.11 or newer; this is {sys.version.split()[0]}"
         )
-    if not PYTHON.exists():
+    problem = _venv_problem()
+    if problem is not None:
+        if VENV.exists():
+            print(f"tasks.py: {VENV} {problem}; making it anew", file=sys.stderr)
         _create_venv()
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == digest:

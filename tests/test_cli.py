@@ -435,6 +435,69 @@ def test_synth_refuses_files_missing_apps(
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_sweep_examples_writes_the_studies_where_the_readme_runs_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "examples"]) == 0
+    assert "examples/sweeps/scan-layers.yaml" in capsys.readouterr().out.splitlines()
+    assert main(["sweep", "plan", "examples/sweeps/scan-layers.yaml"]) == 0
+    assert main(["sweep", "examples"]) == 0
+    assert "examples/sweeps/scan-layers.yaml (exists; kept as it is)" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert main(["sweep", "examples", "file"]) == 2
+    assert "file" in capsys.readouterr().err
+
+
+_LIGHT_START = """
+import sys
+import click
+import appsleuth
+from appsleuth.cli import cli
+
+def helps(command, path):
+    yield path
+    for name in getattr(command, "commands", {}):
+        yield from helps(command.commands[name], [*path, name])
+
+for path in helps(cli, []):
+    try:
+        cli.main([*path, "--help"], prog_name="appsleuth", standalone_mode=False)
+    except click.exceptions.Exit:
+        pass
+heavy = ("keras", "jax", "pandas", "pyarrow", "sklearn", "matplotlib", "scipy", "tensorflow")
+print(" ".join(sorted(m for m in heavy if m in sys.modules)) or "none")
+"""
+
+
+def test_import_and_help_do_not_import_the_heavy_libraries() -> None:
+    # `import appsleuth` took 0.7 s and `appsleuth --help` 1.5 s, mostly pandas: the
+    # package and every command's --help (what tab completion runs too) stay light.
+    src = str(Path(__import__("appsleuth").__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_START], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "none"
+
+
+def test_shell_completion_as_the_readme_sets_it_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's eval "$(_APPSLEUTH_COMPLETE=bash_source appsleuth)" and what it then asks.
+    monkeypatch.setenv("_APPSLEUTH_COMPLETE", "bash_source")
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main([])
+    assert "complete -o nosort -F _appsleuth_completion appsleuth" in capsys.readouterr().out
+    monkeypatch.setenv("_APPSLEUTH_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", "appsleuth sweep st")
+    monkeypatch.setenv("COMP_CWORD", "2")
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main([])
+    assert capsys.readouterr().out.split() == ["plain,status"]
+
+
 def test_console_script_in_a_subprocess(shared_data: Path) -> None:
     # The real entry point: exit status and stderr as a user's shell sees them.
     bad = subprocess.run(

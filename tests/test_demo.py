@@ -126,3 +126,19 @@ def test_full_demo_studies_are_the_examples_and_need_no_source_checkout() -> Non
         shipped["data"] = data.to_dict()
         assert spec.to_dict() == shipped, spec.name
         assert {t.spec.train.epochs for t in spec.plan()} == {30}
+
+
+def test_the_teaching_studies_are_written_as_spec_files(tmp_path: Path) -> None:
+    # An installed appsleuth has no examples/sweeps/ for `sweep run`: it writes them.
+    from appsleuth.demo import STUDIES, teaching_studies, write_teaching_studies
+    from appsleuth.sweep import load_sweep_spec
+
+    out = tmp_path / "examples" / "sweeps"
+    written = write_teaching_studies(out)
+    assert written == [(out / f"{name}.yaml", True) for name in STUDIES]
+    for spec in teaching_studies():
+        assert load_sweep_spec(out / f"{spec.name}.yaml").to_dict() == spec.to_dict()
+    edited = out / "scan-layers.yaml"
+    edited.write_text("name: mine\n")
+    assert (edited, False) in write_teaching_studies(out)
+    assert edited.read_text() == "name: mine\n"  # the user's copy is kept

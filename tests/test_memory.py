@@ -103,3 +103,20 @@ def test_every_training_run_ends_with_the_check(monkeypatch, tmp_path: Path) -> 
     with pytest.raises(KeyboardInterrupt):
         train(spec, data=table, out=tmp_path / "stopped", verbose=False, log=lambda m: None)
     assert calls == [1, 1]
+
+
+def test_the_fused_engine_checks_before_it_compiles(monkeypatch) -> None:
+    # A notebook loop over run_fused with models of other shapes, without appsleuth.train.
+    import numpy as np
+
+    keras = import_keras()
+    calls = []
+    monkeypatch.setattr(
+        fused, "release_programs_if_grown", lambda: calls.append(len(fused._PROGRAMS))
+    )
+    monkeypatch.setattr(fused, "_PROGRAMS", type(fused._PROGRAMS)())
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.ones((8, 3), "float32"), np.zeros(8, "int32")
+    fused.run_fused(model, x, y, epochs=1, batch_size=4)
+    assert calls == [0]  # once, before this run compiled its program

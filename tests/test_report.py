@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from appsleuth.analysis import load_results
+from appsleuth.cli import report_command
 from appsleuth.errors import DataError, SpecError
-from appsleuth.report import render_report, report_command, write_report
+from appsleuth.report import render_report, write_report
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, run_trial
 from tests.test_analysis import REFERENCE, fake_sweep, write_fake_run
 

@@ -85,6 +85,11 @@ def test_model_spec_errors(kwargs: dict, message: str) -> None:
             r"epochs must be at most 1,000,000 \(to train until early stopping ends the run, "
             r"that is as good as more\); received epochs=1000000000000$",
         ),
+        (
+            {"batch_size": 10**20},
+            r"batch_size must be at most 2,147,483,647 \(a batch larger than the training "
+            r"rows takes them all\); received batch_size=100000000000000000000$",
+        ),
         # Whole numbers in the wrong form get a hint that names the accepted form.
         (
             {"epochs": "1"},
@@ -294,6 +299,27 @@ def test_a_missing_example_spec_points_at_the_checkout(tmp_path: Path, monkeypat
         load_sweep_spec("examples/sweeps/scan-layers.yaml")
     with pytest.raises(SpecError, match=r"nothing\.yaml does not exist$"):
         load_sweep_spec("nothing.yaml")
+
+
+def test_a_missing_example_spec_without_a_checkout_says_how_to_write_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From a wheel (no examples folder anywhere) the README's command only said "does not
+    # exist".
+    import appsleuth.spec
+    from appsleuth.sweep import load_sweep_spec
+
+    installed = tmp_path / "site-packages" / "appsleuth" / "spec.py"
+    monkeypatch.setattr(appsleuth.spec, "__file__", str(installed))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        SpecError,
+        match=r"scan-layers\.yaml does not exist; the teaching studies are not installed as "
+        r"files: 'appsleuth sweep examples examples/sweeps' writes them there$",
+    ):
+        load_sweep_spec("examples/sweeps/scan-layers.yaml")
+    with pytest.raises(SpecError, match=r"my study\.yaml does not exist$"):
+        load_sweep_spec("examples/sweeps/my study.yaml")
 
 
 @pytest.mark.parametrize("text", ["", "# data: {path: sherlock.csv}\n", "null\n"])

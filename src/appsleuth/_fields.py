@@ -17,6 +17,7 @@ from appsleuth.errors import SpecError
 
 __all__ = [
     "MAX_SEED",
+    "MIN_EMBEDDED_ROWS",
     "check_seed",
     "did_you_mean",
     "fields_from_mapping",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+# Fewer rows of embedded data leave apps without rows to learn from. Here rather than in
+# spec, which imports pandas: the CLI's --rows option needs it just to show --help.
+MIN_EMBEDDED_ROWS = 50
 
 
 def plain_value(value: Any, _open: frozenset[int] = frozenset()) -> Any:

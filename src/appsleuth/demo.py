@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "run_demo", "teaching_studies"]
+__all__ = ["DemoResult", "run_demo", "teaching_studies", "write_teaching_studies"]
 
 SCAN_NEURONS = (1, 4, 18, 80)
 # The teaching material's four studies, varied around the baseline (1 hidden layer of 18,
@@ -48,6 +48,39 @@ def teaching_studies(data: Any = None) -> list[Any]:
     return [
         SweepSpec(name=name, data=data, base=base, grid=grid) for name, grid in _STUDY_GRIDS.items()
     ]
+
+
+def write_teaching_studies(directory: str | Path) -> list[tuple[Path, bool]]:
+    """Write the four teaching studies as sweep spec files ``<study>.yaml`` in ``directory``.
+
+    An installed appsleuth has no ``examples/sweeps/`` folder; this writes the same studies
+    there (every setting spelled out), for ``appsleuth sweep run``. A file that exists
+    already is left as it is: it may be the user's edited copy.
+
+    Args:
+        directory: Where to write; made if it does not exist.
+
+    Returns:
+        Each study's path, and whether it was written (False: it existed and was kept).
+    """
+    import yaml
+
+    from appsleuth._atomic import atomic_create
+    from appsleuth._version import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in teaching_studies():
+        path = directory / f"{spec.name}.yaml"
+        header = (
+            f"# The teaching material's {spec.name!r} study around the baseline (written by "
+            f"appsleuth {__version__}).\n"
+            f"#   appsleuth sweep run .../{spec.name}.yaml      -> runs/{spec.name}/\n"
+        )
+        text = header + yaml.safe_dump(spec.to_dict(), sort_keys=False)
+        written.append((path, atomic_create(path, text)))
+    return written
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
@@ -66,7 +65,7 @@ from appsleuth.run import (
 )
 from appsleuth.spec import RunSpec
 
-__all__ = ["REPORT", "render_report", "report_command", "write_report"]
+__all__ = ["REPORT", "render_report", "write_report"]
 
 REPORT = "report.html"
 _DPI = 80
@@ -1679,43 +1678,3 @@ def _check_writable(path: Path) -> None:
             f"--out {path} cannot be written: {where} does not take new files "
             f"({exc.strerror or exc}); choose another place"
         ) from exc
-
-
-@click.command("report")
-@click.argument("directory", type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The HTML file to write.  [default: DIRECTORY/report.html]",
-)
-@click.option(
-    "--baselines",
-    is_flag=True,
-    help="Also fit logistic regression and a decision tree on the best trial's split.",
-)
-@click.option(
-    "--compare",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Published results (teaching results.csv layout) to compare the sweep with.",
-)
-def report_command(
-    directory: Path, out: Path | None, baselines: bool, compare: Path | None
-) -> None:
-    """Write a self-contained HTML report on a sweep or run DIRECTORY and print its path.
-
-    The report has the data and split (with its leakage rate), a leaderboard of every
-    trial (failed and unfinished ones included), metric-vs-hyperparameter plots,
-    learning curves, and the best trial's confusion matrix and per-app table with
-    Moriarty's detection and false-alarm rates. It embeds its figures and runs no
-    scripts: open it in any browser, offline.
-    """
-    path = write_report(
-        directory,
-        out=out,
-        baselines=baselines,
-        compare=compare,
-        log=lambda msg: click.echo(msg, err=True),
-    )
-    click.echo(str(path))

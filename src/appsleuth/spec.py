@@ -12,11 +12,13 @@ import dataclasses
 import itertools
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from appsleuth._fields import (
+    MIN_EMBEDDED_ROWS,
     check_seed,
     did_you_mean,
     is_int,
@@ -28,6 +30,7 @@ from appsleuth._fields import (
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
 from appsleuth._files import read_record_text
+from appsleuth.data.layouts import LABEL_COLUMN
 from appsleuth.data.split import SplitSpec
 from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
@@ -55,7 +58,6 @@ _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
 
 _MAX_WEIGHT = 1e6
-MIN_EMBEDDED_ROWS = 50
 # One Dense kernel of more weights than this (4 TiB as float32) fits in no machine; far
 # larger ones overflow XLA's shape arithmetic, which aborts the process without a message.
 MAX_LAYER_WEIGHTS = 2**40
@@ -63,6 +65,9 @@ MAX_LAYER_WEIGHTS = 2**40
 # stopping ends a run; 10**20 overflowed the int64 columns of results_full.csv after the
 # run (a traceback once early stopping had ended such a trial).
 MAX_EPOCHS = 1_000_000
+# More rows than any table held in memory (a batch larger than the data is the whole
+# data); like epochs, 10**20 would overflow results_full.csv's integer columns.
+MAX_BATCH_SIZE = 2**31 - 1
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -294,7 +299,7 @@ class TrainSpec:
         loss: ``auto`` (default: categorical cross-entropy for several classes, binary
             cross-entropy for two) or a Keras loss name.
         metrics: Metrics reported each epoch. Defaults to ``("accuracy",)``.
-        batch_size: Defaults to 32.
+        batch_size: Rows per optimizer step, at most 2**31 - 1. Defaults to 32.
         epochs: Defaults to 30; at most 1,000,000.
         seed: Seeds Python, NumPy and Keras. Defaults to 0.
         early_stopping: None (default) or an :class:`EarlyStoppingSpec`.
@@ -356,6 +361,11 @@ class TrainSpec:
         object.__setattr__(self, "metrics", tuple(metrics))
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise SpecError(
+                f"batch_size must be at most {MAX_BATCH_SIZE:,} (a batch larger than the "
+                f"training rows takes them all); received batch_size={self.batch_size!r}"
+            )
         if self.epochs > MAX_EPOCHS:
             raise SpecError(
                 f"epochs must be at most {MAX_EPOCHS:,} (to train until early stopping "
@@ -427,7 +437,7 @@ class DataSpec:
     path: str | None = None
     rows: int | None = None
     synth_seed: int = 0
-    label: str = "ApplicationName"
+    label: str = LABEL_COLUMN
     features: tuple[str, ...] | None = None
     apps: tuple[str, ...] | None = None
     positive: str | None = None
@@ -756,13 +766,23 @@ def _load_text(text: str, path: Path, what: str) -> Any:
 
 def _checkout_hint(path: Path) -> str:
     """``; did you mean <checkout>/<path>?`` when ``path`` is relative to appsleuth's source
-    checkout (the README's ``examples/sweeps/...`` run from another folder), else ``""``."""
+    checkout (the README's ``examples/sweeps/...`` run from another folder); for a teaching
+    study's file without a checkout, how to write it; else ``""``."""
     if path.is_absolute():
         return ""
     checkout = Path(__file__).resolve().parents[2]  # src/appsleuth/spec.py -> checkout
     candidate = checkout / path
     if (checkout / "pyproject.toml").is_file() and candidate.is_file():
         return f"; did you mean {candidate} (in the appsleuth checkout)?"
+    from appsleuth.demo import STUDIES
+
+    if path.suffix == ".yaml" and path.stem in STUDIES:
+        # An installed appsleuth (pip install, not -e) has no examples folder to point at.
+        where = shlex.quote(str(path.parent))
+        return (
+            f"; the teaching studies are not installed as files: 'appsleuth sweep examples "
+            f"{where}' writes them there"
+        )
     return ""
 
 

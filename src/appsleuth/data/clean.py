@@ -333,7 +333,13 @@ def duplicate_rows(df: pd.DataFrame, columns: list[str]) -> pd.Series:
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(df[c].dtype)]
     if not numeric or len(df) < 2:
         return df.duplicated(subset=columns)
-    keys = pd.util.hash_pandas_object(df[numeric], index=False).to_numpy()
+    values = df[numeric]
+    floats = [c for c in numeric if pd.api.types.is_float_dtype(values[c].dtype)]
+    if floats:
+        # -0.0 + 0.0 is 0.0: pandas 2.2's hash tells 0.0 from -0.0, which duplicated does not.
+        values = values.copy()
+        values[floats] = values[floats] + 0.0
+    keys = pd.util.hash_pandas_object(values, index=False).to_numpy()
     candidates = pd.Series(keys).duplicated(keep=False).to_numpy()
     repeated = np.zeros(len(df), dtype=bool)
     if candidates.any():

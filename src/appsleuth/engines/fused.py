@@ -49,6 +49,7 @@ import keras
 import numpy as np
 
 from appsleuth._fields import check_seed
+from appsleuth._memory import release_programs_if_grown
 from appsleuth.engines._logits import LogitsPlan, compiled_losses, logits_plan
 from appsleuth.engines._metrics import cheaper_accuracy
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
@@ -233,6 +234,8 @@ def run_fused(
 
     import jax
 
+    # A loop training model after model of other shapes keeps every program JAX compiled.
+    release_programs_if_grown()
     device_train = tuple(jax.device_put(a) for a in train)
     device_val = None if val is None else tuple(jax.device_put(a) for a in val)
     model.reset_metrics()
