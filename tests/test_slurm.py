@@ -354,6 +354,31 @@ def test_the_collect_hint_quotes_the_sweep_directory(
     assert f"'appsleuth sweep collect {quoted}' to bring it up to date" in err
 
 
+def test_slurm_status_reads_the_plan_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import appsleuth.sweep.store as store
+    from tests.test_analysis import fake_sweep
+
+    # With the seeds table, status of a SLURM sweep read the plan (checking every trial's
+    # spec: about a second per thousand trials) three times: for the states, the table
+    # and the results-behind note.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}, "repeats": 2}, lambda i, p: {}
+    )
+    _append_event(sweep_dir, {"event": "submit", "job_id": "70", "indices": [0, 1, 2, 3]})
+    plans = []
+    read_plan = store.read_plan
+    monkeypatch.setattr(store, "read_plan", lambda d: plans.append(d) or read_plan(d))
+    monkeypatch.setattr(slurm_module, "read_plan", lambda d: plans.append(d) or read_plan(d))
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "settings across seeds" in out and "4 complete" in out
+    assert "results.csv does not include 4 complete trial(s) yet" in " ".join(err.split())
+    assert len(plans) == 1
+
+
 def test_a_failed_trials_output_file_is_named_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1437,8 +1437,10 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     from rich.console import Console
 
     from appsleuth.sweep.slurm import count_states, slurm_states
+    from appsleuth.sweep.store import read_plan
 
-    states = slurm_states(sweep_dir, on_error=_warn)
+    plan = read_plan(sweep_dir)
+    states = slurm_states(sweep_dir, on_error=_warn, plan=plan)
     table = _trials_table(sweep_dir, ("#", "run", "state", "job", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
@@ -1466,7 +1468,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             shown = st.log and str(st.log) not in (st.error or "")
             log = f" (SLURM output: {st.log})" if shown else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan)
     return states
 
 
@@ -1583,8 +1585,8 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
 
     if is_slurm_sweep(sweep_dir):
         if not as_json:
-            _print_slurm_table(sweep_dir)
-            _say_if_results_behind(sweep_dir)
+            # SLURM's states say "complete" as trial_states does: no need to read them again.
+            _say_if_results_behind(sweep_dir, _print_slurm_table(sweep_dir))
             return
         rows = [
             {

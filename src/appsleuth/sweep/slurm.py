@@ -51,6 +51,7 @@ from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
 from appsleuth.run import _atomic_write_text, read_metadata, run_status
+from appsleuth.sweep.space import SweepPlan
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 from appsleuth.sweep.worker import not_this_trial
 
@@ -880,6 +881,7 @@ def slurm_states(
     squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
     find_submissions: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
     on_error: Callable[[str], None] | None = None,
+    plan: SweepPlan | None = None,
 ) -> list[SlurmTrialState]:
     """The state of every trial of a sweep directory, from its runs, journal and squeue.
 
@@ -895,12 +897,15 @@ def slurm_states(
             reported to it, and the states come from the run directories and the
             journal, with ``unknown`` for trials only squeue could place. Defaults to
             None (raise).
+        plan: The sweep's plan, where the caller has just read it (reading checks every
+            trial's spec, about a second per thousand trials). Defaults to reading it.
 
     Raises:
         AppSleuthError: squeue cannot be asked and ``on_error`` is None.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
-    plan = read_plan(sweep_dir)
+    if plan is None:
+        plan = read_plan(sweep_dir)
     unreachable: str | None = None
     try:
         events, _ = _journal_with_recovered(sweep_dir, find_submissions)
