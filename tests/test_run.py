@@ -269,6 +269,24 @@ def test_complete_run_is_not_overwritten(run, table) -> None:
     assert list(run.history.columns[:4]) == ["loss", "accuracy", "val_loss", "val_accuracy"]
 
 
+def test_a_skipped_runs_unreadable_history_is_named(run, table, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    # The bounded reader's reason alone ("it is a named pipe, not a regular file")
+    # reached the user, naming no file (a pipe was read for ever before).
+    copy = tmp_path / run.run_dir.name
+    shutil.copytree(run.run_dir, copy)
+    (copy / HISTORY).unlink()
+    os.mkfifo(copy / HISTORY)
+    with pytest.raises(
+        DataError,
+        match=rf"{copy / HISTORY} of the complete run in {copy} cannot be read: it is a "
+        r"named pipe, not a regular file; train with force=True",
+    ):
+        train(_spec(), data=table, out=tmp_path, skip_complete=True, verbose=False, log=print)
+
+
 @pytest.mark.parametrize("skip_complete", [True, False])
 @pytest.mark.parametrize(
     ("change", "expected"),

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from appsleuth.cli import cli, main
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.run import run_status
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, trial_states
 from appsleuth.sweep import slurm as slurm_module
@@ -377,6 +377,21 @@ def test_slurm_status_reads_the_plan_once(
     assert "settings across seeds" in out and "4 complete" in out
     assert "results.csv does not include 4 complete trial(s) yet" in " ".join(err.split())
     assert len(plans) == 1
+
+
+def test_an_unreadable_journal_is_named(tmp_path: Path) -> None:
+    # The bounded reader's reason alone ("it is a named pipe, not a regular file; check
+    # the paths and the free space ...") reached the user, naming no file.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    journal = sweep_dir / JOURNAL
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(journal)
+    with pytest.raises(
+        DataError,
+        match=rf"the sweep's SLURM journal {journal} cannot be read: it is a named pipe, not "
+        r"a regular file",
+    ):
+        read_journal(sweep_dir)
 
 
 def test_a_failed_trials_output_file_is_named_once(

@@ -1111,11 +1111,22 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def _existing_result(run_dir: Path) -> RunResult:
+    path = run_dir / HISTORY
+    try:
+        history = read_record_table(path)
+        path = run_dir / METRICS
+        metrics = json.loads(read_record_text(path))
+    except (OSError, ValueError, RecursionError) as exc:
+        # The bounded reader's reason ("it is a named pipe, ...") names no file by itself.
+        raise DataError(
+            f"{path} of the complete run in {run_dir} cannot be read: {exc}; train with "
+            f"force=True (--force) to train that run again"
+        ) from exc
     return RunResult(
         run_dir=run_dir,
         metadata=read_metadata(run_dir) or {},
-        history=read_record_table(run_dir / HISTORY),
-        metrics=json.loads(read_record_text(run_dir / METRICS)),
+        history=history,
+        metrics=metrics,
         skipped=True,
     )
 

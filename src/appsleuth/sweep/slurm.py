@@ -472,12 +472,21 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
     write torn by a crash) is skipped; so is an event whose fields are missing or of the
     wrong kind (an edited or damaged journal), with a warning naming the file and line.
+
+    Raises:
+        DataError: The journal cannot be read (no regular file, far too large, no access).
     """
     path = Path(sweep_dir) / JOURNAL
     try:
         text = read_record_text(path, errors="replace")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        # The bounded reader's reason ("it is a named pipe, ...") names no file by itself.
+        raise DataError(
+            f"the sweep's SLURM journal {path} cannot be read: {exc}; it records the jobs "
+            f"submitted, so restore it or move the sweep directory aside"
+        ) from exc
     events = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
