@@ -995,7 +995,7 @@ def test_sweep_status_shows_the_spread_over_seeds_and_a_lead_within_it(
     assert "settings across seeds" not in out and "seed-to-seed" not in err
 
 
-def test_sweep_status_reads_the_plan_once_for_its_seeds_table(
+def test_sweep_status_and_collect_read_the_plan_once_for_the_seeds_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import appsleuth.sweep.store as store
@@ -1011,6 +1011,11 @@ def test_sweep_status_reads_the_plan_once_for_its_seeds_table(
     monkeypatch.setattr(store, "read_plan", lambda d: plans.append(d) or read_plan(d))
     monkeypatch.setattr(store, "read_metadata", lambda d: metadata.append(d) or read_metadata(d))
     assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert "settings across seeds" in capsys.readouterr().out
+    assert len(plans) == 1 and len(metadata) == 4
+    plans.clear()
+    metadata.clear()
+    assert main(["sweep", "collect", str(sweep_dir)]) == 0  # it prints the table too
     assert "settings across seeds" in capsys.readouterr().out
     assert len(plans) == 1 and len(metadata) == 4
 

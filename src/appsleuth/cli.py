@@ -1198,7 +1198,7 @@ def sweep_run(
     """
     from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
-    from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+    from appsleuth.sweep.store import collect_results, prepare_sweep_dir, read_plan, trial_states
     from appsleuth.sweep.worker import RUNNING_ELSEWHERE
 
     spec = load_sweep_spec(spec_file)
@@ -1267,8 +1267,10 @@ def sweep_run(
         )
     except SweepInterrupted as exc:
         summary = exc.summary  # collected and shown below, then exit 130
-    collect_results(sweep_dir)
-    _print_sweep_table(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = trial_states(sweep_dir, plan=plan)
+    collect_results(sweep_dir, states=states)
+    _print_sweep_table(sweep_dir, plan, states)
     elsewhere = summary.count(RUNNING_ELSEWHERE)
     click.echo(
         f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
@@ -1546,13 +1548,16 @@ def _warn(message: str) -> None:
     click.echo(f"appsleuth: warning: {message}", err=True)
 
 
-def _print_sweep_table(sweep_dir: Path) -> list[Any]:
+def _print_sweep_table(
+    sweep_dir: Path, plan: Any = None, states: Sequence[Any] | None = None
+) -> list[Any]:
     from rich.console import Console
 
     from appsleuth.sweep.store import read_plan, trial_states
 
-    plan = read_plan(sweep_dir)
-    states = trial_states(sweep_dir, plan=plan)
+    if plan is None or states is None:
+        plan = read_plan(sweep_dir)
+        states = trial_states(sweep_dir, plan=plan)
     table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
@@ -1658,11 +1663,13 @@ def sweep_cancel(sweep_dir: Path) -> None:
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 def sweep_collect(sweep_dir: Path) -> None:
     """Write results.csv (teaching layout) and results_full.csv in SWEEP_DIR."""
-    from appsleuth.sweep.store import collect_results
+    from appsleuth.sweep.store import collect_results, read_plan, trial_states
 
-    results, full = collect_results(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = trial_states(sweep_dir, plan=plan)
+    results, full = collect_results(sweep_dir, states=states)
     click.echo(f"wrote {results} and {full}")
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan, states)
 
 
 @sweep.command("worker")

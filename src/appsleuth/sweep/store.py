@@ -611,7 +611,9 @@ def results_behind(
     return behind
 
 
-def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+def collect_results(
+    sweep_dir: str | os.PathLike[str], *, states: Sequence[TrialState] | None = None
+) -> tuple[Path, Path]:
     """Write ``results.csv`` (teaching layout) and ``results_full.csv``.
 
     ``results.csv`` has the varied hyperparameters (``hidden`` written as the teaching
@@ -627,13 +629,19 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     settings under their own names (``dropout``): here each varied setting is
     ``param_<name>``, as the sweep spec gives it, beside the recorded values.
 
+    Args:
+        sweep_dir: The sweep directory.
+        states: :func:`trial_states`' states of the sweep, where the caller has just read
+            them (reading checks every trial's spec). Defaults to reading them.
+
     Returns:
         The two paths.
     """
     sweep_dir = Path(sweep_dir)
     manifest = _manifest(sweep_dir)
     varied = list(manifest.get("varied") or [])
-    states = trial_states(sweep_dir)
+    if states is None:
+        states = trial_states(sweep_dir)
     # With repeated seeds, rows of one setting would be indistinguishable without them.
     points = {json.dumps(st.params, sort_keys=True, default=str) for st in states}
     seeded = len(points) < len(states)
