@@ -1074,6 +1074,17 @@ def test_hexadecimal_text_leaves_other_whole_number_columns_as_read(
     assert df["vsize"].tolist() == ["0x1A", "5"]
 
 
+@pytest.mark.parametrize("row", [b"1,2", b"1,0x1A"])
+def test_a_header_not_in_the_encoding_is_named_beside_whole_numbers(
+    tmp_path: Path, row: bytes
+) -> None:
+    # Looking for whole-number columns (hexadecimal text) read the header's names, which
+    # raised UnicodeDecodeError, a traceback, before the header check could name it.
+    path = _write(tmp_path, b"\x80a,b\n" + row + b"\n")
+    with pytest.raises(DataError, match=r"the header line is not valid utf-8 text"):
+        load_sherlock(path)
+
+
 @pytest.mark.parametrize("kind", ["device", "pipe"])
 def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
     import os

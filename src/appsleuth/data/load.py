@@ -755,7 +755,12 @@ def _not_text(file: Path, column: Any, encoding: str) -> str:
 
 
 def _integer_columns(table: pa.Table, label: str) -> list[str]:
-    return [f.name for f in table.schema if pa.types.is_integer(f.type) and f.name != label]
+    try:
+        names = table.column_names
+    except UnicodeDecodeError:
+        return []  # a header not in the encoding: refused below, naming it
+    types = table.schema.types
+    return [n for n, t in zip(names, types, strict=True) if pa.types.is_integer(t) and n != label]
 
 
 _HEX = re.compile(rb"0[xX][0-9a-fA-F]")
