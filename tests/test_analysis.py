@@ -164,6 +164,25 @@ def test_a_varied_engine_keeps_apart_from_the_engine_that_trained(tmp_path: Path
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [0.9, 0.8])  # fit, fused
 
 
+def test_a_history_that_is_a_pipe_or_device_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    from appsleuth.sweep.store import collect_results
+
+    # The history CSVs were the records still read unbounded: a model_history.csv that
+    # is a named pipe hung load_histories, `sweep collect` and the report (waiting for a
+    # writer), and one linked to /dev/zero read until memory ran out.
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    pipe, zero = (sweep_dir / t.name / "model_history.csv" for t in read_plan(sweep_dir))
+    pipe.unlink()
+    os.mkfifo(pipe)
+    zero.unlink()
+    zero.symlink_to("/dev/zero")
+    assert load_histories(sweep_dir) == {}
+    _, full = collect_results(sweep_dir)
+    assert pd.read_csv(full)["status"].tolist() == ["complete", "complete"]
+
+
 def test_load_results_rejects_a_directory_that_is_no_sweep(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is not a sweep directory"):
         load_results(tmp_path)

@@ -1063,6 +1063,36 @@ def test_hexadecimal_text_elsewhere_leaves_whole_numbers_as_they_are(tmp_path: P
     assert df["ApplicationName"].tolist() == ["0xGmail", "Chrome"]
 
 
+def test_hexadecimal_text_leaves_other_whole_number_columns_as_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.data import load
+
+    # "0x" anywhere in the file had every whole-number column read again as text, to be
+    # parsed once more: a 273,129-row file with one "0x1f" in a note column took 4x as
+    # long to load. Only the whole-number column that holds it becomes text now.
+    path = _write(
+        tmp_path,
+        b"ApplicationName,CPU_USAGE,rss,vsize,note\nGmail,1,10,0x1A,0x1f\nChrome,2,20,5,ok\n",
+    )
+    # The columns as the reader gave them, before text that holds numbers is parsed.
+    monkeypatch.setattr(load, "_text_columns_to_numbers", lambda df, keep: df)
+    df = load._read_csv(path, path, encoding="utf-8", lines_of=path, label="ApplicationName")
+    assert df["rss"].dtype.kind == "i" and df["CPU_USAGE"].dtype.kind == "i"
+    assert df["vsize"].tolist() == ["0x1A", "5"]
+
+
+@pytest.mark.parametrize("row", [b"1,2", b"1,0x1A"])
+def test_a_header_not_in_the_encoding_is_named_beside_whole_numbers(
+    tmp_path: Path, row: bytes
+) -> None:
+    # Looking for whole-number columns (hexadecimal text) read the header's names, which
+    # raised UnicodeDecodeError, a traceback, before the header check could name it.
+    path = _write(tmp_path, b"\x80a,b\n" + row + b"\n")
+    with pytest.raises(DataError, match=r"the header line is not valid utf-8 text"):
+        load_sherlock(path)
+
+
 @pytest.mark.parametrize("kind", ["device", "pipe"])
 def test_a_device_or_pipe_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
     import os

@@ -288,3 +288,13 @@ def test_one_number_written_two_ways_in_the_labels_is_refused() -> None:
         r"'1' \(5 rows\) and '1.0' \(5 rows\); each spelling would be a class of its own",
     ):
         prepare_data(from_dataframe(df))
+
+
+def test_one_number_written_two_ways_is_refused_after_a_space_too() -> None:
+    df = make_sherlock18(n_per_app=10, apps=("Chrome", "Gmail"))
+    # A frame given as it is (not through from_dataframe, which strips labels): " 1.0"
+    # is class "1.0" once stripped, but passed the check unstripped and became a class
+    # apart from "1", while `data check` called it a problem.
+    df["ApplicationName"] = ["1", " 1.0", "2", "2"] * 5
+    with pytest.raises(DataError, match=r"'1' \(5 rows\) and '1.0' \(5 rows\)"):
+        prepare_data(df)

@@ -128,7 +128,9 @@ def test_the_data_source_records_the_file_a_relative_path_read(
     from appsleuth.run import _data_source
 
     monkeypatch.chdir(tmp_path)
-    prepared = SimpleNamespace(cleaning=SimpleNamespace(rows_before=1234))
+    prepared = SimpleNamespace(
+        cleaning=SimpleNamespace(rows_before=1234), info=SimpleNamespace(synthetic=True)
+    )
     spec = RunSpec(data=DataSpec(path="data/mine.csv"))
     assert _data_source(spec, from_frame=False, prepared=prepared) == {
         "kind": "file",
@@ -137,6 +139,20 @@ def test_the_data_source_records_the_file_a_relative_path_read(
     }
     embedded = _data_source(RunSpec(), from_frame=False, prepared=prepared)
     assert embedded == {"kind": "embedded", "path": None, "rows": 1234}
+
+
+def test_real_rows_prepared_in_python_are_recorded_as_a_frame() -> None:
+    # train(spec, prepared=prepare_data(frame)) gives no data=, and its real rows were
+    # recorded as the embedded data.
+    from types import SimpleNamespace
+
+    from appsleuth.run import _data_source
+
+    prepared = SimpleNamespace(
+        cleaning=SimpleNamespace(rows_before=50), info=SimpleNamespace(synthetic=False)
+    )
+    source = _data_source(RunSpec(), from_frame=False, prepared=prepared)
+    assert source == {"kind": "data frame", "path": None, "rows": 50}
 
 
 def test_metrics_file(run) -> None:
@@ -251,6 +267,24 @@ def test_complete_run_is_not_overwritten(run, table) -> None:
     # The same columns, in the same order, whether the run was trained or skipped.
     assert list(again.history.columns) == list(run.history.columns)
     assert list(run.history.columns[:4]) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+def test_a_skipped_runs_unreadable_history_is_named(run, table, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    # The bounded reader's reason alone ("it is a named pipe, not a regular file")
+    # reached the user, naming no file (a pipe was read for ever before).
+    copy = tmp_path / run.run_dir.name
+    shutil.copytree(run.run_dir, copy)
+    (copy / HISTORY).unlink()
+    os.mkfifo(copy / HISTORY)
+    with pytest.raises(
+        DataError,
+        match=rf"{copy / HISTORY} of the complete run in {copy} cannot be read: it is a "
+        r"named pipe, not a regular file; train with force=True",
+    ):
+        train(_spec(), data=table, out=tmp_path, skip_complete=True, verbose=False, log=print)
 
 
 @pytest.mark.parametrize("skip_complete", [True, False])

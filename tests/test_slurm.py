@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from appsleuth.cli import cli, main
-from appsleuth.errors import AppSleuthError, AppSleuthWarning, SpecError
+from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
 from appsleuth.run import run_status
 from appsleuth.sweep import SweepSpec, prepare_sweep_dir, read_plan, trial_states
 from appsleuth.sweep import slurm as slurm_module
@@ -352,6 +352,46 @@ def test_the_collect_hint_quotes_the_sweep_directory(
     err = " ".join(capsys.readouterr().err.split())  # as one line, whatever the width
     quoted = shlex.quote(str(sweep_dir))
     assert f"'appsleuth sweep collect {quoted}' to bring it up to date" in err
+
+
+def test_slurm_status_reads_the_plan_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import appsleuth.sweep.store as store
+    from tests.test_analysis import fake_sweep
+
+    # With the seeds table, status of a SLURM sweep read the plan (checking every trial's
+    # spec: about a second per thousand trials) three times: for the states, the table
+    # and the results-behind note.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}, "repeats": 2}, lambda i, p: {}
+    )
+    _append_event(sweep_dir, {"event": "submit", "job_id": "70", "indices": [0, 1, 2, 3]})
+    plans = []
+    read_plan = store.read_plan
+    monkeypatch.setattr(store, "read_plan", lambda d: plans.append(d) or read_plan(d))
+    monkeypatch.setattr(slurm_module, "read_plan", lambda d: plans.append(d) or read_plan(d))
+    capsys.readouterr()
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert "settings across seeds" in out and "4 complete" in out
+    assert "results.csv does not include 4 complete trial(s) yet" in " ".join(err.split())
+    assert len(plans) == 1
+
+
+def test_an_unreadable_journal_is_named(tmp_path: Path) -> None:
+    # The bounded reader's reason alone ("it is a named pipe, not a regular file; check
+    # the paths and the free space ...") reached the user, naming no file.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    journal = sweep_dir / JOURNAL
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(journal)
+    with pytest.raises(
+        DataError,
+        match=rf"the sweep's SLURM journal {journal} cannot be read: it is a named pipe, not "
+        r"a regular file",
+    ):
+        read_journal(sweep_dir)
 
 
 def test_a_failed_trials_output_file_is_named_once(

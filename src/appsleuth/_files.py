@@ -10,8 +10,15 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MAX_RECORD_BYTES", "UnreadableFileError", "not_regular", "read_record_text"]
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "UnreadableFileError",
+    "not_regular",
+    "read_record_table",
+    "read_record_text",
+]
 
 # The specs, manifests and JSON records appsleuth keeps are kilobytes to a few megabytes
 # (a manifest of 100,000 trials: ~50 MB): anything larger is not such a file.
@@ -73,3 +80,19 @@ def read_record_text(
             f"it holds more than {limit // 2**20} MiB, far more than such a file does"
         )
     return data.decode("utf-8", errors)
+
+
+def read_record_table(path: str | os.PathLike[str], *, limit: int = MAX_RECORD_BYTES) -> Any:
+    """A small CSV table appsleuth keeps (a run's ``model_history.csv``), as a data frame.
+
+    Raises:
+        FileNotFoundError: It does not exist.
+        UnreadableFileError: It is no regular file, or holds more than ``limit`` bytes.
+        OSError: It cannot be read.
+        ValueError: It is not UTF-8 text, or not CSV (pandas' parser and empty-data errors).
+    """
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(read_record_text(path, limit=limit)))

@@ -22,6 +22,10 @@ GROWTH_LIMIT_MB = 160.0
 # Resident memory after the first run, raised to what stays after each clearing: memory
 # that clearing cannot give back must not make every later run clear (and recompile).
 _baseline_mb: float | None = None
+# Whether a run has started in this process: a check before the first run must not set
+# the baseline, which would then count that run's own memory (its data on the device,
+# its compiled programs: ~160 MB for the 273,129 default rows) as growth.
+_run_started = False
 
 
 def resident_mb() -> float | None:
@@ -35,18 +39,27 @@ def resident_mb() -> float | None:
         return None
 
 
-def release_programs_if_grown(limit_mb: float = GROWTH_LIMIT_MB) -> bool:
-    """After a run: forget JAX's compiled programs if memory has grown past ``limit_mb``.
+def release_programs_if_grown(
+    limit_mb: float = GROWTH_LIMIT_MB, *, before_run: bool = False
+) -> bool:
+    """Forget JAX's compiled programs if memory has grown past ``limit_mb``.
 
     Args:
         limit_mb: Growth since the process's first run that triggers the clearing.
             Defaults to :data:`GROWTH_LIMIT_MB`.
+        before_run: Called as a run starts (the fused engine, before it compiles) rather
+            than after one ends (``appsleuth.train``): before the process's first run,
+            nothing is measured.
 
     Returns:
         Whether the caches were cleared (never under another Keras backend, or where
         resident memory is unknown).
     """
-    global _baseline_mb
+    global _baseline_mb, _run_started
+    if before_run and not _run_started:
+        _run_started = True
+        return False
+    _run_started = True
     jax = sys.modules.get("jax")
     if jax is None or _keras_backend() != "jax":
         return False

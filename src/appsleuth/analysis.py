@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from appsleuth._files import read_record_table
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
@@ -162,7 +163,12 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
     }
 
 
-def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def load_results(
+    sweep_dir: str | os.PathLike[str],
+    *,
+    plan: Sequence[Any] | None = None,
+    states: Sequence[Any] | None = None,
+) -> pd.DataFrame:
     """One row per trial of a sweep directory, in plan order, whatever its state.
 
     Columns: ``index, name, status`` (``complete``, ``failed``, ``incomplete`` or
@@ -175,17 +181,28 @@ def load_results(sweep_dir: str | os.PathLike[str]) -> pd.DataFrame:
     for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
     setting named like one of these columns (``engine``, ``loss``) is ``param_<name>``.
 
+    Args:
+        sweep_dir: The sweep directory.
+        plan: The sweep's plan (:func:`~appsleuth.sweep.store.read_plan`) where the
+            caller has read it already (reading it checks every trial's spec, about a
+            second per thousand trials). Defaults to None: read here.
+        states: Its trial states (:func:`~appsleuth.sweep.store.trial_states`), likewise.
+            Defaults to None: read here.
+
     Raises:
         DataError: The directory is not a sweep directory or its manifest is unreadable.
     """
+    sweep_dir = Path(sweep_dir)
     from appsleuth.sweep.store import MANIFEST, read_plan, trial_states
 
-    sweep_dir = Path(sweep_dir)
-    plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
+    if plan is None:
+        plan = read_plan(sweep_dir)  # validates the manifest, with a clear error
     manifest = _read_json(sweep_dir / MANIFEST)
     varied_names = list(manifest.get("varied") or [])
     varied = [_varied_column(v) for v in varied_names]
-    states = {s.index: s for s in trial_states(sweep_dir)}
+    if states is None:
+        states = trial_states(sweep_dir, plan=plan)
+    states = {s.index: s for s in states}
     single_layer = all(len(t.spec.model.hidden) == 1 for t in plan)
     rows = []
     for trial in plan:
@@ -737,7 +754,7 @@ def load_histories(
 
 def _read_history(run_dir: Path) -> pd.DataFrame | None:
     try:
-        history = pd.read_csv(run_dir / HISTORY)
+        history = read_record_table(run_dir / HISTORY)
     except (OSError, ValueError):
         return None
     return history if not history.empty else None

@@ -486,7 +486,9 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
     source = metadata.get("data_source")
     # Runs written before data_source was recorded: only a real frame is known as one.
     from_frame = source.get("kind") == "data frame" if isinstance(source, dict) else None
-    if metadata.get("synthetic") is False and from_frame is not False:
+    # Real rows are never the embedded data, whatever data_source says: train(spec,
+    # prepared=prepare_data(frame)) records no frame (it is given none), only its rows.
+    if metadata.get("synthetic") is False:
         raise SpecError(
             f"{config} is the spec of a run trained in Python on a data frame "
             f"({metadata.get('dataset')!s}), so it names no data file and would train on the "
@@ -1196,7 +1198,7 @@ def sweep_run(
     """
     from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
-    from appsleuth.sweep.store import collect_results, prepare_sweep_dir
+    from appsleuth.sweep.store import collect_results, prepare_sweep_dir, read_plan, trial_states
     from appsleuth.sweep.worker import RUNNING_ELSEWHERE
 
     spec = load_sweep_spec(spec_file)
@@ -1265,8 +1267,10 @@ def sweep_run(
         )
     except SweepInterrupted as exc:
         summary = exc.summary  # collected and shown below, then exit 130
-    collect_results(sweep_dir)
-    _print_sweep_table(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = trial_states(sweep_dir, plan=plan)
+    collect_results(sweep_dir, states=states)
+    _print_sweep_table(sweep_dir, plan, states)
     elsewhere = summary.count(RUNNING_ELSEWHERE)
     click.echo(
         f"sweep {spec.name}: {summary.count('complete')} trained, {summary.count('skipped')} "
@@ -1435,8 +1439,10 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     from rich.console import Console
 
     from appsleuth.sweep.slurm import count_states, slurm_states
+    from appsleuth.sweep.store import read_plan
 
-    states = slurm_states(sweep_dir, on_error=_warn)
+    plan = read_plan(sweep_dir)
+    states = slurm_states(sweep_dir, on_error=_warn, plan=plan)
     table = _trials_table(sweep_dir, ("#", "run", "state", "job", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
@@ -1464,15 +1470,19 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             shown = st.log and str(st.log) not in (st.error or "")
             log = f" (SLURM output: {st.log})" if shown else ""
             click.echo(f"  {st.name} failed: {st.error}{log}", err=True)
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan)
     return states
 
 
-def _print_seed_summary(sweep_dir: Path) -> None:
+def _print_seed_summary(
+    sweep_dir: Path, plan: Any = None, states: Sequence[Any] | None = None
+) -> None:
     """Each setting's validation accuracy over its seeds, where a sweep repeats seeds.
 
     The best trial of such a sweep is partly its luckiest seed: the spread over seeds
-    says whether one setting's lead over another means anything.
+    says whether one setting's lead over another means anything. ``plan`` and
+    ``states`` (:func:`~appsleuth.sweep.store.trial_states`) are the caller's, where it
+    has read them: reading them again doubled the time of ``sweep status``.
     """
     from rich.console import Console
     from rich.table import Table
@@ -1487,9 +1497,11 @@ def _print_seed_summary(sweep_dir: Path) -> None:
     from appsleuth.display import plain_text
     from appsleuth.sweep.store import read_plan
 
-    if len({trial.spec.train.seed for trial in read_plan(sweep_dir)}) < 2:
+    if plan is None:
+        plan = read_plan(sweep_dir)
+    if len({trial.spec.train.seed for trial in plan}) < 2:
         return  # one seed throughout: nothing repeats (and no run directory need be read)
-    results = load_results(sweep_dir)
+    results = load_results(sweep_dir, plan=plan, states=states)
     varied = list(results.attrs.get("varied") or [])
     if not seeds_repeat(results):
         return
@@ -1536,12 +1548,16 @@ def _warn(message: str) -> None:
     click.echo(f"appsleuth: warning: {message}", err=True)
 
 
-def _print_sweep_table(sweep_dir: Path) -> None:
+def _print_sweep_table(
+    sweep_dir: Path, plan: Any = None, states: Sequence[Any] | None = None
+) -> list[Any]:
     from rich.console import Console
 
-    from appsleuth.sweep.store import trial_states
+    from appsleuth.sweep.store import read_plan, trial_states
 
-    states = trial_states(sweep_dir)
+    if plan is None or states is None:
+        plan = read_plan(sweep_dir)
+        states = trial_states(sweep_dir, plan=plan)
     table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS))
     colours = {
         "complete": "green",
@@ -1558,7 +1574,8 @@ def _print_sweep_table(sweep_dir: Path) -> None:
     for st in states:
         if st.status == "failed":
             click.echo(f"  {st.name} failed: {st.error}", err=True)
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan, states)
+    return states
 
 
 @sweep.command("status")
@@ -1573,8 +1590,8 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
 
     if is_slurm_sweep(sweep_dir):
         if not as_json:
-            _print_slurm_table(sweep_dir)
-            _say_if_results_behind(sweep_dir)
+            # SLURM's states say "complete" as trial_states does: no need to read them again.
+            _say_if_results_behind(sweep_dir, _print_slurm_table(sweep_dir))
             return
         rows = [
             {
@@ -1608,14 +1625,13 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    _print_sweep_table(sweep_dir)
-    _say_if_results_behind(sweep_dir)
+    _say_if_results_behind(sweep_dir, _print_sweep_table(sweep_dir))
 
 
-def _say_if_results_behind(sweep_dir: Path) -> None:
+def _say_if_results_behind(sweep_dir: Path, states: Sequence[Any] | None = None) -> None:
     from appsleuth.sweep.store import results_behind
 
-    behind = results_behind(sweep_dir)
+    behind = results_behind(sweep_dir, states)
     if behind:
         click.echo(
             f"results.csv does not include {behind} complete trial(s) yet: run "
@@ -1647,11 +1663,13 @@ def sweep_cancel(sweep_dir: Path) -> None:
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 def sweep_collect(sweep_dir: Path) -> None:
     """Write results.csv (teaching layout) and results_full.csv in SWEEP_DIR."""
-    from appsleuth.sweep.store import collect_results
+    from appsleuth.sweep.store import collect_results, read_plan, trial_states
 
-    results, full = collect_results(sweep_dir)
+    plan = read_plan(sweep_dir)
+    states = trial_states(sweep_dir, plan=plan)
+    results, full = collect_results(sweep_dir, states=states)
     click.echo(f"wrote {results} and {full}")
-    _print_seed_summary(sweep_dir)
+    _print_seed_summary(sweep_dir, plan, states)
 
 
 @sweep.command("worker")

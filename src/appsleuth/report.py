@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_table, read_record_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     check_one_setting_per_value,
@@ -1393,7 +1393,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         )
     history = None
     try:
-        history = pd.read_csv(run_dir / HISTORY)
+        history = read_record_table(run_dir / HISTORY)
     except (OSError, ValueError):
         history = None
     if history is not None and not history.empty and {"loss", "accuracy"} <= set(history):

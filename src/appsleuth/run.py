@@ -30,7 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_table, read_record_text
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._version import __version__
@@ -384,6 +384,9 @@ def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> 
     there (the embedded data at its default size), and a relative ``path`` is read from
     the directory the command runs in.
     """
+    # Real rows without a data path came from a frame, given as data= or prepared in
+    # Python (prepare_data(frame)) and given as prepared=: the embedded data is generated.
+    from_frame = from_frame or (spec.data.path is None and prepared.info.synthetic is False)
     kind = "data frame" if from_frame else "embedded" if spec.data.path is None else "file"
     path = os.path.abspath(spec.data.path) if kind == "file" else None
     return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
@@ -1132,11 +1135,22 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def _existing_result(run_dir: Path) -> RunResult:
+    path = run_dir / HISTORY
+    try:
+        history = read_record_table(path)
+        path = run_dir / METRICS
+        metrics = json.loads(read_record_text(path))
+    except (OSError, ValueError, RecursionError) as exc:
+        # The bounded reader's reason ("it is a named pipe, ...") names no file by itself.
+        raise DataError(
+            f"{path} of the complete run in {run_dir} cannot be read: {exc}; train with "
+            f"force=True (--force) to train that run again"
+        ) from exc
     return RunResult(
         run_dir=run_dir,
         metadata=read_metadata(run_dir) or {},
-        history=pd.read_csv(run_dir / HISTORY),
-        metrics=json.loads(read_record_text(run_dir / METRICS)),
+        history=history,
+        metrics=metrics,
         skipped=True,
     )
 

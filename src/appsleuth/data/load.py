@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
@@ -739,19 +740,9 @@ def _read_csv(
     except (pa.ArrowException, LookupError, UnicodeError) as exc:
         raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
     else:
-        hex_suspects = _integer_columns(table, label) if _mentions_hex(lines_of) else []
-        if hex_suspects:
-            # The reader's integer inference takes "0x1A" for 26; read as text, such a
-            # value is named as no number below, as prediction's reader names it.
-            convert_options = pa_csv.ConvertOptions(
-                null_values=_NULL_STRINGS,
-                strings_can_be_null=True,
-                column_types={label: pa.string(), **dict.fromkeys(hex_suspects, pa.string())},
-            )
-            try:
-                table = _arrow_read(source, read_options, convert_options)
-            except pa.ArrowException as exc:
-                raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
+        suspects = _integer_columns(table, label)
+        if suspects and _mentions_hex(lines_of):
+            table = _hex_as_text(table, suspects, source, read_options, file, lines_of, encoding)
 
     try:
         names = [field.name for field in table.schema]
@@ -778,10 +769,51 @@ def _not_text(file: Path, column: Any, encoding: str) -> str:
 
 
 def _integer_columns(table: pa.Table, label: str) -> list[str]:
-    return [f.name for f in table.schema if pa.types.is_integer(f.type) and f.name != label]
+    try:
+        names = table.column_names
+    except UnicodeDecodeError:
+        return []  # a header not in the encoding: refused below, naming it
+    types = table.schema.types
+    return [n for n, t in zip(names, types, strict=True) if pa.types.is_integer(t) and n != label]
 
 
 _HEX = re.compile(rb"0[xX][0-9a-fA-F]")
+
+
+def _hex_as_text(
+    table: pa.Table,
+    suspects: list[str],
+    source: Path | io.BytesIO,
+    read_options: pa_csv.ReadOptions,
+    file: Path,
+    lines_of: Path | bytes,
+    encoding: str,
+) -> pa.Table:
+    """``table`` with the integer columns that hold hexadecimal text (``0x1A``) as text.
+
+    The reader's integer inference takes "0x1A" for 26; as text, such a value is named as
+    no number below, as prediction's reader names it. Only the integer columns are read
+    again, and only those holding such text change: "0x" elsewhere in the file (in a text
+    column) left every integer column to be parsed again from text, 4x the load's time.
+    """
+    names = table.column_names
+    if len(set(names)) < len(names):
+        return table  # refused below, naming the repeated names (none can be picked out)
+    convert_options = pa_csv.ConvertOptions(
+        null_values=_NULL_STRINGS,
+        strings_can_be_null=True,
+        column_types=dict.fromkeys(suspects, pa.string()),
+        include_columns=suspects,
+    )
+    try:
+        text = _arrow_read(source, read_options, convert_options)
+    except pa.ArrowException as exc:
+        raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
+    for name in suspects:
+        column = text.column(name)
+        if pc.any(pc.match_substring_regex(column, "0[xX][0-9a-fA-F]")).as_py():
+            table = table.set_column(names.index(name), name, column)
+    return table
 
 
 def _mentions_hex(lines_of: Path | bytes) -> bool:
@@ -1108,14 +1140,15 @@ def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
     labels as floats), and the model would be taught to tell a class from itself.
 
     Args:
-        labels: The label values, as text (missing values are ignored).
+        labels: The label values (missing and blank values are ignored).
         column: The label column's name, for the message.
         where: How the message names the table, e.g. ``file x.csv``.
 
     Raises:
         DataError: Two labels are the same number; names both spellings and their counts.
     """
-    counts = labels.dropna().astype(str).value_counts(sort=False)
+    # As the classes are made (label_text): " 1.0", after a comma and a space, is "1.0".
+    counts = label_text(labels).dropna().value_counts(sort=False)
     spellings: dict[Decimal, list[str]] = {}
     for value in counts.index:
         number = label_number(value)

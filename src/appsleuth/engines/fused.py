@@ -235,7 +235,7 @@ def run_fused(
     import jax
 
     # A loop training model after model of other shapes keeps every program JAX compiled.
-    release_programs_if_grown()
+    release_programs_if_grown(before_run=True)
     device_train = tuple(jax.device_put(a) for a in train)
     device_val = None if val is None else tuple(jax.device_put(a) for a in val)
     model.reset_metrics()

@@ -52,6 +52,7 @@ from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
 from appsleuth.hardware import check_device
 from appsleuth.run import read_metadata, run_status
+from appsleuth.sweep.space import SweepPlan
 from appsleuth.sweep.store import read_plan, trial_result, trial_wall_time
 from appsleuth.sweep.worker import not_this_trial
 
@@ -479,12 +480,21 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
     write torn by a crash) is skipped; so is an event whose fields are missing or of the
     wrong kind (an edited or damaged journal), with a warning naming the file and line.
+
+    Raises:
+        DataError: The journal cannot be read (no regular file, far too large, no access).
     """
     path = Path(sweep_dir) / JOURNAL
     try:
         text = read_record_text(path, errors="replace")
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        # The bounded reader's reason ("it is a named pipe, ...") names no file by itself.
+        raise DataError(
+            f"the sweep's SLURM journal {path} cannot be read: {exc}; it records the jobs "
+            f"submitted, so restore it or move the sweep directory aside"
+        ) from exc
     events = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
@@ -888,6 +898,7 @@ def slurm_states(
     squeue: Callable[[Sequence[str]], Mapping[str, Mapping[int, str]]] | None = None,
     find_submissions: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
     on_error: Callable[[str], None] | None = None,
+    plan: SweepPlan | None = None,
 ) -> list[SlurmTrialState]:
     """The state of every trial of a sweep directory, from its runs, journal and squeue.
 
@@ -903,12 +914,15 @@ def slurm_states(
             reported to it, and the states come from the run directories and the
             journal, with ``unknown`` for trials only squeue could place. Defaults to
             None (raise).
+        plan: The sweep's plan, where the caller has just read it (reading checks every
+            trial's spec, about a second per thousand trials). Defaults to reading it.
 
     Raises:
         AppSleuthError: squeue cannot be asked and ``on_error`` is None.
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
-    plan = read_plan(sweep_dir)
+    if plan is None:
+        plan = read_plan(sweep_dir)
     unreachable: str | None = None
     try:
         events, _ = _journal_with_recovered(sweep_dir, find_submissions)

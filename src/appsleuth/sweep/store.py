@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_create, atomic_write_text
 from appsleuth._fields import is_integer
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_table, read_record_text
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -521,7 +521,10 @@ def trial_result(status: str, metadata: dict[str, Any] | None, key: str) -> floa
 
 
 def trial_states(
-    sweep_dir: str | os.PathLike[str], *, compare_spec: bool = True
+    sweep_dir: str | os.PathLike[str],
+    *,
+    compare_spec: bool = True,
+    plan: SweepPlan | None = None,
 ) -> list[TrialState]:
     """The state of every trial, from the run directories alone.
 
@@ -532,12 +535,15 @@ def trial_states(
             ``failed``, its error saying what differs, so that neither ``status`` nor
             ``results.csv`` shows another model's numbers as the trial's. Defaults to
             True. (The data is compared where a worker prepares it, not here.)
+        plan: The sweep's plan, where the caller has just read it (:func:`read_plan`);
+            None reads it. Reading checks every trial's spec (about a second per
+            thousand trials).
     """
     from appsleuth.sweep.worker import not_this_trial  # it imports this module
 
     sweep_dir = Path(sweep_dir)
     states = []
-    for trial in read_plan(sweep_dir):
+    for trial in read_plan(sweep_dir) if plan is None else plan:
         run_dir = sweep_dir / trial.name
         status = run_status(run_dir)
         status = "pending" if status == "missing" else status
@@ -587,16 +593,19 @@ def _teaching_value(name: str, value: Any, one_layer: bool) -> Any:
     return value
 
 
-def results_behind(sweep_dir: str | os.PathLike[str]) -> int:
+def results_behind(
+    sweep_dir: str | os.PathLike[str], states: Sequence[TrialState] | None = None
+) -> int:
     """Complete trials that ``results.csv`` does not reflect (finished after it, or it is missing).
 
-    A SLURM sweep submitted without ``--wait`` finishes while nobody collects.
+    A SLURM sweep submitted without ``--wait`` finishes while nobody collects. ``states``
+    are :func:`trial_states`' where the caller has them (None reads them).
     """
     sweep_dir = Path(sweep_dir)
     results = sweep_dir / RESULTS
     written = results.stat().st_mtime if results.exists() else None
     behind = 0
-    for st in trial_states(sweep_dir):
+    for st in trial_states(sweep_dir) if states is None else states:
         if st.status != "complete":
             continue
         meta = sweep_dir / st.name / METADATA
@@ -605,7 +614,9 @@ def results_behind(sweep_dir: str | os.PathLike[str]) -> int:
     return behind
 
 
-def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+def collect_results(
+    sweep_dir: str | os.PathLike[str], *, states: Sequence[TrialState] | None = None
+) -> tuple[Path, Path]:
     """Write ``results.csv`` (teaching layout) and ``results_full.csv``.
 
     ``results.csv`` has the varied hyperparameters (``hidden`` written as the teaching
@@ -621,13 +632,19 @@ def collect_results(sweep_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     settings under their own names (``dropout``): here each varied setting is
     ``param_<name>``, as the sweep spec gives it, beside the recorded values.
 
+    Args:
+        sweep_dir: The sweep directory.
+        states: :func:`trial_states`' states of the sweep, where the caller has just read
+            them (reading checks every trial's spec). Defaults to reading them.
+
     Returns:
         The two paths.
     """
     sweep_dir = Path(sweep_dir)
     manifest = _manifest(sweep_dir)
     varied = list(manifest.get("varied") or [])
-    states = trial_states(sweep_dir)
+    if states is None:
+        states = trial_states(sweep_dir)
     # With repeated seeds, rows of one setting would be indistinguishable without them.
     points = {json.dumps(st.params, sort_keys=True, default=str) for st in states}
     seeded = len(points) < len(states)
@@ -724,7 +741,7 @@ def _read_metrics(run_dir: Path) -> dict[str, Any]:
 def _min_val_loss_epoch(run_dir: Path) -> int | None:
     """The (1-based) epoch of lowest validation loss, whichever epoch was kept."""
     try:
-        history = pd.read_csv(run_dir / "model_history.csv")
+        history = read_record_table(run_dir / "model_history.csv")
     except (OSError, ValueError):
         return None
     if "val_loss" not in history or history.empty:
