@@ -246,20 +246,28 @@ def test_checkpoint_and_csv_logger_write_files(data, tmp_path):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
 
 
-@pytest.mark.parametrize("kind", ["checkpoint", "backup"])
-def test_saving_every_n_batches_is_refused(data, tmp_path, kind):
+@pytest.mark.parametrize(
+    ("kind", "freq", "every"),
+    [
+        ("checkpoint", 4, "every 4 batches"),
+        ("backup", 4, "every 4 batches"),
+        # Keras' batch hook takes False as 0, and so saves after every batch under fit.
+        ("backup", False, "after every batch"),
+    ],
+)
+def test_saving_every_n_batches_is_refused(data, tmp_path, kind, freq, every):
     # Keras saves those in its batch hook only, which the fused engine never calls: they
     # wrote no file at all, with no more than the general batch-hook warning.
     x, y, _, _ = data
     callback = (
-        keras.callbacks.ModelCheckpoint(tmp_path / "m.keras", save_freq=4)
+        keras.callbacks.ModelCheckpoint(tmp_path / "m.keras", save_freq=freq)
         if kind == "checkpoint"
-        else keras.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=4)
+        else keras.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=freq)
     )
     name = type(callback).__name__
     with pytest.raises(
         SpecError,
-        match=rf"{name}\(save_freq=4\) saves every 4 batches, but engine 'fused' runs a whole "
+        match=rf"{name}\(save_freq={freq}\) saves {every}, but engine 'fused' runs a whole "
         r"epoch in one compiled program .* so it would save nothing; use save_freq='epoch'",
     ):
         run_fused(_model(), x[:64], y[:64], batch_size=8, callbacks=[callback])

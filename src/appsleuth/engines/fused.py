@@ -357,8 +357,10 @@ def _refuse_batch_saving(callbacks: Sequence[Any]) -> None:
             continue
         freq = getattr(cb, "save_freq", "epoch")
         if freq != "epoch":
+            # Keras' batch hook counts save_freq=False as 0: it saves after every batch.
+            every = "after every batch" if isinstance(freq, bool) else f"every {freq} batches"
             raise SpecError(
-                f"{type(cb).__name__}(save_freq={freq!r}) saves every {freq} batches, but "
+                f"{type(cb).__name__}(save_freq={freq!r}) saves {every}, but "
                 f"engine 'fused' runs a whole epoch in one compiled program and calls no "
                 f"batch hooks, so it would save nothing; use save_freq='epoch', or train "
                 f"with model.fit (engine 'fit')"
