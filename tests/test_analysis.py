@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -508,6 +509,12 @@ def test_read_published_layouts() -> None:
 def test_read_published_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_published(tmp_path / "nope.csv")
+    # A directory or a named pipe was said not to exist (and a device read for ever).
+    with pytest.raises(DataError, match=r"cannot be read as CSV: it is a directory, not a"):
+        read_published(tmp_path)
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(DataError, match=r"cannot be read as CSV: it is a named pipe, not a"):
+        read_published(tmp_path / "pipe.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("batch_size,loss,accuracy\n16,0.1,0.9\n")
     with pytest.raises(DataError, match=r"lacks column\(s\) \['val_loss', 'val_accuracy'\]"):

@@ -337,10 +337,10 @@ def read_published(path: str | os.PathLike[str]) -> pd.DataFrame:
             hyperparameter column.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"published results file {path} does not exist")
     try:
-        df = pd.read_csv(path)
+        df = read_record_table(path)  # a pipe or device is refused, not read for ever
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"published results file {path} cannot be read as CSV: {exc}") from exc
     missing = [c for c in METRIC_COLUMNS if c not in df.columns]
