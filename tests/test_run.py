@@ -129,7 +129,9 @@ def test_the_data_source_records_the_file_a_relative_path_read(
 
     monkeypatch.chdir(tmp_path)
     prepared = SimpleNamespace(
-        cleaning=SimpleNamespace(rows_before=1234), info=SimpleNamespace(synthetic=True)
+        cleaning=SimpleNamespace(rows_before=1234),
+        info=SimpleNamespace(synthetic=True),
+        data_spec=RunSpec().data.to_dict(),  # what train's own loading records
     )
     spec = RunSpec(data=DataSpec(path="data/mine.csv"))
     assert _data_source(spec, from_frame=False, prepared=prepared) == {
@@ -149,10 +151,33 @@ def test_real_rows_prepared_in_python_are_recorded_as_a_frame() -> None:
     from appsleuth.run import _data_source
 
     prepared = SimpleNamespace(
-        cleaning=SimpleNamespace(rows_before=50), info=SimpleNamespace(synthetic=False)
+        cleaning=SimpleNamespace(rows_before=50),
+        info=SimpleNamespace(synthetic=False),
+        data_spec=None,
     )
     source = _data_source(RunSpec(), from_frame=False, prepared=prepared)
     assert source == {"kind": "data frame", "path": None, "rows": 50}
+
+
+def test_generated_rows_prepared_in_python_are_recorded_as_a_frame() -> None:
+    # train(spec, prepared=prepare_data(embedded_data(300))) was recorded as the embedded
+    # data, whose spec.yaml (rows: null) names the 273,129 default rows: `train --config`
+    # of the run then retrained on those without a word.
+    from appsleuth.data.prepare import prepare_data
+    from appsleuth.data.tables import embedded_data
+    from appsleuth.run import _data_source, load_data, prepare_run_data
+
+    prepared = prepare_data(embedded_data(300))
+    assert prepared.data_spec is None
+    source = _data_source(RunSpec(), from_frame=False, prepared=prepared)
+    assert source == {"kind": "data frame", "path": None, "rows": 300}
+    # What the spec loads itself (train without data=, a sweep worker) is the embedded data.
+    spec = RunSpec(data=DataSpec(rows=300))
+    own = prepare_run_data(spec, load_data(spec), from_spec=True)
+    assert own.data_spec == spec.data.to_dict()
+    assert _data_source(spec, from_frame=False, prepared=own)["kind"] == "embedded"
+    # ... for that spec only: another spec's data section names other rows.
+    assert _data_source(RunSpec(), from_frame=False, prepared=own)["kind"] == "data frame"
 
 
 def test_metrics_file(run) -> None:

@@ -340,12 +340,22 @@ def _table_for(spec: RunSpec, data: Any) -> pd.DataFrame:
     return data
 
 
-def prepare_run_data(spec: RunSpec, df: pd.DataFrame) -> PreparedData:
-    """Clean, split and preprocess ``df`` as the run spec's data section says."""
+def prepare_run_data(spec: RunSpec, df: pd.DataFrame, *, from_spec: bool = False) -> PreparedData:
+    """Clean, split and preprocess ``df`` as the run spec's data section says.
+
+    Args:
+        spec: The run spec.
+        df: The table.
+        from_spec: ``df`` is what ``load_data(spec)`` read (the spec names these rows), so
+            the result records ``spec.data`` as its ``data_spec``. Defaults to False.
+    """
     d = spec.data
-    return prepare_data(
+    prepared = prepare_data(
         df, split=d.split, apps=d.apps, positive=d.positive, features=d.features, missing=d.missing
     )  # type: ignore[arg-type]
+    if from_spec:
+        prepared = dataclasses.replace(prepared, data_spec=d.to_dict())
+    return prepared
 
 
 def _data_line(prepared: PreparedData) -> str:
@@ -384,9 +394,12 @@ def _data_source(spec: RunSpec, *, from_frame: bool, prepared: PreparedData) -> 
     there (the embedded data at its default size), and a relative ``path`` is read from
     the directory the command runs in.
     """
-    # Real rows without a data path came from a frame, given as data= or prepared in
-    # Python (prepare_data(frame)) and given as prepared=: the embedded data is generated.
-    from_frame = from_frame or (spec.data.path is None and prepared.info.synthetic is False)
+    # Rows without a data path that the spec did not load came from a frame, given as
+    # data= or prepared in Python and given as prepared=: real rows, or generated ones of
+    # another size (prepare_data(embedded_data(60000))), which spec.yaml cannot name.
+    from_frame = from_frame or (
+        spec.data.path is None and prepared.data_spec != spec.data.to_dict()
+    )
     kind = "data frame" if from_frame else "embedded" if spec.data.path is None else "file"
     path = os.path.abspath(spec.data.path) if kind == "file" else None
     return {"kind": kind, "path": path, "rows": prepared.cleaning.rows_before}
@@ -894,7 +907,7 @@ def train(
     if complete:
         # Prepared first, so a complete run of other data is never handed back as this one.
         if prepared is None:
-            prepared = prepare_run_data(spec, _table_for(spec, data))
+            prepared = prepare_run_data(spec, _table_for(spec, data), from_spec=data is None)
         conflict = run_conflict(run_dir, spec, data_fingerprint(prepared))
         if conflict:
             raise RunExistsError(
@@ -919,7 +932,7 @@ def train(
     from appsleuth.model import build_model, loss_name, targets_for
 
     if prepared is None:
-        prepared = prepare_run_data(spec, _table_for(spec, data))
+        prepared = prepare_run_data(spec, _table_for(spec, data), from_spec=data is None)
         log(_data_line(prepared))
     classes = prepared.classes
     replaced, lock = _prepare_run_dir(run_dir, force=force)

@@ -165,6 +165,9 @@ class PreparedData:
         cleaning: What cleaning did.
         info: The source table's description.
         table: The cleaned table the split positions refer to.
+        data_spec: The run spec's data section (``DataSpec.to_dict()``) the rows were
+            loaded and prepared by (``appsleuth.run.prepare_run_data``), or None when
+            they were prepared from a table given in Python. Defaults to None.
     """
 
     x_train: np.ndarray
@@ -178,6 +181,7 @@ class PreparedData:
     cleaning: CleaningReport
     info: FrameInfo
     table: pd.DataFrame
+    data_spec: dict[str, Any] | None = None
 
     @property
     def classes(self) -> list[str]:

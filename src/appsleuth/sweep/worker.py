@@ -96,7 +96,7 @@ def _cached_data(spec: RunSpec) -> PreparedData:
     key = json.dumps(spec.data.to_dict(), sort_keys=True)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one data set per process at a time keeps memory flat
-        _DATA_CACHE[key] = prepare_run_data(spec, load_data(spec))
+        _DATA_CACHE[key] = prepare_run_data(spec, load_data(spec), from_spec=True)
     return _DATA_CACHE[key]
 
 
