@@ -288,6 +288,10 @@ def test_one_number_written_two_ways_in_the_labels_is_refused() -> None:
         r"'1' \(5 rows\) and '1.0' \(5 rows\); each spelling would be a class of its own",
     ):
         prepare_data(from_dataframe(df))
+    df["ApplicationName"] = ["1", "1", "2", "2"] * 5
+    df.iloc[0, df.columns.get_loc("ApplicationName")] = "1.0"  # a single row: "1 row", not "1 rows"
+    with pytest.raises(DataError, match=r"'1' \(9 rows\) and '1.0' \(1 row\); each"):
+        prepare_data(from_dataframe(df))
 
 
 def test_one_number_written_two_ways_is_refused_after_a_space_too() -> None:

@@ -1158,13 +1158,17 @@ def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
     same = [sorted(group, key=lambda v: (len(v), v)) for group in groups]
     if same:
         shown = "; ".join(
-            " and ".join(f"{v!r} ({int(counts[v]):,} rows)" for v in group) for group in same[:5]
+            " and ".join(f"{v!r} ({_rows(int(counts[v]))})" for v in group) for group in same[:5]
         )
         raise DataError(
             f"{where}: label column {column!r} writes the same number in different ways: "
             f"{shown}; each spelling would be a class of its own. Write each label one way "
             f"(for example all as {same[0][0]!r}) in the file"
         )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'s' * (n != 1)}"
 
 
 def _not_a_number_kind(col: pd.Series) -> str | None:
