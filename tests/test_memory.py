@@ -77,11 +77,11 @@ def test_memory_clearing_cannot_give_back_does_not_clear_after_every_run(fresh) 
 
 def test_other_backends_and_unknown_sizes_are_left_alone(fresh, monkeypatch) -> None:
     sizes, cleared = fresh
-    monkeypatch.setattr(_memory, "_keras_backend", lambda: "tensorflow")
+    monkeypatch.setattr(_memory, "backend_name", lambda: "tensorflow")
     _memory.release_programs_if_grown(100)
     sizes["now"] = 5000.0
     assert not _memory.release_programs_if_grown(100)
-    monkeypatch.setattr(_memory, "_keras_backend", lambda: "jax")
+    monkeypatch.setattr(_memory, "backend_name", lambda: "jax")
     monkeypatch.setattr(_memory, "resident_mb", lambda: None)
     assert not _memory.release_programs_if_grown(100)
     assert cleared == []

@@ -14,6 +14,8 @@ import gc
 import os
 import sys
 
+from appsleuth._keras import backend_name
+
 __all__ = ["GROWTH_LIMIT_MB", "release_programs_if_grown", "resident_mb"]
 
 # Growth of resident memory, since the first run of the process, that clears the caches.
@@ -61,7 +63,7 @@ def release_programs_if_grown(
         return False
     _run_started = True
     jax = sys.modules.get("jax")
-    if jax is None or _keras_backend() != "jax":
+    if jax is None or backend_name() != "jax":
         return False
     now = resident_mb()
     if now is None:
@@ -91,9 +93,3 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc
-
-
-def _keras_backend() -> str | None:
-    keras = sys.modules.get("keras")
-    backend = getattr(getattr(keras, "backend", None), "backend", None)
-    return str(backend()) if callable(backend) else None
