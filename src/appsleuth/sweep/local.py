@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -412,17 +412,11 @@ def _lost_trials(slots: _Slots, processes: dict[int, Any]) -> list[_Lost]:
         One per worker that was training a trial and died on its own (not stopped with
         SIGTERM, Ctrl-C or SIGHUP: see ``_STOPPED``).
     """
-    lost = []
-    for slot in range(len(slots.trials)):
-        index = slots.trials[slot]
-        process = processes.get(slots.pids[slot])
-        if index < 0 or process is None:
-            continue
-        exitcode = process.exitcode
-        if exitcode is None or exitcode in _STOPPED:
-            continue
-        lost.append(_Lost(index=index, started=slots.started[slot], exitcode=exitcode))
-    return lost
+    return [
+        _Lost(index=index, started=slots.started[slot], exitcode=process.exitcode)
+        for slot, index, process in _busy_workers(slots, processes)
+        if process.exitcode is not None and process.exitcode not in _STOPPED
+    ]
 
 
 def _stopped_trials(slots: _Slots, processes: dict[int, Any]) -> tuple[int, ...]:
@@ -433,12 +427,22 @@ def _stopped_trials(slots: _Slots, processes: dict[int, Any]) -> tuple[int, ...]
     stopped cannot be told from the rest (and Python learns no signal's sender). These
     are named when the sweep stops, so that a trial that meets this again can be found.
     """
-    stopped = []
+    return tuple(
+        sorted(
+            index
+            for _, index, process in _busy_workers(slots, processes)
+            if process.exitcode in _STOPPED
+        )
+    )
+
+
+def _busy_workers(slots: _Slots, processes: dict[int, Any]) -> Iterator[tuple[int, int, Any]]:
+    """``(slot, trial index, process)`` of each worker that was training a trial."""
     for slot in range(len(slots.trials)):
+        index = slots.trials[slot]
         process = processes.get(slots.pids[slot])
-        if slots.trials[slot] >= 0 and process is not None and process.exitcode in _STOPPED:
-            stopped.append(int(slots.trials[slot]))
-    return tuple(sorted(stopped))
+        if index >= 0 and process is not None:
+            yield slot, index, process
 
 
 def _record_lost(sweep_dir: Path, trial: Any, lost: _Lost) -> TrialOutcome | None:
