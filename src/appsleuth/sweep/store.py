@@ -369,15 +369,12 @@ def read_trial(sweep_dir: str | os.PathLike[str], index: int) -> Trial:
     """
     path = Path(sweep_dir) / MANIFEST
     trials = _manifest(Path(sweep_dir))["trials"]
-    if not is_integer(index):
+    if is_integer(index):
+        index = int(index)  # NumPy's integers too (np.arange over a plan)
+    if not is_integer(index) or not 0 <= index < len(trials):
+        kind = "" if is_integer(index) else f" (a {type(index).__name__}, not an integer)"
         raise AppSleuthError(
-            f"trial index must be in 0..{len(trials) - 1}; received index={index!r} (a "
-            f"{type(index).__name__}, not an integer)"
-        )
-    index = int(index)  # NumPy's integers too (np.arange over a plan)
-    if not 0 <= index < len(trials):
-        raise AppSleuthError(
-            f"trial index must be in 0..{len(trials) - 1}; received index={index!r}"
+            f"trial index must be in 0..{len(trials) - 1}; received index={index!r}{kind}"
         )
     return _checked_trial(trials[index], index, path)
 
