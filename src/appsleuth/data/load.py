@@ -64,6 +64,7 @@ __all__ = [
     "not_a_data_file",
     "numeric_columns_as_numbers",
     "parse_numbers",
+    "same_number_labels",
     "separator_hint",
     "table_row_names",
 ]
@@ -1133,6 +1134,23 @@ def label_number(label: str) -> Decimal | None:
     return Decimal(label) if _DECIMAL_LABEL.fullmatch(label) else None
 
 
+def same_number_labels(labels: Iterable[str]) -> list[list[str]]:
+    """The groups of distinct labels that spell one number (``["1", "1.0"]``).
+
+    Args:
+        labels: Distinct label texts.
+
+    Returns:
+        Each group shortest spelling first, in the order their numbers first occur.
+    """
+    spellings: dict[Decimal, list[str]] = {}
+    for value in labels:
+        number = label_number(value)
+        if number is not None:
+            spellings.setdefault(number, []).append(value)
+    return [sorted(g, key=lambda v: (len(v), v)) for g in spellings.values() if len(g) > 1]
+
+
 def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
     """Refuse a label column that writes one number in several ways (``1`` and ``1.0``).
 
@@ -1149,13 +1167,7 @@ def check_label_spellings(labels: pd.Series, column: str, where: str) -> None:
     """
     # As the classes are made (label_text): " 1.0", after a comma and a space, is "1.0".
     counts = label_text(labels).dropna().value_counts(sort=False)
-    spellings: dict[Decimal, list[str]] = {}
-    for value in counts.index:
-        number = label_number(value)
-        if number is not None:
-            spellings.setdefault(number, []).append(value)
-    groups = [group for group in spellings.values() if len(group) > 1]
-    same = [sorted(group, key=lambda v: (len(v), v)) for group in groups]
+    same = same_number_labels(counts.index)
     if same:
         shown = "; ".join(
             " and ".join(f"{v!r} ({_rows(int(counts[v]))})" for v in group) for group in same[:5]

@@ -26,9 +26,9 @@ from appsleuth.data.load import (
     as_name_list,
     frame_info,
     infinite_mask,
-    label_number,
     label_text,
     nonfinite_values,
+    same_number_labels,
     table_row_names,
 )
 from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data, time_order
@@ -310,13 +310,7 @@ def _classes(df: pd.DataFrame, label: str | None) -> Finding:
         summary += "; labels that differ only in case: " + ", ".join(" / ".join(n) for n in alike)
         recs.append("write each app's name one way (they are separate classes as they are)")
     # "1" and "1.0": files joined where one wrote its labels as floats. Training refuses it.
-    numbers: dict[Any, list[str]] = {}
-    for name in counts.index:
-        number = label_number(str(name))
-        if number is not None:
-            numbers.setdefault(number, []).append(str(name))
-    groups = [names for names in numbers.values() if len(names) > 1]
-    same = [sorted(names, key=lambda v: (len(v), v)) for names in groups]
+    same = same_number_labels(str(name) for name in counts.index)
     if same:
         data["same_number"] = same
         summary += "; labels that are one number written differently: " + ", ".join(
