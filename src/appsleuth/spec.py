@@ -36,6 +36,7 @@ from appsleuth.data.synth import check_row_count
 from appsleuth.errors import SpecError
 
 __all__ = [
+    "MAX_BATCH_SIZE",
     "MAX_EPOCHS",
     "MAX_LAYER_WEIGHTS",
     "MIN_EMBEDDED_ROWS",

@@ -778,7 +778,9 @@ def _integer_columns(table: pa.Table, label: str) -> list[str]:
     return [n for n, t in zip(names, types, strict=True) if pa.types.is_integer(t) and n != label]
 
 
-_HEX = re.compile(rb"0[xX][0-9a-fA-F]")
+# Text such as "0x1A": searched in the file's bytes, then in the columns read as text.
+_HEX_PATTERN = "0[xX][0-9a-fA-F]"
+_HEX = re.compile(_HEX_PATTERN.encode())
 
 
 def _hex_as_text(
@@ -812,7 +814,7 @@ def _hex_as_text(
         raise DataError(_csv_problem(file, str(exc), lines_of, encoding)) from exc
     for name in suspects:
         column = text.column(name)
-        if pc.any(pc.match_substring_regex(column, "0[xX][0-9a-fA-F]")).as_py():
+        if pc.any(pc.match_substring_regex(column, _HEX_PATTERN)).as_py():
             table = table.set_column(names.index(name), name, column)
     return table
 
