@@ -567,6 +567,35 @@ def test_a_task_squeue_forgot_is_placed_by_what_slurmstepd_wrote_in_its_output(
         assert "ended without a complete run directory; read " in st.error
 
 
+def test_tasks_of_an_array_with_an_offset_map_back_to_their_trials(tmp_path: Path) -> None:
+    # Task i of an array with offset k runs trial k + i: squeue and the output file names
+    # know the task, the journal the offset. Read as task = trial, trial 999 was "failed"
+    # (no task 999 in squeue) and trial 1003 pointed to an output file of another trial.
+    for job_id, offset, indices in (("70", 3, [3, 999, 1000]), ("71", 1001, [1001, 1003])):
+        _append_event(
+            tmp_path, {"event": "submit", "job_id": job_id, "indices": indices, "offset": offset}
+        )
+    _append_event(tmp_path, {"event": "submit", "job_id": "72", "indices": [5]})  # no offset
+    logs = tmp_path / "slurm" / "logs"
+    logs.mkdir(parents=True)
+    stepd = "slurmstepd-vm: error: *** JOB 75 ON vm CANCELLED AT 2026-11-27T02:26:28 ***\n"
+    (logs / "71_2.out").write_text(stepd)
+    states = dict.fromkeys((3, 999, 1000, 1001, 1003, 5), "missing")
+    states.update({3: "complete", 1003: "incomplete"})
+    trials = [(i, f"t{i}", {}, state, None) for i, state in states.items()]
+    queue = parse_squeue("70_[996-997]|RUNNING\n71_0|PENDING\n72_5|RUNNING\n")
+    got = classify_trials(tmp_path, trials, read_journal(tmp_path), queue)
+    assert [(s.index, s.status, s.job_id) for s in got] == [
+        (3, "complete", "70_0"),
+        (999, "running", "70_996"),
+        (1000, "running", "70_997"),
+        (1001, "pending", "71_0"),
+        (1003, "cancelled", "71_2"),
+        (5, "running", "72_5"),
+    ]
+    assert got[0].log == logs / "70_0.out" and got[4].log == logs / "71_2.out"
+
+
 def test_resume_submits_only_what_is_not_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -610,6 +639,12 @@ def test_recover_submissions_replaces_only_orphaned_intents() -> None:
     ]  # fmt: skip
     assert [e["event"] for e in merged] == ["intent", "submit", "submit", "intent"]
     assert merged[2] is recovered[0]
+
+
+def test_a_recovered_submission_keeps_its_arrays_offset() -> None:
+    events = [{"event": "intent", "token": "a", "indices": [1001, 1002], "offset": 1001}]
+    (recovered,) = recover_submissions(events, {"a": "8"})[1]
+    assert recovered["offset"] == 1001 and recovered["indices"] == [1001, 1002]
 
 
 def _orphaned_sweep(tmp_path: Path) -> Path:
@@ -901,6 +936,13 @@ def test_status_without_squeue_shows_the_run_directories(
          r"job ids; received job_ids='7'"),
         ('{"event": "intent", "indices": [1]}', r"the intent event needs a token \(text\); "
          r"received token=None"),
+        ('{"event": "submit", "job_id": "5", "indices": [1], "offset": -1}', r"the submit "
+         r"event's offset must be a non-negative integer; received offset=-1"),
+        ('{"event": "intent", "token": "t", "indices": [1], "offset": "1"}', r"the intent "
+         r"event's offset must be a non-negative integer; received offset='1'"),
+        ('{"event": "submit", "job_id": "5", "indices": [1, 4], "offset": 2}', r"the submit "
+         r"event's indices must be at least its offset; received offset=2 and "
+         r"indices=\[1, 4\]"),
     ],
 )  # fmt: skip
 def test_a_damaged_journal_event_is_skipped_with_a_warning(

@@ -477,9 +477,12 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The events of a sweep's journal, oldest first (none for a local sweep).
 
     Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
-    or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
-    write torn by a crash) is skipped; so is an event whose fields are missing or of the
-    wrong kind (an edited or damaged journal), with a warning naming the file and line.
+    or ``refused`` (sbatch said no), and ``cancel``. An intent and its submit name the
+    trials of one job array (``indices``) and its ``offset`` (task i runs trial offset +
+    i; 0 where the event has none, as in a journal written before offsets existed). A
+    line that is not valid JSON (a write torn by a crash) is skipped; so is an event whose
+    fields are missing or of the wrong kind (an edited or damaged journal), with a warning
+    naming the file and line.
 
     Raises:
         DataError: The journal cannot be read (no regular file, far too large, no access).
@@ -534,6 +537,18 @@ def _event_fault(event: dict[str, Any]) -> str | None:
             return (
                 f"the {kind} event needs indices, a list of trial numbers; received "
                 f"indices={indices!r:.40}"
+            )
+        offset = event.get("offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            return (
+                f"the {kind} event's offset must be a non-negative integer; received "
+                f"offset={offset!r:.40}"
+            )
+        if any(i < offset for i in indices):
+            # Task i of the array runs trial offset + i: a smaller trial is no task of it.
+            return (
+                f"the {kind} event's indices must be at least its offset; received "
+                f"offset={offset} and indices={indices!r:.40}"
             )
     if kind == "submit" and not job_id_ok(event.get("job_id")):
         received = f"{event.get('job_id')!r:.40}"
@@ -720,10 +735,12 @@ def recover_submissions(
     for event in events:
         token = event.get("token")
         if event.get("event") == "intent" and token not in journaled and token in found:
+            offset = {"offset": event["offset"]} if "offset" in event else {}
             event = {
                 "event": "submit",
                 "job_id": found[token],
                 "indices": list(event.get("indices") or ()),
+                **offset,
                 "token": token,
                 "recovered": True,
                 "time": event.get("time"),
@@ -769,7 +786,8 @@ class SlurmTrialState:
         params: The varied hyperparameters.
         status: ``complete``, ``running``, ``pending`` (queued in SLURM), ``failed``,
             ``cancelled``, ``unsubmitted`` or ``unknown`` (squeue could not be asked).
-        job_id: The array task that last took it (``123_4``), if any.
+        job_id: The array task that last took it (``123_4``: array index 4 of job 123,
+            the trial's index less that array's offset), if any.
         log: That task's SLURM output file, if any.
         error: Why it failed.
         metadata: The run's metadata (None before it finished).
@@ -813,12 +831,14 @@ def classify_trials(
     Returns:
         One :class:`SlurmTrialState` per trial.
     """
-    last_job: dict[int, tuple[int, str]] = {}
+    # Trial -> (journal position, job id, array index) of the job that last took it.
+    last_job: dict[int, tuple[int, str, int]] = {}
     cancels: dict[str, int] = {}
     for pos, event in enumerate(events):
         if event.get("event") == "submit":
+            offset = int(event.get("offset") or 0)
             for index in event.get("indices") or ():
-                last_job[int(index)] = (pos, str(event.get("job_id")))
+                last_job[int(index)] = (pos, str(event.get("job_id")), int(index) - offset)
         elif event.get("event") == "cancel":
             for job_id in event.get("job_ids") or ():
                 cancels[str(job_id)] = pos
@@ -827,9 +847,9 @@ def classify_trials(
         common = {"index": index, "name": name, "params": params, "metadata": meta}
         if run_state == "complete":
             if index in last_job:
-                job_id = last_job[index][1]
-                common["job_id"] = f"{job_id}_{index}"
-                common["log"] = sweep_dir / LOGS / f"{job_id}_{index}.out"
+                _, job_id, task_index = last_job[index]
+                common["job_id"] = f"{job_id}_{task_index}"
+                common["log"] = sweep_dir / LOGS / f"{job_id}_{task_index}.out"
             out.append(SlurmTrialState(status="complete", **common))
             continue
         run_error = (meta or {}).get("error") if run_state == "failed" else None
@@ -839,11 +859,11 @@ def classify_trials(
                 SlurmTrialState(status=status, error=run_error, ran=run_state == "failed", **common)
             )
             continue
-        pos, job_id = last_job[index]
-        task = f"{job_id}_{index}"
-        log = sweep_dir / LOGS / f"{job_id}_{index}.out"
+        pos, job_id, task_index = last_job[index]
+        task = f"{job_id}_{task_index}"
+        log = sweep_dir / LOGS / f"{task}.out"
         tasks = queue.get(job_id, {})
-        state = tasks.get(index, tasks.get(OTHER_TASKS))
+        state = tasks.get(task_index, tasks.get(OTHER_TASKS))
         if state is None and run_state != "failed" and log.exists():
             state = _state_from_log(log)
         where = {"job_id": task, "log": log}
