@@ -44,6 +44,7 @@ from appsleuth.sweep.slurm import (
     submit_slurm,
     wait_slurm,
 )
+from appsleuth.sweep.worker import TrialOutcome
 from tests.conftest import require_component
 from tests.test_analysis import write_fake_run
 
@@ -273,6 +274,8 @@ def test_retry_reaches_the_worker_as_an_argument_not_through_the_environment(
 
     assert worker_args("--retry-failed") == ["--index", "1", "--retry-failed"]
     assert worker_args() == [str(sweep_dir), "--index", "1"]
+    # The offset of an array past MaxArraySize arrives the same way.
+    assert worker_args("--index-offset", "1001") == ["1", "--index-offset", "1001"]
 
 
 def _sweep_run_argv(tmp_path: Path, name: str) -> tuple[list[str], Path]:
@@ -1288,8 +1291,39 @@ def test_worker_cli_is_what_the_script_runs() -> None:
         text=True,
         check=False,
     )
-    assert done.returncode == 0 and "--index" in done.stdout
+    assert done.returncode == 0 and "--index" in done.stdout and "--index-offset" in done.stdout
     assert "--device [auto|cpu|gpu]" in done.stdout and "--threads" in done.stdout
+
+
+def test_the_worker_adds_its_index_offset_and_refuses_one_past_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    ran = []
+
+    def run_trial(where, index, **kwargs):
+        ran.append(index)
+        return TrialOutcome(index=index, name="t", status="skipped", seconds=0.0)
+
+    monkeypatch.setattr("appsleuth.sweep.worker.run_trial", run_trial)
+    monkeypatch.setattr("appsleuth.cli._configure_backend", lambda threads, device: None)
+    worker = ["sweep", "worker", str(sweep_dir)]
+    for argv, message in (
+        (["--index", "0", "--index-offset", "-1"], "--index-offset must be a non-negative "
+         "integer; received --index-offset=-1"),
+        (["--index", "1", "--index-offset", "2"], f"--index 1 with --index-offset 2 is trial 3, "
+         f"but the plan of {sweep_dir} has trials 0..2; --index must be in 0..0 for this "
+         f"offset"),
+        (["--index", "0", "--index-offset", "5"], "--index 0 with --index-offset 5 is trial 5, "
+         "but the plan of"),
+        (["--index", "-1", "--index-offset", "1"], "--index -1 with --index-offset 1 is trial 0"),
+    ):  # fmt: skip
+        assert main([*worker, *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert ran == []  # refused before any trial starts
+    assert main([*worker, "--index", "0", "--index-offset", "2"]) == 0
+    assert main([*worker, "--index", "1"]) == 0  # no offset: task i runs trial i
+    assert ran == [2, 1]
 
 
 def test_device_reaches_the_worker_command(tmp_path: Path) -> None:

@@ -1676,17 +1676,27 @@ def sweep_collect(sweep_dir: Path) -> None:
 @_backend_options
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--index", type=int, required=True, help="The trial index (array task id).")
+@click.option(
+    "--index-offset",
+    type=int,
+    default=0,
+    help="Added to --index (the offset of a job array of a sweep past MaxArraySize).",
+)
 @click.option("--retry-failed", is_flag=True, help="Redo the trial if it failed before.")
 @click.pass_context
 def sweep_worker(
     ctx: click.Context,
     sweep_dir: Path,
     index: int,
+    index_offset: int,
     retry_failed: bool,
     threads: int | None,
     device: str,
 ) -> None:
-    """Run trial INDEX of SWEEP_DIR (what each SLURM array task runs)."""
+    """Run trial INDEX (+ INDEX_OFFSET) of SWEEP_DIR (what each SLURM array task runs)."""
+    if index_offset:
+        # Before the backend starts: a wrong offset is known without it.
+        index = _offset_trial(sweep_dir, index, index_offset)
     _configure_backend(threads, device)  # in a job: its SLURM_CPUS_PER_TASK by default
     from appsleuth.sweep.worker import run_trial
 
@@ -1697,6 +1707,25 @@ def sweep_worker(
     )
     if outcome.status in ("failed", "failed-before"):
         ctx.exit(1)
+
+
+def _offset_trial(sweep_dir: Path, index: int, offset: int) -> int:
+    """The trial that array task ``index`` of an array with ``offset`` runs, checked."""
+    from appsleuth.sweep.store import plan_size
+
+    if offset < 0:
+        raise SpecError(
+            f"--index-offset must be a non-negative integer; received --index-offset={offset}"
+        )
+    n = plan_size(sweep_dir)
+    if index < 0 or index + offset >= n:
+        valid = f"; --index must be in 0..{n - 1 - offset} for this offset" if offset < n else ""
+        raise AppSleuthError(
+            f"--index {index} with --index-offset {offset} is trial {index + offset}, but "
+            f"the plan of {sweep_dir} has trials 0..{n - 1}{valid} (a task of another "
+            f"sweep's job array, or a plan changed since it was submitted?)"
+        )
+    return index + offset
 
 
 @cli.command()

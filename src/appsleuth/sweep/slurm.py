@@ -393,6 +393,8 @@ def render_script(
         # The directory's own name, which a newline would end the comment in.
         f"# appsleuth {__version__} sweep {_plain_name(sweep_dir.name)}: array task i runs "
         "trial i.",
+        "# (Trial k + i where sbatch passes --index-offset k: a sweep larger than the",
+        "# cluster's MaxArraySize is submitted as several arrays, each with its offset.)",
         "# The hyperparameters are in manifest.json, never in this script. Submitted by",
         "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
         "# --output on the sbatch command line; both also work from here by hand.",
@@ -428,7 +430,8 @@ def render_script(
         # Not an environment variable: --export=NONE (a cluster's or the user's) would drop
         # it, and --export=ALL to pass it would override that choice.
         "# Arguments after this script's name on the sbatch command line go to the worker",
-        "# (--retry-failed redoes a trial that failed before); the preamble does not see them.",
+        "# (--retry-failed redoes a trial that failed before, --index-offset k adds k to the",
+        "# array task id); the preamble does not see them.",
         'appsleuth_args=("$@")',
         "set --",
         "",
@@ -437,7 +440,7 @@ def render_script(
         lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
         lines += ["# --- end of preamble ---", ""]
     lines += [
-        "# Trial $SLURM_ARRAY_TASK_ID of the manifest.",
+        "# Trial $SLURM_ARRAY_TASK_ID of the manifest (plus --index-offset, if given).",
         f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
         + ("" if device == "auto" else f"--device {device} ")
         + '--index "$SLURM_ARRAY_TASK_ID" "${appsleuth_args[@]}"',
