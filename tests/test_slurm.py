@@ -41,6 +41,7 @@ from appsleuth.sweep.slurm import (
     render_script,
     slurm_available,
     slurm_states,
+    split_arrays,
     submit_slurm,
     wait_slurm,
 )
@@ -993,25 +994,191 @@ def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: s
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_a_sweep_larger_than_max_array_size_is_refused_before_sbatch(
+def test_split_arrays_keeps_every_array_index_below_max_array_size() -> None:
+    todo = [3, *range(999, 1004), 2500]
+    arrays = split_arrays(todo, 1001)
+    assert arrays == [(3, (3, 999, 1000, 1001, 1002, 1003)), (2500, (2500,))]
+    assert [compress_indices(i - k for i in trials) for k, trials in arrays] == [
+        "0,996-1000",
+        "0",
+    ]
+    # Below the limit, or with no limit known: one array, task i runs trial i, as before.
+    assert split_arrays([4, 2, 1000], 1001) == [(0, (2, 4, 1000))]
+    assert split_arrays(todo, None) == [(0, tuple(todo))]
+    assert split_arrays([], 3) == []
+    assert split_arrays([0, 1, 2, 3, 4], 3) == [(0, (0, 1, 2)), (3, (3, 4))]
+    assert split_arrays([5, 7], 1) == [(5, (5,)), (7, (7,))]
+    with pytest.raises(AppSleuthError, match=r"this cluster takes no job arrays \(MaxArraySize=0"):
+        split_arrays([5], 0)
+
+
+def _sbatch_answers(monkeypatch: pytest.MonkeyPatch, *answers: str | int) -> list[list[str]]:
+    """sbatch that answers each call with the next job id (or, for an int, that exit code)."""
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, what, **kwargs):
+        calls.append(list(cmd))
+        answer = answers[len(calls) - 1]
+        if isinstance(answer, int):
+            return subprocess.CompletedProcess(cmd, answer, stdout="", stderr="bad array")
+        return subprocess.CompletedProcess(cmd, 0, stdout=f"{answer}\n", stderr="")
+
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: {})
+    return calls
+
+
+def test_a_sweep_past_max_array_size_is_submitted_as_arrays_with_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # It was refused ("split the search into sweeps of at most N trials").
     sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3, 0.4]}), tmp_path)
     _fake_commands(
         tmp_path,
         monkeypatch,
         scontrol='printf "MaxJobCount             = 10000\\nMaxArraySize            = 3\\n"',
-        sbatch='echo "sbatch: error: Batch job submission failed: Invalid job array '
-        'specification" >&2; exit 1',
     )
-    for dry_run in (True, False):  # a dry run showed a command sbatch would refuse
-        with pytest.raises(
-            AppSleuthError,
-            match=r"this sweep has 4 trials, but this cluster's job arrays take indices 0\.\.2 "
-            r"only \(MaxArraySize=3 in 'scontrol show config'\)",
-        ):
-            submit_slurm(sweep_dir, SlurmOptions(), dry_run=dry_run)
+    dry = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
+    assert dry.max_array_size == 3 and dry.indices == (0, 1, 2, 3)
+    assert [(a.offset, a.indices, a.job_id) for a in dry.arrays] == [
+        (0, (0, 1, 2), None),
+        (3, (3,), None),
+    ]
+    first, second = (a.command for a in dry.arrays)
+    assert first[2] == "--array=0-2%2" and first[-1] == str(dry.script)  # no offset: as before
+    assert second[2] == "--array=0%2" and second[-3:] == (str(dry.script), "--index-offset", "3")
     assert read_journal(sweep_dir) == []
+    calls = _sbatch_answers(monkeypatch, "51", "52")
+    sub = submit_slurm(sweep_dir, SlurmOptions(), retry_failed=True)
+    assert sub.job_ids == ("51", "52") and sub.job_id == "51"
+    assert calls[1][-3:] == ["--index-offset", "3", "--retry-failed"]
+    events = read_journal(sweep_dir)
+    assert [(e["event"], e.get("job_id"), e["offset"], e["indices"]) for e in events] == [
+        ("intent", None, 0, [0, 1, 2]),
+        ("submit", "51", 0, [0, 1, 2]),
+        ("intent", None, 3, [3]),
+        ("submit", "52", 3, [3]),
+    ]
+    # Each array has a token of its own, which finds it again after a crash.
+    assert events[0]["token"] != events[2]["token"]
+    assert f"--comment={COMMENT_PREFIX}{events[2]['token']}" in calls[1]
+    queue = "51_0|RUNNING\n51_[1-2]|PENDING\n52_0|RUNNING\n"
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: parse_squeue(queue))
+    states = slurm_states(sweep_dir)
+    assert [(s.status, s.job_id) for s in states] == [
+        ("running", "51_0"),
+        ("pending", "51_1"),
+        ("pending", "51_2"),
+        ("running", "52_0"),
+    ]
+    assert states[3].log == sweep_dir / "slurm" / "logs" / "52_0.out"
+    calls.clear()
+    monkeypatch.setattr(
+        slurm_module,
+        "_run",
+        lambda cmd, what, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""),
+    )
+    assert cancel_slurm(sweep_dir) == ["51", "52"] and calls == [["scancel", "51", "52"]]
+
+
+class _Killed(BaseException):
+    """Stands for the process dying between sbatch and the journal write."""
+
+
+@pytest.mark.parametrize("dies_at", ["intent", "submit"])
+def test_a_crash_between_two_arrays_is_finished_by_the_same_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies_at: str
+) -> None:
+    # Killed before the second array's intent (sbatch never ran for it), or after its
+    # sbatch but before its job id was journaled: a rerun submits what is missing, once.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 2)
+    calls = _sbatch_answers(monkeypatch, "61", "62", "63")
+    append = slurm_module._append_event
+    seen: list[str] = []
+
+    def dies_at_the_second_array(where, event):
+        seen.append(event["event"])
+        if seen.count(dies_at) == 2:
+            raise _Killed
+        append(where, event)
+
+    monkeypatch.setattr(slurm_module, "_append_event", dies_at_the_second_array)
+    with pytest.raises(_Killed):
+        submit_slurm(sweep_dir, SlurmOptions())
+    monkeypatch.setattr(slurm_module, "_append_event", append)
+    orphan = [e["token"] for e in read_journal(sweep_dir) if e["event"] == "intent"][1:]
+    second_sbatch = [c for c in calls if any(a.endswith(tuple(orphan)) for a in c)]
+    # squeue knows the second array by its token only if sbatch ran for it.
+    found = {orphan[0]: "62"} if second_sbatch else {}
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: found)
+    monkeypatch.setattr(
+        slurm_module, "query_squeue", lambda ids: {j: {0: "PENDING", 1: "PENDING"} for j in ids}
+    )
+    sub = submit_slurm(sweep_dir, SlurmOptions())
+    submitted = [e for e in read_journal(sweep_dir) if e["event"] == "submit"]
+    if dies_at == "intent":
+        assert len(calls) == 2 and sub.job_ids == ("62",)
+        assert calls[1][2] == "--array=0" and calls[1][-2:] == ["--index-offset", "2"]
+    else:
+        assert len(calls) == 2 and sub.job_ids == ()  # found again, not submitted twice
+        assert submitted[1].get("recovered") is True
+    assert [(e["job_id"], e["offset"], e["indices"]) for e in submitted] == [
+        ("61", 0, [0, 1]),
+        ("62", 2, [2]),
+    ]
+    assert [s.job_id for s in slurm_states(sweep_dir)] == ["61_0", "61_1", "62_0"]
+
+
+def test_a_refused_second_array_says_the_first_stays_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 2)
+    calls = _sbatch_answers(monkeypatch, "81", 1, "82")
+    with pytest.raises(
+        AppSleuthError,
+        match=r"sbatch refused the job \(exit 1\): bad array; the script is .*; job\(s\) 81 "
+        r"\(trials 0-1\) of this submission were submitted and stay queued: run the same "
+        r"command again to submit the remaining trials",
+    ):
+        submit_slurm(sweep_dir, SlurmOptions())
+    assert [e["event"] for e in read_journal(sweep_dir)] == [
+        "intent",
+        "submit",
+        "intent",
+        "refused",
+    ]
+    monkeypatch.setattr(
+        slurm_module, "query_squeue", lambda ids: {"81": {0: "PENDING", 1: "PENDING"}}
+    )
+    assert submit_slurm(sweep_dir, SlurmOptions()).job_ids == ("82",)
+    assert calls[2][2] == "--array=0" and calls[2][-2:] == ["--index-offset", "2"]
+
+
+def test_dry_run_shows_every_sbatch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, sweep_dir = _sweep_run_argv(tmp_path, "split")
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 1)
+    assert main([*run, "--dry-run", "--array-parallelism", "4"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "would submit 2 trial(s) as 2 job arrays (this cluster's job arrays take indices 0..0 "
+        "only (MaxArraySize=1); task i of an array with offset k runs trial k + i) with:"
+    ) in err
+    commands = [line.split("   # ") for line in err.splitlines() if line.startswith("  sbatch ")]
+    assert [trials for _, trials in commands] == ["trials 0", "trials 1"]
+    assert [shlex.split(cmd)[2] for cmd, _ in commands] == ["--array=0%4", "--array=0%4"]
+    assert shlex.split(commands[1][0])[-2:] == ["--index-offset", "1"]
+    assert not (sweep_dir / JOURNAL).exists()
+    calls = _sbatch_answers(monkeypatch, "91", "92")
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {})
+    assert main([*run, "--array-parallelism", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "submitted 2 trial(s) as SLURM jobs 91 (trials 0), 92 (trials 1): this cluster's" in out
+    assert "array_parallelism=4 limits each job array on its own, so up to 8 trials" in err
+    assert len(calls) == 2
 
 
 def test_wait_asks_squeue_again_and_says_the_jobs_go_on_when_it_gives_up(
@@ -1243,10 +1410,6 @@ def test_slurm_task_cancelled_on_its_own_stays_cancelled_once_squeue_forgets_it(
         time.sleep(0.3)
     (forgotten,) = slurm_states(sweep_dir, squeue=lambda ids: {})
     assert forgotten.status == "cancelled", state.log.read_text()
-
-
-class _Killed(BaseException):
-    """Stands for the process dying between sbatch and the journal write."""
 
 
 @pytest.mark.integration

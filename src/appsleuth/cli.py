@@ -1194,7 +1194,8 @@ def sweep_run(
     """Run every trial of SPEC_FILE that is not complete yet (safe to re-run).
 
     With the slurm executor: submit one job array of the trials neither complete nor
-    queued/running, and return (or follow them with --wait).
+    queued/running (several, where their numbers pass the cluster's MaxArraySize), and
+    return (or follow them with --wait).
     """
     from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
@@ -1352,30 +1353,55 @@ def _sweep_run_slurm(
         if not sub.indices:
             click.echo(f"dry run: wrote {sub.script}; {nothing}", err=True)
             return
+        # Ranges: a list of thousands of trial numbers would bury the command.
+        if len(sub.arrays) == 1:
+            click.echo(
+                f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) "
+                f"({compress_indices(sub.indices)}) with: "
+                f"{' '.join(map(_shell_quote, sub.command))}",
+                err=True,
+            )
+            return
         click.echo(
-            # Ranges: a list of thousands of trial numbers would bury the command.
-            f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) "
-            f"({compress_indices(sub.indices)}) with: "
-            f"{' '.join(map(_shell_quote, sub.command))}",
+            f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) as "
+            f"{len(sub.arrays)} job arrays ({_array_limit(sub.max_array_size)}) with:",
             err=True,
         )
+        for array in sub.arrays:
+            click.echo(
+                f"  {' '.join(map(_shell_quote, array.command))}   "
+                f"# trials {compress_indices(array.indices)}",
+                err=True,
+            )
         return
-    if sub.job_id:
+    if sub.job_ids:
+        n = len(sub.job_ids)
+        if n == 1:
+            jobs = f"SLURM job {sub.job_id}"
+        else:
+            jobs = "SLURM jobs " + ", ".join(
+                f"{a.job_id} (trials {compress_indices(a.indices)})" for a in sub.arrays
+            )
+            jobs += f": {_array_limit(sub.max_array_size)}"
         click.echo(
-            f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as SLURM job "
-            f"{sub.job_id} ({sub.script})"
+            f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as {jobs} ({sub.script})"
         )
         busy = sorted(
             {s.job_id.split("_")[0] for s in sub.states if s.status in ACTIVE and s.job_id},
             key=int,
         )
-        if options.array_parallelism and busy:
+        if options.array_parallelism and (busy or n > 1):
             # %K throttles one job array; SLURM has no limit across arrays.
             k = options.array_parallelism
+            ours = f"job {sub.job_id}" if n == 1 else f"these {n} job arrays"
+            beside = (
+                f"job(s) {', '.join(busy)} of this sweep still have trials queued or running; "
+                if busy
+                else ""
+            )
             click.echo(
-                f"note: job(s) {', '.join(busy)} of this sweep still have trials queued or "
-                f"running; array_parallelism={k} limits each job array on its own, so up to "
-                f"{k} trials of job {sub.job_id} may run beside them",
+                f"note: {beside}array_parallelism={k} limits each job array on its own, so up "
+                f"to {k * n} trials of {ours} may run {'beside them' if busy else 'at once'}",
                 err=True,
             )
     else:
@@ -1396,6 +1422,14 @@ def _sweep_run_slurm(
         wait or any(s.status == "failed" and s.ran and s.index not in sub.indices for s in states)
     ):
         ctx.exit(1)
+
+
+def _array_limit(max_array_size: int | None) -> str:
+    """Why a submission is several job arrays: the cluster's limit on array indices."""
+    return (
+        f"this cluster's job arrays take indices 0..{(max_array_size or 0) - 1} only "
+        f"(MaxArraySize={max_array_size}); task i of an array with offset k runs trial k + i"
+    )
 
 
 def _shell_quote(text: str) -> str:

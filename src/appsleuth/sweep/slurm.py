@@ -1,4 +1,4 @@
-"""The SLURM executor: one job array per submission, task i runs trial i.
+"""The SLURM executor: job arrays whose task i runs trial i (plus the array's offset).
 
 Inside the sweep directory::
 
@@ -7,6 +7,13 @@ Inside the sweep directory::
                               and scancel
     slurm/submit.lock         flock'ed while one process submits or cancels
     slurm/logs/%A_%a.out      one output file per array task
+
+A submission is one job array, whose task i runs trial i, unless a trial still to run has
+an index the cluster's job arrays cannot take (``MaxArraySize`` in ``scontrol show
+config``): it is then several arrays, each with an offset k that sbatch passes to the
+script (``--index-offset k``), so that task i of that array runs trial k + i. The journal
+records each array's offset and trials, which map its tasks (in squeue, in the names of
+the output files) back to trials.
 
 A trial's state comes from its run directory first (complete or failed with metadata),
 then from ``squeue`` for the job that last took it, then, once squeue forgot the job, from
@@ -66,6 +73,7 @@ __all__ = [
     "OTHER_TASKS",
     "SCRIPT",
     "SLURM_DIR",
+    "SlurmArray",
     "SlurmOptions",
     "SlurmSubmission",
     "SlurmTrialState",
@@ -83,6 +91,7 @@ __all__ = [
     "render_script",
     "slurm_available",
     "slurm_states",
+    "split_arrays",
     "submit_slurm",
     "wait_slurm",
 ]
@@ -117,7 +126,8 @@ OPTION_NAMES = (
 # sbatch options appsleuth sets on the command line (which overrides #SBATCH lines), and
 # why: an extra_sbatch line setting one would be ignored without a word.
 _OWN_OPTIONS = {
-    "--array": "array task i runs trial i (array_parallelism sets the %K throttle)",
+    "--array": "array task i runs trial i, plus the array's offset (array_parallelism sets "
+    "the %K throttle)",
     "--output": "each task's output goes to slurm/logs/%A_%a.out, the file status points to",
     "--error": "a task's errors go to slurm/logs/%A_%a.out, the file status points to",
     "--comment": "it carries the token that finds a submission again",
@@ -318,6 +328,47 @@ def compress_indices(indices: Iterable[int]) -> str:
         parts.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def split_arrays(indices: Iterable[int], limit: int | None) -> list[tuple[int, tuple[int, ...]]]:
+    """Trial indices as job arrays whose array indices stay below ``limit``.
+
+    Task a of the array with offset k runs trial k + a. When every index is below the
+    limit, or the limit is unknown (None), that is one array with offset 0, task i
+    running trial i; otherwise each array's offset is its smallest trial, which gives the
+    fewest arrays.
+
+    Args:
+        indices: The trials to submit.
+        limit: The cluster's MaxArraySize (array indices 0..limit-1), or None.
+
+    Returns:
+        ``[(offset, trials), ...]``, the trials sorted, the arrays in trial order.
+
+    Raises:
+        AppSleuthError: ``limit`` is below 1 (the cluster takes no job array).
+    """
+    values = sorted(set(indices))
+    if not values:
+        return []
+    if limit is None or values[-1] < limit:
+        return [(0, tuple(values))]
+    if limit < 1:
+        raise AppSleuthError(
+            f"this cluster takes no job arrays (MaxArraySize={limit} in 'scontrol show "
+            f"config'), and the slurm executor submits each trial as an array task; use "
+            f"executor: local"
+        )
+    arrays: list[tuple[int, tuple[int, ...]]] = []
+    i = 0
+    while i < len(values):
+        offset = values[i]
+        j = i
+        while j < len(values) and values[j] - offset < limit:
+            j += 1
+        arrays.append((offset, tuple(values[i:j])))
+        i = j
+    return arrays
 
 
 def _expand_indices(text: str) -> list[int]:
@@ -997,6 +1048,23 @@ def slurm_states(
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SlurmArray:
+    """One job array of a submission: its task i runs trial ``offset + i``.
+
+    Attributes:
+        offset: What the array index adds up to the trial index with.
+        indices: The trials it runs.
+        command: Its sbatch command (run, or to run).
+        job_id: Its job id; None when it was not submitted.
+    """
+
+    offset: int
+    indices: tuple[int, ...]
+    command: tuple[str, ...]
+    job_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmSubmission:
     """What :func:`submit_slurm` did.
 
@@ -1004,9 +1072,13 @@ class SlurmSubmission:
         script: The job-array script's path.
         script_text: Its text.
         indices: The trials submitted (or that would be, on a dry run).
-        job_id: The array job's id; None when nothing was submitted.
-        command: The sbatch command (run, or to run).
+        job_id: The (first) array job's id; None when nothing was submitted.
+        command: The (first) sbatch command (run, or to run).
         states: The trial states before submitting.
+        arrays: Every job array, in trial order: one, unless a trial's index is past
+            the cluster's MaxArraySize. Defaults to none (nothing to submit).
+        max_array_size: The cluster's MaxArraySize; None when it could not be read (or
+            nothing was to be submitted). Defaults to None.
     """
 
     script: Path
@@ -1015,6 +1087,13 @@ class SlurmSubmission:
     job_id: str | None
     command: tuple[str, ...]
     states: tuple[SlurmTrialState, ...]
+    arrays: tuple[SlurmArray, ...] = ()
+    max_array_size: int | None = None
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        """The job ids of the arrays submitted, in trial order."""
+        return tuple(a.job_id for a in self.arrays if a.job_id)
 
 
 def submit_slurm(
@@ -1031,6 +1110,8 @@ def submit_slurm(
     Trials whose run directory records a failure are submitted only with
     ``retry_failed`` (as the local executor does); trials whose job ended without a run
     directory (time limit, broken preamble), cancelled and never-submitted ones always.
+    They go in one job array, or in several (see :func:`split_arrays`) where a trial's
+    index is past the cluster's ``MaxArraySize``.
 
     Args:
         sweep_dir: A prepared sweep directory.
@@ -1041,7 +1122,8 @@ def submit_slurm(
         device: Where each trial trains: ``auto`` (default), ``cpu`` or ``gpu``.
 
     Raises:
-        AppSleuthError: sbatch is missing or refuses the job.
+        AppSleuthError: sbatch is missing or refuses a job array (the message names the
+            arrays of this submission that went in before, which stay queued).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     if options.gpus and device == "cpu":
@@ -1126,70 +1208,115 @@ def _submit(
         or (s.status == "failed" and (retry_failed or not s.ran))
     )
     limit = _max_array_size() if todo else None
-    if limit is not None and max(todo) >= limit:
-        # Also on a dry run, which would otherwise show a command sbatch refuses.
-        raise AppSleuthError(
-            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
-            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
-            f"array task i runs trial i; split the search into sweeps of at most {limit} "
-            f"trials, or use executor: local"
-        )
+    # Array indices stop below MaxArraySize (also on a dry run, which would otherwise show
+    # a command sbatch refuses): past it, the trials go in several arrays with offsets.
+    chunks = split_arrays(todo, limit)
     text = render_script(sweep_dir, len(plan), options, python=python, device=device)
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(script, text)
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
-    token = uuid.uuid4().hex
-    cmd = [
-        "sbatch",
-        "--parsable",
-        f"--array={compress_indices(todo)}{throttle}",
-        f"--output={_output_pattern(sweep_dir)}",
-        f"--comment={COMMENT_PREFIX}{token}",
-    ]
-    cmd.append(str(script))
-    if retry_failed:
-        cmd.append("--retry-failed")  # an argument of the script, for its worker
+    planned = []
+    for offset, trials in chunks:
+        token = uuid.uuid4().hex
+        cmd = [
+            "sbatch",
+            "--parsable",
+            f"--array={compress_indices(i - offset for i in trials)}{throttle}",
+            f"--output={_output_pattern(sweep_dir)}",
+            f"--comment={COMMENT_PREFIX}{token}",
+            str(script),
+        ]
+        # Arguments of the script, for its worker (an integer of ours, never user text).
+        if offset:
+            cmd += ["--index-offset", str(offset)]
+        if retry_failed:
+            cmd.append("--retry-failed")
+        planned.append((token, SlurmArray(offset=offset, indices=trials, command=tuple(cmd))))
     result = {
         "script": script,
         "script_text": text,
         "indices": todo,
-        "command": tuple(cmd),
         "states": tuple(states),
+        "max_array_size": limit,
     }
     if dry_run or not todo:
-        return SlurmSubmission(job_id=None, **result)
+        arrays = tuple(a for _, a in planned)
+        first = arrays[0].command if arrays else ()
+        return SlurmSubmission(job_id=None, command=first, arrays=arrays, **result)
+    done_arrays: list[SlurmArray] = []
+    for token, array in planned:
+        # Each array is its own intent, sbatch and submit: a process killed between two
+        # arrays leaves the earlier ones journaled (or found by their token) and the later
+        # ones' trials unsubmitted, so the same command again submits just those.
+        job_id = _submit_array(sweep_dir, script, token, array, retry_failed, options, done_arrays)
+        done_arrays.append(dataclasses.replace(array, job_id=job_id))
+    arrays = tuple(done_arrays)
+    return SlurmSubmission(
+        job_id=arrays[0].job_id, command=arrays[0].command, arrays=arrays, **result
+    )
+
+
+def _submit_array(
+    sweep_dir: Path,
+    script: Path,
+    token: str,
+    array: SlurmArray,
+    retry_failed: bool,
+    options: SlurmOptions,
+    before: Sequence[SlurmArray],
+) -> str:
+    """Journal the intent, run sbatch for one array and journal its job id (returned)."""
     _append_event(
-        sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
+        sweep_dir,
+        {
+            "event": "intent",
+            "token": token,
+            "indices": list(array.indices),
+            "offset": array.offset,
+            "time": _now(),
+        },
+    )
+    # An error after earlier arrays of this submission went in says they stay queued.
+    queued = (
+        "; job(s) "
+        + ", ".join(f"{a.job_id} (trials {compress_indices(a.indices)})" for a in before)
+        + " of this submission were submitted and stay queued: run the same command again "
+        "to submit the remaining trials"
+        if before
+        else ""
     )
     try:
-        done = _run(cmd, "submitting a sweep")
-    except _NotStartedError:
+        done = _run(list(array.command), "submitting a sweep")
+    except _NotStartedError as exc:
         # Nothing reached SLURM: no job to look for by this token later.
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
+        if before:
+            raise _NotStartedError(f"{exc}{queued}") from exc
         raise
     if done.returncode != 0:
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         raise AppSleuthError(
             f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}; "
-            f"the script is {script}"
+            f"the script is {script}{queued}"
         )
     job_id = done.stdout.strip().split(";")[0]
     if not job_id.isdigit():
-        raise AppSleuthError(f"sbatch answered {done.stdout.strip()!r}, not a job id")
+        raise AppSleuthError(f"sbatch answered {done.stdout.strip()!r}, not a job id{queued}")
     _append_event(
         sweep_dir,
         {
             "event": "submit",
             "job_id": job_id,
-            "indices": list(todo),
+            "indices": list(array.indices),
+            "offset": array.offset,
             "token": token,
             "time": _now(),
             "retry_failed": retry_failed,
             "options": options.to_dict(),
         },
     )
-    return SlurmSubmission(job_id=job_id, **result)
+    return job_id
 
 
 def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:
