@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -1316,6 +1317,53 @@ def test_slurm_sweep_completes_and_resume_submits_nothing(
     assert main(argv) == 0
     assert "nothing to submit" in capsys.readouterr().out
     assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "submit"]
+
+
+@pytest.mark.integration
+def test_slurm_sweep_past_max_array_size_runs_every_trial_in_its_array(
+    slurm: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The cluster keeps its MaxArraySize (1001): the limit appsleuth reads is lowered to
+    # 3. A resume of a 5-trial sweep whose trials 0, 2 and 3 are complete has trials 1
+    # and 4 to run: two real arrays, offsets 1 and 4, each task 0 running its own trial.
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 3)
+    lrs = [0.001, 0.002, 0.003, 0.004, 0.005]
+    spec_file = _write_spec(
+        tmp_path / "big.yaml", "big", {"time_min": 10}, grid={"learning_rate": lrs}
+    )
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "would submit 5 trial(s) as 2 job arrays" in capsys.readouterr().err
+    sweep_dir = out / "big"
+    plan = read_plan(sweep_dir)
+    for i in (0, 2, 3):
+        write_fake_run(sweep_dir / plan[i].name)
+    assert _exit_code([*argv, "--wait", "--poll-seconds", "1"]) == 0
+    submits = [e for e in read_journal(sweep_dir) if e["event"] == "submit"]
+    assert [(e["offset"], e["indices"]) for e in submits] == [(1, [1]), (4, [4])]
+    states = _json_status(sweep_dir, capsys)
+    assert [s["status"] for s in states] == ["complete"] * 5
+    assert [s["job_id"] for s in states] == [None, f"{submits[0]['job_id']}_0", None, None,
+                                             f"{submits[1]['job_id']}_0"]  # fmt: skip
+    for s in (states[1], states[4]):
+        # Each task's output file is its own trial's (the worker names the trial).
+        log = Path(s["log"])
+        deadline = time.time() + 30
+        while f"trial {s['index']} " not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        assert f"trial {s['index']} {s['name']}: complete" in log.read_text()
+        assert run_status(sweep_dir / s["name"]) == "complete"
+    assert main(["sweep", "collect", str(sweep_dir)]) == 0
+    results = pd.read_csv(sweep_dir / "results_full.csv")
+    assert list(results["param_learning_rate"]) == lrs
+    assert list(results["status"]) == ["complete"] * 5
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "nothing to submit" in capsys.readouterr().out
 
 
 @pytest.mark.integration
