@@ -1049,6 +1049,9 @@ def test_a_sweep_past_max_array_size_is_submitted_as_arrays_with_offsets(
     assert first[2] == "--array=0-2%2" and first[-1] == str(dry.script)  # no offset: as before
     assert second[2] == "--array=0%2" and second[-3:] == (str(dry.script), "--index-offset", "3")
     assert read_journal(sweep_dir) == []
+    # The script's own --array stays one sbatch takes (it said 0-3, refused by hand).
+    assert "\n#SBATCH --array=0-2%2\n" in dry.script_text
+    assert "# This plan's 4 trials pass the cluster's MaxArraySize (3)," in dry.script_text
     calls = _sbatch_answers(monkeypatch, "51", "52")
     sub = submit_slurm(sweep_dir, SlurmOptions(), retry_failed=True)
     assert sub.job_ids == ("51", "52") and sub.job_id == "51"

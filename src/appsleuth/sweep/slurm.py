@@ -419,6 +419,7 @@ def render_script(
     *,
     python: str | None = None,
     device: str = "auto",
+    max_array_size: int | None = None,
 ) -> str:
     """The job-array script: ``#SBATCH`` settings, the backend, the preamble, then trial i.
 
@@ -426,10 +427,12 @@ def render_script(
 
     Args:
         sweep_dir: The sweep directory (made absolute).
-        n_trials: Trials in the plan (the script's ``--array`` covers them all).
+        n_trials: Trials in the plan (the script's ``--array`` covers them all, or as
+            many as ``max_array_size`` lets it).
         options: The :class:`SlurmOptions`.
         python: The Python that runs appsleuth. Defaults to this one (``sys.executable``).
         device: ``--device`` of each trial: ``auto`` (default), ``cpu`` or ``gpu``.
+        max_array_size: The cluster's MaxArraySize. Defaults to None (unknown).
 
     Returns:
         The script text.
@@ -449,8 +452,19 @@ def render_script(
         "# The hyperparameters are in manifest.json, never in this script. Submitted by",
         "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
         "# --output on the sbatch command line; both also work from here by hand.",
+    ]
+    last = max(n_trials - 1, 0)
+    if max_array_size and last >= max_array_size:
+        # sbatch refuses an --array past the limit: this line stays one it takes.
+        last = max_array_size - 1
+        lines += [
+            f"# This plan's {n_trials} trials pass the cluster's MaxArraySize ({max_array_size}),",
+            f"# so the --array line below covers trials 0..{last} only; by hand,",
+            "# 'sbatch --array=0-N job.sbatch --index-offset K' runs trials K..K+N.",
+        ]
+    lines += [
         f"#SBATCH --job-name={_job_name(sweep_dir, options)}",
-        f"#SBATCH --array=0-{max(n_trials - 1, 0)}{throttle}",
+        f"#SBATCH --array=0-{last}{throttle}",
     ]
     output = _output_pattern(sweep_dir)
     if _SAFE_PATH.fullmatch(str(sweep_dir)):
@@ -1077,8 +1091,8 @@ class SlurmSubmission:
         states: The trial states before submitting.
         arrays: Every job array, in trial order: one, unless a trial's index is past
             the cluster's MaxArraySize. Defaults to none (nothing to submit).
-        max_array_size: The cluster's MaxArraySize; None when it could not be read (or
-            nothing was to be submitted). Defaults to None.
+        max_array_size: The cluster's MaxArraySize; None when it could not be read.
+            Defaults to None.
     """
 
     script: Path
@@ -1207,11 +1221,13 @@ def _submit(
         if s.status in ("unsubmitted", "cancelled")
         or (s.status == "failed" and (retry_failed or not s.ran))
     )
-    limit = _max_array_size() if todo else None
+    limit = _max_array_size()
     # Array indices stop below MaxArraySize (also on a dry run, which would otherwise show
     # a command sbatch refuses): past it, the trials go in several arrays with offsets.
     chunks = split_arrays(todo, limit)
-    text = render_script(sweep_dir, len(plan), options, python=python, device=device)
+    text = render_script(
+        sweep_dir, len(plan), options, python=python, device=device, max_array_size=limit
+    )
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(script, text)
