@@ -1087,7 +1087,8 @@ class SlurmSubmission:
         script_text: Its text.
         indices: The trials submitted (or that would be, on a dry run).
         job_id: The (first) array job's id; None when nothing was submitted.
-        command: The (first) sbatch command (run, or to run).
+        command: The (first) sbatch command (run, or to run); empty when no trial is
+            left to submit.
         states: The trial states before submitting.
         arrays: Every job array, in trial order: one, unless a trial's index is past
             the cluster's MaxArraySize. Defaults to none (nothing to submit).
