@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -41,9 +42,11 @@ from appsleuth.sweep.slurm import (
     render_script,
     slurm_available,
     slurm_states,
+    split_arrays,
     submit_slurm,
     wait_slurm,
 )
+from appsleuth.sweep.worker import TrialOutcome
 from tests.conftest import require_component
 from tests.test_analysis import write_fake_run
 
@@ -273,6 +276,8 @@ def test_retry_reaches_the_worker_as_an_argument_not_through_the_environment(
 
     assert worker_args("--retry-failed") == ["--index", "1", "--retry-failed"]
     assert worker_args() == [str(sweep_dir), "--index", "1"]
+    # The offset of an array past MaxArraySize arrives the same way.
+    assert worker_args("--index-offset", "1001") == ["1", "--index-offset", "1001"]
 
 
 def _sweep_run_argv(tmp_path: Path, name: str) -> tuple[list[str], Path]:
@@ -567,6 +572,35 @@ def test_a_task_squeue_forgot_is_placed_by_what_slurmstepd_wrote_in_its_output(
         assert "ended without a complete run directory; read " in st.error
 
 
+def test_tasks_of_an_array_with_an_offset_map_back_to_their_trials(tmp_path: Path) -> None:
+    # Task i of an array with offset k runs trial k + i: squeue and the output file names
+    # know the task, the journal the offset. Read as task = trial, trial 999 was "failed"
+    # (no task 999 in squeue) and trial 1003 pointed to an output file of another trial.
+    for job_id, offset, indices in (("70", 3, [3, 999, 1000]), ("71", 1001, [1001, 1003])):
+        _append_event(
+            tmp_path, {"event": "submit", "job_id": job_id, "indices": indices, "offset": offset}
+        )
+    _append_event(tmp_path, {"event": "submit", "job_id": "72", "indices": [5]})  # no offset
+    logs = tmp_path / "slurm" / "logs"
+    logs.mkdir(parents=True)
+    stepd = "slurmstepd-vm: error: *** JOB 75 ON vm CANCELLED AT 2026-11-27T02:26:28 ***\n"
+    (logs / "71_2.out").write_text(stepd)
+    states = dict.fromkeys((3, 999, 1000, 1001, 1003, 5), "missing")
+    states.update({3: "complete", 1003: "incomplete"})
+    trials = [(i, f"t{i}", {}, state, None) for i, state in states.items()]
+    queue = parse_squeue("70_[996-997]|RUNNING\n71_0|PENDING\n72_5|RUNNING\n")
+    got = classify_trials(tmp_path, trials, read_journal(tmp_path), queue)
+    assert [(s.index, s.status, s.job_id) for s in got] == [
+        (3, "complete", "70_0"),
+        (999, "running", "70_996"),
+        (1000, "running", "70_997"),
+        (1001, "pending", "71_0"),
+        (1003, "cancelled", "71_2"),
+        (5, "running", "72_5"),
+    ]
+    assert got[0].log == logs / "70_0.out" and got[4].log == logs / "71_2.out"
+
+
 def test_resume_submits_only_what_is_not_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -610,6 +644,12 @@ def test_recover_submissions_replaces_only_orphaned_intents() -> None:
     ]  # fmt: skip
     assert [e["event"] for e in merged] == ["intent", "submit", "submit", "intent"]
     assert merged[2] is recovered[0]
+
+
+def test_a_recovered_submission_keeps_its_arrays_offset() -> None:
+    events = [{"event": "intent", "token": "a", "indices": [1001, 1002], "offset": 1001}]
+    (recovered,) = recover_submissions(events, {"a": "8"})[1]
+    assert recovered["offset"] == 1001 and recovered["indices"] == [1001, 1002]
 
 
 def _orphaned_sweep(tmp_path: Path) -> Path:
@@ -901,6 +941,13 @@ def test_status_without_squeue_shows_the_run_directories(
          r"job ids; received job_ids='7'"),
         ('{"event": "intent", "indices": [1]}', r"the intent event needs a token \(text\); "
          r"received token=None"),
+        ('{"event": "submit", "job_id": "5", "indices": [1], "offset": -1}', r"the submit "
+         r"event's offset must be a non-negative integer; received offset=-1"),
+        ('{"event": "intent", "token": "t", "indices": [1], "offset": "1"}', r"the intent "
+         r"event's offset must be a non-negative integer; received offset='1'"),
+        ('{"event": "submit", "job_id": "5", "indices": [1, 4], "offset": 2}', r"the submit "
+         r"event's indices must be at least its offset; received offset=2 and "
+         r"indices=\[1, 4\]"),
     ],
 )  # fmt: skip
 def test_a_damaged_journal_event_is_skipped_with_a_warning(
@@ -948,25 +995,194 @@ def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: s
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
 
-def test_a_sweep_larger_than_max_array_size_is_refused_before_sbatch(
+def test_split_arrays_keeps_every_array_index_below_max_array_size() -> None:
+    todo = [3, *range(999, 1004), 2500]
+    arrays = split_arrays(todo, 1001)
+    assert arrays == [(3, (3, 999, 1000, 1001, 1002, 1003)), (2500, (2500,))]
+    assert [compress_indices(i - k for i in trials) for k, trials in arrays] == [
+        "0,996-1000",
+        "0",
+    ]
+    # Below the limit, or with no limit known: one array, task i runs trial i, as before.
+    assert split_arrays([4, 2, 1000], 1001) == [(0, (2, 4, 1000))]
+    assert split_arrays(todo, None) == [(0, tuple(todo))]
+    assert split_arrays([], 3) == []
+    assert split_arrays([0, 1, 2, 3, 4], 3) == [(0, (0, 1, 2)), (3, (3, 4))]
+    assert split_arrays([5, 7], 1) == [(5, (5,)), (7, (7,))]
+    with pytest.raises(AppSleuthError, match=r"this cluster takes no job arrays \(MaxArraySize=0"):
+        split_arrays([5], 0)
+
+
+def _sbatch_answers(monkeypatch: pytest.MonkeyPatch, *answers: str | int) -> list[list[str]]:
+    """sbatch that answers each call with the next job id (or, for an int, that exit code)."""
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, what, **kwargs):
+        calls.append(list(cmd))
+        answer = answers[len(calls) - 1]
+        if isinstance(answer, int):
+            return subprocess.CompletedProcess(cmd, answer, stdout="", stderr="bad array")
+        return subprocess.CompletedProcess(cmd, 0, stdout=f"{answer}\n", stderr="")
+
+    monkeypatch.setattr(slurm_module, "_run", fake_run)
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: {})
+    return calls
+
+
+def test_a_sweep_past_max_array_size_is_submitted_as_arrays_with_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # It was refused ("split the search into sweeps of at most N trials").
     sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3, 0.4]}), tmp_path)
     _fake_commands(
         tmp_path,
         monkeypatch,
         scontrol='printf "MaxJobCount             = 10000\\nMaxArraySize            = 3\\n"',
-        sbatch='echo "sbatch: error: Batch job submission failed: Invalid job array '
-        'specification" >&2; exit 1',
     )
-    for dry_run in (True, False):  # a dry run showed a command sbatch would refuse
-        with pytest.raises(
-            AppSleuthError,
-            match=r"this sweep has 4 trials, but this cluster's job arrays take indices 0\.\.2 "
-            r"only \(MaxArraySize=3 in 'scontrol show config'\)",
-        ):
-            submit_slurm(sweep_dir, SlurmOptions(), dry_run=dry_run)
+    dry = submit_slurm(sweep_dir, SlurmOptions(array_parallelism=2), dry_run=True)
+    assert dry.max_array_size == 3 and dry.indices == (0, 1, 2, 3)
+    assert [(a.offset, a.indices, a.job_id) for a in dry.arrays] == [
+        (0, (0, 1, 2), None),
+        (3, (3,), None),
+    ]
+    first, second = (a.command for a in dry.arrays)
+    assert first[2] == "--array=0-2%2" and first[-1] == str(dry.script)  # no offset: as before
+    assert second[2] == "--array=0%2" and second[-3:] == (str(dry.script), "--index-offset", "3")
     assert read_journal(sweep_dir) == []
+    # The script's own --array stays one sbatch takes (it said 0-3, refused by hand).
+    assert "\n#SBATCH --array=0-2%2\n" in dry.script_text
+    assert "# This plan's 4 trials pass the cluster's MaxArraySize (3)," in dry.script_text
+    calls = _sbatch_answers(monkeypatch, "51", "52")
+    sub = submit_slurm(sweep_dir, SlurmOptions(), retry_failed=True)
+    assert sub.job_ids == ("51", "52") and sub.job_id == "51"
+    assert calls[1][-3:] == ["--index-offset", "3", "--retry-failed"]
+    events = read_journal(sweep_dir)
+    assert [(e["event"], e.get("job_id"), e["offset"], e["indices"]) for e in events] == [
+        ("intent", None, 0, [0, 1, 2]),
+        ("submit", "51", 0, [0, 1, 2]),
+        ("intent", None, 3, [3]),
+        ("submit", "52", 3, [3]),
+    ]
+    # Each array has a token of its own, which finds it again after a crash.
+    assert events[0]["token"] != events[2]["token"]
+    assert f"--comment={COMMENT_PREFIX}{events[2]['token']}" in calls[1]
+    queue = "51_0|RUNNING\n51_[1-2]|PENDING\n52_0|RUNNING\n"
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: parse_squeue(queue))
+    states = slurm_states(sweep_dir)
+    assert [(s.status, s.job_id) for s in states] == [
+        ("running", "51_0"),
+        ("pending", "51_1"),
+        ("pending", "51_2"),
+        ("running", "52_0"),
+    ]
+    assert states[3].log == sweep_dir / "slurm" / "logs" / "52_0.out"
+    calls.clear()
+    monkeypatch.setattr(
+        slurm_module,
+        "_run",
+        lambda cmd, what, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0, "", ""),
+    )
+    assert cancel_slurm(sweep_dir) == ["51", "52"] and calls == [["scancel", "51", "52"]]
+
+
+class _Killed(BaseException):
+    """Stands for the process dying between sbatch and the journal write."""
+
+
+@pytest.mark.parametrize("dies_at", ["intent", "submit"])
+def test_a_crash_between_two_arrays_is_finished_by_the_same_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dies_at: str
+) -> None:
+    # Killed before the second array's intent (sbatch never ran for it), or after its
+    # sbatch but before its job id was journaled: a rerun submits what is missing, once.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 2)
+    calls = _sbatch_answers(monkeypatch, "61", "62", "63")
+    append = slurm_module._append_event
+    seen: list[str] = []
+
+    def dies_at_the_second_array(where, event):
+        seen.append(event["event"])
+        if seen.count(dies_at) == 2:
+            raise _Killed
+        append(where, event)
+
+    monkeypatch.setattr(slurm_module, "_append_event", dies_at_the_second_array)
+    with pytest.raises(_Killed):
+        submit_slurm(sweep_dir, SlurmOptions())
+    monkeypatch.setattr(slurm_module, "_append_event", append)
+    orphan = [e["token"] for e in read_journal(sweep_dir) if e["event"] == "intent"][1:]
+    second_sbatch = [c for c in calls if any(a.endswith(tuple(orphan)) for a in c)]
+    # squeue knows the second array by its token only if sbatch ran for it.
+    found = {orphan[0]: "62"} if second_sbatch else {}
+    monkeypatch.setattr(slurm_module, "query_submissions", lambda tokens: found)
+    monkeypatch.setattr(
+        slurm_module, "query_squeue", lambda ids: {j: {0: "PENDING", 1: "PENDING"} for j in ids}
+    )
+    sub = submit_slurm(sweep_dir, SlurmOptions())
+    submitted = [e for e in read_journal(sweep_dir) if e["event"] == "submit"]
+    if dies_at == "intent":
+        assert len(calls) == 2 and sub.job_ids == ("62",)
+        assert calls[1][2] == "--array=0" and calls[1][-2:] == ["--index-offset", "2"]
+    else:
+        assert len(calls) == 2 and sub.job_ids == ()  # found again, not submitted twice
+        assert submitted[1].get("recovered") is True
+    assert [(e["job_id"], e["offset"], e["indices"]) for e in submitted] == [
+        ("61", 0, [0, 1]),
+        ("62", 2, [2]),
+    ]
+    assert [s.job_id for s in slurm_states(sweep_dir)] == ["61_0", "61_1", "62_0"]
+
+
+def test_a_refused_second_array_says_the_first_stays_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 2)
+    calls = _sbatch_answers(monkeypatch, "81", 1, "82")
+    with pytest.raises(
+        AppSleuthError,
+        match=r"sbatch refused the job \(exit 1\): bad array; the script is .*; job\(s\) 81 "
+        r"\(trials 0-1\) of this submission were submitted and stay queued: run the same "
+        r"command again to submit the remaining trials",
+    ):
+        submit_slurm(sweep_dir, SlurmOptions())
+    assert [e["event"] for e in read_journal(sweep_dir)] == [
+        "intent",
+        "submit",
+        "intent",
+        "refused",
+    ]
+    monkeypatch.setattr(
+        slurm_module, "query_squeue", lambda ids: {"81": {0: "PENDING", 1: "PENDING"}}
+    )
+    assert submit_slurm(sweep_dir, SlurmOptions()).job_ids == ("82",)
+    assert calls[2][2] == "--array=0" and calls[2][-2:] == ["--index-offset", "2"]
+
+
+def test_dry_run_shows_every_sbatch_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, sweep_dir = _sweep_run_argv(tmp_path, "split")
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 1)
+    assert main([*run, "--dry-run", "--array-parallelism", "4"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "would submit 2 trial(s) as 2 job arrays (this cluster's job arrays take indices 0..0 "
+        "only (MaxArraySize=1); task i of an array with offset k runs trial k + i) with:"
+    ) in err
+    commands = [line.split("   # ") for line in err.splitlines() if line.startswith("  sbatch ")]
+    assert [trials for _, trials in commands] == ["trials 0", "trials 1"]
+    assert [shlex.split(cmd)[2] for cmd, _ in commands] == ["--array=0%4", "--array=0%4"]
+    assert shlex.split(commands[1][0])[-2:] == ["--index-offset", "1"]
+    assert not (sweep_dir / JOURNAL).exists()
+    calls = _sbatch_answers(monkeypatch, "91", "92")
+    monkeypatch.setattr(slurm_module, "query_squeue", lambda ids: {})
+    assert main([*run, "--array-parallelism", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "submitted 2 trial(s) as SLURM jobs 91 (trials 0), 92 (trials 1): this cluster's" in out
+    assert "array_parallelism=4 limits each job array on its own, so up to 8 trials" in err
+    assert len(calls) == 2
 
 
 def test_wait_asks_squeue_again_and_says_the_jobs_go_on_when_it_gives_up(
@@ -1107,6 +1323,53 @@ def test_slurm_sweep_completes_and_resume_submits_nothing(
 
 
 @pytest.mark.integration
+def test_slurm_sweep_past_max_array_size_runs_every_trial_in_its_array(
+    slurm: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The cluster keeps its MaxArraySize (1001): the limit appsleuth reads is lowered to
+    # 3. A resume of a 5-trial sweep whose trials 0, 2 and 3 are complete has trials 1
+    # and 4 to run: two real arrays, offsets 1 and 4, each task 0 running its own trial.
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 3)
+    lrs = [0.001, 0.002, 0.003, 0.004, 0.005]
+    spec_file = _write_spec(
+        tmp_path / "big.yaml", "big", {"time_min": 10}, grid={"learning_rate": lrs}
+    )
+    out = tmp_path / "out"
+    argv = ["sweep", "run", str(spec_file), "--out", str(out)]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "would submit 5 trial(s) as 2 job arrays" in capsys.readouterr().err
+    sweep_dir = out / "big"
+    plan = read_plan(sweep_dir)
+    for i in (0, 2, 3):
+        write_fake_run(sweep_dir / plan[i].name)
+    assert _exit_code([*argv, "--wait", "--poll-seconds", "1"]) == 0
+    submits = [e for e in read_journal(sweep_dir) if e["event"] == "submit"]
+    assert [(e["offset"], e["indices"]) for e in submits] == [(1, [1]), (4, [4])]
+    states = _json_status(sweep_dir, capsys)
+    assert [s["status"] for s in states] == ["complete"] * 5
+    assert [s["job_id"] for s in states] == [None, f"{submits[0]['job_id']}_0", None, None,
+                                             f"{submits[1]['job_id']}_0"]  # fmt: skip
+    for s in (states[1], states[4]):
+        # Each task's output file is its own trial's (the worker names the trial).
+        log = Path(s["log"])
+        deadline = time.time() + 30
+        while f"trial {s['index']} " not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        assert f"trial {s['index']} {s['name']}: complete" in log.read_text()
+        assert run_status(sweep_dir / s["name"]) == "complete"
+    assert main(["sweep", "collect", str(sweep_dir)]) == 0
+    results = pd.read_csv(sweep_dir / "results_full.csv")
+    assert list(results["param_learning_rate"]) == lrs
+    assert list(results["status"]) == ["complete"] * 5
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "nothing to submit" in capsys.readouterr().out
+
+
+@pytest.mark.integration
 def test_slurm_failures_are_reported_with_their_log(
     slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1200,10 +1463,6 @@ def test_slurm_task_cancelled_on_its_own_stays_cancelled_once_squeue_forgets_it(
     assert forgotten.status == "cancelled", state.log.read_text()
 
 
-class _Killed(BaseException):
-    """Stands for the process dying between sbatch and the journal write."""
-
-
 @pytest.mark.integration
 def test_slurm_job_submitted_by_a_killed_process_is_found_again(
     slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -1246,8 +1505,39 @@ def test_worker_cli_is_what_the_script_runs() -> None:
         text=True,
         check=False,
     )
-    assert done.returncode == 0 and "--index" in done.stdout
+    assert done.returncode == 0 and "--index" in done.stdout and "--index-offset" in done.stdout
     assert "--device [auto|cpu|gpu]" in done.stdout and "--threads" in done.stdout
+
+
+def test_the_worker_adds_its_index_offset_and_refuses_one_past_the_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    ran = []
+
+    def run_trial(where, index, **kwargs):
+        ran.append(index)
+        return TrialOutcome(index=index, name="t", status="skipped", seconds=0.0)
+
+    monkeypatch.setattr("appsleuth.sweep.worker.run_trial", run_trial)
+    monkeypatch.setattr("appsleuth.cli._configure_backend", lambda threads, device: None)
+    worker = ["sweep", "worker", str(sweep_dir)]
+    for argv, message in (
+        (["--index", "0", "--index-offset", "-1"], "--index-offset must be a non-negative "
+         "integer; received --index-offset=-1"),
+        (["--index", "1", "--index-offset", "2"], f"--index 1 with --index-offset 2 is trial 3, "
+         f"but the plan of {sweep_dir} has trials 0..2; --index must be in 0..0 for this "
+         f"offset"),
+        (["--index", "0", "--index-offset", "5"], "--index 0 with --index-offset 5 is trial 5, "
+         "but the plan of"),
+        (["--index", "-1", "--index-offset", "1"], "--index -1 with --index-offset 1 is trial 0"),
+    ):  # fmt: skip
+        assert main([*worker, *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert ran == []  # refused before any trial starts
+    assert main([*worker, "--index", "0", "--index-offset", "2"]) == 0
+    assert main([*worker, "--index", "1"]) == 0  # no offset: task i runs trial i
+    assert ran == [2, 1]
 
 
 def test_device_reaches_the_worker_command(tmp_path: Path) -> None:

@@ -1194,7 +1194,8 @@ def sweep_run(
     """Run every trial of SPEC_FILE that is not complete yet (safe to re-run).
 
     With the slurm executor: submit one job array of the trials neither complete nor
-    queued/running, and return (or follow them with --wait).
+    queued/running (several, where their numbers pass the cluster's MaxArraySize), and
+    return (or follow them with --wait).
     """
     from appsleuth.sweep.local import SweepInterrupted, run_local
     from appsleuth.sweep.space import load_sweep_spec
@@ -1352,30 +1353,55 @@ def _sweep_run_slurm(
         if not sub.indices:
             click.echo(f"dry run: wrote {sub.script}; {nothing}", err=True)
             return
+        # Ranges: a list of thousands of trial numbers would bury the command.
+        if len(sub.arrays) == 1:
+            click.echo(
+                f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) "
+                f"({compress_indices(sub.indices)}) with: "
+                f"{' '.join(map(_shell_quote, sub.command))}",
+                err=True,
+            )
+            return
         click.echo(
-            # Ranges: a list of thousands of trial numbers would bury the command.
-            f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) "
-            f"({compress_indices(sub.indices)}) with: "
-            f"{' '.join(map(_shell_quote, sub.command))}",
+            f"dry run: wrote {sub.script}; would submit {len(sub.indices)} trial(s) as "
+            f"{len(sub.arrays)} job arrays ({_array_limit(sub.max_array_size)}) with:",
             err=True,
         )
+        for array in sub.arrays:
+            click.echo(
+                f"  {' '.join(map(_shell_quote, array.command))}   "
+                f"# trials {compress_indices(array.indices)}",
+                err=True,
+            )
         return
-    if sub.job_id:
+    if sub.job_ids:
+        n = len(sub.job_ids)
+        if n == 1:
+            jobs = f"SLURM job {sub.job_id}"
+        else:
+            jobs = "SLURM jobs " + ", ".join(
+                f"{a.job_id} (trials {compress_indices(a.indices)})" for a in sub.arrays
+            )
+            jobs += f": {_array_limit(sub.max_array_size)}"
         click.echo(
-            f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as SLURM job "
-            f"{sub.job_id} ({sub.script})"
+            f"sweep {spec.name}: submitted {len(sub.indices)} trial(s) as {jobs} ({sub.script})"
         )
         busy = sorted(
             {s.job_id.split("_")[0] for s in sub.states if s.status in ACTIVE and s.job_id},
             key=int,
         )
-        if options.array_parallelism and busy:
+        if options.array_parallelism and (busy or n > 1):
             # %K throttles one job array; SLURM has no limit across arrays.
             k = options.array_parallelism
+            ours = f"job {sub.job_id}" if n == 1 else f"these {n} job arrays"
+            beside = (
+                f"job(s) {', '.join(busy)} of this sweep still have trials queued or running; "
+                if busy
+                else ""
+            )
             click.echo(
-                f"note: job(s) {', '.join(busy)} of this sweep still have trials queued or "
-                f"running; array_parallelism={k} limits each job array on its own, so up to "
-                f"{k} trials of job {sub.job_id} may run beside them",
+                f"note: {beside}array_parallelism={k} limits each job array on its own, so up "
+                f"to {k * n} trials of {ours} may run {'beside them' if busy else 'at once'}",
                 err=True,
             )
     else:
@@ -1396,6 +1422,14 @@ def _sweep_run_slurm(
         wait or any(s.status == "failed" and s.ran and s.index not in sub.indices for s in states)
     ):
         ctx.exit(1)
+
+
+def _array_limit(max_array_size: int | None) -> str:
+    """Why a submission is several job arrays: the cluster's limit on array indices."""
+    return (
+        f"this cluster's job arrays take indices 0..{(max_array_size or 0) - 1} only "
+        f"(MaxArraySize={max_array_size}); task i of an array with offset k runs trial k + i"
+    )
 
 
 def _shell_quote(text: str) -> str:
@@ -1676,17 +1710,27 @@ def sweep_collect(sweep_dir: Path) -> None:
 @_backend_options
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--index", type=int, required=True, help="The trial index (array task id).")
+@click.option(
+    "--index-offset",
+    type=int,
+    default=0,
+    help="Added to --index (the offset of a job array of a sweep past MaxArraySize).",
+)
 @click.option("--retry-failed", is_flag=True, help="Redo the trial if it failed before.")
 @click.pass_context
 def sweep_worker(
     ctx: click.Context,
     sweep_dir: Path,
     index: int,
+    index_offset: int,
     retry_failed: bool,
     threads: int | None,
     device: str,
 ) -> None:
-    """Run trial INDEX of SWEEP_DIR (what each SLURM array task runs)."""
+    """Run trial INDEX (+ INDEX_OFFSET) of SWEEP_DIR (what each SLURM array task runs)."""
+    if index_offset:
+        # Before the backend starts: a wrong offset is known without it.
+        index = _offset_trial(sweep_dir, index, index_offset)
     _configure_backend(threads, device)  # in a job: its SLURM_CPUS_PER_TASK by default
     from appsleuth.sweep.worker import run_trial
 
@@ -1697,6 +1741,25 @@ def sweep_worker(
     )
     if outcome.status in ("failed", "failed-before"):
         ctx.exit(1)
+
+
+def _offset_trial(sweep_dir: Path, index: int, offset: int) -> int:
+    """The trial that array task ``index`` of an array with ``offset`` runs, checked."""
+    from appsleuth.sweep.store import plan_size
+
+    if offset < 0:
+        raise SpecError(
+            f"--index-offset must be a non-negative integer; received --index-offset={offset}"
+        )
+    n = plan_size(sweep_dir)
+    if index < 0 or index + offset >= n:
+        valid = f"; --index must be in 0..{n - 1 - offset} for this offset" if offset < n else ""
+        raise AppSleuthError(
+            f"--index {index} with --index-offset {offset} is trial {index + offset}, but "
+            f"the plan of {sweep_dir} has trials 0..{n - 1}{valid} (a task of another "
+            f"sweep's job array, or a plan changed since it was submitted?)"
+        )
+    return index + offset
 
 
 @cli.command()

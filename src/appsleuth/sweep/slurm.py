@@ -1,4 +1,4 @@
-"""The SLURM executor: one job array per submission, task i runs trial i.
+"""The SLURM executor: job arrays whose task i runs trial i (plus the array's offset).
 
 Inside the sweep directory::
 
@@ -7,6 +7,13 @@ Inside the sweep directory::
                               and scancel
     slurm/submit.lock         flock'ed while one process submits or cancels
     slurm/logs/%A_%a.out      one output file per array task
+
+A submission is one job array, whose task i runs trial i, unless a trial still to run has
+an index the cluster's job arrays cannot take (``MaxArraySize`` in ``scontrol show
+config``): it is then several arrays, each with an offset k that sbatch passes to the
+script (``--index-offset k``), so that task i of that array runs trial k + i. The journal
+records each array's offset and trials, which map its tasks (in squeue, in the names of
+the output files) back to trials.
 
 A trial's state comes from its run directory first (complete or failed with metadata),
 then from ``squeue`` for the job that last took it, then, once squeue forgot the job, from
@@ -66,6 +73,7 @@ __all__ = [
     "OTHER_TASKS",
     "SCRIPT",
     "SLURM_DIR",
+    "SlurmArray",
     "SlurmOptions",
     "SlurmSubmission",
     "SlurmTrialState",
@@ -83,6 +91,7 @@ __all__ = [
     "render_script",
     "slurm_available",
     "slurm_states",
+    "split_arrays",
     "submit_slurm",
     "wait_slurm",
 ]
@@ -117,7 +126,8 @@ OPTION_NAMES = (
 # sbatch options appsleuth sets on the command line (which overrides #SBATCH lines), and
 # why: an extra_sbatch line setting one would be ignored without a word.
 _OWN_OPTIONS = {
-    "--array": "array task i runs trial i (array_parallelism sets the %K throttle)",
+    "--array": "array task i runs trial i, plus the array's offset (array_parallelism sets "
+    "the %K throttle)",
     "--output": "each task's output goes to slurm/logs/%A_%a.out, the file status points to",
     "--error": "a task's errors go to slurm/logs/%A_%a.out, the file status points to",
     "--comment": "it carries the token that finds a submission again",
@@ -320,6 +330,47 @@ def compress_indices(indices: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def split_arrays(indices: Iterable[int], limit: int | None) -> list[tuple[int, tuple[int, ...]]]:
+    """Trial indices as job arrays whose array indices stay below ``limit``.
+
+    Task a of the array with offset k runs trial k + a. When every index is below the
+    limit, or the limit is unknown (None), that is one array with offset 0, task i
+    running trial i; otherwise each array's offset is its smallest trial, which gives the
+    fewest arrays.
+
+    Args:
+        indices: The trials to submit.
+        limit: The cluster's MaxArraySize (array indices 0..limit-1), or None.
+
+    Returns:
+        ``[(offset, trials), ...]``, the trials sorted, the arrays in trial order.
+
+    Raises:
+        AppSleuthError: ``limit`` is below 1 (the cluster takes no job array).
+    """
+    values = sorted(set(indices))
+    if not values:
+        return []
+    if limit is None or values[-1] < limit:
+        return [(0, tuple(values))]
+    if limit < 1:
+        raise AppSleuthError(
+            f"this cluster takes no job arrays (MaxArraySize={limit} in 'scontrol show "
+            f"config'), and the slurm executor submits each trial as an array task; use "
+            f"executor: local"
+        )
+    arrays: list[tuple[int, tuple[int, ...]]] = []
+    i = 0
+    while i < len(values):
+        offset = values[i]
+        j = i
+        while j < len(values) and values[j] - offset < limit:
+            j += 1
+        arrays.append((offset, tuple(values[i:j])))
+        i = j
+    return arrays
+
+
 def _expand_indices(text: str) -> list[int]:
     """``"0-2,5%2"`` -> ``[0, 1, 2, 5]`` (the throttle is dropped)."""
     out: list[int] = []
@@ -368,6 +419,7 @@ def render_script(
     *,
     python: str | None = None,
     device: str = "auto",
+    max_array_size: int | None = None,
 ) -> str:
     """The job-array script: ``#SBATCH`` settings, the backend, the preamble, then trial i.
 
@@ -375,10 +427,12 @@ def render_script(
 
     Args:
         sweep_dir: The sweep directory (made absolute).
-        n_trials: Trials in the plan (the script's ``--array`` covers them all).
+        n_trials: Trials in the plan (the script's ``--array`` covers them all, or as
+            many as ``max_array_size`` lets it).
         options: The :class:`SlurmOptions`.
         python: The Python that runs appsleuth. Defaults to this one (``sys.executable``).
         device: ``--device`` of each trial: ``auto`` (default), ``cpu`` or ``gpu``.
+        max_array_size: The cluster's MaxArraySize. Defaults to None (unknown).
 
     Returns:
         The script text.
@@ -393,11 +447,24 @@ def render_script(
         # The directory's own name, which a newline would end the comment in.
         f"# appsleuth {__version__} sweep {_plain_name(sweep_dir.name)}: array task i runs "
         "trial i.",
+        "# (Trial k + i where sbatch passes --index-offset k: a sweep larger than the",
+        "# cluster's MaxArraySize is submitted as several arrays, each with its offset.)",
         "# The hyperparameters are in manifest.json, never in this script. Submitted by",
         "# 'appsleuth sweep run', which passes --array (the trials still to run) and",
         "# --output on the sbatch command line; both also work from here by hand.",
+    ]
+    last = max(n_trials - 1, 0)
+    if max_array_size and last >= max_array_size:
+        # sbatch refuses an --array past the limit: this line stays one it takes.
+        last = max_array_size - 1
+        lines += [
+            f"# This plan's {n_trials} trials pass the cluster's MaxArraySize ({max_array_size}),",
+            f"# so the --array line below covers trials 0..{last} only; by hand,",
+            "# 'sbatch --array=0-N job.sbatch --index-offset K' runs trials K..K+N.",
+        ]
+    lines += [
         f"#SBATCH --job-name={_job_name(sweep_dir, options)}",
-        f"#SBATCH --array=0-{max(n_trials - 1, 0)}{throttle}",
+        f"#SBATCH --array=0-{last}{throttle}",
     ]
     output = _output_pattern(sweep_dir)
     if _SAFE_PATH.fullmatch(str(sweep_dir)):
@@ -428,7 +495,8 @@ def render_script(
         # Not an environment variable: --export=NONE (a cluster's or the user's) would drop
         # it, and --export=ALL to pass it would override that choice.
         "# Arguments after this script's name on the sbatch command line go to the worker",
-        "# (--retry-failed redoes a trial that failed before); the preamble does not see them.",
+        "# (--retry-failed redoes a trial that failed before, --index-offset k adds k to the",
+        "# array task id); the preamble does not see them.",
         'appsleuth_args=("$@")',
         "set --",
         "",
@@ -437,7 +505,7 @@ def render_script(
         lines += ["# --- preamble (from the sweep spec, verbatim) ---", options.preamble.rstrip()]
         lines += ["# --- end of preamble ---", ""]
     lines += [
-        "# Trial $SLURM_ARRAY_TASK_ID of the manifest.",
+        "# Trial $SLURM_ARRAY_TASK_ID of the manifest (plus --index-offset, if given).",
         f"exec {shlex.quote(python)} -m appsleuth sweep worker {shlex.quote(str(sweep_dir))} "
         + ("" if device == "auto" else f"--device {device} ")
         + '--index "$SLURM_ARRAY_TASK_ID" "${appsleuth_args[@]}"',
@@ -477,9 +545,12 @@ def read_journal(sweep_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The events of a sweep's journal, oldest first (none for a local sweep).
 
     Events are ``intent`` (about to call sbatch), then ``submit`` (sbatch gave a job id)
-    or ``refused`` (sbatch said no), and ``cancel``. A line that is not valid JSON (a
-    write torn by a crash) is skipped; so is an event whose fields are missing or of the
-    wrong kind (an edited or damaged journal), with a warning naming the file and line.
+    or ``refused`` (sbatch said no), and ``cancel``. An intent and its submit name the
+    trials of one job array (``indices``) and its ``offset`` (task i runs trial offset +
+    i; 0 where the event has none, as in a journal written before offsets existed). A
+    line that is not valid JSON (a write torn by a crash) is skipped; so is an event whose
+    fields are missing or of the wrong kind (an edited or damaged journal), with a warning
+    naming the file and line.
 
     Raises:
         DataError: The journal cannot be read (no regular file, far too large, no access).
@@ -534,6 +605,18 @@ def _event_fault(event: dict[str, Any]) -> str | None:
             return (
                 f"the {kind} event needs indices, a list of trial numbers; received "
                 f"indices={indices!r:.40}"
+            )
+        offset = event.get("offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            return (
+                f"the {kind} event's offset must be a non-negative integer; received "
+                f"offset={offset!r:.40}"
+            )
+        if any(i < offset for i in indices):
+            # Task i of the array runs trial offset + i: a smaller trial is no task of it.
+            return (
+                f"the {kind} event's indices must be at least its offset; received "
+                f"offset={offset} and indices={indices!r:.40}"
             )
     if kind == "submit" and not job_id_ok(event.get("job_id")):
         received = f"{event.get('job_id')!r:.40}"
@@ -720,10 +803,12 @@ def recover_submissions(
     for event in events:
         token = event.get("token")
         if event.get("event") == "intent" and token not in journaled and token in found:
+            offset = {"offset": event["offset"]} if "offset" in event else {}
             event = {
                 "event": "submit",
                 "job_id": found[token],
                 "indices": list(event.get("indices") or ()),
+                **offset,
                 "token": token,
                 "recovered": True,
                 "time": event.get("time"),
@@ -769,7 +854,8 @@ class SlurmTrialState:
         params: The varied hyperparameters.
         status: ``complete``, ``running``, ``pending`` (queued in SLURM), ``failed``,
             ``cancelled``, ``unsubmitted`` or ``unknown`` (squeue could not be asked).
-        job_id: The array task that last took it (``123_4``), if any.
+        job_id: The array task that last took it (``123_4``: array index 4 of job 123,
+            the trial's index less that array's offset), if any.
         log: That task's SLURM output file, if any.
         error: Why it failed.
         metadata: The run's metadata (None before it finished).
@@ -813,12 +899,14 @@ def classify_trials(
     Returns:
         One :class:`SlurmTrialState` per trial.
     """
-    last_job: dict[int, tuple[int, str]] = {}
+    # Trial -> (journal position, job id, array index) of the job that last took it.
+    last_job: dict[int, tuple[int, str, int]] = {}
     cancels: dict[str, int] = {}
     for pos, event in enumerate(events):
         if event.get("event") == "submit":
+            offset = int(event.get("offset") or 0)
             for index in event.get("indices") or ():
-                last_job[int(index)] = (pos, str(event.get("job_id")))
+                last_job[int(index)] = (pos, str(event.get("job_id")), int(index) - offset)
         elif event.get("event") == "cancel":
             for job_id in event.get("job_ids") or ():
                 cancels[str(job_id)] = pos
@@ -827,9 +915,9 @@ def classify_trials(
         common = {"index": index, "name": name, "params": params, "metadata": meta}
         if run_state == "complete":
             if index in last_job:
-                job_id = last_job[index][1]
-                common["job_id"] = f"{job_id}_{index}"
-                common["log"] = sweep_dir / LOGS / f"{job_id}_{index}.out"
+                _, job_id, task_index = last_job[index]
+                common["job_id"] = f"{job_id}_{task_index}"
+                common["log"] = sweep_dir / LOGS / f"{job_id}_{task_index}.out"
             out.append(SlurmTrialState(status="complete", **common))
             continue
         run_error = (meta or {}).get("error") if run_state == "failed" else None
@@ -839,11 +927,11 @@ def classify_trials(
                 SlurmTrialState(status=status, error=run_error, ran=run_state == "failed", **common)
             )
             continue
-        pos, job_id = last_job[index]
-        task = f"{job_id}_{index}"
-        log = sweep_dir / LOGS / f"{job_id}_{index}.out"
+        pos, job_id, task_index = last_job[index]
+        task = f"{job_id}_{task_index}"
+        log = sweep_dir / LOGS / f"{task}.out"
         tasks = queue.get(job_id, {})
-        state = tasks.get(index, tasks.get(OTHER_TASKS))
+        state = tasks.get(task_index, tasks.get(OTHER_TASKS))
         if state is None and run_state != "failed" and log.exists():
             state = _state_from_log(log)
         where = {"job_id": task, "log": log}
@@ -974,6 +1062,23 @@ def slurm_states(
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SlurmArray:
+    """One job array of a submission: its task i runs trial ``offset + i``.
+
+    Attributes:
+        offset: What the array index adds up to the trial index with.
+        indices: The trials it runs.
+        command: Its sbatch command (run, or to run).
+        job_id: Its job id; None when it was not submitted.
+    """
+
+    offset: int
+    indices: tuple[int, ...]
+    command: tuple[str, ...]
+    job_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SlurmSubmission:
     """What :func:`submit_slurm` did.
 
@@ -981,9 +1086,14 @@ class SlurmSubmission:
         script: The job-array script's path.
         script_text: Its text.
         indices: The trials submitted (or that would be, on a dry run).
-        job_id: The array job's id; None when nothing was submitted.
-        command: The sbatch command (run, or to run).
+        job_id: The (first) array job's id; None when nothing was submitted.
+        command: The (first) sbatch command (run, or to run); empty when no trial is
+            left to submit.
         states: The trial states before submitting.
+        arrays: Every job array, in trial order: one, unless a trial's index is past
+            the cluster's MaxArraySize. Defaults to none (nothing to submit).
+        max_array_size: The cluster's MaxArraySize; None when it could not be read.
+            Defaults to None.
     """
 
     script: Path
@@ -992,6 +1102,13 @@ class SlurmSubmission:
     job_id: str | None
     command: tuple[str, ...]
     states: tuple[SlurmTrialState, ...]
+    arrays: tuple[SlurmArray, ...] = ()
+    max_array_size: int | None = None
+
+    @property
+    def job_ids(self) -> tuple[str, ...]:
+        """The job ids of the arrays submitted, in trial order."""
+        return tuple(a.job_id for a in self.arrays if a.job_id)
 
 
 def submit_slurm(
@@ -1008,6 +1125,8 @@ def submit_slurm(
     Trials whose run directory records a failure are submitted only with
     ``retry_failed`` (as the local executor does); trials whose job ended without a run
     directory (time limit, broken preamble), cancelled and never-submitted ones always.
+    They go in one job array, or in several (see :func:`split_arrays`) where a trial's
+    index is past the cluster's ``MaxArraySize``.
 
     Args:
         sweep_dir: A prepared sweep directory.
@@ -1018,7 +1137,8 @@ def submit_slurm(
         device: Where each trial trains: ``auto`` (default), ``cpu`` or ``gpu``.
 
     Raises:
-        AppSleuthError: sbatch is missing or refuses the job.
+        AppSleuthError: sbatch is missing or refuses a job array (the message names the
+            arrays of this submission that went in before, which stay queued).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     if options.gpus and device == "cpu":
@@ -1102,71 +1222,118 @@ def _submit(
         if s.status in ("unsubmitted", "cancelled")
         or (s.status == "failed" and (retry_failed or not s.ran))
     )
-    limit = _max_array_size() if todo else None
-    if limit is not None and max(todo) >= limit:
-        # Also on a dry run, which would otherwise show a command sbatch refuses.
-        raise AppSleuthError(
-            f"this sweep has {len(plan)} trials, but this cluster's job arrays take indices "
-            f"0..{limit - 1} only (MaxArraySize={limit} in 'scontrol show config'), and "
-            f"array task i runs trial i; split the search into sweeps of at most {limit} "
-            f"trials, or use executor: local"
-        )
-    text = render_script(sweep_dir, len(plan), options, python=python, device=device)
+    limit = _max_array_size()
+    # Array indices stop below MaxArraySize (also on a dry run, which would otherwise show
+    # a command sbatch refuses): past it, the trials go in several arrays with offsets.
+    chunks = split_arrays(todo, limit)
+    text = render_script(
+        sweep_dir, len(plan), options, python=python, device=device, max_array_size=limit
+    )
     script = sweep_dir / SCRIPT
     (sweep_dir / LOGS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(script, text)
     throttle = f"%{options.array_parallelism}" if options.array_parallelism else ""
-    token = uuid.uuid4().hex
-    cmd = [
-        "sbatch",
-        "--parsable",
-        f"--array={compress_indices(todo)}{throttle}",
-        f"--output={_output_pattern(sweep_dir)}",
-        f"--comment={COMMENT_PREFIX}{token}",
-    ]
-    cmd.append(str(script))
-    if retry_failed:
-        cmd.append("--retry-failed")  # an argument of the script, for its worker
+    planned = []
+    for offset, trials in chunks:
+        token = uuid.uuid4().hex
+        cmd = [
+            "sbatch",
+            "--parsable",
+            f"--array={compress_indices(i - offset for i in trials)}{throttle}",
+            f"--output={_output_pattern(sweep_dir)}",
+            f"--comment={COMMENT_PREFIX}{token}",
+            str(script),
+        ]
+        # Arguments of the script, for its worker (an integer of ours, never user text).
+        if offset:
+            cmd += ["--index-offset", str(offset)]
+        if retry_failed:
+            cmd.append("--retry-failed")
+        planned.append((token, SlurmArray(offset=offset, indices=trials, command=tuple(cmd))))
     result = {
         "script": script,
         "script_text": text,
         "indices": todo,
-        "command": tuple(cmd),
         "states": tuple(states),
+        "max_array_size": limit,
     }
     if dry_run or not todo:
-        return SlurmSubmission(job_id=None, **result)
+        arrays = tuple(a for _, a in planned)
+        first = arrays[0].command if arrays else ()
+        return SlurmSubmission(job_id=None, command=first, arrays=arrays, **result)
+    done_arrays: list[SlurmArray] = []
+    for token, array in planned:
+        # Each array is its own intent, sbatch and submit: a process killed between two
+        # arrays leaves the earlier ones journaled (or found by their token) and the later
+        # ones' trials unsubmitted, so the same command again submits just those.
+        job_id = _submit_array(sweep_dir, script, token, array, retry_failed, options, done_arrays)
+        done_arrays.append(dataclasses.replace(array, job_id=job_id))
+    arrays = tuple(done_arrays)
+    return SlurmSubmission(
+        job_id=arrays[0].job_id, command=arrays[0].command, arrays=arrays, **result
+    )
+
+
+def _submit_array(
+    sweep_dir: Path,
+    script: Path,
+    token: str,
+    array: SlurmArray,
+    retry_failed: bool,
+    options: SlurmOptions,
+    before: Sequence[SlurmArray],
+) -> str:
+    """Journal the intent, run sbatch for one array and journal its job id (returned)."""
     _append_event(
-        sweep_dir, {"event": "intent", "token": token, "indices": list(todo), "time": _now()}
+        sweep_dir,
+        {
+            "event": "intent",
+            "token": token,
+            "indices": list(array.indices),
+            "offset": array.offset,
+            "time": _now(),
+        },
+    )
+    # An error after earlier arrays of this submission went in says they stay queued.
+    queued = (
+        "; job(s) "
+        + ", ".join(f"{a.job_id} (trials {compress_indices(a.indices)})" for a in before)
+        + " of this submission were submitted and stay queued: run the same command again "
+        "to submit the remaining trials"
+        if before
+        else ""
     )
     try:
-        done = _run(cmd, "submitting a sweep")
-    except _NotStartedError:
+        done = _run(list(array.command), "submitting a sweep")
+    except _NotStartedError as exc:
         # Nothing reached SLURM: no job to look for by this token later.
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
+        if before:
+            raise _NotStartedError(f"{exc}{queued}") from exc
         raise
     if done.returncode != 0:
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         raise AppSleuthError(
             f"sbatch refused the job (exit {done.returncode}): {done.stderr.strip()}; "
-            f"the script is {script}"
+            f"the script is {script}{queued}"
         )
     job_id = done.stdout.strip().split(";")[0]
     if not job_id.isdigit():
-        raise AppSleuthError(f"sbatch answered {done.stdout.strip()!r}, not a job id")
+        raise AppSleuthError(f"sbatch answered {done.stdout.strip()!r}, not a job id{queued}")
     _append_event(
         sweep_dir,
         {
             "event": "submit",
             "job_id": job_id,
-            "indices": list(todo),
+            "indices": list(array.indices),
+            "offset": array.offset,
             "token": token,
             "time": _now(),
             "retry_failed": retry_failed,
             "options": options.to_dict(),
         },
     )
-    return SlurmSubmission(job_id=job_id, **result)
+    return job_id
 
 
 def cancel_slurm(sweep_dir: str | os.PathLike[str]) -> list[str]:

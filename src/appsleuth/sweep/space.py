@@ -809,7 +809,7 @@ _EMPTY: dict[str, Any] = {"grid": {}, "zip": {}, "random": {}}
 
 
 class SweepPlan(Sequence[Trial]):
-    """The trials of a sweep, in a fixed order; ``plan[i]`` is SLURM array task i."""
+    """The trials of a sweep, in a fixed order; SLURM array task i runs ``plan[offset + i]``."""
 
     def __init__(self, trials: Sequence[Trial]) -> None:
         self._trials = tuple(trials)

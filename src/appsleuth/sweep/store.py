@@ -5,7 +5,7 @@ cluster filesystem works as is::
 
     runs/scan-hidden-neurons/
         sweep.yaml              the spec, as planned
-        manifest.json           the ordered trials (trial i = SLURM array task i)
+        manifest.json           the ordered trials (SLURM array task i: trial i + its offset)
         model_1H1N_lr0.0003_bs32_e30/   one run directory per trial
         ...
         results.csv             teaching layout: varied hyperparameters, final metrics
@@ -58,6 +58,7 @@ __all__ = [
     "check_data_files",
     "check_data_names",
     "collect_results",
+    "plan_size",
     "prepare_sweep_dir",
     "read_plan",
     "read_sweep_spec",
@@ -353,6 +354,15 @@ def read_plan(sweep_dir: str | os.PathLike[str]) -> SweepPlan:
         DataError: The manifest is missing, unreadable or damaged.
     """
     return _plan(_manifest(Path(sweep_dir)), Path(sweep_dir) / MANIFEST)
+
+
+def plan_size(sweep_dir: str | os.PathLike[str]) -> int:
+    """The number of trials in a sweep directory's plan (no trial's spec is built).
+
+    Raises:
+        DataError: The manifest is missing, unreadable or damaged.
+    """
+    return len(_manifest(Path(sweep_dir))["trials"])
 
 
 def read_trial(sweep_dir: str | os.PathLike[str], index: int) -> Trial:
