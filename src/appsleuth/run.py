@@ -933,7 +933,9 @@ def train(
 
     if prepared is None:
         prepared = prepare_run_data(spec, _table_for(spec, data), from_spec=data is None)
-        log(_data_line(prepared))
+    # Also for data prepared by the caller (train --config of a run's spec prepares it to
+    # check it): what training sees is worth a line either way.
+    log(_data_line(prepared))
     classes = prepared.classes
     replaced, lock = _prepare_run_dir(run_dir, force=force)
     try:
