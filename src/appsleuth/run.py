@@ -33,6 +33,7 @@ from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._files import read_record_table, read_record_text
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
+from appsleuth._software import describe_software
 from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -1056,6 +1057,7 @@ def _failed_record(spec: RunSpec, run_name: str, error: str, started: float) -> 
         "model_code": run_name,
         "timestamp": _now(),
         "appsleuth_version": __version__,
+        "software": describe_software(),
         "hidden_neurons": list(spec.model.hidden),
         "learning_rate": spec.train.learning_rate,
         "batch_size": spec.train.batch_size,
@@ -1317,6 +1319,8 @@ def _metadata(
         "engine": engine,
         "engine_note": engine_note,
         "appsleuth_version": __version__,
+        # Every version that can change the numbers, to reproduce them with.
+        "software": describe_software(),
         "SLURM_JOB_ID": slurm.get("SLURM_JOB_ID"),
         "slurm": slurm,
         "timestamp": _now(),
