@@ -31,7 +31,7 @@ from appsleuth._atomic import (
     temporary_path,
 )
 from appsleuth._fields import is_integer
-from appsleuth._files import not_regular
+from appsleuth._files import not_regular, refuse_nul
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
@@ -727,6 +727,8 @@ def predict_file(
     """
     top_k = _check_positive_int("top_k", top_k)
     chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
+    refuse_nul(data, "data")
+    refuse_nul(out, "out")
     data, out = Path(data), Path(out)
     if out.is_dir():
         raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")

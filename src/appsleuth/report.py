@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
-from appsleuth._files import read_record_table, read_record_text
+from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth._software import software_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
@@ -1597,6 +1597,7 @@ def render_report(
     from appsleuth.plots import off_screen
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    refuse_nul(directory, "directory")
     directory = Path(directory)
     kind = _kind(directory)
     published = read_published(compare) if compare is not None else None

@@ -30,7 +30,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._files import read_record_table, read_record_text
+from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._software import describe_software
@@ -883,6 +883,7 @@ def train(
         )
     if not isinstance(out, str | os.PathLike):
         raise SpecError(f"out must be a directory path; received out={out!r}")
+    refuse_nul(out, "out", SpecError)
     if Path(out).exists() and not Path(out).is_dir():
         raise SpecError(
             f"out must be a directory (the run directory is made inside it); {out} is a "
@@ -1368,6 +1369,7 @@ def run_path(run: str | os.PathLike[str] | RunResult | LoadedRun) -> Path:
     if isinstance(run, RunResult | LoadedRun):
         return Path(run.run_dir)
     if isinstance(run, str | os.PathLike):
+        refuse_nul(run, "run_dir")
         return Path(run)
     raise DataError(
         f"a run must be given as a run (or sweep) directory path, the result of train() or "

@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._fields import repeated
-from appsleuth._files import not_regular
+from appsleuth._files import not_regular, refuse_nul
 from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
@@ -275,6 +275,7 @@ def _check_path(path: Any) -> Path:
             f"path must be the path of a data file as text; received path={path!r} "
             f"({type(text).__name__})"
         )
+    refuse_nul(text, "path")
     if not text.strip():
         raise DataError(
             f"path must name a data file (a CSV, gzip'd CSV or Parquet file); "
