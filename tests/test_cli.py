@@ -804,6 +804,50 @@ def _run_of_a_frame(tmp_path: Path, spec: dict, **meta: object) -> Path:
     return run / "spec.yaml"
 
 
+@pytest.mark.parametrize("command", ["train", "baselines"])
+def test_the_spec_of_a_run_of_its_own_embedded_data_prepares_the_data_once(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Telling the demo's frame from other rows takes preparing the spec's data; the
+    # command trained (or fitted) on it after preparing it all again.
+    monkeypatch.chdir(tmp_path)
+    import appsleuth.run
+    from appsleuth.errors import AppSleuthError
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
+    from appsleuth.spec import RunSpec
+
+    spec = RunSpec.from_dict({"data": {"rows": 300}})
+    meta = {
+        "dataset": "synthetic-sherlock18(seed=0)",
+        "synthetic": True,
+        "data_source": {"kind": "data frame", "path": None, "rows": 300},
+        "data_fingerprint": data_fingerprint(prepare_run_data(spec, load_data(spec))),
+    }
+    config = _run_of_a_frame(tmp_path, spec.to_dict(), **meta)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return prepare_run_data(*args, **kwargs)
+
+    def stop(*args, **kwargs):
+        raise AppSleuthError("stopped before training")
+
+    monkeypatch.setattr(appsleuth.run, "prepare_run_data", counted)
+    monkeypatch.setattr(appsleuth.run, "_prepare_run_dir", stop)  # no model is trained
+    code = main([command, "--config", str(config)])
+    err = capsys.readouterr().err
+    assert len(calls) == 1
+    if command == "train":
+        assert code == 2 and "stopped before training" in err
+        assert "appsleuth: data synthetic-sherlock18(seed=0): " in err  # what training sees
+    else:
+        assert code == 0
+
+
 def test_the_spec_of_a_run_trained_on_generated_rows_of_another_size_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

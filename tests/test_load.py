@@ -338,6 +338,25 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
         load_sherlock(path)
 
 
+def test_true_false_words_are_one_and_zero_whichever_way_the_column_is_read() -> None:
+    # The CSV reader reads a column of only such words as booleans (1 and 0); written as
+    # text (a table read with dtype=str, a file read again as text, mixed with numbers)
+    # the same words mean the same, and count as numbers when features are picked.
+    df = pd.DataFrame(
+        {
+            "ApplicationName": ["a", "b", "a", "b"],
+            "rss": ["true", "False", "TRUE", None],
+            "mixed": ["True", "2.5", "false", "7"],
+        }
+    )
+    loaded = from_dataframe(df)
+    assert loaded.attrs["appsleuth"]["features"] == ["rss", "mixed"]
+    assert loaded["rss"].tolist()[:3] == [1, 0, 1] and np.isnan(loaded["rss"].iloc[3])
+    assert loaded["mixed"].tolist() == [1, 2.5, 0, 7]
+    with pytest.raises(DataError, match=r"feature column 'rss' must be numeric, .* 'yes'"):
+        from_dataframe(df.assign(rss=["yes", "no", "1", "0"]), features=["rss"])
+
+
 @pytest.mark.parametrize(
     ("values", "dtype"),
     [

@@ -348,6 +348,56 @@ def test_bad_value_named_with_row(run_dir, table, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*p.csv*"))  # nothing half-written is left
 
 
+@pytest.mark.parametrize("words", [("True", "False"), ("true", "false"), ("TRUE", "FALSE")])
+def test_true_false_words_in_a_feature_are_read_as_training_reads_them(
+    run_dir, table, tmp_path: Path, words
+) -> None:
+    # Loading reads a column of true/false words as 1 and 0: a file of the same layout is
+    # predicted as the one that writes 1 and 0, by each reader of prediction.
+    data = table.iloc[::100].copy()  # several apps: loading needs two classes
+    flags = np.arange(len(data)) % 2
+    data["lru"] = flags
+    data.to_csv(tmp_path / "numbers.csv")
+    numbers = data.copy()
+    data["lru"] = np.where(flags == 1, *words)
+    data.to_csv(tmp_path / "words.csv")
+    data.to_parquet(tmp_path / "words.parquet")
+    assert load_sherlock(tmp_path / "words.csv")["lru"].tolist() == flags.tolist()
+    predict_file(run_dir, tmp_path / "numbers.csv", tmp_path / "expected.csv")
+    expected = pd.read_csv(tmp_path / "expected.csv")
+    for name in ("words.csv", "words.parquet"):
+        predict_file(run_dir, tmp_path / name, tmp_path / f"{name}.csv")
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f"{name}.csv"), expected)
+    pd.testing.assert_frame_equal(predict(run_dir, data), predict(run_dir, numbers))
+    # Read on as text, a value that is no number is named with its row and line.
+    data["utime"] = data["utime"].astype(object)
+    data.iloc[7, data.columns.get_loc("utime")] = "lots"
+    data.to_csv(tmp_path / "bad.csv")
+    with pytest.raises(DataError, match=r"'utime' must be numeric, but data row 7 \(line 9\)"):
+        predict_file(run_dir, tmp_path / "bad.csv", tmp_path / "c.csv")
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_true_false_words_after_the_first_block_are_read_from_that_row_on(
+    run_dir, table, tmp_path: Path
+) -> None:
+    # The first block (1 MiB) reads as numbers: the file is read on as text from the first
+    # row not yet predicted, without losing or repeating a row.
+    # A wide column no model reads makes the file long in bytes, not in rows to predict.
+    data = table.assign(note="x" * 200)
+    flags = np.arange(len(data)) % 2
+    data["lru"] = flags
+    data.to_csv(tmp_path / "numbers.csv")
+    last = data.index[-5:]
+    data["lru"] = data["lru"].astype(object)
+    data.loc[last, "lru"] = np.where(flags[-5:] == 1, "true", "false")
+    data.to_csv(tmp_path / "words.csv")
+    assert (tmp_path / "words.csv").stat().st_size > 1 << 20
+    predict_file(run_dir, tmp_path / "numbers.csv", tmp_path / "a.csv", chunk_rows=1000)
+    predict_file(run_dir, tmp_path / "words.csv", tmp_path / "b.csv", chunk_rows=1000)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.csv"), pd.read_csv(tmp_path / "a.csv"))
+
+
 def test_line_numbers_count_blank_lines_and_names_are_checked(
     run_dir, table, tmp_path: Path
 ) -> None:

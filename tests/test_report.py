@@ -240,6 +240,47 @@ def test_run_report_escapes_app_names(tmp_path: Path) -> None:
     assert len([t for t, _ in tags if t == "img"]) == 2  # curves and confusion matrix
 
 
+def test_run_report_shows_the_software_the_run_recorded(tmp_path: Path) -> None:
+    software = {
+        "appsleuth": "0.1.0",
+        "python": "3.11.9",
+        "platform": "Linux-6.1-x86_64-with-glibc2.36",
+        "jax": "0.4.30",
+        "jaxlib": "0.4.30",
+        "keras": "3.15.1",
+        "numpy": "2.1.0",
+        "pandas": "2.2.3",
+        "scikit-learn": "1.5.2",
+        "pyarrow": None,  # not installed: left out
+    }
+    write_fake_run(tmp_path / "new", extra={"backend": "jax", "software": software})
+    page = render_report(tmp_path / "new", log=_quiet)
+    assert (
+        "<dt>Software</dt><dd>appsleuth 0.1.0, Python 3.11.9, Keras 3.15.1, JAX 0.4.30, "
+        "jaxlib 0.4.30, NumPy 2.1.0, pandas 2.2.3, scikit-learn 1.5.2 on "
+        "Linux-6.1-x86_64-with-glibc2.36</dd>"
+    ) in page
+
+
+def test_a_run_recorded_before_its_software_shows_the_versions_it_has() -> None:
+    from appsleuth._software import software_text
+
+    old = {"appsleuth_version": "0.1.0", "keras_version": "3.15.0", "backend": "jax"}
+    old |= {"backend_version": "0.4.31", "hardware": {"python": "3.11.4"}}
+    assert software_text(old) == "appsleuth 0.1.0, Python 3.11.4, Keras 3.15.0, JAX 0.4.31"
+    assert software_text({"status": "failed", "software": "damaged"}) is None
+
+
+def test_sweep_report_counts_the_trials_that_ran_on_other_software() -> None:
+    from appsleuth.report import _software_text
+
+    metas = [{"software": {"appsleuth": "0.1.0", "numpy": v}} for v in ("2.1", "2.1", "2.2")]
+    assert _software_text(metas) == (
+        "appsleuth 0.1.0, NumPy 2.1 (1 trial(s) ran on other versions)"
+    )
+    assert _software_text([{}, {"status": "failed"}]) == "–"
+
+
 def test_run_report_of_a_failed_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
     write_fake_run(run_dir, status="failed", error=EVIL_ERROR)

@@ -118,6 +118,25 @@ def test_run_directory_contract(run) -> None:
     assert run_status(d) == "complete"
 
 
+def test_the_metadata_records_the_versions_of_the_software(run) -> None:
+    # Only appsleuth, Keras and the backend were recorded: a number could not be
+    # reproduced without guessing NumPy and scikit-learn (they draw the split), pandas...
+    import platform
+    from importlib.metadata import version
+
+    import jax
+
+    from appsleuth import __version__
+
+    software = read_metadata(run.run_dir)["software"]
+    assert software["appsleuth"] == __version__
+    assert software["python"] == platform.python_version()
+    assert software["platform"] == platform.platform()
+    assert software["jax"] == jax.__version__
+    for name in ("jaxlib", "keras", "numpy", "pandas", "scikit-learn", "pyarrow"):
+        assert software[name] == version(name), name
+
+
 def test_the_data_source_records_the_file_a_relative_path_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

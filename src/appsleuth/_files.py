@@ -12,12 +12,15 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from appsleuth.errors import AppSleuthError, DataError
+
 __all__ = [
     "MAX_RECORD_BYTES",
     "UnreadableFileError",
     "not_regular",
     "read_record_table",
     "read_record_text",
+    "refuse_nul",
 ]
 
 # The specs, manifests and JSON records appsleuth keeps are kilobytes to a few megabytes
@@ -42,6 +45,29 @@ class UnreadableFileError(OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unreadable"
+
+
+def refuse_nul(path: object, field: str, error: type[AppSleuthError] = DataError) -> None:
+    """Refuse a path that no file can have: one with a NUL character.
+
+    The operating system's calls refuse it with a bare ``ValueError`` (embedded null
+    byte), which some readers took for a damaged file and others let through as a
+    traceback. Anything but a path is left to the caller's own checks.
+
+    Args:
+        path: The path given.
+        field: The argument or field that gave it, for the message (``out``, ``data.path``).
+        error: The error to raise. Defaults to :class:`~appsleuth.errors.DataError`.
+
+    Raises:
+        AppSleuthError: ``error``, naming ``field`` and the path, when it holds a NUL.
+    """
+    text = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    if isinstance(text, str) and "\0" in text:
+        raise error(
+            f"{field} must be a path without a NUL character (\\x00), which no file name "
+            f"can hold; received {field}={text!r}"
+        )
 
 
 def not_regular(path: str | os.PathLike[str]) -> str | None:

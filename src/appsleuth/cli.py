@@ -467,7 +467,7 @@ def _label_without_file(label: str, where: str) -> str:
     )
 
 
-def _check_not_a_frame_run(config: Path, spec: Any) -> None:
+def _check_not_a_frame_run(config: Path, spec: Any) -> Any:
     """Refuse a run's spec.yaml whose run was trained in Python on a data frame that the
     spec cannot name.
 
@@ -476,13 +476,17 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
     run's real rows for generated ones, or its generated rows (``embedded_data(60000)``)
     for others (the default 273,129). A frame that is the spec's own embedded data (the
     demo's) passes: its data fingerprint is the run's.
+
+    Returns:
+        The spec's data, prepared, where telling the frame apart took preparing it (for
+        the command to train on, instead of preparing it again); else None.
     """
     from appsleuth.run import read_metadata
 
     # None: not a run's spec (or an unreadable record), and the spec says what to read.
     metadata = read_metadata(config.parent)
     if metadata is None:
-        return
+        return None
     source = metadata.get("data_source")
     # Runs written before data_source was recorded: only a real frame is known as one.
     from_frame = source.get("kind") == "data frame" if isinstance(source, dict) else None
@@ -496,13 +500,14 @@ def _check_not_a_frame_run(config: Path, spec: Any) -> None:
             f"embedded data)"
         )
     if not from_frame:
-        return
+        return None
     from appsleuth.run import data_fingerprint, load_data, prepare_run_data
 
     there = metadata.get("data_fingerprint")
-    here = data_fingerprint(prepare_run_data(spec, load_data(spec)))
+    prepared = prepare_run_data(spec, load_data(spec), from_spec=True)
+    here = data_fingerprint(prepared)
     if here == there:
-        return
+        return prepared
     rows = source.get("rows")
     held = f"{rows:,} rows of " if isinstance(rows, int) and not isinstance(rows, bool) else ""
     size = f"{spec.data.rows:,} rows" if spec.data.rows is not None else "its default size"
@@ -553,6 +558,15 @@ def _check_run_data_file(config: Path, path: str) -> None:
 
 
 def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, Any]]) -> Any:
+    return _run_spec_and_data(config, overrides)[0]
+
+
+def _run_spec_and_data(
+    config: Path | None, overrides: dict[str, dict[str, Any]]
+) -> tuple[Any, Any]:
+    """The run spec of ``--config`` and the options, and its data if checking it took
+    preparing it (a run's spec.yaml of a data frame; see _check_not_a_frame_run), else
+    None."""
     from appsleuth.spec import RunSpec, load_run_spec
 
     base = load_run_spec(config).to_dict() if config else RunSpec().to_dict()
@@ -575,8 +589,9 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
             else:
                 base[section][key] = value
     spec = RunSpec.from_dict(base)
+    prepared = None
     if config is not None and spec.data.path is None and given.get("rows") is None:
-        _check_not_a_frame_run(config, spec)
+        prepared = _check_not_a_frame_run(config, spec)
     if config is not None and spec.data.path is not None and given.get("path") is None:
         _check_run_data_file(config, spec.data.path)
     if spec.data.path is None and spec.data.label != _EMBEDDED_LABEL:
@@ -589,7 +604,7 @@ def _run_spec_from_options(config: Path | None, overrides: dict[str, dict[str, A
             f"--group-column applies to the group split; received --group-column "
             f"{group_column} with split {spec.data.split.kind!r} (add --split group)"
         )
-    return spec
+    return spec, prepared
 
 
 def _backend_options(f: Any) -> Any:
@@ -845,8 +860,10 @@ def train(
         "engine": engine,
         "early_stopping": {"patience": patience} if patience is not None else None,
     }
-    spec = _run_spec_from_options(config, overrides)
-    result = train_run(spec, out=out, name=name, force=force, verbose=False if quiet else None)
+    spec, prepared = _run_spec_and_data(config, overrides)
+    result = train_run(
+        spec, out=out, name=name, force=force, verbose=False if quiet else None, prepared=prepared
+    )
     if not quiet:
         _print_metrics(result.metrics, title=f"validation metrics of {result.run_dir.name}")
 
@@ -903,8 +920,9 @@ def baselines(
         test_fraction,
         group_column,
     )
-    spec = _run_spec_from_options(config, overrides)
-    prepared = prepare_run_data(spec, load_data(spec))
+    spec, prepared = _run_spec_and_data(config, overrides)
+    if prepared is None:
+        prepared = prepare_run_data(spec, load_data(spec))
     results: dict[str, Any] = {}
     for name in BASELINES:
         # Logistic regression takes over a minute on the full table, which looked stuck.

@@ -31,7 +31,7 @@ from appsleuth._atomic import (
     temporary_path,
 )
 from appsleuth._fields import is_integer
-from appsleuth._files import not_regular
+from appsleuth._files import not_regular, refuse_nul
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
@@ -547,7 +547,7 @@ def _numeric_parquet_columns(
         if kind != pa.float64() or col not in frame or pd.api.types.is_numeric_dtype(frame[col]):
             continue
         values = frame[col]
-        converted, bad = parse_numbers(values)
+        converted, bad = parse_numbers(values, booleans=True)
         if len(bad):
             i = int(bad[0])
             raise DataError(
@@ -579,26 +579,72 @@ def _chunks(
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"data file {path} cannot be read as Parquet: {exc}") from exc
         return
-    read = pa_csv.ReadOptions(block_size=max(1 << 20, chunk_rows * 200), encoding=encoding)
-    convert = pa_csv.ConvertOptions(
-        null_values=_NULLS, strings_can_be_null=True, include_columns=columns, column_types=types
-    )
+    block_size = max(1 << 20, chunk_rows * 200)
+    numeric = [c for c, kind in types.items() if kind == pa.float64()]
+    as_text = False
+
+    def open_reader(rows: int) -> pa_csv.CSVStreamingReader:
+        read = pa_csv.ReadOptions(
+            block_size=block_size, encoding=encoding, skip_rows_after_names=rows
+        )
+        kinds = {**types, **dict.fromkeys(numeric, pa.string())} if as_text else types
+        convert = pa_csv.ConvertOptions(
+            null_values=_NULLS,
+            strings_can_be_null=True,
+            include_columns=columns,
+            column_types=kinds,
+        )
+        return pa_csv.open_csv(_open_stream(path), read_options=read, convert_options=convert)
+
     # Only reading is guarded: what the consumer does with a chunk (writing the output)
     # raises its own errors, which must not be reported as a problem of the data file.
     rows = 0
-    try:
-        reader = pa_csv.open_csv(_open_stream(path), read_options=read, convert_options=convert)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise _damaged(path, exc) from exc
+    reader = None
     while True:
         try:
+            if reader is None:
+                reader = open_reader(rows)
             batch = reader.read_next_batch()
         except StopIteration:
             return
+        except pa.ArrowInvalid as exc:
+            if as_text or "conversion error" not in str(exc) or "UTF8" in str(exc):
+                raise
+            # A feature value Arrow's numbers refuse, such as "True" (loading reads a
+            # column of true/false words as 1 and 0): the features are read on as text
+            # from the first row not yet given, and converted as loading converts them.
+            as_text, reader = True, None
+            continue
         except (OSError, EOFError, zlib.error) as exc:
             raise _damaged(path, exc, rows) from exc
+        frame = batch.to_pandas()
+        if as_text:
+            _numbers_from_text(path, frame, numeric, rows, encoding)
         rows += batch.num_rows
-        yield batch.to_pandas()
+        yield frame
+
+
+def _numbers_from_text(
+    path: Path, frame: pd.DataFrame, numeric: list[str], offset: int, encoding: str
+) -> None:
+    """Convert ``frame``'s numeric features, read as text, to numbers in place.
+
+    Raises:
+        DataError: A value is no number; names the column, the data row and its line.
+    """
+    for col in numeric:
+        values = frame[col]
+        converted, bad = parse_numbers(values, booleans=True)
+        if len(bad):
+            row = offset + int(bad[0])
+            # Blank lines and quoted line breaks move rows off "row + 2".
+            line = csv_line_numbers(path, [row], encoding=encoding).get(row)
+            where = f"data row {row}" + (f" (line {line})" if line else "")
+            raise DataError(
+                f"data file {path}: feature column {col!r} must be numeric, "
+                f"but {where} holds {values.iloc[int(bad[0])]!r}"
+            )
+        frame[col] = converted.astype("float64")
 
 
 def _parquet_columns(path: Path) -> list[str]:
@@ -622,29 +668,6 @@ def _parquet_index_column(path: Path) -> str | None:
     if isinstance(index, list) and len(index) == 1 and isinstance(index[0], str):
         return index[0]
     return None
-
-
-def _locate_bad_value(
-    path: Path, columns: list[str], numeric: list[str], chunk_rows: int, encoding: str
-) -> DataError:
-    """Re-read as text to name the first non-numeric value with its row (slow path)."""
-    types = {c: pa.string() for c in columns}
-    offset = 0
-    for chunk in _chunks(path, columns, types, chunk_rows, encoding):
-        for col in numeric:
-            values = chunk[col]
-            _, bad = parse_numbers(values)
-            if len(bad):
-                row = offset + int(bad[0])
-                # Blank lines and quoted line breaks move rows off "row + 2".
-                line = csv_line_numbers(path, [row], encoding=encoding).get(row)
-                where = f"data row {row}" + (f" (line {line})" if line else "")
-                return DataError(
-                    f"data file {path}: feature column {col!r} must be numeric, "
-                    f"but {where} holds {values.iloc[row - offset]!r}"
-                )
-        offset += len(chunk)
-    return DataError(f"data file {path} holds a value that cannot be read as a number")
 
 
 # The CSV files a run or sweep directory keeps, and the file that marks such a directory.
@@ -704,6 +727,8 @@ def predict_file(
     """
     top_k = _check_positive_int("top_k", top_k)
     chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
+    refuse_nul(data, "data")
+    refuse_nul(out, "out")
     data, out = Path(data), Path(out)
     if out.is_dir():
         raise AppSleuthError(f"output file {out} is a directory; name a .csv file in it")
@@ -858,9 +883,6 @@ def predict_file(
                 if writer is not None:
                     writer.close()
             except pa.ArrowInvalid as exc:
-                if "conversion error" in str(exc) and "UTF8" not in str(exc):
-                    numeric = list(pre.numeric_features)
-                    raise _locate_bad_value(data, columns, numeric, chunk_rows, encoding) from exc
                 raise _read_error(data, exc, encoding) from exc
         if n_rows == 0:
             raise DataError(f"data file {data} has a header but no rows")

@@ -31,7 +31,8 @@ from typing import Any
 import pandas as pd
 
 from appsleuth._fields import is_int, is_number
-from appsleuth._files import read_record_table, read_record_text
+from appsleuth._files import read_record_table, read_record_text, refuse_nul
+from appsleuth._software import software_text
 from appsleuth._version import __version__
 from appsleuth.analysis import (
     check_one_setting_per_value,
@@ -365,6 +366,19 @@ def _hardware_text(metas: Sequence[Mapping[str, Any]]) -> str:
     hosts = {h.get("hostname") for h in hardware}
     if len(hosts) > 1:
         text += f" ({len(hosts)} hosts in all)"
+    return text
+
+
+def _software_text(metas: Sequence[Mapping[str, Any]]) -> str:
+    """The software most trials ran on; the trials that ran on other versions (a
+    sweep resumed after an upgrade) are counted, as their numbers may not compare."""
+    texts = Counter(t for t in map(software_text, metas) if t is not None)
+    if not texts:
+        return "–"
+    text = texts.most_common(1)[0][0]
+    if len(texts) > 1:
+        others = sum(texts.values()) - texts[text]
+        text += f" ({others} trial(s) ran on other versions)"
     return text
 
 
@@ -841,6 +855,7 @@ def _sweep_report(
         ("Total compute time", f"{_duration(total)} (sum of the trials' wall times)"),
         ("Engine", _engines_text(list(metas.values()))),
         ("Hardware", _hardware_text(list(metas.values()))),
+        ("Software", _software_text(list(metas.values()))),
     ]
     body: list[Any] = [
         _tag(
@@ -1363,6 +1378,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
             f"{_num(meta.get('seconds_per_epoch'), 3)} s per epoch",
         ),
         ("Hardware", _hardware_text([meta])),
+        ("Software", software_text(meta) or "–"),
         ("SLURM job", meta.get("SLURM_JOB_ID") or "none (ran outside SLURM)"),
     ]
     body: list[Any] = [
@@ -1581,6 +1597,7 @@ def render_report(
     from appsleuth.plots import off_screen
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    refuse_nul(directory, "directory")
     directory = Path(directory)
     kind = _kind(directory)
     published = read_published(compare) if compare is not None else None

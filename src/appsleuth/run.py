@@ -30,9 +30,10 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
-from appsleuth._files import read_record_table, read_record_text
+from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
+from appsleuth._software import describe_software
 from appsleuth._version import __version__
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
@@ -882,6 +883,7 @@ def train(
         )
     if not isinstance(out, str | os.PathLike):
         raise SpecError(f"out must be a directory path; received out={out!r}")
+    refuse_nul(out, "out", SpecError)
     if Path(out).exists() and not Path(out).is_dir():
         raise SpecError(
             f"out must be a directory (the run directory is made inside it); {out} is a "
@@ -933,7 +935,9 @@ def train(
 
     if prepared is None:
         prepared = prepare_run_data(spec, _table_for(spec, data), from_spec=data is None)
-        log(_data_line(prepared))
+    # Also for data prepared by the caller (train --config of a run's spec prepares it to
+    # check it): what training sees is worth a line either way.
+    log(_data_line(prepared))
     classes = prepared.classes
     replaced, lock = _prepare_run_dir(run_dir, force=force)
     try:
@@ -1054,6 +1058,7 @@ def _failed_record(spec: RunSpec, run_name: str, error: str, started: float) -> 
         "model_code": run_name,
         "timestamp": _now(),
         "appsleuth_version": __version__,
+        "software": describe_software(),
         "hidden_neurons": list(spec.model.hidden),
         "learning_rate": spec.train.learning_rate,
         "batch_size": spec.train.batch_size,
@@ -1315,6 +1320,8 @@ def _metadata(
         "engine": engine,
         "engine_note": engine_note,
         "appsleuth_version": __version__,
+        # Every version that can change the numbers, to reproduce them with.
+        "software": describe_software(),
         "SLURM_JOB_ID": slurm.get("SLURM_JOB_ID"),
         "slurm": slurm,
         "timestamp": _now(),
@@ -1362,6 +1369,7 @@ def run_path(run: str | os.PathLike[str] | RunResult | LoadedRun) -> Path:
     if isinstance(run, RunResult | LoadedRun):
         return Path(run.run_dir)
     if isinstance(run, str | os.PathLike):
+        refuse_nul(run, "run_dir")
         return Path(run)
     raise DataError(
         f"a run must be given as a run (or sweep) directory path, the result of train() or "

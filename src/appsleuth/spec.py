@@ -29,7 +29,7 @@ from appsleuth._fields import (
     spec_hash,
 )
 from appsleuth._fields import fields_from_mapping as _from_dict
-from appsleuth._files import read_record_text
+from appsleuth._files import read_record_text, refuse_nul
 from appsleuth.data.layouts import LABEL_COLUMN
 from appsleuth.data.split import SplitSpec
 from appsleuth.data.synth import check_row_count
@@ -460,6 +460,7 @@ class DataSpec:
         if self.path is not None:
             if not isinstance(self.path, str | os.PathLike) or not str(self.path):
                 raise SpecError(f"data path must be a file path; received path={self.path!r}")
+            refuse_nul(self.path, "data.path", SpecError)
             object.__setattr__(self, "path", str(self.path))
         if self.rows is not None and (not is_int(self.rows) or self.rows < MIN_EMBEDDED_ROWS):
             raise SpecError(
@@ -817,6 +818,7 @@ def read_yaml_spec(path: str | os.PathLike[str], what: str, build: Any) -> Any:
     Every problem becomes a :class:`SpecError` that starts with ``<what> <path>``; a file
     with no settings at all (empty, comments, ``null``) is one.
     """
+    refuse_nul(path, "path", SpecError)
     path = Path(path)
     try:
         text = read_record_text(path)

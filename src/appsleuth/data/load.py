@@ -31,7 +31,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from appsleuth._fields import repeated
-from appsleuth._files import not_regular
+from appsleuth._files import not_regular, refuse_nul
 from appsleuth.data._record import as_record
 from appsleuth.data.layouts import (
     CATEGORICAL_FEATURES,
@@ -70,6 +70,12 @@ __all__ = [
 ]
 
 _NULL_STRINGS = ["NULL", "null", "", "NA", "N/A", "NaN", "nan", "None"]
+# The words the CSV reader takes for true and false ("1" and "0" are numbers anyway): a
+# column of only these is read as booleans, 1 and 0, so they are 1 and 0 wherever a
+# feature value is read from text (a column that mixes them with other numbers, a
+# prediction file read in chunks).
+_TRUE_WORDS = [w for w in pa_csv.ConvertOptions().true_values if w != "1"]
+_FALSE_WORDS = [w for w in pa_csv.ConvertOptions().false_values if w != "0"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 # File names that promise a format: the content must keep the promise.
@@ -269,6 +275,7 @@ def _check_path(path: Any) -> Path:
             f"path must be the path of a data file as text; received path={path!r} "
             f"({type(text).__name__})"
         )
+    refuse_nul(text, "path")
     if not text.strip():
         raise DataError(
             f"path must name a data file (a CSV, gzip'd CSV or Parquet file); "
@@ -1045,8 +1052,8 @@ def _usable_as_feature(col: pd.Series, name: str, categorical: Sequence[str]) ->
         return True  # all missing: kept so the quality report can say so
     if name in _KNOWN_FEATURES:
         return name not in _RAW_TEXT_COLUMNS
-    numeric_share = pd.to_numeric(present, errors="coerce").notna().mean()
-    return bool(numeric_share >= _NUMERIC_SHARE)
+    _, bad = parse_numbers(present, booleans=True)
+    return bool(1 - len(bad) / len(present) >= _NUMERIC_SHARE)
 
 
 def _finish(
@@ -1224,12 +1231,22 @@ def check_feature_dtypes(df: pd.DataFrame, features: Sequence[str], where: str) 
             )
 
 
-def parse_numbers(col: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def parse_numbers(col: pd.Series, *, booleans: bool = False) -> tuple[pd.Series, np.ndarray]:
     """``col`` read as numbers, and the positions of its present values that are none.
 
     Missing values stay missing and are not counted; every reader that must name the
     first value that is not a number (loading, prediction, published results) uses this.
+
+    Args:
+        col: The values.
+        booleans: Read the words of a true/false value (``True``, ``false``, ...) as 1
+            and 0, as the CSV reader reads a column of them. Feature readers pass True,
+            so that such a value means the same in every path that reads a feature.
     """
+    if booleans and _is_text(col):
+        truth, falsity = col.isin(_TRUE_WORDS), col.isin(_FALSE_WORDS)
+        if truth.any() or falsity.any():
+            col = col.astype(object).mask(truth, 1).mask(falsity, 0)
     converted = pd.to_numeric(col, errors="coerce")
     return converted, np.flatnonzero((converted.isna() & col.notna()).to_numpy())
 
@@ -1287,7 +1304,7 @@ def _as_numeric(col: pd.Series, name: str, where: str, rows: _RowNames) -> pd.Se
     col = col.mask(col.isin(_NULL_STRINGS))
     if col.isna().all():
         return pd.Series(np.nan, index=col.index, dtype=np.float64, name=col.name)
-    converted, bad = parse_numbers(col)
+    converted, bad = parse_numbers(col, booleans=True)
     if len(bad):
         row = int(bad[0])
         value = col.iloc[row]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output
+from appsleuth._files import refuse_nul
 from appsleuth.data._record import as_record
 from appsleuth.data.load import FrameInfo, frame_info, load_sherlock
 from appsleuth.errors import AppSleuthError, DataError, SpecError
@@ -78,6 +79,7 @@ def check_table_output(path: str | os.PathLike[str], *, force: bool = False) -> 
         AppSleuthError: The file exists and ``force`` is False, or the extension is not
             one of ``.csv``, ``.csv.gz``, ``.parquet``.
     """
+    refuse_nul(path, "path", AppSleuthError)
     path = Path(path)
     if not path.name.lower().endswith(_SUFFIXES):
         raise AppSleuthError(

@@ -27,7 +27,7 @@ import pandas as pd
 
 from appsleuth._atomic import atomic_create, atomic_write_text
 from appsleuth._fields import is_integer
-from appsleuth._files import read_record_table, read_record_text
+from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.evaluate import RESULT_KEYS
 from appsleuth.run import (
@@ -162,6 +162,7 @@ def prepare_sweep_dir(
             f"spec must be a SweepSpec (SweepSpec.from_dict({{...}}) builds one from a "
             f"mapping, load_sweep_spec(path) from a YAML file); received {type(spec).__name__}"
         )
+    refuse_nul(out, "out")
     sweep_dir = Path(out) / spec.name
     existing = sweep_dir / MANIFEST
     plan = spec.plan()
@@ -297,6 +298,7 @@ def _manifest(sweep_dir: Path) -> dict[str, Any]:
     Raises:
         DataError: It is missing, unreadable or damaged, naming the file and the fault.
     """
+    refuse_nul(sweep_dir, "sweep_dir")
     path = Path(sweep_dir) / MANIFEST
     try:
         data = json.loads(read_record_text(path))
