@@ -25,7 +25,7 @@ EVIL_DATASET = "\"quoted\" & 'single' <b>bold</b> data.csv"
 _ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section",
     "h1", "h2", "h3", "p", "dl", "dt", "dd", "div", "span", "strong", "em", "code", "table",
-    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
+    "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
 }  # fmt: skip
 
 
@@ -103,10 +103,10 @@ def test_sweep_report_contents(real_sweep: Path) -> None:
     # model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused, which unbroken
     # pushed the metric columns out of sight.
     folded = "_<wbr>".join(best["name"].split("_"))
-    assert f'<td class="name">{folded}</td>' in page
-    assert re.search(r"table\.numbers td\.name \{ white-space: normal", page)
+    assert f'<th scope="row" class="name">{folded}</th>' in page
+    assert re.search(r"table\.numbers \.name \{ white-space: normal", page)
     # Moriarty's row stands out and its rates are called out.
-    assert '<tr class="malware"><td>Moriarty' in page
+    assert '<tr class="malware"><th scope="row">Moriarty' in page
     assert "detection rate" in page and "false-alarm rate" in page
     images = [a for t, a in tags if t == "img"]
     assert len(images) == 4  # metric vs hidden_neurons, curves, small multiples, confusion
@@ -141,7 +141,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     assert_safe(page)
     baselines = page.split('id="baselines-table"', 1)[1].split("</table>", 1)[0]
     assert "logistic regression" in baselines and "decision tree" in baselines
-    assert '<tr class="best"><td>network (model_1H18N_lr0.0003_bs32_e3)' in baselines
+    assert '<tr class="best"><th scope="row">network (model_1H18N_lr0.0003_bs32_e3)' in baselines
     # The network's time is its whole run's, not a fit time comparable to the baselines'.
     assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
     assert "Time: the network&#x27;s whole run" in page
@@ -149,7 +149,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     assert "for a run trained on its own rather than in a sweep, loading and preparing" in page
     # The network was trained with class weights: so were the baselines set beside it.
     assert "The baselines were fitted with the network&#x27;s class weights." in page
-    assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
+    assert re.search(r"decision tree</th><td>\d+\.\d\d %", baselines)
 
 
 def test_compare_must_vary_the_same_hyperparameter(real_sweep: Path) -> None:
@@ -534,8 +534,8 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     _with_metrics(run_dir, **scored)
     page = render_report(run_dir, log=_quiet)
     table = page.split('id="per-class"', 1)[1].split("</table>", 1)[0]
-    assert "<tr><td>Gmail</td><td>–</td><td>–</td><td>–</td><td>0</td></tr>" in table
-    assert "<td>Chrome</td><td>0.500</td><td>1.000</td><td>0.667</td>" in table
+    assert '<tr><th scope="row">Gmail</th><td>–</td><td>–</td><td>–</td><td>0</td></tr>' in table
+    assert '<th scope="row">Chrome</th><td>0.500</td><td>1.000</td><td>0.667</td>' in table
     assert (
         "–: 1 app(s) neither among these rows nor predicted; the macro average is over the other 2."
         in page
@@ -544,7 +544,8 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     assert "no sample was flagged as malware" in malware
     assert "alarms that are malware" not in malware
     # Moriarty is never predicted: its precision is 0/0, not a 0 that reads as always wrong.
-    assert "<td>Moriarty" in table and "</span></td><td>–</td><td>0.000</td><td>0.000</td>" in table
+    assert '<th scope="row">Moriarty' in table
+    assert "</span></th><td>–</td><td>0.000</td><td>0.000</td>" in table
     assert (
         "–: precision of 1 app(s) never predicted: 0/0, undefined; the macro average counts "
         "each as 0 (scikit-learn&#x27;s zero_division=0)." in page
@@ -588,7 +589,9 @@ def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path
     page = render_report(sweep_dir, log=_quiet)
     assert_safe(page)
     table = page.split('id="seeds-table"', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td>(\d+)</td><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>", table)
+    rows = re.findall(
+        r'<tr><th scope="row">(\d+)</th><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>', table
+    )
     assert rows == [("32", "0.9450", "0.0071"), ("16", "0.8950", "0.1344")]
     best = page.split('<section id="best">', 1)[1]
     assert "batch_size = 16" in best  # the best single trial is still named
@@ -650,7 +653,7 @@ def test_a_sweep_of_thousands_gets_learning_curve_panels_for_its_best_trials_onl
     monkeypatch.setattr(report, "_MAX_PANELS", 2)
     page = render_report(sweep_dir, log=_quiet)
     assert panels == [["batch_size=16", "batch_size=128"]]  # plan order, the best framed
-    assert "Shown: the 2 of 4 complete trials with the highest final validation" in page
+    assert "Shown: the 2 of 4 complete trials with the highest validation accuracy at" in page
 
 
 def test_sweep_report_names_the_engine_and_a_fallback(tmp_path: Path) -> None:
@@ -775,7 +778,9 @@ def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Pa
     board = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
     table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
     assert '<th scope="col">results epoch</th>' in table
-    cells = re.findall(r'<td class="name">.*?</td><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table)
+    cells = re.findall(
+        r'<th scope="row" class="name">.*?</th><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table
+    )
     assert cells == ["2 of 3", "3"]
     assert "a trial&#x27;s numbers are that epoch&#x27;s" in board
     for meta in metas.values():
@@ -794,7 +799,7 @@ def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     results = load_results(sweep_dir)
     assert seeds_repeat(results)
     seeds = summarize_seeds(results)
-    table = _seeds_section(seeds, [])
+    table = _seeds_section(seeds, [], restored=False)
     assert "<td>3 of 3</td><td>0.8200</td><td>0.0200</td><td>0.8000 – 0.8400</td>" in table
     best = results.loc[results["val_accuracy"].idxmax()]
     note = _best_of_seeds_note(seeds, best, [])
@@ -815,8 +820,61 @@ def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
     context = {"baselines": {"logistic_regression": metrics(0.91), "decision_tree": metrics(None)}}
     table = _baselines_section(context, metrics(0.9762), "network")
     assert '<th scope="col">ROC AUC</th>' in table
-    assert "<td>network</td><td>90.00 %</td><td>0.900</td><td>0.9762</td>" in table
-    assert "<td>logistic regression</td><td>90.00 %</td><td>0.900</td><td>0.9100</td>" in table
-    assert "<td>decision tree</td><td>90.00 %</td><td>0.900</td><td>–</td>" in table
+    row = '<th scope="row">{}</th><td>90.00 %</td><td>0.900</td><td>{}</td>'
+    assert row.format("network", "0.9762") in table
+    assert row.format("logistic regression", "0.9100") in table
+    assert row.format("decision tree", "–") in table
     many = {"baselines": {"decision_tree": metrics(None)}}
     assert "ROC AUC" not in _baselines_section(many, metrics(None), "network")
+
+
+def _tables(page: str) -> list[str]:
+    return re.findall(r"<table.*?</table>", page, flags=re.S)
+
+
+def _without_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's figures drawn as their captions alone: a test of its text runs fast."""
+    import appsleuth.plots
+    import appsleuth.report as report
+
+    for name in ("plot_metric_vs_param", "plot_learning_curves", "plot_small_multiples"):
+        monkeypatch.setattr(report, name, lambda *a, **k: None)
+    monkeypatch.setattr(report, "plot_comparison", lambda *a, **k: None)
+    monkeypatch.setattr(appsleuth.plots, "plot_confusion_matrix", lambda *a, **k: None)
+    monkeypatch.setattr(
+        report, "_figure", lambda fig, alt, caption=None: report._tag("figcaption", caption)
+    )
+
+
+def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows were all <td>: a screen reader read "0.500" with no app or trial named, and no
+    # table said what it held ("final" numbers that were early stopping's restored epoch).
+    _without_figures(monkeypatch)
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}, "repeats": 2},
+        lambda i, p: {"final_acc": 0.9 - 0.1 * i, "extra": {"results_epoch": 2} if i == 0 else {}},
+    )
+    page = render_report(sweep_dir, compare=REFERENCE / "post_processing_hpc_bs.csv", log=_quiet)
+    assert_safe(page)
+    tables = _tables(page)
+    assert len(tables) == 4  # leaderboard, seeds, per-app, comparison
+    for table in tables:
+        assert re.search(r"<table[^>]*><caption>[^<]{20,}</caption><thead>", table), table[:200]
+        head, body = table.split("<tbody>", 1)
+        assert head.count("<th ") == head.count('<th scope="col">'), head
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body)
+        assert rows and all('<th scope="row"' in row for row in rows), table[:300]
+        assert 'scope="col"' not in body
+    restored = "at each trial&#x27;s results epoch (its last, or the earlier one whose weights"
+    board, seeds, per_app, comparison = tables
+    assert restored in board and restored in seeds and restored in comparison
+    assert per_app.startswith(
+        '<table class="numbers" id="per-class"><caption>Precision, recall and F1 of each app '
+        "on the 90 validation rows, scored with the saved model, epoch 2 of 3 (restored by "
+        "early stopping)"
+    )
+    assert "Final-epoch" not in page and "final validation accuracy" not in page
+    assert f"Accuracy and loss {restored}" in page  # the metric-vs-batch size figure

@@ -104,26 +104,34 @@ def _table(
     headers: Sequence[Any],
     rows: Sequence[Sequence[Any]],
     *,
+    caption: Any,
     row_classes: Sequence[str | None] | None = None,
     row_attrs: Sequence[Mapping[str, Any]] | None = None,
+    row_headers: int = 1,
     cls: str | None = None,
     id_: str | None = None,
 ) -> _Html:
+    """A table whose first ``row_headers`` cells of a row name it (a model, an app, a setting).
+
+    Those cells are row headers, so a screen reader announces them with each number of
+    the row, and the caption says what the numbers are (which rows, which epoch).
+    """
     head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
     body_rows = []
     for i, row in enumerate(rows):
         attrs = dict(row_attrs[i]) if row_attrs else {}
-        body_rows.append(
-            _tag(
-                "tr",
-                [_tag("td", c) for c in row],
-                class_=row_classes[i] if row_classes else None,
-                **attrs,
-            )
-        )
-    return _tag(
-        "div", _tag("table", [head, _tag("tbody", body_rows)], class_=cls, id=id_), class_="scroll"
+        cells = [
+            *(_tag("th", c, scope="row") for c in row[:row_headers]),
+            *(_tag("td", c) for c in row[row_headers:]),
+        ]
+        body_rows.append(_tag("tr", cells, class_=row_classes[i] if row_classes else None, **attrs))
+    table = _tag(
+        "table",
+        [_tag("caption", caption), head, _tag("tbody", body_rows)],
+        class_=cls,
+        id=id_,
     )
+    return _tag("div", table, class_="scroll")
 
 
 def _section(title: str, *content: Any, id_: str | None = None) -> _Html:
@@ -436,7 +444,7 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
-def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
+def _per_class_table(metrics: Mapping[str, Any], caption: str, id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     idle = idle_classes(metrics)
     undefined = undefined_rates(metrics)
@@ -470,6 +478,7 @@ def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Htm
     table = _table(
         ["app", "precision", "recall", "F1", "support"],
         rows,
+        caption=caption,
         row_classes=classes,
         cls="numbers",
         id_=id_,
@@ -503,7 +512,8 @@ def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
     )
 
 
-def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
+def _evaluation_sections(metrics: Mapping[str, Any], where: str, model: str) -> list[_Html]:
+    """The evaluation of ``model`` (which epoch's weights, :func:`_saved_model_words`)."""
     parts: list[_Html] = [
         _tag(
             "p",
@@ -517,10 +527,16 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
     if confusion is not None:
         parts.append(confusion)
     parts.append(_tag("h3", "Per-app precision, recall and F1"))
-    parts.append(_per_class_table(metrics))
+    parts.append(
+        _per_class_table(
+            metrics,
+            f"Precision, recall and F1 of each app on the {metrics.get('n', 0):,} validation "
+            f"rows, scored with {model}; support: the app's rows among them.",
+        )
+    )
     test = metrics.get("test")
     if isinstance(test, Mapping) and test.get("n"):
-        parts.append(_test_section(test))
+        parts.append(_test_section(test, model))
     return parts
 
 
@@ -530,7 +546,7 @@ def _roc_auc_text(metrics: Mapping[str, Any]) -> str:
     return f", ROC AUC {_num(auc)}" if is_number(auc) and math.isfinite(auc) else ""
 
 
-def _test_section(test: Mapping[str, Any]) -> _Html:
+def _test_section(test: Mapping[str, Any], model: str) -> _Html:
     """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
     return _tag(
         "div",
@@ -545,7 +561,12 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
             _malware_block(test),
-            _per_class_table(test, id_="per-class-test"),
+            _per_class_table(
+                test,
+                f"Precision, recall and F1 of each app on the {test.get('n', 0):,} held-out "
+                f"test rows, scored with {model}; support: the app's rows among them.",
+                id_="per-class-test",
+            ),
         ],
         id="test",
     )
@@ -558,6 +579,17 @@ def _restored_epoch(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
     if is_int(kept) and is_int(run) and 1 <= kept < run:
         return kept, run
     return None
+
+
+def _saved_model_words(meta: Mapping[str, Any] | None) -> str:
+    """Which epoch's weights the saved model (and metrics.json) holds, in words."""
+    restored = _restored_epoch(meta)
+    if restored is not None:
+        return f"the saved model, epoch {restored[0]} of {restored[1]} (restored by early stopping)"
+    run = (meta or {}).get("epochs_run")
+    if is_int(run):
+        return f"the saved model, the last epoch ({run})"
+    return "the saved model"
 
 
 def _epochs_text(meta: Mapping[str, Any] | None) -> str:
@@ -585,7 +617,9 @@ def _evaluation_or_damage(
     if metrics:
         parts = [
             _fit_block(metrics.get("fit")),
-            *_evaluation_sections(metrics, "validation rows of the split above"),
+            *_evaluation_sections(
+                metrics, "validation rows of the split above", _saved_model_words(meta)
+            ),
         ]
         restored = _restored_epoch(meta)
         if restored is not None:
@@ -655,7 +689,10 @@ def _say_if_baselines_missing(
 
 
 def _baselines_section(
-    context: Mapping[str, Any], network: Mapping[str, Any] | None, network_label: str
+    context: Mapping[str, Any],
+    network: Mapping[str, Any] | None,
+    network_label: str,
+    network_model: str = "the saved model",
 ) -> _Html:
     baselines = context.get("baselines")
     if not baselines:
@@ -708,12 +745,26 @@ def _baselines_section(
                 "time",
             ],
             rows,
+            caption=(
+                f"The network ({network_model}) and the baselines on the same "
+                f"{_rows_text(entries)}validation rows of the same split"
+                if network
+                else f"The baselines on the {_rows_text(entries)}validation rows of the split"
+            )
+            + "; time as said above.",
             row_classes=["best" if network else None] + [None] * len(baselines),
             cls="numbers",
             id_="baselines-table",
         ),
         id_="baselines",
     )
+
+
+def _rows_text(entries: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """``"5,000 "``: the validation rows the entries were scored on, when they agree."""
+    counts = {m.get("n") for _, m in entries}
+    n = counts.pop() if len(counts) == 1 else None
+    return f"{n:,} " if is_int(n) else ""
 
 
 # --- sweep report ---------------------------------------------------------------------------
@@ -786,6 +837,7 @@ def _sweep_report(
         complete.index, key=lambda i: best_run_key(complete.loc[i], int(complete.loc[i, "index"]))
     )
     complete = complete.loc[ranked]
+    restored = _any_restored(complete, metas)
     best = complete.iloc[0] if len(complete) else None
     spec = plan[int(best["index"])].spec if best is not None else (plan[0].spec if plan else None)
     counts = results["status"].value_counts().to_dict()
@@ -883,7 +935,7 @@ def _sweep_report(
     body.append(_leaderboard(results, complete, best, varied, metas))
     seeds = summarize_seeds(results) if seeds_repeat(results) else None
     if seeds is not None:
-        body.append(_seeds_section(seeds, varied))
+        body.append(_seeds_section(seeds, varied, restored))
 
     # --- hyperparameter plots
     figures: list[Any] = []
@@ -892,8 +944,9 @@ def _sweep_report(
             figures.append(
                 _figure(
                     plot_metric_vs_param(results, param),
-                    f"final accuracy and loss against {param}",
-                    f"Final-epoch accuracy and loss against {param}: training dashed, "
+                    f"accuracy and loss against {param}",
+                    f"Accuracy and loss {_epoch_words(restored)} against {param}: training "
+                    "dashed, "
                     "validation solid"
                     + (
                         " (mean, std error bars and min–max band over seeds)"
@@ -933,7 +986,7 @@ def _sweep_report(
                     ""
                     if len(panels) == len(histories)
                     else f" Shown: the {len(panels)} of {len(histories)} complete trials with "
-                    "the highest final validation accuracy."
+                    "the highest validation accuracy at their last epoch."
                 ),
             ),
         ]
@@ -953,7 +1006,7 @@ def _sweep_report(
                 f"Best trial: {best['name']}",
                 _tag(
                     "p",
-                    f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
+                    f"Highest validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
                     f"{params}; {_epochs_text(best_meta)}, "
                     f"{_duration(best['wall_time_s'])}.",
                 ),
@@ -985,11 +1038,14 @@ def _sweep_report(
             network["fit_seconds"] = best["wall_time_s"]
         body.append(
             _baselines_section(
-                context, network, f"network ({best['name']})" if best is not None else "network"
+                context,
+                network,
+                f"network ({best['name']})" if best is not None else "network",
+                _saved_model_words(best_meta),
             )
         )
     if published is not None:
-        body.append(_comparison_section(results, published))
+        body.append(_comparison_section(results, published, restored))
     return f"appsleuth report: sweep {name}", _join(body)
 
 
@@ -1111,9 +1167,13 @@ def _leaderboard(
         )
         classes.append(f"trial {state}")
         attrs.append({"data_status": state, "data_name": r["name"]})
-    table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
+    caption = (
+        f"Every trial's loss and accuracy on the training and validation rows "
+        f"{_epoch_words(epoch_column)}, best first, then the trials without a result."
+    )
+    table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols, caption)
     intro = (
-        "Every trial, sorted by final validation accuracy (ties: lower validation loss, "
+        "Every trial, sorted by validation accuracy (ties: lower validation loss, "
         "then plan order), the rule that names the best trial, which is highlighted and "
         "is the one predict uses. Trials without a result follow with their state."
     )
@@ -1126,6 +1186,21 @@ def _leaderboard(
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
 
 
+def _epoch_words(restored: bool) -> str:
+    """Which epoch a sweep's result columns are: "final" alone left it open."""
+    if restored:
+        return (
+            "at each trial's results epoch (its last, or the earlier one whose weights "
+            "early stopping restored)"
+        )
+    return "at each trial's last epoch"
+
+
+def _any_restored(complete: pd.DataFrame, metas: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether early stopping restored an earlier epoch in any complete trial."""
+    return any(_restored_epoch(metas.get(name)) is not None for name in complete["name"])
+
+
 def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
     """``3 of 10`` for a trial whose weights early stopping restored, else its epochs run."""
     if restored is not None:
@@ -1133,7 +1208,7 @@ def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
     return _value(row["epochs_run"])
 
 
-def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
+def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str], restored: bool) -> _Html:
     """Each setting's validation accuracy over its seeds: mean, spread, range."""
     rows = []
     for _, r in seeds.iterrows():
@@ -1153,7 +1228,7 @@ def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
         "Settings across seeds",
         _tag(
             "p",
-            "Each setting's final validation accuracy over its complete seeds, best mean "
+            "Each setting's validation accuracy over its complete seeds, best mean "
             "first: the leaderboard's best trial is partly the luckiest seed, the mean and "
             "its spread (sample standard deviation) say how good a setting is.",
         ),
@@ -1167,6 +1242,9 @@ def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
                 "val_loss mean",
             ],
             rows,
+            caption=f"Each setting's validation accuracy and loss over its complete seeds "
+            f"{_epoch_words(restored)}, best mean first; std: the sample standard deviation.",
+            row_headers=len(varied),
             cls="numbers",
             id_="seeds-table",
         ),
@@ -1215,13 +1293,15 @@ def _leaderboard_table(
     classes: Sequence[str],
     attrs: Sequence[Mapping[str, Any]],
     n_metric_cols: int,
+    caption: str,
 ) -> _Html:
     head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
     body = []
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
+        # The trial's name is the row's header, which a screen reader reads with each cell.
         cells = [
-            _tag("td", _breakable(c), class_="name") if j == 1 else _tag("td", c)
+            _tag("th", _breakable(c), scope="row", class_="name") if j == 1 else _tag("td", c)
             for j, c in enumerate(row[:-1] if spanned else row)
         ]
         if spanned:
@@ -1229,7 +1309,12 @@ def _leaderboard_table(
         body.append(_tag("tr", cells, class_=cls, **attr))
     return _tag(
         "div",
-        _tag("table", [head, _tag("tbody", body)], class_="numbers", id="leaderboard-table"),
+        _tag(
+            "table",
+            [_tag("caption", caption), head, _tag("tbody", body)],
+            class_="numbers",
+            id="leaderboard-table",
+        ),
         class_="scroll",
     )
 
@@ -1249,7 +1334,7 @@ def _complete_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results.loc[results["status"] == "complete"]
 
 
-def _comparison_section(results: pd.DataFrame, published: pd.DataFrame) -> _Html:
+def _comparison_section(results: pd.DataFrame, published: pd.DataFrame, restored: bool) -> _Html:
     param = published.attrs["param"]
     table = comparison_table(results, published, param)
     epochs = ", ".join(sorted({_value(e) for e in _complete_rows(results)["epochs"]})) or "?"
@@ -1293,6 +1378,9 @@ def _comparison_section(results: pd.DataFrame, published: pd.DataFrame) -> _Html
                 "published rows",
             ],
             rows,
+            caption=f"Validation accuracy and loss by {param}: this sweep's trials "
+            f"{_epoch_words(restored)} (a setting's seeds averaged) beside the published "
+            f"results file's rows.",
             cls="numbers",
             id_="comparison-table",
         ),
@@ -1416,7 +1504,11 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         body.append(_section("Evaluation", *evaluation, id_="evaluation"))
     if baselines:
         network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None
-        body.append(_baselines_section(context, network, f"network ({run_dir.name})"))
+        body.append(
+            _baselines_section(
+                context, network, f"network ({run_dir.name})", _saved_model_words(meta)
+            )
+        )
     return f"appsleuth report: run {run_dir.name}", _join(body)
 
 
@@ -1446,18 +1538,22 @@ dl.facts dd { margin: 0; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
 th, td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: left;
          vertical-align: top; }
-th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+caption { caption-side: top; text-align: left; font-size: 13px; color: var(--muted);
+          padding: 0 0 4px; }
+thead th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+/* A row header (the trial, app or model a row is about) reads as the row's other cells. */
+tbody th { font-weight: inherit; }
 table.numbers td { font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.numbers td.detail { white-space: normal; color: var(--muted); }
 tbody tr:nth-child(even) { background: #fafbfc; }
 tr.best, tr.best:nth-child(even) { background: var(--best); font-weight: 600; }
-tr.best td:first-child { border-left: 4px solid #d97706; }
-tr.failed td:first-child { border-left: 4px solid var(--bad); }
+tr.best > :first-child { border-left: 4px solid #d97706; }
+tr.failed > :first-child { border-left: 4px solid var(--bad); }
 tr.malware, tr.malware:nth-child(even) { background: var(--badbg); font-weight: 600; }
-tr.malware td:first-child { border-left: 4px solid var(--bad); }
-tr.average td { color: var(--muted); }
-td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
-table.numbers td.name { white-space: normal; min-width: 24ch; }
+tr.malware > :first-child { border-left: 4px solid var(--bad); }
+tr.average > * { color: var(--muted); }
+.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+table.numbers .name { white-space: normal; min-width: 24ch; }
 .star { color: #b45309; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
        white-space: pre-wrap; word-break: break-word; }
@@ -1499,7 +1595,7 @@ footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
   th { position: static; white-space: normal; overflow-wrap: anywhere; }
   th, td { padding: 2px 3px; }
   table.numbers td { white-space: normal; }
-  table.numbers td.name { min-width: 0; font-size: 9px; }
+  table.numbers .name { min-width: 0; font-size: 9px; }
   tr, figure, .callout, .stats { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
   /* The best trial and Moriarty keep their highlight, which browsers drop to save ink. */
