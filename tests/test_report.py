@@ -878,3 +878,62 @@ def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
     )
     assert "Final-epoch" not in page and "final validation accuracy" not in page
     assert f"Accuracy and loss {restored}" in page  # the metric-vs-batch size figure
+
+
+def test_baselines_are_computed_on_the_file_the_run_read_and_say_so(
+    tmp_path: Path, sherlock18_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
+    from appsleuth.spec import RunSpec
+    from tests.conftest import make_sherlock18
+
+    # The spec's relative path read a namesake (or nothing) from where the report ran, so
+    # the run's own file, recorded in its metadata, went unused and no baselines came.
+    _without_figures(monkeypatch)
+    monkeypatch.chdir(sherlock18_csv.parent)
+    spec = RunSpec.from_dict({"data": {"path": "small18.csv"}})
+    fingerprint = data_fingerprint(prepare_run_data(spec, load_data(spec)))
+    source = {"kind": "file", "path": str(sherlock18_csv), "rows": 180}
+    sweep_dir = fake_sweep(
+        tmp_path / "sweeps",
+        {"data": {"path": "small18.csv"}, "grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"extra": {"data_fingerprint": fingerprint, "data_source": source}},
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    make_sherlock18(n_per_app=40, seed=1).to_csv(elsewhere / "small18.csv")
+    monkeypatch.chdir(elsewhere)
+    page = render_report(sweep_dir, baselines=True, log=_quiet)
+    assert 'id="baselines-table"' in page
+    assert (
+        f"Data of the baselines: the file {sherlock18_csv} (180 rows after cleaning), the rows "
+        f"the network was trained on (its data fingerprint, {fingerprint}, matches)."
+    ) in html.unescape(page)
+
+
+def test_baselines_are_refused_for_a_run_trained_on_other_rows_and_unchecked_ones_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_figures(monkeypatch)
+    frame = {"kind": "data frame", "path": None, "rows": 500}
+    other = fake_sweep(
+        tmp_path / "frame",
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"extra": {"data_fingerprint": "0123456789abcdef", "data_source": frame}},
+    )
+    page = html.unescape(render_report(other, baselines=True, log=_quiet))
+    assert 'id="baselines-table"' not in page
+    assert re.search(
+        r"Baselines not computed: the run was trained on a data frame given in Python \(500 "
+        r"rows\), not on the data its spec names \(the embedded synthetic data \(600 rows, "
+        r"seed 0\): data fingerprint \w+, the run's 0123456789abcdef\)",
+        page,
+    )
+    # A run that recorded no fingerprint gets baselines, with a warning that says so.
+    unrecorded = fake_sweep(tmp_path / "old", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    page = html.unescape(render_report(unrecorded, baselines=True, log=_quiet))
+    assert (
+        '<p class="callout warn">Data of the baselines: the embedded synthetic data (600 rows'
+        in page
+    )
+    assert "the run records no data fingerprint, so that the network was trained on these" in page

@@ -16,6 +16,7 @@ with published results. A run report holds the same for one run.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import html
 import io
@@ -218,16 +219,29 @@ def _value(v: Any) -> str:
 # --- the data context: leakage and baselines ----------------------------------------------
 
 
-def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) -> dict[str, Any]:
-    """Leakage of the split (and baselines) on the data the spec names.
+def _data_context(
+    spec: RunSpec, meta: Mapping[str, Any] | None, *, baselines: bool
+) -> dict[str, Any]:
+    """Leakage of the split (and baselines) on the rows the run (``meta``) was trained on.
+
+    A run that read a file is measured on that file, by the absolute path its metadata
+    records (a relative path in the spec reads another file, or none, from elsewhere);
+    otherwise on the data the spec names, and only where its data fingerprint is the
+    run's: a data frame given in Python is not the spec's data, and numbers on other rows
+    would sit beside the network's as if comparable.
 
     Returns ``{"leakage": rate or None, "note": why not, "baselines": {...} or None,
-    "baselines_note": ...}``; never raises for unavailable data, which is noted instead.
+    "baselines_note": ..., "data_text": which rows they are}``; never raises for
+    unavailable data, which is noted instead.
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
     from appsleuth.run import class_weights, data_fingerprint, load_data, prepare_run_data
 
+    meta = meta or {}
+    fingerprint = meta.get("data_fingerprint")
+    spec = _spec_on_runs_file(spec, meta.get("data_source"))
+    described = _spec_data_text(spec)
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
         with warnings.catch_warnings():
@@ -239,15 +253,28 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["note"] = f"not measured: the data is unavailable ({exc})"
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
-    if fingerprint is not None and data_fingerprint(prepared) != fingerprint:
-        # The run was trained on another table (e.g. a DataFrame passed to train()):
-        # numbers computed on the spec's data would describe a different experiment.
+    here = data_fingerprint(prepared)
+    if isinstance(fingerprint, str) and here != fingerprint:
         out["note"] = (
-            "not measured: the data the spec names differs from the data the run was "
-            "trained on (its fingerprint does not match)"
+            f"not measured: the run was trained on {_source_text(meta.get('data_source'))}, "
+            f"not on the data its spec names ({described}: data fingerprint {here}, the "
+            f"run's {fingerprint}), and numbers on other rows would describe another "
+            f"experiment"
         )
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
+    rows = f"{prepared.cleaning.rows_after:,} rows after cleaning"
+    if isinstance(fingerprint, str):
+        out["data_text"] = (
+            f"{described} ({rows}), the rows the network was trained on (its data "
+            f"fingerprint, {fingerprint}, matches)"
+        )
+    else:
+        out["data_text"] = (
+            f"{described} ({rows}); the run records no data fingerprint, so that the "
+            f"network was trained on these same rows is not checked"
+        )
+        out["unchecked"] = True
     table = prepared.table
     train, val, _ = prepared.split.frames(table)
     out["leakage"] = leakage_rate(train, val, list(frame_info(table).features))
@@ -259,6 +286,40 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
         out["baselines_weighted"] = weights is not None
     return out
+
+
+def _spec_on_runs_file(spec: RunSpec, source: Any) -> RunSpec:
+    """``spec`` reading the file the run read, by the absolute path its metadata records."""
+    if spec.data.path is None or not isinstance(source, Mapping):
+        return spec
+    path = source.get("path")
+    if source.get("kind") != "file" or not isinstance(path, str) or path == spec.data.path:
+        return spec
+    if not os.path.exists(path):  # moved: the spec's path may find it, fingerprint-checked
+        return spec
+    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, path=path))
+
+
+def _spec_data_text(spec: RunSpec) -> str:
+    """The data a spec names, in words: a file, or the embedded data of some size."""
+    if spec.data.path is not None:
+        return f"the file {spec.data.path}"
+    size = f"{spec.data.rows:,} rows" if spec.data.rows is not None else "its default size"
+    return f"the embedded synthetic data ({size}, seed {spec.data.synth_seed})"
+
+
+def _source_text(source: Any) -> str:
+    """The data a run's metadata says it was trained on (``data_source``), in words."""
+    if not isinstance(source, Mapping):
+        return "other data (its metadata does not say which)"
+    rows = source.get("rows")
+    of = f"{rows:,} rows" if is_int(rows) else "rows"
+    kind = source.get("kind")
+    if kind == "data frame":
+        return f"a data frame given in Python ({of})"
+    if kind == "file":
+        return f"the file {source.get('path')} ({of})"
+    return f"the embedded synthetic data ({of})"
 
 
 # --- common sections --------------------------------------------------------------------------
@@ -734,6 +795,10 @@ def _baselines_section(
                 else ""
             ),
         ),
+        _note(
+            f"Data of the baselines: {context.get('data_text') or 'unknown'}.",
+            "warn" if context.get("unchecked") else "muted",
+        ),
         _table(
             [
                 "model",
@@ -847,11 +912,7 @@ def _sweep_report(
     context: dict[str, Any] = {"leakage": None, "note": "not measured: the sweep has no trials"}
     if spec is not None:
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
-        context = _data_context(
-            spec,
-            fingerprint=(best_meta or {}).get("data_fingerprint"),
-            baselines=baselines and best is not None,
-        )
+        context = _data_context(spec, best_meta, baselines=baselines and best is not None)
         if baselines and best is None:
             context["baselines_note"] = "not computed: no trial is complete yet"
     _say_if_baselines_missing(context, baselines, log)
@@ -1409,7 +1470,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
     context: dict[str, Any] = {"leakage": None, "note": "not measured: the run's spec is unknown"}
     if spec is not None:
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
-        context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
+        context = _data_context(spec, meta, baselines=baselines)
     _say_if_baselines_missing(context, baselines, log)
     # What the run was asked to do, where its metadata does not say: an interrupted run
     # has none, and a failed run's record leaves out the optimizer (it showed "adam").
@@ -1661,7 +1722,8 @@ def render_report(
     Args:
         directory: A sweep directory (``manifest.json``) or a run directory.
         baselines: Also fit logistic regression and a decision tree on the best trial's
-            split. Defaults to False.
+            split of the rows it was trained on (not computed, and the report says why,
+            where those rows cannot be loaded). Defaults to False.
         compare: Published results in the teaching ``results.csv`` layout to compare a
             sweep with. Defaults to None.
         log: Where progress notes go. Defaults to stderr.
