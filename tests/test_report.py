@@ -236,7 +236,7 @@ def test_run_report_escapes_app_names(tmp_path: Path) -> None:
     assert "Fit diagnosis" in page and 'id="per-class"' in page
     assert "Moriarty (the malware) is not a class of this task" in page
     # The table was passed as a DataFrame: the spec's data is another table.
-    assert "the data the spec names differs from the data the run was trained on" in page
+    assert "the run was trained on a data frame given in Python (2,000 rows), not on" in page
     assert len([t for t, _ in tags if t == "img"]) == 2  # curves and confusion matrix
 
 
