@@ -237,7 +237,8 @@ def test_run_report_escapes_app_names(tmp_path: Path) -> None:
     assert "Moriarty (the malware) is not a class of this task" in page
     # The table was passed as a DataFrame: the spec's data is another table.
     assert "the run was trained on a data frame given in Python (2,000 rows), not on" in page
-    assert len([t for t, _ in tags if t == "img"]) == 2  # curves and confusion matrix
+    # Curves, confusion matrix, ROC curve (Facebook against WhatsApp).
+    assert len([t for t, _ in tags if t == "img"]) == 3
 
 
 def test_run_report_of_a_failed_run(tmp_path: Path) -> None:
@@ -937,3 +938,27 @@ def test_baselines_are_refused_for_a_run_trained_on_other_rows_and_unchecked_one
         in page
     )
     assert "the run records no data fingerprint, so that the network was trained on these" in page
+
+
+def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+    from appsleuth.report import _baselines_section, _evaluation_sections, _join
+
+    # The report gave a two-class task's ROC AUC but never its curve.
+    y = np.array([0, 0, 0, 1, 1])
+    two = classification_metrics(
+        y, np.array([0, 0, 1, 1, 1]), ["Facebook", "WhatsApp"], y_score=[0.1, 0.2, 0.7, 0.6, 0.9]
+    )
+    page = _join(_evaluation_sections(two, "validation rows", "the saved model"))
+    assert_safe(page)
+    assert page.count('alt="ROC curve with the area under each in the legend"') == 1
+    assert "<figcaption>ROC curve on the 5 validation rows, scored with the saved model" in page
+    context = {"baselines": {"logistic_regression": two, "decision_tree": two}, "data_text": "x"}
+    section = _baselines_section(context, two, "network")
+    assert 'alt="ROC curves with the area under each in the legend"' in section
+    # Three apps: no curve, and no empty figure or note in its place.
+    many = classification_metrics(y, y, ["Chrome", "Gmail", "Moriarty"])
+    assert "ROC" not in _join(_evaluation_sections(many, "validation rows", "the saved model"))
+    assert "ROC" not in _baselines_section({"baselines": {"decision_tree": many}}, many, "net")

@@ -573,6 +573,22 @@ def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
     )
 
 
+def _roc_figure(curves: Sequence[tuple[str, Mapping[str, Any]]], caption: str) -> _Html | None:
+    """ROC curves of the entries that recorded one (two-class tasks), or None if none did."""
+    from appsleuth.plots import plot_roc_curves, roc_points
+
+    drawn = {name: m for name, m in curves if roc_points(m) is not None}
+    if not drawn:
+        return None  # a many-class task: no curve, and no empty figure in its place
+    labels = ((next(iter(drawn.values())).get("confusion_matrix") or {}).get("labels")) or []
+    positive = str(labels[1]) if len(labels) == 2 else None
+    return _figure(
+        plot_roc_curves(drawn, positive=positive),
+        "ROC curve" + ("s" if len(drawn) > 1 else "") + " with the area under each in the legend",
+        caption,
+    )
+
+
 def _evaluation_sections(metrics: Mapping[str, Any], where: str, model: str) -> list[_Html]:
     """The evaluation of ``model`` (which epoch's weights, :func:`_saved_model_words`)."""
     parts: list[_Html] = [
@@ -587,6 +603,14 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str, model: str) -> 
     confusion = _confusion_figure(metrics)
     if confusion is not None:
         parts.append(confusion)
+    roc = _roc_figure(
+        [("network", metrics)],
+        f"ROC curve on the {metrics.get('n', 0):,} validation rows, scored with {model}: "
+        "each point is one threshold on the predicted probability; the legend gives the "
+        "area under the curve (AUC).",
+    )
+    if roc is not None:
+        parts.append(roc)
     parts.append(_tag("h3", "Per-app precision, recall and F1"))
     parts.append(
         _per_class_table(
@@ -780,6 +804,12 @@ def _baselines_section(
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
             ]
         )
+    roc = _roc_figure(
+        entries,
+        f"ROC curves on the same {_rows_text(entries)}validation rows: each point is one "
+        "threshold on a model's predicted probability; the legend gives the area under "
+        "each curve (AUC).",
+    )
     return _section(
         "Baselines on the same split",
         _tag(
@@ -821,6 +851,7 @@ def _baselines_section(
             cls="numbers",
             id_="baselines-table",
         ),
+        *([roc] if roc is not None else []),
         id_="baselines",
     )
 
