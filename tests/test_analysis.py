@@ -841,3 +841,20 @@ def test_metric_vs_param_tells_training_from_validation_by_colour_too(tmp_path: 
             != colours[f"learning_rate={rate} (validation)"]
         )
     assert len(set(colours.values())) == 4
+
+
+def test_training_and_validation_have_the_same_colours_in_every_figure_of_a_sweep(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.colors import to_rgba
+
+    from appsleuth.analysis import plot_small_multiples
+
+    # The learning-curve panels drew training blue and validation orange, the
+    # metric-vs-hyperparameter figure the other way round, in one report.
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    (ax,) = plot_metric_vs_param(load_results(sweep_dir), "batch_size", metrics="accuracy").axes
+    panels = plot_small_multiples(load_histories(sweep_dir))
+    for lines in (ax.lines, panels.axes[0].lines):
+        colours = {line.get_label(): to_rgba(line.get_color()) for line in lines}
+        assert colours == {"training": to_rgba("#0072B2"), "validation": to_rgba("#D55E00")}

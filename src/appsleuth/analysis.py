@@ -82,9 +82,10 @@ _SAFE_COLOURS = (
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 # Training and validation of one setting differ in colour too, not in line style alone:
 # in one colour, a reader who misses the dashes (a small or grey printout) could not
-# tell which line is which. Alone they are orange and blue (Okabe-Ito); each of a grid's
-# colours gets a light tint for training. Training's markers are hollow.
-_KIND_COLOURS = {"training": "#E69F00", "validation": "#0072B2"}
+# tell which line is which. Alone they are Okabe-Ito blue and vermilion, as the learning
+# curve panels (and Keras' blue and orange); each of a grid's colours gets a light tint
+# for training. Training's markers are hollow.
+_KIND_COLOURS = {"training": "#0072B2", "validation": "#D55E00"}
 _KIND_LINES = {"training": "--", "validation": "-"}
 _TRAINING_TINT = 0.5  # share of white mixed into a group's colour for its training line
 
@@ -614,7 +615,7 @@ def plot_metric_vs_param(
 ) -> Any:
     """Final training (dashed, hollow markers) and validation (solid) metrics by hyperparameter.
 
-    Training is orange and validation blue; in a grid, each combination of the other
+    Training is blue and validation vermilion; in a grid, each combination of the other
     settings has a colour, drawn solid for validation and as a light tint for training.
 
     Numbers spanning a factor of 100 or more (learning rate), or of 10 or more where a
@@ -990,9 +991,18 @@ def plot_small_multiples(
     for a, (label, h) in zip(flat, histories.items(), strict=False):
         epochs = np.arange(1, len(h) + 1)
         if metric in h:
-            a.plot(epochs, h[metric], "--", color="C0", lw=1.2, label="training")
+            a.plot(
+                epochs, h[metric], "--", color=_KIND_COLOURS["training"], lw=1.2, label="training"
+            )
         if f"val_{metric}" in h:
-            a.plot(epochs, h[f"val_{metric}"], "-", color="C1", lw=1.6, label="validation")
+            a.plot(
+                epochs,
+                h[f"val_{metric}"],
+                "-",
+                color=_KIND_COLOURS["validation"],
+                lw=1.6,
+                label="validation",
+            )
         # A panel is about 34 characters wide at this size: longer labels (a grid of
         # several settings, a long run name) overlapped their neighbours' titles.
         a.set_title(_wrapped(label, _PANEL_TITLE_WIDTH), fontsize=8)

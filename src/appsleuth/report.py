@@ -1038,8 +1038,8 @@ def _sweep_report(
                     plot_metric_vs_param(results, param),
                     f"accuracy and loss against {param}",
                     f"Accuracy and loss {_epoch_words(restored)} against {param}: training "
-                    "dashed with hollow markers (orange, or a light tint of a combination's "
-                    "colour), validation solid (blue, or the combination's colour)"
+                    "dashed with hollow markers (blue, or a light tint of a combination's "
+                    "colour), validation solid (vermilion, or the combination's colour)"
                     + (
                         " (mean, std error bars and min–max band over seeds)"
                         if results.attrs.get("repeats")
