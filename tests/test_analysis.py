@@ -858,3 +858,16 @@ def test_training_and_validation_have_the_same_colours_in_every_figure_of_a_swee
     for lines in (ax.lines, panels.axes[0].lines):
         colours = {line.get_label(): to_rgba(line.get_color()) for line in lines}
         assert colours == {"training": to_rgba("#0072B2"), "validation": to_rgba("#D55E00")}
+
+
+def test_learning_curve_legends_are_large_enough_to_read(tmp_path: Path) -> None:
+    from appsleuth.analysis import plot_small_multiples
+
+    # At the report's 80 dpi, x-small legends (7 pt) were about 7 pixels high.
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32, 64]}}, lambda i, p: {})
+    curves = plot_learning_curves(sweep_dir, metrics="accuracy")
+    panels = plot_small_multiples(load_histories(sweep_dir))
+    for fig in (curves, panels):
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        assert legends
+        assert all(t.get_fontsize() >= 8 for legend in legends for t in legend.get_texts())
