@@ -150,6 +150,13 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     # The network was trained with class weights: so were the baselines set beside it.
     assert "The baselines were fitted with the network&#x27;s class weights." in page
     assert re.search(r"decision tree</th><td>\d+\.\d\d %", baselines)
+    # Which epoch's model, in one pair of brackets ("(the saved model, the last epoch (3))"),
+    # and rows counted apart: these fake runs were scored on other rows than the baselines.
+    assert re.search(
+        r"<caption>The network, scored with the saved model \(epoch \d+, the last\), on its "
+        r"90 validation rows and the baselines on \d+: not the same rows; time as said above.",
+        baselines,
+    )
 
 
 def test_compare_must_vary_the_same_hyperparameter(real_sweep: Path) -> None:
@@ -874,7 +881,7 @@ def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
     assert restored in board and restored in seeds and restored in comparison
     assert per_app.startswith(
         '<table class="numbers" id="per-class"><caption>Precision, recall and F1 of each app '
-        "on the 90 validation rows, scored with the saved model, epoch 2 of 3 (restored by "
+        "on the 90 validation rows, scored with the saved model (epoch 2 of 3, restored by "
         "early stopping)"
     )
     assert "Final-epoch" not in page and "final validation accuracy" not in page

@@ -670,10 +670,10 @@ def _saved_model_words(meta: Mapping[str, Any] | None) -> str:
     """Which epoch's weights the saved model (and metrics.json) holds, in words."""
     restored = _restored_epoch(meta)
     if restored is not None:
-        return f"the saved model, epoch {restored[0]} of {restored[1]} (restored by early stopping)"
+        return f"the saved model (epoch {restored[0]} of {restored[1]}, restored by early stopping)"
     run = (meta or {}).get("epochs_run")
     if is_int(run):
-        return f"the saved model, the last epoch ({run})"
+        return f"the saved model (epoch {run}, the last)"
     return "the saved model"
 
 
@@ -840,19 +840,32 @@ def _baselines_section(
                 "time",
             ],
             rows,
-            caption=(
-                f"The network ({network_model}) and the baselines on the same "
-                f"{_rows_text(entries)}validation rows of the same split"
-                if network
-                else f"The baselines on the {_rows_text(entries)}validation rows of the split"
-            )
-            + "; time as said above.",
+            caption=_baselines_caption(entries, network_model if network else None),
             row_classes=["best" if network else None] + [None] * len(baselines),
             cls="numbers",
             id_="baselines-table",
         ),
         *([roc] if roc is not None else []),
         id_="baselines",
+    )
+
+
+def _baselines_caption(
+    entries: Sequence[tuple[str, Mapping[str, Any]]], network_model: str | None
+) -> str:
+    """What the baselines table holds; rows counted apart where their numbers differ."""
+    if network_model is None:
+        return f"The baselines on the {_rows_text(entries)}validation rows of the split."
+    counts = [m.get("n") for _, m in entries]
+    if len(set(counts)) > 1 and all(is_int(n) for n in counts):
+        # Only where the match of the data could not be checked (see _data_context).
+        return (
+            f"The network, scored with {network_model}, on its {counts[0]:,} validation rows "
+            f"and the baselines on {counts[1]:,}: not the same rows; time as said above."
+        )
+    return (
+        f"The network, scored with {network_model}, and the baselines on the same "
+        f"{_rows_text(entries)}validation rows of the same split; time as said above."
     )
 
 
