@@ -1697,7 +1697,7 @@ footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
   main { max-width: none; min-height: 0; padding: 0; }
   .scroll { overflow: visible; }
   table { font-size: 9.5px; width: 100%; }
-  th { position: static; white-space: normal; overflow-wrap: anywhere; }
+  th, thead th { position: static; white-space: normal; overflow-wrap: anywhere; }
   th, td { padding: 2px 3px; }
   table.numbers td { white-space: normal; }
   table.numbers .name { min-width: 0; font-size: 9px; }
