@@ -153,7 +153,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     # Which epoch's model, in one pair of brackets ("(the saved model, the last epoch (3))"),
     # and rows counted apart: these fake runs were scored on other rows than the baselines.
     assert re.search(
-        r"<caption>The network, scored with the saved model \(epoch \d+, the last\), on its "
+        r"<caption><span>The network, scored with the saved model \(epoch \d+, the last\), on its "
         r"90 validation rows and the baselines on \d+: not the same rows; time as said above.",
         baselines,
     )
@@ -870,7 +870,9 @@ def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
     tables = _tables(page)
     assert len(tables) == 4  # leaderboard, seeds, per-app, comparison
     for table in tables:
-        assert re.search(r"<table[^>]*><caption>[^<]{20,}</caption><thead>", table), table[:200]
+        assert re.search(r"<table[^>]*><caption><span>[^<]{20,}</span></caption><thead>", table), (
+            table[:200]
+        )
         head, body = table.split("<tbody>", 1)
         assert head.count("<th ") == head.count('<th scope="col">'), head
         rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body)
@@ -880,7 +882,7 @@ def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
     board, seeds, per_app, comparison = tables
     assert restored in board and restored in seeds and restored in comparison
     assert per_app.startswith(
-        '<table class="numbers" id="per-class"><caption>Precision, recall and F1 of each app '
+        '<table class="numbers" id="per-class"><caption><span>Precision, recall and F1 of each app '
         "on the 90 validation rows, scored with the saved model (epoch 2 of 3, restored by "
         "early stopping)"
     )

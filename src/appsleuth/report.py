@@ -128,11 +128,16 @@ def _table(
         body_rows.append(_tag("tr", cells, class_=row_classes[i] if row_classes else None, **attrs))
     table = _tag(
         "table",
-        [_tag("caption", caption), head, _tag("tbody", body_rows)],
+        [_caption(caption), head, _tag("tbody", body_rows)],
         class_=cls,
         id=id_,
     )
     return _tag("div", table, class_="scroll")
+
+
+def _caption(text: Any) -> _Html:
+    """A table's caption, its text held within the visible width (see the CSS)."""
+    return _tag("caption", _tag("span", text))
 
 
 def _section(title: str, *content: Any, id_: str | None = None) -> _Html:
@@ -1416,7 +1421,7 @@ def _leaderboard_table(
         "div",
         _tag(
             "table",
-            [_tag("caption", caption), head, _tag("tbody", body)],
+            [_caption(caption), head, _tag("tbody", body)],
             class_="numbers",
             id="leaderboard-table",
         ),
@@ -1645,6 +1650,12 @@ th, td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: lef
          vertical-align: top; }
 caption { caption-side: top; text-align: left; font-size: 13px; color: var(--muted);
           padding: 0 0 4px; }
+/* A caption is as wide as its table: for a table wider than the page (it scrolls), the
+   text ran past the scroll box's edge, cut off mid-sentence. The box's width holds it
+   (a container query unit; the window's width less the margins where that is unknown). */
+.scroll { container-type: inline-size; }
+caption > span { display: inline-block; position: sticky; left: 0;
+                 max-width: min(calc(100vw - 72px), 1224px); max-width: 100cqw; }
 thead th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
 /* A row header (the trial, app or model a row is about) reads as the row's other cells. */
 tbody th { font-weight: inherit; }
