@@ -64,7 +64,8 @@ def classification_metrics(
         y_true: True class indices.
         y_pred: Predicted class indices.
         classes: Class names; index i is class i.
-        y_score: For two classes, the predicted probability of class 1 (adds ROC AUC).
+        y_score: For two classes, the predicted probability of class 1 (adds ROC AUC and
+            the ROC curve).
             Defaults to None (no ROC AUC).
 
     Returns:
