@@ -967,6 +967,15 @@ def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
     context = {"baselines": {"logistic_regression": two, "decision_tree": two}, "data_text": "x"}
     section = _baselines_section(context, two, "network")
     assert 'alt="ROC curves with the area under each in the legend"' in section
+    assert "<figcaption>ROC curves on the same 5 validation rows:" in section
+    # Scored on other rows (a run whose data could not be checked): not called the same.
+    six = classification_metrics(
+        [0, 1] * 3, [0, 1] * 3, ["Facebook", "WhatsApp"], y_score=[0, 1] * 3
+    )
+    section = _baselines_section({"baselines": {"decision_tree": six}, "data_text": "x"}, two, "n")
+    assert (
+        "ROC curves, each on the validation rows its model was scored on (not the same)" in section
+    )
     # Three apps: no curve, and no empty figure or note in its place.
     many = classification_metrics(y, y, ["Chrome", "Gmail", "Moriarty"])
     assert "ROC" not in _join(_evaluation_sections(many, "validation rows", "the saved model"))

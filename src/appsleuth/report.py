@@ -809,11 +809,16 @@ def _baselines_section(
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
             ]
         )
+    same = len({m.get("n") for _, m in entries}) == 1
     roc = _roc_figure(
         entries,
-        f"ROC curves on the same {_rows_text(entries)}validation rows: each point is one "
-        "threshold on a model's predicted probability; the legend gives the area under "
-        "each curve (AUC).",
+        (
+            f"ROC curves on the same {_rows_text(entries)}validation rows"
+            if same
+            else "ROC curves, each on the validation rows its model was scored on (not the same)"
+        )
+        + ": each point is one threshold on a model's predicted probability; the legend "
+        "gives the area under each curve (AUC).",
     )
     return _section(
         "Baselines on the same split",
