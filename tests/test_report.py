@@ -953,7 +953,13 @@ def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
     import numpy as np
 
     from appsleuth.evaluate import classification_metrics
-    from appsleuth.report import _baselines_section, _evaluation_sections, _join
+    from appsleuth.report import (
+        _baselines_section,
+        _evaluation_sections,
+        _join,
+        _roc_figure,
+        _test_section,
+    )
 
     # The report gave a two-class task's ROC AUC but never its curve.
     y = np.array([0, 0, 0, 1, 1])
@@ -964,6 +970,9 @@ def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
     assert_safe(page)
     assert page.count('alt="ROC curve with the area under each in the legend"') == 1
     assert "<figcaption>ROC curve on the 5 validation rows, scored with the saved model" in page
+    # The held-out test rows, the numbers to quote, get theirs too.
+    tested = _test_section(two, "the model")
+    assert "<figcaption>ROC curve on the 5 held-out test rows, scored with the model" in tested
     context = {"baselines": {"logistic_regression": two, "decision_tree": two}, "data_text": "x"}
     section = _baselines_section(context, two, "network")
     assert 'alt="ROC curves with the area under each in the legend"' in section
@@ -978,5 +987,6 @@ def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
     )
     # Three apps: no curve, and no empty figure or note in its place.
     many = classification_metrics(y, y, ["Chrome", "Gmail", "Moriarty"])
-    assert "ROC" not in _join(_evaluation_sections(many, "validation rows", "the saved model"))
+    assert _roc_figure([("network", many)], "no curve") is None
+    assert "ROC" not in _test_section(many, "the saved model")
     assert "ROC" not in _baselines_section({"baselines": {"decision_tree": many}}, many, "net")

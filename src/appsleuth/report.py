@@ -651,6 +651,17 @@ def _test_section(test: Mapping[str, Any], model: str) -> _Html:
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
             _malware_block(test),
+            *filter(
+                None,
+                [
+                    _roc_figure(
+                        [("network", test)],
+                        f"ROC curve on the {test.get('n', 0):,} held-out test rows, scored "
+                        f"with {model}: each point is one threshold on the predicted "
+                        "probability; the legend gives the area under the curve (AUC).",
+                    )
+                ],
+            ),
             _per_class_table(
                 test,
                 f"Precision, recall and F1 of each app on the {test.get('n', 0):,} held-out "
