@@ -812,3 +812,62 @@ def test_load_results_and_results_full_name_each_quantity_alike(tmp_path: Path) 
     for column in ("wall_time_s", "moriarty_detection_rate", "moriarty_false_alarm_rate"):
         assert full[column].tolist() == pytest.approx(results[column].tolist(), nan_ok=True)
     assert full["fit_reason"].tolist() == results["fit_reason"].tolist()
+
+
+def test_metric_vs_param_tells_training_from_validation_by_colour_too(tmp_path: Path) -> None:
+    from matplotlib.colors import to_rgba
+
+    # Both were drawn in one colour, told apart by the dashes alone.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {"final_acc": 0.8}
+    )
+    (ax,) = plot_metric_vs_param(load_results(sweep_dir), "batch_size", metrics="accuracy").axes
+    training, validation = ax.lines
+    assert to_rgba(training.get_color()) != to_rgba(validation.get_color())
+    assert training.get_linestyle() != validation.get_linestyle()
+    assert to_rgba(training.get_markerfacecolor()) == to_rgba("white")  # hollow
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training", "validation"]
+    # In a grid, each combination's colour is validation's, a tint of it training's.
+    grid = fake_sweep(
+        tmp_path / "grid",
+        {"grid": {"batch_size": [16, 32], "learning_rate": [0.001, 0.01]}},
+        lambda i, p: {"final_acc": 0.8},
+    )
+    (ax,) = plot_metric_vs_param(load_results(grid), "batch_size", metrics="accuracy").axes
+    colours = {line.get_label(): to_rgba(line.get_color()) for line in ax.lines}
+    for rate in ("0.001", "0.01"):
+        assert (
+            colours[f"learning_rate={rate} (training)"]
+            != colours[f"learning_rate={rate} (validation)"]
+        )
+    assert len(set(colours.values())) == 4
+
+
+def test_training_and_validation_have_the_same_colours_in_every_figure_of_a_sweep(
+    tmp_path: Path,
+) -> None:
+    from matplotlib.colors import to_rgba
+
+    from appsleuth.analysis import plot_small_multiples
+
+    # The learning-curve panels drew training blue and validation orange, the
+    # metric-vs-hyperparameter figure the other way round, in one report.
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    (ax,) = plot_metric_vs_param(load_results(sweep_dir), "batch_size", metrics="accuracy").axes
+    panels = plot_small_multiples(load_histories(sweep_dir))
+    for lines in (ax.lines, panels.axes[0].lines):
+        colours = {line.get_label(): to_rgba(line.get_color()) for line in lines}
+        assert colours == {"training": to_rgba("#0072B2"), "validation": to_rgba("#D55E00")}
+
+
+def test_learning_curve_legends_are_large_enough_to_read(tmp_path: Path) -> None:
+    from appsleuth.analysis import plot_small_multiples
+
+    # At the report's 80 dpi, x-small legends (7 pt) were about 7 pixels high.
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32, 64]}}, lambda i, p: {})
+    curves = plot_learning_curves(sweep_dir, metrics="accuracy")
+    panels = plot_small_multiples(load_histories(sweep_dir))
+    for fig in (curves, panels):
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        assert legends
+        assert all(t.get_fontsize() >= 8 for legend in legends for t in legend.get_texts())

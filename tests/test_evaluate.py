@@ -87,6 +87,29 @@ def test_binary_roc_auc() -> None:
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score))
 
 
+def test_binary_metrics_record_the_roc_curve() -> None:
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    from appsleuth.evaluate import roc_curve
+
+    # metrics.json held the area alone, so no report could draw the curve.
+    y = np.array([0, 0, 1, 1, 0, 1])
+    score = np.array([0.1, 0.5, 0.5, 0.9, 0.3, 0.7])
+    m = classification_metrics(y, (score > 0.5).astype(int), ["other", "Moriarty"], y_score=score)
+    fpr, tpr, _ = sklearn_roc_curve(y, score, drop_intermediate=False)
+    np.testing.assert_allclose(m["roc_curve"]["fpr"], fpr, atol=1e-6)  # ties: one point
+    np.testing.assert_allclose(m["roc_curve"]["tpr"], tpr, atol=1e-6)
+    assert "roc_curve" not in classification_metrics(y, y, ["other", "Moriarty"])
+    assert roc_curve(np.zeros(4, int), score[:4]) is None  # one class: no curve
+    # A long curve keeps its ends and at most max_points points, in order.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=5000)
+    curve = roc_curve(y, y * 0.3 + rng.random(5000), max_points=50)
+    assert 2 < len(curve["fpr"]) <= 51 and len(curve["fpr"]) == len(curve["tpr"])
+    assert curve["fpr"][0] == curve["tpr"][0] == 0 and curve["fpr"][-1] == curve["tpr"][-1] == 1
+    assert np.all(np.diff(curve["fpr"]) >= 0) and np.all(np.diff(curve["tpr"]) >= 0)
+
+
 def test_bad_inputs() -> None:
     with pytest.raises(DataError, match="differ in length"):
         classification_metrics([0, 1], [0], ["a", "b"])

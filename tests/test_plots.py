@@ -195,3 +195,22 @@ def test_confusion_matrix_shows_app_names_with_dollars_as_they_are() -> None:
         assert [t.get_text().replace(r"\$", "$") for t in ticks] == names
         assert all(t.get_text().count("$") == t.get_text().count(r"\$") for t in ticks)
     plt.close("all")
+
+
+def test_roc_curves_with_their_area_in_the_legend() -> None:
+    from appsleuth.errors import DataError
+    from appsleuth.plots import plot_roc_curves
+
+    curve = {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.8, 1.0]}
+    fig = plot_roc_curves(
+        {"net$work": {"roc_curve": curve, "roc_auc": 0.85}, "tree": {"roc_curve": curve}},
+        positive="Moriarty",
+    )
+    (ax,) = fig.axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["net\\$work (AUC 0.8500)", "tree (AUC –)", "chance (AUC 0.5)"]
+    net, tree = ax.lines[:2]
+    assert net.get_color() != tree.get_color() and net.get_linestyle() != tree.get_linestyle()
+    assert "recall of Moriarty" in ax.get_ylabel()
+    with pytest.raises(DataError, match=r"curves\['forest'\] holds no ROC curve"):
+        plot_roc_curves({"forest": {"roc_auc": 0.9, "roc_curve": {"fpr": [0, 2], "tpr": [0, 1]}}})

@@ -25,7 +25,7 @@ EVIL_DATASET = "\"quoted\" & 'single' <b>bold</b> data.csv"
 _ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "header", "footer", "section",
     "h1", "h2", "h3", "p", "dl", "dt", "dd", "div", "span", "strong", "em", "code", "table",
-    "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
+    "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "img", "wbr",
 }  # fmt: skip
 
 
@@ -103,10 +103,10 @@ def test_sweep_report_contents(real_sweep: Path) -> None:
     # model_1H8N_lr0.003_bs64_e2_dropout0.2_activationtanh_enginefused, which unbroken
     # pushed the metric columns out of sight.
     folded = "_<wbr>".join(best["name"].split("_"))
-    assert f'<td class="name">{folded}</td>' in page
-    assert re.search(r"table\.numbers td\.name \{ white-space: normal", page)
+    assert f'<th scope="row" class="name">{folded}</th>' in page
+    assert re.search(r"table\.numbers \.name \{ white-space: normal", page)
     # Moriarty's row stands out and its rates are called out.
-    assert '<tr class="malware"><td>Moriarty' in page
+    assert '<tr class="malware"><th scope="row">Moriarty' in page
     assert "detection rate" in page and "false-alarm rate" in page
     images = [a for t, a in tags if t == "img"]
     assert len(images) == 4  # metric vs hidden_neurons, curves, small multiples, confusion
@@ -141,7 +141,7 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     assert_safe(page)
     baselines = page.split('id="baselines-table"', 1)[1].split("</table>", 1)[0]
     assert "logistic regression" in baselines and "decision tree" in baselines
-    assert '<tr class="best"><td>network (model_1H18N_lr0.0003_bs32_e3)' in baselines
+    assert '<tr class="best"><th scope="row">network (model_1H18N_lr0.0003_bs32_e3)' in baselines
     # The network's time is its whole run's, not a fit time comparable to the baselines'.
     assert '<th scope="col">time</th>' in baselines and "fit time" not in baselines
     assert "Time: the network&#x27;s whole run" in page
@@ -149,7 +149,14 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
     assert "for a run trained on its own rather than in a sweep, loading and preparing" in page
     # The network was trained with class weights: so were the baselines set beside it.
     assert "The baselines were fitted with the network&#x27;s class weights." in page
-    assert re.search(r"decision tree</td><td>\d+\.\d\d %", baselines)
+    assert re.search(r"decision tree</th><td>\d+\.\d\d %", baselines)
+    # Which epoch's model, in one pair of brackets ("(the saved model, the last epoch (3))"),
+    # and rows counted apart: these fake runs were scored on other rows than the baselines.
+    assert re.search(
+        r"<caption><span>The network, scored with the saved model \(epoch \d+, the last\), on its "
+        r"90 validation rows and the baselines on \d+: not the same rows; time as said above.",
+        baselines,
+    )
 
 
 def test_compare_must_vary_the_same_hyperparameter(real_sweep: Path) -> None:
@@ -236,8 +243,9 @@ def test_run_report_escapes_app_names(tmp_path: Path) -> None:
     assert "Fit diagnosis" in page and 'id="per-class"' in page
     assert "Moriarty (the malware) is not a class of this task" in page
     # The table was passed as a DataFrame: the spec's data is another table.
-    assert "the data the spec names differs from the data the run was trained on" in page
-    assert len([t for t, _ in tags if t == "img"]) == 2  # curves and confusion matrix
+    assert "the run was trained on a data frame given in Python (2,000 rows), not on" in page
+    # Curves, confusion matrix, ROC curve (Facebook against WhatsApp).
+    assert len([t for t, _ in tags if t == "img"]) == 3
 
 
 def test_run_report_shows_the_software_the_run_recorded(tmp_path: Path) -> None:
@@ -575,8 +583,8 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     _with_metrics(run_dir, **scored)
     page = render_report(run_dir, log=_quiet)
     table = page.split('id="per-class"', 1)[1].split("</table>", 1)[0]
-    assert "<tr><td>Gmail</td><td>–</td><td>–</td><td>–</td><td>0</td></tr>" in table
-    assert "<td>Chrome</td><td>0.500</td><td>1.000</td><td>0.667</td>" in table
+    assert '<tr><th scope="row">Gmail</th><td>–</td><td>–</td><td>–</td><td>0</td></tr>' in table
+    assert '<th scope="row">Chrome</th><td>0.500</td><td>1.000</td><td>0.667</td>' in table
     assert (
         "–: 1 app(s) neither among these rows nor predicted; the macro average is over the other 2."
         in page
@@ -585,7 +593,8 @@ def test_per_app_table_shows_no_rates_for_apps_neither_present_nor_predicted(
     assert "no sample was flagged as malware" in malware
     assert "alarms that are malware" not in malware
     # Moriarty is never predicted: its precision is 0/0, not a 0 that reads as always wrong.
-    assert "<td>Moriarty" in table and "</span></td><td>–</td><td>0.000</td><td>0.000</td>" in table
+    assert '<th scope="row">Moriarty' in table
+    assert "</span></th><td>–</td><td>0.000</td><td>0.000</td>" in table
     assert (
         "–: precision of 1 app(s) never predicted: 0/0, undefined; the macro average counts "
         "each as 0 (scikit-learn&#x27;s zero_division=0)." in page
@@ -629,7 +638,9 @@ def test_report_of_repeated_seeds_compares_settings_by_their_mean(tmp_path: Path
     page = render_report(sweep_dir, log=_quiet)
     assert_safe(page)
     table = page.split('id="seeds-table"', 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td>(\d+)</td><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>", table)
+    rows = re.findall(
+        r'<tr><th scope="row">(\d+)</th><td>2 of 2</td><td>([\d.]+)</td><td>([\d.]+)</td>', table
+    )
     assert rows == [("32", "0.9450", "0.0071"), ("16", "0.8950", "0.1344")]
     best = page.split('<section id="best">', 1)[1]
     assert "batch_size = 16" in best  # the best single trial is still named
@@ -691,7 +702,7 @@ def test_a_sweep_of_thousands_gets_learning_curve_panels_for_its_best_trials_onl
     monkeypatch.setattr(report, "_MAX_PANELS", 2)
     page = render_report(sweep_dir, log=_quiet)
     assert panels == [["batch_size=16", "batch_size=128"]]  # plan order, the best framed
-    assert "Shown: the 2 of 4 complete trials with the highest final validation" in page
+    assert "Shown: the 2 of 4 complete trials with the highest validation accuracy at" in page
 
 
 def test_sweep_report_names_the_engine_and_a_fallback(tmp_path: Path) -> None:
@@ -816,7 +827,9 @@ def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Pa
     board = _leaderboard(results, results, results.iloc[0], ["batch_size"], metas)
     table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
     assert '<th scope="col">results epoch</th>' in table
-    cells = re.findall(r'<td class="name">.*?</td><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table)
+    cells = re.findall(
+        r'<th scope="row" class="name">.*?</th><td>.*?</td><td>\d+</td><td>([^<]*)</td>', table
+    )
     assert cells == ["2 of 3", "3"]
     assert "a trial&#x27;s numbers are that epoch&#x27;s" in board
     for meta in metas.values():
@@ -835,7 +848,7 @@ def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     results = load_results(sweep_dir)
     assert seeds_repeat(results)
     seeds = summarize_seeds(results)
-    table = _seeds_section(seeds, [])
+    table = _seeds_section(seeds, [], restored=False)
     assert "<td>3 of 3</td><td>0.8200</td><td>0.0200</td><td>0.8000 – 0.8400</td>" in table
     best = results.loc[results["val_accuracy"].idxmax()]
     note = _best_of_seeds_note(seeds, best, [])
@@ -856,8 +869,165 @@ def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
     context = {"baselines": {"logistic_regression": metrics(0.91), "decision_tree": metrics(None)}}
     table = _baselines_section(context, metrics(0.9762), "network")
     assert '<th scope="col">ROC AUC</th>' in table
-    assert "<td>network</td><td>90.00 %</td><td>0.900</td><td>0.9762</td>" in table
-    assert "<td>logistic regression</td><td>90.00 %</td><td>0.900</td><td>0.9100</td>" in table
-    assert "<td>decision tree</td><td>90.00 %</td><td>0.900</td><td>–</td>" in table
+    row = '<th scope="row">{}</th><td>90.00 %</td><td>0.900</td><td>{}</td>'
+    assert row.format("network", "0.9762") in table
+    assert row.format("logistic regression", "0.9100") in table
+    assert row.format("decision tree", "–") in table
     many = {"baselines": {"decision_tree": metrics(None)}}
     assert "ROC AUC" not in _baselines_section(many, metrics(None), "network")
+
+
+def _tables(page: str) -> list[str]:
+    return re.findall(r"<table.*?</table>", page, flags=re.S)
+
+
+def _without_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's figures drawn as their captions alone: a test of its text runs fast."""
+    import appsleuth.plots
+    import appsleuth.report as report
+
+    for name in ("plot_metric_vs_param", "plot_learning_curves", "plot_small_multiples"):
+        monkeypatch.setattr(report, name, lambda *a, **k: None)
+    monkeypatch.setattr(report, "plot_comparison", lambda *a, **k: None)
+    monkeypatch.setattr(appsleuth.plots, "plot_confusion_matrix", lambda *a, **k: None)
+    monkeypatch.setattr(
+        report, "_figure", lambda fig, alt, caption=None: report._tag("figcaption", caption)
+    )
+
+
+def test_every_table_has_a_caption_and_headers_for_its_rows_and_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows were all <td>: a screen reader read "0.500" with no app or trial named, and no
+    # table said what it held ("final" numbers that were early stopping's restored epoch).
+    _without_figures(monkeypatch)
+    sweep_dir = fake_sweep(
+        tmp_path,
+        {"grid": {"batch_size": [16, 32]}, "repeats": 2},
+        lambda i, p: {"final_acc": 0.9 - 0.1 * i, "extra": {"results_epoch": 2} if i == 0 else {}},
+    )
+    page = render_report(sweep_dir, compare=REFERENCE / "post_processing_hpc_bs.csv", log=_quiet)
+    assert_safe(page)
+    tables = _tables(page)
+    assert len(tables) == 4  # leaderboard, seeds, per-app, comparison
+    for table in tables:
+        assert re.search(r"<table[^>]*><caption><span>[^<]{20,}</span></caption><thead>", table), (
+            table[:200]
+        )
+        head, body = table.split("<tbody>", 1)
+        assert head.count("<th ") == head.count('<th scope="col">'), head
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body)
+        assert rows and all('<th scope="row"' in row for row in rows), table[:300]
+        assert 'scope="col"' not in body
+    restored = "at each trial&#x27;s results epoch (its last, or the earlier one whose weights"
+    board, seeds, per_app, comparison = tables
+    assert restored in board and restored in seeds and restored in comparison
+    assert per_app.startswith(
+        '<table class="numbers" id="per-class"><caption><span>Precision, recall and F1 of each app '
+        "on the 90 validation rows, scored with the saved model (epoch 2 of 3, restored by "
+        "early stopping)"
+    )
+    assert "Final-epoch" not in page and "final validation accuracy" not in page
+    assert f"Accuracy and loss {restored}" in page  # the metric-vs-batch size figure
+
+
+def test_baselines_are_computed_on_the_file_the_run_read_and_say_so(
+    tmp_path: Path, sherlock18_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.run import data_fingerprint, load_data, prepare_run_data
+    from appsleuth.spec import RunSpec
+    from tests.conftest import make_sherlock18
+
+    # The spec's relative path read a namesake (or nothing) from where the report ran, so
+    # the run's own file, recorded in its metadata, went unused and no baselines came.
+    _without_figures(monkeypatch)
+    monkeypatch.chdir(sherlock18_csv.parent)
+    spec = RunSpec.from_dict({"data": {"path": "small18.csv"}})
+    fingerprint = data_fingerprint(prepare_run_data(spec, load_data(spec)))
+    source = {"kind": "file", "path": str(sherlock18_csv), "rows": 180}
+    sweep_dir = fake_sweep(
+        tmp_path / "sweeps",
+        {"data": {"path": "small18.csv"}, "grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"extra": {"data_fingerprint": fingerprint, "data_source": source}},
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    make_sherlock18(n_per_app=40, seed=1).to_csv(elsewhere / "small18.csv")
+    monkeypatch.chdir(elsewhere)
+    page = render_report(sweep_dir, baselines=True, log=_quiet)
+    assert 'id="baselines-table"' in page
+    assert (
+        f"Data of the baselines: the file {sherlock18_csv} (180 rows after cleaning), the rows "
+        f"the network was trained on (its data fingerprint, {fingerprint}, matches)."
+    ) in html.unescape(page)
+
+
+def test_baselines_are_refused_for_a_run_trained_on_other_rows_and_unchecked_ones_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_figures(monkeypatch)
+    frame = {"kind": "data frame", "path": None, "rows": 500}
+    other = fake_sweep(
+        tmp_path / "frame",
+        {"grid": {"batch_size": [16, 32]}},
+        lambda i, p: {"extra": {"data_fingerprint": "0123456789abcdef", "data_source": frame}},
+    )
+    page = html.unescape(render_report(other, baselines=True, log=_quiet))
+    assert 'id="baselines-table"' not in page
+    assert re.search(
+        r"Baselines not computed: the run was trained on a data frame given in Python \(500 "
+        r"rows\), not on the data its spec names \(the embedded synthetic data \(600 rows, "
+        r"seed 0\): data fingerprint \w+, the run's 0123456789abcdef\)",
+        page,
+    )
+    # A run that recorded no fingerprint gets baselines, with a warning that says so.
+    unrecorded = fake_sweep(tmp_path / "old", {"grid": {"batch_size": [16, 32]}}, lambda i, p: {})
+    page = html.unescape(render_report(unrecorded, baselines=True, log=_quiet))
+    assert (
+        '<p class="callout warn">Data of the baselines: the embedded synthetic data (600 rows'
+        in page
+    )
+    assert "the run records no data fingerprint, so that the network was trained on these" in page
+
+
+def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+    from appsleuth.report import (
+        _baselines_section,
+        _evaluation_sections,
+        _join,
+        _roc_figure,
+        _test_section,
+    )
+
+    # The report gave a two-class task's ROC AUC but never its curve.
+    y = np.array([0, 0, 0, 1, 1])
+    two = classification_metrics(
+        y, np.array([0, 0, 1, 1, 1]), ["Facebook", "WhatsApp"], y_score=[0.1, 0.2, 0.7, 0.6, 0.9]
+    )
+    page = _join(_evaluation_sections(two, "validation rows", "the saved model"))
+    assert_safe(page)
+    assert page.count('alt="ROC curve with the area under each in the legend"') == 1
+    assert "<figcaption>ROC curve on the 5 validation rows, scored with the saved model" in page
+    # The held-out test rows, the numbers to quote, get theirs too.
+    tested = _test_section(two, "the model")
+    assert "<figcaption>ROC curve on the 5 held-out test rows, scored with the model" in tested
+    context = {"baselines": {"logistic_regression": two, "decision_tree": two}, "data_text": "x"}
+    section = _baselines_section(context, two, "network")
+    assert 'alt="ROC curves with the area under each in the legend"' in section
+    assert "<figcaption>ROC curves on the same 5 validation rows:" in section
+    # Scored on other rows (a run whose data could not be checked): not called the same.
+    six = classification_metrics(
+        [0, 1] * 3, [0, 1] * 3, ["Facebook", "WhatsApp"], y_score=[0, 1] * 3
+    )
+    section = _baselines_section({"baselines": {"decision_tree": six}, "data_text": "x"}, two, "n")
+    assert (
+        "ROC curves, each on the validation rows its model was scored on (not the same)" in section
+    )
+    # Three apps: no curve, and no empty figure or note in its place.
+    many = classification_metrics(y, y, ["Chrome", "Gmail", "Moriarty"])
+    assert _roc_figure([("network", many)], "no curve") is None
+    assert "ROC" not in _test_section(many, "the saved model")
+    assert "ROC" not in _baselines_section({"baselines": {"decision_tree": many}}, many, "net")

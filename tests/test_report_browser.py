@@ -166,7 +166,8 @@ class Browser:
         Returns:
             ``errors`` (console errors, exceptions, error log entries), ``images``
             (natural widths after decoding), ``leaderboard_rows``, ``overflowing`` (the
-            ids of tables wider than their box), ``page_width`` (of the content: more
+            ids of tables wider than their box), ``captions_cut`` (the ids of tables whose
+            caption runs past their box's visible edge), ``page_width`` (of the content: more
             than ``width`` when it runs off the window), ``screenshot`` (PNG bytes) and ``title``.
         """
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -196,6 +197,16 @@ class Browser:
                 page_width: document.documentElement.scrollWidth,
                 overflowing: [...document.querySelectorAll('.scroll')]
                     .filter(box => box.scrollWidth > box.clientWidth)
+                    .map(box => box.querySelector('table').id),
+                captions_cut: [...document.querySelectorAll('.scroll')]
+                    .filter(box => {
+                        const caption = box.querySelector('caption');
+                        if (!caption) return false;
+                        const text = document.createRange();
+                        text.selectNodeContents(caption);
+                        const edge = box.getBoundingClientRect().right;
+                        return text.getBoundingClientRect().right > edge + 1;
+                    })
                     .map(box => box.querySelector('table').id),
                 title: document.title,
                 scripts: document.scripts.length,
@@ -307,6 +318,8 @@ def test_printed_report_keeps_every_column_of_a_wide_leaderboard(
         screen = browser.load(report, width=720)
         printed = browser.load(report, width=720, media="print")
     assert "leaderboard-table" in screen["overflowing"]  # the case: too wide for the page
+    # Its caption, as wide as the table, ran past the box's edge, cut off mid-sentence.
+    assert screen["captions_cut"] == []
     assert printed["errors"] == [] and printed["overflowing"] == []
 
 

@@ -80,6 +80,14 @@ _SAFE_COLOURS = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442",
 )  # fmt: skip
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+# Training and validation of one setting differ in colour too, not in line style alone:
+# in one colour, a reader who misses the dashes (a small or grey printout) could not
+# tell which line is which. Alone they are Okabe-Ito blue and vermilion, as the learning
+# curve panels (and Keras' blue and orange); each of a grid's colours gets a light tint
+# for training. Training's markers are hollow.
+_KIND_COLOURS = {"training": "#0072B2", "validation": "#D55E00"}
+_KIND_LINES = {"training": "--", "validation": "-"}
+_TRAINING_TINT = 0.5  # share of white mixed into a group's colour for its training line
 
 HistorySource = (
     str | os.PathLike[str] | pd.DataFrame | Mapping[str, pd.DataFrame] | Sequence[pd.DataFrame]
@@ -605,7 +613,10 @@ def plot_metric_vs_param(
     metrics: Sequence[str] = ("accuracy", "loss"),
     ax: Any = None,
 ) -> Any:
-    """Final training (dashed) and validation (solid) metrics against a hyperparameter.
+    """Final training (dashed, hollow markers) and validation (solid) metrics by hyperparameter.
+
+    Training is blue and validation vermilion; in a grid, each combination of the other
+    settings has a colour, drawn solid for validation and as a light tint for training.
 
     Numbers spanning a factor of 100 or more (learning rate), or of 10 or more where a
     linear axis would crowd their labels (1, 2, 4, ... 80 neurons; batch sizes 16 to
@@ -651,21 +662,23 @@ def plot_metric_vs_param(
     for a, metric in zip(axes, metrics, strict=True):
         for g, (group, part) in enumerate(groups):
             # One colour (and marker) per combination of the others.
-            color, marker = _line_style(g, len(groups))
-            for kind, style in (("training", "--"), ("validation", "-")):
+            group_colour, marker = _line_style(g, len(groups))
+            for kind in ("training", "validation"):
                 column = _metric_column(metric, kind)
                 if column not in part.columns:
                     continue
                 s = _summary(part, param, column, axis)
                 if s.empty:
                     continue
+                color = _kind_colour(kind, group_colour if len(groups) > 1 else None)
                 label = (f"{group} ({kind})" if group else kind) if named else None
                 a.plot(
                     s.index,
                     s["mean"],
-                    style,
+                    _KIND_LINES[kind],
                     marker=marker or "o",
-                    markersize=4,
+                    markersize=4 if kind == "validation" else 5,
+                    markerfacecolor=color if kind == "validation" else "white",
                     label=label,
                     color=color,
                 )
@@ -687,8 +700,17 @@ def plot_metric_vs_param(
         from matplotlib.lines import Line2D
 
         handles = [
-            Line2D([], [], color="0.3", ls=style, marker="o", markersize=4, label=kind)
-            for kind, style in (("training", "--"), ("validation", "-"))
+            Line2D(
+                [],
+                [],
+                color=_kind_colour(kind, "0.3"),
+                ls=_KIND_LINES[kind],
+                marker="o",
+                markersize=4 if kind == "validation" else 5,
+                markerfacecolor=_kind_colour(kind, "0.3") if kind == "validation" else "white",
+                label=kind,
+            )
+            for kind in ("training", "validation")
         ]
         title = f"a colour per {', '.join(others)}"
         _legends(axes, beside=False, handles=handles, fontsize="small", title=title)
@@ -864,10 +886,22 @@ def plot_learning_curves(
         axes,
         beside=ax is None and len(handles) > _LEGEND_INSIDE,
         handles=handles,
-        fontsize="x-small",
+        # x-small came out about 7 pixels high in the report (80 dpi): unreadable.
+        fontsize="small",
     )
     fig.tight_layout()
     return fig
+
+
+def _kind_colour(kind: str, group_colour: Any) -> Any:
+    """The colour of a training or validation line: its own, or a tint of its group's."""
+    if group_colour is None:
+        return _KIND_COLOURS[kind]
+    if kind == "validation":
+        return group_colour
+    from matplotlib.colors import to_rgb
+
+    return tuple(c + (1 - c) * _TRAINING_TINT for c in to_rgb(group_colour))
 
 
 def _line_style(i: int, n: int) -> tuple[Any, str | None]:
@@ -958,9 +992,18 @@ def plot_small_multiples(
     for a, (label, h) in zip(flat, histories.items(), strict=False):
         epochs = np.arange(1, len(h) + 1)
         if metric in h:
-            a.plot(epochs, h[metric], "--", color="C0", lw=1.2, label="training")
+            a.plot(
+                epochs, h[metric], "--", color=_KIND_COLOURS["training"], lw=1.2, label="training"
+            )
         if f"val_{metric}" in h:
-            a.plot(epochs, h[f"val_{metric}"], "-", color="C1", lw=1.6, label="validation")
+            a.plot(
+                epochs,
+                h[f"val_{metric}"],
+                "-",
+                color=_KIND_COLOURS["validation"],
+                lw=1.6,
+                label="validation",
+            )
         # A panel is about 34 characters wide at this size: longer labels (a grid of
         # several settings, a long run name) overlapped their neighbours' titles.
         a.set_title(_wrapped(label, _PANEL_TITLE_WIDTH), fontsize=8)
@@ -977,7 +1020,7 @@ def plot_small_multiples(
         if histories:
             a.set_visible(False)
     if histories:
-        flat[0].legend(fontsize="x-small")
+        flat[0].legend(fontsize="small")
     fig.supxlabel("epoch", fontsize=9)
     fig.supylabel(metric, fontsize=9)
     fig.tight_layout()

@@ -26,6 +26,7 @@ __all__ = [
     "idle_classes",
     "metrics_from_confusion",
     "roc_auc",
+    "roc_curve",
     "undefined_rates",
 ]
 
@@ -63,14 +64,16 @@ def classification_metrics(
         y_true: True class indices.
         y_pred: Predicted class indices.
         classes: Class names; index i is class i.
-        y_score: For two classes, the predicted probability of class 1 (adds ROC AUC).
+        y_score: For two classes, the predicted probability of class 1 (adds ROC AUC and
+            the ROC curve).
             Defaults to None (no ROC AUC).
 
     Returns:
         A JSON-ready dict: ``accuracy``, ``n``, ``per_class`` (name -> precision,
         recall, f1, support), ``macro_avg``, ``weighted_avg``, ``confusion_matrix``
         (``labels``, ``counts`` with rows = true class, ``normalized`` by row), ``roc_auc``
-        for two classes when ``y_score`` is given, and ``malware`` (Moriarty's detection
+        and ``roc_curve`` (see :func:`roc_curve`) for two classes when ``y_score`` is
+        given, and ``malware`` (Moriarty's detection
         rate = recall, precision and false-alarm rate) when Moriarty is a class; its
         detection rate is None when no sample is Moriarty, its false-alarm rate None
         when every sample is (no benign sample to raise an alarm on). A class with no prediction
@@ -112,6 +115,7 @@ def classification_metrics(
                 f"{y_true.shape}; received shape {score.shape}"
             )
         result["roc_auc"] = roc_auc(y_true, score)
+        result["roc_curve"] = roc_curve(y_true, score)
     return result
 
 
@@ -284,6 +288,47 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
         return None
     ranks = pd.Series(score).rank(method="average").to_numpy()
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+_ROC_POINTS = 201  # points kept of a ROC curve: a smooth figure, a few kB of metrics.json
+
+
+def roc_curve(
+    y_true: np.ndarray, score: np.ndarray, *, max_points: int = _ROC_POINTS
+) -> dict[str, list[float]] | None:
+    """The ROC curve: true-positive against false-positive rate as the threshold falls.
+
+    One point per distinct score (from (0, 0) to (1, 1)); a curve of more points keeps
+    ``max_points`` spread evenly along its length, which draws the same figure.
+
+    Args:
+        y_true: Class indices, 1 for the positive class.
+        score: The probability of class 1 for each sample.
+        max_points: Most points kept. Defaults to 201.
+
+    Returns:
+        ``{"fpr": [...], "tpr": [...]}`` (rounded to 6 decimals), or None when the
+        samples hold one class only or a score is not finite, as :func:`roc_auc`.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    positive = np.asarray(y_true) == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg or not np.isfinite(score).all():
+        return None
+    order = np.argsort(-score, kind="stable")
+    ranked, hits = score[order], positive[order]
+    # A threshold between distinct scores only: tied samples are flagged together.
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    true_pos = np.cumsum(hits)[last_of_tie]
+    false_pos = last_of_tie + 1 - true_pos
+    fpr = np.r_[0.0, false_pos / n_neg]
+    tpr = np.r_[0.0, true_pos / n_pos]
+    if len(fpr) > max_points:
+        along = np.r_[0.0, np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))]
+        keep = np.searchsorted(along, np.linspace(0.0, along[-1], max_points))
+        keep = np.unique(np.r_[0, np.minimum(keep, len(fpr) - 1), len(fpr) - 1])
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Figures of a run: learning curves and the confusion matrix.
+"""Figures of a run: learning curves, the confusion matrix and a two-class task's ROC curves.
 
 Every function takes ``ax=None`` and returns the matplotlib figure, for notebooks and
 for the files a run directory holds. Nothing here calls ``plt.show()`` or changes your
@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ __all__ = [
     "off_screen",
     "plot_confusion_matrix",
     "plot_loss_accuracy",
+    "plot_roc_curves",
+    "roc_points",
     "save_figure",
     "subplots",
 ]
@@ -227,6 +229,98 @@ def plot_confusion_matrix(
                 )
     fig.tight_layout()
     return fig
+
+
+# Okabe and Ito's colours with a line style each: curves told apart in any colour vision
+# and on a grey printout.
+_ROC_STYLES = (
+    ("#0072B2", "-"), ("#D55E00", "--"), ("#009E73", "-."), ("#CC79A7", ":"),
+    ("#E69F00", (0, (5, 1, 1, 1))), ("#56B4E9", (0, (1, 1))),
+)  # fmt: skip
+
+
+def plot_roc_curves(
+    curves: Mapping[str, Mapping[str, Any]],
+    *,
+    positive: str | None = None,
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
+    """ROC curves of two-class models on the same rows, each with its AUC in the legend.
+
+    Args:
+        curves: Model name -> its metrics (``metrics.json``, or a baseline's), which hold
+            ``roc_curve`` (``fpr`` and ``tpr`` lists) and ``roc_auc``.
+        positive: The positive class (class 1), named on the axes. Defaults to none.
+        ax: Axes to draw on. Defaults to a new square figure.
+        title: Axes title. Defaults to "ROC curve" (with the positive class).
+
+    Returns:
+        The figure.
+
+    Raises:
+        DataError: No curve given, or one without a well-formed ``roc_curve``.
+    """
+    from appsleuth.errors import DataError
+
+    if not curves:
+        raise DataError("curves must name at least one model's metrics; received none")
+    points = {}
+    for name, metrics in curves.items():
+        curve = roc_points(metrics)
+        if curve is None:
+            raise DataError(
+                f"curves[{name!r}] holds no ROC curve: expected metrics of a two-class task "
+                f"with roc_curve {{'fpr': [...], 'tpr': [...]}} (rates from 0 to 1, as "
+                f"many of each); received keys {sorted(map(str, metrics))[:12]}"
+            )
+        points[name] = curve
+    if ax is None:
+        fig, ax = subplots(figsize=(6, 5.2))
+    else:
+        fig = ax.figure
+    for i, (name, (fpr, tpr)) in enumerate(points.items()):
+        colour, style = _ROC_STYLES[i % len(_ROC_STYLES)]
+        auc = curves[name].get("roc_auc")
+        shown = f"AUC {auc:.4f}" if isinstance(auc, float | int) and np.isfinite(auc) else "AUC –"
+        # Names are data: a '$' would start mathtext (see plot_confusion_matrix).
+        escaped = str(name).replace("$", r"\$")
+        label = f"{escaped} ({shown})"
+        ax.plot(fpr, tpr, color=colour, linestyle=style, linewidth=1.8, label=label)
+    ax.plot([0, 1], [0, 1], color="0.55", linestyle=":", linewidth=1, label="chance (AUC 0.5)")
+    negative = f"share of the other class flagged as {positive}" if positive else ""
+    ax.set_xlabel("false-positive rate" + (f"\n({negative})" if negative else ""))
+    ax.set_ylabel("true-positive rate" + (f" (recall of {positive})" if positive else ""))
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(
+        title or ("ROC curve" + (f" ({positive} as the positive class)" if positive else "")),
+        fontsize=10,
+        wrap=True,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def roc_points(metrics: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The recorded ROC curve of ``metrics`` as (fpr, tpr) arrays, or None if it has none."""
+    curve = metrics.get("roc_curve") if isinstance(metrics, Mapping) else None
+    if not isinstance(curve, Mapping):
+        return None
+    try:
+        fpr = np.asarray(curve.get("fpr"), dtype=np.float64)
+        tpr = np.asarray(curve.get("tpr"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if fpr.ndim != 1 or fpr.shape != tpr.shape or len(fpr) < 2:
+        return None
+    both = np.r_[fpr, tpr]
+    if not np.isfinite(both).all() or both.min() < 0 or both.max() > 1:
+        return None
+    return fpr, tpr
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:

@@ -16,6 +16,7 @@ with published results. A run report holds the same for one run.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import html
 import io
@@ -105,26 +106,39 @@ def _table(
     headers: Sequence[Any],
     rows: Sequence[Sequence[Any]],
     *,
+    caption: Any,
     row_classes: Sequence[str | None] | None = None,
     row_attrs: Sequence[Mapping[str, Any]] | None = None,
+    row_headers: int = 1,
     cls: str | None = None,
     id_: str | None = None,
 ) -> _Html:
+    """A table whose first ``row_headers`` cells of a row name it (a model, an app, a setting).
+
+    Those cells are row headers, so a screen reader announces them with each number of
+    the row, and the caption says what the numbers are (which rows, which epoch).
+    """
     head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
     body_rows = []
     for i, row in enumerate(rows):
         attrs = dict(row_attrs[i]) if row_attrs else {}
-        body_rows.append(
-            _tag(
-                "tr",
-                [_tag("td", c) for c in row],
-                class_=row_classes[i] if row_classes else None,
-                **attrs,
-            )
-        )
-    return _tag(
-        "div", _tag("table", [head, _tag("tbody", body_rows)], class_=cls, id=id_), class_="scroll"
+        cells = [
+            *(_tag("th", c, scope="row") for c in row[:row_headers]),
+            *(_tag("td", c) for c in row[row_headers:]),
+        ]
+        body_rows.append(_tag("tr", cells, class_=row_classes[i] if row_classes else None, **attrs))
+    table = _tag(
+        "table",
+        [_caption(caption), head, _tag("tbody", body_rows)],
+        class_=cls,
+        id=id_,
     )
+    return _tag("div", table, class_="scroll")
+
+
+def _caption(text: Any) -> _Html:
+    """A table's caption, its text held within the visible width (see the CSS)."""
+    return _tag("caption", _tag("span", text))
 
 
 def _section(title: str, *content: Any, id_: str | None = None) -> _Html:
@@ -211,16 +225,29 @@ def _value(v: Any) -> str:
 # --- the data context: leakage and baselines ----------------------------------------------
 
 
-def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) -> dict[str, Any]:
-    """Leakage of the split (and baselines) on the data the spec names.
+def _data_context(
+    spec: RunSpec, meta: Mapping[str, Any] | None, *, baselines: bool
+) -> dict[str, Any]:
+    """Leakage of the split (and baselines) on the rows the run (``meta``) was trained on.
+
+    A run that read a file is measured on that file, by the absolute path its metadata
+    records (a relative path in the spec reads another file, or none, from elsewhere);
+    otherwise on the data the spec names, and only where its data fingerprint is the
+    run's: a data frame given in Python is not the spec's data, and numbers on other rows
+    would sit beside the network's as if comparable.
 
     Returns ``{"leakage": rate or None, "note": why not, "baselines": {...} or None,
-    "baselines_note": ...}``; never raises for unavailable data, which is noted instead.
+    "baselines_note": ..., "data_text": which rows they are}``; never raises for
+    unavailable data, which is noted instead.
     """
     from appsleuth.data.load import frame_info
     from appsleuth.data.quality import leakage_rate
     from appsleuth.run import class_weights, data_fingerprint, load_data, prepare_run_data
 
+    meta = meta or {}
+    fingerprint = meta.get("data_fingerprint")
+    spec = _spec_on_runs_file(spec, meta.get("data_source"))
+    described = _spec_data_text(spec)
     out: dict[str, Any] = {"leakage": None, "note": None, "baselines": None, "baselines_note": None}
     try:
         with warnings.catch_warnings():
@@ -232,15 +259,28 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["note"] = f"not measured: the data is unavailable ({exc})"
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
-    if fingerprint is not None and data_fingerprint(prepared) != fingerprint:
-        # The run was trained on another table (e.g. a DataFrame passed to train()):
-        # numbers computed on the spec's data would describe a different experiment.
+    here = data_fingerprint(prepared)
+    if isinstance(fingerprint, str) and here != fingerprint:
         out["note"] = (
-            "not measured: the data the spec names differs from the data the run was "
-            "trained on (its fingerprint does not match)"
+            f"not measured: the run was trained on {_source_text(meta.get('data_source'))}, "
+            f"not on the data its spec names ({described}: data fingerprint {here}, the "
+            f"run's {fingerprint}), and numbers on other rows would describe another "
+            f"experiment"
         )
         out["baselines_note"] = out["note"].replace("not measured", "not computed")
         return out
+    rows = f"{prepared.cleaning.rows_after:,} rows after cleaning"
+    if isinstance(fingerprint, str):
+        out["data_text"] = (
+            f"{described} ({rows}), the rows the network was trained on (its data "
+            f"fingerprint, {fingerprint}, matches)"
+        )
+    else:
+        out["data_text"] = (
+            f"{described} ({rows}); the run records no data fingerprint, so that the "
+            f"network was trained on these same rows is not checked"
+        )
+        out["unchecked"] = True
     table = prepared.table
     train, val, _ = prepared.split.frames(table)
     out["leakage"] = leakage_rate(train, val, list(frame_info(table).features))
@@ -252,6 +292,40 @@ def _data_context(spec: RunSpec, *, fingerprint: str | None, baselines: bool) ->
         out["baselines"] = run_baselines(prepared, seed=spec.train.seed, class_weight=weights)
         out["baselines_weighted"] = weights is not None
     return out
+
+
+def _spec_on_runs_file(spec: RunSpec, source: Any) -> RunSpec:
+    """``spec`` reading the file the run read, by the absolute path its metadata records."""
+    if spec.data.path is None or not isinstance(source, Mapping):
+        return spec
+    path = source.get("path")
+    if source.get("kind") != "file" or not isinstance(path, str) or path == spec.data.path:
+        return spec
+    if not os.path.exists(path):  # moved: the spec's path may find it, fingerprint-checked
+        return spec
+    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, path=path))
+
+
+def _spec_data_text(spec: RunSpec) -> str:
+    """The data a spec names, in words: a file, or the embedded data of some size."""
+    if spec.data.path is not None:
+        return f"the file {spec.data.path}"
+    size = f"{spec.data.rows:,} rows" if spec.data.rows is not None else "its default size"
+    return f"the embedded synthetic data ({size}, seed {spec.data.synth_seed})"
+
+
+def _source_text(source: Any) -> str:
+    """The data a run's metadata says it was trained on (``data_source``), in words."""
+    if not isinstance(source, Mapping):
+        return "other data (its metadata does not say which)"
+    rows = source.get("rows")
+    of = f"{rows:,} rows" if is_int(rows) else "rows"
+    kind = source.get("kind")
+    if kind == "data frame":
+        return f"a data frame given in Python ({of})"
+    if kind == "file":
+        return f"the file {source.get('path')} ({of})"
+    return f"the embedded synthetic data ({of})"
 
 
 # --- common sections --------------------------------------------------------------------------
@@ -450,7 +524,7 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
-def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Html:
+def _per_class_table(metrics: Mapping[str, Any], caption: str, id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     idle = idle_classes(metrics)
     undefined = undefined_rates(metrics)
@@ -484,6 +558,7 @@ def _per_class_table(metrics: Mapping[str, Any], id_: str = "per-class") -> _Htm
     table = _table(
         ["app", "precision", "recall", "F1", "support"],
         rows,
+        caption=caption,
         row_classes=classes,
         cls="numbers",
         id_=id_,
@@ -517,7 +592,24 @@ def _confusion_figure(metrics: Mapping[str, Any]) -> _Html | None:
     )
 
 
-def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
+def _roc_figure(curves: Sequence[tuple[str, Mapping[str, Any]]], caption: str) -> _Html | None:
+    """ROC curves of the entries that recorded one (two-class tasks), or None if none did."""
+    from appsleuth.plots import plot_roc_curves, roc_points
+
+    drawn = {name: m for name, m in curves if roc_points(m) is not None}
+    if not drawn:
+        return None  # a many-class task: no curve, and no empty figure in its place
+    labels = ((next(iter(drawn.values())).get("confusion_matrix") or {}).get("labels")) or []
+    positive = str(labels[1]) if len(labels) == 2 else None
+    return _figure(
+        plot_roc_curves(drawn, positive=positive),
+        "ROC curve" + ("s" if len(drawn) > 1 else "") + " with the area under each in the legend",
+        caption,
+    )
+
+
+def _evaluation_sections(metrics: Mapping[str, Any], where: str, model: str) -> list[_Html]:
+    """The evaluation of ``model`` (which epoch's weights, :func:`_saved_model_words`)."""
     parts: list[_Html] = [
         _tag(
             "p",
@@ -530,11 +622,25 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str) -> list[_Html]:
     confusion = _confusion_figure(metrics)
     if confusion is not None:
         parts.append(confusion)
+    roc = _roc_figure(
+        [("network", metrics)],
+        f"ROC curve on the {metrics.get('n', 0):,} validation rows, scored with {model}: "
+        "each point is one threshold on the predicted probability; the legend gives the "
+        "area under the curve (AUC).",
+    )
+    if roc is not None:
+        parts.append(roc)
     parts.append(_tag("h3", "Per-app precision, recall and F1"))
-    parts.append(_per_class_table(metrics))
+    parts.append(
+        _per_class_table(
+            metrics,
+            f"Precision, recall and F1 of each app on the {metrics.get('n', 0):,} validation "
+            f"rows, scored with {model}; support: the app's rows among them.",
+        )
+    )
     test = metrics.get("test")
     if isinstance(test, Mapping) and test.get("n"):
-        parts.append(_test_section(test))
+        parts.append(_test_section(test, model))
     return parts
 
 
@@ -544,7 +650,7 @@ def _roc_auc_text(metrics: Mapping[str, Any]) -> str:
     return f", ROC AUC {_num(auc)}" if is_number(auc) and math.isfinite(auc) else ""
 
 
-def _test_section(test: Mapping[str, Any]) -> _Html:
+def _test_section(test: Mapping[str, Any], model: str) -> _Html:
     """The held-out test rows: the numbers to quote, since nothing was chosen on them."""
     return _tag(
         "div",
@@ -559,7 +665,23 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
             _malware_block(test),
-            _per_class_table(test, id_="per-class-test"),
+            *filter(
+                None,
+                [
+                    _roc_figure(
+                        [("network", test)],
+                        f"ROC curve on the {test.get('n', 0):,} held-out test rows, scored "
+                        f"with {model}: each point is one threshold on the predicted "
+                        "probability; the legend gives the area under the curve (AUC).",
+                    )
+                ],
+            ),
+            _per_class_table(
+                test,
+                f"Precision, recall and F1 of each app on the {test.get('n', 0):,} held-out "
+                f"test rows, scored with {model}; support: the app's rows among them.",
+                id_="per-class-test",
+            ),
         ],
         id="test",
     )
@@ -572,6 +694,17 @@ def _restored_epoch(meta: Mapping[str, Any] | None) -> tuple[int, int] | None:
     if is_int(kept) and is_int(run) and 1 <= kept < run:
         return kept, run
     return None
+
+
+def _saved_model_words(meta: Mapping[str, Any] | None) -> str:
+    """Which epoch's weights the saved model (and metrics.json) holds, in words."""
+    restored = _restored_epoch(meta)
+    if restored is not None:
+        return f"the saved model (epoch {restored[0]} of {restored[1]}, restored by early stopping)"
+    run = (meta or {}).get("epochs_run")
+    if is_int(run):
+        return f"the saved model (epoch {run}, the last)"
+    return "the saved model"
 
 
 def _epochs_text(meta: Mapping[str, Any] | None) -> str:
@@ -599,7 +732,9 @@ def _evaluation_or_damage(
     if metrics:
         parts = [
             _fit_block(metrics.get("fit")),
-            *_evaluation_sections(metrics, "validation rows of the split above"),
+            *_evaluation_sections(
+                metrics, "validation rows of the split above", _saved_model_words(meta)
+            ),
         ]
         restored = _restored_epoch(meta)
         if restored is not None:
@@ -669,7 +804,10 @@ def _say_if_baselines_missing(
 
 
 def _baselines_section(
-    context: Mapping[str, Any], network: Mapping[str, Any] | None, network_label: str
+    context: Mapping[str, Any],
+    network: Mapping[str, Any] | None,
+    network_label: str,
+    network_model: str = "the saved model",
 ) -> _Html:
     baselines = context.get("baselines")
     if not baselines:
@@ -696,6 +834,17 @@ def _baselines_section(
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
             ]
         )
+    same = len({m.get("n") for _, m in entries}) == 1
+    roc = _roc_figure(
+        entries,
+        (
+            f"ROC curves on the same {_rows_text(entries)}validation rows"
+            if same
+            else "ROC curves, each on the validation rows its model was scored on (not the same)"
+        )
+        + ": each point is one threshold on a model's predicted probability; the legend "
+        "gives the area under each curve (AUC).",
+    )
     return _section(
         "Baselines on the same split",
         _tag(
@@ -711,6 +860,10 @@ def _baselines_section(
                 else ""
             ),
         ),
+        _note(
+            f"Data of the baselines: {context.get('data_text') or 'unknown'}.",
+            "warn" if context.get("unchecked") else "muted",
+        ),
         _table(
             [
                 "model",
@@ -722,12 +875,40 @@ def _baselines_section(
                 "time",
             ],
             rows,
+            caption=_baselines_caption(entries, network_model if network else None),
             row_classes=["best" if network else None] + [None] * len(baselines),
             cls="numbers",
             id_="baselines-table",
         ),
+        *([roc] if roc is not None else []),
         id_="baselines",
     )
+
+
+def _baselines_caption(
+    entries: Sequence[tuple[str, Mapping[str, Any]]], network_model: str | None
+) -> str:
+    """What the baselines table holds; rows counted apart where their numbers differ."""
+    if network_model is None:
+        return f"The baselines on the {_rows_text(entries)}validation rows of the split."
+    counts = [m.get("n") for _, m in entries]
+    if len(set(counts)) > 1 and all(is_int(n) for n in counts):
+        # Only where the match of the data could not be checked (see _data_context).
+        return (
+            f"The network, scored with {network_model}, on its {counts[0]:,} validation rows "
+            f"and the baselines on {counts[1]:,}: not the same rows; time as said above."
+        )
+    return (
+        f"The network, scored with {network_model}, and the baselines on the same "
+        f"{_rows_text(entries)}validation rows of the same split; time as said above."
+    )
+
+
+def _rows_text(entries: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+    """``"5,000 "``: the validation rows the entries were scored on, when they agree."""
+    counts = {m.get("n") for _, m in entries}
+    n = counts.pop() if len(counts) == 1 else None
+    return f"{n:,} " if is_int(n) else ""
 
 
 # --- sweep report ---------------------------------------------------------------------------
@@ -800,6 +981,7 @@ def _sweep_report(
         complete.index, key=lambda i: best_run_key(complete.loc[i], int(complete.loc[i, "index"]))
     )
     complete = complete.loc[ranked]
+    restored = _any_restored(complete, metas)
     best = complete.iloc[0] if len(complete) else None
     spec = plan[int(best["index"])].spec if best is not None else (plan[0].spec if plan else None)
     counts = results["status"].value_counts().to_dict()
@@ -809,11 +991,7 @@ def _sweep_report(
     context: dict[str, Any] = {"leakage": None, "note": "not measured: the sweep has no trials"}
     if spec is not None:
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
-        context = _data_context(
-            spec,
-            fingerprint=(best_meta or {}).get("data_fingerprint"),
-            baselines=baselines and best is not None,
-        )
+        context = _data_context(spec, best_meta, baselines=baselines and best is not None)
         if baselines and best is None:
             context["baselines_note"] = "not computed: no trial is complete yet"
     _say_if_baselines_missing(context, baselines, log)
@@ -898,7 +1076,7 @@ def _sweep_report(
     body.append(_leaderboard(results, complete, best, varied, metas))
     seeds = summarize_seeds(results) if seeds_repeat(results) else None
     if seeds is not None:
-        body.append(_seeds_section(seeds, varied))
+        body.append(_seeds_section(seeds, varied, restored))
 
     # --- hyperparameter plots
     figures: list[Any] = []
@@ -907,9 +1085,10 @@ def _sweep_report(
             figures.append(
                 _figure(
                     plot_metric_vs_param(results, param),
-                    f"final accuracy and loss against {param}",
-                    f"Final-epoch accuracy and loss against {param}: training dashed, "
-                    "validation solid"
+                    f"accuracy and loss against {param}",
+                    f"Accuracy and loss {_epoch_words(restored)} against {param}: training "
+                    "dashed with hollow markers (blue, or a light tint of a combination's "
+                    "colour), validation solid (vermilion, or the combination's colour)"
                     + (
                         " (mean, std error bars and min–max band over seeds)"
                         if results.attrs.get("repeats")
@@ -948,7 +1127,7 @@ def _sweep_report(
                     ""
                     if len(panels) == len(histories)
                     else f" Shown: the {len(panels)} of {len(histories)} complete trials with "
-                    "the highest final validation accuracy."
+                    "the highest validation accuracy at their last epoch."
                 ),
             ),
         ]
@@ -968,7 +1147,7 @@ def _sweep_report(
                 f"Best trial: {best['name']}",
                 _tag(
                     "p",
-                    f"Highest final validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
+                    f"Highest validation accuracy ({_pct(best['val_accuracy'], 2)}) with "
                     f"{params}; {_epochs_text(best_meta)}, "
                     f"{_duration(best['wall_time_s'])}.",
                 ),
@@ -1000,11 +1179,14 @@ def _sweep_report(
             network["fit_seconds"] = best["wall_time_s"]
         body.append(
             _baselines_section(
-                context, network, f"network ({best['name']})" if best is not None else "network"
+                context,
+                network,
+                f"network ({best['name']})" if best is not None else "network",
+                _saved_model_words(best_meta),
             )
         )
     if published is not None:
-        body.append(_comparison_section(results, published))
+        body.append(_comparison_section(results, published, restored))
     return f"appsleuth report: sweep {name}", _join(body)
 
 
@@ -1126,9 +1308,13 @@ def _leaderboard(
         )
         classes.append(f"trial {state}")
         attrs.append({"data_status": state, "data_name": r["name"]})
-    table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols)
+    caption = (
+        f"Every trial's loss and accuracy on the training and validation rows "
+        f"{_epoch_words(epoch_column)}, best first, then the trials without a result."
+    )
+    table = _leaderboard_table(headers, rows, classes, attrs, n_metric_cols, caption)
     intro = (
-        "Every trial, sorted by final validation accuracy (ties: lower validation loss, "
+        "Every trial, sorted by validation accuracy (ties: lower validation loss, "
         "then plan order), the rule that names the best trial, which is highlighted and "
         "is the one predict uses. Trials without a result follow with their state."
     )
@@ -1141,6 +1327,21 @@ def _leaderboard(
     return _section("Leaderboard", _tag("p", intro), table, id_="leaderboard")
 
 
+def _epoch_words(restored: bool) -> str:
+    """Which epoch a sweep's result columns are: "final" alone left it open."""
+    if restored:
+        return (
+            "at each trial's results epoch (its last, or the earlier one whose weights "
+            "early stopping restored)"
+        )
+    return "at each trial's last epoch"
+
+
+def _any_restored(complete: pd.DataFrame, metas: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Whether early stopping restored an earlier epoch in any complete trial."""
+    return any(_restored_epoch(metas.get(name)) is not None for name in complete["name"])
+
+
 def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
     """``3 of 10`` for a trial whose weights early stopping restored, else its epochs run."""
     if restored is not None:
@@ -1148,7 +1349,7 @@ def _results_epoch(restored: tuple[int, int] | None, row: Any) -> str:
     return _value(row["epochs_run"])
 
 
-def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
+def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str], restored: bool) -> _Html:
     """Each setting's validation accuracy over its seeds: mean, spread, range."""
     rows = []
     for _, r in seeds.iterrows():
@@ -1168,7 +1369,7 @@ def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
         "Settings across seeds",
         _tag(
             "p",
-            "Each setting's final validation accuracy over its complete seeds, best mean "
+            "Each setting's validation accuracy over its complete seeds, best mean "
             "first: the leaderboard's best trial is partly the luckiest seed, the mean and "
             "its spread (sample standard deviation) say how good a setting is.",
         ),
@@ -1182,6 +1383,9 @@ def _seeds_section(seeds: pd.DataFrame, varied: Sequence[str]) -> _Html:
                 "val_loss mean",
             ],
             rows,
+            caption=f"Each setting's validation accuracy and loss over its complete seeds "
+            f"{_epoch_words(restored)}, best mean first; std: the sample standard deviation.",
+            row_headers=len(varied),
             cls="numbers",
             id_="seeds-table",
         ),
@@ -1230,13 +1434,15 @@ def _leaderboard_table(
     classes: Sequence[str],
     attrs: Sequence[Mapping[str, Any]],
     n_metric_cols: int,
+    caption: str,
 ) -> _Html:
     head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
     body = []
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
+        # The trial's name is the row's header, which a screen reader reads with each cell.
         cells = [
-            _tag("td", _breakable(c), class_="name") if j == 1 else _tag("td", c)
+            _tag("th", _breakable(c), scope="row", class_="name") if j == 1 else _tag("td", c)
             for j, c in enumerate(row[:-1] if spanned else row)
         ]
         if spanned:
@@ -1244,7 +1450,12 @@ def _leaderboard_table(
         body.append(_tag("tr", cells, class_=cls, **attr))
     return _tag(
         "div",
-        _tag("table", [head, _tag("tbody", body)], class_="numbers", id="leaderboard-table"),
+        _tag(
+            "table",
+            [_caption(caption), head, _tag("tbody", body)],
+            class_="numbers",
+            id="leaderboard-table",
+        ),
         class_="scroll",
     )
 
@@ -1264,7 +1475,7 @@ def _complete_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results.loc[results["status"] == "complete"]
 
 
-def _comparison_section(results: pd.DataFrame, published: pd.DataFrame) -> _Html:
+def _comparison_section(results: pd.DataFrame, published: pd.DataFrame, restored: bool) -> _Html:
     param = published.attrs["param"]
     table = comparison_table(results, published, param)
     epochs = ", ".join(sorted({_value(e) for e in _complete_rows(results)["epochs"]})) or "?"
@@ -1308,6 +1519,9 @@ def _comparison_section(results: pd.DataFrame, published: pd.DataFrame) -> _Html
                 "published rows",
             ],
             rows,
+            caption=f"Validation accuracy and loss by {param}: this sweep's trials "
+            f"{_epoch_words(restored)} (a setting's seeds averaged) beside the published "
+            f"results file's rows.",
             cls="numbers",
             id_="comparison-table",
         ),
@@ -1336,7 +1550,7 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
     context: dict[str, Any] = {"leakage": None, "note": "not measured: the run's spec is unknown"}
     if spec is not None:
         log("appsleuth: measuring the split's leakage" + (" and baselines" if baselines else ""))
-        context = _data_context(spec, fingerprint=meta.get("data_fingerprint"), baselines=baselines)
+        context = _data_context(spec, meta, baselines=baselines)
     _say_if_baselines_missing(context, baselines, log)
     # What the run was asked to do, where its metadata does not say: an interrupted run
     # has none, and a failed run's record leaves out the optimizer (it showed "adam").
@@ -1432,7 +1646,11 @@ def _run_report(run_dir: Path, *, baselines: bool, log: Callable[[str], None]) -
         body.append(_section("Evaluation", *evaluation, id_="evaluation"))
     if baselines:
         network = dict(metrics, fit_seconds=meta.get("wall_time_s")) if metrics else None
-        body.append(_baselines_section(context, network, f"network ({run_dir.name})"))
+        body.append(
+            _baselines_section(
+                context, network, f"network ({run_dir.name})", _saved_model_words(meta)
+            )
+        )
     return f"appsleuth report: run {run_dir.name}", _join(body)
 
 
@@ -1462,18 +1680,28 @@ dl.facts dd { margin: 0; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }
 th, td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: left;
          vertical-align: top; }
-th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+caption { caption-side: top; text-align: left; font-size: 13px; color: var(--muted);
+          padding: 0 0 4px; }
+/* A caption is as wide as its table: for a table wider than the page (it scrolls), the
+   text ran past the scroll box's edge, cut off mid-sentence. The box's width holds it
+   (a container query unit; the window's width less the margins where that is unknown). */
+.scroll { container-type: inline-size; }
+caption > span { display: inline-block; position: sticky; left: 0;
+                 max-width: min(calc(100vw - 72px), 1224px); max-width: 100cqw; }
+thead th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+/* A row header (the trial, app or model a row is about) reads as the row's other cells. */
+tbody th { font-weight: inherit; }
 table.numbers td { font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.numbers td.detail { white-space: normal; color: var(--muted); }
 tbody tr:nth-child(even) { background: #fafbfc; }
 tr.best, tr.best:nth-child(even) { background: var(--best); font-weight: 600; }
-tr.best td:first-child { border-left: 4px solid #d97706; }
-tr.failed td:first-child { border-left: 4px solid var(--bad); }
+tr.best > :first-child { border-left: 4px solid #d97706; }
+tr.failed > :first-child { border-left: 4px solid var(--bad); }
 tr.malware, tr.malware:nth-child(even) { background: var(--badbg); font-weight: 600; }
-tr.malware td:first-child { border-left: 4px solid var(--bad); }
-tr.average td { color: var(--muted); }
-td.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
-table.numbers td.name { white-space: normal; min-width: 24ch; }
+tr.malware > :first-child { border-left: 4px solid var(--bad); }
+tr.average > * { color: var(--muted); }
+.name { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+table.numbers .name { white-space: normal; min-width: 24ch; }
 .star { color: #b45309; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
        white-space: pre-wrap; word-break: break-word; }
@@ -1512,10 +1740,10 @@ footer { margin-top: 40px; font-size: 12px; color: var(--muted); }
   main { max-width: none; min-height: 0; padding: 0; }
   .scroll { overflow: visible; }
   table { font-size: 9.5px; width: 100%; }
-  th { position: static; white-space: normal; overflow-wrap: anywhere; }
+  th, thead th { position: static; white-space: normal; overflow-wrap: anywhere; }
   th, td { padding: 2px 3px; }
   table.numbers td { white-space: normal; }
-  table.numbers td.name { min-width: 0; font-size: 9px; }
+  table.numbers .name { min-width: 0; font-size: 9px; }
   tr, figure, .callout, .stats { break-inside: avoid; }
   h2, h3 { break-after: avoid; }
   /* The best trial and Moriarty keep their highlight, which browsers drop to save ink. */
@@ -1581,7 +1809,8 @@ def render_report(
     Args:
         directory: A sweep directory (``manifest.json``) or a run directory.
         baselines: Also fit logistic regression and a decision tree on the best trial's
-            split. Defaults to False.
+            split of the rows it was trained on (not computed, and the report says why,
+            where those rows cannot be loaded). Defaults to False.
         compare: Published results in the teaching ``results.csv`` layout to compare a
             sweep with. Defaults to None.
         log: Where progress notes go. Defaults to stderr.
