@@ -332,7 +332,11 @@ def test_report_notes_unavailable_data(tmp_path: Path) -> None:
     sweep_dir = fake_sweep(
         tmp_path,
         {"data": {"path": str(data)}, "grid": {"batch_size": [16, 32]}},
-        lambda i, p: {"final_acc": 0.8 + 0.1 * i},
+        lambda i, p: {
+            "final_acc": 0.8 + 0.1 * i,
+            "dataset": str(data),
+            "extra": {"synthetic": False},
+        },
     )
     said: list[str] = []
     page = render_report(sweep_dir, baselines=True, log=said.append)
@@ -343,6 +347,8 @@ def test_report_notes_unavailable_data(tmp_path: Path) -> None:
         for line in said
     )
     assert leaderboard_rows(page) == ["trial best", "trial"]
+    # A file may hold rows 'appsleuth data synth' wrote: the report never vouches for it.
+    assert "gone.csv" in page and "real data" not in page
 
 
 def test_measuring_leakage_repeats_no_training_warning(tmp_path: Path) -> None:

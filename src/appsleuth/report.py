@@ -399,10 +399,11 @@ def _dataset_item(meta: Mapping[str, Any] | None, spec: RunSpec) -> _Html:
     name = meta.get("dataset") or (spec.data.path or "embedded synthetic SherLock data")
     synthetic = meta.get("synthetic", spec.data.path is None)
     parts: list[Any] = [_tag("span", name)]
+    # Only generated data is known for what it is: a file may hold real rows or rows
+    # that 'appsleuth data synth' wrote (a plain table, nothing marks it), so a file gets
+    # no badge rather than a "real data" claim the report cannot back.
     if synthetic:
         parts.append(_tag("span", "synthetic", class_="badge synthetic"))
-    else:
-        parts.append(_tag("span", "real data", class_="badge real"))
     return _join(parts)
 
 
@@ -1713,7 +1714,6 @@ td > .badge:first-child { margin-left: 0; }
 .badge.incomplete { background: #fef3c7; color: #92400e; }
 .badge.pending, .badge.missing { background: #e5e7eb; color: #374151; }
 .badge.synthetic { background: #ede9fe; color: #5b21b6; }
-.badge.real { background: #dcfce7; color: var(--ok); }
 .callout { border-left: 4px solid var(--accent); background: #eff6ff; padding: 10px 14px;
            margin: 12px 0; border-radius: 4px; }
 .callout.warn { border-color: #d97706; background: #fffbeb; }
