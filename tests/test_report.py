@@ -881,6 +881,14 @@ def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
     assert row.format("decision tree", "–") in table
     many = {"baselines": {"decision_tree": metrics(None)}}
     assert "ROC AUC" not in _baselines_section(many, metrics(None), "network")
+    # No Moriarty among the classes: no columns of its rates, all "–".
+    assert "Moriarty detection" not in table and "false alarms" not in table
+    malware = {**metrics(0.9), "malware": {"detection_rate": 0.5, "false_alarm_rate": 0.25}}
+    with_moriarty = _baselines_section({"baselines": {"decision_tree": malware}}, malware, "n")
+    assert '<th scope="col">Moriarty detection</th><th scope="col">false alarms</th>' in (
+        with_moriarty
+    )
+    assert "<td>50.0 %</td><td>25.00 %</td>" in with_moriarty
 
 
 def _tables(page: str) -> list[str]:

@@ -822,6 +822,8 @@ def _baselines_section(
     entries += [(name.replace("_", " "), m) for name, m in baselines.items()]
     # A two-class task's ROC AUC, which its threshold-free comparison needs, where recorded.
     auc = any(_roc_auc_text(m) for _, m in entries)
+    # Moriarty's columns only where it is one of the classes (not, e.g., two other apps).
+    malware_columns = any(m.get("malware") for _, m in entries)
     for name, m in entries:
         malware = m.get("malware") or {}
         rows.append(
@@ -830,8 +832,11 @@ def _baselines_section(
                 _pct(m.get("accuracy"), 2),
                 _num((m.get("macro_avg") or {}).get("f1"), 3),
                 *([_roc_auc_text(m).removeprefix(", ROC AUC ") or "–"] if auc else []),
-                _pct(malware.get("detection_rate")),
-                _pct(malware.get("false_alarm_rate"), 2),
+                *(
+                    [_pct(malware.get("detection_rate")), _pct(malware.get("false_alarm_rate"), 2)]
+                    if malware_columns
+                    else []
+                ),
                 _duration(m.get("fit_seconds")) if "fit_seconds" in m else "–",
             ]
         )
@@ -871,8 +876,7 @@ def _baselines_section(
                 "accuracy",
                 "macro F1",
                 *(["ROC AUC"] if auc else []),
-                f"{MALWARE_APP} detection",
-                "false alarms",
+                *([f"{MALWARE_APP} detection", "false alarms"] if malware_columns else []),
                 "time",
             ],
             rows,
