@@ -867,8 +867,8 @@ def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
 def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
     from appsleuth.report import _baselines_section
 
-    # The network's and the baselines' ROC AUC were recorded but not in the table, whose
-    # Moriarty columns are all "–" when the task is Facebook against WhatsApp.
+    # The network's and the baselines' ROC AUC were recorded but not in the table (a
+    # Facebook-against-WhatsApp task, where Moriarty's columns would be all "–").
     def metrics(auc: float | None) -> dict[str, Any]:
         return {"accuracy": 0.9, "macro_avg": {"f1": 0.9}, "roc_auc": auc}
 
