@@ -1732,7 +1732,7 @@ def sweep_collect(sweep_dir: Path) -> None:
     "--index-offset",
     type=int,
     default=0,
-    help="Added to --index (the offset of a job array of a sweep past MaxArraySize).",
+    help="Added to --index: the offset of a job array of a sweep past MaxArraySize (default: 0).",
 )
 @click.option("--retry-failed", is_flag=True, help="Redo the trial if it failed before.")
 @click.pass_context
