@@ -35,6 +35,7 @@ from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._software import describe_software
 from appsleuth._version import __version__
+from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
@@ -67,6 +68,7 @@ __all__ = [
     "is_own_run_dir",
     "load_data",
     "load_run",
+    "malware_score",
     "metadata_problem",
     "missing_run_message",
     "predict_proba",
@@ -1204,6 +1206,12 @@ def predict_proba(
     return p
 
 
+def malware_score(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
+    """Each row's probability of Moriarty, or None when the model has no such class."""
+    classes = list(classes)
+    return proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
+
+
 def _jax_forward(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     import jax
 
@@ -1239,6 +1247,7 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
             proba.argmax(axis=1),
             prepared.classes,
             y_score=proba[:, 1] if n_classes == 2 else None,
+            malware_score=malware_score(proba, prepared.classes),
         ),
     }
     if len(prepared.x_test):
@@ -1585,6 +1594,7 @@ def evaluate_run(
             proba.argmax(axis=1),
             pre.classes,
             y_score=proba[:, 1] if len(pre.classes) == 2 else None,
+            malware_score=malware_score(proba, pre.classes),
         ),
         "rows_skipped": int(skip.sum()),
         "rows_filled": (
