@@ -24,6 +24,7 @@ from appsleuth.evaluate import (
     diagnose_fit,
     malware_score_metrics,
     operating_points,
+    rates_at_thresholds,
 )
 
 CLASSES = ["Chrome", "Gmail", "Moriarty", "Waze"]
@@ -457,6 +458,29 @@ def test_classification_metrics_adds_the_score_metrics_to_the_malware_section(
         classification_metrics(y_true, y_pred, CLASSES, malware_score=score[:3])
     no_moriarty = classification_metrics([0, 1], [0, 1], ["Chrome", "Gmail"], malware_score=[0, 1])
     assert "malware" not in no_moriarty
+
+
+def test_held_out_rows_are_measured_at_the_thresholds_chosen_elsewhere() -> None:
+    chosen = [
+        {"false_alarm_target": 0.1, "threshold": 0.5, "reason": None},
+        {"false_alarm_target": 0.001, "threshold": None, "reason": "not measurable: ..."},
+    ]
+    labels = np.array([True, True, False, False, False])
+    at_half, unchosen = rates_at_thresholds(labels, np.array([0.9, 0.4, 0.5, 0.1, 0.2]), chosen)
+    assert at_half == {
+        "false_alarm_target": 0.1,
+        "threshold": 0.5,
+        "detection_rate": 0.5,
+        "false_alarm_rate": pytest.approx(1 / 3),  # 0.5 itself raises the alarm
+        "detected": 1,
+        "false_alarms": 1,
+        "reason": None,
+    }
+    assert unchosen["detection_rate"] is None
+    assert unchosen["reason"] == "no threshold was chosen: not measurable: ..."
+    (benign_only,) = rates_at_thresholds(np.zeros(3, bool), np.array([0.9, 0.1, 0.2]), chosen[:1])
+    assert benign_only["detection_rate"] is None and benign_only["false_alarm_rate"] == 1 / 3
+    assert benign_only["reason"] == "no Moriarty sample among these rows"
 
 
 @settings(max_examples=100, deadline=None)

@@ -303,7 +303,7 @@ def test_binary_task_and_roc_auc(table, tmp_path: Path) -> None:
 
 def test_moriarty_vs_rest_with_class_weights(table, tmp_path: Path) -> None:
     spec = RunSpec(
-        data=DataSpec(positive="Moriarty"),
+        data=DataSpec(positive="Moriarty", split={"kind": "random", "test_fraction": 0.25}),
         model=ModelSpec(hidden=(4,)),
         train=TrainSpec(epochs=2, class_weight="balanced"),
     )
@@ -313,6 +313,23 @@ def test_moriarty_vs_rest_with_class_weights(table, tmp_path: Path) -> None:
     # The score is P(Moriarty) as in the 18-app model: its AUC is the task's own.
     assert result.metrics["malware"]["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
     assert len(result.metrics["malware"]["operating_points"]) == 3
+    # The held-out test rows measure the thresholds chosen on the validation rows.
+    test = result.metrics["test"]["malware"]
+    assert test["thresholds_chosen_on"] == "validation"
+    prepared = prepare_run_data(spec, table)
+    score = predict_proba(load_run(result.run_dir).model, prepared.x_test, 2)[:, 1]
+    is_malware = prepared.y_test == 1
+    for chosen, measured in zip(
+        result.metrics["malware"]["operating_points"], test["operating_points"], strict=True
+    ):
+        assert measured["threshold"] == chosen["threshold"]
+        if chosen["threshold"] is None:
+            assert measured["detection_rate"] is None
+            assert measured["reason"].startswith("no threshold was chosen: ")
+            continue
+        alarms = score >= chosen["threshold"]
+        assert measured["detected"] == (alarms & is_malware).sum()
+        assert measured["false_alarms"] == (alarms & ~is_malware).sum()
 
 
 def test_unknown_class_weight_app(table, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "malware_score_metrics",
     "metrics_from_confusion",
     "operating_points",
+    "rates_at_thresholds",
     "roc_auc",
     "undefined_rates",
 ]
@@ -449,6 +450,60 @@ def operating_points(
             )
         else:
             point["threshold"] = float(thresholds[best])
+    return points
+
+
+def rates_at_thresholds(
+    is_malware: np.ndarray, score: np.ndarray, chosen: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The operating points ``chosen`` on other rows, measured on these rows.
+
+    Nothing is chosen here, so these are the numbers to quote for held-out rows: the
+    thresholds chosen on the validation rows, applied to the test rows.
+
+    Args:
+        is_malware: True for each Moriarty sample.
+        score: The probability of Moriarty for each sample.
+        chosen: :func:`operating_points` of other rows.
+
+    Returns:
+        One dict per chosen point, with its keys: the same ``false_alarm_target`` and
+        ``threshold``, and the rates and counts of these rows at that threshold (None,
+        with the ``reason``, where no threshold was chosen or a rate would be 0/0).
+    """
+    is_malware = np.asarray(is_malware, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(is_malware.sum()), int((~is_malware).sum())
+    finite = bool(np.isfinite(score).all())
+    points = []
+    for point in chosen:
+        threshold = point.get("threshold")
+        measured: dict[str, Any] = {
+            "false_alarm_target": point.get("false_alarm_target"),
+            "threshold": threshold,
+            "detection_rate": None,
+            "false_alarm_rate": None,
+            "detected": None,
+            "false_alarms": None,
+            "reason": None,
+        }
+        points.append(measured)
+        if threshold is None:
+            measured["reason"] = f"no threshold was chosen: {point.get('reason')}"
+            continue
+        if not finite:
+            measured["reason"] = _unrankable(is_malware, score)
+            continue
+        alarms = score >= threshold
+        detected, false_alarms = int((alarms & is_malware).sum()), int((alarms & ~is_malware).sum())
+        measured.update(
+            detection_rate=detected / n_pos if n_pos else None,
+            false_alarm_rate=false_alarms / n_neg if n_neg else None,
+            detected=detected,
+            false_alarms=false_alarms,
+        )
+        if not n_pos or not n_neg:
+            measured["reason"] = _unrankable(is_malware, score)
     return points
 
 

@@ -40,7 +40,12 @@ from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
-from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
+from appsleuth.evaluate import (
+    RESULT_KEYS,
+    classification_metrics,
+    diagnose_fit,
+    rates_at_thresholds,
+)
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
 
@@ -1252,12 +1257,22 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
     }
     if len(prepared.x_test):
         tp = predict_proba(model, prepared.x_test, n_classes)
+        test_score = malware_score(tp, prepared.classes)
         metrics["test"] = classification_metrics(
             prepared.y_test,
             tp.argmax(axis=1),
             prepared.classes,
             y_score=tp[:, 1] if n_classes == 2 else None,
+            malware_score=test_score,
         )
+        if test_score is not None:
+            # Thresholds chosen on the test rows would flatter them as they flatter the
+            # validation rows: the test rows measure the validation rows' choice.
+            is_malware = prepared.y_test == list(prepared.classes).index(MALWARE_APP)
+            metrics["test"]["malware"]["operating_points"] = rates_at_thresholds(
+                is_malware, test_score, metrics["malware"]["operating_points"]
+            )
+            metrics["test"]["malware"]["thresholds_chosen_on"] = "validation"
     majority = None
     if len(prepared.y_val):
         counts = np.bincount(prepared.y_val, minlength=n_classes)
