@@ -909,3 +909,31 @@ def test_a_run_without_operating_points_reports_as_before(tmp_path: Path) -> Non
     _with_metrics(run_dir, malware=metrics)
     page = render_report(run_dir, log=_quiet)
     assert 'id="operating-points"' in page and "not recorded" in page
+
+
+def test_run_report_shows_the_test_rows_at_the_validation_rows_thresholds(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics, rates_at_thresholds
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    split = {"kind": "blocked", "val_fraction": 0.2, "test_fraction": 0.1, "n_train": 70,
+             "n_val": 20, "n_test": 10}  # fmt: skip
+    write_fake_run(run_dir, extra={"split": split})
+    y = np.array([1, 1] + [0] * 18)
+    score = np.array([0.9, 0.6, *np.linspace(0.0, 0.7, 18)])
+    validation = classification_metrics(y, y, ["other", "Moriarty"], malware_score=score)
+    test = classification_metrics(y[:10], y[:10], ["other", "Moriarty"])
+    test["malware"]["operating_points"] = rates_at_thresholds(
+        y[:10] == 1, score[:10], validation["malware"]["operating_points"]
+    )
+    test["malware"]["thresholds_chosen_on"] = "validation"
+    _with_metrics(run_dir, **validation, split=split, test=test)
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    section = page.split('<div id="test">', 1)[1]
+    assert "<caption>Moriarty at the thresholds chosen on the validation rows</caption>" in section
+    assert 'id="operating-points-test"' in section and "the ones to quote" in section
+    assert "chosen for a false-alarm rate of" in section
+    assert page.count('id="operating-points"') == 1
+    assert "more so with this random split" not in page  # a blocked split

@@ -450,12 +450,16 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
-def _operating_points_block(metrics: Mapping[str, Any]) -> list[_Html]:
+def _operating_points_block(
+    metrics: Mapping[str, Any], id_: str = "operating-points"
+) -> list[_Html]:
     """Moriarty's detection rate at each chosen false-alarm rate; none for older runs."""
     malware = metrics.get("malware")
     points = malware.get("operating_points") if isinstance(malware, Mapping) else None
     if not isinstance(points, list) or not points:
-        return []  # a run from before operating points were recorded, or the test rows
+        return []  # a run from before operating points were recorded
+    # The test rows measure thresholds the validation rows chose; they choose none.
+    held_out = malware.get("thresholds_chosen_on") == "validation"
 
     def number(x: Any) -> float | None:  # a hand-edited file's text shows as missing
         return float(x) if is_number(x) else None
@@ -492,7 +496,7 @@ def _operating_points_block(metrics: Mapping[str, Any]) -> list[_Html]:
                 notes.append(f"{_pct(target)}: {reason}.")
         rows.append(_tag("tr", [header, *cells]))
     headers = [
-        "false-alarm rate at most",
+        "chosen for a false-alarm rate of" if held_out else "false-alarm rate at most",
         "threshold (score ≥)",
         "detection rate",
         "false-alarm rate",
@@ -506,14 +510,16 @@ def _operating_points_block(metrics: Mapping[str, Any]) -> list[_Html]:
             [
                 _tag(
                     "caption",
-                    f"{MALWARE_APP} at chosen false-alarm rates: P({MALWARE_APP}) at least the "
-                    f"threshold raises an alarm",
+                    f"{MALWARE_APP} at the thresholds chosen on the validation rows"
+                    if held_out
+                    else f"{MALWARE_APP} at chosen false-alarm rates: P({MALWARE_APP}) at "
+                    f"least the threshold raises an alarm",
                 ),
                 _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers])),
                 _tag("tbody", rows),
             ],
             class_="numbers",
-            id="operating-points",
+            id=id_,
         ),
         class_="scroll",
     )
@@ -523,6 +529,16 @@ def _operating_points_block(metrics: Mapping[str, Any]) -> list[_Html]:
             f"ROC AUC of P({MALWARE_APP}) {_num(malware['roc_auc'])}, average precision "
             f"{_num(number(malware.get('average_precision')))}. "
         )
+    if held_out:
+        return [
+            table,
+            *(_tag("p", note, class_="muted") for note in notes),
+            _tag(
+                "p",
+                f"{ranking}These rows chose no threshold: their rates at the validation "
+                f"rows' thresholds are the ones to quote.",
+            ),
+        ]
     split = metrics.get("split") if isinstance(metrics.get("split"), Mapping) else {}
     caution = (
         f"{ranking}Each threshold was chosen on these validation rows, so its numbers "
@@ -649,6 +665,7 @@ def _test_section(test: Mapping[str, Any]) -> _Html:
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
             _malware_block(test),
+            *_operating_points_block(test, id_="operating-points-test"),
             _per_class_table(test, id_="per-class-test"),
         ],
         id="test",
