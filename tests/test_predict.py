@@ -1214,7 +1214,8 @@ def test_the_alarm_flags_the_rows_whose_score_reaches_the_threshold(run_dir, tab
     preds = predict(run_dir, table.iloc[:300], alarm_threshold=0.05)
     assert preds.attrs["alarm_threshold"] == 0.05
     assert preds["moriarty_alarm"].dtype == bool
-    np.testing.assert_array_equal(preds["moriarty_alarm"], preds["moriarty_score"] >= 0.05)
+    score = preds["moriarty_score"].to_numpy(np.float64)
+    np.testing.assert_array_equal(preds["moriarty_alarm"], score >= 0.05)
 
 
 def test_predict_file_reports_the_alarms_rates_on_labelled_rows(run_dir, table, tmp_path) -> None:
@@ -1251,9 +1252,8 @@ def test_the_alarm_false_rate_takes_the_threshold_the_run_recorded(
     assert ten["threshold"] is not None
     preds = predict(run_dir, table.iloc[:200], alarm_false_rate=0.1)
     assert preds.attrs["alarm_threshold"] == ten["threshold"]
-    np.testing.assert_array_equal(
-        preds["moriarty_alarm"], preds["moriarty_score"] >= ten["threshold"]
-    )
+    score = preds["moriarty_score"].to_numpy(np.float64)
+    np.testing.assert_array_equal(preds["moriarty_alarm"], score >= ten["threshold"])
     path = tmp_path / "t.csv"
     table.iloc[:200].to_csv(path)
     summary = predict_file(run_dir, path, tmp_path / "p.csv", alarm_false_rate=0.1)
@@ -1382,3 +1382,11 @@ def test_cli_alarm_false_rate_and_its_refusals(run_dir, fb_wa_run_dir, table, tm
         assert main(["predict", str(directory), str(path), "--out", str(out), option, value]) == 2
         assert said in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_score_is_compared_with_the_threshold_exactly() -> None:
+    from appsleuth.predict import _alarms
+
+    # float32(0.02) is 0.0199999996: below 0.02, though NumPy's float32 comparison says not.
+    assert not _alarms(np.array([np.float32(0.02)]), 0.02).any()
+    assert _alarms(np.array([np.float32(0.5)], np.float32), 0.5).all()

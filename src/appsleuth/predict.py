@@ -358,7 +358,7 @@ def _frame_predictions(
         # The top-k columns show it only when Moriarty is among a row's k likeliest apps.
         columns["moriarty_score"] = moriarty
         if alarm_threshold is not None:
-            columns["moriarty_alarm"] = moriarty >= alarm_threshold
+            columns["moriarty_alarm"] = _alarms(moriarty, alarm_threshold)
     if labels is not None:
         truth = np.asarray(pd.Categorical(labels, categories=categories).codes)
         columns["true_app"] = pd.Categorical.from_codes(truth, categories=categories)
@@ -373,6 +373,13 @@ def _frame_predictions(
         columns["correct"] = correct
     score = proba[:, 1] if len(classes) == 2 else None
     return pd.DataFrame(columns), skip, n_filled, score
+
+
+def _alarms(score: np.ndarray, threshold: float) -> np.ndarray:
+    """Rows whose score is at least ``threshold``, compared exactly."""
+    # NumPy compares a float32 array with a Python float in float32, rounding the
+    # threshold: 0.02 became 0.0199999996, and a score of that value raised an alarm.
+    return np.asarray(score, dtype=np.float64) >= threshold
 
 
 def predict(
