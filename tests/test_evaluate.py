@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -13,7 +17,15 @@ from sklearn.metrics import (
 )
 
 from appsleuth.errors import DataError, SpecError
-from appsleuth.evaluate import FitRule, classification_metrics, diagnose_fit
+from appsleuth.evaluate import (
+    FALSE_ALARM_TARGETS,
+    FitRule,
+    classification_metrics,
+    diagnose_fit,
+    malware_score_metrics,
+    operating_points,
+    rates_at_thresholds,
+)
 
 CLASSES = ["Chrome", "Gmail", "Moriarty", "Waze"]
 
@@ -341,3 +353,184 @@ def test_class_names_may_come_as_a_pandas_index() -> None:
     labels = pd.Categorical(["Chrome", "Waze", "Waze"])
     result = classification_metrics(labels.codes, [0, 1, 0], labels.categories)
     assert list(result["per_class"]) == ["Chrome", "Waze"] and result["n"] == 3
+
+
+# --- Moriarty at chosen false-alarm rates ---------------------------------------------------
+
+
+def _points(is_malware, score, targets=(0.1,)):
+    return operating_points(np.asarray(is_malware, bool), np.asarray(score, float), targets)
+
+
+def test_the_threshold_reaches_the_most_detections_within_the_target() -> None:
+    # 10 benign rows: 0.1 allows one false alarm. Moriarty scores 0.9, 0.7, 0.3.
+    benign = [0.8, 0.6, 0.5, 0.4, 0.2, 0.2, 0.1, 0.1, 0.05, 0.0]
+    score = [0.9, 0.7, 0.3, *benign]
+    labels = [True] * 3 + [False] * 10
+    (point,) = _points(labels, score)
+    assert point == {
+        "false_alarm_target": 0.1,
+        "threshold": 0.7,  # flags 0.9, 0.8 (benign) and 0.7; 0.6 would be a second alarm
+        "detection_rate": pytest.approx(2 / 3),
+        "false_alarm_rate": 0.1,
+        "detected": 2,
+        "false_alarms": 1,
+        "reason": None,
+    }
+
+
+def test_an_exact_hit_of_the_target_counts_and_the_highest_threshold_wins() -> None:
+    # 100 benign rows, one above every Moriarty row: 0.01 is reached exactly.
+    score = [0.95, 0.9, *([0.99] + [0.1] * 99)]
+    labels = [True, True] + [False] * 100
+    (point,) = _points(labels, score, (0.01,))
+    assert (point["threshold"], point["false_alarms"], point["detected"]) == (0.9, 1, 2)
+    # Detecting all Moriarty rows at 0.9 already: no lower threshold (0.1) is chosen.
+    (loose,) = _points(labels, score, (0.5,))
+    assert (loose["threshold"], loose["false_alarms"]) == (0.9, 1)
+
+
+def test_tied_scores_are_flagged_together() -> None:
+    # A Moriarty row ties with two benign rows: flagging it flags both (2 of 10 > 0.1).
+    score = [0.9, 0.5, 0.5, 0.5, *[0.1] * 8]
+    labels = [True, True, False, False, *[False] * 8]
+    (point,) = _points(labels, score)
+    assert (point["threshold"], point["detected"], point["false_alarms"]) == (0.9, 1, 0)
+    (twenty,) = _points(labels, score, (0.2,))
+    assert (twenty["threshold"], twenty["detected"], twenty["false_alarms"]) == (0.5, 2, 2)
+
+
+def test_a_target_no_threshold_reaches_detects_nothing_and_names_no_threshold() -> None:
+    # Two benign rows score above every Moriarty row; 10 benign rows allow one alarm.
+    (point,) = _points([True, *[False] * 10], [0.5, 0.9, 0.8, *[0.1] * 8])
+    assert point["detection_rate"] == 0.0 and point["false_alarms"] == 0
+    assert point["threshold"] is None
+    assert "no threshold catches a Moriarty sample" in point["reason"]
+
+
+def test_a_target_the_benign_rows_cannot_resolve_is_not_a_number() -> None:
+    # 999 benign rows cannot tell a false-alarm rate of 0.1 % (one in 1,000).
+    labels = [True] * 5 + [False] * 999
+    score = np.linspace(1, 0, len(labels))
+    ten, one, tenth = _points(labels, score, FALSE_ALARM_TARGETS)
+    assert ten["detection_rate"] == 1.0 and one["detection_rate"] == 1.0
+    assert tenth["detection_rate"] is None and tenth["threshold"] is None
+    assert tenth["reason"] == (
+        "not measurable: 999 benign sample(s) cannot resolve a false-alarm rate of 0.001 "
+        "(that needs at least 1,000)"
+    )
+    (measured,) = _points([True] * 5 + [False] * 1000, np.linspace(1, 0, 1005), (0.001,))
+    assert measured["reason"] is None and measured["detected"] == 5
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        ([False] * 20, "no Moriarty sample among these rows"),
+        ([True] * 20, r"no benign sample among these rows \(every one is Moriarty\)"),
+    ],
+)
+def test_rows_of_one_side_only_give_null_with_the_reason(labels, reason) -> None:
+    m = malware_score_metrics(np.array(labels), np.linspace(0, 1, 20))
+    assert m["roc_auc"] is None and m["average_precision"] is None
+    assert re.fullmatch(reason, m["score_reason"])
+    for point in m["operating_points"]:
+        assert point["threshold"] is None and point["detection_rate"] is None
+        assert re.fullmatch(reason, point["reason"])
+
+
+def test_a_score_that_is_not_finite_gives_no_number() -> None:
+    m = malware_score_metrics(np.array([True, False, False]), np.array([np.nan, 0.1, 0.2]))
+    assert m["roc_auc"] is None and "missing or infinite" in m["score_reason"]
+    assert all(p["detection_rate"] is None for p in m["operating_points"])
+
+
+@pytest.mark.parametrize("target", [0, 1, -0.1, 1.5, "1%", None, np.nan])
+def test_a_false_alarm_target_outside_zero_to_one_is_refused(target) -> None:
+    with pytest.raises(DataError, match=r"a false-alarm target must be a number between 0 and 1"):
+        _points([True, False], [0.5, 0.4], (target,))
+
+
+def test_the_score_metrics_match_scikit_learn() -> None:
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    labels = rng.random(400) < 0.2
+    score = np.round(np.where(labels, rng.random(400) * 0.6 + 0.4, rng.random(400)), 2)
+    m = malware_score_metrics(labels, score)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(labels, score))
+    assert m["average_precision"] == pytest.approx(average_precision_score(labels, score))
+    assert m["score_reason"] is None
+
+
+def test_classification_metrics_adds_the_score_metrics_to_the_malware_section(
+    predictions,
+) -> None:
+    y_true, y_pred = predictions
+    score = np.where(y_true == CLASSES.index("Moriarty"), 0.8, 0.2)
+    m = classification_metrics(y_true, y_pred, CLASSES, malware_score=score)
+    plain = classification_metrics(y_true, y_pred, CLASSES)
+    assert {k: m["malware"][k] for k in plain["malware"]} == plain["malware"]  # kept as is
+    assert m["malware"]["roc_auc"] == 1.0
+    assert [p["false_alarm_target"] for p in m["malware"]["operating_points"]] == [
+        0.1,
+        0.01,
+        0.001,
+    ]
+    with pytest.raises(DataError, match=r"malware_score must hold one probability of Moriarty"):
+        classification_metrics(y_true, y_pred, CLASSES, malware_score=score[:3])
+    no_moriarty = classification_metrics([0, 1], [0, 1], ["Chrome", "Gmail"], malware_score=[0, 1])
+    assert "malware" not in no_moriarty
+
+
+def test_held_out_rows_are_measured_at_the_thresholds_chosen_elsewhere() -> None:
+    chosen = [
+        {"false_alarm_target": 0.1, "threshold": 0.5, "reason": None},
+        {"false_alarm_target": 0.001, "threshold": None, "reason": "not measurable: ..."},
+    ]
+    labels = np.array([True, True, False, False, False])
+    at_half, unchosen = rates_at_thresholds(labels, np.array([0.9, 0.4, 0.5, 0.1, 0.2]), chosen)
+    assert at_half == {
+        "false_alarm_target": 0.1,
+        "threshold": 0.5,
+        "detection_rate": 0.5,
+        "false_alarm_rate": pytest.approx(1 / 3),  # 0.5 itself raises the alarm
+        "detected": 1,
+        "false_alarms": 1,
+        "reason": None,
+    }
+    assert unchosen["detection_rate"] is None
+    assert unchosen["reason"] == "no threshold was chosen: not measurable: ..."
+    (benign_only,) = rates_at_thresholds(np.zeros(3, bool), np.array([0.9, 0.1, 0.2]), chosen[:1])
+    assert benign_only["detection_rate"] is None and benign_only["false_alarm_rate"] == 1 / 3
+    assert benign_only["reason"] == "no Moriarty sample among these rows"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 20).map(lambda i: i / 20)),
+        min_size=1,
+        max_size=60,
+    ),
+    target=st.sampled_from([0.5, 0.25, 0.1, 0.05, 0.01]),
+)
+def test_the_chosen_threshold_keeps_the_bound_and_no_lower_one_detects_more(rows, target):
+    labels = np.array([r[0] for r in rows])
+    score = np.array([r[1] for r in rows])
+    (point,) = _points(labels, score, (target,))
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos or not n_neg or n_neg * target < 1:
+        assert point["detection_rate"] is None and point["reason"]
+        return
+    if point["threshold"] is None:
+        alarms = np.zeros(len(score), bool)
+    else:
+        alarms = score >= point["threshold"]
+    assert point["false_alarms"] == int((alarms & ~labels).sum())
+    assert point["detected"] == int((alarms & labels).sum())
+    assert point["false_alarm_rate"] <= target
+    for lower in np.unique(score):
+        flagged = score >= lower
+        if (flagged & ~labels).sum() / n_neg <= target:
+            assert (flagged & labels).sum() <= point["detected"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from appsleuth.data.synth import generate_sherlock
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError
 from appsleuth.evaluate import roc_auc
 from appsleuth.predict import best_run_dir, predict, predict_file
-from appsleuth.run import evaluate_run, load_run, train
+from appsleuth.run import evaluate_run, load_run, predict_proba, train
 from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
 
 # The numeric columns the real 2-app teaching file shares with the 18-app layout.
@@ -1179,3 +1180,213 @@ def test_predictions_replaced_with_force_never_sit_beside_an_old_side_file(
     assert not out.exists() or (out.read_text(), side.read_text()) == pair
     summary = predict_file(run_dir, tmp_path / "new.csv", out, force=True)  # the same command
     assert summary.rows == 60 and side.exists() == new_skips
+
+
+# --- Moriarty's score and alarm -------------------------------------------------------------
+
+
+def _moriarty_probability(run_dir: Path, frame: pd.DataFrame) -> np.ndarray:
+    run = load_run(run_dir)
+    m = run.preprocessor.classes.index("Moriarty")
+    x, _ = run.preprocessor.transform_complete(frame)
+    return predict_proba(run.model, x, len(run.preprocessor.classes))[:, m]
+
+
+def test_a_model_that_knows_moriarty_gives_its_score(run_dir, moriarty_run_dir, table) -> None:
+    rows = table.iloc[:300]
+    for directory in (run_dir, moriarty_run_dir):
+        preds = predict(directory, rows, top_k=1)
+        np.testing.assert_array_equal(
+            preds["moriarty_score"], _moriarty_probability(directory, rows)
+        )
+        assert "moriarty_alarm" not in preds.columns
+        assert preds.attrs["alarm_threshold"] is None
+    moriarty = preds["predicted_app"] == "Moriarty"
+    np.testing.assert_array_equal(preds["moriarty_score"][moriarty], preds["probability"][moriarty])
+
+
+def test_a_model_without_moriarty_gives_no_score_column(fb_wa_run_dir, table) -> None:
+    preds = predict(fb_wa_run_dir, table[table["ApplicationName"].isin(["Facebook"])].iloc[:20])
+    assert not any(c.startswith("moriarty") for c in preds.columns)
+
+
+def test_the_alarm_flags_the_rows_whose_score_reaches_the_threshold(run_dir, table) -> None:
+    preds = predict(run_dir, table.iloc[:300], alarm_threshold=0.05)
+    assert preds.attrs["alarm_threshold"] == 0.05
+    assert preds["moriarty_alarm"].dtype == bool
+    score = preds["moriarty_score"].to_numpy(np.float64)
+    np.testing.assert_array_equal(preds["moriarty_alarm"], score >= 0.05)
+
+
+def test_predict_file_reports_the_alarms_rates_on_labelled_rows(run_dir, table, tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    table.iloc[:1500].to_csv(path)
+    summary = predict_file(run_dir, path, tmp_path / "p.csv", alarm_threshold=0.02, chunk_rows=400)
+    out = pd.read_csv(summary.out)
+    flagged, malware = out["moriarty_alarm"], out["true_app"] == "Moriarty"
+    assert summary.alarm == {
+        "threshold": 0.02,
+        "false_alarm_target": None,
+        "alarms": int(flagged.sum()),
+        "detection_rate": pytest.approx((flagged & malware).sum() / malware.sum()),
+        "false_alarm_rate": pytest.approx((flagged & ~malware).sum() / (~malware).sum()),
+        "detected": int((flagged & malware).sum()),
+        "moriarty_rows": int(malware.sum()),
+        "false_alarms": int((flagged & ~malware).sum()),
+        "benign_rows": int((~malware).sum()),
+    }
+    assert malware.sum() > 0 and "alarms=" in repr(summary)
+    unlabelled = tmp_path / "u.csv"
+    table.drop(columns="ApplicationName").iloc[:200].to_csv(unlabelled)
+    summary = predict_file(run_dir, unlabelled, tmp_path / "u_p.csv", alarm_threshold=0.02)
+    assert set(summary.alarm) == {"threshold", "false_alarm_target", "alarms"}
+    plain = predict_file(run_dir, unlabelled, tmp_path / "plain.csv")
+    assert plain.alarm is None and "moriarty_score" in pd.read_csv(plain.out).columns
+
+
+def test_the_alarm_false_rate_takes_the_threshold_the_run_recorded(
+    run_dir, table, tmp_path
+) -> None:
+    points = json.loads((run_dir / "metrics.json").read_text())["malware"]["operating_points"]
+    (ten,) = [p for p in points if p["false_alarm_target"] == 0.1]
+    assert ten["threshold"] is not None
+    preds = predict(run_dir, table.iloc[:200], alarm_false_rate=0.1)
+    assert preds.attrs["alarm_threshold"] == ten["threshold"]
+    score = preds["moriarty_score"].to_numpy(np.float64)
+    np.testing.assert_array_equal(preds["moriarty_alarm"], score >= ten["threshold"])
+    path = tmp_path / "t.csv"
+    table.iloc[:200].to_csv(path)
+    summary = predict_file(run_dir, path, tmp_path / "p.csv", alarm_false_rate=0.1)
+    assert summary.alarm["false_alarm_target"] == 0.1
+    assert summary.alarm["threshold"] == ten["threshold"]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (
+            {"alarm_threshold": "fast"},
+            r"alarm_threshold must be a number between 0 and 1 \(exclusive\); received "
+            r"alarm_threshold='fast'",
+        ),
+        ({"alarm_threshold": 0}, r"received alarm_threshold=0$"),
+        ({"alarm_threshold": 1.0}, r"received alarm_threshold=1\.0$"),
+        ({"alarm_threshold": True}, r"received alarm_threshold=True$"),
+        ({"alarm_threshold": float("nan")}, r"received alarm_threshold=nan$"),
+        ({"alarm_false_rate": -0.01}, r"alarm_false_rate must be a number between 0 and 1"),
+        (
+            {"alarm_threshold": 0.5, "alarm_false_rate": 0.01},
+            r"give alarm_threshold or alarm_false_rate, not both",
+        ),
+        (
+            {"alarm_false_rate": 0.05},
+            r"alarm_false_rate=0\.05 is not a false-alarm rate .*metrics\.json records a "
+            r"threshold for; it records 0\.1, 0\.01, 0\.001",
+        ),
+    ],
+)
+def test_bad_alarm_options_are_refused_before_anything_is_written(
+    run_dir, table, tmp_path, options, match
+) -> None:
+    with pytest.raises(AppSleuthError, match=match):
+        predict(run_dir, table.iloc[:20], **options)
+    path = tmp_path / "t.csv"
+    table.iloc[:20].to_csv(path)
+    with pytest.raises(AppSleuthError, match=match):
+        predict_file(run_dir, path, tmp_path / "p.csv", **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_a_model_without_moriarty_refuses_the_alarm_naming_its_classes(
+    fb_wa_run_dir, table
+) -> None:
+    rows = table[table["ApplicationName"] == "Facebook"].iloc[:20]
+    for options in ({"alarm_threshold": 0.5}, {"alarm_false_rate": 0.01}):
+        with pytest.raises(
+            AppSleuthError,
+            match=r"flags rows as Moriarty, but the model of .* does not know Moriarty: its "
+            r"classes are \['Facebook', 'WhatsApp'\]",
+        ):
+            predict(fb_wa_run_dir, rows, **options)
+
+
+def test_a_rate_without_a_recorded_threshold_is_refused_with_the_reason(run_dir, table) -> None:
+    # The module's run has a few hundred benign validation rows: 0.1 % is not measurable.
+    with pytest.raises(
+        AppSleuthError,
+        match=r"alarm_false_rate=0\.001: .*metrics\.json records no threshold for that "
+        r"false-alarm rate \(not measurable: .* benign sample\(s\) cannot resolve",
+    ):
+        predict(run_dir, table.iloc[:20], alarm_false_rate=0.001)
+
+
+def test_a_run_from_before_operating_points_predicts_but_has_no_recorded_rates(
+    run_dir, table, tmp_path
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    for key in ("roc_auc", "average_precision", "score_reason", "operating_points"):
+        del metrics["malware"][key]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    preds = predict(old, table.iloc[:50], alarm_threshold=0.5)
+    assert "moriarty_alarm" in preds.columns
+    with pytest.raises(
+        AppSleuthError,
+        match=r"alarm_false_rate: .*old.metrics\.json records no thresholds chosen for "
+        r"false-alarm rates \(the run was trained before appsleuth recorded them",
+    ):
+        predict(old, table.iloc[:50], alarm_false_rate=0.01)
+
+
+def test_cli_alarm_threshold_with_and_without_labels(run_dir, table, tmp_path, capsys) -> None:
+    labelled, unlabelled = tmp_path / "l.csv", tmp_path / "u.csv"
+    rows = pd.concat([table.iloc[:500], table[table["ApplicationName"] == "Moriarty"].iloc[:40]])
+    rows.to_csv(labelled)
+    rows.drop(columns="ApplicationName").to_csv(unlabelled)
+    args = ["predict", str(run_dir), "--alarm-threshold", "0.02", "--out"]
+    assert main([*args, str(tmp_path / "lp.csv"), str(labelled)]) == 0
+    out = pd.read_csv(tmp_path / "lp.csv")
+    caught = int((out["moriarty_alarm"] & (out["true_app"] == "Moriarty")).sum())
+    text = capsys.readouterr().out
+    assert re.search(
+        rf"Moriarty alarm at score >= 0\.02: {int(out['moriarty_alarm'].sum()):,} rows "
+        rf"flagged; detection rate [0-9.]+ \({caught:,} of "
+        rf"{int((out['true_app'] == 'Moriarty').sum()):,} Moriarty rows caught\), "
+        rf"false-alarm rate [0-9.]+ \([0-9,]+ of [0-9,]+ benign rows flagged\)",
+        text,
+    )
+    assert main([*args, str(tmp_path / "up.csv"), str(unlabelled)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"Moriarty alarm at score >= 0\.02: [0-9,]+ rows flagged\n", text)
+    assert "detection rate" not in text
+
+
+def test_cli_alarm_false_rate_and_its_refusals(run_dir, fb_wa_run_dir, table, tmp_path, capsys):
+    path = tmp_path / "l.csv"
+    table.iloc[:300].to_csv(path)
+    first = ["predict", str(run_dir), str(path), "--out", str(tmp_path / "first.csv")]
+    assert main([*first, "--alarm-false-rate", "0.1"]) == 0
+    assert re.search(
+        r"Moriarty alarm at score >= [0-9.e-]+ \(chosen on the run's validation rows for a "
+        r"false-alarm rate of 0\.1\): [0-9,]+ rows flagged; detection rate",
+        capsys.readouterr().out,
+    )
+    out = tmp_path / "p.csv"
+    refusals = [
+        (run_dir, "--alarm-false-rate", "0.02", "it records 0.1, 0.01, 0.001"),
+        (run_dir, "--alarm-threshold", "1.5", "--alarm-threshold"),
+        (fb_wa_run_dir, "--alarm-threshold", "0.5", "its classes are ['Facebook', 'WhatsApp']"),
+    ]
+    for directory, option, value, said in refusals:
+        assert main(["predict", str(directory), str(path), "--out", str(out), option, value]) == 2
+        assert said in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_score_is_compared_with_the_threshold_exactly() -> None:
+    from appsleuth.predict import _alarms
+
+    # float32(0.02) is 0.0199999996: below 0.02, though NumPy's float32 comparison says not.
+    assert not _alarms(np.array([np.float32(0.02)]), 0.02).any()
+    assert _alarms(np.array([np.float32(0.5)], np.float32), 0.5).all()

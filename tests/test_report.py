@@ -108,6 +108,10 @@ def test_sweep_report_contents(real_sweep: Path) -> None:
     # Moriarty's row stands out and its rates are called out.
     assert '<tr class="malware"><th scope="row">Moriarty' in page
     assert "detection rate" in page and "false-alarm rate" in page
+    # ... and so is its detection rate at chosen false-alarm rates (the best trial's).
+    best_section = page.split('<section id="best">', 1)[1]
+    assert "<caption>Moriarty at chosen false-alarm rates" in best_section
+    assert best_section.count('<th scope="row">') >= 3
     images = [a for t, a in tags if t == "img"]
     assert len(images) == 4  # metric vs hidden_neurons, curves, small multiples, confusion
     assert 'id="baselines"' not in page and 'id="comparison"' not in page
@@ -1045,3 +1049,75 @@ def test_a_two_class_task_gets_roc_curves_and_a_many_class_task_none() -> None:
     assert _roc_figure([("network", many)], "no curve") is None
     assert "ROC" not in _test_section(many, "the saved model")
     assert "ROC" not in _baselines_section({"baselines": {"decision_tree": many}}, many, "net")
+
+
+def test_run_report_shows_moriarty_at_chosen_false_alarm_rates(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, extra={"split": {"kind": "random", "val_fraction": 0.2}})
+    # 4 Moriarty rows among 200: 196 benign rows resolve 10 % and 1 %, not 0.1 %.
+    y = np.array([1] * 4 + [0] * 196)
+    score = np.concatenate([[0.9, 0.8, 0.3, 0.2], np.linspace(0.0, 0.85, 196)])
+    metrics = classification_metrics(
+        y, (score > 0.5).astype(int), ["other", "Moriarty"], malware_score=score
+    )
+    _with_metrics(run_dir, **metrics, split={"kind": "random"})
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    table = page.split('id="operating-points"', 1)[1].split("</table>", 1)[0]
+    assert "<caption>Moriarty at chosen false-alarm rates" in page
+    ten, one, tenth = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    assert ten.startswith('<th scope="row">10.0 % (1 in 10)</th>')
+    points = {p["false_alarm_target"]: p for p in metrics["malware"]["operating_points"]}
+    assert f"<td>{points[0.1]['threshold']:.4g}</td>" in ten
+    # Only 0.9 beats every benign score (up to 0.85): 1 % allows a single false alarm.
+    assert "<td>1 of 4</td><td>0 of 196</td>" in one
+    assert "not measurable: 196 benign sample(s) cannot resolve" in tenth
+    assert "ROC AUC of P(Moriarty)" in page
+    assert "flatter it" in page and "more so with this random split" in page
+
+
+def test_a_run_without_operating_points_reports_as_before(tmp_path: Path) -> None:
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir)
+    page = render_report(run_dir, log=_quiet)
+    assert 'id="operating-points"' not in page and "detection rate" in page
+    # A hand-edited file: text where numbers belong shows as missing, never breaks.
+    points = [{"false_alarm_target": "ten", "threshold": "x"}, 3]
+    metrics = {"app": "Moriarty", "detection_rate": 0.5, "false_alarm_rate": 0.1,
+               "precision": 0.5, "support": 2, "missed": 1, "false_alarms": 1,
+               "operating_points": points}  # fmt: skip
+    _with_metrics(run_dir, malware=metrics)
+    page = render_report(run_dir, log=_quiet)
+    assert 'id="operating-points"' in page and "not recorded" in page
+
+
+def test_run_report_shows_the_test_rows_at_the_validation_rows_thresholds(tmp_path: Path) -> None:
+    import numpy as np
+
+    from appsleuth.evaluate import classification_metrics, rates_at_thresholds
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    split = {"kind": "blocked", "val_fraction": 0.2, "test_fraction": 0.1, "n_train": 70,
+             "n_val": 20, "n_test": 10}  # fmt: skip
+    write_fake_run(run_dir, extra={"split": split})
+    y = np.array([1, 1] + [0] * 18)
+    score = np.array([0.9, 0.6, *np.linspace(0.0, 0.7, 18)])
+    validation = classification_metrics(y, y, ["other", "Moriarty"], malware_score=score)
+    test = classification_metrics(y[:10], y[:10], ["other", "Moriarty"])
+    test["malware"]["operating_points"] = rates_at_thresholds(
+        y[:10] == 1, score[:10], validation["malware"]["operating_points"]
+    )
+    test["malware"]["thresholds_chosen_on"] = "validation"
+    _with_metrics(run_dir, **validation, split=split, test=test)
+    page = render_report(run_dir, log=_quiet)
+    assert_safe(page)
+    section = page.split('<div id="test">', 1)[1]
+    assert "<caption>Moriarty at the thresholds chosen on the validation rows</caption>" in section
+    assert 'id="operating-points-test"' in section and "the ones to quote" in section
+    assert "chosen for a false-alarm rate of" in section
+    assert page.count('id="operating-points"') == 1
+    assert "more so with this random split" not in page  # a blocked split

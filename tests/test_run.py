@@ -24,6 +24,7 @@ from appsleuth.run import (
     evaluate_run,
     load_run,
     predict_proba,
+    prepare_run_data,
     read_metadata,
     run_status,
     train,
@@ -199,12 +200,30 @@ def test_generated_rows_prepared_in_python_are_recorded_as_a_frame() -> None:
     assert _data_source(RunSpec(), from_frame=False, prepared=own)["kind"] == "data frame"
 
 
-def test_metrics_file(run) -> None:
+def test_metrics_file(run, table) -> None:
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
     assert metrics["evaluated_on"] == "validation"
     assert len(metrics["per_class"]) == 18
     assert "Moriarty" in metrics["per_class"]
     assert metrics["malware"]["app"] == "Moriarty"
+    # Moriarty's score on the validation rows: P(Moriarty) ranks them, and each chosen
+    # operating point's counts are those of its threshold.
+    malware = metrics["malware"]
+    assert 0 <= malware["roc_auc"] <= 1 and 0 <= malware["average_precision"] <= 1
+    points = {p["false_alarm_target"]: p for p in malware["operating_points"]}
+    assert set(points) == {0.1, 0.01, 0.001}
+    benign = metrics["n"] - malware["support"]
+    assert benign < 1000 and "not measurable" in points[0.001]["reason"]
+    prepared = prepare_run_data(_spec(), table)
+    m = prepared.classes.index("Moriarty")
+    score = predict_proba(load_run(run.run_dir).model, prepared.x_val, 18)[:, m]
+    is_malware = prepared.y_val == m
+    for target in (0.1, 0.01):
+        point = points[target]
+        # No threshold: none catches a Moriarty row within the target, so none is raised.
+        alarms = score >= (np.inf if point["threshold"] is None else point["threshold"])
+        assert point["detected"] == (alarms & is_malware).sum()
+        assert point["false_alarms"] == (alarms & ~is_malware).sum() <= target * benign
     assert metrics["fit"]["diagnosis"] in ("good fit", "overfitting", "underfitting")
     assert metrics["fit"]["rule"]
     assert metrics["accuracy"] == pytest.approx(
@@ -284,13 +303,33 @@ def test_binary_task_and_roc_auc(table, tmp_path: Path) -> None:
 
 def test_moriarty_vs_rest_with_class_weights(table, tmp_path: Path) -> None:
     spec = RunSpec(
-        data=DataSpec(positive="Moriarty"),
+        data=DataSpec(positive="Moriarty", split={"kind": "random", "test_fraction": 0.25}),
         model=ModelSpec(hidden=(4,)),
         train=TrainSpec(epochs=2, class_weight="balanced"),
     )
     result = train(spec, data=table, out=tmp_path, verbose=False, log=print)
     assert result.metadata["classes"] == ["other", "Moriarty"]
     assert result.metrics["malware"]["app"] == "Moriarty"
+    # The score is P(Moriarty) as in the 18-app model: its AUC is the task's own.
+    assert result.metrics["malware"]["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
+    assert len(result.metrics["malware"]["operating_points"]) == 3
+    # The held-out test rows measure the thresholds chosen on the validation rows.
+    test = result.metrics["test"]["malware"]
+    assert test["thresholds_chosen_on"] == "validation"
+    prepared = prepare_run_data(spec, table)
+    score = predict_proba(load_run(result.run_dir).model, prepared.x_test, 2)[:, 1]
+    is_malware = prepared.y_test == 1
+    for chosen, measured in zip(
+        result.metrics["malware"]["operating_points"], test["operating_points"], strict=True
+    ):
+        assert measured["threshold"] == chosen["threshold"]
+        if chosen["threshold"] is None:
+            assert measured["detection_rate"] is None
+            assert measured["reason"].startswith("no threshold was chosen: ")
+            continue
+        alarms = score >= chosen["threshold"]
+        assert measured["detected"] == (alarms & is_malware).sum()
+        assert measured["false_alarms"] == (alarms & ~is_malware).sum()
 
 
 def test_unknown_class_weight_app(table, tmp_path: Path) -> None:

@@ -965,6 +965,20 @@ def baselines(
 )
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of a CSV file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing predictions file.")
+@click.option(
+    "--alarm-threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Flag a row as Moriarty (moriarty_alarm) when its moriarty_score is at least this "
+    "(default: none, no alarm column).",
+)
+@click.option(
+    "--alarm-false-rate",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Flag rows at the threshold the run chose for this false-alarm rate on its "
+    "validation rows (one its metrics.json records: 0.1, 0.01 or 0.001; default: none).",
+)
 def predict(
     run_dir: Path,
     data: Path,
@@ -973,14 +987,19 @@ def predict(
     chunk_rows: int,
     encoding: str,
     force: bool,
+    alarm_threshold: float | None,
+    alarm_false_rate: float | None,
     threads: int | None,
     device: str,
 ) -> None:
     """Classify DATA with the model of RUN_DIR (or the best run of a sweep directory).
 
     Writes one row per predicted input row: row id, predicted app, its probability, the
-    top-k apps and, when DATA has labels, whether the prediction was right (accuracy and
-    the per-class table are printed then). Rows with missing or infinite values are
+    top-k apps, Moriarty's probability (moriarty_score) when the model knows it, and, when
+    DATA has labels, whether the prediction was right (accuracy and the per-class table
+    are printed then). With --alarm-threshold or --alarm-false-rate, moriarty_alarm flags
+    the rows whose score reaches the threshold, and with labels the detection and
+    false-alarm rates at it are printed. Rows with missing or infinite values are
     filled with the run's fill values if it was trained with missing: impute; otherwise
     they are skipped, counted and their row ids listed beside the predictions (--out
     preds.csv: preds.skipped.csv).
@@ -1000,6 +1019,8 @@ def predict(
         force=force,
         progress=sys.stderr.isatty(),
         encoding=encoding,
+        alarm_threshold=alarm_threshold,
+        alarm_false_rate=alarm_false_rate,
     )
     click.echo(
         f"predicted {summary.predicted:,} of {summary.rows:,} rows with "
@@ -1033,6 +1054,36 @@ def predict(
                 f"predicted rows labelled with an app the model knows"
             )
         _print_metrics(summary.metrics, title=f"metrics on {data.name}")
+    if summary.alarm is not None:
+        click.echo(_alarm_line(summary.alarm))
+
+
+def _alarm_line(alarm: dict[str, Any]) -> str:
+    """What the Moriarty alarm flagged, and with labels how well, in one line."""
+    chosen = (
+        f" (chosen on the run's validation rows for a false-alarm rate of "
+        f"{alarm['false_alarm_target']:g})"
+        if alarm["false_alarm_target"] is not None
+        else ""
+    )
+    line = (
+        f"Moriarty alarm at score >= {alarm['threshold']:.6g}{chosen}: "
+        f"{alarm['alarms']:,} rows flagged"
+    )
+    if "detection_rate" not in alarm:
+        return line
+    rates = []
+    for rate, hits, total, rows, what in (
+        ("detection_rate", "detected", "moriarty_rows", "Moriarty", "caught"),
+        ("false_alarm_rate", "false_alarms", "benign_rows", "benign", "flagged"),
+    ):
+        name = "detection rate" if rate == "detection_rate" else "false-alarm rate"
+        if alarm[rate] is None:  # 0/0: a file without such rows
+            rates.append(f"{name} – (no {rows} rows)")
+        else:
+            counts = f"{alarm[hits]:,} of {alarm[total]:,} {rows} rows {what}"
+            rates.append(f"{name} {alarm[rate]:.4f} ({counts})")
+    return f"{line}; {', '.join(rates)}"
 
 
 def _data_stem(name: str) -> str:

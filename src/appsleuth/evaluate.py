@@ -7,6 +7,7 @@ Metrics are computed from the confusion matrix (counts), so every number in
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,13 +19,17 @@ from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.errors import DataError, SpecError
 
 __all__ = [
+    "FALSE_ALARM_TARGETS",
     "RESULT_KEYS",
     "FitRule",
     "classification_metrics",
     "diagnose_fit",
     "flagged_as_malware",
     "idle_classes",
+    "malware_score_metrics",
     "metrics_from_confusion",
+    "operating_points",
+    "rates_at_thresholds",
     "roc_auc",
     "roc_curve",
     "undefined_rates",
@@ -32,6 +37,10 @@ __all__ = [
 
 # One epoch's results, in the teaching layout's order (model_history.csv, results.csv).
 RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+# The false-alarm rates a malware analyst picks an operating point at: 1 benign sample
+# in 10, 100 and 1,000 flagged.
+FALSE_ALARM_TARGETS = (0.1, 0.01, 0.001)
 
 
 def _class_names(classes: Any) -> list[Any]:
@@ -57,6 +66,7 @@ def classification_metrics(
     classes: Sequence[str],
     *,
     y_score: np.ndarray | None = None,
+    malware_score: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1, averages and the confusion matrix.
 
@@ -67,6 +77,10 @@ def classification_metrics(
         y_score: For two classes, the predicted probability of class 1 (adds ROC AUC and
             the ROC curve).
             Defaults to None (no ROC AUC).
+        malware_score: When Moriarty is a class, its predicted probability for each
+            sample: adds :func:`malware_score_metrics` (ROC AUC, average precision and
+            the operating points at :data:`FALSE_ALARM_TARGETS`) to ``malware``.
+            Defaults to None (argmax rates only).
 
     Returns:
         A JSON-ready dict: ``accuracy``, ``n``, ``per_class`` (name -> precision,
@@ -116,6 +130,15 @@ def classification_metrics(
             )
         result["roc_auc"] = roc_auc(y_true, score)
         result["roc_curve"] = roc_curve(y_true, score)
+    if malware_score is not None and "malware" in result:
+        score = np.asarray(malware_score, dtype=np.float64)
+        if score.shape != y_true.shape:
+            raise DataError(
+                f"malware_score must hold one probability of {MALWARE_APP} per sample, "
+                f"shape {y_true.shape}; received shape {score.shape}"
+            )
+        is_malware = y_true == classes.index(MALWARE_APP)
+        result["malware"].update(malware_score_metrics(is_malware, score))
     return result
 
 
@@ -329,6 +352,204 @@ def roc_curve(
         keep = np.unique(np.r_[0, np.minimum(keep, len(fpr) - 1), len(fpr) - 1])
         fpr, tpr = fpr[keep], tpr[keep]
     return {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
+
+
+def malware_score_metrics(
+    is_malware: np.ndarray,
+    score: np.ndarray,
+    targets: Sequence[float] = FALSE_ALARM_TARGETS,
+) -> dict[str, Any]:
+    """How well a Moriarty score ranks the samples, and its chosen operating points.
+
+    Args:
+        is_malware: True for each Moriarty sample.
+        score: The model's probability of Moriarty for each sample.
+        targets: False-alarm rates to choose thresholds at. Defaults to
+            :data:`FALSE_ALARM_TARGETS`.
+
+    Returns:
+        ``roc_auc`` and ``average_precision`` (scikit-learn's) of the score,
+        ``score_reason`` (why they are None, else None), and ``operating_points``
+        (:func:`operating_points`).
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    is_malware = np.asarray(is_malware, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    reason = _unrankable(is_malware, score)
+    return {
+        "roc_auc": None if reason else float(roc_auc_score(is_malware, score)),
+        "average_precision": (
+            None if reason else float(average_precision_score(is_malware, score))
+        ),
+        "score_reason": reason,
+        "operating_points": operating_points(is_malware, score, targets),
+    }
+
+
+def _unrankable(is_malware: np.ndarray, score: np.ndarray) -> str | None:
+    """Why the score cannot be judged on these samples, or None when it can."""
+    if not np.isfinite(score).all():
+        # NaN takes no rank: every number drawn from it would be made up.
+        return (
+            f"the {MALWARE_APP} score is missing or infinite for some samples (the "
+            f"training diverged)"
+        )
+    if not is_malware.any():
+        return f"no {MALWARE_APP} sample among these rows"
+    if is_malware.all():
+        return f"no benign sample among these rows (every one is {MALWARE_APP})"
+    return None
+
+
+def operating_points(
+    is_malware: np.ndarray,
+    score: np.ndarray,
+    targets: Sequence[float] = FALSE_ALARM_TARGETS,
+) -> list[dict[str, Any]]:
+    """The detection rate a score threshold reaches within each false-alarm rate.
+
+    A sample raises an alarm when its score is at least the threshold. For each target,
+    the threshold is the score with the largest detection rate whose false-alarm rate
+    does not exceed the target, and of those the highest (the fewest false alarms).
+    Samples of equal score are flagged together: a threshold between them does not
+    exist. The threshold is chosen on these very samples, so its numbers are optimistic
+    for new data.
+
+    Args:
+        is_malware: True for each Moriarty sample.
+        score: The probability of Moriarty for each sample.
+        targets: False-alarm rates, each in (0, 1). Defaults to
+            :data:`FALSE_ALARM_TARGETS`.
+
+    Returns:
+        One dict per target: ``false_alarm_target``, ``threshold``, ``detection_rate``,
+        ``false_alarm_rate``, ``detected``, ``false_alarms`` and ``reason``. Where no
+        number can be given (no Moriarty or no benign sample, a score that is not
+        finite, or fewer benign samples than 1/target, which cannot resolve that rate),
+        the numbers are None and ``reason`` says why. Where every threshold that
+        catches a Moriarty sample raises too many false alarms, the detection rate is 0,
+        the threshold None and ``reason`` says so. Otherwise ``reason`` is None.
+
+    Raises:
+        DataError: A target is not a number in (0, 1), or the arrays differ in length.
+    """
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    is_malware = np.asarray(is_malware, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    if is_malware.shape != score.shape or is_malware.ndim != 1:
+        raise DataError(
+            f"is_malware and score must be 1-D and of one length; received shapes "
+            f"{is_malware.shape} and {score.shape}"
+        )
+    for target in targets:
+        if not (is_number(target) and 0 < target < 1):
+            raise DataError(
+                f"a false-alarm target must be a number between 0 and 1 (exclusive); "
+                f"received {target!r}"
+            )
+    n_pos, n_neg = int(is_malware.sum()), int((~is_malware).sum())
+    reason = _unrankable(is_malware, score)
+    points = []
+    if reason is None:
+        fpr, tpr, thresholds = sklearn_roc_curve(is_malware, score, drop_intermediate=False)
+        # Counts, not rates: a target compares with whole false alarms.
+        false_alarms = np.rint(fpr * n_neg).astype(np.int64)
+        detected = np.rint(tpr * n_pos).astype(np.int64)
+    for target in targets:
+        point: dict[str, Any] = {
+            "false_alarm_target": float(target),
+            "threshold": None,
+            "detection_rate": None,
+            "false_alarm_rate": None,
+            "detected": None,
+            "false_alarms": None,
+            "reason": reason,
+        }
+        points.append(point)
+        if reason is not None:
+            continue
+        # The tolerance keeps 0.57 * 100 (56.99999999999999) at 57 allowed alarms.
+        allowed = math.floor(target * n_neg + 1e-9)
+        if allowed < 1:
+            point["reason"] = (
+                f"not measurable: {n_neg:,} benign sample(s) cannot resolve a false-alarm "
+                f"rate of {target:g} (that needs at least {math.ceil(1 / target - 1e-9):,})"
+            )
+            continue
+        within = np.flatnonzero(false_alarms <= allowed)  # thresholds fall, alarms grow
+        # The first of the most detections: the highest such threshold.
+        best = int(within[np.argmax(detected[within])])
+        point.update(
+            detection_rate=float(detected[best] / n_pos),
+            false_alarm_rate=float(false_alarms[best] / n_neg),
+            detected=int(detected[best]),
+            false_alarms=int(false_alarms[best]),
+        )
+        if detected[best] == 0:
+            point["reason"] = (
+                f"no threshold catches a {MALWARE_APP} sample within this false-alarm rate: "
+                f"more than {allowed:,} benign sample(s) score as high as the best-scored "
+                f"{MALWARE_APP} sample"
+            )
+        else:
+            point["threshold"] = float(thresholds[best])
+    return points
+
+
+def rates_at_thresholds(
+    is_malware: np.ndarray, score: np.ndarray, chosen: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The operating points ``chosen`` on other rows, measured on these rows.
+
+    Nothing is chosen here, so these are the numbers to quote for held-out rows: the
+    thresholds chosen on the validation rows, applied to the test rows.
+
+    Args:
+        is_malware: True for each Moriarty sample.
+        score: The probability of Moriarty for each sample.
+        chosen: :func:`operating_points` of other rows.
+
+    Returns:
+        One dict per chosen point, with its keys: the same ``false_alarm_target`` and
+        ``threshold``, and the rates and counts of these rows at that threshold (None,
+        with the ``reason``, where no threshold was chosen or a rate would be 0/0).
+    """
+    is_malware = np.asarray(is_malware, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(is_malware.sum()), int((~is_malware).sum())
+    finite = bool(np.isfinite(score).all())
+    points = []
+    for point in chosen:
+        threshold = point.get("threshold")
+        measured: dict[str, Any] = {
+            "false_alarm_target": point.get("false_alarm_target"),
+            "threshold": threshold,
+            "detection_rate": None,
+            "false_alarm_rate": None,
+            "detected": None,
+            "false_alarms": None,
+            "reason": None,
+        }
+        points.append(measured)
+        if threshold is None:
+            measured["reason"] = f"no threshold was chosen: {point.get('reason')}"
+            continue
+        if not finite:
+            measured["reason"] = _unrankable(is_malware, score)
+            continue
+        alarms = score >= threshold
+        detected, false_alarms = int((alarms & is_malware).sum()), int((alarms & ~is_malware).sum())
+        measured.update(
+            detection_rate=detected / n_pos if n_pos else None,
+            false_alarm_rate=false_alarms / n_neg if n_neg else None,
+            detected=detected,
+            false_alarms=false_alarms,
+        )
+        if not n_pos or not n_neg:
+            measured["reason"] = _unrankable(is_malware, score)
+    return points
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -30,8 +30,9 @@ from appsleuth._atomic import (
     remove_stale_temporaries,
     temporary_path,
 )
-from appsleuth._fields import is_integer
+from appsleuth._fields import is_integer, is_number
 from appsleuth._files import not_regular, refuse_nul
+from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import (
     check_feature_dtypes,
     check_name_matches_content,
@@ -50,14 +51,17 @@ from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
 from appsleuth.evaluate import metrics_from_confusion, roc_auc
 from appsleuth.run import (
+    METRICS,
     RUN_MARKER,
     LoadedRun,
     RunResult,
     best_run_key,
     check_used_columns_unique,
     load_run,
+    malware_score,
     missing_run_message,
     predict_proba,
+    read_json_object,
     read_metadata,
     run_in_use,
     run_path,
@@ -94,6 +98,12 @@ class PredictionSummary:
         unknown_labels: Up to 10 of those apps, sorted. Defaults to none.
         unlabelled_rows: Predicted rows whose label is missing, in a file with a label
             column (left out of the metrics). Defaults to 0.
+        alarm: With an alarm threshold, ``threshold``, ``false_alarm_target`` (the
+            recorded rate it was chosen for, or None), ``alarms`` (predicted rows flagged)
+            and, when the file has labels, ``detection_rate`` and ``false_alarm_rate``
+            at that threshold (None where 0/0) with ``detected``, ``moriarty_rows``,
+            ``false_alarms`` and ``benign_rows`` over the rows the metrics cover; else
+            None. Defaults to None.
     """
 
     run_dir: Path
@@ -107,6 +117,7 @@ class PredictionSummary:
     unknown_labels: tuple[str, ...] = ()
     filled: int = 0
     unlabelled_rows: int = 0
+    alarm: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         # The default repr printed every class's precision, recall and F1 in one line.
@@ -124,6 +135,8 @@ class PredictionSummary:
             shown.append(f"unknown_label_rows={self.unknown_label_rows}")
         if self.unlabelled_rows:
             shown.append(f"unlabelled_rows={self.unlabelled_rows}")
+        if self.alarm is not None:
+            shown.append(f"alarms={self.alarm['alarms']}")
         return f"PredictionSummary({', '.join(shown)})"
 
 
@@ -297,11 +310,18 @@ def _top_k(proba: np.ndarray, k: int) -> np.ndarray:
 
 
 def _frame_predictions(
-    run: LoadedRun, df: pd.DataFrame, row_ids: pd.Index | np.ndarray, top_k: int
+    run: LoadedRun,
+    df: pd.DataFrame,
+    row_ids: pd.Index | np.ndarray,
+    top_k: int,
+    alarm_threshold: float | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, int, np.ndarray | None]:
     """Predictions for the complete rows of ``df``, the mask of skipped rows, how many
     predicted rows had a value filled (a run trained with ``missing="impute"``), and for a
-    two-class model the probability of class 1 of each predicted row (else None)."""
+    two-class model the probability of class 1 of each predicted row (else None).
+
+    A model that knows Moriarty adds ``moriarty_score``, and with ``alarm_threshold``
+    ``moriarty_alarm`` (the score at least the threshold)."""
     pre = run.preprocessor
     x, skip = pre.transform_complete(df)
     n_filled = int((pre.filled_rows(df) & ~skip).sum()) if pre.fill_values else 0
@@ -333,6 +353,12 @@ def _frame_predictions(
     for j in range(k):
         columns[f"top{j + 1}_app"] = apps(order[:, j])
         columns[f"top{j + 1}_probability"] = picked[:, j]
+    moriarty = malware_score(proba, classes)
+    if moriarty is not None:
+        # The top-k columns show it only when Moriarty is among a row's k likeliest apps.
+        columns["moriarty_score"] = moriarty
+        if alarm_threshold is not None:
+            columns["moriarty_alarm"] = _alarms(moriarty, alarm_threshold)
     if labels is not None:
         truth = np.asarray(pd.Categorical(labels, categories=categories).codes)
         columns["true_app"] = pd.Categorical.from_codes(truth, categories=categories)
@@ -349,11 +375,20 @@ def _frame_predictions(
     return pd.DataFrame(columns), skip, n_filled, score
 
 
+def _alarms(score: np.ndarray, threshold: float) -> np.ndarray:
+    """Rows whose score is at least ``threshold``, compared exactly."""
+    # NumPy compares a float32 array with a Python float in float32, rounding the
+    # threshold: 0.02 became 0.0199999996, and a score of that value raised an alarm.
+    return np.asarray(score, dtype=np.float64) >= threshold
+
+
 def predict(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun,
     df: pd.DataFrame,
     *,
     top_k: int = 3,
+    alarm_threshold: float | None = None,
+    alarm_false_rate: float | None = None,
 ) -> pd.DataFrame:
     """Predict the app of every complete row of ``df``.
 
@@ -363,24 +398,33 @@ def predict(
         df: A table carrying the model's feature columns (any supported layout; extra
             columns are ignored).
         top_k: How many most likely apps to list. Defaults to 3.
+        alarm_threshold: Flag a row as Moriarty when its ``moriarty_score`` is at least
+            this, a number between 0 and 1 (adds ``moriarty_alarm``). Defaults to None.
+        alarm_false_rate: Instead, the threshold the run chose on its validation rows for
+            this false-alarm rate (one of those its ``metrics.json`` records, e.g. 0.01).
+            Defaults to None.
 
     Returns:
         One row per complete input row, in input order: ``row_id`` (the input's index),
         ``predicted_app`` (of apps of equal probability, the first in the run's
         ``classes``, as in every top-k column), ``probability``,
-        ``top1_app``/``top1_probability`` ..., and, when ``df`` has
+        ``top1_app``/``top1_probability`` ..., for a model that knows Moriarty
+        ``moriarty_score`` (its probability) and, with an alarm threshold,
+        ``moriarty_alarm``, and, when ``df`` has
         labels, ``true_app`` and ``correct`` (missing, neither right nor wrong, for a row
         without a label or with an app the model was not trained on, so that
         ``correct.mean()`` is ``evaluate_run``'s accuracy). ``attrs["skipped_row_ids"]``
         lists the rows left out for missing values, ``attrs["filled_rows"]`` counts the
         predicted rows whose missing values were filled (a run trained with
-        ``missing="impute"``; 0 otherwise), ``attrs["run_dir"]`` is the run that predicted.
+        ``missing="impute"``; 0 otherwise), ``attrs["run_dir"]`` is the run that predicted
+        and ``attrs["alarm_threshold"]`` the alarm threshold (None without one).
 
     Raises:
         DataError: A feature column is missing or repeated, holds dates, durations or
             complex numbers, no row has a value in every feature column, or the run
             cannot be used.
-        AppSleuthError: ``top_k`` is not a positive integer.
+        AppSleuthError: ``top_k`` is not a positive integer, or an alarm option is
+            invalid, given for a model without Moriarty, or not recorded by the run.
     """
     top_k = _check_positive_int("top_k", top_k)
     if not isinstance(df, pd.DataFrame):
@@ -388,18 +432,103 @@ def predict(
             f"predict needs a DataFrame of telemetry; received {type(df).__name__} "
             f"(for a data file, use predict_file)"
         )
+    _check_alarm_options(alarm_threshold, alarm_false_rate)
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(best_run_dir(run_dir))
+    alarm = _alarm_setting(run, alarm_threshold, alarm_false_rate)
+    threshold = alarm["threshold"] if alarm else None
     where = "the table given to predict"
     check_used_columns_unique(df, run.preprocessor, where)
     df = numeric_columns_as_numbers(df, run.preprocessor.numeric_features, where=where)
     check_feature_dtypes(df, run.preprocessor.numeric_features, where)
-    out, skip, n_filled, _ = _frame_predictions(run, df, df.index.to_numpy(), top_k)
+    out, skip, n_filled, _ = _frame_predictions(run, df, df.index.to_numpy(), top_k, threshold)
     if len(df) and skip.all():
         raise _nothing_predicted(where, len(df), _missing_counts(run, df), _empty_counts(df))
     out.attrs["skipped_row_ids"] = df.index[skip].tolist()
     out.attrs["filled_rows"] = n_filled
     out.attrs["run_dir"] = str(run.run_dir)
+    out.attrs["alarm_threshold"] = threshold
     return out
+
+
+def _check_alarm_options(alarm_threshold: Any, alarm_false_rate: Any) -> None:
+    """Refuse an alarm option that is no number in (0, 1), or both at once."""
+    options = (("alarm_threshold", alarm_threshold), ("alarm_false_rate", alarm_false_rate))
+    for name, value in options:
+        if value is None:
+            continue
+        # A NumPy float32 is a number too; a bool or NaN is not.
+        number = is_number(value) or (isinstance(value, np.floating) and np.isfinite(value))
+        if not (number and 0 < value < 1):
+            raise AppSleuthError(
+                f"{name} must be a number between 0 and 1 (exclusive); received {name}={value!r}"
+            )
+    if alarm_threshold is not None and alarm_false_rate is not None:
+        raise AppSleuthError(
+            f"give alarm_threshold or alarm_false_rate, not both; received "
+            f"alarm_threshold={alarm_threshold!r} and alarm_false_rate={alarm_false_rate!r}"
+        )
+
+
+def _alarm_setting(
+    run: LoadedRun, alarm_threshold: float | None, alarm_false_rate: float | None
+) -> dict[str, Any] | None:
+    """The Moriarty alarm a prediction raises: ``threshold`` and ``false_alarm_target``.
+
+    Args:
+        run: The run that predicts.
+        alarm_threshold: A score threshold in (0, 1), or None.
+        alarm_false_rate: A false-alarm rate whose threshold the run's ``metrics.json``
+            records, or None.
+
+    Returns:
+        None when neither is given.
+
+    Raises:
+        AppSleuthError: An option is not a number in (0, 1), both are given, the model
+            has no Moriarty class, or the run records no threshold for that rate.
+    """
+    _check_alarm_options(alarm_threshold, alarm_false_rate)
+    if alarm_threshold is None and alarm_false_rate is None:
+        return None
+    name = "alarm_threshold" if alarm_threshold is not None else "alarm_false_rate"
+    classes = list(run.preprocessor.classes)
+    if MALWARE_APP not in classes:
+        raise AppSleuthError(
+            f"{name} flags rows as {MALWARE_APP}, but the model of {run.run_dir} does not "
+            f"know {MALWARE_APP}: its classes are {classes}"
+        )
+    if alarm_threshold is not None:
+        return {"threshold": float(alarm_threshold), "false_alarm_target": None}
+    target = float(alarm_false_rate)  # type: ignore[arg-type]
+    path = run.run_dir / METRICS
+    metrics = read_json_object(path)
+    malware = (metrics or {}).get("malware")
+    points = malware.get("operating_points") if isinstance(malware, dict) else None
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        # A run trained before appsleuth chose operating points, or a damaged file.
+        raise AppSleuthError(
+            f"alarm_false_rate: {path} records no thresholds chosen for false-alarm rates "
+            f"(the run was trained before appsleuth recorded them, or the file is damaged); "
+            f"train the run again, or give a threshold with alarm_threshold"
+        )
+    recorded = [p.get("false_alarm_target") for p in points]
+    for point in points:
+        if is_number(point.get("false_alarm_target")) and np.isclose(
+            point["false_alarm_target"], target, rtol=1e-9, atol=0
+        ):
+            threshold = point.get("threshold")
+            if not (is_number(threshold) and 0 <= threshold <= 1):
+                raise AppSleuthError(
+                    f"alarm_false_rate={alarm_false_rate!r}: {path} records no threshold for "
+                    f"that false-alarm rate ({point.get('reason') or 'none recorded'}); "
+                    f"choose another rate, or give a threshold with alarm_threshold"
+                )
+            return {"threshold": float(threshold), "false_alarm_target": target}
+    named = ", ".join(f"{r:g}" if is_number(r) else repr(r) for r in recorded)
+    raise AppSleuthError(
+        f"alarm_false_rate={alarm_false_rate!r} is not a false-alarm rate {path} records a "
+        f"threshold for; it records {named}"
+    )
 
 
 def _missing_counts(run: LoadedRun, df: pd.DataFrame) -> dict[str, int]:
@@ -696,6 +825,8 @@ def predict_file(
     force: bool = False,
     progress: bool = False,
     encoding: str = "utf-8",
+    alarm_threshold: float | None = None,
+    alarm_false_rate: float | None = None,
 ) -> PredictionSummary:
     """Stream a data file through a trained model into a predictions CSV.
 
@@ -712,6 +843,11 @@ def predict_file(
         progress: Show a progress bar (in Jupyter, it needs ipywidgets). Defaults to
             False.
         encoding: Text encoding of a CSV file. Defaults to ``utf-8``.
+        alarm_threshold: Flag a row as Moriarty when its ``moriarty_score`` is at least
+            this, a number between 0 and 1 (adds ``moriarty_alarm``). Defaults to None.
+        alarm_false_rate: Instead, the threshold the run chose on its validation rows for
+            this false-alarm rate (one of those its ``metrics.json`` records, e.g. 0.01).
+            Defaults to None.
 
     Returns:
         The :class:`PredictionSummary`.
@@ -723,10 +859,12 @@ def predict_file(
             be used.
         AppSleuthError: The output exists and ``force`` is False, is a directory, does
             not end in ``.csv`` or is a run's or sweep's own CSV file; ``top_k`` or
-            ``chunk_rows`` is not a positive integer.
+            ``chunk_rows`` is not a positive integer; an alarm option is invalid, given
+            for a model without Moriarty, or not recorded by the run.
     """
     top_k = _check_positive_int("top_k", top_k)
     chunk_rows = _check_positive_int("chunk_rows", chunk_rows)
+    _check_alarm_options(alarm_threshold, alarm_false_rate)
     refuse_nul(data, "data")
     refuse_nul(out, "out")
     data, out = Path(data), Path(out)
@@ -773,6 +911,12 @@ def predict_file(
         run_path = best_run_dir(run_dir)
         run = load_run(run_path)
     pre = run.preprocessor
+    alarm = _alarm_setting(run, alarm_threshold, alarm_false_rate)
+    threshold = alarm["threshold"] if alarm else None
+    # Alarms raised, and (labelled rows of the model's classes) Moriarty rows caught,
+    # Moriarty rows, false alarms and benign rows.
+    alarm_counts = np.zeros(5, dtype=np.int64)
+    malware_index = pre.classes.index(MALWARE_APP) if MALWARE_APP in pre.classes else -1
 
     with open(data, "rb") as fh:
         head = fh.read(256)
@@ -842,7 +986,7 @@ def predict_file(
                         else np.arange(n_rows, n_rows + len(chunk))
                     )
                     frame, skip, chunk_filled, score = _frame_predictions(
-                        run, chunk, row_ids, top_k
+                        run, chunk, row_ids, top_k, threshold
                     )
                     table = _arrow_table(frame)
                     if writer is None:
@@ -874,6 +1018,17 @@ def predict_file(
                         if score is not None:
                             auc_truth.append(truth[known].astype(np.int8))
                             auc_score.append(score[known])
+                        if threshold is not None:
+                            flagged = frame["moriarty_alarm"].to_numpy()[known]
+                            is_malware = truth[known] == malware_index
+                            alarm_counts[1:] += (
+                                int((flagged & is_malware).sum()),
+                                int(is_malware.sum()),
+                                int((flagged & ~is_malware).sum()),
+                                int((~is_malware).sum()),
+                            )
+                    if threshold is not None:
+                        alarm_counts[0] += int(frame["moriarty_alarm"].sum())
                     n_rows += len(chunk)
                     n_pred += len(frame)
                     n_skip += int(skip.sum())
@@ -920,6 +1075,19 @@ def predict_file(
         metrics["rows_without_label"] = n_unlabelled
         if auc_score:
             metrics["roc_auc"] = roc_auc(np.concatenate(auc_truth), np.concatenate(auc_score))
+    if alarm is not None:
+        alarm["alarms"] = int(alarm_counts[0])
+        if metrics is not None:
+            detected, moriarty_rows, false_alarms, benign_rows = map(int, alarm_counts[1:])
+            alarm.update(
+                # 0/0 is no rate: a file without Moriarty rows detects nothing to detect.
+                detection_rate=detected / moriarty_rows if moriarty_rows else None,
+                false_alarm_rate=false_alarms / benign_rows if benign_rows else None,
+                detected=detected,
+                moriarty_rows=moriarty_rows,
+                false_alarms=false_alarms,
+                benign_rows=benign_rows,
+            )
     return PredictionSummary(
         run_dir=run_path,
         out=out,
@@ -932,6 +1100,7 @@ def predict_file(
         unknown_labels=tuple(sorted(unknown_names)[:10]),
         filled=n_filled,
         unlabelled_rows=n_unlabelled,
+        alarm=alarm,
     )
 
 

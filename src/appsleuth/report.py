@@ -525,6 +525,111 @@ def _malware_block(metrics: Mapping[str, Any]) -> _Html:
     )
 
 
+def _operating_points_block(
+    metrics: Mapping[str, Any], id_: str = "operating-points"
+) -> list[_Html]:
+    """Moriarty's detection rate at each chosen false-alarm rate; none for older runs."""
+    malware = metrics.get("malware")
+    points = malware.get("operating_points") if isinstance(malware, Mapping) else None
+    if not isinstance(points, list) or not points:
+        return []  # a run from before operating points were recorded
+    # The test rows measure thresholds the validation rows chose; they choose none.
+    held_out = malware.get("thresholds_chosen_on") == "validation"
+
+    def number(x: Any) -> float | None:  # a hand-edited file's text shows as missing
+        return float(x) if is_number(x) else None
+
+    def share(count: Any, total: int | None) -> str:
+        if not is_number(count):
+            return "–"
+        return f"{int(count):,}" + (f" of {total:,}" if total is not None else "")
+
+    support = malware.get("support") if is_number(malware.get("support")) else None
+    n = metrics.get("n") if is_number(metrics.get("n")) else None
+    benign = n - support if n is not None and support is not None else None
+    rows, notes = [], []
+    for point in points:
+        if not isinstance(point, Mapping):
+            continue
+        target = number(point.get("false_alarm_target"))
+        target = target if target is not None and 0 < target < 1 else None
+        said = "–" if target is None else f"{_pct(target)} (1 in {round(1 / target):,})"
+        header = _tag("th", said, scope="row")
+        reason = point.get("reason")
+        if number(point.get("detection_rate")) is None:
+            cells = [_tag("td", reason or "not recorded", colspan=5, class_="muted")]
+        else:
+            threshold = number(point.get("threshold"))
+            cells = [
+                _tag("td", "–" if threshold is None else f"{threshold:.4g}"),
+                _tag("td", _pct(number(point.get("detection_rate")))),
+                _tag("td", _pct(number(point.get("false_alarm_rate")), 2)),
+                _tag("td", share(point.get("detected"), support)),
+                _tag("td", share(point.get("false_alarms"), benign)),
+            ]
+            if reason:
+                notes.append(f"{_pct(target)}: {reason}.")
+        rows.append(_tag("tr", [header, *cells]))
+    headers = [
+        "chosen for a false-alarm rate of" if held_out else "false-alarm rate at most",
+        "threshold (score ≥)",
+        "detection rate",
+        "false-alarm rate",
+        f"{MALWARE_APP} caught",
+        "false alarms",
+    ]
+    table = _tag(
+        "div",
+        _tag(
+            "table",
+            [
+                _tag(
+                    "caption",
+                    f"{MALWARE_APP} at the thresholds chosen on the validation rows"
+                    if held_out
+                    else f"{MALWARE_APP} at chosen false-alarm rates: P({MALWARE_APP}) at "
+                    f"least the threshold raises an alarm",
+                ),
+                _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers])),
+                _tag("tbody", rows),
+            ],
+            class_="numbers",
+            id=id_,
+        ),
+        class_="scroll",
+    )
+    ranking = ""
+    if number(malware.get("roc_auc")) is not None:
+        ranking = (
+            f"ROC AUC of P({MALWARE_APP}) {_num(malware['roc_auc'])}, average precision "
+            f"{_num(number(malware.get('average_precision')))}. "
+        )
+    if held_out:
+        return [
+            table,
+            *(_tag("p", note, class_="muted") for note in notes),
+            _tag(
+                "p",
+                f"{ranking}These rows chose no threshold: their rates at the validation "
+                f"rows' thresholds are the ones to quote.",
+            ),
+        ]
+    split = metrics.get("split") if isinstance(metrics.get("split"), Mapping) else {}
+    caution = (
+        f"{ranking}Each threshold was chosen on these validation rows, so its numbers "
+        f"flatter it; new data will raise more false alarms or catch less"
+        + (
+            ", and more so with this random split, whose validation rows have "
+            "near-duplicates among the training rows"
+            if split.get("kind") == "random"
+            else ""
+        )
+        + ". Deploy one with appsleuth predict RUN DATA --alarm-false-rate 0.01 (or "
+        "--alarm-threshold T)."
+    )
+    return [table, *(_tag("p", note, class_="muted") for note in notes), _tag("p", caution)]
+
+
 def _per_class_table(metrics: Mapping[str, Any], caption: str, id_: str = "per-class") -> _Html:
     per_class = metrics.get("per_class") or {}
     idle = idle_classes(metrics)
@@ -619,6 +724,7 @@ def _evaluation_sections(metrics: Mapping[str, Any], where: str, model: str) -> 
             f"{_roc_auc_text(metrics)} ({where}).",
         ),
         _malware_block(metrics),
+        *_operating_points_block(metrics),
     ]
     confusion = _confusion_figure(metrics)
     if confusion is not None:
@@ -666,6 +772,7 @@ def _test_section(test: Mapping[str, Any], model: str) -> _Html:
                 "the numbers to quote; the validation numbers above steered those choices.",
             ),
             _malware_block(test),
+            *_operating_points_block(test, id_="operating-points-test"),
             *filter(
                 None,
                 [

@@ -35,11 +35,17 @@ from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._software import describe_software
 from appsleuth._version import __version__
+from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import check_feature_dtypes
 from appsleuth.data.prepare import PreparedData, prepare_data
 from appsleuth.data.preprocess import Preprocessor
 from appsleuth.errors import AppSleuthError, DataError, SpecError, warn
-from appsleuth.evaluate import RESULT_KEYS, classification_metrics, diagnose_fit
+from appsleuth.evaluate import (
+    RESULT_KEYS,
+    classification_metrics,
+    diagnose_fit,
+    rates_at_thresholds,
+)
 from appsleuth.hardware import describe_hardware, slurm_environment
 from appsleuth.spec import RunSpec
 
@@ -67,6 +73,7 @@ __all__ = [
     "is_own_run_dir",
     "load_data",
     "load_run",
+    "malware_score",
     "metadata_problem",
     "missing_run_message",
     "predict_proba",
@@ -1204,6 +1211,12 @@ def predict_proba(
     return p
 
 
+def malware_score(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
+    """Each row's probability of Moriarty, or None when the model has no such class."""
+    classes = list(classes)
+    return proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
+
+
 def _jax_forward(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     import jax
 
@@ -1239,16 +1252,27 @@ def _evaluate_prepared(model: Any, prepared: PreparedData, history: pd.DataFrame
             proba.argmax(axis=1),
             prepared.classes,
             y_score=proba[:, 1] if n_classes == 2 else None,
+            malware_score=malware_score(proba, prepared.classes),
         ),
     }
     if len(prepared.x_test):
         tp = predict_proba(model, prepared.x_test, n_classes)
+        test_score = malware_score(tp, prepared.classes)
         metrics["test"] = classification_metrics(
             prepared.y_test,
             tp.argmax(axis=1),
             prepared.classes,
             y_score=tp[:, 1] if n_classes == 2 else None,
+            malware_score=test_score,
         )
+        if test_score is not None:
+            # Thresholds chosen on the test rows would flatter them as they flatter the
+            # validation rows: the test rows measure the validation rows' choice.
+            is_malware = prepared.y_test == list(prepared.classes).index(MALWARE_APP)
+            metrics["test"]["malware"]["operating_points"] = rates_at_thresholds(
+                is_malware, test_score, metrics["malware"]["operating_points"]
+            )
+            metrics["test"]["malware"]["thresholds_chosen_on"] = "validation"
     majority = None
     if len(prepared.y_val):
         counts = np.bincount(prepared.y_val, minlength=n_classes)
@@ -1585,6 +1609,7 @@ def evaluate_run(
             proba.argmax(axis=1),
             pre.classes,
             y_score=proba[:, 1] if len(pre.classes) == 2 else None,
+            malware_score=malware_score(proba, pre.classes),
         ),
         "rows_skipped": int(skip.sum()),
         "rows_filled": (
