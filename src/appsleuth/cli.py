@@ -931,12 +931,16 @@ def baselines(
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
+    from appsleuth.display import operating_point_lines
+
     for name, metrics in results.items():
         _print_metrics(
             metrics,
             title=f"{name} ({spec.data.split.kind} split, fitted in "
             f"{metrics['fit_seconds']:.1f} s)",
         )
+        for line in operating_point_lines(metrics):
+            click.echo(line)
 
 
 @cli.command()

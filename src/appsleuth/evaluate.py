@@ -32,6 +32,7 @@ __all__ = [
     "rates_at_thresholds",
     "roc_auc",
     "roc_curve",
+    "same_threshold_as",
     "undefined_rates",
 ]
 
@@ -496,6 +497,25 @@ def operating_points(
         else:
             point["threshold"] = float(thresholds[best])
     return points
+
+
+def same_threshold_as(points: Sequence[Any]) -> list[int | None]:
+    """For each operating point, the index of an earlier one at the same threshold, or None.
+
+    A score of few distinct values (a decision tree's leaves) reaches several targets
+    with one threshold: a display shows that as one point, not as several measured ones.
+    Points without a threshold (none chosen, or a hand-edited entry) share nothing.
+    """
+    first: dict[float, int] = {}
+    shared: list[int | None] = []
+    for i, point in enumerate(points):
+        threshold = point.get("threshold") if isinstance(point, Mapping) else None
+        if not is_number(threshold):
+            shared.append(None)
+            continue
+        shared.append(first.get(float(threshold)))
+        first.setdefault(float(threshold), i)
+    return shared
 
 
 def rates_at_thresholds(
