@@ -853,6 +853,29 @@ def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Pa
     assert "results epoch" not in plain
 
 
+def test_leaderboard_shows_moriarty_detection_at_1pct_false_alarms(tmp_path: Path) -> None:
+    from appsleuth.report import _leaderboard
+    from tests.test_analysis import add_operating_point
+
+    # metrics.json recorded each trial's detection at 1 % false alarms; the leaderboard
+    # showed Moriarty's argmax recall only.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {"final_acc": 0.9 - 0.1 * i}
+    )
+    plain = _leaderboard(*(load_results(sweep_dir),) * 2, None, ["batch_size"], {})
+    assert "1 % false alarms" not in plain  # no trial has it: no column of dashes
+    names = list(load_results(sweep_dir)["name"])
+    add_operating_point(sweep_dir / names[0], threshold=0.42, detection_rate=0.75)
+    results = load_results(sweep_dir)
+    board = _leaderboard(results, results, None, ["batch_size"], {})
+    table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="col">Moriarty detection at 1 % false alarms</th>' in table
+    recall = r"<td>\d+\.\d %</td>"
+    assert len(re.findall(recall + "<td>75.0 %</td>", table)) == 1
+    assert len(re.findall(recall + "<td>–</td>", table)) == 1  # a run from before them
+    assert "chose on its own validation rows, which flatters it" in board
+
+
 def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     from appsleuth.analysis import seeds_repeat, summarize_seeds
     from appsleuth.report import _best_of_seeds_note, _seeds_section

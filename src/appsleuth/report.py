@@ -55,7 +55,13 @@ from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
 from appsleuth.display import COARSE_SCORES, undefined_note
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
-from appsleuth.evaluate import flagged_as_malware, idle_classes, same_threshold_as, undefined_rates
+from appsleuth.evaluate import (
+    ALARM_POINT_COLUMNS,
+    flagged_as_malware,
+    idle_classes,
+    same_threshold_as,
+    undefined_rates,
+)
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -1478,6 +1484,10 @@ def _leaderboard(
         name: _restored_epoch(metas.get(name)) for name in complete["name"] if metas.get(name)
     }
     epoch_column = any(r is not None for r in restored.values())
+    # Runs from before operating points, and tasks without Moriarty, have none to show.
+    alarm_column = (
+        ALARM_POINT_COLUMNS[0] in complete and complete[ALARM_POINT_COLUMNS[0]].notna().any()
+    )
     headers = [
         "#",
         "trial",
@@ -1490,6 +1500,7 @@ def _leaderboard(
         "val_accuracy",
         "macro F1",
         f"{MALWARE_APP} recall",
+        *([f"{MALWARE_APP} detection at 1 % false alarms"] if alarm_column else []),
         "fit",
         "duration",
     ]
@@ -1510,6 +1521,7 @@ def _leaderboard(
                 _tag("strong", _num(r["val_accuracy"])),
                 _num(r["f1_macro"], 3),
                 _pct(r["moriarty_detection_rate"]),
+                *([_pct(r[ALARM_POINT_COLUMNS[0]])] if alarm_column else []),
                 r["fit_diagnosis"] or "–",
                 _duration(r["wall_time_s"]),
             ]
@@ -1550,6 +1562,12 @@ def _leaderboard(
         "then plan order), the rule that names the best trial, which is highlighted and "
         "is the one predict uses. Trials without a result follow with their state."
     )
+    if alarm_column:
+        intro += (
+            f" {MALWARE_APP} detection at 1 % false alarms is at the threshold each trial "
+            f"chose on its own validation rows, which flatters it; – where those rows could "
+            f"not measure it or the run predates operating points."
+        )
     if epoch_column:
         intro += (
             " Where early stopping restored an earlier epoch's weights (results epoch "
