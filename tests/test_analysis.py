@@ -114,6 +114,46 @@ def fake_sweep(
     return sweep_dir
 
 
+def add_operating_point(run_dir: Path, **at_1pct: Any) -> None:
+    """Give a fake run's metrics.json operating points, ``at_1pct`` the one at 1 %."""
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text())
+    none = {"threshold": None, "detection_rate": None, "reason": None}
+    metrics["malware"]["operating_points"] = [
+        {**none, "false_alarm_target": 0.1, "threshold": 0.2, "detection_rate": 0.9},
+        {**none, "false_alarm_target": 0.01, **at_1pct},
+        {**none, "false_alarm_target": 0.001, "reason": "not measurable: 60 benign sample(s)"},
+    ]
+    path.write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def alarm_sweep(tmp_path: Path) -> Path:
+    """Trials at 1 % false alarms: measured, not measurable, none caught, older run."""
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"hidden_neurons": [2, 4, 8, 16]}}, lambda i, p: {"final_acc": 0.9}
+    )
+    names = [trial.name for trial in read_plan(sweep_dir)]
+    add_operating_point(sweep_dir / names[0], threshold=0.42, detection_rate=0.75)
+    add_operating_point(sweep_dir / names[1], reason="not measurable: 60 benign sample(s)")
+    add_operating_point(sweep_dir / names[2], detection_rate=0.0, reason="no threshold catches")
+    return sweep_dir
+
+
+def test_load_results_carry_moriarty_detection_at_1pct_false_alarms(alarm_sweep: Path) -> None:
+    # metrics.json recorded the operating points, but a sweep's table had only the
+    # argmax detection rate: trials could not be compared at a fixed false-alarm rate.
+    results = load_results(alarm_sweep)
+    detection = results["moriarty_detection_rate_at_1pct_false_alarms"]
+    threshold = results["moriarty_threshold_at_1pct_false_alarms"]
+    assert detection[0] == 0.75 and threshold[0] == 0.42
+    assert np.isnan(detection[1]) and np.isnan(threshold[1])  # not measurable
+    assert detection[2] == 0.0 and np.isnan(threshold[2])  # nothing caught: no threshold
+    assert np.isnan(detection[3]) and np.isnan(threshold[3])  # from before operating points
+    columns = list(results.columns)
+    assert columns.index("moriarty_false_alarm_rate") + 1 == columns.index(detection.name)
+
+
 @pytest.fixture
 def lr_sweep(tmp_path: Path) -> Path:
     """Learning rates over three decades, two seeds each; accuracy known per trial."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,59 @@ def test_baselines_fit_with_class_weights(prepared) -> None:
         run_baselines(prepared, class_weight={7: 1.0})
     with pytest.raises(SpecError, match=r"class_weight\[0\]='heavy'"):
         run_baselines(prepared, class_weight={0: "heavy"})
+
+
+def test_baselines_choose_moriarty_operating_points_on_the_validation_rows(prepared) -> None:
+    from appsleuth.evaluate import FALSE_ALARM_TARGETS
+
+    # The network's metrics had detection at 10 %, 1 % and 0.1 % false alarms; the
+    # baselines' had their argmax rates only, nothing to set beside them.
+    results = run_baselines(prepared)
+    benign = int((prepared.y_val != prepared.classes.index("Moriarty")).sum())
+    for metrics in results.values():
+        points = metrics["malware"]["operating_points"]
+        assert [p["false_alarm_target"] for p in points] == list(FALSE_ALARM_TARGETS)
+        assert points[0]["detection_rate"] == 1.0 and points[0]["false_alarms"] == 0
+        # Too few benign validation rows for 1 %: a reason, not a number.
+        assert points[1]["detection_rate"] is None
+        assert points[1]["reason"].startswith(f"not measurable: {benign} benign sample(s)")
+    assert results["decision_tree"]["malware"]["distinct_scores"] == 2
+
+
+def test_a_trees_tied_scores_raise_their_alarms_together(prepared) -> None:
+    # Without Chrome in training, the tree puts the Chrome validation rows in Moriarty's
+    # leaf: they tie with every Moriarty row at P(Moriarty) = 1, and no threshold
+    # between them exists, so nothing is caught within 10 % false alarms.
+    chrome = prepared.classes.index("Chrome")
+    keep = prepared.y_train != chrome
+    part = dataclasses.replace(
+        prepared, x_train=prepared.x_train[keep], y_train=prepared.y_train[keep]
+    )
+    results = run_baselines(part)
+    tree = results["decision_tree"]["malware"]
+    point = tree["operating_points"][0]
+    assert point["detection_rate"] == 0.0 and point["threshold"] is None
+    assert point["reason"].startswith("no threshold catches a Moriarty sample")
+    assert tree["distinct_scores"] <= 3
+    # predict_proba's columns are the classes trained on: Moriarty's is found by name.
+    assert results["logistic_regression"]["malware"]["roc_auc"] == 1.0
+
+
+def test_cli_baselines_show_the_operating_points(
+    sherlock18_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    monkeypatch.setenv("APPSLEUTH_CACHE", str(tmp_path / "cache"))
+    assert main(["baselines", "--data", str(sherlock18_csv), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results["decision_tree"]["malware"]["operating_points"]) == 3
+    assert main(["baselines", "--data", str(sherlock18_csv)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "each threshold chosen on these validation rows, so its numbers flatter it" in out
+    assert re.search(r"at most 10 % false alarms: detection \d+\.\d % \(\d+ of \d+\)", out)
+    assert "at most 0.1 % false alarms: not measurable:" in out
+    assert "P(Moriarty) takes only 2 distinct value(s) on these rows" in out

@@ -107,3 +107,37 @@ def test_names_with_square_brackets_are_shown_as_they_are() -> None:
     print_metrics(metrics, title="[/run]", console=Console(file=out, width=200))
     text = out.getvalue()
     assert all(name in text for name in [*names, "[/run]"])
+
+
+def test_operating_points_of_a_coarse_score_are_not_shown_as_several() -> None:
+    from appsleuth.display import operating_point_lines
+
+    # A tree's P(Moriarty) of two values meets 10 % and 1 % false alarms with one
+    # threshold: shown as two tuned points, it claimed a precision it lacks.
+    def point(target: float, **measured: object) -> dict[str, object]:
+        return {"false_alarm_target": target, "threshold": None, "reason": None, **measured}
+
+    tuned = {"threshold": 1.0, "detection_rate": 0.8, "false_alarm_rate": 0.005}
+    counts = {"detected": 8, "false_alarms": 1}
+    unmeasurable = "not measurable: 200 benign sample(s) cannot resolve a false-alarm rate"
+    metrics = {
+        "n": 210,
+        "malware": {
+            "support": 10,
+            "distinct_scores": 2,
+            "operating_points": [
+                point(0.1, **tuned, **counts),
+                point(0.01, **tuned, **counts),
+                point(0.001, detection_rate=None, reason=unmeasurable),
+            ],
+        },
+    }
+    text = "\n".join(operating_point_lines(metrics))
+    assert (
+        "at most 10 % false alarms: detection 80.0 % (8 of 10), false alarms 0.50 % (1 of 200), "
+        "threshold 1\n  at most 1 % false alarms: detection 80.0 % (8 of 10), false alarms "
+        "0.50 % (1 of 200), the same threshold as at 10 %\n  at most 0.1 % false alarms: not "
+        "measurable: 200 benign sample(s)" in text
+    )
+    assert "P(Moriarty) takes only 2 distinct value(s)" in text
+    assert operating_point_lines({"malware": {"detection_rate": 0.5}}) == []  # an older run

@@ -534,3 +534,26 @@ def test_the_chosen_threshold_keeps_the_bound_and_no_lower_one_detects_more(rows
         flagged = score >= lower
         if (flagged & ~labels).sum() / n_neg <= target:
             assert (flagged & labels).sum() <= point["detected"]
+
+
+def test_the_operating_point_at_one_target_as_results_columns() -> None:
+    from appsleuth.evaluate import alarm_point_columns, operating_point_at, same_threshold_as
+
+    # A sweep's tables read one target's point from metrics.json, which may be older
+    # (no points), of a task without Moriarty, or hand-edited (text, not numbers).
+    points = [
+        {"false_alarm_target": 0.1, "threshold": 0.2, "detection_rate": 0.9},
+        {"false_alarm_target": 0.01, "threshold": 0.2, "detection_rate": 0.9},
+        {"false_alarm_target": 0.001, "threshold": "0.5", "detection_rate": True},
+    ]
+    metrics = {"malware": {"operating_points": points}}
+    assert operating_point_at(metrics, 0.1) == {"detection_rate": 0.9, "threshold": 0.2}
+    assert operating_point_at(metrics, 0.001) == {"detection_rate": None, "threshold": None}
+    assert operating_point_at(metrics, 0.05) == {"detection_rate": None, "threshold": None}
+    assert alarm_point_columns({"accuracy": 0.9}) == {
+        "moriarty_detection_rate_at_1pct_false_alarms": None,
+        "moriarty_threshold_at_1pct_false_alarms": None,
+    }
+    assert alarm_point_columns(metrics)["moriarty_threshold_at_1pct_false_alarms"] == 0.2
+    # 1 % is met with 10 %'s threshold; the text threshold shares nothing.
+    assert same_threshold_as([*points, "damaged"]) == [None, 0, None, None]

@@ -161,6 +161,11 @@ def test_sweep_report_with_baselines(tmp_path: Path) -> None:
         r"90 validation rows and the baselines on \d+: not the same rows; time as said above.",
         baselines,
     )
+    # The baselines' detection at chosen false-alarm rates, beside the network's (these
+    # fake runs predate operating points: theirs are not recorded, not zeros).
+    points = page.split('id="baselines-operating-points"', 1)[1].split("</table>", 1)[0]
+    assert re.search(r"decision tree</th><td>\d+\.\d %<span class=\"muted\"> \(\d+ of", points)
+    assert '<td><span class="muted">not recorded</span></td>' in points
 
 
 def test_compare_must_vary_the_same_hyperparameter(real_sweep: Path) -> None:
@@ -848,6 +853,29 @@ def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Pa
     assert "results epoch" not in plain
 
 
+def test_leaderboard_shows_moriarty_detection_at_1pct_false_alarms(tmp_path: Path) -> None:
+    from appsleuth.report import _leaderboard
+    from tests.test_analysis import add_operating_point
+
+    # metrics.json recorded each trial's detection at 1 % false alarms; the leaderboard
+    # showed Moriarty's argmax recall only.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32]}}, lambda i, p: {"final_acc": 0.9 - 0.1 * i}
+    )
+    plain = _leaderboard(*(load_results(sweep_dir),) * 2, None, ["batch_size"], {})
+    assert "1 % false alarms" not in plain  # no trial has it: no column of dashes
+    names = list(load_results(sweep_dir)["name"])
+    add_operating_point(sweep_dir / names[0], threshold=0.42, detection_rate=0.75)
+    results = load_results(sweep_dir)
+    board = _leaderboard(results, results, None, ["batch_size"], {})
+    table = board.split('id="leaderboard-table"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="col">Moriarty detection at 1 % false alarms</th>' in table
+    recall = r"<td>\d+\.\d %</td>"
+    assert len(re.findall(recall + "<td>75.0 %</td>", table)) == 1
+    assert len(re.findall(recall + "<td>–</td>", table)) == 1  # a run from before them
+    assert "chose on its own validation rows, which flatters it" in board
+
+
 def test_a_sweep_of_seeds_alone_gets_its_spread(tmp_path: Path) -> None:
     from appsleuth.analysis import seeds_repeat, summarize_seeds
     from appsleuth.report import _best_of_seeds_note, _seeds_section
@@ -893,6 +921,77 @@ def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
         with_moriarty
     )
     assert "<td>50.0 %</td><td>25.00 %</td>" in with_moriarty
+
+
+def test_baselines_table_of_moriarty_at_chosen_false_alarm_rates() -> None:
+    from appsleuth.report import _baselines_section
+
+    # The network's operating points were in the report, the baselines' nowhere: an
+    # analyst could not tell whether the network catches more at 1 % false alarms.
+    def point(target: float, **measured: Any) -> dict[str, Any]:
+        return {"false_alarm_target": target, "threshold": None, "reason": None, **measured}
+
+    tuned = {"threshold": 1.0, "detection_rate": 0.8, "false_alarm_rate": 0.005}
+    counts = {"detected": 8, "false_alarms": 1}
+    unmeasurable = "not measurable: 200 benign sample(s) cannot resolve a false-alarm rate"
+
+    def metrics(distinct: int, points: list[dict[str, Any]]) -> dict[str, Any]:
+        malware = {"detection_rate": 0.8, "false_alarm_rate": 0.005, "support": 10}
+        return {
+            "accuracy": 0.9,
+            "macro_avg": {"f1": 0.9},
+            "n": 210,
+            "split": {"kind": "random"},
+            "malware": {**malware, "distinct_scores": distinct, "operating_points": points},
+        }
+
+    tree = metrics(
+        2,
+        [
+            point(0.1, **tuned, **counts),
+            point(0.01, **tuned, **counts),
+            point(0.001, detection_rate=None, reason=unmeasurable),
+        ],
+    )
+    network = metrics(
+        150,
+        [
+            point(0.1, threshold=0.3, detection_rate=0.9, false_alarm_rate=0.1, detected=9,
+                  false_alarms=20),
+            point(0.01, **tuned, **counts),
+            point(0.001, detection_rate=None, reason=unmeasurable),
+        ],
+    )  # fmt: skip
+    page = _baselines_section({"baselines": {"decision_tree": tree}}, network, "network")
+    table = page.split('id="baselines-operating-points"', 1)[1].split("</table>", 1)[0]
+    assert (
+        "<caption><span>Moriarty detection at 10 % / 1 % / 0.1 % false alarms: for each "
+        "model, the threshold on its P(Moriarty) with the most detections within that "
+        "false-alarm rate, chosen on the validation rows it was scored on above.</span></caption>"
+    ) in table
+    assert '<th scope="col">detection at 0.1 % false alarms</th>' in table
+    caught = '80.0 %<span class="muted"> (8 of 10 caught; 1 false alarm(s), 0.50 %)'
+    # The tree's two values meet 10 % and 1 % with one threshold: said, not shown as two.
+    assert (
+        f'<th scope="row">decision tree</th><td>{caught}</span></td><td>{caught}; the same '
+        f'threshold as at 10 %</span></td><td><span class="muted">not measurable (see below)'
+        f"</span></td>"
+    ) in table
+    # Why, said once for the models it holds for, below the table (a cell too narrow).
+    assert f"At 0.1 % false alarms, network and decision tree: {unmeasurable}." in page
+    assert '<th scope="row">network</th><td>90.0 %' in table
+    assert f"<td>{caught}</span></td><td><span" in table  # the network's own 1 % threshold
+    assert "decision tree: P(Moriarty) takes only 2 distinct value(s) on these rows" in page
+    assert "network: P(Moriarty)" not in page
+    assert "more so with this random split" in page
+    # A network from before operating points: its cells say so, the baselines' still show.
+    older = {k: v for k, v in network.items() if k != "malware"}
+    older["malware"] = {"detection_rate": 0.8, "false_alarm_rate": 0.005}
+    page = _baselines_section({"baselines": {"decision_tree": tree}}, older, "network")
+    assert '<th scope="row">network</th><td><span class="muted">not recorded</span>' in page
+    # No model recorded any: no table.
+    page = _baselines_section({"baselines": {"decision_tree": older}}, older, "network")
+    assert "baselines-operating-points" not in page
 
 
 def _tables(page: str) -> list[str]:

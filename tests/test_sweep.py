@@ -1002,6 +1002,48 @@ def test_results_full_names_the_epoch_its_numbers_come_from(tmp_path: Path) -> N
     assert rich["min_val_loss_epoch"].notna().all()
 
 
+def test_results_full_and_status_carry_moriarty_detection_at_1pct_false_alarms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_analysis import add_operating_point, fake_sweep
+
+    monkeypatch.setenv("COLUMNS", "200")  # the table's headers on one line each
+    # metrics.json recorded Moriarty's operating points, but the sweep's tables showed
+    # none: trials could not be compared at the false-alarm rate an analyst works at.
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"batch_size": [16, 32, 64]}}, lambda i, p: {"final_acc": 0.9}
+    )
+    # No trial recorded one yet (runs from before operating points): no column of blanks.
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    assert "false alarms" not in capsys.readouterr().out
+    trials = read_plan(sweep_dir)
+    add_operating_point(sweep_dir / trials[0].name, threshold=0.42, detection_rate=0.75)
+    add_operating_point(sweep_dir / trials[1].name, reason="not measurable: 60 benign sample(s)")
+    results, full = collect_results(sweep_dir)
+    rich = pd.read_csv(full)
+    detection = rich["moriarty_detection_rate_at_1pct_false_alarms"]
+    threshold = rich["moriarty_threshold_at_1pct_false_alarms"]
+    assert detection[0] == 0.75 and threshold[0] == 0.42
+    # Not measurable, and a run from before operating points: empty, not 0.
+    assert detection[1:].isna().all() and threshold[1:].isna().all()
+    # The teaching layout keeps its fixed columns.
+    assert list(pd.read_csv(results).columns) == [
+        "batch_size",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+    ]
+    assert main(["sweep", "status", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Moriarty detection at 1 % false alarms" in " ".join(out.split())
+    assert re.search(r"0\.750 +│", out)
+    assert main(["sweep", "status", str(sweep_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["moriarty_threshold_at_1pct_false_alarms"] == 0.42
+    assert rows[2]["moriarty_detection_rate_at_1pct_false_alarms"] is None
+
+
 def test_results_full_names_the_slurm_job_of_each_trial(tmp_path: Path) -> None:
     from tests.test_analysis import fake_sweep
 

@@ -26,7 +26,7 @@ import pandas as pd
 from appsleuth._files import read_record_table
 from appsleuth.data.load import parse_numbers
 from appsleuth.errors import DataError, SpecError
-from appsleuth.evaluate import RESULT_KEYS
+from appsleuth.evaluate import ALARM_POINT_COLUMNS, RESULT_KEYS, alarm_point_columns
 from appsleuth.plots import flat_axes, subplots
 from appsleuth.run import (
     HISTORY,
@@ -105,8 +105,8 @@ def _canonical(name: str) -> str:
 _RESULT_FIELDS = (
     "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
     "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
-    "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
-    "slurm_job_id", "error",
+    *ALARM_POINT_COLUMNS, "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch",
+    "engine", "slurm_job_id", "error",
 )  # fmt: skip
 
 
@@ -161,6 +161,7 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
         "moriarty_detection_rate": finite_number(malware.get("detection_rate")),
         "moriarty_precision": finite_number(malware.get("precision")),
         "moriarty_false_alarm_rate": finite_number(malware.get("false_alarm_rate")),
+        **alarm_point_columns(metrics),
         "fit_diagnosis": _text(fit.get("diagnosis")) or _text(meta.get("fit_diagnosis")),
         "fit_reason": _text(fit.get("reason")),
         "wall_time_s": finite_number(meta.get("wall_time_s")),
@@ -184,10 +185,14 @@ def load_results(
     ``hidden_neurons``: a number in a neuron scan, ``"[18, 18]"`` when layers vary),
     ``hidden_neurons, learning_rate, batch_size, epochs, seed``, the final ``loss,
     accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
-    precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``wall_time_s``,
-    ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
-    for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
-    setting named like one of these columns (``engine``, ``loss``) is ``param_<name>``.
+    precision and false-alarm rate, its detection rate at 1 % false alarms and the
+    threshold that reaches it (``moriarty_detection_rate_at_1pct_false_alarms``,
+    ``moriarty_threshold_at_1pct_false_alarms``: NaN for runs from before operating
+    points, tasks without Moriarty and an unmeasurable 1 %), ``fit_diagnosis``,
+    ``fit_reason``, ``wall_time_s``, ``seconds_per_epoch``, ``engine``, ``slurm_job_id``
+    and ``error``. Metrics are NaN for trials without a result. ``attrs["varied"]``
+    lists the varied columns; a varied setting named like one of these columns
+    (``engine``, ``loss``) is ``param_<name>``.
 
     Args:
         sweep_dir: The sweep directory.
@@ -234,11 +239,14 @@ def load_results(
     columns = [
         "index", "name", "status", *varied, *(c for c in fixed if c not in varied),
         "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro", "moriarty_detection_rate",
-        "moriarty_precision", "moriarty_false_alarm_rate", "fit_diagnosis", "fit_reason",
-        "wall_time_s", "seconds_per_epoch", "engine", "slurm_job_id", "error",
+        "moriarty_precision", "moriarty_false_alarm_rate", *ALARM_POINT_COLUMNS,
+        "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
+        "slurm_job_id", "error",
     ]  # fmt: skip
     results = pd.DataFrame(rows, columns=columns)
-    for col in (*METRIC_COLUMNS, "f1_macro", "wall_time_s", "seconds_per_epoch"):
+    for col in (
+        *METRIC_COLUMNS, "f1_macro", *ALARM_POINT_COLUMNS, "wall_time_s", "seconds_per_epoch"
+    ):  # fmt: skip
         results[col] = pd.to_numeric(results[col], errors="coerce").astype(float)
     results.attrs["varied"] = varied
     results.attrs["sweep_dir"] = str(sweep_dir)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from appsleuth._fields import is_integer, is_number
+from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import as_name_list
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import DataError, SpecError
@@ -48,7 +49,10 @@ def run_baselines(
             class weights had (a comparison on equal terms). Defaults to None (unweighted).
 
     Returns:
-        Baseline name -> metrics (as in ``metrics.json``) plus ``fit_seconds``.
+        Baseline name -> metrics (as in ``metrics.json``) plus ``fit_seconds``. Where
+        Moriarty is a class, ``malware`` holds the operating points of its
+        ``predict_proba`` (thresholds chosen on these validation rows, as a run's) and
+        ``distinct_scores``, how many distinct values that probability takes there.
 
     Raises:
         SpecError: ``which`` names an unknown baseline.
@@ -75,13 +79,38 @@ def run_baselines(
         model.fit(prepared.x_train, prepared.y_train)
         seconds = time.perf_counter() - start
         pred = model.predict(prepared.x_val)
-        score = model.predict_proba(prepared.x_val)[:, 1] if len(prepared.classes) == 2 else None
+        proba = _class_proba(model, prepared.x_val, len(prepared.classes))
+        classes = list(prepared.classes)
+        moriarty = proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
+        metrics = classification_metrics(
+            prepared.y_val,
+            pred,
+            classes,
+            y_score=proba[:, 1] if len(classes) == 2 else None,
+            malware_score=moriarty,
+        )
+        if moriarty is not None:
+            # A tree's leaves give few distinct probabilities, so few thresholds exist:
+            # the displays say so rather than show one point as three.
+            metrics["malware"]["distinct_scores"] = int(np.unique(moriarty).size)
         results[name] = {
-            **classification_metrics(prepared.y_val, pred, prepared.classes, y_score=score),
+            **metrics,
             "fit_seconds": seconds,
             "split": prepared.split.describe(),
         }
     return results
+
+
+def _class_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """``predict_proba`` with one column per class index, 0 for classes not trained on.
+
+    scikit-learn gives a column per class seen in training only: with a class missing
+    from the training rows, column i would belong to another class than class i.
+    """
+    seen = model.predict_proba(x)
+    proba = np.zeros((len(x), n_classes), dtype=np.float64)
+    proba[:, np.asarray(model.classes_, dtype=np.int64)] = seen
+    return proba
 
 
 def _class_weight_arg(class_weight: Any, n_classes: int) -> dict[int, float] | None:

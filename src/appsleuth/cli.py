@@ -931,12 +931,16 @@ def baselines(
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
+    from appsleuth.display import operating_point_lines
+
     for name, metrics in results.items():
         _print_metrics(
             metrics,
             title=f"{name} ({spec.data.split.kind} split, fitted in "
             f"{metrics['fit_seconds']:.1f} s)",
         )
+        for line in operating_point_lines(metrics):
+            click.echo(line)
 
 
 @cli.command()
@@ -1508,6 +1512,8 @@ def _shell_quote(text: str) -> str:
 
 
 _RESULT_COLUMNS = ("val_accuracy", "val_loss", "time")
+# Shown only where some trial's metrics.json recorded Moriarty's operating points.
+_ALARM_COLUMN = "Moriarty detection at 1 % false alarms"
 
 
 def _trials_table(sweep_dir: Path, columns: tuple[str, ...]) -> Any:
@@ -1521,7 +1527,7 @@ def _trials_table(sweep_dir: Path, columns: tuple[str, ...]) -> Any:
     for col in columns:
         table.add_column(
             col,
-            justify="right" if col in ("#", *_RESULT_COLUMNS) else "left",
+            justify="right" if col in ("#", *_RESULT_COLUMNS, _ALARM_COLUMN) else "left",
             # Whole names, folded onto more lines: their ends tell the trials apart.
             overflow="fold" if col == "run" else "ellipsis",
         )
@@ -1538,6 +1544,46 @@ def _result_cells(st: Any) -> tuple[str, str, str]:
     )
 
 
+def _alarm_points(sweep_dir: Path, states: Sequence[Any]) -> dict[str, dict[str, float | None]]:
+    """Each complete trial's detection rate and threshold at 1 % false alarms (metrics.json)."""
+    from appsleuth.evaluate import alarm_point_columns
+    from appsleuth.run import METRICS, read_json_object
+
+    return {
+        st.name: alarm_point_columns(read_json_object(sweep_dir / st.name / METRICS) or {})
+        for st in states
+        if st.status == "complete"
+    }
+
+
+def _alarm_fields(sweep_dir: Path, st: Any) -> dict[str, float | None]:
+    """The 1 % false-alarm columns of one trial for --json (None until it is complete)."""
+    from appsleuth.evaluate import ALARM_POINT_COLUMNS
+
+    found = _alarm_points(sweep_dir, [st]).get(st.name)
+    return dict(found) if found else dict.fromkeys(ALARM_POINT_COLUMNS)
+
+
+def _alarm_column(alarms: dict[str, dict[str, float | None]]) -> tuple[str, ...]:
+    """(_ALARM_COLUMN,) where some trial recorded it, else () (older runs, no Moriarty)."""
+    from appsleuth.evaluate import ALARM_POINT_COLUMNS
+
+    recorded = any(v[ALARM_POINT_COLUMNS[0]] is not None for v in alarms.values())
+    return (_ALARM_COLUMN,) if recorded else ()
+
+
+def _alarm_cells(
+    alarms: dict[str, dict[str, float | None]], name: str, column: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A trial's cell under ``column`` (:func:`_alarm_column`; none where that is empty)."""
+    from appsleuth.evaluate import ALARM_POINT_COLUMNS
+
+    if not column:
+        return ()
+    detection = (alarms.get(name) or {}).get(ALARM_POINT_COLUMNS[0])
+    return (f"{detection:.3f}" if detection is not None else "",)
+
+
 def _print_slurm_table(sweep_dir: Path) -> list[Any]:
     from rich.console import Console
 
@@ -1546,7 +1592,9 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
 
     plan = read_plan(sweep_dir)
     states = slurm_states(sweep_dir, on_error=_warn, plan=plan)
-    table = _trials_table(sweep_dir, ("#", "run", "state", "job", *_RESULT_COLUMNS))
+    alarms = _alarm_points(sweep_dir, states)
+    alarm_column = _alarm_column(alarms)
+    table = _trials_table(sweep_dir, ("#", "run", "state", "job", *_RESULT_COLUMNS, *alarm_column))
     colours = {
         "complete": "green",
         "failed": "red",
@@ -1563,6 +1611,7 @@ def _print_slurm_table(sweep_dir: Path) -> list[Any]:
             f"[{colours[st.status]}]{st.status}[/]",
             st.job_id or "",
             *_result_cells(st),
+            *_alarm_cells(alarms, st.name, alarm_column),
         )
     Console().print(table)
     counts = count_states(states)
@@ -1661,7 +1710,9 @@ def _print_sweep_table(
     if plan is None or states is None:
         plan = read_plan(sweep_dir)
         states = trial_states(sweep_dir, plan=plan)
-    table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS))
+    alarms = _alarm_points(sweep_dir, states)
+    alarm_column = _alarm_column(alarms)
+    table = _trials_table(sweep_dir, ("#", "run", "state", *_RESULT_COLUMNS, *alarm_column))
     colours = {
         "complete": "green",
         "failed": "red",
@@ -1672,7 +1723,13 @@ def _print_sweep_table(
     for st in states:
         # Incomplete is either being trained now or interrupted: the run's lock tells.
         shown = "running" if st.running else st.status
-        table.add_row(str(st.index), st.name, f"[{colours[shown]}]{shown}[/]", *_result_cells(st))
+        table.add_row(
+            str(st.index),
+            st.name,
+            f"[{colours[shown]}]{shown}[/]",
+            *_result_cells(st),
+            *_alarm_cells(alarms, st.name, alarm_column),
+        )
     Console().print(table)
     for st in states:
         if st.status == "failed":
@@ -1707,6 +1764,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "error": s.error,
                 "job_id": s.job_id,
                 "log": str(s.log) if s.log else None,
+                **_alarm_fields(sweep_dir, s),
             }
             for s in slurm_states(sweep_dir, on_error=_warn)
         ]
@@ -1723,6 +1781,7 @@ def sweep_status(sweep_dir: Path, as_json: bool) -> None:
                 "last_results": (s.metadata or {}).get("last_results"),
                 "wall_time_s": s.duration_s,
                 "error": s.error,
+                **_alarm_fields(sweep_dir, s),
             }
             for s in trial_states(sweep_dir)
         ]

@@ -5,9 +5,19 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-__all__ = ["in_jupyter", "live_display_works", "plain_text", "print_metrics", "undefined_note"]
+__all__ = [
+    "in_jupyter",
+    "live_display_works",
+    "operating_point_lines",
+    "plain_text",
+    "print_metrics",
+    "undefined_note",
+]
 
 _RATES = ("precision", "recall", "f1")
+# A score of at most this many distinct values (a decision tree's leaves) has too few
+# thresholds to tune: its operating points are said to be coarse.
+COARSE_SCORES = 10
 
 
 def plain_text(value: Any) -> Any:
@@ -81,6 +91,64 @@ def print_metrics(metrics: dict[str, Any], *, title: str, console: Any = None) -
             f"held-out test rows ({test['n']:,}, not used for training or selection): "
             f"{_summary_line(test, macro_f1=True)}"
         )
+
+
+def operating_point_lines(metrics: dict[str, Any]) -> list[str]:
+    """Moriarty's detection at each chosen false-alarm rate, one line each (none if unrecorded).
+
+    A target that cannot be measured gives its reason, not a number; one reached with an
+    earlier target's threshold says so, as the score had no finer threshold to offer.
+    """
+    from appsleuth._fields import is_number
+    from appsleuth.evaluate import same_threshold_as
+
+    malware = metrics.get("malware")
+    points = malware.get("operating_points") if isinstance(malware, dict) else None
+    if not isinstance(points, list) or not points:
+        return []
+    points = [p if isinstance(p, dict) else {} for p in points]
+
+    def target_text(point: dict[str, Any]) -> str:
+        target = point.get("false_alarm_target")
+        return f"{100 * target:g} %" if is_number(target) else "?"
+
+    def count(value: Any) -> str:
+        return f"{int(value):,}" if is_number(value) else "?"
+
+    support = malware.get("support")
+    n = metrics.get("n")
+    benign = n - support if is_number(n) and is_number(support) else None
+    lines = [
+        "Moriarty at chosen false-alarm rates (an alarm where P(Moriarty) is at least the "
+        "threshold; each threshold chosen on these validation rows, so its numbers flatter it):"
+    ]
+    shared = same_threshold_as(points)
+    for point, earlier in zip(points, shared, strict=True):
+        head = f"  at most {target_text(point)} false alarms: "
+        detection, false_alarm = point.get("detection_rate"), point.get("false_alarm_rate")
+        if not is_number(detection) or not is_number(false_alarm):
+            lines.append(head + str(point.get("reason") or "not recorded"))
+            continue
+        text = (
+            f"detection {100 * detection:.1f} % ({count(point.get('detected'))} of "
+            f"{count(support)}), false alarms {100 * false_alarm:.2f} % "
+            f"({count(point.get('false_alarms'))} of {count(benign)})"
+        )
+        threshold = point.get("threshold")
+        if earlier is not None:
+            text += f", the same threshold as at {target_text(points[earlier])}"
+        elif is_number(threshold):
+            text += f", threshold {threshold:.4g}"
+        elif point.get("reason"):
+            text += f": {point['reason']}"
+        lines.append(head + text)
+    distinct = malware.get("distinct_scores")
+    if is_number(distinct) and distinct <= COARSE_SCORES:
+        lines.append(
+            f"  P(Moriarty) takes only {int(distinct)} distinct value(s) on these rows: "
+            f"too few thresholds to meet each false-alarm rate closely"
+        )
+    return lines
 
 
 def undefined_note(metrics: dict[str, Any], idle: set[str]) -> str:

@@ -22,16 +22,19 @@ __all__ = [
     "FALSE_ALARM_TARGETS",
     "RESULT_KEYS",
     "FitRule",
+    "alarm_point_columns",
     "classification_metrics",
     "diagnose_fit",
     "flagged_as_malware",
     "idle_classes",
     "malware_score_metrics",
     "metrics_from_confusion",
+    "operating_point_at",
     "operating_points",
     "rates_at_thresholds",
     "roc_auc",
     "roc_curve",
+    "same_threshold_as",
     "undefined_rates",
 ]
 
@@ -41,6 +44,13 @@ RESULT_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # The false-alarm rates a malware analyst picks an operating point at: 1 benign sample
 # in 10, 100 and 1,000 flagged.
 FALSE_ALARM_TARGETS = (0.1, 0.01, 0.001)
+# The one of them whose operating point the sweep results tables carry, as columns of
+# these names.
+RESULTS_ALARM_TARGET = 0.01
+ALARM_POINT_COLUMNS = (
+    "moriarty_detection_rate_at_1pct_false_alarms",
+    "moriarty_threshold_at_1pct_false_alarms",
+)
 
 
 def _class_names(classes: Any) -> list[Any]:
@@ -496,6 +506,59 @@ def operating_points(
         else:
             point["threshold"] = float(thresholds[best])
     return points
+
+
+def operating_point_at(metrics: Mapping[str, Any], target: float) -> dict[str, Any]:
+    """Moriarty's operating point at one false-alarm target in ``metrics`` (as in metrics.json).
+
+    Returns:
+        ``detection_rate`` and ``threshold`` at that target, each a finite number or None:
+        both None where the file has no such point (a run from before operating points,
+        a task without Moriarty) or the target was not measurable; the threshold alone
+        where no threshold caught a Moriarty sample (the detection rate is 0 then).
+    """
+    malware = metrics.get("malware")
+    points = malware.get("operating_points") if isinstance(malware, Mapping) else None
+    found: Mapping[str, Any] = {}
+    for point in points if isinstance(points, list) else []:
+        if isinstance(point, Mapping) and point.get("false_alarm_target") == target:
+            found = point
+            break
+    # A hand-edited file's text is no number.
+    return {
+        key: float(found[key]) if is_number(found.get(key)) else None
+        for key in ("detection_rate", "threshold")
+    }
+
+
+def alarm_point_columns(metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    """:data:`ALARM_POINT_COLUMNS` of a results table from a run's ``metrics``.
+
+    Moriarty's detection rate at 1 % false alarms and its threshold, None where
+    :func:`operating_point_at` gives none.
+    """
+    point = operating_point_at(metrics, RESULTS_ALARM_TARGET)
+    values = (point["detection_rate"], point["threshold"])
+    return dict(zip(ALARM_POINT_COLUMNS, values, strict=True))
+
+
+def same_threshold_as(points: Sequence[Any]) -> list[int | None]:
+    """For each operating point, the index of an earlier one at the same threshold, or None.
+
+    A score of few distinct values (a decision tree's leaves) reaches several targets
+    with one threshold: a display shows that as one point, not as several measured ones.
+    Points without a threshold (none chosen, or a hand-edited entry) share nothing.
+    """
+    first: dict[float, int] = {}
+    shared: list[int | None] = []
+    for i, point in enumerate(points):
+        threshold = point.get("threshold") if isinstance(point, Mapping) else None
+        if not is_number(threshold):
+            shared.append(None)
+            continue
+        shared.append(first.get(float(threshold)))
+        first.setdefault(float(threshold), i)
+    return shared
 
 
 def rates_at_thresholds(

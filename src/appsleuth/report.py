@@ -53,9 +53,15 @@ from appsleuth.analysis import (
 )
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.split import held_share
-from appsleuth.display import undefined_note
+from appsleuth.display import COARSE_SCORES, undefined_note
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
-from appsleuth.evaluate import flagged_as_malware, idle_classes, undefined_rates
+from appsleuth.evaluate import (
+    ALARM_POINT_COLUMNS,
+    flagged_as_malware,
+    idle_classes,
+    same_threshold_as,
+    undefined_rates,
+)
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -992,9 +998,129 @@ def _baselines_section(
             cls="numbers",
             id_="baselines-table",
         ),
+        *(_baselines_operating_points(entries) if malware_columns else []),
         *([roc] if roc is not None else []),
         id_="baselines",
     )
+
+
+def _baselines_operating_points(entries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[_Html]:
+    """Each model's Moriarty detection at the chosen false-alarm rates, one row per model.
+
+    None where no model recorded operating points (a run from before they were).
+    """
+
+    def points_of(m: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        malware = m.get("malware")
+        points = malware.get("operating_points") if isinstance(malware, Mapping) else None
+        if not isinstance(points, list):
+            return []
+        return [p for p in points if isinstance(p, Mapping)]
+
+    targets: list[float] = []
+    for _, m in entries:
+        for point in points_of(m):
+            target = point.get("false_alarm_target")
+            if is_number(target) and 0 < target < 1 and float(target) not in targets:
+                targets.append(float(target))
+    if not targets:
+        return []
+    targets.sort(reverse=True)
+    said = {t: f"{100 * t:g} %" for t in targets}
+    rows, coarse = [], []
+    reasons: dict[tuple[float, str], list[str]] = {}
+    for name, m in entries:
+        points = points_of(m)
+        malware = m.get("malware") if isinstance(m.get("malware"), Mapping) else {}
+        support = malware.get("support")
+        shared = same_threshold_as(points)
+        by_target = {}
+        for point, earlier in zip(points, shared, strict=True):
+            target = point.get("false_alarm_target")
+            if is_number(target):
+                by_target[float(target)] = (point, earlier)
+        cells: list[Any] = [name]
+        for target in targets:
+            point, earlier = by_target.get(target, ({}, None))
+            cell, reason = _operating_point_cell(point, earlier, points, support)
+            cells.append(cell)
+            if reason:
+                # One note per reason: the rows of every model share its benign count.
+                reasons.setdefault((target, reason), []).append(name)
+        rows.append(cells)
+        distinct = malware.get("distinct_scores")
+        if is_int(distinct) and distinct <= COARSE_SCORES:
+            coarse.append(f"{name}: P({MALWARE_APP}) takes only {distinct} distinct value(s)")
+    table = _table(
+        ["model", *(f"detection at {said[t]} false alarms" for t in targets)],
+        rows,
+        caption=f"{MALWARE_APP} detection at {' / '.join(said[t] for t in targets)} false "
+        f"alarms: for each model, the threshold on its P({MALWARE_APP}) with the most "
+        f"detections within that false-alarm rate, chosen on the validation rows it was "
+        "scored on above.",
+        cls="numbers",
+        id_="baselines-operating-points",
+    )
+    split = next((m["split"] for _, m in entries if isinstance(m.get("split"), Mapping)), {})
+    caution = (
+        "Each threshold was chosen on these validation rows, so its numbers flatter it; new "
+        "data will raise more false alarms or catch less"
+        + (
+            ", and more so with this random split, whose validation rows have "
+            "near-duplicates among the training rows"
+            if split.get("kind") == "random"
+            else ""
+        )
+        + "."
+    )
+    notes = [
+        f"At {said[target]} false alarms, {_and(names)}: {reason}."
+        for (target, reason), names in reasons.items()
+    ]
+    if coarse:
+        notes.append(
+            f"{'; '.join(coarse)} on these rows: too few thresholds to meet each false-alarm "
+            f"rate closely, so a rate it cannot tell apart from a larger one shows that one's "
+            f"threshold."
+        )
+    return [table, _tag("p", caution), *(_tag("p", n, class_="muted") for n in notes)]
+
+
+def _and(names: Sequence[str]) -> str:
+    """``"a, b and c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _operating_point_cell(
+    point: Mapping[str, Any],
+    earlier: int | None,
+    points: Sequence[Mapping[str, Any]],
+    support: Any,
+) -> tuple[_Html, str | None]:
+    """A detection rate with its counts, or a short word where there is none (never a
+    made-up number); and the reason to note below the table, if any."""
+    detection, false_alarms = point.get("detection_rate"), point.get("false_alarm_rate")
+    reason = point.get("reason") if isinstance(point.get("reason"), str) else None
+    if not is_number(detection) or not is_number(false_alarms):
+        if not point:
+            return _tag("span", "not recorded", class_="muted"), None
+        short = "not measurable" if reason and reason.startswith("not measurable") else "none"
+        return _tag("span", f"{short} (see below)", class_="muted"), reason or "not recorded"
+    caught = (
+        f"{int(point['detected']):,} of {int(support):,} caught"
+        if is_number(point.get("detected")) and is_number(support)
+        else "caught"
+    )
+    alarms = (
+        f"{int(point['false_alarms']):,} false alarm(s), {_pct(false_alarms, 2)}"
+        if is_number(point.get("false_alarms"))
+        else f"false alarms {_pct(false_alarms, 2)}"
+    )
+    detail = f" ({caught}; {alarms})"
+    target = points[earlier].get("false_alarm_target") if earlier is not None else None
+    if is_number(target):
+        detail += f"; the same threshold as at {100 * target:g} %"
+    return _join([_pct(detection), _tag("span", detail, class_="muted")]), reason
 
 
 def _baselines_caption(
@@ -1358,6 +1484,10 @@ def _leaderboard(
         name: _restored_epoch(metas.get(name)) for name in complete["name"] if metas.get(name)
     }
     epoch_column = any(r is not None for r in restored.values())
+    # Runs from before operating points, and tasks without Moriarty, have none to show.
+    alarm_column = (
+        ALARM_POINT_COLUMNS[0] in complete and complete[ALARM_POINT_COLUMNS[0]].notna().any()
+    )
     headers = [
         "#",
         "trial",
@@ -1370,6 +1500,7 @@ def _leaderboard(
         "val_accuracy",
         "macro F1",
         f"{MALWARE_APP} recall",
+        *([f"{MALWARE_APP} detection at 1 % false alarms"] if alarm_column else []),
         "fit",
         "duration",
     ]
@@ -1390,6 +1521,7 @@ def _leaderboard(
                 _tag("strong", _num(r["val_accuracy"])),
                 _num(r["f1_macro"], 3),
                 _pct(r["moriarty_detection_rate"]),
+                *([_pct(r[ALARM_POINT_COLUMNS[0]])] if alarm_column else []),
                 r["fit_diagnosis"] or "–",
                 _duration(r["wall_time_s"]),
             ]
@@ -1430,6 +1562,12 @@ def _leaderboard(
         "then plan order), the rule that names the best trial, which is highlighted and "
         "is the one predict uses. Trials without a result follow with their state."
     )
+    if alarm_column:
+        intro += (
+            f" {MALWARE_APP} detection at 1 % false alarms is at the threshold each trial "
+            f"chose on its own validation rows, which flatters it; – where those rows could "
+            f"not measure it or the run predates operating points."
+        )
     if epoch_column:
         intro += (
             " Where early stopping restored an earlier epoch's weights (results epoch "

@@ -29,7 +29,7 @@ from appsleuth._atomic import atomic_create, atomic_write_text
 from appsleuth._fields import is_integer
 from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth.errors import AppSleuthError, DataError, SpecError
-from appsleuth.evaluate import RESULT_KEYS
+from appsleuth.evaluate import RESULT_KEYS, alarm_point_columns
 from appsleuth.run import (
     METADATA,
     finite_number,
@@ -634,8 +634,9 @@ def collect_results(
     val_accuracy`` of the last epoch (of the restored one, with early stopping's best
     weights), one row per complete trial in plan order. ``results_full.csv`` has every trial
     with its status, all hyperparameters, seed, best epoch, macro F1, Moriarty's detection
-    rate, precision and false-alarm rate, wall time, the SLURM job that trained it (empty
-    outside SLURM) and error. A quantity has the name it has in
+    rate, precision and false-alarm rate, its detection rate at 1 % false alarms and that
+    threshold (empty where metrics.json has none), wall time, the SLURM job that trained
+    it (empty outside SLURM) and error. A quantity has the name it has in
     :func:`~appsleuth.analysis.load_results` (``wall_time_s``,
     ``moriarty_detection_rate``, ...), which has no column the file lacks but the varied
     settings under their own names (``dropout``): here each varied setting is
@@ -702,6 +703,8 @@ def collect_results(
                 "moriarty_detection_rate": (metrics.get("malware") or {}).get("detection_rate"),
                 "moriarty_precision": (metrics.get("malware") or {}).get("precision"),
                 "moriarty_false_alarm_rate": (metrics.get("malware") or {}).get("false_alarm_rate"),
+                # Empty for older runs and tasks without Moriarty.
+                **alarm_point_columns(metrics),
                 "fit_diagnosis": (metrics.get("fit") or {}).get("diagnosis"),
                 "fit_reason": (metrics.get("fit") or {}).get("reason"),
                 "wall_time_s": meta.get("wall_time_s"),
