@@ -399,6 +399,26 @@ def test_true_false_words_after_the_first_block_are_read_from_that_row_on(
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.csv"), pd.read_csv(tmp_path / "a.csv"))
 
 
+def test_true_false_words_after_blank_lines_neither_repeat_nor_lose_a_row(
+    run_dir, table, tmp_path: Path
+) -> None:
+    # Blank lines are no rows, but Arrow's skip_rows_after_names counts them: reading on
+    # as text by skipping the rows already predicted repeated as many rows.
+    data = table.assign(note="x" * 200)
+    data["lru"] = np.arange(len(data)) % 2
+    data.to_csv(tmp_path / "numbers.csv")
+    data["lru"] = data["lru"].astype(object)
+    data.iloc[-1, data.columns.get_loc("lru")] = "true" if data["lru"].iloc[-1] else "false"
+    lines = data.to_csv().splitlines()
+    # Three blank lines in the first block, which reads as numbers.
+    lines = [lines[0], "", *lines[1:10], "", "", *lines[10:]]
+    (tmp_path / "words.csv").write_text("\n".join(lines) + "\n")
+    assert (tmp_path / "words.csv").stat().st_size > 1 << 20
+    predict_file(run_dir, tmp_path / "numbers.csv", tmp_path / "a.csv", chunk_rows=1000)
+    predict_file(run_dir, tmp_path / "words.csv", tmp_path / "b.csv", chunk_rows=1000)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "b.csv"), pd.read_csv(tmp_path / "a.csv"))
+
+
 def test_line_numbers_count_blank_lines_and_names_are_checked(
     run_dir, table, tmp_path: Path
 ) -> None:
