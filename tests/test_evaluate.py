@@ -451,6 +451,22 @@ def test_a_false_alarm_target_outside_zero_to_one_is_refused(target) -> None:
         _points([True, False], [0.5, 0.4], (target,))
 
 
+@pytest.mark.parametrize(
+    "measure",
+    [
+        malware_score_metrics,
+        operating_points,
+        lambda is_malware, score: rates_at_thresholds(is_malware, score, [{"threshold": 0.3}]),
+    ],
+    ids=["malware_score_metrics", "operating_points", "rates_at_thresholds"],
+)
+def test_samples_and_scores_of_other_lengths_are_refused(measure) -> None:
+    # One score for two samples was broadcast (rates_at_thresholds counted it twice), and
+    # scikit-learn raised a bare ValueError for malware_score_metrics.
+    with pytest.raises(DataError, match=r"must be 1-D and of one length; received shapes \(2,\)"):
+        measure(np.array([True, False]), np.array([0.5]))
+
+
 def test_the_score_metrics_match_scikit_learn() -> None:
     from sklearn.metrics import average_precision_score
 
