@@ -120,6 +120,11 @@ def test_binary_metrics_record_the_roc_curve() -> None:
     assert 2 < len(curve["fpr"]) <= 51 and len(curve["fpr"]) == len(curve["tpr"])
     assert curve["fpr"][0] == curve["tpr"][0] == 0 and curve["fpr"][-1] == curve["tpr"][-1] == 1
     assert np.all(np.diff(curve["fpr"]) >= 0) and np.all(np.diff(curve["tpr"]) >= 0)
+    # Labels and scores of other lengths drew a curve ending short of (1, 1).
+    with pytest.raises(DataError, match=r"y_true and score must be 1-D and of one length"):
+        roc_curve(np.array([1, 0, 1]), np.array([0.9, 0.1]))
+    with pytest.raises(SpecError, match=r"max_points must be an integer of at least 2"):
+        roc_curve(y, score[:1].repeat(len(y)), max_points=1)
 
 
 def test_bad_inputs() -> None:

@@ -332,9 +332,25 @@ def roc_curve(
     Returns:
         ``{"fpr": [...], "tpr": [...]}`` (rounded to 6 decimals), or None when the
         samples hold one class only or a score is not finite, as :func:`roc_auc`.
+
+    Raises:
+        DataError: ``y_true`` and ``score`` are not 1-D and of one length.
+        SpecError: ``max_points`` is not an integer of at least 2.
     """
     score = np.asarray(score, dtype=np.float64)
     positive = np.asarray(y_true) == 1
+    if positive.shape != score.shape or score.ndim != 1:
+        # Indexing by the scores' order read the first len(score) labels only, and the
+        # curve ended short of (1, 1) without a word.
+        raise DataError(
+            f"y_true and score must be 1-D and of one length; received shapes "
+            f"{np.shape(y_true)} and {score.shape}"
+        )
+    if not is_integer(max_points) or max_points < 2:
+        raise SpecError(
+            f"max_points must be an integer of at least 2 (the curve's ends); received "
+            f"max_points={max_points!r}"
+        )
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not n_pos or not n_neg or not np.isfinite(score).all():
         return None
