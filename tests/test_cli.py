@@ -930,6 +930,18 @@ def test_predict_help_says_how_rows_with_missing_values_are_handled(
     assert "(--out preds.csv: preds.skipped.csv)" in out
 
 
+def test_sweep_help_says_an_array_task_is_a_trial_less_its_offset(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Both said the trial index is the array task id, untrue in a sweep of offset arrays.
+    assert main(["sweep", "plan", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "index = SLURM array index, plus the array's offset" in out
+    assert main(["sweep", "worker", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "The array task id: the trial's index, less" in out
+
+
 def test_a_layer_too_large_for_any_machine_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -120,6 +120,11 @@ def test_binary_metrics_record_the_roc_curve() -> None:
     assert 2 < len(curve["fpr"]) <= 51 and len(curve["fpr"]) == len(curve["tpr"])
     assert curve["fpr"][0] == curve["tpr"][0] == 0 and curve["fpr"][-1] == curve["tpr"][-1] == 1
     assert np.all(np.diff(curve["fpr"]) >= 0) and np.all(np.diff(curve["tpr"]) >= 0)
+    # Labels and scores of other lengths drew a curve ending short of (1, 1).
+    with pytest.raises(DataError, match=r"y_true and score must be 1-D and of one length"):
+        roc_curve(np.array([1, 0, 1]), np.array([0.9, 0.1]))
+    with pytest.raises(SpecError, match=r"max_points must be an integer of at least 2"):
+        roc_curve(y, score[:1].repeat(len(y)), max_points=1)
 
 
 def test_bad_inputs() -> None:
@@ -449,6 +454,22 @@ def test_a_score_that_is_not_finite_gives_no_number() -> None:
 def test_a_false_alarm_target_outside_zero_to_one_is_refused(target) -> None:
     with pytest.raises(DataError, match=r"a false-alarm target must be a number between 0 and 1"):
         _points([True, False], [0.5, 0.4], (target,))
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        malware_score_metrics,
+        operating_points,
+        lambda is_malware, score: rates_at_thresholds(is_malware, score, [{"threshold": 0.3}]),
+    ],
+    ids=["malware_score_metrics", "operating_points", "rates_at_thresholds"],
+)
+def test_samples_and_scores_of_other_lengths_are_refused(measure) -> None:
+    # One score for two samples was broadcast (rates_at_thresholds counted it twice), and
+    # scikit-learn raised a bare ValueError for malware_score_metrics.
+    with pytest.raises(DataError, match=r"must be 1-D and of one length; received shapes \(2,\)"):
+        measure(np.array([True, False]), np.array([0.5]))
 
 
 def test_the_score_metrics_match_scikit_learn() -> None:

@@ -214,3 +214,8 @@ def test_roc_curves_with_their_area_in_the_legend() -> None:
     assert "recall of Moriarty" in ax.get_ylabel()
     with pytest.raises(DataError, match=r"curves\['forest'\] holds no ROC curve"):
         plot_roc_curves({"forest": {"roc_auc": 0.9, "roc_curve": {"fpr": [0, 2], "tpr": [0, 1]}}})
+    # Not a mapping of metrics: a TypeError or AttributeError from inside, before.
+    with pytest.raises(DataError, match=r"curves\['forest'\] holds no ROC curve: .*received None"):
+        plot_roc_curves({"forest": None})
+    with pytest.raises(DataError, match=r"curves must map model names to metrics; received list"):
+        plot_roc_curves([{"roc_curve": curve}])

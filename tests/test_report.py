@@ -411,6 +411,22 @@ def test_report_out_must_not_be_a_directory(tmp_path: Path) -> None:
         write_report(run_dir, out=tmp_path, log=_quiet)
 
 
+def test_an_out_with_a_nul_is_refused_before_the_report_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Path.is_dir and Path.exists answer False for it: the report was built (minutes with
+    # baselines), then writing it raised a bare ValueError (embedded null byte).
+    import appsleuth.report as report_module
+
+    run_dir = tmp_path / "model_1H18N_lr0.0003_bs32_e3"
+    write_fake_run(run_dir, status="failed", error="x")
+    built: list[str] = []
+    monkeypatch.setattr(report_module, "render_report", lambda *a, **k: built.append("x"))
+    with pytest.raises(DataError, match=r"out must be a path without a NUL character"):
+        write_report(run_dir, out=str(tmp_path / "r\0.html"), log=_quiet)
+    assert built == []
+
+
 def test_an_unwritable_out_is_refused_before_the_report_is_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1160,6 +1160,31 @@ def test_a_refused_second_array_says_the_first_stays_queued(
     assert calls[2][2] == "--array=0" and calls[2][-2:] == ["--index-offset", "2"]
 
 
+def test_a_second_array_sbatch_that_times_out_says_the_first_stays_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a refusal said so: a timed-out sbatch left the user thinking nothing was queued.
+    sweep_dir = prepare_sweep_dir(_spec(grid={"learning_rate": [0.1, 0.2, 0.3]}), tmp_path)
+    monkeypatch.setattr(slurm_module, "_max_array_size", lambda: 2)
+    calls = _sbatch_answers(monkeypatch, "91")
+
+    def times_out_second(cmd, what, **kwargs):
+        if calls:
+            raise AppSleuthError(f"sbatch did not answer within 120 s ({what})")
+        return answer_first(cmd, what, **kwargs)
+
+    answer_first = slurm_module._run
+    monkeypatch.setattr(slurm_module, "_run", times_out_second)
+    with pytest.raises(
+        AppSleuthError,
+        match=r"did not answer within 120 s \(submitting a sweep\); job\(s\) 91 \(trials "
+        r"0-1\) of this submission were submitted and stay queued",
+    ):
+        submit_slurm(sweep_dir, SlurmOptions())
+    # sbatch may have taken it: its intent stays open for its token to find the job.
+    assert [e["event"] for e in read_journal(sweep_dir)] == ["intent", "submit", "intent"]
+
+
 def test_dry_run_shows_every_sbatch_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

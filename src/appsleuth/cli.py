@@ -1126,7 +1126,8 @@ def sweep_examples(directory: Path) -> None:
 @sweep.command("plan")
 @click.argument("spec_file", type=click.Path(dir_okay=False, path_type=Path))
 def sweep_plan(spec_file: Path) -> None:
-    """List the trials SPEC_FILE plans, in order (index = SLURM array index)."""
+    """List the trials SPEC_FILE plans, in order (index = SLURM array index, plus the
+    array's offset in a sweep past MaxArraySize)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -1837,7 +1838,12 @@ def sweep_collect(sweep_dir: Path) -> None:
 @sweep.command("worker")
 @_backend_options
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--index", type=int, required=True, help="The trial index (array task id).")
+@click.option(
+    "--index",
+    type=int,
+    required=True,
+    help="The array task id: the trial's index, less --index-offset where one is given.",
+)
 @click.option(
     "--index-offset",
     type=int,

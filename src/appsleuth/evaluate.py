@@ -342,9 +342,25 @@ def roc_curve(
     Returns:
         ``{"fpr": [...], "tpr": [...]}`` (rounded to 6 decimals), or None when the
         samples hold one class only or a score is not finite, as :func:`roc_auc`.
+
+    Raises:
+        DataError: ``y_true`` and ``score`` are not 1-D and of one length.
+        SpecError: ``max_points`` is not an integer of at least 2.
     """
     score = np.asarray(score, dtype=np.float64)
     positive = np.asarray(y_true) == 1
+    if positive.shape != score.shape or score.ndim != 1:
+        # Indexing by the scores' order read the first len(score) labels only, and the
+        # curve ended short of (1, 1) without a word.
+        raise DataError(
+            f"y_true and score must be 1-D and of one length; received shapes "
+            f"{np.shape(y_true)} and {score.shape}"
+        )
+    if not is_integer(max_points) or max_points < 2:
+        raise SpecError(
+            f"max_points must be an integer of at least 2 (the curve's ends); received "
+            f"max_points={max_points!r}"
+        )
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if not n_pos or not n_neg or not np.isfinite(score).all():
         return None
@@ -381,11 +397,14 @@ def malware_score_metrics(
         ``roc_auc`` and ``average_precision`` (scikit-learn's) of the score,
         ``score_reason`` (why they are None, else None), and ``operating_points``
         (:func:`operating_points`).
+
+    Raises:
+        DataError: The arrays are not 1-D and of one length, or a target is not a
+            number in (0, 1).
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    is_malware = np.asarray(is_malware, dtype=bool)
-    score = np.asarray(score, dtype=np.float64)
+    is_malware, score = _scored(is_malware, score)
     reason = _unrankable(is_malware, score)
     return {
         "roc_auc": None if reason else float(roc_auc_score(is_malware, score)),
@@ -410,6 +429,23 @@ def _unrankable(is_malware: np.ndarray, score: np.ndarray) -> str | None:
     if is_malware.all():
         return f"no benign sample among these rows (every one is {MALWARE_APP})"
     return None
+
+
+def _scored(is_malware: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``is_malware`` and ``score`` as arrays, refused unless 1-D and of one length.
+
+    Raises:
+        DataError: They are not; NumPy would pair them by broadcasting (one score for
+            every sample), and scikit-learn raises a bare ValueError.
+    """
+    is_malware = np.asarray(is_malware, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    if is_malware.shape != score.shape or is_malware.ndim != 1:
+        raise DataError(
+            f"is_malware and score must be 1-D and of one length; received shapes "
+            f"{is_malware.shape} and {score.shape}"
+        )
+    return is_malware, score
 
 
 def operating_points(
@@ -446,13 +482,7 @@ def operating_points(
     """
     from sklearn.metrics import roc_curve as sklearn_roc_curve
 
-    is_malware = np.asarray(is_malware, dtype=bool)
-    score = np.asarray(score, dtype=np.float64)
-    if is_malware.shape != score.shape or is_malware.ndim != 1:
-        raise DataError(
-            f"is_malware and score must be 1-D and of one length; received shapes "
-            f"{is_malware.shape} and {score.shape}"
-        )
+    is_malware, score = _scored(is_malware, score)
     for target in targets:
         if not (is_number(target) and 0 < target < 1):
             raise DataError(
@@ -578,9 +608,11 @@ def rates_at_thresholds(
         One dict per chosen point, with its keys: the same ``false_alarm_target`` and
         ``threshold``, and the rates and counts of these rows at that threshold (None,
         with the ``reason``, where no threshold was chosen or a rate would be 0/0).
+
+    Raises:
+        DataError: The arrays are not 1-D and of one length.
     """
-    is_malware = np.asarray(is_malware, dtype=bool)
-    score = np.asarray(score, dtype=np.float64)
+    is_malware, score = _scored(is_malware, score)
     n_pos, n_neg = int(is_malware.sum()), int((~is_malware).sum())
     finite = bool(np.isfinite(score).all())
     points = []

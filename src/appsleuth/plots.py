@@ -263,16 +263,23 @@ def plot_roc_curves(
     """
     from appsleuth.errors import DataError
 
+    if not isinstance(curves, Mapping):
+        raise DataError(f"curves must map model names to metrics; received {type(curves).__name__}")
     if not curves:
         raise DataError("curves must name at least one model's metrics; received none")
     points = {}
     for name, metrics in curves.items():
         curve = roc_points(metrics)
         if curve is None:
+            received = (
+                f"keys {sorted(map(str, metrics))[:12]}"
+                if isinstance(metrics, Mapping)
+                else f"{metrics!r:.40}"
+            )
             raise DataError(
                 f"curves[{name!r}] holds no ROC curve: expected metrics of a two-class task "
                 f"with roc_curve {{'fpr': [...], 'tpr': [...]}} (rates from 0 to 1, as "
-                f"many of each); received keys {sorted(map(str, metrics))[:12]}"
+                f"many of each); received {received}"
             )
         points[name] = curve
     if ax is None:

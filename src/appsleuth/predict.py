@@ -712,10 +712,8 @@ def _chunks(
     numeric = [c for c, kind in types.items() if kind == pa.float64()]
     as_text = False
 
-    def open_reader(rows: int) -> pa_csv.CSVStreamingReader:
-        read = pa_csv.ReadOptions(
-            block_size=block_size, encoding=encoding, skip_rows_after_names=rows
-        )
+    def open_reader() -> pa_csv.CSVStreamingReader:
+        read = pa_csv.ReadOptions(block_size=block_size, encoding=encoding)
         kinds = {**types, **dict.fromkeys(numeric, pa.string())} if as_text else types
         convert = pa_csv.ConvertOptions(
             null_values=_NULLS,
@@ -728,11 +726,12 @@ def _chunks(
     # Only reading is guarded: what the consumer does with a chunk (writing the output)
     # raises its own errors, which must not be reported as a problem of the data file.
     rows = 0
+    given = 0  # rows of the text reader to pass over: the number reader gave them
     reader = None
     while True:
         try:
             if reader is None:
-                reader = open_reader(rows)
+                reader = open_reader()
             batch = reader.read_next_batch()
         except StopIteration:
             return
@@ -740,12 +739,19 @@ def _chunks(
             if as_text or "conversion error" not in str(exc) or "UTF8" in str(exc):
                 raise
             # A feature value Arrow's numbers refuse, such as "True" (loading reads a
-            # column of true/false words as 1 and 0): the features are read on as text
-            # from the first row not yet given, and converted as loading converts them.
-            as_text, reader = True, None
+            # column of true/false words as 1 and 0): the file is read again as text and
+            # converted as loading converts it, from the first row not yet given. Not
+            # with skip_rows_after_names, which counts blank lines as rows (the rows
+            # given are not): it repeated a row per blank line.
+            as_text, reader, given = True, None, rows
             continue
         except (OSError, EOFError, zlib.error) as exc:
             raise _damaged(path, exc, rows) from exc
+        if given:
+            skipped = min(given, batch.num_rows)
+            batch, given = batch.slice(skipped), given - skipped
+            if not batch.num_rows:
+                continue
         frame = batch.to_pandas()
         if as_text:
             _numbers_from_text(path, frame, numeric, rows, encoding)

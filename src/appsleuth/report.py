@@ -2133,11 +2133,13 @@ def write_report(
         The path written (atomically: a reader never sees half a report).
 
     Raises:
-        DataError: ``out`` is a directory, not an ``.html`` name, or an existing file that
-            is not an appsleuth report (checked before anything is computed).
+        DataError: ``out`` is a directory, not an ``.html`` name, holds a NUL character,
+            or is an existing file that is not an appsleuth report (checked before
+            anything is computed).
     """
     from appsleuth._atomic import atomic_write_text
 
+    refuse_nul(out, "out")
     path = Path(out) if out is not None else Path(directory) / REPORT
     if path.is_dir():
         raise DataError(f"--out {path} is a directory; pass a file name such as {path / REPORT}")

@@ -1137,8 +1137,9 @@ def submit_slurm(
         device: Where each trial trains: ``auto`` (default), ``cpu`` or ``gpu``.
 
     Raises:
-        AppSleuthError: sbatch is missing or refuses a job array (the message names the
-            arrays of this submission that went in before, which stay queued).
+        AppSleuthError: sbatch is missing, refuses a job array or does not answer (the
+            message names the arrays of this submission that went in before, which stay
+            queued).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
     if options.gpus and device == "cpu":
@@ -1310,6 +1311,12 @@ def _submit_array(
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
         if before:
             raise _NotStartedError(f"{exc}{queued}") from exc
+        raise
+    except AppSleuthError as exc:
+        # sbatch did not answer in time: it may have taken the job (its token finds it),
+        # so no refusal is journaled; the arrays before it are queued all the same.
+        if before:
+            raise AppSleuthError(f"{exc}{queued}") from exc
         raise
     if done.returncode != 0:
         _append_event(sweep_dir, {"event": "refused", "token": token, "time": _now()})
