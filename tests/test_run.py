@@ -1020,6 +1020,24 @@ def test_evaluate_run_skips_blank_labels(run, table) -> None:
     assert result["rows_skipped"] == 1 and result["n"] == 9
 
 
+def test_evaluate_run_measures_the_runs_thresholds_on_new_rows(run, table) -> None:
+    recorded = json.loads((run.run_dir / "metrics.json").read_text())["malware"]
+    rows = generate_sherlock(3000, seed=7)  # new rows: nothing is chosen on them
+    result = evaluate_run(run, rows)["malware"]
+    assert result["thresholds_chosen_on"] == "validation"
+    points = {p["false_alarm_target"]: p for p in result["operating_points"]}
+    for point in recorded["operating_points"]:
+        assert points[point["false_alarm_target"]]["threshold"] == point["threshold"]
+    # A run from before operating points were recorded: chosen on these rows, as before.
+    old = dict(json.loads((run.run_dir / "metrics.json").read_text()))
+    del old["malware"]["operating_points"]
+    copy = run.run_dir.parent / "before-operating-points"
+    shutil.copytree(run.run_dir, copy)
+    (copy / "metrics.json").write_text(json.dumps(old))
+    result = evaluate_run(copy, rows)["malware"]
+    assert "thresholds_chosen_on" not in result and len(result["operating_points"]) == 3
+
+
 def test_training_leaves_the_users_matplotlib_alone(table, tmp_path: Path) -> None:
     import matplotlib
     import matplotlib.pyplot as plt

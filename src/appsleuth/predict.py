@@ -61,8 +61,8 @@ from appsleuth.run import (
     malware_score,
     missing_run_message,
     predict_proba,
-    read_json_object,
     read_metadata,
+    recorded_operating_points,
     run_in_use,
     run_path,
     run_status,
@@ -501,10 +501,8 @@ def _alarm_setting(
         return {"threshold": float(alarm_threshold), "false_alarm_target": None}
     target = float(alarm_false_rate)  # type: ignore[arg-type]
     path = run.run_dir / METRICS
-    metrics = read_json_object(path)
-    malware = (metrics or {}).get("malware")
-    points = malware.get("operating_points") if isinstance(malware, dict) else None
-    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+    points = recorded_operating_points(run.run_dir)
+    if points is None:
         # A run trained before appsleuth chose operating points, or a damaged file.
         raise AppSleuthError(
             f"alarm_false_rate: {path} records no thresholds chosen for false-alarm rates "

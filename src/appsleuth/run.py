@@ -81,6 +81,7 @@ __all__ = [
     "read_json_object",
     "read_metadata",
     "record_failed_run",
+    "recorded_operating_points",
     "run_conflict",
     "run_in_use",
     "run_path",
@@ -1536,6 +1537,16 @@ def check_used_columns_unique(df: pd.DataFrame, pre: Preprocessor, where: str) -
         )
 
 
+def recorded_operating_points(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The Moriarty operating points the run's ``metrics.json`` records, or None (a run
+    trained before they were recorded, a task without Moriarty, a damaged file)."""
+    malware = (read_json_object(run_dir / METRICS) or {}).get("malware")
+    points = malware.get("operating_points") if isinstance(malware, dict) else None
+    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+        return None
+    return points
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun, data: pd.DataFrame
 ) -> dict[str, Any]:
@@ -1555,7 +1566,10 @@ def evaluate_run(
 
     Returns:
         Metrics as in ``metrics.json`` plus ``rows_skipped``, ``rows_filled``,
-        ``rows_with_unknown_label`` and ``unknown_labels`` (sorted).
+        ``rows_with_unknown_label`` and ``unknown_labels`` (sorted). Moriarty's
+        operating points measure the thresholds the run chose on its validation rows
+        (``thresholds_chosen_on: "validation"``), as the held-out test rows do; for a
+        run that recorded none, they are chosen on these rows (and flatter them).
 
     Raises:
         DataError: The table lacks a feature or the label column (or holds one twice),
@@ -1603,14 +1617,23 @@ def evaluate_run(
         )
     y = pre.encode_labels(labels[~skip & ~foreign])
     proba = predict_proba(run.model, pre.transform(rows), len(pre.classes))
+    score = malware_score(proba, pre.classes)
+    metrics = classification_metrics(
+        y,
+        proba.argmax(axis=1),
+        pre.classes,
+        y_score=proba[:, 1] if len(pre.classes) == 2 else None,
+        malware_score=score,
+    )
+    chosen = recorded_operating_points(run.run_dir)
+    if score is not None and chosen is not None:
+        # Thresholds chosen on the rows being scored would flatter them: new rows measure
+        # the thresholds the run chose on its validation rows (those predict applies).
+        is_malware = y == list(pre.classes).index(MALWARE_APP)
+        metrics["malware"]["operating_points"] = rates_at_thresholds(is_malware, score, chosen)
+        metrics["malware"]["thresholds_chosen_on"] = "validation"
     return {
-        **classification_metrics(
-            y,
-            proba.argmax(axis=1),
-            pre.classes,
-            y_score=proba[:, 1] if len(pre.classes) == 2 else None,
-            malware_score=malware_score(proba, pre.classes),
-        ),
+        **metrics,
         "rows_skipped": int(skip.sum()),
         "rows_filled": (
             int((pre.filled_rows(data) & ~skip & ~foreign).sum()) if pre.fill_values else 0
