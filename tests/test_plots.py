@@ -87,6 +87,16 @@ def test_confusion_matrix_cell_values_are_not_measured_for_the_layout(tmp_path: 
     assert (tmp_path / "out.png").read_bytes() == (tmp_path / "measured.png").read_bytes()
 
 
+def test_save_figure_refuses_a_nul_path(tmp_path: Path) -> None:
+    from appsleuth.errors import DataError
+
+    with off_screen():
+        fig = plot_loss_accuracy(_history())
+        with pytest.raises(DataError, match=r"path must be a path without a NUL character"):
+            save_figure(fig, str(tmp_path / "a\0b.png"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_loss_accuracy_takes_ax_like_every_plot() -> None:
     import matplotlib.pyplot as plt
 

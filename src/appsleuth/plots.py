@@ -340,11 +340,16 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
 
     Returns:
         ``path`` (as a Path).
+
+    Raises:
+        DataError: ``path`` holds a NUL character (the figure is closed all the same).
     """
     from appsleuth._atomic import atomic_output
+    from appsleuth._files import refuse_nul
 
     path = Path(path)
     try:
+        refuse_nul(path, "path")
         with atomic_output(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=dpi)
     finally:
