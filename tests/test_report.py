@@ -497,9 +497,10 @@ def test_report_names_the_array_job_and_tasks_trials_ran_in(tmp_path: Path) -> N
             "extra": {"SLURM_JOB_ID": str(148 + i), "slurm": {**env, "SLURM_ARRAY_TASK_ID": str(i)}}
         }
 
-    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32]}}, outcome)
+    sweep_dir = fake_sweep(tmp_path, {"grid": {"batch_size": [16, 32, 64, 128]}}, outcome)
     page = render_report(sweep_dir, log=_quiet)
-    assert "slurm: job(s) 147 (tasks 0, 1)" in page
+    # Task ids in ranges: a sweep of thousands of trials listed every one.
+    assert "slurm: job(s) 147 (tasks 0-3)" in page
     assert "148" not in page.split("slurm: job(s)")[1][:40]
 
 

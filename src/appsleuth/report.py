@@ -890,7 +890,7 @@ def _fit_block(fit: Mapping[str, Any] | None) -> _Html:
 
 
 def _slurm_jobs(metas: Any) -> str:
-    """The SLURM jobs trials ran in: array jobs with their task ids, e.g. ``147 (tasks 0, 2)``."""
+    """The SLURM jobs trials ran in: array jobs with their task ids, e.g. ``147 (tasks 0-3, 7)``."""
     arrays: dict[str, set[str]] = {}
     for m in metas:
         env = m.get("slurm") or {}
@@ -899,9 +899,14 @@ def _slurm_jobs(metas: Any) -> str:
             arrays.setdefault(str(array_id), set()).add(str(env.get("SLURM_ARRAY_TASK_ID", "?")))
         elif m.get("SLURM_JOB_ID"):
             arrays.setdefault(str(m["SLURM_JOB_ID"]), set())
+    from appsleuth.sweep.slurm import compress_indices
+
     parts = []
     for job in sorted(arrays, key=lambda j: (len(j), j)):
-        tasks = sorted(arrays[job], key=lambda t: (len(t), t))
+        # Ranges: a sweep of thousands of trials listed every task id of its arrays.
+        numbers = [int(t) for t in arrays[job] if t.isdigit()]
+        tasks = [compress_indices(numbers).replace(",", ", ")] if numbers else []
+        tasks += sorted(t for t in arrays[job] if not t.isdigit())
         parts.append(f"{job} (tasks {', '.join(tasks)})" if tasks else job)
     return ", ".join(parts)
 
