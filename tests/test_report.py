@@ -1194,6 +1194,7 @@ def test_run_report_shows_moriarty_at_chosen_false_alarm_rates(tmp_path: Path) -
     assert "not measurable: 196 benign sample(s) cannot resolve" in tenth
     assert "ROC AUC of P(Moriarty)" in page
     assert "flatter it" in page and "more so with this random split" in page
+    assert "applies the exact threshold metrics.json records (the table rounds it" in page
 
 
 def test_a_run_without_operating_points_reports_as_before(tmp_path: Path) -> None:

@@ -630,8 +630,9 @@ def _operating_points_block(
             if split.get("kind") == "random"
             else ""
         )
-        + ". Deploy one with appsleuth predict RUN DATA --alarm-false-rate 0.01 (or "
-        "--alarm-threshold T)."
+        + ". Deploy one with appsleuth predict RUN DATA --alarm-false-rate 0.01, which "
+        "applies the exact threshold metrics.json records (the table rounds it to 4 "
+        "digits: typed into --alarm-threshold, a rounded-down one raises a few more alarms)."
     )
     return [table, *(_tag("p", note, class_="muted") for note in notes), _tag("p", caution)]
 
