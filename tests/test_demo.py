@@ -11,6 +11,8 @@ import pytest
 from rich.console import Console
 
 from appsleuth.cli import main
+from appsleuth.data.load import load_sherlock
+from appsleuth.data.tables import embedded_data
 from appsleuth.demo import _demo_sweep_dir, _train_baseline, run_demo
 from appsleuth.run import load_run, run_status
 from appsleuth.sweep import trial_states
@@ -46,9 +48,18 @@ def test_demo_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         html = report.read_text(encoding="utf-8")
         assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
         assert "data:image/png;base64," in html
+    # The mystery sample is new rows (another seed of the generator), not the demo's own
+    # table, most of which trained the model; with Moriarty's alarm where one was chosen.
     preds = pd.read_csv(result.predictions_csv)
-    assert 0 < len(preds) <= 500
+    assert len(preds) == 2000
     assert {"row_id", "predicted_app", "probability", "true_app", "correct"} <= set(preds)
+    assert "moriarty_score" in preds
+    mystery = load_sherlock(result.out / "mystery.csv")
+    own = embedded_data(3000)
+    copies = mystery.merge(own.drop_duplicates(), how="inner", on=list(own.columns))
+    assert len(copies) < len(mystery) / 2  # a sample of the demo's own table: all of them
+    assert "accuracy on the new rows:" in text
+    assert "Moriarty alarm at score >=" in text or "no Moriarty alarm: the baseline" in text
     assert str(result.reports[0]) in text
     # Re-running reuses every complete run instead of training again.
     again = run_demo(

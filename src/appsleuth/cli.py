@@ -1059,35 +1059,9 @@ def predict(
             )
         _print_metrics(summary.metrics, title=f"metrics on {data.name}")
     if summary.alarm is not None:
-        click.echo(_alarm_line(summary.alarm))
+        from appsleuth.display import alarm_line
 
-
-def _alarm_line(alarm: dict[str, Any]) -> str:
-    """What the Moriarty alarm flagged, and with labels how well, in one line."""
-    chosen = (
-        f" (chosen on the run's validation rows for a false-alarm rate of "
-        f"{alarm['false_alarm_target']:g})"
-        if alarm["false_alarm_target"] is not None
-        else ""
-    )
-    line = (
-        f"Moriarty alarm at score >= {alarm['threshold']:.6g}{chosen}: "
-        f"{alarm['alarms']:,} rows flagged"
-    )
-    if "detection_rate" not in alarm:
-        return line
-    rates = []
-    for rate, hits, total, rows, what in (
-        ("detection_rate", "detected", "moriarty_rows", "Moriarty", "caught"),
-        ("false_alarm_rate", "false_alarms", "benign_rows", "benign", "flagged"),
-    ):
-        name = "detection rate" if rate == "detection_rate" else "false-alarm rate"
-        if alarm[rate] is None:  # 0/0: a file without such rows
-            rates.append(f"{name} – (no {rows} rows)")
-        else:
-            counts = f"{alarm[hits]:,} of {alarm[total]:,} {rows} rows {what}"
-            rates.append(f"{name} {alarm[rate]:.4f} ({counts})")
-    return f"{line}; {', '.join(rates)}"
+        click.echo(alarm_line(summary.alarm))
 
 
 def _data_stem(name: str) -> str:

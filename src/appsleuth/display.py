@@ -6,6 +6,7 @@ import importlib.util
 from typing import Any
 
 __all__ = [
+    "alarm_line",
     "in_jupyter",
     "live_display_works",
     "operating_point_lines",
@@ -217,3 +218,35 @@ def _summary_line(metrics: dict[str, Any], *, macro_f1: bool = False) -> str:
                 f"{precision}, {false_alarms}"
             )
     return line
+
+
+def alarm_line(alarm: dict[str, Any]) -> str:
+    """What a prediction's Moriarty alarm flagged, and with labels how well, in one line.
+
+    Args:
+        alarm: :attr:`~appsleuth.predict.PredictionSummary.alarm`.
+    """
+    chosen = (
+        f" (chosen on the run's validation rows for a false-alarm rate of "
+        f"{alarm['false_alarm_target']:g})"
+        if alarm["false_alarm_target"] is not None
+        else ""
+    )
+    line = (
+        f"Moriarty alarm at score >= {alarm['threshold']:.6g}{chosen}: "
+        f"{alarm['alarms']:,} rows flagged"
+    )
+    if "detection_rate" not in alarm:
+        return line
+    rates = []
+    for rate, hits, total, rows, what in (
+        ("detection_rate", "detected", "moriarty_rows", "Moriarty", "caught"),
+        ("false_alarm_rate", "false_alarms", "benign_rows", "benign", "flagged"),
+    ):
+        name = "detection rate" if rate == "detection_rate" else "false-alarm rate"
+        if alarm[rate] is None:  # 0/0: a file without such rows
+            rates.append(f"{name} – (no {rows} rows)")
+        else:
+            counts = f"{alarm[hits]:,} of {alarm[total]:,} {rows} rows {what}"
+            rates.append(f"{name} {alarm[rate]:.4f} ({counts})")
+    return f"{line}; {', '.join(rates)}"
