@@ -103,8 +103,8 @@ def _canonical(name: str) -> str:
 
 # Columns load_results fills from a trial's results, not from its spec.
 _RESULT_FIELDS = (
-    "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
-    "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+    "index", "name", "status", "seed", "epochs_run", "results_epoch", *METRIC_COLUMNS,
+    "f1_macro", "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
     "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
     "slurm_job_id", "error",
 )  # fmt: skip
@@ -156,6 +156,7 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
     fit = _section(metrics, "fit")
     return {
         "epochs_run": finite_number(meta.get("epochs_run")),
+        "results_epoch": finite_number(meta.get("results_epoch")),
         **{k: finite_number(last.get(k)) for k in METRIC_COLUMNS},
         "f1_macro": finite_number(_section(metrics, "macro_avg").get("f1")),
         "moriarty_detection_rate": finite_number(malware.get("detection_rate")),
@@ -182,8 +183,10 @@ def load_results(
     Columns: ``index, name, status`` (``complete``, ``failed``, ``incomplete`` or
     ``pending``), the varied hyperparameters (``hidden`` written as the teaching
     ``hidden_neurons``: a number in a neuron scan, ``"[18, 18]"`` when layers vary),
-    ``hidden_neurons, learning_rate, batch_size, epochs, seed``, the final ``loss,
-    accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
+    ``hidden_neurons, learning_rate, batch_size, epochs, seed``, ``epochs_run``,
+    ``results_epoch`` (the epoch whose numbers follow: the last, or the earlier one whose
+    weights early stopping restored), that epoch's ``loss, accuracy, val_loss,
+    val_accuracy``, ``f1_macro``, Moriarty's detection rate,
     precision and false-alarm rate, ``fit_diagnosis``, ``fit_reason``, ``wall_time_s``,
     ``seconds_per_epoch``, ``engine``, ``slurm_job_id`` and ``error``. Metrics are NaN
     for trials without a result. ``attrs["varied"]`` lists the varied columns; a varied
@@ -233,9 +236,10 @@ def load_results(
     fixed = ("hidden_neurons", "learning_rate", "batch_size", "epochs")
     columns = [
         "index", "name", "status", *varied, *(c for c in fixed if c not in varied),
-        "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro", "moriarty_detection_rate",
-        "moriarty_precision", "moriarty_false_alarm_rate", "fit_diagnosis", "fit_reason",
-        "wall_time_s", "seconds_per_epoch", "engine", "slurm_job_id", "error",
+        "seed", "epochs_run", "results_epoch", *METRIC_COLUMNS, "f1_macro",
+        "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+        "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
+        "slurm_job_id", "error",
     ]  # fmt: skip
     results = pd.DataFrame(rows, columns=columns)
     for col in (*METRIC_COLUMNS, "f1_macro", "wall_time_s", "seconds_per_epoch"):
@@ -569,6 +573,35 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[df["status"] == "complete"] if "status" in df.columns else df
 
 
+def _epoch_shown(df: pd.DataFrame) -> str | None:
+    """Which epoch a results table's metrics are of: ``last``, ``restored`` or None.
+
+    ``restored``: early stopping restored an earlier epoch's weights in some trial, whose
+    numbers are that epoch's. None where the table does not say (a teaching
+    ``results.csv``, runs recorded before ``results_epoch``): "final" would claim the
+    last epoch there.
+    """
+    if not {"epochs_run", "results_epoch"} <= set(df.columns) or df.empty:
+        return None
+    run = pd.to_numeric(df["epochs_run"], errors="coerce")
+    kept = pd.to_numeric(df["results_epoch"], errors="coerce")
+    if (kept < run).any():
+        return "restored"
+    return "last" if (kept.notna() & (kept == run)).all() else None
+
+
+def _metric_label(metric: str, shown: str | None) -> str:
+    """A y-axis label that says which epoch the metric is of, where that is known."""
+    if shown == "last":
+        return f"{metric} at last epoch"
+    if shown == "restored":
+        return f"{metric} at results epoch"
+    return metric
+
+
+_SHOWN_WORDS = {"last": "last epoch", "restored": "last or restored epoch"}
+
+
 def _no_data(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
@@ -613,7 +646,11 @@ def plot_metric_vs_param(
     metrics: Sequence[str] = ("accuracy", "loss"),
     ax: Any = None,
 ) -> Any:
-    """Final training (dashed, hollow markers) and validation (solid) metrics by hyperparameter.
+    """Training (dashed, hollow markers) and validation (solid) results by hyperparameter.
+
+    Each trial's numbers are those of its results epoch: its last, or the earlier one
+    whose weights early stopping restored. The labels say which where the table does
+    (``results_epoch`` and ``epochs_run``, as from :func:`load_results`).
 
     Training is blue and validation vermilion; in a grid, each combination of the other
     settings has a colour, drawn solid for validation and as a light tint for training.
@@ -649,6 +686,7 @@ def plot_metric_vs_param(
             _no_data(a, "no complete trial yet")
         return fig
     axis = _Axis(list(df[param]))
+    shown = _epoch_shown(df)
     others = [p for p in results.attrs.get("varied", ()) if p != param and p in df.columns]
     if others:
         labels = df.apply(lambda r: ", ".join(f"{p}={format_value(r[p])}" for p in others), axis=1)
@@ -690,8 +728,10 @@ def plot_metric_vs_param(
                         s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5
                     )
         axis.style(a, param)
-        a.set_ylabel(f"final {metric}")
-        a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
+        a.set_ylabel(_metric_label(metric, shown))
+        # "final" claimed the last epoch where early stopping had restored an earlier one.
+        notes = [w for w in (_SHOWN_WORDS.get(shown), repeats and "mean of seeds") if w]
+        a.set_title(f"{metric} vs {param}" + (f" ({', '.join(notes)})" if notes else ""))
         a.grid(alpha=0.3)
     if named:
         entries = len(axes[-1].get_legend_handles_labels()[0])
@@ -1109,10 +1149,12 @@ def plot_comparison(
     fig, axes = _axes_for(ax, len(metrics))
     ours = _complete(results)
     ours = ours.loc[ours[ours_col].notna()]
+    shown = _SHOWN_WORDS.get(_epoch_shown(ours))
+    ours_label = f"this sweep ({shown})" if shown else "this sweep"
     axis = _Axis([*ours[ours_col], *published[pub_col]])
     for a, metric in zip(axes, metrics, strict=True):
         for df, col, style, marker, label in (
-            (ours, ours_col, "-", "o", "this sweep"),
+            (ours, ours_col, "-", "o", ours_label),
             (published, pub_col, "--", "s", "published"),
         ):
             s = _summary(df, col, metric, axis)
@@ -1120,7 +1162,7 @@ def plot_comparison(
                 continue
             a.plot(s.index, s["mean"], style, marker=marker, markersize=5, label=label)
         axis.style(a, param)
-        a.set_ylabel(f"final {metric}")
+        a.set_ylabel(metric)  # the sweep's epoch is in its legend entry
         a.set_title(f"{metric}: this sweep vs published")
         a.grid(alpha=0.3)
         a.legend(fontsize="small")
