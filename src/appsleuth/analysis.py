@@ -590,15 +590,6 @@ def _epoch_shown(df: pd.DataFrame) -> str | None:
     return "last" if (kept.notna() & (kept == run)).all() else None
 
 
-def _metric_label(metric: str, shown: str | None) -> str:
-    """A y-axis label that says which epoch the metric is of, where that is known."""
-    if shown == "last":
-        return f"{metric} at last epoch"
-    if shown == "restored":
-        return f"{metric} at results epoch"
-    return metric
-
-
 _SHOWN_WORDS = {"last": "last epoch", "restored": "last or restored epoch"}
 
 
@@ -728,10 +719,10 @@ def plot_metric_vs_param(
                         s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5
                     )
         axis.style(a, param)
-        a.set_ylabel(_metric_label(metric, shown))
         # "final" claimed the last epoch where early stopping had restored an earlier one.
-        notes = [w for w in (_SHOWN_WORDS.get(shown), repeats and "mean of seeds") if w]
-        a.set_title(f"{metric} vs {param}" + (f" ({', '.join(notes)})" if notes else ""))
+        # The epoch goes on the y axis: in the title too, it ran into the next panel's.
+        a.set_ylabel(f"{metric} at {_SHOWN_WORDS[shown]}" if shown else metric)
+        a.set_title(f"{metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
         a.grid(alpha=0.3)
     if named:
         entries = len(axes[-1].get_legend_handles_labels()[0])
