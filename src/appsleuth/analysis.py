@@ -1061,7 +1061,7 @@ def plot_small_multiples(
 def comparison_table(
     results: pd.DataFrame, published: pd.DataFrame, param: str | None = None
 ) -> pd.DataFrame:
-    """This sweep's final metrics next to the published ones, value by value.
+    """This sweep's metrics (each trial's results epoch) next to the published ones.
 
     Repeated settings (seeds) are averaged on each side.
 
