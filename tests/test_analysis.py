@@ -633,6 +633,45 @@ def test_comparison_refuses_to_average_the_settings_of_a_grid(tmp_path: Path) ->
     assert row["ours_val_accuracy"] == pytest.approx(0.9)
 
 
+def _epochs(kept: int | None) -> dict[str, Any]:
+    """A fake trial of 3 epochs whose results are of epoch ``kept`` (None: not recorded)."""
+    return {"extra": {"epochs_run": 3, **({} if kept is None else {"results_epoch": kept})}}
+
+
+@pytest.mark.parametrize(
+    ("kept", "ylabel", "ours"),
+    [
+        # Early stopping restored epoch 2 of 3 in one trial: "final accuracy" was wrong.
+        ([2, 3], "accuracy at last or restored epoch", "this sweep (last or restored epoch)"),
+        ([3, 3], "accuracy at last epoch", "this sweep (last epoch)"),
+        # Runs recorded before results_epoch: which epoch is not known, so none is claimed.
+        ([None, 3], "accuracy", "this sweep"),
+    ],
+)  # fmt: skip
+def test_result_plots_say_which_epoch_they_show(
+    tmp_path: Path, kept: list[int | None], ylabel: str, ours: str
+) -> None:
+    sweep_dir = fake_sweep(
+        tmp_path, {"grid": {"hidden_neurons": [1, 4]}}, lambda i, p: _epochs(kept[i])
+    )
+    results = load_results(sweep_dir)
+    assert list(results["results_epoch"].fillna(0)) == [k or 0 for k in kept]
+    (ax,) = plot_metric_vs_param(results, "hidden_neurons", metrics=("accuracy",)).axes
+    assert (ax.get_ylabel(), ax.get_title()) == (ylabel, "accuracy vs hidden_neurons")
+    published = read_published(REFERENCE / "post_processing_hpc_neurons.csv")
+    ax = plot_comparison(results, published, metrics=("val_accuracy",)).axes[0]
+    assert "final" not in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [ours, "published"]
+
+
+def test_result_plots_of_a_teaching_table_claim_no_epoch(lr_sweep: Path) -> None:
+    # A results.csv (teaching layout) has no epochs columns: its numbers could be either.
+    table = load_results(lr_sweep).drop(columns=["epochs_run", "results_epoch"])
+    acc_ax = plot_metric_vs_param(table, "learning_rate").axes[0]
+    assert acc_ax.get_ylabel() == "accuracy"
+    assert acc_ax.get_title() == "accuracy vs learning_rate (mean of seeds)"
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -212,6 +212,28 @@ def test_cli_check_mentions_infinite_values(
 # --- tiny tables: parts that cannot be computed say so ----------------------------------
 
 
+@pytest.mark.parametrize(
+    ("kind", "advice"),
+    [
+        ("random", "also report a blocked split (--split blocked) or a group split by device"),
+        ("blocked", "also report a group split by device (--split group), or a copy without"),
+        ("group", "identical rows recur across the groups: also report a copy without exact"),
+    ],
+)
+def test_a_leaky_split_is_told_what_it_does_not_already_do(kind: str, advice: str) -> None:
+    # Every app's rows identical: any split leaks. A leaky blocked split was told to
+    # "also report a blocked split".
+    df = make_sherlock18(n_per_app=40, with_ids=True)
+    features = list(SHERLOCK18_FEATURES)
+    df[features] = df.groupby("ApplicationName")[features].transform("first")
+    df["UserId"] = np.arange(len(df)) % 5  # five devices
+    leak = check_data(from_dataframe(df), split=SplitSpec(kind=kind))["leakage"]
+    assert leak.severity == "warning"
+    assert leak.recommendation.startswith("accuracy on this split is optimistic: ")
+    assert advice in leak.recommendation
+    assert f"a {kind} split" not in leak.recommendation
+
+
 def _tiny(tmp_path: Path, apps: tuple[str, ...] = ("Chrome", "Gmail")) -> Path:
     """One complete row per app (the reviewer's tiny2.csv)."""
     df = make_sherlock18(n_per_app=5, apps=apps).groupby("ApplicationName").head(1)

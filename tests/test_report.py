@@ -843,6 +843,24 @@ def test_a_random_split_is_cautioned_even_where_its_leakage_is_not_measured(
     )
 
 
+@pytest.mark.parametrize(
+    ("kind", "advice"),
+    [
+        ("random", "also report a blocked split (--split blocked) or a group split"),
+        ("blocked", "recur in other time blocks: also report a group split by device"),
+        ("group", "recur across the groups: also report a copy without exact duplicates"),
+    ],
+)
+def test_a_leaky_split_is_told_what_it_does_not_already_do(kind: str, advice: str) -> None:
+    from appsleuth.report import _leakage_item
+
+    # A blocked split with many exact copies was told to "compare a blocked or group split".
+    item = _leakage_item({"leakage": 0.3}, kind)
+    assert "30.0 % of validation rows have an exact copy in training" in item
+    assert f"accuracy on this {kind} split is optimistic; " in item and advice in item
+    assert f"a {kind} split" not in item
+
+
 def test_leaderboard_says_which_epoch_a_restored_trials_numbers_are(tmp_path: Path) -> None:
     from appsleuth.report import _leaderboard
     from appsleuth.run import read_metadata

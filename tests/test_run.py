@@ -7,6 +7,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1301,3 +1302,33 @@ def test_tensorflow_predicts_without_a_new_tf_function_per_model(monkeypatch) ->
     p = predict_proba(model, x, 2, batch_size=2)
     assert model.calls == [(2, False), (2, False), (1, False)]
     assert p.dtype == np.float32 and p.tolist() == [[1, -1], [5, -5], [9, -9], [13, -13], [17, -17]]
+
+
+def test_a_sigterm_python_dropped_still_stops_training(
+    table, run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth._interrupt import sigterm_interrupts
+    from appsleuth._keras import import_keras
+    from tests.test_interrupt import sigterm_in_a_weakref_callback
+
+    keras = import_keras()
+
+    class Killed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch == 0:  # `kill` while the engine runs: the handler lands in a callback
+                assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+
+    # The dropped interrupt let a killed `train` run all its epochs and record the run
+    # complete; it now stops after the epoch in which it came, and the run is not complete.
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        train(
+            _spec(),  # the `run` fixture's spec and data: compiled already
+            data=table,
+            out=tmp_path,
+            callbacks=[Killed()],
+            verbose=False,
+            log=lambda m: None,
+        )
+    run_dir = tmp_path / _spec().run_name()
+    assert run_status(run_dir) == "incomplete"
+    assert len(pd.read_csv(run_dir / "model_history.csv")) == 1

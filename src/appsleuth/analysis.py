@@ -103,8 +103,8 @@ def _canonical(name: str) -> str:
 
 # Columns load_results fills from a trial's results, not from its spec.
 _RESULT_FIELDS = (
-    "index", "name", "status", "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro",
-    "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+    "index", "name", "status", "seed", "epochs_run", "results_epoch", *METRIC_COLUMNS,
+    "f1_macro", "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
     *ALARM_POINT_COLUMNS, "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch",
     "engine", "slurm_job_id", "error",
 )  # fmt: skip
@@ -156,6 +156,7 @@ def _metric_fields(metadata: dict[str, Any] | None, metrics: dict[str, Any]) -> 
     fit = _section(metrics, "fit")
     return {
         "epochs_run": finite_number(meta.get("epochs_run")),
+        "results_epoch": finite_number(meta.get("results_epoch")),
         **{k: finite_number(last.get(k)) for k in METRIC_COLUMNS},
         "f1_macro": finite_number(_section(metrics, "macro_avg").get("f1")),
         "moriarty_detection_rate": finite_number(malware.get("detection_rate")),
@@ -183,10 +184,12 @@ def load_results(
     Columns: ``index, name, status`` (``complete``, ``failed``, ``incomplete`` or
     ``pending``), the varied hyperparameters (``hidden`` written as the teaching
     ``hidden_neurons``: a number in a neuron scan, ``"[18, 18]"`` when layers vary),
-    ``hidden_neurons, learning_rate, batch_size, epochs, seed``, the final ``loss,
-    accuracy, val_loss, val_accuracy``, ``f1_macro``, Moriarty's detection rate,
-    precision and false-alarm rate, its detection rate at 1 % false alarms and the
-    threshold that reaches it (``moriarty_detection_rate_at_1pct_false_alarms``,
+    ``hidden_neurons, learning_rate, batch_size, epochs, seed``, ``epochs_run``,
+    ``results_epoch`` (the epoch whose numbers follow: the last, or the earlier one whose
+    weights early stopping restored), that epoch's ``loss, accuracy, val_loss,
+    val_accuracy``, ``f1_macro``, Moriarty's detection rate, precision and false-alarm
+    rate, its detection rate at 1 % false alarms and the threshold that reaches it
+    (``moriarty_detection_rate_at_1pct_false_alarms``,
     ``moriarty_threshold_at_1pct_false_alarms``: NaN for runs from before operating
     points, tasks without Moriarty and an unmeasurable 1 %), ``fit_diagnosis``,
     ``fit_reason``, ``wall_time_s``, ``seconds_per_epoch``, ``engine``, ``slurm_job_id``
@@ -238,8 +241,9 @@ def load_results(
     fixed = ("hidden_neurons", "learning_rate", "batch_size", "epochs")
     columns = [
         "index", "name", "status", *varied, *(c for c in fixed if c not in varied),
-        "seed", "epochs_run", *METRIC_COLUMNS, "f1_macro", "moriarty_detection_rate",
-        "moriarty_precision", "moriarty_false_alarm_rate", *ALARM_POINT_COLUMNS,
+        "seed", "epochs_run", "results_epoch", *METRIC_COLUMNS, "f1_macro",
+        "moriarty_detection_rate", "moriarty_precision", "moriarty_false_alarm_rate",
+        *ALARM_POINT_COLUMNS,
         "fit_diagnosis", "fit_reason", "wall_time_s", "seconds_per_epoch", "engine",
         "slurm_job_id", "error",
     ]  # fmt: skip
@@ -577,6 +581,26 @@ def _complete(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[df["status"] == "complete"] if "status" in df.columns else df
 
 
+def _epoch_shown(df: pd.DataFrame) -> str | None:
+    """Which epoch a results table's metrics are of: ``last``, ``restored`` or None.
+
+    ``restored``: early stopping restored an earlier epoch's weights in some trial, whose
+    numbers are that epoch's. None where the table does not say (a teaching
+    ``results.csv``, runs recorded before ``results_epoch``): "final" would claim the
+    last epoch there.
+    """
+    if not {"epochs_run", "results_epoch"} <= set(df.columns) or df.empty:
+        return None
+    run = pd.to_numeric(df["epochs_run"], errors="coerce")
+    kept = pd.to_numeric(df["results_epoch"], errors="coerce")
+    if (kept < run).any():
+        return "restored"
+    return "last" if (kept.notna() & (kept == run)).all() else None
+
+
+_SHOWN_WORDS = {"last": "last epoch", "restored": "last or restored epoch"}
+
+
 def _no_data(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
@@ -621,7 +645,11 @@ def plot_metric_vs_param(
     metrics: Sequence[str] = ("accuracy", "loss"),
     ax: Any = None,
 ) -> Any:
-    """Final training (dashed, hollow markers) and validation (solid) metrics by hyperparameter.
+    """Training (dashed, hollow markers) and validation (solid) results by hyperparameter.
+
+    Each trial's numbers are those of its results epoch: its last, or the earlier one
+    whose weights early stopping restored. The labels say which where the table does
+    (``results_epoch`` and ``epochs_run``, as from :func:`load_results`).
 
     Training is blue and validation vermilion; in a grid, each combination of the other
     settings has a colour, drawn solid for validation and as a light tint for training.
@@ -657,6 +685,7 @@ def plot_metric_vs_param(
             _no_data(a, "no complete trial yet")
         return fig
     axis = _Axis(list(df[param]))
+    shown = _epoch_shown(df)
     others = [p for p in results.attrs.get("varied", ()) if p != param and p in df.columns]
     if others:
         labels = df.apply(lambda r: ", ".join(f"{p}={format_value(r[p])}" for p in others), axis=1)
@@ -698,8 +727,10 @@ def plot_metric_vs_param(
                         s.index, s["mean"] - s["std"], s["mean"] + s["std"], colors=color, lw=1.5
                     )
         axis.style(a, param)
-        a.set_ylabel(f"final {metric}")
-        a.set_title(f"final {metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
+        # "final" claimed the last epoch where early stopping had restored an earlier one.
+        # The epoch goes on the y axis: in the title too, it ran into the next panel's.
+        a.set_ylabel(f"{metric} at {_SHOWN_WORDS[shown]}" if shown else metric)
+        a.set_title(f"{metric} vs {param}" + (" (mean of seeds)" if repeats else ""))
         a.grid(alpha=0.3)
     if named:
         entries = len(axes[-1].get_legend_handles_labels()[0])
@@ -1038,7 +1069,7 @@ def plot_small_multiples(
 def comparison_table(
     results: pd.DataFrame, published: pd.DataFrame, param: str | None = None
 ) -> pd.DataFrame:
-    """This sweep's final metrics next to the published ones, value by value.
+    """This sweep's metrics (each trial's results epoch) next to the published ones.
 
     Repeated settings (seeds) are averaged on each side.
 
@@ -1117,10 +1148,12 @@ def plot_comparison(
     fig, axes = _axes_for(ax, len(metrics))
     ours = _complete(results)
     ours = ours.loc[ours[ours_col].notna()]
+    shown = _SHOWN_WORDS.get(_epoch_shown(ours))
+    ours_label = f"this sweep ({shown})" if shown else "this sweep"
     axis = _Axis([*ours[ours_col], *published[pub_col]])
     for a, metric in zip(axes, metrics, strict=True):
         for df, col, style, marker, label in (
-            (ours, ours_col, "-", "o", "this sweep"),
+            (ours, ours_col, "-", "o", ours_label),
             (published, pub_col, "--", "s", "published"),
         ):
             s = _summary(df, col, metric, axis)
@@ -1128,7 +1161,7 @@ def plot_comparison(
                 continue
             a.plot(s.index, s["mean"], style, marker=marker, markersize=5, label=label)
         axis.style(a, param)
-        a.set_ylabel(f"final {metric}")
+        a.set_ylabel(metric)  # the sweep's epoch is in its legend entry
         a.set_title(f"{metric}: this sweep vs published")
         a.grid(alpha=0.3)
         a.legend(fontsize="small")

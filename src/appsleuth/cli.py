@@ -6,21 +6,19 @@ one paragraph on stderr with exit code 2; ``--debug`` shows the traceback instea
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shlex
-import signal
 import sys
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from appsleuth._fields import MAX_SEED, MIN_EMBEDDED_ROWS
+from appsleuth._interrupt import sigterm_interrupts
 from appsleuth._version import __version__
 from appsleuth.data.layouts import LABEL_COLUMN
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
@@ -2009,30 +2007,6 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, *res
 _python_show_warning = warnings.showwarning
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM stops the command as Ctrl-C does.
-
-    ``kill``, ``scancel`` and a SLURM time limit send SIGTERM, whose default ends the
-    process at once: a ``train --force`` would leave the complete run it replaces set
-    aside, unseen by ``predict`` and ``report`` until the same command runs again. As an
-    interrupt, the clean-up that Ctrl-C gets (the old run put back, temporary files
-    removed) runs first.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set in the main thread
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 1 failure, 2 user error, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -2040,7 +2014,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_show = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        with _sigterm_interrupts():
+        # SIGTERM's default ends the process at once: a train --force would leave the
+        # complete run it replaces set aside. As an interrupt, Ctrl-C's clean-up runs.
+        with sigterm_interrupts():
             return _main(args, debug)
     finally:
         warnings.showwarning = previous_show

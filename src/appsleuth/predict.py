@@ -153,8 +153,9 @@ def _failed_runs(sweep_dir: Path) -> list[tuple[str, str]]:
 def best_run_dir(path: str | os.PathLike[str] | RunResult) -> Path:
     """A complete run directory: ``path`` itself, or the best run below it (a sweep).
 
-    The best run has the highest final validation accuracy; ties go to the lower
-    validation loss, then to the earlier trial of a sweep's plan (as in the report).
+    The best run has the highest validation accuracy of its saved model (its last epoch,
+    or the earlier one early stopping restored); ties go to the lower validation loss,
+    then to the earlier trial of a sweep's plan (as in the report).
     Only runs of one task, trained and validated on the same data and split, compare.
 
     Raises:

@@ -52,6 +52,7 @@ from appsleuth.analysis import (
     value_key,
 )
 from appsleuth.data.layouts import MALWARE_APP
+from appsleuth.data.quality import leakage_advice
 from appsleuth.data.split import held_share
 from appsleuth.display import COARSE_SCORES, undefined_note
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
@@ -391,8 +392,8 @@ def _leakage_item(context: Mapping[str, Any], split_kind: str | None) -> _Html:
                 _tag("strong", text, class_="warn"),
                 _tag(
                     "span",
-                    f" — accuracy on this {split_kind or ''} split is optimistic; compare a "
-                    "blocked or group split",
+                    f" — accuracy on this {split_kind or ''} split is optimistic; "
+                    f"{leakage_advice(split_kind)}",
                     class_="muted",
                 ),
             ]

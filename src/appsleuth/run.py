@@ -31,6 +31,7 @@ import pandas as pd
 from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._files import read_record_table, read_record_text, refuse_nul
+from appsleuth._interrupt import raise_if_dropped
 from appsleuth._keras import backend_version, import_keras
 from appsleuth._memory import release_programs_if_grown
 from appsleuth._software import describe_software
@@ -511,7 +512,16 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
             if loss is not None and not np.isfinite(float(loss)):
                 self.model.stop_training = True
 
-    callbacks: list[Any] = [_Timer(), _HistoryWriter(), _StopOnNaN()]
+    class _DroppedInterrupt(keras.callbacks.Callback):
+        """Stops at the epoch's edge where Python dropped a SIGTERM's interrupt."""
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            raise_if_dropped()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            raise_if_dropped()
+
+    callbacks: list[Any] = [_DroppedInterrupt(), _Timer(), _HistoryWriter(), _StopOnNaN()]
     es = spec.train.early_stopping
     if es is not None:
         mode = "min" if es.monitor.endswith("loss") else "max"
@@ -1003,6 +1013,7 @@ def train(
             dataset_name=dataset_name,
             source=_data_source(spec, from_frame=data is not None, prepared=prepared),
         )
+        raise_if_dropped()  # a killed run is not recorded complete
         _write_json(run_dir / METADATA, metadata)  # last: the run is now complete
     except BaseException as exc:
         if replaced is not None:

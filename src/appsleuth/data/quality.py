@@ -34,7 +34,7 @@ from appsleuth.data.load import (
 from appsleuth.data.split import DataSplit, SplitSpec, held_share, split_data, time_order
 from appsleuth.errors import DataError
 
-__all__ = ["Finding", "QualityReport", "Severity", "check_data", "leakage_rate"]
+__all__ = ["Finding", "QualityReport", "Severity", "check_data", "leakage_advice", "leakage_rate"]
 
 Severity = Literal["ok", "info", "warning", "problem"]
 
@@ -181,6 +181,26 @@ def leakage_rate(train: pd.DataFrame, val: pd.DataFrame, features: list[str] | s
     train_keys = pd.util.hash_pandas_object(_comparable(train, features), index=False)
     val_keys = pd.util.hash_pandas_object(_comparable(val, features), index=False)
     return float(np.isin(val_keys.to_numpy(), train_keys.to_numpy()).mean())
+
+
+def leakage_advice(kind: str | None) -> str:
+    """What to report beside a split of ``kind`` whose validation rows leak into training.
+
+    A blocked or group split that leaks was told to try a blocked or group split: the
+    advice names what the split in use does not already do.
+    """
+    if kind == "blocked":
+        return (
+            "identical rows recur in other time blocks: also report a group split by "
+            "device (--split group), or a copy without exact duplicates (data clean "
+            "--drop-duplicates)"
+        )
+    if kind == "group":
+        return (
+            "identical rows recur across the groups: also report a copy without exact "
+            "duplicates (data clean --drop-duplicates)"
+        )
+    return "also report a blocked split (--split blocked) or a group split by device"
 
 
 def _comparable(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -727,14 +747,7 @@ def _leakage(df: pd.DataFrame, split: SplitSpec) -> Finding:
     elif "blocked" in not_computable:
         summary += f"; a blocked split: not computable ({not_computable['blocked']})"
     leaky = rate >= _LEAK_WARN
-    rec = (
-        (
-            "accuracy on this split is optimistic: also report a blocked split "
-            "(--split blocked) or a group split by device"
-        )
-        if leaky
-        else ""
-    )
+    rec = f"accuracy on this split is optimistic: {leakage_advice(split.kind)}" if leaky else ""
     severity: Severity = "warning" if leaky else "ok"
     trouble = _training_trouble(table, parts)
     if trouble:

@@ -1,0 +1,54 @@
+"""SIGTERM as an interrupt (as Ctrl-C) that Python cannot drop on the way.
+
+``kill``, ``scancel`` and a SLURM time limit send SIGTERM, whose default ends the
+process at once. Within :func:`sigterm_interrupts` it raises ``KeyboardInterrupt``
+instead, so that the clean-up Ctrl-C gets runs first. Python runs a signal handler at
+the next bytecode of the main thread; while JAX computes that is often a weakref or
+garbage-collector callback, where an exception is printed ("Exception ignored in ...")
+and dropped: a killed ``train`` then trained on to the end. The handler also records
+the signal, and :func:`raise_if_dropped`, called where training can stop (between
+epochs, before a run is recorded complete), raises it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_pending = False  # a SIGTERM arrived and its interrupt may not have stopped anything
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    global _pending
+    _pending = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM stops the command as Ctrl-C does."""
+    global _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        _pending = False
+
+
+def raise_if_dropped() -> None:
+    """Raise ``KeyboardInterrupt`` once if a SIGTERM arrived and the process goes on.
+
+    Called only where the interrupt, had it been raised, would have ended the work
+    already: reaching such a point means Python dropped it.
+    """
+    global _pending
+    if _pending:
+        _pending = False
+        raise KeyboardInterrupt
