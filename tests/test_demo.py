@@ -13,9 +13,9 @@ from rich.console import Console
 from appsleuth.cli import main
 from appsleuth.data.load import load_sherlock
 from appsleuth.data.tables import embedded_data
-from appsleuth.demo import _demo_sweep_dir, _train_baseline, run_demo
+from appsleuth.demo import _demo_sweep_dir, _run_scan, _train_baseline, run_demo
 from appsleuth.run import load_run, run_status
-from appsleuth.sweep import trial_states
+from appsleuth.sweep import LocalSummary, SweepInterrupted, trial_states
 
 
 @pytest.mark.slow
@@ -153,3 +153,23 @@ def test_the_teaching_studies_are_written_as_spec_files(tmp_path: Path) -> None:
     edited.write_text("name: mine\n")
     assert (edited, False) in write_teaching_studies(out)
     assert edited.read_text() == "name: mine\n"  # the user's copy is kept
+
+
+def test_a_scan_stopped_early_stops_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker stopped by a signal ends run_local early without raising: the demo went on
+    # with an empty scan, reported it and said it had finished, with exit code 0.
+    def stopped_early(sweep_dir: Path, *, workers: int | None) -> LocalSummary:
+        return LocalSummary(
+            sweep_dir=sweep_dir,
+            outcomes=(),
+            workers=1,
+            threads_per_trial=1,
+            wall_s=1.0,
+            interrupted=True,
+        )
+
+    monkeypatch.setattr("appsleuth.sweep.run_local", stopped_early)
+    with pytest.raises(SweepInterrupted, match="run the same command again"):
+        _run_scan(tmp_path, 1)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,8 +18,11 @@ class _Target:
     pass
 
 
-def sigterm_in_a_weakref_callback(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Deliver SIGTERM where Python drops the handler's exception; returns what it dropped.
+def sigterm_in_a_weakref_callback(
+    monkeypatch: pytest.MonkeyPatch, signum: int = signal.SIGTERM
+) -> list[Any]:
+    """Deliver SIGTERM (or ``signum``) where Python drops the handler's exception; returns
+    what it dropped.
 
     The handler runs inside the weakref callback (raise_signal runs it at once), as it
     ran inside JAX's garbage-collector callback or a WeakKeyDictionary's when a
@@ -26,15 +31,19 @@ def sigterm_in_a_weakref_callback(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     dropped: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
     target = _Target()
-    ref = weakref.ref(target, lambda _: signal.raise_signal(signal.SIGTERM))
+    ref = weakref.ref(target, lambda _: signal.raise_signal(signum))
     del target
     assert ref() is None
     return dropped
 
 
-def test_a_sigterm_python_dropped_is_raised_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    with sigterm_interrupts():
-        assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_sigterm_python_dropped_is_raised_again(
+    monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    # Ctrl-C too: one dropped in JAX's garbage-collector callback let predict run to its end.
+    with _sigint_handled_by(signal.default_int_handler), sigterm_interrupts():
+        assert sigterm_in_a_weakref_callback(monkeypatch, signum) == [KeyboardInterrupt]
         with pytest.raises(KeyboardInterrupt):
             raise_if_dropped()
         raise_if_dropped()  # once: the interrupt now raised is the one to handle
@@ -46,3 +55,26 @@ def test_nothing_is_raised_without_a_sigterm_or_after_its_block() -> None:
     with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
         signal.raise_signal(signal.SIGTERM)
     raise_if_dropped()  # that interrupt was handled: the next command starts afresh
+
+
+def test_ctrl_c_is_left_alone_where_python_does_not_handle_it() -> None:
+    # Ignored (a process started in the background) or another's (a kernel): kept as is.
+    with _sigint_handled_by(signal.SIG_IGN):
+        with sigterm_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    with _sigint_handled_by(signal.default_int_handler):
+        with sigterm_interrupts():
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@contextlib.contextmanager
+def _sigint_handled_by(handler: Any) -> Iterator[None]:
+    # As Python starts a process in the foreground (or the background), whatever the
+    # test runner set.
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import re
 import shutil
@@ -113,6 +114,28 @@ def test_a_killed_predictions_leftovers_are_removed_by_the_rerun(
     predict_file(run_dir, path, tmp_path / "p.csv")
     assert not any(leftover.exists() for leftover in leftovers)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "p.csv"]
+
+
+def test_a_kill_python_dropped_leaves_no_predictions(
+    run_dir, table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth._interrupt import sigterm_interrupts
+    from tests.test_interrupt import sigterm_in_a_weakref_callback
+
+    predict_module = importlib.import_module("appsleuth.predict")  # the package has predict()
+    path = tmp_path / "new.csv"
+    table.iloc[:200].to_csv(path)
+    frame_predictions = predict_module._frame_predictions
+
+    def killed_while_predicting(*args, **kwargs):
+        # As a kill of predict landed in JAX's garbage-collector callback: dropped.
+        assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+        return frame_predictions(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "_frame_predictions", killed_while_predicting)
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        predict_file(run_dir, path, tmp_path / "p.csv", chunk_rows=50)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
 
 
 def test_a_read_only_output_directory_is_named_not_the_temporary_file(

@@ -1415,6 +1415,27 @@ def test_ctrl_c_stops_the_caller_too(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert info.value.summary.interrupted and info.value.summary.outcomes == ()
 
 
+def test_a_kill_python_dropped_still_stops_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appsleuth.sweep.worker import TrialOutcome
+    from tests.test_interrupt import sigterm_in_a_weakref_callback
+
+    class PoolKilledWhileTraining(_PoolWithAKilledWorker):
+        """A pool during whose first trial a SIGTERM lands in a weakref callback."""
+
+        def submit(self, fn, *args) -> Future:
+            assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+            future: Future = Future()
+            future.set_result(TrialOutcome(index=args[1], name="t", status="complete", seconds=1))
+            return future
+
+    sweep_dir = prepare_sweep_dir(_spec(grid={"hidden_neurons": [3, 4]}), tmp_path)
+    monkeypatch.setattr("appsleuth.sweep.local.ProcessPoolExecutor", PoolKilledWhileTraining)
+    with pytest.raises(SweepInterrupted):  # not the whole sweep trained
+        run_local(sweep_dir, workers=1, progress=False)
+
+
 def test_ctrl_c_in_sweep_run_collects_and_says_how_to_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

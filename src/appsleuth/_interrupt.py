@@ -7,7 +7,8 @@ the next bytecode of the main thread; while JAX computes that is often a weakref
 garbage-collector callback, where an exception is printed ("Exception ignored in ...")
 and dropped: a killed ``train`` then trained on to the end. The handler also records
 the signal, and :func:`raise_if_dropped`, called where training can stop (between
-epochs, before a run is recorded complete), raises it again.
+epochs, before a run is recorded complete), raises it again. Ctrl-C (SIGINT) is
+dropped the same way, so it is recorded too, where it has Python's own handler.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-_pending = False  # a SIGTERM arrived and its interrupt may not have stopped anything
+_pending = False  # a SIGTERM or Ctrl-C arrived and its interrupt may not have stopped anything
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -29,21 +30,26 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM stops the command as Ctrl-C does."""
+    """Within the block, SIGTERM stops the command as Ctrl-C does (and both are recorded)."""
     global _pending
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+    # Ctrl-C only where Python's handler has it: not where it is ignored (a process
+    # started in the background) or handled otherwise (an enclosing block, a kernel).
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         _pending = False
 
 
 def raise_if_dropped() -> None:
-    """Raise ``KeyboardInterrupt`` once if a SIGTERM arrived and the process goes on.
+    """Raise ``KeyboardInterrupt`` once if a SIGTERM (or Ctrl-C) arrived and the process goes on.
 
     Called only where the interrupt, had it been raised, would have ended the work
     already: reaching such a point means Python dropped it.

@@ -131,6 +131,24 @@ def _demo_sweep_dir(spec: Any, out: Path, console: Any) -> Path:
         return prepare_sweep_dir(spec, out)
 
 
+def _run_scan(sweep_dir: Path, workers: int | None) -> Any:
+    """Run the demo's sweep; one that stopped early stops the demo, as ``sweep run`` stops.
+
+    A worker stopped by a signal (``kill``, an out-of-memory killer) ends ``run_local``
+    early, ``interrupted``, without raising: the demo went on to report and classify
+    with the scan unfinished, and said it had finished (exit code 0).
+
+    Raises:
+        SweepInterrupted: The sweep stopped early; the same command resumes it.
+    """
+    from appsleuth.sweep import SweepInterrupted, run_local
+
+    summary = run_local(sweep_dir, workers=workers)
+    if summary.interrupted:
+        raise SweepInterrupted(summary)
+    return summary
+
+
 def _train_baseline(spec: Any, **kwargs: Any) -> Any:
     """Train the demo's baseline, reusing a complete one trained with the same settings.
 
@@ -179,7 +197,7 @@ def run_demo(
     from appsleuth.report import write_report
     from appsleuth.run import recorded_operating_points
     from appsleuth.spec import DataSpec, ModelSpec, RunSpec, TrainSpec
-    from appsleuth.sweep import SweepSpec, run_local
+    from appsleuth.sweep import SweepSpec
 
     console = console or Console()
     start = time.time()
@@ -244,7 +262,7 @@ def run_demo(
     sweep_dirs = []
     for spec in specs:
         sweep_dir = _demo_sweep_dir(spec, out, console)
-        summary = run_local(sweep_dir, workers=workers)
+        summary = _run_scan(sweep_dir, workers)
         console.print(
             f"{spec.name}: {summary.count('complete')} trained, "
             f"{summary.count('skipped')} reused, {summary.failed} failed "

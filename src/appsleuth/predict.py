@@ -32,6 +32,7 @@ from appsleuth._atomic import (
 )
 from appsleuth._fields import is_integer, is_number
 from appsleuth._files import not_regular, refuse_nul
+from appsleuth._interrupt import raise_if_dropped
 from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import (
     check_feature_dtypes,
@@ -985,6 +986,9 @@ def predict_file(
             skipped_fh.write("row_id\n")
             try:
                 for chunk in _chunks(data, columns, types, chunk_rows, encoding):
+                    # A kill whose interrupt Python dropped in one of JAX's garbage
+                    # collector callbacks stops here, not after the whole file.
+                    raise_if_dropped()
                     row_ids = (
                         chunk.pop(index_col).to_numpy()
                         if index_col is not None
@@ -1048,6 +1052,7 @@ def predict_file(
             raise DataError(f"data file {data} has a header but no rows")
         if n_pred == 0:
             raise _nothing_predicted(f"data file {data}", n_rows, missing_counts, empty_counts)
+        raise_if_dropped()  # a killed predict leaves no predictions
         with errors_name_target(tmp, out, unnamed_full=True):
             flush_to_disk(tmp)
         if n_skip:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import dataclasses
 import gc
 import importlib
@@ -31,6 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from appsleuth._interrupt import raise_if_dropped, sigterm_interrupts
 from appsleuth._keras import check_backend, import_keras
 from appsleuth.errors import AppSleuthError, SpecError
 from appsleuth.hardware import apply_device, apply_thread_limits, available_cores
@@ -316,21 +318,6 @@ def _any_taken(core_sets: Any, n_workers: int) -> bool:
         return bool(core_sets.empty())
 
 
-def _interrupt_on_sigterm() -> Any:
-    """Treat SIGTERM (``kill``, a scheduler's stop) like Ctrl-C: stop the workers, report.
-
-    Returns the previous handler to restore, or None where none could be installed (not
-    the main thread).
-    """
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, handler)
-
-
 def _note_engine_fallback(trials: list[Any]) -> None:
     """Check the backend the workers will inherit, and say once when ``fused`` cannot run.
 
@@ -563,6 +550,9 @@ def _run_pool(
                     )
                 report(index, outcome)
             tick()
+            # A SIGTERM whose interrupt Python dropped (in a weakref or garbage-collector
+            # callback) would let the sweep train on to its end.
+            raise_if_dropped()
         clean = True
     except BrokenProcessPool:
         pass
@@ -676,7 +666,10 @@ def run_local(
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        previous_term = _interrupt_on_sigterm()
+        # SIGTERM (kill, a scheduler's stop) as Ctrl-C: the workers are stopped, and an
+        # interrupt Python dropped is raised again at the next poll.
+        interrupts = contextlib.ExitStack()
+        interrupts.enter_context(sigterm_interrupts())
         try:
             # One pool per round: a worker that dies ends its pool (the others are stopped
             # and their trials redone), its trial is recorded as failed, and a fresh pool
@@ -726,8 +719,7 @@ def run_local(
         except KeyboardInterrupt:
             interrupted = stopped = True
         finally:
-            if previous_term is not None:
-                signal.signal(signal.SIGTERM, previous_term)
+            interrupts.close()
             bar.stop()
         if interrupted and not started:
             raise AppSleuthError(
