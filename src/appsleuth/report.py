@@ -22,6 +22,7 @@ import html
 import io
 import math
 import os
+import re
 import sys
 import warnings
 from collections import Counter
@@ -109,6 +110,17 @@ def _join(parts: Iterable[Any]) -> _Html:
     return _Html("".join(_e(p) for p in parts))
 
 
+def _unbroken_options(text: str) -> _Html:
+    """``text`` with each command-line option (``--split blocked``) kept on one line.
+
+    Browsers break lines after a hyphen: ``(--split`` wrapped as ``(-`` and ``-split``.
+    """
+    parts = re.split(r"(--[A-Za-z][\w-]*(?: [a-z]+)?)", text)
+    return _join(
+        _tag("span", part, class_="nowrap") if i % 2 else part for i, part in enumerate(parts)
+    )
+
+
 def _table(
     headers: Sequence[Any],
     rows: Sequence[Sequence[Any]],
@@ -125,7 +137,18 @@ def _table(
     Those cells are row headers, so a screen reader announces them with each number of
     the row, and the caption says what the numbers are (which rows, which epoch).
     """
-    head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
+    # Column headers stay on one line, but a long one (a phrase) folds at its spaces: it
+    # widened the leaderboard past the page.
+    head = _tag(
+        "thead",
+        _tag(
+            "tr",
+            [
+                _tag("th", h, scope="col", class_="long" if len(str(h)) > 24 else None)
+                for h in headers
+            ],
+        ),
+    )
     body_rows = []
     for i, row in enumerate(rows):
         attrs = dict(row_attrs[i]) if row_attrs else {}
@@ -392,8 +415,10 @@ def _leakage_item(context: Mapping[str, Any], split_kind: str | None) -> _Html:
                 _tag("strong", text, class_="warn"),
                 _tag(
                     "span",
-                    f" — accuracy on this {split_kind or ''} split is optimistic; "
-                    f"{leakage_advice(split_kind)}",
+                    [
+                        f" — accuracy on this {split_kind or ''} split is optimistic; ",
+                        _unbroken_options(leakage_advice(split_kind)),
+                    ],
                     class_="muted",
                 ),
             ]
@@ -1693,7 +1718,18 @@ def _leaderboard_table(
     n_metric_cols: int,
     caption: str,
 ) -> _Html:
-    head = _tag("thead", _tag("tr", [_tag("th", h, scope="col") for h in headers]))
+    # Column headers stay on one line, but a long one (a phrase) folds at its spaces: it
+    # widened the leaderboard past the page.
+    head = _tag(
+        "thead",
+        _tag(
+            "tr",
+            [
+                _tag("th", h, scope="col", class_="long" if len(str(h)) > 24 else None)
+                for h in headers
+            ],
+        ),
+    )
     body = []
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
@@ -1946,6 +1982,8 @@ caption { caption-side: top; text-align: left; font-size: 13px; color: var(--mut
 caption > span { display: inline-block; position: sticky; left: 0;
                  max-width: min(calc(100vw - 72px), 1224px); max-width: 100cqw; }
 thead th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
+thead th.long { white-space: normal; min-width: 12ch; }
+.nowrap { white-space: nowrap; }
 /* A row header (the trial, app or model a row is about) reads as the row's other cells. */
 tbody th { font-weight: inherit; }
 table.numbers td { font-variant-numeric: tabular-nums; white-space: nowrap; }
