@@ -57,6 +57,22 @@ def test_nothing_is_raised_without_a_sigterm_or_after_its_block() -> None:
     raise_if_dropped()  # that interrupt was handled: the next command starts afresh
 
 
+def test_an_interrupt_dropped_in_a_nested_block_still_stops_the_outer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # run_local's block inside the CLI's (sweep run, the demo): a SIGTERM dropped after
+    # the sweep's last poll was forgotten when run_local's block ended, and the demo went
+    # on to predict its mystery sample and finish with exit code 0.
+    with sigterm_interrupts():
+        with sigterm_interrupts():
+            assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_dropped()
+        with sigterm_interrupts():
+            sigterm_in_a_weakref_callback(monkeypatch)
+    raise_if_dropped()  # the outermost block's end forgets it: the next command starts afresh
+
+
 def test_ctrl_c_is_left_alone_where_python_does_not_handle_it() -> None:
     # Ignored (a process started in the background) or another's (a kernel): kept as is.
     with _sigint_handled_by(signal.SIG_IGN):
