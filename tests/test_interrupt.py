@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from appsleuth._interrupt import raise_if_dropped, sigterm_interrupts
+from appsleuth._interrupt import _interrupt, raise_if_dropped, sigterm_interrupts
 
 
 class _Target:
@@ -71,6 +71,29 @@ def test_an_interrupt_dropped_in_a_nested_block_still_stops_the_outer_one(
         with sigterm_interrupts():
             sigterm_in_a_weakref_callback(monkeypatch)
     raise_if_dropped()  # the outermost block's end forgets it: the next command starts afresh
+
+
+def test_a_ctrl_c_as_the_block_ends_leaves_no_handler_or_flag_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second Ctrl-C while run_local's block restored the handlers (the first one just
+    # stopped the sweep) raised inside the restoring loop: Ctrl-C kept appsleuth's
+    # handler and the flag stayed set, so a later, unrelated predict in the notebook
+    # raised KeyboardInterrupt at its first chunk.
+    real = signal.signal
+
+    def restore_then_ctrl_c(signum: int, handler: Any) -> Any:
+        previous = real(signum, handler)
+        if signum == signal.SIGTERM and previous is _interrupt:
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    with _sigint_handled_by(signal.default_int_handler):
+        with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+            monkeypatch.setattr(signal, "signal", restore_then_ctrl_c)
+        monkeypatch.undo()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        raise_if_dropped()  # the Ctrl-C was raised (as the block ended), not dropped
 
 
 def test_ctrl_c_is_left_alone_where_python_does_not_handle_it() -> None:

@@ -45,13 +45,20 @@ def sigterm_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        _depth -= 1
-        if not _depth:
-            # An inner block's end is not the command's: one dropped there (say after a
-            # sweep's last poll) must still stop the enclosing command.
-            _pending = False
+        # Held until the handlers are back: a second Ctrl-C now (the first stopped the
+        # work) would raise inside this loop and leave _interrupt and _pending behind for
+        # a later, unrelated call. Delivered once unblocked, to the handler restored.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, previous)
+        try:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            _depth -= 1
+            if not _depth:
+                # An inner block's end is not the command's: one dropped there (say after
+                # a sweep's last poll) must still stop the enclosing command.
+                _pending = False
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def raise_if_dropped() -> None:
