@@ -96,6 +96,32 @@ def test_a_ctrl_c_as_the_block_ends_leaves_no_handler_or_flag_behind(
         raise_if_dropped()  # the Ctrl-C was raised (as the block ended), not dropped
 
 
+def test_a_ctrl_c_as_the_block_starts_leaves_no_handler_or_flag_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C between setting SIGTERM's handler and entering the block raised before the
+    # block could restore anything: SIGTERM kept appsleuth's handler for good.
+    real = signal.signal
+
+    def set_then_ctrl_c(signum: int, handler: Any) -> Any:
+        previous = real(signum, handler)
+        if signum == signal.SIGTERM and handler is _interrupt:
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _sigint_handled_by(signal.default_int_handler):
+        monkeypatch.setattr(signal, "signal", set_then_ctrl_c)
+        entered: list[bool] = []
+        with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+            entered.append(True)
+        monkeypatch.undo()
+        assert not entered  # the Ctrl-C came first
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        raise_if_dropped()
+
+
 def test_ctrl_c_is_left_alone_where_python_does_not_handle_it() -> None:
     # Ignored (a process started in the background) or another's (a kernel): kept as is.
     with _sigint_handled_by(signal.SIG_IGN):

@@ -36,6 +36,9 @@ def sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
+    # Held until the block can restore what it set: one raised in between would leave
+    # _interrupt in place for good. Delivered (to _interrupt) once the block is entered.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     # Ctrl-C only where Python's handler has it: not where it is ignored (a process
     # started in the background) or handled otherwise (an enclosing block, a kernel).
@@ -43,6 +46,7 @@ def sigterm_interrupts() -> Iterator[None]:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     _depth += 1
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         yield
     finally:
         # Held until the handlers are back: a second Ctrl-C now (the first stopped the
