@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from appsleuth._interrupt import raise_if_dropped, sigterm_interrupts
+from appsleuth._interrupt import _interrupt, raise_if_dropped, sigterm_interrupts
 
 
 class _Target:
@@ -55,6 +55,71 @@ def test_nothing_is_raised_without_a_sigterm_or_after_its_block() -> None:
     with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
         signal.raise_signal(signal.SIGTERM)
     raise_if_dropped()  # that interrupt was handled: the next command starts afresh
+
+
+def test_an_interrupt_dropped_in_a_nested_block_still_stops_the_outer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # run_local's block inside the CLI's (sweep run, the demo): a SIGTERM dropped after
+    # the sweep's last poll was forgotten when run_local's block ended, and the demo went
+    # on to predict its mystery sample and finish with exit code 0.
+    with sigterm_interrupts():
+        with sigterm_interrupts():
+            assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_dropped()
+        with sigterm_interrupts():
+            sigterm_in_a_weakref_callback(monkeypatch)
+    raise_if_dropped()  # the outermost block's end forgets it: the next command starts afresh
+
+
+def test_a_ctrl_c_as_the_block_ends_leaves_no_handler_or_flag_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second Ctrl-C while run_local's block restored the handlers (the first one just
+    # stopped the sweep) raised inside the restoring loop: Ctrl-C kept appsleuth's
+    # handler and the flag stayed set, so a later, unrelated predict in the notebook
+    # raised KeyboardInterrupt at its first chunk.
+    real = signal.signal
+
+    def restore_then_ctrl_c(signum: int, handler: Any) -> Any:
+        previous = real(signum, handler)
+        if signum == signal.SIGTERM and previous is _interrupt:
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    with _sigint_handled_by(signal.default_int_handler):
+        with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+            monkeypatch.setattr(signal, "signal", restore_then_ctrl_c)
+        monkeypatch.undo()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        raise_if_dropped()  # the Ctrl-C was raised (as the block ended), not dropped
+
+
+def test_a_ctrl_c_as_the_block_starts_leaves_no_handler_or_flag_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C between setting SIGTERM's handler and entering the block raised before the
+    # block could restore anything: SIGTERM kept appsleuth's handler for good.
+    real = signal.signal
+
+    def set_then_ctrl_c(signum: int, handler: Any) -> Any:
+        previous = real(signum, handler)
+        if signum == signal.SIGTERM and handler is _interrupt:
+            signal.raise_signal(signal.SIGINT)
+        return previous
+
+    before = signal.getsignal(signal.SIGTERM)
+    with _sigint_handled_by(signal.default_int_handler):
+        monkeypatch.setattr(signal, "signal", set_then_ctrl_c)
+        entered: list[bool] = []
+        with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+            entered.append(True)
+        monkeypatch.undo()
+        assert not entered  # the Ctrl-C came first
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        raise_if_dropped()
 
 
 def test_ctrl_c_is_left_alone_where_python_does_not_handle_it() -> None:

@@ -845,6 +845,15 @@ def test_a_random_split_is_cautioned_even_where_its_leakage_is_not_measured(
     )
 
 
+def test_report_keeps_task_ids_that_are_no_number_as_they_are() -> None:
+    from appsleuth.report import _slurm_jobs
+
+    # '²' passes str.isdigit() but not int(): a hand-edited metadata file was a traceback.
+    env = {"SLURM_ARRAY_JOB_ID": "147"}
+    metas = [{"slurm": {**env, "SLURM_ARRAY_TASK_ID": t}} for t in ("0", "1", "2", "²", "?")]
+    assert _slurm_jobs(metas) == "147 (tasks 0-2, ?, ²)"
+
+
 @pytest.mark.parametrize(
     ("kind", "advice"),
     [

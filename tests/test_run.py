@@ -15,7 +15,7 @@ import pytest
 
 from appsleuth.cli import main
 from appsleuth.data.synth import generate_sherlock
-from appsleuth.errors import DataError, SpecError
+from appsleuth.errors import AppSleuthError, DataError, SpecError
 from appsleuth.run import (
     HISTORY,
     METADATA,
@@ -1037,6 +1037,21 @@ def test_evaluate_run_measures_the_runs_thresholds_on_new_rows(run, table) -> No
     (copy / "metrics.json").write_text(json.dumps(old))
     result = evaluate_run(copy, rows)["malware"]
     assert "thresholds_chosen_on" not in result and len(result["operating_points"]) == 3
+
+
+@pytest.mark.parametrize("damaged", ["high", float("nan"), 7])
+def test_evaluate_run_refuses_a_recorded_threshold_that_is_no_score(
+    run, table, damaged: Any
+) -> None:
+    # A damaged metrics.json: 'high' was a TypeError traceback, NaN flagged no row and
+    # reported a detection rate of 0 as if measured.
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    metrics["malware"]["operating_points"][0]["threshold"] = damaged
+    copy = run.run_dir.parent / f"damaged-threshold-{damaged}"
+    shutil.copytree(run.run_dir, copy)
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(AppSleuthError, match=r"metrics\.json records threshold=.* for a "):
+        evaluate_run(copy, table.head(50))
 
 
 def test_training_leaves_the_users_matplotlib_alone(table, tmp_path: Path) -> None:

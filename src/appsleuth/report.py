@@ -931,9 +931,11 @@ def _slurm_jobs(metas: Any) -> str:
     parts = []
     for job in sorted(arrays, key=lambda j: (len(j), j)):
         # Ranges: a sweep of thousands of trials listed every task id of its arrays.
-        numbers = [int(t) for t in arrays[job] if t.isdigit()]
-        tasks = [compress_indices(numbers).replace(",", ", ")] if numbers else []
-        tasks += sorted(t for t in arrays[job] if not t.isdigit())
+        # ASCII digits only: str.isdigit() takes '²' too, which int() refuses (a
+        # hand-edited model_metadata.json made the report a traceback).
+        numeric = {t for t in arrays[job] if t.isascii() and t.isdigit()}
+        tasks = [compress_indices(map(int, numeric)).replace(",", ", ")] if numeric else []
+        tasks += sorted(arrays[job] - numeric)
         parts.append(f"{job} (tasks {', '.join(tasks)})" if tasks else job)
     return ", ".join(parts)
 

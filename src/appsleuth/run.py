@@ -1558,6 +1558,23 @@ def recorded_operating_points(run_dir: Path) -> list[dict[str, Any]] | None:
     return points
 
 
+def _check_recorded_thresholds(path: Path, points: list[dict[str, Any]]) -> None:
+    """Refuse recorded thresholds that are no score: a damaged ``metrics.json``.
+
+    Raises:
+        AppSleuthError: A threshold is neither None (none chosen) nor a number in [0, 1].
+    """
+    for point in points:
+        threshold = point.get("threshold")
+        # NaN flags no row: it would be reported as a measured detection rate of 0.
+        if threshold is not None and not (is_number(threshold) and 0 <= threshold <= 1):
+            raise AppSleuthError(
+                f"{path} records threshold={threshold!r} for a false-alarm rate of "
+                f"{point.get('false_alarm_target')!r}; expected a score in [0, 1] (or null "
+                f"where none was chosen): the file is damaged; train the run again"
+            )
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str] | RunResult | LoadedRun, data: pd.DataFrame
 ) -> dict[str, Any]:
@@ -1586,6 +1603,7 @@ def evaluate_run(
         DataError: The table lacks a feature or the label column (or holds one twice),
             a feature column holds dates, durations or complex numbers, or no row with
             every feature value is labelled with an app the model knows.
+        AppSleuthError: The run's ``metrics.json`` records a threshold that is no score.
     """
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     pre = run.preprocessor
@@ -1638,6 +1656,7 @@ def evaluate_run(
     )
     chosen = recorded_operating_points(run.run_dir)
     if score is not None and chosen is not None:
+        _check_recorded_thresholds(run.run_dir / METRICS, chosen)
         # Thresholds chosen on the rows being scored would flatter them: new rows measure
         # the thresholds the run chose on its validation rows (those predict applies).
         is_malware = y == list(pre.classes).index(MALWARE_APP)
