@@ -319,7 +319,7 @@ def run_demo(
         console.print(alarm_line(summary.alarm), markup=False, highlight=False)
     elif point is not None:
         console.print(
-            f"no Moriarty alarm: the baseline chose no threshold for {_ALARM_RATE:.0%} false "
+            f"no Moriarty alarm: the baseline chose no threshold for {_ALARM_RATE * 100:g} % false "
             f"alarms ({point.get('reason')})",
             markup=False,
             highlight=False,
