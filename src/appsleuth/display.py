@@ -101,12 +101,12 @@ def operating_point_lines(metrics: dict[str, Any]) -> list[str]:
     earlier target's threshold says so, as the score had no finer threshold to offer.
     """
     from appsleuth._fields import is_number
-    from appsleuth.evaluate import same_threshold_as
+    from appsleuth.evaluate import operating_points_of, same_threshold_as
 
-    malware = metrics.get("malware")
-    points = malware.get("operating_points") if isinstance(malware, dict) else None
-    if not isinstance(points, list) or not points:
+    points = operating_points_of(metrics)
+    if not points:
         return []
+    malware = metrics["malware"]
     points = [p if isinstance(p, dict) else {} for p in points]
 
     def target_text(point: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "metrics_from_confusion",
     "operating_point_at",
     "operating_points",
+    "operating_points_of",
     "rates_at_thresholds",
     "roc_auc",
     "roc_curve",
@@ -538,6 +539,19 @@ def operating_points(
     return points
 
 
+def operating_points_of(metrics: Mapping[str, Any]) -> list[Any] | None:
+    """The ``malware.operating_points`` list of ``metrics`` (as in metrics.json), as found.
+
+    Returns:
+        The list, whose items the caller checks (a hand-edited file may hold anything);
+        None where there is none (a run from before operating points, a task without
+        Moriarty, a damaged file).
+    """
+    malware = metrics.get("malware")
+    points = malware.get("operating_points") if isinstance(malware, Mapping) else None
+    return points if isinstance(points, list) else None
+
+
 def operating_point_at(metrics: Mapping[str, Any], target: float) -> dict[str, Any]:
     """Moriarty's operating point at one false-alarm target in ``metrics`` (as in metrics.json).
 
@@ -547,10 +561,8 @@ def operating_point_at(metrics: Mapping[str, Any], target: float) -> dict[str, A
         a task without Moriarty) or the target was not measurable; the threshold alone
         where no threshold caught a Moriarty sample (the detection rate is 0 then).
     """
-    malware = metrics.get("malware")
-    points = malware.get("operating_points") if isinstance(malware, Mapping) else None
     found: Mapping[str, Any] = {}
-    for point in points if isinstance(points, list) else []:
+    for point in operating_points_of(metrics) or []:
         if isinstance(point, Mapping) and point.get("false_alarm_target") == target:
             found = point
             break

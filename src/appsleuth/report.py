@@ -61,6 +61,7 @@ from appsleuth.evaluate import (
     ALARM_POINT_COLUMNS,
     flagged_as_malware,
     idle_classes,
+    operating_points_of,
     same_threshold_as,
     undefined_rates,
 )
@@ -561,10 +562,10 @@ def _operating_points_block(
     metrics: Mapping[str, Any], id_: str = "operating-points"
 ) -> list[_Html]:
     """Moriarty's detection rate at each chosen false-alarm rate; none for older runs."""
-    malware = metrics.get("malware")
-    points = malware.get("operating_points") if isinstance(malware, Mapping) else None
-    if not isinstance(points, list) or not points:
+    points = operating_points_of(metrics)
+    if not points:
         return []  # a run from before operating points were recorded
+    malware = metrics["malware"]
     # The test rows measure thresholds the validation rows chose; they choose none.
     held_out = malware.get("thresholds_chosen_on") == "validation"
 
@@ -1045,11 +1046,7 @@ def _baselines_operating_points(entries: Sequence[tuple[str, Mapping[str, Any]]]
     """
 
     def points_of(m: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        malware = m.get("malware")
-        points = malware.get("operating_points") if isinstance(malware, Mapping) else None
-        if not isinstance(points, list):
-            return []
-        return [p for p in points if isinstance(p, Mapping)]
+        return [p for p in operating_points_of(m) or [] if isinstance(p, Mapping)]
 
     targets: list[float] = []
     for _, m in entries:

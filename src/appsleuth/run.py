@@ -45,6 +45,7 @@ from appsleuth.evaluate import (
     RESULT_KEYS,
     classification_metrics,
     diagnose_fit,
+    operating_points_of,
     rates_at_thresholds,
 )
 from appsleuth.hardware import describe_hardware, slurm_environment
@@ -1551,9 +1552,8 @@ def check_used_columns_unique(df: pd.DataFrame, pre: Preprocessor, where: str) -
 def recorded_operating_points(run_dir: Path) -> list[dict[str, Any]] | None:
     """The Moriarty operating points the run's ``metrics.json`` records, or None (a run
     trained before they were recorded, a task without Moriarty, a damaged file)."""
-    malware = (read_json_object(run_dir / METRICS) or {}).get("malware")
-    points = malware.get("operating_points") if isinstance(malware, dict) else None
-    if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+    points = operating_points_of(read_json_object(run_dir / METRICS) or {})
+    if points is None or not all(isinstance(p, dict) for p in points):
         return None
     return points
 
