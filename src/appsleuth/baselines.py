@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from appsleuth._fields import is_integer, is_number
-from appsleuth.data.layouts import MALWARE_APP
 from appsleuth.data.load import as_name_list
 from appsleuth.data.prepare import PreparedData
 from appsleuth.errors import DataError, SpecError
-from appsleuth.evaluate import classification_metrics
+from appsleuth.evaluate import classification_metrics, malware_score
 
 __all__ = ["BASELINES", "run_baselines"]
 
@@ -81,7 +80,7 @@ def run_baselines(
         pred = model.predict(prepared.x_val)
         proba = _class_proba(model, prepared.x_val, len(prepared.classes))
         classes = list(prepared.classes)
-        moriarty = proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
+        moriarty = malware_score(proba, classes)
         metrics = classification_metrics(
             prepared.y_val,
             pred,

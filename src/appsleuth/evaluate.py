@@ -27,6 +27,7 @@ __all__ = [
     "diagnose_fit",
     "flagged_as_malware",
     "idle_classes",
+    "malware_score",
     "malware_score_metrics",
     "metrics_from_confusion",
     "operating_point_at",
@@ -379,6 +380,13 @@ def roc_curve(
         keep = np.unique(np.r_[0, np.minimum(keep, len(fpr) - 1), len(fpr) - 1])
         fpr, tpr = fpr[keep], tpr[keep]
     return {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}
+
+
+def malware_score(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
+    """Each row's probability of Moriarty (a column of ``proba``, one per class), or None
+    when Moriarty is not one of ``classes``."""
+    classes = list(classes)
+    return proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
 
 
 def malware_score_metrics(

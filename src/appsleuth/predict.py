@@ -50,7 +50,7 @@ from appsleuth.data.load import (
 from appsleuth.data.preprocess import RETRAIN_HINT
 from appsleuth.display import live_display_works
 from appsleuth.errors import AppSleuthError, DataError, warn
-from appsleuth.evaluate import metrics_from_confusion, roc_auc
+from appsleuth.evaluate import malware_score, metrics_from_confusion, roc_auc
 from appsleuth.run import (
     METRICS,
     RUN_MARKER,
@@ -59,7 +59,6 @@ from appsleuth.run import (
     best_run_key,
     check_used_columns_unique,
     load_run,
-    malware_score,
     missing_run_message,
     predict_proba,
     read_metadata,

@@ -45,6 +45,7 @@ from appsleuth.evaluate import (
     RESULT_KEYS,
     classification_metrics,
     diagnose_fit,
+    malware_score,
     operating_points_of,
     rates_at_thresholds,
 )
@@ -75,7 +76,6 @@ __all__ = [
     "is_own_run_dir",
     "load_data",
     "load_run",
-    "malware_score",
     "metadata_problem",
     "missing_run_message",
     "predict_proba",
@@ -1222,12 +1222,6 @@ def predict_proba(
     if n_classes == 2 and p.ndim == 2 and p.shape[1] == 1:
         p = np.hstack([1.0 - p, p])
     return p
-
-
-def malware_score(proba: np.ndarray, classes: Sequence[str]) -> np.ndarray | None:
-    """Each row's probability of Moriarty, or None when the model has no such class."""
-    classes = list(classes)
-    return proba[:, classes.index(MALWARE_APP)] if MALWARE_APP in classes else None
 
 
 def _jax_forward(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
