@@ -117,16 +117,20 @@ def _worker(device: str, data: Path, epochs: int, grid: list) -> None:
     platform = jax.devices()[0]
 
     class _Timer(keras.callbacks.Callback):
-        # The fused engine validates inside its epoch program, so validation is timed too.
+        # Validation (the fused engine's own program, run between epochs) is timed too.
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
 
-        def on_epoch_begin(self, epoch, logs=None):
+        # From one epoch's end to the next: an epoch's work may start before its
+        # on_epoch_begin (see engines/_ahead.py).
+        def on_train_begin(self, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
+            now = time.perf_counter()
+            self.seconds.append(now - self.start)
+            self.start = now
 
     for batch, hidden in grid:
         keras.utils.set_random_seed(0)

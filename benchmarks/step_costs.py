@@ -111,16 +111,19 @@ def _fused_step(rounds: int) -> tuple[float, float]:
     )
     model._symbolic_build(data_batch=(x[:32], y[:32], None))
     train = (jax.device_put(x), jax.device_put(y))
-    args = (fused._read_state(model), [v.value for v in model.metrics_variables], train,
-            np.uint32(0), np.int32(0))  # fmt: skip
-    # As run_fused compiles it (logits plan, cheaper accuracy), minus the shuffle.
+    batches = fused._shuffle_function(n=n, batch_size=32, shuffle=False)(
+        train, np.uint32(0), np.uint32(0)
+    )
+    args = (fused._read_state(model), [v.value for v in model.metrics_variables], *batches)
+    # As run_fused compiles its training program (logits plan, cheaper accuracy).
     compiled = fused._compiled(
         model,
         None,
         fused.logits_plan(model) if fused._FROM_LOGITS else None,
-        ("train", 32, False),
-        lambda plan: fused._train_function(model, n=n, batch_size=32, shuffle=False, plan=plan),
+        ("train", 32),
+        lambda plan: fused._train_function(model, plan=plan),
         args,
+        fused._cpu_options(model, 32),
     )
     return _time(compiled, args, rounds)
 

@@ -19,7 +19,9 @@ validation rows), validating after every epoch, with three engines:
 Each configuration runs in its own subprocess, so that its peak memory (VmHWM, not
 ru_maxrss, which Linux carries over from the parent) is its own and backends do not mix.
 Seconds per epoch are the median of the epochs after the first (which includes
-compilation); validation is included in every engine's epoch.
+compilation), each measured from the previous epoch's end to its own (so nothing is
+left out when the fused engine starts an epoch's work early); validation is included in
+every engine's epoch.
 Shared or virtual machines have slow spells lasting seconds, so the JAX configurations
 that are compared (best ``fit``, ``fused``, the floor) run ``--rounds`` times,
 interleaved, and their epochs are pooled; the fastest epoch is printed beside the median.
@@ -287,11 +289,16 @@ def _worker(engine: str, data: Path, epochs: int, spe: int) -> None:
             super().__init__()
             self.seconds: list[float] = []
 
-        def on_epoch_begin(self, epoch, logs=None):
+        # From one epoch's end to the next (the first from the start of training), for
+        # every engine: the fused engine may start an epoch's work before its
+        # on_epoch_begin, while the previous epoch is validated.
+        def on_train_begin(self, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
+            now = time.perf_counter()
+            self.seconds.append(now - self.start)
+            self.start = now
 
     timer = EpochTimer()
     start = time.perf_counter()

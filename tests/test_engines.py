@@ -1150,10 +1150,15 @@ def test_compiled_program_is_reused_and_gives_the_same_result(data):
         run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
         results.append(model.get_weights())
     assert _weights_equal(results[0], results[1])
-    assert len(fused_module._PROGRAMS) == 2  # The training program and the validation one.
+    # The shuffle, training and validation programs.
+    assert [key[1][0] for key in fused_module._PROGRAMS] == ["shuffle", "train", "evaluate"]
     model = _model(seed=9, lr=0.01)  # Same architecture, other learning rate: reused.
     run_fused(model, x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
-    assert len(fused_module._PROGRAMS) == 2
+    assert len(fused_module._PROGRAMS) == 3
+    # Another architecture shares the shuffle program (it depends on the data alone).
+    run_fused(_model(hidden=7), x, y, validation_data=(xv, yv), epochs=1, batch_size=32)
+    assert [key[1][0] for key in fused_module._PROGRAMS].count("shuffle") == 1
+    assert len(fused_module._PROGRAMS) == 5
     # Another architecture or optimizer setting has another signature: compiled afresh.
     signature = fused_module._signature(model)
     assert signature is not None
@@ -1262,16 +1267,11 @@ def test_one_thread_options_reach_the_compiled_step(data):
     x, y = data[0][:64], data[1][:64]
     model = _model()
     model._symbolic_build(data_batch=(x[:32], y[:32], None))
-    args = (
-        fused_module._read_state(model),
-        [v.value for v in model.metrics_variables],
-        (jax.device_put(x), jax.device_put(y)),
-        np.uint32(0),
-        np.int32(0),
+    batches = fused_module._shuffle_function(n=64, batch_size=32, shuffle=False)(
+        (jax.device_put(x), jax.device_put(y)), np.uint32(0), np.uint32(0)
     )
-    lowered = jax.jit(
-        fused_module._train_function(model, n=64, batch_size=32, shuffle=False)
-    ).lower(*args)
+    args = (fused_module._read_state(model), [v.value for v in model.metrics_variables], *batches)
+    lowered = jax.jit(fused_module._train_function(model)).lower(*args)
     one_thread = fused_module._compile(lowered, fused_module._cpu_options(model, 32))
     # XLA's custom product fusions are off: every product is a plain dot.
     assert "ynn_fusion" not in one_thread.as_text()

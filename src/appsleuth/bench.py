@@ -163,12 +163,16 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
     seconds: list[float] = []
 
     class _Timer(keras.callbacks.Callback):
-        # Validation happens inside the epoch for both engines, so it is timed too.
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        # Validation happens inside the epoch for both engines, so it is timed too. From
+        # one epoch's end to the next: the fused engine may start an epoch's work before
+        # its on_epoch_begin.
+        def on_train_begin(self, logs: Any = None) -> None:
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            seconds.append(time.perf_counter() - self.start)
+            now = time.perf_counter()
+            seconds.append(now - self.start)
+            self.start = now
 
     history = run_engine(
         engine,

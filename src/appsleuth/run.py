@@ -477,11 +477,15 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
     timing: dict[str, Any] = {"epoch_seconds": []}
 
     class _Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        # From one epoch's end to the next (the first from the start of training): the
+        # fused engine may start an epoch's work before its on_epoch_begin.
+        def on_train_begin(self, logs: Any = None) -> None:
             timing["start"] = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            timing["epoch_seconds"].append(time.perf_counter() - timing["start"])
+            now = time.perf_counter()
+            timing["epoch_seconds"].append(now - timing["start"])
+            timing["start"] = now
 
     class _HistoryWriter(keras.callbacks.Callback):
         """Rewrites model_history.csv after every epoch, so progress can be followed."""

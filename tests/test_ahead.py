@@ -1,0 +1,276 @@
+"""The fused engine's work ahead: the next shuffle and epoch started early, checked."""
+
+from __future__ import annotations
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from appsleuth.data.prepare import prepare_data
+from appsleuth.data.synth import generate_sherlock
+from appsleuth.engines import fused as fused_module
+from appsleuth.engines import run_fused
+from appsleuth.engines._ahead import WorkAhead
+
+
+@pytest.fixture(scope="module")
+def data():
+    """1,000 training rows (31 full batches and a partial one) and 300 validation rows."""
+    prepared = prepare_data(generate_sherlock(1_700, seed=3))
+    return (
+        prepared.x_train[:1_000],
+        prepared.y_train[:1_000],
+        prepared.x_val[:300],
+        prepared.y_val[:300],
+    )
+
+
+def _model(seed: int = 0) -> keras.Sequential:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((19,)),
+            keras.layers.Dense(12, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(18, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.003),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+# --- WorkAhead on its own ----------------------------------------------------------------
+
+
+def test_a_shuffle_started_ahead_is_used_only_for_its_step_count():
+    ahead = WorkAhead(True)
+    threads = []
+
+    def started():
+        threads.append(threading.current_thread().name)
+        return "ahead"
+
+    try:
+        ahead.start_shuffle(5, started)
+        assert ahead.shuffle(5, lambda: "now") == "ahead"
+        assert threads and threads[0].startswith("appsleuth-ahead")  # On its own thread.
+        assert ahead.shuffle(5, lambda: "now") == "now"  # Used once.
+        ahead.start_shuffle(5, started)
+        assert ahead.shuffle(6, lambda: "now") == "now"  # Keyed by another count.
+    finally:
+        ahead.close()
+
+
+def test_an_epoch_started_ahead_is_used_only_from_the_very_same_arrays():
+    a, b = np.zeros(2), np.ones(2)
+    ahead = WorkAhead(True)
+    try:
+        ahead.start_epoch(3, [[a], [], [b]], lambda: "ahead")
+        assert ahead.epoch(3, [[a], [], [b]]) == "ahead"
+        assert ahead.epoch(3, [[a], [], [b]]) is None  # Used once.
+        ahead.start_epoch(3, [[a], [], [b]], lambda: "ahead")
+        assert ahead.epoch(4, [[a], [], [b]]) is None  # Another epoch.
+        assert not ahead.epochs_ahead  # Dropped once: none started ahead afterwards.
+        ahead.start_epoch(5, [[a], [], [b]], lambda: "ahead")
+        assert ahead.epoch(5, [[a], [], [b]]) is None
+    finally:
+        ahead.close()
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        pytest.param(lambda a, b: [[a], [], [b.copy()]], id="equal-values-new-array"),
+        pytest.param(lambda a, b: [[a], [b]], id="other-structure"),
+        pytest.param(lambda a, b: [[a], [], [b, b]], id="more-variables"),
+    ],
+)
+def test_an_epoch_started_from_other_arrays_is_dropped(later):
+    a, b = np.zeros(2), np.ones(2)
+    ahead = WorkAhead(True)
+    try:
+        ahead.start_epoch(1, [[a], [], [b]], lambda: "ahead")
+        assert ahead.epoch(1, later(a, b)) is None
+        assert not ahead.epochs_ahead
+    finally:
+        ahead.close()
+
+
+def test_disabled_work_ahead_computes_everything_when_asked():
+    ahead = WorkAhead(False)
+    ahead.start_shuffle(1, lambda: pytest.fail("started ahead"))
+    ahead.start_epoch(1, [[]], lambda: pytest.fail("started ahead"))
+    assert ahead.shuffle(1, lambda: "now") == "now"
+    assert ahead.epoch(1, [[]]) is None
+    ahead.close()
+
+
+def test_an_error_in_work_ahead_reaches_the_caller_that_uses_it():
+    def broken():
+        raise ValueError("bad program")
+
+    ahead = WorkAhead(True)
+    try:
+        ahead.start_shuffle(1, broken)
+        with pytest.raises(ValueError, match="bad program"):
+            ahead.shuffle(1, lambda: "now")
+        ahead.start_shuffle(1, broken)  # Not used: its error goes nowhere.
+        assert ahead.shuffle(2, lambda: "now") == "now"
+    finally:
+        ahead.close()
+
+
+# --- when the fused engine works ahead -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("switch", "rows", "cores", "backend", "expected"),
+    [
+        (True, 1_000, 2, "cpu", True),
+        (True, 1_000, 1, "cpu", False),  # It would only take turns with the epoch.
+        (True, 1_000, 16, "gpu", False),  # The GPU runs its programs in turn anyway.
+        (True, 2**20, 16, "cpu", False),  # Over the size limit below.
+        (False, 1_000, 16, "cpu", False),
+    ],
+)
+def test_work_ahead_needs_a_second_core_and_data_that_fits_twice(
+    monkeypatch, switch, rows, cores, backend, expected
+):
+    import jax
+
+    import appsleuth.hardware
+
+    monkeypatch.setattr(fused_module, "_WORK_AHEAD", switch)
+    monkeypatch.setattr(fused_module, "_AHEAD_MAX_BYTES", 2**20 * 19 * 4 - 1)
+    monkeypatch.setattr(appsleuth.hardware, "available_cores", lambda: cores)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    train = (np.zeros((rows, 19), np.float32), np.zeros(rows, np.int32))
+    assert fused_module._work_ahead(train) is expected
+
+
+class _ScaleWeights(keras.callbacks.Callback):
+    """Halves the weights after one epoch: the epoch started ahead must be dropped."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            self.model.set_weights([w * 0.5 for w in self.model.get_weights()])
+
+
+class _StepCountReset(keras.callbacks.Callback):
+    """Sets the optimizer's step count back: the next shuffle, keyed by the step count
+    expected, must be computed again for the real one."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            self.model.optimizer.iterations.assign(7)
+
+
+class _WeightsSeen(keras.callbacks.Callback):
+    """Records the weights every epoch's end shows the callbacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(self.model.get_weights())
+
+
+_CALLBACKS = {
+    "none": lambda: [],
+    "learning-rate-schedule": lambda: [
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.003 / (1 + epoch))
+    ],
+    "weights-changed": lambda: [_ScaleWeights()],
+    "step-count-reset": lambda: [_StepCountReset()],
+    "early-stopping": lambda: [
+        keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    ],
+}
+
+
+@pytest.mark.parametrize("callbacks", list(_CALLBACKS))
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param({}, id="shuffled"),
+        pytest.param({"shuffle": False}, id="in-order"),
+        pytest.param({"class_weight": dict.fromkeys(range(18), 1.0) | {0: 3.0}}, id="weighted"),
+    ],
+)
+def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
+    monkeypatch, data, callbacks, settings
+):
+    x, y, xv, yv = data
+    taken = []
+    original = WorkAhead.epoch
+
+    def epoch(self, index, state):
+        result = original(self, index, state)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(WorkAhead, "epoch", epoch)
+    runs = []
+    for switch in (True, False):
+        # Forced on, whatever this machine's cores: the results must not depend on it.
+        monkeypatch.setattr(fused_module, "_work_ahead", lambda train, on=switch: on)
+        model = _model()
+        seen = _WeightsSeen()
+        history = run_fused(
+            model,
+            x,
+            y,
+            validation_data=(xv, yv),
+            epochs=5,
+            batch_size=32,
+            seed=4,
+            callbacks=[*_CALLBACKS[callbacks](), seen],
+            **settings,
+        )
+        runs.append((model.get_weights(), history.history, seen.seen, list(taken)))
+        taken.clear()
+    (weights, history, seen, ahead_taken), (weights_2, history_2, seen_2, _) = runs
+    assert history == history_2
+    assert len(seen) == len(seen_2)
+    for a, b in zip([weights, *seen], [weights_2, *seen_2], strict=True):
+        assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    # Which epochs were taken from ahead: every one after the first unless a callback
+    # changed the state (then none after it) or training stopped.
+    expected = {
+        "none": [False, True, True, True, True],
+        "learning-rate-schedule": [False, False, False, False, False],
+        "weights-changed": [False, True, False, False, False],
+        "step-count-reset": [False, True, False, False, False],
+        "early-stopping": [False, True],  # Stops after epoch 2.
+    }[callbacks]
+    assert ahead_taken == expected
+
+
+def test_an_interrupt_while_an_epoch_runs_ahead_leaves_the_model_at_its_last_epoch(
+    monkeypatch, data
+):
+    x, y, xv, yv = data
+    monkeypatch.setattr(fused_module, "_work_ahead", lambda train: True)
+
+    class _Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    in_turn = _model()
+    run_fused(in_turn, x, y, validation_data=(xv, yv), epochs=3, seed=1)
+    model = _model()
+    with pytest.raises(KeyboardInterrupt):
+        run_fused(model, x, y, validation_data=(xv, yv), epochs=6, seed=1,
+                  callbacks=[_Interrupt()])  # fmt: skip
+    weights = [in_turn.get_weights(), model.get_weights()]
+    # Epoch 4, started ahead while epoch 3 ended, never reached the model.
+    assert all(np.array_equal(u, v) for u, v in zip(*weights, strict=True))
+    assert int(model.optimizer.iterations.numpy()) == 3 * 32
