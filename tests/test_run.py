@@ -1347,3 +1347,23 @@ def test_a_sigterm_python_dropped_still_stops_training(
     run_dir = tmp_path / _spec().run_name()
     assert run_status(run_dir) == "incomplete"
     assert len(pd.read_csv(run_dir / "model_history.csv")) == 1
+
+
+def test_epoch_seconds_run_from_one_epochs_end_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fused engine may start an epoch's work before its on_epoch_begin: a timer from
+    # on_epoch_begin would leave that out, so each epoch is timed from the one before.
+    import types
+
+    import appsleuth.run as run_module
+
+    clock = iter([10.0, 13.0, 16.0])  # training begins, epoch 1 ends, epoch 2 ends
+    monkeypatch.setattr(run_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    callbacks, timing = run_module._callbacks(tmp_path, _spec(epochs=2), verbose=False)
+    timer = next(c for c in callbacks if type(c).__name__ == "_Timer")
+    timer.on_train_begin()
+    for epoch in range(2):
+        timer.on_epoch_begin(epoch)
+        timer.on_epoch_end(epoch)
+    assert timing["epoch_seconds"] == [3.0, 3.0]  # 10 -> 13, 13 -> 16

@@ -277,11 +277,10 @@ def run_fused(
     )
     in_order = None if shuffle else shuffled(device_train, np.uint32(seed), np.uint32(0))
     # What the training program is traced for: an epoch's batches, not yet computed.
-    batch_shapes = jax.eval_shape(
-        _shuffle_function(n=n, batch_size=batch_size, shuffle=shuffle),
-        device_train,
-        np.uint32(seed),
-        np.uint32(0),
+    n_full = n // batch_size
+    batch_shapes = tuple(
+        tuple(jax.ShapeDtypeStruct((*lead, *a.shape[1:]), a.dtype) for a in device_train)
+        for lead in ((n_full, batch_size), (n - n_full * batch_size,))
     )
     program = _compiled(
         model,
