@@ -975,6 +975,17 @@ def test_a_sweep_directory_with_a_backslash_is_refused_for_slurm(tmp_path: Path)
     assert not (sweep_dir / JOURNAL).exists()
 
 
+def test_sweep_run_refuses_a_backslash_before_writing_the_sweep_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, _ = _sweep_run_argv(tmp_path, "slash")
+    out = tmp_path / "back\\slash"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main([*argv, "--dry-run"]) == 2
+    assert "contains a backslash, which SLURM cannot take" in capsys.readouterr().err
+    assert not out.exists()  # no manifest or spec left behind to trip a later run
+
+
 def test_a_keras_backend_the_tasks_would_refuse_is_refused_before_submitting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1611,7 +1622,7 @@ def test_gpu_trials_on_a_job_that_requests_no_gpu_are_refused(
     assert "device 'gpu' trains every trial on a GPU, but the job requests none" in err
     assert f"(gpus={None if not gpus else 0}, and no GPU request in extra_sbatch)" in err
     assert "set gpus: 1 in the spec's executor section (or --gpus 1)" in err
-    assert not (sweep_dir / JOURNAL).exists()  # nothing submitted
+    assert not sweep_dir.exists()  # refused before the directory was written
     assert main([*argv, "--device", "gpu", "--dry-run", *gpus]) == 2  # nor shown as fine
     assert "the job requests none" in capsys.readouterr().err
     assert main([*argv, "--device", "gpu", "--dry-run", "--gpus", "1"]) == 0

@@ -1372,6 +1372,7 @@ def _sweep_run_slurm(
     from appsleuth.sweep.slurm import (
         ACTIVE,
         SlurmOptions,
+        check_submission,
         compress_indices,
         submit_slurm,
         wait_slurm,
@@ -1382,6 +1383,8 @@ def _sweep_run_slurm(
         {**spec.executor.options, **overrides},
         threads_per_trial=threads_per_trial or spec.executor.threads_per_trial,
     )
+    # Before the directory is written: a submission refused now leaves nothing behind.
+    check_submission(Path(out) / spec.name, options, device)
     sweep_dir = prepare_sweep_dir(spec, out).absolute()
     sub = submit_slurm(
         sweep_dir, options, retry_failed=retry_failed, dry_run=dry_run, device=device

@@ -78,6 +78,7 @@ __all__ = [
     "SlurmSubmission",
     "SlurmTrialState",
     "cancel_slurm",
+    "check_submission",
     "classify_trials",
     "compress_indices",
     "count_states",
@@ -1111,6 +1112,45 @@ class SlurmSubmission:
         return tuple(a.job_id for a in self.arrays if a.job_id)
 
 
+def check_submission(sweep_dir: str | os.PathLike[str], options: SlurmOptions, device: str) -> None:
+    """Refuse a submission every task of which would fail, before anything is written.
+
+    Args:
+        sweep_dir: The sweep directory (it need not exist yet).
+        options: The job's SLURM options.
+        device: Where the trials train: ``"auto"``, ``"cpu"`` or ``"gpu"``.
+
+    Raises:
+        SpecError: GPUs requested for trials on the CPU, GPU trials in a job that
+            requests none, a backslash in the directory, or a Keras backend the tasks
+            would refuse.
+    """
+    sweep_dir = Path(os.path.abspath(sweep_dir))
+    if options.gpus and device == "cpu":
+        raise SpecError(
+            f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
+            f"(device 'cpu'); drop one of the two"
+        )
+    if device == "gpu" and not options.gpus and not _requests_gpus(options.extra_sbatch):
+        # Each task would start on a node, or a share of one, without a GPU and fail.
+        raise SpecError(
+            f"device 'gpu' trains every trial on a GPU, but the job requests none "
+            f"(gpus={options.gpus!r}, and no GPU request in extra_sbatch): each array task "
+            f"would fail at its start; set gpus: 1 in the spec's executor section (or "
+            f"--gpus 1), or use device 'auto' or 'cpu'"
+        )
+    if "\\" in str(sweep_dir):
+        # In an sbatch file name a backslash turns off the %A/%a replacements, and
+        # slurmd then fails every task at launch without writing a log.
+        raise SpecError(
+            f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
+            f"take in the job's output file name (--output); choose an --out without '\\'"
+        )
+    # The script exports this backend to every task, each of which would refuse it at
+    # its start (a value the local executor refuses before any worker starts).
+    check_backend()
+
+
 def submit_slurm(
     sweep_dir: str | os.PathLike[str],
     options: SlurmOptions,
@@ -1142,29 +1182,7 @@ def submit_slurm(
             queued).
     """
     sweep_dir = Path(os.path.abspath(sweep_dir))
-    if options.gpus and device == "cpu":
-        raise SpecError(
-            f"gpus={options.gpus} requests GPUs for trials that train on the CPU "
-            f"(device 'cpu'); drop one of the two"
-        )
-    if device == "gpu" and not options.gpus and not _requests_gpus(options.extra_sbatch):
-        # Each task would start on a node, or a share of one, without a GPU and fail.
-        raise SpecError(
-            f"device 'gpu' trains every trial on a GPU, but the job requests none "
-            f"(gpus={options.gpus!r}, and no GPU request in extra_sbatch): each array task "
-            f"would fail at its start; set gpus: 1 in the spec's executor section (or "
-            f"--gpus 1), or use device 'auto' or 'cpu'"
-        )
-    if "\\" in str(sweep_dir):
-        # In an sbatch file name a backslash turns off the %A/%a replacements, and
-        # slurmd then fails every task at launch without writing a log.
-        raise SpecError(
-            f"the sweep directory {sweep_dir} contains a backslash, which SLURM cannot "
-            f"take in the job's output file name (--output); choose an --out without '\\'"
-        )
-    # The script exports this backend to every task, each of which would refuse it at
-    # its start (a value the local executor refuses before any worker starts).
-    check_backend()
+    check_submission(sweep_dir, options, device)
     plan = read_plan(sweep_dir)
     if dry_run:
         return _submit(sweep_dir, plan, options, retry_failed, True, python, device)
