@@ -143,3 +143,30 @@ def _sigint_handled_by(handler: Any) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_command_python_dropped_a_sigterm_in_ends_as_interrupted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Dropped after the command's last check (a local sweep's last poll): it finished its
+    # work, but was asked to stop, so it exits as interrupted (130) rather than done (0).
+    import appsleuth.cli as cli_module
+
+    def command(**kwargs: Any) -> int:
+        assert sigterm_in_a_weakref_callback(monkeypatch) == [KeyboardInterrupt]
+        return 0
+
+    monkeypatch.setattr(cli_module.cli, "main", command)
+    assert cli_module.main(["info"]) == 130
+    assert "appsleuth: interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(cli_module.cli, "main", lambda **kwargs: 0)
+    assert cli_module.main(["info"]) == 0  # the next command starts afresh
+
+    def stopped(**kwargs: Any) -> int:  # as sweep run --wait: caught, said, exit 130
+        sigterm_in_a_weakref_callback(monkeypatch)
+        return 130
+
+    capsys.readouterr()
+    monkeypatch.setattr(cli_module.cli, "main", stopped)
+    assert cli_module.main(["info"]) == 130
+    assert "appsleuth: interrupted" not in capsys.readouterr().err  # said once, by it

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from appsleuth._fields import MAX_SEED, MIN_EMBEDDED_ROWS
-from appsleuth._interrupt import sigterm_interrupts
+from appsleuth._interrupt import raise_if_dropped, sigterm_interrupts
 from appsleuth._version import __version__
 from appsleuth.data.layouts import LABEL_COLUMN
 from appsleuth.errors import AppSleuthError, AppSleuthWarning, DataError, SpecError
@@ -2029,6 +2029,10 @@ def _main(args: list[str], debug: bool) -> int:
     try:
         # Outside standalone mode click returns ctx.exit()'s code instead of exiting.
         code = cli.main(args=args, prog_name="appsleuth", standalone_mode=False)
+        if code in (0, None):
+            # A SIGTERM or Ctrl-C that Python dropped after the command's last check (say
+            # after a local sweep's last poll) still ends it as interrupted, not as done.
+            raise_if_dropped()
     except click.exceptions.Abort:
         click.echo("appsleuth: interrupted", err=True)
         return 130
