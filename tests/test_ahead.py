@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
+
+# Before Keras is imported (a keras.json may name another backend), as in test_engines.
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import numpy as np
