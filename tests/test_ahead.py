@@ -175,6 +175,18 @@ class _StepCountReset(keras.callbacks.Callback):
             self.model.optimizer.iterations.assign(7)
 
 
+class _SwapInValidation(keras.callbacks.Callback):
+    """Swaps other weights in for validation and the same values back after, as
+    SwapEMAWeights does: the arrays are new, so the epoch started ahead must be dropped."""
+
+    def on_test_begin(self, logs=None):
+        self.saved = self.model.get_weights()
+        self.model.set_weights([w * 0.5 for w in self.saved])
+
+    def on_test_end(self, logs=None):
+        self.model.set_weights(self.saved)
+
+
 class _WeightsSeen(keras.callbacks.Callback):
     """Records the weights every epoch's end shows the callbacks."""
 
@@ -192,6 +204,7 @@ _CALLBACKS = {
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.003 / (1 + epoch))
     ],
     "weights-changed": lambda: [_ScaleWeights()],
+    "weights-swapped-in-validation": lambda: [_SwapInValidation()],
     "step-count-reset": lambda: [_StepCountReset()],
     "early-stopping": lambda: [
         keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
@@ -206,6 +219,8 @@ _CALLBACKS = {
         pytest.param({}, id="shuffled"),
         pytest.param({"shuffle": False}, id="in-order"),
         pytest.param({"class_weight": dict.fromkeys(range(18), 1.0) | {0: 3.0}}, id="weighted"),
+        # The next epoch starts ahead and its callbacks run at once, with no validation.
+        pytest.param({"validation_data": None}, id="no-validation"),
     ],
 )
 def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
@@ -222,6 +237,7 @@ def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
 
     monkeypatch.setattr(WorkAhead, "epoch", epoch)
     runs = []
+    settings = {"validation_data": (xv, yv)} | settings
     for switch in (True, False):
         # Forced on, whatever this machine's cores: the results must not depend on it.
         monkeypatch.setattr(fused_module, "_work_ahead", lambda train, on=switch: on)
@@ -231,7 +247,6 @@ def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
             model,
             x,
             y,
-            validation_data=(xv, yv),
             epochs=5,
             batch_size=32,
             seed=4,
@@ -251,9 +266,12 @@ def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
         "none": [False, True, True, True, True],
         "learning-rate-schedule": [False, False, False, False, False],
         "weights-changed": [False, True, False, False, False],
+        "weights-swapped-in-validation": [False, False, False, False, False],
         "step-count-reset": [False, True, False, False, False],
         "early-stopping": [False, True],  # Stops after epoch 2.
     }[callbacks]
+    if settings["validation_data"] is None and callbacks == "weights-swapped-in-validation":
+        expected = [False, True, True, True, True]  # No validation: nothing swapped.
     assert ahead_taken == expected
 
 
@@ -261,20 +279,60 @@ def test_an_interrupt_while_an_epoch_runs_ahead_leaves_the_model_at_its_last_epo
     monkeypatch, data
 ):
     x, y, xv, yv = data
-    monkeypatch.setattr(fused_module, "_work_ahead", lambda train: True)
 
     class _Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 2:
                 raise KeyboardInterrupt
 
+    # The reference works in turn, whatever this machine's cores.
+    monkeypatch.setattr(fused_module, "_work_ahead", lambda train: False)
     in_turn = _model()
     run_fused(in_turn, x, y, validation_data=(xv, yv), epochs=3, seed=1)
+    monkeypatch.setattr(fused_module, "_work_ahead", lambda train: True)
+    started = []
+    original = WorkAhead.start_epoch
+
+    def start_epoch(self, epoch, state, compute):
+        started.append(epoch)
+        original(self, epoch, state, compute)
+
+    monkeypatch.setattr(WorkAhead, "start_epoch", start_epoch)
     model = _model()
     with pytest.raises(KeyboardInterrupt):
         run_fused(model, x, y, validation_data=(xv, yv), epochs=6, seed=1,
                   callbacks=[_Interrupt()])  # fmt: skip
     weights = [in_turn.get_weights(), model.get_weights()]
     # Epoch 4, started ahead while epoch 3 ended, never reached the model.
+    assert started[-1] == 3
     assert all(np.array_equal(u, v) for u, v in zip(*weights, strict=True))
     assert int(model.optimizer.iterations.numpy()) == 3 * 32
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "expected"),
+    [
+        # Each epoch's shuffle was started ahead, keyed by the step count it begins at.
+        ("none", [False, True, True, True, True]),
+        # The epoch started ahead is dropped at epoch 2 (its shuffle is done again, and
+        # the one for epoch 3 with it); shuffles are still started ahead afterwards.
+        ("learning-rate-schedule", [False, True, False, True, True, True]),
+    ],
+)
+def test_the_shuffle_started_ahead_is_keyed_by_the_step_count_the_epoch_begins_at(
+    monkeypatch, data, callbacks, expected
+):
+    # A wrong prediction of the next step count changes no result (the shuffle is then
+    # computed again when needed), only the time: this checks the prediction itself.
+    x, y, _, _ = data
+    hits = []
+    original = WorkAhead.shuffle
+
+    def shuffle(self, count, compute):
+        hits.append(self._shuffle is not None and self._shuffle[0] == count)
+        return original(self, count, compute)
+
+    monkeypatch.setattr(WorkAhead, "shuffle", shuffle)
+    monkeypatch.setattr(fused_module, "_work_ahead", lambda train: True)
+    run_fused(_model(), x, y, epochs=5, batch_size=32, seed=4, callbacks=_CALLBACKS[callbacks]())
+    assert hits == expected
