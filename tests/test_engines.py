@@ -1267,9 +1267,7 @@ def test_one_thread_options_reach_the_compiled_step(data):
     x, y = data[0][:64], data[1][:64]
     model = _model()
     model._symbolic_build(data_batch=(x[:32], y[:32], None))
-    batches = fused_module._shuffle_function(n=64, batch_size=32, shuffle=False)(
-        (jax.device_put(x), jax.device_put(y)), np.uint32(0), np.uint32(0)
-    )
+    batches = jax.device_put(fused_module._in_order((x, y), 32))
     args = (fused_module._read_state(model), [v.value for v in model.metrics_variables], *batches)
     lowered = jax.jit(fused_module._train_function(model)).lower(*args)
     one_thread = fused_module._compile(lowered, fused_module._cpu_options(model, 32))

@@ -257,7 +257,6 @@ def run_fused(
 
     # A loop training model after model of other shapes keeps every program JAX compiled.
     release_programs_if_grown(before_run=True)
-    device_train = tuple(jax.device_put(a) for a in train)
     device_val = None if val is None else tuple(jax.device_put(a) for a in val)
     model.reset_metrics()
     metrics_init = [v.value for v in model.metrics_variables]
@@ -266,21 +265,25 @@ def run_fused(
     # What both compiled programs depend on besides the data, worked out once.
     signature = _signature(model)
     plan = logits_plan(model) if _FROM_LOGITS else None
-    shuffled = _compiled(
-        model,
-        ("shuffle",),  # The same for every model: data shapes and options key it.
-        None,
-        ("shuffle", batch_size, shuffle),
-        lambda _: _shuffle_function(n=n, batch_size=batch_size, shuffle=shuffle),
-        (device_train, np.uint32(seed), np.uint32(0)),
-        _SHUFFLE_OPTIONS,
-    )
-    in_order = None if shuffle else shuffled(device_train, np.uint32(seed), np.uint32(0))
+    if shuffle:
+        device_train = tuple(jax.device_put(a) for a in train)
+        shuffled = _compiled(
+            model,
+            ("shuffle",),  # The same for every model: data shapes and options key it.
+            None,
+            ("shuffle", batch_size),
+            lambda _: _shuffle_function(n=n, batch_size=batch_size),
+            (device_train, np.uint32(seed), np.uint32(0)),
+            _SHUFFLE_OPTIONS,
+        )
+        in_order = None
+    else:
+        # The rows in order, cut into batches once, on the device as the only copy.
+        in_order = jax.device_put(_in_order(train, batch_size))
     # What the training program is traced for: an epoch's batches, not yet computed.
-    n_full = n // batch_size
     batch_shapes = tuple(
-        tuple(jax.ShapeDtypeStruct((*lead, *a.shape[1:]), a.dtype) for a in device_train)
-        for lead in ((n_full, batch_size), (n - n_full * batch_size,))
+        tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in part)
+        for part in _in_order(train, batch_size)
     )
     program = _compiled(
         model,
@@ -338,7 +341,7 @@ def run_fused(
     def shuffle_at(count: int) -> Any:
         return shuffled(device_train, np.uint32(seed), np.uint32(count))
 
-    ahead = WorkAhead(_work_ahead(device_train))
+    ahead = WorkAhead(_work_ahead(train))
     try:
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()
@@ -855,10 +858,16 @@ def _batched(data: tuple[Any, ...], size: int, count: int) -> tuple[Any, ...]:
     return tuple(a[: size * count].reshape((count, size, *a.shape[1:])) for a in data)
 
 
-def _shuffle_function(*, n: int, batch_size: int, shuffle: bool) -> Callable[..., Any]:
-    """The program cutting the training rows into an epoch's batches and final partial
-    batch: shuffled by a key of the seed and ``count`` (the step count the epoch starts
-    at, or the epoch index for an optimizer without one), or in order."""
+def _in_order(data: tuple[np.ndarray, ...], batch_size: int) -> tuple[tuple[Any, ...], ...]:
+    """The training rows in order as an epoch's batches and final partial batch (views)."""
+    n_full = len(data[0]) // batch_size
+    return _batched(data, batch_size, n_full), tuple(a[n_full * batch_size :] for a in data)
+
+
+def _shuffle_function(*, n: int, batch_size: int) -> Callable[..., Any]:
+    """The program shuffling the training rows into an epoch's batches and final partial
+    batch, by a key of the seed and ``count`` (the step count the epoch starts at, or the
+    epoch index for an optimizer without one)."""
     import jax
     import jax.numpy as jnp
 
@@ -866,8 +875,6 @@ def _shuffle_function(*, n: int, batch_size: int, shuffle: bool) -> Callable[...
     cut = n_full * batch_size
 
     def shuffled(train, seed, count):
-        if not shuffle:
-            return _batched(train, batch_size, n_full), tuple(a[cut:] for a in train)
         key = jax.random.fold_in(jax.random.key(seed), count)
         order = _permutation(key, n)
         # One gather up front: measured faster than gathering 32 rows in every step;
