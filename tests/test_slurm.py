@@ -1593,6 +1593,9 @@ def test_dry_run_with_nothing_left_and_gpus_for_cpu_trials(
     argv, sweep_dir = _sweep_run_argv(tmp_path, "done")
     assert main([*argv, "--dry-run", "--gpus", "1", "--device", "cpu"]) == 2
     assert "requests GPUs for trials that train on the CPU" in capsys.readouterr().err
+    assert not sweep_dir.exists()  # refused before anything was written
+    assert main([*argv, "--dry-run"]) == 0
+    capsys.readouterr()
     for st in trial_states(sweep_dir):
         write_fake_run(sweep_dir / st.name)
     assert main([*argv, "--dry-run"]) == 0
