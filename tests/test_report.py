@@ -963,9 +963,8 @@ def test_baselines_table_gives_the_roc_auc_of_a_two_class_task() -> None:
     assert "Moriarty detection" not in table and "false alarms" not in table
     malware = {**metrics(0.9), "malware": {"detection_rate": 0.5, "false_alarm_rate": 0.25}}
     with_moriarty = _baselines_section({"baselines": {"decision_tree": malware}}, malware, "n")
-    assert '<th scope="col">Moriarty detection</th><th scope="col">false alarms</th>' in (
-        with_moriarty
-    )
+    head = '<th scope="col" class="fold">Moriarty detection</th><th scope="col">false alarms</th>'
+    assert head in with_moriarty
     assert "<td>50.0 %</td><td>25.00 %</td>" in with_moriarty
 
 
@@ -1267,3 +1266,26 @@ def test_run_report_shows_the_test_rows_at_the_validation_rows_thresholds(tmp_pa
     assert "chosen for a false-alarm rate of" in section
     assert page.count('id="operating-points"') == 1
     assert "more so with this random split" not in page  # a blocked split
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("loss", '<th scope="col">loss</th>'),
+        ("false alarms", '<th scope="col">false alarms</th>'),
+        # Names fold after their underscores, phrases at their spaces: unfolded, the demo's
+        # leaderboard (hidden_neurons, val_accuracy, Moriarty's columns) ran past the page.
+        ("hidden_neurons", '<th scope="col" class="fold">hidden_<wbr>neurons</th>'),
+        ("val_accuracy", '<th scope="col" class="fold">val_<wbr>accuracy</th>'),
+        ("Moriarty recall", '<th scope="col" class="fold">Moriarty recall</th>'),
+        ("<b>_x", '<th scope="col" class="fold">&lt;b&gt;_<wbr>x</th>'),
+        (
+            "Moriarty detection at 1 % false alarms",
+            '<th scope="col" class="long">Moriarty detection at 1 % false alarms</th>',
+        ),
+    ],
+)
+def test_column_headers_fold_where_they_may(header: str, expected: str) -> None:
+    from appsleuth.report import _column_header
+
+    assert str(_column_header(header)) == expected

@@ -138,18 +138,7 @@ def _table(
     Those cells are row headers, so a screen reader announces them with each number of
     the row, and the caption says what the numbers are (which rows, which epoch).
     """
-    # Column headers stay on one line, but a long one (a phrase) folds at its spaces: it
-    # widened the leaderboard past the page.
-    head = _tag(
-        "thead",
-        _tag(
-            "tr",
-            [
-                _tag("th", h, scope="col", class_="long" if len(str(h)) > 24 else None)
-                for h in headers
-            ],
-        ),
-    )
+    head = _tag("thead", _tag("tr", [_column_header(h) for h in headers]))
     body_rows = []
     for i, row in enumerate(rows):
         attrs = dict(row_attrs[i]) if row_attrs else {}
@@ -1717,18 +1706,7 @@ def _leaderboard_table(
     n_metric_cols: int,
     caption: str,
 ) -> _Html:
-    # Column headers stay on one line, but a long one (a phrase) folds at its spaces: it
-    # widened the leaderboard past the page.
-    head = _tag(
-        "thead",
-        _tag(
-            "tr",
-            [
-                _tag("th", h, scope="col", class_="long" if len(str(h)) > 24 else None)
-                for h in headers
-            ],
-        ),
-    )
+    head = _tag("thead", _tag("tr", [_column_header(h) for h in headers]))
     body = []
     for row, cls, attr in zip(rows, classes, attrs, strict=True):
         spanned = attr["data_status"] != "complete"
@@ -1750,6 +1728,17 @@ def _leaderboard_table(
         ),
         class_="scroll",
     )
+
+
+def _column_header(header: Any) -> _Html:
+    """A column's ``<th>``: on one line, but a name folds after its ``_`` and a phrase at
+    its spaces (headers such as ``hidden_neurons`` and Moriarty's columns widened the
+    leaderboard past the page); a long phrase keeps a readable width."""
+    text = str(header)
+    if "_" in text:
+        return _tag("th", _breakable(text), scope="col", class_="fold")
+    fold = "long" if len(text) > 24 else "fold" if " " in text and len(text) > 14 else None
+    return _tag("th", header, scope="col", class_=fold)
 
 
 def _breakable(name: Any) -> _Html:
@@ -1982,6 +1971,7 @@ caption > span { display: inline-block; position: sticky; left: 0;
                  max-width: min(calc(100vw - 72px), 1224px); max-width: 100cqw; }
 thead th { background: var(--soft); position: sticky; top: 0; white-space: nowrap; }
 thead th.long { white-space: normal; min-width: 12ch; }
+thead th.fold { white-space: normal; }
 .nowrap { white-space: nowrap; }
 /* A row header (the trial, app or model a row is about) reads as the row's other cells. */
 tbody th { font-weight: inherit; }
