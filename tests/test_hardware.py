@@ -379,6 +379,23 @@ def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, devi
     assert row in done.output and "fused engine" not in done.output
 
 
+@pytest.mark.parametrize(
+    ("cores", "row"),
+    [
+        (2, "CPU only (fused engine, working ahead on a second core)"),
+        (1, "CPU only (fused engine, in turn: one usable core)"),
+    ],
+)
+def test_info_says_whether_the_fused_engine_works_ahead(monkeypatch, cores, row):
+    monkeypatch.setattr(hardware, "backend_name", lambda: "jax")
+    monkeypatch.setattr(hardware, "backend_problem", lambda: None)
+    monkeypatch.setattr(hardware, "available_cores", lambda: cores)
+    monkeypatch.setattr(hardware, "_jax_gpus", lambda jax: [])
+    assert detect_devices()["cpu"]["cores_available"] == cores
+    done = CliRunner().invoke(info_command, [], env={"COLUMNS": "200"})
+    assert row in done.output
+
+
 def test_info_names_the_version_of_another_backend(monkeypatch):
     # The JAX row had a version; TensorFlow's and PyTorch's were nowhere.
     import types

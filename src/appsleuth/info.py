@@ -92,10 +92,16 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     if "backend_gpus" in info:  # TensorFlow or PyTorch: fit on their own devices
         where = "CUDA GPU" if info["device"] == "gpu" else "CPU only"
         table.add_row("training device", f"{where} ({_BACKEND_LABEL[info['backend']]}, fit)")
+    elif info["gpus"]:
+        table.add_row("training device", "CUDA GPU (fused engine on GPU)")
     else:
-        table.add_row(
-            "training device", "CUDA GPU (fused engine on GPU)" if info["gpus"] else "CPU only"
+        # The fused engine starts the next epoch's work on a second core (engines._ahead).
+        ahead = (
+            "working ahead on a second core"
+            if cpu["cores_available"] >= 2
+            else "in turn: one usable core"
         )
+        table.add_row("training device", f"CPU only (fused engine, {ahead})")
     for key, value in (info.get("env") or {}).items():
         table.add_row(f"  ${key}", escape(repr(value)))  # "[...]" is no markup
     console.print(table)
