@@ -31,6 +31,7 @@ from appsleuth.sweep.slurm import (
     SlurmOptions,
     _append_event,
     cancel_slurm,
+    check_submission,
     classify_trials,
     compress_indices,
     parse_comments,
@@ -995,6 +996,18 @@ def test_a_keras_backend_the_tasks_would_refuse_is_refused_before_submitting(
     with pytest.raises(SpecError, match=r"KERAS_BACKEND must be 'jax' .*received KERAS_BACKEND="):
         submit_slurm(sweep_dir, SlurmOptions(), dry_run=True)
     assert not (sweep_dir / SCRIPT).exists() and not (sweep_dir / JOURNAL).exists()
+
+
+def test_a_device_the_tasks_would_refuse_is_refused_before_submitting(tmp_path: Path) -> None:
+    # check_submission said nothing of it (device "GPU" is neither "gpu" nor "cpu"), and
+    # submit_slurm refused it only once the submit lock was taken and slurm/ written.
+    sweep_dir = prepare_sweep_dir(_spec(), tmp_path)
+    message = re.escape("device must be 'auto', 'cpu' or 'gpu'; received device='GPU'")
+    with pytest.raises(SpecError, match=message):
+        check_submission(tmp_path / "not-yet", SlurmOptions(), "GPU")
+    with pytest.raises(SpecError, match=message):
+        submit_slurm(sweep_dir, SlurmOptions(), device="GPU")
+    assert not (sweep_dir / "slurm").exists()
 
 
 def _fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> None:

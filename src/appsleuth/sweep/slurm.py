@@ -1121,10 +1121,12 @@ def check_submission(sweep_dir: str | os.PathLike[str], options: SlurmOptions, d
         device: Where the trials train: ``"auto"``, ``"cpu"`` or ``"gpu"``.
 
     Raises:
-        SpecError: GPUs requested for trials on the CPU, GPU trials in a job that
-            requests none, a backslash in the directory, or a Keras backend the tasks
-            would refuse.
+        SpecError: A device other than those three, GPUs requested for trials on the
+            CPU, GPU trials in a job that requests none, a backslash in the directory, or
+            a Keras backend the tasks would refuse.
     """
+    # First: the checks below compare it with "cpu" and "gpu", so "GPU" passed them all.
+    check_device(device)
     sweep_dir = Path(os.path.abspath(sweep_dir))
     if options.gpus and device == "cpu":
         raise SpecError(
