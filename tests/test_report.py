@@ -1283,6 +1283,12 @@ def test_run_report_shows_the_test_rows_at_the_validation_rows_thresholds(tmp_pa
             "Moriarty detection at 1 % false alarms",
             '<th scope="col" class="long">Moriarty detection at 1 % false alarms</th>',
         ),
+        # A long phrase with a name in it keeps its readable width too: the comparison
+        # table's "val_accuracy (this sweep)" could fold to a word per line.
+        (
+            "val_accuracy (this sweep)",
+            '<th scope="col" class="long">val_<wbr>accuracy (this sweep)</th>',
+        ),
     ],
 )
 def test_column_headers_fold_where_they_may(header: str, expected: str) -> None:

@@ -1735,10 +1735,12 @@ def _column_header(header: Any) -> _Html:
     its spaces (headers such as ``hidden_neurons`` and Moriarty's columns widened the
     leaderboard past the page); a long phrase keeps a readable width."""
     text = str(header)
-    if "_" in text:
-        return _tag("th", _breakable(text), scope="col", class_="fold")
-    fold = "long" if len(text) > 24 else "fold" if " " in text and len(text) > 14 else None
-    return _tag("th", header, scope="col", class_=fold)
+    named = "_" in text
+    # "long" for any long header, a name in it or not: "fold" alone has no minimum width.
+    fold = (
+        "long" if len(text) > 24 else "fold" if named or (" " in text and len(text) > 14) else None
+    )
+    return _tag("th", _breakable(text) if named else header, scope="col", class_=fold)
 
 
 def _breakable(name: Any) -> _Html:
