@@ -382,7 +382,7 @@ def test_info_says_where_another_backend_trains(monkeypatch, backend, gpus, devi
 @pytest.mark.parametrize(
     ("cores", "row"),
     [
-        (2, "CPU only (fused engine, working ahead on a second core)"),
+        (2, "CPU only (fused engine, working ahead on a second core unless --threads 1)"),
         (1, "CPU only (fused engine, in turn: one usable core)"),
     ],
 )

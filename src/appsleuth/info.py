@@ -97,7 +97,7 @@ def print_devices(info: dict[str, Any], console: Any = None) -> None:
     else:
         # The fused engine starts the next epoch's work on a second core (engines._ahead).
         ahead = (
-            "working ahead on a second core"
+            "working ahead on a second core unless --threads 1"
             if cpu["cores_available"] >= 2
             else "in turn: one usable core"
         )
