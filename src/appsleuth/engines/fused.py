@@ -262,7 +262,7 @@ def run_fused(
     metrics_init = [v.value for v in model.metrics_variables]
     state = _read_state(model)
     shuffle = bool(shuffle)
-    # What both compiled programs depend on besides the data, worked out once.
+    # What the compiled programs depend on besides the data, worked out once.
     signature = _signature(model)
     plan = logits_plan(model) if _FROM_LOGITS else None
     if shuffle:
