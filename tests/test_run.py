@@ -1357,11 +1357,14 @@ def test_epoch_seconds_run_from_one_epochs_end_to_the_next(
     import types
 
     import appsleuth.run as run_module
+    from appsleuth.engines import EpochTimer, epoch_timer
 
     clock = iter([10.0, 13.0, 16.0])  # training begins, epoch 1 ends, epoch 2 ends
-    monkeypatch.setattr(run_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(
+        epoch_timer, "time", types.SimpleNamespace(perf_counter=lambda: next(clock))
+    )
     callbacks, timing = run_module._callbacks(tmp_path, _spec(epochs=2), verbose=False)
-    timer = next(c for c in callbacks if type(c).__name__ == "_Timer")
+    timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     timer.on_train_begin()
     for epoch in range(2):
         timer.on_epoch_begin(epoch)

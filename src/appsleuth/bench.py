@@ -146,7 +146,7 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
 
     keras = import_keras()  # first: it fixes the backend before anything imports Keras
 
-    from appsleuth.engines import resolve_engine, run_engine
+    from appsleuth.engines import EpochTimer, resolve_engine, run_engine
     from appsleuth.model import build_model, loss_name, targets_for
     from appsleuth.spec import ModelSpec, TrainSpec
 
@@ -160,20 +160,8 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
     if engine != args["engine"]:
         return {"error": why or f"engine {args['engine']} unavailable"}
     loss = loss_name(train, len(classes))
-    seconds: list[float] = []
-
-    class _Timer(keras.callbacks.Callback):
-        # Validation happens inside the epoch for both engines, so it is timed too. From
-        # one epoch's end to the next: the fused engine may start an epoch's work before
-        # its on_epoch_begin.
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            now = time.perf_counter()
-            seconds.append(now - self.start)
-            self.start = now
-
+    # Validation happens within the epoch for both engines, so it is timed too.
+    timer = EpochTimer()
     history = run_engine(
         engine,
         model,
@@ -183,9 +171,10 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
         epochs=args["epochs"],
         batch_size=_BATCH_SIZE,
         seed=0,
-        callbacks=[_Timer()],
+        callbacks=[timer],
         verbose=0,
     )
+    seconds = timer.seconds
     return {
         "epoch_seconds": seconds,
         "s_per_epoch": statistics.median(seconds[1:] or seconds),

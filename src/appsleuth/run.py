@@ -476,17 +476,6 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
     keras = import_keras()
     timing: dict[str, Any] = {"epoch_seconds": []}
 
-    class _Timer(keras.callbacks.Callback):
-        # From one epoch's end to the next (the first from the start of training): the
-        # fused engine may start an epoch's work before its on_epoch_begin.
-        def on_train_begin(self, logs: Any = None) -> None:
-            timing["start"] = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            now = time.perf_counter()
-            timing["epoch_seconds"].append(now - timing["start"])
-            timing["start"] = now
-
     class _HistoryWriter(keras.callbacks.Callback):
         """Rewrites model_history.csv after every epoch, so progress can be followed."""
 
@@ -526,7 +515,10 @@ def _callbacks(run_dir: Path, spec: RunSpec, verbose: bool) -> tuple[list[Any], 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             raise_if_dropped()
 
-    callbacks: list[Any] = [_DroppedInterrupt(), _Timer(), _HistoryWriter(), _StopOnNaN()]
+    from appsleuth.engines import EpochTimer
+
+    timer = EpochTimer(timing["epoch_seconds"])
+    callbacks: list[Any] = [_DroppedInterrupt(), timer, _HistoryWriter(), _StopOnNaN()]
     es = spec.train.early_stopping
     if es is not None:
         mode = "min" if es.monitor.endswith("loss") else "max"

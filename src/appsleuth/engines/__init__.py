@@ -16,6 +16,7 @@ from appsleuth._keras import import_keras
 # (JAX) rather than the one in ~/.keras/keras.json when KERAS_BACKEND is unset.
 keras = import_keras()
 
+from appsleuth.engines.epoch_timer import EpochTimer  # noqa: E402
 from appsleuth.engines.fit import check_steps_per_execution, run_fit  # noqa: E402
 from appsleuth.engines.fused import (  # noqa: E402
     clear_fused_cache,
@@ -26,6 +27,7 @@ from appsleuth.errors import SpecError  # noqa: E402
 
 __all__ = [
     "Engine",
+    "EpochTimer",
     "clear_fused_cache",
     "default_engine",
     "fused_unsupported_reason",
