@@ -332,14 +332,17 @@ def run_fused(
         count = epoch if step_at is None else int(np.asarray(state[2][step_at]))
         return count & 0xFFFFFFFF  # As a uint32 inside the program.
 
-    def next_count(count: int) -> int:
-        return (count + (1 if step_at is None else n_batches)) & 0xFFFFFFFF
-
     def batches_for(count: int) -> Any:
-        return in_order or ahead.shuffle(count, lambda: shuffle_at(count))
+        return in_order or ahead.shuffle(count, partial(shuffle_at, count))
 
     def shuffle_at(count: int) -> Any:
         return shuffled(device_train, np.uint32(seed), np.uint32(count))
+
+    def start_shuffle_after(epoch: int, count: int) -> None:
+        """Start the shuffle of the epoch after ``epoch`` (which begins at step ``count``)."""
+        if in_order is None and epoch + 1 < epochs:
+            following = (count + (1 if step_at is None else n_batches)) & 0xFFFFFFFF
+            ahead.start_shuffle(following, partial(shuffle_at, following))
 
     ahead = WorkAhead(_work_ahead(train))
     try:
@@ -355,8 +358,7 @@ def run_fused(
             if result is None:
                 count = count_at(state, epoch)
                 batches = batches_for(count)
-                if in_order is None and epoch + 1 < epochs:
-                    ahead.start_shuffle(next_count(count), partial(shuffle_at, next_count(count)))
+                start_shuffle_after(epoch, count)
                 result = program(state, metrics_init, *batches)
             new_state, train_metrics, train_logs = result
             _write_state(model, new_state, train_metrics)
@@ -368,8 +370,7 @@ def run_fused(
                 ahead.start_epoch(
                     epoch + 1, ahead_state, partial(program, ahead_state, metrics_init, *batches)
                 )
-                if in_order is None and epoch + 2 < epochs:
-                    ahead.start_shuffle(next_count(count), partial(shuffle_at, next_count(count)))
+                start_shuffle_after(epoch + 1, count)
             logs = {k: float(v) for k, v in jax.device_get(train_logs).items()}
             # Where fit's TerminateOnNaN would have stopped at a batch: it still validates
             # and ends the epoch, as here.
