@@ -68,6 +68,25 @@ def test_products_equal_and_are_plain(shape_a, shape_b, axis_a, axis_b):
     assert _contractions(compiled) == [(1, 0)]
 
 
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b", "axis_a", "axis_b"),
+    [*ORIENTATIONS, ((19, 32), (18, 19), 0, 1)],
+)
+def test_products_read_only_by_a_transpose_are_computed_transposed(
+    shape_a, shape_b, axis_a, axis_b
+):
+    a, b = _matrices(shape_a, shape_b)
+
+    def transposed_product(a, b):
+        return lax.dot_general(a, b, (((axis_a,), (axis_b,)), ((), ()))).T * 2.0
+
+    expected = np.asarray(jax.jit(transposed_product)(a, b))
+    compiled = _compile(with_plain_products(transposed_product), a, b)
+    np.testing.assert_allclose(np.asarray(compiled(a, b)), expected, rtol=1e-5, atol=1e-5)
+    if (axis_a, axis_b) != (1, 0):  # A plain product transposed is left as it is.
+        assert _contractions(compiled) == [(1, 0)]
+
+
 def test_training_steps_of_a_two_layer_network_use_plain_products():
     """x^T @ g is followed by a transpose in JAX's gradient: still plain once compiled."""
     rng = np.random.default_rng(1)

@@ -181,10 +181,8 @@ def _plain_product_transposed(values: list[Any], params: dict[str, Any]) -> Any 
     """The transpose of the product of two matrices, as a plain product (None: leave it)."""
     lhs, rhs = values
     axes = _axes(values, params)
-    if axes is None:
-        return None
-    if axes == (1, 0):  # (lhs @ rhs)^T = rhs^T @ lhs^T
-        return _product(_t(rhs), _t(lhs), params)
+    if axes is None or axes == (1, 0):
+        return None  # A plain product transposed: as it stands, it needs no copies.
     if axes == (1, 1):  # (lhs @ rhs^T)^T = rhs @ lhs^T
         return _product(rhs, _t(lhs), params)
     if axes == (0, 0):  # (lhs^T @ rhs)^T = rhs^T @ lhs
