@@ -210,6 +210,37 @@ def test_a_jaxpr_that_cannot_be_evaluated_falls_back_to_the_function(monkeypatch
     assert _contractions(compiled) == [(0, 0)]  # As traced, the transposed operand
 
 
+def test_a_rewrite_that_fails_part_way_leaves_no_effect_behind(monkeypatch):
+    """Effects bound before the failure would stay in the program beside fn's own."""
+    from appsleuth.engines import _products
+
+    original = _products._apply
+    products = []
+
+    def failing_at_the_second_product(eqn, values):
+        if eqn.primitive.name == "dot_general":
+            products.append(eqn)
+            if len(products) == 2:
+                raise AttributeError("a jaxpr from another JAX version")
+        return original(eqn, values)
+
+    monkeypatch.setattr(_products, "_apply", failing_at_the_second_product)
+    seen = []
+    a, b = _matrices((32, 19), (32, 18))
+
+    def fn(a, b):
+        p = lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+        jax.debug.callback(lambda total: seen.append(float(total)), p.sum())
+        return p @ p.T
+
+    got = jax.jit(with_plain_products(fn))(a, b)
+    jax.effects_barrier()
+    assert len(products) == 2  # It did fail part way, and fell back to fn.
+    assert len(seen) == 1
+    expected = np.asarray(a).T @ np.asarray(b)
+    np.testing.assert_allclose(np.asarray(got), expected @ expected.T, rtol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def data():
     prepared = prepare_data(generate_sherlock(4_000, seed=3))

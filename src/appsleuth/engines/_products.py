@@ -50,14 +50,22 @@ def with_plain_products(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def plain(*args: Any) -> Any:
         import jax
+        from jax.extend.core import jaxpr_as_fun
 
+        leaves = jax.tree.leaves(args)
         try:
             closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
-            flat = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+            # Rewritten into a jaxpr of its own, not straight into the caller's trace: an
+            # error part way through then leaves nothing there (effects bound before it,
+            # such as a callback, would stay in the program and run twice with fn's own).
+            rewritten = jax.make_jaxpr(
+                lambda *values: _evaluate(closed.jaxpr, closed.consts, list(values))
+            )(*leaves)
         except Exception:
             # Only saves time, and relies on JAX's jaxpr API, which another version may
             # change: trace fn itself, which raises any real error of its own.
             return fn(*args)
+        flat = jaxpr_as_fun(rewritten)(*leaves)
         return jax.tree.unflatten(jax.tree.structure(shapes), flat)
 
     return plain
