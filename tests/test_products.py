@@ -210,6 +210,28 @@ def test_a_jaxpr_that_cannot_be_evaluated_falls_back_to_the_function(monkeypatch
     assert _contractions(compiled) == [(0, 0)]  # As traced, the transposed operand
 
 
+def test_a_transposed_constant_inlined_into_the_jaxpr_is_rewritten():
+    """JAX's simplified jaxpr constants inline arrays as Literals, which are unhashable."""
+    flag = "jax_use_simplified_jaxpr_constants"
+    previous = getattr(jax.config, flag, None)
+    if previous is None:
+        pytest.skip(f"this JAX has no {flag}")
+    constant = np.arange(32 * 19, dtype=np.float32).reshape(32, 19) / 100
+    a, b = _matrices((32, 19), (32, 18))
+
+    def fn(a, b):
+        return lax.dot_general(a, b, (((0,), (0,)), ((), ()))) + lax.transpose(constant, (1, 0)) @ b
+
+    jax.config.update(flag, True)
+    try:
+        compiled = _compile(with_plain_products(fn), a, b)
+    finally:
+        jax.config.update(flag, previous)
+    expected = np.asarray(a).T @ np.asarray(b) + constant.T @ np.asarray(b)
+    np.testing.assert_allclose(np.asarray(compiled(a, b)), expected, rtol=1e-4, atol=1e-4)
+    assert set(_contractions(compiled)) == {(1, 0)}
+
+
 def test_a_rewrite_that_fails_part_way_leaves_no_effect_behind(monkeypatch):
     """Effects bound before the failure would stay in the program beside fn's own."""
     from appsleuth.engines import _products

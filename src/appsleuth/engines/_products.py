@@ -88,7 +88,12 @@ def _evaluate(jaxpr: Any, consts: list[Any], args: list[Any]) -> list[Any]:
     env.update(zip(jaxpr.invars, args, strict=True))
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name == "transpose" and eqn.invars[0] in transposed:
+        # A Literal (a constant inlined into the jaxpr) is unhashable, and never in it.
+        if (
+            name == "transpose"
+            and not isinstance(eqn.invars[0], Literal)
+            and eqn.invars[0] in transposed
+        ):
             env[eqn.outvars[0]] = transposed[eqn.invars[0]]
             continue
         values = [read(var) for var in eqn.invars]
