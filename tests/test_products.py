@@ -158,6 +158,33 @@ def test_integer_and_mixed_precision_products_keep_their_types():
     )
 
 
+@pytest.mark.parametrize(
+    ("precision", "swapped"),
+    [
+        (
+            (lax.Precision.DEFAULT, lax.Precision.HIGHEST),
+            (lax.Precision.HIGHEST, lax.Precision.DEFAULT),
+        ),
+        (
+            lax.DotAlgorithm(jnp.float32, jnp.bfloat16, jnp.float32),
+            lax.DotAlgorithm(jnp.bfloat16, jnp.float32, jnp.float32),
+        ),
+        (lax.Precision.HIGHEST, (lax.Precision.HIGHEST, lax.Precision.HIGHEST)),
+    ],
+    ids=["pair", "algorithm", "one"],
+)
+def test_operands_swapped_to_compute_a_product_transposed_keep_their_precisions(precision, swapped):
+    a, b = _matrices((32, 19), (32, 18))
+
+    def transposed_product(a, b):  # (a^T @ b)^T, computed as b^T @ a
+        return lax.dot_general(a, b, (((0,), (0,)), ((), ())), precision=precision).T * 2.0
+
+    closed = jax.make_jaxpr(with_plain_products(transposed_product))(a, b)
+    (product,) = [e for e in closed.jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert product.invars[1] is closed.jaxpr.invars[0]  # a is now the right operand
+    assert product.params["precision"] == swapped
+
+
 def test_scan_and_custom_derivatives_pass_through():
     x, w = _matrices((4, 8, 5), (5, 5))
 

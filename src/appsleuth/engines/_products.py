@@ -196,8 +196,24 @@ def _plain_product_transposed(values: list[Any], params: dict[str, Any]) -> Any 
     axes = _axes(values, params)
     if axes is None or axes == (1, 0):
         return None  # A plain product transposed: as it stands, it needs no copies.
+    swapped = _swapped(params)
     if axes == (1, 1):  # (lhs @ rhs^T)^T = rhs @ lhs^T
-        return _product(rhs, _t(lhs), params)
+        return _product(rhs, _t(lhs), swapped)
     if axes == (0, 0):  # (lhs^T @ rhs)^T = rhs^T @ lhs
-        return _product(_t(rhs), lhs, params)
-    return _product(rhs, lhs, params)  # (lhs^T @ rhs^T)^T = rhs @ lhs
+        return _product(_t(rhs), lhs, swapped)
+    return _product(rhs, lhs, swapped)  # (lhs^T @ rhs^T)^T = rhs @ lhs
+
+
+def _swapped(params: dict[str, Any]) -> dict[str, Any]:
+    """A product's parameters for its operands swapped: each keeps its own precision."""
+    precision = params.get("precision")
+    if hasattr(precision, "lhs_precision_type"):  # A DotAlgorithm: types per operand
+        precision = precision._replace(
+            lhs_precision_type=precision.rhs_precision_type,
+            rhs_precision_type=precision.lhs_precision_type,
+            lhs_component_count=precision.rhs_component_count,
+            rhs_component_count=precision.lhs_component_count,
+        )
+    elif isinstance(precision, tuple):  # (lhs precision, rhs precision)
+        precision = precision[::-1]
+    return {**params, "precision": precision} if "precision" in params else params
