@@ -158,6 +158,33 @@ def test_integer_and_mixed_precision_products_keep_their_types():
     )
 
 
+@pytest.mark.parametrize(
+    ("precision", "swapped"),
+    [
+        (
+            (lax.Precision.DEFAULT, lax.Precision.HIGHEST),
+            (lax.Precision.HIGHEST, lax.Precision.DEFAULT),
+        ),
+        (
+            lax.DotAlgorithm(jnp.float32, jnp.bfloat16, jnp.float32),
+            lax.DotAlgorithm(jnp.bfloat16, jnp.float32, jnp.float32),
+        ),
+        (lax.Precision.HIGHEST, (lax.Precision.HIGHEST, lax.Precision.HIGHEST)),
+    ],
+    ids=["pair", "algorithm", "one"],
+)
+def test_operands_swapped_to_compute_a_product_transposed_keep_their_precisions(precision, swapped):
+    a, b = _matrices((32, 19), (32, 18))
+
+    def transposed_product(a, b):  # (a^T @ b)^T, computed as b^T @ a
+        return lax.dot_general(a, b, (((0,), (0,)), ((), ())), precision=precision).T * 2.0
+
+    closed = jax.make_jaxpr(with_plain_products(transposed_product))(a, b)
+    (product,) = [e for e in closed.jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert product.invars[1] is closed.jaxpr.invars[0]  # a is now the right operand
+    assert product.params["precision"] == swapped
+
+
 def test_scan_and_custom_derivatives_pass_through():
     x, w = _matrices((4, 8, 5), (5, 5))
 
@@ -208,6 +235,59 @@ def test_a_jaxpr_that_cannot_be_evaluated_falls_back_to_the_function(monkeypatch
         np.asarray(compiled(a, b)), np.asarray(a).T @ np.asarray(b), rtol=1e-5, atol=1e-4
     )
     assert _contractions(compiled) == [(0, 0)]  # As traced, the transposed operand
+
+
+def test_a_transposed_constant_inlined_into_the_jaxpr_is_rewritten():
+    """JAX's simplified jaxpr constants inline arrays as Literals, which are unhashable."""
+    flag = "jax_use_simplified_jaxpr_constants"
+    previous = getattr(jax.config, flag, None)
+    if previous is None:
+        pytest.skip(f"this JAX has no {flag}")
+    constant = np.arange(32 * 19, dtype=np.float32).reshape(32, 19) / 100
+    a, b = _matrices((32, 19), (32, 18))
+
+    def fn(a, b):
+        return lax.dot_general(a, b, (((0,), (0,)), ((), ()))) + lax.transpose(constant, (1, 0)) @ b
+
+    jax.config.update(flag, True)
+    try:
+        compiled = _compile(with_plain_products(fn), a, b)
+    finally:
+        jax.config.update(flag, previous)
+    expected = np.asarray(a).T @ np.asarray(b) + constant.T @ np.asarray(b)
+    np.testing.assert_allclose(np.asarray(compiled(a, b)), expected, rtol=1e-4, atol=1e-4)
+    assert set(_contractions(compiled)) == {(1, 0)}
+
+
+def test_a_rewrite_that_fails_part_way_leaves_no_effect_behind(monkeypatch):
+    """Effects bound before the failure would stay in the program beside fn's own."""
+    from appsleuth.engines import _products
+
+    original = _products._apply
+    products = []
+
+    def failing_at_the_second_product(eqn, values):
+        if eqn.primitive.name == "dot_general":
+            products.append(eqn)
+            if len(products) == 2:
+                raise AttributeError("a jaxpr from another JAX version")
+        return original(eqn, values)
+
+    monkeypatch.setattr(_products, "_apply", failing_at_the_second_product)
+    seen = []
+    a, b = _matrices((32, 19), (32, 18))
+
+    def fn(a, b):
+        p = lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+        jax.debug.callback(lambda total: seen.append(float(total)), p.sum())
+        return p @ p.T
+
+    got = jax.jit(with_plain_products(fn))(a, b)
+    jax.effects_barrier()
+    assert len(products) == 2  # It did fail part way, and fell back to fn.
+    assert len(seen) == 1
+    expected = np.asarray(a).T @ np.asarray(b)
+    np.testing.assert_allclose(np.asarray(got), expected @ expected.T, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -50,14 +50,22 @@ def with_plain_products(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def plain(*args: Any) -> Any:
         import jax
+        from jax.extend.core import jaxpr_as_fun
 
+        leaves = jax.tree.leaves(args)
         try:
             closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
-            flat = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
+            # Rewritten into a jaxpr of its own, not straight into the caller's trace: an
+            # error part way through then leaves nothing there (effects bound before it,
+            # such as a callback, would stay in the program and run twice with fn's own).
+            rewritten = jax.make_jaxpr(
+                lambda *values: _evaluate(closed.jaxpr, closed.consts, list(values))
+            )(*leaves)
         except Exception:
             # Only saves time, and relies on JAX's jaxpr API, which another version may
             # change: trace fn itself, which raises any real error of its own.
             return fn(*args)
+        flat = jaxpr_as_fun(rewritten)(*leaves)
         return jax.tree.unflatten(jax.tree.structure(shapes), flat)
 
     return plain
@@ -80,7 +88,12 @@ def _evaluate(jaxpr: Any, consts: list[Any], args: list[Any]) -> list[Any]:
     env.update(zip(jaxpr.invars, args, strict=True))
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        if name == "transpose" and eqn.invars[0] in transposed:
+        # A Literal (a constant inlined into the jaxpr) is unhashable, and never in it.
+        if (
+            name == "transpose"
+            and not isinstance(eqn.invars[0], Literal)
+            and eqn.invars[0] in transposed
+        ):
             env[eqn.outvars[0]] = transposed[eqn.invars[0]]
             continue
         values = [read(var) for var in eqn.invars]
@@ -183,8 +196,24 @@ def _plain_product_transposed(values: list[Any], params: dict[str, Any]) -> Any 
     axes = _axes(values, params)
     if axes is None or axes == (1, 0):
         return None  # A plain product transposed: as it stands, it needs no copies.
+    swapped = _swapped(params)
     if axes == (1, 1):  # (lhs @ rhs^T)^T = rhs @ lhs^T
-        return _product(rhs, _t(lhs), params)
+        return _product(rhs, _t(lhs), swapped)
     if axes == (0, 0):  # (lhs^T @ rhs)^T = rhs^T @ lhs
-        return _product(_t(rhs), lhs, params)
-    return _product(rhs, lhs, params)  # (lhs^T @ rhs^T)^T = rhs @ lhs
+        return _product(_t(rhs), lhs, swapped)
+    return _product(rhs, lhs, swapped)  # (lhs^T @ rhs^T)^T = rhs @ lhs
+
+
+def _swapped(params: dict[str, Any]) -> dict[str, Any]:
+    """A product's parameters for its operands swapped: each keeps its own precision."""
+    precision = params.get("precision")
+    if hasattr(precision, "lhs_precision_type"):  # A DotAlgorithm: types per operand
+        precision = precision._replace(
+            lhs_precision_type=precision.rhs_precision_type,
+            rhs_precision_type=precision.lhs_precision_type,
+            lhs_component_count=precision.rhs_component_count,
+            rhs_component_count=precision.lhs_component_count,
+        )
+    elif isinstance(precision, tuple):  # (lhs precision, rhs precision)
+        precision = precision[::-1]
+    return {**params, "precision": precision} if "precision" in params else params
