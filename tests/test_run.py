@@ -1370,21 +1370,3 @@ def test_epoch_seconds_run_from_one_epochs_end_to_the_next(
         timer.on_epoch_begin(epoch)
         timer.on_epoch_end(epoch)
     assert timing["epoch_seconds"] == [3.0, 3.0]  # 10 -> 13, 13 -> 16
-
-
-@pytest.mark.parametrize(
-    ("seconds", "median"),
-    [
-        # The fused engine's second epoch ends soon after the first, which compiled while
-        # it trained: counted, it pulled a short run's median down.
-        ([5.0, 0.1, 1.0, 1.2], 1.1),
-        ([5.0, 0.1, 1.0], 1.0),
-        ([5.0, 1.0], 1.0),
-        ([5.0], 5.0),
-        ([], None),
-    ],
-)
-def test_seconds_per_epoch_leave_out_the_warm_up_epochs(seconds, median) -> None:
-    from appsleuth.run import _seconds_per_epoch
-
-    assert _seconds_per_epoch(seconds) == (median if median is None else pytest.approx(median))

@@ -34,6 +34,7 @@ from typing import Any
 
 import click
 
+from appsleuth._epochs import WARM_UP_EPOCHS, steady_seconds_per_epoch
 from appsleuth.errors import SpecError
 from appsleuth.hardware import available_cores, configure_backend
 
@@ -51,11 +52,6 @@ _FULL_ROWS = 273_129
 _BATCH_SIZE = 32
 _FORMAT = 1
 
-# Epochs left out of an engine's timing: the first compiles, and the fused engine trains
-# the second ahead while the first still compiles its validation, so the second ends
-# soon after the first and would flatter it.
-_WARM_UP = 2
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class BenchSettings:
@@ -64,7 +60,8 @@ class BenchSettings:
     Attributes:
         rows: Generated rows (before the 80/20 split). Defaults to 40,000.
         epochs: Epochs per engine measurement; the first two are the warm-up (see
-            ``_WARM_UP``), or the first only when there are two. Defaults to 4.
+            ``steady_seconds_per_epoch``), or the first only when there are two.
+            Defaults to 4.
         sweep_epochs: Epochs per sweep trial. Defaults to 2.
         sweep_rounds: Trials per worker in each sweep measurement. Defaults to 2.
         all_thread_counts: Measure every power of two up to the cores, not only 1 and
@@ -182,7 +179,7 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
     seconds = timer.seconds
     return {
         "epoch_seconds": seconds,
-        "s_per_epoch": _timed_median(seconds),
+        "s_per_epoch": steady_seconds_per_epoch(seconds),
         "val_accuracy": float(history.history["val_accuracy"][-1]),
         "platform": _trained_on(applied["backend"], args["device"]),
         "affinity": applied["cores"],
@@ -190,15 +187,10 @@ def _worker(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _timed_median(seconds: list[float]) -> float:
-    """The median of an engine row's epoch times after its warm-up (see ``_WARM_UP``)."""
-    return statistics.median(seconds[_WARM_UP:] or seconds[1:] or seconds)
-
-
 def _warm_up_words(epochs: int) -> str:
     """Which of ``epochs`` epochs an engine row leaves out, in words."""
-    if epochs > _WARM_UP:
-        return f"the first {_WARM_UP}, compilation and what overlaps it, not counted"
+    if epochs > WARM_UP_EPOCHS:
+        return f"the first {WARM_UP_EPOCHS}, compilation and what overlaps it, not counted"
     return "the first, with compilation, not counted" if epochs > 1 else "all counted"
 
 

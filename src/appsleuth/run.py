@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from appsleuth._atomic import atomic_output, atomic_write_text, target_of_temporary
+from appsleuth._epochs import steady_seconds_per_epoch
 from appsleuth._fields import is_int, is_number, repeated
 from appsleuth._files import read_record_table, read_record_text, refuse_nul
 from appsleuth._interrupt import raise_if_dropped
@@ -1305,17 +1305,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _seconds_per_epoch(seconds: list[float]) -> float | None:
-    """The median epoch after the warm-up: the first two epochs of three or more.
-
-    The first compiles; the fused engine trains the second ahead while the first still
-    compiles its validation, so the second ends soon after the first and would make the
-    median of a short run too small (as in ``appsleuth bench`` and the benchmarks).
-    """
-    steady = seconds[2:] or seconds[1:] or seconds
-    return statistics.median(steady) if steady else None
-
-
 def _metadata(
     *,
     spec: RunSpec,
@@ -1385,7 +1374,7 @@ def _metadata(
         "split_fingerprint": _split_fingerprint(prepared, fingerprint),
         "data_source": source,
         "wall_time_s": time.time() - started,
-        "seconds_per_epoch": _seconds_per_epoch(seconds),
+        "seconds_per_epoch": steady_seconds_per_epoch(seconds),
         "first_epoch_s": seconds[0] if seconds else None,
         "hardware": describe_hardware(),
         "files": {n: _sha256(run_dir / n) for n in (MODEL, PREPROCESSOR)},
