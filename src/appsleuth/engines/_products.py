@@ -31,10 +31,11 @@ __all__ = ["with_plain_products"]
 # the right one, no batch axes.
 _PLAIN = (((1,), (0,)), ((), ()))
 
-# Primitives that call a jaxpr of their own: the products inside them are rewritten too
-# (XLA inlines such calls anyway). Others (scan, while, cond, custom derivatives) are
-# bound unchanged with whatever products they hold.
-_CALLS = ("jit", "pjit", "closed_call")
+# Primitives that call a jaxpr of their own (as their "jaxpr" parameter): the products
+# inside them are rewritten too (XLA inlines such calls anyway). Others (scan, while,
+# cond, remat, custom derivatives, closed_call) are bound unchanged with whatever
+# products they hold.
+_CALLS = ("jit", "pjit")
 
 
 def with_plain_products(fn: Callable[..., Any]) -> Callable[..., Any]:
