@@ -80,28 +80,48 @@ def test_an_epoch_started_ahead_is_used_only_from_the_very_same_arrays():
         assert ahead.epoch(3, [[a], [], [b]]) is None  # Used once.
         ahead.start_epoch(3, [[a], [], [b]], lambda: "ahead")
         assert ahead.epoch(4, [[a], [], [b]]) is None  # Another epoch.
-        assert not ahead.epochs_ahead  # Dropped once: none started ahead afterwards.
+        assert ahead.epochs_ahead  # Dropped once: still started ahead.
         ahead.start_epoch(5, [[a], [], [b]], lambda: "ahead")
-        assert ahead.epoch(5, [[a], [], [b]]) is None
+        assert ahead.epoch(5, [[a], [], [b]]) == "ahead"  # A use resets the count.
+        for epoch in (6, 7):
+            ahead.start_epoch(epoch, [[a], [], [b]], lambda: "ahead")
+            assert ahead.epoch(epoch, [[a], [], [b.copy()]]) is None
+        assert not ahead.epochs_ahead  # Dropped twice in a row: none started ahead.
+        ahead.start_epoch(8, [[a], [], [b]], lambda: "ahead")
+        assert ahead.epoch(8, [[a], [], [b]]) is None
     finally:
         ahead.close()
 
 
 @pytest.mark.parametrize(
-    "later",
+    ("rate", "later"),
     [
-        pytest.param(lambda a, b: [[a], [], [b.copy()]], id="equal-values-new-array"),
-        pytest.param(lambda a, b: [[a], [b]], id="other-structure"),
-        pytest.param(lambda a, b: [[a], [], [b, b]], id="more-variables"),
+        pytest.param(0.001, lambda a, b, r: [[a], [], [b.copy(), r]], id="equal-values-new-array"),
+        pytest.param(0.001, lambda a, b, r: [[a], [], [b, np.float32(0.002)]], id="another-rate"),
+        pytest.param(0.001, lambda a, b, r: [[a], [], [b, np.float64(0.001)]], id="another-dtype"),
+        pytest.param(0.001, lambda a, b, r: [[a], [], [b, np.float32([0.001])]], id="a-vector"),
+        pytest.param(0.0, lambda a, b, r: [[a], [], [b, np.float32(-0.0)]], id="minus-zero"),
+        pytest.param(0.001, lambda a, b, r: [[a], [b, r]], id="other-structure"),
+        pytest.param(0.001, lambda a, b, r: [[a], [], [b, r, b]], id="more-variables"),
     ],
 )
-def test_an_epoch_started_from_other_arrays_is_dropped(later):
-    a, b = np.zeros(2), np.ones(2)
+def test_an_epoch_started_from_other_arrays_is_dropped(rate, later):
+    a, b, rate = np.zeros(2), np.ones(2), np.float32(rate)
     ahead = WorkAhead(True)
     try:
-        ahead.start_epoch(1, [[a], [], [b]], lambda: "ahead")
-        assert ahead.epoch(1, later(a, b)) is None
-        assert not ahead.epochs_ahead
+        ahead.start_epoch(1, [[a], [], [b, rate]], lambda: "ahead")
+        assert ahead.epoch(1, later(a, b, rate)) is None
+    finally:
+        ahead.close()
+
+
+def test_an_epoch_started_ahead_is_used_when_a_scalar_gets_its_own_value_again():
+    """LearningRateScheduler assigns the rate every epoch: a new array, the same value."""
+    a = np.zeros(2)
+    ahead = WorkAhead(True)
+    try:
+        ahead.start_epoch(1, [[a], [], [np.float32(0.001), np.int64(7)]], lambda: "ahead")
+        assert ahead.epoch(1, [[a], [], [np.float32(0.001), np.int64(7)]]) == "ahead"
     finally:
         ahead.close()
 
@@ -203,6 +223,10 @@ _CALLBACKS = {
     "learning-rate-schedule": lambda: [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.003 / (1 + epoch))
     ],
+    # Assigns the rate every epoch, the same value until epoch 3.
+    "learning-rate-step": lambda: [
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.003 if epoch < 3 else 0.001)
+    ],
     "weights-changed": lambda: [_ScaleWeights()],
     "weights-swapped-in-validation": lambda: [_SwapInValidation()],
     "step-count-reset": lambda: [_StepCountReset()],
@@ -261,13 +285,15 @@ def test_working_ahead_gives_exactly_the_results_of_working_in_turn(
     for a, b in zip([weights, *seen], [weights_2, *seen_2], strict=True):
         assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
     # Which epochs were taken from ahead: every one after the first unless a callback
-    # changed the state (then none after it) or training stopped.
+    # changed the state before it (none after two such epochs in a row) or training
+    # stopped.
     expected = {
         "none": [False, True, True, True, True],
         "learning-rate-schedule": [False, False, False, False, False],
-        "weights-changed": [False, True, False, False, False],
+        "learning-rate-step": [False, True, True, False, True],
+        "weights-changed": [False, True, False, True, True],
         "weights-swapped-in-validation": [False, False, False, False, False],
-        "step-count-reset": [False, True, False, False, False],
+        "step-count-reset": [False, True, False, True, True],
         "early-stopping": [False, True],  # Stops after epoch 2.
     }[callbacks]
     if settings["validation_data"] is None and callbacks == "weights-swapped-in-validation":
@@ -314,9 +340,10 @@ def test_an_interrupt_while_an_epoch_runs_ahead_leaves_the_model_at_its_last_epo
     [
         # Each epoch's shuffle was started ahead, keyed by the step count it begins at.
         ("none", [False, True, True, True, True]),
-        # The epoch started ahead is dropped at epoch 2 (its shuffle is done again, and
-        # the one for epoch 3 with it); shuffles are still started ahead afterwards.
-        ("learning-rate-schedule", [False, True, False, True, True, True]),
+        # The epochs started ahead are dropped at epochs 2 and 3 (each one's shuffle is
+        # done again, and the one for the epoch after it with it); no epochs are started
+        # ahead after that, and shuffles still are.
+        ("learning-rate-schedule", [False, True, False, True, False, True, True]),
     ],
 )
 def test_the_shuffle_started_ahead_is_keyed_by_the_step_count_the_epoch_begins_at(

@@ -12,10 +12,12 @@ Python. Only the training programs depend on one another. So, with a second core
 Both are speculative and checked before use: a shuffle is used only if the step count
 really is the one it was keyed by, and an epoch started ahead only if, after the
 callbacks, the model holds the very arrays it started from (a callback that assigns any
-variable, such as a learning-rate schedule or a weight restore, replaces them) and
-training goes on. Otherwise that result is dropped and the work is done again in order,
-so results are exactly those of running everything in turn. After the first epoch
-dropped, no more epochs are started ahead in that run (shuffles still are).
+variable, such as a weight restore, replaces them), or, for a scalar such as the
+learning rate, the very same value (``LearningRateScheduler`` assigns it every epoch,
+changed or not), and training goes on. Otherwise that result is dropped and the work is
+done again in order, so results are exactly those of running everything in turn. After
+two epochs in a row dropped (a schedule changing the learning rate every epoch), no
+more epochs are started ahead in that run (shuffles still are).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 __all__ = ["WorkAhead"]
+
+# Epochs started ahead and dropped in a row after which no more are started in a run.
+_DROPS_TO_STOP = 2
 
 
 class WorkAhead:
@@ -41,6 +48,7 @@ class WorkAhead:
         self.epochs_ahead = enabled
         self._shuffle: tuple[int, Future[Any]] | None = None
         self._epoch: tuple[int, Sequence[Sequence[Any]], Future[Any]] | None = None
+        self._dropped = 0  # Epochs started ahead and dropped since the last one used.
 
     def start_shuffle(self, count: int, compute: Callable[[], Any]) -> None:
         """Start computing the shuffle for the epoch that begins at step ``count``."""
@@ -64,13 +72,16 @@ class WorkAhead:
 
     def epoch(self, epoch: int, state: Sequence[Sequence[Any]]) -> Any | None:
         """The result of ``epoch`` started ahead, if it started from exactly ``state``;
-        else None (and no more epochs are started ahead)."""
+        else None (and after two in a row, no more epochs are started ahead)."""
         started, self._epoch = self._epoch, None
         if started is None:
             return None
         if started[0] == epoch and _same_arrays(started[1], state):
+            self._dropped = 0
             return started[2].result()
-        self.epochs_ahead = False
+        self._dropped += 1
+        if self._dropped >= _DROPS_TO_STOP:
+            self.epochs_ahead = False
         return None
 
     def close(self) -> None:
@@ -89,9 +100,19 @@ def _computed(compute: Callable[[], Any]) -> Any:
 
 
 def _same_arrays(a: Sequence[Sequence[Any]], b: Sequence[Sequence[Any]]) -> bool:
-    # Identity, not equality: assigning a variable replaces its array, and comparing
-    # values would cost a pass over every weight.
     return len(a) == len(b) and all(
-        len(x) == len(y) and all(u is v for u, v in zip(x, y, strict=True))
+        len(x) == len(y) and all(_same(u, v) for u, v in zip(x, y, strict=True))
         for x, y in zip(a, b, strict=True)
     )
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Identity, not equality: assigning a variable replaces its array, and comparing
+    # values would cost a pass over every weight. Scalars (the learning rate, the step
+    # count) are compared bit for bit: a schedule assigns the same rate again each epoch.
+    if a is b:
+        return True
+    if getattr(a, "size", None) != 1 or getattr(b, "size", None) != 1:
+        return False
+    x, y = np.asarray(a), np.asarray(b)
+    return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
