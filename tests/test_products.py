@@ -351,3 +351,13 @@ def test_the_fused_training_program_has_only_plain_products_on_cpu(data, monkeyp
             assert set(training[0]) == {(1, 0)}
         else:  # JAX's gradient: both Dense layers' x^T @ g and one g @ W^T, per step
             assert sum(c != (1, 0) for c in training[0]) == 6
+
+
+@pytest.mark.parametrize(("backend", "wrapped"), [("cpu", True), ("gpu", False), ("tpu", False)])
+def test_only_a_cpu_makes_the_training_steps_products_plain(data, monkeypatch, backend, wrapped):
+    """GPU libraries take transposed operands as they are: the step is traced as it is."""
+    calls = []
+    monkeypatch.setattr(fused_module, "with_plain_products", lambda fn: calls.append(fn) or fn)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    fused_module._train_function(_baseline(data[0].shape[1]))
+    assert bool(calls) is wrapped
