@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from appsleuth._epochs import WARM_UP_EPOCHS, steady_seconds_per_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_ROWS = 273_129
 BATCHES = (32, 1024, 8192)
 HIDDEN = ("18", "256,256", "2048,2048")
-WARM_UP = 2  # Epochs left out of the timings (see above).
 
 
 def main() -> None:
@@ -50,10 +49,9 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.epochs <= WARM_UP:
-        parser.error(
-            f"--epochs must be at least {WARM_UP + 1} (the first {WARM_UP} are the warm-up)"
-        )
+    if args.epochs <= WARM_UP_EPOCHS:
+        first = WARM_UP_EPOCHS
+        parser.error(f"--epochs must be at least {first + 1} (the first {first} are the warm-up)")
     batches = args.batch or list(BATCHES)
     try:
         shapes = [tuple(int(w) for w in h.split(",")) for h in (args.hidden or HIDDEN)]
@@ -74,8 +72,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="appsleuth-devices-") as tmp:
         data = Path(tmp) / "data.npz"
         n_train, n_val = _write_data(data, args.rows)
-        print(f"{n_train:,} training rows, {n_val:,} validation rows (synthetic); "
-              f"{args.epochs} epochs per setting ({WARM_UP} warm-up)", flush=True)  # fmt: skip
+        print(
+            f"{n_train:,} training rows, {n_val:,} validation rows (synthetic); "
+            f"{args.epochs} epochs per setting ({WARM_UP_EPOCHS} warm-up)",
+            flush=True,
+        )
         results = {device: _run(device, data, args.epochs, grid) for device in ("cpu", "gpu")}
 
     _report(results, grid, args.out)
@@ -112,7 +113,7 @@ def _worker(device: str, data: Path, epochs: int, grid: list) -> None:
     from appsleuth._keras import import_keras
 
     keras = import_keras()
-    from appsleuth.engines import run_engine
+    from appsleuth.engines import EpochTimer, run_engine
     from appsleuth.model import build_model, loss_name, targets_for
     from appsleuth.spec import ModelSpec, TrainSpec
 
@@ -121,27 +122,11 @@ def _worker(device: str, data: Path, epochs: int, grid: list) -> None:
     classes = [str(c) for c in range(int(max(y.max(), yv.max())) + 1)]
     platform = jax.devices()[0]
 
-    class _Timer(keras.callbacks.Callback):
-        # Validation (the fused engine's own program, run between epochs) is timed too.
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        # From one epoch's end to the next: an epoch's work may start before its
-        # on_epoch_begin (see engines/_ahead.py).
-        def on_train_begin(self, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.perf_counter()
-            self.seconds.append(now - self.start)
-            self.start = now
-
     for batch, hidden in grid:
         keras.utils.set_random_seed(0)
         train = TrainSpec(batch_size=batch, epochs=epochs)
         model = build_model(ModelSpec(hidden=hidden), x.shape[1], classes, train)
-        timer = _Timer()
+        timer = EpochTimer()  # End to end: validation and work started ahead included.
         loss = loss_name(train, len(classes))
         y1, yv1 = (targets_for(a, loss, len(classes)) for a in (y, yv))
         history = run_engine(
@@ -153,7 +138,7 @@ def _worker(device: str, data: Path, epochs: int, grid: list) -> None:
             "hidden": list(hidden),
             "weights": int(model.count_params()),
             "epoch_seconds": timer.seconds,
-            "s_per_epoch": statistics.median(timer.seconds[WARM_UP:]),
+            "s_per_epoch": steady_seconds_per_epoch(timer.seconds),
             "val_accuracy": float(history.history["val_accuracy"][-1]),
             "platform": platform.platform,
             "device_name": getattr(platform, "device_kind", platform.platform),

@@ -121,6 +121,8 @@ def test_predict_speed_times_a_call_after_the_same_call_untimed():
         ("device_speed", ["--rows", "0"], "--rows must be at least 1; received 0"),
         ("sweep_memory", ["--shapes", "1"], "--shapes must be at least 2 and --rows at least"),
         ("device_speed", ["--out", "/no/such/dir/x.json"], "its directory does not exist"),
+        ("device_speed", ["--epochs", "2"], "--epochs must be at least 3 (the first 2 are"),
+        ("train_speed", ["--epochs", "2"], "--epochs must be at least 3 (the first 2 are"),
     ],
 )
 def test_benchmark_options_are_checked_before_any_work(monkeypatch, capsys, script, args, said):
